@@ -1,0 +1,73 @@
+//! Companies House registration numbers: eight characters, either eight digits or a
+//! two-letter prefix (SC, NI, OC, …) and six digits. Users type them with spaces, lower case,
+//! or without the leading zeros, so parsing normalises before it checks.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct CompanyNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a Companies House number: 8 digits, or 2 letters and 6 digits (e.g. 01234567, SC123456)")]
+pub struct CompanyNumberError;
+
+impl CompanyNumber {
+    pub fn parse(input: &str) -> Result<CompanyNumber, CompanyNumberError> {
+        let s: String = input
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let s = if !s.is_empty() && s.len() < 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{s:0>8}")
+        } else {
+            s
+        };
+        let b = s.as_bytes();
+        let prefix_ok = b.len() == 8
+            && ((b[0].is_ascii_digit() && b[1].is_ascii_digit())
+                || (b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase()));
+        if prefix_ok && b[2..].iter().all(u8::is_ascii_digit) && b[2..] != *b"000000" {
+            Ok(CompanyNumber(s))
+        } else {
+            Err(CompanyNumberError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CompanyNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CompanyNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CompanyNumber::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_spaces_and_missing_zeros() {
+        assert_eq!(CompanyNumber::parse("sc 123456").unwrap().as_str(), "SC123456");
+        assert_eq!(CompanyNumber::parse("1234567").unwrap().as_str(), "01234567");
+        assert_eq!(CompanyNumber::parse("OC301234").unwrap().as_str(), "OC301234");
+    }
+
+    #[test]
+    fn rejects_malformed_numbers() {
+        for bad in ["", "123456789", "S1234567", "SC12345X", "ABC12345", "00000000", "SC000000"] {
+            assert!(CompanyNumber::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Ledger rules after TigerBeetle: accounts keep posted and pending debit and credit totals;
+//! flags forbid an account's debits exceeding its credits (money it holds) or the reverse.
+//! The store applies these rules inside a transaction and asserts them again after writing.
+
+use serde::{Deserialize, Serialize};
+
+pub const DEBITS_MUST_NOT_EXCEED_CREDITS: i32 = 1;
+pub const CREDITS_MUST_NOT_EXCEED_DEBITS: i32 = 2;
+
+/// What an account is for. Stored as its identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// Where programme money comes from (the Treasury, a grant): may go negative.
+    FundingSource,
+    /// Money the programme holds and has not yet granted.
+    ProgrammeFund,
+    /// An SME's voucher credit.
+    Voucher,
+    /// Credit consumed through the proxy.
+    Usage,
+    /// Cost that exceeded a hold (should stay zero; kept visible rather than hidden).
+    OverrunLoss,
+    /// Voucher remainders that expired.
+    Forfeited,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::FundingSource => "funding_source",
+            AccountKind::ProgrammeFund => "programme_fund",
+            AccountKind::Voucher => "voucher",
+            AccountKind::Usage => "usage",
+            AccountKind::OverrunLoss => "overrun_loss",
+            AccountKind::Forfeited => "forfeited",
+        }
+    }
+
+    /// Accounts that hold money must never be overdrawn.
+    pub fn flags(self) -> i32 {
+        match self {
+            AccountKind::ProgrammeFund | AccountKind::Voucher => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
+            AccountKind::Usage | AccountKind::Forfeited => 0,
+        }
+    }
+}
+
+/// Why money moved. Stored as its identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferCode {
+    Deposit,
+    VoucherGrant,
+    Usage,
+    UsageOverrun,
+    Expiry,
+    Test,
+}
+
+impl TransferCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferCode::Deposit => "deposit",
+            TransferCode::VoucherGrant => "voucher_grant",
+            TransferCode::Usage => "usage",
+            TransferCode::UsageOverrun => "usage_overrun",
+            TransferCode::Expiry => "expiry",
+            TransferCode::Test => "test",
+        }
+    }
+}
+
+/// An account's four totals, all non-negative micro-units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub debits_pending: i64,
+    pub debits_posted: i64,
+    pub credits_pending: i64,
+    pub credits_posted: i64,
+}
+
+impl Totals {
+    /// What a credit-normal account can still spend: posted credits less everything debited
+    /// or held. Pending credits are not counted: they may still be voided.
+    pub fn available(&self) -> i64 {
+        self.credits_posted - self.debits_posted - self.debits_pending
+    }
+
+    /// Whether the totals respect the account's flags.
+    pub fn respects(&self, flags: i32) -> bool {
+        let non_negative = self.debits_pending >= 0
+            && self.debits_posted >= 0
+            && self.credits_pending >= 0
+            && self.credits_posted >= 0;
+        let debits_ok = flags & DEBITS_MUST_NOT_EXCEED_CREDITS == 0
+            || self.debits_posted + self.debits_pending <= self.credits_posted;
+        let credits_ok = flags & CREDITS_MUST_NOT_EXCEED_DEBITS == 0
+            || self.credits_posted + self.credits_pending <= self.debits_posted;
+        non_negative && debits_ok && credits_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_voucher_may_not_hold_or_spend_more_than_it_was_granted() {
+        let t = Totals { credits_posted: 100, debits_posted: 60, debits_pending: 40, credits_pending: 0 };
+        assert_eq!(t.available(), 0);
+        assert!(t.respects(AccountKind::Voucher.flags()));
+        let over = Totals { debits_pending: 41, ..t };
+        assert!(!over.respects(AccountKind::Voucher.flags()));
+        assert!(over.respects(AccountKind::FundingSource.flags()));
+    }
+}

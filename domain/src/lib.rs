@@ -1,0 +1,17 @@
+//! Pure programme rules. Nothing in this crate performs IO: every function is deterministic
+//! in its arguments (the current date is always passed in), so each rule has a unit test.
+
+pub mod company;
+pub mod eligibility;
+pub mod ledger;
+pub mod money;
+pub mod pricing;
+pub mod region;
+pub mod role;
+pub mod sic;
+
+pub use company::CompanyNumber;
+pub use money::Money;
+pub use region::Region;
+pub use role::Role;
+pub use sic::SicCode;

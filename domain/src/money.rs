@@ -1,0 +1,202 @@
+//! Money is an `i64` count of micro-units of the programme currency (£1 = 1,000,000). On the
+//! wire it is a decimal string in major units with at most six decimals; floats never appear.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+pub const MICROS_PER_UNIT: i64 = 1_000_000;
+/// The largest single amount accepted anywhere (£1bn). Keeps every sum of a few amounts far
+/// from `i64` overflow and rejects absurd input early.
+pub const MAX_AMOUNT_MICROS: i64 = 1_000_000_000 * MICROS_PER_UNIT;
+const MAX_DECIMALS: usize = 6;
+
+/// A non-negative amount of money in micro-units, never above [`MAX_AMOUNT_MICROS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(i64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("must be a decimal string in major units such as \"12.50\"")]
+    Malformed,
+    #[error("must not be negative")]
+    Negative,
+    #[error("must have at most 6 decimal places")]
+    TooPrecise,
+    #[error("must not exceed 1000000000.00")]
+    TooLarge,
+}
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    pub fn from_micros(amount_micros: i64) -> Result<Money, MoneyError> {
+        if amount_micros < 0 {
+            Err(MoneyError::Negative)
+        } else if amount_micros > MAX_AMOUNT_MICROS {
+            Err(MoneyError::TooLarge)
+        } else {
+            Ok(Money(amount_micros))
+        }
+    }
+
+    /// Whole major units, for configuration defaults written in pounds.
+    pub fn from_major(units: i64) -> Result<Money, MoneyError> {
+        units
+            .checked_mul(MICROS_PER_UNIT)
+            .ok_or(MoneyError::TooLarge)
+            .and_then(Money::from_micros)
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).and_then(|m| Money::from_micros(m).ok())
+    }
+
+    pub fn checked_sub(self, other: Money) -> Option<Money> {
+        self.0.checked_sub(other.0).and_then(|m| Money::from_micros(m).ok())
+    }
+
+    pub fn saturating_sub(self, other: Money) -> Money {
+        Money((self.0 - other.0).max(0))
+    }
+
+    /// Parses a decimal string in major units: `"12"`, `"12.5"`, `"0.000001"`.
+    pub fn parse(input: &str) -> Result<Money, MoneyError> {
+        let s = input.trim();
+        if s.starts_with('-') {
+            return Err(MoneyError::Negative);
+        }
+        let (whole, frac) = match s.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (s, ""),
+        };
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MoneyError::Malformed);
+        }
+        if s.contains('.') && frac.is_empty() {
+            return Err(MoneyError::Malformed);
+        }
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MoneyError::Malformed);
+        }
+        if frac.len() > MAX_DECIMALS {
+            return Err(MoneyError::TooPrecise);
+        }
+        // 10 digits of pounds already exceed the maximum; checking the length first keeps the
+        // multiplication below free of overflow.
+        let whole_digits = whole.trim_start_matches('0');
+        if whole_digits.len() > 10 {
+            return Err(MoneyError::TooLarge);
+        }
+        let whole_units: i64 = if whole_digits.is_empty() {
+            0
+        } else {
+            whole_digits.parse().map_err(|_| MoneyError::Malformed)?
+        };
+        let mut frac_micros: i64 = 0;
+        for (i, b) in frac.bytes().enumerate() {
+            frac_micros += i64::from(b - b'0') * 10_i64.pow((MAX_DECIMALS - 1 - i) as u32);
+        }
+        let micros = whole_units
+            .checked_mul(MICROS_PER_UNIT)
+            .and_then(|w| w.checked_add(frac_micros))
+            .ok_or(MoneyError::TooLarge)?;
+        Money::from_micros(micros)
+    }
+}
+
+/// Formats a signed micro-unit amount as a decimal string in major units with at least two
+/// decimals and no trailing zeros beyond them: 12_500_000 → "12.50", 1 → "0.000001".
+pub fn format_micros(amount_micros: i64) -> String {
+    let sign = if amount_micros < 0 { "-" } else { "" };
+    let abs = amount_micros.unsigned_abs();
+    let units = abs / MICROS_PER_UNIT as u64;
+    let frac = abs % MICROS_PER_UNIT as u64;
+    let mut frac_str = format!("{frac:06}");
+    while frac_str.len() > 2 && frac_str.ends_with('0') {
+        frac_str.pop();
+    }
+    format!("{sign}{units}.{frac_str}")
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_micros(self.0))
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_micros(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Money;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string in major units such as \"12.50\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Money, E> {
+                Money::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_major_units_into_micros() {
+        assert_eq!(Money::parse("12.50").unwrap().micros(), 12_500_000);
+        assert_eq!(Money::parse("12").unwrap().micros(), 12_000_000);
+        assert_eq!(Money::parse("0.000001").unwrap().micros(), 1);
+        assert_eq!(Money::parse("1000000000").unwrap().micros(), MAX_AMOUNT_MICROS);
+    }
+
+    #[test]
+    fn rejects_bad_amounts_with_the_reason() {
+        assert_eq!(Money::parse("-1"), Err(MoneyError::Negative));
+        assert_eq!(Money::parse("1.0000001"), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse("1000000000.01"), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse("99999999999999999999"), Err(MoneyError::TooLarge));
+        for bad in ["", "abc", "1.", ".5", "1,00", "1e3", "£5", "1.2.3", " 1 2"] {
+            assert_eq!(Money::parse(bad), Err(MoneyError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_with_two_to_six_decimals() {
+        assert_eq!(format_micros(12_500_000), "12.50");
+        assert_eq!(format_micros(0), "0.00");
+        assert_eq!(format_micros(1), "0.000001");
+        assert_eq!(format_micros(-2_340_000), "-2.34");
+    }
+
+    #[test]
+    fn json_numbers_are_refused() {
+        assert!(serde_json::from_str::<Money>("12.5").is_err());
+        assert_eq!(serde_json::from_str::<Money>("\"12.5\"").unwrap().micros(), 12_500_000);
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(m in 0..=MAX_AMOUNT_MICROS) {
+            let money = Money::from_micros(m).unwrap();
+            prop_assert_eq!(Money::parse(&money.to_string()).unwrap(), money);
+        }
+    }
+}
