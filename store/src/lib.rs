@@ -1,1 +1,21 @@
-pub fn _x(){}
+//! Storage: the only crate that speaks SQL. Two backends (SQLite, PostgreSQL) behind one
+//! connection type; every public operation is an async method on [`Store`] that runs its
+//! blocking work on a pooled connection off the async workers.
+
+pub mod applications;
+pub mod audit;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod ledger;
+pub mod prices;
+pub mod programme;
+mod schema;
+pub mod usage;
+pub mod users;
+pub mod vouchers;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use db::{now, Backend, DbConn, Store, StoreConfig};
+pub use error::{StoreError, StoreResult};

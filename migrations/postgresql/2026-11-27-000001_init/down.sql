@@ -1,0 +1,10 @@
+DROP TABLE audit_log;
+DROP TABLE usage_records;
+DROP TABLE prices;
+DROP TABLE api_keys;
+DROP TABLE vouchers;
+DROP TABLE applications;
+DROP TABLE transfers;
+DROP TABLE accounts;
+DROP TABLE users;
+DROP FUNCTION forbid_change;

@@ -1,0 +1,218 @@
+use crate::audit::{self, AuditEntry};
+use crate::db::{now, Store};
+use crate::error::{is_unique_violation, StoreError, StoreResult};
+use crate::ledger::{self, TransferRequest, PROGRAMME_FUND};
+use crate::schema::{applications, vouchers};
+use crate::vouchers::VoucherRow;
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use voucherd_domain::ledger::{AccountKind, TransferCode};
+use voucherd_domain::Money;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = applications)]
+pub struct ApplicationRow {
+    pub id: String,
+    pub applicant_id: String,
+    pub company_number: String,
+    pub company_name: String,
+    pub employees: i32,
+    pub annual_turnover: i64,
+    pub balance_sheet_total: i64,
+    pub region: String,
+    pub sic_code: String,
+    pub trading_since: NaiveDate,
+    pub use_case: String,
+    /// JSON array of `{provider, amount, awarded_on}`.
+    pub subsidy_declarations: String,
+    pub eligible: bool,
+    /// JSON array of `{rule, passed, reason}`.
+    pub checks: String,
+    pub status: String,
+    pub live_company_number: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<NaiveDateTime>,
+    pub decision_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationFilter {
+    pub applicant_id: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub enum Verdict {
+    Approve {
+        voucher_id: String,
+        amount: Money,
+        expires_at: NaiveDateTime,
+    },
+    Reject,
+}
+
+pub struct Decision {
+    pub application_id: String,
+    pub actor_id: String,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+impl Store {
+    /// Stores a new application. Refused while the company has another live application or
+    /// voucher; the UNIQUE `live_company_number` column enforces that between processes too.
+    pub async fn submit_application(&self, mut row: ApplicationRow) -> StoreResult<ApplicationRow> {
+        self.write(move |c| {
+            let live: i64 = applications::table
+                .filter(applications::live_company_number.eq(&row.company_number))
+                .count()
+                .get_result(c)?;
+            let company_number = row.company_number.clone();
+            if live > 0 {
+                return Err(StoreError::CompanyAlreadyLive { company_number });
+            }
+            row.live_company_number = row.eligible.then(|| row.company_number.clone());
+            match diesel::insert_into(applications::table).values(&row).execute(c) {
+                Ok(_) => Ok(row),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::CompanyAlreadyLive { company_number })
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub async fn application(&self, id: String) -> StoreResult<ApplicationRow> {
+        self.read(move |c| {
+            applications::table
+                .find(id)
+                .select(ApplicationRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("application"))
+        })
+        .await
+    }
+
+    pub async fn list_applications(&self, f: ApplicationFilter) -> StoreResult<Vec<ApplicationRow>> {
+        self.read(move |c| {
+            let mut q = applications::table.into_boxed();
+            if let Some(a) = f.applicant_id {
+                q = q.filter(applications::applicant_id.eq(a));
+            }
+            if let Some(s) = f.status {
+                q = q.filter(applications::status.eq(s));
+            }
+            Ok(q
+                .order((applications::created_at.desc(), applications::id.desc()))
+                .limit(f.limit)
+                .offset(f.offset)
+                .select(ApplicationRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// Approves or rejects a submitted application in one transaction: the status change, the
+    /// grant from the programme fund to a new voucher account, the voucher and the audit entry
+    /// commit together or not at all.
+    pub async fn decide_application(
+        &self,
+        d: Decision,
+    ) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
+        self.write(move |c| {
+            let app: ApplicationRow = applications::table
+                .find(&d.application_id)
+                .select(ApplicationRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("application"))?;
+            if app.status != "submitted" {
+                return Err(StoreError::ApplicationNotPending { status: app.status });
+            }
+            let at = now();
+            let (status, live) = match d.verdict {
+                Verdict::Approve { .. } => ("approved", app.live_company_number.clone()),
+                Verdict::Reject => ("rejected", None),
+            };
+            // Conditional on the status we read, so two concurrent decisions cannot both win.
+            let changed = diesel::update(
+                applications::table
+                    .filter(applications::id.eq(&app.id))
+                    .filter(applications::status.eq("submitted")),
+            )
+            .set((
+                applications::status.eq(status),
+                applications::live_company_number.eq(live),
+                applications::decided_by.eq(Some(&d.actor_id)),
+                applications::decided_at.eq(Some(at)),
+                applications::decision_reason.eq(Some(&d.reason)),
+                applications::updated_at.eq(at),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(StoreError::ApplicationNotPending { status: "decided".into() });
+            }
+            let voucher = match d.verdict {
+                Verdict::Approve { voucher_id, amount, expires_at } => {
+                    let account_id = format!("voucher-{voucher_id}");
+                    ledger::create_account(c, &account_id, AccountKind::Voucher)?;
+                    ledger::transfer(
+                        c,
+                        &TransferRequest {
+                            id: format!("grant-{}", app.id),
+                            debit_account_id: PROGRAMME_FUND.into(),
+                            credit_account_id: account_id.clone(),
+                            amount,
+                            code: TransferCode::VoucherGrant,
+                            memo: format!("voucher for application {}", app.id),
+                        },
+                    )?;
+                    let v = VoucherRow {
+                        id: voucher_id,
+                        application_id: app.id.clone(),
+                        owner_id: app.applicant_id.clone(),
+                        account_id,
+                        company_number: app.company_number.clone(),
+                        currency: "GBP".into(),
+                        granted: amount.micros(),
+                        status: "active".into(),
+                        expires_at,
+                        created_at: at,
+                    };
+                    diesel::insert_into(vouchers::table).values(&v).execute(c)?;
+                    Some(v)
+                }
+                Verdict::Reject => None,
+            };
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&d.actor_id),
+                    action: if voucher.is_some() { "application.approve" } else { "application.reject" },
+                    subject_type: "application",
+                    subject_id: &app.id,
+                    reason: Some(&d.reason),
+                    details: match &voucher {
+                        Some(v) => serde_json::json!({
+                            "voucher_id": v.id,
+                            "amount_micros": v.granted,
+                            "expires_at": v.expires_at.to_string(),
+                        }),
+                        None => serde_json::json!({}),
+                    },
+                },
+            )?;
+            let app = applications::table
+                .find(&app.id)
+                .select(ApplicationRow::as_select())
+                .first(c)?;
+            Ok((app, voucher))
+        })
+        .await
+    }
+}

@@ -1,0 +1,61 @@
+//! The append-only audit log of administrative decisions: who, when, what, why.
+
+use crate::db::{now, DbConn, Store};
+use crate::error::StoreResult;
+use crate::schema::audit_log;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub reason: Option<String>,
+    /// JSON object.
+    pub details: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub struct AuditEntry<'a> {
+    pub actor_id: Option<&'a str>,
+    pub action: &'a str,
+    pub subject_type: &'a str,
+    pub subject_id: &'a str,
+    pub reason: Option<&'a str>,
+    pub details: serde_json::Value,
+}
+
+/// Records an entry inside the caller's transaction, so the decision and its record commit
+/// together or not at all.
+pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
+    let row = AuditRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        actor_id: e.actor_id.map(str::to_string),
+        action: e.action.to_string(),
+        subject_type: e.subject_type.to_string(),
+        subject_id: e.subject_id.to_string(),
+        reason: e.reason.map(str::to_string),
+        details: e.details.to_string(),
+        created_at: now(),
+    };
+    diesel::insert_into(audit_log::table).values(&row).execute(c)?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn audit_for(&self, subject_type: String, subject_id: String) -> StoreResult<Vec<AuditRow>> {
+        self.read(move |c| {
+            Ok(audit_log::table
+                .filter(audit_log::subject_type.eq(subject_type))
+                .filter(audit_log::subject_id.eq(subject_id))
+                .order((audit_log::created_at.asc(), audit_log::id.asc()))
+                .select(AuditRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+}

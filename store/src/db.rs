@@ -1,0 +1,295 @@
+//! One binary, two backends: the URL scheme picks SQLite (embedded default) or PostgreSQL.
+//! Connections come from a bounded r2d2 pool; every call runs on tokio's blocking threads so
+//! database work never stalls the async workers, and waiting for a connection is bounded.
+
+use crate::error::{StoreError, StoreResult};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgresql");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the database is, parsed from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A file path (relative to the working directory unless absolute).
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> StoreResult<DatabaseUrl> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() || path.contains(":memory:") {
+                return Err(StoreError::Unavailable(
+                    "an SQLite database needs a file path (sqlite://data/voucherd.db); in-memory databases are not shared between pool connections".into(),
+                ));
+            }
+            Ok(DatabaseUrl::Sqlite(path.to_string()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_string()))
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unsupported database URL scheme in {:?}: use sqlite://PATH or postgres://…",
+                redact(url)
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Hides a password in a URL before it reaches a log line or an error.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens connections for the pool. Unlike diesel's generic manager it knows the backend from
+/// the URL, applies SQLite's PRAGMAs on every connection, and keeps the real connect error.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+    busy_timeout_ms: u64,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(DbConn::Postgresql)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = diesel::SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // WAL lets readers proceed during a write; busy_timeout makes a second writer
+                // wait instead of failing; foreign keys are off by default in SQLite.
+                c.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub database_url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the API answers 503.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<Manager>,
+    backend: Backend,
+    /// SQLite allows one writer; taking this before a write transaction keeps writers of this
+    /// process from failing with SQLITE_BUSY when a read-then-write transaction is overtaken.
+    sqlite_writer: Mutex<()>,
+}
+
+impl Store {
+    /// Connects once directly (so a wrong URL or password reports the real cause), then builds
+    /// the bounded pool.
+    pub fn connect(config: &StoreConfig) -> StoreResult<Store> {
+        let url = DatabaseUrl::parse(&config.database_url)?;
+        if let DatabaseUrl::Sqlite(path) = &url {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        let backend = url.backend();
+        let manager = Manager {
+            url,
+            busy_timeout_ms: config.acquire_timeout_ms.max(1_000),
+        };
+        manager.connect().map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {e}",
+                redact(&config.database_url)
+            ))
+        })?;
+        let pool = Pool::builder()
+            .max_size(config.max_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_millis(config.acquire_timeout_ms.max(1)))
+            .build_unchecked(manager);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                sqlite_writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Runs pending migrations; returns how many ran.
+    pub fn migrate(&self) -> StoreResult<usize> {
+        let mut conn = self.inner.pool.get()?;
+        let ran = match &mut *conn {
+            DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+            DbConn::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        };
+        ran.map_err(|e| StoreError::Invariant(format!("migration failed: {e}")))
+    }
+
+    /// Runs `f` on a pooled connection, off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        spawn(move || {
+            let mut conn = store.inner.pool.get()?;
+            f(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `f` in one transaction, off the async workers. Any error rolls everything back.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        spawn(move || store.write_blocking(f)).await
+    }
+
+    /// The blocking form of [`Store::write`], for start-up and command-line tasks.
+    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> StoreResult<T>,
+    {
+        let _writer = match self.inner.backend {
+            Backend::Sqlite => Some(
+                self.inner
+                    .sqlite_writer
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
+            Backend::Postgres => None,
+        };
+        let mut conn = self.inner.pool.get()?;
+        let conn: &mut DbConn = &mut conn;
+        conn.transaction(f)
+    }
+
+    /// Whether the database answers now (for /readyz).
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn spawn<T, F>(f: F) -> StoreResult<T>
+where
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Invariant(format!("database task failed: {e}")))?
+}
+
+/// The current time as stored: naive UTC, truncated to microseconds (PostgreSQL's precision)
+/// so that a value reads back equal on both backends.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_scheme_chooses_the_backend() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/voucherd.db").unwrap(),
+            DatabaseUrl::Sqlite("data/voucherd.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

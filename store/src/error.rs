@@ -1,0 +1,48 @@
+//! The storage layer's errors. Each names a business outcome the API maps to one HTTP status;
+//! anything unexpected from the database stays `Database` and is never shown to a client.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection within the pool timeout, or the database refused one.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("company {company_number} already has a live application or voucher")]
+    CompanyAlreadyLive { company_number: String },
+    #[error("the application is {status}, not submitted")]
+    ApplicationNotPending { status: String },
+    #[error("account {account_id} has insufficient funds")]
+    InsufficientFunds { account_id: String },
+    #[error("transfer {0} already exists with a different body")]
+    TransferIdConflict(String),
+    #[error("hold {0} was already posted or voided")]
+    HoldResolved(String),
+    #[error("hold {0} timed out")]
+    HoldExpired(String),
+    #[error("cannot post {amount_micros} against a hold of {held_micros}")]
+    PostExceedsHold { amount_micros: i64, held_micros: i64 },
+    #[error("a concurrent request wrote the same record; retry")]
+    Contended,
+    #[error("ledger invariant violated: {0}")]
+    Invariant(String),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl From<diesel::r2d2::PoolError> for StoreError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub(crate) fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

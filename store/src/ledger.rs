@@ -1,0 +1,446 @@
+//! The double-entry ledger (DESIGN §2). Transfers are immutable rows with client-supplied ids;
+//! each one moves an amount from a debit account to a credit account and updates the accounts'
+//! cached totals in the same transaction. Holds are `pending` transfers resolved exactly once
+//! by a `post` (≤ the held amount) or a `void`; the UNIQUE `pending_id` column makes the
+//! database enforce "exactly once" even between processes.
+//!
+//! Every function here takes a connection that is already inside a transaction (see
+//! [`crate::Store::write`]), so callers compose them with their own writes atomically.
+
+use crate::db::{now, DbConn};
+use crate::error::{is_unique_violation, StoreError, StoreResult};
+use crate::schema::{accounts, transfers};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use std::collections::HashMap;
+use voucherd_domain::ledger::{
+    AccountKind, Totals, TransferCode, CREDITS_MUST_NOT_EXCEED_DEBITS,
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+};
+use voucherd_domain::Money;
+
+pub const FUNDING_SOURCE: &str = "funding-source";
+pub const PROGRAMME_FUND: &str = "programme-fund";
+pub const USAGE: &str = "usage";
+pub const OVERRUN_LOSS: &str = "overrun-loss";
+pub const FORFEITED: &str = "forfeited";
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts)]
+pub struct AccountRow {
+    pub id: String,
+    pub kind: String,
+    pub flags: i32,
+    pub currency: String,
+    pub debits_pending: i64,
+    pub debits_posted: i64,
+    pub credits_pending: i64,
+    pub credits_posted: i64,
+    pub created_at: NaiveDateTime,
+}
+
+impl AccountRow {
+    pub fn totals(&self) -> Totals {
+        Totals {
+            debits_pending: self.debits_pending,
+            debits_posted: self.debits_posted,
+            credits_pending: self.credits_pending,
+            credits_posted: self.credits_posted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = transfers)]
+pub struct TransferRow {
+    pub id: String,
+    pub debit_account_id: String,
+    pub credit_account_id: String,
+    pub amount: i64,
+    pub kind: String,
+    pub pending_id: Option<String>,
+    pub code: String,
+    pub memo: String,
+    pub timeout_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+}
+
+impl TransferRow {
+    /// Whether `other` is a replay of this transfer: the same request, whenever it was sent.
+    fn same_request(&self, other: &TransferRow) -> bool {
+        self.debit_account_id == other.debit_account_id
+            && self.credit_account_id == other.credit_account_id
+            && self.amount == other.amount
+            && self.kind == other.kind
+            && self.pending_id == other.pending_id
+            && self.code == other.code
+    }
+}
+
+/// A request to move money.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    pub id: String,
+    pub debit_account_id: String,
+    pub credit_account_id: String,
+    pub amount: Money,
+    pub code: TransferCode,
+    pub memo: String,
+}
+
+pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResult<AccountRow> {
+    let row = AccountRow {
+        id: id.to_string(),
+        kind: kind.as_str().to_string(),
+        flags: kind.flags(),
+        currency: "GBP".to_string(),
+        debits_pending: 0,
+        debits_posted: 0,
+        credits_pending: 0,
+        credits_posted: 0,
+        created_at: now(),
+    };
+    diesel::insert_into(accounts::table).values(&row).execute(c)?;
+    Ok(row)
+}
+
+pub fn account(c: &mut DbConn, id: &str) -> StoreResult<AccountRow> {
+    accounts::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// Changes to an account's four totals.
+#[derive(Debug, Clone, Copy, Default)]
+struct Delta {
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_pending: i64,
+    credits_posted: i64,
+}
+
+/// Applies `d` in one conditional UPDATE whose WHERE clause re-checks the account's flag on the
+/// row's latest version, so concurrent spenders cannot overdraw it between a read and a write.
+/// The table's CHECK constraints guard the same rule a second time.
+fn adjust(c: &mut DbConn, account_id: &str, d: Delta) -> StoreResult<()> {
+    let flags: i32 = accounts::table
+        .find(account_id)
+        .select(accounts::flags)
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("account"))?;
+    let target = accounts::table.filter(accounts::id.eq(account_id));
+    let set = (
+        accounts::debits_pending.eq(accounts::debits_pending + d.debits_pending),
+        accounts::debits_posted.eq(accounts::debits_posted + d.debits_posted),
+        accounts::credits_pending.eq(accounts::credits_pending + d.credits_pending),
+        accounts::credits_posted.eq(accounts::credits_posted + d.credits_posted),
+    );
+    let debit_need = d.debits_pending + d.debits_posted - d.credits_posted;
+    let credit_need = d.credits_pending + d.credits_posted - d.debits_posted;
+    let updated = if flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debit_need > 0 {
+        diesel::update(target.filter(
+            (accounts::credits_posted - accounts::debits_posted - accounts::debits_pending)
+                .ge(debit_need),
+        ))
+        .set(set)
+        .execute(c)?
+    } else if flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credit_need > 0 {
+        diesel::update(target.filter(
+            (accounts::debits_posted - accounts::credits_posted - accounts::credits_pending)
+                .ge(credit_need),
+        ))
+        .set(set)
+        .execute(c)?
+    } else {
+        diesel::update(target).set(set).execute(c)?
+    };
+    if updated != 1 {
+        return Err(StoreError::InsufficientFunds {
+            account_id: account_id.to_string(),
+        });
+    }
+    // Paired assertion: the rule checked before the write holds after it.
+    let after = account(c, account_id)?;
+    if !after.totals().respects(after.flags) {
+        return Err(StoreError::Invariant(format!(
+            "account {account_id} breaks its flags after a transfer: {:?}",
+            after.totals()
+        )));
+    }
+    Ok(())
+}
+
+/// Returns the stored transfer if `row.id` was used before: the original for a replay of the
+/// same request, an error for a different body under the same id.
+fn replayed(c: &mut DbConn, row: &TransferRow) -> StoreResult<Option<TransferRow>> {
+    let existing = transfers::table
+        .find(&row.id)
+        .select(TransferRow::as_select())
+        .first(c)
+        .optional()?;
+    match existing {
+        Some(e) if e.same_request(row) => Ok(Some(e)),
+        Some(_) => Err(StoreError::TransferIdConflict(row.id.clone())),
+        None => Ok(None),
+    }
+}
+
+fn insert(c: &mut DbConn, row: &TransferRow) -> StoreResult<()> {
+    match diesel::insert_into(transfers::table).values(row).execute(c) {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(match &row.pending_id {
+            Some(p) => StoreError::HoldResolved(p.clone()),
+            None => StoreError::Contended,
+        }),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _,
+        )) => Err(StoreError::NotFound("account")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn new_row(req: &TransferRequest, kind: &str, timeout_at: Option<NaiveDateTime>) -> TransferRow {
+    TransferRow {
+        id: req.id.clone(),
+        debit_account_id: req.debit_account_id.clone(),
+        credit_account_id: req.credit_account_id.clone(),
+        amount: req.amount.micros(),
+        kind: kind.to_string(),
+        pending_id: None,
+        code: req.code.as_str().to_string(),
+        memo: req.memo.clone(),
+        timeout_at,
+        created_at: now(),
+    }
+}
+
+fn check_request(req: &TransferRequest) -> StoreResult<()> {
+    if req.debit_account_id == req.credit_account_id {
+        return Err(StoreError::Invariant(
+            "a transfer needs two different accounts".into(),
+        ));
+    }
+    if req.amount.is_zero() {
+        return Err(StoreError::Invariant("a transfer needs a positive amount".into()));
+    }
+    Ok(())
+}
+
+/// Moves money at once (a posted transfer). Idempotent on `req.id`.
+pub fn transfer(c: &mut DbConn, req: &TransferRequest) -> StoreResult<TransferRow> {
+    check_request(req)?;
+    let row = new_row(req, "single", None);
+    if let Some(original) = replayed(c, &row)? {
+        return Ok(original);
+    }
+    insert(c, &row)?;
+    let a = row.amount;
+    adjust(c, &row.debit_account_id, Delta { debits_posted: a, ..Delta::default() })?;
+    adjust(c, &row.credit_account_id, Delta { credits_posted: a, ..Delta::default() })?;
+    Ok(row)
+}
+
+/// Reserves money until `timeout_at` (a pending transfer). Idempotent on `req.id`.
+pub fn hold(
+    c: &mut DbConn,
+    req: &TransferRequest,
+    timeout_at: NaiveDateTime,
+) -> StoreResult<TransferRow> {
+    check_request(req)?;
+    let row = new_row(req, "pending", Some(timeout_at));
+    if let Some(original) = replayed(c, &row)? {
+        return Ok(original);
+    }
+    insert(c, &row)?;
+    let a = row.amount;
+    adjust(c, &row.debit_account_id, Delta { debits_pending: a, ..Delta::default() })?;
+    adjust(c, &row.credit_account_id, Delta { credits_pending: a, ..Delta::default() })?;
+    Ok(row)
+}
+
+fn pending(c: &mut DbConn, pending_id: &str) -> StoreResult<TransferRow> {
+    transfers::table
+        .find(pending_id)
+        .filter(transfers::kind.eq("pending"))
+        .select(TransferRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("hold"))
+}
+
+/// Resolves a hold: `Some(amount)` posts that much (≤ the hold) and releases the rest; `None`
+/// voids it. Idempotent on `id`; a hold resolves once.
+fn resolve(
+    c: &mut DbConn,
+    id: &str,
+    pending_id: &str,
+    post_amount: Option<Money>,
+    at: NaiveDateTime,
+) -> StoreResult<TransferRow> {
+    let hold = pending(c, pending_id)?;
+    let (kind, amount) = match post_amount {
+        Some(a) => ("post", a.micros()),
+        None => ("void", hold.amount),
+    };
+    let row = TransferRow {
+        id: id.to_string(),
+        debit_account_id: hold.debit_account_id.clone(),
+        credit_account_id: hold.credit_account_id.clone(),
+        amount,
+        kind: kind.to_string(),
+        pending_id: Some(hold.id.clone()),
+        code: hold.code.clone(),
+        memo: hold.memo.clone(),
+        timeout_at: None,
+        created_at: at,
+    };
+    if let Some(original) = replayed(c, &row)? {
+        return Ok(original);
+    }
+    let resolved: i64 = transfers::table
+        .filter(transfers::pending_id.eq(pending_id))
+        .count()
+        .get_result(c)?;
+    if resolved > 0 {
+        return Err(StoreError::HoldResolved(pending_id.to_string()));
+    }
+    if post_amount.is_some() && hold.timeout_at.is_some_and(|t| t <= at) {
+        return Err(StoreError::HoldExpired(pending_id.to_string()));
+    }
+    if amount > hold.amount {
+        return Err(StoreError::PostExceedsHold {
+            amount_micros: amount,
+            held_micros: hold.amount,
+        });
+    }
+    insert(c, &row)?;
+    let posted = if kind == "post" { amount } else { 0 };
+    adjust(
+        c,
+        &row.debit_account_id,
+        Delta { debits_pending: -hold.amount, debits_posted: posted, ..Delta::default() },
+    )?;
+    adjust(
+        c,
+        &row.credit_account_id,
+        Delta { credits_pending: -hold.amount, credits_posted: posted, ..Delta::default() },
+    )?;
+    Ok(row)
+}
+
+pub fn post(c: &mut DbConn, id: &str, pending_id: &str, amount: Money) -> StoreResult<TransferRow> {
+    resolve(c, id, pending_id, Some(amount), now())
+}
+
+pub fn void(c: &mut DbConn, id: &str, pending_id: &str) -> StoreResult<TransferRow> {
+    resolve(c, id, pending_id, None, now())
+}
+
+/// Voids up to `limit` holds whose timeout has passed (a crashed process's holds end here).
+/// Returns the ids of the holds voided.
+pub fn void_expired_holds(
+    c: &mut DbConn,
+    at: NaiveDateTime,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    let resolutions = diesel::alias!(transfers as resolutions);
+    let expired: Vec<String> = transfers::table
+        .filter(transfers::kind.eq("pending"))
+        .filter(transfers::timeout_at.le(at))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            resolutions
+                .filter(resolutions.field(transfers::pending_id).eq(transfers::id.nullable())),
+        )))
+        .select(transfers::id)
+        .order(transfers::timeout_at.asc())
+        .limit(limit)
+        .load(c)?;
+    for hold_id in &expired {
+        resolve(c, &format!("{hold_id}:timeout"), hold_id, None, at)?;
+    }
+    Ok(expired)
+}
+
+/// An account's transfers, newest first.
+pub fn account_transfers(
+    c: &mut DbConn,
+    account_id: &str,
+    limit: i64,
+) -> StoreResult<Vec<TransferRow>> {
+    Ok(transfers::table
+        .filter(
+            transfers::debit_account_id
+                .eq(account_id)
+                .or(transfers::credit_account_id.eq(account_id)),
+        )
+        .order((transfers::created_at.desc(), transfers::id.desc()))
+        .limit(limit)
+        .select(TransferRow::as_select())
+        .load(c)?)
+}
+
+/// Checks the ledger as a whole: Σ debits = Σ credits (posted and pending), every account
+/// within its flags, and every account's cached totals equal to what its transfers add up to.
+/// Returns the first discrepancy found.
+pub fn verify(c: &mut DbConn) -> StoreResult<()> {
+    let all_accounts: Vec<AccountRow> = accounts::table.select(AccountRow::as_select()).load(c)?;
+    let all_transfers: Vec<TransferRow> =
+        transfers::table.select(TransferRow::as_select()).load(c)?;
+    let holds: HashMap<&str, i64> = all_transfers
+        .iter()
+        .filter(|t| t.kind == "pending")
+        .map(|t| (t.id.as_str(), t.amount))
+        .collect();
+    let mut derived: HashMap<&str, Totals> = HashMap::new();
+    for t in &all_transfers {
+        let held = t
+            .pending_id
+            .as_deref()
+            .and_then(|p| holds.get(p).copied())
+            .unwrap_or(0);
+        let (pending, posted) = match t.kind.as_str() {
+            "single" => (0, t.amount),
+            "pending" => (t.amount, 0),
+            "post" => (-held, t.amount),
+            _ => (-held, 0),
+        };
+        let d = derived.entry(t.debit_account_id.as_str()).or_default();
+        d.debits_pending += pending;
+        d.debits_posted += posted;
+        let cr = derived.entry(t.credit_account_id.as_str()).or_default();
+        cr.credits_pending += pending;
+        cr.credits_posted += posted;
+    }
+    let mut sum = Totals::default();
+    for a in &all_accounts {
+        let cached = a.totals();
+        let expected = derived.get(a.id.as_str()).copied().unwrap_or_default();
+        if cached != expected {
+            return Err(StoreError::Invariant(format!(
+                "account {} caches {:?} but its transfers add up to {:?}",
+                a.id, cached, expected
+            )));
+        }
+        if !cached.respects(a.flags) {
+            return Err(StoreError::Invariant(format!("account {} breaks its flags", a.id)));
+        }
+        sum.debits_pending += cached.debits_pending;
+        sum.debits_posted += cached.debits_posted;
+        sum.credits_pending += cached.credits_pending;
+        sum.credits_posted += cached.credits_posted;
+    }
+    if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
+        return Err(StoreError::Invariant(format!("debits and credits differ: {sum:?}")));
+    }
+    Ok(())
+}
+
+/// The amount a hold reserved.
+pub fn account_hold_amount(c: &mut DbConn, pending_id: &str) -> StoreResult<i64> {
+    Ok(pending(c, pending_id)?.amount)
+}

@@ -1,0 +1,159 @@
+// Written by hand to match migrations/{sqlite,postgresql}; both backends share these names.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        full_name -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        kind -> Text,
+        flags -> Integer,
+        currency -> Text,
+        debits_pending -> BigInt,
+        debits_posted -> BigInt,
+        credits_pending -> BigInt,
+        credits_posted -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    transfers (id) {
+        id -> Text,
+        debit_account_id -> Text,
+        credit_account_id -> Text,
+        amount -> BigInt,
+        kind -> Text,
+        pending_id -> Nullable<Text>,
+        code -> Text,
+        memo -> Text,
+        timeout_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    applications (id) {
+        id -> Text,
+        applicant_id -> Text,
+        company_number -> Text,
+        company_name -> Text,
+        employees -> Integer,
+        annual_turnover -> BigInt,
+        balance_sheet_total -> BigInt,
+        region -> Text,
+        sic_code -> Text,
+        trading_since -> Date,
+        use_case -> Text,
+        subsidy_declarations -> Text,
+        eligible -> Bool,
+        checks -> Text,
+        status -> Text,
+        live_company_number -> Nullable<Text>,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        decision_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    vouchers (id) {
+        id -> Text,
+        application_id -> Text,
+        owner_id -> Text,
+        account_id -> Text,
+        company_number -> Text,
+        currency -> Text,
+        granted -> BigInt,
+        status -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        voucher_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    prices (id) {
+        id -> Text,
+        model -> Text,
+        input_per_million -> BigInt,
+        cached_input_per_million -> BigInt,
+        output_per_million -> BigInt,
+        effective_from -> Timestamp,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    usage_records (id) {
+        id -> Text,
+        request_id -> Text,
+        voucher_id -> Text,
+        api_key_id -> Text,
+        model -> Text,
+        price_id -> Text,
+        input_per_million -> BigInt,
+        cached_input_per_million -> BigInt,
+        output_per_million -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost -> BigInt,
+        hold_id -> Text,
+        post_id -> Text,
+        upstream_status -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        subject_type -> Text,
+        subject_id -> Text,
+        reason -> Nullable<Text>,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(vouchers -> applications (application_id));
+diesel::joinable!(api_keys -> vouchers (voucher_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    accounts,
+    transfers,
+    applications,
+    vouchers,
+    api_keys,
+    prices,
+    usage_records,
+    audit_log,
+);

@@ -1,0 +1,75 @@
+//! Throw-away databases for tests: a temporary SQLite file, or a fresh PostgreSQL database
+//! created on the server named by `VOUCHERD_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`). Dropped when the value is dropped.
+//! A PostgreSQL server that cannot be reached is an error, never a skip.
+
+use crate::db::Backend;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub struct TestDatabase {
+    pub url: String,
+    backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(std::path::PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+fn admin_url() -> String {
+    std::env::var("VOUCHERD_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+impl TestDatabase {
+    pub fn create(backend: Backend) -> Result<TestDatabase, String> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("voucherd-test-{tag}"));
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                Ok(TestDatabase {
+                    url: format!("sqlite://{}", dir.join("voucherd.db").display()),
+                    backend,
+                    cleanup: Cleanup::Dir(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin = admin_url();
+                let name = format!("voucherd_test_{tag}");
+                let mut c = PgConnection::establish(&admin)
+                    .map_err(|e| format!("PostgreSQL at {admin} is required for these tests: {e}"))?;
+                c.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .map_err(|e| e.to_string())?;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                Ok(TestDatabase {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    cleanup: Cleanup::Database { admin_url: admin, name },
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(d) => {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            Cleanup::Database { admin_url, name } => {
+                if let Ok(mut c) = PgConnection::establish(admin_url) {
+                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+use crate::db::Store;
+use crate::error::{StoreError, StoreResult};
+use crate::ledger::{self, AccountRow, TransferRow};
+use crate::schema::{accounts, vouchers};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = vouchers)]
+pub struct VoucherRow {
+    pub id: String,
+    pub application_id: String,
+    pub owner_id: String,
+    pub account_id: String,
+    pub company_number: String,
+    pub currency: String,
+    pub granted: i64,
+    pub status: String,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+}
+
+impl Store {
+    /// Vouchers with their ledger accounts; all of them when `owner_id` is `None`.
+    pub async fn vouchers(
+        &self,
+        owner_id: Option<String>,
+        limit: i64,
+    ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
+        self.read(move |c| {
+            let mut q = vouchers::table
+                .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+                .into_boxed();
+            if let Some(o) = owner_id {
+                q = q.filter(vouchers::owner_id.eq(o));
+            }
+            Ok(q
+                .order((vouchers::created_at.desc(), vouchers::id.desc()))
+                .limit(limit)
+                .select((VoucherRow::as_select(), AccountRow::as_select()))
+                .load(c)?)
+        })
+        .await
+    }
+
+    pub async fn voucher(&self, id: String) -> StoreResult<(VoucherRow, AccountRow)> {
+        self.read(move |c| {
+            let v: VoucherRow = vouchers::table
+                .find(&id)
+                .select(VoucherRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("voucher"))?;
+            let a = ledger::account(c, &v.account_id)?;
+            Ok((v, a))
+        })
+        .await
+    }
+
+    pub async fn account_transfers(&self, account_id: String, limit: i64) -> StoreResult<Vec<TransferRow>> {
+        self.read(move |c| ledger::account_transfers(c, &account_id, limit)).await
+    }
+}
