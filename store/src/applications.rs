@@ -86,11 +86,13 @@ impl Store {
         .await
     }
 
-    pub async fn application(&self, id: String) -> StoreResult<ApplicationRow> {
+    /// An application and the id of its voucher, if it has one.
+    pub async fn application(&self, id: String) -> StoreResult<(ApplicationRow, Option<String>)> {
         self.read(move |c| {
             applications::table
-                .find(id)
-                .select(ApplicationRow::as_select())
+                .left_join(vouchers::table)
+                .filter(applications::id.eq(id))
+                .select((ApplicationRow::as_select(), vouchers::id.nullable()))
                 .first(c)
                 .optional()?
                 .ok_or(StoreError::NotFound("application"))
@@ -98,9 +100,12 @@ impl Store {
         .await
     }
 
-    pub async fn list_applications(&self, f: ApplicationFilter) -> StoreResult<Vec<ApplicationRow>> {
+    pub async fn list_applications(
+        &self,
+        f: ApplicationFilter,
+    ) -> StoreResult<Vec<(ApplicationRow, Option<String>)>> {
         self.read(move |c| {
-            let mut q = applications::table.into_boxed();
+            let mut q = applications::table.left_join(vouchers::table).into_boxed();
             if let Some(a) = f.applicant_id {
                 q = q.filter(applications::applicant_id.eq(a));
             }
@@ -111,7 +116,7 @@ impl Store {
                 .order((applications::created_at.desc(), applications::id.desc()))
                 .limit(f.limit)
                 .offset(f.offset)
-                .select(ApplicationRow::as_select())
+                .select((ApplicationRow::as_select(), vouchers::id.nullable()))
                 .load(c)?)
         })
         .await

@@ -5,7 +5,7 @@
 use crate::db::{now, DbConn, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, USAGE};
-use crate::schema::usage_records;
+use crate::schema::{api_keys, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
@@ -121,6 +121,10 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
         )?;
     }
     row.post_id = post.id;
+    // Recorded here rather than on its own so the hot path makes no extra write.
+    diesel::update(api_keys::table.filter(api_keys::id.eq(&row.api_key_id)))
+        .set(api_keys::last_used_at.eq(Some(row.created_at)))
+        .execute(c)?;
     match diesel::insert_into(usage_records::table).values(&*row).execute(c) {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Contended),

@@ -1,0 +1,175 @@
+//! Error policy of the REST API. Every failure leaves as `application/problem+json` (RFC 9457)
+//! with a stable machine-readable `code`; validation failures list the offending field paths.
+//! Storage errors are mapped here, once. Unexpected errors are logged with the request id and
+//! answered with a bare 500 that reveals nothing of the cause.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use voucherd_store::StoreError;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field in the request body, such as `subsidy_declarations[0].amount`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("missing or invalid access token")]
+    Unauthenticated,
+    #[error("email or password is wrong")]
+    InvalidCredentials,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+pub fn problem_response(status: StatusCode, code: &str, detail: String, errors: Option<&[FieldError]>) -> HttpResponse {
+    let body = Problem {
+        kind: format!("urn:voucherd:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        code,
+        errors,
+    };
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "application/problem+json"))
+        .body(serde_json::to_string(&body).unwrap_or_default())
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let errors = match self {
+            ApiError::Validation(e) => Some(e.as_slice()),
+            _ => None,
+        };
+        let mut resp = problem_response(self.status_code(), self.code(), self.to_string(), errors);
+        if matches!(self, ApiError::Unauthenticated) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
+            StoreError::CompanyAlreadyLive { .. } => {
+                ApiError::conflict("company_already_live", e.to_string())
+            }
+            StoreError::ApplicationNotPending { .. } => {
+                ApiError::conflict("application_already_decided", e.to_string())
+            }
+            StoreError::InsufficientFunds { ref account_id }
+                if account_id == voucherd_store::ledger::PROGRAMME_FUND =>
+            {
+                ApiError::conflict(
+                    "fund_insufficient",
+                    "the programme fund does not hold enough to grant this voucher",
+                )
+            }
+            StoreError::InsufficientFunds { .. } => ApiError::conflict("insufficient_funds", e.to_string()),
+            StoreError::TransferIdConflict(_) => ApiError::conflict(
+                "idempotency_key_reused",
+                "this idempotency key was already used with a different request",
+            ),
+            StoreError::Contended => ApiError::conflict("contended", e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,272 @@
+use crate::auth::AuthUser;
+use crate::error::{ApiError, FieldError};
+use crate::extract::ApiJson;
+use crate::handlers::{query, Page};
+use crate::state::AppState;
+use crate::views;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use validator::Validate;
+use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
+use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
+use voucherd_store::applications::{ApplicationFilter, ApplicationRow, Decision, Verdict};
+
+#[derive(Debug, Deserialize, serde::Serialize, Validate)]
+pub struct SubsidyDeclarationRequest {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub provider: String,
+    pub amount: Money,
+    pub awarded_on: NaiveDate,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct ApplicationRequest {
+    pub company_number: CompanyNumber,
+    #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
+    pub company_name: String,
+    #[validate(range(max = 10_000_000, message = "must be at most 10000000"))]
+    pub employees: u32,
+    pub annual_turnover: Money,
+    pub balance_sheet_total: Money,
+    pub region: Region,
+    pub sic_code: SicCode,
+    pub trading_since: NaiveDate,
+    #[validate(length(min = 20, max = 4000, message = "must be 20 to 4000 characters"))]
+    pub use_case: String,
+    #[validate(nested, length(max = 50, message = "must list at most 50 declarations"))]
+    #[serde(default)]
+    pub subsidy_declarations: Vec<SubsidyDeclarationRequest>,
+}
+
+fn declarations(body: &ApplicationRequest, today: NaiveDate) -> Result<Vec<SubsidyDeclaration>, ApiError> {
+    let mut errors = Vec::new();
+    if body.trading_since > today + Duration::days(366) {
+        errors.push(FieldError::new("trading_since", "must not be more than a year in the future"));
+    }
+    let declared = body
+        .subsidy_declarations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if d.awarded_on > today {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].awarded_on"),
+                    "must not be in the future",
+                ));
+            }
+            SubsidyDeclaration {
+                provider: d.provider.trim().to_string(),
+                amount: d.amount,
+                awarded_on: d.awarded_on,
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(declared)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ApplicationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let today = Utc::now().date_naive();
+    let subsidy_declarations = declarations(&body, today)?;
+    let facts = ApplicationFacts {
+        employees: body.employees,
+        annual_turnover: body.annual_turnover,
+        balance_sheet_total: body.balance_sheet_total,
+        region: body.region,
+        sic_code: body.sic_code.clone(),
+        trading_since: body.trading_since,
+        subsidy_declarations,
+        voucher_amount: state.config.standard_voucher,
+    };
+    let eligibility = state.config.eligibility.evaluate(&facts, today);
+    let at = voucherd_store::now();
+    let status = if eligibility.eligible { "submitted" } else { "ineligible" };
+    let row = ApplicationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        applicant_id: user.id,
+        company_number: body.company_number.as_str().to_string(),
+        company_name: body.company_name.trim().to_string(),
+        employees: i32::try_from(body.employees).map_err(|_| ApiError::field("employees", "too large"))?,
+        annual_turnover: body.annual_turnover.micros(),
+        balance_sheet_total: body.balance_sheet_total.micros(),
+        region: body.region.as_str().to_string(),
+        sic_code: body.sic_code.as_str().to_string(),
+        trading_since: body.trading_since,
+        use_case: body.use_case.trim().to_string(),
+        subsidy_declarations: serde_json::to_string(&facts.subsidy_declarations)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        eligible: eligibility.eligible,
+        checks: serde_json::to_string(&eligibility.checks).map_err(|e| ApiError::Internal(e.to_string()))?,
+        status: status.into(),
+        live_company_number: None,
+        decided_by: None,
+        decided_at: None,
+        decision_reason: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let saved = state.store.submit_application(row).await?;
+    Ok(HttpResponse::Created().json(views::application(&saved, None)))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct ListQuery {
+    #[validate(custom(function = "valid_status"))]
+    pub status: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
+}
+
+fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
+    if ["submitted", "ineligible", "approved", "rejected"].contains(&s) {
+        Ok(())
+    } else {
+        let mut e = validator::ValidationError::new("status");
+        e.message = Some("must be one of submitted, ineligible, approved, rejected".into());
+        Err(e)
+    }
+}
+
+/// Applicants see their own applications; administrators see all.
+pub async fn list(state: web::Data<AppState>, user: AuthUser, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q: ListQuery = query(&req)?;
+    let page = Page { limit: q.limit, offset: q.offset };
+    let rows = state
+        .store
+        .list_applications(ApplicationFilter {
+            applicant_id: (!user.is_admin()).then_some(user.id),
+            status: q.status,
+            limit: page.limit(),
+            offset: page.offset(),
+        })
+        .await?;
+    let data: Vec<_> = rows.iter().map(|(a, v)| views::application(a, v.as_deref())).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}
+
+/// Someone else's application answers 404, so ids reveal nothing.
+async fn visible(state: &AppState, user: &AuthUser, id: String) -> Result<(ApplicationRow, Option<String>), ApiError> {
+    let (app, voucher_id) = state.store.application(id).await?;
+    if !user.is_admin() && app.applicant_id != user.id {
+        return Err(ApiError::NotFound("application"));
+    }
+    Ok((app, voucher_id))
+}
+
+pub async fn get(state: web::Data<AppState>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (app, voucher_id) = visible(&state, &user, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(views::application(&app, voucher_id.as_deref())))
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct DecisionRequest {
+    pub decision: DecisionKind,
+    pub amount: Option<Money>,
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub valid_days: Option<u32>,
+    #[validate(length(min = 1, max = 2000, message = "must be 1 to 2000 characters"))]
+    pub reason: String,
+}
+
+pub async fn decide(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<DecisionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cfg = &state.config;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "must not be blank"));
+    }
+    let verdict = match body.decision {
+        DecisionKind::Reject => {
+            if body.amount.is_some() || body.valid_days.is_some() {
+                return Err(ApiError::field("amount", "a rejection takes no amount or valid_days"));
+            }
+            Verdict::Reject
+        }
+        DecisionKind::Approve => {
+            let amount = body.amount.unwrap_or(cfg.standard_voucher);
+            if amount.is_zero() {
+                return Err(ApiError::field("amount", "must be more than 0"));
+            }
+            let valid_days = body.valid_days.unwrap_or(cfg.default_valid_days);
+            if valid_days > cfg.max_valid_days {
+                return Err(ApiError::field(
+                    "valid_days",
+                    format!("must be at most {}", cfg.max_valid_days),
+                ));
+            }
+            let (app, _) = state.store.application(path.clone()).await?;
+            check_mfa_with_amount(&state, &app, amount)?;
+            Verdict::Approve {
+                voucher_id: uuid::Uuid::now_v7().to_string(),
+                amount,
+                expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
+            }
+        }
+    };
+    let (app, voucher) = state
+        .store
+        .decide_application(Decision {
+            application_id: path.into_inner(),
+            actor_id: user.id,
+            verdict,
+            reason,
+        })
+        .await?;
+    let voucher_json = match &voucher {
+        Some(v) => {
+            let (v, a) = state.store.voucher(v.id.clone()).await?;
+            Some(views::voucher(&v, &a))
+        }
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "application": views::application(&app, voucher.as_ref().map(|v| v.id.as_str())),
+        "voucher": voucher_json,
+    })))
+}
+
+/// The applicant was checked against the standard voucher; an administrator who grants more
+/// must not push the company over its Minimal Financial Assistance limit.
+fn check_mfa_with_amount(state: &AppState, app: &ApplicationRow, amount: Money) -> Result<(), ApiError> {
+    let declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
+        .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
+    let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let region: Region = app.region.parse().map_err(ApiError::Internal)?;
+    let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
+    let facts = ApplicationFacts {
+        employees: u32::try_from(app.employees).unwrap_or(0),
+        annual_turnover: money(app.annual_turnover)?,
+        balance_sheet_total: money(app.balance_sheet_total)?,
+        region,
+        sic_code: sic,
+        trading_since: app.trading_since,
+        subsidy_declarations: declarations,
+        voucher_amount: amount,
+    };
+    let result = state.config.eligibility.evaluate(&facts, Utc::now().date_naive());
+    match result.checks.iter().find(|c| c.rule == "subsidy_control_mfa") {
+        Some(c) if !c.passed => Err(ApiError::conflict("mfa_limit_exceeded", c.reason.clone())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,45 @@
+//! Thin handlers: parse the request into domain types, call the store, shape the response.
+
+pub mod applications;
+pub mod health;
+pub mod me;
+pub mod prices;
+pub mod programme;
+pub mod vouchers;
+
+use crate::error::ApiError;
+use serde::Deserialize;
+use validator::Validate;
+
+/// `?limit=&offset=` on list routes; bounded so no request can ask for everything.
+#[derive(Debug, Deserialize, Validate)]
+pub struct Page {
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100)
+    }
+    pub fn offset(&self) -> i64 {
+        self.offset.unwrap_or(0)
+    }
+}
+
+/// Parses a query string with the same field-path errors as bodies.
+pub fn query<T: serde::de::DeserializeOwned + Validate>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
+    let q: T = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .unwrap_or("query")
+            .to_string();
+        ApiError::field(&field, msg)
+    })?;
+    q.validate().map_err(|e| ApiError::Validation(crate::extract::flatten(&e)))?;
+    Ok(q)
+}

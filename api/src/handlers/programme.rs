@@ -1,0 +1,115 @@
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::views;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use validator::Validate;
+use voucherd_domain::money::format_micros;
+use voucherd_domain::Money;
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct DepositRequest {
+    pub amount: Money,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub reference: String,
+}
+
+/// The optional `Idempotency-Key` header: a retried deposit with the same key is not counted
+/// twice; the same key with a different amount is refused.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let key = v.to_str().unwrap_or("");
+            let ok = !key.is_empty()
+                && key.len() <= 100
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if ok {
+                Ok(Some(key.to_string()))
+            } else {
+                Err(ApiError::field(
+                    "Idempotency-Key",
+                    "must be 1 to 100 characters of letters, digits, - _ . :",
+                ))
+            }
+        }
+    }
+}
+
+pub async fn deposit(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    ApiJson(body): ApiJson<DepositRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if body.amount.is_zero() {
+        return Err(ApiError::field("amount", "must be more than 0"));
+    }
+    let reference = body.reference.trim().to_string();
+    if reference.is_empty() {
+        return Err(ApiError::field("reference", "must not be blank"));
+    }
+    let transfer_id = match idempotency_key(&req)? {
+        Some(k) => format!("deposit-{k}"),
+        None => format!("deposit-{}", uuid::Uuid::now_v7()),
+    };
+    let t = state
+        .store
+        .deposit(transfer_id, body.amount, reference, user.id)
+        .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": t.id,
+        "amount": format_micros(t.amount),
+        "reference": t.memo,
+        "created_at": views::time(t.created_at),
+    })))
+}
+
+pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let p = state.store.programme_totals().await?;
+    let fund = p.fund.totals();
+    let usage = p.usage.totals();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "currency": p.fund.currency,
+        "fund": {
+            "balance": format_micros(fund.available()),
+            "deposited": format_micros(fund.credits_posted),
+            "granted": format_micros(fund.debits_posted),
+        },
+        "vouchers_issued": p.vouchers_issued,
+        "consumed": format_micros(usage.credits_posted),
+        "held": format_micros(usage.credits_pending),
+    })))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct AuditQuery {
+    #[validate(length(min = 1, max = 40, message = "must be 1 to 40 characters"))]
+    pub subject_type: String,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub subject_id: String,
+}
+
+/// The audit trail of one subject (an application, a key, a price, a transfer).
+pub async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q: AuditQuery = crate::handlers::query(&req)?;
+    let rows = state.store.audit_for(q.subject_type, q.subject_id).await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "actor_id": r.actor_id,
+                "action": r.action,
+                "subject_type": r.subject_type,
+                "subject_id": r.subject_id,
+                "reason": r.reason,
+                "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or_default(),
+                "created_at": views::time(r.created_at),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}

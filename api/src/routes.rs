@@ -1,0 +1,69 @@
+//! The route table: every route, its handler and who may call it, declared once. The server
+//! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
+//! and walk it with every role.
+
+use crate::handlers::{applications, health, me, programme, prices, vouchers};
+use crate::proxy;
+use actix_web::web;
+use voucherd_domain::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// A voucher API key (the metering proxy); checked by the proxy itself.
+    ApiKey,
+    /// A signed-in user with one of these roles.
+    Roles(&'static [Role]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Lower-case HTTP method, as in OpenAPI.
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const SIGNED_IN: Access = Access::Roles(&[Role::Applicant, Role::Admin, Role::Assessor]);
+const APPLICANT: Access = Access::Roles(&[Role::Applicant]);
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const APPLICANT_OR_ADMIN: Access = Access::Roles(&[Role::Applicant, Role::Admin]);
+
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
+        pub static ROUTES: &[Route] = &[
+            $( Route { method: stringify!($method), path: $path, access: $access }, )*
+        ];
+
+        /// Registers every route of the table.
+        pub fn register(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+    };
+}
+
+routes! {
+    get "/healthz" => health::healthz, Access::Public;
+    get "/readyz" => health::readyz, Access::Public;
+    post "/api/v1/auth/register" => me::register, Access::Public;
+    post "/api/v1/auth/login" => me::login, Access::Public;
+    get "/api/v1/me" => me::me, SIGNED_IN;
+    post "/api/v1/applications" => applications::submit, APPLICANT;
+    get "/api/v1/applications" => applications::list, APPLICANT_OR_ADMIN;
+    get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;
+    post "/api/v1/applications/{id}/decision" => applications::decide, ADMIN;
+    get "/api/v1/audit" => programme::audit, ADMIN;
+    post "/api/v1/programme/deposits" => programme::deposit, ADMIN;
+    get "/api/v1/programme" => programme::overview, ADMIN;
+    get "/api/v1/vouchers" => vouchers::list, APPLICANT_OR_ADMIN;
+    get "/api/v1/vouchers/{id}" => vouchers::get, APPLICANT_OR_ADMIN;
+    get "/api/v1/vouchers/{id}/transactions" => vouchers::transactions, APPLICANT_OR_ADMIN;
+    get "/api/v1/vouchers/{id}/usage" => vouchers::usage, APPLICANT_OR_ADMIN;
+    post "/api/v1/vouchers/{id}/keys" => vouchers::create_key, APPLICANT;
+    get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
+    delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;
+    get "/api/v1/prices" => prices::list, Access::Public;
+    put "/api/v1/prices/{model}" => prices::set, ADMIN;
+    post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;
+}

@@ -1,0 +1,30 @@
+use crate::auth::Tokens;
+use voucherd_domain::eligibility::EligibilityRules;
+use voucherd_domain::Money;
+use voucherd_store::Store;
+
+/// What the API needs from configuration, already parsed.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The voucher an approval grants when the administrator names no amount.
+    pub standard_voucher: Money,
+    pub default_valid_days: u32,
+    pub max_valid_days: u32,
+    pub eligibility: EligibilityRules,
+    /// Base URL of the OpenAI-compatible upstream, such as `https://api.openai.com/v1`.
+    pub upstream_url: String,
+    pub upstream_api_key: Option<String>,
+    pub upstream_timeout_ms: u64,
+    /// How long a proxied request's hold lives before the hold-expiry job voids it. Longer
+    /// than the upstream timeout, so a slow but successful request can still settle.
+    pub hold_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub proxy_body_limit_bytes: usize,
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub tokens: Tokens,
+    pub config: ApiConfig,
+    pub upstream: reqwest::Client,
+}

@@ -1,0 +1,169 @@
+//! Response shapes. Money leaves as decimal strings in major units; times as RFC 3339 UTC.
+
+use chrono::{NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use voucherd_domain::ledger::Totals;
+use voucherd_domain::money::format_micros;
+use voucherd_store::applications::ApplicationRow;
+use voucherd_store::keys::ApiKeyRow;
+use voucherd_store::ledger::{AccountRow, TransferRow};
+use voucherd_store::prices::PriceRow;
+use voucherd_store::usage::UsageRow;
+use voucherd_store::users::UserRow;
+use voucherd_store::vouchers::VoucherRow;
+
+pub fn time(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn opt_time(t: Option<NaiveDateTime>) -> Option<String> {
+    t.map(time)
+}
+
+#[derive(Serialize)]
+pub struct List<T: Serialize> {
+    pub data: Vec<T>,
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub full_name: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(u: &UserRow) -> Self {
+        UserView {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+            role: u.role.clone(),
+            created_at: time(u.created_at),
+        }
+    }
+}
+
+pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
+    let checks: Value = serde_json::from_str(&a.checks).unwrap_or(Value::Array(vec![]));
+    let declarations: Value =
+        serde_json::from_str(&a.subsidy_declarations).unwrap_or(Value::Array(vec![]));
+    let decision = a.decided_at.map(|at| {
+        serde_json::json!({
+            "decided_by": a.decided_by,
+            "decided_at": time(at),
+            "reason": a.decision_reason,
+        })
+    });
+    serde_json::json!({
+        "id": a.id,
+        "status": a.status,
+        "applicant_id": a.applicant_id,
+        "company_number": a.company_number,
+        "company_name": a.company_name,
+        "employees": a.employees,
+        "annual_turnover": format_micros(a.annual_turnover),
+        "balance_sheet_total": format_micros(a.balance_sheet_total),
+        "region": a.region,
+        "sic_code": a.sic_code,
+        "trading_since": a.trading_since.to_string(),
+        "use_case": a.use_case,
+        "subsidy_declarations": declarations,
+        "eligibility": { "eligible": a.eligible, "checks": checks },
+        "decision": decision,
+        "voucher_id": voucher_id,
+        "created_at": time(a.created_at),
+        "updated_at": time(a.updated_at),
+    })
+}
+
+/// A voucher's status as its owner sees it: a stored `active` voucher past its expiry is
+/// `expired` even before the expiry job has moved its remainder.
+pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
+    if v.status == "expired" || v.expires_at <= Utc::now().naive_utc() {
+        "expired"
+    } else if totals.available() <= 0 && totals.debits_pending == 0 {
+        "exhausted"
+    } else {
+        "active"
+    }
+}
+
+pub fn voucher(v: &VoucherRow, a: &AccountRow) -> Value {
+    let t = a.totals();
+    serde_json::json!({
+        "id": v.id,
+        "status": voucher_status(v, &t),
+        "currency": v.currency,
+        "granted": format_micros(t.credits_posted),
+        "spent": format_micros(t.debits_posted),
+        "held": format_micros(t.debits_pending),
+        "available": format_micros(t.available()),
+        "expires_at": time(v.expires_at),
+        "application_id": v.application_id,
+        "company_number": v.company_number,
+        "created_at": time(v.created_at),
+    })
+}
+
+pub fn transfer(t: &TransferRow, account_id: &str) -> Value {
+    serde_json::json!({
+        "id": t.id,
+        "kind": t.kind,
+        "code": t.code,
+        "direction": if t.debit_account_id == account_id { "debit" } else { "credit" },
+        "amount": format_micros(t.amount),
+        "pending_id": t.pending_id,
+        "memo": t.memo,
+        "timeout_at": opt_time(t.timeout_at),
+        "created_at": time(t.created_at),
+    })
+}
+
+pub fn key(k: &ApiKeyRow) -> Value {
+    serde_json::json!({
+        "id": k.id,
+        "voucher_id": k.voucher_id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "status": if k.revoked_at.is_some() { "revoked" } else { "active" },
+        "created_at": time(k.created_at),
+        "last_used_at": opt_time(k.last_used_at),
+        "revoked_at": opt_time(k.revoked_at),
+    })
+}
+
+pub fn price(p: &PriceRow) -> Value {
+    serde_json::json!({
+        "model": p.model,
+        "input_per_million": format_micros(p.input_per_million),
+        "cached_input_per_million": format_micros(p.cached_input_per_million),
+        "output_per_million": format_micros(p.output_per_million),
+        "effective_from": time(p.effective_from),
+        "version": p.id,
+    })
+}
+
+pub fn usage(u: &UsageRow) -> Value {
+    serde_json::json!({
+        "id": u.id,
+        "request_id": u.request_id,
+        "key_id": u.api_key_id,
+        "model": u.model,
+        "prompt_tokens": u.prompt_tokens,
+        "cached_prompt_tokens": u.cached_prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "cost": format_micros(u.cost),
+        "price": {
+            "version": u.price_id,
+            "input_per_million": format_micros(u.input_per_million),
+            "cached_input_per_million": format_micros(u.cached_input_per_million),
+            "output_per_million": format_micros(u.output_per_million),
+        },
+        "transfer_id": u.post_id,
+        "created_at": time(u.created_at),
+    })
+}

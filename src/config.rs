@@ -1,0 +1,218 @@
+//! Configuration: an optional TOML file (`voucherd.toml`, or the path in `VOUCHERD_CONFIG`),
+//! then environment variables, which win. Every value has a safe default except the token
+//! secret, which outside dev mode must be given and strong.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use voucherd_domain::eligibility::EligibilityRules;
+use voucherd_domain::pricing::PriceRates;
+use voucherd_domain::Money;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: String,
+    /// Dev mode: a missing token secret is replaced by a random one for this process.
+    pub dev: bool,
+    pub jwt_secret: Option<String>,
+    pub jwt_ttl_secs: i64,
+    pub upstream_url: String,
+    pub upstream_api_key: Option<String>,
+    pub upstream_timeout_ms: u64,
+    pub hold_timeout_ms: u64,
+    pub hold_sweep_interval_ms: u64,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub proxy_body_limit_bytes: usize,
+    pub workers: usize,
+    pub log_format: LogFormat,
+    pub standard_voucher: Money,
+    pub default_valid_days: u32,
+    pub max_valid_days: u32,
+    pub eligibility: EligibilityRules,
+    /// Prices given to models that have none yet, per million tokens.
+    pub prices: BTreeMap<String, PriceRates>,
+}
+
+fn money(s: &str) -> Money {
+    Money::parse(s).unwrap_or(Money::ZERO)
+}
+
+fn rates(input: &str, cached: &str, output: &str) -> PriceRates {
+    PriceRates {
+        input_per_million: money(input),
+        cached_input_per_million: money(cached),
+        output_per_million: money(output),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://data/voucherd.db".into(),
+            bind: "127.0.0.1:8080".into(),
+            dev: false,
+            jwt_secret: None,
+            jwt_ttl_secs: 3_600,
+            upstream_url: "https://api.openai.com/v1".into(),
+            upstream_api_key: None,
+            upstream_timeout_ms: 120_000,
+            hold_timeout_ms: 300_000,
+            hold_sweep_interval_ms: 5_000,
+            db_max_connections: 16,
+            db_acquire_timeout_ms: 5_000,
+            body_limit_bytes: 64 * 1024,
+            proxy_body_limit_bytes: 4 * 1024 * 1024,
+            workers: 0,
+            log_format: LogFormat::Text,
+            standard_voucher: money("5000"),
+            default_valid_days: 365,
+            max_valid_days: 3 * 365,
+            eligibility: EligibilityRules::default(),
+            // Illustrative list prices in GBP; the programme sets its own in voucherd.toml or
+            // through PUT /api/v1/prices/{model}.
+            prices: BTreeMap::from([
+                ("gpt-4o".to_string(), rates("2.00", "1.00", "8.00")),
+                ("gpt-4o-mini".to_string(), rates("0.12", "0.06", "0.48")),
+                ("gpt-4.1-mini".to_string(), rates("0.32", "0.08", "1.28")),
+            ]),
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_bool(name: &str) -> Option<bool> {
+    env(name).map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+impl Config {
+    /// Reads the file (if any) and the environment.
+    pub fn load() -> anyhow::Result<Config> {
+        let path = env("VOUCHERD_CONFIG");
+        let mut config = match &path {
+            Some(p) => Self::from_file(p)?,
+            None if std::path::Path::new("voucherd.toml").exists() => Self::from_file("voucherd.toml")?,
+            None => Config::default(),
+        };
+        if let Some(v) = env("DATABASE_URL") {
+            config.database_url = v;
+        }
+        if let Some(v) = env("VOUCHERD_BIND") {
+            config.bind = v;
+        }
+        if let Some(v) = env("VOUCHERD_JWT_SECRET") {
+            config.jwt_secret = Some(v);
+        }
+        if let Some(v) = env_bool("VOUCHERD_DEV") {
+            config.dev = v;
+        }
+        if let Some(v) = env("VOUCHERD_UPSTREAM_URL") {
+            config.upstream_url = v;
+        }
+        if let Some(v) = env("VOUCHERD_UPSTREAM_API_KEY") {
+            config.upstream_api_key = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_LOG_FORMAT") {
+            config.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => bail!("VOUCHERD_LOG_FORMAT must be text or json, not {other:?}"),
+            };
+        }
+        Ok(config)
+    }
+
+    fn from_file(path: &str) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        toml::from_str(&text).with_context(|| format!("parsing {path}"))
+    }
+
+    /// The token secret, checked. Outside dev mode a missing or weak secret stops start-up.
+    pub fn token_secret(&self) -> anyhow::Result<Vec<u8>> {
+        match &self.jwt_secret {
+            Some(s) if strong(s) => Ok(s.as_bytes().to_vec()),
+            Some(_) if !self.dev => bail!(
+                "VOUCHERD_JWT_SECRET is too weak: use at least 32 characters with at least 10 distinct ones \
+                 (for example `openssl rand -hex 32`)"
+            ),
+            None if !self.dev => bail!(
+                "VOUCHERD_JWT_SECRET is required outside dev mode (set it, or run `voucherd serve --dev` on a workstation)"
+            ),
+            _ => {
+                tracing::warn!("dev mode: using a random token secret; tokens end with this process");
+                let mut bytes = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+                Ok(bytes.to_vec())
+            }
+        }
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.hold_timeout_ms <= self.upstream_timeout_ms {
+            bail!("hold_timeout_ms must exceed upstream_timeout_ms, or a slow request could not settle");
+        }
+        if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
+            bail!("default_valid_days must be between 1 and max_valid_days");
+        }
+        Ok(())
+    }
+}
+
+fn strong(secret: &str) -> bool {
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    secret.len() >= 32 && distinct.len() >= 10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weak_or_missing_secret_stops_start_up_outside_dev() {
+        let mut c = Config::default();
+        assert!(c.token_secret().is_err());
+        c.jwt_secret = Some("short".into());
+        assert!(c.token_secret().is_err());
+        c.jwt_secret = Some("a".repeat(64));
+        assert!(c.token_secret().is_err());
+        c.jwt_secret = Some("0123456789abcdef0123456789abcdef".into());
+        assert!(c.token_secret().is_ok());
+        c.jwt_secret = None;
+        c.dev = true;
+        assert_eq!(c.token_secret().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn the_file_format_takes_every_setting() {
+        let c: Config = toml::from_str(
+            r#"
+            database_url = "postgres://u@h/db"
+            standard_voucher = "2500.00"
+            [eligibility]
+            max_employees_exclusive = 50
+            [prices.my-model]
+            input_per_million = "1.00"
+            cached_input_per_million = "0.50"
+            output_per_million = "4.00"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.standard_voucher.micros(), 2_500_000_000);
+        assert_eq!(c.eligibility.max_employees_exclusive, 50);
+        assert_eq!(c.prices.len(), 1);
+        assert!(toml::from_str::<Config>("unknown_setting = 1").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Wiring: configuration, telemetry and the server that the `voucherd` binary runs. Tests
+//! build the same [`Application`] on port 0.
+
+pub mod config;
+pub mod telemetry;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use config::Config;
+use std::net::TcpListener;
+use voucherd_api::auth::Tokens;
+use voucherd_api::extract::BodyLimit;
+use voucherd_api::state::{ApiConfig, AppState};
+use voucherd_store::{Store, StoreConfig};
+
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&StoreConfig {
+        database_url: config.database_url.clone(),
+        max_connections: config.db_max_connections,
+        acquire_timeout_ms: config.db_acquire_timeout_ms,
+    })?;
+    let ran = store.migrate()?;
+    if ran > 0 {
+        tracing::info!(migrations = ran, backend = store.backend().as_str(), "database migrated");
+    }
+    Ok(store)
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens and migrates the database, seeds missing prices, binds the listener (port 0 picks
+    /// a free port) and starts the background hold sweeper.
+    pub fn build(config: Config) -> anyhow::Result<Application> {
+        config.check()?;
+        let secret = config.token_secret()?;
+        let store = open_store(&config)?;
+        let seeded = store.seed_prices(
+            &config
+                .prices
+                .iter()
+                .map(|(m, r)| (m.clone(), *r))
+                .collect::<Vec<_>>(),
+        )?;
+        if seeded > 0 {
+            tracing::info!(models = seeded, "seeded default prices");
+        }
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .build()
+            .context("building the upstream HTTP client")?;
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            tokens: Tokens::new(&secret, config.jwt_ttl_secs),
+            config: ApiConfig {
+                standard_voucher: config.standard_voucher,
+                default_valid_days: config.default_valid_days,
+                max_valid_days: config.max_valid_days,
+                eligibility: config.eligibility.clone(),
+                upstream_url: config.upstream_url.clone(),
+                upstream_api_key: config.upstream_api_key.clone(),
+                upstream_timeout_ms: config.upstream_timeout_ms,
+                hold_timeout_ms: config.hold_timeout_ms,
+                body_limit_bytes: config.body_limit_bytes,
+                proxy_body_limit_bytes: config.proxy_body_limit_bytes,
+            },
+            upstream,
+        });
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let body_limit = config.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(BodyLimit(body_limit))
+                .wrap(from_fn(voucherd_api::auth::guard))
+                .wrap(from_fn(voucherd_api::telemetry::request_id))
+                .configure(voucherd_api::configure)
+                .configure(voucherd_admin::configure)
+                .default_service(web::to(voucherd_api::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        let sweeper = tokio::spawn(voucherd_worker::sweep_expired_holds(
+            store.clone(),
+            config.hold_sweep_interval_ms,
+            500,
+        ));
+        tracing::info!(address = %config.bind, port, backend = store.backend().as_str(), "voucherd listening");
+        Ok(Application {
+            port,
+            server: server.run(),
+            store,
+            sweeper,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.sweeper.abort();
+        result
+    }
+}
