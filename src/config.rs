@@ -104,7 +104,9 @@ impl Config {
         let path = env("VOUCHERD_CONFIG");
         let mut config = match &path {
             Some(p) => Self::from_file(p)?,
-            None if std::path::Path::new("voucherd.toml").exists() => Self::from_file("voucherd.toml")?,
+            None if std::path::Path::new("voucherd.toml").exists() => {
+                Self::from_file("voucherd.toml")?
+            }
             None => Config::default(),
         };
         if let Some(v) = env("DATABASE_URL") {

@@ -23,7 +23,11 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     })?;
     let ran = store.migrate()?;
     if ran > 0 {
-        tracing::info!(migrations = ran, backend = store.backend().as_str(), "database migrated");
+        tracing::info!(
+            migrations = ran,
+            backend = store.backend().as_str(),
+            "database migrated"
+        );
     }
     Ok(store)
 }
@@ -74,7 +78,8 @@ impl Application {
             },
             upstream,
         });
-        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let listener =
+            TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {

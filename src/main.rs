@@ -53,7 +53,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = open_store(&config)?;
-            tracing::info!(backend = store.backend().as_str(), "migrations are up to date");
+            tracing::info!(
+                backend = store.backend().as_str(),
+                "migrations are up to date"
+            );
             Ok(())
         }
         Command::CreateAdmin { email, full_name } => {

@@ -9,7 +9,9 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest, ResponseError};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -81,7 +83,11 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -103,7 +109,12 @@ impl FromRequest for AuthUser {
     type Future = Ready<Result<AuthUser, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<AuthUser>().cloned().ok_or(ApiError::Unauthenticated))
+        ready(
+            req.extensions()
+                .get::<AuthUser>()
+                .cloned()
+                .ok_or(ApiError::Unauthenticated),
+        )
     }
 }
 
@@ -130,7 +141,9 @@ pub async fn guard(
             .map(|r| r.access)
     });
     if let Some(Access::Roles(roles)) = access {
-        let tokens = req.app_data::<web::Data<AppState>>().map(|s| s.tokens.clone());
+        let tokens = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.tokens.clone());
         let user = match (tokens, bearer(&req)) {
             (Some(t), Some(token)) => t.verify(token),
             _ => None,
@@ -150,5 +163,7 @@ pub async fn guard(
             }
         }
     }
-    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
 }

@@ -91,7 +91,12 @@ struct Problem<'a> {
     errors: Option<&'a [FieldError]>,
 }
 
-pub fn problem_response(status: StatusCode, code: &str, detail: String, errors: Option<&[FieldError]>) -> HttpResponse {
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+) -> HttpResponse {
     let body = Problem {
         kind: format!("urn:voucherd:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error"),
@@ -163,7 +168,9 @@ impl From<StoreError> for ApiError {
                     "the programme fund does not hold enough to grant this voucher",
                 )
             }
-            StoreError::InsufficientFunds { .. } => ApiError::conflict("insufficient_funds", e.to_string()),
+            StoreError::InsufficientFunds { .. } => {
+                ApiError::conflict("insufficient_funds", e.to_string())
+            }
             StoreError::TransferIdConflict(_) => ApiError::conflict(
                 "idempotency_key_reused",
                 "this idempotency key was already used with a different request",

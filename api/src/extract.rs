@@ -26,18 +26,24 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
                 let m = m.trim().to_ascii_lowercase();
                 m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
             });
-        let limit = req.app_data::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !is_json {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            let body = bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(limit),
-                _ => ApiError::MalformedJson(format!("the body could not be read: {e}")),
-            })?;
+            let body = bytes
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(limit),
+                    _ => ApiError::MalformedJson(format!("the body could not be read: {e}")),
+                })?;
             let value = parse_json::<T>(&body)?;
-            value.validate().map_err(|e| ApiError::Validation(flatten(&e)))?;
+            value
+                .validate()
+                .map_err(|e| ApiError::Validation(flatten(&e)))?;
             Ok(ApiJson(value))
         })
     }
@@ -60,13 +66,20 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
         let message = inner.to_string();
         // serde reports a missing field at its parent's path; name the field itself.
-        let field = match message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
             Some(name) if path == "." => name.to_string(),
             Some(name) => format!("{path}.{name}"),
             None if path == "." => String::new(),
             None => path,
         };
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
 }

@@ -22,7 +22,11 @@ pub enum ProxyError {
     #[error("{0}")]
     InvalidKey(&'static str),
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<&'static str>, code: Option<&'static str> },
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+        code: Option<&'static str>,
+    },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("{0}")]
@@ -111,7 +115,11 @@ impl From<StoreError> for ProxyError {
 }
 
 fn invalid(message: impl Into<String>, param: &'static str) -> ProxyError {
-    ProxyError::InvalidRequest { message: message.into(), param: Some(param), code: None }
+    ProxyError::InvalidRequest {
+        message: message.into(),
+        param: Some(param),
+        code: None,
+    }
 }
 
 /// Any other path under `/v1`.
@@ -151,7 +159,10 @@ fn u64_field(body: &Value, name: &'static str, max: u64) -> Result<Option<u64>, 
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if (1..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(invalid(format!("`{name}` must be an integer from 1 to {max}."), name)),
+            _ => Err(invalid(
+                format!("`{name}` must be an integer from 1 to {max}."),
+                name,
+            )),
         },
     }
 }
@@ -224,7 +235,8 @@ pub async fn chat_completions(
     };
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         return Err(ProxyError::InvalidRequest {
-            message: "Streaming is not enabled on this deployment yet; send `stream: false`.".into(),
+            message: "Streaming is not enabled on this deployment yet; send `stream: false`."
+                .into(),
             param: Some("stream"),
             code: Some("unsupported_parameter"),
         });
@@ -264,7 +276,9 @@ pub async fn chat_completions(
             "max_completion_tokens"
         };
         body[field] = Value::from(output_each);
-        web::Bytes::from(serde_json::to_vec(&body).map_err(|e| ProxyError::Internal(e.to_string()))?)
+        web::Bytes::from(
+            serde_json::to_vec(&body).map_err(|e| ProxyError::Internal(e.to_string()))?,
+        )
     };
     let hold_amount = rates.max_cost(prompt_bound, output_each.saturating_mul(n));
     let hold_amount = if hold_amount.is_zero() {
@@ -277,13 +291,21 @@ pub async fn chat_completions(
     let timeout_at = now + chrono::Duration::milliseconds(cfg.hold_timeout_ms as i64);
     let hold_id = state
         .store
-        .open_hold(billing_id.clone(), voucher.account_id.clone(), hold_amount, timeout_at)
+        .open_hold(
+            billing_id.clone(),
+            voucher.account_id.clone(),
+            hold_amount,
+            timeout_at,
+        )
         .await?;
     let available_after_hold = available.saturating_sub(hold_amount);
 
     let mut upstream = state
         .upstream
-        .post(format!("{}/chat/completions", cfg.upstream_url.trim_end_matches('/')))
+        .post(format!(
+            "{}/chat/completions",
+            cfg.upstream_url.trim_end_matches('/')
+        ))
         .header(header::CONTENT_TYPE.as_str(), "application/json")
         .timeout(std::time::Duration::from_millis(cfg.upstream_timeout_ms))
         .body(forward_body);
@@ -370,6 +392,9 @@ pub async fn chat_completions(
     }
     Ok(HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(("x-voucher-available", format_micros(available_after_hold.micros())))
+        .insert_header((
+            "x-voucher-available",
+            format_micros(available_after_hold.micros()),
+        ))
         .body(bytes))
 }

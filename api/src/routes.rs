@@ -2,7 +2,7 @@
 //! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
 //! and walk it with every role.
 
-use crate::handlers::{applications, health, me, programme, prices, vouchers};
+use crate::handlers::{applications, health, me, prices, programme, vouchers};
 use crate::proxy;
 use actix_web::web;
 use voucherd_domain::Role;

@@ -14,7 +14,8 @@ use voucherd_store::users::UserRow;
 use voucherd_store::vouchers::VoucherRow;
 
 pub fn time(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn opt_time(t: Option<NaiveDateTime>) -> Option<String> {

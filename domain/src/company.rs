@@ -59,14 +59,31 @@ mod tests {
 
     #[test]
     fn normalises_case_spaces_and_missing_zeros() {
-        assert_eq!(CompanyNumber::parse("sc 123456").unwrap().as_str(), "SC123456");
-        assert_eq!(CompanyNumber::parse("1234567").unwrap().as_str(), "01234567");
-        assert_eq!(CompanyNumber::parse("OC301234").unwrap().as_str(), "OC301234");
+        assert_eq!(
+            CompanyNumber::parse("sc 123456").unwrap().as_str(),
+            "SC123456"
+        );
+        assert_eq!(
+            CompanyNumber::parse("1234567").unwrap().as_str(),
+            "01234567"
+        );
+        assert_eq!(
+            CompanyNumber::parse("OC301234").unwrap().as_str(),
+            "OC301234"
+        );
     }
 
     #[test]
     fn rejects_malformed_numbers() {
-        for bad in ["", "123456789", "S1234567", "SC12345X", "ABC12345", "00000000", "SC000000"] {
+        for bad in [
+            "",
+            "123456789",
+            "S1234567",
+            "SC12345X",
+            "ABC12345",
+            "00000000",
+            "SC000000",
+        ] {
             assert!(CompanyNumber::parse(bad).is_err(), "{bad:?}");
         }
     }

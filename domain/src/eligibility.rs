@@ -127,7 +127,10 @@ impl EligibilityRules {
         let balance_ok = facts.balance_sheet_total <= self.max_balance_sheet_total;
         checks.push(if turnover_ok || balance_ok {
             let which = if turnover_ok {
-                format!("turnover £{} is within £{}", facts.annual_turnover, self.max_turnover)
+                format!(
+                    "turnover £{} is within £{}",
+                    facts.annual_turnover, self.max_turnover
+                )
             } else {
                 format!(
                     "balance sheet total £{} is within £{}",
@@ -198,7 +201,11 @@ impl EligibilityRules {
             "sector",
             sector_ok,
             if sector_ok {
-                format!("SIC {} (section {}) is eligible", facts.sic_code.as_str(), facts.sic_code.section())
+                format!(
+                    "SIC {} (section {}) is eligible",
+                    facts.sic_code.as_str(),
+                    facts.sic_code.section()
+                )
             } else {
                 format!("SIC division {division:02} is excluded from the programme")
             },
@@ -278,7 +285,13 @@ mod tests {
         let mut f = facts();
         f.annual_turnover = pounds(60_000_000);
         f.balance_sheet_total = pounds(27_000_000);
-        assert!(check(&EligibilityRules::default().evaluate(&f, today()), "sme_financial").passed);
+        assert!(
+            check(
+                &EligibilityRules::default().evaluate(&f, today()),
+                "sme_financial"
+            )
+            .passed
+        );
         f.balance_sheet_total = pounds(27_000_001);
         let e = EligibilityRules::default().evaluate(&f, today());
         assert!(!check(&e, "sme_financial").passed);
@@ -302,9 +315,21 @@ mod tests {
             },
         ];
         f.voucher_amount = pounds(5_000);
-        assert!(check(&EligibilityRules::default().evaluate(&f, today()), "subsidy_control_mfa").passed);
+        assert!(
+            check(
+                &EligibilityRules::default().evaluate(&f, today()),
+                "subsidy_control_mfa"
+            )
+            .passed
+        );
         f.voucher_amount = Money::from_micros(pounds(5_000).micros() + 1).unwrap();
-        assert!(!check(&EligibilityRules::default().evaluate(&f, today()), "subsidy_control_mfa").passed);
+        assert!(
+            !check(
+                &EligibilityRules::default().evaluate(&f, today()),
+                "subsidy_control_mfa"
+            )
+            .passed
+        );
     }
 
     #[test]

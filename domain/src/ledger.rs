@@ -108,10 +108,18 @@ mod tests {
 
     #[test]
     fn a_voucher_may_not_hold_or_spend_more_than_it_was_granted() {
-        let t = Totals { credits_posted: 100, debits_posted: 60, debits_pending: 40, credits_pending: 0 };
+        let t = Totals {
+            credits_posted: 100,
+            debits_posted: 60,
+            debits_pending: 40,
+            credits_pending: 0,
+        };
         assert_eq!(t.available(), 0);
         assert!(t.respects(AccountKind::Voucher.flags()));
-        let over = Totals { debits_pending: 41, ..t };
+        let over = Totals {
+            debits_pending: 41,
+            ..t
+        };
         assert!(!over.respects(AccountKind::Voucher.flags()));
         assert!(over.respects(AccountKind::FundingSource.flags()));
     }

@@ -56,11 +56,15 @@ impl Money {
     }
 
     pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).and_then(|m| Money::from_micros(m).ok())
+        self.0
+            .checked_add(other.0)
+            .and_then(|m| Money::from_micros(m).ok())
     }
 
     pub fn checked_sub(self, other: Money) -> Option<Money> {
-        self.0.checked_sub(other.0).and_then(|m| Money::from_micros(m).ok())
+        self.0
+            .checked_sub(other.0)
+            .and_then(|m| Money::from_micros(m).ok())
     }
 
     pub fn saturating_sub(self, other: Money) -> Money {
@@ -164,7 +168,10 @@ mod tests {
         assert_eq!(Money::parse("12.50").unwrap().micros(), 12_500_000);
         assert_eq!(Money::parse("12").unwrap().micros(), 12_000_000);
         assert_eq!(Money::parse("0.000001").unwrap().micros(), 1);
-        assert_eq!(Money::parse("1000000000").unwrap().micros(), MAX_AMOUNT_MICROS);
+        assert_eq!(
+            Money::parse("1000000000").unwrap().micros(),
+            MAX_AMOUNT_MICROS
+        );
     }
 
     #[test]
@@ -172,7 +179,10 @@ mod tests {
         assert_eq!(Money::parse("-1"), Err(MoneyError::Negative));
         assert_eq!(Money::parse("1.0000001"), Err(MoneyError::TooPrecise));
         assert_eq!(Money::parse("1000000000.01"), Err(MoneyError::TooLarge));
-        assert_eq!(Money::parse("99999999999999999999"), Err(MoneyError::TooLarge));
+        assert_eq!(
+            Money::parse("99999999999999999999"),
+            Err(MoneyError::TooLarge)
+        );
         for bad in ["", "abc", "1.", ".5", "1,00", "1e3", "£5", "1.2.3", " 1 2"] {
             assert_eq!(Money::parse(bad), Err(MoneyError::Malformed), "{bad:?}");
         }
@@ -189,7 +199,10 @@ mod tests {
     #[test]
     fn json_numbers_are_refused() {
         assert!(serde_json::from_str::<Money>("12.5").is_err());
-        assert_eq!(serde_json::from_str::<Money>("\"12.5\"").unwrap().micros(), 12_500_000);
+        assert_eq!(
+            serde_json::from_str::<Money>("\"12.5\"").unwrap().micros(),
+            12_500_000
+        );
     }
 
     proptest! {

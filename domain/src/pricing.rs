@@ -24,7 +24,9 @@ const PER_MILLION: u128 = 1_000_000;
 
 fn ceil_cost(weighted_micros_times_million: u128) -> Money {
     let micros = weighted_micros_times_million.div_ceil(PER_MILLION);
-    let micros = i64::try_from(micros).unwrap_or(MAX_AMOUNT_MICROS).min(MAX_AMOUNT_MICROS);
+    let micros = i64::try_from(micros)
+        .unwrap_or(MAX_AMOUNT_MICROS)
+        .min(MAX_AMOUNT_MICROS);
     Money::from_micros(micros).unwrap_or(Money::ZERO)
 }
 
@@ -80,10 +82,18 @@ mod tests {
     fn cost_is_the_ceiling_of_the_weighted_sum() {
         // £2.50 / £1.25 / £10.00 per million tokens.
         let r = rates(2_500_000, 1_250_000, 10_000_000);
-        let u = TokenUsage { prompt_tokens: 1_000, cached_prompt_tokens: 200, completion_tokens: 333 };
+        let u = TokenUsage {
+            prompt_tokens: 1_000,
+            cached_prompt_tokens: 200,
+            completion_tokens: 333,
+        };
         // 800×2.5 + 200×1.25 + 333×10 = 2000 + 250 + 3330 = 5580 micros exactly.
         assert_eq!(r.cost(u).micros(), 5_580);
-        let one = TokenUsage { prompt_tokens: 1, cached_prompt_tokens: 0, completion_tokens: 0 };
+        let one = TokenUsage {
+            prompt_tokens: 1,
+            cached_prompt_tokens: 0,
+            completion_tokens: 0,
+        };
         // 2.5 micros rounds up to 3.
         assert_eq!(r.cost(one).micros(), 3);
         assert_eq!(r.cost(TokenUsage::default()).micros(), 0);

@@ -6,7 +6,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct SicCode(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be a 5-digit UK SIC 2007 code whose first two digits are a SIC division (e.g. 62012)")]
+#[error(
+    "must be a 5-digit UK SIC 2007 code whose first two digits are a SIC division (e.g. 62012)"
+)]
 pub struct SicCodeError;
 
 /// Divisions that do not exist in SIC 2007 (gaps in the 01–99 numbering).

@@ -75,7 +75,10 @@ impl Store {
                 return Err(StoreError::CompanyAlreadyLive { company_number });
             }
             row.live_company_number = row.eligible.then(|| row.company_number.clone());
-            match diesel::insert_into(applications::table).values(&row).execute(c) {
+            match diesel::insert_into(applications::table)
+                .values(&row)
+                .execute(c)
+            {
                 Ok(_) => Ok(row),
                 Err(e) if is_unique_violation(&e) => {
                     Err(StoreError::CompanyAlreadyLive { company_number })
@@ -112,12 +115,13 @@ impl Store {
             if let Some(s) = f.status {
                 q = q.filter(applications::status.eq(s));
             }
-            Ok(q
-                .order((applications::created_at.desc(), applications::id.desc()))
-                .limit(f.limit)
-                .offset(f.offset)
-                .select((ApplicationRow::as_select(), vouchers::id.nullable()))
-                .load(c)?)
+            Ok(
+                q.order((applications::created_at.desc(), applications::id.desc()))
+                    .limit(f.limit)
+                    .offset(f.offset)
+                    .select((ApplicationRow::as_select(), vouchers::id.nullable()))
+                    .load(c)?,
+            )
         })
         .await
     }
@@ -160,10 +164,16 @@ impl Store {
             ))
             .execute(c)?;
             if changed != 1 {
-                return Err(StoreError::ApplicationNotPending { status: "decided".into() });
+                return Err(StoreError::ApplicationNotPending {
+                    status: "decided".into(),
+                });
             }
             let voucher = match d.verdict {
-                Verdict::Approve { voucher_id, amount, expires_at } => {
+                Verdict::Approve {
+                    voucher_id,
+                    amount,
+                    expires_at,
+                } => {
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
                     ledger::transfer(
@@ -198,7 +208,11 @@ impl Store {
                 c,
                 AuditEntry {
                     actor_id: Some(&d.actor_id),
-                    action: if voucher.is_some() { "application.approve" } else { "application.reject" },
+                    action: if voucher.is_some() {
+                        "application.approve"
+                    } else {
+                        "application.reject"
+                    },
                     subject_type: "application",
                     subject_id: &app.id,
                     reason: Some(&d.reason),

@@ -42,12 +42,18 @@ pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
         details: e.details.to_string(),
         created_at: now(),
     };
-    diesel::insert_into(audit_log::table).values(&row).execute(c)?;
+    diesel::insert_into(audit_log::table)
+        .values(&row)
+        .execute(c)?;
     Ok(())
 }
 
 impl Store {
-    pub async fn audit_for(&self, subject_type: String, subject_id: String) -> StoreResult<Vec<AuditRow>> {
+    pub async fn audit_for(
+        &self,
+        subject_type: String,
+        subject_id: String,
+    ) -> StoreResult<Vec<AuditRow>> {
         self.read(move |c| {
             Ok(audit_log::table
                 .filter(audit_log::subject_type.eq(subject_type))

@@ -23,7 +23,10 @@ pub enum StoreError {
     #[error("hold {0} timed out")]
     HoldExpired(String),
     #[error("cannot post {amount_micros} against a hold of {held_micros}")]
-    PostExceedsHold { amount_micros: i64, held_micros: i64 },
+    PostExceedsHold {
+        amount_micros: i64,
+        held_micros: i64,
+    },
     #[error("a concurrent request wrote the same record; retry")]
     Contended,
     #[error("ledger invariant violated: {0}")]

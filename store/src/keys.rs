@@ -25,7 +25,9 @@ pub struct ApiKeyRow {
 impl Store {
     pub async fn create_key(&self, row: ApiKeyRow) -> StoreResult<ApiKeyRow> {
         self.write(move |c| {
-            diesel::insert_into(api_keys::table).values(&row).execute(c)?;
+            diesel::insert_into(api_keys::table)
+                .values(&row)
+                .execute(c)?;
             Ok(row)
         })
         .await
@@ -56,7 +58,10 @@ impl Store {
         .await
     }
 
-    pub async fn key_by_hash(&self, key_hash: String) -> StoreResult<Option<(ApiKeyRow, VoucherRow)>> {
+    pub async fn key_by_hash(
+        &self,
+        key_hash: String,
+    ) -> StoreResult<Option<(ApiKeyRow, VoucherRow)>> {
         self.read(move |c| {
             Ok(api_keys::table
                 .inner_join(vouchers::table)

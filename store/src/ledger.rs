@@ -100,7 +100,9 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
         credits_posted: 0,
         created_at: now(),
     };
-    diesel::insert_into(accounts::table).values(&row).execute(c)?;
+    diesel::insert_into(accounts::table)
+        .values(&row)
+        .execute(c)?;
     Ok(row)
 }
 
@@ -142,17 +144,21 @@ fn adjust(c: &mut DbConn, account_id: &str, d: Delta) -> StoreResult<()> {
     let debit_need = d.debits_pending + d.debits_posted - d.credits_posted;
     let credit_need = d.credits_pending + d.credits_posted - d.debits_posted;
     let updated = if flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0 && debit_need > 0 {
-        diesel::update(target.filter(
-            (accounts::credits_posted - accounts::debits_posted - accounts::debits_pending)
-                .ge(debit_need),
-        ))
+        diesel::update(
+            target.filter(
+                (accounts::credits_posted - accounts::debits_posted - accounts::debits_pending)
+                    .ge(debit_need),
+            ),
+        )
         .set(set)
         .execute(c)?
     } else if flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0 && credit_need > 0 {
-        diesel::update(target.filter(
-            (accounts::debits_posted - accounts::credits_posted - accounts::credits_pending)
-                .ge(credit_need),
-        ))
+        diesel::update(
+            target.filter(
+                (accounts::debits_posted - accounts::credits_posted - accounts::credits_pending)
+                    .ge(credit_need),
+            ),
+        )
         .set(set)
         .execute(c)?
     } else {
@@ -226,7 +232,9 @@ fn check_request(req: &TransferRequest) -> StoreResult<()> {
         ));
     }
     if req.amount.is_zero() {
-        return Err(StoreError::Invariant("a transfer needs a positive amount".into()));
+        return Err(StoreError::Invariant(
+            "a transfer needs a positive amount".into(),
+        ));
     }
     Ok(())
 }
@@ -240,8 +248,22 @@ pub fn transfer(c: &mut DbConn, req: &TransferRequest) -> StoreResult<TransferRo
     }
     insert(c, &row)?;
     let a = row.amount;
-    adjust(c, &row.debit_account_id, Delta { debits_posted: a, ..Delta::default() })?;
-    adjust(c, &row.credit_account_id, Delta { credits_posted: a, ..Delta::default() })?;
+    adjust(
+        c,
+        &row.debit_account_id,
+        Delta {
+            debits_posted: a,
+            ..Delta::default()
+        },
+    )?;
+    adjust(
+        c,
+        &row.credit_account_id,
+        Delta {
+            credits_posted: a,
+            ..Delta::default()
+        },
+    )?;
     Ok(row)
 }
 
@@ -258,8 +280,22 @@ pub fn hold(
     }
     insert(c, &row)?;
     let a = row.amount;
-    adjust(c, &row.debit_account_id, Delta { debits_pending: a, ..Delta::default() })?;
-    adjust(c, &row.credit_account_id, Delta { credits_pending: a, ..Delta::default() })?;
+    adjust(
+        c,
+        &row.debit_account_id,
+        Delta {
+            debits_pending: a,
+            ..Delta::default()
+        },
+    )?;
+    adjust(
+        c,
+        &row.credit_account_id,
+        Delta {
+            credits_pending: a,
+            ..Delta::default()
+        },
+    )?;
     Ok(row)
 }
 
@@ -323,12 +359,20 @@ fn resolve(
     adjust(
         c,
         &row.debit_account_id,
-        Delta { debits_pending: -hold.amount, debits_posted: posted, ..Delta::default() },
+        Delta {
+            debits_pending: -hold.amount,
+            debits_posted: posted,
+            ..Delta::default()
+        },
     )?;
     adjust(
         c,
         &row.credit_account_id,
-        Delta { credits_pending: -hold.amount, credits_posted: posted, ..Delta::default() },
+        Delta {
+            credits_pending: -hold.amount,
+            credits_posted: posted,
+            ..Delta::default()
+        },
     )?;
     Ok(row)
 }
@@ -353,8 +397,11 @@ pub fn void_expired_holds(
         .filter(transfers::kind.eq("pending"))
         .filter(transfers::timeout_at.le(at))
         .filter(diesel::dsl::not(diesel::dsl::exists(
-            resolutions
-                .filter(resolutions.field(transfers::pending_id).eq(transfers::id.nullable())),
+            resolutions.filter(
+                resolutions
+                    .field(transfers::pending_id)
+                    .eq(transfers::id.nullable()),
+            ),
         )))
         .select(transfers::id)
         .order(transfers::timeout_at.asc())
@@ -371,6 +418,7 @@ pub fn account_transfers(
     c: &mut DbConn,
     account_id: &str,
     limit: i64,
+    offset: i64,
 ) -> StoreResult<Vec<TransferRow>> {
     Ok(transfers::table
         .filter(
@@ -380,6 +428,7 @@ pub fn account_transfers(
         )
         .order((transfers::created_at.desc(), transfers::id.desc()))
         .limit(limit)
+        .offset(offset)
         .select(TransferRow::as_select())
         .load(c)?)
 }
@@ -427,7 +476,10 @@ pub fn verify(c: &mut DbConn) -> StoreResult<()> {
             )));
         }
         if !cached.respects(a.flags) {
-            return Err(StoreError::Invariant(format!("account {} breaks its flags", a.id)));
+            return Err(StoreError::Invariant(format!(
+                "account {} breaks its flags",
+                a.id
+            )));
         }
         sum.debits_pending += cached.debits_pending;
         sum.debits_posted += cached.debits_posted;
@@ -435,7 +487,9 @@ pub fn verify(c: &mut DbConn) -> StoreResult<()> {
         sum.credits_posted += cached.credits_posted;
     }
     if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
-        return Err(StoreError::Invariant(format!("debits and credits differ: {sum:?}")));
+        return Err(StoreError::Invariant(format!(
+            "debits and credits differ: {sum:?}"
+        )));
     }
     Ok(())
 }

@@ -11,11 +11,11 @@ pub mod ledger;
 pub mod prices;
 pub mod programme;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod usage;
 pub mod users;
 pub mod vouchers;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use db::{now, Backend, DbConn, Store, StoreConfig};
 pub use error::{StoreError, StoreResult};

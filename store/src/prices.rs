@@ -25,7 +25,10 @@ pub struct PriceRow {
 
 impl PriceRow {
     pub fn rates(&self) -> StoreResult<PriceRates> {
-        let m = |v: i64| Money::from_micros(v).map_err(|e| StoreError::Invariant(format!("price {}: {e}", self.id)));
+        let m = |v: i64| {
+            Money::from_micros(v)
+                .map_err(|e| StoreError::Invariant(format!("price {}: {e}", self.id)))
+        };
         Ok(PriceRates {
             input_per_million: m(self.input_per_million)?,
             cached_input_per_million: m(self.cached_input_per_million)?,
@@ -59,7 +62,11 @@ impl Store {
         .await
     }
 
-    pub async fn current_price(&self, model: String, at: NaiveDateTime) -> StoreResult<Option<PriceRow>> {
+    pub async fn current_price(
+        &self,
+        model: String,
+        at: NaiveDateTime,
+    ) -> StoreResult<Option<PriceRow>> {
         self.read(move |c| {
             Ok(prices::table
                 .filter(prices::model.eq(model))

@@ -3,7 +3,9 @@
 use crate::audit::{self, AuditEntry};
 use crate::db::Store;
 use crate::error::StoreResult;
-use crate::ledger::{self, AccountRow, TransferRequest, TransferRow, FUNDING_SOURCE, PROGRAMME_FUND, USAGE};
+use crate::ledger::{
+    self, AccountRow, TransferRequest, TransferRow, FUNDING_SOURCE, PROGRAMME_FUND, USAGE,
+};
 use crate::schema::vouchers;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;

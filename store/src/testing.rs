@@ -40,15 +40,19 @@ impl TestDatabase {
             Backend::Postgres => {
                 let admin = admin_url();
                 let name = format!("voucherd_test_{tag}");
-                let mut c = PgConnection::establish(&admin)
-                    .map_err(|e| format!("PostgreSQL at {admin} is required for these tests: {e}"))?;
+                let mut c = PgConnection::establish(&admin).map_err(|e| {
+                    format!("PostgreSQL at {admin} is required for these tests: {e}")
+                })?;
                 c.batch_execute(&format!("CREATE DATABASE {name}"))
                     .map_err(|e| e.to_string())?;
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
                 Ok(TestDatabase {
                     url: format!("{base}/{name}"),
                     backend,
-                    cleanup: Cleanup::Database { admin_url: admin, name },
+                    cleanup: Cleanup::Database {
+                        admin_url: admin,
+                        name,
+                    },
                 })
             }
         }
@@ -67,7 +71,8 @@ impl Drop for TestDatabase {
             }
             Cleanup::Database { admin_url, name } => {
                 if let Ok(mut c) = PgConnection::establish(admin_url) {
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    let _ =
+                        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
                 }
             }
         }

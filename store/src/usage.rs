@@ -80,12 +80,18 @@ impl Store {
         self.write(move |c| settle(c, &mut row).map(|_| row)).await
     }
 
-    pub async fn usage_for_voucher(&self, voucher_id: String, limit: i64) -> StoreResult<Vec<UsageRow>> {
+    pub async fn usage_for_voucher(
+        &self,
+        voucher_id: String,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<UsageRow>> {
         self.read(move |c| {
             Ok(usage_records::table
                 .filter(usage_records::voucher_id.eq(voucher_id))
                 .order((usage_records::created_at.desc(), usage_records::id.desc()))
                 .limit(limit)
+                .offset(offset)
                 .select(UsageRow::as_select())
                 .load(c)?)
         })
@@ -103,8 +109,8 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     let held = ledger::account_hold_amount(c, &row.hold_id)?;
     let cost = Money::from_micros(row.cost)
         .map_err(|e| StoreError::Invariant(format!("usage cost: {e}")))?;
-    let held_money = Money::from_micros(held)
-        .map_err(|e| StoreError::Invariant(format!("hold amount: {e}")))?;
+    let held_money =
+        Money::from_micros(held).map_err(|e| StoreError::Invariant(format!("hold amount: {e}")))?;
     let posted = cost.min(held_money);
     let post = ledger::post(c, &format!("{}:post", row.hold_id), &row.hold_id, posted)?;
     if let Some(overrun) = cost.checked_sub(posted).filter(|m| !m.is_zero()) {
@@ -125,7 +131,10 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     diesel::update(api_keys::table.filter(api_keys::id.eq(&row.api_key_id)))
         .set(api_keys::last_used_at.eq(Some(row.created_at)))
         .execute(c)?;
-    match diesel::insert_into(usage_records::table).values(&*row).execute(c) {
+    match diesel::insert_into(usage_records::table)
+        .values(&*row)
+        .execute(c)
+    {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Contended),
         Err(e) => Err(e.into()),

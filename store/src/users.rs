@@ -18,11 +18,13 @@ pub struct UserRow {
 
 impl Store {
     pub async fn create_user(&self, row: UserRow) -> StoreResult<UserRow> {
-        self.write(move |c| match diesel::insert_into(users::table).values(&row).execute(c) {
-            Ok(_) => Ok(row),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
-            Err(e) => Err(e.into()),
-        })
+        self.write(
+            move |c| match diesel::insert_into(users::table).values(&row).execute(c) {
+                Ok(_) => Ok(row),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
+                Err(e) => Err(e.into()),
+            },
+        )
         .await
     }
 

@@ -26,6 +26,7 @@ impl Store {
         &self,
         owner_id: Option<String>,
         limit: i64,
+        offset: i64,
     ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
         self.read(move |c| {
             let mut q = vouchers::table
@@ -34,9 +35,9 @@ impl Store {
             if let Some(o) = owner_id {
                 q = q.filter(vouchers::owner_id.eq(o));
             }
-            Ok(q
-                .order((vouchers::created_at.desc(), vouchers::id.desc()))
+            Ok(q.order((vouchers::created_at.desc(), vouchers::id.desc()))
                 .limit(limit)
+                .offset(offset)
                 .select((VoucherRow::as_select(), AccountRow::as_select()))
                 .load(c)?)
         })
@@ -57,7 +58,13 @@ impl Store {
         .await
     }
 
-    pub async fn account_transfers(&self, account_id: String, limit: i64) -> StoreResult<Vec<TransferRow>> {
-        self.read(move |c| ledger::account_transfers(c, &account_id, limit)).await
+    pub async fn account_transfers(
+        &self,
+        account_id: String,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<TransferRow>> {
+        self.read(move |c| ledger::account_transfers(c, &account_id, limit, offset))
+            .await
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The ledger's invariants on both backends: random sequences of transfers, holds, posts and
 //! voids keep Σ debits = Σ credits, never take a no-overdraft account below zero, never post
 //! more than a hold, and keep every cached total equal to what its transfers add up to.
@@ -70,8 +71,14 @@ fn run_sequence(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (i, op) in ops.into_iter().enumerate() {
         let id = format!("t{i}");
         let result = store.write_blocking(|c| match &op {
-            Op::Deposit(a) => ledger::transfer(c, &req(&id, ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, *a)).map(|_| ()),
-            Op::Grant(v, a) => ledger::transfer(c, &req(&id, ledger::PROGRAMME_FUND, vouchers[*v], *a)).map(|_| ()),
+            Op::Deposit(a) => ledger::transfer(
+                c,
+                &req(&id, ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, *a),
+            )
+            .map(|_| ()),
+            Op::Grant(v, a) => {
+                ledger::transfer(c, &req(&id, ledger::PROGRAMME_FUND, vouchers[*v], *a)).map(|_| ())
+            }
             Op::Hold(v, a) => {
                 let far = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
                 ledger::hold(c, &req(&id, vouchers[*v], ledger::USAGE, *a), far).map(|_| ())
@@ -137,17 +144,35 @@ fn both(test: impl Fn(Store)) {
 fn replaying_a_transfer_id_returns_the_original_and_a_different_body_is_refused() {
     both(|store| {
         let first = store
-            .write_blocking(|c| ledger::transfer(c, &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 700)))
+            .write_blocking(|c| {
+                ledger::transfer(
+                    c,
+                    &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 700),
+                )
+            })
             .unwrap();
         let again = store
-            .write_blocking(|c| ledger::transfer(c, &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 700)))
+            .write_blocking(|c| {
+                ledger::transfer(
+                    c,
+                    &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 700),
+                )
+            })
             .unwrap();
         assert_eq!(first, again);
         let other = store.write_blocking(|c| {
-            ledger::transfer(c, &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 701))
+            ledger::transfer(
+                c,
+                &req("dep-1", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 701),
+            )
         });
-        assert!(matches!(other, Err(StoreError::TransferIdConflict(_))), "{other:?}");
-        let fund = store.write_blocking(|c| ledger::account(c, ledger::PROGRAMME_FUND)).unwrap();
+        assert!(
+            matches!(other, Err(StoreError::TransferIdConflict(_))),
+            "{other:?}"
+        );
+        let fund = store
+            .write_blocking(|c| ledger::account(c, ledger::PROGRAMME_FUND))
+            .unwrap();
         assert_eq!(fund.credits_posted, 700);
     });
 }
@@ -158,7 +183,10 @@ fn a_hold_posts_at_most_its_amount_once_and_expired_holds_are_voided() {
         store
             .write_blocking(|c| {
                 ledger::create_account(c, "v", AccountKind::Voucher)?;
-                ledger::transfer(c, &req("d", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 1_000))?;
+                ledger::transfer(
+                    c,
+                    &req("d", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 1_000),
+                )?;
                 ledger::transfer(c, &req("g", ledger::PROGRAMME_FUND, "v", 1_000))?;
                 let far = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
                 ledger::hold(c, &req("h1", "v", ledger::USAGE, 600), far)?;
@@ -168,15 +196,26 @@ fn a_hold_posts_at_most_its_amount_once_and_expired_holds_are_voided() {
             })
             .unwrap();
         let over = store.write_blocking(|c| ledger::post(c, "p0", "h1", money(601)));
-        assert!(matches!(over, Err(StoreError::PostExceedsHold { .. })), "{over:?}");
+        assert!(
+            matches!(over, Err(StoreError::PostExceedsHold { .. })),
+            "{over:?}"
+        );
         let too_much = store.write_blocking(|c| {
             let far = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
             ledger::hold(c, &req("h3", "v", ledger::USAGE, 101), far)
         });
-        assert!(matches!(too_much, Err(StoreError::InsufficientFunds { .. })), "{too_much:?}");
-        store.write_blocking(|c| ledger::post(c, "p1", "h1", money(250))).unwrap();
+        assert!(
+            matches!(too_much, Err(StoreError::InsufficientFunds { .. })),
+            "{too_much:?}"
+        );
+        store
+            .write_blocking(|c| ledger::post(c, "p1", "h1", money(250)))
+            .unwrap();
         let twice = store.write_blocking(|c| ledger::post(c, "p2", "h1", money(10)));
-        assert!(matches!(twice, Err(StoreError::HoldResolved(_))), "{twice:?}");
+        assert!(
+            matches!(twice, Err(StoreError::HoldResolved(_))),
+            "{twice:?}"
+        );
         let late = store.write_blocking(|c| ledger::post(c, "p3", "h2", money(10)));
         assert!(matches!(late, Err(StoreError::HoldExpired(_))), "{late:?}");
         let voided = store
@@ -184,7 +223,10 @@ fn a_hold_posts_at_most_its_amount_once_and_expired_holds_are_voided() {
             .unwrap();
         assert_eq!(voided, vec!["h2".to_string()]);
         let v = store.write_blocking(|c| ledger::account(c, "v")).unwrap();
-        assert_eq!((v.credits_posted, v.debits_posted, v.debits_pending), (1_000, 250, 0));
+        assert_eq!(
+            (v.credits_posted, v.debits_posted, v.debits_pending),
+            (1_000, 250, 0)
+        );
         assert_eq!(v.totals().available(), 750);
         store.write_blocking(|c| ledger::verify(c)).unwrap();
     });
@@ -195,7 +237,13 @@ fn the_database_refuses_to_update_or_delete_a_transfer() {
     use diesel::connection::SimpleConnection;
     both(|store| {
         store
-            .write_blocking(|c| ledger::transfer(c, &req("d", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 5)).map(|_| ()))
+            .write_blocking(|c| {
+                ledger::transfer(
+                    c,
+                    &req("d", ledger::FUNDING_SOURCE, ledger::PROGRAMME_FUND, 5),
+                )
+                .map(|_| ())
+            })
             .unwrap();
         let upd = store.write_blocking(|c| Ok(c.batch_execute("UPDATE transfers SET amount = 6")?));
         assert!(upd.is_err());

@@ -34,15 +34,24 @@ pub struct ApplicationRequest {
     pub trading_since: NaiveDate,
     #[validate(length(min = 20, max = 4000, message = "must be 20 to 4000 characters"))]
     pub use_case: String,
-    #[validate(nested, length(max = 50, message = "must list at most 50 declarations"))]
+    #[validate(
+        nested,
+        length(max = 50, message = "must list at most 50 declarations")
+    )]
     #[serde(default)]
     pub subsidy_declarations: Vec<SubsidyDeclarationRequest>,
 }
 
-fn declarations(body: &ApplicationRequest, today: NaiveDate) -> Result<Vec<SubsidyDeclaration>, ApiError> {
+fn declarations(
+    body: &ApplicationRequest,
+    today: NaiveDate,
+) -> Result<Vec<SubsidyDeclaration>, ApiError> {
     let mut errors = Vec::new();
     if body.trading_since > today + Duration::days(366) {
-        errors.push(FieldError::new("trading_since", "must not be more than a year in the future"));
+        errors.push(FieldError::new(
+            "trading_since",
+            "must not be more than a year in the future",
+        ));
     }
     let declared = body
         .subsidy_declarations
@@ -88,13 +97,18 @@ pub async fn submit(
     };
     let eligibility = state.config.eligibility.evaluate(&facts, today);
     let at = voucherd_store::now();
-    let status = if eligibility.eligible { "submitted" } else { "ineligible" };
+    let status = if eligibility.eligible {
+        "submitted"
+    } else {
+        "ineligible"
+    };
     let row = ApplicationRow {
         id: uuid::Uuid::now_v7().to_string(),
         applicant_id: user.id,
         company_number: body.company_number.as_str().to_string(),
         company_name: body.company_name.trim().to_string(),
-        employees: i32::try_from(body.employees).map_err(|_| ApiError::field("employees", "too large"))?,
+        employees: i32::try_from(body.employees)
+            .map_err(|_| ApiError::field("employees", "too large"))?,
         annual_turnover: body.annual_turnover.micros(),
         balance_sheet_total: body.balance_sheet_total.micros(),
         region: body.region.as_str().to_string(),
@@ -104,7 +118,8 @@ pub async fn submit(
         subsidy_declarations: serde_json::to_string(&facts.subsidy_declarations)
             .map_err(|e| ApiError::Internal(e.to_string()))?,
         eligible: eligibility.eligible,
-        checks: serde_json::to_string(&eligibility.checks).map_err(|e| ApiError::Internal(e.to_string()))?,
+        checks: serde_json::to_string(&eligibility.checks)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
         status: status.into(),
         live_company_number: None,
         decided_by: None,
@@ -138,9 +153,16 @@ fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
 }
 
 /// Applicants see their own applications; administrators see all.
-pub async fn list(state: web::Data<AppState>, user: AuthUser, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let q: ListQuery = query(&req)?;
-    let page = Page { limit: q.limit, offset: q.offset };
+    let page = Page {
+        limit: q.limit,
+        offset: q.offset,
+    };
     let rows = state
         .store
         .list_applications(ApplicationFilter {
@@ -150,12 +172,19 @@ pub async fn list(state: web::Data<AppState>, user: AuthUser, req: HttpRequest) 
             offset: page.offset(),
         })
         .await?;
-    let data: Vec<_> = rows.iter().map(|(a, v)| views::application(a, v.as_deref())).collect();
+    let data: Vec<_> = rows
+        .iter()
+        .map(|(a, v)| views::application(a, v.as_deref()))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
 /// Someone else's application answers 404, so ids reveal nothing.
-async fn visible(state: &AppState, user: &AuthUser, id: String) -> Result<(ApplicationRow, Option<String>), ApiError> {
+async fn visible(
+    state: &AppState,
+    user: &AuthUser,
+    id: String,
+) -> Result<(ApplicationRow, Option<String>), ApiError> {
     let (app, voucher_id) = state.store.application(id).await?;
     if !user.is_admin() && app.applicant_id != user.id {
         return Err(ApiError::NotFound("application"));
@@ -163,7 +192,11 @@ async fn visible(state: &AppState, user: &AuthUser, id: String) -> Result<(Appli
     Ok((app, voucher_id))
 }
 
-pub async fn get(state: web::Data<AppState>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (app, voucher_id) = visible(&state, &user, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(views::application(&app, voucher_id.as_deref())))
 }
@@ -199,7 +232,10 @@ pub async fn decide(
     let verdict = match body.decision {
         DecisionKind::Reject => {
             if body.amount.is_some() || body.valid_days.is_some() {
-                return Err(ApiError::field("amount", "a rejection takes no amount or valid_days"));
+                return Err(ApiError::field(
+                    "amount",
+                    "a rejection takes no amount or valid_days",
+                ));
             }
             Verdict::Reject
         }
@@ -248,7 +284,11 @@ pub async fn decide(
 
 /// The applicant was checked against the standard voucher; an administrator who grants more
 /// must not push the company over its Minimal Financial Assistance limit.
-fn check_mfa_with_amount(state: &AppState, app: &ApplicationRow, amount: Money) -> Result<(), ApiError> {
+fn check_mfa_with_amount(
+    state: &AppState,
+    app: &ApplicationRow,
+    amount: Money,
+) -> Result<(), ApiError> {
     let declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
         .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
     let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -264,8 +304,15 @@ fn check_mfa_with_amount(state: &AppState, app: &ApplicationRow, amount: Money) 
         subsidy_declarations: declarations,
         voucher_amount: amount,
     };
-    let result = state.config.eligibility.evaluate(&facts, Utc::now().date_naive());
-    match result.checks.iter().find(|c| c.rule == "subsidy_control_mfa") {
+    let result = state
+        .config
+        .eligibility
+        .evaluate(&facts, Utc::now().date_naive());
+    match result
+        .checks
+        .iter()
+        .find(|c| c.rule == "subsidy_control_mfa")
+    {
         Some(c) if !c.passed => Err(ApiError::conflict("mfa_limit_exceeded", c.reason.clone())),
         _ => Ok(()),
     }

@@ -9,7 +9,11 @@ pub async fn healthz() -> HttpResponse {
 
 /// The process can serve: its database answers.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await.map_err(|_| ApiError::Unavailable)?;
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
         "database": state.store.backend().as_str(),

@@ -11,7 +11,10 @@ use voucherd_store::users::UserRow;
 
 #[derive(Debug, Deserialize, Validate)]
 pub struct RegisterRequest {
-    #[validate(email(message = "must be an email address"), length(max = 254, message = "must be at most 254 characters"))]
+    #[validate(
+        email(message = "must be an email address"),
+        length(max = 254, message = "must be at most 254 characters")
+    )]
     pub email: String,
     #[validate(length(min = 12, max = 128, message = "must be 12 to 128 characters"))]
     pub password: String,
@@ -28,8 +31,12 @@ pub struct LoginRequest {
 }
 
 /// Argon2 is deliberately slow: it runs on the blocking pool, not an async worker.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    web::block(f).await.map_err(|e| ApiError::Internal(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Self-registration always creates an applicant; administrators come from `create-admin`.
@@ -70,7 +77,10 @@ pub async fn login(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = state.store.user_by_email(body.email.trim().to_lowercase()).await?;
+    let user = state
+        .store
+        .user_by_email(body.email.trim().to_lowercase())
+        .await?;
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
         None => blocking(dummy_hash).await?,

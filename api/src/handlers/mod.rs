@@ -30,16 +30,15 @@ impl Page {
 }
 
 /// Parses a query string with the same field-path errors as bodies.
-pub fn query<T: serde::de::DeserializeOwned + Validate>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
+pub fn query<T: serde::de::DeserializeOwned + Validate>(
+    req: &actix_web::HttpRequest,
+) -> Result<T, ApiError> {
     let q: T = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .unwrap_or("query")
-            .to_string();
+        let field = msg.split('`').nth(1).unwrap_or("query").to_string();
         ApiError::field(&field, msg)
     })?;
-    q.validate().map_err(|e| ApiError::Validation(crate::extract::flatten(&e)))?;
+    q.validate()
+        .map_err(|e| ApiError::Validation(crate::extract::flatten(&e)))?;
     Ok(q)
 }

@@ -29,7 +29,9 @@ pub struct SetPriceRequest {
 pub fn valid_model(model: &str) -> bool {
     !model.is_empty()
         && model.len() <= 100
-        && model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
 }
 
 /// Adds a new price version for a model; earlier versions and the usage priced with them stay.
@@ -41,7 +43,10 @@ pub async fn set(
 ) -> Result<HttpResponse, ApiError> {
     let model = path.into_inner();
     if !valid_model(&model) {
-        return Err(ApiError::field("model", "must be 1 to 100 letters, digits or - . _ :"));
+        return Err(ApiError::field(
+            "model",
+            "must be 1 to 100 letters, digits or - . _ :",
+        ));
     }
     let now = voucherd_store::now();
     let effective_from = match body.effective_from {

@@ -25,7 +25,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             let key = v.to_str().unwrap_or("");
             let ok = !key.is_empty()
                 && key.len() <= 100
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
             if ok {
                 Ok(Some(key.to_string()))
             } else {

@@ -13,7 +13,11 @@ use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::VoucherRow;
 
 /// A voucher the caller may see: its owner's, or any for an administrator. Others get 404.
-async fn visible(state: &AppState, user: &AuthUser, id: String) -> Result<(VoucherRow, AccountRow), ApiError> {
+async fn visible(
+    state: &AppState,
+    user: &AuthUser,
+    id: String,
+) -> Result<(VoucherRow, AccountRow), ApiError> {
     let (v, a) = state.store.voucher(id).await?;
     if !user.is_admin() && v.owner_id != user.id {
         return Err(ApiError::NotFound("voucher"));
@@ -21,15 +25,26 @@ async fn visible(state: &AppState, user: &AuthUser, id: String) -> Result<(Vouch
     Ok((v, a))
 }
 
-pub async fn list(state: web::Data<AppState>, user: AuthUser, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
     let owner = (!user.is_admin()).then_some(user.id);
-    let rows = state.store.vouchers(owner, page.limit()).await?;
+    let rows = state
+        .store
+        .vouchers(owner, page.limit(), page.offset())
+        .await?;
     let data: Vec<_> = rows.iter().map(|(v, a)| views::voucher(v, a)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
-pub async fn get(state: web::Data<AppState>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(views::voucher(&v, &a)))
 }
@@ -43,8 +58,14 @@ pub async fn transactions(
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
     let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let rows = state.store.account_transfers(v.account_id.clone(), page.limit()).await?;
-    let data: Vec<_> = rows.iter().map(|t| views::transfer(t, &v.account_id)).collect();
+    let rows = state
+        .store
+        .account_transfers(v.account_id.clone(), page.limit(), page.offset())
+        .await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|t| views::transfer(t, &v.account_id))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
@@ -57,7 +78,10 @@ pub async fn usage(
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
     let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let rows = state.store.usage_for_voucher(v.id, page.limit()).await?;
+    let rows = state
+        .store
+        .usage_for_voucher(v.id, page.limit(), page.offset())
+        .await?;
     let data: Vec<_> = rows.iter().map(views::usage).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
@@ -81,7 +105,10 @@ pub async fn create_key(
     }
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
     if views::voucher_status(&v, &a.totals()) == "expired" {
-        return Err(ApiError::conflict("voucher_expired", "keys cannot be created for an expired voucher"));
+        return Err(ApiError::conflict(
+            "voucher_expired",
+            "keys cannot be created for an expired voucher",
+        ));
     }
     let minted = keys::mint();
     let row = state
@@ -103,7 +130,11 @@ pub async fn create_key(
     Ok(HttpResponse::Created().json(json))
 }
 
-pub async fn list_keys(state: web::Data<AppState>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (v, _) = visible(&state, &user, path.into_inner()).await?;
     let rows = state.store.keys_for_voucher(v.id).await?;
     let data: Vec<_> = rows.iter().map(views::key).collect();
@@ -111,7 +142,11 @@ pub async fn list_keys(state: web::Data<AppState>, user: AuthUser, path: web::Pa
 }
 
 /// Revokes a key. Repeating it is harmless (204 again) and records nothing new.
-pub async fn revoke_key(state: web::Data<AppState>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (k, v) = state.store.key(path.into_inner()).await?;
     if !user.is_admin() && v.owner_id != user.id {
         return Err(ApiError::NotFound("key"));

@@ -1,0 +1,318 @@
+//! Applications: bad input, one live application per company, decisions and their audit.
+
+use crate::helpers::*;
+use serde_json::json;
+
+on_both_backends!(
+    malformed_fields_are_named_and_nothing_is_written,
+    malformed_bodies_wrong_types_and_oversized_requests_are_refused,
+    a_company_with_a_live_application_cannot_apply_again,
+    decisions_happen_once_and_are_audited,
+    approval_is_refused_when_the_fund_is_short,
+    applicants_see_only_their_own_applications,
+    an_approval_above_the_mfa_limit_is_refused,
+);
+
+async fn malformed_fields_are_named_and_nothing_is_written(app: TestApp) {
+    let applicant = app.applicant("owner@widgets.co.uk").await;
+    let admin = app.admin().await;
+    let cases = [
+        ("company_number", json!("12-34"), "company_number"),
+        ("annual_turnover", json!("-5"), "annual_turnover"),
+        ("annual_turnover", json!("1.1234567"), "annual_turnover"),
+        ("annual_turnover", json!(12.5), "annual_turnover"),
+        (
+            "balance_sheet_total",
+            json!("5000000000"),
+            "balance_sheet_total",
+        ),
+        ("region", json!("atlantis"), "region"),
+        ("sic_code", json!("6201"), "sic_code"),
+        ("employees", json!(-1), "employees"),
+        ("trading_since", json!("yesterday"), "trading_since"),
+        ("use_case", json!("short"), "use_case"),
+        (
+            "subsidy_declarations",
+            json!([{"provider": "x", "amount": "1.0000001", "awarded_on": "2025-01-01"}]),
+            "subsidy_declarations[0].amount",
+        ),
+        (
+            "subsidy_declarations",
+            json!([{"provider": "", "amount": "1", "awarded_on": "2025-01-01"}]),
+            "subsidy_declarations[0].provider",
+        ),
+        (
+            "subsidy_declarations",
+            json!([{"provider": "x", "amount": "1", "awarded_on": "2099-01-01"}]),
+            "subsidy_declarations[0].awarded_on",
+        ),
+    ];
+    for (field, value, path) in cases {
+        let mut a = valid_application();
+        a[field] = value.clone();
+        let problem =
+            assert_problem(app.apply(&applicant, &a).await, 422, "validation_failed").await;
+        assert_eq!(fields(&problem), [path], "{field} = {value}: {problem}");
+    }
+    let mut missing = valid_application();
+    missing.as_object_mut().unwrap().remove("region");
+    let problem = assert_problem(
+        app.apply(&applicant, &missing).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&problem), ["region"]);
+    assert_eq!(app.applications_count(&admin).await, 0);
+}
+
+async fn malformed_bodies_wrong_types_and_oversized_requests_are_refused(app: TestApp) {
+    let applicant = app.applicant("owner@widgets.co.uk").await;
+    let admin = app.admin().await;
+    let url = app.url("/api/v1/applications");
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(&applicant)
+        .header("content-type", "application/json")
+        .body("{\"company_number\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 400, "malformed_json").await;
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(&applicant)
+        .header("content-type", "text/plain")
+        .body(valid_application().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 415, "unsupported_media_type").await;
+    let mut huge = valid_application();
+    huge["use_case"] = json!("x".repeat(70 * 1024));
+    let resp = app.apply(&applicant, &huge).await;
+    assert_problem(resp, 413, "payload_too_large").await;
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(&applicant)
+        .json(&json!([1, 2]))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 422, "validation_failed").await;
+    assert_eq!(app.applications_count(&admin).await, 0);
+}
+
+async fn a_company_with_a_live_application_cannot_apply_again(app: TestApp) {
+    let first = app.applicant("first@widgets.co.uk").await;
+    let second = app.applicant("second@widgets.co.uk").await;
+    assert_eq!(
+        app.apply(&first, &valid_application())
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+    // The same company written differently is the same company.
+    let mut same = valid_application();
+    same["company_number"] = json!("1234567");
+    let problem =
+        assert_problem(app.apply(&second, &same).await, 409, "company_already_live").await;
+    assert!(problem["detail"].as_str().unwrap().contains("01234567"));
+    let admin = app.admin().await;
+    assert_eq!(app.applications_count(&admin).await, 1);
+
+    // Once rejected, the company may apply again.
+    let list = body(
+        app.get("/api/v1/applications?status=submitted", &admin)
+            .await,
+    )
+    .await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let resp = app
+        .decide(
+            &admin,
+            &id,
+            &json!({"decision": "reject", "reason": "use case is out of scope"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(app.apply(&second, &same).await.status().as_u16(), 201);
+}
+
+async fn decisions_happen_once_and_are_audited(app: TestApp) {
+    let applicant = app.applicant("owner@widgets.co.uk").await;
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "10000").await.status().as_u16(), 201);
+    let a = body(app.apply(&applicant, &valid_application()).await).await;
+    let id = a["id"].as_str().unwrap();
+
+    // An applicant may not decide.
+    let resp = app
+        .decide(
+            &applicant,
+            id,
+            &json!({"decision": "approve", "reason": "me"}),
+        )
+        .await;
+    assert_problem(resp, 403, "forbidden").await;
+    // A decision needs a reason, and a rejection takes no amount.
+    let p = assert_problem(
+        app.decide(&admin, id, &json!({"decision": "reject", "reason": " "}))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["reason"]);
+    let p = assert_problem(
+        app.decide(&admin, id, &json!({"decision": "maybe", "reason": "x"}))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["decision"]);
+
+    let resp = app
+        .decide(
+            &admin,
+            id,
+            &json!({"decision": "reject", "reason": "insufficient detail in use case"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let decided = body(resp).await;
+    assert_eq!(decided["application"]["status"], "rejected");
+    assert!(decided["voucher"].is_null());
+
+    // Twice, or approving the rejected one: refused, nothing changes.
+    for d in [
+        json!({"decision": "reject", "reason": "again"}),
+        json!({"decision": "approve", "reason": "changed my mind"}),
+    ] {
+        assert_problem(
+            app.decide(&admin, id, &d).await,
+            409,
+            "application_already_decided",
+        )
+        .await;
+    }
+    let programme = body(app.get("/api/v1/programme", &admin).await).await;
+    assert_eq!(programme["fund"]["balance"], "10000.00");
+    assert_eq!(programme["vouchers_issued"], 0);
+
+    let audit = body(
+        app.get(
+            &format!("/api/v1/audit?subject_type=application&subject_id={id}"),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    let entries = audit["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["action"], "application.reject");
+    assert_eq!(entries[0]["reason"], "insufficient detail in use case");
+    assert!(entries[0]["actor_id"].is_string());
+}
+
+async fn approval_is_refused_when_the_fund_is_short(app: TestApp) {
+    let applicant = app.applicant("owner@widgets.co.uk").await;
+    let admin = app.admin().await;
+    assert_eq!(
+        app.deposit(&admin, "4999.999999").await.status().as_u16(),
+        201
+    );
+    let a = body(app.apply(&applicant, &valid_application()).await).await;
+    let id = a["id"].as_str().unwrap();
+    let resp = app
+        .decide(&admin, id, &json!({"decision": "approve", "reason": "ok"}))
+        .await;
+    assert_problem(resp, 409, "fund_insufficient").await;
+    let still = body(app.get(&format!("/api/v1/applications/{id}"), &admin).await).await;
+    assert_eq!(still["status"], "submitted");
+    assert!(
+        body(app.get("/api/v1/vouchers", &admin).await).await["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // An amount and validity of the administrator's choosing, within the fund.
+    let resp = app
+        .decide(&admin, id, &json!({"decision": "approve", "amount": "2500.50", "valid_days": 30, "reason": "reduced award"}))
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let v = body(resp).await["voucher"].clone();
+    assert_eq!(v["granted"], "2500.50");
+    let expires = chrono::DateTime::parse_from_rfc3339(v["expires_at"].as_str().unwrap()).unwrap();
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((29 * 24..=30 * 24).contains(&days), "{days}");
+    let programme = body(app.get("/api/v1/programme", &admin).await).await;
+    assert_eq!(programme["fund"]["balance"], "2499.499999");
+    app.store.verify_ledger().await.unwrap();
+}
+
+async fn applicants_see_only_their_own_applications(app: TestApp) {
+    let alice = app.applicant("alice@widgets.co.uk").await;
+    let bob = app.applicant("bob@gadgets.co.uk").await;
+    let a = body(app.apply(&alice, &valid_application()).await).await;
+    let mut other = valid_application();
+    other["company_number"] = json!("SC123456");
+    assert_eq!(app.apply(&bob, &other).await.status().as_u16(), 201);
+    let mine = body(app.get("/api/v1/applications", &alice).await).await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1);
+    let resp = app
+        .get(
+            &format!("/api/v1/applications/{}", a["id"].as_str().unwrap()),
+            &bob,
+        )
+        .await;
+    assert_problem(resp, 404, "not_found").await;
+    let p = assert_problem(
+        app.get("/api/v1/applications?status=pending", &alice).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["status"]);
+}
+
+async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
+    let applicant = app.applicant("owner@widgets.co.uk").await;
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "500000").await.status().as_u16(), 201);
+    let mut a = valid_application();
+    a["subsidy_declarations"] =
+        json!([{"provider": "Innovate UK", "amount": "300000", "awarded_on": "2025-06-01"}]);
+    let a = body(app.apply(&applicant, &a).await).await;
+    assert_eq!(
+        a["status"], "submitted",
+        "£300k + £5k standard voucher is within £315k"
+    );
+    let id = a["id"].as_str().unwrap();
+    let p = assert_problem(
+        app.decide(
+            &admin,
+            id,
+            &json!({"decision": "approve", "amount": "15000.01", "reason": "x"}),
+        )
+        .await,
+        409,
+        "mfa_limit_exceeded",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("315000.00"));
+    let resp = app
+        .decide(
+            &admin,
+            id,
+            &json!({"decision": "approve", "amount": "15000", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+}

@@ -1,0 +1,153 @@
+//! The published contract: openapi.yaml lists exactly the served routes with their access, and
+//! cross-cutting behaviour every route shares.
+
+use crate::helpers::*;
+use std::collections::BTreeSet;
+use voucherd_api::routes::{Access, ROUTES};
+
+fn spec() -> serde_yaml::Value {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn access_of(op: &serde_yaml::Value) -> String {
+    match &op["x-access"] {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Sequence(roles) => roles
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(","),
+        other => panic!("x-access missing or malformed: {other:?}"),
+    }
+}
+
+#[test]
+fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
+    let spec = spec();
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().unwrap() {
+        for (method, op) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if METHODS.contains(&method) {
+                documented.insert((
+                    method.to_string(),
+                    path.as_str().unwrap().to_string(),
+                    access_of(op),
+                ));
+            }
+        }
+    }
+    let mut served: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .map(|r| {
+            let access = match r.access {
+                Access::Public => "public".to_string(),
+                Access::ApiKey => "api_key".to_string(),
+                Access::Roles(roles) => roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            (r.method.to_string(), r.path.to_string(), access)
+        })
+        .collect();
+    for (method, path) in voucherd_admin::PAGES {
+        served.insert((method.to_string(), path.to_string(), "public".into()));
+    }
+    let missing: Vec<_> = served.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "served but not documented: {missing:?}\ndocumented but not served: {extra:?}"
+    );
+}
+
+on_both_backends!(
+    every_response_carries_a_request_id_and_unknown_paths_are_problems,
+    health_and_readiness_answer,
+    registration_and_login_refuse_bad_credentials,
+);
+
+async fn every_response_carries_a_request_id_and_unknown_paths_are_problems(app: TestApp) {
+    let resp = app
+        .client
+        .get(app.url("/api/v1/nothing-here"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-123");
+    assert_problem(resp, 404, "not_found").await;
+    let resp = app.client.get(app.url("/api/v1/me")).send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    assert_problem(resp, 401, "unauthenticated").await;
+    // An unsafe id is replaced, not echoed.
+    for unsafe_id in ["a b".to_string(), "x".repeat(65)] {
+        let resp = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", &unsafe_id)
+            .send()
+            .await
+            .unwrap();
+        assert!(uuid::Uuid::parse_str(resp.headers()["x-request-id"].to_str().unwrap()).is_ok());
+    }
+}
+
+async fn health_and_readiness_answer(app: TestApp) {
+    let h = body(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(h["status"], "ok");
+    let r = body(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(r["status"], "ready");
+    let expected = if app.database_url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    assert_eq!(r["database"], expected);
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("<h1>AI voucher programme</h1>"));
+}
+
+async fn registration_and_login_refuse_bad_credentials(app: TestApp) {
+    assert_eq!(app.register("Ada@Example.org").await.status().as_u16(), 201);
+    assert_problem(app.register("ada@example.org").await, 409, "email_taken").await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "not-an-email", "password": "short", "full_name": ""}))
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(resp, 422, "validation_failed").await;
+    assert_eq!(fields(&p), ["email", "full_name", "password"]);
+    assert_problem(
+        app.login("ada@example.org", "wrong password!!").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        app.login("nobody@example.org", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let ok = body(app.login("ADA@example.org", PASSWORD).await).await;
+    assert_eq!(ok["token_type"], "Bearer");
+    assert_eq!(ok["expires_in"], 3600);
+    let resp = app.get("/api/v1/me", "not.a.token").await;
+    assert_problem(resp, 401, "unauthenticated").await;
+}

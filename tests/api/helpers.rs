@@ -1,0 +1,339 @@
+use crate::upstream::{FakeUpstream, UPSTREAM_KEY};
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use voucherd::config::Config;
+use voucherd::Application;
+use voucherd_domain::pricing::PriceRates;
+use voucherd_domain::Money;
+use voucherd_store::testing::TestDatabase;
+use voucherd_store::users::UserRow;
+use voucherd_store::{Backend, Store};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The test programme's only model: £2.50 / £1.25 / £10.00 per million input / cached input /
+/// output tokens.
+pub const MODEL: &str = "test-model";
+
+/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL, as
+/// `…::sqlite::name` and `…::postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::spawn_app(voucherd_store::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::spawn_app(voucherd_store::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub store: Store,
+    pub upstream: FakeUpstream,
+    pub database_url: String,
+    _db: TestDatabase,
+}
+
+pub fn rates(input: &str, cached: &str, output: &str) -> PriceRates {
+    PriceRates {
+        input_per_million: Money::parse(input).unwrap(),
+        cached_input_per_million: Money::parse(cached).unwrap(),
+        output_per_million: Money::parse(output).unwrap(),
+    }
+}
+
+pub fn test_config(database_url: &str, upstream_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_string(),
+        bind: "127.0.0.1:0".into(),
+        jwt_secret: Some("test-secret-0123456789abcdefghijklmnopqrstuvwxyz".into()),
+        upstream_url: upstream_url.to_string(),
+        upstream_api_key: Some(UPSTREAM_KEY.into()),
+        upstream_timeout_ms: 5_000,
+        hold_timeout_ms: 60_000,
+        workers: 2,
+        db_max_connections: 4,
+        standard_voucher: Money::parse("5000").unwrap(),
+        prices: BTreeMap::from([(MODEL.to_string(), rates("2.50", "1.25", "10.00"))]),
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDatabase::create(backend).expect("test database");
+    let upstream = FakeUpstream::start();
+    let mut config = test_config(&db.url, &upstream.url);
+    adjust(&mut config);
+    let app = Application::build(config).expect("application builds");
+    let port = app.port();
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        store,
+        upstream,
+        database_url: db.url.clone(),
+        _db: db,
+    }
+}
+
+pub async fn body(resp: Response) -> Value {
+    let text = resp.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the body.
+pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "application/problem+json"
+    );
+    let b = body(resp).await;
+    assert_eq!(b["code"], code, "{b}");
+    assert_eq!(b["status"], status);
+    b
+}
+
+/// The field paths a validation problem names.
+pub fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn valid_application() -> Value {
+    json!({
+        "company_number": "01234567",
+        "company_name": "Widget Analytics Ltd",
+        "employees": 12,
+        "annual_turnover": "900000.00",
+        "balance_sheet_total": "300000",
+        "region": "north_east",
+        "sic_code": "62012",
+        "trading_since": "2019-03-01",
+        "use_case": "Classify incoming customer emails and draft replies for review.",
+        "subsidy_declarations": [
+            {"provider": "Innovate UK", "amount": "25000.00", "awarded_on": "2025-06-01"}
+        ]
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, json: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(json)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD, "full_name": "Ada Lovelace"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token(&self, email: &str) -> String {
+        let resp = self.login(email, PASSWORD).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        body(resp).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A registered applicant's access token.
+    pub async fn applicant(&self, email: &str) -> String {
+        assert_eq!(self.register(email).await.status().as_u16(), 201);
+        self.token(email).await
+    }
+
+    /// A user with `role`, created as `create-admin` does (roles other than applicant are not
+    /// self-service), and signed in.
+    pub async fn user_with_role(&self, email: &str, role: &str) -> String {
+        self.store
+            .create_user(UserRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                email: email.into(),
+                password_hash: voucherd_api::auth::hash_password(PASSWORD).unwrap(),
+                full_name: "Programme staff".into(),
+                role: role.into(),
+                created_at: voucherd_store::now(),
+            })
+            .await
+            .unwrap();
+        self.token(email).await
+    }
+
+    pub async fn admin(&self) -> String {
+        self.user_with_role("admin@programme.gov.uk", "admin").await
+    }
+
+    pub async fn apply(&self, token: &str, application: &Value) -> Response {
+        self.post("/api/v1/applications", token, application).await
+    }
+
+    pub async fn deposit(&self, admin: &str, amount: &str) -> Response {
+        self.post(
+            "/api/v1/programme/deposits",
+            admin,
+            &json!({"amount": amount, "reference": "HM Treasury allocation 2026/27"}),
+        )
+        .await
+    }
+
+    pub async fn decide(&self, admin: &str, application_id: &str, decision: &Value) -> Response {
+        self.post(
+            &format!("/api/v1/applications/{application_id}/decision"),
+            admin,
+            decision,
+        )
+        .await
+    }
+
+    pub async fn create_key(&self, token: &str, voucher_id: &str) -> Response {
+        self.post(
+            &format!("/api/v1/vouchers/{voucher_id}/keys"),
+            token,
+            &json!({"name": "backend"}),
+        )
+        .await
+    }
+
+    pub async fn chat(&self, key: &str, request: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(request)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An applicant with an approved voucher of `amount` and a key for it:
+    /// (applicant token, voucher id, key).
+    pub async fn funded_voucher(&self, email: &str, amount: &str) -> (String, String, String) {
+        let applicant = self.applicant(email).await;
+        let admin = self
+            .user_with_role(&format!("admin-{email}"), "admin")
+            .await;
+        let app = body(self.apply(&applicant, &valid_application()).await).await;
+        assert_eq!(app["status"], "submitted", "{app}");
+        assert_eq!(self.deposit(&admin, "100000").await.status().as_u16(), 201);
+        let decided = self
+            .decide(
+                &admin,
+                app["id"].as_str().unwrap(),
+                &json!({"decision": "approve", "amount": amount, "reason": "meets all criteria"}),
+            )
+            .await;
+        assert_eq!(decided.status().as_u16(), 200);
+        let voucher_id = body(decided).await["voucher"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let key = body(self.create_key(&applicant, &voucher_id).await).await["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (applicant, voucher_id, key)
+    }
+
+    pub async fn voucher(&self, token: &str, id: &str) -> Value {
+        let resp = self.get(&format!("/api/v1/vouchers/{id}"), token).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        body(resp).await
+    }
+
+    pub async fn applications_count(&self, admin: &str) -> usize {
+        body(self.get("/api/v1/applications", admin).await).await["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+/// A chat request whose prompt is a document of about 1,000 tokens (4,400 characters), which
+/// is what the fake provider reports by default.
+pub fn chat_request() -> Value {
+    let document =
+        "Customers may return unused goods within 30 days for a full refund. ".repeat(65);
+    json!({
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": "You summarise policies in one line."},
+            {"role": "user", "content": document}
+        ],
+        "max_completion_tokens": 400
+    })
+}
+
+/// A short chat request (a prompt of about a dozen tokens).
+pub fn short_chat_request(max_completion_tokens: Option<u64>) -> Value {
+    let mut r = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello to the team."}],
+    });
+    if let Some(m) = max_completion_tokens {
+        r["max_completion_tokens"] = json!(m);
+    }
+    r
+}

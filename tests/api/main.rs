@@ -1,0 +1,18 @@
+//! End-to-end tests: the real server on port 0, a real database (SQLite and PostgreSQL, each
+//! test on its own fresh one) and real HTTP. Only the AI provider is faked, in `upstream.rs`.
+
+// Tests may panic on what they did not expect: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod helpers;
+mod applications;
+mod authorization;
+mod cli;
+mod contract;
+mod keys;
+mod ledger;
+mod prices;
+mod proxy;
+mod spine;
+mod upstream;

@@ -1,0 +1,130 @@
+//! A fake of the AI provider's OpenAI-compatible API, behaving like the real one for what the
+//! proxy relies on: it authenticates with its own key, answers `/chat/completions` with a
+//! chat completion and its `usage`, never produces more output tokens than `max_tokens` /
+//! `max_completion_tokens` allow, and can be told to fail. It records what it received.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+pub const UPSTREAM_KEY: &str = "sk-upstream-programme-key";
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    /// Output tokens per choice before the request's own limit applies.
+    pub completion_tokens: u64,
+    /// Non-200 makes it answer with OpenAI's error shape and no usage.
+    pub status: u16,
+    pub include_usage: bool,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            prompt_tokens: 1_000,
+            cached_tokens: 200,
+            completion_tokens: 333,
+            status: 200,
+            include_usage: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    pub reply: Mutex<Reply>,
+    pub received: Mutex<Vec<Received>>,
+}
+
+pub struct FakeUpstream {
+    pub url: String,
+    pub shared: Arc<Shared>,
+}
+
+impl FakeUpstream {
+    pub fn start() -> FakeUpstream {
+        let shared = Arc::new(Shared::default());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/v1/chat/completions", web::post().to(chat))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        FakeUpstream {
+            url: format!("http://127.0.0.1:{port}/v1"),
+            shared,
+        }
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+}
+
+async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value>) -> HttpResponse {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    shared.received.lock().unwrap().push(Received {
+        authorization: authorization.clone(),
+        body: body.0.clone(),
+    });
+    if authorization.as_deref() != Some(&format!("Bearer {UPSTREAM_KEY}")) {
+        return HttpResponse::Unauthorized().json(json!({"error": {
+            "message": "Incorrect API key provided.", "type": "invalid_request_error",
+            "param": null, "code": "invalid_api_key"}}));
+    }
+    let reply = shared.reply.lock().unwrap().clone();
+    if reply.status != 200 {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap())
+            .json(json!({"error": {"message": "The server had an error while processing your request.",
+                "type": "server_error", "param": null, "code": null}}));
+    }
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let limit = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    let per_choice = reply.completion_tokens.min(limit);
+    let choices: Vec<Value> = (0..n)
+        .map(|i| json!({"index": i, "message": {"role": "assistant", "content": "Hello from the provider."},
+                        "logprobs": null, "finish_reason": if per_choice < reply.completion_tokens { "length" } else { "stop" }}))
+        .collect();
+    let mut out = json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_764_000_000,
+        "model": body.get("model").cloned().unwrap_or(Value::Null), "choices": choices,
+    });
+    if reply.include_usage {
+        out["usage"] = json!({
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": per_choice * n,
+            "total_tokens": reply.prompt_tokens + per_choice * n,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        });
+    }
+    HttpResponse::Ok().json(out)
+}
