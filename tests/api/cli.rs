@@ -92,3 +92,72 @@ fn help_explains_each_command() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+/// Reads the child's stderr lines on a thread, so the test can wait for a line with a bound.
+fn lines_of(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the expected log line");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if what(&v) {
+                return v;
+            }
+        } else {
+            panic!("not a JSON log line: {line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_name_the_request_id_of_every_request() {
+    let db = TestDatabase::create(Backend::Sqlite).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("VOUCHERD_BIND", "127.0.0.1:0")
+        .env(
+            "VOUCHERD_JWT_SECRET",
+            "log-test-secret-0123456789abcdefghijklmnop",
+        )
+        .env("VOUCHERD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(child.stderr.take().unwrap());
+    let listening = wait_for(&rx, |v| v["fields"]["message"] == "voucherd listening");
+    let port = listening["fields"]["port"].as_u64().unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .header("x-request-id", "log-check-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let finished = wait_for(&rx, |v| v["fields"]["message"] == "request finished");
+    assert_eq!(finished["span"]["request_id"], "log-check-1");
+    assert_eq!(finished["fields"]["status"], 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -12,6 +12,7 @@ mod cli;
 mod contract;
 mod keys;
 mod ledger;
+mod outage;
 mod prices;
 mod proxy;
 mod spine;
