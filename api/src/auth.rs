@@ -118,8 +118,9 @@ impl FromRequest for AuthUser {
     }
 }
 
-fn bearer(req: &ServiceRequest) -> Option<&str> {
-    req.headers()
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &header::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -144,7 +145,7 @@ pub async fn guard(
         let tokens = req
             .app_data::<web::Data<AppState>>()
             .map(|s| s.tokens.clone());
-        let user = match (tokens, bearer(&req)) {
+        let user = match (tokens, bearer(req.headers())) {
             (Some(t), Some(token)) => t.verify(token),
             _ => None,
         };

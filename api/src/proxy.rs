@@ -145,15 +145,6 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body.freeze())
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
 fn u64_field(body: &Value, name: &'static str, max: u64) -> Result<Option<u64>, ProxyError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -198,7 +189,7 @@ pub async fn chat_completions(
     let cfg = &state.config;
     let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
 
-    let secret = bearer(&req).ok_or(ProxyError::InvalidKey(
+    let secret = crate::auth::bearer(req.headers()).ok_or(ProxyError::InvalidKey(
         "You didn't provide an API key. Send it as `Authorization: Bearer vk_live_…`.",
     ))?;
     if !keys::looks_like_key(secret) {

@@ -241,30 +241,7 @@ fn check_request(req: &TransferRequest) -> StoreResult<()> {
 
 /// Moves money at once (a posted transfer). Idempotent on `req.id`.
 pub fn transfer(c: &mut DbConn, req: &TransferRequest) -> StoreResult<TransferRow> {
-    check_request(req)?;
-    let row = new_row(req, "single", None);
-    if let Some(original) = replayed(c, &row)? {
-        return Ok(original);
-    }
-    insert(c, &row)?;
-    let a = row.amount;
-    adjust(
-        c,
-        &row.debit_account_id,
-        Delta {
-            debits_posted: a,
-            ..Delta::default()
-        },
-    )?;
-    adjust(
-        c,
-        &row.credit_account_id,
-        Delta {
-            credits_posted: a,
-            ..Delta::default()
-        },
-    )?;
-    Ok(row)
+    create(c, req, None)
 }
 
 /// Reserves money until `timeout_at` (a pending transfer). Idempotent on `req.id`.
@@ -273,29 +250,52 @@ pub fn hold(
     req: &TransferRequest,
     timeout_at: NaiveDateTime,
 ) -> StoreResult<TransferRow> {
+    create(c, req, Some(timeout_at))
+}
+
+/// A posted transfer, or with a timeout a pending one.
+fn create(
+    c: &mut DbConn,
+    req: &TransferRequest,
+    timeout_at: Option<NaiveDateTime>,
+) -> StoreResult<TransferRow> {
     check_request(req)?;
-    let row = new_row(req, "pending", Some(timeout_at));
+    let kind = if timeout_at.is_some() {
+        "pending"
+    } else {
+        "single"
+    };
+    let row = new_row(req, kind, timeout_at);
     if let Some(original) = replayed(c, &row)? {
         return Ok(original);
     }
     insert(c, &row)?;
     let a = row.amount;
-    adjust(
-        c,
-        &row.debit_account_id,
-        Delta {
-            debits_pending: a,
-            ..Delta::default()
-        },
-    )?;
-    adjust(
-        c,
-        &row.credit_account_id,
-        Delta {
-            credits_pending: a,
-            ..Delta::default()
-        },
-    )?;
+    let (debit, credit) = if timeout_at.is_some() {
+        (
+            Delta {
+                debits_pending: a,
+                ..Delta::default()
+            },
+            Delta {
+                credits_pending: a,
+                ..Delta::default()
+            },
+        )
+    } else {
+        (
+            Delta {
+                debits_posted: a,
+                ..Delta::default()
+            },
+            Delta {
+                credits_posted: a,
+                ..Delta::default()
+            },
+        )
+    };
+    adjust(c, &row.debit_account_id, debit)?;
+    adjust(c, &row.credit_account_id, credit)?;
     Ok(row)
 }
 
