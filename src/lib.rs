@@ -73,6 +73,7 @@ impl Application {
                 upstream_api_key: config.upstream_api_key.clone(),
                 upstream_timeout_ms: config.upstream_timeout_ms,
                 hold_timeout_ms: config.hold_timeout_ms,
+                stream_max_ms: config.stream_max_ms,
                 body_limit_bytes: config.body_limit_bytes,
                 proxy_body_limit_bytes: config.proxy_body_limit_bytes,
             },

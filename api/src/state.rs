@@ -18,6 +18,8 @@ pub struct ApiConfig {
     /// How long a proxied request's hold lives before the hold-expiry job voids it. Longer
     /// than the upstream timeout, so a slow but successful request can still settle.
     pub hold_timeout_ms: u64,
+    /// The longest a streamed response may run; its hold lives this much longer.
+    pub stream_max_ms: u64,
     pub body_limit_bytes: usize,
     pub proxy_body_limit_bytes: usize,
 }

@@ -16,4 +16,5 @@ mod outage;
 mod prices;
 mod proxy;
 mod spine;
+mod streaming;
 mod upstream;

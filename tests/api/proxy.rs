@@ -51,7 +51,7 @@ async fn an_unknown_model_or_bad_request_is_refused_before_anything_is_held(app:
             "max_tokens",
         ),
         (
-            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": true}),
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}),
             "stream",
         ),
     ];

@@ -19,6 +19,8 @@ pub struct Reply {
     /// Non-200 makes it answer with OpenAI's error shape and no usage.
     pub status: u16,
     pub include_usage: bool,
+    /// Streams stop after this many content chunks and then hang, as a stuck provider does.
+    pub stall_after: Option<u64>,
 }
 
 impl Default for Reply {
@@ -29,6 +31,7 @@ impl Default for Reply {
             completion_tokens: 333,
             status: 200,
             include_usage: true,
+            stall_after: None,
         }
     }
 }
@@ -43,6 +46,8 @@ pub struct Received {
 pub struct Shared {
     pub reply: Mutex<Reply>,
     pub received: Mutex<Vec<Received>>,
+    /// Streams whose connection was closed before they finished.
+    pub streams_cut: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FakeUpstream {
@@ -79,6 +84,116 @@ impl FakeUpstream {
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
+
+    pub fn streams_cut(&self) -> usize {
+        self.shared
+            .streams_cut
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts a stream as cut when it is dropped before its end.
+struct CutGuard {
+    shared: web::Data<Shared>,
+    finished: bool,
+}
+
+impl Drop for CutGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared
+                .streams_cut
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn event(v: &Value) -> web::Bytes {
+    web::Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// A chat completion as the provider streams it: a role chunk, one chunk per output token
+/// per choice, a finish chunk per choice, the usage chunk when asked for, then `[DONE]`.
+fn stream(
+    shared: web::Data<Shared>,
+    body: &Value,
+    reply: Reply,
+    per_choice: u64,
+    n: u64,
+) -> HttpResponse {
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let model = body.get("model").cloned().unwrap_or(Value::Null);
+    let chunk = |choices: Value| {
+        let mut c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_764_000_000,
+                           "model": model, "choices": choices});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    let mut events = vec![event(&chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+    ))];
+    let mut content = 0;
+    'tokens: for _ in 0..per_choice {
+        for i in 0..n {
+            if reply.stall_after == Some(content) {
+                break 'tokens;
+            }
+            events.push(event(&chunk(
+                json!([{"index": i, "delta": {"content": "tok "}, "finish_reason": null}]),
+            )));
+            content += 1;
+        }
+    }
+    let stalls = reply.stall_after.is_some();
+    if !stalls {
+        for i in 0..n {
+            events.push(event(&chunk(
+                json!([{"index": i, "delta": {}, "finish_reason": "stop"}]),
+            )));
+        }
+        if include_usage && reply.include_usage {
+            events.push(event(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_764_000_000,
+                "model": model, "choices": [], "usage": {
+                    "prompt_tokens": reply.prompt_tokens, "completion_tokens": per_choice * n,
+                    "total_tokens": reply.prompt_tokens + per_choice * n,
+                    "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}}})));
+        }
+        events.push(web::Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+    let guard = CutGuard {
+        shared,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(
+        (events.into_iter(), guard, stalls),
+        |(mut it, mut guard, stalls)| async move {
+            match it.next() {
+                Some(e) => Some((Ok::<_, actix_web::Error>(e), (it, guard, stalls))),
+                None if stalls => {
+                    // Stuck: only keep-alive comments from now on, until the reader goes away
+                    // (the failed write ends this stream, and the guard records the cut).
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Some((
+                        Ok(web::Bytes::from_static(b": keep-alive\n\n")),
+                        (it, guard, stalls),
+                    ))
+                }
+                None => {
+                    guard.finished = true;
+                    drop(guard);
+                    None
+                }
+            }
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(body)
 }
 
 async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value>) -> HttpResponse {
@@ -109,6 +224,9 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
         .and_then(Value::as_u64)
         .unwrap_or(u64::MAX);
     let per_choice = reply.completion_tokens.min(limit);
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        return stream(shared.clone(), &body.0, reply, per_choice, n);
+    }
     let choices: Vec<Value> = (0..n)
         .map(|i| json!({"index": i, "message": {"role": "assistant", "content": "Hello from the provider."},
                         "logprobs": null, "finish_reason": if per_choice < reply.completion_tokens { "length" } else { "stop" }}))

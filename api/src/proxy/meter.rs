@@ -1,0 +1,190 @@
+//! Admission and settlement: the money side of every proxied request. A request is admitted
+//! only with a hold covering its worst case; it is settled exactly once, posting the priced
+//! usage (≤ the hold) or releasing the hold when nothing was served.
+
+use super::ProxyError;
+use crate::keys;
+use crate::state::AppState;
+use actix_web::HttpRequest;
+use voucherd_domain::pricing::{PriceRates, TokenUsage};
+use voucherd_domain::Money;
+use voucherd_store::keys::ApiKeyRow;
+use voucherd_store::prices::PriceRow;
+use voucherd_store::usage::UsageRow;
+use voucherd_store::vouchers::VoucherRow;
+
+/// The voucher key of the request, checked: known, not revoked, its voucher live.
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(ApiKeyRow, VoucherRow), ProxyError> {
+    let secret = crate::auth::bearer(req.headers()).ok_or(ProxyError::InvalidKey(
+        "You didn't provide an API key. Send it as `Authorization: Bearer vk_live_…`.",
+    ))?;
+    if !keys::looks_like_key(secret) {
+        return Err(ProxyError::InvalidKey("Incorrect API key provided."));
+    }
+    let (key, voucher) = state
+        .store
+        .key_by_hash(keys::hash(secret))
+        .await?
+        .ok_or(ProxyError::InvalidKey("Incorrect API key provided."))?;
+    if key.revoked_at.is_some() {
+        return Err(ProxyError::InvalidKey("This API key has been revoked."));
+    }
+    if voucher.status != "active" || voucher.expires_at <= voucherd_store::now() {
+        return Err(ProxyError::InsufficientQuota(format!(
+            "You exceeded your current quota: the voucher expired on {}.",
+            crate::views::time(voucher.expires_at)
+        )));
+    }
+    Ok((key, voucher))
+}
+
+/// An admitted request: its hold and everything needed to settle it.
+pub struct Admitted {
+    pub key_id: String,
+    pub voucher_id: String,
+    pub model: String,
+    pub price: PriceRow,
+    pub rates: PriceRates,
+    pub hold_id: String,
+    pub billing_id: String,
+    pub prompt_bound: u64,
+    /// Output tokens each choice may produce (written into the forwarded request).
+    pub output_each: u64,
+    pub choices: u64,
+    pub available_after_hold: Money,
+}
+
+/// What the request asks for, before admission.
+pub struct Ask<'a> {
+    pub key: &'a ApiKeyRow,
+    pub voucher: &'a VoucherRow,
+    pub model: &'a str,
+    pub prompt_bound: u64,
+    /// The client's own output limit per choice, if it gave one.
+    pub requested_output: Option<u64>,
+    pub choices: u64,
+    pub hold_ms: u64,
+}
+
+fn quota_exceeded() -> ProxyError {
+    ProxyError::InsufficientQuota(
+        "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),
+    )
+}
+
+/// Prices the request's worst case, capped to what the voucher affords, and holds it.
+pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyError> {
+    let now = voucherd_store::now();
+    let price = state
+        .store
+        .current_price(ask.model.to_string(), now)
+        .await?
+        .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
+    let rates = price.rates()?;
+    let (_, account) = state.store.voucher(ask.voucher.id.clone()).await?;
+    let available = Money::from_micros(account.totals().available().max(0))
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    let choices = ask.choices.max(1);
+    let affordable_each = rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
+    if affordable_each == 0 {
+        return Err(quota_exceeded());
+    }
+    let output_each = ask
+        .requested_output
+        .map_or(affordable_each, |r| r.min(affordable_each));
+    let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
+    // A free model still takes a hold, so every request has one to settle against.
+    let held = if held.is_zero() {
+        Money::from_micros(1).map_err(|e| ProxyError::Internal(e.to_string()))?
+    } else {
+        held
+    };
+    let billing_id = keys::new_id();
+    let timeout_at =
+        now + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
+    let hold_id = state
+        .store
+        .open_hold(
+            billing_id.clone(),
+            ask.voucher.account_id.clone(),
+            held,
+            timeout_at,
+        )
+        .await
+        .map_err(|e| match e {
+            voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
+            other => other.into(),
+        })?;
+    Ok(Admitted {
+        key_id: ask.key.id.clone(),
+        voucher_id: ask.voucher.id.clone(),
+        model: ask.model.to_string(),
+        price,
+        rates,
+        hold_id,
+        billing_id,
+        prompt_bound: ask.prompt_bound,
+        output_each,
+        choices,
+        available_after_hold: available.saturating_sub(held),
+    })
+}
+
+impl Admitted {
+    /// Posts the priced usage, or releases the hold when there is none.
+    pub async fn settle(
+        &self,
+        state: &AppState,
+        usage: Option<TokenUsage>,
+        upstream_status: u16,
+    ) -> Result<(), ProxyError> {
+        let Some(u) = usage else {
+            state.store.release_hold(self.hold_id.clone()).await?;
+            return Ok(());
+        };
+        let tokens = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        state
+            .store
+            .settle_usage(UsageRow {
+                id: keys::new_id(),
+                request_id: self.billing_id.clone(),
+                voucher_id: self.voucher_id.clone(),
+                api_key_id: self.key_id.clone(),
+                model: self.model.clone(),
+                price_id: self.price.id.clone(),
+                input_per_million: self.price.input_per_million,
+                cached_input_per_million: self.price.cached_input_per_million,
+                output_per_million: self.price.output_per_million,
+                prompt_tokens: tokens(u.prompt_tokens),
+                cached_prompt_tokens: tokens(u.cached_prompt_tokens),
+                completion_tokens: tokens(u.completion_tokens),
+                cost: self.rates.cost(u).micros(),
+                hold_id: self.hold_id.clone(),
+                post_id: String::new(),
+                upstream_status: i32::from(upstream_status),
+                created_at: voucherd_store::now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Releases the hold of a request that never reached the upstream; a failure here only
+    /// delays the release to the hold's timeout.
+    pub async fn release(&self, state: &AppState) {
+        if let Err(e) = state.store.release_hold(self.hold_id.clone()).await {
+            tracing::warn!(error = %e, hold_id = %self.hold_id, "could not release hold; it voids at its timeout");
+        }
+    }
+
+    /// The bound that was held, as usage: billed when a successful answer reports none.
+    pub fn bound_usage(&self) -> TokenUsage {
+        TokenUsage {
+            prompt_tokens: self.prompt_bound,
+            cached_prompt_tokens: 0,
+            completion_tokens: self.output_each.saturating_mul(self.choices),
+        }
+    }
+}

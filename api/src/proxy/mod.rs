@@ -1,0 +1,176 @@
+//! The metering proxy (DESIGN §3): an OpenAI-compatible endpoint that authenticates a voucher
+//! key, holds the request's maximum cost, forwards to the upstream with the programme's own
+//! key, prices the reported usage and settles exactly that. Nothing is forwarded without a
+//! hold that covers its worst case, and a response reaches the client only after its usage
+//! is committed.
+
+mod chat;
+mod meter;
+mod sse;
+
+pub use chat::chat_completions;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde_json::Value;
+use voucherd_domain::pricing::TokenUsage;
+use voucherd_store::StoreError;
+
+/// Errors of the proxy, in the shape OpenAI's clients already understand.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    InvalidKey(&'static str),
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+        code: Option<&'static str>,
+    },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    InsufficientQuota(String),
+    #[error("The request body is larger than {0} bytes.")]
+    TooLarge(usize),
+    #[error("The upstream did not answer in time.")]
+    UpstreamTimeout,
+    #[error("The upstream could not be reached.")]
+    UpstreamUnreachable,
+    #[error("Metering is unavailable; the request was not forwarded. Retry shortly.")]
+    Unavailable,
+    #[error("The server had an error while processing your request.")]
+    Internal(String),
+}
+
+impl ProxyError {
+    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ProxyError::InvalidKey(_) => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::InvalidRequest { code, .. } => ("invalid_request_error", *code),
+            ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            ProxyError::InsufficientQuota(_) => ("insufficient_quota", Some("insufficient_quota")),
+            ProxyError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            ProxyError::UpstreamTimeout => ("upstream_error", Some("upstream_timeout")),
+            ProxyError::UpstreamUnreachable => ("upstream_error", Some("upstream_unreachable")),
+            ProxyError::Unavailable => ("server_error", Some("service_unavailable")),
+            ProxyError::Internal(_) => ("server_error", None),
+        }
+    }
+}
+
+impl ResponseError for ProxyError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ProxyError::InvalidKey(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ProxyError::Internal(cause) = self {
+            tracing::error!(%cause, "proxy request failed");
+        }
+        let (kind, code) = self.kind_and_code();
+        let param = match self {
+            ProxyError::InvalidRequest { param, .. } => *param,
+            _ => None,
+        };
+        openai_error(self.status_code(), &self.to_string(), kind, param, code)
+    }
+}
+
+pub fn openai_error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "error": { "message": message, "type": kind, "param": param, "code": code }
+    }))
+}
+
+impl From<StoreError> for ProxyError {
+    fn from(e: StoreError) -> ProxyError {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable: refusing proxied request");
+                ProxyError::Unavailable
+            }
+            StoreError::InsufficientFunds { .. } => ProxyError::InsufficientQuota(
+                "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),
+            ),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>, param: &'static str) -> ProxyError {
+    ProxyError::InvalidRequest {
+        message: message.into(),
+        param: Some(param),
+        code: None,
+    }
+}
+
+/// Any other path under `/v1`.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    openai_error(
+        StatusCode::NOT_FOUND,
+        &format!("Invalid URL ({} {})", req.method(), req.path()),
+        "invalid_request_error",
+        None,
+        Some("unknown_url"),
+    )
+}
+
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ProxyError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| invalid("The request body could not be read.", "body"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ProxyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn u64_field(body: &Value, name: &'static str, max: u64) -> Result<Option<u64>, ProxyError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(
+                format!("`{name}` must be an integer from 1 to {max}."),
+                name,
+            )),
+        },
+    }
+}
+
+/// Reads `usage` from an OpenAI chat completion.
+pub fn usage_of(body: &Value) -> Option<TokenUsage> {
+    let u = body.get("usage")?;
+    let prompt = u.get("prompt_tokens")?.as_u64()?;
+    let completion = u.get("completion_tokens")?.as_u64()?;
+    let cached = u
+        .pointer("/prompt_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(TokenUsage {
+        prompt_tokens: prompt,
+        cached_prompt_tokens: cached.min(prompt),
+        completion_tokens: completion,
+    })
+}
