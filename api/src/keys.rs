@@ -35,6 +35,11 @@ pub fn looks_like_key(s: &str) -> bool {
         .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A new time-ordered identifier.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,9 +54,4 @@ mod tests {
         assert!(a.secret.starts_with(&a.prefix));
         assert!(!looks_like_key("vk_live_short"));
     }
-}
-
-/// A new time-ordered identifier.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }

@@ -66,4 +66,7 @@ routes! {
     get "/api/v1/prices" => prices::list, Access::Public;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;
+    post "/v1/responses" => proxy::responses, Access::ApiKey;
+    post "/v1/embeddings" => proxy::embeddings, Access::ApiKey;
+    get "/v1/models" => proxy::list_models, Access::ApiKey;
 }

@@ -109,7 +109,7 @@ fn run_sequence(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         // After every step, not just at the end.
-        let verified = store.write_blocking(|c| ledger::verify(c));
+        let verified = store.write_blocking(ledger::verify);
         prop_assert!(verified.is_ok(), "{:?}", verified);
         for v in vouchers {
             let a = store.write_blocking(|c| ledger::account(c, v)).unwrap();
@@ -228,7 +228,7 @@ fn a_hold_posts_at_most_its_amount_once_and_expired_holds_are_voided() {
             (1_000, 250, 0)
         );
         assert_eq!(v.totals().available(), 750);
-        store.write_blocking(|c| ledger::verify(c)).unwrap();
+        store.write_blocking(ledger::verify).unwrap();
     });
 }
 

@@ -17,4 +17,5 @@ mod prices;
 mod proxy;
 mod spine;
 mod streaming;
+mod surfaces;
 mod upstream;

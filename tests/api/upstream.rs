@@ -65,6 +65,8 @@ impl FakeUpstream {
             App::new()
                 .app_data(data.clone())
                 .route("/v1/chat/completions", web::post().to(chat))
+                .route("/v1/responses", web::post().to(responses))
+                .route("/v1/embeddings", web::post().to(embeddings))
         })
         .workers(1)
         .listen(listener)
@@ -245,4 +247,92 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
         });
     }
     HttpResponse::Ok().json(out)
+}
+
+fn record(shared: &Shared, req: &HttpRequest, body: &Value) -> Option<HttpResponse> {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    shared.received.lock().unwrap().push(Received {
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
+    if authorization.as_deref() != Some(&format!("Bearer {UPSTREAM_KEY}")) {
+        return Some(HttpResponse::Unauthorized().json(json!({"error": {
+            "message": "Incorrect API key provided.", "type": "invalid_request_error",
+            "param": null, "code": "invalid_api_key"}})));
+    }
+    None
+}
+
+/// The Responses API: `usage` in `input_tokens` / `output_tokens`; streams end with a
+/// `response.completed` event carrying it, and have no `[DONE]`.
+async fn responses(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    if let Some(refused) = record(&shared, &req, &body) {
+        return refused;
+    }
+    let reply = shared.reply.lock().unwrap().clone();
+    let limit = body
+        .get("max_output_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    let output = reply.completion_tokens.min(limit);
+    let usage = json!({"input_tokens": reply.prompt_tokens, "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+        "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": reply.prompt_tokens + output});
+    let response = json!({"id": "resp_fake", "object": "response", "status": "completed",
+        "model": body.get("model").cloned().unwrap_or(Value::Null),
+        "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "tok ".repeat(output as usize), "annotations": []}]}],
+        "usage": usage});
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return HttpResponse::Ok().json(response);
+    }
+    let ev = |kind: &str, v: Value| web::Bytes::from(format!("event: {kind}\ndata: {v}\n\n"));
+    let mut events = vec![ev(
+        "response.created",
+        json!({"type": "response.created", "sequence_number": 0}),
+    )];
+    for i in 0..output {
+        events.push(ev(
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta", "sequence_number": i + 1,
+            "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": "tok "}),
+        ));
+    }
+    events.push(ev(
+        "response.completed",
+        json!({"type": "response.completed", "sequence_number": output + 1, "response": response}),
+    ));
+    let body = futures_util::stream::iter(events.into_iter().map(Ok::<_, actix_web::Error>));
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(body)
+}
+
+async fn embeddings(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    if let Some(refused) = record(&shared, &req, &body) {
+        return refused;
+    }
+    let reply = shared.reply.lock().unwrap().clone();
+    let inputs = match body.get("input") {
+        Some(Value::Array(a)) => a.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.25, -0.5, 0.125]}))
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data,
+        "model": body.get("model").cloned().unwrap_or(Value::Null),
+        "usage": {"prompt_tokens": reply.prompt_tokens, "total_tokens": reply.prompt_tokens}}))
 }

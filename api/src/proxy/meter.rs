@@ -88,13 +88,20 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     let available = Money::from_micros(account.totals().available().max(0))
         .map_err(|e| ProxyError::Internal(e.to_string()))?;
     let choices = ask.choices.max(1);
-    let affordable_each = rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
-    if affordable_each == 0 {
-        return Err(quota_exceeded());
-    }
-    let output_each = ask
-        .requested_output
-        .map_or(affordable_each, |r| r.min(affordable_each));
+    let output_each = if ask.requested_output == Some(0) {
+        // Embeddings: input only.
+        if rates.max_cost(ask.prompt_bound, 0) > available {
+            return Err(quota_exceeded());
+        }
+        0
+    } else {
+        let affordable_each = rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
+        if affordable_each == 0 {
+            return Err(quota_exceeded());
+        }
+        ask.requested_output
+            .map_or(affordable_each, |r| r.min(affordable_each))
+    };
     let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
     // A free model still takes a hold, so every request has one to settle against.
     let held = if held.is_zero() {

@@ -4,11 +4,14 @@
 //! hold that covers its worst case, and a response reaches the client only after its usage
 //! is committed.
 
-mod chat;
+mod forward;
 mod meter;
+mod models;
 mod sse;
+mod surface;
 
-pub use chat::chat_completions;
+pub use forward::{chat_completions, embeddings, responses};
+pub use models::list_models;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -159,15 +162,30 @@ fn u64_field(body: &Value, name: &'static str, max: u64) -> Result<Option<u64>, 
     }
 }
 
-/// Reads `usage` from an OpenAI chat completion.
+/// Reads an OpenAI `usage` object: chat and embeddings report `prompt_tokens` /
+/// `completion_tokens` (embeddings have no completion), the Responses API `input_tokens` /
+/// `output_tokens`; cached input is in the matching `*_tokens_details.cached_tokens`.
 pub fn usage_of(body: &Value) -> Option<TokenUsage> {
-    let u = body.get("usage")?;
-    let prompt = u.get("prompt_tokens")?.as_u64()?;
-    let completion = u.get("completion_tokens")?.as_u64()?;
-    let cached = u
-        .pointer("/prompt_tokens_details/cached_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    parse_usage(body.get("usage")?)
+}
+
+pub fn parse_usage(u: &Value) -> Option<TokenUsage> {
+    let (prompt, completion, cached) = if let Some(p) = u.get("input_tokens") {
+        (
+            p.as_u64()?,
+            u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
+            u.pointer("/input_tokens_details/cached_tokens"),
+        )
+    } else {
+        (
+            u.get("prompt_tokens")?.as_u64()?,
+            u.get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            u.pointer("/prompt_tokens_details/cached_tokens"),
+        )
+    };
+    let cached = cached.and_then(Value::as_u64).unwrap_or(0);
     Some(TokenUsage {
         prompt_tokens: prompt,
         cached_prompt_tokens: cached.min(prompt),

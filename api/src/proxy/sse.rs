@@ -1,6 +1,7 @@
 //! Server-sent events, read incrementally. Events are kept as their exact bytes so the proxy
 //! passes them through unchanged; only their `data:` is looked at.
 
+use super::surface::Surface;
 use actix_web::web::{Bytes, BytesMut};
 use serde_json::Value;
 
@@ -70,13 +71,17 @@ pub fn data_of(event: &[u8]) -> Option<String> {
     data
 }
 
-/// What a chat-completion stream event means to metering.
+/// What a stream event means to metering.
 #[derive(Debug, PartialEq)]
-pub enum ChatEvent {
-    /// `data: [DONE]`, the end of the stream.
+pub enum StreamEvent {
+    /// The last event of a chat stream (`data: [DONE]`): held back until settlement.
     Done,
+    /// The last event of a Responses stream, carrying the usage: held back until settlement.
+    Final {
+        usage: Option<Value>,
+    },
     /// Carries `usage`; `only_usage` when it has no choices (the chunk that
-    /// `stream_options.include_usage` adds).
+    /// `stream_options.include_usage` adds to a chat stream).
     Usage {
         usage: Value,
         only_usage: bool,
@@ -86,19 +91,26 @@ pub enum ChatEvent {
     Other,
 }
 
-pub fn classify(event: &[u8]) -> ChatEvent {
+pub fn classify(surface: Surface, event: &[u8]) -> StreamEvent {
     let Some(data) = data_of(event) else {
-        return ChatEvent::Other;
+        return StreamEvent::Other;
     };
     if data.trim() == "[DONE]" {
-        return ChatEvent::Done;
+        return StreamEvent::Done;
     }
     let Ok(v) = serde_json::from_str::<Value>(&data) else {
-        return ChatEvent::Other;
+        return StreamEvent::Other;
     };
+    match surface {
+        Surface::Responses => classify_response_event(&v),
+        Surface::Chat | Surface::Embeddings => classify_chat_chunk(&v),
+    }
+}
+
+fn classify_chat_chunk(v: &Value) -> StreamEvent {
     let choices = v.get("choices").and_then(Value::as_array);
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-        return ChatEvent::Usage {
+        return StreamEvent::Usage {
             usage: u.clone(),
             only_usage: choices.is_none_or(|c| c.is_empty()),
         };
@@ -113,9 +125,23 @@ pub fn classify(event: &[u8]) -> ChatEvent {
         })
     });
     if produces {
-        ChatEvent::Output
+        StreamEvent::Output
     } else {
-        ChatEvent::Other
+        StreamEvent::Other
+    }
+}
+
+fn classify_response_event(v: &Value) -> StreamEvent {
+    let kind = v["type"].as_str().unwrap_or("");
+    match kind {
+        "response.completed" | "response.incomplete" | "response.failed" => StreamEvent::Final {
+            usage: v
+                .pointer("/response/usage")
+                .filter(|u| u.is_object())
+                .cloned(),
+        },
+        k if k.ends_with(".delta") => StreamEvent::Output,
+        _ => StreamEvent::Other,
     }
 }
 
@@ -141,22 +167,40 @@ mod tests {
 
     #[test]
     fn classifies_chat_chunks() {
-        assert_eq!(classify(b"data: [DONE]\n\n"), ChatEvent::Done);
+        let chat = |e: &[u8]| classify(Surface::Chat, e);
+        assert_eq!(chat(b"data: [DONE]\n\n"), StreamEvent::Done);
         assert_eq!(
-            classify(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n"),
-            ChatEvent::Output
+            chat(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n"),
+            StreamEvent::Output
         );
         assert_eq!(
-            classify(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"),
-            ChatEvent::Other
+            chat(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"),
+            StreamEvent::Other
         );
         assert!(matches!(
-            classify(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\n"),
-            ChatEvent::Usage {
+            chat(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\n"),
+            StreamEvent::Usage {
                 only_usage: true,
                 ..
             }
         ));
-        assert_eq!(classify(b": keep-alive\n\n"), ChatEvent::Other);
+        assert_eq!(chat(b": keep-alive\n\n"), StreamEvent::Other);
+    }
+
+    #[test]
+    fn classifies_responses_events() {
+        let r = |e: &[u8]| classify(Surface::Responses, e);
+        assert_eq!(
+            r(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"),
+            StreamEvent::Output
+        );
+        assert_eq!(
+            r(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1}}}\n\n"),
+            StreamEvent::Final { usage: Some(serde_json::json!({"input_tokens": 1})) }
+        );
+        assert_eq!(
+            r(b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n"),
+            StreamEvent::Other
+        );
     }
 }

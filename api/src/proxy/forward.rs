@@ -1,8 +1,9 @@
-//! `POST /v1/chat/completions`, plain and streaming.
+//! Forwarding a metered request to the upstream, plain or streaming, for every surface.
 
 use super::meter::{self, Admitted, Ask};
-use super::sse::{self, ChatEvent, EventSplitter};
-use super::{invalid, openai_error, read_body, u64_field, usage_of, ProxyError};
+use super::sse::{self, EventSplitter, StreamEvent};
+use super::surface::Surface;
+use super::{invalid, openai_error, parse_usage, read_body, usage_of, ProxyError};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
@@ -12,13 +13,6 @@ use serde_json::Value;
 use std::time::Duration;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
-
-/// Tokens a chat request's prompt can be at most. Byte-level BPE tokenizers never emit more
-/// tokens than bytes, so the body's length bounds the text; each message also costs a few
-/// framing tokens, counted generously.
-fn prompt_token_bound(body_len: usize, messages: usize) -> u64 {
-    body_len as u64 + 8 * messages as u64 + 16
-}
 
 /// The longest single SSE event accepted from the upstream.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -30,38 +24,39 @@ pub async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ProxyError> {
+    proxy(Surface::Chat, state, req, payload).await
+}
+
+pub async fn responses(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ProxyError> {
+    proxy(Surface::Responses, state, req, payload).await
+}
+
+pub async fn embeddings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ProxyError> {
+    proxy(Surface::Embeddings, state, req, payload).await
+}
+
+async fn proxy(
+    surface: Surface,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ProxyError> {
     let cfg = &state.config;
     let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
     let (key, voucher) = meter::authenticate(&state, &req).await?;
-
     let mut body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
-    if !body.is_object() {
-        return Err(invalid("The body must be a JSON object.", "body"));
-    }
-    let model = match body.get("model").and_then(Value::as_str) {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => return Err(invalid("You must provide a model parameter.", "model")),
-    };
-    let messages = match body.get("messages").and_then(Value::as_array) {
-        Some(m) if !m.is_empty() => m.len(),
-        _ => return Err(invalid("`messages` must be a non-empty array.", "messages")),
-    };
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("`stream` must be a boolean.", "stream")),
-    };
-    let client_wants_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let n = u64_field(&body, "n", 128)?.unwrap_or(1);
-    let max_completion = u64_field(&body, "max_completion_tokens", 10_000_000)?;
-    let max_tokens = u64_field(&body, "max_tokens", 10_000_000)?;
-    let requested = max_completion.or(max_tokens);
+    let parsed = surface.parse(&body, raw.len())?;
 
-    let hold_ms = if stream {
+    let hold_ms = if parsed.stream {
         cfg.hold_timeout_ms.saturating_add(cfg.stream_max_ms)
     } else {
         cfg.hold_timeout_ms
@@ -71,26 +66,23 @@ pub async fn chat_completions(
         Ask {
             key: &key,
             voucher: &voucher,
-            model: &model,
-            prompt_bound: prompt_token_bound(raw.len(), messages),
-            requested_output: requested,
-            choices: n,
+            model: &parsed.model,
+            prompt_bound: parsed.prompt_bound,
+            requested_output: parsed.requested_output,
+            choices: parsed.choices,
             hold_ms,
         },
     )
     .await?;
 
     // The forwarded request: the client's bytes unless the proxy must cap the output to what
-    // was held, or ask a stream for its usage.
-    let cap_needed = requested != Some(admitted.output_each);
-    let usage_needed = stream && !client_wants_usage;
-    let forward = if cap_needed || usage_needed {
-        if cap_needed {
-            let field = if max_completion.is_none() && max_tokens.is_some() {
-                "max_tokens"
-            } else {
-                "max_completion_tokens"
-            };
+    // was held, or ask a chat stream for its usage.
+    let cap_field = parsed
+        .output_field
+        .filter(|_| parsed.requested_output != Some(admitted.output_each));
+    let usage_needed = surface == Surface::Chat && parsed.stream && !parsed.client_wants_usage;
+    let forward = if cap_field.is_some() || usage_needed {
+        if let Some(field) = cap_field {
             body[field] = Value::from(admitted.output_each);
         }
         if usage_needed {
@@ -110,8 +102,9 @@ pub async fn chat_completions(
     let mut upstream = state
         .upstream
         .post(format!(
-            "{}/chat/completions",
-            cfg.upstream_url.trim_end_matches('/')
+            "{}/{}",
+            cfg.upstream_url.trim_end_matches('/'),
+            surface.path()
         ))
         .header(header::CONTENT_TYPE.as_str(), "application/json")
         .body(forward);
@@ -136,12 +129,14 @@ pub async fn chat_completions(
         }
     };
     let status = response.status().as_u16();
-    if stream && (200..300).contains(&status) {
+    let success = (200..300).contains(&status);
+    if parsed.stream && success {
         return Ok(stream_response(
+            surface,
             state.clone(),
             admitted,
             response,
-            client_wants_usage,
+            parsed.client_wants_usage,
         ));
     }
 
@@ -152,9 +147,8 @@ pub async fn chat_completions(
             return Err(ProxyError::UpstreamTimeout);
         }
     };
-    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let success = (200..300).contains(&status);
-    let usage = match (parsed.as_ref().and_then(usage_of), success) {
+    let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let usage = match (answer.as_ref().and_then(usage_of), success) {
         (Some(u), _) => Some(u),
         // A successful answer without usage: bill the bound that was held, never nothing.
         (None, true) => {
@@ -166,7 +160,7 @@ pub async fn chat_completions(
     admitted.settle(&state, usage, status).await?;
 
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    if !success && parsed.as_ref().and_then(|v| v.get("error")).is_none() {
+    if !success && answer.as_ref().and_then(|v| v.get("error")).is_none() {
         return Ok(openai_error(
             status,
             "The upstream returned an error.",
@@ -185,9 +179,10 @@ pub async fn chat_completions(
 }
 
 /// Streams the upstream's events to the client as they arrive. A task reads the upstream and
-/// feeds a bounded queue that is the response body; it settles before letting the final
-/// `[DONE]` through, and settles on its own when the client goes away (closing the upstream).
+/// feeds a bounded queue that is the response body; it settles before letting the final event
+/// through, and settles on its own when the client goes away (closing the upstream).
 fn stream_response(
+    surface: Surface,
     state: web::Data<AppState>,
     admitted: Admitted,
     response: reqwest::Response,
@@ -196,7 +191,14 @@ fn stream_response(
     let (tx, mut rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE_EVENTS);
     let available = format_micros(admitted.available_after_hold.micros());
-    tokio::spawn(pump(state, admitted, response, tx, client_wants_usage));
+    tokio::spawn(pump(
+        surface,
+        state,
+        admitted,
+        response,
+        tx,
+        client_wants_usage,
+    ));
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
@@ -209,11 +211,13 @@ fn stream_response(
 struct Outcome {
     usage: Option<TokenUsage>,
     output_events: u64,
-    done: Option<Bytes>,
+    /// The final event, held back until the usage is committed.
+    last: Option<Bytes>,
     client_gone: bool,
 }
 
 async fn pump(
+    surface: Surface,
     state: web::Data<AppState>,
     admitted: Admitted,
     response: reqwest::Response,
@@ -227,7 +231,7 @@ async fn pump(
     let mut out = Outcome {
         usage: None,
         output_events: 0,
-        done: None,
+        last: None,
         client_gone: false,
     };
     'read: loop {
@@ -256,20 +260,25 @@ async fn pump(
             }
         };
         for event in events {
-            let forward = match sse::classify(&event) {
-                ChatEvent::Done => {
-                    out.done = Some(event);
+            let forward = match sse::classify(surface, &event) {
+                StreamEvent::Done => {
+                    out.last = Some(event);
                     break 'read;
                 }
-                ChatEvent::Usage { usage, only_usage } => {
-                    out.usage = usage_of(&serde_json::json!({ "usage": usage }));
+                StreamEvent::Final { usage } => {
+                    out.usage = usage.as_ref().and_then(parse_usage);
+                    out.last = Some(event);
+                    break 'read;
+                }
+                StreamEvent::Usage { usage, only_usage } => {
+                    out.usage = parse_usage(&usage);
                     client_wants_usage || !only_usage
                 }
-                ChatEvent::Output => {
+                StreamEvent::Output => {
                     out.output_events += 1;
                     true
                 }
-                ChatEvent::Other => true,
+                StreamEvent::Other => true,
             };
             if forward && tx.send(Ok(event)).await.is_err() {
                 out.client_gone = true;
@@ -280,7 +289,7 @@ async fn pump(
     // Dropping the upstream body closes its connection: nothing more is generated or owed.
     drop(upstream);
     let tail = splitter.rest();
-    if !tail.is_empty() && !out.client_gone && out.done.is_none() {
+    if !tail.is_empty() && !out.client_gone && out.last.is_none() {
         let _ = tx.send(Ok(tail)).await;
     }
     let usage = out
@@ -292,15 +301,17 @@ async fn pump(
     }
     match admitted.settle(&state, Some(usage), 200).await {
         Ok(()) => {
-            if let (Some(done), false) = (out.done, out.client_gone) {
-                let _ = tx.send(Ok(done)).await;
+            if let (Some(last), false) = (out.last, out.client_gone) {
+                let _ = tx.send(Ok(last)).await;
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, billing_id = %admitted.billing_id, "stream settlement failed; hold voids at its timeout");
+            tracing::error!(error = %e, billing_id = %admitted.billing_id,
+                "stream settlement failed; the hold voids at its timeout");
             let event = format!(
                 "data: {}\n\n",
-                serde_json::json!({"error": {"message": "Metering failed; the response is incomplete.", "type": "server_error", "param": null, "code": "service_unavailable"}})
+                serde_json::json!({"error": {"message": "Metering failed; the response is incomplete.",
+                    "type": "server_error", "param": null, "code": "service_unavailable"}})
             );
             let _ = tx.send(Ok(Bytes::from(event))).await;
         }
@@ -311,9 +322,8 @@ async fn pump(
 /// token (how the provider streams), and the prompt at four bytes a token; never above what
 /// was held.
 fn estimate(admitted: &Admitted, output_events: u64) -> TokenUsage {
-    let prompt_bytes = admitted.prompt_bound;
     TokenUsage {
-        prompt_tokens: prompt_bytes.div_ceil(4),
+        prompt_tokens: admitted.prompt_bound.div_ceil(4),
         cached_prompt_tokens: 0,
         completion_tokens: output_events.min(admitted.output_each.saturating_mul(admitted.choices)),
     }
