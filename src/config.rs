@@ -165,6 +165,53 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        // Upper bounds keep every date and duration computed from these far from overflow.
+        let limits: [(&str, u64, u64, u64); 9] = [
+            (
+                "jwt_ttl_secs",
+                self.jwt_ttl_secs.max(0) as u64,
+                60,
+                30 * 86_400,
+            ),
+            ("max_valid_days", u64::from(self.max_valid_days), 1, 3_650),
+            (
+                "upstream_timeout_ms",
+                self.upstream_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            ("hold_timeout_ms", self.hold_timeout_ms, 1_000, 86_400_000),
+            ("stream_max_ms", self.stream_max_ms, 1_000, 86_400_000),
+            (
+                "db_max_connections",
+                u64::from(self.db_max_connections),
+                1,
+                1_000,
+            ),
+            (
+                "db_acquire_timeout_ms",
+                self.db_acquire_timeout_ms,
+                10,
+                600_000,
+            ),
+            (
+                "body_limit_bytes",
+                self.body_limit_bytes as u64,
+                1_024,
+                64 << 20,
+            ),
+            (
+                "proxy_body_limit_bytes",
+                self.proxy_body_limit_bytes as u64,
+                1_024,
+                256 << 20,
+            ),
+        ];
+        for (name, value, min, max) in limits {
+            if !(min..=max).contains(&value) {
+                bail!("{name} must be between {min} and {max}, not {value}");
+            }
+        }
         if self.hold_timeout_ms <= self.upstream_timeout_ms {
             bail!("hold_timeout_ms must exceed upstream_timeout_ms, or a slow request could not settle");
         }

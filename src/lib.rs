@@ -15,6 +15,9 @@ use voucherd_api::extract::BodyLimit;
 use voucherd_api::state::{ApiConfig, AppState};
 use voucherd_store::{Store, StoreConfig};
 
+/// Concurrent argon2 hashes (each 19 MiB); more wait, up to the request's patience.
+const PASSWORD_HASHES_AT_ONCE: usize = 4;
+
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&StoreConfig {
         database_url: config.database_url.clone(),
@@ -63,6 +66,7 @@ impl Application {
             .context("building the upstream HTTP client")?;
         let state = web::Data::new(AppState {
             store: store.clone(),
+            password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),
             config: ApiConfig {
                 standard_voucher: config.standard_voucher,

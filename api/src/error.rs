@@ -176,6 +176,9 @@ impl From<StoreError> for ApiError {
                 "this idempotency key was already used with a different request",
             ),
             StoreError::Contended => ApiError::conflict("contended", e.to_string()),
+            StoreError::PriceVersionExists { .. } => {
+                ApiError::conflict("price_version_exists", e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -57,8 +57,8 @@ pub struct BodyLimit(pub usize);
 
 /// Deserializes `body`, reporting a type error at the path where it happened.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -81,7 +81,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             .unwrap_or(&message)
             .to_string();
         ApiError::Validation(vec![FieldError::new(field, message)])
-    })
+    })?;
+    // Anything after the value is as malformed as a missing brace.
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
 }
 
 /// Turns `validator`'s nested errors into field paths.

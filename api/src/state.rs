@@ -26,6 +26,9 @@ pub struct ApiConfig {
 
 pub struct AppState {
     pub store: Store,
+    /// Argon2 takes 19 MiB and tens of milliseconds per hash: at most this many run at once,
+    /// so a flood of logins cannot exhaust memory or starve database work.
+    pub password_hashing: tokio::sync::Semaphore,
     pub tokens: Tokens,
     pub config: ApiConfig,
     pub upstream: reqwest::Client,

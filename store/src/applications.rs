@@ -66,6 +66,19 @@ impl Store {
     /// voucher; the UNIQUE `live_company_number` column enforces that between processes too.
     pub async fn submit_application(&self, mut row: ApplicationRow) -> StoreResult<ApplicationRow> {
         self.write(move |c| {
+            // A voucher past its expiry no longer makes its company live, whether or not the
+            // expiry job has run yet.
+            let expired: Vec<String> = applications::table
+                .inner_join(vouchers::table)
+                .filter(applications::live_company_number.eq(&row.company_number))
+                .filter(vouchers::expires_at.le(now()))
+                .select(applications::id)
+                .load(c)?;
+            if !expired.is_empty() {
+                diesel::update(applications::table.filter(applications::id.eq_any(&expired)))
+                    .set(applications::live_company_number.eq(None::<String>))
+                    .execute(c)?;
+            }
             let live: i64 = applications::table
                 .filter(applications::live_company_number.eq(&row.company_number))
                 .count()

@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -88,6 +88,9 @@ pub fn redact(url: &str) -> String {
 
 /// Opens connections for the pool. Unlike diesel's generic manager it knows the backend from
 /// the URL, applies SQLite's PRAGMAs on every connection, and keeps the real connect error.
+/// The longest any single statement may run on PostgreSQL.
+const STATEMENT_TIMEOUT_MS: u64 = 30_000;
+
 #[derive(Debug)]
 pub struct Manager {
     url: DatabaseUrl,
@@ -100,9 +103,17 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConn, Self::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConn::Postgresql)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                let mut c = diesel::PgConnection::establish(url)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // No statement may hold a connection (and its locks) for long.
+                c.batch_execute(&format!(
+                    "SET statement_timeout = {}; SET TIME ZONE 'UTC';",
+                    STATEMENT_TIMEOUT_MS
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Postgresql(c))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut c = diesel::SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -147,7 +158,9 @@ struct Inner {
     backend: Backend,
     /// SQLite allows one writer; taking this before a write transaction keeps writers of this
     /// process from failing with SQLITE_BUSY when a read-then-write transaction is overtaken.
-    sqlite_writer: Mutex<()>,
+    /// Waiting for it is bounded like waiting for a connection.
+    sqlite_writer: parking_lot::Mutex<()>,
+    acquire_timeout: Duration,
 }
 
 impl Store {
@@ -184,7 +197,8 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
-                sqlite_writer: Mutex::new(()),
+                sqlite_writer: parking_lot::Mutex::new(()),
+                acquire_timeout: Duration::from_millis(config.acquire_timeout_ms.max(1)),
             }),
         })
     }
@@ -238,8 +252,10 @@ impl Store {
             Backend::Sqlite => Some(
                 self.inner
                     .sqlite_writer
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    .try_lock_for(self.inner.acquire_timeout)
+                    .ok_or_else(|| {
+                        StoreError::Unavailable("timed out waiting to write to SQLite".into())
+                    })?,
             ),
             Backend::Postgres => None,
         };

@@ -27,12 +27,30 @@ pub enum StoreError {
         amount_micros: i64,
         held_micros: i64,
     },
+    #[error("a price for {model} taking effect at {effective_from} already exists")]
+    PriceVersionExists {
+        model: String,
+        effective_from: String,
+    },
     #[error("a concurrent request wrote the same record; retry")]
     Contended,
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]
-    Database(#[from] diesel::result::Error),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    /// A connection lost mid-query is the database being unavailable, not a bug.
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
+        match e {
+            diesel::result::Error::DatabaseError(ClosedConnection | UnableToSendCommand, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {

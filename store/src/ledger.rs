@@ -74,6 +74,7 @@ impl TransferRow {
             && self.kind == other.kind
             && self.pending_id == other.pending_id
             && self.code == other.code
+            && self.memo == other.memo
     }
 }
 
@@ -237,6 +238,14 @@ fn check_request(req: &TransferRequest) -> StoreResult<()> {
         ));
     }
     Ok(())
+}
+
+pub fn find_transfer(c: &mut DbConn, id: &str) -> StoreResult<Option<TransferRow>> {
+    Ok(transfers::table
+        .find(id)
+        .select(TransferRow::as_select())
+        .first(c)
+        .optional()?)
 }
 
 /// Moves money at once (a posted transfer). Idempotent on `req.id`.

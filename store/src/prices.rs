@@ -3,7 +3,7 @@
 
 use crate::audit::{self, AuditEntry};
 use crate::db::{now, Store};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::schema::prices;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -82,7 +82,16 @@ impl Store {
     /// Adds a price version, audited when an administrator sets it.
     pub async fn set_price(&self, row: PriceRow) -> StoreResult<PriceRow> {
         self.write(move |c| {
-            diesel::insert_into(prices::table).values(&row).execute(c)?;
+            match diesel::insert_into(prices::table).values(&row).execute(c) {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::PriceVersionExists {
+                        model: row.model.clone(),
+                        effective_from: row.effective_from.to_string(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
             audit::record(
                 c,
                 AuditEntry {

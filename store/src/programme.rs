@@ -27,6 +27,7 @@ impl Store {
         actor_id: String,
     ) -> StoreResult<TransferRow> {
         self.write(move |c| {
+            let replay = ledger::find_transfer(c, &transfer_id)?.is_some();
             let t = ledger::transfer(
                 c,
                 &TransferRequest {
@@ -38,6 +39,9 @@ impl Store {
                     memo: reference.clone(),
                 },
             )?;
+            if replay {
+                return Ok(t);
+            }
             audit::record(
                 c,
                 AuditEntry {

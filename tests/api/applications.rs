@@ -11,6 +11,7 @@ on_both_backends!(
     approval_is_refused_when_the_fund_is_short,
     applicants_see_only_their_own_applications,
     an_approval_above_the_mfa_limit_is_refused,
+    a_company_whose_voucher_expired_may_apply_again,
 );
 
 async fn malformed_fields_are_named_and_nothing_is_written(app: TestApp) {
@@ -54,6 +55,25 @@ async fn malformed_fields_are_named_and_nothing_is_written(app: TestApp) {
             assert_problem(app.apply(&applicant, &a).await, 422, "validation_failed").await;
         assert_eq!(fields(&problem), [path], "{field} = {value}: {problem}");
     }
+    let mut blank = valid_application();
+    blank["company_name"] = json!("    ");
+    blank["use_case"] = json!(" ".repeat(30));
+    let problem = assert_problem(
+        app.apply(&applicant, &blank).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&problem), ["company_name", "use_case"]);
+    let mut ancient = valid_application();
+    ancient["trading_since"] = json!("1066-10-14");
+    let problem = assert_problem(
+        app.apply(&applicant, &ancient).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&problem), ["trading_since"]);
     let mut missing = valid_application();
     missing.as_object_mut().unwrap().remove("region");
     let problem = assert_problem(
@@ -76,6 +96,16 @@ async fn malformed_bodies_wrong_types_and_oversized_requests_are_refused(app: Te
         .bearer_auth(&applicant)
         .header("content-type", "application/json")
         .body("{\"company_number\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 400, "malformed_json").await;
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(&applicant)
+        .header("content-type", "application/json")
+        .body(format!("{} trailing", valid_application()))
         .send()
         .await
         .unwrap();
@@ -315,4 +345,24 @@ async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
         )
         .await;
     assert_eq!(resp.status().as_u16(), 200);
+}
+
+async fn a_company_whose_voucher_expired_may_apply_again(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    let (owner, _voucher_id, _key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+    let p = assert_problem(
+        app.apply(&owner, &valid_application()).await,
+        409,
+        "company_already_live",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("01234567"));
+    app.store
+        .write_blocking(|c| {
+            Ok(c.batch_execute("UPDATE vouchers SET expires_at = '2020-01-01 00:00:00'")?)
+        })
+        .unwrap();
+    let resp = app.apply(&owner, &valid_application()).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(body(resp).await["status"], "submitted");
 }

@@ -148,6 +148,21 @@ async fn registration_and_login_refuse_bad_credentials(app: TestApp) {
     let ok = body(app.login("ADA@example.org", PASSWORD).await).await;
     assert_eq!(ok["token_type"], "Bearer");
     assert_eq!(ok["expires_in"], 3600);
+    let lower = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header(
+            "authorization",
+            format!("bearer {}", ok["access_token"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lower.status().as_u16(),
+        200,
+        "the scheme is case-insensitive"
+    );
     let resp = app.get("/api/v1/me", "not.a.token").await;
     assert_problem(resp, 401, "unauthenticated").await;
 }

@@ -46,6 +46,16 @@ async fn a_retried_deposit_counts_once_and_bad_amounts_write_nothing(app: TestAp
     )
     .await;
     assert_eq!(fields(&p), ["Idempotency-Key"]);
+    let audit_url = format!(
+        "/api/v1/audit?subject_type=transfer&subject_id={}",
+        first["id"].as_str().unwrap()
+    );
+    let audit = body(app.get(&audit_url, &admin).await).await;
+    assert_eq!(
+        audit["data"].as_array().unwrap().len(),
+        1,
+        "a replay is not a second deposit"
+    );
     let programme = body(app.get("/api/v1/programme", &admin).await).await;
     assert_eq!(programme["fund"]["balance"], "1000.50");
     assert_eq!(programme["fund"]["deposited"], "1000.50");

@@ -108,11 +108,27 @@ async fn price_changes_are_admin_only_and_validated(app: TestApp) {
         "nothing was written"
     );
     assert_eq!(
-        put(admin, "new-model", good)
+        put(admin.clone(), "new-model", good)
             .await
             .unwrap()
             .status()
             .as_u16(),
         200
     );
+    let scheduled = json!({"input_per_million": "2", "cached_input_per_million": "1",
+        "output_per_million": "8", "effective_from": "2028-01-01T00:00:00Z"});
+    assert_eq!(
+        put(admin.clone(), "new-model", scheduled.clone())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_problem(
+        put(admin, "new-model", scheduled).await.unwrap(),
+        409,
+        "price_version_exists",
+    )
+    .await;
 }

@@ -47,6 +47,17 @@ fn declarations(
     today: NaiveDate,
 ) -> Result<Vec<SubsidyDeclaration>, ApiError> {
     let mut errors = Vec::new();
+    // Lengths were checked as sent; what is stored is trimmed, so check that too.
+    if body.company_name.trim().is_empty() {
+        errors.push(FieldError::new("company_name", "must not be blank"));
+    }
+    if body.use_case.trim().chars().count() < 20 {
+        errors.push(FieldError::new("use_case", "must be 20 to 4000 characters"));
+    }
+    let earliest = NaiveDate::from_ymd_opt(1800, 1, 1).unwrap_or(NaiveDate::MIN);
+    if body.trading_since < earliest {
+        errors.push(FieldError::new("trading_since", "must be after 1800-01-01"));
+    }
     if body.trading_since > today + Duration::days(366) {
         errors.push(FieldError::new(
             "trading_since",
@@ -58,6 +69,18 @@ fn declarations(
         .iter()
         .enumerate()
         .map(|(i, d)| {
+            if d.provider.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].provider"),
+                    "must not be blank",
+                ));
+            }
+            if d.awarded_on < earliest {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].awarded_on"),
+                    "must be after 1800-01-01",
+                ));
+            }
             if d.awarded_on > today {
                 errors.push(FieldError::new(
                     format!("subsidy_declarations[{i}].awarded_on"),
@@ -252,6 +275,13 @@ pub async fn decide(
                 ));
             }
             let (app, _) = state.store.application(path.clone()).await?;
+            // Already decided says more than any check of the amount would.
+            if app.status != "submitted" {
+                return Err(voucherd_store::StoreError::ApplicationNotPending {
+                    status: app.status,
+                }
+                .into());
+            }
             check_mfa_with_amount(&state, &app, amount)?;
             Verdict::Approve {
                 voucher_id: uuid::Uuid::now_v7().to_string(),

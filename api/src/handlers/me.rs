@@ -30,10 +30,22 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Argon2 is deliberately slow: it runs on the blocking pool, not an async worker.
-async fn blocking<T: Send + 'static>(
+/// How long a request waits for its turn to hash a password before the API answers 503.
+const HASH_WAIT_MS: u64 = 5_000;
+
+/// Argon2 is deliberately slow: it runs on the blocking pool, not an async worker, and only a
+/// few at a time.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = tokio::time::timeout(
+        std::time::Duration::from_millis(HASH_WAIT_MS),
+        state.password_hashing.acquire(),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     web::block(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))
@@ -49,7 +61,7 @@ pub async fn register(
         return Err(ApiError::field("full_name", "must not be blank"));
     }
     let password = body.password;
-    let password_hash = blocking(move || hash_password(&password)).await??;
+    let password_hash = hashing(&state, move || hash_password(&password)).await??;
     let user = state
         .store
         .create_user(UserRow {
@@ -83,10 +95,10 @@ pub async fn login(
         .await?;
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
-        None => blocking(dummy_hash).await?,
+        None => hashing(&state, dummy_hash).await?,
     };
     let password = body.password;
-    let ok = blocking(move || verify_password(&password, &hash)).await?;
+    let ok = hashing(&state, move || verify_password(&password, &hash)).await?;
     let user = match user {
         Some(u) if ok => u,
         _ => return Err(ApiError::InvalidCredentials),

@@ -4,7 +4,7 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::views;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use validator::Validate;
 use voucherd_domain::Money;
@@ -24,6 +24,9 @@ pub struct SetPriceRequest {
     /// When the price takes effect; now when absent. Never in the past: history is fixed.
     pub effective_from: Option<DateTime<Utc>>,
 }
+
+/// How far ahead a price change may be scheduled.
+const MAX_DAYS_AHEAD: i64 = 3 * 366;
 
 /// Model names as providers write them: letters, digits and `. - _ :`.
 pub fn valid_model(model: &str) -> bool {
@@ -53,7 +56,14 @@ pub async fn set(
         Some(t) if t.naive_utc() < now - chrono::Duration::seconds(60) => {
             return Err(ApiError::field("effective_from", "must not be in the past"));
         }
-        Some(t) => t.naive_utc(),
+        Some(t) if t.naive_utc() > now + chrono::Duration::days(MAX_DAYS_AHEAD) => {
+            return Err(ApiError::field(
+                "effective_from",
+                format!("must be within {MAX_DAYS_AHEAD} days"),
+            ));
+        }
+        // Stored at PostgreSQL's precision, so it reads back equal on both backends.
+        Some(t) => t.naive_utc().trunc_subsecs(6),
         None => now,
     };
     let row = state

@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
+use tracing::Instrument;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
 
@@ -50,8 +51,9 @@ async fn proxy(
     payload: web::Payload,
 ) -> Result<HttpResponse, ProxyError> {
     let cfg = &state.config;
-    let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
+    // The key first: nobody without one makes the server buffer a body.
     let (key, voucher) = meter::authenticate(&state, &req).await?;
+    let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
     let mut body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
     let parsed = surface.parse(&body, raw.len())?;
@@ -191,14 +193,10 @@ fn stream_response(
     let (tx, mut rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE_EVENTS);
     let available = format_micros(admitted.available_after_hold.micros());
-    tokio::spawn(pump(
-        surface,
-        state,
-        admitted,
-        response,
-        tx,
-        client_wants_usage,
-    ));
+    tokio::spawn(
+        pump(surface, state, admitted, response, tx, client_wants_usage)
+            .instrument(tracing::Span::current()),
+    );
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))

@@ -32,6 +32,38 @@ fn bound(body_len: usize, items: usize) -> u64 {
     body_len as u64 + 8 * items as u64 + 16
 }
 
+/// Tokens one image can cost at most. Providers price an image by its tiles or patches; the
+/// largest they accept stays well under this, so it bounds any image however it is sent.
+pub const IMAGE_TOKEN_BOUND: u64 = 6_000;
+
+/// Walks a prompt for parts whose cost its bytes do not bound: images add their own bound;
+/// audio and files are priced in ways this programme does not meter, so they are refused.
+fn media_tokens(v: &Value, param: &'static str) -> Result<u64, ProxyError> {
+    match v {
+        Value::Array(items) => items.iter().try_fold(0u64, |acc, i| {
+            Ok(acc.saturating_add(media_tokens(i, param)?))
+        }),
+        Value::Object(map) => {
+            let own = match map.get("type").and_then(Value::as_str) {
+                Some("image_url" | "input_image") => IMAGE_TOKEN_BOUND,
+                Some(kind @ ("input_audio" | "file" | "input_file")) => {
+                    return Err(ProxyError::InvalidRequest {
+                        message: format!("`{kind}` content is not supported by this programme."),
+                        param: Some(param),
+                        code: Some("unsupported_parameter"),
+                    })
+                }
+                _ => 0,
+            };
+            map.values().try_fold(
+                own,
+                |acc, i| Ok(acc.saturating_add(media_tokens(i, param)?)),
+            )
+        }
+        _ => Ok(0),
+    }
+}
+
 fn model(body: &Value) -> Result<String, ProxyError> {
     match body.get("model").and_then(Value::as_str) {
         Some(m) if !m.is_empty() => Ok(m.to_string()),
@@ -87,9 +119,10 @@ impl Surface {
                 } else {
                     "max_completion_tokens"
                 };
+                let media = media_tokens(&body["messages"], "messages")?;
                 Ok(Parsed {
                     model,
-                    prompt_bound: bound(body_len, messages),
+                    prompt_bound: bound(body_len, messages).saturating_add(media),
                     requested_output: max_completion.or(max_tokens),
                     output_field: Some(output_field),
                     choices: u64_field(body, "n", 128)?.unwrap_or(1),
@@ -127,9 +160,10 @@ impl Surface {
                         code: Some("unsupported_parameter"),
                     });
                 }
+                let media = media_tokens(&body["input"], "input")?;
                 Ok(Parsed {
                     model,
-                    prompt_bound: bound(body_len, input_items(body)?),
+                    prompt_bound: bound(body_len, input_items(body)?).saturating_add(media),
                     requested_output: u64_field(body, "max_output_tokens", 10_000_000)?,
                     output_field: Some("max_output_tokens"),
                     choices: 1,
@@ -190,5 +224,22 @@ mod tests {
         assert!(Surface::Embeddings
             .parse(&json!({"model": "m", "input": []}), 10)
             .is_err());
+    }
+
+    #[test]
+    fn images_add_their_own_bound_and_audio_is_refused() {
+        let chat = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}]}]});
+        let p = Surface::Chat.parse(&chat, 100).unwrap();
+        assert_eq!(p.prompt_bound, 124 + IMAGE_TOKEN_BOUND);
+        let audio = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]});
+        assert!(Surface::Chat.parse(&audio, 100).is_err());
+        let r = json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]});
+        assert_eq!(
+            Surface::Responses.parse(&r, 50).unwrap().prompt_bound,
+            74 + IMAGE_TOKEN_BOUND
+        );
     }
 }

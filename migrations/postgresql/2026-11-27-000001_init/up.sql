@@ -58,11 +58,11 @@ FOR EACH ROW EXECUTE FUNCTION forbid_change('transfers are immutable');
 
 -- Well-known programme accounts.
 INSERT INTO accounts (id, kind, flags, currency, created_at) VALUES
-    ('funding-source', 'funding_source', 0, 'GBP', CURRENT_TIMESTAMP),
-    ('programme-fund', 'programme_fund', 1, 'GBP', CURRENT_TIMESTAMP),
-    ('usage', 'usage', 0, 'GBP', CURRENT_TIMESTAMP),
-    ('overrun-loss', 'overrun_loss', 0, 'GBP', CURRENT_TIMESTAMP),
-    ('forfeited', 'forfeited', 0, 'GBP', CURRENT_TIMESTAMP);
+    ('funding-source', 'funding_source', 0, 'GBP', now() AT TIME ZONE 'UTC'),
+    ('programme-fund', 'programme_fund', 1, 'GBP', now() AT TIME ZONE 'UTC'),
+    ('usage', 'usage', 0, 'GBP', now() AT TIME ZONE 'UTC'),
+    ('overrun-loss', 'overrun_loss', 0, 'GBP', now() AT TIME ZONE 'UTC'),
+    ('forfeited', 'forfeited', 0, 'GBP', now() AT TIME ZONE 'UTC');
 
 CREATE TABLE applications (
     id TEXT PRIMARY KEY NOT NULL,
