@@ -35,19 +35,44 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// What one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process (the default).
+    All,
+    /// The REST API and pages.
+    Api,
+    /// The metering proxy.
+    Proxy,
+    /// Background jobs only.
+    Worker,
+}
+
 pub struct Application {
     port: u16,
-    server: Server,
+    server: Option<Server>,
     store: Store,
-    sweeper: tokio::task::JoinHandle<()>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Opens and migrates the database, seeds missing prices, binds the listener (port 0 picks
     /// a free port) and starts the background hold sweeper.
     pub fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_role(config, Role::All)
+    }
+
+    pub fn build_role(config: Config, role: Role) -> anyhow::Result<Application> {
         config.check()?;
-        let secret = config.token_secret()?;
+        // Only roles that serve the REST API sign or check access tokens.
+        let secret = match role {
+            Role::All | Role::Api => config.token_secret()?,
+            Role::Proxy | Role::Worker => {
+                let mut bytes = vec![0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+                bytes
+            }
+        };
         let store = open_store(&config)?;
         let seeded = store.seed_prices(
             &config
@@ -83,6 +108,31 @@ impl Application {
             },
             upstream,
         });
+        let sweeper = matches!(role, Role::All | Role::Worker).then(|| {
+            tokio::spawn(voucherd_worker::sweep_expired_holds(
+                store.clone(),
+                config.hold_sweep_interval_ms,
+                500,
+            ))
+        });
+        let serves = match role {
+            Role::All => voucherd_api::Serves::Everything,
+            Role::Api => voucherd_api::Serves::Api,
+            Role::Proxy => voucherd_api::Serves::Proxy,
+            Role::Worker => {
+                tracing::info!(
+                    backend = store.backend().as_str(),
+                    "voucherd worker running"
+                );
+                return Ok(Application {
+                    port: 0,
+                    server: None,
+                    store,
+                    sweeper,
+                });
+            }
+        };
+        let pages = role != Role::Proxy;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
@@ -94,8 +144,12 @@ impl Application {
                 .app_data(BodyLimit(body_limit))
                 .wrap(from_fn(voucherd_api::auth::guard))
                 .wrap(from_fn(voucherd_api::telemetry::request_id))
-                .configure(voucherd_api::configure)
-                .configure(voucherd_admin::configure)
+                .configure(|cfg| {
+                    voucherd_api::configure(cfg, serves);
+                    if pages {
+                        voucherd_admin::configure(cfg);
+                    }
+                })
                 .default_service(web::to(voucherd_api::not_found))
         })
         .listen(listener)?
@@ -103,15 +157,10 @@ impl Application {
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
-        let sweeper = tokio::spawn(voucherd_worker::sweep_expired_holds(
-            store.clone(),
-            config.hold_sweep_interval_ms,
-            500,
-        ));
-        tracing::info!(address = %config.bind, port, backend = store.backend().as_str(), "voucherd listening");
+        tracing::info!(address = %config.bind, port, role = ?role, backend = store.backend().as_str(), "voucherd listening");
         Ok(Application {
             port,
-            server: server.run(),
+            server: Some(server.run()),
             store,
             sweeper,
         })
@@ -126,8 +175,14 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.sweeper.abort();
+        let result = match self.server {
+            Some(server) => server.await,
+            // A worker has no server: it runs until it is told to stop.
+            None => tokio::signal::ctrl_c().await,
+        };
+        if let Some(s) = self.sweeper {
+            s.abort();
+        }
         result
     }
 }

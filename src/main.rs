@@ -2,7 +2,15 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use voucherd::config::Config;
-use voucherd::{open_store, telemetry, Application};
+use voucherd::{open_store, telemetry, Application, Role};
+
+fn run(runtime: &tokio::runtime::Runtime, config: Config, role: Role) -> anyhow::Result<()> {
+    runtime.block_on(async {
+        let app = Application::build_role(config, role)?;
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
 
 /// voucherd runs a national AI-voucher programme: SMEs apply for vouchers of credit, spend
 /// them through an OpenAI-compatible metering proxy, and administrators fund and decide.
@@ -23,6 +31,12 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Only the REST API and pages (production: many behind a load balancer).
+    Api,
+    /// Only the OpenAI-compatible metering proxy (production: many behind a load balancer).
+    Proxy,
+    /// Only the background jobs (hold expiry).
+    Worker,
     /// Run pending database migrations and exit.
     Migrate,
     /// Create an administrator. The password is read from standard input, never arguments.
@@ -45,12 +59,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { dev } => {
             config.dev |= dev;
-            runtime.block_on(async {
-                let app = Application::build(config)?;
-                app.run_until_stopped().await?;
-                Ok(())
-            })
+            run(&runtime, config, Role::All)
         }
+        Command::Api => run(&runtime, config, Role::Api),
+        Command::Proxy => run(&runtime, config, Role::Proxy),
+        Command::Worker => run(&runtime, config, Role::Worker),
         Command::Migrate => {
             let store = open_store(&config)?;
             tracing::info!(

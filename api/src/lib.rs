@@ -14,10 +14,28 @@ pub mod views;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-/// Registers the API's routes, and the proxy's OpenAI-shaped 404 for the rest of `/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    routes::register(cfg);
-    cfg.service(web::scope("/v1").default_service(web::to(proxy::not_found)));
+/// Which routes a process serves: one binary, several roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The REST API and the metering proxy.
+    Everything,
+    /// The REST API (and health).
+    Api,
+    /// The metering proxy (and health).
+    Proxy,
+}
+
+/// Registers the routes of `serves`, and the proxy's OpenAI-shaped 404 for the rest of `/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig, serves: Serves) {
+    let health = |r: &routes::Route| r.path == "/healthz" || r.path == "/readyz";
+    routes::register(cfg, &|r| match serves {
+        Serves::Everything => true,
+        Serves::Api => r.access != routes::Access::ApiKey,
+        Serves::Proxy => r.access == routes::Access::ApiKey || health(r),
+    });
+    if serves != Serves::Api {
+        cfg.service(web::scope("/v1").default_service(web::to(proxy::not_found)));
+    }
 }
 
 /// Any path no route serves.

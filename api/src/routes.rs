@@ -36,9 +36,13 @@ macro_rules! routes {
             $( Route { method: stringify!($method), path: $path, access: $access }, )*
         ];
 
-        /// Registers every route of the table.
-        pub fn register(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, web::$method().to($handler)); )*
+        /// Registers the routes of the table that `wanted` selects.
+        pub fn register(cfg: &mut web::ServiceConfig, wanted: &dyn Fn(&Route) -> bool) {
+            $(
+                if wanted(&Route { method: stringify!($method), path: $path, access: $access }) {
+                    cfg.route($path, web::$method().to($handler));
+                }
+            )*
         }
     };
 }

@@ -166,3 +166,72 @@ async fn registration_and_login_refuse_bad_credentials(app: TestApp) {
     let resp = app.get("/api/v1/me", "not.a.token").await;
     assert_problem(resp, 401, "unauthenticated").await;
 }
+
+#[tokio::test]
+async fn each_role_serves_only_its_own_routes() {
+    use voucherd::Role;
+    for backend in [
+        voucherd_store::Backend::Sqlite,
+        voucherd_store::Backend::Postgres,
+    ] {
+        let api = spawn_role(backend, Role::Api, |_| {}).await;
+        assert_eq!(
+            api.client
+                .get(api.url("/api/v1/prices"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+        assert_problem(
+            api.client.get(api.url("/v1/models")).send().await.unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        let proxy = spawn_role(backend, Role::Proxy, |c| c.jwt_secret = None).await;
+        assert_eq!(
+            proxy
+                .client
+                .get(proxy.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+        let resp = proxy
+            .client
+            .get(proxy.url("/v1/models"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        assert_eq!(body(resp).await["error"]["code"], "invalid_api_key");
+        assert_problem(
+            proxy
+                .client
+                .get(proxy.url("/api/v1/prices"))
+                .send()
+                .await
+                .unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        assert_eq!(
+            proxy
+                .client
+                .get(proxy.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            404
+        );
+    }
+}

@@ -77,11 +77,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_role(backend, voucherd::Role::All, adjust).await
+}
+
+pub async fn spawn_role(
+    backend: Backend,
+    role: voucherd::Role,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let db = TestDatabase::create(backend).expect("test database");
     let upstream = FakeUpstream::start();
     let mut config = test_config(&db.url, &upstream.url);
     adjust(&mut config);
-    let app = Application::build(config).expect("application builds");
+    let app = Application::build_role(config, role).expect("application builds");
     let port = app.port();
     let store = app.store();
     tokio::spawn(app.run_until_stopped());
