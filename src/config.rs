@@ -23,6 +23,14 @@ pub struct Config {
     pub bind: String,
     /// Dev mode: a missing token secret is replaced by a random one for this process.
     pub dev: bool,
+    /// Demo mode (`serve --demo`): a seeded programme, and live traffic answered by the
+    /// built-in sandbox instead of the provider.
+    pub demo: bool,
+    /// How long the proxy trusts a key it has checked: revocation reaches every instance
+    /// within this time.
+    pub key_cache_ttl_ms: u64,
+    /// Each organisation's free allowance for test-mode keys.
+    pub test_allowance: Money,
     pub jwt_secret: Option<String>,
     pub jwt_ttl_secs: i64,
     pub upstream_url: String,
@@ -63,6 +71,9 @@ impl Default for Config {
             database_url: "sqlite://data/voucherd.db".into(),
             bind: "127.0.0.1:8080".into(),
             dev: false,
+            demo: false,
+            key_cache_ttl_ms: 1_000,
+            test_allowance: money("5"),
             jwt_secret: None,
             jwt_ttl_secs: 3_600,
             upstream_url: "https://api.openai.com/v1".into(),
@@ -166,7 +177,8 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 9] = [
+        let limits: [(&str, u64, u64, u64); 10] = [
+            ("key_cache_ttl_ms", self.key_cache_ttl_ms, 0, 1_000),
             (
                 "jwt_ttl_secs",
                 self.jwt_ttl_secs.max(0) as u64,

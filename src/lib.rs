@@ -2,6 +2,7 @@
 //! build the same [`Application`] on port 0.
 
 pub mod config;
+pub mod demo;
 pub mod telemetry;
 
 use actix_web::dev::Server;
@@ -10,13 +11,17 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use config::Config;
 use std::net::TcpListener;
+use std::time::Duration;
 use voucherd_api::auth::Tokens;
 use voucherd_api::extract::BodyLimit;
+use voucherd_api::proxy::keycache::KeyCache;
 use voucherd_api::state::{ApiConfig, AppState};
 use voucherd_store::{Store, StoreConfig};
 
 /// Concurrent argon2 hashes (each 19 MiB); more wait, up to the request's patience.
 const PASSWORD_HASHES_AT_ONCE: usize = 4;
+/// Keys the proxy remembers at once.
+const KEY_CACHE_ENTRIES: usize = 100_000;
 
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&StoreConfig {
@@ -55,6 +60,12 @@ pub struct Application {
     sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    bytes
+}
+
 impl Application {
     /// Opens and migrates the database, seeds missing prices, binds the listener (port 0 picks
     /// a free port) and starts the background hold sweeper.
@@ -62,16 +73,12 @@ impl Application {
         Self::build_role(config, Role::All)
     }
 
-    pub fn build_role(config: Config, role: Role) -> anyhow::Result<Application> {
+    pub fn build_role(mut config: Config, role: Role) -> anyhow::Result<Application> {
         config.check()?;
         // Only roles that serve the REST API sign or check access tokens.
         let secret = match role {
             Role::All | Role::Api => config.token_secret()?,
-            Role::Proxy | Role::Worker => {
-                let mut bytes = vec![0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-                bytes
-            }
+            Role::Proxy | Role::Worker => random_bytes(32),
         };
         let store = open_store(&config)?;
         let seeded = store.seed_prices(
@@ -84,30 +91,6 @@ impl Application {
         if seeded > 0 {
             tracing::info!(models = seeded, "seeded default prices");
         }
-        let upstream = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .pool_max_idle_per_host(256)
-            .build()
-            .context("building the upstream HTTP client")?;
-        let state = web::Data::new(AppState {
-            store: store.clone(),
-            password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
-            tokens: Tokens::new(&secret, config.jwt_ttl_secs),
-            config: ApiConfig {
-                standard_voucher: config.standard_voucher,
-                default_valid_days: config.default_valid_days,
-                max_valid_days: config.max_valid_days,
-                eligibility: config.eligibility.clone(),
-                upstream_url: config.upstream_url.clone(),
-                upstream_api_key: config.upstream_api_key.clone(),
-                upstream_timeout_ms: config.upstream_timeout_ms,
-                hold_timeout_ms: config.hold_timeout_ms,
-                stream_max_ms: config.stream_max_ms,
-                body_limit_bytes: config.body_limit_bytes,
-                proxy_body_limit_bytes: config.proxy_body_limit_bytes,
-            },
-            upstream,
-        });
         let sweeper = matches!(role, Role::All | Role::Worker).then(|| {
             tokio::spawn(voucherd_worker::sweep_expired_holds(
                 store.clone(),
@@ -132,10 +115,50 @@ impl Application {
                 });
             }
         };
-        let pages = role != Role::Proxy;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
-        let port = listener.local_addr()?.port();
+        let local = listener.local_addr()?;
+        // The sandbox is this process's own: test-mode keys (and, in demo mode, all traffic)
+        // are forwarded to it over loopback with a key only this process knows.
+        let sandbox_url = format!("http://127.0.0.1:{}/sandbox/v1", local.port());
+        let sandbox_key = hex_string(&random_bytes(32));
+        if config.demo {
+            config.upstream_url = sandbox_url.clone();
+            config.upstream_api_key = Some(sandbox_key.clone());
+        }
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .build()
+            .context("building the upstream HTTP client")?;
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            key_cache: KeyCache::new(
+                Duration::from_millis(config.key_cache_ttl_ms),
+                KEY_CACHE_ENTRIES,
+            ),
+            limits: Default::default(),
+            password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
+            tokens: Tokens::new(&secret, config.jwt_ttl_secs),
+            config: ApiConfig {
+                standard_voucher: config.standard_voucher,
+                default_valid_days: config.default_valid_days,
+                max_valid_days: config.max_valid_days,
+                eligibility: config.eligibility.clone(),
+                upstream_url: config.upstream_url.clone(),
+                upstream_api_key: config.upstream_api_key.clone(),
+                upstream_timeout_ms: config.upstream_timeout_ms,
+                hold_timeout_ms: config.hold_timeout_ms,
+                stream_max_ms: config.stream_max_ms,
+                body_limit_bytes: config.body_limit_bytes,
+                proxy_body_limit_bytes: config.proxy_body_limit_bytes,
+                test_allowance: config.test_allowance,
+                sandbox_url,
+                sandbox_key,
+            },
+            upstream,
+        });
+        let pages = role != Role::Proxy;
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
@@ -157,9 +180,10 @@ impl Application {
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
-        tracing::info!(address = %config.bind, port, role = ?role, backend = store.backend().as_str(), "voucherd listening");
+        tracing::info!(address = %config.bind, port = local.port(), role = ?role,
+            backend = store.backend().as_str(), "voucherd listening");
         Ok(Application {
-            port,
+            port: local.port(),
             server: Some(server.run()),
             store,
             sweeper,
@@ -185,4 +209,8 @@ impl Application {
         }
         result
     }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,10 +6,36 @@ use voucherd::{open_store, telemetry, Application, Role};
 
 fn run(runtime: &tokio::runtime::Runtime, config: Config, role: Role) -> anyhow::Result<()> {
     runtime.block_on(async {
+        let demo = config.demo.then(|| config.clone());
         let app = Application::build_role(config, role)?;
+        if let Some(config) = demo {
+            announce_demo(&app, &config).await?;
+        }
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn config_file_sets_database() -> bool {
+    let path = std::env::var("VOUCHERD_CONFIG").unwrap_or_else(|_| "voucherd.toml".into());
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains("database_url"))
+}
+
+async fn announce_demo(app: &Application, config: &Config) -> anyhow::Result<()> {
+    let base = format!("http://127.0.0.1:{}", app.port());
+    match voucherd::demo::seed(&app.store(), config).await? {
+        Some(s) => tracing::info!(
+            url = %base,
+            admin = %format!("{} / {}", voucherd::demo::ADMIN_EMAIL, s.admin_password),
+            applicant = %format!("{} / {}", voucherd::demo::APPLICANT_EMAIL, s.applicant_password),
+            voucher_id = %s.voucher_id,
+            api_key = %s.live_key,
+            "demo programme seeded; AI calls are answered by the built-in sandbox. Try: curl {base}/v1/chat/completions -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'",
+            s.live_key
+        ),
+        None => tracing::info!(url = %base, "demo database already has users; not seeding again"),
+    }
+    Ok(())
 }
 
 /// voucherd runs a national AI-voucher programme: SMEs apply for vouchers of credit, spend
@@ -30,6 +56,11 @@ enum Command {
         /// Dev mode: allow running without VOUCHERD_JWT_SECRET (a random one is used).
         #[arg(long)]
         dev: bool,
+        /// Demo mode (implies --dev): a fresh seeded programme in ./data/demo.db (unless
+        /// DATABASE_URL is set), whose logins and API key are printed, and a built-in sandbox
+        /// answering in place of the AI provider.
+        #[arg(long)]
+        demo: bool,
     },
     /// Only the REST API and pages (production: many behind a load balancer).
     Api,
@@ -57,8 +88,18 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve { dev } => {
-            config.dev |= dev;
+        Command::Serve { dev, demo } => {
+            config.dev |= dev || demo;
+            if demo {
+                config.demo = true;
+                if std::env::var_os("DATABASE_URL").is_none() && !config_file_sets_database() {
+                    // A fresh demo each start: the throw-away database is made anew.
+                    for suffix in ["", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
+                    }
+                    config.database_url = "sqlite://data/demo.db".into();
+                }
+            }
             run(&runtime, config, Role::All)
         }
         Command::Api => run(&runtime, config, Role::Api),

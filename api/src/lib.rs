@@ -7,6 +7,7 @@ pub mod handlers;
 pub mod keys;
 pub mod proxy;
 pub mod routes;
+pub mod sandbox;
 pub mod state;
 pub mod telemetry;
 pub mod views;
@@ -30,8 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, serves: Serves) {
     let health = |r: &routes::Route| r.path == "/healthz" || r.path == "/readyz";
     routes::register(cfg, &|r| match serves {
         Serves::Everything => true,
-        Serves::Api => r.access != routes::Access::ApiKey,
-        Serves::Proxy => r.access == routes::Access::ApiKey || health(r),
+        Serves::Api => r.access != routes::Access::ApiKey && r.access != routes::Access::Sandbox,
+        Serves::Proxy => {
+            matches!(r.access, routes::Access::ApiKey | routes::Access::Sandbox) || health(r)
+        }
     });
     if serves != Serves::Api {
         cfg.service(web::scope("/v1").default_service(web::to(proxy::not_found)));

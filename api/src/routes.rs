@@ -4,6 +4,7 @@
 
 use crate::handlers::{applications, health, me, prices, programme, vouchers};
 use crate::proxy;
+use crate::sandbox;
 use actix_web::web;
 use voucherd_domain::Role;
 
@@ -13,6 +14,8 @@ pub enum Access {
     Public,
     /// A voucher API key (the metering proxy); checked by the proxy itself.
     ApiKey,
+    /// The process's own sandbox key: the built-in sandbox, reached only through the proxy.
+    Sandbox,
     /// A signed-in user with one of these roles.
     Roles(&'static [Role]),
 }
@@ -67,10 +70,14 @@ routes! {
     post "/api/v1/vouchers/{id}/keys" => vouchers::create_key, APPLICANT;
     get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
     delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;
+    post "/api/v1/keys/{id}/rotate" => vouchers::rotate_key, APPLICANT;
     get "/api/v1/prices" => prices::list, Access::Public;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;
     post "/v1/responses" => proxy::responses, Access::ApiKey;
     post "/v1/embeddings" => proxy::embeddings, Access::ApiKey;
     get "/v1/models" => proxy::list_models, Access::ApiKey;
+    post "/sandbox/v1/chat/completions" => sandbox::chat, Access::Sandbox;
+    post "/sandbox/v1/responses" => sandbox::responses, Access::Sandbox;
+    post "/sandbox/v1/embeddings" => sandbox::embeddings, Access::Sandbox;
 }

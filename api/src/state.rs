@@ -22,10 +22,17 @@ pub struct ApiConfig {
     pub stream_max_ms: u64,
     pub body_limit_bytes: usize,
     pub proxy_body_limit_bytes: usize,
+    /// The free allowance an organisation's test-mode keys spend.
+    pub test_allowance: Money,
+    /// Where test-mode keys' calls go: the built-in sandbox.
+    pub sandbox_url: String,
+    pub sandbox_key: String,
 }
 
 pub struct AppState {
     pub store: Store,
+    pub key_cache: crate::proxy::keycache::KeyCache,
+    pub limits: crate::proxy::limits::Limits,
     /// Argon2 takes 19 MiB and tens of milliseconds per hash: at most this many run at once,
     /// so a flood of logins cannot exhaust memory or starve database work.
     pub password_hashing: tokio::sync::Semaphore,

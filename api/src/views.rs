@@ -124,13 +124,31 @@ pub fn transfer(t: &TransferRow, account_id: &str) -> Value {
     })
 }
 
+pub fn key_status(k: &ApiKeyRow) -> &'static str {
+    if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.expires_at.is_some_and(|e| e <= Utc::now().naive_utc()) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
 pub fn key(k: &ApiKeyRow) -> Value {
     serde_json::json!({
         "id": k.id,
         "voucher_id": k.voucher_id,
         "name": k.name,
         "prefix": k.prefix,
-        "status": if k.revoked_at.is_some() { "revoked" } else { "active" },
+        "status": key_status(k),
+        "mode": k.mode,
+        "allowed_models": k.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "rpm": k.rpm,
+        "tpm": k.tpm,
+        "max_concurrent": k.max_concurrent,
+        "monthly_spend_cap": k.monthly_spend_cap.map(format_micros),
+        "expires_at": opt_time(k.expires_at),
+        "rotated_to": k.rotated_to,
         "created_at": time(k.created_at),
         "last_used_at": opt_time(k.last_used_at),
         "revoked_at": opt_time(k.revoked_at),

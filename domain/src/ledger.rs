@@ -23,6 +23,10 @@ pub enum AccountKind {
     OverrunLoss,
     /// Voucher remainders that expired.
     Forfeited,
+    /// Where free test allowances come from (not programme money).
+    TestFunding,
+    /// An organisation's free allowance for test-mode keys.
+    TestAllowance,
 }
 
 impl AccountKind {
@@ -34,13 +38,18 @@ impl AccountKind {
             AccountKind::Usage => "usage",
             AccountKind::OverrunLoss => "overrun_loss",
             AccountKind::Forfeited => "forfeited",
+            AccountKind::TestFunding => "test_funding",
+            AccountKind::TestAllowance => "test_allowance",
         }
     }
 
     /// Accounts that hold money must never be overdrawn.
     pub fn flags(self) -> i32 {
         match self {
-            AccountKind::ProgrammeFund | AccountKind::Voucher => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            AccountKind::ProgrammeFund | AccountKind::Voucher | AccountKind::TestAllowance => {
+                DEBITS_MUST_NOT_EXCEED_CREDITS
+            }
+            AccountKind::TestFunding => 0,
             AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
             AccountKind::Usage | AccountKind::Forfeited => 0,
         }
@@ -56,6 +65,7 @@ pub enum TransferCode {
     Usage,
     UsageOverrun,
     Expiry,
+    TestAllowance,
     Test,
 }
 
@@ -67,6 +77,7 @@ impl TransferCode {
             TransferCode::Usage => "usage",
             TransferCode::UsageOverrun => "usage_overrun",
             TransferCode::Expiry => "expiry",
+            TransferCode::TestAllowance => "test_allowance",
             TransferCode::Test => "test",
         }
     }

@@ -32,6 +32,10 @@ pub enum StoreError {
         model: String,
         effective_from: String,
     },
+    #[error("the key was revoked or already rotated")]
+    KeyNotRotatable,
+    #[error("the key's spend cap for this month is reached")]
+    KeySpendCapReached,
     #[error("a concurrent request wrote the same record; retry")]
     Contended,
     #[error("ledger invariant violated: {0}")]

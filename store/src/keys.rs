@@ -20,6 +20,17 @@ pub struct ApiKeyRow {
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
+    /// `live` spends the voucher; `test` calls the sandbox and spends the free allowance.
+    pub mode: String,
+    /// JSON array of model names; `None` allows every priced model.
+    pub allowed_models: Option<String>,
+    pub rpm: Option<i32>,
+    pub tpm: Option<i32>,
+    pub max_concurrent: Option<i32>,
+    pub monthly_spend_cap: Option<i64>,
+    pub expires_at: Option<NaiveDateTime>,
+    /// Set on a key that was rotated: the key that replaced it.
+    pub rotated_to: Option<String>,
 }
 
 impl Store {
@@ -29,6 +40,65 @@ impl Store {
                 .values(&row)
                 .execute(c)?;
             Ok(row)
+        })
+        .await
+    }
+
+    /// Replaces a key: the new one is created, and the old one keeps working until
+    /// `old_valid_until` (or its own earlier expiry), then stops. Both spend the same voucher,
+    /// so nothing is doubled. A key rotates once; revoked keys do not rotate.
+    pub async fn rotate_key(
+        &self,
+        old_id: String,
+        new: ApiKeyRow,
+        old_valid_until: NaiveDateTime,
+        actor_id: String,
+    ) -> StoreResult<ApiKeyRow> {
+        self.write(move |c| {
+            let old: ApiKeyRow = api_keys::table
+                .find(&old_id)
+                .select(ApiKeyRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("key"))?;
+            if old.revoked_at.is_some() || old.rotated_to.is_some() {
+                return Err(StoreError::KeyNotRotatable);
+            }
+            let until = old
+                .expires_at
+                .map_or(old_valid_until, |e| e.min(old_valid_until));
+            let changed = diesel::update(
+                api_keys::table
+                    .filter(api_keys::id.eq(&old_id))
+                    .filter(api_keys::rotated_to.is_null())
+                    .filter(api_keys::revoked_at.is_null()),
+            )
+            .set((
+                api_keys::expires_at.eq(Some(until)),
+                api_keys::rotated_to.eq(Some(&new.id)),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(StoreError::KeyNotRotatable);
+            }
+            diesel::insert_into(api_keys::table)
+                .values(&new)
+                .execute(c)?;
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: "key.rotate",
+                    subject_type: "key",
+                    subject_id: &old_id,
+                    reason: None,
+                    details: serde_json::json!({
+                        "new_key_id": new.id,
+                        "old_valid_until": until.to_string(),
+                    }),
+                },
+            )?;
+            Ok(new)
         })
         .await
     }

@@ -24,6 +24,7 @@ pub const PROGRAMME_FUND: &str = "programme-fund";
 pub const USAGE: &str = "usage";
 pub const OVERRUN_LOSS: &str = "overrun-loss";
 pub const FORFEITED: &str = "forfeited";
+pub const TEST_FUNDING: &str = "test-funding";
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = accounts)]
@@ -105,6 +106,14 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
         .values(&row)
         .execute(c)?;
     Ok(row)
+}
+
+pub fn find_account(c: &mut DbConn, id: &str) -> StoreResult<Option<AccountRow>> {
+    Ok(accounts::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .first(c)
+        .optional()?)
 }
 
 pub fn account(c: &mut DbConn, id: &str) -> StoreResult<AccountRow> {

@@ -92,6 +92,32 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        mode -> Text,
+        allowed_models -> Nullable<Text>,
+        rpm -> Nullable<Integer>,
+        tpm -> Nullable<Integer>,
+        max_concurrent -> Nullable<Integer>,
+        monthly_spend_cap -> Nullable<BigInt>,
+        expires_at -> Nullable<Timestamp>,
+        rotated_to -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    key_spend (api_key_id, month) {
+        api_key_id -> Text,
+        month -> Text,
+        spent -> BigInt,
+        held -> BigInt,
+    }
+}
+
+diesel::table! {
+    capped_holds (hold_id) {
+        hold_id -> Text,
+        api_key_id -> Text,
+        month -> Text,
+        amount -> BigInt,
     }
 }
 
@@ -156,4 +182,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     prices,
     usage_records,
     audit_log,
+    key_spend,
+    capped_holds,
 );

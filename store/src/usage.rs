@@ -4,8 +4,8 @@
 
 use crate::db::{now, DbConn, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
-use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, USAGE};
-use crate::schema::{api_keys, usage_records};
+use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, TEST_FUNDING, USAGE};
+use crate::schema::{api_keys, capped_holds, key_spend, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
@@ -37,21 +37,97 @@ pub fn hold_id(request_id: &str) -> String {
     format!("hold-{request_id}")
 }
 
+/// A key's monthly spend cap, counted against for one request.
+#[derive(Debug, Clone)]
+pub struct KeyCap {
+    pub api_key_id: String,
+    /// Calendar month, `YYYY-MM`.
+    pub month: String,
+    pub cap_micros: i64,
+}
+
+/// Counts a hold against its key's cap for the month: refused when spent + held would pass it.
+fn reserve(c: &mut DbConn, hold_id: &str, cap: &KeyCap, amount: i64) -> StoreResult<()> {
+    let row = (
+        key_spend::api_key_id.eq(&cap.api_key_id),
+        key_spend::month.eq(&cap.month),
+        key_spend::spent.eq(0_i64),
+        key_spend::held.eq(0_i64),
+    );
+    // The month's counter may not exist yet; both backends create it only if absent.
+    match c {
+        DbConn::Sqlite(c) => diesel::insert_or_ignore_into(key_spend::table)
+            .values(row)
+            .execute(c)?,
+        DbConn::Postgresql(c) => diesel::insert_into(key_spend::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+    };
+    let updated = diesel::update(
+        key_spend::table
+            .filter(key_spend::api_key_id.eq(&cap.api_key_id))
+            .filter(key_spend::month.eq(&cap.month))
+            .filter((key_spend::spent + key_spend::held).le(cap.cap_micros - amount)),
+    )
+    .set(key_spend::held.eq(key_spend::held + amount))
+    .execute(c)?;
+    if updated != 1 {
+        return Err(StoreError::KeySpendCapReached);
+    }
+    diesel::insert_into(capped_holds::table)
+        .values((
+            capped_holds::hold_id.eq(hold_id),
+            capped_holds::api_key_id.eq(&cap.api_key_id),
+            capped_holds::month.eq(&cap.month),
+            capped_holds::amount.eq(amount),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Moves a resolved hold out of its key's monthly counter: `posted` becomes spent.
+fn unreserve(c: &mut DbConn, hold_id: &str, posted: i64) -> StoreResult<()> {
+    let capped: Option<(String, String, i64)> = capped_holds::table
+        .find(hold_id)
+        .select((
+            capped_holds::api_key_id,
+            capped_holds::month,
+            capped_holds::amount,
+        ))
+        .first(c)
+        .optional()?;
+    if let Some((key, month, amount)) = capped {
+        diesel::update(
+            key_spend::table
+                .filter(key_spend::api_key_id.eq(key))
+                .filter(key_spend::month.eq(month)),
+        )
+        .set((
+            key_spend::held.eq(key_spend::held - amount),
+            key_spend::spent.eq(key_spend::spent + posted),
+        ))
+        .execute(c)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Reserves `amount` of a voucher's account for one request until `timeout_at`.
     pub async fn open_hold(
         &self,
         request_id: String,
-        voucher_account_id: String,
+        debit_account_id: String,
         amount: Money,
         timeout_at: NaiveDateTime,
+        cap: Option<KeyCap>,
     ) -> StoreResult<String> {
         self.write(move |c| {
             let row = ledger::hold(
                 c,
                 &TransferRequest {
                     id: hold_id(&request_id),
-                    debit_account_id: voucher_account_id,
+                    debit_account_id,
                     credit_account_id: USAGE.into(),
                     amount,
                     code: TransferCode::Usage,
@@ -59,6 +135,9 @@ impl Store {
                 },
                 timeout_at,
             )?;
+            if let Some(cap) = &cap {
+                reserve(c, &row.id, cap, row.amount)?;
+            }
             Ok(row.id)
         })
         .await
@@ -68,7 +147,7 @@ impl Store {
     pub async fn release_hold(&self, hold_id: String) -> StoreResult<()> {
         self.write(move |c| {
             ledger::void(c, &format!("{hold_id}:void"), &hold_id)?;
-            Ok(())
+            unreserve(c, &hold_id, 0)
         })
         .await
     }
@@ -100,8 +179,70 @@ impl Store {
 
     /// Voids holds whose timeout has passed; returns how many.
     pub async fn void_expired_holds(&self, limit: i64) -> StoreResult<usize> {
-        self.write(move |c| ledger::void_expired_holds(c, now(), limit).map(|v| v.len()))
-            .await
+        self.write(move |c| {
+            let voided = ledger::void_expired_holds(c, now(), limit)?;
+            for hold in &voided {
+                unreserve(c, hold, 0)?;
+            }
+            Ok(voided.len())
+        })
+        .await
+    }
+
+    /// What a capped key has spent in `month` (`YYYY-MM`), in micros.
+    pub async fn key_month_spend(
+        &self,
+        api_key_id: String,
+        month: String,
+    ) -> StoreResult<(i64, i64)> {
+        self.read(move |c| {
+            Ok(key_spend::table
+                .filter(key_spend::api_key_id.eq(api_key_id))
+                .filter(key_spend::month.eq(month))
+                .select((key_spend::spent, key_spend::held))
+                .first(c)
+                .optional()?
+                .unwrap_or((0, 0)))
+        })
+        .await
+    }
+
+    /// The organisation's free allowance for test-mode keys, granted once at `amount`.
+    /// Returns its account id.
+    pub async fn ensure_test_allowance(
+        &self,
+        owner_id: String,
+        amount: Money,
+    ) -> StoreResult<String> {
+        self.write(move |c| {
+            let id = format!("test-allowance-{owner_id}");
+            if ledger::find_account(c, &id)?.is_none() {
+                ledger::create_account(
+                    c,
+                    &id,
+                    voucherd_domain::ledger::AccountKind::TestAllowance,
+                )?;
+                if !amount.is_zero() {
+                    ledger::transfer(
+                        c,
+                        &TransferRequest {
+                            id: format!("{id}-grant"),
+                            debit_account_id: TEST_FUNDING.into(),
+                            credit_account_id: id.clone(),
+                            amount,
+                            code: TransferCode::TestAllowance,
+                            memo: "free allowance for test-mode keys".into(),
+                        },
+                    )?;
+                }
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    pub async fn account(&self, id: String) -> StoreResult<ledger::AccountRow> {
+        self.read(move |c| ledger::account(c, &id)).await
     }
 }
 
@@ -113,6 +254,7 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
         Money::from_micros(held).map_err(|e| StoreError::Invariant(format!("hold amount: {e}")))?;
     let posted = cost.min(held_money);
     let post = ledger::post(c, &format!("{}:post", row.hold_id), &row.hold_id, posted)?;
+    unreserve(c, &row.hold_id, posted.micros())?;
     if let Some(overrun) = cost.checked_sub(posted).filter(|m| !m.is_zero()) {
         ledger::transfer(
             c,

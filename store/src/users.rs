@@ -51,3 +51,9 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    pub async fn count_users(&self) -> StoreResult<i64> {
+        self.read(|c| Ok(users::table.count().get_result(c)?)).await
+    }
+}

@@ -42,6 +42,9 @@ async fn every_route_admits_exactly_the_roles_it_declares(app: TestApp) {
             match route.access {
                 Access::Public => assert!(status != 401 && status != 403, "{who}: {status}"),
                 Access::ApiKey => assert_eq!(status, 401, "{who}: a user token is not an API key"),
+                Access::Sandbox => {
+                    assert_eq!(status, 401, "{who}: only the proxy reaches the sandbox")
+                }
                 Access::Roles(allowed) => match role {
                     None => assert_eq!(status, 401, "{who}"),
                     Some(r) if allowed.contains(r) => {

@@ -48,6 +48,7 @@ fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
             let access = match r.access {
                 Access::Public => "public".to_string(),
                 Access::ApiKey => "api_key".to_string(),
+                Access::Sandbox => "sandbox".to_string(),
                 Access::Roles(roles) => roles
                     .iter()
                     .map(|r| r.as_str())

@@ -89,12 +89,9 @@ pub async fn spawn_role(
     let upstream = FakeUpstream::start();
     let mut config = test_config(&db.url, &upstream.url);
     adjust(&mut config);
-    let app = Application::build_role(config, role).expect("application builds");
-    let port = app.port();
-    let store = app.store();
-    tokio::spawn(app.run_until_stopped());
+    let (address, store) = start(config, role);
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address,
         client: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -103,6 +100,37 @@ pub async fn spawn_role(
         upstream,
         database_url: db.url.clone(),
         _db: db,
+    }
+}
+
+fn start(config: Config, role: voucherd::Role) -> (String, Store) {
+    let app = Application::build_role(config, role).expect("application builds");
+    let port = app.port();
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped());
+    (format!("http://127.0.0.1:{port}"), store)
+}
+
+/// A second instance of `app`'s service: same database, same upstream.
+pub struct Instance {
+    pub address: String,
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+}
+
+pub fn another_instance(
+    app: &TestApp,
+    role: voucherd::Role,
+    adjust: impl FnOnce(&mut Config),
+) -> Instance {
+    let mut config = test_config(&app.database_url, &app.upstream.url);
+    adjust(&mut config);
+    Instance {
+        address: start(config, role).0,
     }
 }
 

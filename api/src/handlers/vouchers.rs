@@ -6,8 +6,10 @@ use crate::keys;
 use crate::state::AppState;
 use crate::views;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use validator::Validate;
+use voucherd_domain::Money;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::VoucherRow;
@@ -86,11 +88,55 @@ pub async fn usage(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyMode {
+    #[default]
+    Live,
+    Test,
+}
+
+fn valid_models(models: &[String]) -> Result<(), validator::ValidationError> {
+    if models
+        .iter()
+        .all(|m| crate::handlers::prices::valid_model(m))
+    {
+        Ok(())
+    } else {
+        let mut e = validator::ValidationError::new("model");
+        e.message = Some("each must be 1 to 100 letters, digits or - . _ :".into());
+        Err(e)
+    }
+}
+
 #[derive(Debug, Deserialize, Validate)]
 pub struct CreateKeyRequest {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
     pub name: String,
+    /// `test` keys call the sandbox and spend the organisation's free test allowance.
+    #[serde(default)]
+    pub mode: KeyMode,
+    #[validate(
+        length(min = 1, max = 50, message = "must list 1 to 50 models"),
+        custom(function = "valid_models")
+    )]
+    pub allowed_models: Option<Vec<String>>,
+    #[validate(range(min = 1, max = 100_000, message = "must be between 1 and 100000"))]
+    pub rpm: Option<i32>,
+    #[validate(range(
+        min = 1,
+        max = 100_000_000,
+        message = "must be between 1 and 100000000"
+    ))]
+    pub tpm: Option<i32>,
+    #[validate(range(min = 1, max = 1_000, message = "must be between 1 and 1000"))]
+    pub max_concurrent: Option<i32>,
+    pub monthly_spend_cap: Option<Money>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// The most that a key's own expiry may lie ahead.
+const MAX_KEY_DAYS: i64 = 3 * 366;
 
 /// Mints a key for the caller's own active voucher. The key is in this response only.
 pub async fn create_key(
@@ -103,6 +149,20 @@ pub async fn create_key(
     if name.is_empty() {
         return Err(ApiError::field("name", "must not be blank"));
     }
+    if body.monthly_spend_cap.is_some_and(Money::is_zero) {
+        return Err(ApiError::field("monthly_spend_cap", "must be more than 0"));
+    }
+    let now = voucherd_store::now();
+    let expires_at = match body.expires_at.map(|t| t.naive_utc().trunc_subsecs(6)) {
+        Some(t) if t <= now => return Err(ApiError::field("expires_at", "must be in the future")),
+        Some(t) if t > now + chrono::Duration::days(MAX_KEY_DAYS) => {
+            return Err(ApiError::field(
+                "expires_at",
+                format!("must be within {MAX_KEY_DAYS} days"),
+            ))
+        }
+        other => other,
+    };
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
     if views::voucher_status(&v, &a.totals()) == "expired" {
         return Err(ApiError::conflict(
@@ -110,21 +170,86 @@ pub async fn create_key(
             "keys cannot be created for an expired voucher",
         ));
     }
-    let minted = keys::mint();
+    let test_mode = body.mode == KeyMode::Test;
+    if test_mode {
+        // Granted once per organisation, the first time it makes a test key.
+        state
+            .store
+            .ensure_test_allowance(v.owner_id.clone(), state.config.test_allowance)
+            .await?;
+    }
+    let minted = keys::mint(test_mode);
+    let row = ApiKeyRow {
+        id: keys::new_id(),
+        voucher_id: v.id,
+        name,
+        prefix: minted.prefix.clone(),
+        key_hash: minted.hash.clone(),
+        created_by: user.id,
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        mode: if test_mode { "test" } else { "live" }.into(),
+        allowed_models: body
+            .allowed_models
+            .map(|m| serde_json::to_string(&m).unwrap_or_default()),
+        rpm: body.rpm,
+        tpm: body.tpm,
+        max_concurrent: body.max_concurrent,
+        monthly_spend_cap: body.monthly_spend_cap.map(Money::micros),
+        expires_at,
+        rotated_to: None,
+    };
+    let row = state.store.create_key(row).await?;
+    let mut json = views::key(&row);
+    json["key"] = serde_json::Value::String(minted.secret);
+    Ok(HttpResponse::Created().json(json))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct RotateKeyRequest {
+    /// How long the old key keeps working, so deployments can switch over (default 1 hour).
+    #[validate(range(max = 604_800, message = "must be at most 604800 (7 days)"))]
+    pub grace_seconds: Option<u32>,
+}
+
+/// Issues a replacement with the same settings; the old key stops after the grace period.
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<RotateKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (old, v) = state.store.key(path.into_inner()).await?;
+    if v.owner_id != user.id {
+        return Err(ApiError::NotFound("key"));
+    }
+    let minted = keys::mint(old.mode == "test");
+    let now = voucherd_store::now();
+    let new = ApiKeyRow {
+        id: keys::new_id(),
+        prefix: minted.prefix.clone(),
+        key_hash: minted.hash.clone(),
+        created_by: user.id.clone(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        rotated_to: None,
+        ..old.clone()
+    };
+    let grace = chrono::Duration::seconds(i64::from(body.grace_seconds.unwrap_or(3_600)));
     let row = state
         .store
-        .create_key(ApiKeyRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            voucher_id: v.id,
-            name,
-            prefix: minted.prefix.clone(),
-            key_hash: minted.hash.clone(),
-            created_by: user.id,
-            created_at: voucherd_store::now(),
-            last_used_at: None,
-            revoked_at: None,
-        })
-        .await?;
+        .rotate_key(old.id.clone(), new, now + grace, user.id)
+        .await
+        .map_err(|e| match e {
+            voucherd_store::StoreError::KeyNotRotatable => ApiError::conflict(
+                "key_not_rotatable",
+                "a revoked or already rotated key cannot be rotated",
+            ),
+            other => other.into(),
+        })?;
+    state.key_cache.forget(&old.id);
     let mut json = views::key(&row);
     json["key"] = serde_json::Value::String(minted.secret);
     Ok(HttpResponse::Created().json(json))
@@ -151,6 +276,8 @@ pub async fn revoke_key(
     if !user.is_admin() && v.owner_id != user.id {
         return Err(ApiError::NotFound("key"));
     }
-    state.store.revoke_key(k.id, user.id).await?;
+    state.store.revoke_key(k.id.clone(), user.id).await?;
+    // Here at once; other instances within their key cache's time to live.
+    state.key_cache.forget(&k.id);
     Ok(HttpResponse::NoContent().finish())
 }

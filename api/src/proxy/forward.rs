@@ -52,7 +52,8 @@ async fn proxy(
 ) -> Result<HttpResponse, ProxyError> {
     let cfg = &state.config;
     // The key first: nobody without one makes the server buffer a body.
-    let (key, voucher) = meter::authenticate(&state, &req).await?;
+    let cached = meter::authenticate(&state, &req).await?;
+    let (key, voucher) = (&cached.0, &cached.1);
     let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
     let mut body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
@@ -66,8 +67,8 @@ async fn proxy(
     let admitted = meter::admit(
         &state,
         Ask {
-            key: &key,
-            voucher: &voucher,
+            key,
+            voucher,
             model: &parsed.model,
             prompt_bound: parsed.prompt_bound,
             requested_output: parsed.requested_output,
@@ -101,16 +102,18 @@ async fn proxy(
         raw.clone()
     };
 
+    // Test-mode keys never reach the provider: the built-in sandbox answers them.
+    let (base, upstream_key) = if admitted.test_mode {
+        (&cfg.sandbox_url, Some(&cfg.sandbox_key))
+    } else {
+        (&cfg.upstream_url, cfg.upstream_api_key.as_ref())
+    };
     let mut upstream = state
         .upstream
-        .post(format!(
-            "{}/{}",
-            cfg.upstream_url.trim_end_matches('/'),
-            surface.path()
-        ))
+        .post(format!("{}/{}", base.trim_end_matches('/'), surface.path()))
         .header(header::CONTENT_TYPE.as_str(), "application/json")
         .body(forward);
-    if let Some(k) = &cfg.upstream_api_key {
+    if let Some(k) = upstream_key {
         upstream = upstream.bearer_auth(k);
     }
     let timeout = Duration::from_millis(cfg.upstream_timeout_ms);

@@ -2,14 +2,17 @@
 //! only with a hold covering its worst case; it is settled exactly once, posting the priced
 //! usage (≤ the hold) or releasing the hold when nothing was served.
 
+use super::keycache::CachedKey;
 use super::ProxyError;
 use crate::keys;
 use crate::state::AppState;
 use actix_web::HttpRequest;
+use tokio::sync::OwnedSemaphorePermit;
 use voucherd_domain::pricing::{PriceRates, TokenUsage};
 use voucherd_domain::Money;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::prices::PriceRow;
+use voucherd_store::usage::KeyCap;
 use voucherd_store::usage::UsageRow;
 use voucherd_store::vouchers::VoucherRow;
 use voucherd_store::StoreError;
@@ -17,32 +20,44 @@ use voucherd_store::StoreError;
 /// Extra attempts at settling after the first fails for want of the database (≈ 0.7 s in all).
 const SETTLE_RETRIES: u32 = 3;
 
-/// The voucher key of the request, checked: known, not revoked, its voucher live.
-pub async fn authenticate(
-    state: &AppState,
-    req: &HttpRequest,
-) -> Result<(ApiKeyRow, VoucherRow), ProxyError> {
+/// The voucher key of the request, checked: known, not revoked or expired, its voucher live.
+/// Keys are cached for at most the cache's time to live.
+pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedKey, ProxyError> {
     let secret = crate::auth::bearer(req.headers()).ok_or(ProxyError::InvalidKey(
         "You didn't provide an API key. Send it as `Authorization: Bearer vk_live_…`.",
     ))?;
     if !keys::looks_like_key(secret) {
         return Err(ProxyError::InvalidKey("Incorrect API key provided."));
     }
-    let (key, voucher) = state
-        .store
-        .key_by_hash(keys::hash(secret))
-        .await?
-        .ok_or(ProxyError::InvalidKey("Incorrect API key provided."))?;
+    let hash = keys::hash(secret);
+    let cached = match state.key_cache.get(&hash) {
+        Some(k) => k,
+        None => {
+            let found = state
+                .store
+                .key_by_hash(hash.clone())
+                .await?
+                .ok_or(ProxyError::InvalidKey("Incorrect API key provided."))?;
+            let k = std::sync::Arc::new(found);
+            state.key_cache.put(hash, k.clone());
+            k
+        }
+    };
+    let (key, voucher) = (&cached.0, &cached.1);
+    let now = voucherd_store::now();
     if key.revoked_at.is_some() {
         return Err(ProxyError::InvalidKey("This API key has been revoked."));
     }
-    if voucher.status != "active" || voucher.expires_at <= voucherd_store::now() {
+    if key.expires_at.is_some_and(|e| e <= now) {
+        return Err(ProxyError::InvalidKey("This API key has expired."));
+    }
+    if voucher.status != "active" || voucher.expires_at <= now {
         return Err(ProxyError::InsufficientQuota(format!(
             "You exceeded your current quota: the voucher expired on {}.",
             crate::views::time(voucher.expires_at)
         )));
     }
-    Ok((key, voucher))
+    Ok(cached)
 }
 
 /// An admitted request: its hold and everything needed to settle it.
@@ -59,6 +74,10 @@ pub struct Admitted {
     pub output_each: u64,
     pub choices: u64,
     pub available_after_hold: Money,
+    /// A test-mode key: the sandbox answers and the free allowance pays.
+    pub test_mode: bool,
+    /// The key's concurrency slot, released when the request is done with.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// What the request asks for, before admission.
@@ -82,13 +101,38 @@ fn quota_exceeded() -> ProxyError {
 /// Prices the request's worst case, capped to what the voucher affords, and holds it.
 pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyError> {
     let now = voucherd_store::now();
+    let allowed = ask
+        .key
+        .allowed_models
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Vec<String>>(m).ok());
+    if allowed.is_some_and(|models| !models.iter().any(|m| m == ask.model)) {
+        return Err(ProxyError::ModelNotAllowed(ask.model.to_string()));
+    }
+    // Tokens-per-minute counts the prompt at four bytes a token and the output asked for.
+    let estimate = ask.prompt_bound.div_ceil(4)
+        + ask
+            .requested_output
+            .unwrap_or(0)
+            .saturating_mul(ask.choices.max(1));
+    state.limits.check_rate(ask.key, estimate)?;
+    let slot = state.limits.acquire(ask.key)?;
+    let test_mode = ask.key.mode == "test";
     let price = state
         .store
         .current_price(ask.model.to_string(), now)
         .await?
         .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
     let rates = price.rates()?;
-    let (_, account) = state.store.voucher(ask.voucher.id.clone()).await?;
+    let debit_account = if test_mode {
+        state
+            .store
+            .ensure_test_allowance(ask.voucher.owner_id.clone(), state.config.test_allowance)
+            .await?
+    } else {
+        ask.voucher.account_id.clone()
+    };
+    let account = state.store.account(debit_account.clone()).await?;
     let available = Money::from_micros(account.totals().available().max(0))
         .map_err(|e| ProxyError::Internal(e.to_string()))?;
     let choices = ask.choices.max(1);
@@ -116,14 +160,14 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     let billing_id = keys::new_id();
     let timeout_at =
         now + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
+    let cap = ask.key.monthly_spend_cap.map(|cap_micros| KeyCap {
+        api_key_id: ask.key.id.clone(),
+        month: now.format("%Y-%m").to_string(),
+        cap_micros,
+    });
     let hold_id = state
         .store
-        .open_hold(
-            billing_id.clone(),
-            ask.voucher.account_id.clone(),
-            held,
-            timeout_at,
-        )
+        .open_hold(billing_id.clone(), debit_account, held, timeout_at, cap)
         .await
         .map_err(|e| match e {
             voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
@@ -141,6 +185,8 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         output_each,
         choices,
         available_after_hold: available.saturating_sub(held),
+        test_mode,
+        _slot: slot,
     })
 }
 

@@ -5,6 +5,8 @@
 //! is committed.
 
 mod forward;
+pub mod keycache;
+pub mod limits;
 mod meter;
 mod models;
 mod sse;
@@ -33,6 +35,13 @@ pub enum ProxyError {
     },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
+    #[error("This key may not use the model `{0}`.")]
+    ModelNotAllowed(String),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     InsufficientQuota(String),
     #[error("The request body is larger than {0} bytes.")]
@@ -53,6 +62,8 @@ impl ProxyError {
             ProxyError::InvalidKey(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::InvalidRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            ProxyError::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
+            ProxyError::RateLimited { .. } => ("requests", Some("rate_limit_exceeded")),
             ProxyError::InsufficientQuota(_) => ("insufficient_quota", Some("insufficient_quota")),
             ProxyError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             ProxyError::UpstreamTimeout => ("upstream_error", Some("upstream_timeout")),
@@ -69,6 +80,8 @@ impl ResponseError for ProxyError {
             ProxyError::InvalidKey(_) => StatusCode::UNAUTHORIZED,
             ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -87,7 +100,19 @@ impl ResponseError for ProxyError {
             ProxyError::InvalidRequest { param, .. } => *param,
             _ => None,
         };
-        openai_error(self.status_code(), &self.to_string(), kind, param, code)
+        let mut resp = openai_error(self.status_code(), &self.to_string(), kind, param, code);
+        if let ProxyError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            if let Ok(v) =
+                actix_web::http::header::HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                resp.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
     }
 }
 
@@ -110,6 +135,9 @@ impl From<StoreError> for ProxyError {
                 tracing::warn!(%cause, "database unavailable: refusing proxied request");
                 ProxyError::Unavailable
             }
+            StoreError::KeySpendCapReached => ProxyError::InsufficientQuota(
+                "You exceeded your current quota: this key's monthly spend cap is reached.".into(),
+            ),
             StoreError::InsufficientFunds { .. } => ProxyError::InsufficientQuota(
                 "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),
             ),

@@ -11,8 +11,16 @@ pub async fn list_models(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ProxyError> {
-    let (_key, _voucher) = meter::authenticate(&state, &req).await?;
-    let prices = state.store.current_prices(voucherd_store::now()).await?;
+    let cached = meter::authenticate(&state, &req).await?;
+    let allowed: Option<Vec<String>> = cached
+        .0
+        .allowed_models
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok());
+    let mut prices = state.store.current_prices(voucherd_store::now()).await?;
+    if let Some(allowed) = allowed {
+        prices.retain(|p| allowed.contains(&p.model));
+    }
     let data: Vec<_> = prices
         .iter()
         .map(|p| {

@@ -1,0 +1,11 @@
+DELETE FROM accounts WHERE id = 'test-funding';
+DROP TABLE capped_holds;
+DROP TABLE key_spend;
+ALTER TABLE api_keys DROP COLUMN rotated_to;
+ALTER TABLE api_keys DROP COLUMN expires_at;
+ALTER TABLE api_keys DROP COLUMN monthly_spend_cap;
+ALTER TABLE api_keys DROP COLUMN max_concurrent;
+ALTER TABLE api_keys DROP COLUMN tpm;
+ALTER TABLE api_keys DROP COLUMN rpm;
+ALTER TABLE api_keys DROP COLUMN allowed_models;
+ALTER TABLE api_keys DROP COLUMN mode;

@@ -1,0 +1,169 @@
+//! `serve --demo`: a small programme to click through on a fresh machine — a funded
+//! programme, an administrator and an applicant (their passwords are printed at start-up), an
+//! approved voucher with a live key, and the built-in sandbox answering in place of the
+//! provider, so nothing real is spent.
+
+use crate::config::Config;
+use anyhow::Context;
+use voucherd_api::keys;
+use voucherd_domain::eligibility::ApplicationFacts;
+use voucherd_domain::{Money, Region, SicCode};
+use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
+use voucherd_store::keys::ApiKeyRow;
+use voucherd_store::users::UserRow;
+use voucherd_store::Store;
+
+pub const ADMIN_EMAIL: &str = "admin@demo.voucherd.test";
+pub const APPLICANT_EMAIL: &str = "owner@demo.voucherd.test";
+
+/// What the demo seeded, for the start-up log.
+pub struct Seeded {
+    pub admin_password: String,
+    pub applicant_password: String,
+    pub voucher_id: String,
+    pub live_key: String,
+}
+
+fn password() -> String {
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn user(
+    store: &Store,
+    email: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> anyhow::Result<UserRow> {
+    let hash = voucherd_api::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(store
+        .create_user(UserRow {
+            id: keys::new_id(),
+            email: email.into(),
+            password_hash: hash,
+            full_name: name.into(),
+            role: role.into(),
+            created_at: voucherd_store::now(),
+        })
+        .await?)
+}
+
+/// Seeds an empty database; leaves one with users alone and returns `None`.
+pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seeded>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let admin_password = password();
+    let applicant_password = password();
+    let admin = user(
+        store,
+        ADMIN_EMAIL,
+        "Demo administrator",
+        "admin",
+        &admin_password,
+    )
+    .await?;
+    let owner = user(
+        store,
+        APPLICANT_EMAIL,
+        "Demo SME owner",
+        "applicant",
+        &applicant_password,
+    )
+    .await?;
+    store
+        .deposit(
+            "deposit-demo".into(),
+            Money::from_major(1_000_000)?,
+            "Demo programme allocation".into(),
+            admin.id.clone(),
+        )
+        .await?;
+
+    let today = chrono::Utc::now().date_naive();
+    let facts = ApplicationFacts {
+        employees: 14,
+        annual_turnover: Money::from_major(1_200_000)?,
+        balance_sheet_total: Money::from_major(400_000)?,
+        region: Region::NorthEast,
+        sic_code: SicCode::parse("62012").context("demo SIC code")?,
+        trading_since: chrono::NaiveDate::from_ymd_opt(2018, 5, 1).context("demo date")?,
+        subsidy_declarations: vec![],
+        voucher_amount: config.standard_voucher,
+    };
+    let eligibility = config.eligibility.evaluate(&facts, today);
+    let at = voucherd_store::now();
+    let app = store
+        .submit_application(ApplicationRow {
+            id: keys::new_id(),
+            applicant_id: owner.id.clone(),
+            company_number: "01234567".into(),
+            company_name: "Demo Analytics Ltd".into(),
+            employees: 14,
+            annual_turnover: facts.annual_turnover.micros(),
+            balance_sheet_total: facts.balance_sheet_total.micros(),
+            region: facts.region.as_str().into(),
+            sic_code: "62012".into(),
+            trading_since: facts.trading_since,
+            use_case: "Summarise customer support tickets and draft first replies.".into(),
+            subsidy_declarations: "[]".into(),
+            eligible: eligibility.eligible,
+            checks: serde_json::to_string(&eligibility.checks)?,
+            status: if eligibility.eligible {
+                "submitted"
+            } else {
+                "ineligible"
+            }
+            .into(),
+            live_company_number: None,
+            decided_by: None,
+            decided_at: None,
+            decision_reason: None,
+            created_at: at,
+            updated_at: at,
+        })
+        .await?;
+    let (_, voucher) = store
+        .decide_application(Decision {
+            application_id: app.id,
+            actor_id: admin.id,
+            verdict: Verdict::Approve {
+                voucher_id: keys::new_id(),
+                amount: config.standard_voucher,
+                expires_at: at + chrono::Duration::days(i64::from(config.default_valid_days)),
+            },
+            reason: "Demo: eligible on every rule.".into(),
+        })
+        .await?;
+    let voucher = voucher.context("the demo approval made no voucher")?;
+    let minted = keys::mint(false);
+    store
+        .create_key(ApiKeyRow {
+            id: keys::new_id(),
+            voucher_id: voucher.id.clone(),
+            name: "demo".into(),
+            prefix: minted.prefix.clone(),
+            key_hash: minted.hash.clone(),
+            created_by: owner.id,
+            created_at: at,
+            last_used_at: None,
+            revoked_at: None,
+            mode: "live".into(),
+            allowed_models: None,
+            rpm: None,
+            tpm: None,
+            max_concurrent: None,
+            monthly_spend_cap: None,
+            expires_at: None,
+            rotated_to: None,
+        })
+        .await?;
+    Ok(Some(Seeded {
+        admin_password,
+        applicant_password,
+        voucher_id: voucher.id,
+        live_key: minted.secret,
+    }))
+}
