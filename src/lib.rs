@@ -138,6 +138,7 @@ impl Application {
                 KEY_CACHE_ENTRIES,
             ),
             limits: Default::default(),
+            metrics: voucherd_api::metrics::Metrics::new().context("registering metrics")?,
             password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),
             config: ApiConfig {

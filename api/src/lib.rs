@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod keys;
+pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod sandbox;
@@ -28,7 +29,7 @@ pub enum Serves {
 
 /// Registers the routes of `serves`, and the proxy's OpenAI-shaped 404 for the rest of `/v1`.
 pub fn configure(cfg: &mut web::ServiceConfig, serves: Serves) {
-    let health = |r: &routes::Route| r.path == "/healthz" || r.path == "/readyz";
+    let health = |r: &routes::Route| matches!(r.path, "/healthz" | "/readyz" | "/metrics");
     routes::register(cfg, &|r| match serves {
         Serves::Everything => true,
         Serves::Api => r.access != routes::Access::ApiKey && r.access != routes::Access::Sandbox,

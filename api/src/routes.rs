@@ -3,6 +3,7 @@
 //! and walk it with every role.
 
 use crate::handlers::{applications, health, me, prices, programme, vouchers};
+use crate::metrics;
 use crate::proxy;
 use crate::sandbox;
 use actix_web::web;
@@ -53,6 +54,7 @@ macro_rules! routes {
 routes! {
     get "/healthz" => health::healthz, Access::Public;
     get "/readyz" => health::readyz, Access::Public;
+    get "/metrics" => metrics::serve, Access::Public;
     post "/api/v1/auth/register" => me::register, Access::Public;
     post "/api/v1/auth/login" => me::login, Access::Public;
     get "/api/v1/me" => me::me, SIGNED_IN;

@@ -34,7 +34,22 @@ pub async fn request_id(
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
+    // Routes by their pattern, so ids in paths do not make a label per request.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .cloned();
     let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Some(state) = metrics {
+        let m = &state.metrics;
+        m.http_requests
+            .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
+            .inc();
+        m.http_duration
+            .with_label_values(&[route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), v);

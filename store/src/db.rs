@@ -261,7 +261,10 @@ impl Store {
         };
         let mut conn = self.inner.pool.get()?;
         let conn: &mut DbConn = &mut conn;
-        conn.transaction(f)
+        match conn {
+            DbConn::Postgresql(_) => conn.transaction(f),
+            DbConn::Sqlite(_) => sqlite_immediate(conn, f),
+        }
     }
 
     /// Whether the database answers now (for /readyz).
@@ -272,6 +275,29 @@ impl Store {
         })
         .await
     }
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction: SQLite takes the write lock at the start
+/// (waiting up to busy_timeout) instead of at the first write, where a transaction that read
+/// first would fail at once if another process wrote meanwhile.
+fn sqlite_immediate<T, F>(conn: &mut DbConn, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&mut DbConn) -> StoreResult<T>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    if let DbConn::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    if let DbConn::Sqlite(c) = conn {
+        let ended = match &result {
+            Ok(_) => AnsiTransactionManager::commit_transaction(c)
+                .or_else(|e| AnsiTransactionManager::rollback_transaction(c).and(Err(e))),
+            Err(_) => AnsiTransactionManager::rollback_transaction(c),
+        };
+        ended?;
+    }
+    result
 }
 
 async fn spawn<T, F>(f: F) -> StoreResult<T>

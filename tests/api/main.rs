@@ -10,6 +10,7 @@ mod applications;
 mod authorization;
 mod cli;
 mod contract;
+mod crash;
 mod key_options;
 mod keys;
 mod ledger;

@@ -273,3 +273,71 @@ async fn an_unreachable_upstream_gives_502_and_releases_the_hold() {
         app.store.verify_ledger().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn two_proxy_instances_spending_one_voucher_never_overspend() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app(backend).await;
+        let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "0.01").await;
+        app.upstream.set_reply(Reply {
+            prompt_tokens: 40,
+            cached_tokens: 0,
+            completion_tokens: 100,
+            ..Reply::default()
+        });
+        let other = another_instance(&app, voucherd::Role::Proxy, |_| {});
+        let req = short_chat_request(Some(100));
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let url = if i % 2 == 0 {
+                app.url("/v1/chat/completions")
+            } else {
+                other.url("/v1/chat/completions")
+            };
+            let (client, key, req) = (app.client.clone(), key.clone(), req.clone());
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&req)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                200 => ok += 1,
+                429 => {}
+                other => panic!("unexpected {other}"),
+            }
+        }
+        let v = app.voucher(&owner, &voucher_id).await;
+        let spent = voucherd_domain::Money::parse(v["spent"].as_str().unwrap())
+            .unwrap()
+            .micros();
+        assert!(ok >= 1 && spent <= 10_000, "{ok} served, {spent} spent");
+        assert_eq!(v["held"], "0.00");
+        let usage = body(
+            app.get(&format!("/api/v1/vouchers/{voucher_id}/usage"), &owner)
+                .await,
+        )
+        .await;
+        let total: i64 = usage["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                voucherd_domain::Money::parse(r["cost"].as_str().unwrap())
+                    .unwrap()
+                    .micros()
+            })
+            .sum();
+        assert_eq!(total, spent);
+        assert_eq!(usage["data"].as_array().unwrap().len(), ok);
+        app.store.verify_ledger().await.unwrap();
+    }
+}

@@ -158,3 +158,39 @@ async fn responses_inputs_the_proxy_cannot_bound_are_refused(app: TestApp) {
     assert!(app.upstream.received().is_empty());
     assert_eq!(app.voucher(&owner, &voucher_id).await["held"], "0.00");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_and_cost() {
+    let app = spawn_app(voucherd_store::Backend::Sqlite).await;
+    let (_owner, _voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+    assert_eq!(app.chat(&key, &chat_request()).await.status().as_u16(), 200);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has(
+            r#"voucherd_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(r#"voucherd_proxy_tokens_total{kind="completion",model="test-model"} 333"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"voucherd_proxy_tokens_total{kind="cached",model="test-model"} 200"#
+    ));
+    assert!(has(
+        r#"voucherd_proxy_cost_micros_total{model="test-model"} 5580"#
+    ));
+    assert!(has("voucherd_proxy_holds_outstanding 0"));
+    assert!(text
+        .contains(r#"voucherd_http_request_duration_seconds_bucket{route="/v1/chat/completions""#));
+}

@@ -122,6 +122,16 @@ async fn proxy(
         Ok(Err(e)) => {
             admitted.release(&state).await;
             tracing::warn!(error = %e, "upstream request failed");
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else {
+                "unreachable"
+            };
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc();
             return Err(if e.is_timeout() {
                 ProxyError::UpstreamTimeout
             } else {
@@ -130,10 +140,27 @@ async fn proxy(
         }
         Err(_) => {
             admitted.release(&state).await;
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&["timeout"])
+                .inc();
             return Err(ProxyError::UpstreamTimeout);
         }
     };
     let status = response.status().as_u16();
+    if status >= 400 {
+        let kind = if status >= 500 {
+            "status_5xx"
+        } else {
+            "status_4xx"
+        };
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[kind])
+            .inc();
+    }
     let success = (200..300).contains(&status);
     if parsed.stream && success {
         return Ok(stream_response(

@@ -173,6 +173,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
             voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
             other => other.into(),
         })?;
+    state.metrics.holds_outstanding.inc();
     Ok(Admitted {
         key_id: ask.key.id.clone(),
         voucher_id: ask.voucher.id.clone(),
@@ -200,6 +201,7 @@ impl Admitted {
     ) -> Result<(), ProxyError> {
         let Some(u) = usage else {
             state.store.release_hold(self.hold_id.clone()).await?;
+            state.metrics.holds_outstanding.dec();
             return Ok(());
         };
         let tokens = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -227,7 +229,27 @@ impl Admitted {
         let mut attempt = 0;
         loop {
             match state.store.settle_usage(row.clone()).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    let m = &state.metrics;
+                    m.holds_outstanding.dec();
+                    let uncached = u.prompt_tokens - u.cached_prompt_tokens;
+                    for (kind, n) in [
+                        ("prompt", uncached),
+                        ("cached", u.cached_prompt_tokens),
+                        ("completion", u.completion_tokens),
+                    ] {
+                        m.tokens
+                            .with_label_values(&[self.model.as_str(), kind])
+                            .inc_by(n);
+                    }
+                    m.cost_micros
+                        .with_label_values(&[self.model.as_str()])
+                        .inc_by(u64::try_from(row.cost).unwrap_or(0));
+                    if attempt > 0 {
+                        m.settle_retries.with_label_values(&["recovered"]).inc();
+                    }
+                    return Ok(());
+                }
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Contended))
                     if attempt < SETTLE_RETRIES =>
                 {
@@ -235,7 +257,16 @@ impl Admitted {
                     tracing::warn!(error = %e, attempt, billing_id = %self.billing_id, "settlement failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    if attempt > 0 {
+                        state
+                            .metrics
+                            .settle_retries
+                            .with_label_values(&["failed"])
+                            .inc();
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -243,8 +274,11 @@ impl Admitted {
     /// Releases the hold of a request that never reached the upstream; a failure here only
     /// delays the release to the hold's timeout.
     pub async fn release(&self, state: &AppState) {
-        if let Err(e) = state.store.release_hold(self.hold_id.clone()).await {
-            tracing::warn!(error = %e, hold_id = %self.hold_id, "could not release hold; it voids at its timeout");
+        match state.store.release_hold(self.hold_id.clone()).await {
+            Ok(()) => state.metrics.holds_outstanding.dec(),
+            Err(e) => {
+                tracing::warn!(error = %e, hold_id = %self.hold_id, "could not release hold; it voids at its timeout")
+            }
         }
     }
 

@@ -1,0 +1,107 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost_micros: IntCounterVec,
+    pub holds_outstanding: IntGauge,
+    pub upstream_errors: IntCounterVec,
+    pub settle_retries: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("voucherd".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "Requests by route, method and status.",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to the response head, by route.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["route"],
+        )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "proxy_tokens_total",
+                "Tokens billed, by model and kind (prompt, cached, completion).",
+            ),
+            &["model", "kind"],
+        )?;
+        let cost_micros = IntCounterVec::new(
+            Opts::new(
+                "proxy_cost_micros_total",
+                "Cost billed in micro-pounds, by model.",
+            ),
+            &["model"],
+        )?;
+        let holds_outstanding = IntGauge::new(
+            "proxy_holds_outstanding",
+            "Holds this process opened and has not yet settled or released.",
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "proxy_upstream_errors_total",
+                "Upstream failures by kind (timeout, unreachable, status).",
+            ),
+            &["kind"],
+        )?;
+        let settle_retries = IntCounterVec::new(
+            Opts::new(
+                "proxy_settle_retries_total",
+                "Settlements retried for want of the database, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(tokens.clone()),
+            Box::new(cost_micros.clone()),
+            Box::new(holds_outstanding.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(settle_retries.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            tokens,
+            cost_micros,
+            holds_outstanding,
+            upstream_errors,
+            settle_retries,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+pub async fn serve(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

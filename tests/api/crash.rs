@@ -1,0 +1,134 @@
+//! A proxy process killed with SIGKILL under load: its holds void at their timeout, the ledger
+//! still balances, and a restarted process serves again. Run against real child processes.
+
+use crate::helpers::*;
+use crate::upstream::Reply;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use voucherd_store::Backend;
+
+const BIN: &str = env!("CARGO_BIN_EXE_voucherd");
+
+/// Starts `voucherd proxy` on `app`'s database and upstream; returns it and its address.
+fn start_proxy(app: &TestApp, dir: &std::path::Path) -> (Child, String) {
+    let config = dir.join("voucherd.toml");
+    std::fs::write(
+        &config,
+        "upstream_timeout_ms = 1000\nhold_timeout_ms = 1500\nstream_max_ms = 1000\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("proxy")
+        .env("VOUCHERD_CONFIG", &config)
+        .env("DATABASE_URL", &app.database_url)
+        .env("VOUCHERD_BIND", "127.0.0.1:0")
+        .env("VOUCHERD_UPSTREAM_URL", &app.upstream.url)
+        .env("VOUCHERD_UPSTREAM_API_KEY", crate::upstream::UPSTREAM_KEY)
+        .env("VOUCHERD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let port = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the proxy starts");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["fields"]["message"] == "voucherd listening" {
+            break v["fields"]["port"].as_u64().unwrap();
+        }
+    };
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app_with(backend, |c| c.hold_sweep_interval_ms = 100).await;
+        let dir =
+            std::env::temp_dir().join(format!("voucherd-crash-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+        let (mut proxy, base) = start_proxy(&app, &dir);
+
+        // Requests in flight: the provider stalls mid-stream, so each holds money.
+        app.upstream.set_reply(Reply {
+            stall_after: Some(2),
+            ..Reply::default()
+        });
+        let mut req = chat_request();
+        req["stream"] = json!(true);
+        let mut streams = Vec::new();
+        for _ in 0..5 {
+            let resp = app
+                .client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&req)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            let mut s = resp.bytes_stream();
+            s.next().await.unwrap().unwrap();
+            streams.push(s);
+        }
+        let held = app.voucher(&owner, &voucher_id).await["held"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(held, "0.00", "five holds are open");
+
+        proxy.kill().unwrap();
+        proxy.wait().unwrap();
+        drop(streams);
+
+        // The holds time out (1.5 s + the stream allowance) and the sweeper voids them.
+        let mut v = serde_json::Value::Null;
+        for _ in 0..300 {
+            v = app.voucher(&owner, &voucher_id).await;
+            if v["held"] == "0.00" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            (
+                v["held"].as_str(),
+                v["spent"].as_str(),
+                v["available"].as_str()
+            ),
+            (Some("0.00"), Some("0.00"), Some("100.00"))
+        );
+        app.store.verify_ledger().await.unwrap();
+
+        let (mut again, base) = start_proxy(&app, &dir);
+        app.upstream.set_reply(Reply::default());
+        let resp = app
+            .client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat_request())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(app.voucher(&owner, &voucher_id).await["spent"], "0.00558");
+        again.kill().unwrap();
+        again.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
