@@ -138,6 +138,9 @@ impl Application {
                 KEY_CACHE_ENTRIES,
             ),
             limits: Default::default(),
+            price_cache: voucherd_api::proxy::prices::PriceCache::new(Duration::from_millis(
+                config.key_cache_ttl_ms,
+            )),
             metrics: voucherd_api::metrics::Metrics::new().context("registering metrics")?,
             password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),

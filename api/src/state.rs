@@ -32,6 +32,7 @@ pub struct ApiConfig {
 pub struct AppState {
     pub store: Store,
     pub key_cache: crate::proxy::keycache::KeyCache,
+    pub price_cache: crate::proxy::prices::PriceCache,
     pub metrics: crate::metrics::Metrics,
     pub limits: crate::proxy::limits::Limits,
     /// Argon2 takes 19 MiB and tens of milliseconds per hash: at most this many run at once,

@@ -121,7 +121,7 @@ impl Store {
         amount: Money,
         timeout_at: NaiveDateTime,
         cap: Option<KeyCap>,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<(String, i64)> {
         self.write(move |c| {
             let row = ledger::hold(
                 c,
@@ -138,7 +138,12 @@ impl Store {
             if let Some(cap) = &cap {
                 reserve(c, &row.id, cap, row.amount)?;
             }
-            Ok(row.id)
+            // Read in the same transaction, so the caller learns the balance without another
+            // round trip.
+            let available = ledger::account(c, &row.debit_account_id)?
+                .totals()
+                .available();
+            Ok((row.id, available))
         })
         .await
     }

@@ -79,5 +79,6 @@ pub async fn set(
             created_at: now,
         })
         .await?;
+    state.price_cache.forget(&row.model);
     Ok(HttpResponse::Ok().json(views::price(&row)))
 }

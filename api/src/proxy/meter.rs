@@ -119,44 +119,18 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     let slot = state.limits.acquire(ask.key)?;
     let test_mode = ask.key.mode == "test";
     let price = state
-        .store
-        .current_price(ask.model.to_string(), now)
+        .price_cache
+        .current(&state.store, ask.model)
         .await?
         .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
     let rates = price.rates()?;
+    // Test keys' allowance account is made when the first test key is; its id is known.
     let debit_account = if test_mode {
-        state
-            .store
-            .ensure_test_allowance(ask.voucher.owner_id.clone(), state.config.test_allowance)
-            .await?
+        format!("test-allowance-{}", ask.voucher.owner_id)
     } else {
         ask.voucher.account_id.clone()
     };
-    let account = state.store.account(debit_account.clone()).await?;
-    let available = Money::from_micros(account.totals().available().max(0))
-        .map_err(|e| ProxyError::Internal(e.to_string()))?;
     let choices = ask.choices.max(1);
-    let output_each = if ask.requested_output == Some(0) {
-        // Embeddings: input only.
-        if rates.max_cost(ask.prompt_bound, 0) > available {
-            return Err(quota_exceeded());
-        }
-        0
-    } else {
-        let affordable_each = rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
-        if affordable_each == 0 {
-            return Err(quota_exceeded());
-        }
-        ask.requested_output
-            .map_or(affordable_each, |r| r.min(affordable_each))
-    };
-    let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
-    // A free model still takes a hold, so every request has one to settle against.
-    let held = if held.is_zero() {
-        Money::from_micros(1).map_err(|e| ProxyError::Internal(e.to_string()))?
-    } else {
-        held
-    };
     let billing_id = keys::new_id();
     let timeout_at =
         now + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
@@ -165,14 +139,66 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         month: now.format("%Y-%m").to_string(),
         cap_micros,
     });
-    let hold_id = state
-        .store
-        .open_hold(billing_id.clone(), debit_account, held, timeout_at, cap)
-        .await
-        .map_err(|e| match e {
-            voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
-            other => other.into(),
-        })?;
+    let hold = |output_each: u64| {
+        let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
+        // A free model still takes a hold, so every request has one to settle against.
+        let held = if held.is_zero() {
+            Money::from_micros(1).unwrap_or(held)
+        } else {
+            held
+        };
+        let (store, id, account, cap) = (
+            state.store.clone(),
+            billing_id.clone(),
+            debit_account.clone(),
+            cap.clone(),
+        );
+        async move {
+            (
+                held,
+                store.open_hold(id, account, held, timeout_at, cap).await,
+            )
+        }
+    };
+    // The common case takes one round trip: hold what the client asked for. Only when that
+    // is more than the voucher holds (or no bound was given) is the balance read and the
+    // request capped to what it affords.
+    let first = match ask.requested_output {
+        Some(r) => Some((r, hold(r).await)),
+        None => None,
+    };
+    let (output_each, _held, opened) = match first {
+        Some((r, (held, Ok(opened)))) => (r, held, opened),
+        Some((_, (_, Err(e))))
+            if !matches!(e, voucherd_store::StoreError::InsufficientFunds { .. }) =>
+        {
+            return Err(e.into())
+        }
+        _ => {
+            let account = state.store.account(debit_account.clone()).await?;
+            let available = Money::from_micros(account.totals().available().max(0))
+                .map_err(|e| ProxyError::Internal(e.to_string()))?;
+            let output_each = if ask.requested_output == Some(0) {
+                // Embeddings: input only, and the input alone does not fit.
+                return Err(quota_exceeded());
+            } else {
+                let affordable_each =
+                    rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
+                if affordable_each == 0 {
+                    return Err(quota_exceeded());
+                }
+                ask.requested_output
+                    .map_or(affordable_each, |r| r.min(affordable_each))
+            };
+            let (held, result) = hold(output_each).await;
+            let opened = result.map_err(|e| match e {
+                voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
+                other => other.into(),
+            })?;
+            (output_each, held, opened)
+        }
+    };
+    let (hold_id, available_after) = opened;
     state.metrics.holds_outstanding.inc();
     Ok(Admitted {
         key_id: ask.key.id.clone(),
@@ -185,7 +211,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         prompt_bound: ask.prompt_bound,
         output_each,
         choices,
-        available_after_hold: available.saturating_sub(held),
+        available_after_hold: Money::from_micros(available_after.max(0)).unwrap_or(Money::ZERO),
         test_mode,
         _slot: slot,
     })

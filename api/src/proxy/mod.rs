@@ -9,6 +9,7 @@ pub mod keycache;
 pub mod limits;
 mod meter;
 mod models;
+pub mod prices;
 mod sse;
 mod surface;
 
