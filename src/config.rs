@@ -31,6 +31,11 @@ pub struct Config {
     pub key_cache_ttl_ms: u64,
     /// Each organisation's free allowance for test-mode keys.
     pub test_allowance: Money,
+    /// How long a proxy instance keeps a lease on a voucher's balance before posting what it
+    /// spent and releasing the rest; 0 turns leasing off (a hold per request).
+    pub lease_max_age_ms: u64,
+    /// Output tokens a request may produce when it names no limit.
+    pub default_output_tokens: u64,
     pub jwt_secret: Option<String>,
     pub jwt_ttl_secs: i64,
     pub upstream_url: String,
@@ -74,6 +79,8 @@ impl Default for Config {
             demo: false,
             key_cache_ttl_ms: 1_000,
             test_allowance: money("5"),
+            lease_max_age_ms: 1_000,
+            default_output_tokens: 16_384,
             jwt_secret: None,
             jwt_ttl_secs: 3_600,
             upstream_url: "https://api.openai.com/v1".into(),
@@ -177,8 +184,15 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 10] = [
+        let limits: [(&str, u64, u64, u64); 12] = [
             ("key_cache_ttl_ms", self.key_cache_ttl_ms, 0, 1_000),
+            ("lease_max_age_ms", self.lease_max_age_ms, 0, 60_000),
+            (
+                "default_output_tokens",
+                self.default_output_tokens,
+                1,
+                1_000_000,
+            ),
             (
                 "jwt_ttl_secs",
                 self.jwt_ttl_secs.max(0) as u64,

@@ -138,6 +138,10 @@ impl Application {
                 KEY_CACHE_ENTRIES,
             ),
             limits: Default::default(),
+            leases: voucherd_api::proxy::lease::Leases::new(
+                store.clone(),
+                Duration::from_millis(config.lease_max_age_ms),
+            ),
             price_cache: voucherd_api::proxy::prices::PriceCache::new(Duration::from_millis(
                 config.key_cache_ttl_ms,
             )),
@@ -156,12 +160,25 @@ impl Application {
                 stream_max_ms: config.stream_max_ms,
                 body_limit_bytes: config.body_limit_bytes,
                 proxy_body_limit_bytes: config.proxy_body_limit_bytes,
+                default_output_tokens: config.default_output_tokens,
                 test_allowance: config.test_allowance,
                 sandbox_url,
                 sandbox_key,
             },
             upstream,
         });
+        if config.lease_max_age_ms > 0 {
+            // Retire aged leases so leased money is posted and released promptly.
+            let state = state.clone();
+            let every = Duration::from_millis((config.lease_max_age_ms / 2).max(50));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    state.leases.retire_aged();
+                }
+            });
+        }
         let pages = role != Role::Proxy;
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {

@@ -22,6 +22,8 @@ pub struct ApiConfig {
     pub stream_max_ms: u64,
     pub body_limit_bytes: usize,
     pub proxy_body_limit_bytes: usize,
+    /// Output tokens a request may produce when it names no limit (written into it).
+    pub default_output_tokens: u64,
     /// The free allowance an organisation's test-mode keys spend.
     pub test_allowance: Money,
     /// Where test-mode keys' calls go: the built-in sandbox.
@@ -33,6 +35,7 @@ pub struct AppState {
     pub store: Store,
     pub key_cache: crate::proxy::keycache::KeyCache,
     pub price_cache: crate::proxy::prices::PriceCache,
+    pub leases: crate::proxy::lease::Leases,
     pub metrics: crate::metrics::Metrics,
     pub limits: crate::proxy::limits::Limits,
     /// Argon2 takes 19 MiB and tens of milliseconds per hash: at most this many run at once,

@@ -93,8 +93,12 @@ pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
     }
 }
 
-pub fn voucher(v: &VoucherRow, a: &AccountRow) -> Value {
-    let t = a.totals();
+/// A voucher's balance. `unposted` is usage already recorded under leases that have not
+/// closed yet: it counts as spent at once, not as held.
+pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64) -> Value {
+    let mut t = a.totals();
+    t.debits_posted += unposted;
+    t.debits_pending -= unposted;
     serde_json::json!({
         "id": v.id,
         "status": voucher_status(v, &t),
@@ -182,6 +186,7 @@ pub fn usage(u: &UsageRow) -> Value {
             "cached_input_per_million": format_micros(u.cached_input_per_million),
             "output_per_million": format_micros(u.output_per_million),
         },
+        "hold_id": u.hold_id,
         "transfer_id": u.post_id,
         "created_at": time(u.created_at),
     })

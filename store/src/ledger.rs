@@ -335,6 +335,7 @@ fn resolve(
     pending_id: &str,
     post_amount: Option<Money>,
     at: NaiveDateTime,
+    after_timeout: bool,
 ) -> StoreResult<TransferRow> {
     let hold = pending(c, pending_id)?;
     let (kind, amount) = match post_amount {
@@ -363,7 +364,7 @@ fn resolve(
     if resolved > 0 {
         return Err(StoreError::HoldResolved(pending_id.to_string()));
     }
-    if post_amount.is_some() && hold.timeout_at.is_some_and(|t| t <= at) {
+    if post_amount.is_some() && !after_timeout && hold.timeout_at.is_some_and(|t| t <= at) {
         return Err(StoreError::HoldExpired(pending_id.to_string()));
     }
     if amount > hold.amount {
@@ -396,11 +397,51 @@ fn resolve(
 }
 
 pub fn post(c: &mut DbConn, id: &str, pending_id: &str, amount: Money) -> StoreResult<TransferRow> {
-    resolve(c, id, pending_id, Some(amount), now())
+    resolve(c, id, pending_id, Some(amount), now(), false)
 }
 
 pub fn void(c: &mut DbConn, id: &str, pending_id: &str) -> StoreResult<TransferRow> {
-    resolve(c, id, pending_id, None, now())
+    resolve(c, id, pending_id, None, now(), false)
+}
+
+/// The transfer that posted or voided a hold, if any.
+pub fn resolution(c: &mut DbConn, pending_id: &str) -> StoreResult<Option<TransferRow>> {
+    Ok(transfers::table
+        .filter(transfers::pending_id.eq(pending_id))
+        .select(TransferRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Resolves a hold as of `at`, posting even after its timeout: for the hold-expiry job, which
+/// posts what was recorded under a crashed process's lease.
+pub fn resolve_at(
+    c: &mut DbConn,
+    id: &str,
+    pending_id: &str,
+    post_amount: Option<Money>,
+    at: NaiveDateTime,
+) -> StoreResult<TransferRow> {
+    resolve(c, id, pending_id, post_amount, at, true)
+}
+
+/// Up to `limit` holds whose timeout has passed and that nothing resolved yet.
+pub fn expired_holds(c: &mut DbConn, at: NaiveDateTime, limit: i64) -> StoreResult<Vec<String>> {
+    let resolutions = diesel::alias!(transfers as resolutions);
+    Ok(transfers::table
+        .filter(transfers::kind.eq("pending"))
+        .filter(transfers::timeout_at.le(at))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            resolutions.filter(
+                resolutions
+                    .field(transfers::pending_id)
+                    .eq(transfers::id.nullable()),
+            ),
+        )))
+        .select(transfers::id)
+        .order(transfers::timeout_at.asc())
+        .limit(limit)
+        .load(c)?)
 }
 
 /// Voids up to `limit` holds whose timeout has passed (a crashed process's holds end here).
@@ -426,7 +467,7 @@ pub fn void_expired_holds(
         .limit(limit)
         .load(c)?;
     for hold_id in &expired {
-        resolve(c, &format!("{hold_id}:timeout"), hold_id, None, at)?;
+        resolve(c, &format!("{hold_id}:timeout"), hold_id, None, at, false)?;
     }
     Ok(expired)
 }

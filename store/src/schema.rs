@@ -150,7 +150,7 @@ diesel::table! {
         completion_tokens -> BigInt,
         cost -> BigInt,
         hold_id -> Text,
-        post_id -> Text,
+        post_id -> Nullable<Text>,
         upstream_status -> Integer,
         created_at -> Timestamp,
     }

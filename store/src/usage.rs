@@ -28,7 +28,9 @@ pub struct UsageRow {
     pub completion_tokens: i64,
     pub cost: i64,
     pub hold_id: String,
-    pub post_id: String,
+    /// The request's own post; `None` for a leased request, whose post is the transfer that
+    /// resolves its hold (the lease) when the lease closes.
+    pub post_id: Option<String>,
     pub upstream_status: i32,
     pub created_at: NaiveDateTime,
 }
@@ -182,16 +184,100 @@ impl Store {
         .await
     }
 
-    /// Voids holds whose timeout has passed; returns how many.
+    /// Resolves holds whose timeout has passed: the usage recorded under one (a crashed
+    /// process's lease) is posted, the rest released. Returns how many.
     pub async fn void_expired_holds(&self, limit: i64) -> StoreResult<usize> {
         self.write(move |c| {
-            let voided = ledger::void_expired_holds(c, now(), limit)?;
-            for hold in &voided {
-                unreserve(c, hold, 0)?;
+            let at = now();
+            let expired = ledger::expired_holds(c, at, limit)?;
+            for hold in &expired {
+                close_hold(c, hold, at)?;
             }
-            Ok(voided.len())
+            Ok(expired.len())
         })
         .await
+    }
+
+    /// Leases part of an account's balance to a proxy instance: `target` if the account holds
+    /// that much, less if not, but at least `need`. Returns the hold, its amount and the
+    /// account's balance after it.
+    pub async fn open_lease(
+        &self,
+        lease_id: String,
+        debit_account_id: String,
+        need_micros: i64,
+        target_micros: i64,
+        timeout_at: NaiveDateTime,
+    ) -> StoreResult<(String, i64, i64)> {
+        self.write(move |c| {
+            let available = ledger::account(c, &debit_account_id)?.totals().available();
+            if available < need_micros {
+                return Err(StoreError::InsufficientFunds {
+                    account_id: debit_account_id,
+                });
+            }
+            // What is left decides: a quarter of it, within [need, target].
+            let amount = (available / 4).clamp(need_micros, target_micros.max(need_micros));
+            let amount =
+                Money::from_micros(amount).map_err(|e| StoreError::Invariant(e.to_string()))?;
+            let row = ledger::hold(
+                c,
+                &TransferRequest {
+                    id: hold_id(&lease_id),
+                    debit_account_id,
+                    credit_account_id: USAGE.into(),
+                    amount,
+                    code: TransferCode::Usage,
+                    memo: format!("lease {lease_id}"),
+                },
+                timeout_at,
+            )?;
+            Ok((row.id, row.amount, available - row.amount))
+        })
+        .await
+    }
+
+    /// Records leased requests' usage in one transaction (group commit).
+    pub async fn record_usage(&self, rows: Vec<UsageRow>) -> StoreResult<()> {
+        self.write(move |c| {
+            match c {
+                DbConn::Postgresql(pg) => {
+                    diesel::insert_into(usage_records::table)
+                        .values(&rows)
+                        .execute(pg)?;
+                }
+                DbConn::Sqlite(sqlite) => {
+                    diesel::insert_into(usage_records::table)
+                        .values(&rows)
+                        .execute(sqlite)?;
+                }
+            }
+            let mut last_used: std::collections::HashMap<&str, NaiveDateTime> = Default::default();
+            for r in &rows {
+                let t = last_used
+                    .entry(r.api_key_id.as_str())
+                    .or_insert(r.created_at);
+                *t = (*t).max(r.created_at);
+            }
+            for (key, at) in last_used {
+                diesel::update(api_keys::table.filter(api_keys::id.eq(key)))
+                    .set(api_keys::last_used_at.eq(Some(at)))
+                    .execute(c)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Closes a lease: posts the usage recorded under it and releases the rest. Closing twice
+    /// changes nothing.
+    pub async fn close_lease(&self, hold_id: String) -> StoreResult<()> {
+        self.write(move |c| close_hold(c, &hold_id, now())).await
+    }
+
+    /// Usage recorded under a voucher account's open holds: spent, though not yet posted.
+    pub async fn unposted_usage(&self, account_id: String) -> StoreResult<i64> {
+        self.read(move |c| unposted(c, &account_id)).await
     }
 
     /// What a capped key has spent in `month` (`YYYY-MM`), in micros.
@@ -251,6 +337,62 @@ impl Store {
     }
 }
 
+/// Resolves a hold by what was recorded under it: posts the recorded usage (above the hold,
+/// the excess is booked to overrun loss) or, with none, voids it. Already resolved: nothing.
+fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<()> {
+    if ledger::resolution(c, hold_id)?.is_some() {
+        return Ok(());
+    }
+    let costs: Vec<i64> = usage_records::table
+        .filter(usage_records::hold_id.eq(hold_id))
+        .select(usage_records::cost)
+        .load(c)?;
+    let total: i64 = costs.iter().sum();
+    if total == 0 {
+        ledger::resolve_at(c, &format!("{hold_id}:void"), hold_id, None, at)?;
+        return unreserve(c, hold_id, 0);
+    }
+    let held = ledger::account_hold_amount(c, hold_id)?;
+    let posted = total.min(held);
+    let amount = Money::from_micros(posted).map_err(|e| StoreError::Invariant(e.to_string()))?;
+    ledger::resolve_at(c, &format!("{hold_id}:post"), hold_id, Some(amount), at)?;
+    if total > posted {
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                id: format!("{hold_id}:overrun"),
+                debit_account_id: OVERRUN_LOSS.into(),
+                credit_account_id: USAGE.into(),
+                amount: Money::from_micros(total - posted)
+                    .map_err(|e| StoreError::Invariant(e.to_string()))?,
+                code: TransferCode::UsageOverrun,
+                memo: format!("usage under {hold_id} above its hold"),
+            },
+        )?;
+    }
+    unreserve(c, hold_id, posted)
+}
+
+fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
+    use crate::schema::transfers;
+    let resolutions = diesel::alias!(transfers as resolutions);
+    let costs: Vec<i64> = usage_records::table
+        .inner_join(transfers::table.on(transfers::id.eq(usage_records::hold_id)))
+        .filter(transfers::debit_account_id.eq(account_id))
+        .filter(transfers::kind.eq("pending"))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            resolutions.filter(
+                resolutions
+                    .field(transfers::pending_id)
+                    .eq(transfers::id.nullable()),
+            ),
+        )))
+        .filter(usage_records::post_id.is_null())
+        .select(usage_records::cost)
+        .load(c)?;
+    Ok(costs.iter().sum())
+}
+
 fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     let held = ledger::account_hold_amount(c, &row.hold_id)?;
     let cost = Money::from_micros(row.cost)
@@ -273,7 +415,7 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
             },
         )?;
     }
-    row.post_id = post.id;
+    row.post_id = Some(post.id);
     // Recorded here rather than on its own so the hot path makes no extra write.
     diesel::update(api_keys::table.filter(api_keys::id.eq(&row.api_key_id)))
         .set(api_keys::last_used_at.eq(Some(row.created_at)))

@@ -161,3 +161,70 @@ async fn json_logs_name_the_request_id_of_every_request() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn serve_demo_seeds_a_programme_whose_printed_key_works_against_the_sandbox() {
+    let db = TestDatabase::create(Backend::Sqlite).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo"])
+        .env("DATABASE_URL", &db.url)
+        .env("VOUCHERD_BIND", "127.0.0.1:0")
+        .env("VOUCHERD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("VOUCHERD_JWT_SECRET")
+        .env_remove("VOUCHERD_UPSTREAM_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(child.stderr.take().unwrap());
+    let seeded = wait_for(&rx, |v| {
+        v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("demo programme seeded"))
+    });
+    let f = &seeded["fields"];
+    let base = f["url"].as_str().unwrap().to_string();
+    let key = f["api_key"].as_str().unwrap().to_string();
+    let (email, password) = f["applicant"].as_str().unwrap().split_once(" / ").unwrap();
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("This is a sandbox reply"));
+    let login: serde_json::Value = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let voucher: serde_json::Value = c
+        .get(format!(
+            "{base}/api/v1/vouchers/{}",
+            f["voucher_id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(voucher["granted"], "5000.00");
+    assert_ne!(voucher["spent"], "0.00", "the demo call was metered");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -16,7 +16,7 @@ fn start_proxy(app: &TestApp, dir: &std::path::Path) -> (Child, String) {
     let config = dir.join("voucherd.toml");
     std::fs::write(
         &config,
-        "upstream_timeout_ms = 1000\nhold_timeout_ms = 1500\nstream_max_ms = 1000\n",
+        "upstream_timeout_ms = 1000\nhold_timeout_ms = 1500\nstream_max_ms = 1000\nlease_max_age_ms = 1000\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -64,7 +64,19 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
         let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
         let (mut proxy, base) = start_proxy(&app, &dir);
 
-        // Requests in flight: the provider stalls mid-stream, so each holds money.
+        // Three requests served (their usage recorded under the proxy's lease), then five in
+        // flight: the provider stalls mid-stream.
+        for _ in 0..3 {
+            let resp = app
+                .client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&chat_request())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+        }
         app.upstream.set_reply(Reply {
             stall_after: Some(2),
             ..Reply::default()
@@ -90,13 +102,14 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
             .as_str()
             .unwrap()
             .to_string();
-        assert_ne!(held, "0.00", "five holds are open");
+        assert_ne!(held, "0.00", "money is held for the requests in flight");
 
         proxy.kill().unwrap();
         proxy.wait().unwrap();
         drop(streams);
 
-        // The holds time out (1.5 s + the stream allowance) and the sweeper voids them.
+        // The lease times out (hold, stream and lease allowances: 3.5 s); the sweeper posts the
+        // usage recorded under it — three requests — and releases the rest.
         let mut v = serde_json::Value::Null;
         for _ in 0..300 {
             v = app.voucher(&owner, &voucher_id).await;
@@ -111,7 +124,7 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
                 v["spent"].as_str(),
                 v["available"].as_str()
             ),
-            (Some("0.00"), Some("0.00"), Some("100.00"))
+            (Some("0.00"), Some("0.01674"), Some("99.98326"))
         );
         app.store.verify_ledger().await.unwrap();
 
@@ -126,7 +139,17 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
-        assert_eq!(app.voucher(&owner, &voucher_id).await["spent"], "0.00558");
+        // Once the restarted proxy's lease closes: one more request.
+        let mut spent = serde_json::Value::Null;
+        for _ in 0..200 {
+            let v = app.voucher(&owner, &voucher_id).await;
+            spent = v["spent"].clone();
+            if v["held"] == "0.00" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(spent, "0.02232");
         again.kill().unwrap();
         again.wait().unwrap();
         let _ = std::fs::remove_dir_all(&dir);

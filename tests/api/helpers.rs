@@ -18,6 +18,24 @@ pub const MODEL: &str = "test-model";
 /// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL, as
 /// `…::sqlite::name` and `…::postgres::name`.
 macro_rules! on_both_backends {
+    (leasing: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::spawn_leasing(voucherd_store::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::spawn_leasing(voucherd_store::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -65,6 +83,9 @@ pub fn test_config(database_url: &str, upstream_url: &str) -> Config {
         upstream_timeout_ms: 5_000,
         hold_timeout_ms: 60_000,
         workers: 2,
+        // Most tests see a hold per request (exact `held` at every moment); leases.rs turns
+        // leasing on.
+        lease_max_age_ms: 0,
         db_max_connections: 4,
         standard_voucher: Money::parse("5000").unwrap(),
         prices: BTreeMap::from([(MODEL.to_string(), rates("2.50", "1.25", "10.00"))]),

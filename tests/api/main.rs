@@ -13,6 +13,7 @@ mod contract;
 mod crash;
 mod key_options;
 mod keys;
+mod leases;
 mod ledger;
 mod outage;
 mod prices;

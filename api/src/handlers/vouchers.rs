@@ -38,7 +38,11 @@ pub async fn list(
         .store
         .vouchers(owner, page.limit(), page.offset())
         .await?;
-    let data: Vec<_> = rows.iter().map(|(v, a)| views::voucher(v, a)).collect();
+    let mut data = Vec::with_capacity(rows.len());
+    for (v, a) in &rows {
+        let unposted = state.store.unposted_usage(a.id.clone()).await?;
+        data.push(views::voucher(v, a, unposted));
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
@@ -48,7 +52,8 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(views::voucher(&v, &a)))
+    let unposted = state.store.unposted_usage(a.id.clone()).await?;
+    Ok(HttpResponse::Ok().json(views::voucher(&v, &a, unposted)))
 }
 
 /// The voucher's ledger entries, newest first.

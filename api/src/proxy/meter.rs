@@ -3,6 +3,7 @@
 //! usage (≤ the hold) or releasing the hold when nothing was served.
 
 use super::keycache::CachedKey;
+use super::lease::Ticket;
 use super::ProxyError;
 use crate::keys;
 use crate::state::AppState;
@@ -78,6 +79,8 @@ pub struct Admitted {
     pub test_mode: bool,
     /// The key's concurrency slot, released when the request is done with.
     _slot: Option<OwnedSemaphorePermit>,
+    /// The request's share of a lease, when it is served from one instead of its own hold.
+    ticket: Option<Ticket>,
 }
 
 /// What the request asks for, before admission.
@@ -92,7 +95,7 @@ pub struct Ask<'a> {
     pub hold_ms: u64,
 }
 
-fn quota_exceeded() -> ProxyError {
+pub fn quota_exceeded() -> ProxyError {
     ProxyError::InsufficientQuota(
         "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),
     )
@@ -160,10 +163,47 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
             )
         }
     };
-    // The common case takes one round trip: hold what the client asked for. Only when that
-    // is more than the voucher holds (or no bound was given) is the balance read and the
-    // request capped to what it affords.
-    let first = match ask.requested_output {
+    // A request with no output limit gets the programme's default, written into it.
+    let requested = match ask.requested_output {
+        None => Some(state.config.default_output_tokens),
+        given => given,
+    };
+    // The common case: a live key without a spend cap reserves its worst case from a lease
+    // in memory. Should no lease cover it, it falls back to a hold of its own below.
+    if state.leases.enabled() && !test_mode && cap.is_none() {
+        if let Some(r) = requested {
+            let need = rates
+                .max_cost(ask.prompt_bound, r.saturating_mul(choices))
+                .micros()
+                .max(1);
+            match state.leases.reserve(state, &debit_account, need).await {
+                Ok(ticket) => {
+                    return Ok(Admitted {
+                        key_id: ask.key.id.clone(),
+                        voucher_id: ask.voucher.id.clone(),
+                        model: ask.model.to_string(),
+                        price,
+                        rates,
+                        hold_id: ticket.lease.hold_id.clone(),
+                        billing_id,
+                        prompt_bound: ask.prompt_bound,
+                        output_each: r,
+                        choices,
+                        available_after_hold: Money::from_micros(ticket.lease.available().max(0))
+                            .unwrap_or(Money::ZERO),
+                        test_mode,
+                        _slot: slot,
+                        ticket: Some(ticket),
+                    })
+                }
+                Err(ProxyError::InsufficientQuota(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // Otherwise one round trip: hold what the request asks for. Only when that is more than
+    // the voucher holds is the balance read and the request capped to what it affords.
+    let first = match requested {
         Some(r) => Some((r, hold(r).await)),
         None => None,
     };
@@ -187,8 +227,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                 if affordable_each == 0 {
                     return Err(quota_exceeded());
                 }
-                ask.requested_output
-                    .map_or(affordable_each, |r| r.min(affordable_each))
+                requested.map_or(affordable_each, |r| r.min(affordable_each))
             };
             let (held, result) = hold(output_each).await;
             let opened = result.map_err(|e| match e {
@@ -214,6 +253,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         available_after_hold: Money::from_micros(available_after.max(0)).unwrap_or(Money::ZERO),
         test_mode,
         _slot: slot,
+        ticket: None,
     })
 }
 
@@ -226,8 +266,11 @@ impl Admitted {
         upstream_status: u16,
     ) -> Result<(), ProxyError> {
         let Some(u) = usage else {
-            state.store.release_hold(self.hold_id.clone()).await?;
-            state.metrics.holds_outstanding.dec();
+            if self.ticket.is_none() {
+                state.store.release_hold(self.hold_id.clone()).await?;
+                state.metrics.holds_outstanding.dec();
+            }
+            // A leased request's reservation goes back to its lease when the ticket drops.
             return Ok(());
         };
         let tokens = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -246,12 +289,17 @@ impl Admitted {
             completion_tokens: tokens(u.completion_tokens),
             cost: self.rates.cost(u).micros(),
             hold_id: self.hold_id.clone(),
-            post_id: String::new(),
+            post_id: None,
             upstream_status: i32::from(upstream_status),
             created_at: voucherd_store::now(),
         };
         // The upstream has done the work: a passing database hiccup must not leave it unbilled,
         // so settlement is retried a few times before the request fails.
+        if let Some(ticket) = &self.ticket {
+            state.leases.record(ticket, row.clone()).await?;
+            self.count(state, u, row.cost);
+            return Ok(());
+        }
         let mut attempt = 0;
         loop {
             match state.store.settle_usage(row.clone()).await {
@@ -299,7 +347,27 @@ impl Admitted {
 
     /// Releases the hold of a request that never reached the upstream; a failure here only
     /// delays the release to the hold's timeout.
+    fn count(&self, state: &AppState, u: TokenUsage, cost_micros: i64) {
+        let m = &state.metrics;
+        let uncached = u.prompt_tokens - u.cached_prompt_tokens;
+        for (kind, n) in [
+            ("prompt", uncached),
+            ("cached", u.cached_prompt_tokens),
+            ("completion", u.completion_tokens),
+        ] {
+            m.tokens
+                .with_label_values(&[self.model.as_str(), kind])
+                .inc_by(n);
+        }
+        m.cost_micros
+            .with_label_values(&[self.model.as_str()])
+            .inc_by(u64::try_from(cost_micros).unwrap_or(0));
+    }
+
     pub async fn release(&self, state: &AppState) {
+        if self.ticket.is_some() {
+            return;
+        }
         match state.store.release_hold(self.hold_id.clone()).await {
             Ok(()) => state.metrics.holds_outstanding.dec(),
             Err(e) => {

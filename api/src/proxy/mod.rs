@@ -6,6 +6,7 @@
 
 mod forward;
 pub mod keycache;
+pub mod lease;
 pub mod limits;
 mod meter;
 mod models;

@@ -1,0 +1,304 @@
+//! Leases (DESIGN §3, "fast"): instead of a database hold per request, the proxy holds part
+//! of a voucher's balance once — a pending transfer, the lease — and reserves each request's
+//! worst case from it in memory with an atomic compare-and-swap. Usage is recorded in batches
+//! (one transaction for many requests) before each response ends, and the lease closes by
+//! posting exactly the usage recorded under it and releasing the rest. So the common request
+//! makes no database round trip of its own, and one hot voucher does not serialise on its row.
+//!
+//! Money stays safe: a lease is an ordinary hold, so the voucher can never lease more than it
+//! holds, and nothing is forwarded without a reservation inside a lease. If the process dies,
+//! the hold-expiry job posts what was recorded under its leases and releases the rest.
+//!
+//! A lease is retired when it cannot cover a request, and after `max_age`; it closes once no
+//! request is using it. Its size adapts to what is left: a quarter of the balance, at most
+//! 256 requests' worth, at least the request at hand.
+
+use super::ProxyError;
+use crate::state::AppState;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use voucherd_store::usage::UsageRow;
+use voucherd_store::{Store, StoreError};
+
+/// Requests' worth a lease holds at most.
+const LEASE_REQUESTS: i64 = 256;
+/// Far below zero: a retired lease's remainder, so no reservation can succeed on it again.
+const RETIRED: i64 = i64::MIN / 4;
+/// Usage rows written in one transaction at most.
+const BATCH_ROWS: usize = 512;
+/// Usage rows waiting for the writer at most; beyond it requests wait (back-pressure).
+const QUEUE_ROWS: usize = 16_384;
+
+pub struct Lease {
+    pub hold_id: String,
+    store: Store,
+    outstanding: prometheus::IntGauge,
+    remaining: AtomicI64,
+    /// The account's balance in the database right after this lease was opened.
+    available_at_open: i64,
+    in_flight: AtomicI64,
+    retired: AtomicBool,
+    closed: AtomicBool,
+    opened: Instant,
+}
+
+impl Lease {
+    /// The voucher's balance as this instance sees it: what the database held beyond the lease
+    /// when it opened, plus what the lease has not reserved.
+    pub fn available(&self) -> i64 {
+        self.available_at_open + self.remaining.load(SeqCst).max(0)
+    }
+
+    fn try_reserve(&self, need: i64) -> bool {
+        let mut current = self.remaining.load(SeqCst);
+        loop {
+            if current < need {
+                return false;
+            }
+            match self
+                .remaining
+                .compare_exchange(current, current - need, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// One request's share of a lease. Dropping it gives the share back, however the request
+/// ended, so a lease always closes once its requests are done.
+pub struct Ticket {
+    pub lease: Arc<Lease>,
+    pub reserved: i64,
+    spent: AtomicBool,
+}
+
+impl Ticket {
+    fn new(lease: Arc<Lease>, reserved: i64) -> Ticket {
+        Ticket {
+            lease,
+            reserved,
+            spent: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.spent.load(SeqCst) {
+            self.lease.remaining.fetch_add(self.reserved, SeqCst);
+        }
+        leave(&self.lease);
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    opening: tokio::sync::Mutex<()>,
+    current: Mutex<Option<Arc<Lease>>>,
+}
+
+pub struct Leases {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    max_age: Duration,
+    writer: UsageWriter,
+}
+
+impl Leases {
+    /// `max_age` zero turns leasing off: every request then holds and settles on its own.
+    pub fn new(store: Store, max_age: Duration) -> Leases {
+        Leases {
+            slots: Mutex::new(HashMap::new()),
+            max_age,
+            writer: UsageWriter::start(store),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.max_age.is_zero()
+    }
+
+    fn slot(&self, account: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .entry(account.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn from_current(slot: &Slot, need: i64) -> Option<Ticket> {
+        let lease = slot.current.lock().clone()?;
+        lease.in_flight.fetch_add(1, SeqCst);
+        if lease.try_reserve(need) {
+            Some(Ticket::new(lease, need))
+        } else {
+            leave(&lease);
+            None
+        }
+    }
+
+    /// Reserves `need` micros for one request from the account's lease, opening a new lease
+    /// (one database write) when the current one cannot cover it.
+    pub async fn reserve(
+        &self,
+        state: &AppState,
+        account: &str,
+        need: i64,
+    ) -> Result<Ticket, ProxyError> {
+        let slot = self.slot(account);
+        if let Some(t) = Self::from_current(&slot, need) {
+            return Ok(t);
+        }
+        let _opening = slot.opening.lock().await;
+        if let Some(t) = Self::from_current(&slot, need) {
+            return Ok(t);
+        }
+        if let Some(old) = slot.current.lock().take() {
+            retire(&old);
+        }
+        let lease_id = crate::keys::new_id();
+        // A lease outlives its last request: requests join it for up to its age limit, and
+        // the slowest (a stream) may then run for its own limit.
+        let cfg = &state.config;
+        let hold_ms = cfg
+            .hold_timeout_ms
+            .saturating_add(cfg.stream_max_ms)
+            .saturating_add(self.max_age.as_millis() as u64);
+        let timeout_at = voucherd_store::now()
+            + chrono::Duration::milliseconds(i64::try_from(hold_ms).unwrap_or(i64::MAX / 2));
+        let target = need.saturating_mul(LEASE_REQUESTS);
+        let (hold_id, amount, available) = state
+            .store
+            .open_lease(lease_id, account.to_string(), need, target, timeout_at)
+            .await
+            .map_err(|e| match e {
+                StoreError::InsufficientFunds { .. } => super::meter::quota_exceeded(),
+                other => other.into(),
+            })?;
+        state.metrics.holds_outstanding.inc();
+        let lease = Arc::new(Lease {
+            hold_id,
+            store: state.store.clone(),
+            outstanding: state.metrics.holds_outstanding.clone(),
+            remaining: AtomicI64::new(amount - need),
+            available_at_open: available,
+            in_flight: AtomicI64::new(1),
+            retired: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            opened: Instant::now(),
+        });
+        *slot.current.lock() = Some(lease.clone());
+        Ok(Ticket::new(lease, need))
+    }
+
+    /// Records a leased request's usage, waiting for its batch to commit; the unspent part of
+    /// its reservation goes back to the lease.
+    pub async fn record(&self, ticket: &Ticket, row: UsageRow) -> Result<(), ProxyError> {
+        let cost = row.cost;
+        self.writer.write(row).await?;
+        ticket.spent.store(true, SeqCst);
+        ticket
+            .lease
+            .remaining
+            .fetch_add(ticket.reserved - cost, SeqCst);
+        Ok(())
+    }
+
+    /// Retires leases older than the age limit (run periodically), so money does not stay
+    /// leased and usage is posted promptly.
+    pub fn retire_aged(&self) {
+        let slots: Vec<Arc<Slot>> = self.slots.lock().values().cloned().collect();
+        for slot in slots {
+            let aged = {
+                let mut current = slot.current.lock();
+                match current.as_ref() {
+                    Some(l) if l.opened.elapsed() >= self.max_age => current.take(),
+                    _ => None,
+                }
+            };
+            if let Some(l) = aged {
+                retire(&l);
+            }
+        }
+    }
+}
+
+fn retire(lease: &Arc<Lease>) {
+    lease.retired.store(true, SeqCst);
+    lease.remaining.swap(RETIRED, SeqCst);
+    if lease.in_flight.load(SeqCst) == 0 {
+        close(lease);
+    }
+}
+
+fn leave(lease: &Arc<Lease>) {
+    if lease.in_flight.fetch_sub(1, SeqCst) == 1 && lease.retired.load(SeqCst) {
+        close(lease);
+    }
+}
+
+fn close(lease: &Arc<Lease>) {
+    if lease.closed.swap(true, SeqCst) {
+        return;
+    }
+    lease.outstanding.dec();
+    let store = lease.store.clone();
+    let hold_id = lease.hold_id.clone();
+    tokio::spawn(async move {
+        // A failure leaves the lease to the hold-expiry job, which posts the same usage.
+        if let Err(e) = store.close_lease(hold_id.clone()).await {
+            tracing::warn!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout");
+        }
+    });
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Writes usage rows in batches: while one batch commits, the next gathers.
+struct UsageWriter {
+    tx: mpsc::Sender<(UsageRow, Waiter)>,
+}
+
+impl UsageWriter {
+    fn start(store: Store) -> UsageWriter {
+        let (tx, mut rx) = mpsc::channel::<(UsageRow, Waiter)>(QUEUE_ROWS);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH_ROWS {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let (rows, waiters): (Vec<UsageRow>, Vec<Waiter>) = batch.into_iter().unzip();
+                let result = store.record_usage(rows).await.map_err(|e| e.to_string());
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        UsageWriter { tx }
+    }
+
+    async fn write(&self, row: UsageRow) -> Result<(), ProxyError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send((row, done))
+            .await
+            .map_err(|_| ProxyError::Unavailable)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "recording usage failed");
+                Err(ProxyError::Unavailable)
+            }
+            Err(_) => Err(ProxyError::Unavailable),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The proxy benchmark, in one run and on this machine: a fast fake provider, the metering
+# proxy on SQLite and on PostgreSQL, and nginx proxy_pass to the same provider, all driven by
+# wrk. Prints each figure with its ratio to nginx measured in the same run, and the targets.
+#
+#   bash bench/run.sh            # DURATION=10 seconds per phase by default
+#
+# Needs: nginx (nginx-light), wrk, PostgreSQL on 127.0.0.1:5432 (user postgres) with pgbench.
+# Installs nginx-light and wrk with apt-get when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+VOUCHERS=${VOUCHERS:-100}
+STREAMS=${STREAMS:-1000}
+PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+PG_BASE=${PG_ADMIN%/*}
+UP=18081 NGINX=18090 PROXY=18100
+ADMIN_PASSWORD='benchmark admin password'
+
+for tool in nginx wrk; do
+  command -v "$tool" >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk; }
+done
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | head -n 1)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release -q -p voucherd -p voucherd-bench
+BIN=target/release/voucherd
+TOOL=target/release/voucherd-bench
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+# wrk's latency lines are in us, ms or s: print milliseconds.
+ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+# run_wrk NAME URL [KEYS_FILE] -> sets RPS_NAME, P50_NAME, P99_NAME
+run_wrk() {
+  local out
+  out=$(KEYS_FILE=${3:-} wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/wrk.lua "$2")
+  local non2xx
+  non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+  [ -n "$non2xx" ] && echo "  ($1: $non2xx non-2xx responses)" >&2
+  printf -v "RPS_$1" '%s' "$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
+  printf -v "P50_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")"
+  printf -v "P99_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")"
+}
+
+"$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+cat > "$WORK/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  upstream provider { server 127.0.0.1:$UP; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / {
+      proxy_pass http://provider;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -p "$WORK" -c "$WORK/nginx.conf" &
+PIDS+=($!)
+wait_port $UP; wait_port $NGINX
+
+echo "direct to the fake provider..." >&2
+run_wrk direct "http://127.0.0.1:$UP"
+echo "nginx proxy_pass..." >&2
+run_wrk nginx "http://127.0.0.1:$NGINX"
+read -r _ NGINX_STREAM_P99 _ < <("$TOOL" streams --url "http://127.0.0.1:$NGINX/v1/chat/completions" --key none --n 100)
+
+cat > "$WORK/voucherd.toml" <<TOML
+db_max_connections = 32
+[prices.bench-model]
+input_per_million = "0.10"
+cached_input_per_million = "0.05"
+output_per_million = "0.40"
+TOML
+
+for backend in sqlite postgres; do
+  if [ "$backend" = sqlite ]; then
+    DB="sqlite://$WORK/bench.db"
+  else
+    psql "$PG_ADMIN" -q -c "DROP DATABASE IF EXISTS voucherd_bench WITH (FORCE)" -c "CREATE DATABASE voucherd_bench"
+    DB="$PG_BASE/voucherd_bench"
+  fi
+  export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="$DB" VOUCHERD_BIND="127.0.0.1:$PROXY" \
+    VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
+    VOUCHERD_UPSTREAM_API_KEY="sk-bench" RUST_LOG=warn
+  echo "$ADMIN_PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
+  "$BIN" serve > "$WORK/voucherd-$backend.log" 2>&1 &
+  VPID=$!
+  PIDS+=($VPID)
+  wait_port $PROXY
+  echo "setting up $VOUCHERS vouchers on $backend..." >&2
+  "$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test \
+    --admin-password "$ADMIN_PASSWORD" --vouchers "$VOUCHERS" > "$WORK/keys-$backend" 2>"$WORK/setup.err" \
+    || { cat "$WORK/setup.err" >&2; exit 1; }
+  head -n 1 "$WORK/keys-$backend" > "$WORK/hot-$backend"
+  echo "voucherd on $backend: many vouchers..." >&2
+  run_wrk "many_$backend" "http://127.0.0.1:$PROXY" "$WORK/keys-$backend"
+  echo "voucherd on $backend: one hot voucher..." >&2
+  run_wrk "hot_$backend" "http://127.0.0.1:$PROXY" "$WORK/hot-$backend"
+  read -r _ p99 _ < <("$TOOL" streams --url "http://127.0.0.1:$PROXY/v1/chat/completions" --key "$(cat "$WORK/hot-$backend")" --n 100)
+  printf -v "STREAM_P99_$backend" '%s' "$p99"
+  echo "voucherd on $backend: $STREAMS concurrent slow streams..." >&2
+  read -r _ _ failed < <("$TOOL" streams --url "http://127.0.0.1:$PROXY/v1/chat/completions" --key "$(cat "$WORK/hot-$backend")" --n "$STREAMS")
+  printf -v "STREAM_FAILED_$backend" '%s' "$failed"
+  printf -v "RSS_$backend" '%s' "$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' /proc/$VPID/status)"
+  kill "$VPID"; wait "$VPID" 2>/dev/null || true
+done
+
+echo "pgbench: single-row UPDATE..." >&2
+psql "$PG_ADMIN" -q -c "DROP TABLE IF EXISTS bench_row" -c "CREATE TABLE bench_row (id int PRIMARY KEY, v bigint)" -c "INSERT INTO bench_row VALUES (1, 0)"
+echo 'UPDATE bench_row SET v = v + 1 WHERE id = 1;' > "$WORK/update.sql"
+PG_TPS=$("$PGBENCH" -n -c "$CONNS" -j 2 -T "$DURATION" -f "$WORK/update.sql" "$PG_ADMIN" 2>/dev/null | awk '/^tps/ { print $3; exit }')
+psql "$PG_ADMIN" -q -c "DROP TABLE bench_row" -c "DROP DATABASE IF EXISTS voucherd_bench WITH (FORCE)"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+echo
+echo "voucherd proxy benchmark: $DURATION s per phase, $CONNS connections, $(nproc) cores, $(date -u +%Y-%m-%d)"
+printf '%-46s %14s %22s %22s\n' "figure" "nginx" "voucherd sqlite" "voucherd postgres"
+printf '%-46s %14s %15s (%5s) %15s (%5s)   target >= 0.90x nginx\n' "1. throughput, $VOUCHERS vouchers (req/s)" "$RPS_nginx" \
+  "$RPS_many_sqlite" "$(ratio "$RPS_many_sqlite" "$RPS_nginx")" "$RPS_many_postgres" "$(ratio "$RPS_many_postgres" "$RPS_nginx")"
+for p in 50 99; do
+  d=P${p}_direct; n=P${p}_nginx; s=P${p}_many_sqlite; g=P${p}_many_postgres
+  an=$(minus "${!n}" "${!d}"); as=$(minus "${!s}" "${!d}"); ag=$(minus "${!g}" "${!d}")
+  target=$([ $p = 50 ] && echo "<= 1x nginx's" || echo "<= 2x nginx's")
+  printf '%-46s %14s %15s (%5s) %15s (%5s)   target %s\n' "2. added p$p latency over direct (ms)" "$an" "$as" "$(ratio "$as" "$an")" "$ag" "$(ratio "$ag" "$an")" "$target"
+done
+printf '%-46s %14s %15s (%5s) %15s (%5s)   target >= 0.80x of 1\n' "3. one hot voucher (req/s; ratio to 1)" "-" \
+  "$RPS_hot_sqlite" "$(ratio "$RPS_hot_sqlite" "$RPS_many_sqlite")" "$RPS_hot_postgres" "$(ratio "$RPS_hot_postgres" "$RPS_many_postgres")"
+printf '%-46s %14s %15s %23s (%5s)   target >= 10x pgbench\n' "   pgbench single-row UPDATE (TPS; hot/TPS)" "$PG_TPS" "" "" "$(ratio "$RPS_hot_postgres" "$PG_TPS")"
+printf '%-46s %14s %15s (%5s) %15s (%5s)   target: close to nginx\n' "4. stream inter-chunk p99 (ms, 20 ms apart)" "$NGINX_STREAM_P99" \
+  "$STREAM_P99_sqlite" "$(ratio "$STREAM_P99_sqlite" "$NGINX_STREAM_P99")" "$STREAM_P99_postgres" "$(ratio "$STREAM_P99_postgres" "$NGINX_STREAM_P99")"
+printf '%-46s %14s %15s %23s   target <= 100 MB; failed streams: %s / %s\n' "5. peak RSS, $STREAMS concurrent streams (MB)" "-" \
+  "$RSS_sqlite" "$RSS_postgres" "$STREAM_FAILED_sqlite" "$STREAM_FAILED_postgres"

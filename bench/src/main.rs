@@ -1,0 +1,259 @@
+//! Tools for `bench/run.sh`: a fake provider fast enough not to be the bottleneck, set-up of
+//! many vouchers and keys through the real API, and a client that opens many streams and
+//! measures the delay between the chunks it receives.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "voucherd-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A fake OpenAI-compatible provider: instant JSON answers, or SSE streams of `chunks`
+    /// chunks `chunk_delay_ms` apart.
+    Upstream {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 20)]
+        chunk_delay_ms: u64,
+        #[arg(long, default_value_t = 50)]
+        chunks: u32,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Creates `vouchers` applicants with approved vouchers and a key each; prints the keys.
+    Setup {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_password: String,
+        #[arg(long)]
+        vouchers: u32,
+        #[arg(long, default_value = "5000")]
+        amount: String,
+    },
+    /// Opens `n` concurrent streaming requests and prints the p50 and p99 delay between
+    /// received chunks, in milliseconds.
+    Streams {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        n: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Upstream {
+            port,
+            chunk_delay_ms,
+            chunks,
+            workers,
+        } => rt.block_on(upstream(port, chunk_delay_ms, chunks, workers)),
+        Cmd::Setup {
+            api,
+            admin_email,
+            admin_password,
+            vouchers,
+            amount,
+        } => rt.block_on(setup(
+            &api,
+            &admin_email,
+            &admin_password,
+            vouchers,
+            &amount,
+        )),
+        Cmd::Streams { url, key, n } => rt.block_on(streams(&url, &key, n)),
+    }
+}
+
+const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1764000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+
+async fn upstream(
+    port: u16,
+    chunk_delay_ms: u64,
+    chunks: u32,
+    workers: usize,
+) -> anyhow::Result<()> {
+    HttpServer::new(move || {
+        App::new().route(
+            "/v1/chat/completions",
+            web::post().to(move |body: web::Bytes| async move {
+                let streaming = body.windows(13).any(|w| w == b"\"stream\":true");
+                if !streaming {
+                    return HttpResponse::Ok().content_type("application/json").body(ANSWER);
+                }
+                let chunk = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}"#;
+                let events = futures_util::stream::unfold(0u32, move |i| async move {
+                    if i > chunks + 1 {
+                        return None;
+                    }
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(chunk_delay_ms)).await;
+                    }
+                    let e = if i < chunks {
+                        format!("{chunk}\n\n")
+                    } else if i == chunks {
+                        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":50,\"total_tokens\":62}}\n\ndata: [DONE]\n\n".to_string()
+                    } else {
+                        return None;
+                    };
+                    Some((Ok::<_, actix_web::Error>(web::Bytes::from(e)), i + 1))
+                });
+                HttpResponse::Ok().content_type("text/event-stream").streaming(events)
+            }),
+        )
+    })
+    .workers(workers)
+    .backlog(4096)
+    .max_connections(100_000)
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await?;
+    Ok(())
+}
+
+async fn post(
+    c: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut r = c.post(&url).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url}: {status}: {v}");
+    }
+    Ok(v)
+}
+
+async fn setup(
+    api: &str,
+    admin_email: &str,
+    admin_password: &str,
+    vouchers: u32,
+    amount: &str,
+) -> anyhow::Result<()> {
+    let c = reqwest::Client::new();
+    let login = |email: String, password: String| {
+        let c = c.clone();
+        let url = format!("{api}/api/v1/auth/login");
+        async move {
+            let v = post(&c, url, None, json!({"email": email, "password": password})).await?;
+            v["access_token"]
+                .as_str()
+                .map(str::to_string)
+                .context("no token")
+        }
+    };
+    let admin = login(admin_email.into(), admin_password.into()).await?;
+    post(
+        &c,
+        format!("{api}/api/v1/programme/deposits"),
+        Some(&admin),
+        json!({"amount": "900000000", "reference": "benchmark"}),
+    )
+    .await?;
+    for i in 0..vouchers {
+        let email = format!("sme{i}@bench.test");
+        let password = "benchmark password".to_string();
+        post(
+            &c,
+            format!("{api}/api/v1/auth/register"),
+            None,
+            json!({"email": email, "password": password, "full_name": "Bench SME"}),
+        )
+        .await?;
+        let token = login(email, password).await?;
+        let app = post(&c, format!("{api}/api/v1/applications"), Some(&token), json!({
+            "company_number": format!("{:08}", 10_000_001 + i), "company_name": "Bench Ltd", "employees": 5,
+            "annual_turnover": "100000", "balance_sheet_total": "50000", "region": "london", "sic_code": "62012",
+            "trading_since": "2020-01-01", "use_case": "Benchmarking the metering proxy.", "subsidy_declarations": []})).await?;
+        let id = app["id"].as_str().context("no application id")?;
+        let d = post(
+            &c,
+            format!("{api}/api/v1/applications/{id}/decision"),
+            Some(&admin),
+            json!({"decision": "approve", "amount": amount, "reason": "benchmark"}),
+        )
+        .await?;
+        let voucher = d["voucher"]["id"].as_str().context("no voucher")?;
+        let key = post(
+            &c,
+            format!("{api}/api/v1/vouchers/{voucher}/keys"),
+            Some(&token),
+            json!({"name": "bench"}),
+        )
+        .await?;
+        println!("{}", key["key"].as_str().context("no key")?);
+    }
+    Ok(())
+}
+
+async fn streams(url: &str, key: &str, n: usize) -> anyhow::Result<()> {
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .build()?;
+    let body = json!({"model": "bench-model", "stream": true, "max_completion_tokens": 64,
+        "messages": [{"role": "user", "content": "Stream to me."}]});
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (c, url, key, body) = (c.clone(), url.to_string(), key.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = c.post(url).bearer_auth(key).json(&body).send().await?;
+            if !resp.status().is_success() {
+                bail!("status {}", resp.status());
+            }
+            let mut s = resp.bytes_stream();
+            let mut gaps = Vec::new();
+            let mut last: Option<Instant> = None;
+            while let Some(chunk) = s.next().await {
+                chunk?;
+                let now = Instant::now();
+                if let Some(l) = last {
+                    gaps.push(now.duration_since(l).as_secs_f64() * 1000.0);
+                }
+                last = Some(now);
+            }
+            Ok::<_, anyhow::Error>(gaps)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(g) => all.extend(g),
+            Err(_) => failed += 1,
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!("{:.2} {:.2} {failed}", pct(0.5), pct(0.99));
+    Ok(())
+}

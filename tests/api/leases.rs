@@ -1,0 +1,144 @@
+//! Leasing: requests reserve from a lease held in memory, usage is recorded in batches
+//! before each response ends, and a lease posts exactly the usage recorded under it.
+
+use crate::helpers::*;
+use crate::upstream::Reply;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+on_both_backends!(
+    leasing: requests_share_a_lease_and_its_post_is_exactly_their_usage,
+    a_small_voucher_is_never_overspent_through_leases,
+);
+
+fn micros(v: &Value) -> i64 {
+    voucherd_domain::Money::parse(v.as_str().unwrap())
+        .unwrap()
+        .micros()
+}
+
+async fn wait_until_posted(app: &TestApp, owner: &str, voucher_id: &str) -> Value {
+    for _ in 0..200 {
+        let v = app.voucher(owner, voucher_id).await;
+        if v["held"] == "0.00" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the leases never closed");
+}
+
+async fn requests_share_a_lease_and_its_post_is_exactly_their_usage(app: TestApp) {
+    let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+    for _ in 0..20 {
+        let resp = app.chat(&key, &chat_request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.headers().get("x-voucher-available").is_some());
+    }
+    // Spent is exact at once, before any lease closes: 20 × 5,580 micros.
+    let v = app.voucher(&owner, &voucher_id).await;
+    assert_eq!(micros(&v["spent"]), 20 * 5_580);
+    let usage = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/usage"), &owner)
+            .await,
+    )
+    .await;
+    let rows = usage["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    let holds: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["hold_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        holds.len() < 20,
+        "requests shared leases: {} holds for 20 requests",
+        holds.len()
+    );
+
+    let v = wait_until_posted(&app, &owner, &voucher_id).await;
+    assert_eq!(micros(&v["spent"]), 20 * 5_580);
+    assert_eq!(micros(&v["available"]), 100_000_000 - 20 * 5_580);
+    let txs = body(
+        app.get(
+            &format!("/api/v1/vouchers/{voucher_id}/transactions"),
+            &owner,
+        )
+        .await,
+    )
+    .await;
+    let posts: Vec<&Value> = txs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "post")
+        .collect();
+    assert_eq!(posts.len(), holds.len(), "one post per lease");
+    assert_eq!(
+        posts.iter().map(|t| micros(&t["amount"])).sum::<i64>(),
+        20 * 5_580
+    );
+    app.store.verify_ledger().await.unwrap();
+}
+
+async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
+    let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "0.005").await;
+    app.upstream.set_reply(Reply {
+        prompt_tokens: 40,
+        cached_tokens: 0,
+        completion_tokens: 100,
+        ..Reply::default()
+    });
+    let other = another_instance(&app, voucherd::Role::Proxy, |c| c.lease_max_age_ms = 200);
+    let req = short_chat_request(Some(100));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let url = if i % 2 == 0 {
+            app.url("/v1/chat/completions")
+        } else {
+            other.url("/v1/chat/completions")
+        };
+        let (client, key, req) = (app.client.clone(), key.clone(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&req)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0i64;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => {}
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert!(ok >= 1);
+    let v = wait_until_posted(&app, &owner, &voucher_id).await;
+    // Late requests are capped to what is left: each costs 40 × 2.5 + its output × 10.
+    let usage = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/usage"), &owner)
+            .await,
+    )
+    .await;
+    let rows = usage["data"].as_array().unwrap();
+    assert_eq!(rows.len() as i64, ok);
+    let mut total = 0;
+    for r in rows {
+        let out = r["completion_tokens"].as_i64().unwrap();
+        assert_eq!(micros(&r["cost"]), 100 + 10 * out);
+        total += micros(&r["cost"]);
+    }
+    assert_eq!(micros(&v["spent"]), total);
+    assert!(total <= 5_000, "{total}");
+    app.store.verify_ledger().await.unwrap();
+}
+
+pub async fn spawn_leasing(backend: voucherd_store::Backend) -> TestApp {
+    spawn_app_with(backend, |c| c.lease_max_age_ms = 200).await
+}
