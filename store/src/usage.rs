@@ -237,8 +237,9 @@ impl Store {
         .await
     }
 
-    /// Records leased requests' usage in one transaction (group commit).
-    pub async fn record_usage(&self, rows: Vec<UsageRow>) -> StoreResult<()> {
+    /// Records leased requests' usage in one transaction (group commit), and marks `touch`
+    /// keys as used at the time of their latest row.
+    pub async fn record_usage(&self, rows: Vec<UsageRow>, touch: Vec<String>) -> StoreResult<()> {
         self.write(move |c| {
             match c {
                 DbConn::Postgresql(pg) => {
@@ -253,7 +254,7 @@ impl Store {
                 }
             }
             let mut last_used: std::collections::HashMap<&str, NaiveDateTime> = Default::default();
-            for r in &rows {
+            for r in rows.iter().filter(|r| touch.contains(&r.api_key_id)) {
                 let t = last_used
                     .entry(r.api_key_id.as_str())
                     .or_insert(r.created_at);

@@ -32,6 +32,9 @@ const RETIRED: i64 = i64::MIN / 4;
 const BATCH_ROWS: usize = 512;
 /// Usage rows waiting for the writer at most; beyond it requests wait (back-pressure).
 const QUEUE_ROWS: usize = 16_384;
+/// A key's `last_used_at` is written at most this often: it is shown to people, who need
+/// minutes, not milliseconds, and writing it with every batch would cost a row update per key.
+const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Lease {
     pub hold_id: String,
@@ -268,6 +271,7 @@ impl UsageWriter {
     fn start(store: Store) -> UsageWriter {
         let (tx, mut rx) = mpsc::channel::<(UsageRow, Waiter)>(QUEUE_ROWS);
         tokio::spawn(async move {
+            let mut touched: HashMap<String, Instant> = HashMap::new();
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < BATCH_ROWS {
@@ -277,7 +281,28 @@ impl UsageWriter {
                     }
                 }
                 let (rows, waiters): (Vec<UsageRow>, Vec<Waiter>) = batch.into_iter().unzip();
-                let result = store.record_usage(rows).await.map_err(|e| e.to_string());
+                let mut touch: Vec<String> = Vec::new();
+                for r in &rows {
+                    let due = touched
+                        .get(&r.api_key_id)
+                        .is_none_or(|t| t.elapsed() >= LAST_USED_EVERY);
+                    if due && !touch.contains(&r.api_key_id) {
+                        touch.push(r.api_key_id.clone());
+                    }
+                }
+                let result = store
+                    .record_usage(rows, touch.clone())
+                    .await
+                    .map_err(|e| e.to_string());
+                if result.is_ok() {
+                    if touched.len() > 100_000 {
+                        touched.clear();
+                    }
+                    let now = Instant::now();
+                    for k in touch {
+                        touched.insert(k, now);
+                    }
+                }
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }
