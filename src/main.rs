@@ -1,4 +1,8 @@
 use anyhow::{bail, Context};
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use voucherd::config::Config;

@@ -91,7 +91,7 @@ async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
     let other = another_instance(&app, voucherd::Role::Proxy, |c| c.lease_max_age_ms = 200);
     let req = short_chat_request(Some(100));
     let mut tasks = Vec::new();
-    for i in 0..60 {
+    for i in 0..500 {
         let url = if i % 2 == 0 {
             app.url("/v1/chat/completions")
         } else {

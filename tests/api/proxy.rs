@@ -159,7 +159,7 @@ async fn many_concurrent_requests_never_overspend_a_small_voucher(app: TestApp) 
     });
     let req = short_chat_request(Some(100));
     let mut tasks = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..500 {
         let client = app.client.clone();
         let url = app.url("/v1/chat/completions");
         let (key, req) = (key.clone(), req.clone());
