@@ -29,7 +29,11 @@ pub fn mint(test_mode: bool) -> MintedKey {
 }
 
 pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hash_bytes(secret.as_bytes())
+}
+
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether `s` has a key's shape; anything else is refused without a look-up.

@@ -6,6 +6,7 @@ pub mod applications;
 pub mod audit;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod prices;

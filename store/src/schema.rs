@@ -185,3 +185,17 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_spend,
     capped_holds,
 );
+
+diesel::table! {
+    idempotent_requests (api_key_id, idempotency_key) {
+        api_key_id -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        status -> Text,
+        response_status -> Nullable<Integer>,
+        response_content_type -> Nullable<Text>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}

@@ -11,6 +11,7 @@ mod authorization;
 mod cli;
 mod contract;
 mod crash;
+mod idempotency;
 mod key_options;
 mod keys;
 mod leases;

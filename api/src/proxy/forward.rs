@@ -14,6 +14,7 @@ use std::time::Duration;
 use tracing::Instrument;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
+use voucherd_store::idempotency::Claim;
 
 /// The longest single SSE event accepted from the upstream.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -44,6 +45,27 @@ pub async fn embeddings(
     proxy(Surface::Embeddings, state, req, payload).await
 }
 
+/// The longest answer kept for replaying to a retry with the same `Idempotency-Key`.
+const REPLAY_MAX_BYTES: usize = 1024 * 1024;
+
+/// A claimed `Idempotency-Key`: (the API key's id, the idempotency key).
+type Idem = Option<(String, String)>;
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ProxyError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(Some(k.to_string()))
+            }
+            _ => Err(invalid(
+                "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
+                "Idempotency-Key",
+            )),
+        },
+    }
+}
+
 async fn proxy(
     surface: Surface,
     state: web::Data<AppState>,
@@ -53,8 +75,115 @@ async fn proxy(
     let cfg = &state.config;
     // The key first: nobody without one makes the server buffer a body.
     let cached = meter::authenticate(&state, &req).await?;
-    let (key, voucher) = (&cached.0, &cached.1);
     let raw = read_body(payload, cfg.proxy_body_limit_bytes).await?;
+    let idem: Idem = match idempotency_key(&req)? {
+        None => None,
+        Some(k) => {
+            // A claim older than any request may run belongs to a process that died.
+            let stale_ms = cfg.hold_timeout_ms.saturating_add(cfg.stream_max_ms);
+            let stale_before = voucherd_store::now()
+                - chrono::Duration::milliseconds(i64::try_from(stale_ms).unwrap_or(i64::MAX / 2));
+            let hash = crate::keys::hash_bytes(&raw);
+            match state
+                .store
+                .claim_idempotency(cached.0.id.clone(), k.clone(), hash, stale_before)
+                .await?
+            {
+                Claim::New => Some((cached.0.id.clone(), k)),
+                Claim::Replay {
+                    status,
+                    content_type,
+                    body,
+                } => {
+                    return Ok(replay(status, &content_type, body));
+                }
+                Claim::InProgress => return Err(ProxyError::IdempotencyInProgress),
+                Claim::Mismatch => {
+                    return Err(ProxyError::InvalidRequest {
+                        message:
+                            "This Idempotency-Key was already used with a different request body."
+                                .into(),
+                        param: None,
+                        code: Some("idempotency_key_reused"),
+                    })
+                }
+            }
+        }
+    };
+    let result = serve(surface, &state, &cached, raw, idem.clone()).await;
+    if let (Some((key_id, k)), Err(_)) = (&idem, &result) {
+        abandon(&state, key_id, k).await;
+    }
+    result
+}
+
+/// The stored answer of an idempotent request, sent again.
+fn replay(status: i32, content_type: &str, body: Option<String>) -> HttpResponse {
+    match body {
+        Some(body) => HttpResponse::build(
+            StatusCode::from_u16(u16::try_from(status).unwrap_or(200)).unwrap_or(StatusCode::OK),
+        )
+        .insert_header((header::CONTENT_TYPE, content_type.to_string()))
+        .insert_header(("idempotent-replayed", "true"))
+        .body(body),
+        None => openai_error(
+            StatusCode::CONFLICT,
+            "A request with this Idempotency-Key completed, but its answer was too large to keep for replay.",
+            "invalid_request_error",
+            None,
+            Some("idempotency_key_reused"),
+        ),
+    }
+}
+
+async fn abandon(state: &AppState, key_id: &str, k: &str) {
+    if let Err(e) = state
+        .store
+        .abandon_idempotency(key_id.to_string(), k.to_string())
+        .await
+    {
+        tracing::warn!(error = %e, "could not release an idempotency claim; it lapses on its own");
+    }
+}
+
+/// Keeps a served answer for replay; `None`, or one too large to keep, is recorded as served
+/// without its answer.
+async fn complete(
+    state: &AppState,
+    idem: &Idem,
+    status: u16,
+    content_type: &str,
+    body: Option<&[u8]>,
+) {
+    let Some((key_id, k)) = idem else { return };
+    let kept = body
+        .filter(|b| b.len() <= REPLAY_MAX_BYTES)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_string);
+    if let Err(e) = state
+        .store
+        .complete_idempotency(
+            key_id.clone(),
+            k.clone(),
+            i32::from(status),
+            content_type.to_string(),
+            kept,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "could not store an idempotent answer; a retry runs again");
+    }
+}
+
+async fn serve(
+    surface: Surface,
+    state: &web::Data<AppState>,
+    cached: &super::keycache::CachedKey,
+    raw: Bytes,
+    idem: Idem,
+) -> Result<HttpResponse, ProxyError> {
+    let cfg = &state.config;
+    let (key, voucher) = (&cached.0, &cached.1);
     let mut body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
     let parsed = surface.parse(&body, raw.len())?;
@@ -65,7 +194,7 @@ async fn proxy(
         cfg.hold_timeout_ms
     };
     let admitted = meter::admit(
-        &state,
+        state,
         Ask {
             key,
             voucher,
@@ -94,7 +223,7 @@ async fn proxy(
         match serde_json::to_vec(&body) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                admitted.release(&state).await;
+                admitted.release(state).await;
                 return Err(ProxyError::Internal(e.to_string()));
             }
         }
@@ -120,7 +249,7 @@ async fn proxy(
     let response = match tokio::time::timeout(timeout, upstream.send()).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            admitted.release(&state).await;
+            admitted.release(state).await;
             tracing::warn!(error = %e, "upstream request failed");
             let kind = if e.is_timeout() {
                 "timeout"
@@ -139,7 +268,7 @@ async fn proxy(
             });
         }
         Err(_) => {
-            admitted.release(&state).await;
+            admitted.release(state).await;
             state
                 .metrics
                 .upstream_errors
@@ -169,13 +298,14 @@ async fn proxy(
             admitted,
             response,
             parsed.client_wants_usage,
+            idem,
         ));
     }
 
     let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) | Err(_) => {
-            admitted.release(&state).await;
+            admitted.release(state).await;
             return Err(ProxyError::UpstreamTimeout);
         }
     };
@@ -189,8 +319,14 @@ async fn proxy(
         }
         (None, false) => None,
     };
-    admitted.settle(&state, usage, status).await?;
+    admitted.settle(state, usage, status).await?;
 
+    if success {
+        complete(state, &idem, status, "application/json", Some(&bytes)).await;
+    } else if let Some((key_id, k)) = &idem {
+        // An upstream error is not an answer to keep: a retry may succeed.
+        abandon(state, key_id, k).await;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     if !success && answer.as_ref().and_then(|v| v.get("error")).is_none() {
         return Ok(openai_error(
@@ -219,13 +355,22 @@ fn stream_response(
     admitted: Admitted,
     response: reqwest::Response,
     client_wants_usage: bool,
+    idem: Idem,
 ) -> HttpResponse {
     let (tx, mut rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE_EVENTS);
     let available = format_micros(admitted.available_after_hold.micros());
     tokio::spawn(
-        pump(surface, state, admitted, response, tx, client_wants_usage)
-            .instrument(tracing::Span::current()),
+        pump(
+            surface,
+            state,
+            admitted,
+            response,
+            tx,
+            client_wants_usage,
+            idem,
+        )
+        .instrument(tracing::Span::current()),
     );
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     HttpResponse::Ok()
@@ -251,7 +396,10 @@ async fn pump(
     response: reqwest::Response,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     client_wants_usage: bool,
+    idem: Idem,
 ) {
+    // What the client was sent, kept (up to a limit) for replay to an idempotent retry.
+    let mut sent: Option<Vec<u8>> = idem.as_ref().map(|_| Vec::new());
     let idle = Duration::from_millis(state.config.upstream_timeout_ms);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(state.config.stream_max_ms);
     let mut upstream = response.bytes_stream();
@@ -308,9 +456,18 @@ async fn pump(
                 }
                 StreamEvent::Other => true,
             };
-            if forward && tx.send(Ok(event)).await.is_err() {
-                out.client_gone = true;
-                break 'read;
+            if forward {
+                if let Some(buf) = sent.as_mut() {
+                    if buf.len() + event.len() <= REPLAY_MAX_BYTES {
+                        buf.extend_from_slice(&event);
+                    } else {
+                        sent = None;
+                    }
+                }
+                if tx.send(Ok(event)).await.is_err() {
+                    out.client_gone = true;
+                    break 'read;
+                }
             }
         }
     }
@@ -330,10 +487,24 @@ async fn pump(
     match admitted.settle(&state, Some(usage), 200).await {
         Ok(()) => {
             if let (Some(last), false) = (out.last, out.client_gone) {
+                match (&idem, sent.as_mut()) {
+                    (Some(_), Some(buf)) if buf.len() + last.len() <= REPLAY_MAX_BYTES => {
+                        buf.extend_from_slice(&last);
+                        complete(&state, &idem, 200, "text/event-stream", Some(buf)).await;
+                    }
+                    (Some(_), _) => complete(&state, &idem, 200, "text/event-stream", None).await,
+                    _ => {}
+                }
                 let _ = tx.send(Ok(last)).await;
+            } else if let Some((key_id, k)) = &idem {
+                // The client did not get it all: a retry may run (and is billed) again.
+                abandon(&state, key_id, k).await;
             }
         }
         Err(e) => {
+            if let Some((key_id, k)) = &idem {
+                abandon(&state, key_id, k).await;
+            }
             tracing::error!(error = %e, billing_id = %admitted.billing_id,
                 "stream settlement failed; the hold voids at its timeout");
             let event = format!(

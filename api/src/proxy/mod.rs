@@ -52,6 +52,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("The upstream could not be reached.")]
     UpstreamUnreachable,
+    #[error("A request with this Idempotency-Key is still being served.")]
+    IdempotencyInProgress,
     #[error("Metering is unavailable; the request was not forwarded. Retry shortly.")]
     Unavailable,
     #[error("The server had an error while processing your request.")]
@@ -71,6 +73,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => ("upstream_error", Some("upstream_timeout")),
             ProxyError::UpstreamUnreachable => ("upstream_error", Some("upstream_unreachable")),
             ProxyError::Unavailable => ("server_error", Some("service_unavailable")),
+            ProxyError::IdempotencyInProgress => {
+                ("invalid_request_error", Some("idempotency_key_in_use"))
+            }
             ProxyError::Internal(_) => ("server_error", None),
         }
     }
@@ -89,6 +94,7 @@ impl ResponseError for ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::IdempotencyInProgress => StatusCode::CONFLICT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
