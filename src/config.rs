@@ -238,8 +238,10 @@ impl Config {
                 bail!("{name} must be between {min} and {max}, not {value}");
             }
         }
-        if self.hold_timeout_ms <= self.upstream_timeout_ms {
-            bail!("hold_timeout_ms must exceed upstream_timeout_ms, or a slow request could not settle");
+        // A request may wait upstream_timeout for the answer's head and again for its body,
+        // then retry its settlement: its hold must outlive all of that.
+        if self.hold_timeout_ms < 2 * self.upstream_timeout_ms + 1_000 {
+            bail!("hold_timeout_ms must be at least twice upstream_timeout_ms plus 1000, or a slow request could outlive its hold");
         }
         if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
             bail!("default_valid_days must be between 1 and max_valid_days");

@@ -135,8 +135,16 @@ impl ManageConnection for Manager {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection used by a panicking thread, or left inside a transaction, is dropped
+    /// rather than handed to the next caller.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::connection::TransactionManager;
+        std::thread::panicking()
+            || !matches!(
+                <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+                    .transaction_depth(),
+                Ok(None)
+            )
     }
 }
 
@@ -290,12 +298,12 @@ where
     }
     let result = f(conn);
     if let DbConn::Sqlite(c) = conn {
-        let ended = match &result {
-            Ok(_) => AnsiTransactionManager::commit_transaction(c)
-                .or_else(|e| AnsiTransactionManager::rollback_transaction(c).and(Err(e))),
-            Err(_) => AnsiTransactionManager::rollback_transaction(c),
-        };
-        ended?;
+        // A failed COMMIT is rolled back by diesel itself; a connection left broken is
+        // dropped by the pool (`has_broken`).
+        match &result {
+            Ok(_) => AnsiTransactionManager::commit_transaction(c)?,
+            Err(_) => AnsiTransactionManager::rollback_transaction(c)?,
+        }
     }
     result
 }

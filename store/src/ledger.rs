@@ -444,34 +444,6 @@ pub fn expired_holds(c: &mut DbConn, at: NaiveDateTime, limit: i64) -> StoreResu
         .load(c)?)
 }
 
-/// Voids up to `limit` holds whose timeout has passed (a crashed process's holds end here).
-/// Returns the ids of the holds voided.
-pub fn void_expired_holds(
-    c: &mut DbConn,
-    at: NaiveDateTime,
-    limit: i64,
-) -> StoreResult<Vec<String>> {
-    let resolutions = diesel::alias!(transfers as resolutions);
-    let expired: Vec<String> = transfers::table
-        .filter(transfers::kind.eq("pending"))
-        .filter(transfers::timeout_at.le(at))
-        .filter(diesel::dsl::not(diesel::dsl::exists(
-            resolutions.filter(
-                resolutions
-                    .field(transfers::pending_id)
-                    .eq(transfers::id.nullable()),
-            ),
-        )))
-        .select(transfers::id)
-        .order(transfers::timeout_at.asc())
-        .limit(limit)
-        .load(c)?;
-    for hold_id in &expired {
-        resolve(c, &format!("{hold_id}:timeout"), hold_id, None, at, false)?;
-    }
-    Ok(expired)
-}
-
 /// An account's transfers, newest first.
 pub fn account_transfers(
     c: &mut DbConn,

@@ -187,15 +187,22 @@ impl Store {
     /// Resolves holds whose timeout has passed: the usage recorded under one (a crashed
     /// process's lease) is posted, the rest released. Returns how many.
     pub async fn void_expired_holds(&self, limit: i64) -> StoreResult<usize> {
-        self.write(move |c| {
-            let at = now();
-            let expired = ledger::expired_holds(c, at, limit)?;
-            for hold in &expired {
-                close_hold(c, hold, at)?;
+        let at = now();
+        let expired = self
+            .read(move |c| ledger::expired_holds(c, at, limit))
+            .await?;
+        // Each in its own transaction: one hold that fails to resolve must not stop the rest.
+        let mut resolved = 0;
+        for hold in expired {
+            let id = hold.clone();
+            match self.write(move |c| close_hold(c, &id, at)).await {
+                Ok(()) => resolved += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, %hold, "an expired hold could not be resolved")
+                }
             }
-            Ok(expired.len())
-        })
-        .await
+        }
+        Ok(resolved)
     }
 
     /// Leases part of an account's balance to a proxy instance: `target` if the account holds
@@ -241,6 +248,18 @@ impl Store {
     /// keys as used at the time of their latest row.
     pub async fn record_usage(&self, rows: Vec<UsageRow>, touch: Vec<String>) -> StoreResult<()> {
         self.write(move |c| {
+            // Usage may only join a hold that is still open: a lease the hold-expiry job has
+            // already resolved would never post it. The hold is locked on PostgreSQL (SQLite
+            // writes one transaction at a time) so a closing lease waits for this batch.
+            let mut holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
+            holds.sort_unstable();
+            holds.dedup();
+            for hold in &holds {
+                lock_hold(c, hold)?;
+                if ledger::resolution(c, hold)?.is_some() {
+                    return Err(StoreError::HoldResolved((*hold).to_string()));
+                }
+            }
             match c {
                 DbConn::Postgresql(pg) => {
                     diesel::insert_into(usage_records::table)
@@ -253,7 +272,8 @@ impl Store {
                         .execute(sqlite)?;
                 }
             }
-            let mut last_used: std::collections::HashMap<&str, NaiveDateTime> = Default::default();
+            // Sorted, so two instances' batches never lock the same keys in opposite orders.
+            let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
             for r in rows.iter().filter(|r| touch.contains(&r.api_key_id)) {
                 let t = last_used
                     .entry(r.api_key_id.as_str())
@@ -340,7 +360,23 @@ impl Store {
 
 /// Resolves a hold by what was recorded under it: posts the recorded usage (above the hold,
 /// the excess is booked to overrun loss) or, with none, voids it. Already resolved: nothing.
+/// Locks a hold's row until the transaction ends (PostgreSQL; SQLite's writer lock already
+/// serialises writers).
+fn lock_hold(c: &mut DbConn, hold_id: &str) -> StoreResult<()> {
+    use crate::schema::transfers;
+    if let DbConn::Postgresql(pg) = c {
+        transfers::table
+            .find(hold_id)
+            .select(transfers::id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?;
+    }
+    Ok(())
+}
+
 fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<()> {
+    lock_hold(c, hold_id)?;
     if ledger::resolution(c, hold_id)?.is_some() {
         return Ok(());
     }
@@ -358,13 +394,15 @@ fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<(
     let amount = Money::from_micros(posted).map_err(|e| StoreError::Invariant(e.to_string()))?;
     ledger::resolve_at(c, &format!("{hold_id}:post"), hold_id, Some(amount), at)?;
     if total > posted {
+        // Absurd reported usage must not make the hold unresolvable: the overrun is capped.
+        let overrun = (total - posted).min(voucherd_domain::money::MAX_AMOUNT_MICROS);
         ledger::transfer(
             c,
             &TransferRequest {
                 id: format!("{hold_id}:overrun"),
                 debit_account_id: OVERRUN_LOSS.into(),
                 credit_account_id: USAGE.into(),
-                amount: Money::from_micros(total - posted)
+                amount: Money::from_micros(overrun)
                     .map_err(|e| StoreError::Invariant(e.to_string()))?,
                 code: TransferCode::UsageOverrun,
                 memo: format!("usage under {hold_id} above its hold"),
@@ -395,6 +433,14 @@ fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
 }
 
 fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
+    // A retry after a commit that succeeded but reported an error: already settled.
+    let done: i64 = usage_records::table
+        .filter(usage_records::request_id.eq(&row.request_id))
+        .count()
+        .get_result(c)?;
+    if done > 0 {
+        return Ok(());
+    }
     let held = ledger::account_hold_amount(c, &row.hold_id)?;
     let cost = Money::from_micros(row.cost)
         .map_err(|e| StoreError::Invariant(format!("usage cost: {e}")))?;

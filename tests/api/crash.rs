@@ -16,7 +16,7 @@ fn start_proxy(app: &TestApp, dir: &std::path::Path) -> (Child, String) {
     let config = dir.join("voucherd.toml");
     std::fs::write(
         &config,
-        "upstream_timeout_ms = 1000\nhold_timeout_ms = 1500\nstream_max_ms = 1000\nlease_max_age_ms = 1000\n",
+        "upstream_timeout_ms = 500\nhold_timeout_ms = 2000\nstream_max_ms = 1000\nlease_max_age_ms = 1000\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -108,7 +108,7 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
         proxy.wait().unwrap();
         drop(streams);
 
-        // The lease times out (hold, stream and lease allowances: 3.5 s); the sweeper posts the
+        // The lease times out (hold, stream and lease allowances: 4 s); the sweeper posts the
         // usage recorded under it — three requests — and releases the rest.
         let mut v = serde_json::Value::Null;
         for _ in 0..300 {

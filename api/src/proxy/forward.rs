@@ -380,6 +380,21 @@ fn stream_response(
         .streaming(body)
 }
 
+/// How long past the stream deadline the final event may wait for a slow client.
+const FINAL_GRACE: Duration = Duration::from_secs(5);
+
+/// Sends to the client unless it has gone or `deadline` passes first; whether it was sent.
+async fn send_by(
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    item: Result<Bytes, std::io::Error>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(item) => sent.is_ok(),
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
 /// How a stream ended, for settlement.
 struct Outcome {
     usage: Option<TokenUsage>,
@@ -464,7 +479,9 @@ async fn pump(
                         sent = None;
                     }
                 }
-                if tx.send(Ok(event)).await.is_err() {
+                // A client that stops reading is treated as gone at the deadline: the stream is
+                // settled for what was sent, whatever the client does after.
+                if !send_by(&tx, Ok(event), deadline).await {
                     out.client_gone = true;
                     break 'read;
                 }
@@ -475,7 +492,7 @@ async fn pump(
     drop(upstream);
     let tail = splitter.rest();
     if !tail.is_empty() && !out.client_gone && out.last.is_none() {
-        let _ = tx.send(Ok(tail)).await;
+        send_by(&tx, Ok(tail), deadline).await;
     }
     let usage = out
         .usage
@@ -495,7 +512,7 @@ async fn pump(
                     (Some(_), _) => complete(&state, &idem, 200, "text/event-stream", None).await,
                     _ => {}
                 }
-                let _ = tx.send(Ok(last)).await;
+                send_by(&tx, Ok(last), deadline + FINAL_GRACE).await;
             } else if let Some((key_id, k)) = &idem {
                 // The client did not get it all: a retry may run (and is billed) again.
                 abandon(&state, key_id, k).await;
@@ -512,7 +529,7 @@ async fn pump(
                 serde_json::json!({"error": {"message": "Metering failed; the response is incomplete.",
                     "type": "server_error", "param": null, "code": "service_unavailable"}})
             );
-            let _ = tx.send(Ok(Bytes::from(event))).await;
+            send_by(&tx, Ok(Bytes::from(event)), deadline + FINAL_GRACE).await;
         }
     }
 }

@@ -38,6 +38,7 @@ const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Lease {
     pub hold_id: String,
+    amount: i64,
     store: Store,
     outstanding: prometheus::IntGauge,
     remaining: AtomicI64,
@@ -134,8 +135,13 @@ impl Leases {
             .clone()
     }
 
-    fn from_current(slot: &Slot, need: i64) -> Option<Ticket> {
+    fn reserve_in_current(&self, slot: &Slot, need: i64) -> Option<Ticket> {
         let lease = slot.current.lock().clone()?;
+        // An aged lease takes no new requests, whenever the retiring task next runs: its hold
+        // must outlive every request it serves.
+        if lease.opened.elapsed() >= self.max_age {
+            return None;
+        }
         lease.in_flight.fetch_add(1, SeqCst);
         if lease.try_reserve(need) {
             Some(Ticket::new(lease, need))
@@ -154,16 +160,29 @@ impl Leases {
         need: i64,
     ) -> Result<Ticket, ProxyError> {
         let slot = self.slot(account);
-        if let Some(t) = Self::from_current(&slot, need) {
+        if let Some(t) = self.reserve_in_current(&slot, need) {
             return Ok(t);
         }
         let _opening = slot.opening.lock().await;
-        if let Some(t) = Self::from_current(&slot, need) {
+        if let Some(t) = self.reserve_in_current(&slot, need) {
             return Ok(t);
         }
-        if let Some(old) = slot.current.lock().take() {
-            retire(&old);
+        {
+            let mut current = slot.current.lock();
+            // A request larger than what a young, mostly unspent lease has left takes a hold
+            // of its own rather than locking that lease's balance up until it drains.
+            let young_and_full = current.as_ref().is_some_and(|l| {
+                l.opened.elapsed() < self.max_age && l.remaining.load(SeqCst) >= l.amount / 4
+            });
+            if young_and_full {
+                return Err(super::meter::quota_exceeded());
+            }
+            if let Some(old) = current.take() {
+                retire(&old);
+            }
         }
+        // Counted from before the hold is opened, so the hold's timeout covers the age.
+        let opened = Instant::now();
         let lease_id = crate::keys::new_id();
         // A lease outlives its last request: requests join it for up to its age limit, and
         // the slowest (a stream) may then run for its own limit.
@@ -193,7 +212,8 @@ impl Leases {
             in_flight: AtomicI64::new(1),
             retired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            opened: Instant::now(),
+            opened,
+            amount,
         });
         *slot.current.lock() = Some(lease.clone());
         Ok(Ticket::new(lease, need))
@@ -253,9 +273,18 @@ fn close(lease: &Arc<Lease>) {
     let store = lease.store.clone();
     let hold_id = lease.hold_id.clone();
     tokio::spawn(async move {
-        // A failure leaves the lease to the hold-expiry job, which posts the same usage.
-        if let Err(e) = store.close_lease(hold_id.clone()).await {
-            tracing::warn!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout");
+        // Retried a few times; after that the hold-expiry job posts the same usage.
+        for attempt in 0..4u32 {
+            match store.close_lease(hold_id.clone()).await {
+                Ok(()) => return,
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(error = %e, %hold_id, attempt, "closing a lease failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout")
+                }
+            }
         }
     });
 }
