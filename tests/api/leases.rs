@@ -142,3 +142,81 @@ async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
 pub async fn spawn_leasing(backend: voucherd_store::Backend) -> TestApp {
     spawn_app_with(backend, |c| c.lease_max_age_ms = 200).await
 }
+
+#[tokio::test]
+async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() {
+    use voucherd_store::usage::UsageRow;
+    for backend in [
+        voucherd_store::Backend::Sqlite,
+        voucherd_store::Backend::Postgres,
+    ] {
+        let app = spawn_app(backend).await;
+        let (owner, voucher_id, _key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+        let keys = body(
+            app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
+                .await,
+        )
+        .await;
+        let key_id = keys["data"][0]["id"].as_str().unwrap().to_string();
+        let (voucher, account) = app.store.voucher(voucher_id.clone()).await.unwrap();
+        let price = app
+            .store
+            .current_prices(voucherd_store::now())
+            .await
+            .unwrap()
+            .remove(0);
+        let far = voucherd_store::now() + chrono::Duration::hours(1);
+        let row = |hold: &str, n: u32, cost: i64| UsageRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: format!("{hold}-{n}"),
+            voucher_id: voucher.id.clone(),
+            api_key_id: key_id.clone(),
+            model: price.model.clone(),
+            price_id: price.id.clone(),
+            input_per_million: price.input_per_million,
+            cached_input_per_million: price.cached_input_per_million,
+            output_per_million: price.output_per_million,
+            prompt_tokens: 1,
+            cached_prompt_tokens: 0,
+            completion_tokens: 1,
+            cost,
+            hold_id: hold.to_string(),
+            post_id: None,
+            upstream_status: 200,
+            created_at: voucherd_store::now(),
+        };
+        // A lease of 1,000 micros: two requests' usage recorded, then closed.
+        let (open, amount, _) = app
+            .store
+            .open_lease("l1".into(), account.id.clone(), 1_000, 1_000, far)
+            .await
+            .unwrap();
+        assert_eq!(amount, 1_000);
+        app.store
+            .record_usage(vec![row(&open, 1, 120), row(&open, 2, 300)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            app.store.unposted_usage(account.id.clone()).await.unwrap(),
+            420
+        );
+        app.store.close_lease(open.clone()).await.unwrap();
+        app.store.close_lease(open.clone()).await.unwrap(); // twice changes nothing
+        let v = app.voucher(&owner, &voucher_id).await;
+        assert_eq!(
+            (v["spent"].as_str(), v["held"].as_str()),
+            (Some("0.00042"), Some("0.00"))
+        );
+        // Nothing more joins the closed lease.
+        let late = app
+            .store
+            .record_usage(vec![row(&open, 3, 50)], vec![])
+            .await;
+        assert!(
+            matches!(late, Err(voucherd_store::StoreError::HoldResolved(_))),
+            "{late:?}"
+        );
+        assert_eq!(app.voucher(&owner, &voucher_id).await["spent"], "0.00042");
+        app.store.verify_ledger().await.unwrap();
+    }
+}
