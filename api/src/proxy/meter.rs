@@ -304,21 +304,9 @@ impl Admitted {
         loop {
             match state.store.settle_usage(row.clone()).await {
                 Ok(_) => {
+                    state.metrics.holds_outstanding.dec();
+                    self.count(state, u, row.cost);
                     let m = &state.metrics;
-                    m.holds_outstanding.dec();
-                    let uncached = u.prompt_tokens - u.cached_prompt_tokens;
-                    for (kind, n) in [
-                        ("prompt", uncached),
-                        ("cached", u.cached_prompt_tokens),
-                        ("completion", u.completion_tokens),
-                    ] {
-                        m.tokens
-                            .with_label_values(&[self.model.as_str(), kind])
-                            .inc_by(n);
-                    }
-                    m.cost_micros
-                        .with_label_values(&[self.model.as_str()])
-                        .inc_by(u64::try_from(row.cost).unwrap_or(0));
                     if attempt > 0 {
                         m.settle_retries.with_label_values(&["recovered"]).inc();
                     }
@@ -345,8 +333,7 @@ impl Admitted {
         }
     }
 
-    /// Releases the hold of a request that never reached the upstream; a failure here only
-    /// delays the release to the hold's timeout.
+    /// Counts billed tokens and cost in the metrics.
     fn count(&self, state: &AppState, u: TokenUsage, cost_micros: i64) {
         let m = &state.metrics;
         let uncached = u.prompt_tokens - u.cached_prompt_tokens;
@@ -364,6 +351,8 @@ impl Admitted {
             .inc_by(u64::try_from(cost_micros).unwrap_or(0));
     }
 
+    /// Releases the hold of a request that never reached the upstream; a failure here only
+    /// delays the release to the hold's timeout.
     pub async fn release(&self, state: &AppState) {
         if self.ticket.is_some() {
             return;
