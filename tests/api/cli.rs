@@ -228,3 +228,35 @@ async fn serve_demo_seeds_a_programme_whose_printed_key_works_against_the_sandbo
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The official `openai` Python SDK against a real `voucherd serve --demo` (tests/sdk).
+#[test]
+fn the_official_openai_python_sdk_works_unmodified() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let probe = Command::new("python3")
+        .args(["-c", "import openai, pytest"])
+        .output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "python3 with the openai and pytest packages is needed: pip install -r tests/sdk/requirements.txt"
+    );
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            &format!("{root}/tests/sdk"),
+        ])
+        .env("VOUCHERD_BIN", BIN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 passed"), "{text}");
+}
