@@ -254,11 +254,16 @@ impl Store {
             let mut holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
             holds.sort_unstable();
             holds.dedup();
-            for hold in &holds {
-                lock_hold(c, hold)?;
-                if ledger::resolution(c, hold)?.is_some() {
-                    return Err(StoreError::HoldResolved((*hold).to_string()));
-                }
+            lock_holds(c, &holds)?;
+            let resolved: Vec<Option<String>> = {
+                use crate::schema::transfers;
+                transfers::table
+                    .filter(transfers::pending_id.eq_any(&holds))
+                    .select(transfers::pending_id)
+                    .load(c)?
+            };
+            if let Some(Some(hold)) = resolved.into_iter().next() {
+                return Err(StoreError::HoldResolved(hold));
             }
             match c {
                 DbConn::Postgresql(pg) => {
@@ -360,23 +365,24 @@ impl Store {
 
 /// Resolves a hold by what was recorded under it: posts the recorded usage (above the hold,
 /// the excess is booked to overrun loss) or, with none, voids it. Already resolved: nothing.
-/// Locks a hold's row until the transaction ends (PostgreSQL; SQLite's writer lock already
-/// serialises writers).
-fn lock_hold(c: &mut DbConn, hold_id: &str) -> StoreResult<()> {
+/// Locks holds' rows until the transaction ends, in one statement and in id order (so two
+/// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
+/// serialises writers.
+fn lock_holds(c: &mut DbConn, hold_ids: &[&str]) -> StoreResult<()> {
     use crate::schema::transfers;
     if let DbConn::Postgresql(pg) = c {
         transfers::table
-            .find(hold_id)
+            .filter(transfers::id.eq_any(hold_ids))
+            .order(transfers::id)
             .select(transfers::id)
             .for_update()
-            .first::<String>(pg)
-            .optional()?;
+            .load::<String>(pg)?;
     }
     Ok(())
 }
 
 fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<()> {
-    lock_hold(c, hold_id)?;
+    lock_holds(c, &[hold_id])?;
     if ledger::resolution(c, hold_id)?.is_some() {
         return Ok(());
     }
