@@ -39,6 +39,7 @@ const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 pub struct Lease {
     pub hold_id: String,
     amount: i64,
+    max_age: Duration,
     store: Store,
     outstanding: prometheus::IntGauge,
     remaining: AtomicI64,
@@ -139,7 +140,7 @@ impl Leases {
         let lease = slot.current.lock().clone()?;
         // An aged lease takes no new requests, whenever the retiring task next runs: its hold
         // must outlive every request it serves.
-        if lease.opened.elapsed() >= self.max_age {
+        if lease.opened.elapsed() >= lease.max_age {
             return None;
         }
         lease.in_flight.fetch_add(1, SeqCst);
@@ -172,7 +173,7 @@ impl Leases {
             // A request larger than what a young, mostly unspent lease has left takes a hold
             // of its own rather than locking that lease's balance up until it drains.
             let young_and_full = current.as_ref().is_some_and(|l| {
-                l.opened.elapsed() < self.max_age && l.remaining.load(SeqCst) >= l.amount / 4
+                l.opened.elapsed() < l.max_age && l.remaining.load(SeqCst) >= l.amount / 4
             });
             if young_and_full {
                 return Err(super::meter::quota_exceeded());
@@ -190,7 +191,10 @@ impl Leases {
         let hold_ms = cfg
             .hold_timeout_ms
             .saturating_add(cfg.stream_max_ms)
-            .saturating_add(self.max_age.as_millis() as u64);
+            .saturating_add(self.max_age.as_millis() as u64 * 5 / 4);
+        // Each lease's own age limit is jittered (75–125 %), so the leases of many vouchers
+        // do not all rotate at the same moment and queue behind one database writer.
+        let max_age = self.max_age.mul_f64(0.75 + rand::random::<f64>() / 2.0);
         let timeout_at = voucherd_store::now()
             + chrono::Duration::milliseconds(i64::try_from(hold_ms).unwrap_or(i64::MAX / 2));
         let target = need.saturating_mul(LEASE_REQUESTS);
@@ -214,6 +218,7 @@ impl Leases {
             closed: AtomicBool::new(false),
             opened,
             amount,
+            max_age,
         });
         *slot.current.lock() = Some(lease.clone());
         Ok(Ticket::new(lease, need))
@@ -240,7 +245,7 @@ impl Leases {
             let aged = {
                 let mut current = slot.current.lock();
                 match current.as_ref() {
-                    Some(l) if l.opened.elapsed() >= self.max_age => current.take(),
+                    Some(l) if l.opened.elapsed() >= l.max_age => current.take(),
                     _ => None,
                 }
             };
