@@ -394,3 +394,33 @@ pub fn short_chat_request(max_completion_tokens: Option<u64>) -> Value {
     }
     r
 }
+
+/// Fires `n` copies of `req` at once, spread over `urls`; returns how many were served. Any
+/// answer but 200 or 429 `insufficient_quota` fails the test.
+pub async fn fire(app: &TestApp, urls: &[String], key: &str, req: &Value, n: usize) -> i64 {
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = urls[i % urls.len()].clone();
+        let (client, key, req) = (app.client.clone(), key.to_string(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&req)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, b) => assert_eq!(b["error"]["code"], "insufficient_quota", "{b}"),
+            (s, b) => panic!("unexpected {s}: {b}"),
+        }
+    }
+    ok
+}

@@ -90,34 +90,17 @@ async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
     });
     let other = another_instance(&app, voucherd::Role::Proxy, |c| c.lease_max_age_ms = 200);
     let req = short_chat_request(Some(100));
-    let mut tasks = Vec::new();
-    for i in 0..500 {
-        let url = if i % 2 == 0 {
-            app.url("/v1/chat/completions")
-        } else {
-            other.url("/v1/chat/completions")
-        };
-        let (client, key, req) = (app.client.clone(), key.clone(), req.clone());
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(key)
-                .json(&req)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut ok = 0i64;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            429 => {}
-            s => panic!("unexpected {s}"),
-        }
-    }
+    let ok = fire(
+        &app,
+        &[
+            app.url("/v1/chat/completions"),
+            other.url("/v1/chat/completions"),
+        ],
+        &key,
+        &req,
+        500,
+    )
+    .await;
     assert!(ok >= 1);
     let v = wait_until_posted(&app, &owner, &voucher_id).await;
     // Late requests are capped to what is left: each costs 40 × 2.5 + its output × 10.
