@@ -424,3 +424,25 @@ pub async fn fire(app: &TestApp, urls: &[String], key: &str, req: &Value, n: usi
     }
     ok
 }
+
+/// For `short_chat_request(Some(100))` answered with 40 prompt and up to 100 output tokens:
+/// checks the voucher has exactly `served` usage rows, each costing 40 × 2.50 + its output ×
+/// 10.00 micros (late requests are capped to what is left), and returns their total.
+pub async fn short_usage_total(app: &TestApp, owner: &str, voucher_id: &str, served: i64) -> i64 {
+    let usage = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/usage"), owner)
+            .await,
+    )
+    .await;
+    let rows = usage["data"].as_array().unwrap();
+    assert_eq!(rows.len() as i64, served);
+    let mut total = 0;
+    for r in rows {
+        let completion = r["completion_tokens"].as_i64().unwrap();
+        assert!((1..=100).contains(&completion), "{r}");
+        let cost = Money::parse(r["cost"].as_str().unwrap()).unwrap().micros();
+        assert_eq!(cost, 100 + 10 * completion);
+        total += cost;
+    }
+    total
+}
