@@ -1,5 +1,7 @@
-//! A proxy process killed with SIGKILL under load: its holds void at their timeout, the ledger
-//! still balances, and a restarted process serves again. Run against real child processes.
+//! Real `voucherd proxy` child processes: one killed with SIGKILL under load (its holds void at
+//! their timeout, the ledger still balances, a restarted process serves again), and two spending
+//! one voucher at once (no overspend, exactly one usage row per answer, a revocation honoured by
+//! both).
 
 use crate::helpers::*;
 use crate::upstream::Reply;
@@ -152,6 +154,99 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
         assert_eq!(spent, "0.02232");
         again.kill().unwrap();
         again.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Polls the voucher until no money is held (every lease closed), within a bound.
+async fn settled(app: &TestApp, owner: &str, voucher_id: &str) -> serde_json::Value {
+    for _ in 0..400 {
+        let v = app.voucher(owner, voucher_id).await;
+        if v["held"] == "0.00" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the proxies' leases never closed");
+}
+
+#[tokio::test]
+async fn two_proxy_processes_spending_one_voucher_never_overspend_and_both_honour_a_revocation() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app_with(backend, |c| c.hold_sweep_interval_ms = 100).await;
+        let dir =
+            std::env::temp_dir().join(format!("voucherd-pair-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Worth 0.005: a few dozen of the requests below at most.
+        let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "0.005").await;
+        app.upstream.set_reply(Reply {
+            prompt_tokens: 40,
+            cached_tokens: 0,
+            completion_tokens: 100,
+            ..Reply::default()
+        });
+        let (mut first, first_url) = start_proxy(&app, &dir);
+        let (mut second, second_url) = start_proxy(&app, &dir);
+        let urls = [
+            format!("{first_url}/v1/chat/completions"),
+            format!("{second_url}/v1/chat/completions"),
+        ];
+        let ok = fire(&app, &urls, &key, &short_chat_request(Some(100)), 500).await;
+        assert!(ok >= 1, "{backend:?}: some requests were served");
+
+        let v = settled(&app, &owner, &voucher_id).await;
+        let total = short_usage_total(&app, &owner, &voucher_id, ok).await;
+        let spent = voucherd_domain::Money::parse(v["spent"].as_str().unwrap())
+            .unwrap()
+            .micros();
+        let available = voucherd_domain::Money::parse(v["available"].as_str().unwrap())
+            .unwrap()
+            .micros();
+        assert_eq!(spent, total, "{backend:?}: one posted cost per usage row");
+        assert!(total <= 5_000, "{backend:?}: spent {total} of 5,000");
+        assert_eq!(available, 5_000 - total);
+        app.store.verify_ledger().await.unwrap();
+
+        // Revoked through the API: both processes refuse the key once their cache lapses.
+        let keys = body(
+            app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
+                .await,
+        )
+        .await;
+        let key_id = keys["data"][0]["id"].as_str().unwrap();
+        let resp = app
+            .client
+            .delete(app.url(&format!("/api/v1/keys/{key_id}")))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 204);
+        for url in &urls {
+            let mut answer = (0, serde_json::Value::Null);
+            for _ in 0..100 {
+                let resp = app
+                    .client
+                    .post(url)
+                    .bearer_auth(&key)
+                    .json(&short_chat_request(Some(100)))
+                    .send()
+                    .await
+                    .unwrap();
+                answer = (resp.status().as_u16(), body(resp).await);
+                if answer.0 == 401 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(answer.0, 401, "{backend:?} {url}: {}", answer.1);
+            assert_eq!(answer.1["error"]["code"], "invalid_api_key");
+        }
+
+        for child in [&mut first, &mut second] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
