@@ -43,7 +43,22 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     pub hold_timeout_ms: u64,
     pub stream_max_ms: u64,
-    pub hold_sweep_interval_ms: u64,
+    /// Job name → cron expression (seconds minutes hours day-of-month month day-of-week, UTC),
+    /// replacing that job's default schedule. `voucherd worker --list` shows them all.
+    pub jobs: BTreeMap<String, String>,
+    /// Outgoing mail server, in lettre's URL form (`smtp://host:25`,
+    /// `smtps://user:password@host`, `smtp://host:587?tls=required`). Unset: messages are
+    /// written to `mail_dir` as .eml files and logged.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub mail_dir: String,
+    /// Whether `serve` and `worker` run the job scheduler (on by default; several processes
+    /// may run it at once, each run still happens once).
+    pub scheduler: bool,
+    /// How often the worker looks for due jobs.
+    pub worker_poll_ms: u64,
+    /// A job run whose worker has not shown life for this long is run again by another.
+    pub job_stale_after_ms: u64,
     pub db_max_connections: u32,
     pub db_acquire_timeout_ms: u64,
     pub body_limit_bytes: usize,
@@ -88,7 +103,13 @@ impl Default for Config {
             upstream_timeout_ms: 120_000,
             hold_timeout_ms: 300_000,
             stream_max_ms: 600_000,
-            hold_sweep_interval_ms: 5_000,
+            jobs: BTreeMap::new(),
+            smtp_url: None,
+            mail_from: "AI Voucher Programme <noreply@voucherd.invalid>".into(),
+            mail_dir: "data/mail".into(),
+            scheduler: true,
+            worker_poll_ms: 1_000,
+            job_stale_after_ms: 600_000,
             db_max_connections: 16,
             db_acquire_timeout_ms: 5_000,
             body_limit_bytes: 64 * 1024,
@@ -147,6 +168,12 @@ impl Config {
         if let Some(v) = env("VOUCHERD_UPSTREAM_API_KEY") {
             config.upstream_api_key = Some(v);
         }
+        if let Some(v) = env("VOUCHERD_SMTP_URL") {
+            config.smtp_url = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_MAIL_FROM") {
+            config.mail_from = v;
+        }
         if let Some(v) = env("VOUCHERD_LOG_FORMAT") {
             config.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
@@ -184,7 +211,14 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 12] = [
+        let limits: [(&str, u64, u64, u64); 14] = [
+            ("worker_poll_ms", self.worker_poll_ms, 50, 60_000),
+            (
+                "job_stale_after_ms",
+                self.job_stale_after_ms,
+                1_000,
+                86_400_000,
+            ),
             ("key_cache_ttl_ms", self.key_cache_ttl_ms, 0, 1_000),
             ("lease_max_age_ms", self.lease_max_age_ms, 0, 60_000),
             (
@@ -246,7 +280,27 @@ impl Config {
         if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
             bail!("default_valid_days must be between 1 and max_valid_days");
         }
+        // A bad schedule stops start-up, naming its job.
+        voucherd_worker::schedules(&self.jobs)?;
         Ok(())
+    }
+}
+
+impl Config {
+    pub fn worker_config(&self) -> voucherd_worker::WorkerConfig {
+        let defaults = voucherd_worker::WorkerConfig::default();
+        voucherd_worker::WorkerConfig {
+            schedules: self.jobs.clone(),
+            mail: voucherd_worker::mail::MailConfig {
+                smtp_url: self.smtp_url.clone(),
+                from: self.mail_from.clone(),
+                dir: self.mail_dir.clone().into(),
+                ..defaults.mail
+            },
+            stale_run_ms: self.job_stale_after_ms,
+            poll_ms: self.worker_poll_ms,
+            ..defaults
+        }
     }
 }
 

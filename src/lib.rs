@@ -57,7 +57,8 @@ pub struct Application {
     port: u16,
     server: Option<Server>,
     store: Store,
-    sweeper: Option<tokio::task::JoinHandle<()>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -91,13 +92,17 @@ impl Application {
         if seeded > 0 {
             tracing::info!(models = seeded, "seeded default prices");
         }
-        let sweeper = matches!(role, Role::All | Role::Worker).then(|| {
-            tokio::spawn(voucherd_worker::sweep_expired_holds(
+        let (stop_worker, stopping) = tokio::sync::watch::channel(false);
+        let worker = if config.scheduler && matches!(role, Role::All | Role::Worker) {
+            let worker = voucherd_worker::Worker::new(
                 store.clone(),
-                config.hold_sweep_interval_ms,
-                500,
-            ))
-        });
+                config.worker_config(),
+                std::sync::Arc::new(voucherd_worker::SystemClock),
+            )?;
+            Some(tokio::spawn(worker.run(stopping)))
+        } else {
+            None
+        };
         let serves = match role {
             Role::All => voucherd_api::Serves::Everything,
             Role::Api => voucherd_api::Serves::Api,
@@ -111,7 +116,8 @@ impl Application {
                     port: 0,
                     server: None,
                     store,
-                    sweeper,
+                    worker,
+                    stop_worker,
                 });
             }
         };
@@ -207,7 +213,8 @@ impl Application {
             port: local.port(),
             server: Some(server.run()),
             store,
-            sweeper,
+            worker,
+            stop_worker,
         })
     }
 
@@ -225,8 +232,10 @@ impl Application {
             // A worker has no server: it runs until it is told to stop.
             None => tokio::signal::ctrl_c().await,
         };
-        if let Some(s) = self.sweeper {
-            s.abort();
+        // The scheduler finishes (or abandons, after its grace period) the job it is running.
+        let _ = self.stop_worker.send(true);
+        if let Some(w) = self.worker {
+            let _ = w.await;
         }
         result
     }

@@ -70,8 +70,15 @@ enum Command {
     Api,
     /// Only the OpenAI-compatible metering proxy (production: many behind a load balancer).
     Proxy,
-    /// Only the background jobs (hold expiry).
-    Worker,
+    /// Only the background jobs, on their cron schedules (`--list` shows them).
+    Worker {
+        /// Print each job, its schedule and its next run, then exit.
+        #[arg(long)]
+        list: bool,
+        /// Run one job now (recorded like a scheduled run), print what it did, then exit.
+        #[arg(long, value_name = "JOB")]
+        run_once: Option<String>,
+    },
     /// Run pending database migrations and exit.
     Migrate,
     /// Create an administrator. The password is read from standard input, never arguments.
@@ -108,7 +115,53 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Api => run(&runtime, config, Role::Api),
         Command::Proxy => run(&runtime, config, Role::Proxy),
-        Command::Worker => run(&runtime, config, Role::Worker),
+        Command::Worker { list: true, .. } => {
+            let store = open_store(&config)?;
+            let worker = voucherd_worker::Worker::new(
+                store,
+                config.worker_config(),
+                std::sync::Arc::new(voucherd_worker::SystemClock),
+            )?;
+            println!(
+                "{:<16} {:<18} {:<22} what",
+                "job", "schedule", "next run (UTC)"
+            );
+            for (job, schedule, next) in worker.list() {
+                let next = next.map_or("never".to_string(), |n| {
+                    n.format("%Y-%m-%d %H:%M:%S").to_string()
+                });
+                println!(
+                    "{:<16} {:<18} {:<22} {}",
+                    job.name(),
+                    schedule,
+                    next,
+                    job.describe()
+                );
+            }
+            Ok(())
+        }
+        Command::Worker {
+            run_once: Some(name),
+            ..
+        } => {
+            let job = voucherd_worker::Job::parse(&name)
+                .ok_or_else(|| voucherd_worker::WorkerError::UnknownJob(name.clone()))?;
+            runtime.block_on(async {
+                let store = open_store(&config)?;
+                let worker = voucherd_worker::Worker::new(
+                    store,
+                    config.worker_config(),
+                    std::sync::Arc::new(voucherd_worker::SystemClock),
+                )?;
+                let report = worker.run_once(job).await?;
+                println!("{} {}: {}", job.name(), report.outcome, report.summary);
+                if report.outcome != "succeeded" {
+                    bail!("{} {}", job.name(), report.outcome);
+                }
+                Ok(())
+            })
+        }
+        Command::Worker { .. } => run(&runtime, config, Role::Worker),
         Command::Migrate => {
             let store = open_store(&config)?;
             tracing::info!(

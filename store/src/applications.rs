@@ -2,6 +2,7 @@ use crate::audit::{self, AuditEntry};
 use crate::db::{now, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::ledger::{self, TransferRequest, PROGRAMME_FUND};
+use crate::outbox::{self, Notification};
 use crate::schema::{applications, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -92,7 +93,24 @@ impl Store {
                 .values(&row)
                 .execute(c)
             {
-                Ok(_) => Ok(row),
+                Ok(_) => {
+                    let email = outbox::user_email(c, &row.applicant_id)?;
+                    outbox::enqueue(
+                        c,
+                        Notification {
+                            dedupe_key: format!("application-received:{}", row.id),
+                            recipient: &email,
+                            template: "application_received",
+                            data: serde_json::json!({
+                                "company_name": row.company_name,
+                                "company_number": row.company_number,
+                                "application_id": row.id,
+                                "eligible": row.eligible,
+                            }),
+                        },
+                    )?;
+                    Ok(row)
+                }
                 Err(e) if is_unique_violation(&e) => {
                     Err(StoreError::CompanyAlreadyLive { company_number })
                 }
@@ -237,6 +255,39 @@ impl Store {
                         }),
                         None => serde_json::json!({}),
                     },
+                },
+            )?;
+            let email = outbox::user_email(c, &app.applicant_id)?;
+            let (template, data) = match &voucher {
+                Some(v) => (
+                    "application_approved",
+                    serde_json::json!({
+                        "company_name": app.company_name,
+                        "application_id": app.id,
+                        "voucher_id": v.id,
+                        "amount": Money::from_micros(v.granted)
+                            .map_err(|e| StoreError::Invariant(e.to_string()))?
+                            .to_string(),
+                        "awarded_on": at.format("%-d %B %Y").to_string(),
+                        "expires_on": v.expires_at.format("%-d %B %Y").to_string(),
+                    }),
+                ),
+                None => (
+                    "application_rejected",
+                    serde_json::json!({
+                        "company_name": app.company_name,
+                        "application_id": app.id,
+                        "reason": d.reason,
+                    }),
+                ),
+            };
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("application-decided:{}", app.id),
+                    recipient: &email,
+                    template,
+                    data,
                 },
             )?;
             let app = applications::table

@@ -1,6 +1,7 @@
 use crate::audit::{self, AuditEntry};
 use crate::db::{now, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::outbox::{self, Notification};
 use crate::schema::{api_keys, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
@@ -39,6 +40,27 @@ impl Store {
             diesel::insert_into(api_keys::table)
                 .values(&row)
                 .execute(c)?;
+            // The voucher's owner hears of every key, whoever made it.
+            let owner: String = vouchers::table
+                .find(&row.voucher_id)
+                .select(vouchers::owner_id)
+                .first(c)?;
+            let email = outbox::user_email(c, &owner)?;
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("key-created:{}", row.id),
+                    recipient: &email,
+                    template: "key_created",
+                    data: serde_json::json!({
+                        "voucher_id": row.voucher_id,
+                        "key_name": row.name,
+                        "key_prefix": row.prefix,
+                        "mode": row.mode,
+                        "created_at": row.created_at.format("%-d %B %Y %H:%M UTC").to_string(),
+                    }),
+                },
+            )?;
             Ok(row)
         })
         .await

@@ -464,65 +464,126 @@ pub fn account_transfers(
         .load(c)?)
 }
 
-/// Checks the ledger as a whole: Σ debits = Σ credits (posted and pending), every account
-/// within its flags, and every account's cached totals equal to what its transfers add up to.
-/// Returns the first discrepancy found.
-pub fn verify(c: &mut DbConn) -> StoreResult<()> {
-    let all_accounts: Vec<AccountRow> = accounts::table.select(AccountRow::as_select()).load(c)?;
-    let all_transfers: Vec<TransferRow> =
-        transfers::table.select(TransferRow::as_select()).load(c)?;
-    let holds: HashMap<&str, i64> = all_transfers
-        .iter()
-        .filter(|t| t.kind == "pending")
-        .map(|t| (t.id.as_str(), t.amount))
-        .collect();
-    let mut derived: HashMap<&str, Totals> = HashMap::new();
-    for t in &all_transfers {
-        let held = t
-            .pending_id
-            .as_deref()
-            .and_then(|p| holds.get(p).copied())
-            .unwrap_or(0);
-        let (pending, posted) = match t.kind.as_str() {
-            "single" => (0, t.amount),
-            "pending" => (t.amount, 0),
-            "post" => (-held, t.amount),
-            _ => (-held, 0),
-        };
-        let d = derived.entry(t.debit_account_id.as_str()).or_default();
-        d.debits_pending += pending;
-        d.debits_posted += posted;
-        let cr = derived.entry(t.credit_account_id.as_str()).or_default();
-        cr.credits_pending += pending;
-        cr.credits_posted += posted;
+/// One thing reconciliation found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Difference {
+    /// The account concerned; `None` for the ledger as a whole.
+    pub account_id: Option<String>,
+    pub problem: String,
+}
+
+/// What a full recomputation of the ledger found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Reconciliation {
+    pub accounts_checked: i64,
+    pub transfers_checked: i64,
+    pub differences: Vec<Difference>,
+}
+
+/// Transfers read at once while recomputing: memory stays bounded by the number of accounts,
+/// not of transfers.
+const RECONCILE_PAGE: i64 = 10_000;
+
+/// Recomputes every account from its transfers and compares: cached totals equal to what the
+/// transfers add up to, every account within its flags (no SME account below zero), and
+/// Σ debits = Σ credits, posted and pending.
+pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
+    let all_accounts: Vec<AccountRow> = accounts::table
+        .order(accounts::id)
+        .select(AccountRow::as_select())
+        .load(c)?;
+    let mut derived: HashMap<String, Totals> = HashMap::new();
+    let mut transfers_checked = 0_i64;
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = transfers::table.into_boxed();
+        if let Some(a) = &after {
+            q = q.filter(transfers::id.gt(a.clone()));
+        }
+        let page: Vec<TransferRow> = q
+            .order(transfers::id)
+            .limit(RECONCILE_PAGE)
+            .select(TransferRow::as_select())
+            .load(c)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let pending_ids: Vec<&str> = page
+            .iter()
+            .filter_map(|t| t.pending_id.as_deref())
+            .collect();
+        let holds: HashMap<String, i64> = transfers::table
+            .filter(transfers::id.eq_any(&pending_ids))
+            .select((transfers::id, transfers::amount))
+            .load::<(String, i64)>(c)?
+            .into_iter()
+            .collect();
+        for t in &page {
+            let held = t
+                .pending_id
+                .as_deref()
+                .and_then(|p| holds.get(p).copied())
+                .unwrap_or(0);
+            let (pending, posted) = match t.kind.as_str() {
+                "single" => (0, t.amount),
+                "pending" => (t.amount, 0),
+                "post" => (-held, t.amount),
+                _ => (-held, 0),
+            };
+            let d = derived.entry(t.debit_account_id.clone()).or_default();
+            d.debits_pending += pending;
+            d.debits_posted += posted;
+            let cr = derived.entry(t.credit_account_id.clone()).or_default();
+            cr.credits_pending += pending;
+            cr.credits_posted += posted;
+        }
+        transfers_checked += page.len() as i64;
     }
+    let mut differences = Vec::new();
     let mut sum = Totals::default();
     for a in &all_accounts {
         let cached = a.totals();
         let expected = derived.get(a.id.as_str()).copied().unwrap_or_default();
         if cached != expected {
-            return Err(StoreError::Invariant(format!(
-                "account {} caches {:?} but its transfers add up to {:?}",
-                a.id, cached, expected
-            )));
+            differences.push(Difference {
+                account_id: Some(a.id.clone()),
+                problem: format!("caches {cached:?} but its transfers add up to {expected:?}"),
+            });
         }
-        if !cached.respects(a.flags) {
-            return Err(StoreError::Invariant(format!(
-                "account {} breaks its flags",
-                a.id
-            )));
+        if !expected.respects(a.flags) {
+            differences.push(Difference {
+                account_id: Some(a.id.clone()),
+                problem: format!("its transfers break its flags ({}): {expected:?}", a.kind),
+            });
         }
+        // The cached totals: the derived ones balance by construction.
         sum.debits_pending += cached.debits_pending;
         sum.debits_posted += cached.debits_posted;
         sum.credits_pending += cached.credits_pending;
         sum.credits_posted += cached.credits_posted;
     }
     if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
-        return Err(StoreError::Invariant(format!(
-            "debits and credits differ: {sum:?}"
-        )));
+        differences.push(Difference {
+            account_id: None,
+            problem: format!("debits and credits differ: {sum:?}"),
+        });
     }
-    Ok(())
+    Ok(Reconciliation {
+        accounts_checked: all_accounts.len() as i64,
+        transfers_checked,
+        differences,
+    })
+}
+
+/// [`reconcile`], as an error naming the first difference (for tests and assertions).
+pub fn verify(c: &mut DbConn) -> StoreResult<()> {
+    match reconcile(c)?.differences.into_iter().next() {
+        None => Ok(()),
+        Some(d) => Err(StoreError::Invariant(format!(
+            "account {}: {}",
+            d.account_id.as_deref().unwrap_or("(all)"),
+            d.problem
+        ))),
+    }
 }
 
 /// The amount a hold reserved.

@@ -4,7 +4,8 @@ use crate::audit::{self, AuditEntry};
 use crate::db::Store;
 use crate::error::StoreResult;
 use crate::ledger::{
-    self, AccountRow, TransferRequest, TransferRow, FUNDING_SOURCE, PROGRAMME_FUND, USAGE,
+    self, AccountRow, TransferRequest, TransferRow, FORFEITED, FUNDING_SOURCE, PROGRAMME_FUND,
+    USAGE,
 };
 use crate::schema::vouchers;
 use diesel::prelude::*;
@@ -14,6 +15,7 @@ use voucherd_domain::Money;
 pub struct ProgrammeTotals {
     pub fund: AccountRow,
     pub usage: AccountRow,
+    pub forfeited: AccountRow,
     pub vouchers_issued: i64,
 }
 
@@ -63,6 +65,7 @@ impl Store {
             Ok(ProgrammeTotals {
                 fund: ledger::account(c, PROGRAMME_FUND)?,
                 usage: ledger::account(c, USAGE)?,
+                forfeited: ledger::account(c, FORFEITED)?,
                 vouchers_issued: vouchers::table.count().get_result(c)?,
             })
         })

@@ -199,3 +199,47 @@ diesel::table! {
         completed_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    job_runs (id) {
+        id -> Text,
+        run_key -> Text,
+        job -> Text,
+        scheduled_at -> Timestamp,
+        trigger_kind -> Text,
+        worker_id -> Text,
+        attempts -> Integer,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        outcome -> Text,
+        summary -> Text,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        recipient -> Text,
+        template -> Text,
+        data -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    reconciliations (id) {
+        id -> Text,
+        checked_at -> Timestamp,
+        accounts_checked -> BigInt,
+        transfers_checked -> BigInt,
+        balanced -> Bool,
+        differences -> Text,
+    }
+}

@@ -78,3 +78,24 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+impl crate::Store {
+    /// Changes an account's cached posted credits without a transfer: the kind of damage
+    /// reconciliation exists to find. For tests only.
+    pub async fn corrupt_account_for_tests(
+        &self,
+        account_id: &str,
+        delta_micros: i64,
+    ) -> crate::StoreResult<()> {
+        use crate::schema::accounts;
+        use diesel::prelude::*;
+        let id = account_id.to_string();
+        self.write(move |c| {
+            diesel::update(accounts::table.find(&id))
+                .set(accounts::credits_posted.eq(accounts::credits_posted + delta_micros))
+                .execute(c)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -187,7 +187,11 @@ impl Store {
     /// Resolves holds whose timeout has passed: the usage recorded under one (a crashed
     /// process's lease) is posted, the rest released. Returns how many.
     pub async fn void_expired_holds(&self, limit: i64) -> StoreResult<usize> {
-        let at = now();
+        self.void_expired_holds_at(now(), limit).await
+    }
+
+    /// [`Store::void_expired_holds`] as of `at` (the worker's clock).
+    pub async fn void_expired_holds_at(&self, at: NaiveDateTime, limit: i64) -> StoreResult<usize> {
         let expired = self
             .read(move |c| ledger::expired_holds(c, at, limit))
             .await?;
@@ -418,7 +422,7 @@ fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<(
     unreserve(c, hold_id, posted)
 }
 
-fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
+pub(crate) fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
     use crate::schema::transfers;
     let resolutions = diesel::alias!(transfers as resolutions);
     let costs: Vec<i64> = usage_records::table

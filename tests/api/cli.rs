@@ -260,3 +260,99 @@ fn the_official_openai_python_sdk_works_unmodified() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("4 passed"), "{text}");
 }
+
+/// A configuration file with `text`, in a folder of its own.
+fn config_file(text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("voucherd-cfg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("voucherd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn worker_list_shows_each_job_its_schedule_and_next_run() {
+    let db = TestDatabase::create(Backend::Sqlite).unwrap();
+    let config = config_file("[jobs]\nreconciliation = \"0 0 4 * * *\"\n");
+    let out = Command::new(BIN)
+        .args(["worker", "--list"])
+        .env("DATABASE_URL", &db.url)
+        .env("VOUCHERD_CONFIG", &config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for job in voucherd_worker::Job::ALL {
+        assert!(
+            stdout.contains(job.name()),
+            "{job:?} missing from\n{stdout}"
+        );
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("reconciliation"))
+        .unwrap();
+    assert!(line.contains("0 0 4 * * *"), "{line}");
+    assert!(
+        line.contains(" 04:00:00"),
+        "the next run at 04:00 UTC: {line}"
+    );
+}
+
+#[test]
+fn worker_run_once_runs_a_job_now_and_records_it() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).unwrap();
+        let config = config_file("");
+        let out = Command::new(BIN)
+            .args(["worker", "--run-once", "reconciliation"])
+            .env("DATABASE_URL", &db.url)
+            .env("VOUCHERD_CONFIG", &config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("reconciliation succeeded: ")
+                && stdout.contains("\"balanced\":true"),
+            "{stdout}"
+        );
+        let out = Command::new(BIN)
+            .args(["worker", "--run-once", "make-coffee"])
+            .env("DATABASE_URL", &db.url)
+            .env("VOUCHERD_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job \"make-coffee\""));
+    }
+}
+
+#[test]
+fn a_bad_cron_expression_stops_start_up_naming_the_job() {
+    let db = TestDatabase::create(Backend::Sqlite).unwrap();
+    let config = config_file("[jobs]\nvoucher-expiry = \"every night at two\"\n");
+    for args in [&["worker"][..], &["serve", "--dev"][..]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("VOUCHERD_CONFIG", &config)
+            .env("VOUCHERD_BIND", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("job voucher-expiry: bad cron expression \"every night at two\""),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -56,10 +56,16 @@ fn start_proxy(app: &TestApp, dir: &std::path::Path) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// The scheduler on, resolving timed-out holds every second.
+fn sweeping_holds_every_second(c: &mut voucherd::config::Config) {
+    c.scheduler = true;
+    c.jobs.insert("hold-timeouts".into(), "* * * * * *".into());
+}
+
 #[tokio::test]
 async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let app = spawn_app_with(backend, |c| c.hold_sweep_interval_ms = 100).await;
+        let app = spawn_app_with(backend, sweeping_holds_every_second).await;
         let dir =
             std::env::temp_dir().join(format!("voucherd-crash-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -173,7 +179,7 @@ async fn settled(app: &TestApp, owner: &str, voucher_id: &str) -> serde_json::Va
 #[tokio::test]
 async fn two_proxy_processes_spending_one_voucher_never_overspend_and_both_honour_a_revocation() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let app = spawn_app_with(backend, |c| c.hold_sweep_interval_ms = 100).await;
+        let app = spawn_app_with(backend, sweeping_holds_every_second).await;
         let dir =
             std::env::temp_dir().join(format!("voucherd-pair-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -87,6 +87,13 @@ pub fn test_config(database_url: &str, upstream_url: &str) -> Config {
         // leasing on.
         lease_max_age_ms: 0,
         db_max_connections: 4,
+        // Worker tests drive their own schedulers on a clock they control; the crash tests
+        // turn this one on.
+        scheduler: false,
+        mail_dir: std::env::temp_dir()
+            .join(format!("voucherd-mail-{}", uuid::Uuid::new_v4().simple()))
+            .to_string_lossy()
+            .into_owned(),
         standard_voucher: Money::parse("5000").unwrap(),
         prices: BTreeMap::from([(MODEL.to_string(), rates("2.50", "1.25", "10.00"))]),
         ..Config::default()

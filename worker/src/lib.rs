@@ -1,30 +1,614 @@
-//! Background work. Today: voiding holds whose timeout passed (a crashed proxy's holds end
-//! here, returning the money to the voucher). The scheduled programme jobs join it.
+//! The worker: jobs on cron schedules from configuration. Each run is claimed in the database
+//! by its (job, scheduled time), so it happens once however many workers run; a worker that
+//! was down catches up a missed run once, not once per missed tick. Jobs are idempotent, so a
+//! run retried after a crash moves no money twice.
 
+pub mod mail;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use mail::{MailConfig, MailError, Mailer};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use voucherd_store::Store;
+use tokio::sync::watch;
+use voucherd_store::jobs::RunClaim;
+use voucherd_store::{Store, StoreError};
 
-/// Voids expired holds every `interval_ms`, at most `batch` per transaction so one sweep
-/// never holds a long write lock. Runs until the task is dropped.
-pub async fn sweep_expired_holds(store: Store, interval_ms: u64, batch: i64) {
-    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.max(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        loop {
-            match store.void_expired_holds(batch).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    tracing::info!(voided = n, "voided expired holds");
-                    if (n as i64) < batch {
+/// Where the worker reads the time: the system clock, or one a test moves by hand.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> NaiveDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> NaiveDateTime {
+        voucherd_store::now()
+    }
+}
+
+/// A clock that stands still until moved.
+pub struct ManualClock(Mutex<NaiveDateTime>);
+
+impl ManualClock {
+    pub fn new(at: NaiveDateTime) -> ManualClock {
+        ManualClock(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: NaiveDateTime) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> NaiveDateTime {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The jobs there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Job {
+    HoldTimeouts,
+    VoucherExpiry,
+    LowBalance,
+    Reconciliation,
+    Outbox,
+    Housekeeping,
+}
+
+impl Job {
+    pub const ALL: [Job; 6] = [
+        Job::HoldTimeouts,
+        Job::VoucherExpiry,
+        Job::LowBalance,
+        Job::Reconciliation,
+        Job::Outbox,
+        Job::Housekeeping,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::HoldTimeouts => "hold-timeouts",
+            Job::VoucherExpiry => "voucher-expiry",
+            Job::LowBalance => "low-balance",
+            Job::Reconciliation => "reconciliation",
+            Job::Outbox => "outbox",
+            Job::Housekeeping => "housekeeping",
+        }
+    }
+
+    /// Cron expressions (seconds, minutes, hours, day of month, month, day of week), UTC.
+    pub fn default_schedule(self) -> &'static str {
+        match self {
+            Job::HoldTimeouts => "*/10 * * * * *",
+            Job::VoucherExpiry => "0 5 * * * *",
+            Job::LowBalance => "0 */15 * * * *",
+            Job::Reconciliation => "0 30 2 * * *",
+            Job::Outbox => "*/15 * * * * *",
+            Job::Housekeeping => "0 45 3 * * *",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Job::HoldTimeouts => "resolve holds past their timeout (a crashed proxy's leases)",
+            Job::VoucherExpiry => {
+                "expire vouchers, forfeit their remainders, remind 30 and 7 days before"
+            }
+            Job::LowBalance => "notify organisations at 80% and 100% of their credit used",
+            Job::Reconciliation => {
+                "recompute the ledger from its transfers and alert on any difference"
+            }
+            Job::Outbox => "deliver notifications from the outbox, with retries",
+            Job::Housekeeping => "forget job runs past their retention",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("job {job}: bad cron expression {expression:?}: {message}")]
+    BadSchedule {
+        job: String,
+        expression: String,
+        message: String,
+    },
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping)")]
+    UnknownJob(String),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Job name → cron expression, replacing the default schedule.
+    pub schedules: BTreeMap<String, String>,
+    pub mail: MailConfig,
+    /// A running run whose heartbeat is older than this is taken to be dead and run again.
+    pub stale_run_ms: u64,
+    /// How long shutdown waits for the current job before abandoning it.
+    pub shutdown_grace_ms: u64,
+    /// How often the worker looks for due jobs.
+    pub poll_ms: u64,
+    pub run_retention_days: u32,
+    /// Delivery attempts before a message is marked failed.
+    pub mail_max_attempts: i32,
+    /// First retry delay; doubled per attempt, at most six hours.
+    pub mail_retry_base_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            schedules: BTreeMap::new(),
+            mail: MailConfig {
+                smtp_url: None,
+                from: "AI Voucher Programme <noreply@voucherd.invalid>".into(),
+                dir: "data/mail".into(),
+                send_timeout_ms: 30_000,
+            },
+            stale_run_ms: 600_000,
+            shutdown_grace_ms: 10_000,
+            poll_ms: 1_000,
+            run_retention_days: 30,
+            mail_max_attempts: 8,
+            mail_retry_base_ms: 30_000,
+        }
+    }
+}
+
+/// Parses every job's schedule, failing on the first bad one by name.
+pub fn schedules(
+    config: &BTreeMap<String, String>,
+) -> Result<Vec<(Job, String, cron::Schedule)>, WorkerError> {
+    if let Some(unknown) = config.keys().find(|k| Job::parse(k).is_none()) {
+        return Err(WorkerError::UnknownJob(unknown.clone()));
+    }
+    Job::ALL
+        .into_iter()
+        .map(|job| {
+            let expression = config
+                .get(job.name())
+                .cloned()
+                .unwrap_or_else(|| job.default_schedule().to_string());
+            let schedule =
+                cron::Schedule::from_str(&expression).map_err(|e| WorkerError::BadSchedule {
+                    job: job.name().into(),
+                    expression: expression.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok((job, expression, schedule))
+        })
+        .collect()
+}
+
+/// The latest time at or before `now` that `schedule` fires, looking back at most five years.
+pub fn latest_fire(schedule: &cron::Schedule, now: NaiveDateTime) -> Option<NaiveDateTime> {
+    let now_utc = DateTime::<Utc>::from_naive_utc_and_offset(now, Utc);
+    // Widening windows: a per-second schedule is found in the first, an annual one in a later
+    // one, and no window walks more than a bounded number of fire times.
+    for window in [
+        chrono::Duration::minutes(2),
+        chrono::Duration::days(1),
+        chrono::Duration::days(32),
+        chrono::Duration::days(367),
+        chrono::Duration::days(5 * 366),
+    ] {
+        let found = schedule
+            .after(&(now_utc - window))
+            .take(200_000)
+            .take_while(|t| *t <= now_utc)
+            .last();
+        if let Some(t) = found {
+            return Some(t.naive_utc());
+        }
+    }
+    None
+}
+
+/// The next time `schedule` fires after `now`.
+pub fn next_fire(schedule: &cron::Schedule, now: NaiveDateTime) -> Option<NaiveDateTime> {
+    schedule
+        .after(&DateTime::<Utc>::from_naive_utc_and_offset(now, Utc))
+        .next()
+        .map(|t| t.naive_utc())
+}
+
+/// One run's result.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub job: Job,
+    pub scheduled_at: NaiveDateTime,
+    pub outcome: &'static str,
+    pub summary: serde_json::Value,
+}
+
+pub struct Worker {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    jobs: Vec<(Job, String, cron::Schedule)>,
+    mailer: Mailer,
+    config: WorkerConfig,
+    id: String,
+    /// Per job, the latest scheduled time known done (by anyone); loaded from the database at
+    /// the first tick. Jobs with no history start from when this worker started.
+    done: tokio::sync::Mutex<Option<HashMap<Job, NaiveDateTime>>>,
+    since: NaiveDateTime,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        config: WorkerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Worker, WorkerError> {
+        let jobs = schedules(&config.schedules)?;
+        let mailer = Mailer::new(&config.mail)?;
+        let since = clock.now();
+        Ok(Worker {
+            store,
+            clock,
+            jobs,
+            mailer,
+            config,
+            id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            done: tokio::sync::Mutex::new(None),
+            since,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Each job, its schedule and its next run after now.
+    pub fn list(&self) -> Vec<(Job, String, Option<NaiveDateTime>)> {
+        let now = self.clock.now();
+        self.jobs
+            .iter()
+            .map(|(job, expr, s)| (*job, expr.clone(), next_fire(s, now)))
+            .collect()
+    }
+
+    /// Runs every job that is due now, once each (the latest missed time only), and returns
+    /// what this worker ran. Runs claimed by another worker are skipped.
+    pub async fn tick(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<RunReport>, WorkerError> {
+        let now = self.clock.now();
+        let mut done_guard = self.done.lock().await;
+        if done_guard.is_none() {
+            let last = self.store.last_scheduled_runs().await?;
+            let mut map = HashMap::new();
+            for (name, at) in last {
+                if let Some(job) = Job::parse(&name) {
+                    map.insert(job, at);
+                }
+            }
+            *done_guard = Some(map);
+        }
+        let mut reports = Vec::new();
+        // First, runs a dead worker left unfinished (or one abandoned at shutdown).
+        let stale_before = now - chrono::Duration::milliseconds(self.config.stale_run_ms as i64);
+        for orphan in self.store.orphaned_job_runs(stale_before, 10).await? {
+            if *shutdown.borrow() {
+                return Ok(reports);
+            }
+            let Some(job) = Job::parse(&orphan.job) else {
+                continue;
+            };
+            tracing::warn!(job = job.name(), scheduled_at = %orphan.scheduled_at,
+                previous_worker = %orphan.worker_id, "taking over an unfinished run");
+            let manual = orphan.trigger_kind == "manual";
+            if let Some(r) = self
+                .claim_and_run(
+                    job,
+                    orphan.scheduled_at,
+                    manual,
+                    Some(orphan.run_key),
+                    shutdown,
+                )
+                .await?
+            {
+                reports.push(r);
+            }
+        }
+        for (job, _, schedule) in &self.jobs {
+            if *shutdown.borrow() {
+                break;
+            }
+            let Some(due) = latest_fire(schedule, now) else {
+                continue;
+            };
+            let last = done_guard
+                .as_ref()
+                .and_then(|m| m.get(job).copied())
+                .unwrap_or(self.since);
+            if due <= last {
+                continue;
+            }
+            if let Some(r) = self.claim_and_run(*job, due, false, None, shutdown).await? {
+                reports.push(r);
+            }
+            if let Some(m) = done_guard.as_mut() {
+                m.insert(*job, due);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Runs one job now, whatever its schedule (for operators and tests).
+    pub async fn run_once(&self, job: Job) -> Result<RunReport, WorkerError> {
+        let (_tx, rx) = watch::channel(false);
+        let at = self.clock.now();
+        self.claim_and_run(job, at, true, None, &rx)
+            .await?
+            .ok_or_else(|| {
+                WorkerError::Store(StoreError::Invariant(format!(
+                    "a run of {} at {at} already exists",
+                    job.name()
+                )))
+            })
+    }
+
+    async fn claim_and_run(
+        &self,
+        job: Job,
+        scheduled_at: NaiveDateTime,
+        manual: bool,
+        takeover: Option<String>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Option<RunReport>, WorkerError> {
+        let at = self.clock.now();
+        let stale = chrono::Duration::milliseconds(self.config.stale_run_ms as i64);
+        let Some(run) = self
+            .store
+            .claim_job_run(
+                RunClaim {
+                    job: job.name().into(),
+                    scheduled_at,
+                    manual,
+                    worker_id: self.id.clone(),
+                    at,
+                    stale_before: at - stale,
+                },
+                takeover,
+            )
+            .await?
+        else {
+            tracing::debug!(job = job.name(), %scheduled_at, "run claimed by another worker");
+            return Ok(None);
+        };
+        tracing::info!(job = job.name(), %scheduled_at, attempt = run.attempts, worker = %self.id, "job started");
+        let mut shutdown = shutdown.clone();
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let beat_every = Duration::from_millis((self.config.stale_run_ms / 3).max(100));
+        let work = self.execute(job);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(beat_every);
+        beat.tick().await;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                _ = beat.tick() => {
+                    let _ = self.store.beat_job_run(run.id.clone(), self.id.clone(), self.clock.now()).await;
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        // Finish within the grace period, or give the run up for another
+                        // worker (or this one, restarted) to take over.
+                        match tokio::time::timeout(grace, &mut work).await {
+                            Ok(r) => break Some(r),
+                            Err(_) => break None,
+                        }
+                    }
+                }
+            }
+        };
+        let finished = self.clock.now();
+        let (outcome, summary) = match result {
+            Some(Ok(summary)) => ("succeeded", summary),
+            Some(Err(e)) => {
+                tracing::error!(job = job.name(), error = %e, "job failed");
+                ("failed", serde_json::json!({ "error": e.to_string() }))
+            }
+            None => {
+                tracing::warn!(job = job.name(), "job abandoned at shutdown");
+                ("abandoned", serde_json::json!({ "reason": "shutdown" }))
+            }
+        };
+        self.store
+            .finish_job_run(
+                run.id.clone(),
+                self.id.clone(),
+                outcome,
+                summary.clone(),
+                finished,
+            )
+            .await?;
+        tracing::info!(job = job.name(), %scheduled_at, outcome, %summary, "job finished");
+        Ok(Some(RunReport {
+            job,
+            scheduled_at,
+            outcome,
+            summary,
+        }))
+    }
+
+    async fn execute(&self, job: Job) -> Result<serde_json::Value, WorkerError> {
+        let at = self.clock.now();
+        Ok(match job {
+            Job::HoldTimeouts => {
+                let mut resolved = 0;
+                loop {
+                    let n = self.store.void_expired_holds_at(at, 500).await?;
+                    resolved += n;
+                    if n < 500 {
                         break;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "hold sweep failed; retrying next tick");
-                    break;
+                serde_json::json!({ "holds_resolved": resolved })
+            }
+            Job::VoucherExpiry => to_json(&self.store.run_voucher_expiry(at).await?),
+            Job::LowBalance => to_json(&self.store.run_low_balance().await?),
+            Job::Reconciliation => {
+                let (row, found) = self.store.run_reconciliation(at).await?;
+                if !row.balanced {
+                    for d in &found.differences {
+                        tracing::error!(account = d.account_id.as_deref().unwrap_or("(ledger)"),
+                            problem = %d.problem, "reconciliation found a difference");
+                    }
+                }
+                serde_json::json!({
+                    "reconciliation_id": row.id,
+                    "balanced": row.balanced,
+                    "accounts_checked": row.accounts_checked,
+                    "transfers_checked": row.transfers_checked,
+                    "differences": found.differences,
+                })
+            }
+            Job::Outbox => self.deliver(at).await?,
+            Job::Housekeeping => {
+                let before = at - chrono::Duration::days(i64::from(self.config.run_retention_days));
+                serde_json::json!({ "runs_pruned": self.store.prune_job_runs(before).await? })
+            }
+        })
+    }
+
+    /// Sends what is due in the outbox; failures retry with exponential backoff, and give up
+    /// after `mail_max_attempts` (or at once, for a message that can never render).
+    async fn deliver(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
+        let (mut sent, mut retrying, mut failed) = (0, 0, 0);
+        // Claimed for longer than one send may take: nobody else sends it meanwhile.
+        let claim_ms = (self.config.mail.send_timeout_ms * 2) as i64;
+        loop {
+            let batch = self.store.claim_outbox(at, 50, claim_ms).await?;
+            let n = batch.len();
+            for m in batch {
+                let data: serde_json::Value =
+                    serde_json::from_str(&m.data).unwrap_or(serde_json::Value::Null);
+                match self
+                    .mailer
+                    .send(&m.recipient, &m.template, &data, &m.id)
+                    .await
+                {
+                    Ok(()) => {
+                        self.store.outbox_sent(m.id, self.clock.now()).await?;
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        let retry = e.is_transient() && m.attempts < self.config.mail_max_attempts;
+                        let retry_at = retry.then(|| {
+                            let shift = (m.attempts - 1).clamp(0, 20) as u32;
+                            let delay_ms = self
+                                .config
+                                .mail_retry_base_ms
+                                .saturating_mul(1 << shift)
+                                .min(6 * 3_600_000);
+                            at + chrono::Duration::milliseconds(delay_ms as i64)
+                        });
+                        if retry {
+                            tracing::warn!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; will retry");
+                            retrying += 1;
+                        } else {
+                            tracing::error!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; giving up");
+                            failed += 1;
+                        }
+                        self.store
+                            .outbox_failed(m.id, e.to_string(), retry_at)
+                            .await?;
+                    }
                 }
             }
+            if n < 50 {
+                break;
+            }
         }
+        Ok(serde_json::json!({ "sent": sent, "retrying": retrying, "failed": failed }))
+    }
+
+    /// Runs due jobs until `shutdown` turns true; the job running then finishes within the
+    /// grace period or is abandoned (and later taken over).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, jobs = self.jobs.len(), "worker scheduler running");
+        let poll = Duration::from_millis(self.config.poll_ms.max(50));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Err(e) = self.tick(&shutdown).await {
+                tracing::warn!(error = %e, "scheduler tick failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                r = shutdown.changed() => if r.is_err() { break },
+            }
+        }
+        tracing::info!(worker = %self.id, "worker scheduler stopped");
+    }
+}
+
+fn to_json<T: serde::Serialize>(report: &T) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_opt(h, mi, s)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_latest_fire_time_is_found_for_frequent_and_rare_schedules() {
+        let s = cron::Schedule::from_str("*/10 * * * * *").unwrap();
+        assert_eq!(
+            latest_fire(&s, at(2026, 11, 27, 9, 0, 27)),
+            Some(at(2026, 11, 27, 9, 0, 20))
+        );
+        let yearly = cron::Schedule::from_str("0 0 9 1 4 *").unwrap();
+        assert_eq!(
+            latest_fire(&yearly, at(2026, 11, 27, 9, 0, 0)),
+            Some(at(2026, 4, 1, 9, 0, 0))
+        );
+        assert_eq!(
+            next_fire(&yearly, at(2026, 11, 27, 9, 0, 0)),
+            Some(at(2027, 4, 1, 9, 0, 0))
+        );
+    }
+
+    #[test]
+    fn a_bad_or_unknown_schedule_is_refused_by_name() {
+        let bad = BTreeMap::from([("voucher-expiry".to_string(), "every day".to_string())]);
+        let e = schedules(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("voucher-expiry") && e.contains("every day"),
+            "{e}"
+        );
+        let unknown = BTreeMap::from([("coffee".to_string(), "0 * * * * *".to_string())]);
+        assert!(schedules(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("coffee"));
+        assert_eq!(schedules(&BTreeMap::new()).unwrap().len(), Job::ALL.len());
     }
 }

@@ -83,6 +83,8 @@ pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         "vouchers_issued": p.vouchers_issued,
         "consumed": format_micros(usage.credits_posted),
         "held": format_micros(usage.credits_pending),
+        // Voucher remainders returned at expiry.
+        "forfeited": format_micros(p.forfeited.totals().credits_posted),
     })))
 }
 

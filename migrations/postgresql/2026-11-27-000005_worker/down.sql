@@ -1,0 +1,3 @@
+DROP TABLE reconciliations;
+DROP TABLE outbox;
+DROP TABLE job_runs;

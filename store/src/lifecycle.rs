@@ -1,0 +1,379 @@
+//! What the worker does to vouchers and the ledger on the programme's calendar: expiry and
+//! its reminders, low-balance notices, and reconciliation. Every step is idempotent (transfer
+//! ids and outbox dedupe keys are derived from the voucher), so a retried run moves no money
+//! twice and notifies no one twice.
+
+use crate::db::{DbConn, Store};
+use crate::error::{StoreError, StoreResult};
+use crate::jobs::ReconciliationRow;
+use crate::ledger::{self, Reconciliation, TransferRequest, FORFEITED};
+use crate::outbox::{self, Notification};
+use crate::schema::{accounts, applications, reconciliations, vouchers};
+use crate::vouchers::VoucherRow;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::Money;
+
+/// Vouchers looked at per transaction.
+const BATCH: i64 = 200;
+
+/// What a voucher-expiry run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ExpiryReport {
+    /// Vouchers that stopped spending in this run.
+    pub expired: usize,
+    /// Vouchers whose remainder moved to the forfeited account, and the total moved.
+    pub forfeited: usize,
+    pub forfeited_micros: i64,
+    /// Expired vouchers whose remainder waits for holds in flight to resolve.
+    pub waiting_on_holds: usize,
+    pub reminders: usize,
+}
+
+/// What a low-balance run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LowBalanceReport {
+    pub checked: usize,
+    pub notified_80: usize,
+    pub notified_100: usize,
+}
+
+fn money_text(micros: i64) -> String {
+    Money::from_micros(micros)
+        .map(|m| m.to_string())
+        .unwrap_or_else(|_| micros.to_string())
+}
+
+fn company_name(c: &mut DbConn, application_id: &str) -> StoreResult<String> {
+    Ok(applications::table
+        .find(application_id)
+        .select(applications::company_name)
+        .first(c)?)
+}
+
+/// What [`forfeit`] did.
+enum Forfeit {
+    /// Holds are in flight: the remainder is not known yet.
+    Waiting,
+    /// Done before, by an earlier run.
+    AlreadyDone,
+    /// Moved this amount (possibly zero) and told the owner.
+    Moved(i64),
+}
+
+/// Moves an expired voucher's remainder to the forfeited account once its holds have resolved,
+/// and tells its owner.
+fn forfeit(c: &mut DbConn, v: &VoucherRow, at: NaiveDateTime) -> StoreResult<Forfeit> {
+    let account = ledger::account(c, &v.account_id)?;
+    if account.debits_pending > 0 {
+        return Ok(Forfeit::Waiting);
+    }
+    let remainder = account.credits_posted - account.debits_posted;
+    if remainder > 0 {
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                id: format!("forfeit-{}", v.id),
+                debit_account_id: v.account_id.clone(),
+                credit_account_id: FORFEITED.into(),
+                amount: Money::from_micros(remainder)
+                    .map_err(|e| StoreError::Invariant(e.to_string()))?,
+                code: TransferCode::Expiry,
+                memo: format!("remainder of voucher {} at its expiry", v.id),
+            },
+        )?;
+    }
+    let email = outbox::user_email(c, &v.owner_id)?;
+    let company = company_name(c, &v.application_id)?;
+    let new = outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("voucher-expired:{}", v.id),
+            recipient: &email,
+            template: "voucher_expired",
+            data: serde_json::json!({
+                "company_name": company,
+                "voucher_id": v.id,
+                "expired_at": v.expires_at.format("%-d %B %Y").to_string(),
+                "granted": money_text(v.granted),
+                "forfeited": money_text(remainder.max(0)),
+                "at": at.to_string(),
+            }),
+        },
+    )?;
+    Ok(if new || remainder > 0 {
+        Forfeit::Moved(remainder.max(0))
+    } else {
+        Forfeit::AlreadyDone
+    })
+}
+
+impl Store {
+    /// Expires every active voucher whose expiry has passed at `at`: it stops spending at once
+    /// (the proxy refuses an expired voucher's keys), its company may apply again, and its
+    /// remainder moves to the forfeited account as soon as no hold is in flight. Also sends
+    /// the reminders due 30 and 7 days before expiry.
+    pub async fn run_voucher_expiry(&self, at: NaiveDateTime) -> StoreResult<ExpiryReport> {
+        let mut report = ExpiryReport::default();
+        // Stop spending, in batches.
+        loop {
+            let n = self
+                .write(move |c| {
+                    let due: Vec<VoucherRow> = vouchers::table
+                        .filter(vouchers::status.eq("active"))
+                        .filter(vouchers::expires_at.le(at))
+                        .order(vouchers::expires_at.asc())
+                        .limit(BATCH)
+                        .select(VoucherRow::as_select())
+                        .load(c)?;
+                    for v in &due {
+                        diesel::update(
+                            vouchers::table
+                                .filter(vouchers::id.eq(&v.id))
+                                .filter(vouchers::status.eq("active")),
+                        )
+                        .set(vouchers::status.eq("expired"))
+                        .execute(c)?;
+                        diesel::update(applications::table.find(&v.application_id))
+                            .set(applications::live_company_number.eq(None::<String>))
+                            .execute(c)?;
+                    }
+                    Ok(due.len())
+                })
+                .await?;
+            report.expired += n;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        // Forfeit the remainders of recently expired vouchers (idempotent by transfer id and
+        // dedupe key; one with holds in flight waits for a later run). Holds time out within
+        // hours, so a month's window catches every one.
+        let mut after = String::new();
+        let window_start = at - chrono::Duration::days(31);
+        loop {
+            let cursor = after.clone();
+            let (last, outcomes) = self
+                .write(move |c| {
+                    let expired: Vec<VoucherRow> = vouchers::table
+                        .filter(vouchers::status.eq("expired"))
+                        .filter(vouchers::expires_at.gt(window_start))
+                        .filter(vouchers::id.gt(&cursor))
+                        .order(vouchers::id)
+                        .limit(BATCH)
+                        .select(VoucherRow::as_select())
+                        .load(c)?;
+                    let mut outcomes = Vec::with_capacity(expired.len());
+                    for v in &expired {
+                        outcomes.push(forfeit(c, v, at)?);
+                    }
+                    Ok((expired.last().map(|v| v.id.clone()), outcomes))
+                })
+                .await?;
+            for o in &outcomes {
+                match o {
+                    Forfeit::Moved(amount) => {
+                        report.forfeited += 1;
+                        report.forfeited_micros += amount;
+                    }
+                    Forfeit::Waiting => report.waiting_on_holds += 1,
+                    Forfeit::AlreadyDone => {}
+                }
+            }
+            match last {
+                Some(l) if outcomes.len() as i64 == BATCH => after = l,
+                _ => break,
+            }
+        }
+        report.reminders = self.send_expiry_reminders(at).await?;
+        Ok(report)
+    }
+
+    /// Reminders 30 and 7 days before expiry, once each per voucher. Returns how many were new.
+    async fn send_expiry_reminders(&self, at: NaiveDateTime) -> StoreResult<usize> {
+        self.write(move |c| {
+            let soon: Vec<(VoucherRow, crate::ledger::AccountRow)> = vouchers::table
+                .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+                .filter(vouchers::status.eq("active"))
+                .filter(vouchers::expires_at.gt(at))
+                .filter(vouchers::expires_at.le(at + chrono::Duration::days(30)))
+                .select((
+                    VoucherRow::as_select(),
+                    crate::ledger::AccountRow::as_select(),
+                ))
+                .load(c)?;
+            let mut sent = 0;
+            for (v, a) in &soon {
+                let days = if v.expires_at <= at + chrono::Duration::days(7) {
+                    7
+                } else {
+                    30
+                };
+                let email = outbox::user_email(c, &v.owner_id)?;
+                let company = company_name(c, &v.application_id)?;
+                let available = a.credits_posted - a.debits_posted - a.debits_pending;
+                if outbox::enqueue(
+                    c,
+                    Notification {
+                        dedupe_key: format!("expiry-reminder-{days}:{}", v.id),
+                        recipient: &email,
+                        template: "expiry_reminder",
+                        data: serde_json::json!({
+                            "company_name": company,
+                            "voucher_id": v.id,
+                            "days": days,
+                            "expires_at": v.expires_at.format("%-d %B %Y").to_string(),
+                            "available": money_text(available.max(0)),
+                        }),
+                    },
+                )? {
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+        .await
+    }
+
+    /// Tells each active voucher's organisation when 80% and when all of its credit is used
+    /// (spent, including usage not yet posted; "all" is 99% or more, as the last requests are
+    /// capped to what is left), once per crossing.
+    pub async fn run_low_balance(&self) -> StoreResult<LowBalanceReport> {
+        let mut report = LowBalanceReport::default();
+        let mut after = String::new();
+        loop {
+            let cursor = after.clone();
+            let (last, page) = self
+                .write(move |c| {
+                    let active: Vec<(VoucherRow, crate::ledger::AccountRow)> = vouchers::table
+                        .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+                        .filter(vouchers::status.eq("active"))
+                        .filter(vouchers::id.gt(&cursor))
+                        .order(vouchers::id)
+                        .limit(BATCH)
+                        .select((
+                            VoucherRow::as_select(),
+                            crate::ledger::AccountRow::as_select(),
+                        ))
+                        .load(c)?;
+                    let mut page = LowBalanceReport {
+                        checked: active.len(),
+                        ..Default::default()
+                    };
+                    for (v, a) in &active {
+                        let spent = a.debits_posted + crate::usage::unposted(c, &a.id)?;
+                        let remaining = (a.credits_posted - spent).max(0);
+                        // Integer arithmetic: spent / granted ≥ 80 / 100.
+                        let mut crossed = Vec::new();
+                        if i128::from(spent) * 100 >= i128::from(v.granted) * 80 {
+                            crossed.push(80);
+                        }
+                        // "Used up": the last requests are capped to what is left, so a
+                        // voucher ends with crumbs no request can use, not at exactly zero.
+                        if remaining == 0 || i128::from(spent) * 100 >= i128::from(v.granted) * 99 {
+                            crossed.push(100);
+                        }
+                        for pct in crossed {
+                            let email = outbox::user_email(c, &v.owner_id)?;
+                            let company = company_name(c, &v.application_id)?;
+                            if outbox::enqueue(
+                                c,
+                                Notification {
+                                    dedupe_key: format!("low-balance-{pct}:{}", v.id),
+                                    recipient: &email,
+                                    template: "low_balance",
+                                    data: serde_json::json!({
+                                        "company_name": company,
+                                        "voucher_id": v.id,
+                                        "percent_used": pct,
+                                        "granted": money_text(v.granted),
+                                        "remaining": money_text(remaining),
+                                        "exhausted": pct == 100,
+                                    }),
+                                },
+                            )? {
+                                if pct == 80 {
+                                    page.notified_80 += 1;
+                                } else {
+                                    page.notified_100 += 1;
+                                }
+                            }
+                        }
+                    }
+                    Ok((active.last().map(|(v, _)| v.id.clone()), page))
+                })
+                .await?;
+            report.checked += page.checked;
+            report.notified_80 += page.notified_80;
+            report.notified_100 += page.notified_100;
+            match last {
+                Some(l) if page.checked as i64 == BATCH => after = l,
+                _ => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Recomputes the whole ledger, records the result, and on any difference notifies every
+    /// administrator (naming the accounts). Returns the result.
+    pub async fn run_reconciliation(
+        &self,
+        at: NaiveDateTime,
+    ) -> StoreResult<(ReconciliationRow, Reconciliation)> {
+        // A read transaction: it runs alongside the proxy's writes without blocking them.
+        let result = self
+            .read(|c| {
+                c.transaction(|c| {
+                    // One snapshot for every page, or live traffic would look like differences.
+                    if let DbConn::Postgresql(pg) = c {
+                        diesel::sql_query(
+                            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                        )
+                        .execute(pg)?;
+                    }
+                    ledger::reconcile(c)
+                })
+            })
+            .await?;
+        let found = result.clone();
+        self.write(move |c| {
+            let row = ReconciliationRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                checked_at: at,
+                accounts_checked: found.accounts_checked,
+                transfers_checked: found.transfers_checked,
+                balanced: found.differences.is_empty(),
+                differences: serde_json::to_string(&found.differences)
+                    .map_err(|e| StoreError::Invariant(e.to_string()))?,
+            };
+            diesel::insert_into(reconciliations::table)
+                .values(&row)
+                .execute(c)?;
+            if !row.balanced {
+                let accounts: Vec<String> = found
+                    .differences
+                    .iter()
+                    .map(|d| d.account_id.clone().unwrap_or_else(|| "(ledger)".into()))
+                    .collect();
+                for admin in outbox::admin_emails(c)? {
+                    outbox::enqueue(
+                        c,
+                        Notification {
+                            dedupe_key: format!("reconciliation:{}:{admin}", row.id),
+                            recipient: &admin,
+                            template: "reconciliation_alert",
+                            data: serde_json::json!({
+                                "checked_at": at.to_string(),
+                                "accounts": accounts,
+                                "differences": found.differences,
+                            }),
+                        },
+                    )?;
+                }
+            }
+            Ok((row, found))
+        })
+        .await
+    }
+}
