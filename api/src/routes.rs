@@ -2,7 +2,7 @@
 //! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
 //! and walk it with every role.
 
-use crate::handlers::{applications, health, me, prices, programme, vouchers};
+use crate::handlers::{applications, health, jobs, me, prices, programme, vouchers};
 use crate::metrics;
 use crate::proxy;
 use crate::sandbox;
@@ -65,6 +65,9 @@ routes! {
     get "/api/v1/audit" => programme::audit, ADMIN;
     post "/api/v1/programme/deposits" => programme::deposit, ADMIN;
     get "/api/v1/programme" => programme::overview, ADMIN;
+    get "/api/v1/jobs/runs" => jobs::runs, ADMIN;
+    get "/api/v1/reconciliations" => jobs::reconciliations, ADMIN;
+    get "/api/v1/outbox" => jobs::outbox, ADMIN;
     get "/api/v1/vouchers" => vouchers::list, APPLICANT_OR_ADMIN;
     get "/api/v1/vouchers/{id}" => vouchers::get, APPLICANT_OR_ADMIN;
     get "/api/v1/vouchers/{id}/transactions" => vouchers::transactions, APPLICANT_OR_ADMIN;

@@ -18,7 +18,7 @@ pub fn time(t: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn opt_time(t: Option<NaiveDateTime>) -> Option<String> {
+pub fn opt_time(t: Option<NaiveDateTime>) -> Option<String> {
     t.map(time)
 }
 

@@ -23,6 +23,7 @@ on_both_backends!(
     hold_timeouts_resolve_expired_holds_and_report_how_many,
     the_outbox_is_delivered_over_smtp_and_retried_with_backoff,
     notifications_are_written_with_their_events_and_not_without,
+    the_scheduler_stops_at_shutdown_leaving_no_run_unfinished,
 );
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
@@ -449,6 +450,56 @@ async fn reconciliation_records_a_clean_ledger_and_alerts_admins_naming_a_damage
         .await
         .iter()
         .all(|m| m.template != "reconciliation_alert"));
+
+    // Administrators read the same record through the API.
+    let token = admin_token(&app, email).await;
+    let listed = body(app.get("/api/v1/reconciliations", &token).await).await;
+    let balanced: Vec<&Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["balanced"])
+        .collect();
+    assert_eq!(balanced, [&json!(false), &json!(true)]);
+    assert_eq!(
+        listed["data"][0]["differences"][0]["account_id"],
+        json!(account)
+    );
+    let runs = body(
+        app.get("/api/v1/jobs/runs?job=reconciliation", &token)
+            .await,
+    )
+    .await;
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (&runs[0]["trigger"], &runs[0]["outcome"]),
+        (&json!("manual"), &json!("succeeded"))
+    );
+    assert_eq!(runs[0]["summary"]["balanced"], false);
+    let sent = body(
+        app.get(&format!("/api/v1/outbox?recipient={admin}"), &token)
+            .await,
+    )
+    .await;
+    assert!(sent["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["template"] == "reconciliation_alert" && m["status"] == "pending"));
+    let bad = app.get("/api/v1/jobs/runs?limit=0", &token).await;
+    assert_eq!(bad.status().as_u16(), 422);
+    assert_eq!(body(bad).await["errors"][0]["field"], "limit");
+    let bad = app.get("/api/v1/outbox?recipient=nobody", &token).await;
+    assert_eq!(bad.status().as_u16(), 422);
+    let applicant = app.token(email).await;
+    assert_eq!(
+        app.get("/api/v1/reconciliations", &applicant)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
 }
 
 async fn hold_timeouts_resolve_expired_holds_and_report_how_many(app: TestApp) {
@@ -648,4 +699,39 @@ async fn notifications_are_written_with_their_events_and_not_without(app: TestAp
     assert_eq!(rejected.len(), 1);
     let data: Value = serde_json::from_str(&rejected[0].data).unwrap();
     assert_eq!(data["reason"], "the use case is not AI adoption");
+}
+
+async fn the_scheduler_stops_at_shutdown_leaving_no_run_unfinished(app: TestApp) {
+    let clock = Arc::new(ManualClock::new(at(2026, 11, 27, 10, 0, 0)));
+    let mut c = config(&[("reconciliation", "* * * * * *")], None);
+    c.poll_ms = 50;
+    let w = worker(&app, &clock, c);
+    let (stop, stopping) = watch::channel(false);
+    let task = tokio::spawn(w.run(stopping));
+    clock.advance(Duration::seconds(2));
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        runs = app
+            .store
+            .job_runs(Some("reconciliation".into()), 10)
+            .await
+            .unwrap();
+        if !runs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(runs.len(), 1, "the due run happened");
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the scheduler stops")
+        .unwrap();
+    let runs = app.store.job_runs(None, 100).await.unwrap();
+    assert!(!runs.is_empty());
+    assert!(
+        runs.iter().all(|r| r.outcome == "succeeded"),
+        "{:?}",
+        runs.iter().map(|r| &r.outcome).collect::<Vec<_>>()
+    );
 }

@@ -2,6 +2,7 @@
 
 pub mod applications;
 pub mod health;
+pub mod jobs;
 pub mod me;
 pub mod prices;
 pub mod programme;
