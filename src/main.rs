@@ -116,12 +116,9 @@ fn main() -> anyhow::Result<()> {
         Command::Api => run(&runtime, config, Role::Api),
         Command::Proxy => run(&runtime, config, Role::Proxy),
         Command::Worker { list: true, .. } => {
-            let store = open_store(&config)?;
-            let worker = voucherd_worker::Worker::new(
-                store,
-                config.worker_config(),
-                std::sync::Arc::new(voucherd_worker::SystemClock),
-            )?;
+            // Inside the runtime: a configured SMTP transport belongs to it.
+            let _runtime = runtime.enter();
+            let worker = worker_on_system_clock(&config)?;
             println!(
                 "{:<16} {:<18} {:<22} what",
                 "job", "schedule", "next run (UTC)"
@@ -147,12 +144,7 @@ fn main() -> anyhow::Result<()> {
             let job = voucherd_worker::Job::parse(&name)
                 .ok_or_else(|| voucherd_worker::WorkerError::UnknownJob(name.clone()))?;
             runtime.block_on(async {
-                let store = open_store(&config)?;
-                let worker = voucherd_worker::Worker::new(
-                    store,
-                    config.worker_config(),
-                    std::sync::Arc::new(voucherd_worker::SystemClock),
-                )?;
+                let worker = worker_on_system_clock(&config)?;
                 let report = worker.run_once(job).await?;
                 println!("{} {}: {}", job.name(), report.outcome, report.summary);
                 if report.outcome != "succeeded" {
@@ -203,6 +195,15 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// A worker for one command-line task (`--list`, `--run-once`).
+fn worker_on_system_clock(config: &Config) -> anyhow::Result<voucherd_worker::Worker> {
+    Ok(voucherd_worker::Worker::new(
+        open_store(config)?,
+        config.worker_config(),
+        std::sync::Arc::new(voucherd_worker::SystemClock),
+    )?)
 }
 
 fn uuid_v7() -> String {

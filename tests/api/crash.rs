@@ -164,18 +164,6 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
     }
 }
 
-/// Polls the voucher until no money is held (every lease closed), within a bound.
-async fn settled(app: &TestApp, owner: &str, voucher_id: &str) -> serde_json::Value {
-    for _ in 0..400 {
-        let v = app.voucher(owner, voucher_id).await;
-        if v["held"] == "0.00" {
-            return v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the proxies' leases never closed");
-}
-
 #[tokio::test]
 async fn two_proxy_processes_spending_one_voucher_never_overspend_and_both_honour_a_revocation() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -200,7 +188,7 @@ async fn two_proxy_processes_spending_one_voucher_never_overspend_and_both_honou
         let ok = fire(&app, &urls, &key, &short_chat_request(Some(100)), 500).await;
         assert!(ok >= 1, "{backend:?}: some requests were served");
 
-        let v = settled(&app, &owner, &voucher_id).await;
+        let v = app.wait_until_settled(&owner, &voucher_id).await;
         let total = short_usage_total(&app, &owner, &voucher_id, ok).await;
         let spent = voucherd_domain::Money::parse(v["spent"].as_str().unwrap())
             .unwrap()
@@ -214,19 +202,8 @@ async fn two_proxy_processes_spending_one_voucher_never_overspend_and_both_honou
         app.store.verify_ledger().await.unwrap();
 
         // Revoked through the API: both processes refuse the key once their cache lapses.
-        let keys = body(
-            app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
-                .await,
-        )
-        .await;
-        let key_id = keys["data"][0]["id"].as_str().unwrap();
-        let resp = app
-            .client
-            .delete(app.url(&format!("/api/v1/keys/{key_id}")))
-            .bearer_auth(&owner)
-            .send()
-            .await
-            .unwrap();
+        let key_id = app.first_key_id(&owner, &voucher_id).await;
+        let resp = app.revoke_key(&owner, &key_id).await;
         assert_eq!(resp.status().as_u16(), 204);
         for url in &urls {
             let mut answer = (0, serde_json::Value::Null);

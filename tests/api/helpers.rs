@@ -361,6 +361,37 @@ impl TestApp {
         (applicant, voucher_id, key)
     }
 
+    /// The id of the voucher's first key.
+    pub async fn first_key_id(&self, token: &str, voucher_id: &str) -> String {
+        let keys = body(
+            self.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), token)
+                .await,
+        )
+        .await;
+        keys["data"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn revoke_key(&self, token: &str, key_id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/v1/keys/{key_id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls the voucher until no money is held (every hold and lease resolved), within a bound.
+    pub async fn wait_until_settled(&self, token: &str, voucher_id: &str) -> Value {
+        for _ in 0..400 {
+            let v = self.voucher(token, voucher_id).await;
+            if v["held"] == "0.00" {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the voucher's holds never resolved");
+    }
+
     pub async fn voucher(&self, token: &str, id: &str) -> Value {
         let resp = self.get(&format!("/api/v1/vouchers/{id}"), token).await;
         assert_eq!(resp.status().as_u16(), 200);

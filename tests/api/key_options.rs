@@ -265,19 +265,8 @@ async fn a_key_revoked_on_one_instance_stops_on_another(app: TestApp) {
         200,
         "the other instance now caches the key"
     );
-    let keys = body(
-        app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
-            .await,
-    )
-    .await;
-    let key_id = keys["data"][0]["id"].as_str().unwrap();
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/keys/{key_id}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let key_id = app.first_key_id(&owner, &voucher_id).await;
+    let resp = app.revoke_key(&owner, &key_id).await;
     assert_eq!(resp.status().as_u16(), 204);
     // On this instance at once; on the other once its cache entry lapses (bounded wait).
     assert_eq!(app.chat(&key, &chat_request()).await.status().as_u16(), 401);

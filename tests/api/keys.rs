@@ -98,19 +98,8 @@ async fn keys_belong_to_the_vouchers_owner(app: TestApp) {
         "not_found",
     )
     .await;
-    let keys = body(
-        app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
-            .await,
-    )
-    .await;
-    let key_id = keys["data"][0]["id"].as_str().unwrap();
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/keys/{key_id}")))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
+    let key_id = app.first_key_id(&owner, &voucher_id).await;
+    let resp = app.revoke_key(&stranger, &key_id).await;
     assert_problem(resp, 404, "not_found").await;
     let p = assert_problem(
         app.post(

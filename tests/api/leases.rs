@@ -17,17 +17,6 @@ fn micros(v: &Value) -> i64 {
         .micros()
 }
 
-async fn wait_until_posted(app: &TestApp, owner: &str, voucher_id: &str) -> Value {
-    for _ in 0..200 {
-        let v = app.voucher(owner, voucher_id).await;
-        if v["held"] == "0.00" {
-            return v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the leases never closed");
-}
-
 async fn requests_share_a_lease_and_its_post_is_exactly_their_usage(app: TestApp) {
     let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
     for _ in 0..20 {
@@ -55,7 +44,7 @@ async fn requests_share_a_lease_and_its_post_is_exactly_their_usage(app: TestApp
         holds.len()
     );
 
-    let v = wait_until_posted(&app, &owner, &voucher_id).await;
+    let v = app.wait_until_settled(&owner, &voucher_id).await;
     assert_eq!(micros(&v["spent"]), 20 * 5_580);
     assert_eq!(micros(&v["available"]), 100_000_000 - 20 * 5_580);
     let txs = body(
@@ -102,7 +91,7 @@ async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
     )
     .await;
     assert!(ok >= 1);
-    let v = wait_until_posted(&app, &owner, &voucher_id).await;
+    let v = app.wait_until_settled(&owner, &voucher_id).await;
     // Late requests are capped to what is left.
     let total = short_usage_total(&app, &owner, &voucher_id, ok).await;
     assert_eq!(micros(&v["spent"]), total);

@@ -79,6 +79,16 @@ fn micros(v: &Value) -> i64 {
     Money::parse(v.as_str().unwrap()).unwrap().micros()
 }
 
+/// Ticks both workers at once; the reconciliation runs either performed.
+async fn reconciliations_run_by_both(a: &Worker, b: &Worker) -> Vec<voucherd_worker::RunReport> {
+    let (ra, rb) = tokio::join!(a.tick(running()), b.tick(running()));
+    ra.unwrap()
+        .into_iter()
+        .chain(rb.unwrap())
+        .filter(|r| r.job == Job::Reconciliation)
+        .collect()
+}
+
 async fn two_workers_run_a_due_job_once_and_catch_up_once_after_downtime(app: TestApp) {
     let clock = Arc::new(ManualClock::new(at(2026, 11, 27, 9, 59, 0)));
     let schedules = [("reconciliation", "0 0 * * * *")];
@@ -91,26 +101,14 @@ async fn two_workers_run_a_due_job_once_and_catch_up_once_after_downtime(app: Te
     );
 
     clock.set(at(2026, 11, 27, 10, 0, 1));
-    let (ra, rb) = tokio::join!(a.tick(running()), b.tick(running()));
-    let ran: Vec<_> = ra
-        .unwrap()
-        .into_iter()
-        .chain(rb.unwrap())
-        .filter(|r| r.job == Job::Reconciliation)
-        .collect();
+    let ran = reconciliations_run_by_both(&a, &b).await;
     assert_eq!(ran.len(), 1, "one of the two workers ran it");
     assert_eq!(ran[0].scheduled_at, at(2026, 11, 27, 10, 0, 0));
     assert_eq!(ran[0].outcome, "succeeded");
 
     // Both workers down for five hours and a bit: one run, for the latest missed hour.
     clock.set(at(2026, 11, 27, 15, 20, 0));
-    let (ra, rb) = tokio::join!(a.tick(running()), b.tick(running()));
-    let ran: Vec<_> = ra
-        .unwrap()
-        .into_iter()
-        .chain(rb.unwrap())
-        .filter(|r| r.job == Job::Reconciliation)
-        .collect();
+    let ran = reconciliations_run_by_both(&a, &b).await;
     assert_eq!(ran.len(), 1);
     assert_eq!(ran[0].scheduled_at, at(2026, 11, 27, 15, 0, 0));
     // A new worker (a restart) sees the history and does not run it again.
