@@ -1,0 +1,412 @@
+//! Innovation challenges, after Innovate UK's Innovation Funding Service: milestones that
+//! order themselves, a status derived from them (never a stored flag), criteria with maxima and
+//! weights, allocation of entries to assessors round-robin by load without conflicts, scores
+//! as percentages in basis points (integers, never floats), ranking and the line drawn by
+//! places.
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Who may enter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrganisationKind {
+    Startup,
+    UniversitySpinOff,
+    Sme,
+}
+
+/// The five dates of a challenge cycle, strictly in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Milestones {
+    opens_at: NaiveDateTime,
+    closes_at: NaiveDateTime,
+    assessors_assigned_at: NaiveDateTime,
+    assessment_deadline: NaiveDateTime,
+    decisions_released_at: NaiveDateTime,
+}
+
+/// A milestone whose side effects the worker performs once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Milestone {
+    Opens,
+    Closes,
+    AssessorsAssigned,
+    AssessmentDeadline,
+    DecisionsReleased,
+}
+
+impl Milestone {
+    pub const ALL: [Milestone; 5] = [
+        Milestone::Opens,
+        Milestone::Closes,
+        Milestone::AssessorsAssigned,
+        Milestone::AssessmentDeadline,
+        Milestone::DecisionsReleased,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Milestone::Opens => "opens",
+            Milestone::Closes => "closes",
+            Milestone::AssessorsAssigned => "assessors_assigned",
+            Milestone::AssessmentDeadline => "assessment_deadline",
+            Milestone::DecisionsReleased => "decisions_released",
+        }
+    }
+}
+
+/// Where a challenge stands, derived from its milestones and the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Announced; entries not yet accepted.
+    Upcoming,
+    /// Entries may be submitted and edited.
+    Open,
+    /// Entries are locked; assessors not yet assigned.
+    Closed,
+    /// Assessors score their allocated entries.
+    InAssessment,
+    /// Scores are in; the panel meets before decisions are released.
+    Panel,
+    /// Results are out.
+    Decided,
+}
+
+impl Milestones {
+    /// Refuses dates out of order, naming the first field that is.
+    pub fn parse(
+        opens_at: NaiveDateTime,
+        closes_at: NaiveDateTime,
+        assessors_assigned_at: NaiveDateTime,
+        assessment_deadline: NaiveDateTime,
+        decisions_released_at: NaiveDateTime,
+    ) -> Result<Milestones, (&'static str, String)> {
+        let order = [
+            ("opens_at", opens_at),
+            ("closes_at", closes_at),
+            ("assessors_assigned_at", assessors_assigned_at),
+            ("assessment_deadline", assessment_deadline),
+            ("decisions_released_at", decisions_released_at),
+        ];
+        for pair in order.windows(2) {
+            if pair[1].1 <= pair[0].1 {
+                return Err((pair[1].0, format!("must be after {}", pair[0].0)));
+            }
+        }
+        Ok(Milestones {
+            opens_at,
+            closes_at,
+            assessors_assigned_at,
+            assessment_deadline,
+            decisions_released_at,
+        })
+    }
+
+    pub fn at(&self, m: Milestone) -> NaiveDateTime {
+        match m {
+            Milestone::Opens => self.opens_at,
+            Milestone::Closes => self.closes_at,
+            Milestone::AssessorsAssigned => self.assessors_assigned_at,
+            Milestone::AssessmentDeadline => self.assessment_deadline,
+            Milestone::DecisionsReleased => self.decisions_released_at,
+        }
+    }
+
+    pub fn status(&self, now: NaiveDateTime) -> Status {
+        if now < self.opens_at {
+            Status::Upcoming
+        } else if now < self.closes_at {
+            Status::Open
+        } else if now < self.assessors_assigned_at {
+            Status::Closed
+        } else if now < self.assessment_deadline {
+            Status::InAssessment
+        } else if now < self.decisions_released_at {
+            Status::Panel
+        } else {
+            Status::Decided
+        }
+    }
+
+    /// The same cycle moved so that it opens at `opens_at` (a recurring challenge's next one).
+    pub fn shifted_to(&self, opens_at: NaiveDateTime) -> Milestones {
+        let d = opens_at - self.opens_at;
+        Milestones {
+            opens_at,
+            closes_at: self.closes_at + d,
+            assessors_assigned_at: self.assessors_assigned_at + d,
+            assessment_deadline: self.assessment_deadline + d,
+            decisions_released_at: self.decisions_released_at + d,
+        }
+    }
+}
+
+/// One assessment criterion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Criterion {
+    pub name: String,
+    pub max_score: u32,
+    pub weight: u32,
+}
+
+/// Criteria, checked: 1 to 20 of them, distinct names, maxima 1–100, weights 1–100.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Criteria(Vec<Criterion>);
+
+impl Criteria {
+    pub fn parse(list: Vec<Criterion>) -> Result<Criteria, String> {
+        if list.is_empty() || list.len() > 20 {
+            return Err("must list 1 to 20 criteria".into());
+        }
+        let mut names = BTreeSet::new();
+        for c in &list {
+            let name = c.name.trim();
+            if name.is_empty() || name.len() > 100 {
+                return Err("each criterion needs a name of 1 to 100 characters".into());
+            }
+            if !names.insert(name.to_lowercase()) {
+                return Err(format!("criterion {name:?} is listed twice"));
+            }
+            if !(1..=100).contains(&c.max_score) || !(1..=100).contains(&c.weight) {
+                return Err(format!(
+                    "criterion {name:?}: max_score and weight must be 1 to 100"
+                ));
+            }
+        }
+        Ok(Criteria(list))
+    }
+
+    pub fn list(&self) -> &[Criterion] {
+        &self.0
+    }
+
+    /// An assessor's scores as a weighted percentage in basis points (0–10,000): Σ weight ×
+    /// score / max, over Σ weight. Refuses a missing, unknown or out-of-range score, naming it.
+    pub fn percent_bp(&self, scores: &BTreeMap<String, u32>) -> Result<i64, (String, String)> {
+        if let Some(unknown) = scores
+            .keys()
+            .find(|k| !self.0.iter().any(|c| &c.name == *k))
+        {
+            return Err((unknown.clone(), "is not a criterion of this challenge".into()));
+        }
+        let (mut num, mut den) = (0_i64, 0_i64);
+        for c in &self.0 {
+            let s = *scores
+                .get(&c.name)
+                .ok_or_else(|| (c.name.clone(), "is missing".to_string()))?;
+            if s > c.max_score {
+                return Err((c.name.clone(), format!("must be between 0 and {}", c.max_score)));
+            }
+            // Scaled by 10,000 × Π is avoided: each term is a fraction of its own maximum.
+            num += i64::from(c.weight) * i64::from(s) * 10_000 / i64::from(c.max_score);
+            den += i64::from(c.weight);
+        }
+        Ok(num / den)
+    }
+}
+
+/// The mean of assessors' percentages, in basis points (rounded down); `None` with none.
+pub fn mean_bp(scores: &[i64]) -> Option<i64> {
+    (!scores.is_empty()).then(|| scores.iter().sum::<i64>() / scores.len() as i64)
+}
+
+/// Allocates each entry to `per_entry` assessors: the least loaded first (ties in the order
+/// given), never one with a conflict of interest with the entry's organisation. Returns
+/// entry → assessors, and the entries that got fewer than `per_entry` (too few free of
+/// conflict).
+pub fn allocate(
+    entries: &[(String, String)],
+    assessors: &[String],
+    per_entry: usize,
+    conflicts: &BTreeSet<(String, String)>,
+) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut load: BTreeMap<&str, usize> = assessors.iter().map(|a| (a.as_str(), 0)).collect();
+    let mut out = BTreeMap::new();
+    let mut short = Vec::new();
+    for (entry, organisation) in entries {
+        let mut free: Vec<(usize, usize, &str)> = assessors
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !conflicts.contains(&((*a).clone(), organisation.clone())))
+            .map(|(i, a)| (load[a.as_str()], i, a.as_str()))
+            .collect();
+        free.sort();
+        let chosen: Vec<String> = free
+            .into_iter()
+            .take(per_entry)
+            .map(|(_, _, a)| a.to_string())
+            .collect();
+        for a in &chosen {
+            if let Some(l) = load.get_mut(a.as_str()) {
+                *l += 1;
+            }
+        }
+        if chosen.len() < per_entry {
+            short.push(entry.clone());
+        }
+        out.insert(entry.clone(), chosen);
+    }
+    (out, short)
+}
+
+/// An entry's standing after scoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked {
+    pub entry_id: String,
+    pub score_bp: Option<i64>,
+    pub rank: usize,
+    /// Award in micros; 0 below the line.
+    pub award_micros: i64,
+    pub pilot: bool,
+}
+
+/// Ranks entries by score (highest first; unscored last; ties to the earlier submission) and
+/// draws the line: the first `awards.len()` receive those awards in order, the first
+/// `pilot_places` are invited to a pilot. Entries are `(id, score, submitted_at)`.
+pub fn rank(
+    entries: &[(String, Option<i64>, NaiveDateTime)],
+    awards: &[i64],
+    pilot_places: usize,
+) -> Vec<Ranked> {
+    let mut sorted: Vec<&(String, Option<i64>, NaiveDateTime)> = entries.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.1.is_some()
+            .cmp(&a.1.is_some())
+            .then(b.1.cmp(&a.1))
+            .then(a.2.cmp(&b.2))
+            .then(a.0.cmp(&b.0))
+    });
+    sorted
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, score, _))| {
+            // Only a scored entry can win.
+            let eligible = score.is_some();
+            Ranked {
+                entry_id: id.clone(),
+                score_bp: *score,
+                rank: i + 1,
+                award_micros: if eligible {
+                    awards.get(i).copied().unwrap_or(0)
+                } else {
+                    0
+                },
+                pilot: eligible && i < pilot_places,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn t(d: u32, h: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2027, 3, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+    }
+
+    fn milestones() -> Milestones {
+        Milestones::parse(t(1, 9), t(10, 17), t(11, 9), t(20, 17), t(25, 9)).unwrap()
+    }
+
+    #[test]
+    fn status_follows_the_dates() {
+        let m = milestones();
+        assert_eq!(m.status(t(1, 8)), Status::Upcoming);
+        assert_eq!(m.status(t(1, 9)), Status::Open);
+        assert_eq!(m.status(t(10, 17)), Status::Closed);
+        assert_eq!(m.status(t(15, 0)), Status::InAssessment);
+        assert_eq!(m.status(t(21, 0)), Status::Panel);
+        assert_eq!(m.status(t(25, 9)), Status::Decided);
+        let next = m.shifted_to(t(1, 9) + chrono::Duration::days(365));
+        assert_eq!(next.at(Milestone::DecisionsReleased), t(25, 9) + chrono::Duration::days(365));
+    }
+
+    #[test]
+    fn milestones_out_of_order_are_refused_by_name() {
+        let e = Milestones::parse(t(1, 9), t(10, 17), t(10, 17), t(20, 17), t(25, 9)).unwrap_err();
+        assert_eq!(e.0, "assessors_assigned_at");
+    }
+
+    fn criteria() -> Criteria {
+        Criteria::parse(vec![
+            Criterion { name: "innovation".into(), max_score: 10, weight: 3 },
+            Criterion { name: "impact".into(), max_score: 5, weight: 1 },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_score_is_a_weighted_percentage_in_basis_points() {
+        let s = |i, m| BTreeMap::from([("innovation".to_string(), i), ("impact".to_string(), m)]);
+        assert_eq!(criteria().percent_bp(&s(10, 5)), Ok(10_000));
+        // (3 × 7/10 + 1 × 2/5) / 4 = (2.1 + 0.4) / 4 = 62.5%.
+        assert_eq!(criteria().percent_bp(&s(7, 2)), Ok(6_250));
+        assert_eq!(criteria().percent_bp(&s(11, 2)).unwrap_err().0, "innovation");
+        let missing = BTreeMap::from([("innovation".to_string(), 3)]);
+        assert_eq!(criteria().percent_bp(&missing).unwrap_err().0, "impact");
+        let mut extra = s(1, 1);
+        extra.insert("charm".into(), 1);
+        assert_eq!(criteria().percent_bp(&extra).unwrap_err().0, "charm");
+        assert_eq!(mean_bp(&[6_250, 10_000, 3_333]), Some(6_527));
+        assert_eq!(mean_bp(&[]), None);
+    }
+
+    #[test]
+    fn bad_criteria_are_refused() {
+        assert!(Criteria::parse(vec![]).is_err());
+        let c = |n: &str, m, w| Criterion { name: n.into(), max_score: m, weight: w };
+        assert!(Criteria::parse(vec![c("a", 0, 1)]).is_err());
+        assert!(Criteria::parse(vec![c("a", 5, 101)]).is_err());
+        assert!(Criteria::parse(vec![c("a", 5, 1), c("A", 5, 1)]).is_err());
+    }
+
+    #[test]
+    fn allocation_balances_load_and_avoids_conflicts() {
+        let entries: Vec<(String, String)> = (1..=4)
+            .map(|i| (format!("e{i}"), format!("ORG{i}")))
+            .collect();
+        let assessors: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let conflicts = BTreeSet::from([("a".to_string(), "ORG1".to_string())]);
+        let (out, short) = allocate(&entries, &assessors, 2, &conflicts);
+        assert!(short.is_empty());
+        assert_eq!(out["e1"], ["b", "c"]);
+        assert_eq!(out["e2"], ["a", "b"]);
+        assert_eq!(out["e3"], ["a", "c"]);
+        assert_eq!(out["e4"], ["a", "b"]);
+        // Loads end 3, 3, 2: never more than one apart.
+        let all = BTreeSet::from([
+            ("a".to_string(), "ORG1".to_string()),
+            ("b".to_string(), "ORG1".to_string()),
+        ]);
+        let (out, short) = allocate(&entries[..1], &assessors, 2, &all);
+        assert_eq!(out["e1"], ["c"]);
+        assert_eq!(short, ["e1"]);
+    }
+
+    #[test]
+    fn ranking_draws_the_line_by_places() {
+        let e = |id: &str, s: Option<i64>, d| (id.to_string(), s, t(d, 9));
+        let ranked = rank(
+            &[e("x", Some(5_000), 3), e("y", Some(8_000), 4), e("z", Some(8_000), 2), e("w", None, 1)],
+            &[3_000_000, 1_000_000],
+            3,
+        );
+        let order: Vec<(&str, i64, bool)> = ranked
+            .iter()
+            .map(|r| (r.entry_id.as_str(), r.award_micros, r.pilot))
+            .collect();
+        assert_eq!(
+            order,
+            [("z", 3_000_000, true), ("y", 1_000_000, true), ("x", 0, true), ("w", 0, false)]
+        );
+    }
+}
