@@ -74,7 +74,20 @@ impl Application {
         Self::build_role(config, Role::All)
     }
 
-    pub fn build_role(mut config: Config, role: Role) -> anyhow::Result<Application> {
+    pub fn build_role(config: Config, role: Role) -> anyhow::Result<Application> {
+        Self::build_with_clock(
+            config,
+            role,
+            std::sync::Arc::new(voucherd_worker::SystemClock),
+        )
+    }
+
+    /// [`Application::build_role`] with the programme calendar read from `clock`.
+    pub fn build_with_clock(
+        mut config: Config,
+        role: Role,
+        clock: std::sync::Arc<dyn voucherd_worker::Clock>,
+    ) -> anyhow::Result<Application> {
         config.check()?;
         // Only roles that serve the REST API sign or check access tokens.
         let secret = match role {
@@ -94,11 +107,8 @@ impl Application {
         }
         let (stop_worker, stopping) = tokio::sync::watch::channel(false);
         let worker = if config.scheduler && matches!(role, Role::All | Role::Worker) {
-            let worker = voucherd_worker::Worker::new(
-                store.clone(),
-                config.worker_config(),
-                std::sync::Arc::new(voucherd_worker::SystemClock),
-            )?;
+            let worker =
+                voucherd_worker::Worker::new(store.clone(), config.worker_config(), clock.clone())?;
             Some(tokio::spawn(worker.run(stopping)))
         } else {
             None
@@ -172,6 +182,7 @@ impl Application {
                 sandbox_key,
             },
             upstream,
+            clock,
         });
         if config.lease_max_age_ms > 0 {
             // Retire aged leases so leased money is posted and released promptly.

@@ -176,6 +176,11 @@ impl From<StoreError> for ApiError {
                 "this idempotency key was already used with a different request",
             ),
             StoreError::Contended => ApiError::conflict("contended", e.to_string()),
+            StoreError::ChallengeClosed(_) => {
+                ApiError::conflict("challenge_not_accepting", e.to_string())
+            }
+            StoreError::EntryExists => ApiError::conflict("entry_exists", e.to_string()),
+            StoreError::NotAllocated => ApiError::Forbidden,
             StoreError::PriceVersionExists { .. } => {
                 ApiError::conflict("price_version_exists", e.to_string())
             }

@@ -2,7 +2,7 @@
 //! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
 //! and walk it with every role.
 
-use crate::handlers::{applications, health, jobs, me, prices, programme, vouchers};
+use crate::handlers::{applications, challenges, health, jobs, me, prices, programme, vouchers};
 use crate::metrics;
 use crate::proxy;
 use crate::sandbox;
@@ -33,6 +33,7 @@ const SIGNED_IN: Access = Access::Roles(&[Role::Applicant, Role::Admin, Role::As
 const APPLICANT: Access = Access::Roles(&[Role::Applicant]);
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const APPLICANT_OR_ADMIN: Access = Access::Roles(&[Role::Applicant, Role::Admin]);
+const ASSESSOR: Access = Access::Roles(&[Role::Assessor]);
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
@@ -76,6 +77,16 @@ routes! {
     get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
     delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;
     post "/api/v1/keys/{id}/rotate" => vouchers::rotate_key, APPLICANT;
+    post "/api/v1/challenges" => challenges::create, ADMIN;
+    get "/api/v1/challenges" => challenges::list, SIGNED_IN;
+    get "/api/v1/challenges/{id}" => challenges::get, SIGNED_IN;
+    post "/api/v1/challenges/{id}/entries" => challenges::submit_entry, APPLICANT;
+    get "/api/v1/challenges/{id}/entries" => challenges::list_entries, APPLICANT_OR_ADMIN;
+    put "/api/v1/challenges/{id}/entries/{entry_id}" => challenges::update_entry, APPLICANT;
+    get "/api/v1/assessments" => challenges::assessments, ASSESSOR;
+    put "/api/v1/assessments/{entry_id}" => challenges::score, ASSESSOR;
+    post "/api/v1/conflicts" => challenges::declare_conflict, ASSESSOR;
+    get "/api/v1/conflicts" => challenges::list_conflicts, ASSESSOR;
     get "/api/v1/prices" => prices::list, Access::Public;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;

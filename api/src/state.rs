@@ -44,4 +44,6 @@ pub struct AppState {
     pub tokens: Tokens,
     pub config: ApiConfig,
     pub upstream: reqwest::Client,
+    /// The programme calendar's clock (challenge milestones); tests move it by hand.
+    pub clock: std::sync::Arc<dyn voucherd_store::clock::Clock>,
 }

@@ -145,6 +145,16 @@ impl Milestones {
     }
 }
 
+/// A recurring challenge's schedule: a cron expression (seconds minutes hours day-of-month
+/// month day-of-week, UTC) giving when each next cycle opens.
+pub fn parse_recurrence(expression: &str) -> Result<String, String> {
+    use std::str::FromStr;
+    let trimmed = expression.trim();
+    cron::Schedule::from_str(trimmed)
+        .map(|_| trimmed.to_string())
+        .map_err(|e| format!("is not a cron expression (sec min hour day month weekday): {e}"))
+}
+
 /// One assessment criterion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Criterion {
@@ -191,7 +201,10 @@ impl Criteria {
             .keys()
             .find(|k| !self.0.iter().any(|c| &c.name == *k))
         {
-            return Err((unknown.clone(), "is not a criterion of this challenge".into()));
+            return Err((
+                unknown.clone(),
+                "is not a criterion of this challenge".into(),
+            ));
         }
         let (mut num, mut den) = (0_i64, 0_i64);
         for c in &self.0 {
@@ -199,7 +212,10 @@ impl Criteria {
                 .get(&c.name)
                 .ok_or_else(|| (c.name.clone(), "is missing".to_string()))?;
             if s > c.max_score {
-                return Err((c.name.clone(), format!("must be between 0 and {}", c.max_score)));
+                return Err((
+                    c.name.clone(),
+                    format!("must be between 0 and {}", c.max_score),
+                ));
             }
             // Scaled by 10,000 × Π is avoided: each term is a fraction of its own maximum.
             num += i64::from(c.weight) * i64::from(s) * 10_000 / i64::from(c.max_score);
@@ -327,7 +343,16 @@ mod tests {
         assert_eq!(m.status(t(21, 0)), Status::Panel);
         assert_eq!(m.status(t(25, 9)), Status::Decided);
         let next = m.shifted_to(t(1, 9) + chrono::Duration::days(365));
-        assert_eq!(next.at(Milestone::DecisionsReleased), t(25, 9) + chrono::Duration::days(365));
+        assert_eq!(
+            next.at(Milestone::DecisionsReleased),
+            t(25, 9) + chrono::Duration::days(365)
+        );
+    }
+
+    #[test]
+    fn a_recurrence_must_be_a_cron_expression() {
+        assert_eq!(parse_recurrence(" 0 0 9 1 4 * ").unwrap(), "0 0 9 1 4 *");
+        assert!(parse_recurrence("every april").is_err());
     }
 
     #[test]
@@ -338,8 +363,16 @@ mod tests {
 
     fn criteria() -> Criteria {
         Criteria::parse(vec![
-            Criterion { name: "innovation".into(), max_score: 10, weight: 3 },
-            Criterion { name: "impact".into(), max_score: 5, weight: 1 },
+            Criterion {
+                name: "innovation".into(),
+                max_score: 10,
+                weight: 3,
+            },
+            Criterion {
+                name: "impact".into(),
+                max_score: 5,
+                weight: 1,
+            },
         ])
         .unwrap()
     }
@@ -350,7 +383,10 @@ mod tests {
         assert_eq!(criteria().percent_bp(&s(10, 5)), Ok(10_000));
         // (3 × 7/10 + 1 × 2/5) / 4 = (2.1 + 0.4) / 4 = 62.5%.
         assert_eq!(criteria().percent_bp(&s(7, 2)), Ok(6_250));
-        assert_eq!(criteria().percent_bp(&s(11, 2)).unwrap_err().0, "innovation");
+        assert_eq!(
+            criteria().percent_bp(&s(11, 2)).unwrap_err().0,
+            "innovation"
+        );
         let missing = BTreeMap::from([("innovation".to_string(), 3)]);
         assert_eq!(criteria().percent_bp(&missing).unwrap_err().0, "impact");
         let mut extra = s(1, 1);
@@ -363,7 +399,11 @@ mod tests {
     #[test]
     fn bad_criteria_are_refused() {
         assert!(Criteria::parse(vec![]).is_err());
-        let c = |n: &str, m, w| Criterion { name: n.into(), max_score: m, weight: w };
+        let c = |n: &str, m, w| Criterion {
+            name: n.into(),
+            max_score: m,
+            weight: w,
+        };
         assert!(Criteria::parse(vec![c("a", 0, 1)]).is_err());
         assert!(Criteria::parse(vec![c("a", 5, 101)]).is_err());
         assert!(Criteria::parse(vec![c("a", 5, 1), c("A", 5, 1)]).is_err());
@@ -396,7 +436,12 @@ mod tests {
     fn ranking_draws_the_line_by_places() {
         let e = |id: &str, s: Option<i64>, d| (id.to_string(), s, t(d, 9));
         let ranked = rank(
-            &[e("x", Some(5_000), 3), e("y", Some(8_000), 4), e("z", Some(8_000), 2), e("w", None, 1)],
+            &[
+                e("x", Some(5_000), 3),
+                e("y", Some(8_000), 4),
+                e("z", Some(8_000), 2),
+                e("w", None, 1),
+            ],
             &[3_000_000, 1_000_000],
             3,
         );
@@ -406,7 +451,12 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            [("z", 3_000_000, true), ("y", 1_000_000, true), ("x", 0, true), ("w", 0, false)]
+            [
+                ("z", 3_000_000, true),
+                ("y", 1_000_000, true),
+                ("x", 0, true),
+                ("w", 0, false)
+            ]
         );
     }
 }

@@ -27,6 +27,8 @@ pub enum AccountKind {
     TestFunding,
     /// An organisation's free allowance for test-mode keys.
     TestAllowance,
+    /// A challenge's award pool, set aside from the programme fund.
+    ChallengeFund,
 }
 
 impl AccountKind {
@@ -40,15 +42,17 @@ impl AccountKind {
             AccountKind::Forfeited => "forfeited",
             AccountKind::TestFunding => "test_funding",
             AccountKind::TestAllowance => "test_allowance",
+            AccountKind::ChallengeFund => "challenge_fund",
         }
     }
 
     /// Accounts that hold money must never be overdrawn.
     pub fn flags(self) -> i32 {
         match self {
-            AccountKind::ProgrammeFund | AccountKind::Voucher | AccountKind::TestAllowance => {
-                DEBITS_MUST_NOT_EXCEED_CREDITS
-            }
+            AccountKind::ProgrammeFund
+            | AccountKind::Voucher
+            | AccountKind::TestAllowance
+            | AccountKind::ChallengeFund => DEBITS_MUST_NOT_EXCEED_CREDITS,
             AccountKind::TestFunding => 0,
             AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
             AccountKind::Usage | AccountKind::Forfeited => 0,
@@ -67,6 +71,12 @@ pub enum TransferCode {
     Expiry,
     TestAllowance,
     Test,
+    /// Programme fund → a challenge's award pool.
+    ChallengePool,
+    /// Challenge pool → a winner's voucher.
+    ChallengeAward,
+    /// What a challenge did not award, back to the programme fund.
+    ChallengeReturn,
 }
 
 impl TransferCode {
@@ -79,6 +89,9 @@ impl TransferCode {
             TransferCode::Expiry => "expiry",
             TransferCode::TestAllowance => "test_allowance",
             TransferCode::Test => "test",
+            TransferCode::ChallengePool => "challenge_pool",
+            TransferCode::ChallengeAward => "challenge_award",
+            TransferCode::ChallengeReturn => "challenge_return",
         }
     }
 }

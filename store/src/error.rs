@@ -38,6 +38,14 @@ pub enum StoreError {
     KeySpendCapReached,
     #[error("a concurrent request wrote the same record; retry")]
     Contended,
+    /// A challenge refused what was asked at this point of its cycle (entries before or after
+    /// it is open, scores outside assessment).
+    #[error("{0}")]
+    ChallengeClosed(String),
+    #[error("this organisation already has an entry in this challenge")]
+    EntryExists,
+    #[error("this entry is not allocated to you")]
+    NotAllocated,
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

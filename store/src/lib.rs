@@ -4,6 +4,8 @@
 
 pub mod applications;
 pub mod audit;
+pub mod challenges;
+pub mod clock;
 pub mod db;
 pub mod error;
 pub mod idempotency;

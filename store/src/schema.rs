@@ -243,3 +243,100 @@ diesel::table! {
         differences -> Text,
     }
 }
+
+diesel::table! {
+    challenges (id) {
+        id -> Text,
+        title -> Text,
+        theme -> Text,
+        eligible_kinds -> Text,
+        opens_at -> Timestamp,
+        closes_at -> Timestamp,
+        assessors_assigned_at -> Timestamp,
+        assessment_deadline -> Timestamp,
+        decisions_released_at -> Timestamp,
+        criteria -> Text,
+        assessors_per_entry -> Integer,
+        award_pool -> BigInt,
+        award_amounts -> Text,
+        pilot_places -> Integer,
+        recurrence -> Nullable<Text>,
+        previous_id -> Nullable<Text>,
+        fund_account_id -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    challenge_entries (id) {
+        id -> Text,
+        challenge_id -> Text,
+        entrant_id -> Text,
+        company_number -> Text,
+        organisation_name -> Text,
+        organisation_kind -> Text,
+        region -> Text,
+        sic_code -> Text,
+        title -> Text,
+        summary -> Text,
+        submitted_at -> Timestamp,
+        updated_at -> Timestamp,
+        locked_at -> Nullable<Timestamp>,
+        score_bp -> Nullable<BigInt>,
+        entry_rank -> Nullable<Integer>,
+        award -> BigInt,
+        pilot_invited -> Bool,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    assessor_conflicts (id) {
+        id -> Text,
+        assessor_id -> Text,
+        company_number -> Text,
+        reason -> Text,
+        declared_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    challenge_allocations (entry_id, assessor_id) {
+        entry_id -> Text,
+        assessor_id -> Text,
+        allocated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    challenge_scores (entry_id, assessor_id) {
+        entry_id -> Text,
+        assessor_id -> Text,
+        scores -> Text,
+        percent_bp -> BigInt,
+        comment -> Text,
+        submitted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    challenge_milestones (challenge_id, milestone) {
+        challenge_id -> Text,
+        milestone -> Text,
+        performed_at -> Timestamp,
+        summary -> Text,
+    }
+}
+
+diesel::joinable!(challenge_entries -> challenges (challenge_id));
+diesel::joinable!(challenge_allocations -> challenge_entries (entry_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    challenges,
+    challenge_entries,
+    challenge_allocations,
+    challenge_scores,
+    assessor_conflicts,
+    challenge_milestones,
+);

@@ -2,6 +2,7 @@ use crate::upstream::{FakeUpstream, UPSTREAM_KEY};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use voucherd::config::Config;
 use voucherd::Application;
 use voucherd_domain::pricing::PriceRates;
@@ -113,11 +114,27 @@ pub async fn spawn_role(
     role: voucherd::Role,
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
+    spawn_with_clock(
+        backend,
+        role,
+        adjust,
+        Arc::new(voucherd_worker::SystemClock),
+    )
+    .await
+}
+
+/// An application whose programme calendar (challenge milestones) reads `clock`.
+pub async fn spawn_with_clock(
+    backend: Backend,
+    role: voucherd::Role,
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<dyn voucherd_worker::Clock>,
+) -> TestApp {
     let db = TestDatabase::create(backend).expect("test database");
     let upstream = FakeUpstream::start();
     let mut config = test_config(&db.url, &upstream.url);
     adjust(&mut config);
-    let (address, store) = start(config, role);
+    let (address, store) = start(config, role, clock);
     TestApp {
         address,
         client: Client::builder()
@@ -131,8 +148,12 @@ pub async fn spawn_role(
     }
 }
 
-fn start(config: Config, role: voucherd::Role) -> (String, Store) {
-    let app = Application::build_role(config, role).expect("application builds");
+fn start(
+    config: Config,
+    role: voucherd::Role,
+    clock: Arc<dyn voucherd_worker::Clock>,
+) -> (String, Store) {
+    let app = Application::build_with_clock(config, role, clock).expect("application builds");
     let port = app.port();
     let store = app.store();
     tokio::spawn(app.run_until_stopped());
@@ -158,7 +179,7 @@ pub fn another_instance(
     let mut config = test_config(&app.database_url, &app.upstream.url);
     adjust(&mut config);
     Instance {
-        address: start(config, role).0,
+        address: start(config, role, Arc::new(voucherd_worker::SystemClock)).0,
     }
 }
 

@@ -8,6 +8,7 @@
 mod helpers;
 mod applications;
 mod authorization;
+mod challenges;
 mod cli;
 mod contract;
 mod crash;

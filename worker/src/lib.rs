@@ -9,48 +9,13 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use mail::{MailConfig, MailError, Mailer};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use voucherd_store::jobs::RunClaim;
 use voucherd_store::{Store, StoreError};
 
-/// Where the worker reads the time: the system clock, or one a test moves by hand.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> NaiveDateTime;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> NaiveDateTime {
-        voucherd_store::now()
-    }
-}
-
-/// A clock that stands still until moved.
-pub struct ManualClock(Mutex<NaiveDateTime>);
-
-impl ManualClock {
-    pub fn new(at: NaiveDateTime) -> ManualClock {
-        ManualClock(Mutex::new(at))
-    }
-
-    pub fn set(&self, at: NaiveDateTime) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
-    }
-
-    pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> NaiveDateTime {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub use voucherd_store::clock::{Clock, ManualClock, SystemClock};
 
 /// The jobs there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,16 +26,18 @@ pub enum Job {
     Reconciliation,
     Outbox,
     Housekeeping,
+    Challenges,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::HoldTimeouts,
         Job::VoucherExpiry,
         Job::LowBalance,
         Job::Reconciliation,
         Job::Outbox,
         Job::Housekeeping,
+        Job::Challenges,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +48,7 @@ impl Job {
             Job::Reconciliation => "reconciliation",
             Job::Outbox => "outbox",
             Job::Housekeeping => "housekeeping",
+            Job::Challenges => "challenges",
         }
     }
 
@@ -93,6 +61,7 @@ impl Job {
             Job::Reconciliation => "0 30 2 * * *",
             Job::Outbox => "*/15 * * * * *",
             Job::Housekeeping => "0 45 3 * * *",
+            Job::Challenges => "0 * * * * *",
         }
     }
 
@@ -108,6 +77,9 @@ impl Job {
             }
             Job::Outbox => "deliver notifications from the outbox, with retries",
             Job::Housekeeping => "forget job runs past their retention",
+            Job::Challenges => {
+                "perform challenge milestones once each; open recurring challenges' next cycles"
+            }
         }
     }
 
@@ -124,7 +96,7 @@ pub enum WorkerError {
         expression: String,
         message: String,
     },
-    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping)")]
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges)")]
     UnknownJob(String),
     #[error(transparent)]
     Mail(#[from] MailError),
@@ -482,11 +454,44 @@ impl Worker {
                 })
             }
             Job::Outbox => self.deliver(at).await?,
+            Job::Challenges => self.challenges(at).await?,
             Job::Housekeeping => {
                 let before = at - chrono::Duration::days(i64::from(self.config.run_retention_days));
                 serde_json::json!({ "runs_pruned": self.store.prune_job_runs(before).await? })
             }
         })
+    }
+
+    /// Performs due milestones, then creates the next cycle of each decided recurring
+    /// challenge, opening at its schedule's next time.
+    async fn challenges(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
+        let performed = self.store.run_challenge_milestones(at).await?;
+        let mut cycles = Vec::new();
+        for ch in self.store.recurring_without_next().await? {
+            let Some(expr) = ch.recurrence.clone() else {
+                continue;
+            };
+            let schedule = match cron::Schedule::from_str(&expr) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(challenge = %ch.id, error = %e, "bad recurrence; no next cycle");
+                    continue;
+                }
+            };
+            let Some(opens_at) = next_fire(&schedule, ch.opens_at.max(at)) else {
+                continue;
+            };
+            let id = ch.id.clone();
+            match self.store.create_next_cycle(ch, opens_at, at).await {
+                Ok(Some(next)) => cycles.push(serde_json::json!({
+                    "previous_id": id, "id": next.id, "opens_at": next.opens_at.to_string()
+                })),
+                Ok(None) => {}
+                // A fund too short for the next pool is retried on the next run.
+                Err(e) => tracing::error!(challenge = %id, error = %e, "next cycle not created"),
+            }
+        }
+        Ok(serde_json::json!({ "milestones": performed, "cycles_created": cycles }))
     }
 
     /// Sends what is due in the outbox; failures retry with exponential backoff, and give up

@@ -53,6 +53,24 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/voucher_expired.html.hbs"),
     ),
     (
+        "challenge_closed",
+        "The challenge {{challenge_title}} has closed",
+        include_str!("../templates/challenge_closed.txt.hbs"),
+        include_str!("../templates/challenge_closed.html.hbs"),
+    ),
+    (
+        "assessments_allocated",
+        "Entries to assess in {{challenge_title}}",
+        include_str!("../templates/assessments_allocated.txt.hbs"),
+        include_str!("../templates/assessments_allocated.html.hbs"),
+    ),
+    (
+        "challenge_result",
+        "{{#if awarded}}Your entry wins an award in {{challenge_title}}{{else}}Results of {{challenge_title}}{{/if}}",
+        include_str!("../templates/challenge_result.txt.hbs"),
+        include_str!("../templates/challenge_result.html.hbs"),
+    ),
+    (
         "reconciliation_alert",
         "Ledger reconciliation found differences",
         include_str!("../templates/reconciliation_alert.txt.hbs"),
