@@ -169,6 +169,37 @@ async fn whole_challenge(backend: Backend) {
     // 200,000 deposited, 100 granted to Alpha, 1,000 set aside for the pool.
     assert_eq!(fund().await, 198_900_000_000);
 
+    // A challenge that has not opened yet, for startups only, refuses entries clearly.
+    let mut later = challenge_request(t + Duration::days(30));
+    later["eligible"] = json!(["startup"]);
+    later["recurrence"] = Value::Null;
+    let resp = app.post("/api/v1/challenges", &admin, &later).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let later_id = body(resp).await["id"].as_str().unwrap().to_string();
+    let later_path = format!("/api/v1/challenges/{later_id}/entries");
+    let resp = app
+        .post(&later_path, &beta, &entry("02222222", "Beta", "sme"))
+        .await;
+    assert_eq!(resp.status().as_u16(), 409);
+    let p = body(resp).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("opens for entries at"),
+        "{p}"
+    );
+    clock.set(t + Duration::days(30));
+    let resp = app
+        .post(&later_path, &beta, &entry("02222222", "Beta", "sme"))
+        .await;
+    assert_eq!(resp.status().as_u16(), 409);
+    let p = body(resp).await;
+    assert_eq!(p["detail"], "this challenge is open to startup only", "{p}");
+    clock.set(t);
+    // Its pool was set aside too.
+    assert_eq!(fund().await, 197_900_000_000);
+
     // Entries while open; one per organisation.
     let entries_path = format!("/api/v1/challenges/{id}/entries");
     let mut ids = Vec::new();
@@ -374,7 +405,7 @@ async fn whole_challenge(backend: Backend) {
         json!([])
     );
     // The unawarded 100 came back; the next cycle set its own 1,000 pool aside.
-    assert_eq!(fund().await, 198_900_000_000 + 100_000_000 - 1_000_000_000);
+    assert_eq!(fund().await, 197_900_000_000 + 100_000_000 - 1_000_000_000);
 
     // Run again: nothing happens twice.
     clock.advance(Duration::minutes(5));
