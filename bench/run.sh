@@ -15,7 +15,7 @@ VOUCHERS=${VOUCHERS:-100}
 STREAMS=${STREAMS:-1000}
 PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 PG_BASE=${PG_ADMIN%/*}
-UP=18081 NGINX=18090 PROXY=18100
+UP=18081 NGINX=18090 PROXY=18100 PASS=18095
 ADMIN_PASSWORD='benchmark admin password'
 
 for tool in nginx wrk; do
@@ -78,6 +78,14 @@ echo "direct to the fake provider..." >&2
 run_wrk direct "http://127.0.0.1:$UP"
 echo "nginx proxy_pass..." >&2
 run_wrk nginx "http://127.0.0.1:$NGINX"
+# The same stack without the product: the ceiling any actix-web + reqwest proxy reaches here.
+"$TOOL" passthrough --port $PASS --upstream "http://127.0.0.1:$UP" > "$WORK/passthrough.log" 2>&1 &
+PASS_PID=$!
+PIDS+=($PASS_PID)
+wait_port $PASS
+echo "actix-web + reqwest passthrough (no metering)..." >&2
+run_wrk pass "http://127.0.0.1:$PASS"
+kill "$PASS_PID"; wait "$PASS_PID" 2>/dev/null || true
 read -r _ NGINX_STREAM_P99 _ < <("$TOOL" streams --url "http://127.0.0.1:$NGINX/v1/chat/completions" --key none --n 100)
 
 cat > "$WORK/voucherd.toml" <<TOML
@@ -132,6 +140,8 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 echo
 echo "voucherd proxy benchmark: $DURATION s per phase, $CONNS connections, $(nproc) cores, $(date -u +%Y-%m-%d)"
 printf '%-46s %14s %22s %22s\n' "figure" "nginx" "voucherd sqlite" "voucherd postgres"
+printf '%-46s %14s %15s (%5s)   the stack alone: actix-web + reqwest, no metering\n' "0. passthrough ceiling (req/s)" "$RPS_nginx" \
+  "$RPS_pass" "$(ratio "$RPS_pass" "$RPS_nginx")"
 printf '%-46s %14s %15s (%5s) %15s (%5s)   target >= 0.90x nginx\n' "1. throughput, $VOUCHERS vouchers (req/s)" "$RPS_nginx" \
   "$RPS_many_sqlite" "$(ratio "$RPS_many_sqlite" "$RPS_nginx")" "$RPS_many_postgres" "$(ratio "$RPS_many_postgres" "$RPS_nginx")"
 for p in 50 99; do

@@ -181,6 +181,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::EntryExists => ApiError::conflict("entry_exists", e.to_string()),
             StoreError::NotAllocated => ApiError::Forbidden,
+            StoreError::BudgetShort { .. } => {
+                ApiError::conflict("budget_insufficient", e.to_string())
+            }
+            StoreError::NoBudgetLine(_) => ApiError::conflict("no_budget_line", e.to_string()),
+            StoreError::BudgetLineExists(_) => {
+                ApiError::conflict("budget_line_exists", e.to_string())
+            }
             StoreError::PriceVersionExists { .. } => {
                 ApiError::conflict("price_version_exists", e.to_string())
             }

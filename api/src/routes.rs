@@ -2,7 +2,9 @@
 //! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
 //! and walk it with every role.
 
-use crate::handlers::{applications, challenges, health, jobs, me, prices, programme, vouchers};
+use crate::handlers::{
+    applications, budget, challenges, health, jobs, me, prices, programme, vouchers,
+};
 use crate::metrics;
 use crate::proxy;
 use crate::sandbox;
@@ -66,6 +68,9 @@ routes! {
     get "/api/v1/audit" => programme::audit, ADMIN;
     post "/api/v1/programme/deposits" => programme::deposit, ADMIN;
     get "/api/v1/programme" => programme::overview, ADMIN;
+    post "/api/v1/budget-lines" => budget::create, ADMIN;
+    get "/api/v1/budget-lines" => budget::list, ADMIN;
+    post "/api/v1/budget-lines/moves" => budget::move_money, ADMIN;
     get "/api/v1/jobs/runs" => jobs::runs, ADMIN;
     get "/api/v1/reconciliations" => jobs::reconciliations, ADMIN;
     get "/api/v1/outbox" => jobs::outbox, ADMIN;

@@ -30,6 +30,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// The project's stack with nothing of the product: actix-web receiving, reqwest
+    /// forwarding to `upstream`, the answer streamed back. What any proxy on this stack costs,
+    /// measured beside nginx and voucherd in the same run.
+    Passthrough {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        upstream: String,
+    },
     /// Creates `vouchers` applicants with approved vouchers and a key each; prints the keys.
     Setup {
         #[arg(long)]
@@ -81,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             &amount,
         )),
         Cmd::Streams { url, key, n } => rt.block_on(streams(&url, &key, n)),
+        Cmd::Passthrough { port, upstream } => rt.block_on(passthrough(port, upstream)),
     }
 }
 
@@ -124,6 +134,51 @@ async fn upstream(
     .workers(workers)
     .backlog(4096)
     .max_connections(100_000)
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await?;
+    Ok(())
+}
+
+async fn passthrough(port: u16, upstream: String) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    HttpServer::new(move || {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        App::new().default_service(web::to(
+            move |req: actix_web::HttpRequest, body: web::Bytes| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let url = format!("{upstream}{}", req.path());
+                    let sent = client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(resp) => {
+                            let status =
+                                actix_web::http::StatusCode::from_u16(resp.status().as_u16())
+                                    .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+                            let content_type = resp
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("application/json")
+                                .to_string();
+                            HttpResponse::build(status)
+                                .content_type(content_type)
+                                .streaming(resp.bytes_stream())
+                        }
+                        Err(_) => HttpResponse::BadGateway().finish(),
+                    }
+                }
+            },
+        ))
+    })
+    .backlog(4096)
     .bind(("127.0.0.1", port))?
     .run()
     .await?;

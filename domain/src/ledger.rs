@@ -29,6 +29,8 @@ pub enum AccountKind {
     TestAllowance,
     /// A challenge's award pool, set aside from the programme fund.
     ChallengeFund,
+    /// A budget line: part of the programme fund for a year and, maybe, a target group.
+    BudgetLine,
 }
 
 impl AccountKind {
@@ -43,6 +45,7 @@ impl AccountKind {
             AccountKind::TestFunding => "test_funding",
             AccountKind::TestAllowance => "test_allowance",
             AccountKind::ChallengeFund => "challenge_fund",
+            AccountKind::BudgetLine => "budget_line",
         }
     }
 
@@ -52,7 +55,8 @@ impl AccountKind {
             AccountKind::ProgrammeFund
             | AccountKind::Voucher
             | AccountKind::TestAllowance
-            | AccountKind::ChallengeFund => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            | AccountKind::ChallengeFund
+            | AccountKind::BudgetLine => DEBITS_MUST_NOT_EXCEED_CREDITS,
             AccountKind::TestFunding => 0,
             AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
             AccountKind::Usage | AccountKind::Forfeited => 0,
@@ -77,6 +81,8 @@ pub enum TransferCode {
     ChallengeAward,
     /// What a challenge did not award, back to the programme fund.
     ChallengeReturn,
+    /// Money moved into, out of or between budget lines.
+    BudgetMove,
 }
 
 impl TransferCode {
@@ -92,6 +98,7 @@ impl TransferCode {
             TransferCode::ChallengePool => "challenge_pool",
             TransferCode::ChallengeAward => "challenge_award",
             TransferCode::ChallengeReturn => "challenge_return",
+            TransferCode::BudgetMove => "budget_move",
         }
     }
 }

@@ -1,14 +1,16 @@
 use crate::audit::{self, AuditEntry};
+use crate::budget;
 use crate::db::{now, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
-use crate::ledger::{self, TransferRequest, PROGRAMME_FUND};
+use crate::ledger;
 use crate::outbox::{self, Notification};
 use crate::schema::{applications, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use voucherd_domain::ledger::{AccountKind, TransferCode};
-use voucherd_domain::Money;
+use voucherd_domain::budget::{FinancialYear, Organisation, SicSection, SizeBand};
+use voucherd_domain::ledger::AccountKind;
+use voucherd_domain::{Money, SicCode};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = applications)]
@@ -60,6 +62,17 @@ pub struct Decision {
     pub actor_id: String,
     pub verdict: Verdict,
     pub reason: String,
+}
+
+/// Who an application is for, as budget lines target it.
+fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
+    let bad = |e: String| StoreError::Invariant(format!("application {}: {e}", app.id));
+    let sic = SicCode::parse(&app.sic_code).map_err(|e| bad(e.to_string()))?;
+    Ok(Organisation {
+        region: app.region.parse().map_err(bad)?,
+        sic_section: SicSection::parse(&sic.section().to_string()).map_err(bad)?,
+        size_band: SizeBand::of(u32::try_from(app.employees).unwrap_or(0)),
+    })
 }
 
 impl Store {
@@ -207,16 +220,19 @@ impl Store {
                 } => {
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
-                    ledger::transfer(
+                    // From the year's matching budget line, or the fund when the year has none.
+                    let line = budget::line_for(
                         c,
-                        &TransferRequest {
-                            id: format!("grant-{}", app.id),
-                            debit_account_id: PROGRAMME_FUND.into(),
-                            credit_account_id: account_id.clone(),
-                            amount,
-                            code: TransferCode::VoucherGrant,
-                            memo: format!("voucher for application {}", app.id),
-                        },
+                        FinancialYear::containing(at.date()),
+                        &organisation(&app)?,
+                    )?;
+                    budget::grant(
+                        c,
+                        line.as_ref(),
+                        format!("grant-{}", app.id),
+                        &account_id,
+                        amount,
+                        format!("voucher for application {}", app.id),
                     )?;
                     let v = VoucherRow {
                         id: voucher_id,
@@ -229,6 +245,7 @@ impl Store {
                         status: "active".into(),
                         expires_at,
                         created_at: at,
+                        budget_line_id: line.map(|l| l.id),
                     };
                     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
                     Some(v)

@@ -791,6 +791,7 @@ fn award_voucher(
         status: "active".into(),
         expires_at: at + chrono::Duration::days(365),
         created_at: at,
+        budget_line_id: None,
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     Ok(v)

@@ -46,6 +46,12 @@ pub enum StoreError {
     EntryExists,
     #[error("this entry is not allocated to you")]
     NotAllocated,
+    #[error("{name} holds only {}", voucherd_domain::money::format_micros(*available_micros))]
+    BudgetShort { name: String, available_micros: i64 },
+    #[error("{0}")]
+    NoBudgetLine(String),
+    #[error("a budget line named {0:?} already exists")]
+    BudgetLineExists(String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod audit;
+pub mod budget;
 pub mod challenges;
 pub mod clock;
 pub mod db;

@@ -78,6 +78,7 @@ diesel::table! {
         status -> Text,
         expires_at -> Timestamp,
         created_at -> Timestamp,
+        budget_line_id -> Nullable<Text>,
     }
 }
 
@@ -340,3 +341,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     assessor_conflicts,
     challenge_milestones,
 );
+
+diesel::table! {
+    budget_lines (id) {
+        id -> Text,
+        name -> Text,
+        financial_year -> Text,
+        targeting -> Text,
+        account_id -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -18,6 +18,8 @@ pub struct VoucherRow {
     pub status: String,
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
+    /// The budget line it was granted from.
+    pub budget_line_id: Option<String>,
 }
 
 impl Store {

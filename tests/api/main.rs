@@ -8,6 +8,7 @@
 mod helpers;
 mod applications;
 mod authorization;
+mod budget;
 mod challenges;
 mod cli;
 mod contract;

@@ -1,6 +1,7 @@
 //! Thin handlers: parse the request into domain types, call the store, shape the response.
 
 pub mod applications;
+pub mod budget;
 pub mod challenges;
 pub mod health;
 pub mod jobs;

@@ -18,7 +18,7 @@ pub struct DepositRequest {
 
 /// The optional `Idempotency-Key` header: a retried deposit with the same key is not counted
 /// twice; the same key with a different amount is refused.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     match req.headers().get("idempotency-key") {
         None => Ok(None),
         Some(v) => {
@@ -71,6 +71,13 @@ pub async fn deposit(
 
 pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let p = state.store.programme_totals().await?;
+    let lines: Vec<_> = state
+        .store
+        .budget_lines()
+        .await?
+        .iter()
+        .map(|(l, f)| crate::handlers::budget::line_json(l, f))
+        .collect();
     let fund = p.fund.totals();
     let usage = p.usage.totals();
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -85,6 +92,7 @@ pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         "held": format_micros(usage.credits_pending),
         // Voucher remainders returned at expiry.
         "forfeited": format_micros(p.forfeited.totals().credits_posted),
+        "budget_lines": lines,
     })))
 }
 

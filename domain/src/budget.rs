@@ -1,0 +1,244 @@
+//! Budget lines: the programme fund divided by the steering group into lines for a UK
+//! financial year (1 April – 31 March), optionally targeted at regions, SIC sections and size
+//! bands. An approval draws from the most specific line that matches the organisation.
+
+use crate::Region;
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A UK financial year, written `2026/27`: 1 April 2026 to 31 March 2027.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FinancialYear(i32);
+
+impl FinancialYear {
+    pub fn parse(s: &str) -> Result<FinancialYear, String> {
+        let bad = || format!("{s:?} is not a financial year such as 2026/27");
+        let (a, b) = s.trim().split_once('/').ok_or_else(bad)?;
+        let start: i32 = a.parse().map_err(|_| bad())?;
+        let end: i32 = b.parse().map_err(|_| bad())?;
+        if a.len() != 4
+            || b.len() != 2
+            || !(2000..=2099).contains(&start)
+            || end != (start + 1) % 100
+        {
+            return Err(bad());
+        }
+        Ok(FinancialYear(start))
+    }
+
+    /// The financial year a date falls in.
+    pub fn containing(date: NaiveDate) -> FinancialYear {
+        FinancialYear(if date.month() >= 4 {
+            date.year()
+        } else {
+            date.year() - 1
+        })
+    }
+
+    pub fn starts(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.0, 4, 1).unwrap_or(NaiveDate::MIN)
+    }
+}
+
+impl fmt::Display for FinancialYear {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{:02}", self.0, (self.0 + 1) % 100)
+    }
+}
+
+impl Serialize for FinancialYear {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FinancialYear {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FinancialYear::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Size bands by headcount (Companies Act thresholds): micro < 10, small < 50, medium < 250.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeBand {
+    Micro,
+    Small,
+    Medium,
+}
+
+impl SizeBand {
+    pub fn of(employees: u32) -> SizeBand {
+        match employees {
+            0..=9 => SizeBand::Micro,
+            10..=49 => SizeBand::Small,
+            _ => SizeBand::Medium,
+        }
+    }
+}
+
+/// A SIC 2007 section letter, A to U.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SicSection(char);
+
+impl SicSection {
+    pub fn parse(s: &str) -> Result<SicSection, String> {
+        let mut chars = s.trim().chars();
+        match (chars.next().map(|c| c.to_ascii_uppercase()), chars.next()) {
+            (Some(c @ 'A'..='U'), None) => Ok(SicSection(c)),
+            _ => Err(format!("{s:?} is not a SIC 2007 section (A to U)")),
+        }
+    }
+
+    pub fn letter(self) -> char {
+        self.0
+    }
+}
+
+impl Serialize for SicSection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SicSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SicSection::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whom a line is for; an empty set means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targeting {
+    #[serde(default)]
+    pub regions: BTreeSet<Region>,
+    #[serde(default)]
+    pub sic_sections: BTreeSet<SicSection>,
+    #[serde(default)]
+    pub size_bands: BTreeSet<SizeBand>,
+}
+
+/// The organisation an approval is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Organisation {
+    pub region: Region,
+    pub sic_section: SicSection,
+    pub size_band: SizeBand,
+}
+
+impl Targeting {
+    pub fn matches(&self, o: &Organisation) -> bool {
+        (self.regions.is_empty() || self.regions.contains(&o.region))
+            && (self.sic_sections.is_empty() || self.sic_sections.contains(&o.sic_section))
+            && (self.size_bands.is_empty() || self.size_bands.contains(&o.size_band))
+    }
+
+    /// How many dimensions the line targets: the more, the more specific.
+    pub fn specificity(&self) -> usize {
+        usize::from(!self.regions.is_empty())
+            + usize::from(!self.sic_sections.is_empty())
+            + usize::from(!self.size_bands.is_empty())
+    }
+}
+
+/// The line an approval draws from: among `lines` of the year, those matching the
+/// organisation, the most specific first (ties to the first listed). Lines are
+/// `(id, year, targeting)`.
+pub fn choose_line<'a>(
+    lines: &'a [(String, FinancialYear, Targeting)],
+    year: FinancialYear,
+    o: &Organisation,
+) -> Option<&'a str> {
+    lines
+        .iter()
+        .filter(|(_, y, t)| *y == year && t.matches(o))
+        .max_by(|a, b| {
+            a.2.specificity()
+                .cmp(&b.2.specificity())
+                // max_by keeps the last of equals: reverse the order so the first listed wins.
+                .then(std::cmp::Ordering::Greater)
+        })
+        .map(|(id, _, _)| id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn financial_years_run_from_april() {
+        let fy = FinancialYear::parse("2026/27").unwrap();
+        assert_eq!(fy.to_string(), "2026/27");
+        assert_eq!(
+            FinancialYear::containing(NaiveDate::from_ymd_opt(2027, 3, 31).unwrap()),
+            fy
+        );
+        assert_eq!(
+            FinancialYear::containing(NaiveDate::from_ymd_opt(2027, 4, 1).unwrap()).to_string(),
+            "2027/28"
+        );
+        for bad in ["2026/28", "2026", "26/27", "2026/2027", "x/y"] {
+            assert!(FinancialYear::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            FinancialYear::parse("2099/00").unwrap().to_string(),
+            "2099/00"
+        );
+    }
+
+    #[test]
+    fn sections_and_bands_parse() {
+        assert_eq!(SicSection::parse("j").unwrap().letter(), 'J');
+        assert!(SicSection::parse("V").is_err());
+        assert!(SicSection::parse("JK").is_err());
+        assert_eq!(SizeBand::of(9), SizeBand::Micro);
+        assert_eq!(SizeBand::of(10), SizeBand::Small);
+        assert_eq!(SizeBand::of(249), SizeBand::Medium);
+    }
+
+    #[test]
+    fn the_most_specific_matching_line_is_chosen() {
+        let fy = FinancialYear::parse("2026/27").unwrap();
+        let ne: Region = "north_east".parse().unwrap();
+        let general = Targeting::default();
+        let north_east = Targeting {
+            regions: BTreeSet::from([ne]),
+            ..Default::default()
+        };
+        let ne_micro = Targeting {
+            size_bands: BTreeSet::from([SizeBand::Micro]),
+            ..north_east.clone()
+        };
+        let lines = vec![
+            ("general".to_string(), fy, general),
+            ("ne".to_string(), fy, north_east),
+            ("ne-micro".to_string(), fy, ne_micro),
+        ];
+        let org = |region: &str, band| Organisation {
+            region: region.parse().unwrap(),
+            sic_section: SicSection::parse("J").unwrap(),
+            size_band: band,
+        };
+        assert_eq!(
+            choose_line(&lines, fy, &org("north_east", SizeBand::Micro)),
+            Some("ne-micro")
+        );
+        assert_eq!(
+            choose_line(&lines, fy, &org("north_east", SizeBand::Small)),
+            Some("ne")
+        );
+        assert_eq!(
+            choose_line(&lines, fy, &org("london", SizeBand::Small)),
+            Some("general")
+        );
+        let next = FinancialYear::parse("2027/28").unwrap();
+        assert_eq!(
+            choose_line(&lines, next, &org("london", SizeBand::Small)),
+            None
+        );
+    }
+}
