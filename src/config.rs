@@ -66,6 +66,8 @@ pub struct Config {
     pub workers: usize,
     pub log_format: LogFormat,
     pub standard_voucher: Money,
+    /// Hours of technical consulting each voucher includes.
+    pub consulting_hours: u32,
     pub default_valid_days: u32,
     pub max_valid_days: u32,
     pub eligibility: EligibilityRules,
@@ -117,6 +119,7 @@ impl Default for Config {
             workers: 0,
             log_format: LogFormat::Text,
             standard_voucher: money("5000"),
+            consulting_hours: 2,
             default_valid_days: 365,
             max_valid_days: 3 * 365,
             eligibility: EligibilityRules::default(),
@@ -211,7 +214,13 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 14] = [
+        let limits: [(&str, u64, u64, u64); 15] = [
+            (
+                "consulting_hours",
+                u64::from(self.consulting_hours),
+                0,
+                1_000,
+            ),
             ("worker_poll_ms", self.worker_poll_ms, 50, 60_000),
             (
                 "job_stale_after_ms",

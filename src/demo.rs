@@ -133,6 +133,8 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
                 voucher_id: keys::new_id(),
                 amount: config.standard_voucher,
                 expires_at: at + chrono::Duration::days(i64::from(config.default_valid_days)),
+                consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
+                    .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
             },
             reason: "Demo: eligible on every rule.".into(),
         })

@@ -185,6 +185,7 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("budget_insufficient", e.to_string())
             }
             StoreError::NoBudgetLine(_) => ApiError::conflict("no_budget_line", e.to_string()),
+            StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
                 ApiError::conflict("budget_line_exists", e.to_string())
             }

@@ -3,7 +3,7 @@
 //! and walk it with every role.
 
 use crate::handlers::{
-    applications, budget, challenges, health, jobs, me, prices, programme, vouchers,
+    applications, budget, challenges, consulting, health, jobs, me, prices, programme, vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -31,11 +31,14 @@ pub struct Route {
     pub access: Access,
 }
 
-const SIGNED_IN: Access = Access::Roles(&[Role::Applicant, Role::Admin, Role::Assessor]);
+const SIGNED_IN: Access =
+    Access::Roles(&[Role::Applicant, Role::Admin, Role::Assessor, Role::Adviser]);
 const APPLICANT: Access = Access::Roles(&[Role::Applicant]);
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const APPLICANT_OR_ADMIN: Access = Access::Roles(&[Role::Applicant, Role::Admin]);
 const ASSESSOR: Access = Access::Roles(&[Role::Assessor]);
+const ADVISER: Access = Access::Roles(&[Role::Adviser]);
+const CONSULTING: Access = Access::Roles(&[Role::Applicant, Role::Admin, Role::Adviser]);
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
@@ -92,6 +95,13 @@ routes! {
     put "/api/v1/assessments/{entry_id}" => challenges::score, ASSESSOR;
     post "/api/v1/conflicts" => challenges::declare_conflict, ASSESSOR;
     get "/api/v1/conflicts" => challenges::list_conflicts, ASSESSOR;
+    post "/api/v1/consulting/slots" => consulting::create_slot, ADVISER;
+    get "/api/v1/consulting/slots" => consulting::list_slots, CONSULTING;
+    post "/api/v1/consulting/bookings" => consulting::book, APPLICANT;
+    get "/api/v1/consulting/bookings" => consulting::list_bookings, CONSULTING;
+    delete "/api/v1/consulting/bookings/{id}" => consulting::cancel, APPLICANT;
+    put "/api/v1/consulting/bookings/{id}/outcome" => consulting::record_outcome, ADVISER;
+    get "/api/v1/vouchers/{id}/consulting" => consulting::allowance, APPLICANT_OR_ADMIN;
     get "/api/v1/prices" => prices::list, Access::Public;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;

@@ -8,6 +8,8 @@ use voucherd_store::Store;
 pub struct ApiConfig {
     /// The voucher an approval grants when the administrator names no amount.
     pub standard_voucher: Money,
+    /// Consulting time that comes with each voucher.
+    pub consulting: voucherd_domain::consulting::Minutes,
     pub default_valid_days: u32,
     pub max_valid_days: u32,
     pub eligibility: EligibilityRules,

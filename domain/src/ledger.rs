@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 pub const DEBITS_MUST_NOT_EXCEED_CREDITS: i32 = 1;
 pub const CREDITS_MUST_NOT_EXCEED_DEBITS: i32 = 2;
+/// The unit of consulting-hour accounts: minutes.
+pub const MINUTES: &str = "MIN";
 
 /// What an account is for. Stored as its identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,9 +33,25 @@ pub enum AccountKind {
     ChallengeFund,
     /// A budget line: part of the programme fund for a year and, maybe, a target group.
     BudgetLine,
+    /// Where consulting-hour allowances come from (minutes, not money).
+    ConsultingSource,
+    /// A voucher's consulting minutes.
+    ConsultingAllowance,
+    /// Consulting minutes used in sessions.
+    ConsultingUsed,
 }
 
 impl AccountKind {
+    /// The unit an account counts in: consulting hours are minutes (`MIN`), never money.
+    pub fn unit(self) -> &'static str {
+        match self {
+            AccountKind::ConsultingSource
+            | AccountKind::ConsultingAllowance
+            | AccountKind::ConsultingUsed => MINUTES,
+            _ => "GBP",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AccountKind::FundingSource => "funding_source",
@@ -46,6 +64,9 @@ impl AccountKind {
             AccountKind::TestAllowance => "test_allowance",
             AccountKind::ChallengeFund => "challenge_fund",
             AccountKind::BudgetLine => "budget_line",
+            AccountKind::ConsultingSource => "consulting_source",
+            AccountKind::ConsultingAllowance => "consulting_allowance",
+            AccountKind::ConsultingUsed => "consulting_used",
         }
     }
 
@@ -56,7 +77,9 @@ impl AccountKind {
             | AccountKind::Voucher
             | AccountKind::TestAllowance
             | AccountKind::ChallengeFund
-            | AccountKind::BudgetLine => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            | AccountKind::BudgetLine
+            | AccountKind::ConsultingAllowance => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            AccountKind::ConsultingSource | AccountKind::ConsultingUsed => 0,
             AccountKind::TestFunding => 0,
             AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
             AccountKind::Usage | AccountKind::Forfeited => 0,
@@ -83,6 +106,10 @@ pub enum TransferCode {
     ChallengeReturn,
     /// Money moved into, out of or between budget lines.
     BudgetMove,
+    /// Consulting minutes granted with a voucher.
+    ConsultingGrant,
+    /// Consulting minutes held for, then used by, a session.
+    ConsultingSession,
 }
 
 impl TransferCode {
@@ -99,6 +126,8 @@ impl TransferCode {
             TransferCode::ChallengeAward => "challenge_award",
             TransferCode::ChallengeReturn => "challenge_return",
             TransferCode::BudgetMove => "budget_move",
+            TransferCode::ConsultingGrant => "consulting_grant",
+            TransferCode::ConsultingSession => "consulting_session",
         }
     }
 }

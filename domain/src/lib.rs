@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod challenge;
 pub mod company;
+pub mod consulting;
 pub mod eligibility;
 pub mod ledger;
 pub mod money;

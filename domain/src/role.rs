@@ -8,16 +8,19 @@ pub enum Role {
     Applicant,
     Admin,
     Assessor,
+    /// Gives technical consulting sessions booked against vouchers.
+    Adviser,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Applicant, Role::Admin, Role::Assessor];
+    pub const ALL: [Role; 4] = [Role::Applicant, Role::Admin, Role::Assessor, Role::Adviser];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Applicant => "applicant",
             Role::Admin => "admin",
             Role::Assessor => "assessor",
+            Role::Adviser => "adviser",
         }
     }
 }

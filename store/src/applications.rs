@@ -9,6 +9,7 @@ use crate::vouchers::VoucherRow;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use voucherd_domain::budget::{FinancialYear, Organisation, SicSection, SizeBand};
+use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
 use voucherd_domain::{Money, SicCode};
 
@@ -53,6 +54,8 @@ pub enum Verdict {
         voucher_id: String,
         amount: Money,
         expires_at: NaiveDateTime,
+        /// The consulting allowance that comes with the voucher.
+        consulting: Minutes,
     },
     Reject,
 }
@@ -217,6 +220,7 @@ impl Store {
                     voucher_id,
                     amount,
                     expires_at,
+                    consulting,
                 } => {
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -248,6 +252,7 @@ impl Store {
                         budget_line_id: line.map(|l| l.id),
                     };
                     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
+                    crate::consulting::grant_minutes(c, &v.id, consulting)?;
                     Some(v)
                 }
                 Verdict::Reject => None,

@@ -52,6 +52,9 @@ pub enum StoreError {
     NoBudgetLine(String),
     #[error("a budget line named {0:?} already exists")]
     BudgetLineExists(String),
+    /// A consulting booking refused: its stable code, and why.
+    #[error("{1}")]
+    Consulting(&'static str, String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

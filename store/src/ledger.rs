@@ -95,7 +95,7 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
         id: id.to_string(),
         kind: kind.as_str().to_string(),
         flags: kind.flags(),
-        currency: "GBP".to_string(),
+        currency: kind.unit().to_string(),
         debits_pending: 0,
         debits_posted: 0,
         credits_pending: 0,
@@ -492,7 +492,12 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
         .order(accounts::id)
         .select(AccountRow::as_select())
         .load(c)?;
+    let units: HashMap<&str, &str> = all_accounts
+        .iter()
+        .map(|a| (a.id.as_str(), a.currency.as_str()))
+        .collect();
     let mut derived: HashMap<String, Totals> = HashMap::new();
+    let mut differences = Vec::new();
     let mut transfers_checked = 0_i64;
     let mut after: Option<String> = None;
     loop {
@@ -529,6 +534,18 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
                 "post" => (-held, t.amount),
                 _ => (-held, 0),
             };
+            // Money and consulting minutes never meet in one transfer.
+            if units.get(t.debit_account_id.as_str()) != units.get(t.credit_account_id.as_str()) {
+                differences.push(Difference {
+                    account_id: Some(t.debit_account_id.clone()),
+                    problem: format!(
+                        "transfer {} moves between units ({:?} to {:?})",
+                        t.id,
+                        units.get(t.debit_account_id.as_str()),
+                        units.get(t.credit_account_id.as_str())
+                    ),
+                });
+            }
             let d = derived.entry(t.debit_account_id.clone()).or_default();
             d.debits_pending += pending;
             d.debits_posted += posted;
@@ -538,8 +555,8 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
         }
         transfers_checked += page.len() as i64;
     }
-    let mut differences = Vec::new();
-    let mut sum = Totals::default();
+    // Σ debits = Σ credits holds per unit: pounds with pounds, minutes with minutes.
+    let mut sums: std::collections::BTreeMap<&str, Totals> = Default::default();
     for a in &all_accounts {
         let cached = a.totals();
         let expected = derived.get(a.id.as_str()).copied().unwrap_or_default();
@@ -556,16 +573,19 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
             });
         }
         // The cached totals: the derived ones balance by construction.
+        let sum = sums.entry(a.currency.as_str()).or_default();
         sum.debits_pending += cached.debits_pending;
         sum.debits_posted += cached.debits_posted;
         sum.credits_pending += cached.credits_pending;
         sum.credits_posted += cached.credits_posted;
     }
-    if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
-        differences.push(Difference {
-            account_id: None,
-            problem: format!("debits and credits differ: {sum:?}"),
-        });
+    for (unit, sum) in &sums {
+        if sum.debits_posted != sum.credits_posted || sum.debits_pending != sum.credits_pending {
+            differences.push(Difference {
+                account_id: None,
+                problem: format!("debits and credits in {unit} differ: {sum:?}"),
+            });
+        }
     }
     Ok(Reconciliation {
         accounts_checked: all_accounts.len() as i64,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budget;
 pub mod challenges;
 pub mod clock;
+pub mod consulting;
 pub mod db;
 pub mod error;
 pub mod idempotency;

@@ -353,3 +353,33 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    consulting_slots (id) {
+        id -> Text,
+        adviser_id -> Text,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consulting_bookings (id) {
+        id -> Text,
+        slot_id -> Text,
+        voucher_id -> Text,
+        booked_by -> Text,
+        minutes -> BigInt,
+        hold_id -> Text,
+        booked_at -> Timestamp,
+        cancelled_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        next_steps -> Nullable<Text>,
+        recorded_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(consulting_bookings -> consulting_slots (slot_id));
+diesel::allow_tables_to_appear_in_same_query!(consulting_slots, consulting_bookings);

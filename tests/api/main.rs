@@ -11,6 +11,7 @@ mod authorization;
 mod budget;
 mod challenges;
 mod cli;
+mod consulting;
 mod contract;
 mod crash;
 mod idempotency;

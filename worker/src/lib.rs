@@ -27,10 +27,11 @@ pub enum Job {
     Outbox,
     Housekeeping,
     Challenges,
+    ConsultingReminders,
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::HoldTimeouts,
         Job::VoucherExpiry,
         Job::LowBalance,
@@ -38,6 +39,7 @@ impl Job {
         Job::Outbox,
         Job::Housekeeping,
         Job::Challenges,
+        Job::ConsultingReminders,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Job {
             Job::Outbox => "outbox",
             Job::Housekeeping => "housekeeping",
             Job::Challenges => "challenges",
+            Job::ConsultingReminders => "consulting-reminders",
         }
     }
 
@@ -62,6 +65,7 @@ impl Job {
             Job::Outbox => "*/15 * * * * *",
             Job::Housekeeping => "0 45 3 * * *",
             Job::Challenges => "0 * * * * *",
+            Job::ConsultingReminders => "0 */10 * * * *",
         }
     }
 
@@ -80,6 +84,7 @@ impl Job {
             Job::Challenges => {
                 "perform challenge milestones once each; open recurring challenges' next cycles"
             }
+            Job::ConsultingReminders => "remind SMEs of consulting sessions a day ahead",
         }
     }
 
@@ -96,7 +101,7 @@ pub enum WorkerError {
         expression: String,
         message: String,
     },
-    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges)")]
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders)")]
     UnknownJob(String),
     #[error(transparent)]
     Mail(#[from] MailError),
@@ -455,6 +460,9 @@ impl Worker {
             }
             Job::Outbox => self.deliver(at).await?,
             Job::Challenges => self.challenges(at).await?,
+            Job::ConsultingReminders => serde_json::json!({
+                "reminders": self.store.send_consulting_reminders(at).await?
+            }),
             Job::Housekeeping => {
                 let before = at - chrono::Duration::days(i64::from(self.config.run_retention_days));
                 serde_json::json!({ "runs_pruned": self.store.prune_job_runs(before).await? })

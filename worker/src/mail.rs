@@ -71,6 +71,24 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/challenge_result.html.hbs"),
     ),
     (
+        "consulting_booked",
+        "Your consulting session is booked",
+        include_str!("../templates/consulting_booked.txt.hbs"),
+        include_str!("../templates/consulting_booked.html.hbs"),
+    ),
+    (
+        "consulting_reminder",
+        "Your consulting session starts on {{starts_at}}",
+        include_str!("../templates/consulting_reminder.txt.hbs"),
+        include_str!("../templates/consulting_reminder.html.hbs"),
+    ),
+    (
+        "consulting_outcome",
+        "Your consulting session: next steps",
+        include_str!("../templates/consulting_outcome.txt.hbs"),
+        include_str!("../templates/consulting_outcome.html.hbs"),
+    ),
+    (
         "reconciliation_alert",
         "Ledger reconciliation found differences",
         include_str!("../templates/reconciliation_alert.txt.hbs"),

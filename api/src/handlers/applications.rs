@@ -287,6 +287,7 @@ pub async fn decide(
                 voucher_id: uuid::Uuid::now_v7().to_string(),
                 amount,
                 expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
+                consulting: cfg.consulting,
             }
         }
     };

@@ -3,6 +3,7 @@
 pub mod applications;
 pub mod budget;
 pub mod challenges;
+pub mod consulting;
 pub mod health;
 pub mod jobs;
 pub mod me;
