@@ -68,6 +68,8 @@ pub struct Config {
     pub standard_voucher: Money,
     /// Hours of technical consulting each voucher includes.
     pub consulting_hours: u32,
+    /// Incentive rules add at most this percentage of the standard voucher at approval.
+    pub incentive_cap_percent: u32,
     pub default_valid_days: u32,
     pub max_valid_days: u32,
     pub eligibility: EligibilityRules,
@@ -120,6 +122,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             standard_voucher: money("5000"),
             consulting_hours: 2,
+            incentive_cap_percent: 50,
             default_valid_days: 365,
             max_valid_days: 3 * 365,
             eligibility: EligibilityRules::default(),
@@ -214,7 +217,13 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 15] = [
+        let limits: [(&str, u64, u64, u64); 16] = [
+            (
+                "incentive_cap_percent",
+                u64::from(self.incentive_cap_percent),
+                0,
+                500,
+            ),
             (
                 "consulting_hours",
                 u64::from(self.consulting_hours),

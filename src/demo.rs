@@ -123,6 +123,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             decision_reason: None,
             created_at: at,
             updated_at: at,
+            university_spin_off: false,
         })
         .await?;
     let (_, voucher) = store
@@ -135,6 +136,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
                 expires_at: at + chrono::Duration::days(i64::from(config.default_valid_days)),
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
                     .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
+                incentives: Vec::new(),
             },
             reason: "Demo: eligible on every rule.".into(),
         })

@@ -166,6 +166,7 @@ impl Application {
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),
             config: ApiConfig {
                 standard_voucher: config.standard_voucher,
+                incentive_cap_percent: config.incentive_cap_percent,
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
                     .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
                 default_valid_days: config.default_valid_days,

@@ -3,7 +3,8 @@
 //! and walk it with every role.
 
 use crate::handlers::{
-    applications, budget, challenges, consulting, health, jobs, me, prices, programme, vouchers,
+    applications, budget, challenges, consulting, health, incentives, jobs, me, prices, programme,
+    vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -68,6 +69,11 @@ routes! {
     get "/api/v1/applications" => applications::list, APPLICANT_OR_ADMIN;
     get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;
     post "/api/v1/applications/{id}/decision" => applications::decide, ADMIN;
+    get "/api/v1/applications/{id}/incentives" => applications::preview_incentives, ADMIN;
+    post "/api/v1/incentives" => incentives::create, ADMIN;
+    get "/api/v1/incentives" => incentives::list, ADMIN;
+    put "/api/v1/incentives/{key}" => incentives::update, ADMIN;
+    get "/api/v1/vouchers/{id}/incentives" => incentives::for_voucher, APPLICANT_OR_ADMIN;
     get "/api/v1/audit" => programme::audit, ADMIN;
     post "/api/v1/programme/deposits" => programme::deposit, ADMIN;
     get "/api/v1/programme" => programme::overview, ADMIN;

@@ -72,6 +72,7 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
         "sic_code": a.sic_code,
         "trading_since": a.trading_since.to_string(),
         "use_case": a.use_case,
+        "university_spin_off": a.university_spin_off,
         "subsidy_declarations": declarations,
         "eligibility": { "eligible": a.eligible, "checks": checks },
         "decision": decision,

@@ -100,6 +100,27 @@ pub fn financial_year_start(day: NaiveDate, start_month: u32) -> NaiveDate {
 }
 
 impl EligibilityRules {
+    /// The start of the three-financial-year MFA window and the MFA declared within it.
+    fn prior_mfa(&self, facts: &ApplicationFacts, today: NaiveDate) -> (NaiveDate, i64) {
+        let window_start = {
+            let fy = financial_year_start(today, self.financial_year_start_month);
+            NaiveDate::from_ymd_opt(fy.year() - 2, fy.month(), 1).unwrap_or(fy)
+        };
+        let prior_micros: i64 = facts
+            .subsidy_declarations
+            .iter()
+            .filter(|d| d.awarded_on >= window_start && d.awarded_on <= today)
+            .map(|d| d.amount.micros())
+            .sum();
+        (window_start, prior_micros)
+    }
+
+    /// How much more Minimal Financial Assistance the organisation may receive now, in micros
+    /// (never negative): the limit less what it declared within the window.
+    pub fn mfa_headroom(&self, facts: &ApplicationFacts, today: NaiveDate) -> i64 {
+        (self.mfa_limit.micros() - self.prior_mfa(facts, today).1).max(0)
+    }
+
     pub fn evaluate(&self, facts: &ApplicationFacts, today: NaiveDate) -> Eligibility {
         let mut checks = Vec::with_capacity(6);
 
@@ -152,16 +173,7 @@ impl EligibilityRules {
             )
         });
 
-        let window_start = {
-            let fy = financial_year_start(today, self.financial_year_start_month);
-            NaiveDate::from_ymd_opt(fy.year() - 2, fy.month(), 1).unwrap_or(fy)
-        };
-        let prior_micros: i64 = facts
-            .subsidy_declarations
-            .iter()
-            .filter(|d| d.awarded_on >= window_start && d.awarded_on <= today)
-            .map(|d| d.amount.micros())
-            .sum();
+        let (window_start, prior_micros) = self.prior_mfa(facts, today);
         let total_micros = prior_micros + facts.voucher_amount.micros();
         let fmt = crate::money::format_micros;
         checks.push(if total_micros <= self.mfa_limit.micros() {

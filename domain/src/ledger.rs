@@ -110,6 +110,8 @@ pub enum TransferCode {
     ConsultingGrant,
     /// Consulting minutes held for, then used by, a session.
     ConsultingSession,
+    /// A milestone bonus granted by an incentive rule.
+    IncentiveMilestone,
 }
 
 impl TransferCode {
@@ -128,6 +130,7 @@ impl TransferCode {
             TransferCode::BudgetMove => "budget_move",
             TransferCode::ConsultingGrant => "consulting_grant",
             TransferCode::ConsultingSession => "consulting_session",
+            TransferCode::IncentiveMilestone => "incentive_milestone",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod challenge;
 pub mod company;
 pub mod consulting;
 pub mod eligibility;
+pub mod incentive;
 pub mod ledger;
 pub mod money;
 pub mod pricing;

@@ -39,6 +39,8 @@ pub struct ApplicationRow {
     pub decision_reason: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Declared by the applicant: incentives may target spin-offs.
+    pub university_spin_off: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +58,8 @@ pub enum Verdict {
         expires_at: NaiveDateTime,
         /// The consulting allowance that comes with the voucher.
         consulting: Minutes,
+        /// The incentive rule versions applied (their `voucher_id` is filled in here).
+        incentives: Vec<crate::incentives::AppliedRow>,
     },
     Reject,
 }
@@ -221,6 +225,7 @@ impl Store {
                     amount,
                     expires_at,
                     consulting,
+                    incentives,
                 } => {
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -253,6 +258,14 @@ impl Store {
                     };
                     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
                     crate::consulting::grant_minutes(c, &v.id, consulting)?;
+                    let applied: Vec<_> = incentives
+                        .into_iter()
+                        .map(|mut a| {
+                            a.voucher_id = v.id.clone();
+                            a
+                        })
+                        .collect();
+                    crate::incentives::record_applied(c, &applied)?;
                     Some(v)
                 }
                 Verdict::Reject => None,

@@ -11,6 +11,7 @@ pub mod consulting;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod incentives;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;

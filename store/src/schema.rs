@@ -63,6 +63,7 @@ diesel::table! {
         decision_reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        university_spin_off -> Bool,
     }
 }
 
@@ -383,3 +384,33 @@ diesel::table! {
 
 diesel::joinable!(consulting_bookings -> consulting_slots (slot_id));
 diesel::allow_tables_to_appear_in_same_query!(consulting_slots, consulting_bookings);
+
+diesel::table! {
+    incentive_rules (id) {
+        id -> Text,
+        rule_key -> Text,
+        version -> Integer,
+        name -> Text,
+        condition_json -> Text,
+        effect_json -> Text,
+        budget_line_id -> Nullable<Text>,
+        active -> Bool,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    voucher_incentives (id) {
+        id -> Text,
+        voucher_id -> Text,
+        rule_id -> Text,
+        why -> Text,
+        amount -> BigInt,
+        milestone -> Bool,
+        granted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(voucher_incentives -> incentive_rules (rule_id));
+diesel::allow_tables_to_appear_in_same_query!(incentive_rules, voucher_incentives);

@@ -15,6 +15,7 @@ mod consulting;
 mod contract;
 mod crash;
 mod idempotency;
+mod incentives;
 mod key_options;
 mod keys;
 mod leases;

@@ -28,10 +28,11 @@ pub enum Job {
     Housekeeping,
     Challenges,
     ConsultingReminders,
+    IncentiveMilestones,
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 9] = [
         Job::HoldTimeouts,
         Job::VoucherExpiry,
         Job::LowBalance,
@@ -40,6 +41,7 @@ impl Job {
         Job::Housekeeping,
         Job::Challenges,
         Job::ConsultingReminders,
+        Job::IncentiveMilestones,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Job {
             Job::Housekeeping => "housekeeping",
             Job::Challenges => "challenges",
             Job::ConsultingReminders => "consulting-reminders",
+            Job::IncentiveMilestones => "incentive-milestones",
         }
     }
 
@@ -66,6 +69,7 @@ impl Job {
             Job::Housekeeping => "0 45 3 * * *",
             Job::Challenges => "0 * * * * *",
             Job::ConsultingReminders => "0 */10 * * * *",
+            Job::IncentiveMilestones => "0 */5 * * * *",
         }
     }
 
@@ -85,6 +89,7 @@ impl Job {
                 "perform challenge milestones once each; open recurring challenges' next cycles"
             }
             Job::ConsultingReminders => "remind SMEs of consulting sessions a day ahead",
+            Job::IncentiveMilestones => "grant milestone bonuses whose trigger happened, once each",
         }
     }
 
@@ -101,7 +106,7 @@ pub enum WorkerError {
         expression: String,
         message: String,
     },
-    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders)")]
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders, incentive-milestones)")]
     UnknownJob(String),
     #[error(transparent)]
     Mail(#[from] MailError),
@@ -460,6 +465,9 @@ impl Worker {
             }
             Job::Outbox => self.deliver(at).await?,
             Job::Challenges => self.challenges(at).await?,
+            Job::IncentiveMilestones => serde_json::json!({
+                "granted": self.store.grant_milestones(at).await?
+            }),
             Job::ConsultingReminders => serde_json::json!({
                 "reminders": self.store.send_consulting_reminders(at).await?
             }),

@@ -89,6 +89,12 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/consulting_outcome.html.hbs"),
     ),
     (
+        "milestone_bonus",
+        "A bonus of £{{amount}} was added to your AI voucher",
+        include_str!("../templates/milestone_bonus.txt.hbs"),
+        include_str!("../templates/milestone_bonus.html.hbs"),
+    ),
+    (
         "reconciliation_alert",
         "Ledger reconciliation found differences",
         include_str!("../templates/reconciliation_alert.txt.hbs"),

@@ -8,7 +8,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use validator::Validate;
+use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
+use voucherd_domain::incentive;
+use voucherd_domain::money::format_micros;
 use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{ApplicationFilter, ApplicationRow, Decision, Verdict};
 
@@ -40,6 +43,9 @@ pub struct ApplicationRequest {
     )]
     #[serde(default)]
     pub subsidy_declarations: Vec<SubsidyDeclarationRequest>,
+    /// A university spin-off (incentives may target them).
+    #[serde(default)]
+    pub university_spin_off: bool,
 }
 
 fn declarations(
@@ -150,6 +156,7 @@ pub async fn submit(
         decision_reason: None,
         created_at: at,
         updated_at: at,
+        university_spin_off: body.university_spin_off,
     };
     let saved = state.store.submit_application(row).await?;
     Ok(HttpResponse::Created().json(views::application(&saved, None)))
@@ -252,6 +259,7 @@ pub async fn decide(
     if reason.is_empty() {
         return Err(ApiError::field("reason", "must not be blank"));
     }
+    let mut evaluation = None;
     let verdict = match body.decision {
         DecisionKind::Reject => {
             if body.amount.is_some() || body.valid_days.is_some() {
@@ -283,9 +291,27 @@ pub async fn decide(
                 .into());
             }
             check_mfa_with_amount(&state, &app, amount)?;
+            let e = evaluate_incentives(&state, &app, amount).await?;
+            let applied = e
+                .applied
+                .iter()
+                .map(|a| voucherd_store::incentives::AppliedRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    voucher_id: String::new(),
+                    rule_id: a.rule_id.clone(),
+                    why: serde_json::to_string(&a.why).unwrap_or_default(),
+                    amount: a.now_micros.max(a.later_micros),
+                    milestone: a.later_micros > 0,
+                    granted_at: None,
+                })
+                .collect();
+            let total = Money::from_micros(e.total_micros)
+                .map_err(|x| ApiError::Internal(x.to_string()))?;
+            evaluation = Some(e);
             Verdict::Approve {
                 voucher_id: uuid::Uuid::now_v7().to_string(),
-                amount,
+                amount: total,
+                incentives: applied,
                 expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
                 consulting: cfg.consulting,
             }
@@ -310,7 +336,27 @@ pub async fn decide(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "application": views::application(&app, voucher.as_ref().map(|v| v.id.as_str())),
         "voucher": voucher_json,
+        "incentives": evaluation.as_ref().map(evaluation_json),
     })))
+}
+
+/// What an application says of the organisation, with `amount` as the voucher.
+fn facts(app: &ApplicationRow, amount: Money) -> Result<ApplicationFacts, ApiError> {
+    let declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
+        .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
+    let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let region: Region = app.region.parse().map_err(ApiError::Internal)?;
+    let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
+    Ok(ApplicationFacts {
+        employees: u32::try_from(app.employees).unwrap_or(0),
+        annual_turnover: money(app.annual_turnover)?,
+        balance_sheet_total: money(app.balance_sheet_total)?,
+        region,
+        sic_code: sic,
+        trading_since: app.trading_since,
+        subsidy_declarations: declarations,
+        voucher_amount: amount,
+    })
 }
 
 /// The applicant was checked against the standard voucher; an administrator who grants more
@@ -320,21 +366,7 @@ fn check_mfa_with_amount(
     app: &ApplicationRow,
     amount: Money,
 ) -> Result<(), ApiError> {
-    let declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
-        .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
-    let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let region: Region = app.region.parse().map_err(ApiError::Internal)?;
-    let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
-    let facts = ApplicationFacts {
-        employees: u32::try_from(app.employees).unwrap_or(0),
-        annual_turnover: money(app.annual_turnover)?,
-        balance_sheet_total: money(app.balance_sheet_total)?,
-        region,
-        sic_code: sic,
-        trading_since: app.trading_since,
-        subsidy_declarations: declarations,
-        voucher_amount: amount,
-    };
+    let facts = facts(app, amount)?;
     let result = state
         .config
         .eligibility
@@ -347,4 +379,89 @@ fn check_mfa_with_amount(
         Some(c) if !c.passed => Err(ApiError::conflict("mfa_limit_exceeded", c.reason.clone())),
         _ => Ok(()),
     }
+}
+
+/// The active incentive rules evaluated for an approval of `base`: which matched and why, and
+/// the resulting amount within the cap and the MFA headroom.
+async fn evaluate_incentives(
+    state: &AppState,
+    app: &ApplicationRow,
+    base: Money,
+) -> Result<incentive::Evaluation, ApiError> {
+    let rules = state
+        .store
+        .latest_rules()
+        .await?
+        .into_iter()
+        .filter(|r| r.active)
+        .map(|r| r.rule())
+        .collect::<Result<Vec<_>, _>>()?;
+    let first_time = state.store.first_time_applicant(app.id.clone()).await?;
+    let f = facts(app, base)?;
+    let today = Utc::now().date_naive();
+    let organisation = incentive::Organisation {
+        region: f.region,
+        sic_section: SicSection::parse(&f.sic_code.section().to_string())
+            .map_err(ApiError::Internal)?,
+        size_band: SizeBand::of(f.employees),
+        trading_since: app.trading_since,
+        university_spin_off: app.university_spin_off,
+        first_time_applicant: first_time,
+    };
+    let headroom = state.config.eligibility.mfa_headroom(&f, today);
+    Ok(incentive::evaluate(
+        &rules,
+        &organisation,
+        today,
+        base,
+        state.config.standard_voucher,
+        state.config.incentive_cap_percent,
+        headroom,
+    ))
+}
+
+fn evaluation_json(e: &incentive::Evaluation) -> serde_json::Value {
+    serde_json::json!({
+        "base": format_micros(e.base_micros),
+        "extra": format_micros(e.extra_micros),
+        "total": format_micros(e.total_micros),
+        "milestone_bonuses": format_micros(e.milestones_micros),
+        "co_funding_cap_percent": e.co_funding_cap_percent,
+        "limited_by": e.limited_by,
+        "applied": e.applied.iter().map(|a| serde_json::json!({
+            "rule": a.key,
+            "version": a.version,
+            "name": a.name,
+            "why": a.why,
+            "effect": a.effect,
+            "now": format_micros(a.now_micros),
+            "later": format_micros(a.later_micros),
+        })).collect::<Vec<_>>(),
+        "not_matched": e.not_matched.iter().map(|(name, why)| serde_json::json!({
+            "name": name, "why": why,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct PreviewQuery {
+    pub amount: Option<Money>,
+}
+
+/// What the incentive rules would add to an approval of `amount` (the standard voucher when
+/// absent), shown before the administrator confirms.
+pub async fn preview_incentives(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: PreviewQuery = query(&req)?;
+    let (app, _) = state.store.application(path.into_inner()).await?;
+    let e = evaluate_incentives(
+        &state,
+        &app,
+        q.amount.unwrap_or(state.config.standard_voucher),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(evaluation_json(&e)))
 }

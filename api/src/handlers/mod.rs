@@ -5,6 +5,7 @@ pub mod budget;
 pub mod challenges;
 pub mod consulting;
 pub mod health;
+pub mod incentives;
 pub mod jobs;
 pub mod me;
 pub mod prices;

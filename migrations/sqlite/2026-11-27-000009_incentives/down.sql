@@ -1,0 +1,2 @@
+DROP TABLE voucher_incentives;
+DROP TABLE incentive_rules;

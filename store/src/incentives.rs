@@ -1,0 +1,274 @@
+//! Incentive rules, versioned (a change is a new version under the same key), the versions
+//! applied to each voucher at approval, and milestone bonuses granted once by the worker.
+
+use crate::audit::{self, AuditEntry};
+use crate::db::{DbConn, Store};
+use crate::error::{StoreError, StoreResult};
+use crate::ledger::{self, TransferRequest, PROGRAMME_FUND};
+use crate::outbox::{self, Notification};
+use crate::schema::{
+    applications, budget_lines, consulting_bookings, incentive_rules, usage_records,
+    voucher_incentives, vouchers,
+};
+use crate::vouchers::VoucherRow;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
+use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::Money;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = incentive_rules)]
+pub struct RuleRow {
+    pub id: String,
+    pub rule_key: String,
+    pub version: i32,
+    pub name: String,
+    pub condition_json: String,
+    pub effect_json: String,
+    pub budget_line_id: Option<String>,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl RuleRow {
+    pub fn rule(&self) -> StoreResult<Rule> {
+        let bad = |e: serde_json::Error| StoreError::Invariant(format!("rule {}: {e}", self.id));
+        Ok(Rule {
+            id: self.id.clone(),
+            key: self.rule_key.clone(),
+            version: self.version,
+            name: self.name.clone(),
+            condition: serde_json::from_str::<Condition>(&self.condition_json).map_err(bad)?,
+            effect: serde_json::from_str::<Effect>(&self.effect_json).map_err(bad)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = voucher_incentives)]
+pub struct AppliedRow {
+    pub id: String,
+    pub voucher_id: String,
+    pub rule_id: String,
+    pub why: String,
+    pub amount: i64,
+    pub milestone: bool,
+    pub granted_at: Option<NaiveDateTime>,
+}
+
+/// Records the rule versions an approval applied (inside its transaction).
+pub(crate) fn record_applied(c: &mut DbConn, rows: &[AppliedRow]) -> StoreResult<()> {
+    for r in rows {
+        diesel::insert_into(voucher_incentives::table)
+            .values(r)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+fn latest_version(c: &mut DbConn, key: &str) -> StoreResult<Option<RuleRow>> {
+    Ok(incentive_rules::table
+        .filter(incentive_rules::rule_key.eq(key))
+        .order(incentive_rules::version.desc())
+        .select(RuleRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+impl Store {
+    /// Stores a rule's next version (the first when the key is new), audited.
+    pub async fn save_rule(&self, mut row: RuleRow) -> StoreResult<RuleRow> {
+        self.write(move |c| {
+            if let Some(line) = &row.budget_line_id {
+                let exists: i64 = budget_lines::table
+                    .find(line)
+                    .count()
+                    .get_result(c)?;
+                if exists == 0 {
+                    return Err(StoreError::NotFound("budget line"));
+                }
+            }
+            row.version = latest_version(c, &row.rule_key)?.map_or(1, |r| r.version + 1);
+            diesel::insert_into(incentive_rules::table)
+                .values(&row)
+                .execute(c)?;
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&row.created_by),
+                    action: "incentive.save",
+                    subject_type: "incentive",
+                    subject_id: &row.rule_key,
+                    reason: None,
+                    details: serde_json::json!({
+                        "version": row.version,
+                        "name": row.name,
+                        "active": row.active,
+                        "condition": serde_json::from_str::<serde_json::Value>(&row.condition_json).unwrap_or_default(),
+                        "effect": serde_json::from_str::<serde_json::Value>(&row.effect_json).unwrap_or_default(),
+                    }),
+                },
+            )?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// Every rule's latest version.
+    pub async fn latest_rules(&self) -> StoreResult<Vec<RuleRow>> {
+        self.read(|c| {
+            let all: Vec<RuleRow> = incentive_rules::table
+                .order((
+                    incentive_rules::rule_key.asc(),
+                    incentive_rules::version.desc(),
+                ))
+                .select(RuleRow::as_select())
+                .load(c)?;
+            let mut latest: Vec<RuleRow> = Vec::new();
+            for r in all {
+                if latest.last().is_none_or(|l| l.rule_key != r.rule_key) {
+                    latest.push(r);
+                }
+            }
+            latest.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            Ok(latest)
+        })
+        .await
+    }
+
+    /// Whether the company had an application before this one.
+    pub async fn first_time_applicant(&self, application_id: String) -> StoreResult<bool> {
+        self.read(move |c| {
+            let (company, created): (String, NaiveDateTime) = applications::table
+                .find(&application_id)
+                .select((applications::company_number, applications::created_at))
+                .first(c)?;
+            let earlier: i64 = applications::table
+                .filter(applications::company_number.eq(&company))
+                .filter(applications::id.ne(&application_id))
+                .filter(applications::created_at.le(created))
+                .count()
+                .get_result(c)?;
+            Ok(earlier == 0)
+        })
+        .await
+    }
+
+    /// The incentives applied to a voucher, with their rule versions.
+    pub async fn voucher_incentives(
+        &self,
+        voucher_id: String,
+    ) -> StoreResult<Vec<(AppliedRow, RuleRow)>> {
+        self.read(move |c| {
+            Ok(voucher_incentives::table
+                .inner_join(incentive_rules::table)
+                .filter(voucher_incentives::voucher_id.eq(&voucher_id))
+                .order(incentive_rules::created_at.asc())
+                .select((AppliedRow::as_select(), RuleRow::as_select()))
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// Grants every milestone bonus whose trigger has happened, once each (the transfer id is
+    /// the applied incentive's), from the rule's budget line or the programme fund. A pot too
+    /// short is retried on a later run. Returns how many were granted.
+    pub async fn grant_milestones(&self, at: NaiveDateTime) -> StoreResult<usize> {
+        let pending: Vec<(AppliedRow, RuleRow)> = self
+            .read(|c| {
+                Ok(voucher_incentives::table
+                    .inner_join(incentive_rules::table)
+                    .filter(voucher_incentives::milestone.eq(true))
+                    .filter(voucher_incentives::granted_at.is_null())
+                    .limit(1_000)
+                    .select((AppliedRow::as_select(), RuleRow::as_select()))
+                    .load(c)?)
+            })
+            .await?;
+        let mut granted = 0;
+        for (applied, rule) in pending {
+            let Effect::MilestoneBonus { trigger, .. } = rule.rule()?.effect else {
+                continue;
+            };
+            let outcome = self
+                .write(move |c| {
+                    let v: VoucherRow = vouchers::table
+                        .find(&applied.voucher_id)
+                        .select(VoucherRow::as_select())
+                        .first(c)?;
+                    if v.status != "active" {
+                        return Ok(false);
+                    }
+                    let reached = match trigger {
+                        Trigger::RequestsSettled { count } => {
+                            let n: i64 = usage_records::table
+                                .filter(usage_records::voucher_id.eq(&v.id))
+                                .count()
+                                .get_result(c)?;
+                            n >= i64::from(count)
+                        }
+                        Trigger::ConsultingSessionCompleted => {
+                            let n: i64 = consulting_bookings::table
+                                .filter(consulting_bookings::voucher_id.eq(&v.id))
+                                .filter(consulting_bookings::outcome.eq("attended"))
+                                .count()
+                                .get_result(c)?;
+                            n > 0
+                        }
+                    };
+                    if !reached {
+                        return Ok(false);
+                    }
+                    let source = match &rule.budget_line_id {
+                        Some(l) => budget_lines::table
+                            .find(l)
+                            .select(budget_lines::account_id)
+                            .first::<String>(c)?,
+                        None => PROGRAMME_FUND.to_string(),
+                    };
+                    ledger::transfer(
+                        c,
+                        &TransferRequest {
+                            id: format!("milestone-{}", applied.id),
+                            debit_account_id: source,
+                            credit_account_id: v.account_id.clone(),
+                            amount: Money::from_micros(applied.amount)
+                                .map_err(|e| StoreError::Invariant(e.to_string()))?,
+                            code: TransferCode::IncentiveMilestone,
+                            memo: format!("milestone bonus: {}", rule.name),
+                        },
+                    )?;
+                    diesel::update(voucher_incentives::table.find(&applied.id))
+                        .set(voucher_incentives::granted_at.eq(Some(at)))
+                        .execute(c)?;
+                    let email = outbox::user_email(c, &v.owner_id)?;
+                    outbox::enqueue(
+                        c,
+                        Notification {
+                            dedupe_key: format!("milestone:{}", applied.id),
+                            recipient: &email,
+                            template: "milestone_bonus",
+                            data: serde_json::json!({
+                                "voucher_id": v.id,
+                                "rule": rule.name,
+                                "amount": voucherd_domain::money::format_micros(applied.amount),
+                            }),
+                        },
+                    )?;
+                    Ok(true)
+                })
+                .await;
+            match outcome {
+                Ok(true) => granted += 1,
+                Ok(false) => {}
+                Err(StoreError::InsufficientFunds { account_id }) => {
+                    tracing::error!(%account_id, "a milestone bonus waits: its pot is short")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(granted)
+    }
+}
