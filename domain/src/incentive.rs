@@ -58,6 +58,10 @@ pub enum Effect {
         amount: Money,
         trigger: Trigger,
     },
+    /// More technical consulting hours with the voucher.
+    ConsultingHours {
+        hours: u32,
+    },
 }
 
 impl Condition {
@@ -82,6 +86,9 @@ impl Effect {
                 bad("percent", "must be 1 to 200")
             }
             Effect::CoFundingCap { percent } if percent > 100 => bad("percent", "must be 0 to 100"),
+            Effect::ConsultingHours { hours } if !(1..=100).contains(&hours) => {
+                bad("hours", "must be 1 to 100")
+            }
             Effect::FixedBonus { amount } | Effect::MilestoneBonus { amount, .. }
                 if amount.is_zero() =>
             {
@@ -194,6 +201,8 @@ pub struct Evaluation {
     pub total_micros: i64,
     pub milestones_micros: i64,
     pub co_funding_cap_percent: Option<u32>,
+    /// Consulting hours added to the standard allowance.
+    pub consulting_hours: u32,
     /// Why less was added than the rules asked for, if it was.
     pub limited_by: Vec<String>,
 }
@@ -213,6 +222,7 @@ pub fn evaluate(
     let mut applied = Vec::new();
     let mut not_matched = Vec::new();
     let mut co_funding_cap_percent: Option<u32> = None;
+    let mut consulting_hours = 0_u32;
     for r in rules {
         let (ok, why) = r.condition.explain(o, today);
         if !ok {
@@ -228,6 +238,10 @@ pub fn evaluate(
                 (0, 0)
             }
             Effect::MilestoneBonus { amount, .. } => (0, amount.micros()),
+            Effect::ConsultingHours { hours } => {
+                consulting_hours = consulting_hours.saturating_add(hours).min(1_000);
+                (0, 0)
+            }
         };
         applied.push(Applied {
             rule_id: r.id.clone(),
@@ -279,6 +293,7 @@ pub fn evaluate(
         extra_micros,
         total_micros: base.micros() + extra_micros,
         co_funding_cap_percent,
+        consulting_hours,
         limited_by,
     }
 }
@@ -439,6 +454,10 @@ mod tests {
             "effect.amount"
         );
         assert!(Effect::CoFundingCap { percent: 30 }.check().is_ok());
+        assert_eq!(
+            Effect::ConsultingHours { hours: 0 }.check().unwrap_err().0,
+            "effect.hours"
+        );
         assert_eq!(
             Condition {
                 founded_within_years: Some(0),

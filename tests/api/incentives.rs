@@ -87,6 +87,13 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
                "effect": {"kind": "co_funding_cap", "percent": 10}}),
     )
     .await;
+    rule(
+        &app,
+        &admin,
+        json!({"name": "Extra consulting", "condition": {"sic_sections": ["J"]},
+               "effect": {"kind": "consulting_hours", "hours": 1}}),
+    )
+    .await;
     // The uplift changes: a second version; the first stays on record.
     let key = uplift["key"].as_str().unwrap();
     let resp = app
@@ -103,7 +110,7 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(body(resp).await["version"], 2);
     let listed = body(app.get("/api/v1/incentives", &admin).await).await;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 5);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 6);
 
     let owner = app.applicant("owner@widgets.co.uk").await;
     let application = body(app.apply(&owner, &valid_application()).await).await;
@@ -121,6 +128,7 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
     assert_eq!(
         names(&preview["applied"]),
         [
+            "Extra consulting",
             "First two requests",
             "Low co-funding",
             "North East uplift",
@@ -171,7 +179,14 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
     )
     .await;
     let applied = applied["data"].as_array().unwrap().clone();
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
+    // Two standard hours, one more from the incentive, in minutes.
+    let hours = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/consulting"), &owner)
+            .await,
+    )
+    .await;
+    assert_eq!(hours["granted"], 180);
     let versions: Vec<(String, i64)> = applied
         .iter()
         .map(|a| {

@@ -307,13 +307,17 @@ pub async fn decide(
                 .collect();
             let total = Money::from_micros(e.total_micros)
                 .map_err(|x| ApiError::Internal(x.to_string()))?;
+            let consulting = voucherd_domain::consulting::Minutes::new(
+                cfg.consulting.get() + i64::from(e.consulting_hours) * 60,
+            )
+            .map_err(ApiError::Internal)?;
             evaluation = Some(e);
             Verdict::Approve {
                 voucher_id: uuid::Uuid::now_v7().to_string(),
                 amount: total,
                 incentives: applied,
                 expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
-                consulting: cfg.consulting,
+                consulting,
             }
         }
     };
@@ -427,6 +431,7 @@ fn evaluation_json(e: &incentive::Evaluation) -> serde_json::Value {
         "total": format_micros(e.total_micros),
         "milestone_bonuses": format_micros(e.milestones_micros),
         "co_funding_cap_percent": e.co_funding_cap_percent,
+        "consulting_hours_added": e.consulting_hours,
         "limited_by": e.limited_by,
         "applied": e.applied.iter().map(|a| serde_json::json!({
             "rule": a.key,
