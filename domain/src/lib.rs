@@ -5,6 +5,7 @@ pub mod budget;
 pub mod challenge;
 pub mod company;
 pub mod consulting;
+pub mod disclosure;
 pub mod eligibility;
 pub mod incentive;
 pub mod ledger;
