@@ -256,21 +256,28 @@ pub fn evaluate(
     }
     let mut limited_by = Vec::new();
     let asked_now: i64 = applied.iter().map(|a| a.now_micros).sum();
+    let asked_later: i64 = applied.iter().map(|a| a.later_micros).sum();
+    // The cap bounds everything the rules add, now and later together; now comes first.
     let cap = i64::from(cap_percent) * standard.micros() / 100;
     let mut room_now = asked_now.min(cap);
-    if room_now < asked_now {
+    let capped_later = asked_later.min((cap - room_now).max(0));
+    if room_now + capped_later < asked_now + asked_later {
         limited_by.push(format!(
             "incentives add at most {cap_percent}% of the standard voucher (£{})",
             crate::money::format_micros(cap)
         ));
     }
     // MFA: base first, then immediate extras, then milestone bonuses.
+    let mfa = "Minimal Financial Assistance limit".to_string();
     let headroom_after_base = (headroom_micros - base.micros()).max(0);
     if room_now > headroom_after_base {
         room_now = headroom_after_base;
-        limited_by.push("Minimal Financial Assistance limit".into());
+        limited_by.push(mfa.clone());
     }
-    let mut room_later = headroom_after_base - room_now;
+    let mut room_later = capped_later.min(headroom_after_base - room_now);
+    if room_later < capped_later && !limited_by.contains(&mfa) {
+        limited_by.push(mfa);
+    }
     // Spread the allowed amounts over the rules in order.
     let mut left_now = room_now;
     for a in &mut applied {
@@ -278,9 +285,6 @@ pub fn evaluate(
         a.now_micros = take;
         left_now -= take;
         let later = a.later_micros.min(room_later);
-        if later < a.later_micros && !limited_by.iter().any(|l| l.starts_with("Minimal")) {
-            limited_by.push("Minimal Financial Assistance limit".into());
-        }
         a.later_micros = later;
         room_later -= later;
     }

@@ -182,18 +182,25 @@ pub(crate) fn grant(
 
 fn figures(c: &mut DbConn, l: &BudgetLineRow) -> StoreResult<LineFigures> {
     let remaining = ledger::account(c, &l.account_id)?.totals().available();
-    let line_vouchers: Vec<(i64, String)> = vouchers::table
-        .filter(vouchers::budget_line_id.eq(&l.id))
-        .select((vouchers::granted, vouchers::account_id))
+    // Committed: everything the line paid to vouchers (grants and milestone bonuses).
+    let paid: Vec<i64> = transfers::table
+        .filter(transfers::debit_account_id.eq(&l.account_id))
+        .filter(transfers::code.eq_any([
+            TransferCode::VoucherGrant.as_str(),
+            TransferCode::IncentiveMilestone.as_str(),
+        ]))
+        .select(transfers::amount)
         .load(c)?;
-    let committed: i64 = line_vouchers.iter().map(|(g, _)| g).sum();
-    let account_ids: Vec<&str> = line_vouchers.iter().map(|(_, a)| a.as_str()).collect();
+    let committed: i64 = paid.iter().sum();
+    let line_accounts = vouchers::table
+        .filter(vouchers::budget_line_id.eq(&l.id))
+        .select(vouchers::account_id);
     let debited: Vec<i64> = accounts::table
-        .filter(accounts::id.eq_any(&account_ids))
+        .filter(accounts::id.eq_any(line_accounts))
         .select(accounts::debits_posted)
         .load(c)?;
     let forfeited: Vec<i64> = transfers::table
-        .filter(transfers::debit_account_id.eq_any(&account_ids))
+        .filter(transfers::debit_account_id.eq_any(line_accounts))
         .filter(transfers::code.eq(TransferCode::Expiry.as_str()))
         .select(transfers::amount)
         .load(c)?;
@@ -290,6 +297,20 @@ impl Store {
         actor_id: String,
     ) -> StoreResult<()> {
         self.write(move |c| {
+            // A retry of a move that happened: the same answer, without checking the balance it
+            // already took or auditing it twice.
+            if let Some(done) = ledger::find_transfer(c, &id)? {
+                let (from_account, _) = pot(c, &from)?;
+                let (to_account, _) = pot(c, &to)?;
+                return if done.amount == amount.micros()
+                    && done.debit_account_id == from_account
+                    && done.credit_account_id == to_account
+                {
+                    Ok(())
+                } else {
+                    Err(StoreError::TransferIdConflict(id))
+                };
+            }
             move_money(c, &id, &from, &to, amount, &reason)?;
             let side = |p: &Pot| match p {
                 Pot::Fund => "programme_fund".to_string(),

@@ -468,7 +468,14 @@ impl Store {
                     }),
                     Ok(None) => {}
                     Err(StoreError::Database(e)) if is_unique_violation(&e) => {}
-                    Err(e) => return Err(e),
+                    // One challenge's failure does not hold up the others; its milestone
+                    // (recorded only on success) is tried again next run. A later milestone
+                    // must not run before it.
+                    Err(e) => {
+                        tracing::error!(challenge = %ch.id, milestone = milestone.as_str(),
+                            error = %e, "challenge milestone failed; retried next run");
+                        break;
+                    }
                 }
             }
         }
@@ -738,8 +745,11 @@ fn award_voucher(
     ch: &ChallengeRow,
     at: NaiveDateTime,
 ) -> StoreResult<VoucherRow> {
+    // The entrant's own live voucher for the company: an entry names a company, but only the
+    // entrant's voucher may receive its award.
     let live: Option<VoucherRow> = vouchers::table
         .filter(vouchers::company_number.eq(&e.company_number))
+        .filter(vouchers::owner_id.eq(&e.entrant_id))
         .filter(vouchers::status.eq("active"))
         .filter(vouchers::expires_at.gt(at))
         .order(vouchers::expires_at.desc())

@@ -137,6 +137,15 @@ impl Store {
     /// Publishes a slot; refused when it overlaps another of the adviser's.
     pub async fn create_slot(&self, row: SlotRow) -> StoreResult<SlotRow> {
         self.write(move |c| {
+            // Two slots created at once must not both pass the overlap check: on PostgreSQL
+            // the adviser's row is locked first (SQLite's writer lock already serialises).
+            if let DbConn::Postgresql(pg) = c {
+                users::table
+                    .find(&row.adviser_id)
+                    .select(users::id)
+                    .for_update()
+                    .load::<String>(pg)?;
+            }
             let overlapping: i64 = consulting_slots::table
                 .filter(consulting_slots::adviser_id.eq(&row.adviser_id))
                 .filter(consulting_slots::starts_at.lt(row.ends_at))
@@ -298,10 +307,15 @@ impl Store {
                 Ok(_) => {}
                 // Two requests raced past the checks: the unique indexes decide.
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Consulting(
-                        "slot_taken",
-                        "this slot is already booked".into(),
-                    ))
+                    // Which index refused it: the voucher's (one at a time) or the slot's.
+                    return Err(if e.to_string().contains("voucher") {
+                        StoreError::Consulting(
+                            "booking_in_progress",
+                            "this voucher already has an upcoming session: one at a time".into(),
+                        )
+                    } else {
+                        StoreError::Consulting("slot_taken", "this slot is already booked".into())
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -459,6 +473,31 @@ impl Store {
     pub async fn consulting_allowance(&self, voucher_id: String) -> StoreResult<Allowance> {
         self.read(move |c| Ok(allowance(c, &voucher_id)?.unwrap_or_default()))
             .await
+    }
+
+    /// Lapses sessions nobody recorded within 30 days of their end: the booking is closed as
+    /// cancelled and its minutes return, so the voucher may book again. Returns how many.
+    pub async fn lapse_unrecorded_sessions(&self, at: NaiveDateTime) -> StoreResult<usize> {
+        self.write(move |c| {
+            let stale: Vec<BookingRow> = consulting_bookings::table
+                .inner_join(consulting_slots::table)
+                .filter(consulting_bookings::cancelled_at.is_null())
+                .filter(consulting_bookings::outcome.is_null())
+                .filter(
+                    consulting_slots::ends_at.le(at - chrono::Duration::days(RECORD_WITHIN_DAYS)),
+                )
+                .limit(500)
+                .select(BookingRow::as_select())
+                .load(c)?;
+            for b in &stale {
+                ledger::resolve_at(c, &format!("{}:void", b.hold_id), &b.hold_id, None, at)?;
+                diesel::update(consulting_bookings::table.find(&b.id))
+                    .set(consulting_bookings::cancelled_at.eq(Some(at)))
+                    .execute(c)?;
+            }
+            Ok(stale.len())
+        })
+        .await
     }
 
     /// Reminds SMEs of sessions starting within a day, once each. Returns how many.

@@ -126,13 +126,24 @@ impl Store {
                 ))
                 .select(RuleRow::as_select())
                 .load(c)?;
+            // Each key's latest version, in the order the rules were first created: editing a
+            // rule does not change which one a cap trims first.
+            let mut first_created: std::collections::HashMap<String, NaiveDateTime> =
+                Default::default();
+            for r in &all {
+                first_created.insert(r.rule_key.clone(), r.created_at);
+            }
             let mut latest: Vec<RuleRow> = Vec::new();
             for r in all {
                 if latest.last().is_none_or(|l| l.rule_key != r.rule_key) {
                     latest.push(r);
                 }
             }
-            latest.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            latest.sort_by(|a, b| {
+                first_created[&a.rule_key]
+                    .cmp(&first_created[&b.rule_key])
+                    .then(a.rule_key.cmp(&b.rule_key))
+            });
             Ok(latest)
         })
         .await
@@ -176,17 +187,42 @@ impl Store {
     /// the applied incentive's), from the rule's budget line or the programme fund. A pot too
     /// short is retried on a later run. Returns how many were granted.
     pub async fn grant_milestones(&self, at: NaiveDateTime) -> StoreResult<usize> {
-        let pending: Vec<(AppliedRow, RuleRow)> = self
-            .read(|c| {
-                Ok(voucher_incentives::table
-                    .inner_join(incentive_rules::table)
-                    .filter(voucher_incentives::milestone.eq(true))
-                    .filter(voucher_incentives::granted_at.is_null())
-                    .limit(1_000)
-                    .select((AppliedRow::as_select(), RuleRow::as_select()))
-                    .load(c)?)
-            })
-            .await?;
+        // Only live vouchers' bonuses, in pages: a bonus whose voucher lapsed waits for ever
+        // without keeping others from being looked at.
+        let mut pending: Vec<(AppliedRow, RuleRow)> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let cursor = after.clone();
+            let page: Vec<(AppliedRow, RuleRow)> = self
+                .read(move |c| {
+                    Ok(voucher_incentives::table
+                        .inner_join(incentive_rules::table)
+                        .filter(voucher_incentives::milestone.eq(true))
+                        .filter(voucher_incentives::granted_at.is_null())
+                        .filter(voucher_incentives::id.gt(&cursor))
+                        .filter(
+                            voucher_incentives::voucher_id.eq_any(
+                                vouchers::table
+                                    .filter(vouchers::status.eq("active"))
+                                    .filter(vouchers::expires_at.gt(at))
+                                    .select(vouchers::id),
+                            ),
+                        )
+                        .order(voucher_incentives::id.asc())
+                        .limit(500)
+                        .select((AppliedRow::as_select(), RuleRow::as_select()))
+                        .load(c)?)
+                })
+                .await?;
+            let n = page.len();
+            if let Some((last, _)) = page.last() {
+                after = last.id.clone();
+            }
+            pending.extend(page);
+            if n < 500 || pending.len() >= 100_000 {
+                break;
+            }
+        }
         let mut granted = 0;
         for (applied, rule) in pending {
             let Effect::MilestoneBonus { trigger, .. } = rule.rule()?.effect else {
@@ -198,7 +234,7 @@ impl Store {
                         .find(&applied.voucher_id)
                         .select(VoucherRow::as_select())
                         .first(c)?;
-                    if v.status != "active" {
+                    if v.status != "active" || v.expires_at <= at {
                         return Ok(false);
                     }
                     let reached = match trigger {
@@ -266,7 +302,8 @@ impl Store {
                 Err(StoreError::InsufficientFunds { account_id }) => {
                     tracing::error!(%account_id, "a milestone bonus waits: its pot is short")
                 }
-                Err(e) => return Err(e),
+                // One bonus that fails does not hold up the others; it is tried next run.
+                Err(e) => tracing::error!(error = %e, "a milestone bonus could not be granted"),
             }
         }
         Ok(granted)

@@ -431,6 +431,8 @@ pub fn expired_holds(c: &mut DbConn, at: NaiveDateTime, limit: i64) -> StoreResu
     Ok(transfers::table
         .filter(transfers::kind.eq("pending"))
         .filter(transfers::timeout_at.le(at))
+        // A consulting session's hold belongs to its booking: the consulting job lapses both.
+        .filter(transfers::code.ne(TransferCode::ConsultingSession.as_str()))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             resolutions.filter(
                 resolutions

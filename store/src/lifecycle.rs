@@ -52,6 +52,15 @@ fn company_name(c: &mut DbConn, application_id: &str) -> StoreResult<String> {
         .first(c)?)
 }
 
+fn earlier_forfeits(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
+    use crate::schema::transfers;
+    Ok(transfers::table
+        .filter(transfers::debit_account_id.eq(account_id))
+        .filter(transfers::code.eq(TransferCode::Expiry.as_str()))
+        .count()
+        .get_result(c)?)
+}
+
 /// What [`forfeit`] did.
 enum Forfeit {
     /// Holds are in flight: the remainder is not known yet.
@@ -71,10 +80,15 @@ fn forfeit(c: &mut DbConn, v: &VoucherRow, at: NaiveDateTime) -> StoreResult<For
     }
     let remainder = account.credits_posted - account.debits_posted;
     if remainder > 0 {
+        // A later credit (after an earlier forfeit) is forfeited under an id of its own.
+        let forfeit_id = match earlier_forfeits(c, &v.account_id)? {
+            0 => format!("forfeit-{}", v.id),
+            n => format!("forfeit-{}-{}", v.id, n + 1),
+        };
         ledger::transfer(
             c,
             &TransferRequest {
-                id: format!("forfeit-{}", v.id),
+                id: forfeit_id,
                 debit_account_id: v.account_id.clone(),
                 credit_account_id: FORFEITED.into(),
                 amount: Money::from_micros(remainder)
@@ -154,23 +168,32 @@ impl Store {
         let window_start = at - chrono::Duration::days(31);
         loop {
             let cursor = after.clone();
-            let (last, outcomes) = self
-                .write(move |c| {
-                    let expired: Vec<VoucherRow> = vouchers::table
+            let expired: Vec<VoucherRow> = self
+                .read(move |c| {
+                    Ok(vouchers::table
                         .filter(vouchers::status.eq("expired"))
                         .filter(vouchers::expires_at.gt(window_start))
                         .filter(vouchers::id.gt(&cursor))
                         .order(vouchers::id)
                         .limit(BATCH)
                         .select(VoucherRow::as_select())
-                        .load(c)?;
-                    let mut outcomes = Vec::with_capacity(expired.len());
-                    for v in &expired {
-                        outcomes.push(forfeit(c, v, at)?);
-                    }
-                    Ok((expired.last().map(|v| v.id.clone()), outcomes))
+                        .load(c)?)
                 })
                 .await?;
+            let last = expired.last().map(|v| v.id.clone());
+            // Each voucher in its own transaction: one that fails is logged and tried again
+            // next run, without holding up the others.
+            let mut outcomes = Vec::with_capacity(expired.len());
+            for v in expired {
+                let id = v.id.clone();
+                match self.write(move |c| forfeit(c, &v, at)).await {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => {
+                        tracing::error!(voucher = %id, error = %e, "forfeit failed; retried next run");
+                        outcomes.push(Forfeit::AlreadyDone);
+                    }
+                }
+            }
             for o in &outcomes {
                 match o {
                     Forfeit::Moved(amount) => {

@@ -123,15 +123,27 @@ impl Store {
         .await
     }
 
-    pub async fn outbox_sent(&self, id: String, at: NaiveDateTime) -> StoreResult<()> {
+    /// Marks a claimed message sent, if the claim still holds (no other worker took it over
+    /// after the claim lapsed).
+    pub async fn outbox_sent(
+        &self,
+        id: String,
+        claimed_until: NaiveDateTime,
+        at: NaiveDateTime,
+    ) -> StoreResult<()> {
         self.write(move |c| {
-            diesel::update(outbox::table.find(&id))
-                .set((
-                    outbox::status.eq("sent"),
-                    outbox::sent_at.eq(Some(at)),
-                    outbox::last_error.eq(None::<String>),
-                ))
-                .execute(c)?;
+            diesel::update(
+                outbox::table
+                    .filter(outbox::id.eq(&id))
+                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::next_attempt_at.eq(claimed_until)),
+            )
+            .set((
+                outbox::status.eq("sent"),
+                outbox::sent_at.eq(Some(at)),
+                outbox::last_error.eq(None::<String>),
+            ))
+            .execute(c)?;
             Ok(())
         })
         .await
@@ -141,11 +153,17 @@ impl Store {
     pub async fn outbox_failed(
         &self,
         id: String,
+        claimed_until: NaiveDateTime,
         error: String,
         retry_at: Option<NaiveDateTime>,
     ) -> StoreResult<()> {
         self.write(move |c| {
-            let q = diesel::update(outbox::table.find(&id));
+            let q = diesel::update(
+                outbox::table
+                    .filter(outbox::id.eq(&id))
+                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::next_attempt_at.eq(claimed_until)),
+            );
             match retry_at {
                 Some(t) => q
                     .set((

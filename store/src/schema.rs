@@ -414,3 +414,5 @@ diesel::table! {
 
 diesel::joinable!(voucher_incentives -> incentive_rules (rule_id));
 diesel::allow_tables_to_appear_in_same_query!(incentive_rules, voucher_incentives);
+diesel::allow_tables_to_appear_in_same_query!(vouchers, voucher_incentives);
+diesel::allow_tables_to_appear_in_same_query!(vouchers, incentive_rules);

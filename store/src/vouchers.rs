@@ -23,6 +23,24 @@ pub struct VoucherRow {
 }
 
 impl Store {
+    /// What the programme itself has credited to a company's vouchers created since `since`
+    /// (grants, awards, bonuses), with when: Minimal Financial Assistance it must count.
+    pub async fn company_credits(
+        &self,
+        company_number: String,
+        since: NaiveDateTime,
+    ) -> StoreResult<Vec<(i64, NaiveDateTime)>> {
+        self.read(move |c| {
+            Ok(vouchers::table
+                .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+                .filter(vouchers::company_number.eq(&company_number))
+                .filter(vouchers::created_at.ge(since))
+                .select((accounts::credits_posted, vouchers::created_at))
+                .load(c)?)
+        })
+        .await
+    }
+
     /// Vouchers with their ledger accounts; all of them when `owner_id` is `None`.
     pub async fn vouchers(
         &self,

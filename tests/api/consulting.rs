@@ -265,6 +265,34 @@ async fn book_cancel_record(backend: Backend) {
             "consulting_reminder"
         ]
     );
+    // A session nobody records lapses a month after it ends: the minutes come back and the
+    // voucher may book again.
+    let short = slot_id(&app, &adviser, clock.now() + Duration::days(4), 30).await;
+    let resp = book(&app, &owner, &short, &voucher).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let unrecorded = body(resp).await["id"].as_str().unwrap().to_string();
+    assert_eq!(allowance(&app, &owner, &voucher).await, (120, 90, 30, 0));
+    clock.advance(Duration::days(35));
+    let r = worker.run_once(Job::ConsultingReminders).await.unwrap();
+    assert_eq!(r.summary["lapsed"], 1);
+    assert_eq!(allowance(&app, &owner, &voucher).await, (120, 90, 0, 30));
+    let mine = body(app.get("/api/v1/consulting/bookings", &owner).await).await;
+    let lapsed = mine["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == json!(unrecorded))
+        .unwrap()
+        .clone();
+    assert_eq!(lapsed["status"], "cancelled");
+    assert_eq!(
+        worker
+            .run_once(Job::ConsultingReminders)
+            .await
+            .unwrap()
+            .summary["lapsed"],
+        0
+    );
     // Minutes never meet money: the ledger balances per unit.
     app.store.verify_ledger().await.unwrap();
 }

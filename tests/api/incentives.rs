@@ -161,11 +161,21 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
         (Some("1000.00"), Some("6000.00"), Some("50.00"), Some(10))
     );
 
+    // Confirming with a total other than the rules give is refused: nothing unseen is granted.
+    let resp = app
+        .decide(
+            &admin,
+            id,
+            &json!({"decision": "approve", "amount": "5000", "reason": "meets all criteria", "incentives_total": "5500"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 409);
+    assert_eq!(body(resp).await["code"], "incentives_changed");
     let decided = body(
         app.decide(
             &admin,
             id,
-            &json!({"decision": "approve", "amount": "5000", "reason": "meets all criteria"}),
+            &json!({"decision": "approve", "amount": "5000", "reason": "meets all criteria", "incentives_total": "6000"}),
         )
         .await,
     )

@@ -88,7 +88,9 @@ impl Job {
             Job::Challenges => {
                 "perform challenge milestones once each; open recurring challenges' next cycles"
             }
-            Job::ConsultingReminders => "remind SMEs of consulting sessions a day ahead",
+            Job::ConsultingReminders => {
+                "remind SMEs of consulting sessions a day ahead; lapse sessions never recorded"
+            }
             Job::IncentiveMilestones => "grant milestone bonuses whose trigger happened, once each",
         }
     }
@@ -387,7 +389,11 @@ impl Worker {
             tokio::select! {
                 r = &mut work => break Some(r),
                 _ = beat.tick() => {
-                    let _ = self.store.beat_job_run(run.id.clone(), self.id.clone(), self.clock.now()).await;
+                    // Taken over by another worker (this one was thought dead): stop here.
+                    if let Ok(false) = self.store.beat_job_run(run.id.clone(), self.id.clone(), self.clock.now()).await {
+                        tracing::warn!(job = job.name(), "run taken over by another worker; stopping");
+                        break None;
+                    }
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -469,7 +475,8 @@ impl Worker {
                 "granted": self.store.grant_milestones(at).await?
             }),
             Job::ConsultingReminders => serde_json::json!({
-                "reminders": self.store.send_consulting_reminders(at).await?
+                "reminders": self.store.send_consulting_reminders(at).await?,
+                "lapsed": self.store.lapse_unrecorded_sessions(at).await?,
             }),
             Job::Housekeeping => {
                 let before = at - chrono::Duration::days(i64::from(self.config.run_retention_days));
@@ -514,49 +521,55 @@ impl Worker {
     /// after `mail_max_attempts` (or at once, for a message that can never render).
     async fn deliver(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
         let (mut sent, mut retrying, mut failed) = (0, 0, 0);
-        // Claimed for longer than one send may take: nobody else sends it meanwhile.
+        // One message claimed at a time, right before it is sent: a claim never lapses while
+        // the message waits behind others, so no other worker sends it too.
         let claim_ms = (self.config.mail.send_timeout_ms * 2) as i64;
-        loop {
-            let batch = self.store.claim_outbox(at, 50, claim_ms).await?;
-            let n = batch.len();
-            for m in batch {
-                let data: serde_json::Value =
-                    serde_json::from_str(&m.data).unwrap_or(serde_json::Value::Null);
-                match self
-                    .mailer
-                    .send(&m.recipient, &m.template, &data, &m.id)
-                    .await
-                {
-                    Ok(()) => {
-                        self.store.outbox_sent(m.id, self.clock.now()).await?;
-                        sent += 1;
-                    }
-                    Err(e) => {
-                        let retry = e.is_transient() && m.attempts < self.config.mail_max_attempts;
-                        let retry_at = retry.then(|| {
-                            let shift = (m.attempts - 1).clamp(0, 20) as u32;
-                            let delay_ms = self
-                                .config
-                                .mail_retry_base_ms
-                                .saturating_mul(1 << shift)
-                                .min(6 * 3_600_000);
-                            at + chrono::Duration::milliseconds(delay_ms as i64)
-                        });
-                        if retry {
-                            tracing::warn!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; will retry");
-                            retrying += 1;
-                        } else {
-                            tracing::error!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; giving up");
-                            failed += 1;
-                        }
-                        self.store
-                            .outbox_failed(m.id, e.to_string(), retry_at)
-                            .await?;
-                    }
-                }
-            }
-            if n < 50 {
+        for _ in 0..MAX_SENDS_PER_RUN {
+            let claimed_at = self.clock.now().max(at);
+            let Some(m) = self
+                .store
+                .claim_outbox(claimed_at, 1, claim_ms)
+                .await?
+                .into_iter()
+                .next()
+            else {
                 break;
+            };
+            let data: serde_json::Value =
+                serde_json::from_str(&m.data).unwrap_or(serde_json::Value::Null);
+            match self
+                .mailer
+                .send(&m.recipient, &m.template, &data, &m.id)
+                .await
+            {
+                Ok(()) => {
+                    self.store
+                        .outbox_sent(m.id, m.next_attempt_at, self.clock.now())
+                        .await?;
+                    sent += 1;
+                }
+                Err(e) => {
+                    let retry = e.is_transient() && m.attempts < self.config.mail_max_attempts;
+                    let retry_at = retry.then(|| {
+                        let shift = (m.attempts - 1).clamp(0, 20) as u32;
+                        let delay_ms = self
+                            .config
+                            .mail_retry_base_ms
+                            .saturating_mul(1 << shift)
+                            .min(6 * 3_600_000);
+                        at + chrono::Duration::milliseconds(delay_ms as i64)
+                    });
+                    if retry {
+                        tracing::warn!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; will retry");
+                        retrying += 1;
+                    } else {
+                        tracing::error!(id = %m.id, attempt = m.attempts, error = %e, "delivery failed; giving up");
+                        failed += 1;
+                    }
+                    self.store
+                        .outbox_failed(m.id, m.next_attempt_at, e.to_string(), retry_at)
+                        .await?;
+                }
             }
         }
         Ok(serde_json::json!({ "sent": sent, "retrying": retrying, "failed": failed }))
@@ -582,6 +595,9 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker scheduler stopped");
     }
 }
+
+/// Messages one outbox run sends at most; the rest wait for the next run.
+const MAX_SENDS_PER_RUN: usize = 1_000;
 
 fn to_json<T: serde::Serialize>(report: &T) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or(serde_json::Value::Null)

@@ -246,6 +246,9 @@ pub struct DecisionRequest {
     pub valid_days: Option<u32>,
     #[validate(length(min = 1, max = 2000, message = "must be 1 to 2000 characters"))]
     pub reason: String,
+    /// The total the administrator saw in the incentives preview: when given, an approval
+    /// whose rules now give another total is refused rather than granted unseen.
+    pub incentives_total: Option<Money>,
 }
 
 pub async fn decide(
@@ -290,7 +293,7 @@ pub async fn decide(
                 }
                 .into());
             }
-            check_mfa_with_amount(&state, &app, amount)?;
+            check_mfa_with_amount(&state, &app, amount).await?;
             let e = evaluate_incentives(&state, &app, amount).await?;
             let applied = e
                 .applied
@@ -307,8 +310,19 @@ pub async fn decide(
                 .collect();
             let total = Money::from_micros(e.total_micros)
                 .map_err(|x| ApiError::Internal(x.to_string()))?;
+            if let Some(seen) = body.incentives_total {
+                if seen != total {
+                    return Err(ApiError::conflict(
+                        "incentives_changed",
+                        format!(
+                            "the incentive rules now give £{total}, not the £{seen} previewed: preview again"
+                        ),
+                    ));
+                }
+            }
             let consulting = voucherd_domain::consulting::Minutes::new(
-                cfg.consulting.get() + i64::from(e.consulting_hours) * 60,
+                (cfg.consulting.get() + i64::from(e.consulting_hours) * 60)
+                    .min(voucherd_domain::consulting::MAX_MINUTES),
             )
             .map_err(ApiError::Internal)?;
             evaluation = Some(e);
@@ -344,10 +358,32 @@ pub async fn decide(
     })))
 }
 
-/// What an application says of the organisation, with `amount` as the voucher.
-fn facts(app: &ApplicationRow, amount: Money) -> Result<ApplicationFacts, ApiError> {
-    let declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
+/// What an application says of the organisation, with `amount` as the voucher. The
+/// programme's own earlier credits to the company count as Minimal Financial Assistance too,
+/// declared or not.
+async fn facts(
+    state: &AppState,
+    app: &ApplicationRow,
+    amount: Money,
+) -> Result<ApplicationFacts, ApiError> {
+    let mut declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
         .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
+    // Three financial years back at most; the rule itself draws the exact window.
+    let since = (Utc::now() - Duration::days(4 * 366)).naive_utc();
+    for (credited, at) in state
+        .store
+        .company_credits(app.company_number.clone(), since)
+        .await?
+    {
+        if credited > 0 {
+            declarations.push(SubsidyDeclaration {
+                provider: "this programme".into(),
+                amount: Money::from_micros(credited)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+                awarded_on: at.date(),
+            });
+        }
+    }
     let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
     let region: Region = app.region.parse().map_err(ApiError::Internal)?;
     let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
@@ -365,12 +401,12 @@ fn facts(app: &ApplicationRow, amount: Money) -> Result<ApplicationFacts, ApiErr
 
 /// The applicant was checked against the standard voucher; an administrator who grants more
 /// must not push the company over its Minimal Financial Assistance limit.
-fn check_mfa_with_amount(
+async fn check_mfa_with_amount(
     state: &AppState,
     app: &ApplicationRow,
     amount: Money,
 ) -> Result<(), ApiError> {
-    let facts = facts(app, amount)?;
+    let facts = facts(state, app, amount).await?;
     let result = state
         .config
         .eligibility
@@ -401,7 +437,7 @@ async fn evaluate_incentives(
         .map(|r| r.rule())
         .collect::<Result<Vec<_>, _>>()?;
     let first_time = state.store.first_time_applicant(app.id.clone()).await?;
-    let f = facts(app, base)?;
+    let f = facts(state, app, base).await?;
     let today = Utc::now().date_naive();
     let organisation = incentive::Organisation {
         region: f.region,
