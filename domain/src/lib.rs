@@ -14,6 +14,7 @@ pub mod pricing;
 pub mod region;
 pub mod role;
 pub mod sic;
+pub mod stats;
 
 pub use company::CompanyNumber;
 pub use money::Money;

@@ -3,6 +3,7 @@
 //! was down catches up a missed run once, not once per missed tick. Jobs are idempotent, so a
 //! run retried after a crash moves no money twice.
 
+pub mod charts;
 pub mod mail;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
