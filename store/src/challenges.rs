@@ -422,10 +422,15 @@ impl Store {
                     .filter(challenge_scores::assessor_id.eq(&row.assessor_id)),
             )
             .execute(c)?;
-            diesel::insert_into(challenge_scores::table)
+            match diesel::insert_into(challenge_scores::table)
                 .values(&row)
-                .execute(c)?;
-            Ok(row)
+                .execute(c)
+            {
+                Ok(_) => Ok(row),
+                // The same assessor's two submissions at once: the second is told to retry.
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Contended),
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

@@ -91,9 +91,15 @@ impl Store {
                 }
             }
             row.version = latest_version(c, &row.rule_key)?.map_or(1, |r| r.version + 1);
-            diesel::insert_into(incentive_rules::table)
+            match diesel::insert_into(incentive_rules::table)
                 .values(&row)
-                .execute(c)?;
+                .execute(c)
+            {
+                Ok(_) => {}
+                // Two edits of one rule at once: the second is told to retry.
+                Err(e) if crate::error::is_unique_violation(&e) => return Err(StoreError::Contended),
+                Err(e) => return Err(e.into()),
+            }
             audit::record(
                 c,
                 AuditEntry {
