@@ -205,10 +205,7 @@ pub async fn allowance(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, _) = state.store.voucher(path.into_inner()).await?;
-    if !user.is_admin() && v.owner_id != user.id {
-        return Err(ApiError::NotFound("voucher"));
-    }
+    let (v, _) = crate::handlers::vouchers::visible(&state, &user, path.into_inner()).await?;
     let a = state.store.consulting_allowance(v.id.clone()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "voucher_id": v.id,

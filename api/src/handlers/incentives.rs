@@ -115,10 +115,7 @@ pub async fn for_voucher(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, _) = state.store.voucher(path.into_inner()).await?;
-    if !user.is_admin() && v.owner_id != user.id {
-        return Err(ApiError::NotFound("voucher"));
-    }
+    let (v, _) = crate::handlers::vouchers::visible(&state, &user, path.into_inner()).await?;
     let rows = state.store.voucher_incentives(v.id.clone()).await?;
     let data: Vec<_> = rows
         .iter()

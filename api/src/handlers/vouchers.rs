@@ -15,7 +15,7 @@ use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::VoucherRow;
 
 /// A voucher the caller may see: its owner's, or any for an administrator. Others get 404.
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     user: &AuthUser,
     id: String,
