@@ -608,6 +608,11 @@ pub fn verify(c: &mut DbConn) -> StoreResult<()> {
     }
 }
 
+/// The account a hold debits.
+pub fn hold_debits(c: &mut DbConn, pending_id: &str) -> StoreResult<String> {
+    Ok(pending(c, pending_id)?.debit_account_id)
+}
+
 /// The amount a hold reserved.
 pub fn account_hold_amount(c: &mut DbConn, pending_id: &str) -> StoreResult<i64> {
     Ok(pending(c, pending_id)?.amount)

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod prices;
 pub mod programme;
+pub mod rollup;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -416,3 +416,16 @@ diesel::joinable!(voucher_incentives -> incentive_rules (rule_id));
 diesel::allow_tables_to_appear_in_same_query!(incentive_rules, voucher_incentives);
 diesel::allow_tables_to_appear_in_same_query!(vouchers, voucher_incentives);
 diesel::allow_tables_to_appear_in_same_query!(vouchers, incentive_rules);
+
+diesel::table! {
+    usage_daily (day, voucher_id, model) {
+        day -> Date,
+        voucher_id -> Text,
+        model -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost -> BigInt,
+    }
+}

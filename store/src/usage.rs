@@ -35,6 +35,9 @@ pub struct UsageRow {
     pub created_at: NaiveDateTime,
 }
 
+/// Test allowance accounts are named with this prefix and the owner's id.
+pub const TEST_ALLOWANCE_PREFIX: &str = "test-allowance-";
+
 pub fn hold_id(request_id: &str) -> String {
     format!("hold-{request_id}")
 }
@@ -281,6 +284,8 @@ impl Store {
                         .execute(sqlite)?;
                 }
             }
+            // Leased usage is always live (test-mode keys never lease).
+            crate::rollup::add(c, rows.iter())?;
             // Sorted, so two instances' batches never lock the same keys in opposite orders.
             let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
             for r in rows.iter().filter(|r| touch.contains(&r.api_key_id)) {
@@ -336,7 +341,7 @@ impl Store {
         amount: Money,
     ) -> StoreResult<String> {
         self.write(move |c| {
-            let id = format!("test-allowance-{owner_id}");
+            let id = format!("{TEST_ALLOWANCE_PREFIX}{owner_id}");
             if ledger::find_account(c, &id)?.is_none() {
                 ledger::create_account(
                     c,
@@ -481,7 +486,13 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
         .values(&*row)
         .execute(c)
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            // Test-mode usage is paid from the free allowance: not programme spending.
+            if !ledger::hold_debits(c, &row.hold_id)?.starts_with(TEST_ALLOWANCE_PREFIX) {
+                crate::rollup::add(c, std::iter::once(&*row))?;
+            }
+            Ok(())
+        }
         Err(e) if is_unique_violation(&e) => Err(StoreError::Contended),
         Err(e) => Err(e.into()),
     }

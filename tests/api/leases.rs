@@ -46,6 +46,18 @@ async fn requests_share_a_lease_and_its_post_is_exactly_their_usage(app: TestApp
 
     let v = app.wait_until_settled(&owner, &voucher_id).await;
     assert_eq!(micros(&v["spent"]), 20 * 5_580);
+    // The day's rollup counts exactly what the usage rows do.
+    let today = voucherd_store::now().date();
+    let rolled = app
+        .store
+        .usage_daily(Some(voucher_id.clone()), today, today)
+        .await
+        .unwrap();
+    assert_eq!(rolled.len(), 1);
+    assert_eq!(
+        (rolled[0].requests, rolled[0].cost, rolled[0].model.as_str()),
+        (20, 20 * 5_580, MODEL)
+    );
     assert_eq!(micros(&v["available"]), 100_000_000 - 20 * 5_580);
     let txs = body(
         app.get(

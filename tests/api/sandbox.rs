@@ -68,6 +68,14 @@ async fn a_test_key_is_answered_by_the_sandbox_and_spends_the_test_allowance(app
         rows["data"][0]["cost"],
         voucherd_domain::money::format_micros(cost.micros())
     );
+    // Test-mode usage is not programme spending: no rollup counts it.
+    let today = voucherd_store::now().date();
+    assert!(app
+        .store
+        .usage_daily(Some(voucher_id.clone()), today, today)
+        .await
+        .unwrap()
+        .is_empty());
     app.store.verify_ledger().await.unwrap();
 }
 

@@ -129,7 +129,11 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     let rates = price.rates()?;
     // Test keys' allowance account is made when the first test key is; its id is known.
     let debit_account = if test_mode {
-        format!("test-allowance-{}", ask.voucher.owner_id)
+        format!(
+            "{}{}",
+            voucherd_store::usage::TEST_ALLOWANCE_PREFIX,
+            ask.voucher.owner_id
+        )
     } else {
         ask.voucher.account_id.clone()
     };

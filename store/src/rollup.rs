@@ -1,0 +1,105 @@
+//! Daily usage rollups by voucher and model, added to in the transaction that writes the usage
+//! rows. Groups are upserted in key order, so two writers never take the same rows' locks in
+//! opposite orders.
+
+use crate::db::DbConn;
+use crate::error::StoreResult;
+use crate::schema::usage_daily;
+use crate::usage::UsageRow;
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, PartialEq, Eq)]
+#[diesel(table_name = usage_daily)]
+pub struct DailyRow {
+    pub day: NaiveDate,
+    pub voucher_id: String,
+    pub model: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub cached_prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: i64,
+}
+
+/// Adds live usage rows to their days' rollups.
+pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) -> StoreResult<()> {
+    let mut groups: BTreeMap<(NaiveDate, &str, &str), DailyRow> = BTreeMap::new();
+    for r in rows {
+        let day = r.created_at.date();
+        let g = groups
+            .entry((day, r.voucher_id.as_str(), r.model.as_str()))
+            .or_insert_with(|| DailyRow {
+                day,
+                voucher_id: r.voucher_id.clone(),
+                model: r.model.clone(),
+                ..Default::default()
+            });
+        g.requests += 1;
+        g.prompt_tokens += r.prompt_tokens;
+        g.cached_prompt_tokens += r.cached_prompt_tokens;
+        g.completion_tokens += r.completion_tokens;
+        g.cost += r.cost;
+    }
+    for g in groups.values() {
+        macro_rules! upsert {
+            ($conn:expr) => {
+                diesel::insert_into(usage_daily::table)
+                    .values(g)
+                    .on_conflict((
+                        usage_daily::day,
+                        usage_daily::voucher_id,
+                        usage_daily::model,
+                    ))
+                    .do_update()
+                    .set((
+                        usage_daily::requests
+                            .eq(usage_daily::requests + excluded(usage_daily::requests)),
+                        usage_daily::prompt_tokens
+                            .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
+                        usage_daily::cached_prompt_tokens.eq(usage_daily::cached_prompt_tokens
+                            + excluded(usage_daily::cached_prompt_tokens)),
+                        usage_daily::completion_tokens.eq(usage_daily::completion_tokens
+                            + excluded(usage_daily::completion_tokens)),
+                        usage_daily::cost.eq(usage_daily::cost + excluded(usage_daily::cost)),
+                    ))
+                    .execute($conn)?
+            };
+        }
+        match c {
+            DbConn::Sqlite(s) => upsert!(s),
+            DbConn::Postgresql(p) => upsert!(p),
+        };
+    }
+    Ok(())
+}
+
+impl crate::Store {
+    /// Rollup rows for days in `[from, to]`, one voucher's or all.
+    pub async fn usage_daily(
+        &self,
+        voucher_id: Option<String>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyRow>> {
+        self.read(move |c| {
+            let mut q = usage_daily::table
+                .filter(usage_daily::day.ge(from))
+                .filter(usage_daily::day.le(to))
+                .into_boxed();
+            if let Some(v) = voucher_id {
+                q = q.filter(usage_daily::voucher_id.eq(v));
+            }
+            Ok(q.order((
+                usage_daily::day,
+                usage_daily::voucher_id,
+                usage_daily::model,
+            ))
+            .select(DailyRow::as_select())
+            .load(c)?)
+        })
+        .await
+    }
+}
