@@ -52,6 +52,10 @@ pub struct Config {
     pub smtp_url: Option<String>,
     pub mail_from: String,
     pub mail_dir: String,
+    /// Public report summaries suppress cells covering fewer organisations than this.
+    pub report_min_organisations: u32,
+    /// Public report summaries round counts to the nearest multiple of this.
+    pub report_rounding_base: u32,
     /// Whether `serve` and `worker` run the job scheduler (on by default; several processes
     /// may run it at once, each run still happens once).
     pub scheduler: bool,
@@ -111,6 +115,8 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "AI Voucher Programme <noreply@voucherd.invalid>".into(),
             mail_dir: "data/mail".into(),
+            report_min_organisations: 5,
+            report_rounding_base: 5,
             scheduler: true,
             worker_poll_ms: 1_000,
             job_stale_after_ms: 600_000,
@@ -300,6 +306,11 @@ impl Config {
         }
         // A bad schedule stops start-up, naming its job.
         voucherd_worker::schedules(&self.jobs)?;
+        voucherd_domain::disclosure::Rules::parse(
+            self.report_min_organisations,
+            self.report_rounding_base,
+        )
+        .map_err(|e| anyhow::anyhow!("report disclosure control: {e}"))?;
         Ok(())
     }
 }
@@ -317,6 +328,11 @@ impl Config {
             },
             stale_run_ms: self.job_stale_after_ms,
             poll_ms: self.worker_poll_ms,
+            disclosure: voucherd_domain::disclosure::Rules::parse(
+                self.report_min_organisations,
+                self.report_rounding_base,
+            )
+            .unwrap_or_default(),
             ..defaults
         }
     }

@@ -79,6 +79,18 @@ enum Command {
         #[arg(long, value_name = "JOB")]
         run_once: Option<String>,
     },
+    /// Generate a report now (kept like a scheduled one), showing progress, then exit.
+    Report {
+        /// `monthly` or `semi-annual`.
+        #[arg(long)]
+        kind: String,
+        /// First day of the period, YYYY-MM-DD.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the period, YYYY-MM-DD.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+    },
     /// Run pending database migrations and exit.
     Migrate,
     /// Create an administrator. The password is read from standard input, never arguments.
@@ -154,6 +166,43 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Worker { .. } => run(&runtime, config, Role::Worker),
+        Command::Report { kind, from, to } => {
+            let kind = voucherd_worker::report::Kind::parse(&kind).ok_or_else(|| {
+                anyhow::anyhow!("--kind must be monthly or semi-annual, not {kind:?}")
+            })?;
+            if to < from {
+                bail!("--to must not be before --from");
+            }
+            runtime.block_on(async {
+                let store = open_store(&config)?;
+                let rules = config.worker_config().disclosure;
+                let progress = |step: &str| eprintln!("report: {step}...");
+                let started = std::time::Instant::now();
+                let saved = voucherd_worker::report::generate(
+                    &store,
+                    kind,
+                    from,
+                    to,
+                    "command line",
+                    voucherd_store::now(),
+                    &rules,
+                    &progress,
+                )
+                .await?;
+                eprintln!("report: done in {} ms", started.elapsed().as_millis());
+                match saved {
+                    Some(r) => println!(
+                        "report {} ({} {} to {}), sha256 {}",
+                        r.id, r.kind, from, to, r.content_hash
+                    ),
+                    None => bail!(
+                        "a {} report for {from} to {to} exists already",
+                        kind.as_str()
+                    ),
+                }
+                Ok(())
+            })
+        }
         Command::Migrate => {
             let store = open_store(&config)?;
             tracing::info!(

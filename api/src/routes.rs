@@ -4,7 +4,7 @@
 
 use crate::handlers::{
     applications, budget, challenges, consulting, health, incentives, jobs, me, prices, programme,
-    vouchers,
+    reports, vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -108,6 +108,12 @@ routes! {
     delete "/api/v1/consulting/bookings/{id}" => consulting::cancel, APPLICANT;
     put "/api/v1/consulting/bookings/{id}/outcome" => consulting::record_outcome, ADVISER;
     get "/api/v1/vouchers/{id}/consulting" => consulting::allowance, APPLICANT_OR_ADMIN;
+    get "/api/v1/reports" => reports::list, ADMIN;
+    get "/api/v1/reports/{id}" => reports::get, ADMIN;
+    get "/api/v1/reports/{id}/html" => reports::html, ADMIN;
+    get "/api/v1/reports/{id}/csv" => reports::csv_table, ADMIN;
+    get "/public/reports/latest" => reports::public_latest, Access::Public;
+    get "/public/reports/{from}/{to}" => reports::public_period, Access::Public;
     get "/api/v1/prices" => prices::list, Access::Public;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;

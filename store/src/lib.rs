@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod prices;
 pub mod programme;
+pub mod reports;
 pub mod rollup;
 mod schema;
 #[cfg(feature = "testing")]

@@ -429,3 +429,20 @@ diesel::table! {
         cost -> BigInt,
     }
 }
+
+diesel::table! {
+    reports (id) {
+        id -> Text,
+        kind -> Text,
+        period_from -> Date,
+        period_to -> Date,
+        generated_at -> Timestamp,
+        generated_by -> Text,
+        schema_version -> Integer,
+        content_hash -> Text,
+        content -> Text,
+        public_content -> Text,
+        html -> Text,
+        public_html -> Text,
+    }
+}

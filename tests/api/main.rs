@@ -23,6 +23,7 @@ mod ledger;
 mod outage;
 mod prices;
 mod proxy;
+mod reports;
 mod sandbox;
 mod smtp;
 mod spine;

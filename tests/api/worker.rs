@@ -56,7 +56,7 @@ fn worker(app: &TestApp, clock: &Arc<ManualClock>, config: WorkerConfig) -> Work
 }
 
 /// A shutdown signal that never fires.
-fn running() -> &'static watch::Receiver<bool> {
+pub fn running() -> &'static watch::Receiver<bool> {
     static RUNNING: std::sync::LazyLock<(watch::Sender<bool>, watch::Receiver<bool>)> =
         std::sync::LazyLock::new(|| watch::channel(false));
     &RUNNING.1

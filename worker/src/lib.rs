@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod mail;
+pub mod report;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mail::{MailConfig, MailError, Mailer};
@@ -30,10 +31,12 @@ pub enum Job {
     Challenges,
     ConsultingReminders,
     IncentiveMilestones,
+    ReportMonthly,
+    ReportSemiAnnual,
 }
 
 impl Job {
-    pub const ALL: [Job; 9] = [
+    pub const ALL: [Job; 11] = [
         Job::HoldTimeouts,
         Job::VoucherExpiry,
         Job::LowBalance,
@@ -43,6 +46,8 @@ impl Job {
         Job::Challenges,
         Job::ConsultingReminders,
         Job::IncentiveMilestones,
+        Job::ReportMonthly,
+        Job::ReportSemiAnnual,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +61,8 @@ impl Job {
             Job::Challenges => "challenges",
             Job::ConsultingReminders => "consulting-reminders",
             Job::IncentiveMilestones => "incentive-milestones",
+            Job::ReportMonthly => "report-monthly",
+            Job::ReportSemiAnnual => "report-semi-annual",
         }
     }
 
@@ -71,6 +78,8 @@ impl Job {
             Job::Challenges => "0 * * * * *",
             Job::ConsultingReminders => "0 */10 * * * *",
             Job::IncentiveMilestones => "0 */5 * * * *",
+            Job::ReportMonthly => "0 0 6 1 * *",
+            Job::ReportSemiAnnual => "0 0 6 1 4,10 *",
         }
     }
 
@@ -93,6 +102,10 @@ impl Job {
                 "remind SMEs of consulting sessions a day ahead; lapse sessions never recorded"
             }
             Job::IncentiveMilestones => "grant milestone bonuses whose trigger happened, once each",
+            Job::ReportMonthly => "the monthly operations report for the month just ended",
+            Job::ReportSemiAnnual => {
+                "the semi-annual review (and public summary) for the half-year just ended"
+            }
         }
     }
 
@@ -109,7 +122,7 @@ pub enum WorkerError {
         expression: String,
         message: String,
     },
-    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders, incentive-milestones)")]
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders, incentive-milestones, report-monthly, report-semi-annual)")]
     UnknownJob(String),
     #[error(transparent)]
     Mail(#[from] MailError),
@@ -133,6 +146,8 @@ pub struct WorkerConfig {
     pub mail_max_attempts: i32,
     /// First retry delay; doubled per attempt, at most six hours.
     pub mail_retry_base_ms: u64,
+    /// Disclosure control of public report summaries.
+    pub disclosure: voucherd_domain::disclosure::Rules,
 }
 
 impl Default for WorkerConfig {
@@ -151,6 +166,7 @@ impl Default for WorkerConfig {
             run_retention_days: 30,
             mail_max_attempts: 8,
             mail_retry_base_ms: 30_000,
+            disclosure: voucherd_domain::disclosure::Rules::default(),
         }
     }
 }
@@ -472,6 +488,30 @@ impl Worker {
             }
             Job::Outbox => self.deliver(at).await?,
             Job::Challenges => self.challenges(at).await?,
+            Job::ReportMonthly | Job::ReportSemiAnnual => {
+                let kind = if job == Job::ReportMonthly {
+                    report::Kind::Monthly
+                } else {
+                    report::Kind::SemiAnnual
+                };
+                let (from, to) = kind.last_period(at.date());
+                let saved = report::generate(
+                    &self.store,
+                    kind,
+                    from,
+                    to,
+                    &format!("job:{}", job.name()),
+                    at,
+                    &self.config.disclosure,
+                    &|_| {},
+                )
+                .await?;
+                serde_json::json!({
+                    "period": {"from": from.to_string(), "to": to.to_string()},
+                    "report_id": saved.as_ref().map(|r| r.id.clone()),
+                    "already_existed": saved.is_none(),
+                })
+            }
             Job::IncentiveMilestones => serde_json::json!({
                 "granted": self.store.grant_milestones(at).await?
             }),

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod me;
 pub mod prices;
 pub mod programme;
+pub mod reports;
 pub mod vouchers;
 
 use crate::error::ApiError;

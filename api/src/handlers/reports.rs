@@ -1,0 +1,210 @@
+//! Reports: administrators list and download kept reports (JSON, HTML, CSV per table); anyone
+//! may read the public summaries, which carry only disclosure-controlled figures.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::Value;
+use validator::Validate;
+use voucherd_store::reports::ReportRow;
+
+/// The internal report's tables that download as CSV.
+const INTERNAL_TABLES: [&str; 5] = [
+    "by_model",
+    "by_region",
+    "by_sector",
+    "by_size_band",
+    "by_month",
+];
+/// The public summary's.
+const PUBLIC_TABLES: [&str; 2] = [
+    "organisations_by_region_and_size",
+    "spend_by_region_and_size",
+];
+
+fn parse(text: &str) -> Result<Value, ApiError> {
+    serde_json::from_str(text).map_err(|e| ApiError::Internal(format!("stored report: {e}")))
+}
+
+/// A JSON array of flat objects as CSV (the first row's keys are the header).
+fn csv(rows: &Value) -> String {
+    let Some(rows) = rows.as_array() else {
+        return String::new();
+    };
+    let cell = |v: &Value| {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = String::new();
+    if let Some(Value::Object(first)) = rows.first() {
+        let keys: Vec<&String> = first.keys().collect();
+        out.push_str(
+            &keys
+                .iter()
+                .map(|k| cell(&Value::String((*k).clone())))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+        for r in rows {
+            out.push_str(
+                &keys
+                    .iter()
+                    .map(|k| cell(&r[k.as_str()]))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn listed(r: &ReportRow) -> Value {
+    serde_json::json!({
+        "id": r.id,
+        "kind": r.kind,
+        "period": {"from": r.period_from.to_string(), "to": r.period_to.to_string()},
+        "generated_at": views::time(r.generated_at),
+        "generated_by": r.generated_by,
+        "schema_version": r.schema_version,
+        "content_hash": r.content_hash,
+    })
+}
+
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.store.reports(200).await?;
+    let data: Vec<Value> = rows.iter().map(listed).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let r = state.store.report(path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(parse(&r.content)?))
+}
+
+pub async fn html(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let r = state.store.report(path.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(r.html))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct TableQuery {
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub table: String,
+}
+
+pub async fn csv_table(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: TableQuery = crate::handlers::query(&req)?;
+    if !INTERNAL_TABLES.contains(&q.table.as_str()) {
+        return Err(ApiError::field(
+            "table",
+            format!("must be one of {}", INTERNAL_TABLES.join(", ")),
+        ));
+    }
+    let r = state.store.report(path.into_inner()).await?;
+    let content = parse(&r.content)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .body(csv(&content["current"]["usage"][q.table.as_str()])))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct PublicQuery {
+    /// `html` (the default), `json` or `csv` (with `table`).
+    #[validate(length(min = 1, max = 8, message = "must be html, json or csv"))]
+    pub format: Option<String>,
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub table: Option<String>,
+    #[validate(length(min = 1, max = 16, message = "must be monthly or semi_annual"))]
+    pub kind: Option<String>,
+}
+
+fn public_response(r: &ReportRow, q: &PublicQuery) -> Result<HttpResponse, ApiError> {
+    match q.format.as_deref().unwrap_or("html") {
+        "html" => Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(r.public_html.clone())),
+        "json" => Ok(HttpResponse::Ok().json(parse(&r.public_content)?)),
+        "csv" => {
+            let table = q.table.as_deref().unwrap_or("");
+            if !PUBLIC_TABLES.contains(&table) {
+                return Err(ApiError::field(
+                    "table",
+                    format!("must be one of {}", PUBLIC_TABLES.join(", ")),
+                ));
+            }
+            let content = parse(&r.public_content)?;
+            Ok(HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .body(csv(&content["summary"][table])))
+        }
+        _ => Err(ApiError::field("format", "must be html, json or csv")),
+    }
+}
+
+fn kind(q: &PublicQuery) -> Result<String, ApiError> {
+    match q.kind.as_deref().unwrap_or("semi_annual") {
+        k @ ("monthly" | "semi_annual") => Ok(k.to_string()),
+        _ => Err(ApiError::field("kind", "must be monthly or semi_annual")),
+    }
+}
+
+/// The latest public summary (the semi-annual review unless `kind` says otherwise).
+pub async fn public_latest(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: PublicQuery = crate::handlers::query(&req)?;
+    let r = state.store.public_report(kind(&q)?, None).await?;
+    public_response(&r, &q)
+}
+
+/// The public summary for one period, `/public/reports/{from}/{to}` (ISO dates).
+pub async fn public_period(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: PublicQuery = crate::handlers::query(&req)?;
+    let (from, to) = path.into_inner();
+    let date = |s: &str, f: &str| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| ApiError::field(f, "must be a date, YYYY-MM-DD"))
+    };
+    let period = (date(&from, "from")?, date(&to, "to")?);
+    let r = state.store.public_report(kind(&q)?, Some(period)).await?;
+    public_response(&r, &q)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let rows = serde_json::json!([{"key": "a,b", "n": 1}, {"key": "say \"hi\"", "n": null}]);
+        assert_eq!(super::csv(&rows), "key,n\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
+    }
+}

@@ -1,0 +1,20 @@
+-- Generated reports, kept: when, by whom or which job, for which period, and a hash of the
+-- content. One report per kind and period.
+CREATE TABLE reports (
+    id TEXT PRIMARY KEY NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('monthly', 'semi_annual')),
+    period_from DATE NOT NULL,
+    period_to DATE NOT NULL,
+    generated_at TIMESTAMP NOT NULL,
+    generated_by TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    -- The internal report, JSON; and the public summary (disclosure-controlled), JSON.
+    content TEXT NOT NULL,
+    public_content TEXT NOT NULL,
+    -- Both rendered as printable HTML with server-drawn SVG charts.
+    html TEXT NOT NULL,
+    public_html TEXT NOT NULL,
+    UNIQUE (kind, period_from, period_to)
+);
+CREATE INDEX reports_generated ON reports (generated_at);
