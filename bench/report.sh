@@ -10,7 +10,7 @@
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres) with psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-9}
 VOUCHERS=${VOUCHERS:-200}
 PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 DB="${PG_ADMIN%/*}/voucherd_report_bench"

@@ -1,1 +1,2 @@
+DROP INDEX transfers_code_created;
 DROP TABLE reports;

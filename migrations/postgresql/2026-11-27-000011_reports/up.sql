@@ -18,3 +18,7 @@ CREATE TABLE reports (
     UNIQUE (kind, period_from, period_to)
 );
 CREATE INDEX reports_generated ON reports (generated_at);
+
+-- Reports total the period's per-voucher movements (grants, forfeits, awards, bonuses) by
+-- code: an index keeps that from scanning the per-request transfers.
+CREATE INDEX transfers_code_created ON transfers (code, created_at);
