@@ -43,35 +43,46 @@ pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) 
         g.completion_tokens += r.completion_tokens;
         g.cost += r.cost;
     }
-    for g in groups.values() {
-        macro_rules! upsert {
-            ($conn:expr) => {
-                diesel::insert_into(usage_daily::table)
-                    .values(g)
-                    .on_conflict((
-                        usage_daily::day,
-                        usage_daily::voucher_id,
-                        usage_daily::model,
-                    ))
-                    .do_update()
-                    .set((
-                        usage_daily::requests
-                            .eq(usage_daily::requests + excluded(usage_daily::requests)),
-                        usage_daily::prompt_tokens
-                            .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
-                        usage_daily::cached_prompt_tokens.eq(usage_daily::cached_prompt_tokens
-                            + excluded(usage_daily::cached_prompt_tokens)),
-                        usage_daily::completion_tokens.eq(usage_daily::completion_tokens
+    let rows: Vec<DailyRow> = groups.into_values().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! upsert {
+        ($conn:expr, $values:expr) => {
+            diesel::insert_into(usage_daily::table)
+                .values($values)
+                .on_conflict((
+                    usage_daily::day,
+                    usage_daily::voucher_id,
+                    usage_daily::model,
+                ))
+                .do_update()
+                .set((
+                    usage_daily::requests
+                        .eq(usage_daily::requests + excluded(usage_daily::requests)),
+                    usage_daily::prompt_tokens
+                        .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
+                    usage_daily::cached_prompt_tokens.eq(usage_daily::cached_prompt_tokens
+                        + excluded(usage_daily::cached_prompt_tokens)),
+                    usage_daily::completion_tokens
+                        .eq(usage_daily::completion_tokens
                             + excluded(usage_daily::completion_tokens)),
-                        usage_daily::cost.eq(usage_daily::cost + excluded(usage_daily::cost)),
-                    ))
-                    .execute($conn)?
-            };
-        }
-        match c {
-            DbConn::Sqlite(s) => upsert!(s),
-            DbConn::Postgresql(p) => upsert!(p),
+                    usage_daily::cost.eq(usage_daily::cost + excluded(usage_daily::cost)),
+                ))
+                .execute($conn)?
         };
+    }
+    match c {
+        // One statement for the whole batch: its rows are locked in key order.
+        DbConn::Postgresql(p) => {
+            upsert!(p, &rows);
+        }
+        // SQLite is in-process and takes no row locks: one statement per group.
+        DbConn::Sqlite(s) => {
+            for g in &rows {
+                upsert!(s, g);
+            }
+        }
     }
     Ok(())
 }
