@@ -101,12 +101,13 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
     let report = body(app.get(&format!("/api/v1/reports/{id}"), &admin).await).await;
     assert_eq!(report["schema_version"], 1);
     let c = &report["current"];
+    // Both decisions came within a minute of their applications.
     assert_eq!(
         c["applications"],
         json!({
             "received": 3, "eligible": 2, "approved": 1, "rejected": 1,
             "ineligible_by_rule": {"sme_headcount": 1},
-            "decision_hours": c["applications"]["decision_hours"].clone(),
+            "decision_hours": {"median": "0.00", "p90": "0.00"},
         })
     );
     assert_eq!(
@@ -147,8 +148,22 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
         from.format("%Y-%m").to_string()
     );
     assert_eq!(c["organisations_active"], 1);
-    assert_eq!(c["challenges"]["entries"], 0);
-    assert_eq!(report["previous"]["applications"]["received"], 0);
+    assert_eq!(
+        (&c["credit"]["held"], &c["credit"]["incentive_bonuses"]),
+        (&json!("0.00"), &json!("0.00"))
+    );
+    assert_eq!(
+        c["challenges"],
+        json!({"entries": 0, "assessed": 0, "awarded": 0, "pilot_places": 0, "award_credit": "0.00"})
+    );
+    assert_eq!(c["mfa_awards_over_100000"], json!([]));
+    assert_eq!(c["top_ups_and_co_funding"], Value::Null);
+    // The month before had nothing.
+    let p = &report["previous"];
+    assert_eq!(
+        (&p["applications"]["received"], &p["vouchers"]["issued"], &p["usage"]["requests"], &p["credit"]["granted"]),
+        (&json!(0), &json!(0), &json!(0), &json!("0.00"))
+    );
 
     let (status, csv) = text(
         app.get(&format!("/api/v1/reports/{id}/csv?table=by_model"), &admin)
