@@ -356,3 +356,68 @@ fn a_bad_cron_expression_stops_start_up_naming_the_job() {
         );
     }
 }
+
+#[test]
+fn report_makes_a_report_on_demand_showing_progress_and_once_per_period() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).unwrap();
+        let config = config_file("");
+        let run = || {
+            Command::new(BIN)
+                .args([
+                    "report",
+                    "--kind",
+                    "semi-annual",
+                    "--from",
+                    "2026-04-01",
+                    "--to",
+                    "2026-09-30",
+                ])
+                .env("DATABASE_URL", &db.url)
+                .env("VOUCHERD_CONFIG", &config)
+                .output()
+                .unwrap()
+        };
+        let out = run();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stderr}");
+        for step in [
+            "reading this period",
+            "computing figures",
+            "rendering",
+            "saving",
+            "done in",
+        ] {
+            assert!(stderr.contains(step), "{step} missing from {stderr}");
+        }
+        assert!(
+            stdout.starts_with("report ")
+                && stdout.contains("(semi_annual 2026-04-01 to 2026-09-30), sha256 "),
+            "{stdout}"
+        );
+        let again = run();
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+        let bad = Command::new(BIN)
+            .args([
+                "report",
+                "--kind",
+                "weekly",
+                "--from",
+                "2026-04-01",
+                "--to",
+                "2026-09-30",
+            ])
+            .env("DATABASE_URL", &db.url)
+            .env("VOUCHERD_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(!bad.status.success());
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("--kind must be monthly or semi-annual")
+        );
+    }
+}

@@ -161,7 +161,12 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
     // The month before had nothing.
     let p = &report["previous"];
     assert_eq!(
-        (&p["applications"]["received"], &p["vouchers"]["issued"], &p["usage"]["requests"], &p["credit"]["granted"]),
+        (
+            &p["applications"]["received"],
+            &p["vouchers"]["issued"],
+            &p["usage"]["requests"],
+            &p["credit"]["granted"]
+        ),
         (&json!(0), &json!(0), &json!(0), &json!("0.00"))
     );
 
