@@ -128,15 +128,23 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
             .chain((0..=cols).map(|c| (0..=rows).map(|r| (r, c)).collect()))
             .collect();
         for line in lines {
-            if line.iter().filter(|&&(r, c)| hidden[r][c]).count() != 1 {
+            let lone: Vec<&(usize, usize)> = line.iter().filter(|&&(r, c)| hidden[r][c]).collect();
+            if lone.len() != 1 {
                 continue;
             }
+            let protect = grid[lone[0].0][lone[0].1].value;
+            // The complement must hide at least as much as the entry it protects, or the total
+            // pins that entry to a narrow range: the smallest such entry, else the largest.
             if let Some(&(r, c)) = line
                 .iter()
                 .filter(|&&(r, c)| {
                     !hidden[r][c] && (r, c) != corner && grid[r][c].organisations > 0
                 })
-                .min_by_key(|&&(r, c)| (grid[r][c].organisations, grid[r][c].value))
+                .min_by_key(|&&(r, c)| {
+                    let v = grid[r][c].value;
+                    let short = v < protect;
+                    (short, if short { -v } else { v }, grid[r][c].organisations)
+                })
             {
                 hidden[r][c] = true;
                 changed = true;
@@ -163,6 +171,30 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
         column_totals: (0..cols).map(|c| publish(rows, c)).collect(),
         total: publish(rows, cols),
     }
+}
+
+/// Hides in each table every entry hidden in either, so that tables over the same cells
+/// (organisations and spend, say) never tell apart which hidden cells were the small ones.
+/// Stays safe: a union only adds hidden entries to lines that had none or at least two.
+pub fn hide_alike(a: &mut Controlled, b: &mut Controlled) {
+    fn merge(x: &mut Published, y: &mut Published) {
+        if *x == Published::Suppressed || *y == Published::Suppressed {
+            *x = Published::Suppressed;
+            *y = Published::Suppressed;
+        }
+    }
+    for (ra, rb) in a.cells.iter_mut().zip(b.cells.iter_mut()) {
+        for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
+            merge(x, y);
+        }
+    }
+    for (x, y) in a.row_totals.iter_mut().zip(b.row_totals.iter_mut()) {
+        merge(x, y);
+    }
+    for (x, y) in a.column_totals.iter_mut().zip(b.column_totals.iter_mut()) {
+        merge(x, y);
+    }
+    merge(&mut a.total, &mut b.total);
 }
 
 /// Whether a controlled table lets no hidden entry be worked out from one line: every row and
@@ -215,11 +247,11 @@ mod tests {
             vec![cell(20, 20), cell(8, 8), cell(6, 6)],
         ];
         let out = control(&table, &Rules::default(), true);
-        // Primary (0,1); its row's smallest other, (0,2); its column's other, (1,1); then
-        // row 1 and column 2 each hold one: (1,2) closes both.
-        assert_eq!(out.cells, vec![vec![V(10), S, S], vec![V(20), S, S]]);
+        // Primary (0,1); each complement hides at least what it protects, until no row or
+        // column (totals included) holds a single hidden entry.
+        assert_eq!(out.cells, vec![vec![V(10), S, S], vec![S, S, V(5)]]);
         assert_eq!(out.row_totals, vec![V(25), V(35)]);
-        assert_eq!(out.column_totals, vec![V(30), V(10), V(15)]);
+        assert_eq!(out.column_totals, vec![S, V(10), S]);
         assert_eq!(out.total, V(55), "57 rounds to 55");
         assert!(is_safe(&out));
     }
@@ -234,9 +266,10 @@ mod tests {
         ]];
         let out = control(&table, &Rules::default(), false);
         // (0,0) is small; its column total is the same 3 organisations, hidden too; the row
-        // needs a second hidden cell: the smallest, (0,3), whose column total follows.
-        assert_eq!(out.cells, vec![vec![S, V(0), V(7_000), S]]);
-        assert_eq!(out.column_totals, vec![S, V(0), V(7_000), S]);
+        // needs a second hidden cell hiding at least £1,500: (0,2), whose column total follows
+        // (hiding the £100 one would pin (0,0) between 1,500 and 1,600).
+        assert_eq!(out.cells, vec![vec![S, V(0), S, V(100)]]);
+        assert_eq!(out.column_totals, vec![S, V(0), S, V(100)]);
         assert_eq!(out.row_totals, vec![V(8_600)]);
         assert!(is_safe(&out));
     }

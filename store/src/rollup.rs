@@ -24,6 +24,9 @@ pub struct DailyRow {
     pub cost: i64,
 }
 
+/// More tokens than any request can use: a row reporting more counts this many in a rollup.
+const MAX_TOKENS_PER_ROW: i64 = 1_000_000_000_000;
+
 /// Adds live usage rows to their days' rollups.
 pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) -> StoreResult<()> {
     let mut groups: BTreeMap<(NaiveDate, &str, &str), DailyRow> = BTreeMap::new();
@@ -37,11 +40,15 @@ pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) 
                 model: r.model.clone(),
                 ..Default::default()
             });
+        // Absurd reported counts are clamped so no day's sums can overflow.
+        let t = |n: i64| n.clamp(0, MAX_TOKENS_PER_ROW);
         g.requests += 1;
-        g.prompt_tokens += r.prompt_tokens;
-        g.cached_prompt_tokens += r.cached_prompt_tokens;
-        g.completion_tokens += r.completion_tokens;
-        g.cost += r.cost;
+        g.prompt_tokens = g.prompt_tokens.saturating_add(t(r.prompt_tokens));
+        g.cached_prompt_tokens = g
+            .cached_prompt_tokens
+            .saturating_add(t(r.cached_prompt_tokens));
+        g.completion_tokens = g.completion_tokens.saturating_add(t(r.completion_tokens));
+        g.cost = g.cost.saturating_add(r.cost.max(0));
     }
     let rows: Vec<DailyRow> = groups.into_values().collect();
     if rows.is_empty() {

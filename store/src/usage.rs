@@ -284,8 +284,6 @@ impl Store {
                         .execute(sqlite)?;
                 }
             }
-            // Leased usage is always live (test-mode keys never lease).
-            crate::rollup::add(c, rows.iter())?;
             // Sorted, so two instances' batches never lock the same keys in opposite orders.
             let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
             for r in rows.iter().filter(|r| touch.contains(&r.api_key_id)) {
@@ -299,6 +297,9 @@ impl Store {
                     .set(api_keys::last_used_at.eq(Some(at)))
                     .execute(c)?;
             }
+            // Rollups last, as in a single settlement (keys, then rollups): the same lock order
+            // on every write path. Leased usage is always live (test-mode keys never lease).
+            crate::rollup::add(c, rows.iter())?;
             Ok(())
         })
         .await

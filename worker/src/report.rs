@@ -196,11 +196,25 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> Value {
         .filter(|r| r.requests > 0)
         .filter_map(|r| facts.get(r.voucher_id.as_str()).map(|f| f.company.as_str()))
         .collect();
-    let mfa: Vec<Value> = inputs
+    // Per company, what its vouchers created in the period were credited (grants, awards,
+    // bonuses), where over £100,000.
+    let mut per_company: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+    for v in inputs
         .vouchers
         .iter()
-        .filter(|v| v.created_at >= start && v.created_at < end && v.credits_posted > 100_000_000_000)
-        .map(|v| json!({"company_name": v.company_name, "company_number": v.company_number, "amount": format_micros(v.credits_posted)}))
+        .filter(|v| v.created_at >= start && v.created_at < end)
+    {
+        let e = per_company
+            .entry(v.company_number.as_str())
+            .or_insert((v.company_name.as_str(), 0));
+        e.1 += v.credits_posted;
+    }
+    let mfa: Vec<Value> = per_company
+        .into_iter()
+        .filter(|(_, (_, amount))| *amount > 100_000_000_000)
+        .map(|(number, (name, amount))| {
+            json!({"company_name": name, "company_number": number, "amount": format_micros(amount)})
+        })
         .collect();
     json!({
         "applications": {
@@ -257,6 +271,24 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
         .collect();
     let regions: Vec<&str> = Region::ALL.iter().map(|r| r.as_str()).collect();
     let sizes = ["micro", "small", "medium"];
+    // Each organisation sits in one cell, by its largest headcount on record (an award
+    // voucher records none), so no total counts a company twice.
+    let mut home: BTreeMap<&str, (i32, usize, usize)> = BTreeMap::new();
+    for v in &inputs.vouchers {
+        let f = facets(v);
+        let (Some(ri), Some(si)) = (
+            regions.iter().position(|x| *x == f.region),
+            sizes.iter().position(|x| *x == f.size),
+        ) else {
+            continue;
+        };
+        let e = home
+            .entry(v.company_number.as_str())
+            .or_insert((v.employees, ri, si));
+        if v.employees > e.0 {
+            *e = (v.employees, ri, si);
+        }
+    }
     // Per cell: the organisations that spent there, and what they spent.
     let mut orgs: BTreeMap<(usize, usize), BTreeSet<&str>> = BTreeMap::new();
     let mut spend: BTreeMap<(usize, usize), i64> = BTreeMap::new();
@@ -264,10 +296,7 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
         let Some(f) = facts.get(r.voucher_id.as_str()) else {
             continue;
         };
-        let (Some(ri), Some(si)) = (
-            regions.iter().position(|x| *x == f.region),
-            sizes.iter().position(|x| *x == f.size),
-        ) else {
+        let Some(&(_, ri, si)) = home.get(f.company.as_str()) else {
             continue;
         };
         orgs.entry((ri, si)).or_default().insert(f.company.as_str());
@@ -288,12 +317,14 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
             })
             .collect()
     };
-    let org_table = disclosure::control(&table(&|_, n| i64::from(n)), rules, true);
-    let spend_table = disclosure::control(
+    let mut org_table = disclosure::control(&table(&|_, n| i64::from(n)), rules, true);
+    let mut spend_table = disclosure::control(
         &table(&|k, _| spend.get(&k).copied().unwrap_or(0)),
         rules,
         false,
     );
+    // The same cells hidden in both, so one cannot show which the other's small cells were.
+    disclosure::hide_alike(&mut org_table, &mut spend_table);
     let shown = |p: &Published, money: bool| match p {
         Published::Suppressed => json!("[c]"),
         Published::Value(v) if money => json!(format_micros(*v)),
@@ -323,7 +354,14 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
             }))
             .collect()
     };
-    let headline = |n: usize| json!(rules.round(n as i64));
+    // Headline counts are of organisations too: fewer than k is suppressed, the rest rounded.
+    let headline = |n: usize| {
+        if n > 0 && (n as u32) < rules.min_organisations {
+            json!("[c]")
+        } else {
+            json!(rules.round(n as i64))
+        }
+    };
     json!({
         "disclosure_control": rules.describe(),
         "applications_received": headline(inputs.applications.len()),
@@ -389,11 +427,8 @@ pub async fn generate(
     rules: &Rules,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<ReportRow>, StoreError> {
-    let length = to - from;
-    let (prev_from, prev_to) = (
-        from - length - chrono::Duration::days(1),
-        from - chrono::Duration::days(1),
-    );
+    // The calendar period before: the previous month, or the previous half-year.
+    let (prev_from, prev_to) = kind.last_period(from);
     progress("reading this period");
     let current = store.report_inputs(from, to).await?;
     progress("reading the previous period");

@@ -166,14 +166,19 @@ fn public_response(r: &ReportRow, q: &PublicQuery) -> Result<HttpResponse, ApiEr
     }
 }
 
+/// Only the semi-annual review is published: monthly summaries beside it would let months be
+/// subtracted from half-years, recovering cells each hides.
 fn kind(q: &PublicQuery) -> Result<String, ApiError> {
     match q.kind.as_deref().unwrap_or("semi_annual") {
-        k @ ("monthly" | "semi_annual") => Ok(k.to_string()),
-        _ => Err(ApiError::field("kind", "must be monthly or semi_annual")),
+        "semi_annual" => Ok("semi_annual".to_string()),
+        _ => Err(ApiError::field(
+            "kind",
+            "only the semi-annual review has a public summary",
+        )),
     }
 }
 
-/// The latest public summary (the semi-annual review unless `kind` says otherwise).
+/// The latest public summary (of the semi-annual review).
 pub async fn public_latest(
     state: web::Data<AppState>,
     req: HttpRequest,
