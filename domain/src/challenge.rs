@@ -17,6 +17,16 @@ pub enum OrganisationKind {
     Sme,
 }
 
+impl OrganisationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrganisationKind::Startup => "startup",
+            OrganisationKind::UniversitySpinOff => "university_spin_off",
+            OrganisationKind::Sme => "sme",
+        }
+    }
+}
+
 /// The five dates of a challenge cycle, strictly in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Milestones {

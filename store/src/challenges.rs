@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::challenge::{self, Criteria, Criterion, Milestone, Milestones, Status};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
+use voucherd_domain::money::format_micros;
 use voucherd_domain::Money;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -146,12 +147,6 @@ fn challenge(c: &mut DbConn, id: &str) -> StoreResult<ChallengeRow> {
 
 fn money(micros: i64) -> StoreResult<Money> {
     Money::from_micros(micros).map_err(|e| StoreError::Invariant(e.to_string()))
-}
-
-fn money_text(micros: i64) -> String {
-    Money::from_micros(micros)
-        .map(|m| m.to_string())
-        .unwrap_or_else(|_| micros.to_string())
 }
 
 /// Creates a challenge and sets its award pool aside from the programme fund, in one
@@ -875,7 +870,7 @@ fn decide(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
                 "entries": ranked.len(),
                 "score_percent": r.score_bp.map(|b| format!("{}.{:02}", b / 100, b % 100)),
                 "awarded": r.award_micros > 0,
-                "award": money_text(r.award_micros),
+                "award": format_micros(r.award_micros),
                 "voucher_id": voucher_id,
                 "pilot_invited": r.pilot,
             }),

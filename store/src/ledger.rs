@@ -317,7 +317,8 @@ fn create(
     Ok(row)
 }
 
-fn pending(c: &mut DbConn, pending_id: &str) -> StoreResult<TransferRow> {
+/// A hold (pending transfer), whatever became of it since.
+pub fn pending(c: &mut DbConn, pending_id: &str) -> StoreResult<TransferRow> {
     transfers::table
         .find(pending_id)
         .filter(transfers::kind.eq("pending"))
@@ -606,14 +607,4 @@ pub fn verify(c: &mut DbConn) -> StoreResult<()> {
             d.problem
         ))),
     }
-}
-
-/// The account a hold debits.
-pub fn hold_debits(c: &mut DbConn, pending_id: &str) -> StoreResult<String> {
-    Ok(pending(c, pending_id)?.debit_account_id)
-}
-
-/// The amount a hold reserved.
-pub fn account_hold_amount(c: &mut DbConn, pending_id: &str) -> StoreResult<i64> {
-    Ok(pending(c, pending_id)?.amount)
 }

@@ -13,6 +13,7 @@ use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::money::format_micros;
 use voucherd_domain::Money;
 
 /// Vouchers looked at per transaction.
@@ -37,12 +38,6 @@ pub struct LowBalanceReport {
     pub checked: usize,
     pub notified_80: usize,
     pub notified_100: usize,
-}
-
-fn money_text(micros: i64) -> String {
-    Money::from_micros(micros)
-        .map(|m| m.to_string())
-        .unwrap_or_else(|_| micros.to_string())
 }
 
 fn company_name(c: &mut DbConn, application_id: &str) -> StoreResult<String> {
@@ -110,8 +105,8 @@ fn forfeit(c: &mut DbConn, v: &VoucherRow, at: NaiveDateTime) -> StoreResult<For
                 "company_name": company,
                 "voucher_id": v.id,
                 "expired_at": v.expires_at.format("%-d %B %Y").to_string(),
-                "granted": money_text(v.granted),
-                "forfeited": money_text(remainder.max(0)),
+                "granted": format_micros(v.granted),
+                "forfeited": format_micros(remainder.max(0)),
                 "at": at.to_string(),
             }),
         },
@@ -247,7 +242,7 @@ impl Store {
                             "voucher_id": v.id,
                             "days": days,
                             "expires_at": v.expires_at.format("%-d %B %Y").to_string(),
-                            "available": money_text(available.max(0)),
+                            "available": format_micros(available.max(0)),
                         }),
                     },
                 )? {
@@ -310,8 +305,8 @@ impl Store {
                                         "company_name": company,
                                         "voucher_id": v.id,
                                         "percent_used": pct,
-                                        "granted": money_text(v.granted),
-                                        "remaining": money_text(remaining),
+                                        "granted": format_micros(v.granted),
+                                        "remaining": format_micros(remaining),
                                         "exhausted": pct == 100,
                                     }),
                                 },

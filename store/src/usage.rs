@@ -405,7 +405,7 @@ fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<(
         ledger::resolve_at(c, &format!("{hold_id}:void"), hold_id, None, at)?;
         return unreserve(c, hold_id, 0);
     }
-    let held = ledger::account_hold_amount(c, hold_id)?;
+    let held = ledger::pending(c, hold_id)?.amount;
     let posted = total.min(held);
     let amount = Money::from_micros(posted).map_err(|e| StoreError::Invariant(e.to_string()))?;
     ledger::resolve_at(c, &format!("{hold_id}:post"), hold_id, Some(amount), at)?;
@@ -457,7 +457,9 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     if done > 0 {
         return Ok(());
     }
-    let held = ledger::account_hold_amount(c, &row.hold_id)?;
+    // One read of the hold: its amount bounds the post, its account tells test from live.
+    let hold = ledger::pending(c, &row.hold_id)?;
+    let held = hold.amount;
     let cost = Money::from_micros(row.cost)
         .map_err(|e| StoreError::Invariant(format!("usage cost: {e}")))?;
     let held_money =
@@ -489,7 +491,7 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     {
         Ok(_) => {
             // Test-mode usage is paid from the free allowance: not programme spending.
-            if !ledger::hold_debits(c, &row.hold_id)?.starts_with(TEST_ALLOWANCE_PREFIX) {
+            if !hold.debit_account_id.starts_with(TEST_ALLOWANCE_PREFIX) {
                 crate::rollup::add(c, std::iter::once(&*row))?;
             }
             Ok(())

@@ -247,6 +247,8 @@ pub struct Worker {
     /// Per job, the latest scheduled time known done (by anyone); loaded from the database at
     /// the first tick. Jobs with no history start from when this worker started.
     done: tokio::sync::Mutex<Option<HashMap<Job, NaiveDateTime>>>,
+    /// When this worker last looked for unfinished runs to take over.
+    orphans_checked: tokio::sync::Mutex<Option<NaiveDateTime>>,
     since: NaiveDateTime,
 }
 
@@ -267,6 +269,7 @@ impl Worker {
             config,
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             done: tokio::sync::Mutex::new(None),
+            orphans_checked: tokio::sync::Mutex::new(None),
             since,
         })
     }
@@ -303,9 +306,25 @@ impl Worker {
             *done_guard = Some(map);
         }
         let mut reports = Vec::new();
-        // First, runs a dead worker left unfinished (or one abandoned at shutdown).
+        // First, runs a dead worker left unfinished (or one abandoned at shutdown). A run is
+        // stale only after `stale_run_ms`, so looking a tenth as often is soon enough.
         let stale_before = now - chrono::Duration::milliseconds(self.config.stale_run_ms as i64);
-        for orphan in self.store.orphaned_job_runs(stale_before, 10).await? {
+        let look = {
+            let mut last = self.orphans_checked.lock().await;
+            let every =
+                chrono::Duration::milliseconds((self.config.stale_run_ms / 10).max(1_000) as i64);
+            let due = last.is_none_or(|t| now - t >= every);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        let orphans = if look {
+            self.store.orphaned_job_runs(stale_before, 10).await?
+        } else {
+            Vec::new()
+        };
+        for orphan in orphans {
             if *shutdown.borrow() {
                 return Ok(reports);
             }

@@ -104,10 +104,11 @@ fn facets(v: &VoucherFact) -> Facets {
 }
 
 /// Sums rollups by a key, as a table of `{key, requests, tokens, cost}` sorted by key.
-fn usage_by(
+/// Rollups summed by a key: `(key, requests, tokens, cost micros)`, sorted by key.
+fn totals_by(
     inputs: &Inputs,
     key: impl Fn(&voucherd_store::rollup::DailyRow) -> String,
-) -> Vec<Value> {
+) -> Vec<(String, i64, i64, i64)> {
     let mut m: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
     for r in &inputs.rollups {
         let e = m.entry(key(r)).or_default();
@@ -115,15 +116,31 @@ fn usage_by(
         e.1 += r.prompt_tokens + r.completion_tokens;
         e.2 += r.cost;
     }
-    m.into_iter()
-        .map(|(k, (requests, tokens, cost))| {
-            json!({"key": k, "requests": requests, "tokens": tokens, "cost": format_micros(cost)})
+    m.into_iter().map(|(k, (n, t, c))| (k, n, t, c)).collect()
+}
+
+fn breakdown_json(rows: &[(String, i64, i64, i64)]) -> Vec<Value> {
+    rows.iter()
+        .map(|(k, requests, tokens, cost)| {
+            json!({"key": k, "requests": requests, "tokens": tokens, "cost": format_micros(*cost)})
         })
         .collect()
 }
 
-/// The internal report's figures for one period.
-pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> Value {
+/// Spend series the internal report charts: `(label, cost micros)`.
+#[derive(Debug, Default)]
+pub struct Series {
+    pub by_month: Vec<(String, i64)>,
+    pub by_region: Vec<(String, i64)>,
+    pub by_model: Vec<(String, i64)>,
+}
+
+fn spend(rows: &[(String, i64, i64, i64)]) -> Vec<(String, i64)> {
+    rows.iter().map(|(k, _, _, c)| (k.clone(), *c)).collect()
+}
+
+/// The internal report's figures for one period, and the spend series its charts draw.
+pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Series) {
     let end: NaiveDateTime = (to + chrono::Duration::days(1))
         .and_hms_opt(0, 0, 0)
         .unwrap_or_default();
@@ -216,7 +233,17 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> Value {
             json!({"company_name": name, "company_number": number, "amount": format_micros(amount)})
         })
         .collect();
-    json!({
+    let by_model = totals_by(inputs, |r| r.model.clone());
+    let by_region = totals_by(inputs, |r| facet(r, |f| f.region.clone()));
+    let by_sector = totals_by(inputs, |r| facet(r, |f| f.sector.clone()));
+    let by_size_band = totals_by(inputs, |r| facet(r, |f| f.size.clone()));
+    let by_month = totals_by(inputs, |r| r.day.format("%Y-%m").to_string());
+    let series = Series {
+        by_month: spend(&by_month),
+        by_region: spend(&by_region),
+        by_model: spend(&by_model),
+    };
+    let figures = json!({
         "applications": {
             "received": apps.len(),
             "eligible": apps.iter().filter(|a| a.status != "ineligible").count(),
@@ -242,11 +269,11 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> Value {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "cost": format_micros(consumed),
-            "by_model": usage_by(inputs, |r| r.model.clone()),
-            "by_region": usage_by(inputs, |r| facet(r, |f| f.region.clone())),
-            "by_sector": usage_by(inputs, |r| facet(r, |f| f.sector.clone())),
-            "by_size_band": usage_by(inputs, |r| facet(r, |f| f.size.clone())),
-            "by_month": usage_by(inputs, |r| r.day.format("%Y-%m").to_string()),
+            "by_model": breakdown_json(&by_model),
+            "by_region": breakdown_json(&by_region),
+            "by_sector": breakdown_json(&by_sector),
+            "by_size_band": breakdown_json(&by_size_band),
+            "by_month": breakdown_json(&by_month),
         },
         "organisations_active": organisations.len(),
         "challenges": {
@@ -258,7 +285,8 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> Value {
         },
         "top_ups_and_co_funding": Value::Null,
         "mfa_awards_over_100000": mfa,
-    })
+    });
+    (figures, series)
 }
 
 /// The public summary: headline counts rounded, and organisations and spend by region and size
@@ -398,22 +426,6 @@ const PUBLIC: &str = r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-
 <h2>How figures are protected</h2><p>{{summary.disclosure_control}}</p>
 </body></html>"#;
 
-fn money_bars(title: &str, rows: &Value) -> String {
-    let items: Vec<(String, i64)> = rows
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    let pounds = voucherd_domain::Money::parse(r["cost"].as_str().unwrap_or("0"))
-                        .map_or(0, |m| m.micros());
-                    (r["key"].as_str().unwrap_or("?").to_string(), pounds)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    charts::bars(title, &items, |v| format!("£{}", format_micros(v)))
-}
-
 #[allow(clippy::too_many_arguments)]
 /// Builds, renders and keeps the report of `kind` for `[from, to]`, with `previous` for
 /// comparison. `Ok(None)` when it exists already (made by another worker or an earlier run).
@@ -438,7 +450,7 @@ pub async fn generate(
         Kind::Monthly => "AI Voucher Programme: monthly operations report",
         Kind::SemiAnnual => "AI Voucher Programme: semi-annual review",
     };
-    let cur = figures(&current, from, to);
+    let (cur, series) = figures(&current, from, to);
     let content = json!({
         "schema_version": SCHEMA_VERSION,
         "kind": kind.as_str(),
@@ -448,7 +460,7 @@ pub async fn generate(
         "generated_at": at.and_utc().to_rfc3339(),
         "generated_by": by,
         "current": cur,
-        "previous": figures(&previous, prev_from, prev_to),
+        "previous": figures(&previous, prev_from, prev_to).0,
     });
     let summary = public(&current, rules);
     let public_content = json!({
@@ -467,17 +479,11 @@ pub async fn generate(
     hb.register_template_string("public", PUBLIC)
         .map_err(|e| render_err(e.to_string()))?;
     let mut with_charts = content.clone();
+    let pounds = |v: i64| format!("£{}", format_micros(v));
     with_charts["charts"] = json!({
-        "by_month": charts::line(
-            "Spend per month",
-            &cur["usage"]["by_month"].as_array().map(|a| a.iter().map(|r| (
-                r["key"].as_str().unwrap_or("?").to_string(),
-                voucherd_domain::Money::parse(r["cost"].as_str().unwrap_or("0")).map_or(0, |m| m.micros()),
-            )).collect::<Vec<_>>()).unwrap_or_default(),
-            |v| format!("£{}", format_micros(v)),
-        ),
-        "by_region": money_bars("Spend by region", &cur["usage"]["by_region"]),
-        "by_model": money_bars("Spend by model", &cur["usage"]["by_model"]),
+        "by_month": charts::line("Spend per month", &series.by_month, pounds),
+        "by_region": charts::bars("Spend by region", &series.by_region, pounds),
+        "by_model": charts::bars("Spend by model", &series.by_model, pounds),
     });
     let html = hb
         .render("internal", &with_charts)

@@ -251,14 +251,6 @@ pub struct EntryUpdate {
     pub summary: String,
 }
 
-fn kind_str(k: OrganisationKind) -> &'static str {
-    match k {
-        OrganisationKind::Startup => "startup",
-        OrganisationKind::UniversitySpinOff => "university_spin_off",
-        OrganisationKind::Sme => "sme",
-    }
-}
-
 fn not_blank(fields: &[(&str, &str)]) -> Result<(), ApiError> {
     let errors: Vec<FieldError> = fields
         .iter()
@@ -290,7 +282,7 @@ pub async fn submit_entry(
         entrant_id: user.id,
         company_number: body.company_number.as_str().to_string(),
         organisation_name: body.organisation_name.trim().to_string(),
-        organisation_kind: kind_str(body.organisation_kind).to_string(),
+        organisation_kind: body.organisation_kind.as_str().to_string(),
         region: body.region.as_str().to_string(),
         sic_code: body.sic_code.as_str().to_string(),
         title: body.title.trim().to_string(),
