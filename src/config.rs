@@ -79,6 +79,25 @@ pub struct Config {
     pub eligibility: EligibilityRules,
     /// Prices given to models that have none yet, per million tokens.
     pub prices: BTreeMap<String, PriceRates>,
+    /// Stripe secret key (`sk_test_…` / `sk_live_…`); payments are off without it.
+    pub stripe_secret_key: Option<String>,
+    /// The webhook endpoint's signing secret (`whsec_…`); while rolling a secret, both,
+    /// separated by a comma.
+    pub stripe_webhook_secret: Option<String>,
+    /// Another Stripe API base (a test double); Stripe's own when unset.
+    pub stripe_api_base: Option<String>,
+    pub stripe_timeout_ms: u64,
+    /// The SME's share of each voucher, paid through Stripe before the voucher activates.
+    pub co_funding_percent: u32,
+    /// The smallest and largest credit top-up bought at once.
+    pub top_up_min: Money,
+    pub top_up_max: Money,
+    /// Where Stripe's payment page sends the SME back to.
+    pub payments_return_url: String,
+    /// How long a payment page stays payable, in minutes (Stripe allows 30 to 1440).
+    pub checkout_minutes: u32,
+    /// How far back the payment reconciliation job looks for paid sessions, in hours.
+    pub stripe_reconcile_hours: u32,
 }
 
 fn money(s: &str) -> Money {
@@ -139,6 +158,16 @@ impl Default for Config {
                 ("gpt-4o-mini".to_string(), rates("0.12", "0.06", "0.48")),
                 ("gpt-4.1-mini".to_string(), rates("0.32", "0.08", "1.28")),
             ]),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_base: None,
+            stripe_timeout_ms: 10_000,
+            co_funding_percent: 0,
+            top_up_min: money("10"),
+            top_up_max: money("10000"),
+            payments_return_url: "http://127.0.0.1:8080/".into(),
+            checkout_minutes: 60,
+            stripe_reconcile_hours: 72,
         }
     }
 }
@@ -179,6 +208,15 @@ impl Config {
         }
         if let Some(v) = env("VOUCHERD_UPSTREAM_API_KEY") {
             config.upstream_api_key = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_STRIPE_SECRET_KEY") {
+            config.stripe_secret_key = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_STRIPE_WEBHOOK_SECRET") {
+            config.stripe_webhook_secret = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_STRIPE_API_BASE") {
+            config.stripe_api_base = Some(v);
         }
         if let Some(v) = env("VOUCHERD_SMTP_URL") {
             config.smtp_url = Some(v);
@@ -223,7 +261,26 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 16] = [
+        let limits: [(&str, u64, u64, u64); 20] = [
+            (
+                "stripe_reconcile_hours",
+                u64::from(self.stripe_reconcile_hours),
+                1,
+                24 * 90,
+            ),
+            (
+                "co_funding_percent",
+                u64::from(self.co_funding_percent),
+                0,
+                99,
+            ),
+            (
+                "checkout_minutes",
+                u64::from(self.checkout_minutes),
+                30,
+                1_440,
+            ),
+            ("stripe_timeout_ms", self.stripe_timeout_ms, 100, 120_000),
             (
                 "incentive_cap_percent",
                 u64::from(self.incentive_cap_percent),
@@ -304,6 +361,10 @@ impl Config {
         if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
             bail!("default_valid_days must be between 1 and max_valid_days");
         }
+        self.payment_settings()?;
+        if self.co_funding_percent > 0 && self.stripe_config()?.is_none() {
+            bail!("co_funding_percent needs Stripe: set VOUCHERD_STRIPE_SECRET_KEY and VOUCHERD_STRIPE_WEBHOOK_SECRET");
+        }
         // A bad schedule stops start-up, naming its job.
         voucherd_worker::schedules(&self.jobs)?;
         voucherd_domain::disclosure::Rules::parse(
@@ -316,6 +377,42 @@ impl Config {
 }
 
 impl Config {
+    /// Stripe's settings: both the secret key and a webhook secret, or neither (payments off).
+    pub fn stripe_config(&self) -> anyhow::Result<Option<voucherd_payments::StripeConfig>> {
+        let secrets: Vec<String> = self
+            .stripe_webhook_secret
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match (&self.stripe_secret_key, secrets.is_empty()) {
+            (None, true) => Ok(None),
+            (Some(key), false) => Ok(Some(voucherd_payments::StripeConfig {
+                secret_key: key.clone(),
+                webhook_secrets: secrets,
+                api_base: self.stripe_api_base.clone(),
+                timeout_ms: self.stripe_timeout_ms,
+            })),
+            (Some(_), true) => bail!(
+                "VOUCHERD_STRIPE_SECRET_KEY is set but VOUCHERD_STRIPE_WEBHOOK_SECRET is not: webhooks could not be verified"
+            ),
+            (None, false) => bail!("VOUCHERD_STRIPE_WEBHOOK_SECRET is set but VOUCHERD_STRIPE_SECRET_KEY is not"),
+        }
+    }
+
+    pub fn payment_settings(&self) -> anyhow::Result<voucherd_api::state::PaymentSettings> {
+        Ok(voucherd_api::state::PaymentSettings {
+            co_funding: voucherd_domain::payment::CoFundingPercent::new(self.co_funding_percent)
+                .map_err(|e| anyhow::anyhow!(e))?,
+            top_ups: voucherd_domain::payment::TopUpLimits::new(self.top_up_min, self.top_up_max)
+                .map_err(|e| anyhow::anyhow!(e))?,
+            return_url: self.payments_return_url.clone(),
+            checkout_minutes: self.checkout_minutes,
+        })
+    }
+
     pub fn worker_config(&self) -> voucherd_worker::WorkerConfig {
         let defaults = voucherd_worker::WorkerConfig::default();
         voucherd_worker::WorkerConfig {
@@ -328,6 +425,8 @@ impl Config {
             },
             stale_run_ms: self.job_stale_after_ms,
             poll_ms: self.worker_poll_ms,
+            stripe: self.stripe_config().ok().flatten(),
+            stripe_lookback_hours: self.stripe_reconcile_hours,
             disclosure: voucherd_domain::disclosure::Rules::parse(
                 self.report_min_organisations,
                 self.report_rounding_base,

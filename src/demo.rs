@@ -137,6 +137,8 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
                     .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
                 incentives: Vec::new(),
+                // The demo voucher spends at once, whatever the co-funding rule.
+                contribution: voucherd_domain::Money::ZERO,
             },
             reason: "Demo: eligible on every rule.".into(),
         })

@@ -183,9 +183,16 @@ impl Application {
                 test_allowance: config.test_allowance,
                 sandbox_url,
                 sandbox_key,
+                payments: config.payment_settings()?,
             },
             upstream,
             clock,
+            stripe: match config.stripe_config()? {
+                Some(c) => Some(std::sync::Arc::new(
+                    voucherd_payments::Stripe::new(&c).context("configuring Stripe")?,
+                )),
+                None => None,
+            },
         });
         if config.lease_max_age_ms > 0 {
             // Retire aged leases so leased money is posted and released promptly.

@@ -44,6 +44,15 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// The request is well-formed JSON but refused as a whole (a webhook's signature).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// A feature this programme has not configured.
+    #[error("{detail}")]
+    Disabled { code: &'static str, detail: String },
+    /// A service the request depends on (Stripe) failed or could not be reached.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -73,6 +82,8 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => code,
+            ApiError::BadGateway(_) => "payment_provider_unavailable",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -121,7 +132,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Disabled { .. } | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,6 +199,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NoBudgetLine(_) => ApiError::conflict("no_budget_line", e.to_string()),
             StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
+            StoreError::Payment(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
                 ApiError::conflict("budget_line_exists", e.to_string())
             }

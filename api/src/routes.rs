@@ -3,8 +3,8 @@
 //! and walk it with every role.
 
 use crate::handlers::{
-    applications, budget, challenges, consulting, health, incentives, jobs, me, prices, programme,
-    reports, vouchers,
+    applications, budget, challenges, consulting, health, incentives, jobs, me, payments, prices,
+    programme, reports, vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -91,6 +91,14 @@ routes! {
     get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
     delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;
     post "/api/v1/keys/{id}/rotate" => vouchers::rotate_key, APPLICANT;
+    get "/api/v1/payments/settings" => payments::settings, SIGNED_IN;
+    get "/api/v1/vouchers/{id}/contribution" => payments::contribution, APPLICANT_OR_ADMIN;
+    post "/api/v1/vouchers/{id}/contribution" => payments::pay_contribution, APPLICANT;
+    post "/api/v1/topups" => payments::create_top_up, APPLICANT;
+    get "/api/v1/topups" => payments::list_top_ups, APPLICANT_OR_ADMIN;
+    get "/api/v1/topups/{id}" => payments::get_top_up, APPLICANT_OR_ADMIN;
+    get "/api/v1/payments" => payments::list_payments, ADMIN;
+    post "/webhooks/stripe" => payments::stripe_webhook, Access::Public;
     post "/api/v1/challenges" => challenges::create, ADMIN;
     get "/api/v1/challenges" => challenges::list, SIGNED_IN;
     get "/api/v1/challenges/{id}" => challenges::get, SIGNED_IN;

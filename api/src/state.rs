@@ -33,6 +33,19 @@ pub struct ApiConfig {
     /// Where test-mode keys' calls go: the built-in sandbox.
     pub sandbox_url: String,
     pub sandbox_key: String,
+    pub payments: PaymentSettings,
+}
+
+/// The programme's payment rules.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// The SME's share of each voucher, paid before it activates.
+    pub co_funding: voucherd_domain::payment::CoFundingPercent,
+    pub top_ups: voucherd_domain::payment::TopUpLimits,
+    /// Where Stripe's page sends the SME back to (`?payment=…&result=success|cancelled`).
+    pub return_url: String,
+    /// How long a Checkout Session stays payable (Stripe allows 30 to 1440).
+    pub checkout_minutes: u32,
 }
 
 pub struct AppState {
@@ -50,4 +63,6 @@ pub struct AppState {
     pub upstream: reqwest::Client,
     /// The programme calendar's clock (challenge milestones); tests move it by hand.
     pub clock: std::sync::Arc<dyn voucherd_store::clock::Clock>,
+    /// Stripe, when the programme has configured it; payments are refused without.
+    pub stripe: Option<std::sync::Arc<voucherd_payments::Stripe>>,
 }

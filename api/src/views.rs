@@ -87,6 +87,8 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
 pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
     if v.status == "expired" || v.expires_at <= Utc::now().naive_utc() {
         "expired"
+    } else if v.awaiting_contribution() {
+        "awaiting_contribution"
     } else if totals.available() <= 0 && totals.debits_pending == 0 {
         "exhausted"
     } else {
@@ -109,6 +111,10 @@ pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64) -> Value {
         "held": format_micros(t.debits_pending),
         "available": format_micros(t.available()),
         "expires_at": time(v.expires_at),
+        "contribution": (v.contribution_micros > 0).then(|| serde_json::json!({
+            "amount": format_micros(v.contribution_micros),
+            "paid_at": opt_time(v.contribution_paid_at),
+        })),
         "application_id": v.application_id,
         "company_number": v.company_number,
         "created_at": time(v.created_at),

@@ -39,6 +39,13 @@ pub enum AccountKind {
     ConsultingAllowance,
     /// Consulting minutes used in sessions.
     ConsultingUsed,
+    /// Money on its way from Stripe: debited when an SME's payment is credited, so the
+    /// programme's ledger shows where every paid pound came from.
+    StripeClearing,
+    /// What an organisation paid as its co-funding share.
+    Contribution,
+    /// Credit an organisation bought: spent after its voucher, and not expiring with it.
+    PurchasedCredit,
 }
 
 impl AccountKind {
@@ -67,6 +74,9 @@ impl AccountKind {
             AccountKind::ConsultingSource => "consulting_source",
             AccountKind::ConsultingAllowance => "consulting_allowance",
             AccountKind::ConsultingUsed => "consulting_used",
+            AccountKind::StripeClearing => "stripe_clearing",
+            AccountKind::Contribution => "contribution",
+            AccountKind::PurchasedCredit => "purchased_credit",
         }
     }
 
@@ -78,7 +88,10 @@ impl AccountKind {
             | AccountKind::TestAllowance
             | AccountKind::ChallengeFund
             | AccountKind::BudgetLine
-            | AccountKind::ConsultingAllowance => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            | AccountKind::ConsultingAllowance
+            | AccountKind::Contribution
+            | AccountKind::PurchasedCredit => DEBITS_MUST_NOT_EXCEED_CREDITS,
+            AccountKind::StripeClearing => 0,
             AccountKind::ConsultingSource | AccountKind::ConsultingUsed => 0,
             AccountKind::TestFunding => 0,
             AccountKind::FundingSource | AccountKind::OverrunLoss => 0,
@@ -112,6 +125,12 @@ pub enum TransferCode {
     ConsultingSession,
     /// A milestone bonus granted by an incentive rule.
     IncentiveMilestone,
+    /// An SME's co-funding share, paid through Stripe.
+    Contribution,
+    /// Credit an SME bought through Stripe.
+    TopUp,
+    /// A payment refunded through Stripe: what is left of its credit goes back.
+    Refund,
 }
 
 impl TransferCode {
@@ -131,6 +150,9 @@ impl TransferCode {
             TransferCode::ConsultingGrant => "consulting_grant",
             TransferCode::ConsultingSession => "consulting_session",
             TransferCode::IncentiveMilestone => "incentive_milestone",
+            TransferCode::Contribution => "contribution",
+            TransferCode::TopUp => "top_up",
+            TransferCode::Refund => "refund",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod eligibility;
 pub mod incentive;
 pub mod ledger;
 pub mod money;
+pub mod payment;
 pub mod pricing;
 pub mod region;
 pub mod role;

@@ -60,6 +60,8 @@ pub enum Verdict {
         consulting: Minutes,
         /// The incentive rule versions applied (their `voucher_id` is filled in here).
         incentives: Vec<crate::incentives::AppliedRow>,
+        /// The SME's co-funding share: the voucher spends once it is paid (zero: at once).
+        contribution: Money,
     },
     Reject,
 }
@@ -226,6 +228,7 @@ impl Store {
                     expires_at,
                     consulting,
                     incentives,
+                    contribution,
                 } => {
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -255,6 +258,8 @@ impl Store {
                         expires_at,
                         created_at: at,
                         budget_line_id: line.map(|l| l.id),
+                        contribution_micros: contribution.micros(),
+                        contribution_paid_at: None,
                     };
                     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
                     crate::consulting::grant_minutes(c, &v.id, consulting)?;
@@ -305,6 +310,8 @@ impl Store {
                             .to_string(),
                         "awarded_on": at.format("%-d %B %Y").to_string(),
                         "expires_on": v.expires_at.format("%-d %B %Y").to_string(),
+                        "contribution": (v.contribution_micros > 0)
+                            .then(|| voucherd_domain::money::format_micros(v.contribution_micros)),
                     }),
                 ),
                 None => (

@@ -802,6 +802,8 @@ fn award_voucher(
         expires_at: at + chrono::Duration::days(365),
         created_at: at,
         budget_line_id: None,
+        contribution_micros: 0,
+        contribution_paid_at: None,
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     Ok(v)

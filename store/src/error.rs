@@ -55,6 +55,9 @@ pub enum StoreError {
     /// A consulting booking refused: its stable code, and why.
     #[error("{1}")]
     Consulting(&'static str, String),
+    /// A payment refused or not yet applicable: its stable code, and why.
+    #[error("{1}")]
+    Payment(&'static str, String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

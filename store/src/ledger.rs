@@ -25,6 +25,8 @@ pub const USAGE: &str = "usage";
 pub const OVERRUN_LOSS: &str = "overrun-loss";
 pub const FORFEITED: &str = "forfeited";
 pub const TEST_FUNDING: &str = "test-funding";
+/// Where money paid through Stripe enters the ledger.
+pub const STRIPE_CLEARING: &str = "stripe-clearing";
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = accounts)]

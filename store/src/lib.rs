@@ -17,6 +17,7 @@ pub mod keys;
 pub mod ledger;
 pub mod lifecycle;
 pub mod outbox;
+pub mod payments;
 pub mod prices;
 pub mod programme;
 pub mod reports;

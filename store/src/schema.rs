@@ -80,6 +80,8 @@ diesel::table! {
         expires_at -> Timestamp,
         created_at -> Timestamp,
         budget_line_id -> Nullable<Text>,
+        contribution_micros -> BigInt,
+        contribution_paid_at -> Nullable<Timestamp>,
     }
 }
 
@@ -444,5 +446,42 @@ diesel::table! {
         public_content -> Text,
         html -> Text,
         public_html -> Text,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        kind -> Text,
+        owner_id -> Text,
+        voucher_id -> Nullable<Text>,
+        account_id -> Text,
+        amount_micros -> BigInt,
+        amount_pence -> BigInt,
+        currency -> Text,
+        status -> Text,
+        stripe_session_id -> Nullable<Text>,
+        checkout_url -> Nullable<Text>,
+        payment_intent_id -> Nullable<Text>,
+        refunded_micros -> BigInt,
+        reversed_micros -> BigInt,
+        shortfall_micros -> BigInt,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        paid_at -> Nullable<Timestamp>,
+        paid_via -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stripe_events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        payment_id -> Nullable<Text>,
+        outcome -> Text,
+        received_at -> Timestamp,
     }
 }

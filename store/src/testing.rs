@@ -98,4 +98,20 @@ impl crate::Store {
         })
         .await
     }
+
+    /// Moves a voucher's expiry a second into the past, as time passing would. For tests only.
+    pub async fn expire_voucher_for_tests(&self, voucher_id: String) {
+        use crate::schema::vouchers;
+        use diesel::prelude::*;
+        let past = crate::now() - chrono::Duration::seconds(1);
+        let result = self
+            .write(move |c| {
+                diesel::update(vouchers::table.find(&voucher_id))
+                    .set(vouchers::expires_at.eq(past))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await;
+        assert!(result.is_ok(), "expiring a voucher: {result:?}");
+    }
 }

@@ -20,6 +20,17 @@ pub struct VoucherRow {
     pub created_at: NaiveDateTime,
     /// The budget line it was granted from.
     pub budget_line_id: Option<String>,
+    /// The SME's co-funding share (0 when the programme asks for none).
+    pub contribution_micros: i64,
+    /// When the share was paid; a co-funded voucher spends only once it is.
+    pub contribution_paid_at: Option<NaiveDateTime>,
+}
+
+impl VoucherRow {
+    /// A co-funded voucher whose share is not (or no longer) paid: it may not spend.
+    pub fn awaiting_contribution(&self) -> bool {
+        self.contribution_micros > 0 && self.contribution_paid_at.is_none()
+    }
 }
 
 impl Store {

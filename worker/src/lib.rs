@@ -33,10 +33,11 @@ pub enum Job {
     IncentiveMilestones,
     ReportMonthly,
     ReportSemiAnnual,
+    StripeReconciliation,
 }
 
 impl Job {
-    pub const ALL: [Job; 11] = [
+    pub const ALL: [Job; 12] = [
         Job::HoldTimeouts,
         Job::VoucherExpiry,
         Job::LowBalance,
@@ -48,6 +49,7 @@ impl Job {
         Job::IncentiveMilestones,
         Job::ReportMonthly,
         Job::ReportSemiAnnual,
+        Job::StripeReconciliation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Job {
             Job::IncentiveMilestones => "incentive-milestones",
             Job::ReportMonthly => "report-monthly",
             Job::ReportSemiAnnual => "report-semi-annual",
+            Job::StripeReconciliation => "stripe-reconciliation",
         }
     }
 
@@ -80,6 +83,7 @@ impl Job {
             Job::IncentiveMilestones => "0 */5 * * * *",
             Job::ReportMonthly => "0 0 6 1 * *",
             Job::ReportSemiAnnual => "0 0 6 1 4,10 *",
+            Job::StripeReconciliation => "0 */15 * * * *",
         }
     }
 
@@ -106,6 +110,9 @@ impl Job {
             Job::ReportSemiAnnual => {
                 "the semi-annual review (and public summary) for the half-year just ended"
             }
+            Job::StripeReconciliation => {
+                "credit paid Checkout Sessions whose webhook never arrived; mark expired ones"
+            }
         }
     }
 
@@ -122,12 +129,14 @@ pub enum WorkerError {
         expression: String,
         message: String,
     },
-    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders, incentive-milestones, report-monthly, report-semi-annual)")]
+    #[error("unknown job {0:?} (known: hold-timeouts, voucher-expiry, low-balance, reconciliation, outbox, housekeeping, challenges, consulting-reminders, incentive-milestones, report-monthly, report-semi-annual, stripe-reconciliation)")]
     UnknownJob(String),
     #[error(transparent)]
     Mail(#[from] MailError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Payment(#[from] voucherd_payments::PaymentError),
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +157,10 @@ pub struct WorkerConfig {
     pub mail_retry_base_ms: u64,
     /// Disclosure control of public report summaries.
     pub disclosure: voucherd_domain::disclosure::Rules,
+    /// Stripe, when payments are on: the payment reconciliation job asks it.
+    pub stripe: Option<voucherd_payments::StripeConfig>,
+    /// How far back payment reconciliation looks, in hours.
+    pub stripe_lookback_hours: u32,
 }
 
 impl Default for WorkerConfig {
@@ -167,6 +180,8 @@ impl Default for WorkerConfig {
             mail_max_attempts: 8,
             mail_retry_base_ms: 30_000,
             disclosure: voucherd_domain::disclosure::Rules::default(),
+            stripe: None,
+            stripe_lookback_hours: 72,
         }
     }
 }
@@ -242,6 +257,7 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     jobs: Vec<(Job, String, cron::Schedule)>,
     mailer: Mailer,
+    stripe: Option<voucherd_payments::Stripe>,
     config: WorkerConfig,
     id: String,
     /// Per job, the latest scheduled time known done (by anyone); loaded from the database at
@@ -260,12 +276,18 @@ impl Worker {
     ) -> Result<Worker, WorkerError> {
         let jobs = schedules(&config.schedules)?;
         let mailer = Mailer::new(&config.mail)?;
+        let stripe = config
+            .stripe
+            .as_ref()
+            .map(voucherd_payments::Stripe::new)
+            .transpose()?;
         let since = clock.now();
         Ok(Worker {
             store,
             clock,
             jobs,
             mailer,
+            stripe,
             config,
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             done: tokio::sync::Mutex::new(None),
@@ -531,6 +553,7 @@ impl Worker {
                     "already_existed": saved.is_none(),
                 })
             }
+            Job::StripeReconciliation => self.reconcile_payments(at).await?,
             Job::IncentiveMilestones => serde_json::json!({
                 "granted": self.store.grant_milestones(at).await?
             }),
@@ -579,6 +602,53 @@ impl Worker {
 
     /// Sends what is due in the outbox; failures retry with exponential backoff, and give up
     /// after `mail_max_attempts` (or at once, for a message that can never render).
+    /// Lists the Checkout Sessions of the look-back window from Stripe and applies what each
+    /// says (paid, completed awaiting a delayed method, expired) exactly as its webhook would:
+    /// a payment whose webhook was lost is credited here, once, and one already credited is
+    /// left alone.
+    async fn reconcile_payments(
+        &self,
+        at: NaiveDateTime,
+    ) -> Result<serde_json::Value, WorkerError> {
+        use voucherd_store::payments::{Applied, Via};
+        let Some(stripe) = &self.stripe else {
+            return Ok(serde_json::json!({ "skipped": "Stripe is not configured" }));
+        };
+        let since = at - chrono::Duration::hours(i64::from(self.config.stripe_lookback_hours));
+        // Bounded: ten thousand sessions in a window is far beyond this programme's rate.
+        let sessions = stripe
+            .sessions_since(since.and_utc().timestamp(), 10_000)
+            .await?;
+        let (mut credited, mut changed, mut unchanged, mut foreign) = (0, 0, 0, 0);
+        for s in &sessions {
+            let Some(fact) = s.fact() else {
+                foreign += usize::from(s.client_reference_id.is_none());
+                continue;
+            };
+            let paid = matches!(fact, voucherd_store::payments::StripeFact::Paid { .. });
+            match self
+                .store
+                .apply_stripe(fact, Via::Reconciliation, None, at)
+                .await?
+            {
+                Applied::Changed(_) if paid => {
+                    tracing::warn!(session = %s.id, "credited a paid session whose webhook never arrived");
+                    credited += 1;
+                }
+                Applied::Changed(_) => changed += 1,
+                _ => unchanged += 1,
+            }
+        }
+        Ok(serde_json::json!({
+            "sessions_seen": sessions.len(),
+            "credited": credited,
+            "other_changes": changed,
+            "unchanged": unchanged,
+            "not_ours": foreign,
+            "still_unsettled": self.store.unsettled_payments(since).await?,
+        }))
+    }
+
     async fn deliver(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
         let (mut sent, mut retrying, mut failed) = (0, 0, 0);
         // One message claimed at a time, right before it is sent: a claim never lapses while

@@ -35,6 +35,30 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/key_created.html.hbs"),
     ),
     (
+        "payment_received",
+        "We received your payment of £{{amount}}",
+        include_str!("../templates/payment_received.txt.hbs"),
+        include_str!("../templates/payment_received.html.hbs"),
+    ),
+    (
+        "payment_failed",
+        "Your payment of £{{amount}} did not go through",
+        include_str!("../templates/payment_failed.txt.hbs"),
+        include_str!("../templates/payment_failed.html.hbs"),
+    ),
+    (
+        "payment_refunded",
+        "£{{refunded}} of your payment was refunded",
+        include_str!("../templates/payment_refunded.txt.hbs"),
+        include_str!("../templates/payment_refunded.html.hbs"),
+    ),
+    (
+        "refund_shortfall",
+        "Refund shortfall on payment {{payment_id}}: £{{shortfall}} already spent",
+        include_str!("../templates/refund_shortfall.txt.hbs"),
+        include_str!("../templates/refund_shortfall.html.hbs"),
+    ),
+    (
         "low_balance",
         "{{#if exhausted}}Your AI voucher is used up{{else}}Your AI voucher is {{percent_used}}% used{{/if}}",
         include_str!("../templates/low_balance.txt.hbs"),

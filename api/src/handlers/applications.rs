@@ -332,6 +332,12 @@ pub async fn decide(
                 incentives: applied,
                 expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
                 consulting,
+                contribution: cfg
+                    .payments
+                    .co_funding
+                    .share_of(total)
+                    .map_err(|e| ApiError::field("amount", format!("co-funding share: {e}")))?
+                    .to_money(),
             }
         }
     };

@@ -32,8 +32,11 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     }
     let hash = keys::hash(secret);
     let cached = match state.key_cache.get(&hash) {
-        Some(k) => k,
-        None => {
+        // A voucher awaiting its contribution is read afresh: it activates the moment the
+        // payment is recorded, not a cache lifetime later (and such a voucher has no traffic
+        // worth caching for).
+        Some(k) if !k.1.awaiting_contribution() => k,
+        _ => {
             let found = state
                 .store
                 .key_by_hash(hash.clone())
@@ -44,7 +47,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
             k
         }
     };
-    let (key, voucher) = (&cached.0, &cached.1);
+    let key = &cached.0;
     let now = voucherd_store::now();
     if key.revoked_at.is_some() {
         return Err(ProxyError::InvalidKey("This API key has been revoked."));
@@ -52,12 +55,8 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     if key.expires_at.is_some_and(|e| e <= now) {
         return Err(ProxyError::InvalidKey("This API key has expired."));
     }
-    if voucher.status != "active" || voucher.expires_at <= now {
-        return Err(ProxyError::InsufficientQuota(format!(
-            "You exceeded your current quota: the voucher expired on {}.",
-            crate::views::time(voucher.expires_at)
-        )));
-    }
+    // An expired or not yet active voucher's keys still reach admission: purchased credit
+    // outlives the voucher, and admission says why nothing pays when nothing does.
     Ok(cached)
 }
 
@@ -127,25 +126,120 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         .await?
         .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
     let rates = price.rates()?;
-    // Test keys' allowance account is made when the first test key is; its id is known.
-    let debit_account = if test_mode {
-        format!(
+    // Where the money comes from, in order: the voucher, then the organisation's purchased
+    // credit (which outlives the voucher). Test keys spend only their free allowance.
+    let now_live = ask.voucher.status == "active" && ask.voucher.expires_at > now;
+    let sources: Vec<String> = if test_mode {
+        vec![format!(
             "{}{}",
             voucherd_store::usage::TEST_ALLOWANCE_PREFIX,
             ask.voucher.owner_id
-        )
+        )]
     } else {
-        ask.voucher.account_id.clone()
+        let mut s = Vec::with_capacity(2);
+        if now_live && !ask.voucher.awaiting_contribution() {
+            s.push(ask.voucher.account_id.clone());
+        }
+        s.push(voucherd_store::payments::purchased_account_id(
+            &ask.voucher.owner_id,
+        ));
+        s
     };
-    let choices = ask.choices.max(1);
+    let ctx = Context {
+        ask: &ask,
+        rates,
+        now,
+        cap: ask.key.monthly_spend_cap.map(|cap_micros| KeyCap {
+            api_key_id: ask.key.id.clone(),
+            month: now.format("%Y-%m").to_string(),
+            cap_micros,
+        }),
+        test_mode,
+    };
+    // First every source for the whole request; only then is the request capped to what one
+    // source affords, in the same order.
+    let mut slot = slot;
+    // The first refusal says why (a key's spend cap, say), not the last source's.
+    let mut refused: Option<ProxyError> = None;
+    for allow_cap in [false, true] {
+        for account in &sources {
+            match hold_from(state, &ctx, account, allow_cap).await {
+                Ok(held) => {
+                    return Ok(Admitted {
+                        key_id: ask.key.id.clone(),
+                        voucher_id: ask.voucher.id.clone(),
+                        model: ask.model.to_string(),
+                        price,
+                        rates,
+                        hold_id: held.hold_id,
+                        billing_id: held.billing_id,
+                        prompt_bound: ask.prompt_bound,
+                        output_each: held.output_each,
+                        choices: ctx.choices(),
+                        available_after_hold: held.available_after,
+                        test_mode,
+                        _slot: slot.take(),
+                        ticket: held.ticket,
+                    })
+                }
+                Err(e @ ProxyError::InsufficientQuota(_)) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(if ask.voucher.awaiting_contribution() && !test_mode {
+        ProxyError::InsufficientQuota(
+            "You exceeded your current quota: the voucher is not active until the co-funding contribution is paid.".into(),
+        )
+    } else if !now_live && !test_mode {
+        ProxyError::InsufficientQuota(format!(
+            "You exceeded your current quota: the voucher expired on {} and no purchased credit covers this request.",
+            crate::views::time(ask.voucher.expires_at)
+        ))
+    } else {
+        refused.unwrap_or_else(quota_exceeded)
+    })
+}
+
+/// What every source's attempt shares.
+struct Context<'a> {
+    ask: &'a Ask<'a>,
+    rates: PriceRates,
+    now: chrono::NaiveDateTime,
+    cap: Option<KeyCap>,
+    test_mode: bool,
+}
+
+impl Context<'_> {
+    fn choices(&self) -> u64 {
+        self.ask.choices.max(1)
+    }
+}
+
+/// A hold (or a lease's share) on one source account.
+struct Held {
+    hold_id: String,
+    billing_id: String,
+    output_each: u64,
+    available_after: Money,
+    ticket: Option<Ticket>,
+}
+
+/// Holds the request's worst case on `debit_account`; with `allow_cap`, a request the account
+/// cannot cover is capped to the output it affords instead of refused.
+async fn hold_from(
+    state: &AppState,
+    ctx: &Context<'_>,
+    debit_account: &str,
+    allow_cap: bool,
+) -> Result<Held, ProxyError> {
+    let (ask, rates) = (ctx.ask, ctx.rates);
+    let choices = ctx.choices();
     let billing_id = keys::new_id();
-    let timeout_at =
-        now + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
-    let cap = ask.key.monthly_spend_cap.map(|cap_micros| KeyCap {
-        api_key_id: ask.key.id.clone(),
-        month: now.format("%Y-%m").to_string(),
-        cap_micros,
-    });
+    let timeout_at = ctx.now
+        + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
     let hold = |output_each: u64| {
         let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
         // A free model still takes a hold, so every request has one to settle against.
@@ -157,8 +251,8 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         let (store, id, account, cap) = (
             state.store.clone(),
             billing_id.clone(),
-            debit_account.clone(),
-            cap.clone(),
+            debit_account.to_string(),
+            ctx.cap.clone(),
         );
         async move {
             (
@@ -174,29 +268,20 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     };
     // The common case: a live key without a spend cap reserves its worst case from a lease
     // in memory. Should no lease cover it, it falls back to a hold of its own below.
-    if state.leases.enabled() && !test_mode && cap.is_none() {
+    if state.leases.enabled() && !ctx.test_mode && ctx.cap.is_none() {
         if let Some(r) = requested {
             let need = rates
                 .max_cost(ask.prompt_bound, r.saturating_mul(choices))
                 .micros()
                 .max(1);
-            match state.leases.reserve(state, &debit_account, need).await {
+            match state.leases.reserve(state, debit_account, need).await {
                 Ok(ticket) => {
-                    return Ok(Admitted {
-                        key_id: ask.key.id.clone(),
-                        voucher_id: ask.voucher.id.clone(),
-                        model: ask.model.to_string(),
-                        price,
-                        rates,
+                    return Ok(Held {
                         hold_id: ticket.lease.hold_id.clone(),
                         billing_id,
-                        prompt_bound: ask.prompt_bound,
                         output_each: r,
-                        choices,
-                        available_after_hold: Money::from_micros(ticket.lease.available().max(0))
+                        available_after: Money::from_micros(ticket.lease.available().max(0))
                             .unwrap_or(Money::ZERO),
-                        test_mode,
-                        _slot: slot,
                         ticket: Some(ticket),
                     })
                 }
@@ -206,20 +291,21 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         }
     }
     // Otherwise one round trip: hold what the request asks for. Only when that is more than
-    // the voucher holds is the balance read and the request capped to what it affords.
+    // the account holds is the balance read and the request capped to what it affords.
     let first = match requested {
         Some(r) => Some((r, hold(r).await)),
         None => None,
     };
-    let (output_each, _held, opened) = match first {
-        Some((r, (held, Ok(opened)))) => (r, held, opened),
-        Some((_, (_, Err(e))))
-            if !matches!(e, voucherd_store::StoreError::InsufficientFunds { .. }) =>
-        {
-            return Err(e.into())
-        }
+    let (output_each, opened) = match first {
+        Some((r, (_, Ok(opened)))) => (r, opened),
+        Some((_, (_, Err(e)))) if !short_of_money(&e) => return Err(e.into()),
+        _ if !allow_cap => return Err(quota_exceeded()),
         _ => {
-            let account = state.store.account(debit_account.clone()).await?;
+            let account = match state.store.account(debit_account.to_string()).await {
+                Ok(a) => a,
+                Err(e) if short_of_money(&e) => return Err(quota_exceeded()),
+                Err(e) => return Err(e.into()),
+            };
             let available = Money::from_micros(account.totals().available().max(0))
                 .map_err(|e| ProxyError::Internal(e.to_string()))?;
             let output_each = if ask.requested_output == Some(0) {
@@ -233,32 +319,34 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                 }
                 requested.map_or(affordable_each, |r| r.min(affordable_each))
             };
-            let (held, result) = hold(output_each).await;
-            let opened = result.map_err(|e| match e {
-                voucherd_store::StoreError::InsufficientFunds { .. } => quota_exceeded(),
-                other => other.into(),
+            let (_, result) = hold(output_each).await;
+            let opened = result.map_err(|e| {
+                if short_of_money(&e) {
+                    quota_exceeded()
+                } else {
+                    e.into()
+                }
             })?;
-            (output_each, held, opened)
+            (output_each, opened)
         }
     };
     let (hold_id, available_after) = opened;
     state.metrics.holds_outstanding.inc();
-    Ok(Admitted {
-        key_id: ask.key.id.clone(),
-        voucher_id: ask.voucher.id.clone(),
-        model: ask.model.to_string(),
-        price,
-        rates,
+    Ok(Held {
         hold_id,
         billing_id,
-        prompt_bound: ask.prompt_bound,
         output_each,
-        choices,
-        available_after_hold: Money::from_micros(available_after.max(0)).unwrap_or(Money::ZERO),
-        test_mode,
-        _slot: slot,
+        available_after: Money::from_micros(available_after.max(0)).unwrap_or(Money::ZERO),
         ticket: None,
     })
+}
+
+/// The account cannot pay: too little in it, or (purchased credit never bought) no account.
+fn short_of_money(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::InsufficientFunds { .. } | StoreError::NotFound("account")
+    )
 }
 
 impl Admitted {

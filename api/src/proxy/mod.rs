@@ -146,7 +146,8 @@ impl From<StoreError> for ProxyError {
             StoreError::KeySpendCapReached => ProxyError::InsufficientQuota(
                 "You exceeded your current quota: this key's monthly spend cap is reached.".into(),
             ),
-            StoreError::InsufficientFunds { .. } => ProxyError::InsufficientQuota(
+            // An account never opened (purchased credit never bought) holds nothing.
+            StoreError::InsufficientFunds { .. } | StoreError::NotFound("account") => ProxyError::InsufficientQuota(
                 "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),
             ),
             other => ProxyError::Internal(other.to_string()),

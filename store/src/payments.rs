@@ -1,0 +1,772 @@
+//! Payments through Stripe Checkout: a row per session asked for, and what Stripe later
+//! reports of it (paid, failed, expired, refunded) applied to the ledger exactly once.
+//!
+//! "Exactly once" holds however the news arrives — a webhook, its replay, a reordered event,
+//! or the reconciliation job finding a payment whose webhook was lost: each change of status is
+//! a conditional `UPDATE` from the statuses it may come from, and each ledger transfer has an
+//! id derived from the payment, so a second arrival finds the work done and changes nothing.
+//! Processed webhook events are recorded by id in the same transaction as their effect.
+
+use crate::audit::{self, AuditEntry};
+use crate::db::{DbConn, Store};
+use crate::error::{is_unique_violation, StoreError, StoreResult};
+use crate::ledger::{self, TransferRequest, STRIPE_CLEARING};
+use crate::outbox::{self, Notification};
+use crate::schema::{payments, stripe_events, vouchers};
+use crate::vouchers::VoucherRow;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use voucherd_domain::ledger::{AccountKind, TransferCode};
+use voucherd_domain::money::format_micros;
+use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::Money;
+
+/// An organisation's purchased credit (its owner's id names it; made at its first top-up).
+pub fn purchased_account_id(owner_id: &str) -> String {
+    format!("purchased-{owner_id}")
+}
+
+/// An organisation's paid co-funding contributions.
+pub fn contribution_account_id(owner_id: &str) -> String {
+    format!("contribution-{owner_id}")
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments)]
+pub struct PaymentRow {
+    pub id: String,
+    pub kind: String,
+    pub owner_id: String,
+    pub voucher_id: Option<String>,
+    pub account_id: String,
+    pub amount_micros: i64,
+    pub amount_pence: i64,
+    pub currency: String,
+    /// `open`, `processing` (a delayed method not yet cleared), `paid`, `failed`, `expired`,
+    /// `refunded` (in full or in part: see `refunded_micros`).
+    pub status: String,
+    pub stripe_session_id: Option<String>,
+    pub checkout_url: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub refunded_micros: i64,
+    pub reversed_micros: i64,
+    pub shortfall_micros: i64,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub paid_at: Option<NaiveDateTime>,
+    pub paid_via: Option<String>,
+}
+
+impl PaymentRow {
+    pub fn kind(&self) -> StoreResult<PaymentKind> {
+        PaymentKind::parse(&self.kind)
+            .ok_or_else(|| StoreError::Invariant(format!("payment kind {:?}", self.kind)))
+    }
+
+    fn what(&self) -> &'static str {
+        match self.kind.as_str() {
+            "contribution" => "co-funding contribution",
+            _ => "credit top-up",
+        }
+    }
+}
+
+/// A new payment, before its Checkout Session exists.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub id: String,
+    pub kind: PaymentKind,
+    pub owner_id: String,
+    pub voucher_id: Option<String>,
+    pub amount: Pence,
+    pub created_by: String,
+    pub at: NaiveDateTime,
+}
+
+/// What Stripe says happened to a payment.
+#[derive(Debug, Clone)]
+pub enum StripeFact {
+    /// The session is paid: credit the payment once.
+    Paid {
+        payment_id: String,
+        session_id: String,
+        amount_pence: i64,
+        currency: String,
+        payment_intent: Option<String>,
+    },
+    /// Completed with a delayed method that has not cleared yet.
+    Processing {
+        payment_id: String,
+        session_id: String,
+        payment_intent: Option<String>,
+    },
+    /// A delayed method failed.
+    Failed { payment_id: String },
+    /// The session expired unpaid.
+    Expired { payment_id: String },
+    /// The charge of a payment has `refunded_pence` refunded in all.
+    Refunded {
+        payment_intent: String,
+        refunded_pence: i64,
+    },
+}
+
+/// Where the news came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Webhook,
+    Reconciliation,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Webhook => "webhook",
+            Via::Reconciliation => "reconciliation",
+        }
+    }
+}
+
+/// A webhook event, recorded by id with its effect.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: String,
+    pub type_: String,
+}
+
+/// What applying a fact did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The event was processed before: nothing changed.
+    Duplicate,
+    /// The fact changed something (what, in a word: `credited`, `refund_reversed`, …).
+    Changed(&'static str),
+    /// The fact was already reflected, or does not apply: nothing changed.
+    Unchanged(&'static str),
+}
+
+impl Applied {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Applied::Duplicate => "duplicate",
+            Applied::Changed(o) | Applied::Unchanged(o) => o,
+        }
+    }
+}
+
+/// Filter for listing payments.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    pub owner_id: Option<String>,
+    pub kind: Option<PaymentKind>,
+    pub status: Option<String>,
+    pub voucher_id: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+fn find(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
+    Ok(payments::table
+        .find(id)
+        .select(PaymentRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Locks a payment's row until the transaction ends (PostgreSQL; SQLite's writer lock already
+/// serialises writers), so a webhook and the reconciliation job apply one after the other.
+fn lock(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
+    if let DbConn::Postgresql(pg) = c {
+        payments::table
+            .find(id)
+            .select(payments::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    find(c, id)
+}
+
+fn money(micros: i64) -> StoreResult<Money> {
+    Money::from_micros(micros).map_err(|e| StoreError::Invariant(e.to_string()))
+}
+
+impl Store {
+    /// Records a payment about to be taken. A contribution must be due on the caller's own
+    /// voucher, and only one may be open at a time (a second is refused with `Consulting`-like
+    /// conflict code `payment_in_progress`). The credited account is made if missing.
+    pub async fn create_payment(&self, p: NewPayment) -> StoreResult<PaymentRow> {
+        self.write(move |c| {
+            let account_id = match p.kind {
+                PaymentKind::Contribution => contribution_account_id(&p.owner_id),
+                PaymentKind::TopUp => purchased_account_id(&p.owner_id),
+            };
+            if let PaymentKind::Contribution = p.kind {
+                let voucher_id = p
+                    .voucher_id
+                    .as_deref()
+                    .ok_or(StoreError::NotFound("voucher"))?;
+                let v: VoucherRow = vouchers::table
+                    .find(voucher_id)
+                    .select(VoucherRow::as_select())
+                    .first(c)
+                    .optional()?
+                    .ok_or(StoreError::NotFound("voucher"))?;
+                if !v.awaiting_contribution() {
+                    return Err(StoreError::Payment(
+                        "contribution_not_due",
+                        "this voucher has no co-funding contribution to pay".into(),
+                    ));
+                }
+            }
+            if ledger::find_account(c, &account_id)?.is_none() {
+                let kind = match p.kind {
+                    PaymentKind::Contribution => AccountKind::Contribution,
+                    PaymentKind::TopUp => AccountKind::PurchasedCredit,
+                };
+                ledger::create_account(c, &account_id, kind)?;
+            }
+            let row = PaymentRow {
+                id: p.id.clone(),
+                kind: p.kind.as_str().into(),
+                owner_id: p.owner_id.clone(),
+                voucher_id: p.voucher_id.clone(),
+                account_id,
+                amount_micros: p.amount.to_money().micros(),
+                amount_pence: p.amount.get(),
+                currency: "gbp".into(),
+                status: "open".into(),
+                stripe_session_id: None,
+                checkout_url: None,
+                payment_intent_id: None,
+                refunded_micros: 0,
+                reversed_micros: 0,
+                shortfall_micros: 0,
+                created_by: p.created_by.clone(),
+                created_at: p.at,
+                updated_at: p.at,
+                expires_at: None,
+                paid_at: None,
+                paid_via: None,
+            };
+            match diesel::insert_into(payments::table).values(&row).execute(c) {
+                Ok(_) => Ok(row),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Payment(
+                    "payment_in_progress",
+                    "a payment for this is already in progress".into(),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Records the Checkout Session made for a payment.
+    pub async fn attach_session(
+        &self,
+        payment_id: String,
+        session_id: String,
+        url: Option<String>,
+        expires_at: NaiveDateTime,
+        at: NaiveDateTime,
+    ) -> StoreResult<PaymentRow> {
+        self.write(move |c| {
+            diesel::update(payments::table.find(&payment_id))
+                .set((
+                    payments::stripe_session_id.eq(Some(&session_id)),
+                    payments::checkout_url.eq(url),
+                    payments::expires_at.eq(Some(expires_at)),
+                    payments::updated_at.eq(at),
+                ))
+                .execute(c)?;
+            find(c, &payment_id)?.ok_or(StoreError::NotFound("payment"))
+        })
+        .await
+    }
+
+    pub async fn payment(&self, id: String) -> StoreResult<Option<PaymentRow>> {
+        self.read(move |c| find(c, &id)).await
+    }
+
+    /// The contribution of a voucher that is open or processing, if any.
+    pub async fn open_contribution(&self, voucher_id: String) -> StoreResult<Option<PaymentRow>> {
+        self.read(move |c| {
+            Ok(payments::table
+                .filter(payments::voucher_id.eq(&voucher_id))
+                .filter(payments::kind.eq("contribution"))
+                .filter(payments::status.eq_any(["open", "processing"]))
+                .select(PaymentRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn payments(&self, f: PaymentFilter) -> StoreResult<Vec<PaymentRow>> {
+        self.read(move |c| {
+            let mut q = payments::table.into_boxed();
+            if let Some(o) = f.owner_id {
+                q = q.filter(payments::owner_id.eq(o));
+            }
+            if let Some(k) = f.kind {
+                q = q.filter(payments::kind.eq(k.as_str()));
+            }
+            if let Some(s) = f.status {
+                q = q.filter(payments::status.eq(s));
+            }
+            if let Some(v) = f.voucher_id {
+                q = q.filter(payments::voucher_id.eq(v));
+            }
+            Ok(q.order((payments::created_at.desc(), payments::id.desc()))
+                .limit(f.limit)
+                .offset(f.offset)
+                .select(PaymentRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// What an organisation's refunds took back from its purchased credit, in micros.
+    pub async fn purchased_refunded(&self, owner_id: String) -> StoreResult<i64> {
+        self.read(move |c| {
+            let reversed: Vec<i64> = payments::table
+                .filter(payments::owner_id.eq(&owner_id))
+                .filter(payments::kind.eq("top_up"))
+                .select(payments::reversed_micros)
+                .load(c)?;
+            Ok(reversed.iter().sum())
+        })
+        .await
+    }
+
+    /// Payments still waiting for Stripe's word, created since `since` (reconciliation).
+    pub async fn unsettled_payments(&self, since: NaiveDateTime) -> StoreResult<i64> {
+        self.read(move |c| {
+            Ok(payments::table
+                .filter(payments::status.eq_any(["open", "processing"]))
+                .filter(payments::created_at.ge(since))
+                .count()
+                .get_result(c)?)
+        })
+        .await
+    }
+
+    /// Applies what Stripe reported, once. With `event`, the event's id is recorded in the
+    /// same transaction, and an event seen before is answered [`Applied::Duplicate`].
+    pub async fn apply_stripe(
+        &self,
+        fact: StripeFact,
+        via: Via,
+        event: Option<EventRecord>,
+        at: NaiveDateTime,
+    ) -> StoreResult<Applied> {
+        let result = self
+            .write(move |c| {
+                if let Some(e) = &event {
+                    let seen: i64 = stripe_events::table
+                        .filter(stripe_events::id.eq(&e.id))
+                        .count()
+                        .get_result(c)?;
+                    if seen > 0 {
+                        return Ok(Applied::Duplicate);
+                    }
+                }
+                let (applied, payment_id) = apply(c, &fact, via, at)?;
+                if let Some(e) = &event {
+                    // A replay racing this one fails here and rolls back: its twin wins.
+                    diesel::insert_into(stripe_events::table)
+                        .values((
+                            stripe_events::id.eq(&e.id),
+                            stripe_events::type_.eq(&e.type_),
+                            stripe_events::payment_id.eq(payment_id),
+                            stripe_events::outcome.eq(applied.outcome()),
+                            stripe_events::received_at.eq(at),
+                        ))
+                        .execute(c)
+                        .map_err(|err| {
+                            if is_unique_violation(&err) {
+                                StoreError::Contended
+                            } else {
+                                err.into()
+                            }
+                        })?;
+                }
+                Ok(applied)
+            })
+            .await;
+        match result {
+            Err(StoreError::Contended) => Ok(Applied::Duplicate),
+            other => other,
+        }
+    }
+
+    /// Records an event voucherd does not act on, so its replays are recognised too.
+    pub async fn record_ignored_event(
+        &self,
+        event: EventRecord,
+        at: NaiveDateTime,
+    ) -> StoreResult<Applied> {
+        self.write(move |c| {
+            let inserted = match c {
+                DbConn::Sqlite(s) => diesel::insert_or_ignore_into(stripe_events::table)
+                    .values((
+                        stripe_events::id.eq(&event.id),
+                        stripe_events::type_.eq(&event.type_),
+                        stripe_events::outcome.eq("ignored"),
+                        stripe_events::received_at.eq(at),
+                    ))
+                    .execute(s)?,
+                DbConn::Postgresql(pg) => diesel::insert_into(stripe_events::table)
+                    .values((
+                        stripe_events::id.eq(&event.id),
+                        stripe_events::type_.eq(&event.type_),
+                        stripe_events::outcome.eq("ignored"),
+                        stripe_events::received_at.eq(at),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(pg)?,
+            };
+            Ok(if inserted == 1 {
+                Applied::Unchanged("ignored")
+            } else {
+                Applied::Duplicate
+            })
+        })
+        .await
+    }
+
+    /// The processed events of a payment, oldest first: (event id, type, outcome).
+    pub async fn payment_events(
+        &self,
+        payment_id: String,
+    ) -> StoreResult<Vec<(String, String, String, NaiveDateTime)>> {
+        self.read(move |c| {
+            Ok(stripe_events::table
+                .filter(stripe_events::payment_id.eq(&payment_id))
+                .order((stripe_events::received_at, stripe_events::id))
+                .select((
+                    stripe_events::id,
+                    stripe_events::type_,
+                    stripe_events::outcome,
+                    stripe_events::received_at,
+                ))
+                .load(c)?)
+        })
+        .await
+    }
+}
+
+/// Applies one fact inside the caller's transaction; returns what it did and the payment.
+fn apply(
+    c: &mut DbConn,
+    fact: &StripeFact,
+    via: Via,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    match fact {
+        StripeFact::Paid {
+            payment_id,
+            session_id,
+            amount_pence,
+            currency,
+            payment_intent,
+        } => {
+            let Some(p) = lock(c, payment_id)? else {
+                return Ok((Applied::Unchanged("unknown_payment"), None));
+            };
+            let id = Some(p.id.clone());
+            if *amount_pence != p.amount_pence || !currency.eq_ignore_ascii_case(&p.currency) {
+                // Never credit other than what was asked: administrators look into it.
+                tracing::error!(payment = %p.id, expected_pence = p.amount_pence, paid_pence = amount_pence,
+                    %currency, "a Stripe payment does not match what was asked");
+                return Ok((Applied::Unchanged("amount_mismatch"), id));
+            }
+            let changed = diesel::update(
+                payments::table
+                    .filter(payments::id.eq(&p.id))
+                    .filter(payments::status.eq_any(["open", "processing", "failed", "expired"])),
+            )
+            .set((
+                payments::status.eq("paid"),
+                payments::stripe_session_id.eq(Some(session_id)),
+                payments::payment_intent_id.eq(payment_intent),
+                payments::paid_at.eq(Some(at)),
+                payments::paid_via.eq(Some(via.as_str())),
+                payments::updated_at.eq(at),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Ok((Applied::Unchanged("already_paid"), id));
+            }
+            credit(c, &p, at)?;
+            Ok((Applied::Changed("credited"), id))
+        }
+        StripeFact::Processing {
+            payment_id,
+            session_id,
+            payment_intent,
+        } => {
+            let changed = diesel::update(
+                payments::table
+                    .filter(payments::id.eq(payment_id))
+                    .filter(payments::status.eq("open")),
+            )
+            .set((
+                payments::status.eq("processing"),
+                payments::stripe_session_id.eq(Some(session_id)),
+                payments::payment_intent_id.eq(payment_intent),
+                payments::updated_at.eq(at),
+            ))
+            .execute(c)?;
+            let id = find(c, payment_id)?.map(|p| p.id);
+            Ok((
+                if changed == 1 {
+                    Applied::Changed("processing")
+                } else {
+                    Applied::Unchanged("not_open")
+                },
+                id,
+            ))
+        }
+        StripeFact::Failed { payment_id } | StripeFact::Expired { payment_id } => {
+            let (to, from): (&str, &[&str]) = match fact {
+                StripeFact::Failed { .. } => ("failed", &["open", "processing"]),
+                _ => ("expired", &["open"]),
+            };
+            let Some(p) = lock(c, payment_id)? else {
+                return Ok((Applied::Unchanged("unknown_payment"), None));
+            };
+            let changed = diesel::update(
+                payments::table
+                    .filter(payments::id.eq(&p.id))
+                    .filter(payments::status.eq_any(from)),
+            )
+            .set((payments::status.eq(to), payments::updated_at.eq(at)))
+            .execute(c)?;
+            if changed != 1 {
+                return Ok((Applied::Unchanged("not_pending"), Some(p.id)));
+            }
+            if to == "failed" {
+                let email = outbox::user_email(c, &p.owner_id)?;
+                outbox::enqueue(
+                    c,
+                    Notification {
+                        dedupe_key: format!("payment-failed:{}", p.id),
+                        recipient: &email,
+                        template: "payment_failed",
+                        data: serde_json::json!({
+                            "payment_id": p.id,
+                            "amount": format_micros(p.amount_micros),
+                            "what": p.what(),
+                            "reason": "the bank declined the delayed payment",
+                        }),
+                    },
+                )?;
+            }
+            Ok((
+                Applied::Changed(if to == "failed" { "failed" } else { "expired" }),
+                Some(p.id),
+            ))
+        }
+        StripeFact::Refunded {
+            payment_intent,
+            refunded_pence,
+        } => {
+            let found: Option<String> = payments::table
+                .filter(payments::payment_intent_id.eq(payment_intent))
+                .select(payments::id)
+                .first(c)
+                .optional()?;
+            let Some(p) = (match found {
+                Some(id) => lock(c, &id)?,
+                None => None,
+            }) else {
+                // Stripe may deliver the refund before the payment's own event: refused, so
+                // Stripe retries it once the payment is known.
+                return Err(StoreError::Payment(
+                    "payment_not_yet_known",
+                    format!("no paid payment has payment intent {payment_intent} yet"),
+                ));
+            };
+            if !matches!(p.status.as_str(), "paid" | "refunded") {
+                return Err(StoreError::Payment(
+                    "payment_not_yet_known",
+                    format!("payment {} is {}, not paid yet", p.id, p.status),
+                ));
+            }
+            refund(c, &p, *refunded_pence, at)
+        }
+    }
+}
+
+/// Moves a paid payment's money into the ledger: Stripe clearing → the organisation's account;
+/// a contribution activates its voucher.
+fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> {
+    let kind = p.kind()?;
+    ledger::transfer(
+        c,
+        &TransferRequest {
+            id: format!("payment-{}", p.id),
+            debit_account_id: STRIPE_CLEARING.into(),
+            credit_account_id: p.account_id.clone(),
+            amount: money(p.amount_micros)?,
+            code: match kind {
+                PaymentKind::Contribution => TransferCode::Contribution,
+                PaymentKind::TopUp => TransferCode::TopUp,
+            },
+            memo: format!("{} paid through Stripe, payment {}", p.what(), p.id),
+        },
+    )?;
+    if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
+        diesel::update(
+            vouchers::table
+                .filter(vouchers::id.eq(v))
+                .filter(vouchers::contribution_paid_at.is_null()),
+        )
+        .set(vouchers::contribution_paid_at.eq(Some(at)))
+        .execute(c)?;
+    }
+    audit::record(
+        c,
+        AuditEntry {
+            actor_id: None,
+            action: "payment.paid",
+            subject_type: "payment",
+            subject_id: &p.id,
+            reason: None,
+            details: serde_json::json!({
+                "kind": p.kind,
+                "amount_micros": p.amount_micros,
+                "voucher_id": p.voucher_id,
+                "account_id": p.account_id,
+            }),
+        },
+    )?;
+    let email = outbox::user_email(c, &p.owner_id)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("payment-received:{}", p.id),
+            recipient: &email,
+            template: "payment_received",
+            data: serde_json::json!({
+                "payment_id": p.id,
+                "amount": format_micros(p.amount_micros),
+                "what": p.what(),
+                "contribution": kind == PaymentKind::Contribution,
+                "voucher_id": p.voucher_id,
+            }),
+        },
+    )?;
+    Ok(())
+}
+
+/// Takes back what Stripe refunded, as far as it is unspent; the rest is the shortfall,
+/// recorded on the payment and sent to administrators.
+fn refund(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    refunded_pence: i64,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    let id = Some(p.id.clone());
+    let total = Pence::new(refunded_pence.min(p.amount_pence))
+        .map_err(|e| StoreError::Invariant(format!("refunded amount: {e}")))?
+        .to_money()
+        .micros();
+    let delta = total - p.refunded_micros;
+    if delta <= 0 {
+        return Ok((Applied::Unchanged("already_refunded"), id));
+    }
+    let kind = p.kind()?;
+    // Only this payment's own credit, and only what the account still has free (held money
+    // is being spent and cannot be taken back).
+    let available = ledger::account(c, &p.account_id)?.totals().available();
+    let reverse = delta
+        .min(available.max(0))
+        .min(p.amount_micros - p.reversed_micros);
+    let shortfall = delta - reverse;
+    if reverse > 0 {
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                id: format!("refund-{}-{refunded_pence}", p.id),
+                debit_account_id: p.account_id.clone(),
+                credit_account_id: STRIPE_CLEARING.into(),
+                amount: money(reverse)?,
+                code: TransferCode::Refund,
+                memo: format!("{} refunded through Stripe, payment {}", p.what(), p.id),
+            },
+        )?;
+    }
+    diesel::update(payments::table.filter(payments::id.eq(&p.id)))
+        .set((
+            payments::status.eq("refunded"),
+            payments::refunded_micros.eq(total),
+            payments::reversed_micros.eq(payments::reversed_micros + reverse),
+            payments::shortfall_micros.eq(payments::shortfall_micros + shortfall),
+            payments::updated_at.eq(at),
+        ))
+        .execute(c)?;
+    // A refunded contribution is no longer paid: the voucher stops spending until it is.
+    if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
+        diesel::update(vouchers::table.filter(vouchers::id.eq(v)))
+            .set(vouchers::contribution_paid_at.eq(None::<NaiveDateTime>))
+            .execute(c)?;
+    }
+    audit::record(
+        c,
+        AuditEntry {
+            actor_id: None,
+            action: "payment.refunded",
+            subject_type: "payment",
+            subject_id: &p.id,
+            reason: None,
+            details: serde_json::json!({
+                "refunded_micros": total,
+                "reversed_micros": reverse,
+                "shortfall_micros": shortfall,
+            }),
+        },
+    )?;
+    let email = outbox::user_email(c, &p.owner_id)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("payment-refunded:{}:{refunded_pence}", p.id),
+            recipient: &email,
+            template: "payment_refunded",
+            data: serde_json::json!({
+                "payment_id": p.id,
+                "refunded": format_micros(delta),
+                "reversed": format_micros(reverse),
+                "what": p.what(),
+                "contribution": kind == PaymentKind::Contribution,
+                "voucher_id": p.voucher_id,
+            }),
+        },
+    )?;
+    if shortfall > 0 {
+        tracing::warn!(payment = %p.id, shortfall_micros = shortfall, "a refund exceeds the unspent credit");
+        for admin in outbox::admin_emails(c)? {
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("refund-shortfall:{}:{refunded_pence}:{admin}", p.id),
+                    recipient: &admin,
+                    template: "refund_shortfall",
+                    data: serde_json::json!({
+                        "payment_id": p.id,
+                        "what": p.what(),
+                        "owner_email": email,
+                        "refunded": format_micros(delta),
+                        "reversed": format_micros(reverse),
+                        "shortfall": format_micros(shortfall),
+                    }),
+                },
+            )?;
+        }
+    }
+    Ok((Applied::Changed("refund_reversed"), id))
+}
