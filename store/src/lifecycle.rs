@@ -374,21 +374,16 @@ impl Store {
                     .iter()
                     .map(|d| d.account_id.clone().unwrap_or_else(|| "(ledger)".into()))
                     .collect();
-                for admin in outbox::admin_emails(c)? {
-                    outbox::enqueue(
-                        c,
-                        Notification {
-                            dedupe_key: format!("reconciliation:{}:{admin}", row.id),
-                            recipient: &admin,
-                            template: "reconciliation_alert",
-                            data: serde_json::json!({
-                                "checked_at": at.to_string(),
-                                "accounts": accounts,
-                                "differences": found.differences,
-                            }),
-                        },
-                    )?;
-                }
+                outbox::notify_admins(
+                    c,
+                    &format!("reconciliation:{}", row.id),
+                    "reconciliation_alert",
+                    serde_json::json!({
+                        "checked_at": at.to_string(),
+                        "accounts": accounts,
+                        "differences": found.differences,
+                    }),
+                )?;
             }
             Ok((row, found))
         })

@@ -80,6 +80,28 @@ pub fn admin_emails(c: &mut DbConn) -> StoreResult<Vec<String>> {
         .load(c)?)
 }
 
+/// Writes one notification to every administrator, keyed `{dedupe_prefix}:{email}` so each
+/// hears of the event once.
+pub fn notify_admins(
+    c: &mut DbConn,
+    dedupe_prefix: &str,
+    template: &'static str,
+    data: serde_json::Value,
+) -> StoreResult<()> {
+    for admin in admin_emails(c)? {
+        enqueue(
+            c,
+            Notification {
+                dedupe_key: format!("{dedupe_prefix}:{admin}"),
+                recipient: &admin,
+                template,
+                data: data.clone(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Claims up to `limit` messages due at `at` for delivery: each claimed message's next
     /// attempt moves to `at + claim_ms`, conditional on it not having moved, so two workers

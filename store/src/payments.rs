@@ -749,24 +749,19 @@ fn refund(
     )?;
     if shortfall > 0 {
         tracing::warn!(payment = %p.id, shortfall_micros = shortfall, "a refund exceeds the unspent credit");
-        for admin in outbox::admin_emails(c)? {
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("refund-shortfall:{}:{refunded_pence}:{admin}", p.id),
-                    recipient: &admin,
-                    template: "refund_shortfall",
-                    data: serde_json::json!({
-                        "payment_id": p.id,
-                        "what": p.what(),
-                        "owner_email": email,
-                        "refunded": format_micros(delta),
-                        "reversed": format_micros(reverse),
-                        "shortfall": format_micros(shortfall),
-                    }),
-                },
-            )?;
-        }
+        outbox::notify_admins(
+            c,
+            &format!("refund-shortfall:{}:{refunded_pence}", p.id),
+            "refund_shortfall",
+            serde_json::json!({
+                "payment_id": p.id,
+                "what": p.what(),
+                "owner_email": email,
+                "refunded": format_micros(delta),
+                "reversed": format_micros(reverse),
+                "shortfall": format_micros(shortfall),
+            }),
+        )?;
     }
     Ok((Applied::Changed("refund_reversed"), id))
 }

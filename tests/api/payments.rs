@@ -80,6 +80,12 @@ async fn top_up(app: &TestApp, token: &str, amount: &str, key: Option<&str>) -> 
     req.send().await.unwrap()
 }
 
+/// A top-up as its owner sees it now.
+async fn top_up_view(app: &TestApp, token: &str, payment: &Value) -> Value {
+    let id = payment["id"].as_str().unwrap();
+    body(app.get(&format!("/api/v1/topups/{id}"), token).await).await
+}
+
 /// The session behind a payment, from the fake.
 fn session_of(stripe: &FakeStripe, payment: &Value) -> String {
     let id = payment["stripe_session_id"].as_str().unwrap();
@@ -370,14 +376,7 @@ async fn replayed_reordered_and_forged_webhooks_change_nothing(backend: Backend)
     assert_eq!(body(resp).await["outcome"], "not_pending");
 
     assert_eq!(spending(&app, &owner, &voucher_id).await.2, 5_000_000);
-    let p = body(
-        app.get(
-            &format!("/api/v1/topups/{}", payment["id"].as_str().unwrap()),
-            &owner,
-        )
-        .await,
-    )
-    .await;
+    let p = top_up_view(&app, &owner, &payment).await;
     assert_eq!(p["status"], "paid");
     assert_eq!(p["paid_via"], "webhook");
     assert_eq!(p["checkout_url"], Value::Null);
@@ -512,26 +511,12 @@ async fn a_lost_webhook_is_recovered_by_reconciliation_exactly_once(backend: Bac
     assert_eq!(run.summary["credited"], 1);
     assert_eq!(run.summary["other_changes"], 1);
     assert_eq!(spending(&app, &owner, &voucher_id).await.2, 2_000_000);
-    let p = body(
-        app.get(
-            &format!("/api/v1/topups/{}", payment["id"].as_str().unwrap()),
-            &owner,
-        )
-        .await,
-    )
-    .await;
+    let p = top_up_view(&app, &owner, &payment).await;
     assert_eq!(
         (p["status"].clone(), p["paid_via"].clone()),
         (json!("paid"), json!("reconciliation"))
     );
-    let a = body(
-        app.get(
-            &format!("/api/v1/topups/{}", abandoned["id"].as_str().unwrap()),
-            &owner,
-        )
-        .await,
-    )
-    .await;
+    let a = top_up_view(&app, &owner, &abandoned).await;
     assert_eq!(a["status"], "expired");
 
     // Again, and then the webhook after all: nothing more.
