@@ -6,7 +6,8 @@ use std::time::Duration;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    ListCheckoutSession, ProductData, RetrieveCheckoutSession,
+    CreateCheckoutSessionPaymentIntentData, ListCheckoutSession, ProductData,
+    RetrieveCheckoutSession,
 };
 use stripe_checkout::{
     CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus,
@@ -16,6 +17,8 @@ use stripe_webhook::{EventObject, Webhook, WebhookError};
 use voucherd_domain::payment::Pence;
 use voucherd_store::payments::StripeFact;
 
+/// The metadata key naming our payment on sessions, payment intents and charges.
+pub const PAYMENT_ID_METADATA: &str = "voucherd_payment_id";
 /// Sessions read per list call (Stripe's largest page).
 const PAGE: i64 = 100;
 /// How far back the signature's timestamp may be (Stripe's own default tolerance).
@@ -148,6 +151,8 @@ pub enum EventKind {
     /// `charge.refunded`: `amount_refunded_pence` is the charge's refunded total so far.
     ChargeRefunded {
         payment_intent: Option<String>,
+        /// Our payment, from the charge's metadata (copied from the payment intent's).
+        payment_id: Option<String>,
         amount_refunded_pence: i64,
         currency: String,
     },
@@ -207,14 +212,20 @@ impl Stripe {
         let mut line = CreateCheckoutSessionLineItems::new();
         line.price_data = Some(price);
         line.quantity = Some(1);
+        let tag = std::collections::HashMap::from([(
+            PAYMENT_ID_METADATA.to_string(),
+            req.payment_id.clone(),
+        )]);
+        // Also on the payment intent, whence Stripe copies it onto the charge: a refund then
+        // names our payment even when it arrives before the payment's own event.
+        let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+        intent.metadata = Some(tag.clone());
         let mut create = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Payment)
             .line_items(vec![line])
             .client_reference_id(req.payment_id.clone())
-            .metadata(std::collections::HashMap::from([(
-                "voucherd_payment_id".to_string(),
-                req.payment_id.clone(),
-            )]))
+            .metadata(tag)
+            .payment_intent_data(intent)
             .success_url(req.success_url.clone())
             .cancel_url(req.cancel_url.clone())
             .expires_at(req.expires_at_unix);
@@ -300,6 +311,7 @@ fn convert(event: stripe_webhook::Event) -> Event {
                 .payment_intent
                 .as_ref()
                 .map(|p| p.id().as_str().to_string()),
+            payment_id: c.metadata.get(PAYMENT_ID_METADATA).cloned(),
             amount_refunded_pence: c.amount_refunded,
             currency: c.currency.to_string(),
         },
@@ -331,7 +343,10 @@ impl Session {
                 session_id: self.id.clone(),
                 payment_intent: self.payment_intent.clone(),
             }),
-            (SessionStatus::Expired, _) => Some(StripeFact::Expired { payment_id }),
+            (SessionStatus::Expired, _) => Some(StripeFact::Expired {
+                payment_id,
+                session_id: self.id.clone(),
+            }),
             _ => None,
         }
     }
@@ -344,16 +359,20 @@ impl Event {
             EventKind::SessionCompleted(s) | EventKind::AsyncPaymentSucceeded(s) => s.fact(),
             EventKind::AsyncPaymentFailed(s) => Some(StripeFact::Failed {
                 payment_id: s.client_reference_id.clone()?,
+                session_id: s.id.clone(),
             }),
             EventKind::SessionExpired(s) => Some(StripeFact::Expired {
                 payment_id: s.client_reference_id.clone()?,
+                session_id: s.id.clone(),
             }),
             EventKind::ChargeRefunded {
                 payment_intent,
+                payment_id,
                 amount_refunded_pence,
                 ..
             } => Some(StripeFact::Refunded {
                 payment_intent: payment_intent.clone()?,
+                payment_id: payment_id.clone(),
                 refunded_pence: *amount_refunded_pence,
             }),
             EventKind::Ignored => None,

@@ -150,17 +150,29 @@ impl Store {
         .await
     }
 
+    /// A key, its voucher, and what the organisation's purchased credit had available (0
+    /// when it never bought any): the proxy refuses a key nothing can pay for without further
+    /// database work.
     pub async fn key_by_hash(
         &self,
         key_hash: String,
-    ) -> StoreResult<Option<(ApiKeyRow, VoucherRow)>> {
+    ) -> StoreResult<Option<(ApiKeyRow, VoucherRow, i64)>> {
         self.read(move |c| {
-            Ok(api_keys::table
+            let found: Option<(ApiKeyRow, VoucherRow)> = api_keys::table
                 .inner_join(vouchers::table)
                 .filter(api_keys::key_hash.eq(key_hash))
                 .select((ApiKeyRow::as_select(), VoucherRow::as_select()))
                 .first(c)
-                .optional()?)
+                .optional()?;
+            let Some((key, voucher)) = found else {
+                return Ok(None);
+            };
+            let purchased = crate::ledger::find_account(
+                c,
+                &crate::payments::purchased_account_id(&voucher.owner_id),
+            )?
+            .map_or(0, |a| a.totals().available());
+            Ok(Some((key, voucher, purchased)))
         })
         .await
     }

@@ -25,6 +25,9 @@ pub const USAGE: &str = "usage";
 pub const OVERRUN_LOSS: &str = "overrun-loss";
 pub const FORFEITED: &str = "forfeited";
 pub const TEST_FUNDING: &str = "test-funding";
+/// Purchased credit consumed through the proxy: the SME's own money, kept apart from the
+/// programme's consumption.
+pub const PURCHASED_USAGE: &str = "purchased-usage";
 /// Where money paid through Stripe enters the ledger.
 pub const STRIPE_CLEARING: &str = "stripe-clearing";
 
@@ -108,6 +111,32 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
         .values(&row)
         .execute(c)?;
     Ok(row)
+}
+
+/// Opens an account unless it exists; safe when two transactions open it at once (a unique
+/// violation would abort a PostgreSQL transaction).
+pub fn ensure_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResult<()> {
+    let row = AccountRow {
+        id: id.to_string(),
+        kind: kind.as_str().to_string(),
+        flags: kind.flags(),
+        currency: kind.unit().to_string(),
+        debits_pending: 0,
+        debits_posted: 0,
+        credits_pending: 0,
+        credits_posted: 0,
+        created_at: now(),
+    };
+    match c {
+        DbConn::Sqlite(s) => diesel::insert_or_ignore_into(accounts::table)
+            .values(&row)
+            .execute(s)?,
+        DbConn::Postgresql(pg) => diesel::insert_into(accounts::table)
+            .values(&row)
+            .on_conflict_do_nothing()
+            .execute(pg)?,
+    };
+    Ok(())
 }
 
 pub fn find_account(c: &mut DbConn, id: &str) -> StoreResult<Option<AccountRow>> {

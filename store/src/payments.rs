@@ -21,9 +21,16 @@ use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
 use voucherd_domain::Money;
 
+const PURCHASED_PREFIX: &str = "purchased-";
+
 /// An organisation's purchased credit (its owner's id names it; made at its first top-up).
 pub fn purchased_account_id(owner_id: &str) -> String {
-    format!("purchased-{owner_id}")
+    format!("{PURCHASED_PREFIX}{owner_id}")
+}
+
+/// Whether an account is an organisation's purchased credit.
+pub fn is_purchased_account(account_id: &str) -> bool {
+    account_id.starts_with(PURCHASED_PREFIX) && account_id != crate::ledger::PURCHASED_USAGE
 }
 
 /// An organisation's paid co-funding contributions.
@@ -83,6 +90,9 @@ pub struct NewPayment {
     pub amount: Pence,
     pub created_by: String,
     pub at: NaiveDateTime,
+    /// When its Checkout Session stops being payable: fixed once, so a retried create sends
+    /// Stripe the very same request under the same idempotency key.
+    pub expires_at: NaiveDateTime,
 }
 
 /// What Stripe says happened to a payment.
@@ -103,12 +113,20 @@ pub enum StripeFact {
         payment_intent: Option<String>,
     },
     /// A delayed method failed.
-    Failed { payment_id: String },
+    Failed {
+        payment_id: String,
+        session_id: String,
+    },
     /// The session expired unpaid.
-    Expired { payment_id: String },
+    Expired {
+        payment_id: String,
+        session_id: String,
+    },
     /// The charge of a payment has `refunded_pence` refunded in all.
     Refunded {
         payment_intent: String,
+        /// Our payment, when the charge names it.
+        payment_id: Option<String>,
         refunded_pence: i64,
     },
 }
@@ -145,13 +163,16 @@ pub enum Applied {
     Changed(&'static str),
     /// The fact was already reflected, or does not apply: nothing changed.
     Unchanged(&'static str),
+    /// Part of the fact could be applied and was; the rest must wait (a refund of credit that
+    /// is held for requests in flight). The event is not recorded, so Stripe delivers it again.
+    Retry(&'static str),
 }
 
 impl Applied {
     pub fn outcome(&self) -> &'static str {
         match self {
             Applied::Duplicate => "duplicate",
-            Applied::Changed(o) | Applied::Unchanged(o) => o,
+            Applied::Changed(o) | Applied::Unchanged(o) | Applied::Retry(o) => o,
         }
     }
 }
@@ -188,6 +209,26 @@ fn lock(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
     find(c, id)
 }
 
+/// A webhook event recorded by a twin that committed first.
+const DUPLICATE_EVENT: &str = "duplicate_event";
+
+/// Tells every administrator that a payment needs a look, and why.
+fn attention(c: &mut DbConn, p: &PaymentRow, key: &str, message: String) -> StoreResult<()> {
+    tracing::warn!(payment = %p.id, %message, "a payment needs an administrator");
+    let owner_email = outbox::user_email(c, &p.owner_id)?;
+    outbox::notify_admins(
+        c,
+        &format!("payment-attention:{}:{key}", p.id),
+        "payment_attention",
+        serde_json::json!({
+            "payment_id": p.id,
+            "what": p.what(),
+            "owner_email": owner_email,
+            "message": message,
+        }),
+    )
+}
+
 fn money(micros: i64) -> StoreResult<Money> {
     Money::from_micros(micros).map_err(|e| StoreError::Invariant(e.to_string()))
 }
@@ -203,6 +244,7 @@ impl Store {
                 PaymentKind::TopUp => purchased_account_id(&p.owner_id),
             };
             if let PaymentKind::Contribution = p.kind {
+                // Refused for a voucher that can no longer spend: its remainder is forfeit.
                 let voucher_id = p
                     .voucher_id
                     .as_deref()
@@ -219,14 +261,18 @@ impl Store {
                         "this voucher has no co-funding contribution to pay".into(),
                     ));
                 }
+                if v.status != "active" || v.expires_at <= p.at {
+                    return Err(StoreError::Payment(
+                        "voucher_expired",
+                        "this voucher has expired: its contribution can no longer be paid".into(),
+                    ));
+                }
             }
-            if ledger::find_account(c, &account_id)?.is_none() {
-                let kind = match p.kind {
-                    PaymentKind::Contribution => AccountKind::Contribution,
-                    PaymentKind::TopUp => AccountKind::PurchasedCredit,
-                };
-                ledger::create_account(c, &account_id, kind)?;
-            }
+            let kind = match p.kind {
+                PaymentKind::Contribution => AccountKind::Contribution,
+                PaymentKind::TopUp => AccountKind::PurchasedCredit,
+            };
+            ledger::ensure_account(c, &account_id, kind)?;
             let row = PaymentRow {
                 id: p.id.clone(),
                 kind: p.kind.as_str().into(),
@@ -246,7 +292,7 @@ impl Store {
                 created_by: p.created_by.clone(),
                 created_at: p.at,
                 updated_at: p.at,
-                expires_at: None,
+                expires_at: Some(p.expires_at),
                 paid_at: None,
                 paid_via: None,
             };
@@ -268,18 +314,20 @@ impl Store {
         payment_id: String,
         session_id: String,
         url: Option<String>,
-        expires_at: NaiveDateTime,
         at: NaiveDateTime,
     ) -> StoreResult<PaymentRow> {
         self.write(move |c| {
-            diesel::update(payments::table.find(&payment_id))
-                .set((
-                    payments::stripe_session_id.eq(Some(&session_id)),
-                    payments::checkout_url.eq(url),
-                    payments::expires_at.eq(Some(expires_at)),
-                    payments::updated_at.eq(at),
-                ))
-                .execute(c)?;
+            diesel::update(
+                payments::table
+                    .filter(payments::id.eq(&payment_id))
+                    .filter(payments::stripe_session_id.is_null()),
+            )
+            .set((
+                payments::stripe_session_id.eq(Some(&session_id)),
+                payments::checkout_url.eq(url),
+                payments::updated_at.eq(at),
+            ))
+            .execute(c)?;
             find(c, &payment_id)?.ok_or(StoreError::NotFound("payment"))
         })
         .await
@@ -340,14 +388,18 @@ impl Store {
         .await
     }
 
-    /// Payments still waiting for Stripe's word, created since `since` (reconciliation).
-    pub async fn unsettled_payments(&self, since: NaiveDateTime) -> StoreResult<i64> {
+    /// Sessions of payments still waiting for Stripe's word (reconciliation asks Stripe of
+    /// each, however old: a delayed method can take days to clear), at most `limit`.
+    pub async fn unsettled_sessions(&self, limit: i64) -> StoreResult<Vec<String>> {
         self.read(move |c| {
-            Ok(payments::table
+            let ids: Vec<Option<String>> = payments::table
                 .filter(payments::status.eq_any(["open", "processing"]))
-                .filter(payments::created_at.ge(since))
-                .count()
-                .get_result(c)?)
+                .filter(payments::stripe_session_id.is_not_null())
+                .order(payments::created_at)
+                .limit(limit)
+                .select(payments::stripe_session_id)
+                .load(c)?;
+            Ok(ids.into_iter().flatten().collect())
         })
         .await
     }
@@ -373,7 +425,7 @@ impl Store {
                     }
                 }
                 let (applied, payment_id) = apply(c, &fact, via, at)?;
-                if let Some(e) = &event {
+                if let (Some(e), false) = (&event, matches!(applied, Applied::Retry(_))) {
                     // A replay racing this one fails here and rolls back: its twin wins.
                     diesel::insert_into(stripe_events::table)
                         .values((
@@ -386,7 +438,7 @@ impl Store {
                         .execute(c)
                         .map_err(|err| {
                             if is_unique_violation(&err) {
-                                StoreError::Contended
+                                StoreError::Payment(DUPLICATE_EVENT, e.id.clone())
                             } else {
                                 err.into()
                             }
@@ -396,7 +448,7 @@ impl Store {
             })
             .await;
         match result {
-            Err(StoreError::Contended) => Ok(Applied::Duplicate),
+            Err(StoreError::Payment(DUPLICATE_EVENT, _)) => Ok(Applied::Duplicate),
             other => other,
         }
     }
@@ -478,8 +530,16 @@ fn apply(
             let id = Some(p.id.clone());
             if *amount_pence != p.amount_pence || !currency.eq_ignore_ascii_case(&p.currency) {
                 // Never credit other than what was asked: administrators look into it.
-                tracing::error!(payment = %p.id, expected_pence = p.amount_pence, paid_pence = amount_pence,
-                    %currency, "a Stripe payment does not match what was asked");
+                attention(
+                    c,
+                    &p,
+                    "amount-mismatch",
+                    format!(
+                        "Stripe reports {amount_pence} {currency} paid in session {session_id}, \
+                         but {} {} was asked; nothing was credited",
+                        p.amount_pence, p.currency
+                    ),
+                )?;
                 return Ok((Applied::Unchanged("amount_mismatch"), id));
             }
             let changed = diesel::update(
@@ -501,6 +561,31 @@ fn apply(
             }
             credit(c, &p, at)?;
             Ok((Applied::Changed("credited"), id))
+        }
+        StripeFact::Processing {
+            payment_id,
+            session_id,
+            ..
+        }
+        | StripeFact::Failed {
+            payment_id,
+            session_id,
+        }
+        | StripeFact::Expired {
+            payment_id,
+            session_id,
+        } if find(c, payment_id)?.is_some_and(|p| {
+            p.stripe_session_id
+                .as_ref()
+                .is_some_and(|s| s != session_id)
+        }) =>
+        {
+            // A session the payment no longer stands on (one abandoned before a retry):
+            // what happens to it says nothing of the payment's own.
+            Ok((
+                Applied::Unchanged("other_session"),
+                Some(payment_id.clone()),
+            ))
         }
         StripeFact::Processing {
             payment_id,
@@ -529,7 +614,7 @@ fn apply(
                 id,
             ))
         }
-        StripeFact::Failed { payment_id } | StripeFact::Expired { payment_id } => {
+        StripeFact::Failed { payment_id, .. } | StripeFact::Expired { payment_id, .. } => {
             let (to, from): (&str, &[&str]) = match fact {
                 StripeFact::Failed { .. } => ("failed", &["open", "processing"]),
                 _ => ("expired", &["open"]),
@@ -571,25 +656,26 @@ fn apply(
         }
         StripeFact::Refunded {
             payment_intent,
+            payment_id,
             refunded_pence,
         } => {
-            let found: Option<String> = payments::table
+            let by_intent: Option<String> = payments::table
                 .filter(payments::payment_intent_id.eq(payment_intent))
                 .select(payments::id)
                 .first(c)
                 .optional()?;
+            let found = by_intent.or_else(|| payment_id.clone());
             let Some(p) = (match found {
                 Some(id) => lock(c, &id)?,
                 None => None,
             }) else {
-                // Stripe may deliver the refund before the payment's own event: refused, so
-                // Stripe retries it once the payment is known.
-                return Err(StoreError::Payment(
-                    "payment_not_yet_known",
-                    format!("no paid payment has payment intent {payment_intent} yet"),
-                ));
+                // Not a payment of ours, or one whose session reported no intent yet: recorded
+                // and acknowledged, as Stripe would otherwise retry it for days.
+                return Ok((Applied::Unchanged("unknown_payment"), None));
             };
             if !matches!(p.status.as_str(), "paid" | "refunded") {
+                // Stripe may deliver the refund before the payment's own event: refused, so
+                // Stripe retries it once the payment is known.
                 return Err(StoreError::Payment(
                     "payment_not_yet_known",
                     format!("payment {} is {}, not paid yet", p.id, p.status),
@@ -619,13 +705,23 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
         },
     )?;
     if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
-        diesel::update(
+        let activated = diesel::update(
             vouchers::table
                 .filter(vouchers::id.eq(v))
                 .filter(vouchers::contribution_paid_at.is_null()),
         )
         .set(vouchers::contribution_paid_at.eq(Some(at)))
         .execute(c)?;
+        if activated == 0 {
+            // Paid twice (a second session paid after the first): the money is recorded,
+            // and a person decides whether to refund it.
+            attention(
+                c,
+                p,
+                "paid-twice",
+                format!("voucher {v}'s contribution was already paid; consider refunding this one"),
+            )?;
+        }
     }
     audit::record(
         c,
@@ -662,8 +758,9 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
     Ok(())
 }
 
-/// Takes back what Stripe refunded, as far as it is unspent; the rest is the shortfall,
-/// recorded on the payment and sent to administrators.
+/// Takes back what Stripe refunded, as far as it is unspent. What is held for requests in
+/// flight is waited for (the event is answered 409 and Stripe delivers it again); what was
+/// already spent is the shortfall, recorded on the payment and sent to administrators.
 fn refund(
     c: &mut DbConn,
     p: &PaymentRow,
@@ -675,23 +772,26 @@ fn refund(
         .map_err(|e| StoreError::Invariant(format!("refunded amount: {e}")))?
         .to_money()
         .micros();
+    // `refunded_micros` is what has been dealt with: taken back or recorded as shortfall.
     let delta = total - p.refunded_micros;
     if delta <= 0 {
         return Ok((Applied::Unchanged("already_refunded"), id));
     }
     let kind = p.kind()?;
-    // Only this payment's own credit, and only what the account still has free (held money
-    // is being spent and cannot be taken back).
-    let available = ledger::account(c, &p.account_id)?.totals().available();
+    let totals = ledger::account(c, &p.account_id)?.totals();
     let reverse = delta
-        .min(available.max(0))
+        .min(totals.available().max(0))
         .min(p.amount_micros - p.reversed_micros);
-    let shortfall = delta - reverse;
+    let rest = delta - reverse;
+    let waiting = rest > 0 && totals.debits_pending > 0;
+    let shortfall = if waiting { 0 } else { rest };
+    let dealt = p.refunded_micros + reverse + shortfall;
     if reverse > 0 {
         ledger::transfer(
             c,
             &TransferRequest {
-                id: format!("refund-{}-{refunded_pence}", p.id),
+                // Unique per step: what has been dealt with only grows.
+                id: format!("refund-{}-{dealt}", p.id),
                 debit_account_id: p.account_id.clone(),
                 credit_account_id: STRIPE_CLEARING.into(),
                 amount: money(reverse)?,
@@ -703,17 +803,35 @@ fn refund(
     diesel::update(payments::table.filter(payments::id.eq(&p.id)))
         .set((
             payments::status.eq("refunded"),
-            payments::refunded_micros.eq(total),
+            payments::refunded_micros.eq(dealt),
             payments::reversed_micros.eq(payments::reversed_micros + reverse),
             payments::shortfall_micros.eq(payments::shortfall_micros + shortfall),
             payments::updated_at.eq(at),
         ))
         .execute(c)?;
-    // A refunded contribution is no longer paid: the voucher stops spending until it is.
+    let fully = dealt >= p.amount_micros;
     if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
-        diesel::update(vouchers::table.filter(vouchers::id.eq(v)))
-            .set(vouchers::contribution_paid_at.eq(None::<NaiveDateTime>))
-            .execute(c)?;
+        // Refunded in full, the share is no longer paid: the voucher stops spending until it
+        // is paid again. In part, the voucher goes on; either way a person looks at it.
+        if fully {
+            diesel::update(vouchers::table.filter(vouchers::id.eq(v)))
+                .set(vouchers::contribution_paid_at.eq(None::<NaiveDateTime>))
+                .execute(c)?;
+        }
+        attention(
+            c,
+            p,
+            &format!("contribution-refund:{refunded_pence}"),
+            format!(
+                "£{} of voucher {v}'s co-funding contribution was refunded{}",
+                format_micros(delta),
+                if fully {
+                    "; the voucher is paused until the contribution is paid again"
+                } else {
+                    "; the voucher remains active"
+                }
+            ),
+        )?;
     }
     audit::record(
         c,
@@ -727,26 +845,29 @@ fn refund(
                 "refunded_micros": total,
                 "reversed_micros": reverse,
                 "shortfall_micros": shortfall,
+                "waiting_micros": if waiting { rest } else { 0 },
             }),
         },
     )?;
     let email = outbox::user_email(c, &p.owner_id)?;
-    outbox::enqueue(
-        c,
-        Notification {
-            dedupe_key: format!("payment-refunded:{}:{refunded_pence}", p.id),
-            recipient: &email,
-            template: "payment_refunded",
-            data: serde_json::json!({
-                "payment_id": p.id,
-                "refunded": format_micros(delta),
-                "reversed": format_micros(reverse),
-                "what": p.what(),
-                "contribution": kind == PaymentKind::Contribution,
-                "voucher_id": p.voucher_id,
-            }),
-        },
-    )?;
+    if !waiting {
+        outbox::enqueue(
+            c,
+            Notification {
+                dedupe_key: format!("payment-refunded:{}:{refunded_pence}", p.id),
+                recipient: &email,
+                template: "payment_refunded",
+                data: serde_json::json!({
+                    "payment_id": p.id,
+                    "refunded": format_micros(total),
+                    "reversed": format_micros(p.reversed_micros + reverse),
+                    "what": p.what(),
+                    "contribution": kind == PaymentKind::Contribution && fully,
+                    "voucher_id": p.voucher_id,
+                }),
+            },
+        )?;
+    }
     if shortfall > 0 {
         tracing::warn!(payment = %p.id, shortfall_micros = shortfall, "a refund exceeds the unspent credit");
         outbox::notify_admins(
@@ -757,11 +878,18 @@ fn refund(
                 "payment_id": p.id,
                 "what": p.what(),
                 "owner_email": email,
-                "refunded": format_micros(delta),
-                "reversed": format_micros(reverse),
-                "shortfall": format_micros(shortfall),
+                "refunded": format_micros(total),
+                "reversed": format_micros(p.reversed_micros + reverse),
+                "shortfall": format_micros(p.shortfall_micros + shortfall),
             }),
         )?;
     }
-    Ok((Applied::Changed("refund_reversed"), id))
+    Ok((
+        if waiting {
+            Applied::Retry("refund_waiting_on_holds")
+        } else {
+            Applied::Changed("refund_reversed")
+        },
+        id,
+    ))
 }

@@ -4,7 +4,7 @@
 
 use crate::db::{now, DbConn, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
-use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, TEST_FUNDING, USAGE};
+use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, PURCHASED_USAGE, TEST_FUNDING, USAGE};
 use crate::schema::{api_keys, capped_holds, key_spend, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -40,6 +40,23 @@ pub const TEST_ALLOWANCE_PREFIX: &str = "test-allowance-";
 
 pub fn hold_id(request_id: &str) -> String {
     format!("hold-{request_id}")
+}
+
+/// Where a hold on `debit_account_id` is consumed to: the programme's usage account, or, for
+/// purchased credit, an account of its own (the SME's money is not programme spending).
+pub fn usage_account(debit_account_id: &str) -> &'static str {
+    if crate::payments::is_purchased_account(debit_account_id) {
+        PURCHASED_USAGE
+    } else {
+        USAGE
+    }
+}
+
+/// Whether usage paid from `debit_account_id` counts in the programme's figures: not test
+/// allowances, not purchased credit.
+pub fn programme_funded(debit_account_id: &str) -> bool {
+    !debit_account_id.starts_with(TEST_ALLOWANCE_PREFIX)
+        && !crate::payments::is_purchased_account(debit_account_id)
 }
 
 /// A key's monthly spend cap, counted against for one request.
@@ -132,8 +149,8 @@ impl Store {
                 c,
                 &TransferRequest {
                     id: hold_id(&request_id),
+                    credit_account_id: usage_account(&debit_account_id).into(),
                     debit_account_id,
-                    credit_account_id: USAGE.into(),
                     amount,
                     code: TransferCode::Usage,
                     memo: format!("request {request_id}"),
@@ -238,8 +255,8 @@ impl Store {
                 c,
                 &TransferRequest {
                     id: hold_id(&lease_id),
+                    credit_account_id: usage_account(&debit_account_id).into(),
                     debit_account_id,
-                    credit_account_id: USAGE.into(),
                     amount,
                     code: TransferCode::Usage,
                     memo: format!("lease {lease_id}"),
@@ -252,8 +269,14 @@ impl Store {
     }
 
     /// Records leased requests' usage in one transaction (group commit), and marks `touch`
-    /// keys as used at the time of their latest row.
-    pub async fn record_usage(&self, rows: Vec<UsageRow>, touch: Vec<String>) -> StoreResult<()> {
+    /// keys as used at the time of their latest row. Rows under `own_money` holds (purchased
+    /// credit) stay out of the programme's rollups.
+    pub async fn record_usage(
+        &self,
+        rows: Vec<UsageRow>,
+        touch: Vec<String>,
+        own_money: Vec<String>,
+    ) -> StoreResult<()> {
         self.write(move |c| {
             // Usage may only join a hold that is still open: a lease the hold-expiry job has
             // already resolved would never post it. The hold is locked on PostgreSQL (SQLite
@@ -299,7 +322,7 @@ impl Store {
             }
             // Rollups last, as in a single settlement (keys, then rollups): the same lock order
             // on every write path. Leased usage is always live (test-mode keys never lease).
-            crate::rollup::add(c, rows.iter())?;
+            crate::rollup::add(c, rows.iter().filter(|r| !own_money.contains(&r.hold_id)))?;
             Ok(())
         })
         .await
@@ -490,8 +513,9 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
         .execute(c)
     {
         Ok(_) => {
-            // Test-mode usage is paid from the free allowance: not programme spending.
-            if !hold.debit_account_id.starts_with(TEST_ALLOWANCE_PREFIX) {
+            // Test-mode usage is paid from the free allowance, and purchased credit is the
+            // SME's own money: neither is programme spending.
+            if programme_funded(&hold.debit_account_id) {
                 crate::rollup::add(c, std::iter::once(&*row))?;
             }
             Ok(())

@@ -165,7 +165,7 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
             .unwrap();
         assert_eq!(amount, 1_000);
         app.store
-            .record_usage(vec![row(&open, 1, 120), row(&open, 2, 300)], vec![])
+            .record_usage(vec![row(&open, 1, 120), row(&open, 2, 300)], vec![], vec![])
             .await
             .unwrap();
         assert_eq!(
@@ -182,7 +182,7 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
         // Nothing more joins the closed lease.
         let late = app
             .store
-            .record_usage(vec![row(&open, 3, 50)], vec![])
+            .record_usage(vec![row(&open, 3, 50)], vec![], vec![])
             .await;
         assert!(
             matches!(late, Err(voucherd_store::StoreError::HoldResolved(_))),

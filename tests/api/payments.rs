@@ -29,8 +29,20 @@ fn paying(config: &mut Config, stripe: &FakeStripe, co_funding_percent: u32) {
 }
 
 async fn spawn_paying(backend: Backend, co_funding_percent: u32) -> (TestApp, FakeStripe) {
+    spawn_paying_with(backend, co_funding_percent, |_| {}).await
+}
+
+async fn spawn_paying_with(
+    backend: Backend,
+    co_funding_percent: u32,
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, FakeStripe) {
     let stripe = FakeStripe::start();
-    let app = spawn_app_with(backend, |c| paying(c, &stripe, co_funding_percent)).await;
+    let app = spawn_app_with(backend, |c| {
+        paying(c, &stripe, co_funding_percent);
+        adjust(c);
+    })
+    .await;
     app.upstream.set_reply(Reply {
         prompt_tokens: 40,
         cached_tokens: 0,
@@ -225,6 +237,27 @@ async fn co_funding_activates_a_voucher_once_its_contribution_is_paid(backend: B
     let done = app.post(&path, &owner, &json!({})).await;
     assert_problem(done, 409, "contribution_not_due").await;
     assert_eq!(body(app.get(&path, &owner).await).await["status"], "paid");
+
+    // A voucher that expired unpaid takes no contribution, and its keys are refused.
+    let (app, stripe) = spawn_paying(backend, 30).await;
+    let (late, late_voucher, late_key) = app.funded_voucher("late@example.com", "100").await;
+    app.store
+        .expire_voucher_for_tests(late_voucher.clone())
+        .await;
+    let late_path = format!("/api/v1/vouchers/{late_voucher}/contribution");
+    assert_problem(
+        app.post(&late_path, &late, &json!({})).await,
+        409,
+        "voucher_expired",
+    )
+    .await;
+    let refused = app.chat(&late_key, &short_chat_request(Some(100))).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(body(refused).await["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    assert!(stripe.sessions().is_empty());
 }
 
 async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backend) {
@@ -493,6 +526,12 @@ async fn a_lost_webhook_is_recovered_by_reconciliation_exactly_once(backend: Bac
     let abandoned_session = session_of(&stripe, &abandoned);
     stripe.expire(&abandoned_session);
 
+    // A refund of a charge that is none of the programme's: acknowledged, nothing changes.
+    let mut foreign = stripe.refunded_charge(&session, 50);
+    foreign["payment_intent"] = json!("pi_not_ours");
+    foreign["metadata"] = json!({});
+    let foreign = stripe.event("charge.refunded", foreign);
+    assert_eq!(deliver(&app, &foreign).await, "unknown_payment");
     // Stripe refunds before voucherd has heard of the payment: refused, so Stripe retries.
     let early_refund = stripe.event("charge.refunded", stripe.refunded_charge(&session, 50));
     let resp = webhook(
@@ -534,6 +573,63 @@ async fn a_lost_webhook_is_recovered_by_reconciliation_exactly_once(backend: Bac
     // Stripe's retry of the early refund now finds the payment.
     assert_eq!(deliver(&app, &early_refund).await, "refund_reversed");
     assert_eq!(spending(&app, &owner, &voucher_id).await.2, 1_500_000);
+}
+
+async fn a_refund_waits_for_credit_held_by_requests_in_flight(backend: Backend) {
+    // Leasing on: the proxy holds part of the purchased credit while it serves requests.
+    let (app, stripe) = spawn_paying_with(backend, 0, |c| c.lease_max_age_ms = 1_000).await;
+    let (owner, voucher_id, key) = app.funded_voucher("inflight@example.com", "0.001").await;
+    let payment = body(top_up(&app, &owner, "1.00", None).await).await;
+    let session = session_of(&stripe, &payment);
+    let paid = stripe.pay(&session);
+    deliver(&app, &stripe.event("checkout.session.completed", paid)).await;
+    for _ in 0..3 {
+        let resp = app.chat(&key, &short_chat_request(Some(100))).await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let t = body(app.get("/api/v1/topups", &owner).await).await;
+    let held = Money::parse(t["purchased_credit"]["held"].as_str().unwrap())
+        .unwrap()
+        .micros();
+    assert!(held > 0, "no lease is open: {t}");
+    let available = Money::parse(t["purchased_credit"]["available"].as_str().unwrap())
+        .unwrap()
+        .micros();
+
+    // Refunded in full while credit is held: what is free comes back now; the rest waits.
+    let full = stripe.event("charge.refunded", stripe.refunded_charge(&session, 100));
+    let resp = webhook(&app, &full, Some(&sign(&full, WEBHOOK_SECRET, now_unix()))).await;
+    assert_problem(resp, 409, "refund_waiting_on_holds").await;
+    let p = top_up_view(&app, &owner, &payment).await;
+    assert_eq!(
+        p["reversed"],
+        Money::from_micros(available).unwrap().to_string()
+    );
+    assert_eq!(p["shortfall"], "0.00");
+
+    // Once the lease closes, Stripe's retry takes back the rest but what was spent.
+    for _ in 0..400 {
+        let t = body(app.get("/api/v1/topups", &owner).await).await;
+        if t["purchased_credit"]["held"] == "0.00" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (_, spent, left) = spending(&app, &owner, &voucher_id).await;
+    assert_eq!(spent, 3 * REQUEST_COST);
+    assert_eq!(left, 1_000_000 - available - spent);
+    assert_eq!(deliver(&app, &full).await, "refund_reversed");
+    let p = top_up_view(&app, &owner, &payment).await;
+    assert_eq!(
+        p["reversed"],
+        Money::from_micros(1_000_000 - spent).unwrap().to_string()
+    );
+    assert_eq!(
+        p["shortfall"],
+        Money::from_micros(spent).unwrap().to_string()
+    );
+    assert_eq!(spending(&app, &owner, &voucher_id).await.2, 0);
+    assert_eq!(deliver(&app, &full).await, "duplicate");
 }
 
 async fn bad_top_ups_are_refused_by_field_and_write_nothing(backend: Backend) {
@@ -646,6 +742,7 @@ paying_tests!(
     replayed_reordered_and_forged_webhooks_change_nothing,
     a_refund_after_partial_spending_reverses_what_is_left,
     a_lost_webhook_is_recovered_by_reconciliation_exactly_once,
+    a_refund_waits_for_credit_held_by_requests_in_flight,
     bad_top_ups_are_refused_by_field_and_write_nothing,
     without_stripe_payments_are_disabled_and_say_so,
 );

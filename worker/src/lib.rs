@@ -616,27 +616,45 @@ impl Worker {
         };
         let since = at - chrono::Duration::hours(i64::from(self.config.stripe_lookback_hours));
         // Bounded: ten thousand sessions in a window is far beyond this programme's rate.
-        let sessions = stripe
+        let mut sessions = stripe
             .sessions_since(since.and_utc().timestamp(), 10_000)
             .await?;
-        let (mut credited, mut changed, mut unchanged, mut foreign) = (0, 0, 0, 0);
+        // Payments still waiting, however old (a delayed method can take days to clear):
+        // each asked of by its own session.
+        for id in self.store.unsettled_sessions(1_000).await? {
+            if sessions.iter().any(|s| s.id == id) {
+                continue;
+            }
+            match stripe.session(&id).await {
+                Ok(s) => sessions.push(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %id, "could not ask Stripe of a session")
+                }
+            }
+        }
+        let (mut credited, mut changed, mut unchanged, mut foreign, mut failed) = (0, 0, 0, 0, 0);
         for s in &sessions {
             let Some(fact) = s.fact() else {
                 foreign += usize::from(s.client_reference_id.is_none());
                 continue;
             };
             let paid = matches!(fact, voucherd_store::payments::StripeFact::Paid { .. });
+            // One session's trouble must not stop the others.
             match self
                 .store
                 .apply_stripe(fact, Via::Reconciliation, None, at)
-                .await?
+                .await
             {
-                Applied::Changed(_) if paid => {
+                Ok(Applied::Changed(_)) if paid => {
                     tracing::warn!(session = %s.id, "credited a paid session whose webhook never arrived");
                     credited += 1;
                 }
-                Applied::Changed(_) => changed += 1,
-                _ => unchanged += 1,
+                Ok(Applied::Changed(_)) => changed += 1,
+                Ok(_) => unchanged += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, session = %s.id, "could not apply a session");
+                    failed += 1;
+                }
             }
         }
         Ok(serde_json::json!({
@@ -645,7 +663,7 @@ impl Worker {
             "other_changes": changed,
             "unchanged": unchanged,
             "not_ours": foreign,
-            "still_unsettled": self.store.unsettled_payments(since).await?,
+            "failed": failed,
         }))
     }
 

@@ -53,6 +53,12 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/payment_refunded.html.hbs"),
     ),
     (
+        "payment_attention",
+        "Payment {{payment_id}} needs a look",
+        include_str!("../templates/payment_attention.txt.hbs"),
+        include_str!("../templates/payment_attention.html.hbs"),
+    ),
+    (
         "refund_shortfall",
         "Refund shortfall on payment {{payment_id}}: £{{shortfall}} already spent",
         include_str!("../templates/refund_shortfall.txt.hbs"),

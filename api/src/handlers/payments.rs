@@ -18,7 +18,7 @@ use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
 use voucherd_domain::Money;
 use voucherd_payments::{CheckoutRequest, Stripe, WebhookRejected};
-use voucherd_store::payments::{EventRecord, NewPayment, PaymentFilter, PaymentRow, Via};
+use voucherd_store::payments::{Applied, EventRecord, NewPayment, PaymentFilter, PaymentRow, Via};
 
 fn stripe(state: &AppState) -> Result<Arc<Stripe>, ApiError> {
     state.stripe.clone().ok_or_else(|| ApiError::Disabled {
@@ -77,7 +77,15 @@ async fn checkout(
     }
     let cfg = &state.config.payments;
     let now = state.clock.now();
-    let expires_at = now + chrono::Duration::minutes(i64::from(cfg.checkout_minutes));
+    // Fixed when the payment was recorded, so a retry sends Stripe the same request. Stripe
+    // refuses a session expiring within 30 minutes: such a payment is over, not retried.
+    let expires_at = p.expires_at.unwrap_or(now);
+    if expires_at < now + chrono::Duration::minutes(31) {
+        return Err(ApiError::conflict(
+            "payment_expired",
+            "this payment can no longer be started: start a new one (with a new Idempotency-Key)",
+        ));
+    }
     let amount = Pence::new(p.amount_pence).map_err(|e| ApiError::Internal(e.to_string()))?;
     let back = |result: &str| {
         let sep = if cfg.return_url.contains('?') {
@@ -112,11 +120,9 @@ async fn checkout(
                     .into(),
             )
         })?;
-    let expires = chrono::DateTime::from_timestamp(session.expires_at_unix, 0)
-        .map_or(expires_at, |t| t.naive_utc());
     Ok(state
         .store
-        .attach_session(p.id, session.id, session.url, expires, now)
+        .attach_session(p.id, session.id, session.url, now)
         .await?)
 }
 
@@ -213,15 +219,15 @@ pub async fn pay_contribution(
     .map_err(|e| ApiError::Internal(format!("contribution of voucher {}: {e}", v.id)))?;
     let p = state
         .store
-        .create_payment(NewPayment {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind: PaymentKind::Contribution,
-            owner_id: v.owner_id.clone(),
-            voucher_id: Some(v.id.clone()),
+        .create_payment(new_payment(
+            &state,
+            uuid::Uuid::now_v7().to_string(),
+            PaymentKind::Contribution,
+            &user,
+            &v.owner_id,
+            &v.id,
             amount,
-            created_by: user.id.clone(),
-            at: state.clock.now(),
-        })
+        ))
         .await?;
     let p = checkout(&state, &stripe, p, email).await?;
     Ok(HttpResponse::Created().json(payment_json(&p)))
@@ -263,30 +269,69 @@ pub async fn create_top_up(
         None => uuid::Uuid::now_v7().to_string(),
     };
     let email = state.store.user(user.id.clone()).await?.email;
-    if let Some(existing) = state.store.payment(id.clone()).await? {
+    let replay = |existing: PaymentRow| {
         if existing.amount_pence != pence.get() || existing.owner_id != user.id {
             return Err(ApiError::conflict(
                 "idempotency_key_reused",
                 "this idempotency key was already used with a different request",
             ));
         }
-        let p = checkout(&state, &stripe, existing, email).await?;
+        Ok(existing)
+    };
+    if let Some(existing) = state.store.payment(id.clone()).await? {
+        let p = checkout(&state, &stripe, replay(existing)?, email).await?;
         return Ok(HttpResponse::Ok().json(payment_json(&p)));
     }
-    let p = state
+    let created = state
         .store
-        .create_payment(NewPayment {
-            id,
-            kind: PaymentKind::TopUp,
-            owner_id: user.id.clone(),
-            voucher_id: Some(voucher.id.clone()),
-            amount: pence,
-            created_by: user.id.clone(),
-            at: state.clock.now(),
-        })
-        .await?;
+        .create_payment(new_payment(
+            &state,
+            id.clone(),
+            PaymentKind::TopUp,
+            &user,
+            &user.id,
+            &voucher.id,
+            pence,
+        ))
+        .await;
+    let (p, status) = match created {
+        Ok(p) => (p, actix_web::http::StatusCode::CREATED),
+        // The same key, sent twice at once: the other request made it.
+        Err(voucherd_store::StoreError::Payment("payment_in_progress", _)) => {
+            let existing = state
+                .store
+                .payment(id)
+                .await?
+                .ok_or(ApiError::Unavailable)?;
+            (replay(existing)?, actix_web::http::StatusCode::OK)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let p = checkout(&state, &stripe, p, email).await?;
-    Ok(HttpResponse::Created().json(payment_json(&p)))
+    Ok(HttpResponse::build(status).json(payment_json(&p)))
+}
+
+fn new_payment(
+    state: &AppState,
+    id: String,
+    kind: PaymentKind,
+    user: &AuthUser,
+    owner_id: &str,
+    voucher_id: &str,
+    amount: Pence,
+) -> NewPayment {
+    let at = state.clock.now();
+    NewPayment {
+        id,
+        kind,
+        owner_id: owner_id.to_string(),
+        voucher_id: Some(voucher_id.to_string()),
+        amount,
+        created_by: user.id.clone(),
+        at,
+        expires_at: at
+            + chrono::Duration::minutes(i64::from(state.config.payments.checkout_minutes)),
+    }
 }
 
 /// The caller's top-ups and purchased-credit balance (an administrator sees everyone's).
@@ -459,6 +504,13 @@ pub async fn stripe_webhook(
         }
         None => state.store.record_ignored_event(record, at).await?,
     };
+    if let Applied::Retry(why) = applied {
+        // Done in part; Stripe delivers the event again later for the rest.
+        return Err(ApiError::conflict(
+            why,
+            "part of this refund is held for requests in flight; deliver the event again later",
+        ));
+    }
     tracing::info!(event = %event.id, kind = %event.type_, outcome = applied.outcome(), "Stripe event");
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "received": true,

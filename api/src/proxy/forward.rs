@@ -203,6 +203,7 @@ async fn serve(
             requested_output: parsed.requested_output,
             choices: parsed.choices,
             hold_ms,
+            purchased_available: cached.2,
         },
     )
     .await?;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::vouchers::VoucherRow;
 
-pub type CachedKey = Arc<(ApiKeyRow, VoucherRow)>;
+/// A key, its voucher, and the organisation's purchased credit available when it was read.
+pub type CachedKey = Arc<(ApiKeyRow, VoucherRow, i64)>;
 
 pub struct KeyCache {
     ttl: Duration,

@@ -38,6 +38,8 @@ const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Lease {
     pub hold_id: String,
+    /// Leased from purchased credit: the SME's own money, not programme spending.
+    own_money: bool,
     amount: i64,
     max_age: Duration,
     store: Store,
@@ -209,6 +211,7 @@ impl Leases {
         state.metrics.holds_outstanding.inc();
         let lease = Arc::new(Lease {
             hold_id,
+            own_money: !voucherd_store::usage::programme_funded(account),
             store: state.store.clone(),
             outstanding: state.metrics.holds_outstanding.clone(),
             remaining: AtomicI64::new(amount - need),
@@ -228,7 +231,7 @@ impl Leases {
     /// its reservation goes back to the lease.
     pub async fn record(&self, ticket: &Ticket, row: UsageRow) -> Result<(), ProxyError> {
         let cost = row.cost;
-        self.writer.write(row).await?;
+        self.writer.write(row, ticket.lease.own_money).await?;
         ticket.spent.store(true, SeqCst);
         ticket
             .lease
@@ -295,15 +298,17 @@ fn close(lease: &Arc<Lease>) {
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;
+/// A usage row, whether it was paid from the SME's own money, and who waits for its commit.
+type Item = (UsageRow, bool, Waiter);
 
 /// Writes usage rows in batches: while one batch commits, the next gathers.
 struct UsageWriter {
-    tx: mpsc::Sender<(UsageRow, Waiter)>,
+    tx: mpsc::Sender<Item>,
 }
 
 impl UsageWriter {
     fn start(store: Store) -> UsageWriter {
-        let (tx, mut rx) = mpsc::channel::<(UsageRow, Waiter)>(QUEUE_ROWS);
+        let (tx, mut rx) = mpsc::channel::<Item>(QUEUE_ROWS);
         tokio::spawn(async move {
             let mut touched: HashMap<String, Instant> = HashMap::new();
             while let Some(first) = rx.recv().await {
@@ -314,7 +319,16 @@ impl UsageWriter {
                         Err(_) => break,
                     }
                 }
-                let (rows, waiters): (Vec<UsageRow>, Vec<Waiter>) = batch.into_iter().unzip();
+                let mut rows = Vec::with_capacity(batch.len());
+                let mut waiters = Vec::with_capacity(batch.len());
+                let mut own_money: Vec<String> = Vec::new();
+                for (row, own, waiter) in batch {
+                    if own && !own_money.contains(&row.hold_id) {
+                        own_money.push(row.hold_id.clone());
+                    }
+                    rows.push(row);
+                    waiters.push(waiter);
+                }
                 let mut touch: Vec<String> = Vec::new();
                 for r in &rows {
                     let due = touched
@@ -325,7 +339,7 @@ impl UsageWriter {
                     }
                 }
                 let result = store
-                    .record_usage(rows, touch.clone())
+                    .record_usage(rows, touch.clone(), own_money)
                     .await
                     .map_err(|e| e.to_string());
                 if result.is_ok() {
@@ -345,10 +359,10 @@ impl UsageWriter {
         UsageWriter { tx }
     }
 
-    async fn write(&self, row: UsageRow) -> Result<(), ProxyError> {
+    async fn write(&self, row: UsageRow, own_money: bool) -> Result<(), ProxyError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((row, done))
+            .send((row, own_money, done))
             .await
             .map_err(|_| ProxyError::Unavailable)?;
         match wait.await {

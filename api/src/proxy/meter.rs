@@ -47,7 +47,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
             k
         }
     };
-    let key = &cached.0;
+    let (key, voucher, purchased) = (&cached.0, &cached.1, cached.2);
     let now = voucherd_store::now();
     if key.revoked_at.is_some() {
         return Err(ProxyError::InvalidKey("This API key has been revoked."));
@@ -55,10 +55,30 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     if key.expires_at.is_some_and(|e| e <= now) {
         return Err(ProxyError::InvalidKey("This API key has expired."));
     }
-    // An expired or not yet active voucher's keys still reach admission: purchased credit
-    // outlives the voucher, and admission says why nothing pays when nothing does.
+    // An expired voucher's live keys go on only while purchased credit (which outlives the
+    // voucher) can pay; otherwise they are refused here, before any database work.
+    let live = voucher.status == "active" && voucher.expires_at > now;
+    if !live && (key.mode == "test" || purchased <= 0) {
+        return Err(ProxyError::InsufficientQuota(format!(
+            "You exceeded your current quota: the voucher expired on {}.",
+            crate::views::time(voucher.expires_at)
+        )));
+    }
+    if voucher.awaiting_contribution() && key.mode != "test" && purchased <= 0 {
+        return Err(awaiting_contribution());
+    }
     Ok(cached)
 }
+
+fn awaiting_contribution() -> ProxyError {
+    ProxyError::InsufficientQuota(
+        "You exceeded your current quota: the voucher is not active until the co-funding contribution is paid.".into(),
+    )
+}
+
+/// A key's monthly spend cap refusal says more than any other: it is kept over the rest.
+pub(crate) const CAP_REACHED: &str =
+    "You exceeded your current quota: this key's monthly spend cap is reached.";
 
 /// An admitted request: its hold and everything needed to settle it.
 pub struct Admitted {
@@ -92,6 +112,8 @@ pub struct Ask<'a> {
     pub requested_output: Option<u64>,
     pub choices: u64,
     pub hold_ms: u64,
+    /// What the organisation's purchased credit had available a moment ago (the key cache's).
+    pub purchased_available: i64,
 }
 
 pub fn quota_exceeded() -> ProxyError {
@@ -127,7 +149,8 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
     let rates = price.rates()?;
     // Where the money comes from, in order: the voucher, then the organisation's purchased
-    // credit (which outlives the voucher). Test keys spend only their free allowance.
+    // credit (which outlives the voucher; skipped when none was available a moment ago). Test
+    // keys spend only their free allowance.
     let now_live = ask.voucher.status == "active" && ask.voucher.expires_at > now;
     let sources: Vec<String> = if test_mode {
         vec![format!(
@@ -140,9 +163,11 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         if now_live && !ask.voucher.awaiting_contribution() {
             s.push(ask.voucher.account_id.clone());
         }
-        s.push(voucherd_store::payments::purchased_account_id(
-            &ask.voucher.owner_id,
-        ));
+        if ask.purchased_available > 0 {
+            s.push(voucherd_store::payments::purchased_account_id(
+                &ask.voucher.owner_id,
+            ));
+        }
         s
     };
     let ctx = Context {
@@ -159,7 +184,6 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     // First every source for the whole request; only then is the request capped to what one
     // source affords, in the same order.
     let mut slot = slot;
-    // The first refusal says why (a key's spend cap, say), not the last source's.
     let mut refused: Option<ProxyError> = None;
     for allow_cap in [false, true] {
         for account in &sources {
@@ -182,24 +206,20 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                         ticket: held.ticket,
                     })
                 }
-                Err(e @ ProxyError::InsufficientQuota(_)) => {
-                    refused.get_or_insert(e);
+                Err(ProxyError::InsufficientQuota(m)) => {
+                    // The first refusal says why, unless a later one is the key's spend cap.
+                    if refused.is_none() || m == CAP_REACHED {
+                        refused = Some(ProxyError::InsufficientQuota(m));
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
     }
-    Err(if ask.voucher.awaiting_contribution() && !test_mode {
-        ProxyError::InsufficientQuota(
-            "You exceeded your current quota: the voucher is not active until the co-funding contribution is paid.".into(),
-        )
-    } else if !now_live && !test_mode {
-        ProxyError::InsufficientQuota(format!(
-            "You exceeded your current quota: the voucher expired on {} and no purchased credit covers this request.",
-            crate::views::time(ask.voucher.expires_at)
-        ))
-    } else {
-        refused.unwrap_or_else(quota_exceeded)
+    Err(match refused {
+        Some(e) => e,
+        None if ask.voucher.awaiting_contribution() => awaiting_contribution(),
+        None => quota_exceeded(),
     })
 }
 
@@ -267,8 +287,9 @@ async fn hold_from(
         given => given,
     };
     // The common case: a live key without a spend cap reserves its worst case from a lease
-    // in memory. Should no lease cover it, it falls back to a hold of its own below.
-    if state.leases.enabled() && !ctx.test_mode && ctx.cap.is_none() {
+    // in memory. Should no lease cover it, it falls back to a hold of its own below. (The
+    // capping pass has already seen both fail, and goes straight to the balance.)
+    if !allow_cap && state.leases.enabled() && !ctx.test_mode && ctx.cap.is_none() {
         if let Some(r) = requested {
             let need = rates
                 .max_cost(ask.prompt_bound, r.saturating_mul(choices))
@@ -293,8 +314,8 @@ async fn hold_from(
     // Otherwise one round trip: hold what the request asks for. Only when that is more than
     // the account holds is the balance read and the request capped to what it affords.
     let first = match requested {
-        Some(r) => Some((r, hold(r).await)),
-        None => None,
+        Some(r) if !allow_cap => Some((r, hold(r).await)),
+        _ => None,
     };
     let (output_each, opened) = match first {
         Some((r, (_, Ok(opened)))) => (r, opened),

@@ -143,9 +143,9 @@ impl From<StoreError> for ProxyError {
                 tracing::warn!(%cause, "database unavailable: refusing proxied request");
                 ProxyError::Unavailable
             }
-            StoreError::KeySpendCapReached => ProxyError::InsufficientQuota(
-                "You exceeded your current quota: this key's monthly spend cap is reached.".into(),
-            ),
+            StoreError::KeySpendCapReached => {
+                ProxyError::InsufficientQuota(meter::CAP_REACHED.into())
+            }
             // An account never opened (purchased credit never bought) holds nothing.
             StoreError::InsufficientFunds { .. } | StoreError::NotFound("account") => ProxyError::InsufficientQuota(
                 "You exceeded your current quota: the voucher's available balance does not cover this request.".into(),

@@ -49,5 +49,8 @@ CREATE TABLE stripe_events (
     received_at TIMESTAMP NOT NULL
 );
 
+-- Purchased credit consumed through the proxy is the SME's own money, not programme spending:
+-- it is consumed to an account of its own.
 INSERT INTO accounts (id, kind, flags, currency, created_at) VALUES
+    ('purchased-usage', 'usage', 0, 'GBP', CURRENT_TIMESTAMP),
     ('stripe-clearing', 'stripe_clearing', 0, 'GBP', CURRENT_TIMESTAMP);
