@@ -98,6 +98,9 @@ pub struct Config {
     pub checkout_minutes: u32,
     /// How far back the payment reconciliation job looks for paid sessions, in hours.
     pub stripe_reconcile_hours: u32,
+    /// Whether the pages' cookies are `Secure` (sent over HTTPS only). Off only where the
+    /// service is reached over plain HTTP: development, demos, tests on localhost.
+    pub cookie_secure: bool,
 }
 
 fn money(s: &str) -> Money {
@@ -168,6 +171,7 @@ impl Default for Config {
             payments_return_url: "http://127.0.0.1:8080/".into(),
             checkout_minutes: 60,
             stripe_reconcile_hours: 72,
+            cookie_secure: true,
         }
     }
 }

@@ -113,6 +113,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { dev, demo } => {
             config.dev |= dev || demo;
+            // Dev and demo run on plain http://127.0.0.1: Secure cookies would never be sent.
+            if config.dev {
+                config.cookie_secure = false;
+            }
             if demo {
                 config.demo = true;
                 if std::env::var_os("DATABASE_URL").is_none() && !config_file_sets_database() {

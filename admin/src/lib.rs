@@ -1,31 +1,157 @@
-//! Server-rendered pages. For now the landing page that tells a visitor what this service is
-//! and where its API lives; the portal and console build on the same templates.
+//! Server-rendered pages on the GOV.UK Design System: the SME portal (`/portal`) and the
+//! administrators' and assessors' console (`/console`).
+//!
+//! The pages are a client of the REST API, in process: each page calls the API over loopback
+//! with the signed-in person's own access token and renders what it answers. So there is one
+//! authorization source (the API's route table: a page's access is the access of the API route
+//! it is built on), one set of rules, and the API's field-path errors become the pages' inline
+//! errors. Pages work without JavaScript; charts are SVG drawn on the server.
 
-use actix_web::{web, HttpResponse};
-use handlebars::Handlebars;
+mod api;
+mod assets;
+mod console;
+mod portal;
+mod render;
+mod session;
 
-const HOME: &str = include_str!("../templates/home.hbs");
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use voucherd_api::routes::{Access, ROUTES};
 
-/// Pages this crate serves, as (method, path), for the route/spec comparison.
-pub static PAGES: &[(&str, &str)] = &[("get", "/")];
+pub use render::Pages;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home));
+/// What the pages need to know of the process they run in.
+#[derive(Debug, Clone)]
+pub struct PagesConfig {
+    /// The process's own REST API, over loopback (`http://127.0.0.1:PORT`).
+    pub api_base: String,
+    /// Whether cookies carry `Secure` (off only for plain-HTTP development).
+    pub cookie_secure: bool,
 }
 
-async fn home() -> HttpResponse {
-    let hb = Handlebars::new();
-    let page = hb.render_template(
-        HOME,
-        &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
-    );
-    match page {
-        Ok(html) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(html),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering the home page");
-            HttpResponse::InternalServerError().finish()
+/// A page: its method and path, and the API route whose access it takes (`None`: public).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub api: Option<(&'static str, &'static str)>,
+}
+
+impl Page {
+    /// Who may see the page: exactly who may call the API route it is built on.
+    pub fn access(&self) -> Access {
+        match self.api {
+            None => Access::Public,
+            Some((method, path)) => ROUTES
+                .iter()
+                .find(|r| r.method == method && r.path == path)
+                .map_or(Access::Roles(&[]), |r| r.access),
         }
+    }
+}
+
+macro_rules! pages {
+    ($( $method:ident $path:literal => $handler:path, $api:expr; )*) => {
+        /// Every page, declared once: registered from here and guarded from here.
+        pub static PAGES: &[Page] = &[
+            $( Page { method: stringify!($method), path: $path, api: $api }, )*
+        ];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+    };
+}
+
+const fn on(method: &'static str, path: &'static str) -> Option<(&'static str, &'static str)> {
+    Some((method, path))
+}
+
+pages! {
+    get "/" => portal::home, None;
+    get "/sign-up" => portal::sign_up_form, None;
+    post "/sign-up" => portal::sign_up, None;
+    get "/sign-in" => portal::sign_in_form, None;
+    post "/sign-in" => portal::sign_in, None;
+    post "/sign-out" => portal::sign_out, None;
+    get "/portal" => portal::dashboard, on("get", "/api/v1/me");
+    get "/portal/apply" => portal::apply_form, on("post", "/api/v1/applications");
+    post "/portal/apply" => portal::apply_check, on("post", "/api/v1/applications");
+    post "/portal/apply/submit" => portal::apply_submit, on("post", "/api/v1/applications");
+    get "/portal/applications/{id}" => portal::application, on("get", "/api/v1/applications/{id}");
+    get "/portal/vouchers/{id}" => portal::voucher, on("get", "/api/v1/vouchers/{id}");
+    get "/portal/vouchers/{id}/statement.csv" => portal::statement_csv, on("get", "/api/v1/vouchers/{id}/transactions");
+    post "/portal/vouchers/{id}/keys" => portal::create_key, on("post", "/api/v1/vouchers/{id}/keys");
+    post "/portal/keys/{id}/revoke" => portal::revoke_key, on("delete", "/api/v1/keys/{id}");
+    post "/portal/keys/{id}/rotate" => portal::rotate_key, on("post", "/api/v1/keys/{id}/rotate");
+    post "/portal/topups" => portal::top_up, on("post", "/api/v1/topups");
+    post "/portal/vouchers/{id}/contribution" => portal::pay_contribution, on("post", "/api/v1/vouchers/{id}/contribution");
+    get "/console" => console::queue, on("get", "/api/v1/programme");
+    get "/console/applications/{id}" => console::application, on("post", "/api/v1/applications/{id}/decision");
+    post "/console/applications/{id}/decision" => console::decide, on("post", "/api/v1/applications/{id}/decision");
+    get "/console/programme" => console::programme, on("get", "/api/v1/programme");
+    post "/console/programme/deposits" => console::deposit, on("post", "/api/v1/programme/deposits");
+    get "/console/audit" => console::audit, on("get", "/api/v1/audit");
+    get "/console/jobs" => console::jobs, on("get", "/api/v1/jobs/runs");
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    register(cfg);
+    assets::register(cfg);
+}
+
+/// Content Security Policy of every page: no inline script or style, nothing framed, forms
+/// only to this service and to Stripe's payment pages (a payment form redirects there).
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                   form-action 'self' https://checkout.stripe.com; frame-ancestors 'none'";
+
+/// Security headers on every page and asset, and each page's access, enforced from [`PAGES`]
+/// before its handler runs: a stranger is sent to sign in, a wrong role is refused.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let pattern = req.match_pattern();
+    let method = req.method().as_str().to_ascii_lowercase();
+    let page = pattern
+        .as_deref()
+        .and_then(|p| PAGES.iter().find(|pg| pg.path == p && pg.method == method));
+    let is_page = page.is_some() || req.path().starts_with("/assets/");
+    if let Some(page) = page {
+        let user = session::user(req.request());
+        req.extensions_mut().insert(session::Viewer(user.clone()));
+        if let Access::Roles(roles) = page.access() {
+            let refusal = match &user {
+                None => Some(session::to_sign_in(req.request())),
+                Some(u) if !roles.contains(&u.role) => Some(render::forbidden(req.request())),
+                Some(_) => None,
+            };
+            if let Some(resp) = refusal {
+                let (http_req, _) = req.into_parts();
+                let mut resp = ServiceResponse::new(http_req, resp);
+                secure(resp.headers_mut());
+                return Ok(resp);
+            }
+        }
+    }
+    let mut resp = next.call(req).await?.map_into_boxed_body();
+    if is_page {
+        secure(resp.headers_mut());
+    }
+    Ok(resp)
+}
+
+fn secure(h: &mut header::HeaderMap) {
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
     }
 }

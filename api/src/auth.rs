@@ -59,7 +59,7 @@ impl Tokens {
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
     }
 
-    fn verify(&self, token: &str) -> Option<AuthUser> {
+    pub fn verify(&self, token: &str) -> Option<AuthUser> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[ISSUER]);
         v.leeway = 5;

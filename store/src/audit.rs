@@ -49,6 +49,19 @@ pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
 }
 
 impl Store {
+    /// The latest entries first, whatever their subject (the console's audit log).
+    pub async fn audit_recent(&self, limit: i64, offset: i64) -> StoreResult<Vec<AuditRow>> {
+        self.read(move |c| {
+            Ok(audit_log::table
+                .order((audit_log::created_at.desc(), audit_log::id.desc()))
+                .limit(limit)
+                .offset(offset)
+                .select(AuditRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
     pub async fn audit_for(
         &self,
         subject_type: String,

@@ -58,8 +58,22 @@ fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
             (r.method.to_string(), r.path.to_string(), access)
         })
         .collect();
-    for (method, path) in voucherd_admin::PAGES {
-        served.insert((method.to_string(), path.to_string(), "public".into()));
+    let access_name = |access: Access| match access {
+        Access::Public => "public".to_string(),
+        Access::ApiKey => "api_key".to_string(),
+        Access::Sandbox => "sandbox".to_string(),
+        Access::Roles(roles) => roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    for page in voucherd_admin::PAGES {
+        served.insert((
+            page.method.to_string(),
+            page.path.to_string(),
+            access_name(page.access()),
+        ));
     }
     let missing: Vec<_> = served.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&served).collect();
@@ -119,7 +133,7 @@ async fn health_and_readiness_answer(app: TestApp) {
         .text()
         .await
         .unwrap()
-        .contains("<h1>AI voucher programme</h1>"));
+        .contains(r#"<h1 class="govuk-heading-xl">Get an AI voucher for your business</h1>"#));
 }
 
 async fn registration_and_login_refuse_bad_credentials(app: TestApp) {

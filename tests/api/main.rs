@@ -8,6 +8,7 @@
 mod helpers;
 mod applications;
 mod authorization;
+mod browser;
 mod budget;
 mod challenges;
 mod cli;
@@ -21,6 +22,7 @@ mod keys;
 mod leases;
 mod ledger;
 mod outage;
+mod pages;
 mod payments;
 mod prices;
 mod proxy;

@@ -99,15 +99,40 @@ pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
 #[derive(Debug, Deserialize, Validate)]
 pub struct AuditQuery {
     #[validate(length(min = 1, max = 40, message = "must be 1 to 40 characters"))]
-    pub subject_type: String,
+    pub subject_type: Option<String>,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
-    pub subject_id: String,
+    pub subject_id: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
 }
 
-/// The audit trail of one subject (an application, a key, a price, a transfer).
+/// The audit trail of one subject (an application, a key, a price, a transfer), oldest first;
+/// or, with no subject, the latest entries of all, newest first.
 pub async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q: AuditQuery = crate::handlers::query(&req)?;
-    let rows = state.store.audit_for(q.subject_type, q.subject_id).await?;
+    let rows = match (q.subject_type, q.subject_id) {
+        (Some(t), Some(id)) => state.store.audit_for(t, id).await?,
+        (None, None) => {
+            state
+                .store
+                .audit_recent(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
+                .await?
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::field(
+                "subject_type",
+                "must be given with subject_id",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(ApiError::field(
+                "subject_id",
+                "must be given with subject_type",
+            ))
+        }
+    };
     let data: Vec<_> = rows
         .iter()
         .map(|r| {

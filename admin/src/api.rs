@@ -1,0 +1,193 @@
+//! The pages' way to the REST API: a loopback call with the viewer's own access token, so the
+//! API's route table decides what each person may do, and its answers (problem+json with field
+//! paths included) are what the pages show.
+
+use crate::render::{self, FieldError};
+use crate::session;
+use crate::PagesConfig;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// What the API answered.
+pub enum Answer {
+    Ok(Value),
+    /// A refusal the page can explain: its code, detail and field errors (path → message).
+    Refused {
+        detail: String,
+        fields: Vec<(String, String)>,
+    },
+}
+
+impl Answer {
+    /// Field errors mapped to form field ids by `id_of` (API path → field id).
+    pub fn field_errors(&self, id_of: &dyn Fn(&str) -> String) -> Vec<FieldError> {
+        match self {
+            Answer::Ok(_) => Vec::new(),
+            Answer::Refused { fields, detail, .. } if fields.is_empty() => vec![FieldError {
+                id: String::new(),
+                message: capitalise(detail),
+            }],
+            Answer::Refused { fields, .. } => fields
+                .iter()
+                .map(|(path, message)| FieldError {
+                    id: id_of(path),
+                    message: format!("{} {message}", label_of(path)),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A field path as words: `subsidy_declarations[0].amount` → "Subsidy declarations 1 amount".
+fn label_of(path: &str) -> String {
+    let words = path
+        .replace(['_', '.'], " ")
+        .replace('[', " ")
+        .replace(']', "");
+    capitalise(words.trim())
+}
+
+/// Why a page could not be made: answered with a GOV.UK "there is a problem" page.
+pub struct Failure(HttpResponse);
+
+impl Failure {
+    pub fn into_response(self) -> HttpResponse {
+        self.0
+    }
+}
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// Calls the API as the viewer. `Err` is a page to answer with (the API unreachable, the
+/// viewer's session gone, something not found).
+pub async fn call(
+    req: &HttpRequest,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Answer, Failure> {
+    call_with(req, method, path, body, &[]).await
+}
+
+pub async fn call_with(
+    req: &HttpRequest,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, Failure> {
+    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
+        return Err(Failure(HttpResponse::InternalServerError().finish()));
+    };
+    let mut r = client().request(method, format!("{}{path}", cfg.api_base));
+    if let Some(t) = session::token(req) {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let resp = r.send().await.map_err(|e| {
+        tracing::error!(error = %e, %path, "the pages could not reach the API");
+        Failure(unavailable(req))
+    })?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if (200..300).contains(&status) {
+        return Ok(Answer::Ok(json));
+    }
+    match status {
+        401 => Err(Failure(session::to_sign_in(req))),
+        403 => Err(Failure(render::forbidden(req))),
+        404 => Err(Failure(render::message(
+            req,
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing here: check the address, or go back to the list you came from.",
+        ))),
+        500.. => Err(Failure(unavailable(req))),
+        _ => Ok(Answer::Refused {
+            detail: json["detail"].as_str().unwrap_or("").to_string(),
+            fields: json["errors"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            (
+                                e["field"].as_str().unwrap_or("").to_string(),
+                                e["message"].as_str().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// Signs in through the API: the token answer, or `None` when the email or password is wrong
+/// (a refusal here is the form's error, not a lost session).
+pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, Failure> {
+    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
+        return Err(Failure(HttpResponse::InternalServerError().finish()));
+    };
+    let resp = client()
+        .post(format!("{}/api/v1/auth/login", cfg.api_base))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the pages could not reach the API");
+            Failure(unavailable(req))
+        })?;
+    match resp.status().as_u16() {
+        200 => Ok(resp.json().await.ok()),
+        400..=499 => Ok(None),
+        _ => Err(Failure(unavailable(req))),
+    }
+}
+
+/// Calls the API and insists on success: any refusal becomes a problem page.
+pub async fn get(req: &HttpRequest, path: &str) -> Result<Value, Failure> {
+    match call(req, reqwest::Method::GET, path, None).await? {
+        Answer::Ok(v) => Ok(v),
+        Answer::Refused { detail, .. } => Err(Failure(render::message(
+            req,
+            StatusCode::BAD_REQUEST,
+            "There is a problem",
+            &capitalise(&detail),
+        ))),
+    }
+}
+
+fn unavailable(req: &HttpRequest) -> HttpResponse {
+    render::message(
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sorry, there is a problem with the service",
+        "Try again later. Nothing you entered has been saved.",
+    )
+}

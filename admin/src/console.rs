@@ -1,0 +1,328 @@
+//! The administrators' console: the queue of applications with their rule results, decisions
+//! with a confirmation step, the programme fund, the audit log and the job runs.
+
+use crate::api::{self, Answer, Failure};
+use crate::portal::{csrf_refused, day, page, region_name, tag, Form};
+use crate::render::{FieldError, View};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
+const STATUSES: [&str; 4] = ["submitted", "approved", "rejected", "all"];
+
+pub async fn queue(req: HttpRequest) -> HttpResponse {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let status = q
+        .get("status")
+        .map(String::as_str)
+        .filter(|s| STATUSES.contains(s))
+        .unwrap_or("submitted");
+    let filter = if status == "all" {
+        String::new()
+    } else {
+        format!("&status={status}")
+    };
+    let apps = page!(api::get(&req, &format!("/api/v1/applications?limit=200{filter}")).await);
+    let rows: Vec<Value> = apps["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            let checks = a["eligibility"]["checks"].as_array().cloned().unwrap_or_default();
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| c["passed"] == false)
+                .map(|c| c["rule"].as_str().unwrap_or("").replace('_', " "))
+                .collect();
+            json!({
+                "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
+                "region": region_name(a["region"].as_str().unwrap_or("")),
+                "tag": tag(a["status"].as_str().unwrap_or("")),
+                "rules": if failed.is_empty() { "All passed".to_string() } else { format!("Failed: {}", failed.join(", ")) },
+                "submitted": day(&a["created_at"]),
+            })
+        })
+        .collect();
+    let filters: Vec<Value> = STATUSES
+        .iter()
+        .map(|s| json!({"value": s, "label": s, "selected": *s == status}))
+        .collect();
+    View::new("console_queue", "Applications")
+        .with("applications", Value::Array(rows))
+        .with("filters", Value::Array(filters))
+        .with("status", json!(status))
+        .render(&req)
+}
+
+async fn application_view(
+    req: &HttpRequest,
+    id: &str,
+    values: Value,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let a = page!(api::get(req, &format!("/api/v1/applications/{id}")).await);
+    let checks: Vec<Value> = a["eligibility"]["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
+                "tag": tag(if c["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" }),
+                "reason": c["reason"],
+            })
+        })
+        .collect();
+    let declarations: Vec<Value> = a["subsidy_declarations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut view = View::new(
+        "console_application",
+        format!(
+            "Application from {}",
+            a["company_name"].as_str().unwrap_or("")
+        ),
+    )
+    .with(
+        "application",
+        json!({
+            "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
+            "employees": a["employees"], "annual_turnover": a["annual_turnover"],
+            "balance_sheet_total": a["balance_sheet_total"],
+            "region": region_name(a["region"].as_str().unwrap_or("")), "sic_code": a["sic_code"],
+            "trading_since": a["trading_since"], "use_case": a["use_case"],
+            "tag": tag(a["status"].as_str().unwrap_or("")),
+            "pending": a["status"] == "submitted",
+            "eligible": a["eligibility"]["eligible"],
+            "decision_reason": a["decision"]["reason"],
+            "voucher_id": a["voucher_id"],
+            "submitted": day(&a["created_at"]),
+        }),
+    )
+    .with("checks", Value::Array(checks))
+    .with("declarations", Value::Array(declarations))
+    .with("values", values)
+    .back("/console")
+    .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+fn empty_decision() -> Value {
+    json!({"decision": "", "amount": "", "valid_days": "", "reason": ""})
+}
+
+pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let banner = req
+        .query_string()
+        .contains("decided=1")
+        .then_some("The decision was recorded and the applicant has been told.");
+    application_view(
+        &req,
+        &path.into_inner(),
+        empty_decision(),
+        Vec::new(),
+        banner,
+    )
+    .await
+}
+
+/// First the decision is shown back for confirmation; only the confirmed form is sent.
+pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let decision = field(&form, "decision");
+    let values = json!({
+        "decision": decision, "amount": field(&form, "amount"),
+        "valid_days": field(&form, "valid_days"), "reason": field(&form, "reason"),
+    });
+    let mut errors = Vec::new();
+    if !matches!(decision, "approve" | "reject") {
+        errors.push(FieldError {
+            id: "decision".into(),
+            message: "Select approve or reject".into(),
+        });
+    }
+    if field(&form, "reason").is_empty() {
+        errors.push(FieldError {
+            id: "reason".into(),
+            message: "Enter the reason for the decision".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return application_view(&req, &id, values, errors, None).await;
+    }
+    if field(&form, "confirm") != "yes" {
+        return View::new(
+            "console_confirm",
+            "Check the decision before you confirm it",
+        )
+        .with("id", json!(id))
+        .with("values", values)
+        .with("approve", json!(decision == "approve"))
+        .back(&format!("/console/applications/{id}"))
+        .render(&req);
+    }
+    let mut body = json!({"decision": decision, "reason": field(&form, "reason")});
+    if decision == "approve" {
+        if !field(&form, "amount").is_empty() {
+            body["amount"] = json!(field(&form, "amount").replace(['£', ','], ""));
+        }
+        if let Ok(days) = field(&form, "valid_days").parse::<u32>() {
+            body["valid_days"] = json!(days);
+        }
+    }
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/applications/{id}/decision"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => HttpResponse::SeeOther()
+            .insert_header((
+                header::LOCATION,
+                format!("/console/applications/{id}?decided=1"),
+            ))
+            .finish(),
+        refused => {
+            let errors = refused.field_errors(&|p| p.to_string());
+            application_view(&req, &id, values, errors, None).await
+        }
+    }
+}
+
+pub async fn programme(req: HttpRequest) -> HttpResponse {
+    programme_view(
+        &req,
+        json!({"amount": "", "reference": ""}),
+        Vec::new(),
+        None,
+    )
+    .await
+}
+
+async fn programme_view(
+    req: &HttpRequest,
+    values: Value,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let p = page!(api::get(req, "/api/v1/programme").await);
+    let lines = p["budget_lines"].clone();
+    let mut nonce = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let mut view = View::new("console_programme", "Programme fund")
+        .with("nonce", json!(hex::encode(nonce)))
+        .with("programme", p)
+        .with("lines", lines)
+        .with("values", values)
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let values = json!({"amount": field(&form, "amount"), "reference": field(&form, "reference")});
+    let body = json!({
+        "amount": field(&form, "amount").replace(['£', ','], ""),
+        "reference": field(&form, "reference"),
+    });
+    // The form's CSRF token is unique to the browser: a double click deposits once.
+    let key = format!(
+        "console-{}",
+        &field(&form, "csrf").chars().take(16).collect::<String>()
+    );
+    let key = format!("{key}-{}", field(&form, "nonce"));
+    let answer = page!(
+        api::call_with(
+            &req,
+            Method::POST,
+            "/api/v1/programme/deposits",
+            Some(&body),
+            &[("Idempotency-Key", &key)]
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => {
+            programme_view(
+                &req,
+                json!({"amount": "", "reference": ""}),
+                Vec::new(),
+                Some("The deposit was recorded."),
+            )
+            .await
+        }
+        refused => {
+            let errors = refused.field_errors(&|p| p.to_string());
+            programme_view(&req, values, errors, None).await
+        }
+    }
+}
+
+pub async fn audit(req: HttpRequest) -> HttpResponse {
+    let rows = page!(api::get(&req, "/api/v1/audit?limit=200").await);
+    View::new("console_audit", "Audit log")
+        .with("entries", rows["data"].clone())
+        .render(&req)
+}
+
+pub async fn jobs(req: HttpRequest) -> HttpResponse {
+    let runs = page!(api::get(&req, "/api/v1/jobs/runs?limit=100").await);
+    let recs = page!(api::get(&req, "/api/v1/reconciliations?limit=20").await);
+    let runs: Vec<Value> = runs["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let mut r = r;
+            r["tag"] = tag(r["outcome"].as_str().unwrap_or("running"));
+            r
+        })
+        .collect();
+    let recs: Vec<Value> = recs["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let mut r = r;
+            r["tag"] = tag(if r["balanced"] == true {
+                "balanced"
+            } else {
+                "not balanced"
+            });
+            r
+        })
+        .collect();
+    View::new("console_jobs", "Job runs and reconciliations")
+        .with("runs", Value::Array(runs))
+        .with("reconciliations", Value::Array(recs))
+        .render(&req)
+}

@@ -1,0 +1,856 @@
+//! The SME portal: accounts, the application with its check-answers step, the application's
+//! rule results, and the voucher (balance, spend charts, statement, keys, payments).
+
+use crate::api::{self, Answer, Failure};
+use crate::render::{self, FieldError, View};
+use crate::session::{self, Viewer};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use voucherd_api::state::AppState;
+use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
+
+pub type Form = web::Form<HashMap<String, String>>;
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .finish()
+}
+
+/// A form whose CSRF token does not match is refused before anything is read.
+pub fn csrf_refused(req: &HttpRequest, form: &HashMap<String, String>) -> Option<HttpResponse> {
+    (!session::csrf_ok(req, field(form, "csrf"))).then(|| {
+        render::message(
+            req,
+            StatusCode::BAD_REQUEST,
+            "Your form has expired",
+            "Go back, reload the page and try again.",
+        )
+    })
+}
+
+macro_rules! page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(f) => return Failure::into_response(f),
+        }
+    };
+}
+pub(crate) use page;
+
+pub fn region_name(r: &str) -> &'static str {
+    match r {
+        "north_east" => "North East",
+        "north_west" => "North West",
+        "yorkshire_and_the_humber" => "Yorkshire and The Humber",
+        "east_midlands" => "East Midlands",
+        "west_midlands" => "West Midlands",
+        "east_of_england" => "East of England",
+        "london" => "London",
+        "south_east" => "South East",
+        "south_west" => "South West",
+        "wales" => "Wales",
+        "scotland" => "Scotland",
+        "northern_ireland" => "Northern Ireland",
+        _ => "Unknown region",
+    }
+}
+
+/// The colour of a status's tag, after the GOV.UK tag guidance.
+pub fn tag(status: &str) -> Value {
+    let colour = match status {
+        "approved" | "active" | "paid" | "succeeded" | "passed" | "balanced" => "green",
+        "rejected" | "failed" | "revoked" | "expired" | "exhausted" | "not balanced" => "red",
+        "submitted" | "open" | "processing" | "running" => "blue",
+        "awaiting_contribution" | "due" => "yellow",
+        _ => "grey",
+    };
+    json!({"text": status.replace('_', " "), "colour": colour})
+}
+
+pub async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
+    match viewer.0.map(|u| u.role) {
+        Some(Role::Admin) => see_other("/console"),
+        Some(Role::Applicant) => see_other("/portal"),
+        Some(_) => render::message(
+            &req,
+            StatusCode::OK,
+            "Your pages are not here yet",
+            "Assessors and advisers work through the REST API for now (/api/v1/assessments, \
+             /api/v1/consulting): see openapi.yaml.",
+        ),
+        None => View::new("home", "Get an AI voucher for your business").render(&req),
+    }
+}
+
+pub async fn sign_up_form(req: HttpRequest) -> HttpResponse {
+    View::new("sign_up", "Create an account")
+        .with("values", json!({"full_name": "", "email": ""}))
+        .render(&req)
+}
+
+pub async fn sign_up(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = json!({
+        "full_name": field(&form, "full_name"),
+        "email": field(&form, "email"),
+        "password": form.get("password").map_or("", String::as_str),
+    });
+    let answer = page!(api::call(&req, Method::POST, "/api/v1/auth/register", Some(&body)).await);
+    if let Answer::Refused { .. } = answer {
+        return View::new("sign_up", "Create an account")
+            .with(
+                "values",
+                json!({"full_name": body["full_name"], "email": body["email"]}),
+            )
+            .errors(answer.field_errors(&|p| p.to_string()))
+            .render(&req);
+    }
+    sign_in_as(&req, &body["email"], &body["password"], "/portal").await
+}
+
+pub async fn sign_in_form(req: HttpRequest) -> HttpResponse {
+    let next = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("next").cloned())
+        .unwrap_or_default();
+    View::new("sign_in", "Sign in")
+        .with("values", json!({"email": "", "next": next}))
+        .render(&req)
+}
+
+/// Only a path of this service may be returned to after signing in.
+fn safe_next(next: &str) -> Option<&str> {
+    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+}
+
+pub async fn sign_in(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let next = safe_next(field(&form, "next")).unwrap_or("").to_string();
+    sign_in_as(
+        &req,
+        &json!(field(&form, "email")),
+        &json!(form.get("password").map_or("", String::as_str)),
+        &next,
+    )
+    .await
+}
+
+async fn sign_in_as(
+    req: &HttpRequest,
+    email: &Value,
+    password: &Value,
+    next: &str,
+) -> HttpResponse {
+    let body = json!({"email": email, "password": password});
+    let Some(token) = page!(api::sign_in(req, &body).await) else {
+        return View::new("sign_in", "Sign in")
+            .with("values", json!({"email": email, "next": next}))
+            .errors(vec![FieldError {
+                id: "email".into(),
+                message: "Enter a correct email address and password".into(),
+            }])
+            .render(req);
+    };
+    let (Some(access), Some(ttl)) = (token["access_token"].as_str(), token["expires_in"].as_i64())
+    else {
+        return render::message(
+            req,
+            StatusCode::BAD_GATEWAY,
+            "Sorry, there is a problem with the service",
+            "Try again later.",
+        );
+    };
+    let role = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.tokens.verify(access))
+        .map(|u| u.role);
+    let to = match (next, role) {
+        (n, _) if !n.is_empty() => n.to_string(),
+        (_, Some(Role::Admin)) => "/console".into(),
+        (_, Some(Role::Applicant)) => "/portal".into(),
+        _ => "/".into(),
+    };
+    let mut resp = see_other(&to);
+    session::start(req, &mut resp, access, ttl);
+    resp
+}
+
+pub async fn sign_out(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let mut resp = see_other("/");
+    session::end(&req, &mut resp);
+    resp
+}
+
+pub async fn dashboard(req: HttpRequest) -> HttpResponse {
+    let me = page!(api::get(&req, "/api/v1/me").await);
+    let apps = page!(api::get(&req, "/api/v1/applications?limit=50").await);
+    let vouchers = page!(api::get(&req, "/api/v1/vouchers?limit=50").await);
+    let apps: Vec<Value> = apps["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
+                "tag": tag(a["status"].as_str().unwrap_or("")), "submitted": day(&a["created_at"]),
+            })
+        })
+        .collect();
+    let vouchers: Vec<Value> = vouchers["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| {
+            json!({
+                "id": v["id"], "company_number": v["company_number"], "available": v["available"],
+                "granted": v["granted"], "expires": day(&v["expires_at"]),
+                "tag": tag(v["status"].as_str().unwrap_or("")),
+            })
+        })
+        .collect();
+    View::new("dashboard", "Your applications and vouchers")
+        .with("name", me["full_name"].clone())
+        .with("applications", Value::Array(apps))
+        .with("vouchers", Value::Array(vouchers))
+        .render(&req)
+}
+
+/// "2026-11-27T10:00:00.000000Z" → "27 November 2026".
+pub fn day(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.format("%-d %B %Y").to_string())
+        .unwrap_or_default()
+}
+
+/// The application form's fields, in order, with their labels (for the check-answers page).
+const APPLICATION_FIELDS: &[(&str, &str)] = &[
+    ("company_number", "Company registration number"),
+    ("company_name", "Company name"),
+    ("employees", "Number of employees"),
+    ("annual_turnover", "Annual turnover (£)"),
+    ("balance_sheet_total", "Balance sheet total (£)"),
+    ("region", "Region"),
+    ("sic_code", "SIC code"),
+    ("trading_since", "Trading since"),
+    ("use_case", "What you will use AI for"),
+    ("university_spin_off", "University spin-off"),
+    ("subsidy_provider", "Other public funding: provider"),
+    ("subsidy_amount", "Other public funding: amount (£)"),
+    ("subsidy_awarded_on", "Other public funding: date awarded"),
+];
+
+fn values(form: &HashMap<String, String>) -> Map<String, Value> {
+    APPLICATION_FIELDS
+        .iter()
+        .map(|(name, _)| {
+            (
+                name.to_string(),
+                Value::String(field(form, name).to_string()),
+            )
+        })
+        .collect()
+}
+
+/// The eligibility rules, explained with the programme's own thresholds.
+fn rules(req: &HttpRequest) -> Value {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Value::Null;
+    };
+    let r = &state.config.eligibility;
+    json!({
+        "max_employees": r.max_employees_exclusive,
+        "max_turnover": r.max_turnover.to_string(),
+        "max_balance_sheet": r.max_balance_sheet_total.to_string(),
+        "mfa_limit": r.mfa_limit.to_string(),
+    })
+}
+
+fn regions(selected: &str) -> Value {
+    Value::Array(
+        Region::ALL
+            .iter()
+            .map(|r| json!({"value": r.as_str(), "label": region_name(r.as_str()), "selected": r.as_str() == selected}))
+            .collect(),
+    )
+}
+
+fn apply_view(req: &HttpRequest, v: Map<String, Value>, errors: Vec<FieldError>) -> HttpResponse {
+    let region = v
+        .get("region")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let spin = v.get("university_spin_off").and_then(Value::as_str) == Some("yes");
+    View::new("apply", "Apply for an AI voucher")
+        .with("values", Value::Object(v))
+        .with("regions", regions(&region))
+        .with("spin_off", Value::Bool(spin))
+        .with("rules", rules(req))
+        .back("/portal")
+        .errors(errors)
+        .render(req)
+}
+
+pub async fn apply_form(req: HttpRequest) -> HttpResponse {
+    apply_view(&req, values(&HashMap::new()), Vec::new())
+}
+
+fn err(id: &str, message: &str) -> FieldError {
+    FieldError {
+        id: id.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks each answer as the API will, so mistakes show beside their field before the
+/// check-answers step; the API checks everything again when the application is sent.
+fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if CompanyNumber::parse(field(form, "company_number")).is_err() {
+        errors.push(err(
+            "company_number",
+            "Enter a company registration number, like 01234567 or SC123456",
+        ));
+    }
+    if field(form, "company_name").is_empty() {
+        errors.push(err("company_name", "Enter the company name"));
+    }
+    if field(form, "employees").parse::<u32>().is_err() {
+        errors.push(err(
+            "employees",
+            "Enter the number of employees as a whole number, like 12",
+        ));
+    }
+    for (name, what) in [
+        ("annual_turnover", "annual turnover"),
+        ("balance_sheet_total", "balance sheet total"),
+    ] {
+        if Money::parse(&field(form, name).replace(',', "")).is_err() {
+            errors.push(err(
+                name,
+                &format!("Enter the {what} in pounds, like 900000"),
+            ));
+        }
+    }
+    if !Region::ALL
+        .iter()
+        .any(|r| r.as_str() == field(form, "region"))
+    {
+        errors.push(err(
+            "region",
+            "Select the region where the company is based",
+        ));
+    }
+    if SicCode::parse(field(form, "sic_code")).is_err() {
+        errors.push(err("sic_code", "Enter a 5-digit SIC 2007 code, like 62012"));
+    }
+    if chrono::NaiveDate::parse_from_str(field(form, "trading_since"), "%Y-%m-%d").is_err() {
+        errors.push(err(
+            "trading_since",
+            "Enter the date trading began, like 2019-03-01",
+        ));
+    }
+    let use_case = field(form, "use_case").chars().count();
+    if !(20..=4000).contains(&use_case) {
+        errors.push(err(
+            "use_case",
+            "Describe what you will use AI for in 20 to 4000 characters",
+        ));
+    }
+    if !matches!(field(form, "university_spin_off"), "yes" | "no") {
+        errors.push(err(
+            "university_spin_off",
+            "Select yes if the company is a university spin-off",
+        ));
+    }
+    let any_subsidy = ["subsidy_provider", "subsidy_amount", "subsidy_awarded_on"]
+        .iter()
+        .any(|f| !field(form, f).is_empty());
+    if any_subsidy {
+        if field(form, "subsidy_provider").is_empty() {
+            errors.push(err(
+                "subsidy_provider",
+                "Enter who gave the other public funding",
+            ));
+        }
+        if Money::parse(&field(form, "subsidy_amount").replace(',', "")).is_err() {
+            errors.push(err(
+                "subsidy_amount",
+                "Enter the amount of other public funding in pounds",
+            ));
+        }
+        if chrono::NaiveDate::parse_from_str(field(form, "subsidy_awarded_on"), "%Y-%m-%d").is_err()
+        {
+            errors.push(err(
+                "subsidy_awarded_on",
+                "Enter the date it was awarded, like 2025-06-01",
+            ));
+        }
+    }
+    errors
+}
+
+/// Posted from the form: answers checked, then shown back for checking (or the form again,
+/// with its errors, or when the applicant asked to change an answer).
+pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let v = values(&form);
+    if form.contains_key("change") {
+        return apply_view(&req, v, Vec::new());
+    }
+    let errors = check_answers(&form);
+    if !errors.is_empty() {
+        return apply_view(&req, v, errors);
+    }
+    let rows: Vec<Value> = APPLICATION_FIELDS
+        .iter()
+        .filter(|(name, _)| !field(&form, name).is_empty())
+        .map(|(name, label)| {
+            let value = field(&form, name);
+            let shown = match *name {
+                "region" => region_name(value).to_string(),
+                "university_spin_off" => if value == "yes" { "Yes" } else { "No" }.to_string(),
+                _ => value.to_string(),
+            };
+            json!({"key": label, "value": shown, "field": name})
+        })
+        .collect();
+    View::new(
+        "apply_check",
+        "Check your answers before sending your application",
+    )
+    .with("rows", Value::Array(rows))
+    .with("values", Value::Object(v))
+    .render(&req)
+}
+
+fn application_body(form: &HashMap<String, String>) -> Value {
+    let declarations = if field(form, "subsidy_provider").is_empty() {
+        json!([])
+    } else {
+        json!([{
+            "provider": field(form, "subsidy_provider"),
+            "amount": field(form, "subsidy_amount").replace(',', ""),
+            "awarded_on": field(form, "subsidy_awarded_on"),
+        }])
+    };
+    json!({
+        "company_number": field(form, "company_number"),
+        "company_name": field(form, "company_name"),
+        "employees": field(form, "employees").parse::<u32>().unwrap_or(0),
+        "annual_turnover": field(form, "annual_turnover").replace(',', ""),
+        "balance_sheet_total": field(form, "balance_sheet_total").replace(',', ""),
+        "region": field(form, "region"),
+        "sic_code": field(form, "sic_code"),
+        "trading_since": field(form, "trading_since"),
+        "use_case": field(form, "use_case"),
+        "university_spin_off": field(form, "university_spin_off") == "yes",
+        "subsidy_declarations": declarations,
+    })
+}
+
+/// An API field path, as the form's field id.
+fn form_field(path: &str) -> String {
+    match path {
+        p if p.starts_with("subsidy_declarations") => match p.rsplit('.').next() {
+            Some("amount") => "subsidy_amount".into(),
+            Some("awarded_on") => "subsidy_awarded_on".into(),
+            _ => "subsidy_provider".into(),
+        },
+        p => p.to_string(),
+    }
+}
+
+pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = application_body(&form);
+    let answer = page!(api::call(&req, Method::POST, "/api/v1/applications", Some(&body)).await);
+    match answer {
+        Answer::Ok(app) => see_other(&format!(
+            "/portal/applications/{}?sent=1",
+            app["id"].as_str().unwrap_or("")
+        )),
+        refused => {
+            let errors = refused.field_errors(&form_field);
+            apply_view(&req, values(&form), errors)
+        }
+    }
+}
+
+pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
+    let checks: Vec<Value> = a["eligibility"]["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
+                "tag": tag(if c["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" }),
+                "reason": c["reason"],
+            })
+        })
+        .collect();
+    let sent = req.query_string().contains("sent=1");
+    let mut view = View::new(
+        "application",
+        format!(
+            "Application for {}",
+            a["company_name"].as_str().unwrap_or("your company")
+        ),
+    )
+    .with(
+        "application",
+        json!({
+            "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
+            "region": region_name(a["region"].as_str().unwrap_or("")),
+            "tag": tag(a["status"].as_str().unwrap_or("")),
+            "eligible": a["eligibility"]["eligible"],
+            "submitted": day(&a["created_at"]),
+            "decision_reason": a["decision"]["reason"],
+            "voucher_id": a["voucher_id"],
+        }),
+    )
+    .with("checks", Value::Array(checks))
+    .back("/portal");
+    if sent {
+        view = view.banner(
+            "Application sent. We will email you when it has been decided.",
+            true,
+        );
+    }
+    view.render(&req)
+}
+
+/// A chart of bars, drawn as SVG on the server: each bar labelled with its value.
+fn bar_chart(title: &str, bars: &[(String, i64)]) -> Value {
+    let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let row = 28;
+    let height = (bars.len() as i64 * row + 10).max(40);
+    let mut svg = format!(
+        r#"<svg class="voucherd-chart" role="img" aria-labelledby="{id}-title" viewBox="0 0 640 {height}" width="640" height="{height}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">{title}</title>"#,
+        id = title.to_lowercase().replace(' ', "-"),
+        title = escape(title),
+    );
+    for (i, (label, value)) in bars.iter().enumerate() {
+        let y = i as i64 * row + 5;
+        let width = 360 * value / max;
+        svg.push_str(&format!(
+            r##"<text x="0" y="{ty}">{label}</text><rect x="160" y="{y}" width="{width}" height="20" fill="#1d70b8"/><text x="{tx}" y="{ty}">£{money}</text>"##,
+            ty = y + 15,
+            label = escape(label),
+            tx = 170 + width,
+            money = voucherd_domain::money::format_micros(*value),
+        ));
+    }
+    svg.push_str("</svg>");
+    Value::String(svg)
+}
+
+fn chart(title: &str, bars: Vec<(String, i64)>) -> Value {
+    if bars.is_empty() {
+        Value::Null
+    } else {
+        bar_chart(title, &bars)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn micros(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| Money::parse(s).ok())
+        .map_or(0, Money::micros)
+}
+
+pub async fn voucher(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    voucher_view(&req, &path.into_inner(), Vec::new(), None).await
+}
+
+async fn voucher_view(
+    req: &HttpRequest,
+    id: &str,
+    errors: Vec<FieldError>,
+    banner: Option<String>,
+) -> HttpResponse {
+    let v = page!(api::get(req, &format!("/api/v1/vouchers/{id}")).await);
+    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{id}/keys")).await);
+    let usage = page!(api::get(req, &format!("/api/v1/vouchers/{id}/usage?limit=500")).await);
+    let settings = page!(api::get(req, "/api/v1/payments/settings").await);
+    let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_model: BTreeMap<String, i64> = BTreeMap::new();
+    for u in usage["data"].as_array().cloned().unwrap_or_default() {
+        let cost = micros(&u["cost"]);
+        // Keyed by ISO date, so days sort in time order; labelled for people when drawn.
+        let iso = u["created_at"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(10)
+            .collect::<String>();
+        *by_day.entry(iso).or_default() += cost;
+        *by_model
+            .entry(u["model"].as_str().unwrap_or("").to_string())
+            .or_default() += cost;
+    }
+    let keys: Vec<Value> = keys["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| {
+            let status = k["status"].as_str().unwrap_or("").to_string();
+            json!({
+                "id": k["id"], "name": k["name"], "prefix": k["prefix"], "mode": k["mode"],
+                "tag": tag(&status), "active": status == "active" && k["rotated_to"].is_null(),
+                "last_used": day(&k["last_used_at"]), "created": day(&k["created_at"]),
+            })
+        })
+        .collect();
+    let status = v["status"].as_str().unwrap_or("").to_string();
+    let mut view = View::new("voucher", format!("Voucher {id}"))
+        .with(
+            "voucher",
+            json!({
+                "id": v["id"], "granted": v["granted"], "spent": v["spent"], "held": v["held"],
+                "available": v["available"], "expires": day(&v["expires_at"]),
+                "tag": tag(&status), "awaiting_contribution": status == "awaiting_contribution",
+                "contribution": v["contribution"]["amount"],
+            }),
+        )
+        .with("keys", Value::Array(keys))
+        .with(
+            "chart_day",
+            chart(
+                "Spend per day",
+                by_day
+                    .into_iter()
+                    .map(|(d, v)| (day(&json!(format!("{d}T00:00:00Z"))), v))
+                    .collect(),
+            ),
+        )
+        .with(
+            "chart_model",
+            chart("Spend per model", by_model.into_iter().collect()),
+        )
+        .with("payments", settings.clone())
+        .back("/portal")
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let rows = page!(
+        api::get(
+            &req,
+            &format!("/api/v1/vouchers/{id}/transactions?limit=500")
+        )
+        .await
+    );
+    let mut csv = String::from("date,kind,direction,amount_gbp,code,memo,transfer_id\r\n");
+    for t in rows["data"].as_array().cloned().unwrap_or_default() {
+        let cell = |v: &Value| {
+            let s = v.as_str().unwrap_or("").replace('"', "\"\"");
+            // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe.
+            let s = if s.starts_with(['=', '+', '-', '@']) {
+                format!("'{s}")
+            } else {
+                s
+            };
+            format!("\"{s}\"")
+        };
+        csv.push_str(
+            &[
+                cell(&t["created_at"]),
+                cell(&t["kind"]),
+                cell(&t["direction"]),
+                cell(&t["amount"]),
+                cell(&t["code"]),
+                cell(&t["memo"]),
+                cell(&t["id"]),
+            ]
+            .join(","),
+        );
+        csv.push_str("\r\n");
+    }
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"voucher-{id}-statement.csv\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(csv)
+}
+
+fn key_created(req: &HttpRequest, voucher_id: &str, key: &Value) -> HttpResponse {
+    View::new("key_created", "Your new API key")
+        .with(
+            "key",
+            json!({"secret": key["key"], "name": key["name"], "prefix": key["prefix"]}),
+        )
+        .with("voucher_id", json!(voucher_id))
+        .render(req)
+}
+
+pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let mode = if field(&form, "mode") == "test" {
+        "test"
+    } else {
+        "live"
+    };
+    let body = json!({"name": field(&form, "name"), "mode": mode});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/vouchers/{id}/keys"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(key) => key_created(&req, &id, &key),
+        refused => {
+            let errors = refused.field_errors(&|p| format!("key_{p}"));
+            voucher_view(&req, &id, errors, None).await
+        }
+    }
+}
+
+pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let voucher = field(&form, "voucher_id").to_string();
+    let path = format!("/api/v1/keys/{}", path.into_inner());
+    match page!(api::call(&req, Method::DELETE, &path, None).await) {
+        Answer::Ok(_) => {
+            let done = "The key was revoked: it no longer works.";
+            voucher_view(&req, &voucher, Vec::new(), Some(done.into())).await
+        }
+        refused => {
+            let errors = refused.field_errors(&|p| p.to_string());
+            voucher_view(&req, &voucher, errors, None).await
+        }
+    }
+}
+
+pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let voucher = field(&form, "voucher_id").to_string();
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/keys/{}/rotate", path.into_inner()),
+            Some(&json!({}))
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(key) => key_created(&req, &voucher, &key),
+        refused => {
+            voucher_view(
+                &req,
+                &voucher,
+                refused.field_errors(&|p| p.to_string()),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// Sends the SME to Stripe's payment page, or back to the voucher with the error.
+async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer) -> HttpResponse {
+    match answer {
+        Answer::Ok(p) => match p["checkout_url"].as_str() {
+            Some(url) => see_other(url),
+            None => {
+                voucher_view(
+                    req,
+                    voucher,
+                    Vec::new(),
+                    Some("This payment is already being processed.".into()),
+                )
+                .await
+            }
+        },
+        refused => {
+            let errors = refused.field_errors(&|p| format!("top_up_{p}"));
+            voucher_view(req, voucher, errors, None).await
+        }
+    }
+}
+
+pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let voucher = field(&form, "voucher_id").to_string();
+    let body = json!({"amount": field(&form, "amount").replace(['£', ','], "")});
+    let answer = page!(api::call(&req, Method::POST, "/api/v1/topups", Some(&body)).await);
+    to_checkout(&req, &voucher, answer).await
+}
+
+pub async fn pay_contribution(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: Form,
+) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/vouchers/{id}/contribution"),
+            Some(&json!({}))
+        )
+        .await
+    );
+    to_checkout(&req, &id, answer).await
+}

@@ -1,0 +1,300 @@
+//! Templates (handlebars, strict: a value a template names but the page did not give is an
+//! error, not a blank) and the parts every page shares: the signed-in person, the navigation
+//! their role may use, the CSRF token, errors and banners.
+
+use crate::session::{self, Viewer};
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use handlebars::Handlebars;
+use serde_json::{json, Map, Value};
+use voucherd_domain::Role;
+
+macro_rules! templates {
+    ($( $name:literal ),* $(,)?) => {
+        const TEMPLATES: &[(&str, &str)] = &[
+            $( ($name, include_str!(concat!("../templates/", $name, ".hbs"))), )*
+        ];
+    };
+}
+
+templates!(
+    "home",
+    "sign_up",
+    "sign_in",
+    "dashboard",
+    "apply",
+    "apply_check",
+    "application",
+    "voucher",
+    "key_created",
+    "message",
+    "console_queue",
+    "console_application",
+    "console_confirm",
+    "console_programme",
+    "console_audit",
+    "console_jobs",
+);
+
+const PARTIALS: &[(&str, &str)] = &[
+    ("layout", include_str!("../templates/layout.hbs")),
+    (
+        "error_summary",
+        include_str!("../templates/partials/error_summary.hbs"),
+    ),
+    ("banner", include_str!("../templates/partials/banner.hbs")),
+    ("field", include_str!("../templates/partials/field.hbs")),
+    ("csrf", include_str!("../templates/partials/csrf.hbs")),
+    ("tag", include_str!("../templates/partials/tag.hbs")),
+];
+
+/// The compiled templates, built once at start-up (a template that does not parse stops it).
+pub struct Pages {
+    hb: Handlebars<'static>,
+}
+
+impl Pages {
+    pub fn new() -> Result<Pages, String> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_helper("field_error", Box::new(FieldErrorHelper));
+        hb.register_helper("concat", Box::new(ConcatHelper));
+        for (name, text) in PARTIALS {
+            hb.register_partial(name, *text)
+                .map_err(|e| format!("template {name}: {e}"))?;
+        }
+        for (name, text) in TEMPLATES {
+            hb.register_template_string(name, *text)
+                .map_err(|e| format!("template {name}: {e}"))?;
+        }
+        Ok(Pages { hb })
+    }
+
+    fn render_raw(&self, name: &str, data: &Value) -> Result<String, String> {
+        self.hb.render(name, data).map_err(|e| e.to_string())
+    }
+}
+
+/// One form field's error, as GOV.UK's error summary links it: to the field's id.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    pub id: String,
+    pub message: String,
+}
+
+/// A page about to be rendered.
+pub struct View {
+    template: &'static str,
+    status: StatusCode,
+    data: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl View {
+    pub fn new(template: &'static str, title: impl Into<String>) -> View {
+        let mut data = Map::new();
+        data.insert("title".into(), Value::String(title.into()));
+        data.insert("banner".into(), Value::Null);
+        data.insert("back".into(), Value::Null);
+        View {
+            template,
+            status: StatusCode::OK,
+            data,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> View {
+        self.data.insert(key.into(), value);
+        self
+    }
+
+    pub fn status(mut self, status: StatusCode) -> View {
+        self.status = status;
+        self
+    }
+
+    pub fn back(self, href: &str) -> View {
+        self.with("back", Value::String(href.into()))
+    }
+
+    pub fn banner(self, text: impl Into<String>, success: bool) -> View {
+        self.with("banner", json!({"text": text.into(), "success": success}))
+    }
+
+    pub fn errors(mut self, errors: Vec<FieldError>) -> View {
+        if !errors.is_empty() && self.status == StatusCode::OK {
+            self.status = StatusCode::UNPROCESSABLE_ENTITY;
+        }
+        self.errors = errors;
+        self
+    }
+
+    /// Renders the page for the request's viewer; a page that fails to render is a 500 that
+    /// shows nothing of why (the log has it).
+    pub fn render(self, req: &HttpRequest) -> HttpResponse {
+        let Some(pages) = req.app_data::<actix_web::web::Data<Pages>>() else {
+            return HttpResponse::InternalServerError().finish();
+        };
+        let viewer = req.extensions().get::<Viewer>().and_then(|v| v.0.clone());
+        let (csrf, set_cookie) = session::csrf_token(req);
+        let mut data = self.data;
+        let path = req.path().to_string();
+        data.insert("csrf".into(), Value::String(csrf));
+        data.insert(
+            "user".into(),
+            match &viewer {
+                Some(u) => {
+                    json!({"id": u.id, "role": u.role.as_str(), "role_name": role_name(u.role)})
+                }
+                None => Value::Null,
+            },
+        );
+        data.insert(
+            "home".into(),
+            Value::String(match viewer.as_ref().map(|u| u.role) {
+                Some(Role::Admin) => "/console".into(),
+                Some(Role::Applicant) => "/portal".into(),
+                _ => "/".into(),
+            }),
+        );
+        data.insert("nav".into(), nav(viewer.as_ref().map(|u| u.role), &path));
+        data.insert(
+            "errors".into(),
+            if self.errors.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(
+                    self.errors
+                        .iter()
+                        .map(|e| json!({"href": format!("#{}", e.id), "message": e.message}))
+                        .collect(),
+                )
+            },
+        );
+        data.insert("error_count".into(), Value::from(self.errors.len() as u64));
+        // Each field's own message, for its inline error.
+        let mut field_errors = Map::new();
+        for e in &self.errors {
+            field_errors
+                .entry(e.id.clone())
+                .or_insert(Value::String(e.message.clone()));
+        }
+        data.insert("field_errors".into(), Value::Object(field_errors));
+        match pages.render_raw(self.template, &Value::Object(data)) {
+            Ok(body) => {
+                let mut resp = HttpResponse::build(self.status);
+                resp.content_type("text/html; charset=utf-8")
+                    .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+                if let Some(c) = set_cookie {
+                    resp.cookie(c);
+                }
+                resp.body(body)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, template = self.template, "rendering a page");
+                HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("Sorry, there is a problem with the service.")
+            }
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Applicant => "an applicant",
+        Role::Admin => "an administrator",
+        Role::Assessor => "an assessor",
+        Role::Adviser => "an adviser",
+    }
+}
+
+/// The navigation a role may use: only pages it may open.
+fn nav(role: Option<Role>, path: &str) -> Value {
+    let items: &[(&str, &str)] = match role {
+        None => &[("Sign in", "/sign-in"), ("Create an account", "/sign-up")],
+        Some(Role::Admin) => &[
+            ("Applications", "/console"),
+            ("Programme fund", "/console/programme"),
+            ("Audit log", "/console/audit"),
+            ("Jobs", "/console/jobs"),
+        ],
+        Some(Role::Applicant) => &[
+            ("Your applications and vouchers", "/portal"),
+            ("Apply", "/portal/apply"),
+        ],
+        Some(_) => &[],
+    };
+    Value::Array(
+        items
+            .iter()
+            .map(|(label, href)| json!({"label": label, "href": href, "current": *href == path}))
+            .collect(),
+    )
+}
+
+/// A page with a heading and a paragraph, such as "Page not found".
+pub fn message(req: &HttpRequest, status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    View::new("message", title)
+        .with("text", Value::String(text.into()))
+        .status(status)
+        .render(req)
+}
+
+/// A signed-in person whose role may not open the page.
+pub fn forbidden(req: &HttpRequest) -> HttpResponse {
+    message(
+        req,
+        StatusCode::FORBIDDEN,
+        "You cannot open this page",
+        "Your account does not give you access to this page.",
+    )
+}
+
+/// `(field_error "name")`: the named field's error message, or null: never missing, so
+/// strict mode holds for fields without errors.
+struct FieldErrorHelper;
+
+impl handlebars::HelperDef for FieldErrorHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc handlebars::Context,
+        _: &mut handlebars::RenderContext<'reg, 'rc>,
+    ) -> Result<handlebars::ScopedJson<'rc>, handlebars::RenderError> {
+        let name = h.param(0).and_then(|p| p.value().as_str()).unwrap_or("");
+        let message = ctx
+            .data()
+            .get("field_errors")
+            .and_then(|m| m.get(name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(handlebars::ScopedJson::Derived(message))
+    }
+}
+
+/// `(concat a b …)`: the parameters as one string.
+struct ConcatHelper;
+
+impl handlebars::HelperDef for ConcatHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc handlebars::Context,
+        _: &mut handlebars::RenderContext<'reg, 'rc>,
+    ) -> Result<handlebars::ScopedJson<'rc>, handlebars::RenderError> {
+        let joined: String = h
+            .params()
+            .iter()
+            .map(|p| match p.value() {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+            .collect();
+        Ok(handlebars::ScopedJson::Derived(Value::String(joined)))
+    }
+}

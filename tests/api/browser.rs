@@ -1,0 +1,56 @@
+//! The pages in a real browser: Debian's Chromium, driven by tests/browser/walk.py
+//! (Playwright), with axe-core checking every page of the walk for WCAG 2.2 A and AA. The
+//! screenshots are left in `target/browser-screenshots/` for people to look at.
+
+use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::upstream::Reply;
+use std::process::Command;
+
+#[tokio::test]
+async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_balance() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let axe = format!("{root}/tests/browser/node_modules/axe-core/axe.min.js");
+    let missing = [
+        (
+            "/usr/bin/chromium",
+            "apt-get install chromium chromium-driver",
+        ),
+        (axe.as_str(), "npm ci --prefix tests/browser"),
+    ]
+    .into_iter()
+    .find(|(path, _)| !std::path::Path::new(path).exists());
+    assert!(
+        missing.is_none(),
+        "the browser walk needs {missing:?} (.ci/run installs it)"
+    );
+    let app = spawn_app_with(voucherd_store::Backend::Sqlite, |c| {
+        // The walk reaches the service over plain HTTP on loopback.
+        c.cookie_secure = false;
+    })
+    .await;
+    app.upstream.set_reply(Reply {
+        prompt_tokens: 40,
+        cached_tokens: 0,
+        completion_tokens: 30,
+        ..Reply::default()
+    });
+    app.user_with_role("walk-admin@example.com", "admin").await;
+    let shots = format!("{root}/target/browser-screenshots");
+    let base = app.address.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(format!("{root}/tests/browser/walk.py"))
+            .args([&base, "walk-admin@example.com", PASSWORD, &shots])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser walk failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("0 accessibility violations"), "{stdout}");
+}

@@ -1,0 +1,333 @@
+//! The pages over HTTP: who may open what, forged forms, security headers, and a form's errors
+//! and answers reaching the API exactly. (The browser walk, in `browser.rs`, covers the rest.)
+
+use crate::helpers::{body, valid_application, TestApp, PASSWORD};
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::Response;
+
+/// A browser's cookies for one person, kept by hand.
+#[derive(Default)]
+struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn keep(&mut self, headers: &HeaderMap) {
+        for c in headers.get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == "voucherd_csrf")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    async fn get(&mut self, app: &TestApp, path: &str) -> Response {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(resp.headers());
+        resp
+    }
+
+    async fn post(&mut self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> Response {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header(COOKIE, self.header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(resp.headers());
+        resp
+    }
+
+    async fn sign_in(app: &TestApp, email: &str) -> Browser {
+        let mut b = Browser::default();
+        b.get(app, "/sign-in").await;
+        let csrf = b.csrf();
+        let resp = b
+            .post(
+                app,
+                "/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("next", ""),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 303);
+        b
+    }
+}
+
+fn location(resp: &Response) -> String {
+    resp.headers()[LOCATION].to_str().unwrap().to_string()
+}
+
+async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestApp) {
+    let mut stranger = Browser::default();
+    let resp = stranger.get(&app, "/portal").await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(location(&resp), "/sign-in?next=%2Fportal");
+    // Security headers on every page.
+    let resp = stranger.get(&app, "/sign-in").await;
+    let h = resp.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+
+    app.applicant("pages@example.com").await;
+    app.user_with_role("pages-admin@example.com", "admin").await;
+    // A wrong password is the form's error, not a redirect.
+    let mut wrong = Browser::default();
+    wrong.get(&app, "/sign-in").await;
+    let csrf = wrong.csrf();
+    let resp = wrong
+        .post(
+            &app,
+            "/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("email", "pages@example.com"),
+                ("password", "not the password"),
+                ("next", ""),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Enter a correct email address and password"));
+    // A wrong password is the form's error, not a redirect.
+    let mut wrong = Browser::default();
+    wrong.get(&app, "/sign-in").await;
+    let csrf = wrong.csrf();
+    let resp = wrong
+        .post(
+            &app,
+            "/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("email", "pages@example.com"),
+                ("password", "not the password"),
+                ("next", ""),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Enter a correct email address and password"));
+    let resp = {
+        let mut b = Browser::default();
+        b.get(&app, "/sign-in").await;
+        let csrf = b.csrf();
+        b.post(
+            &app,
+            "/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("email", "pages@example.com"),
+                ("password", PASSWORD),
+                ("next", ""),
+            ],
+        )
+        .await
+    };
+    let cookie = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("voucherd_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+
+    // Each page takes its API route's access: an applicant may not open the console, an
+    // administrator may not apply.
+    let mut applicant = Browser::sign_in(&app, "pages@example.com").await;
+    let resp = applicant.get(&app, "/console").await;
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("You cannot open this page"));
+    let mut admin = Browser::sign_in(&app, "pages-admin@example.com").await;
+    assert_eq!(
+        admin.get(&app, "/portal/apply").await.status().as_u16(),
+        403
+    );
+    assert_eq!(admin.get(&app, "/console").await.status().as_u16(), 200);
+
+    // A form without its CSRF token, or with another's, changes nothing.
+    let answers: Vec<(String, String)> = [
+        ("company_number", "01234567"),
+        ("company_name", "Widget Analytics Ltd"),
+        ("employees", "12"),
+        ("annual_turnover", "900,000"),
+        ("balance_sheet_total", "300000"),
+        ("region", "north_east"),
+        ("sic_code", "62012"),
+        ("trading_since", "2019-03-01"),
+        (
+            "use_case",
+            "Classify incoming customer emails and draft replies for review.",
+        ),
+        ("university_spin_off", "no"),
+        ("subsidy_provider", "Innovate UK"),
+        ("subsidy_amount", "25000.00"),
+        ("subsidy_awarded_on", "2025-06-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let with = |csrf: &str| {
+        let mut f: Vec<(&str, &str)> = answers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f.push(("csrf", csrf));
+        f.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let admin_token = app.token("pages-admin@example.com").await;
+    for csrf in ["", &"0".repeat(64)] {
+        let form = with(csrf);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let resp = applicant.post(&app, "/portal/apply/submit", &form).await;
+        assert_eq!(resp.status().as_u16(), 400);
+    }
+    assert_eq!(app.applications_count(&admin_token).await, 0);
+
+    // A wrong answer is shown beside its field, linked from the error summary; nothing is sent.
+    let csrf = applicant.csrf();
+    let mut bad = with(&csrf);
+    bad[0].1 = "12-34".into();
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let resp = applicant.post(&app, "/portal/apply", &bad).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("govuk-error-summary"), "{html}");
+    assert!(html.contains(r##"href="#company_number""##));
+    assert!(html.contains(r#"id="company_number-error""#));
+    assert!(html.contains("<title>Error: "));
+    assert_eq!(app.applications_count(&admin_token).await, 0);
+
+    // The right answers: checked, then sent, reaching the API exactly.
+    let good = with(&csrf);
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let check = applicant.post(&app, "/portal/apply", &good).await;
+    assert_eq!(check.status().as_u16(), 200);
+    assert!(check
+        .text()
+        .await
+        .unwrap()
+        .contains("Check your answers before sending your application"));
+    let sent = applicant.post(&app, "/portal/apply/submit", &good).await;
+    assert_eq!(sent.status().as_u16(), 303);
+    assert!(location(&sent).starts_with("/portal/applications/"));
+    let token = app.token("pages@example.com").await;
+    let apps = body(app.get("/api/v1/applications", &token).await).await;
+    let a = &apps["data"][0];
+    let expected = valid_application();
+    for field in [
+        "company_number",
+        "company_name",
+        "employees",
+        "region",
+        "sic_code",
+        "trading_since",
+        "use_case",
+    ] {
+        assert_eq!(a[field], expected[field], "{field}");
+    }
+    assert_eq!(a["annual_turnover"], "900000.00");
+    assert_eq!(a["subsidy_declarations"][0]["amount"], "25000.00");
+    let page = applicant.get(&app, &location(&sent)).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Application sent"));
+    assert!(html.contains("Eligibility checks"));
+
+    // Signing out needs the form's token too.
+    assert_eq!(
+        applicant
+            .post(&app, "/sign-out", &[])
+            .await
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(applicant.get(&app, "/portal").await.status().as_u16(), 200);
+    let csrf = applicant.csrf();
+    let out = applicant.post(&app, "/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status().as_u16(), 303);
+    assert_eq!(applicant.get(&app, "/portal").await.status().as_u16(), 303);
+}
+
+async fn assets_are_served_from_the_binary(app: TestApp) {
+    for (path, kind) in [
+        ("/assets/govuk-frontend.min.css", "text/css"),
+        ("/assets/govuk-frontend.min.js", "text/javascript"),
+        ("/assets/fonts/bold-b542beb274-v2.woff2", "font/woff2"),
+        ("/assets/init.js", "text/javascript"),
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    }
+    let missing = app
+        .client
+        .get(app.url("/assets/nothing.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+on_both_backends!(
+    pages_admit_only_whom_the_api_admits_and_refuse_forged_forms,
+    assets_are_served_from_the_binary,
+);

@@ -1,0 +1,206 @@
+"""The browser walk: a real Chromium through the portal and the console.
+
+An applicant signs up, applies (seeing the form's errors first, then checking the answers),
+and sees the rule results; an administrator funds the programme and approves; the applicant
+creates a key, sees it once, makes a metered call with it and sees the balance drop. Every
+page on the way is checked with axe-core for WCAG 2.2 A and AA (zero violations allowed) and
+photographed into the screenshot folder.
+
+Run by tests/api/browser.rs against a server it started:
+    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL ADMIN_PASSWORD SCREENSHOT_DIR
+"""
+
+import json
+import pathlib
+import re
+import sys
+import urllib.request
+
+from playwright.sync_api import sync_playwright, expect
+
+HERE = pathlib.Path(__file__).resolve().parent
+AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+
+
+class Walk:
+    def __init__(self, page, base, shots):
+        self.page = page
+        self.base = base
+        self.shots = shots
+        self.step = 0
+        self.checked = []
+
+    def check(self, name):
+        """Screenshot and axe-core on the page as it is now."""
+        self.step += 1
+        self.page.screenshot(path=str(self.shots / f"{self.step:02d}-{name}.png"), full_page=True)
+        # Evaluated through the DevTools protocol: the pages' CSP (rightly) refuses a script
+        # tag that is not the service's own, and stays in force for everything else.
+        self.page.evaluate(AXE.read_text())
+        result = self.page.evaluate(
+            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
+        )
+        violations = result["violations"]
+        if violations:
+            for v in violations:
+                nodes = "; ".join(n["target"][0] if n["target"] else "?" for n in v["nodes"][:5])
+                print(f"axe: {name}: {v['id']} ({v['impact']}): {v['help']} at {nodes}")
+            raise AssertionError(f"{len(violations)} accessibility violations on {name}")
+        self.checked.append(name)
+
+    def go(self, path):
+        self.page.goto(self.base + path)
+
+    def sign_in(self, email, password):
+        self.go("/sign-in")
+        self.page.get_by_label("Email address").fill(email)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+
+    def sign_out(self):
+        self.page.get_by_role("button", name="Sign out").click()
+        expect(self.page.get_by_role("heading", level=1)).to_contain_text("AI voucher")
+
+
+def metered_call(base, key):
+    body = json.dumps({
+        "model": "test-model",
+        "messages": [{"role": "user", "content": "Summarise our returns policy."}],
+        "max_completion_tokens": 50,
+    }).encode()
+    req = urllib.request.Request(
+        base + "/v1/chat/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200, resp.status
+        return json.load(resp)
+
+
+def money(text):
+    return float(re.sub(r"[^0-9.]", "", text))
+
+
+def main():
+    base, admin_email, admin_password, shots = sys.argv[1:5]
+    shots = pathlib.Path(shots)
+    shots.mkdir(parents=True, exist_ok=True)
+    email, password = "owner@widget-analytics.example", "a long and memorable passphrase"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors = []
+        # Script errors and CSP refusals fail the walk; a form answered 422 with its errors
+        # (as GOV.UK forms are) is logged by Chromium as a failed resource and is expected.
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on(
+            "console",
+            lambda m: errors.append(m.text)
+            if m.type == "error" and "status of 422" not in m.text
+            else None,
+        )
+        w = Walk(page, base, shots)
+
+        # The start page, and an account.
+        w.go("/")
+        w.check("start")
+        page.get_by_role("button", name="Start now").click()
+        w.check("sign-up")
+        page.get_by_label("Full name").fill("Ada Owner")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Create a password").fill(password)
+        page.get_by_role("button", name="Create account").click()
+        expect(page).to_have_url(re.compile(r"/portal$"))
+        w.check("dashboard-empty")
+
+        # The application: errors first, then the answers, then checking them.
+        page.get_by_role("button", name="Apply for a voucher").click()
+        w.check("apply")
+        page.get_by_role("button", name="Continue").click()
+        expect(page.locator(".govuk-error-summary")).to_be_visible()
+        expect(page.locator("#company_number-error")).to_be_visible()
+        w.check("apply-errors")
+        page.get_by_label("Company registration number").fill("01234567")
+        page.get_by_label("Company name").fill("Widget Analytics Ltd")
+        page.get_by_label("Number of employees").fill("12")
+        page.get_by_label("Annual turnover, in pounds").fill("900000")
+        page.get_by_label("Balance sheet total, in pounds").fill("300000")
+        page.get_by_label("Region").select_option("north_east")
+        page.get_by_label("SIC code").fill("62012")
+        page.get_by_label("Date the company started trading").fill("2019-03-01")
+        page.get_by_label("No", exact=True).check()
+        page.get_by_label("Describe the work the voucher will pay for").fill(
+            "Classify incoming customer emails and draft replies for review."
+        )
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Check your answers before sending your application"
+        )
+        expect(page.locator(".govuk-summary-list")).to_contain_text("Widget Analytics Ltd")
+        w.check("check-answers")
+        page.get_by_role("button", name="Accept and send").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("Application sent")
+        expect(page.locator("table")).to_contain_text("passed")
+        w.check("application-rule-results")
+        w.sign_out()
+
+        # The administrator funds the programme and approves, confirming first.
+        w.sign_in(admin_email, admin_password)
+        expect(page).to_have_url(re.compile(r"/console$"))
+        w.check("console-queue")
+        page.get_by_role("link", name="Programme fund").click()
+        page.get_by_label("Amount, in pounds").fill("100000")
+        page.get_by_label("Reference").fill("Grant letter GL-2026-01")
+        page.get_by_role("button", name="Deposit").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("deposit was recorded")
+        w.check("console-programme")
+        page.get_by_role("link", name="Applications").click()
+        page.get_by_role("link", name=re.compile("Widget Analytics Ltd")).click()
+        w.check("console-application")
+        page.get_by_label("Approve", exact=True).check()
+        page.get_by_label("Voucher amount, in pounds (if approving)").fill("100")
+        page.get_by_label("Reason, which the applicant will see").fill("Meets every rule.")
+        page.get_by_role("button", name="Continue").click()
+        w.check("console-confirm")
+        page.get_by_role("button", name="Confirm and approve").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("decision was recorded")
+        w.check("console-decided")
+        page.get_by_role("link", name="Audit log").click()
+        expect(page.locator("table")).to_contain_text("application.approve")
+        w.check("console-audit")
+        page.get_by_role("link", name="Jobs").click()
+        w.check("console-jobs")
+        w.sign_out()
+
+        # The applicant's voucher: a key, shown once; a metered call; the balance drops.
+        w.sign_in(email, password)
+        page.locator("a[href^='/portal/vouchers/']").first.click()
+        expect(page.locator("#voucher-available")).to_have_text("£100.00")
+        w.check("voucher")
+        page.get_by_label("Name of a new key").fill("invoice assistant")
+        page.get_by_role("button", name="Create key").click()
+        key = page.locator("#new-key").inner_text().strip()
+        assert key.startswith("vk_live_"), key
+        expect(page.get_by_role("button", name="Copy key")).to_be_visible()
+        w.check("key-shown-once")
+        answer = metered_call(base, key)
+        assert answer["usage"]["completion_tokens"] > 0, answer
+        page.get_by_role("link", name="Back to the voucher").click()
+        expect(page.locator("body")).not_to_contain_text(key)
+        available = money(page.locator("#voucher-available").inner_text())
+        spent = money(page.locator("#voucher-spent").inner_text())
+        assert 0 < spent and available < 100 and abs(available + spent - 100) < 1e-6, (available, spent)
+        expect(page.locator("svg.voucherd-chart").first).to_be_visible()
+        w.check("voucher-after-call")
+        w.sign_out()
+
+        assert not errors, f"console errors: {errors}"
+        browser.close()
+    print(f"walk passed: {len(w.checked)} pages, 0 accessibility violations: {', '.join(w.checked)}")
+
+
+if __name__ == "__main__":
+    main()
