@@ -170,6 +170,28 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, F
     }
 }
 
+/// A text (not JSON) answer of the API, such as a report's HTML; `None` when refused.
+pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, Failure> {
+    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
+        return Err(Failure(HttpResponse::InternalServerError().finish()));
+    };
+    let mut r = client().get(format!("{}{path}", cfg.api_base));
+    if let Some(t) = session::token(req) {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.map_err(|e| {
+        tracing::error!(error = %e, %path, "the pages could not reach the API");
+        Failure(unavailable(req))
+    })?;
+    match resp.status().as_u16() {
+        200 => Ok(resp.text().await.ok()),
+        401 => Err(Failure(session::to_sign_in(req))),
+        403 => Err(Failure(render::forbidden(req))),
+        500.. => Err(Failure(unavailable(req))),
+        _ => Ok(None),
+    }
+}
+
 /// Calls the API and insists on success: any refusal becomes a problem page.
 pub async fn get(req: &HttpRequest, path: &str) -> Result<Value, Failure> {
     match call(req, reqwest::Method::GET, path, None).await? {

@@ -326,3 +326,246 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         .with("reconciliations", Value::Array(recs))
         .render(&req)
 }
+
+pub async fn vouchers(req: HttpRequest) -> HttpResponse {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let company = q.get("company").map_or("", |c| c.trim()).to_string();
+    vouchers_view(&req, &company, Vec::new(), None).await
+}
+
+async fn vouchers_view(
+    req: &HttpRequest,
+    company: &str,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let filter = if company.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "&{}",
+            serde_urlencoded::to_string([("company_number", company)]).unwrap_or_default()
+        )
+    };
+    let answer = page!(
+        api::call(
+            req,
+            Method::GET,
+            &format!("/api/v1/vouchers?limit=200{filter}"),
+            None
+        )
+        .await
+    );
+    let (list, mut errors) = match answer {
+        Answer::Ok(v) => (v["data"].as_array().cloned().unwrap_or_default(), errors),
+        refused => (Vec::new(), refused.field_errors(&|_| "company".to_string())),
+    };
+    errors.dedup_by(|a, b| a.id == b.id);
+    let rows: Vec<Value> = list
+        .into_iter()
+        .map(|v| {
+            let status = v["status"].as_str().unwrap_or("").to_string();
+            json!({
+                "id": v["id"], "company_number": v["company_number"], "granted": v["granted"],
+                "available": v["available"], "expires": day(&v["expires_at"]),
+                "tag": tag(&status), "suspended": status == "suspended",
+                "suspension_reason": v["suspension"]["reason"],
+            })
+        })
+        .collect();
+    let mut view = View::new("console_vouchers", "Vouchers")
+        .with("vouchers", Value::Array(rows))
+        .with("company", json!(company))
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+/// Suspends or reinstates a voucher, with the reason the form gives.
+pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let suspend = field(&form, "action") == "suspend";
+    let company = field(&form, "company").to_string();
+    let route = if suspend {
+        "suspension"
+    } else {
+        "reinstatement"
+    };
+    let body = json!({"reason": field(&form, "reason")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/vouchers/{id}/{route}"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => {
+            let done = if suspend {
+                "The voucher is suspended: its keys are refused until it is reinstated."
+            } else {
+                "The voucher is reinstated: its keys work again."
+            };
+            vouchers_view(&req, &company, Vec::new(), Some(done)).await
+        }
+        refused => {
+            let errors = refused.field_errors(&|_| format!("reason-{id}"));
+            vouchers_view(&req, &company, errors, None).await
+        }
+    }
+}
+
+pub async fn prices(req: HttpRequest) -> HttpResponse {
+    prices_view(
+        &req,
+        json!({"model": "", "input": "", "cached": "", "output": ""}),
+        Vec::new(),
+        None,
+    )
+    .await
+}
+
+async fn prices_view(
+    req: &HttpRequest,
+    values: Value,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let prices = page!(api::get(req, "/api/v1/prices").await);
+    let rows: Vec<Value> = prices["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "model": p["model"], "input": p["input_per_million"],
+                "cached": p["cached_input_per_million"], "output": p["output_per_million"],
+                "from": day(&p["effective_from"]), "version": p["version"],
+            })
+        })
+        .collect();
+    let mut view = View::new("console_prices", "Prices")
+        .with("prices", Value::Array(rows))
+        .with("values", values)
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+/// A new price version: now, or from a later date; earlier versions and what they priced stay.
+pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let values = json!({
+        "model": field(&form, "model"), "input": field(&form, "input"),
+        "cached": field(&form, "cached"), "output": field(&form, "output"),
+    });
+    let model = field(&form, "model");
+    if model.is_empty()
+        || !model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    {
+        let e = FieldError {
+            id: "model".into(),
+            message: "Enter the model's name, like gpt-4o-mini".into(),
+        };
+        return prices_view(&req, values, vec![e], None).await;
+    }
+    let body = json!({
+        "input_per_million": field(&form, "input"),
+        "cached_input_per_million": field(&form, "cached"),
+        "output_per_million": field(&form, "output"),
+    });
+    let answer = page!(
+        api::call(
+            &req,
+            Method::PUT,
+            &format!("/api/v1/prices/{model}"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => {
+            prices_view(
+                &req,
+                json!({"model": "", "input": "", "cached": "", "output": ""}),
+                Vec::new(),
+                Some("The new price applies to requests from now on; past usage keeps its price."),
+            )
+            .await
+        }
+        refused => {
+            let errors = refused.field_errors(&|p| match p {
+                "input_per_million" => "input".into(),
+                "cached_input_per_million" => "cached".into(),
+                "output_per_million" => "output".into(),
+                other => other.to_string(),
+            });
+            prices_view(&req, values, errors, None).await
+        }
+    }
+}
+
+pub async fn reports(req: HttpRequest) -> HttpResponse {
+    let list = page!(api::get(&req, "/api/v1/reports").await);
+    let rows: Vec<Value> = list["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r["id"], "kind": r["kind"].as_str().unwrap_or("").replace('_', "-"),
+                "from": r["period"]["from"], "to": r["period"]["to"],
+                "generated": day(&r["generated_at"]), "by": r["generated_by"],
+            })
+        })
+        .collect();
+    View::new("console_reports", "Reports")
+        .with("reports", Value::Array(rows))
+        .render(&req)
+}
+
+/// The printable report, as the worker rendered it (its own styles; no script at all).
+pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let html = match page!(api::call_text(&req, &format!("/api/v1/reports/{id}/html")).await) {
+        Some(h) => h,
+        None => return HttpResponse::NotFound().finish(),
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ))
+        .body(html)
+}
+
+/// The report's data, as JSON, to download.
+pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let content = page!(api::get(&req, &format!("/api/v1/reports/{id}")).await);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"report-{id}.json\""),
+        ))
+        .body(serde_json::to_string_pretty(&content).unwrap_or_default())
+}

@@ -96,6 +96,13 @@ pages! {
     post "/console/programme/deposits" => console::deposit, on("post", "/api/v1/programme/deposits");
     get "/console/audit" => console::audit, on("get", "/api/v1/audit");
     get "/console/jobs" => console::jobs, on("get", "/api/v1/jobs/runs");
+    get "/console/vouchers" => console::vouchers, on("post", "/api/v1/vouchers/{id}/suspension");
+    post "/console/vouchers/{id}/suspension" => console::suspension, on("post", "/api/v1/vouchers/{id}/suspension");
+    get "/console/prices" => console::prices, on("put", "/api/v1/prices/{model}");
+    post "/console/prices" => console::set_price, on("put", "/api/v1/prices/{model}");
+    get "/console/reports" => console::reports, on("get", "/api/v1/reports");
+    get "/console/reports/{id}" => console::report, on("get", "/api/v1/reports/{id}/html");
+    get "/console/reports/{id}/json" => console::report_json, on("get", "/api/v1/reports/{id}");
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -146,8 +153,14 @@ pub async fn guard(
 }
 
 fn secure(h: &mut header::HeaderMap) {
+    // A page with a policy of its own (a report's printable view) keeps it.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -34,6 +34,9 @@ templates!(
     "console_programme",
     "console_audit",
     "console_jobs",
+    "console_vouchers",
+    "console_prices",
+    "console_reports",
 );
 
 const PARTIALS: &[(&str, &str)] = &[
@@ -217,6 +220,9 @@ fn nav(role: Option<Role>, path: &str) -> Value {
         Some(Role::Admin) => &[
             ("Applications", "/console"),
             ("Programme fund", "/console/programme"),
+            ("Vouchers", "/console/vouchers"),
+            ("Prices", "/console/prices"),
+            ("Reports", "/console/reports"),
             ("Audit log", "/console/audit"),
             ("Jobs", "/console/jobs"),
         ],

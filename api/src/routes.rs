@@ -85,6 +85,8 @@ routes! {
     get "/api/v1/outbox" => jobs::outbox, ADMIN;
     get "/api/v1/vouchers" => vouchers::list, APPLICANT_OR_ADMIN;
     get "/api/v1/vouchers/{id}" => vouchers::get, APPLICANT_OR_ADMIN;
+    post "/api/v1/vouchers/{id}/suspension" => vouchers::suspend, ADMIN;
+    post "/api/v1/vouchers/{id}/reinstatement" => vouchers::reinstate, ADMIN;
     get "/api/v1/vouchers/{id}/transactions" => vouchers::transactions, APPLICANT_OR_ADMIN;
     get "/api/v1/vouchers/{id}/usage" => vouchers::usage, APPLICANT_OR_ADMIN;
     post "/api/v1/vouchers/{id}/keys" => vouchers::create_key, APPLICANT;

@@ -87,6 +87,8 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
 pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
     if v.status == "expired" || v.expires_at <= Utc::now().naive_utc() {
         "expired"
+    } else if v.suspended_at.is_some() {
+        "suspended"
     } else if v.awaiting_contribution() {
         "awaiting_contribution"
     } else if totals.available() <= 0 && totals.debits_pending == 0 {
@@ -111,6 +113,10 @@ pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64) -> Value {
         "held": format_micros(t.debits_pending),
         "available": format_micros(t.available()),
         "expires_at": time(v.expires_at),
+        "suspension": v.suspended_at.map(|at| serde_json::json!({
+            "at": time(at),
+            "reason": v.suspension_reason,
+        })),
         "contribution": (v.contribution_micros > 0).then(|| serde_json::json!({
             "amount": format_micros(v.contribution_micros),
             "paid_at": opt_time(v.contribution_paid_at),

@@ -260,6 +260,8 @@ impl Store {
                         budget_line_id: line.map(|l| l.id),
                         contribution_micros: contribution.micros(),
                         contribution_paid_at: None,
+                        suspended_at: None,
+                        suspension_reason: None,
                     };
                     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
                     crate::consulting::grant_minutes(c, &v.id, consulting)?;

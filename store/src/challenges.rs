@@ -804,6 +804,8 @@ fn award_voucher(
         budget_line_id: None,
         contribution_micros: 0,
         contribution_paid_at: None,
+        suspended_at: None,
+        suspension_reason: None,
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     Ok(v)

@@ -82,6 +82,8 @@ diesel::table! {
         budget_line_id -> Nullable<Text>,
         contribution_micros -> BigInt,
         contribution_paid_at -> Nullable<Timestamp>,
+        suspended_at -> Nullable<Timestamp>,
+        suspension_reason -> Nullable<Text>,
     }
 }
 

@@ -24,6 +24,9 @@ pub struct VoucherRow {
     pub contribution_micros: i64,
     /// When the share was paid; a co-funded voucher spends only once it is.
     pub contribution_paid_at: Option<NaiveDateTime>,
+    /// Set while an administrator has suspended the voucher: its keys spend nothing.
+    pub suspended_at: Option<NaiveDateTime>,
+    pub suspension_reason: Option<String>,
 }
 
 impl VoucherRow {
@@ -59,12 +62,26 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
+        self.find_vouchers(owner_id, None, limit, offset).await
+    }
+
+    /// Vouchers, newest first: an owner's, a company's, or all.
+    pub async fn find_vouchers(
+        &self,
+        owner_id: Option<String>,
+        company_number: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
         self.read(move |c| {
             let mut q = vouchers::table
                 .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
                 .into_boxed();
             if let Some(o) = owner_id {
                 q = q.filter(vouchers::owner_id.eq(o));
+            }
+            if let Some(n) = company_number {
+                q = q.filter(vouchers::company_number.eq(n));
             }
             Ok(q.order((vouchers::created_at.desc(), vouchers::id.desc()))
                 .limit(limit)
@@ -97,5 +114,80 @@ impl Store {
     ) -> StoreResult<Vec<TransferRow>> {
         self.read(move |c| ledger::account_transfers(c, &account_id, limit, offset))
             .await
+    }
+
+    /// Suspends a voucher (`Some(reason)`) or reinstates it (`None` suspension, with the
+    /// reason for reinstating): its keys stop or start again. Audited; a voucher already in
+    /// the asked state is refused, so the log never shows a change that did not happen.
+    pub async fn set_suspension(
+        &self,
+        id: String,
+        suspend: bool,
+        reason: String,
+        actor_id: String,
+    ) -> StoreResult<VoucherRow> {
+        self.write(move |c| {
+            let at = crate::db::now();
+            let changed = if suspend {
+                diesel::update(
+                    vouchers::table
+                        .filter(vouchers::id.eq(&id))
+                        .filter(vouchers::suspended_at.is_null()),
+                )
+                .set((
+                    vouchers::suspended_at.eq(Some(at)),
+                    vouchers::suspension_reason.eq(Some(&reason)),
+                ))
+                .execute(c)?
+            } else {
+                diesel::update(
+                    vouchers::table
+                        .filter(vouchers::id.eq(&id))
+                        .filter(vouchers::suspended_at.is_not_null()),
+                )
+                .set((
+                    vouchers::suspended_at.eq(None::<NaiveDateTime>),
+                    vouchers::suspension_reason.eq(None::<String>),
+                ))
+                .execute(c)?
+            };
+            let v: VoucherRow = vouchers::table
+                .find(&id)
+                .select(VoucherRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("voucher"))?;
+            if changed != 1 {
+                return Err(StoreError::Payment(
+                    if suspend {
+                        "already_suspended"
+                    } else {
+                        "not_suspended"
+                    },
+                    if suspend {
+                        "the voucher is already suspended".into()
+                    } else {
+                        "the voucher is not suspended".into()
+                    },
+                ));
+            }
+            crate::audit::record(
+                c,
+                crate::audit::AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: if suspend {
+                        "voucher.suspend"
+                    } else {
+                        "voucher.reinstate"
+                    },
+                    subject_type: "voucher",
+                    subject_id: &id,
+                    reason: Some(&reason),
+                    details: serde_json::json!({}),
+                },
+            )?;
+            Ok(v)
+        })
+        .await
     }
 }

@@ -33,5 +33,6 @@ mod spine;
 mod streaming;
 mod stripe;
 mod surfaces;
+mod suspension;
 mod upstream;
 mod worker;

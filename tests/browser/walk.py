@@ -173,6 +173,16 @@ def main():
         w.check("console-audit")
         page.get_by_role("link", name="Jobs").click()
         w.check("console-jobs")
+        page.get_by_role("link", name="Vouchers").click()
+        page.get_by_label("Search by company registration number").fill("01234567")
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator("table")).to_contain_text("01234567")
+        w.check("console-vouchers")
+        page.get_by_role("link", name="Prices").click()
+        expect(page.locator("table")).to_contain_text("test-model")
+        w.check("console-prices")
+        page.get_by_role("link", name="Reports").click()
+        w.check("console-reports")
         w.sign_out()
 
         # The applicant's voucher: a key, shown once; a metered call; the balance drops.

@@ -27,16 +27,32 @@ pub(crate) async fn visible(
     Ok((v, a))
 }
 
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherQuery {
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
+    /// Only this company's vouchers (normalised as Companies House writes it).
+    pub company_number: Option<voucherd_domain::CompanyNumber>,
+}
+
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let page: Page = query(&req)?;
+    let q: VoucherQuery = query(&req)?;
     let owner = (!user.is_admin()).then_some(user.id);
     let rows = state
         .store
-        .vouchers(owner, page.limit(), page.offset())
+        .find_vouchers(
+            owner,
+            q.company_number.map(|n| n.as_str().to_string()),
+            q.limit.unwrap_or(100),
+            q.offset.unwrap_or(0),
+        )
         .await?;
     let mut data = Vec::with_capacity(rows.len());
     for (v, a) in &rows {
@@ -285,4 +301,54 @@ pub async fn revoke_key(
     // Here at once; other instances within their key cache's time to live.
     state.key_cache.forget(&k.id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SuspensionRequest {
+    #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
+    pub reason: String,
+}
+
+/// Suspends a voucher: its keys are refused (on every instance within the key cache's second)
+/// until it is reinstated. Audited with the reason.
+pub async fn suspend(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<SuspensionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    set_suspension(state, user, path.into_inner(), body, true).await
+}
+
+/// Reinstates a suspended voucher, with the reason.
+pub async fn reinstate(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<SuspensionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    set_suspension(state, user, path.into_inner(), body, false).await
+}
+
+async fn set_suspension(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: String,
+    body: SuspensionRequest,
+    suspend: bool,
+) -> Result<HttpResponse, ApiError> {
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "must not be blank"));
+    }
+    state
+        .store
+        .set_suspension(id.clone(), suspend, reason, user.id)
+        .await?;
+    // At once on this instance; other instances' caches expire within their second.
+    state.key_cache.forget_voucher(&id);
+    let (v, a) = state.store.voucher(id).await?;
+    let unposted = state.store.unposted_usage(a.id.clone()).await?;
+    Ok(HttpResponse::Ok().json(views::voucher(&v, &a, unposted)))
 }

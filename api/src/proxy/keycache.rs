@@ -48,6 +48,11 @@ impl KeyCache {
         entries.insert(key_hash, (Instant::now(), key));
     }
 
+    /// Forgets every key of a voucher at once (it was suspended or reinstated here).
+    pub fn forget_voucher(&self, voucher_id: &str) {
+        self.entries.lock().retain(|_, (_, k)| k.1.id != voucher_id);
+    }
+
     /// Forgets a key at once (it was revoked or rotated here).
     pub fn forget(&self, key_id: &str) {
         self.entries.lock().retain(|_, (_, k)| k.0.id != key_id);

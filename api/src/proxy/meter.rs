@@ -55,6 +55,11 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     if key.expires_at.is_some_and(|e| e <= now) {
         return Err(ProxyError::InvalidKey("This API key has expired."));
     }
+    if voucher.suspended_at.is_some() {
+        return Err(ProxyError::InsufficientQuota(
+            "You exceeded your current quota: the programme has suspended this voucher.".into(),
+        ));
+    }
     // An expired voucher's live keys go on only while purchased credit (which outlives the
     // voucher) can pay; otherwise they are refused here, before any database work.
     let live = voucher.status == "active" && voucher.expires_at > now;
