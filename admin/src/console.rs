@@ -252,12 +252,8 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         "amount": field(&form, "amount").replace(['£', ','], ""),
         "reference": field(&form, "reference"),
     });
-    // The form's CSRF token is unique to the browser: a double click deposits once.
-    let key = format!(
-        "console-{}",
-        &field(&form, "csrf").chars().take(16).collect::<String>()
-    );
-    let key = format!("{key}-{}", field(&form, "nonce"));
+    // One nonce per page shown: a double click deposits once.
+    let key = format!("console-deposit-{}", nonce(&form));
     let answer = page!(
         api::call_with(
             &req,
@@ -568,4 +564,53 @@ pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpRespo
             format!("attachment; filename=\"report-{id}.json\""),
         ))
         .body(serde_json::to_string_pretty(&content).unwrap_or_default())
+}
+
+/// Moves money between budget lines (or a line and the fund), with its reason.
+pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = json!({
+        "from": field(&form, "from"), "to": field(&form, "to"),
+        "amount": field(&form, "amount").replace(['£', ','], ""),
+        "reason": field(&form, "reason"),
+    });
+    let key = format!("console-move-{}", nonce(&form));
+    let answer = page!(
+        api::call_with(
+            &req,
+            Method::POST,
+            "/api/v1/budget-lines/moves",
+            Some(&body),
+            &[("Idempotency-Key", &key)]
+        )
+        .await
+    );
+    let empty = json!({"amount": "", "reference": ""});
+    match answer {
+        Answer::Ok(_) => {
+            programme_view(&req, empty, Vec::new(), Some("The money was moved.")).await
+        }
+        refused => {
+            let errors = refused.field_errors(&|p| match p {
+                "amount" => "move_amount".into(),
+                "reason" => "move_reason".into(),
+                other => other.to_string(),
+            });
+            programme_view(&req, empty, errors, None).await
+        }
+    }
+}
+
+/// The form's nonce (one per page shown, so a double click acts once); a form without one
+/// gets its own, acting once per submission.
+fn nonce(form: &HashMap<String, String>) -> String {
+    let n = field(form, "nonce");
+    if n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return n.to_string();
+    }
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    hex::encode(b)
 }

@@ -80,13 +80,8 @@ pub async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     match viewer.0.map(|u| u.role) {
         Some(Role::Admin) => see_other("/console"),
         Some(Role::Applicant) => see_other("/portal"),
-        Some(_) => render::message(
-            &req,
-            StatusCode::OK,
-            "Your pages are not here yet",
-            "Assessors and advisers work through the REST API for now (/api/v1/assessments, \
-             /api/v1/consulting): see openapi.yaml.",
-        ),
+        Some(Role::Adviser) => see_other("/advise"),
+        Some(Role::Assessor) => see_other("/assess"),
         None => View::new("home", "Get an AI voucher for your business").render(&req),
     }
 }
@@ -181,7 +176,9 @@ async fn sign_in_as(
         (n, _) if !n.is_empty() => n.to_string(),
         (_, Some(Role::Admin)) => "/console".into(),
         (_, Some(Role::Applicant)) => "/portal".into(),
-        _ => "/".into(),
+        (_, Some(Role::Adviser)) => "/advise".into(),
+        (_, Some(Role::Assessor)) => "/assess".into(),
+        (_, None) => "/".into(),
     };
     let mut resp = see_other(&to);
     session::start(req, &mut resp, access, ttl);
@@ -609,6 +606,8 @@ async fn voucher_view(
     let settings = page!(api::get(req, "/api/v1/payments/settings").await);
     let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_model: BTreeMap<String, i64> = BTreeMap::new();
+    // (key, model) → (requests, tokens in, tokens out, cost)
+    let mut by_key: BTreeMap<(String, String), (i64, i64, i64, i64)> = BTreeMap::new();
     for u in usage["data"].as_array().cloned().unwrap_or_default() {
         let cost = micros(&u["cost"]);
         // Keyed by ISO date, so days sort in time order; labelled for people when drawn.
@@ -622,6 +621,16 @@ async fn voucher_view(
         *by_model
             .entry(u["model"].as_str().unwrap_or("").to_string())
             .or_default() += cost;
+        let row = by_key
+            .entry((
+                u["key_id"].as_str().unwrap_or("").to_string(),
+                u["model"].as_str().unwrap_or("").to_string(),
+            ))
+            .or_default();
+        row.0 += 1;
+        row.1 += u["prompt_tokens"].as_i64().unwrap_or(0);
+        row.2 += u["completion_tokens"].as_i64().unwrap_or(0);
+        row.3 += cost;
     }
     let keys: Vec<Value> = keys["data"]
         .as_array()
@@ -637,8 +646,28 @@ async fn voucher_view(
             })
         })
         .collect();
+    let names: HashMap<String, String> = keys
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap_or("").to_string(),
+                k["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let usage_rows: Vec<Value> = by_key
+        .into_iter()
+        .map(|((key, model), (n, input, output, cost))| {
+            json!({
+                "key": names.get(&key).cloned().unwrap_or(key), "model": model, "requests": n,
+                "input": input, "output": output,
+                "cost": voucherd_domain::money::format_micros(cost),
+            })
+        })
+        .collect();
     let status = v["status"].as_str().unwrap_or("").to_string();
     let mut view = View::new("voucher", format!("Voucher {id}"))
+        .with("usage", Value::Array(usage_rows))
         .with(
             "voucher",
             json!({

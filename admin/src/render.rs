@@ -37,6 +37,17 @@ templates!(
     "console_vouchers",
     "console_prices",
     "console_reports",
+    "cs_consulting",
+    "cs_incentives",
+    "cs_advise",
+    "cs_console_incentives",
+    "cs_console_preview",
+    "ch_sme_list",
+    "ch_sme_challenge",
+    "ch_console_list",
+    "ch_console_challenge",
+    "ch_console_new",
+    "ch_assess",
 );
 
 const PARTIALS: &[(&str, &str)] = &[
@@ -158,7 +169,9 @@ impl View {
             Value::String(match viewer.as_ref().map(|u| u.role) {
                 Some(Role::Admin) => "/console".into(),
                 Some(Role::Applicant) => "/portal".into(),
-                _ => "/".into(),
+                Some(Role::Adviser) => "/advise".into(),
+                Some(Role::Assessor) => "/assess".into(),
+                None => "/".into(),
             }),
         );
         data.insert("nav".into(), nav(viewer.as_ref().map(|u| u.role), &path));
@@ -221,7 +234,9 @@ fn nav(role: Option<Role>, path: &str) -> Value {
             ("Applications", "/console"),
             ("Programme fund", "/console/programme"),
             ("Vouchers", "/console/vouchers"),
+            ("Challenges", "/console/challenges"),
             ("Prices", "/console/prices"),
+            ("Incentives", "/console/incentives"),
             ("Reports", "/console/reports"),
             ("Audit log", "/console/audit"),
             ("Jobs", "/console/jobs"),
@@ -229,8 +244,10 @@ fn nav(role: Option<Role>, path: &str) -> Value {
         Some(Role::Applicant) => &[
             ("Your applications and vouchers", "/portal"),
             ("Apply", "/portal/apply"),
+            ("Challenges", "/portal/challenges"),
         ],
-        Some(_) => &[],
+        Some(Role::Adviser) => &[("Consulting sessions", "/advise")],
+        Some(Role::Assessor) => &[("Your assessments", "/assess")],
     };
     Value::Array(
         items

@@ -35,12 +35,23 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
         ..Reply::default()
     });
     app.user_with_role("walk-admin@example.com", "admin").await;
+    app.user_with_role("walk-adviser@example.com", "adviser")
+        .await;
+    app.user_with_role("walk-assessor@example.com", "assessor")
+        .await;
     let shots = format!("{root}/target/browser-screenshots");
     let base = app.address.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(format!("{root}/tests/browser/walk.py"))
-            .args([&base, "walk-admin@example.com", PASSWORD, &shots])
+            .args([
+                &base,
+                "walk-admin@example.com",
+                PASSWORD,
+                &shots,
+                "walk-adviser@example.com",
+                "walk-assessor@example.com",
+            ])
             .output()
     })
     .await

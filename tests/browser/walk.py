@@ -7,7 +7,7 @@ page on the way is checked with axe-core for WCAG 2.2 A and AA (zero violations 
 photographed into the screenshot folder.
 
 Run by tests/api/browser.rs against a server it started:
-    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL ADMIN_PASSWORD SCREENSHOT_DIR
+    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL PASSWORD SCREENSHOT_DIR ADVISER_EMAIL ASSESSOR_EMAIL
 """
 
 import json
@@ -85,6 +85,8 @@ def money(text):
 
 def main():
     base, admin_email, admin_password, shots = sys.argv[1:5]
+    # Staff who sign in with the administrator's password: an adviser and an assessor.
+    adviser_email, assessor_email = sys.argv[5:7]
     shots = pathlib.Path(shots)
     shots.mkdir(parents=True, exist_ok=True)
     email, password = "owner@widget-analytics.example", "a long and memorable passphrase"
@@ -183,6 +185,12 @@ def main():
         w.check("console-prices")
         page.get_by_role("link", name="Reports").click()
         w.check("console-reports")
+        page.get_by_role("link", name="Incentives").click()
+        w.check("console-incentives")
+        page.get_by_role("link", name="Challenges").click()
+        w.check("console-challenges")
+        w.go("/console/challenges/new")
+        w.check("console-challenge-new")
         w.sign_out()
 
         # The applicant's voucher: a key, shown once; a metered call; the balance drops.
@@ -205,6 +213,24 @@ def main():
         assert 0 < spent and available < 100 and abs(available + spent - 100) < 1e-6, (available, spent)
         expect(page.locator("svg.voucherd-chart").first).to_be_visible()
         w.check("voucher-after-call")
+        page.get_by_role("link", name="Incentives on your voucher").click()
+        w.check("voucher-incentives")
+        page.go_back()
+        page.get_by_role("link", name="Technical consulting").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("consulting")
+        w.check("voucher-consulting")
+        page.get_by_role("link", name="Challenges").click()
+        w.check("challenges")
+        w.sign_out()
+
+        # The adviser's and the assessor's own pages.
+        w.sign_in(adviser_email, admin_password)
+        expect(page).to_have_url(re.compile(r"/advise$"))
+        w.check("adviser")
+        w.sign_out()
+        w.sign_in(assessor_email, admin_password)
+        expect(page).to_have_url(re.compile(r"/assess$"))
+        w.check("assessor")
         w.sign_out()
 
         assert not errors, f"console errors: {errors}"

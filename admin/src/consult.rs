@@ -1,0 +1,1037 @@
+//! Technical consulting and tailored incentives: the SME's consulting time, bookings and
+//! incentives (`/portal`), the adviser's slots and session outcomes (`/advise`), and the
+//! administrators' incentive rules and an application's incentive preview (`/console`).
+//! Every page is a client of the REST API, as the others are.
+
+use crate::api::{self, Answer, Failure};
+use crate::portal::{csrf_refused, day, page, region_name, tag, Form};
+use crate::render::{FieldError, View};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use voucherd_api::state::AppState;
+use voucherd_domain::budget::{SicSection, SizeBand};
+use voucherd_domain::incentive::{Condition, Effect, Trigger};
+use voucherd_domain::{Money, Region};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", |v| v.trim())
+}
+
+fn ticked(form: &HashMap<String, String>, name: &str) -> bool {
+    !field(form, name).is_empty()
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .finish()
+}
+
+fn err(id: &str, message: &str) -> FieldError {
+    FieldError {
+        id: id.into(),
+        message: message.into(),
+    }
+}
+
+/// Errors that name no field (a refusal of the whole request) linked to `id` instead.
+fn at(mut errors: Vec<FieldError>, id: &str) -> Vec<FieldError> {
+    for e in &mut errors {
+        if e.id.is_empty() {
+            e.id = id.to_string();
+        }
+    }
+    errors
+}
+
+/// The API's refusal as a form's errors: each field error at its form field, introduced by
+/// the field's label; a refusal of the whole request linked to `whole`.
+fn form_errors(
+    answer: &Answer,
+    whole: &str,
+    field_of: &dyn Fn(&str) -> (String, &'static str),
+) -> Vec<FieldError> {
+    match answer {
+        Answer::Refused { fields, .. } if !fields.is_empty() => fields
+            .iter()
+            .map(|(path, message)| {
+                let (id, label) = field_of(path);
+                FieldError {
+                    id,
+                    message: format!("{label} {message}"),
+                }
+            })
+            .collect(),
+        other => at(other.field_errors(&|_| whole.to_string()), whole),
+    }
+}
+
+fn query(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+/// A list answer's rows.
+fn data(v: &Value) -> Vec<Value> {
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A text the reader may see, or null when there is none.
+fn non_empty(v: &Value) -> Value {
+    match v.as_str().map(str::trim) {
+        Some(s) if !s.is_empty() => Value::String(s.to_string()),
+        _ => Value::Null,
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// "a", "a or b", "a, b or c".
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// "2027-01-10T14:30:00.000000Z" → "Sunday 10 January 2027 at 14:30 UTC".
+fn when(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.format("%A %-d %B %Y at %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// Minutes in words: "1 hour 30 minutes".
+fn duration(minutes: i64) -> String {
+    let unit = |n: i64, one: &str| match n {
+        0 => String::new(),
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    };
+    let parts: Vec<String> = [unit(minutes / 60, "hour"), unit(minutes % 60, "minute")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        "0 minutes".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The programme's clock (the API's own, so pages and API agree on what has started).
+fn now(req: &HttpRequest) -> NaiveDateTime {
+    req.app_data::<web::Data<AppState>>()
+        .map_or_else(|| chrono::Utc::now().naive_utc(), |s| s.clock.now())
+}
+
+fn starts(b: &Value) -> &str {
+    b["slot"]["starts_at"].as_str().unwrap_or("")
+}
+
+fn status_tag(status: &str) -> Value {
+    let (text, colour) = match status {
+        "booked" => ("booked", "blue"),
+        "free" => ("free", "green"),
+        "attended" => ("attended", "green"),
+        "no_show" => ("did not attend", "orange"),
+        "cancelled" => ("cancelled", "grey"),
+        other => (other, "grey"),
+    };
+    json!({"text": text, "colour": colour})
+}
+
+/// A booking as the pages show it (the adviser's notes only where the API gave them).
+fn booking_row(b: &Value) -> Value {
+    let status = b["status"].as_str().unwrap_or("");
+    json!({
+        "id": b["id"], "voucher_id": b["voucher_id"],
+        "when": when(&b["slot"]["starts_at"]),
+        "length": duration(b["minutes"].as_i64().unwrap_or(0)),
+        "tag": status_tag(status), "booked": status == "booked",
+        "next_steps": non_empty(&b["next_steps"]), "notes": non_empty(&b["notes"]),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Describing incentive rules in words
+
+fn describe_trigger(t: &Value) -> String {
+    match t["kind"].as_str().unwrap_or("") {
+        "requests_settled" => format!(
+            "the voucher's first {} requests have been paid for",
+            text(&t["count"])
+        ),
+        "consulting_session_completed" => "a technical consulting session has taken place".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn describe_effect(e: &Value) -> String {
+    let v = |k: &str| text(&e[k]);
+    match e["kind"].as_str().unwrap_or("") {
+        "uplift_percent" => format!("{}% of the standard voucher on top", v("percent")),
+        "fixed_bonus" => format!("£{} on top", v("amount")),
+        "co_funding_cap" => format!("A co-funding share of at most {}%", v("percent")),
+        "milestone_bonus" => format!(
+            "£{} more once {}",
+            v("amount"),
+            describe_trigger(&e["trigger"])
+        ),
+        "consulting_hours" => format!("{} more hours of technical consulting", v("hours")),
+        other => other.replace('_', " "),
+    }
+}
+
+fn describe_condition(c: &Value) -> String {
+    let mut parts = Vec::new();
+    let regions: Vec<String> = strings(&c["regions"])
+        .iter()
+        .map(|r| region_name(r).to_string())
+        .collect();
+    if !regions.is_empty() {
+        parts.push(format!("based in {}", or_list(&regions)));
+    }
+    let sections = strings(&c["sic_sections"]);
+    if !sections.is_empty() {
+        parts.push(format!("in SIC section {}", or_list(&sections)));
+    }
+    let bands = strings(&c["size_bands"]);
+    if !bands.is_empty() {
+        parts.push(format!("{} businesses", or_list(&bands)));
+    }
+    if let Some(years) = c["founded_within_years"].as_u64() {
+        parts.push(format!("trading for at most {years} years"));
+    }
+    if c["university_spin_off"] == true {
+        parts.push("university spin-offs".into());
+    }
+    if c["first_time_applicant"] == true {
+        parts.push("first-time applicants".into());
+    }
+    if parts.is_empty() {
+        "Every organisation".into()
+    } else {
+        capitalise(&parts.join("; "))
+    }
+}
+
+/// One reason a rule matched (or did not), with region codes as their names.
+fn humanise_why(s: &str) -> String {
+    let (not, rest) = s.strip_prefix("not ").map_or(("", s), |r| ("not ", r));
+    let rest = match rest.strip_prefix("in ") {
+        Some(code) if region_name(code) != "Unknown region" => format!("in {}", region_name(code)),
+        _ => rest.to_string(),
+    };
+    capitalise(&format!("{not}{rest}"))
+}
+
+fn whys(v: &Value) -> Value {
+    Value::Array(
+        strings(v)
+            .iter()
+            .map(|w| Value::String(humanise_why(w)))
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SME: consulting
+
+pub async fn consulting(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let banner = match query(&req).get("done").map(String::as_str) {
+        Some("booked") => Some("Your session is booked. We have emailed you its details."),
+        Some("cancelled") => {
+            Some("Your booking was cancelled and its time returned to your voucher.")
+        }
+        _ => None,
+    };
+    consulting_view(&req, &path.into_inner(), Vec::new(), banner).await
+}
+
+async fn consulting_view(
+    req: &HttpRequest,
+    voucher: &str,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let hours = page!(api::get(req, &format!("/api/v1/vouchers/{voucher}/consulting")).await);
+    let bookings = page!(api::get(req, "/api/v1/consulting/bookings").await);
+    let slots = page!(api::get(req, "/api/v1/consulting/slots").await);
+    let mut mine: Vec<Value> = data(&bookings)
+        .into_iter()
+        .filter(|b| b["voucher_id"] == voucher)
+        .collect();
+    mine.sort_by(|a, b| starts(a).cmp(starts(b)));
+    let (upcoming, mut past): (Vec<Value>, Vec<Value>) = mine
+        .iter()
+        .map(booking_row)
+        .partition(|b| b["booked"] == true);
+    past.reverse();
+    let slots: Vec<Value> = data(&slots)
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s["id"], "when": when(&s["starts_at"]),
+                "length": duration(s["minutes"].as_i64().unwrap_or(0)),
+            })
+        })
+        .collect();
+    let minutes = |k: &str| duration(hours[k].as_i64().unwrap_or(0));
+    let mut view = View::new("cs_consulting", "Technical consulting")
+        .with("voucher_id", json!(voucher))
+        .with(
+            "hours",
+            json!({
+                "granted": minutes("granted"), "used": minutes("used"),
+                "held": minutes("held"), "remaining": minutes("remaining"),
+            }),
+        )
+        .with(
+            "can_book",
+            json!(hours["remaining"].as_i64().unwrap_or(0) > 0),
+        )
+        .with("upcoming", Value::Array(upcoming))
+        .with("past", Value::Array(past))
+        .with("slots", Value::Array(slots))
+        .back(&format!("/portal/vouchers/{voucher}"))
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+pub async fn book(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let voucher = field(&form, "voucher_id").to_string();
+    let body = json!({"slot_id": field(&form, "slot_id"), "voucher_id": voucher});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            "/api/v1/consulting/bookings",
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => see_other(&format!(
+            "/portal/vouchers/{voucher}/consulting?done=booked"
+        )),
+        refused => {
+            let errors = at(refused.field_errors(&|_| "slots".to_string()), "slots");
+            consulting_view(&req, &voucher, errors, None).await
+        }
+    }
+}
+
+pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let voucher = field(&form, "voucher_id").to_string();
+    let to = format!("/api/v1/consulting/bookings/{}", path.into_inner());
+    match page!(api::call(&req, Method::DELETE, &to, None).await) {
+        Answer::Ok(_) if voucher.is_empty() => see_other("/portal"),
+        Answer::Ok(_) => see_other(&format!(
+            "/portal/vouchers/{voucher}/consulting?done=cancelled"
+        )),
+        refused => {
+            let errors = at(
+                refused.field_errors(&|_| "bookings".to_string()),
+                "bookings",
+            );
+            consulting_view(&req, &voucher, errors, None).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SME: incentives applied to the voucher
+
+pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let rows = page!(api::get(&req, &format!("/api/v1/vouchers/{id}/incentives")).await);
+    let rows: Vec<Value> = data(&rows)
+        .iter()
+        .map(|r| {
+            let amount = text(&r["amount"]);
+            let amount = if r["milestone"] == true {
+                match day(&r["granted_at"]) {
+                    d if d.is_empty() => format!("£{amount} once the milestone is reached"),
+                    d => format!("£{amount}, added on {d}"),
+                }
+            } else if Money::parse(&amount).map_or(true, Money::is_zero) {
+                "No extra credit".to_string()
+            } else {
+                format!("£{amount}")
+            };
+            json!({
+                "name": r["name"], "version": r["version"], "why": whys(&r["why"]),
+                "effect": describe_effect(&r["effect"]), "amount": amount,
+            })
+        })
+        .collect();
+    View::new("cs_incentives", "Incentives on your voucher")
+        .with("voucher_id", json!(id))
+        .with("incentives", Value::Array(rows))
+        .back(&format!("/portal/vouchers/{id}"))
+        .render(&req)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adviser: slots and outcomes
+
+fn empty_slot() -> Value {
+    json!({"date": "", "start": "", "minutes": ""})
+}
+
+fn empty_draft() -> Value {
+    json!({"outcome": "", "notes": "", "next_steps": ""})
+}
+
+pub async fn advise(req: HttpRequest) -> HttpResponse {
+    let banner = match query(&req).get("done").map(String::as_str) {
+        Some("slot") => Some("Your session was published: SMEs can book it now."),
+        Some("recorded") => Some("The outcome was recorded and the SME has been told."),
+        _ => None,
+    };
+    advise_view(&req, empty_slot(), Vec::new(), None, banner).await
+}
+
+async fn advise_view(
+    req: &HttpRequest,
+    slot: Value,
+    errors: Vec<FieldError>,
+    draft: Option<(&str, Value)>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let slots = page!(api::get(req, "/api/v1/consulting/slots").await);
+    let bookings = page!(api::get(req, "/api/v1/consulting/bookings").await);
+    let now = now(req);
+    let mut all = data(&bookings);
+    all.sort_by(|a, b| starts(a).cmp(starts(b)));
+    let (mut to_record, mut recorded) = (Vec::new(), Vec::new());
+    for b in &all {
+        let mut row = booking_row(b);
+        if row["booked"] != true {
+            recorded.push(row);
+            continue;
+        }
+        let started =
+            chrono::DateTime::parse_from_rfc3339(starts(b)).is_ok_and(|t| t.naive_utc() <= now);
+        row["started"] = json!(started);
+        row["draft"] = match &draft {
+            Some((id, d)) if b["id"].as_str() == Some(*id) => d.clone(),
+            _ => empty_draft(),
+        };
+        to_record.push(row);
+    }
+    recorded.reverse();
+    let slots: Vec<Value> = data(&slots)
+        .iter()
+        .map(|s| {
+            json!({
+                "when": when(&s["starts_at"]),
+                "length": duration(s["minutes"].as_i64().unwrap_or(0)),
+                "tag": status_tag(if s["booked"] == true { "booked" } else { "free" }),
+            })
+        })
+        .collect();
+    let mut view = View::new("cs_advise", "Your consulting sessions")
+        .with("to_record", Value::Array(to_record))
+        .with("recorded", Value::Array(recorded))
+        .with("slots", Value::Array(slots))
+        .with("values", slot)
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let values = json!({
+        "date": field(&form, "date"), "start": field(&form, "start"),
+        "minutes": field(&form, "minutes"),
+    });
+    let date = NaiveDate::parse_from_str(field(&form, "date"), "%Y-%m-%d").ok();
+    let start = NaiveTime::parse_from_str(field(&form, "start"), "%H:%M").ok();
+    let length = field(&form, "minutes")
+        .parse::<i64>()
+        .ok()
+        .and_then(TimeDelta::try_minutes);
+    let mut errors = Vec::new();
+    if date.is_none() {
+        errors.push(err(
+            "slot_date",
+            "Enter the date of the session, like 2027-01-10",
+        ));
+    }
+    if start.is_none() {
+        errors.push(err(
+            "slot_start",
+            "Enter the start time on the 24-hour clock, like 14:30",
+        ));
+    }
+    if length.is_none() {
+        errors.push(err(
+            "slot_minutes",
+            "Enter the length in whole minutes, like 60",
+        ));
+    }
+    let (Some(date), Some(start), Some(length)) = (date, start, length) else {
+        return advise_view(&req, values, errors, None, None).await;
+    };
+    let starts_at = NaiveDateTime::new(date, start);
+    let Some(ends_at) = starts_at.checked_add_signed(length) else {
+        let errors = vec![err(
+            "slot_minutes",
+            "Enter the length in whole minutes, like 60",
+        )];
+        return advise_view(&req, values, errors, None, None).await;
+    };
+    let utc = |t: NaiveDateTime| t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let body = json!({"starts_at": utc(starts_at), "ends_at": utc(ends_at)});
+    let answer =
+        page!(api::call(&req, Method::POST, "/api/v1/consulting/slots", Some(&body)).await);
+    match answer {
+        Answer::Ok(_) => see_other("/advise?done=slot"),
+        refused => {
+            let field_of = |p: &str| match p {
+                "ends_at" => ("slot_minutes".to_string(), "The end of the session"),
+                "starts_at" => ("slot_start".to_string(), "The session"),
+                _ => ("slot_date".to_string(), "The session"),
+            };
+            let errors = form_errors(&refused, "slot_date", &field_of);
+            advise_view(&req, values, errors, None, None).await
+        }
+    }
+}
+
+pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let outcome = field(&form, "outcome");
+    let draft = json!({
+        "outcome": outcome, "notes": field(&form, "notes"),
+        "next_steps": field(&form, "next_steps"),
+    });
+    if !matches!(outcome, "attended" | "no_show") {
+        let errors = vec![err(
+            &format!("outcome-{id}"),
+            "Select whether the SME came to the session",
+        )];
+        return advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await;
+    }
+    let answer = page!(
+        api::call(
+            &req,
+            Method::PUT,
+            &format!("/api/v1/consulting/bookings/{id}/outcome"),
+            Some(&draft)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => see_other("/advise?done=recorded"),
+        refused => {
+            // A refusal of the whole request (already recorded, not yet started) is linked
+            // to the list, as the booking's form may no longer be shown.
+            let field_of = |p: &str| {
+                let label = match p {
+                    "notes" => "Private notes",
+                    "next_steps" => "Next steps and recommendations",
+                    _ => "Whether the SME came",
+                };
+                (format!("{p}-{id}"), label)
+            };
+            let errors = form_errors(&refused, "to-record", &field_of);
+            advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The administrators: incentive rules
+
+const SIZE_BANDS: [(&str, &str, SizeBand); 3] = [
+    ("micro", "Micro: fewer than 10 employees", SizeBand::Micro),
+    ("small", "Small: 10 to 49 employees", SizeBand::Small),
+    ("medium", "Medium: 50 to 249 employees", SizeBand::Medium),
+];
+
+/// The rule form's text fields, as posted and shown back.
+const RULE_TEXT_FIELDS: [&str; 12] = [
+    "name",
+    "sic_sections",
+    "founded_within_years",
+    "kind",
+    "uplift_percent",
+    "bonus_amount",
+    "requests_amount",
+    "requests_count",
+    "session_amount",
+    "cap_percent",
+    "hours",
+    "budget_line_id",
+];
+
+/// The rule form's answers, to show back.
+fn rule_values(form: &HashMap<String, String>) -> Value {
+    let regions: Vec<&str> = Region::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| ticked(form, &format!("region_{r}")))
+        .collect();
+    let bands: Vec<&str> = SIZE_BANDS
+        .iter()
+        .map(|(code, _, _)| *code)
+        .filter(|c| ticked(form, &format!("size_{c}")))
+        .collect();
+    let mut v = json!({
+        "regions": regions, "size_bands": bands,
+        "university_spin_off": ticked(form, "university_spin_off"),
+        "first_time_applicant": ticked(form, "first_time_applicant"),
+        "active": field(form, "active") != "no",
+    });
+    for name in RULE_TEXT_FIELDS {
+        v[name] = json!(field(form, name));
+    }
+    v
+}
+
+/// A stored rule (or nothing: `Value::Null`) as the form's answers.
+fn values_of_rule(r: &Value) -> Value {
+    let (c, e) = (&r["condition"], &r["effect"]);
+    let kind = match (
+        e["kind"].as_str().unwrap_or(""),
+        e["trigger"]["kind"].as_str(),
+    ) {
+        ("milestone_bonus", Some("consulting_session_completed")) => "milestone_session",
+        ("milestone_bonus", _) => "milestone_requests",
+        (k, _) => k,
+    };
+    let only = |k: &str, v: &Value| if kind == k { text(v) } else { String::new() };
+    json!({
+        "name": text(&r["name"]),
+        "regions": strings(&c["regions"]), "size_bands": strings(&c["size_bands"]),
+        "sic_sections": strings(&c["sic_sections"]).join(", "),
+        "founded_within_years": text(&c["founded_within_years"]),
+        "university_spin_off": c["university_spin_off"] == true,
+        "first_time_applicant": c["first_time_applicant"] == true,
+        "kind": kind,
+        "uplift_percent": only("uplift_percent", &e["percent"]),
+        "bonus_amount": only("fixed_bonus", &e["amount"]),
+        "requests_amount": only("milestone_requests", &e["amount"]),
+        "requests_count": only("milestone_requests", &e["trigger"]["count"]),
+        "session_amount": only("milestone_session", &e["amount"]),
+        "cap_percent": only("co_funding_cap", &e["percent"]),
+        "hours": only("consulting_hours", &e["hours"]),
+        "budget_line_id": text(&r["budget_line_id"]),
+        "active": r["active"] != false,
+    })
+}
+
+fn whole(form: &HashMap<String, String>, name: &str, m: &str, errors: &mut Vec<FieldError>) -> u32 {
+    field(form, name)
+        .trim_end_matches('%')
+        .trim()
+        .parse::<u32>()
+        .unwrap_or_else(|_| {
+            errors.push(err(name, m));
+            0
+        })
+}
+
+fn pounds(form: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> Money {
+    Money::parse(&field(form, name).replace(['£', ','], "")).unwrap_or_else(|_| {
+        errors.push(err(name, "Enter the amount in pounds, like 500"));
+        Money::ZERO
+    })
+}
+
+/// The API's request for the rule form: the answers as a condition and an effect, or what
+/// must be corrected before the API can read them.
+fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if field(form, "name").is_empty() {
+        errors.push(err("name", "Enter the rule's name"));
+    }
+    let mut sic_sections = BTreeSet::new();
+    for part in field(form, "sic_sections")
+        .split([',', ' '])
+        .filter(|p| !p.is_empty())
+    {
+        match SicSection::parse(part) {
+            Ok(s) => {
+                sic_sections.insert(s);
+            }
+            Err(_) => {
+                errors.push(err(
+                    "sic_sections",
+                    "Enter SIC sections as letters from A to U, separated by commas, like J, M",
+                ));
+                break;
+            }
+        }
+    }
+    let founded_within_years = match field(form, "founded_within_years") {
+        "" => None,
+        _ => Some(whole(
+            form,
+            "founded_within_years",
+            "Enter the number of years as a whole number, like 3",
+            &mut errors,
+        )),
+    };
+    let condition = Condition {
+        regions: Region::ALL
+            .iter()
+            .copied()
+            .filter(|r| ticked(form, &format!("region_{}", r.as_str())))
+            .collect(),
+        sic_sections,
+        size_bands: SIZE_BANDS
+            .iter()
+            .filter(|(code, _, _)| ticked(form, &format!("size_{code}")))
+            .map(|(_, _, band)| *band)
+            .collect(),
+        founded_within_years,
+        university_spin_off: ticked(form, "university_spin_off"),
+        first_time_applicant: ticked(form, "first_time_applicant"),
+    };
+    let percent = "Enter the percentage as a whole number, like 20";
+    let effect = match field(form, "kind") {
+        "uplift_percent" => Some(Effect::UpliftPercent {
+            percent: whole(form, "uplift_percent", percent, &mut errors),
+        }),
+        "fixed_bonus" => Some(Effect::FixedBonus {
+            amount: pounds(form, "bonus_amount", &mut errors),
+        }),
+        "milestone_requests" => Some(Effect::MilestoneBonus {
+            amount: pounds(form, "requests_amount", &mut errors),
+            trigger: Trigger::RequestsSettled {
+                count: whole(
+                    form,
+                    "requests_count",
+                    "Enter the number of requests as a whole number, like 1000",
+                    &mut errors,
+                ),
+            },
+        }),
+        "milestone_session" => Some(Effect::MilestoneBonus {
+            amount: pounds(form, "session_amount", &mut errors),
+            trigger: Trigger::ConsultingSessionCompleted,
+        }),
+        "co_funding_cap" => Some(Effect::CoFundingCap {
+            percent: whole(form, "cap_percent", percent, &mut errors),
+        }),
+        "consulting_hours" => Some(Effect::ConsultingHours {
+            hours: whole(
+                form,
+                "hours",
+                "Enter the number of hours as a whole number, like 5",
+                &mut errors,
+            ),
+        }),
+        _ => {
+            errors.push(err("kind", "Select what the rule gives"));
+            None
+        }
+    };
+    let line = match field(form, "budget_line_id") {
+        "" => Value::Null,
+        id => json!(id),
+    };
+    match effect {
+        Some(effect) if errors.is_empty() => Ok(json!({
+            "name": field(form, "name"), "condition": condition, "effect": effect,
+            "budget_line_id": line, "active": field(form, "active") != "no",
+        })),
+        _ => Err(errors),
+    }
+}
+
+/// An API field path of a rule request, as the form's field id and label.
+fn rule_field(path: &str, kind: &str) -> (String, &'static str) {
+    let (id, label) = match path {
+        "budget_line_id" => ("budget_line_id", "The budget line"),
+        p if p.starts_with("condition.regions") => ("regions", "Regions"),
+        p if p.starts_with("condition.sic_sections") => ("sic_sections", "SIC 2007 sections"),
+        p if p.starts_with("condition.size_bands") => ("size_bands", "Size of business"),
+        p if p.starts_with("condition.founded_within_years") => (
+            "founded_within_years",
+            "Trading for at most this many years",
+        ),
+        "effect.percent" if kind == "co_funding_cap" => ("cap_percent", "The co-funding share"),
+        "effect.percent" => ("uplift_percent", "The percentage"),
+        "effect.amount" => match kind {
+            "milestone_requests" => ("requests_amount", "The bonus"),
+            "milestone_session" => ("session_amount", "The bonus"),
+            _ => ("bonus_amount", "The amount"),
+        },
+        "effect.hours" => ("hours", "Extra consulting hours"),
+        p if p.starts_with("effect.trigger") => ("requests_count", "The number of requests"),
+        p if p.starts_with("effect") => ("kind", "What the rule gives"),
+        _ => ("name", "The name"),
+    };
+    (id.to_string(), label)
+}
+
+pub async fn incentives(req: HttpRequest) -> HttpResponse {
+    let q = query(&req);
+    let banner = match q.get("done").map(String::as_str) {
+        Some("added") => Some("The rule was added: it applies to approvals from now on."),
+        Some("changed") => Some(
+            "A new version of the rule was saved. Vouchers approved before keep the version they got.",
+        ),
+        _ => None,
+    };
+    let edit = q.get("edit").map(String::as_str);
+    incentives_view(&req, edit, None, Vec::new(), banner).await
+}
+
+async fn incentives_view(
+    req: &HttpRequest,
+    editing: Option<&str>,
+    values: Option<Value>,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let rules = data(&page!(api::get(req, "/api/v1/incentives").await));
+    let lines = data(&page!(api::get(req, "/api/v1/budget-lines").await));
+    let line_name = |id: &Value| {
+        lines
+            .iter()
+            .find(|l| !id.is_null() && l["id"] == *id)
+            .map(|l| format!("{} ({})", text(&l["name"]), text(&l["financial_year"])))
+    };
+    let rows: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "key": r["key"], "name": r["name"], "version": r["version"],
+                "condition": describe_condition(&r["condition"]),
+                "effect": describe_effect(&r["effect"]),
+                "line": line_name(&r["budget_line_id"]),
+                "tag": tag(if r["active"] == true { "active" } else { "retired" }),
+                "changed": day(&r["created_at"]),
+            })
+        })
+        .collect();
+    let rule = editing.and_then(|k| rules.iter().find(|r| r["key"] == k));
+    let values = values.unwrap_or_else(|| values_of_rule(rule.unwrap_or(&json!({"active": true}))));
+    let form = match rule {
+        Some(r) => json!({
+            "action": format!("/console/incentives/{}", text(&r["key"])),
+            "heading": format!("Change the rule “{}”", text(&r["name"])),
+            "version": r["version"].as_i64().unwrap_or(0) + 1,
+            "button": "Save as a new version",
+        }),
+        None => json!({
+            "action": "/console/incentives", "heading": "Add a rule", "version": null,
+            "button": "Add rule",
+        }),
+    };
+    let picked = strings(&values["regions"]);
+    let regions: Vec<Value> = Region::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "value": r.as_str(), "label": region_name(r.as_str()),
+                "checked": picked.iter().any(|p| p == r.as_str()),
+            })
+        })
+        .collect();
+    let picked = strings(&values["size_bands"]);
+    let sizes: Vec<Value> = SIZE_BANDS
+        .iter()
+        .map(|(code, label, _)| {
+            json!({"value": code, "label": label, "checked": picked.iter().any(|p| p == code)})
+        })
+        .collect();
+    let chosen = text(&values["budget_line_id"]);
+    let mut line_options = vec![json!({
+        "value": "", "label": "The programme fund", "selected": chosen.is_empty(),
+    })];
+    line_options.extend(lines.iter().map(|l| {
+        json!({
+            "value": l["id"],
+            "label": format!("{} ({})", text(&l["name"]), text(&l["financial_year"])),
+            "selected": l["id"] == chosen,
+        })
+    }));
+    let limits = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(Value::Null, |s| {
+            json!({
+                "cap_percent": s.config.incentive_cap_percent,
+                "standard": s.config.standard_voucher.to_string(),
+            })
+        });
+    let mut view = View::new("cs_console_incentives", "Incentive rules")
+        .with("rules", Value::Array(rows))
+        .with("form", form)
+        .with("values", values)
+        .with("regions", Value::Array(regions))
+        .with("sizes", Value::Array(sizes))
+        .with("lines", Value::Array(line_options))
+        .with("limits", limits)
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+pub async fn create_rule(req: HttpRequest, form: Form) -> HttpResponse {
+    save_rule(&req, None, &form).await
+}
+
+pub async fn new_version(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    let key = path.into_inner();
+    save_rule(&req, Some(&key), &form).await
+}
+
+async fn save_rule(
+    req: &HttpRequest,
+    key: Option<&str>,
+    form: &HashMap<String, String>,
+) -> HttpResponse {
+    if let Some(r) = csrf_refused(req, form) {
+        return r;
+    }
+    let body = match rule_body(form) {
+        Ok(b) => b,
+        Err(errors) => {
+            return incentives_view(req, key, Some(rule_values(form)), errors, None).await
+        }
+    };
+    let (method, to, done) = match key {
+        Some(k) => (Method::PUT, format!("/api/v1/incentives/{k}"), "changed"),
+        None => (Method::POST, "/api/v1/incentives".to_string(), "added"),
+    };
+    match page!(api::call(req, method, &to, Some(&body)).await) {
+        Answer::Ok(_) => see_other(&format!("/console/incentives?done={done}")),
+        refused => {
+            let kind = field(form, "kind").to_string();
+            let errors = form_errors(&refused, "name", &|p| rule_field(p, &kind));
+            incentives_view(req, key, Some(rule_values(form)), errors, None).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The administrators: an application's incentive preview
+
+pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let entered = query(&req).get("amount").cloned().unwrap_or_default();
+    let amount = entered.trim().replace(['£', ','], "");
+    let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
+    let mut errors = Vec::new();
+    let mut to = format!("/api/v1/applications/{id}/incentives");
+    if !amount.is_empty() {
+        match Money::parse(&amount) {
+            Ok(m) => {
+                let q =
+                    serde_urlencoded::to_string([("amount", m.to_string())]).unwrap_or_default();
+                to = format!("{to}?{q}");
+            }
+            Err(_) => errors.push(err("amount", "Enter the amount in pounds, like 5000")),
+        }
+    }
+    let e = match page!(api::call(&req, Method::GET, &to, None).await) {
+        Answer::Ok(e) => e,
+        refused => {
+            errors = at(refused.field_errors(&|_| "amount".to_string()), "amount");
+            page!(api::get(&req, &format!("/api/v1/applications/{id}/incentives")).await)
+        }
+    };
+    let applied: Vec<Value> = e["applied"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r["name"], "version": r["version"], "why": whys(&r["why"]),
+                "effect": describe_effect(&r["effect"]), "now": r["now"], "later": r["later"],
+            })
+        })
+        .collect();
+    let not_matched: Vec<Value> = e["not_matched"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| json!({"name": r["name"], "why": whys(&r["why"])}))
+        .collect();
+    let cap = e["co_funding_cap_percent"]
+        .as_u64()
+        .map_or(Value::Null, |p| json!(format!("{p}%")));
+    View::new(
+        "cs_console_preview",
+        format!("Incentives for {}", text(&a["company_name"])),
+    )
+    .with("id", json!(id))
+    .with(
+        "preview",
+        json!({
+            "base": e["base"], "extra": e["extra"], "total": e["total"],
+            "milestone_bonuses": e["milestone_bonuses"], "co_funding_cap": cap,
+            "consulting_hours": e["consulting_hours_added"],
+            "limited_by": Value::Array(strings(&e["limited_by"]).into_iter().map(|l| json!(capitalise(&l))).collect()),
+        }),
+    )
+    .with("applied", Value::Array(applied))
+    .with("not_matched", Value::Array(not_matched))
+    .with("values", json!({"amount": entered.trim()}))
+    .back(&format!("/console/applications/{id}"))
+    .errors(errors)
+    .render(&req)
+}
