@@ -450,8 +450,23 @@ async fn prices_view(
             })
         })
         .collect();
+    let history = page!(api::get(req, "/api/v1/price-versions").await);
+    let versions: Vec<Value> = history["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "model": p["model"], "input": p["input_per_million"],
+                "cached": p["cached_input_per_million"], "output": p["output_per_million"],
+                "from": p["effective_from"], "scheduled": p["scheduled"], "version": p["version"],
+            })
+        })
+        .collect();
     let mut view = View::new("console_prices", "Prices")
         .with("prices", Value::Array(rows))
+        .with("versions", Value::Array(versions))
         .with("values", values)
         .errors(errors);
     if let Some(b) = banner {

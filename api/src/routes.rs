@@ -125,6 +125,7 @@ routes! {
     get "/public/reports/latest" => reports::public_latest, Access::Public;
     get "/public/reports/{from}/{to}" => reports::public_period, Access::Public;
     get "/api/v1/prices" => prices::list, Access::Public;
+    get "/api/v1/price-versions" => prices::history, ADMIN;
     put "/api/v1/prices/{model}" => prices::set, ADMIN;
     post "/v1/chat/completions" => proxy::chat_completions, Access::ApiKey;
     post "/v1/responses" => proxy::responses, Access::ApiKey;

@@ -62,6 +62,19 @@ impl Store {
         .await
     }
 
+    /// Every version of every model's price, scheduled ones included: newest first per model,
+    /// at most `limit`.
+    pub async fn price_history(&self, limit: i64) -> StoreResult<Vec<PriceRow>> {
+        self.read(move |c| {
+            Ok(prices::table
+                .order((prices::model.asc(), prices::effective_from.desc()))
+                .limit(limit)
+                .select(PriceRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
     pub async fn current_price(
         &self,
         model: String,

@@ -5,7 +5,8 @@ use serde_json::json;
 
 on_both_backends!(
     a_new_price_applies_to_new_usage_and_never_to_past_usage,
-    price_changes_are_admin_only_and_validated
+    price_changes_are_admin_only_and_validated,
+    every_price_version_is_listed_with_the_scheduled_ones_marked
 );
 
 async fn a_new_price_applies_to_new_usage_and_never_to_past_usage(app: TestApp) {
@@ -131,4 +132,56 @@ async fn price_changes_are_admin_only_and_validated(app: TestApp) {
         "price_version_exists",
     )
     .await;
+}
+
+async fn every_price_version_is_listed_with_the_scheduled_ones_marked(app: TestApp) {
+    let admin = app.admin().await;
+    let applicant = app.applicant("prices-reader@example.com").await;
+    for (rates, from) in [
+        (("1.00", "0.50", "4.00"), None),
+        (("2.00", "1.00", "8.00"), Some("2028-01-01T00:00:00Z")),
+    ] {
+        let mut body = json!({"input_per_million": rates.0, "cached_input_per_million": rates.1,
+            "output_per_million": rates.2});
+        if let Some(f) = from {
+            body["effective_from"] = json!(f);
+        }
+        let resp = app
+            .client
+            .put(app.url("/api/v1/prices/versioned-model"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    assert_eq!(
+        app.get("/api/v1/price-versions", &applicant)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let versions = body(app.get("/api/v1/price-versions", &admin).await).await;
+    let mine: Vec<(String, String, bool)> = versions["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["model"] == "versioned-model")
+        .map(|v| {
+            (
+                v["input_per_million"].as_str().unwrap().to_string(),
+                v["output_per_million"].as_str().unwrap().to_string(),
+                v["scheduled"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("2.00".to_string(), "8.00".to_string(), true),
+            ("1.00".to_string(), "4.00".to_string(), false),
+        ]
+    );
 }

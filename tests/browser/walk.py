@@ -181,7 +181,7 @@ def main():
         expect(page.locator("table")).to_contain_text("01234567")
         w.check("console-vouchers")
         page.get_by_role("link", name="Prices").click()
-        expect(page.locator("table")).to_contain_text("test-model")
+        expect(page.locator("table").first).to_contain_text("test-model")
         w.check("console-prices")
         page.get_by_role("link", name="Reports").click()
         w.check("console-reports")

@@ -16,6 +16,22 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
+/// Every price version (past, current and scheduled), newest first per model: what each
+/// request was priced at can be looked up by its version.
+pub async fn history(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let now = voucherd_store::now();
+    let rows = state.store.price_history(10_000).await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|p| {
+            let mut v = views::price(p);
+            v["scheduled"] = serde_json::Value::Bool(p.effective_from > now);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}
+
 #[derive(Debug, Deserialize, Validate)]
 pub struct SetPriceRequest {
     pub input_per_million: Money,
