@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
+use voucherd_domain::{CompanyNumber, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
 // Shared parts
@@ -507,18 +507,7 @@ fn check_entry(form: &HashMap<String, String>) -> Vec<FieldError> {
     {
         errors.push(err("organisation_kind", "Select the kind of organisation"));
     }
-    if !Region::ALL
-        .iter()
-        .any(|r| r.as_str() == field(form, "region"))
-    {
-        errors.push(err(
-            "region",
-            "Select the region where the organisation is based",
-        ));
-    }
-    if SicCode::parse(field(form, "sic_code")).is_err() {
-        errors.push(err("sic_code", "Enter a 5-digit SIC 2007 code, like 62012"));
-    }
+    crate::portal::check_region_and_sic(form, "the organisation", &mut errors);
     check_text(form, "", &mut errors);
     errors
 }

@@ -71,19 +71,7 @@ async fn application_view(
     banner: Option<&str>,
 ) -> HttpResponse {
     let a = page!(api::get(req, &format!("/api/v1/applications/{id}")).await);
-    let checks: Vec<Value> = a["eligibility"]["checks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| {
-            json!({
-                "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
-                "tag": tag(if c["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" }),
-                "reason": c["reason"],
-            })
-        })
-        .collect();
+    let checks = crate::portal::rule_results(&a);
     let declarations: Vec<Value> = a["subsidy_declarations"]
         .as_array()
         .cloned()
@@ -111,7 +99,7 @@ async fn application_view(
             "submitted": day(&a["created_at"]),
         }),
     )
-    .with("checks", Value::Array(checks))
+    .with("checks", checks)
     .with("declarations", Value::Array(declarations))
     .with("values", values)
     .back("/console")

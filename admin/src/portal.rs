@@ -230,6 +230,46 @@ pub async fn dashboard(req: HttpRequest) -> HttpResponse {
         .render(&req)
 }
 
+/// An application's eligibility rule results, as rows: rule, tag, reason.
+pub fn rule_results(application: &Value) -> Value {
+    Value::Array(
+        application["eligibility"]["checks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                let passed = c["passed"].as_bool().unwrap_or(false);
+                json!({
+                    "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
+                    "tag": tag(if passed { "passed" } else { "failed" }),
+                    "reason": c["reason"],
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Checks a form's `region` and `sic_code` answers as the API will.
+pub fn check_region_and_sic(
+    form: &HashMap<String, String>,
+    who: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if !Region::ALL
+        .iter()
+        .any(|r| r.as_str() == field(form, "region"))
+    {
+        errors.push(err(
+            "region",
+            &format!("Select the region where {who} is based"),
+        ));
+    }
+    if SicCode::parse(field(form, "sic_code")).is_err() {
+        errors.push(err("sic_code", "Enter a 5-digit SIC 2007 code, like 62012"));
+    }
+}
+
 /// "2026-11-27T10:00:00.000000Z" → "27 November 2026".
 pub fn day(v: &Value) -> String {
     v.as_str()
@@ -348,18 +388,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
             ));
         }
     }
-    if !Region::ALL
-        .iter()
-        .any(|r| r.as_str() == field(form, "region"))
-    {
-        errors.push(err(
-            "region",
-            "Select the region where the company is based",
-        ));
-    }
-    if SicCode::parse(field(form, "sic_code")).is_err() {
-        errors.push(err("sic_code", "Enter a 5-digit SIC 2007 code, like 62012"));
-    }
+    check_region_and_sic(form, "the company", &mut errors);
     if chrono::NaiveDate::parse_from_str(field(form, "trading_since"), "%Y-%m-%d").is_err() {
         errors.push(err(
             "trading_since",
@@ -500,19 +529,7 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
-    let checks: Vec<Value> = a["eligibility"]["checks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| {
-            json!({
-                "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
-                "tag": tag(if c["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" }),
-                "reason": c["reason"],
-            })
-        })
-        .collect();
+    let checks = rule_results(&a);
     let sent = req.query_string().contains("sent=1");
     let mut view = View::new(
         "application",
@@ -533,7 +550,7 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
             "voucher_id": a["voucher_id"],
         }),
     )
-    .with("checks", Value::Array(checks))
+    .with("checks", checks)
     .back("/portal");
     if sent {
         view = view.banner(
