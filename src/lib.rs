@@ -210,16 +210,17 @@ impl Application {
         let templates = web::Data::new(
             voucherd_admin::Pages::new().map_err(|e| anyhow::anyhow!("page templates: {e}"))?,
         );
-        let pages_config = web::Data::new(voucherd_admin::PagesConfig {
-            api_base: format!("http://127.0.0.1:{}", local.port()),
-            cookie_secure: config.cookie_secure,
-        });
+        let pages_config = web::Data::new(
+            voucherd_admin::PagesConfig::new(local, config.cookie_secure)
+                .map_err(|e| anyhow::anyhow!("the pages' API client: {e}"))?,
+        );
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(templates.clone())
                 .app_data(pages_config.clone())
+                .app_data(voucherd_admin::form_config())
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(BodyLimit(body_limit))
                 .wrap(from_fn(voucherd_api::auth::guard))

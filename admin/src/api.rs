@@ -8,8 +8,6 @@ use crate::PagesConfig;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 /// What the API answered.
 pub enum Answer {
@@ -67,15 +65,29 @@ impl Failure {
     }
 }
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
+/// Whether a path the pages are about to call is one they meant: ids are made of letters,
+/// digits and `- _ . :` only, no segment is `..`, and the query (which the pages build,
+/// encoding what they put in it) holds no fragment or whitespace. A value from the address bar
+/// or a form that would turn the call into another route (`..%2F`, `%3F`, `#`) fails here.
+fn plausible(path: &str) -> bool {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    route.starts_with("/api/v1/")
+        && route
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b))
+        && !route.split('/').any(|seg| seg == ".." || seg == ".")
+        && !query
+            .bytes()
+            .any(|b| b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
+}
+
+fn not_found(req: &HttpRequest) -> HttpResponse {
+    render::message(
+        req,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing here: check the address, or go back to the list you came from.",
+    )
 }
 
 /// Calls the API as the viewer. `Err` is a page to answer with (the API unreachable, the
@@ -99,7 +111,12 @@ pub async fn call_with(
     let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
         return Err(Failure(HttpResponse::InternalServerError().finish()));
     };
-    let mut r = client().request(method, format!("{}{path}", cfg.api_base));
+    if !plausible(path) {
+        return Err(Failure(not_found(req)));
+    }
+    let mut r = cfg
+        .client
+        .request(method, format!("{}{path}", cfg.api_base));
     if let Some(t) = session::token(req) {
         r = r.bearer_auth(t);
     }
@@ -122,12 +139,7 @@ pub async fn call_with(
     match status {
         401 => Err(Failure(session::to_sign_in(req))),
         403 => Err(Failure(render::forbidden(req))),
-        404 => Err(Failure(render::message(
-            req,
-            StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is nothing here: check the address, or go back to the list you came from.",
-        ))),
+        404 => Err(Failure(not_found(req))),
         500.. => Err(Failure(unavailable(req))),
         _ => Ok(Answer::Refused {
             detail: json["detail"].as_str().unwrap_or("").to_string(),
@@ -154,7 +166,8 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, F
     let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
         return Err(Failure(HttpResponse::InternalServerError().finish()));
     };
-    let resp = client()
+    let resp = cfg
+        .client
         .post(format!("{}/api/v1/auth/login", cfg.api_base))
         .json(body)
         .send()
@@ -175,7 +188,10 @@ pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, 
     let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
         return Err(Failure(HttpResponse::InternalServerError().finish()));
     };
-    let mut r = client().get(format!("{}{path}", cfg.api_base));
+    if !plausible(path) {
+        return Err(Failure(not_found(req)));
+    }
+    let mut r = cfg.client.get(format!("{}{path}", cfg.api_base));
     if let Some(t) = session::token(req) {
         r = r.bearer_auth(t);
     }
@@ -183,8 +199,14 @@ pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, 
         tracing::error!(error = %e, %path, "the pages could not reach the API");
         Failure(unavailable(req))
     })?;
+    let html = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
     match resp.status().as_u16() {
-        200 => Ok(resp.text().await.ok()),
+        // Only an HTML answer is served as a page.
+        200 if html => Ok(resp.text().await.ok()),
         401 => Err(Failure(session::to_sign_in(req))),
         403 => Err(Failure(render::forbidden(req))),
         500.. => Err(Failure(unavailable(req))),

@@ -14,7 +14,7 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map_or("", |v| v.trim())
 }
 
-const STATUSES: [&str; 4] = ["submitted", "approved", "rejected", "all"];
+const STATUSES: [&str; 5] = ["submitted", "ineligible", "approved", "rejected", "all"];
 
 pub async fn queue(req: HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
@@ -543,12 +543,18 @@ pub async fn reports(req: HttpRequest) -> HttpResponse {
 /// The printable report, as the worker rendered it (its own styles; no script at all).
 pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let html = match page!(api::call_text(&req, &format!("/api/v1/reports/{id}/html")).await) {
-        Some(h) => h,
-        None => return HttpResponse::NotFound().finish(),
+    let Some(html) = page!(api::call_text(&req, &format!("/api/v1/reports/{id}/html")).await)
+    else {
+        return crate::render::message(
+            &req,
+            actix_web::http::StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is no such report.",
+        );
     };
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
@@ -562,6 +568,7 @@ pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpRespo
     let content = page!(api::get(&req, &format!("/api/v1/reports/{id}")).await);
     HttpResponse::Ok()
         .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"report-{id}.json\""),

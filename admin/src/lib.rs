@@ -32,6 +32,51 @@ pub struct PagesConfig {
     pub api_base: String,
     /// Whether cookies carry `Secure` (off only for plain-HTTP development).
     pub cookie_secure: bool,
+    /// The client for those loopback calls (see [`PagesConfig::new`]).
+    pub client: reqwest::Client,
+}
+
+impl PagesConfig {
+    /// For a server listening on `bound`: its API is reached over loopback, never through a
+    /// proxy (an outbound proxy from the environment would otherwise see every viewer's token).
+    pub fn new(bound: std::net::SocketAddr, cookie_secure: bool) -> Result<PagesConfig, String> {
+        let ip = match bound.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(PagesConfig {
+            api_base: format!("http://{}", std::net::SocketAddr::new(ip, bound.port())),
+            cookie_secure,
+            client,
+        })
+    }
+}
+
+/// Form bodies up to 64 KiB (the longest answers, in any script, fit); a larger one is
+/// answered with a page saying so, not a bare error.
+pub fn form_config() -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|err, req| {
+            let resp = render::message(
+                req,
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "Your answers could not be read",
+                "They may be too long. Shorten them and try again.",
+            );
+            actix_web::error::InternalError::from_response(err, resp).into()
+        })
 }
 
 /// A page: its method and path, and the API route whose access it takes (`None`: public).
@@ -79,12 +124,12 @@ pages! {
     get "/sign-in" => portal::sign_in_form, None;
     post "/sign-in" => portal::sign_in, None;
     post "/sign-out" => portal::sign_out, None;
-    get "/portal" => portal::dashboard, on("get", "/api/v1/me");
+    get "/portal" => portal::dashboard, on("post", "/api/v1/applications");
     get "/portal/apply" => portal::apply_form, on("post", "/api/v1/applications");
     post "/portal/apply" => portal::apply_check, on("post", "/api/v1/applications");
     post "/portal/apply/submit" => portal::apply_submit, on("post", "/api/v1/applications");
     get "/portal/applications/{id}" => portal::application, on("get", "/api/v1/applications/{id}");
-    get "/portal/vouchers/{id}" => portal::voucher, on("get", "/api/v1/vouchers/{id}");
+    get "/portal/vouchers/{id}" => portal::voucher, on("post", "/api/v1/vouchers/{id}/keys");
     get "/portal/vouchers/{id}/statement.csv" => portal::statement_csv, on("get", "/api/v1/vouchers/{id}/transactions");
     post "/portal/vouchers/{id}/keys" => portal::create_key, on("post", "/api/v1/vouchers/{id}/keys");
     post "/portal/keys/{id}/revoke" => portal::revoke_key, on("delete", "/api/v1/keys/{id}");

@@ -79,7 +79,22 @@ pub fn tag(status: &str) -> Value {
 pub async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     match viewer.0.map(|u| u.role) {
         Some(Role::Admin) => see_other("/console"),
-        Some(Role::Applicant) => see_other("/portal"),
+        // Back from Stripe's payment page, the outcome goes along to be shown.
+        Some(Role::Applicant) => match req.query_string() {
+            "" => see_other("/portal"),
+            q => see_other(&format!(
+                "/portal?{}",
+                serde_urlencoded::to_string(
+                    web::Query::<HashMap<String, String>>::from_query(q)
+                        .map(|q| q.into_inner())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(k, _)| k == "result" || k == "payment")
+                        .collect::<Vec<_>>()
+                )
+                .unwrap_or_default()
+            )),
+        },
         Some(Role::Adviser) => see_other("/advise"),
         Some(Role::Assessor) => see_other("/assess"),
         None => View::new("home", "Get an AI voucher for your business").render(&req),
@@ -126,7 +141,12 @@ pub async fn sign_in_form(req: HttpRequest) -> HttpResponse {
 
 /// Only a path of this service may be returned to after signing in.
 fn safe_next(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+    // A path and query of plain characters: no `//`, backslash, whitespace or control
+    // character a browser might read as another site.
+    let plain = next
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.?=&%".contains(&b));
+    (plain && next.starts_with('/') && !next.starts_with("//")).then_some(next)
 }
 
 pub async fn sign_in(req: HttpRequest, form: Form) -> HttpResponse {
@@ -223,8 +243,21 @@ pub async fn dashboard(req: HttpRequest) -> HttpResponse {
             })
         })
         .collect();
-    View::new("dashboard", "Your applications and vouchers")
-        .with("name", me["full_name"].clone())
+    let outcome = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("result").cloned());
+    let mut view = View::new("dashboard", "Your applications and vouchers");
+    match outcome.as_deref() {
+        Some("success") => {
+            view = view.banner(
+                "Thank you: your payment was taken. It appears here once Stripe confirms it, usually within a minute.",
+                true,
+            )
+        }
+        Some("cancelled") => view = view.banner("The payment was cancelled: nothing was taken.", false),
+        _ => {}
+    }
+    view.with("name", me["full_name"].clone())
         .with("applications", Value::Array(apps))
         .with("vouchers", Value::Array(vouchers))
         .render(&req)
@@ -615,7 +648,7 @@ async fn voucher_view(
     req: &HttpRequest,
     id: &str,
     errors: Vec<FieldError>,
-    banner: Option<String>,
+    banner: Option<(String, bool)>,
 ) -> HttpResponse {
     let v = page!(api::get(req, &format!("/api/v1/vouchers/{id}")).await);
     let keys = page!(api::get(req, &format!("/api/v1/vouchers/{id}/keys")).await);
@@ -683,7 +716,10 @@ async fn voucher_view(
         })
         .collect();
     let status = v["status"].as_str().unwrap_or("").to_string();
+    let mut nonce = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let mut view = View::new("voucher", format!("Voucher {id}"))
+        .with("nonce", json!(hex::encode(nonce)))
         .with("usage", Value::Array(usage_rows))
         .with(
             "voucher",
@@ -712,8 +748,8 @@ async fn voucher_view(
         .with("payments", settings.clone())
         .back("/portal")
         .errors(errors);
-    if let Some(b) = banner {
-        view = view.banner(b, true);
+    if let Some((text, success)) = banner {
+        view = view.banner(text, success);
     }
     view.render(req)
 }
@@ -732,7 +768,7 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
         let cell = |v: &Value| {
             let s = v.as_str().unwrap_or("").replace('"', "\"\"");
             // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe.
-            let s = if s.starts_with(['=', '+', '-', '@']) {
+            let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
                 format!("'{s}")
             } else {
                 s
@@ -811,7 +847,7 @@ pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     match page!(api::call(&req, Method::DELETE, &path, None).await) {
         Answer::Ok(_) => {
             let done = "The key was revoked: it no longer works.";
-            voucher_view(&req, &voucher, Vec::new(), Some(done.into())).await
+            voucher_view(&req, &voucher, Vec::new(), Some((done.into(), true))).await
         }
         refused => {
             let errors = refused.field_errors(&|p| p.to_string());
@@ -848,19 +884,27 @@ pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     }
 }
 
+/// Where Stripe's payment pages live: the only place the pages send anyone outside the service
+/// (and the only one the CSP lets a form lead to).
+const CHECKOUT: &str = "https://checkout.stripe.com/";
+
 /// Sends the SME to Stripe's payment page, or back to the voucher with the error.
 async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer) -> HttpResponse {
     match answer {
         Answer::Ok(p) => match p["checkout_url"].as_str() {
-            Some(url) => see_other(url),
-            None => {
-                voucher_view(
+            Some(url) if url.starts_with(CHECKOUT) => see_other(url),
+            Some(url) => {
+                tracing::error!(%url, "a checkout address outside Stripe's was refused");
+                render::message(
                     req,
-                    voucher,
-                    Vec::new(),
-                    Some("This payment is already being processed.".into()),
+                    StatusCode::BAD_GATEWAY,
+                    "Sorry, there is a problem with the service",
+                    "The payment could not be started. Nothing was taken.",
                 )
-                .await
+            }
+            None => {
+                let text = "This payment is already being processed: it appears here once Stripe confirms it.";
+                voucher_view(req, voucher, Vec::new(), Some((text.into(), false))).await
             }
         },
         refused => {
@@ -876,7 +920,18 @@ pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
     }
     let voucher = field(&form, "voucher_id").to_string();
     let body = json!({"amount": field(&form, "amount").replace(['£', ','], "")});
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/topups", Some(&body)).await);
+    // One payment per page shown: a double click does not start two.
+    let key = format!("page-{}", field(&form, "nonce"));
+    let answer = page!(
+        api::call_with(
+            &req,
+            Method::POST,
+            "/api/v1/topups",
+            Some(&body),
+            &[("Idempotency-Key", &key)]
+        )
+        .await
+    );
     to_checkout(&req, &voucher, answer).await
 }
 

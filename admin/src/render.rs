@@ -183,7 +183,11 @@ impl View {
                 Value::Array(
                     self.errors
                         .iter()
-                        .map(|e| json!({"href": format!("#{}", e.id), "message": e.message}))
+                        .map(|e| {
+                            // An error of the whole form links nowhere.
+                            let href = (!e.id.is_empty()).then(|| format!("#{}", e.id));
+                            json!({"href": href, "message": e.message})
+                        })
                         .collect(),
                 )
             },

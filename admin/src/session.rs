@@ -47,8 +47,9 @@ fn secure(req: &HttpRequest) -> bool {
         .is_none_or(|c| c.cookie_secure)
 }
 
-/// Starts a session with `token`, valid as long as the token.
+/// Starts a session with `token`, valid as long as the token, with a new CSRF token.
 pub fn start(req: &HttpRequest, resp: &mut HttpResponse, token: &str, ttl_secs: i64) {
+    let _ = resp.add_cookie(&new_csrf(req));
     let cookie = Cookie::build(SESSION, token.to_string())
         .path("/")
         .http_only(true)
@@ -59,8 +60,9 @@ pub fn start(req: &HttpRequest, resp: &mut HttpResponse, token: &str, ttl_secs: 
     let _ = resp.add_cookie(&cookie);
 }
 
-/// Ends the session.
+/// Ends the session, and its CSRF token with it.
 pub fn end(req: &HttpRequest, resp: &mut HttpResponse) {
+    let _ = resp.add_cookie(&new_csrf(req));
     let mut cookie = Cookie::build(SESSION, "")
         .path("/")
         .http_only(true)
@@ -76,16 +78,19 @@ pub fn csrf_token(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
     if let Some(c) = req.cookie(CSRF).filter(|c| c.value().len() == 64) {
         return (c.value().to_string(), None);
     }
+    let cookie = new_csrf(req);
+    (cookie.value().to_string(), Some(cookie))
+}
+
+fn new_csrf(req: &HttpRequest) -> Cookie<'static> {
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let value = hex::encode(bytes);
-    let cookie = Cookie::build(CSRF, value.clone())
+    Cookie::build(CSRF, hex::encode(bytes))
         .path("/")
         .http_only(true)
         .secure(secure(req))
         .same_site(SameSite::Strict)
-        .finish();
-    (value, Some(cookie))
+        .finish()
 }
 
 /// Whether a submitted form's token matches the request's CSRF cookie.
@@ -98,10 +103,22 @@ pub fn csrf_ok(req: &HttpRequest, submitted: &str) -> bool {
     a.len() == 64 && a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// Sends a stranger to sign in, then back here.
+/// Sends a stranger to sign in, then back to the page they asked for (a form they sent is
+/// not sent again: they start from their home page).
 pub fn to_sign_in(req: &HttpRequest) -> HttpResponse {
-    let next = serde_urlencoded::to_string([("next", req.path())]).unwrap_or_default();
+    let to = if req.method() == actix_web::http::Method::GET {
+        let wanted = match req.query_string() {
+            "" => req.path().to_string(),
+            q => format!("{}?{q}", req.path()),
+        };
+        format!(
+            "/sign-in?{}",
+            serde_urlencoded::to_string([("next", wanted)]).unwrap_or_default()
+        )
+    } else {
+        "/sign-in".to_string()
+    };
     HttpResponse::SeeOther()
-        .insert_header(("Location", format!("/sign-in?{next}")))
+        .insert_header(("Location", to))
         .finish()
 }

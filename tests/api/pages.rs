@@ -287,6 +287,52 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     assert!(html.contains("Application sent"));
     assert!(html.contains("Eligibility checks"));
 
+    // An id from the address bar cannot turn a page's API call into another route's.
+    let app_id = a["id"].as_str().unwrap().to_string();
+    for sneaky in [
+        format!("/portal/vouchers/..%2Fapplications%2F{app_id}%23"),
+        format!("/portal/vouchers/x%3Flimit=1"),
+        format!("/portal/applications/{app_id}%2F..%2F..%2Fme"),
+    ] {
+        let resp = applicant.get(&app, &sneaky).await;
+        assert_eq!(resp.status().as_u16(), 404, "{sneaky}");
+        assert!(
+            !resp.text().await.unwrap().contains("Widget Analytics"),
+            "{sneaky}"
+        );
+    }
+    let resp = admin
+        .get(
+            &app,
+            &format!("/console/reports/..%2Fapplications%2F{app_id}%23"),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 404);
+    // Only a plain path of this service is returned to after signing in.
+    for (next, to) in [
+        ("/portal/apply", "/portal/apply"),
+        ("/\t/evil.example", "/portal"),
+        ("//evil.example", "/portal"),
+        ("https://evil.example/", "/portal"),
+    ] {
+        let mut b = Browser::default();
+        b.get(&app, "/sign-in").await;
+        let csrf = b.csrf();
+        let resp = b
+            .post(
+                &app,
+                "/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("email", "pages@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(location(&resp), to, "{next}");
+    }
+
     // Signing out needs the form's token too.
     assert_eq!(
         applicant
