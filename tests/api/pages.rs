@@ -291,7 +291,7 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     let app_id = a["id"].as_str().unwrap().to_string();
     for sneaky in [
         format!("/portal/vouchers/..%2Fapplications%2F{app_id}%23"),
-        format!("/portal/vouchers/x%3Flimit=1"),
+        "/portal/vouchers/x%3Flimit=1".to_string(),
         format!("/portal/applications/{app_id}%2F..%2F..%2Fme"),
     ] {
         let resp = applicant.get(&app, &sneaky).await;
