@@ -619,11 +619,19 @@ fn bar_chart(title: &str, bars: &[(String, i64)]) -> Value {
     Value::String(svg)
 }
 
+/// A chart and, for those who cannot see it, the same figures as table rows.
 fn chart(title: &str, bars: Vec<(String, i64)>) -> Value {
     if bars.is_empty() {
         Value::Null
     } else {
-        bar_chart(title, &bars)
+        json!({
+            "svg": bar_chart(title, &bars),
+            "title": title,
+            "rows": bars
+                .iter()
+                .map(|(label, v)| json!({"label": label, "amount": voucherd_domain::money::format_micros(*v)}))
+                .collect::<Vec<_>>(),
+        })
     }
 }
 
@@ -732,18 +740,22 @@ async fn voucher_view(
         )
         .with("keys", Value::Array(keys))
         .with(
-            "chart_day",
-            chart(
-                "Spend per day",
-                by_day
-                    .into_iter()
-                    .map(|(d, v)| (day(&json!(format!("{d}T00:00:00Z"))), v))
-                    .collect(),
+            "charts",
+            Value::Array(
+                [
+                    chart(
+                        "Spend per day",
+                        by_day
+                            .into_iter()
+                            .map(|(d, v)| (day(&json!(format!("{d}T00:00:00Z"))), v))
+                            .collect(),
+                    ),
+                    chart("Spend per model", by_model.into_iter().collect()),
+                ]
+                .into_iter()
+                .filter(|c| !c.is_null())
+                .collect(),
             ),
-        )
-        .with(
-            "chart_model",
-            chart("Spend per model", by_model.into_iter().collect()),
         )
         .with("payments", settings.clone())
         .back("/portal")

@@ -234,6 +234,21 @@ def main():
         w.sign_out()
 
         assert not errors, f"console errors: {errors}"
+
+        # Without JavaScript, on a 320-pixel screen: sign in, open the voucher, make a key.
+        bare = browser.new_context(java_script_enabled=False, viewport={"width": 320, "height": 640})
+        page = bare.new_page()
+        w.page = page
+        w.sign_in(email, password)
+        expect(page).to_have_url(re.compile(r"/portal$"))
+        page.locator("a[href^='/portal/vouchers/']").first.click()
+        page.get_by_label("Name of a new key").fill("no-script key")
+        page.get_by_role("button", name="Create key").click()
+        assert page.locator("#new-key").inner_text().strip().startswith("vk_live_")
+        # The copy button needs script: without it, it stays hidden rather than broken.
+        expect(page.get_by_role("button", name="Copy key")).to_be_hidden()
+        page.screenshot(path=str(shots / "no-javascript-320px-key.png"), full_page=True)
+        bare.close()
         browser.close()
     print(f"walk passed: {len(w.checked)} pages, 0 accessibility violations: {', '.join(w.checked)}")
 
