@@ -850,10 +850,28 @@ async fn incentives_view(
             .find(|l| !id.is_null() && l["id"] == *id)
             .map(|l| format!("{} ({})", text(&l["name"]), text(&l["financial_year"])))
     };
+    // Which organisations waiting for a decision each rule matches: the same evaluation an
+    // approval would make, for each of the latest waiting applications.
+    let waiting = data(&page!(
+        api::get(req, "/api/v1/applications?status=submitted&limit=50").await
+    ));
+    let mut matches: HashMap<String, Vec<String>> = HashMap::new();
+    for a in &waiting {
+        let Some(id) = a["id"].as_str() else { continue };
+        let preview = page!(api::get(req, &format!("/api/v1/applications/{id}/incentives")).await);
+        for applied in preview["applied"].as_array().cloned().unwrap_or_default() {
+            matches
+                .entry(text(&applied["rule"]))
+                .or_default()
+                .push(text(&a["company_name"]));
+        }
+    }
     let rows: Vec<Value> = rules
         .iter()
         .map(|r| {
+            let matched = matches.get(&text(&r["key"])).cloned().unwrap_or_default();
             json!({
+                "matches": if matched.is_empty() { "None".to_string() } else { matched.join(", ") },
                 "key": r["key"], "name": r["name"], "version": r["version"],
                 "condition": describe_condition(&r["condition"]),
                 "effect": describe_effect(&r["effect"]),

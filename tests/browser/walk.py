@@ -186,6 +186,7 @@ def main():
         page.get_by_role("link", name="Reports").click()
         w.check("console-reports")
         page.get_by_role("link", name="Incentives").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("ncentive")
         w.check("console-incentives")
         page.get_by_role("link", name="Challenges").click()
         w.check("console-challenges")
