@@ -2,7 +2,7 @@
 //! with a confirmation step, the programme fund, the audit log and the job runs.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, page, region_name, tag, Form};
+use crate::portal::{csrf_refused, day, page, region_name, tag, unconfirmed, Confirm, Form};
 use crate::render::{FieldError, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -236,6 +236,24 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         return r;
     }
     let values = json!({"amount": field(&form, "amount"), "reference": field(&form, "reference")});
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Check the deposit",
+            rows: vec![
+                ("Amount", format!("£{}", field(&form, "amount"))),
+                ("Reference", field(&form, "reference").to_string()),
+            ],
+            text: "The money is added to the programme fund and recorded in the ledger for good.",
+            action: "/console/programme/deposits".into(),
+            button: "Confirm the deposit",
+            warning: false,
+            cancel: "/console/programme".into(),
+        },
+    ) {
+        return page;
+    }
     let body = json!({
         "amount": field(&form, "amount").replace(['£', ','], ""),
         "reference": field(&form, "reference"),
@@ -382,6 +400,36 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
     } else {
         "reinstatement"
     };
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: if suspend {
+                "Suspend this voucher?"
+            } else {
+                "Reinstate this voucher?"
+            },
+            rows: vec![
+                ("Voucher", id.clone()),
+                ("Reason", field(&form, "reason").to_string()),
+            ],
+            text: if suspend {
+                "Its keys are refused at once, whatever would pay, until it is reinstated."
+            } else {
+                "Its keys work again at once."
+            },
+            action: format!("/console/vouchers/{id}/suspension"),
+            button: if suspend {
+                "Suspend the voucher"
+            } else {
+                "Reinstate the voucher"
+            },
+            warning: suspend,
+            cancel: "/console/vouchers".into(),
+        },
+    ) {
+        return page;
+    }
     let body = json!({"reason": field(&form, "reason")});
     let answer = page!(
         api::call(
@@ -484,6 +532,35 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         };
         return prices_view(&req, values, vec![e], None).await;
     }
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Check the new price",
+            rows: vec![
+                ("Model", model.to_string()),
+                (
+                    "Input, per million tokens",
+                    format!("£{}", field(&form, "input")),
+                ),
+                (
+                    "Cached input, per million tokens",
+                    format!("£{}", field(&form, "cached")),
+                ),
+                (
+                    "Output, per million tokens",
+                    format!("£{}", field(&form, "output")),
+                ),
+            ],
+            text: "Requests from now on are priced at this; past requests keep their price.",
+            action: "/console/prices".into(),
+            button: "Confirm the price",
+            warning: false,
+            cancel: "/console/prices".into(),
+        },
+    ) {
+        return page;
+    }
     let body = json!({
         "input_per_million": field(&form, "input"),
         "cached_input_per_million": field(&form, "cached"),
@@ -580,6 +657,32 @@ pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpRespo
 pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
+    }
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Check the move",
+            rows: vec![
+                (
+                    "From",
+                    field(&form, "from").replace("programme_fund", "the programme fund"),
+                ),
+                (
+                    "To",
+                    field(&form, "to").replace("programme_fund", "the programme fund"),
+                ),
+                ("Amount", format!("£{}", field(&form, "amount"))),
+                ("Reason", field(&form, "reason").to_string()),
+            ],
+            text: "The money moves at once and the move is audited with its reason.",
+            action: "/console/programme/moves".into(),
+            button: "Confirm the move",
+            warning: false,
+            cancel: "/console/programme".into(),
+        },
+    ) {
+        return page;
     }
     let body = json!({
         "from": field(&form, "from"), "to": field(&form, "to"),

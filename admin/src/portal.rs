@@ -24,6 +24,54 @@ fn see_other(to: &str) -> HttpResponse {
         .finish()
 }
 
+/// What a confirmation page shows and sends on.
+pub struct Confirm<'a> {
+    pub title: &'a str,
+    pub rows: Vec<(&'a str, String)>,
+    pub text: &'a str,
+    pub action: String,
+    pub button: &'a str,
+    pub warning: bool,
+    pub cancel: String,
+}
+
+/// For money and changes that cannot be undone: the form is shown back for checking before it
+/// takes effect (WCAG 3.3.4). `None` once the person has confirmed.
+pub fn unconfirmed(
+    req: &HttpRequest,
+    form: &HashMap<String, String>,
+    c: Confirm<'_>,
+) -> Option<HttpResponse> {
+    if field(form, "confirm") == "yes" {
+        return None;
+    }
+    let fields: Vec<Value> = form
+        .iter()
+        .filter(|(k, _)| k.as_str() != "csrf" && k.as_str() != "confirm")
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    Some(
+        View::new("confirm", c.title)
+            .with(
+                "rows",
+                Value::Array(
+                    c.rows
+                        .into_iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect(),
+                ),
+            )
+            .with("text", json!(c.text))
+            .with("action", json!(c.action))
+            .with("button", json!(c.button))
+            .with("warning", json!(c.warning))
+            .with("cancel", json!(c.cancel))
+            .with("fields", Value::Array(fields))
+            .back(&c.cancel)
+            .render(req),
+    )
+}
+
 /// A form whose CSRF token does not match is refused before anything is read.
 pub fn csrf_refused(req: &HttpRequest, form: &HashMap<String, String>) -> Option<HttpResponse> {
     (!session::csrf_ok(req, field(form, "csrf"))).then(|| {
@@ -855,7 +903,23 @@ pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -
         return r;
     }
     let voucher = field(&form, "voucher_id").to_string();
-    let path = format!("/api/v1/keys/{}", path.into_inner());
+    let key_id = path.into_inner();
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Revoke this key?",
+            rows: vec![("Key", field(&form, "key_name").to_string())],
+            text: "Programs using it stop working at once. This cannot be undone.",
+            action: format!("/portal/keys/{key_id}/revoke"),
+            button: "Revoke the key",
+            warning: true,
+            cancel: format!("/portal/vouchers/{voucher}"),
+        },
+    ) {
+        return page;
+    }
+    let path = format!("/api/v1/keys/{key_id}");
     match page!(api::call(&req, Method::DELETE, &path, None).await) {
         Answer::Ok(_) => {
             let done = "The key was revoked: it no longer works.";

@@ -28,6 +28,7 @@ templates!(
     "voucher",
     "key_created",
     "message",
+    "confirm",
     "console_queue",
     "console_application",
     "console_confirm",

@@ -14,6 +14,7 @@ import json
 import pathlib
 import re
 import sys
+import urllib.error
 import urllib.request
 
 from playwright.sync_api import sync_playwright, expect
@@ -157,6 +158,9 @@ def main():
         page.get_by_label("Amount, in pounds").fill("100000")
         page.get_by_label("Reference").fill("Grant letter GL-2026-01")
         page.get_by_role("button", name="Deposit").click()
+        expect(page.locator(".govuk-summary-list")).to_contain_text("GL-2026-01")
+        w.check("console-deposit-confirm")
+        page.get_by_role("button", name="Confirm the deposit").click()
         expect(page.locator(".govuk-notification-banner")).to_contain_text("deposit was recorded")
         w.check("console-programme")
         page.get_by_role("link", name="Applications").click()
@@ -198,6 +202,7 @@ def main():
         w.sign_in(email, password)
         page.locator("a[href^='/portal/vouchers/']").first.click()
         expect(page.locator("#voucher-available")).to_have_text("£100.00")
+        voucher_url = page.url
         w.check("voucher")
         page.get_by_label("Name of a new key").fill("invoice assistant")
         page.get_by_role("button", name="Create key").click()
@@ -214,9 +219,20 @@ def main():
         assert 0 < spent and available < 100 and abs(available + spent - 100) < 1e-6, (available, spent)
         expect(page.locator("svg.voucherd-chart").first).to_be_visible()
         w.check("voucher-after-call")
+        page.get_by_role("button", name="Revoke key invoice assistant").click()
+        w.check("revoke-confirm")
+        page.get_by_role("button", name="Revoke the key").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("revoked")
+        with urllib.request.urlopen(urllib.request.Request(base + "/healthz")) as resp:
+            assert resp.status == 200
+        try:
+            metered_call(base, key)
+            raise AssertionError("a revoked key still worked")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, e.code
         page.get_by_role("link", name="Incentives on your voucher").click()
         w.check("voucher-incentives")
-        page.go_back()
+        page.goto(voucher_url)
         page.get_by_role("link", name="Technical consulting").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("consulting")
         w.check("voucher-consulting")
