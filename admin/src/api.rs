@@ -2,7 +2,7 @@
 //! API's route table decides what each person may do, and its answers (problem+json with field
 //! paths included) are what the pages show.
 
-use crate::render::{self, FieldError};
+use crate::render::{self, not_found, FieldError};
 use crate::session;
 use crate::PagesConfig;
 use actix_web::http::StatusCode;
@@ -81,15 +81,6 @@ fn plausible(path: &str) -> bool {
             .any(|b| b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
 }
 
-fn not_found(req: &HttpRequest) -> HttpResponse {
-    render::message(
-        req,
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "There is nothing here: check the address, or go back to the list you came from.",
-    )
-}
-
 /// Calls the API as the viewer. `Err` is a page to answer with (the API unreachable, the
 /// viewer's session gone, something not found).
 pub async fn call(
@@ -108,28 +99,7 @@ pub async fn call_with(
     body: Option<&Value>,
     headers: &[(&str, &str)],
 ) -> Result<Answer, Failure> {
-    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
-        return Err(Failure(HttpResponse::InternalServerError().finish()));
-    };
-    if !plausible(path) {
-        return Err(Failure(not_found(req)));
-    }
-    let mut r = cfg
-        .client
-        .request(method, format!("{}{path}", cfg.api_base));
-    if let Some(t) = session::token(req) {
-        r = r.bearer_auth(t);
-    }
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    if let Some(b) = body {
-        r = r.json(b);
-    }
-    let resp = r.send().await.map_err(|e| {
-        tracing::error!(error = %e, %path, "the pages could not reach the API");
-        Failure(unavailable(req))
-    })?;
+    let resp = send(req, method, path, body, headers).await?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -160,22 +130,49 @@ pub async fn call_with(
     }
 }
 
-/// Signs in through the API: the token answer, or `None` when the email or password is wrong
-/// (a refusal here is the form's error, not a lost session).
-pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, Failure> {
+/// The one way the pages reach the API: a plausible path, over loopback, as the viewer.
+async fn send(
+    req: &HttpRequest,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Result<reqwest::Response, Failure> {
     let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
         return Err(Failure(HttpResponse::InternalServerError().finish()));
     };
-    let resp = cfg
+    if !plausible(path) {
+        return Err(Failure(not_found(req)));
+    }
+    let mut r = cfg
         .client
-        .post(format!("{}/api/v1/auth/login", cfg.api_base))
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "the pages could not reach the API");
-            Failure(unavailable(req))
-        })?;
+        .request(method, format!("{}{path}", cfg.api_base));
+    if let Some(t) = session::token(req) {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    r.send().await.map_err(|e| {
+        tracing::error!(error = %e, %path, "the pages could not reach the API");
+        Failure(unavailable(req))
+    })
+}
+
+/// Signs in through the API: the token answer, or `None` when the email or password is wrong
+/// (a refusal here is the form's error, not a lost session).
+pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, Failure> {
+    let resp = send(
+        req,
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        Some(body),
+        &[],
+    )
+    .await?;
     match resp.status().as_u16() {
         200 => Ok(resp.json().await.ok()),
         400..=499 => Ok(None),
@@ -185,20 +182,7 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, F
 
 /// A text (not JSON) answer of the API, such as a report's HTML; `None` when refused.
 pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, Failure> {
-    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
-        return Err(Failure(HttpResponse::InternalServerError().finish()));
-    };
-    if !plausible(path) {
-        return Err(Failure(not_found(req)));
-    }
-    let mut r = cfg.client.get(format!("{}{path}", cfg.api_base));
-    if let Some(t) = session::token(req) {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.map_err(|e| {
-        tracing::error!(error = %e, %path, "the pages could not reach the API");
-        Failure(unavailable(req))
-    })?;
+    let resp = send(req, reqwest::Method::GET, path, None, &[]).await?;
     let html = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)

@@ -4,9 +4,9 @@
 //! interest (`/assess`). Every page is the challenge API's answer, called as the viewer.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, page, region_name, Form};
+use crate::portal::{csrf_refused, day, err, field, page, region_name, see_other, Form};
+use crate::render::not_found;
 use crate::render::{self, FieldError, View};
-use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -15,23 +15,6 @@ use voucherd_domain::{CompanyNumber, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
 // Shared parts
-
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
-}
-
-fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to.to_string()))
-        .finish()
-}
-
-fn err(id: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError {
-        id: id.into(),
-        message: message.into(),
-    }
-}
 
 fn list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
@@ -48,15 +31,6 @@ fn query_has(req: &HttpRequest, flag: &str) -> bool {
 /// Ids the API gives (UUIDs) only: nothing else is put into an API path.
 fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-fn not_found(req: &HttpRequest) -> HttpResponse {
-    render::message(
-        req,
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "There is nothing here: check the address, or go back to the list you came from.",
-    )
 }
 
 /// The first part of an API field path: `award_amounts[2]` → `award_amounts`.

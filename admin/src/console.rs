@@ -2,17 +2,13 @@
 //! with a confirmation step, the programme fund, the audit log and the job runs.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, page, region_name, tag, unconfirmed, Confirm, Form};
+use crate::portal::{csrf_refused, day, field, page, region_name, tag, unconfirmed, Confirm, Form};
 use crate::render::{FieldError, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
-}
 
 const STATUSES: [&str; 5] = ["submitted", "ineligible", "approved", "rejected", "all"];
 
@@ -258,18 +254,7 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         "amount": field(&form, "amount").replace(['£', ','], ""),
         "reference": field(&form, "reference"),
     });
-    // One nonce per page shown: a double click deposits once.
-    let key = format!("console-deposit-{}", nonce(&form));
-    let answer = page!(
-        api::call_with(
-            &req,
-            Method::POST,
-            "/api/v1/programme/deposits",
-            Some(&body),
-            &[("Idempotency-Key", &key)]
-        )
-        .await
-    );
+    let answer = page!(post_once(&req, &form, "/api/v1/programme/deposits", &body).await);
     match answer {
         Answer::Ok(_) => {
             programme_view(
@@ -689,17 +674,7 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
         "amount": field(&form, "amount").replace(['£', ','], ""),
         "reason": field(&form, "reason"),
     });
-    let key = format!("console-move-{}", nonce(&form));
-    let answer = page!(
-        api::call_with(
-            &req,
-            Method::POST,
-            "/api/v1/budget-lines/moves",
-            Some(&body),
-            &[("Idempotency-Key", &key)]
-        )
-        .await
-    );
+    let answer = page!(post_once(&req, &form, "/api/v1/budget-lines/moves", &body).await);
     let empty = json!({"amount": "", "reference": ""});
     match answer {
         Answer::Ok(_) => {
@@ -716,14 +691,30 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-/// The form's nonce (one per page shown, so a double click acts once); a form without one
-/// gets its own, acting once per submission.
-fn nonce(form: &HashMap<String, String>) -> String {
+/// Posts a money form to the API under an idempotency key from the form's nonce (one per page
+/// shown), so a double click acts once; a form without a nonce gets its own, acting once per
+/// submission.
+async fn post_once(
+    req: &HttpRequest,
+    form: &HashMap<String, String>,
+    path: &str,
+    body: &Value,
+) -> Result<Answer, Failure> {
     let n = field(form, "nonce");
-    if n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return n.to_string();
-    }
-    let mut b = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-    hex::encode(b)
+    let nonce = if n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
+        n.to_string()
+    } else {
+        let mut b = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        hex::encode(b)
+    };
+    let key = format!("console-{}-{nonce}", path.rsplit('/').next().unwrap_or(""));
+    api::call_with(
+        req,
+        Method::POST,
+        path,
+        Some(body),
+        &[("Idempotency-Key", &key)],
+    )
+    .await
 }

@@ -4,9 +4,8 @@
 //! Every page is a client of the REST API, as the others are.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, page, region_name, tag, Form};
+use crate::portal::{csrf_refused, day, err, field, page, region_name, see_other, tag, Form};
 use crate::render::{FieldError, View};
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
 use reqwest::Method;
@@ -20,25 +19,8 @@ use voucherd_domain::{Money, Region};
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
-}
-
 fn ticked(form: &HashMap<String, String>, name: &str) -> bool {
     !field(form, name).is_empty()
-}
-
-fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to.to_string()))
-        .finish()
-}
-
-fn err(id: &str, message: &str) -> FieldError {
-    FieldError {
-        id: id.into(),
-        message: message.into(),
-    }
 }
 
 /// Errors that name no field (a refusal of the whole request) linked to `id` instead.
@@ -562,7 +544,7 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
     });
     if !matches!(outcome, "attended" | "no_show") {
         let errors = vec![err(
-            &format!("outcome-{id}"),
+            format!("outcome-{id}"),
             "Select whether the SME came to the session",
         )];
         return advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await;

@@ -14,11 +14,12 @@ use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
 
 pub type Form = web::Form<HashMap<String, String>>;
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+/// A form field's answer, trimmed (empty when absent).
+pub(crate) fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map_or("", |v| v.trim())
 }
 
-fn see_other(to: &str) -> HttpResponse {
+pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_string()))
         .finish()
@@ -343,7 +344,7 @@ pub fn check_region_and_sic(
     {
         errors.push(err(
             "region",
-            &format!("Select the region where {who} is based"),
+            format!("Select the region where {who} is based"),
         ));
     }
     if SicCode::parse(field(form, "sic_code")).is_err() {
@@ -432,7 +433,8 @@ pub async fn apply_form(req: HttpRequest) -> HttpResponse {
     apply_view(&req, values(&HashMap::new()), Vec::new())
 }
 
-fn err(id: &str, message: &str) -> FieldError {
+/// An error of the form's field `id`.
+pub(crate) fn err(id: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError {
         id: id.into(),
         message: message.into(),
@@ -465,7 +467,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
         if Money::parse(&field(form, name).replace(',', "")).is_err() {
             errors.push(err(
                 name,
-                &format!("Enter the {what} in pounds, like 900000"),
+                format!("Enter the {what} in pounds, like 900000"),
             ));
         }
     }

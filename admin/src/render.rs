@@ -270,6 +270,16 @@ pub fn message(req: &HttpRequest, status: StatusCode, title: &str, text: &str) -
         .render(req)
 }
 
+/// A page that does not exist, or an id that names nothing.
+pub fn not_found(req: &HttpRequest) -> HttpResponse {
+    message(
+        req,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing here: check the address, or go back to the list you came from.",
+    )
+}
+
 /// A signed-in person whose role may not open the page.
 pub fn forbidden(req: &HttpRequest) -> HttpResponse {
     message(

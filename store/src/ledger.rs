@@ -95,8 +95,9 @@ pub struct TransferRequest {
     pub memo: String,
 }
 
-pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResult<AccountRow> {
-    let row = AccountRow {
+/// A new, empty account of `kind`, with the kind's flags and unit.
+fn new_account(id: &str, kind: AccountKind) -> AccountRow {
+    AccountRow {
         id: id.to_string(),
         kind: kind.as_str().to_string(),
         flags: kind.flags(),
@@ -106,7 +107,11 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
         credits_pending: 0,
         credits_posted: 0,
         created_at: now(),
-    };
+    }
+}
+
+pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResult<AccountRow> {
+    let row = new_account(id, kind);
     diesel::insert_into(accounts::table)
         .values(&row)
         .execute(c)?;
@@ -116,17 +121,7 @@ pub fn create_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResul
 /// Opens an account unless it exists; safe when two transactions open it at once (a unique
 /// violation would abort a PostgreSQL transaction).
 pub fn ensure_account(c: &mut DbConn, id: &str, kind: AccountKind) -> StoreResult<()> {
-    let row = AccountRow {
-        id: id.to_string(),
-        kind: kind.as_str().to_string(),
-        flags: kind.flags(),
-        currency: kind.unit().to_string(),
-        debits_pending: 0,
-        debits_posted: 0,
-        credits_pending: 0,
-        credits_posted: 0,
-        created_at: now(),
-    };
+    let row = new_account(id, kind);
     match c {
         DbConn::Sqlite(s) => diesel::insert_or_ignore_into(accounts::table)
             .values(&row)

@@ -405,14 +405,15 @@ impl Store {
     }
 
     /// Applies what Stripe reported, once. With `event`, the event's id is recorded in the
-    /// same transaction, and an event seen before is answered [`Applied::Duplicate`].
+    /// same transaction, and an event seen before is answered [`Applied::Duplicate`]. Also
+    /// returns the voucher of a payment that changed (its keys' cached state is stale).
     pub async fn apply_stripe(
         &self,
         fact: StripeFact,
         via: Via,
         event: Option<EventRecord>,
         at: NaiveDateTime,
-    ) -> StoreResult<Applied> {
+    ) -> StoreResult<(Applied, Option<String>)> {
         let result = self
             .write(move |c| {
                 if let Some(e) = &event {
@@ -421,10 +422,16 @@ impl Store {
                         .count()
                         .get_result(c)?;
                     if seen > 0 {
-                        return Ok(Applied::Duplicate);
+                        return Ok((Applied::Duplicate, None));
                     }
                 }
                 let (applied, payment_id) = apply(c, &fact, via, at)?;
+                let changed_voucher = match (&applied, &payment_id) {
+                    (Applied::Changed(_) | Applied::Retry(_), Some(id)) => {
+                        find(c, id)?.and_then(|p| p.voucher_id)
+                    }
+                    _ => None,
+                };
                 if let (Some(e), false) = (&event, matches!(applied, Applied::Retry(_))) {
                     // A replay racing this one fails here and rolls back: its twin wins.
                     diesel::insert_into(stripe_events::table)
@@ -444,11 +451,11 @@ impl Store {
                             }
                         })?;
                 }
-                Ok(applied)
+                Ok((applied, changed_voucher))
             })
             .await;
         match result {
-            Err(StoreError::Payment(DUPLICATE_EVENT, _)) => Ok(Applied::Duplicate),
+            Err(StoreError::Payment(DUPLICATE_EVENT, _)) => Ok((Applied::Duplicate, None)),
             other => other,
         }
     }
@@ -488,16 +495,19 @@ impl Store {
         .await
     }
 
-    /// The processed events of a payment, oldest first: (event id, type, outcome).
+    /// The processed events of these payments, oldest first, in one query:
+    /// (payment id, event id, type, outcome, received).
+    #[allow(clippy::type_complexity)]
     pub async fn payment_events(
         &self,
-        payment_id: String,
-    ) -> StoreResult<Vec<(String, String, String, NaiveDateTime)>> {
+        payment_ids: Vec<String>,
+    ) -> StoreResult<Vec<(Option<String>, String, String, String, NaiveDateTime)>> {
         self.read(move |c| {
             Ok(stripe_events::table
-                .filter(stripe_events::payment_id.eq(&payment_id))
+                .filter(stripe_events::payment_id.eq_any(&payment_ids))
                 .order((stripe_events::received_at, stripe_events::id))
                 .select((
+                    stripe_events::payment_id,
                     stripe_events::id,
                     stripe_events::type_,
                     stripe_events::outcome,

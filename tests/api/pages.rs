@@ -65,25 +65,36 @@ impl Browser {
         resp
     }
 
-    async fn sign_in(app: &TestApp, email: &str) -> Browser {
+    /// A new browser that opens the sign-in form and sends it.
+    async fn try_sign_in(
+        app: &TestApp,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> (Browser, Response) {
         let mut b = Browser::default();
         b.get(app, "/sign-in").await;
         let csrf = b.csrf();
-        let resp = b
-            .post(
-                app,
-                "/sign-in",
-                &[
-                    ("csrf", &csrf),
-                    ("email", email),
-                    ("password", PASSWORD),
-                    ("next", ""),
-                ],
-            )
-            .await;
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+            ("next", next),
+        ];
+        let resp = b.post(app, "/sign-in", &form).await;
+        (b, resp)
+    }
+
+    async fn sign_in(app: &TestApp, email: &str) -> Browser {
+        let (b, resp) = Browser::try_sign_in(app, email, PASSWORD, "").await;
         assert_eq!(resp.status().as_u16(), 303);
         b
     }
+}
+
+/// Owned form pairs as the borrowed pairs `Browser::post` sends.
+fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {
+    form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn location(resp: &Response) -> String {
@@ -110,65 +121,14 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     app.applicant("pages@example.com").await;
     app.user_with_role("pages-admin@example.com", "admin").await;
     // A wrong password is the form's error, not a redirect.
-    let mut wrong = Browser::default();
-    wrong.get(&app, "/sign-in").await;
-    let csrf = wrong.csrf();
-    let resp = wrong
-        .post(
-            &app,
-            "/sign-in",
-            &[
-                ("csrf", &csrf),
-                ("email", "pages@example.com"),
-                ("password", "not the password"),
-                ("next", ""),
-            ],
-        )
-        .await;
+    let (_, resp) = Browser::try_sign_in(&app, "pages@example.com", "not the password", "").await;
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp
         .text()
         .await
         .unwrap()
         .contains("Enter a correct email address and password"));
-    // A wrong password is the form's error, not a redirect.
-    let mut wrong = Browser::default();
-    wrong.get(&app, "/sign-in").await;
-    let csrf = wrong.csrf();
-    let resp = wrong
-        .post(
-            &app,
-            "/sign-in",
-            &[
-                ("csrf", &csrf),
-                ("email", "pages@example.com"),
-                ("password", "not the password"),
-                ("next", ""),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 422);
-    assert!(resp
-        .text()
-        .await
-        .unwrap()
-        .contains("Enter a correct email address and password"));
-    let resp = {
-        let mut b = Browser::default();
-        b.get(&app, "/sign-in").await;
-        let csrf = b.csrf();
-        b.post(
-            &app,
-            "/sign-in",
-            &[
-                ("csrf", &csrf),
-                ("email", "pages@example.com"),
-                ("password", PASSWORD),
-                ("next", ""),
-            ],
-        )
-        .await
-    };
+    let (_, resp) = Browser::try_sign_in(&app, "pages@example.com", PASSWORD, "").await;
     let cookie = resp
         .headers()
         .get_all(SET_COOKIE)
@@ -220,20 +180,16 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let with = |csrf: &str| {
-        let mut f: Vec<(&str, &str)> = answers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        f.push(("csrf", csrf));
-        f.into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
+        let mut f = answers.clone();
+        f.push(("csrf".to_string(), csrf.to_string()));
+        f
     };
     let admin_token = app.token("pages-admin@example.com").await;
     for csrf in ["", &"0".repeat(64)] {
         let form = with(csrf);
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let resp = applicant.post(&app, "/portal/apply/submit", &form).await;
+        let resp = applicant
+            .post(&app, "/portal/apply/submit", &pairs(&form))
+            .await;
         assert_eq!(resp.status().as_u16(), 400);
     }
     assert_eq!(app.applications_count(&admin_token).await, 0);
@@ -242,8 +198,7 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     let csrf = applicant.csrf();
     let mut bad = with(&csrf);
     bad[0].1 = "12-34".into();
-    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let resp = applicant.post(&app, "/portal/apply", &bad).await;
+    let resp = applicant.post(&app, "/portal/apply", &pairs(&bad)).await;
     assert_eq!(resp.status().as_u16(), 422);
     let html = resp.text().await.unwrap();
     assert!(html.contains("govuk-error-summary"), "{html}");
@@ -254,7 +209,7 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
 
     // The right answers: checked, then sent, reaching the API exactly.
     let good = with(&csrf);
-    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let good = pairs(&good);
     let check = applicant.post(&app, "/portal/apply", &good).await;
     assert_eq!(check.status().as_u16(), 200);
     assert!(check
@@ -315,21 +270,7 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
         ("//evil.example", "/portal"),
         ("https://evil.example/", "/portal"),
     ] {
-        let mut b = Browser::default();
-        b.get(&app, "/sign-in").await;
-        let csrf = b.csrf();
-        let resp = b
-            .post(
-                &app,
-                "/sign-in",
-                &[
-                    ("csrf", &csrf),
-                    ("email", "pages@example.com"),
-                    ("password", PASSWORD),
-                    ("next", next),
-                ],
-            )
-            .await;
+        let (_, resp) = Browser::try_sign_in(&app, "pages@example.com", PASSWORD, next).await;
         assert_eq!(location(&resp), to, "{next}");
     }
 

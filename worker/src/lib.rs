@@ -645,11 +645,11 @@ impl Worker {
                 .apply_stripe(fact, Via::Reconciliation, None, at)
                 .await
             {
-                Ok(Applied::Changed(_)) if paid => {
+                Ok((Applied::Changed(_), _)) if paid => {
                     tracing::warn!(session = %s.id, "credited a paid session whose webhook never arrived");
                     credited += 1;
                 }
-                Ok(Applied::Changed(_)) => changed += 1,
+                Ok((Applied::Changed(_), _)) => changed += 1,
                 Ok(_) => unchanged += 1,
                 Err(e) => {
                     tracing::error!(error = %e, session = %s.id, "could not apply a session");

@@ -137,10 +137,13 @@ async fn refresh(state: &AppState, stripe: &Stripe, p: PaymentRow) -> Result<Pay
         .await
         .map_err(|e| ApiError::BadGateway(format!("Stripe could not be asked: {e}")))?;
     if let Some(fact) = session.fact() {
-        state
+        let (_, changed_voucher) = state
             .store
             .apply_stripe(fact, Via::Reconciliation, None, state.clock.now())
             .await?;
+        if let Some(v) = changed_voucher {
+            state.key_cache.forget_voucher(&v);
+        }
     }
     state
         .store
@@ -445,18 +448,24 @@ pub async fn list_payments(
             ..Default::default()
         })
         .await?;
-    let mut data = Vec::with_capacity(rows.len());
-    for p in &rows {
-        let events = state.store.payment_events(p.id.clone()).await?;
-        let mut j = payment_json(p);
-        j["events"] = events
-            .iter()
-            .map(|(id, kind, outcome, at)| {
-                serde_json::json!({"id": id, "type": kind, "outcome": outcome, "received_at": time(*at)})
-            })
-            .collect();
-        data.push(j);
-    }
+    let events = state
+        .store
+        .payment_events(rows.iter().map(|p| p.id.clone()).collect())
+        .await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|p| {
+            let mut j = payment_json(p);
+            j["events"] = events
+                .iter()
+                .filter(|e| e.0.as_deref() == Some(p.id.as_str()))
+                .map(|(_, id, kind, outcome, at)| {
+                    serde_json::json!({"id": id, "type": kind, "outcome": outcome, "received_at": time(*at)})
+                })
+                .collect();
+            j
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
@@ -495,15 +504,20 @@ pub async fn stripe_webhook(
         id: event.id.clone(),
         type_: event.type_.clone(),
     };
-    let applied = match event.fact() {
+    let (applied, changed_voucher) = match event.fact() {
         Some(fact) => {
             state
                 .store
                 .apply_stripe(fact, Via::Webhook, Some(record), at)
                 .await?
         }
-        None => state.store.record_ignored_event(record, at).await?,
+        None => (state.store.record_ignored_event(record, at).await?, None),
     };
+    // A payment that activated or paused a voucher, or moved purchased credit, is seen by this
+    // instance's proxy at once (other instances within their key cache's second).
+    if let Some(v) = changed_voucher {
+        state.key_cache.forget_voucher(&v);
+    }
     if let Applied::Retry(why) = applied {
         // Done in part; Stripe delivers the event again later for the rest.
         return Err(ApiError::conflict(

@@ -32,11 +32,8 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     }
     let hash = keys::hash(secret);
     let cached = match state.key_cache.get(&hash) {
-        // A voucher awaiting its contribution is read afresh: it activates the moment the
-        // payment is recorded, not a cache lifetime later (and such a voucher has no traffic
-        // worth caching for).
-        Some(k) if !k.1.awaiting_contribution() => k,
-        _ => {
+        Some(k) => k,
+        None => {
             let found = state
                 .store
                 .key_by_hash(hash.clone())
