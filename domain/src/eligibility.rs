@@ -1,4 +1,4 @@
-//! Eligibility of an applicant company, after DESIGN §4. Each rule yields passed/failed with a
+//! Eligibility of an applicant company, after docs/ARCHITECTURE.md, "Eligibility". Each rule yields passed/failed with a
 //! human reason that is stored with the application and shown to administrators and the
 //! applicant. Thresholds come from configuration; the defaults and their sources are below.
 

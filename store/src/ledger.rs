@@ -1,4 +1,4 @@
-//! The double-entry ledger (DESIGN §2). Transfers are immutable rows with client-supplied ids;
+//! The double-entry ledger (docs/ARCHITECTURE.md, "Money and the ledger"). Transfers are immutable rows with client-supplied ids;
 //! each one moves an amount from a debit account to a credit account and updates the accounts'
 //! cached totals in the same transaction. Holds are `pending` transfers resolved exactly once
 //! by a `post` (≤ the held amount) or a `void`; the UNIQUE `pending_id` column makes the
