@@ -43,6 +43,13 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     pub hold_timeout_ms: u64,
     pub stream_max_ms: u64,
+    /// How often a proxy instance records that it is alive.
+    pub instance_heartbeat_ms: u64,
+    /// A proxy instance silent for this long is taken to be dead: the hold-timeouts job
+    /// settles its leases and holds at once instead of at their timeout.
+    pub instance_stale_after_ms: u64,
+    /// A key whose usage above its holds adds up to more than this is suspended.
+    pub overrun_suspend_threshold: Money,
     /// Job name → cron expression (seconds minutes hours day-of-month month day-of-week, UTC),
     /// replacing that job's default schedule. `voucherd worker --list` shows them all.
     pub jobs: BTreeMap<String, String>,
@@ -133,6 +140,9 @@ impl Default for Config {
             upstream_timeout_ms: 120_000,
             hold_timeout_ms: 300_000,
             stream_max_ms: 600_000,
+            instance_heartbeat_ms: 2_000,
+            instance_stale_after_ms: 15_000,
+            overrun_suspend_threshold: money("1.00"),
             jobs: BTreeMap::new(),
             smtp_url: None,
             mail_from: "AI Voucher Programme <noreply@voucherd.invalid>".into(),
@@ -265,7 +275,19 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 20] = [
+        let limits: [(&str, u64, u64, u64); 22] = [
+            (
+                "instance_heartbeat_ms",
+                self.instance_heartbeat_ms,
+                100,
+                60_000,
+            ),
+            (
+                "instance_stale_after_ms",
+                self.instance_stale_after_ms,
+                1_000,
+                600_000,
+            ),
             (
                 "stripe_reconcile_hours",
                 u64::from(self.stripe_reconcile_hours),
@@ -359,6 +381,9 @@ impl Config {
         }
         // A request may wait upstream_timeout for the answer's head and again for its body,
         // then retry its settlement: its hold must outlive all of that.
+        if self.instance_stale_after_ms < 3 * self.instance_heartbeat_ms {
+            bail!("instance_stale_after_ms must be at least three heartbeats (instance_heartbeat_ms), or a live proxy could be taken for dead");
+        }
         if self.hold_timeout_ms < 2 * self.upstream_timeout_ms + 1_000 {
             bail!("hold_timeout_ms must be at least twice upstream_timeout_ms plus 1000, or a slow request could outlive its hold");
         }
@@ -428,6 +453,7 @@ impl Config {
                 ..defaults.mail
             },
             stale_run_ms: self.job_stale_after_ms,
+            instance_stale_after_ms: self.instance_stale_after_ms,
             poll_ms: self.worker_poll_ms,
             stripe: self.stripe_config().ok().flatten(),
             stripe_lookback_hours: self.stripe_reconcile_hours,

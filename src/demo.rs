@@ -164,6 +164,8 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             monthly_spend_cap: None,
             expires_at: None,
             rotated_to: None,
+            suspended_at: None,
+            suspension_reason: None,
         })
         .await?;
     Ok(Some(Seeded {

@@ -184,6 +184,7 @@ impl Application {
                 sandbox_url,
                 sandbox_key,
                 payments: config.payment_settings()?,
+                overrun_suspend_threshold: config.overrun_suspend_threshold,
             },
             upstream,
             clock,
@@ -205,6 +206,12 @@ impl Application {
                     state.leases.retire_aged();
                 }
             });
+        }
+        if matches!(role, Role::All | Role::Proxy) {
+            voucherd_api::proxy::lease::Leases::keep_beating(
+                state.clone(),
+                Duration::from_millis(config.instance_heartbeat_ms),
+            );
         }
         let pages = role != Role::Proxy;
         let templates = web::Data::new(

@@ -718,3 +718,83 @@ async fn post_once(
     )
     .await
 }
+
+/// Usage above its hold, per key and model, with a way to reinstate a suspended key.
+pub async fn overruns(req: HttpRequest) -> HttpResponse {
+    overruns_view(&req, Vec::new(), None).await
+}
+
+async fn overruns_view(
+    req: &HttpRequest,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let answer = page!(api::get(req, "/api/v1/overruns").await);
+    let rows: Vec<Value> = answer["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut r| {
+            r["last"] = Value::from(day(&r["last_at"]));
+            r["tag"] = tag(if r["key_suspended"] == true {
+                "suspended"
+            } else {
+                "active"
+            });
+            r
+        })
+        .collect();
+    let mut view = View::new("console_overruns", "Usage above its hold")
+        .with("rows", Value::Array(rows))
+        .with("total", answer["total"].clone())
+        .with("threshold", answer["suspend_threshold"].clone())
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+/// Reinstates a key the programme suspended for its overrun, after a confirmation step.
+pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Reinstate this key?",
+            rows: vec![
+                ("Key", field(&form, "key").to_string()),
+                ("Reason", field(&form, "reason").to_string()),
+            ],
+            text: "The key works again at once. Its usage above its holds stays on record; the programme suspends it again if more is added.",
+            action: format!("/console/keys/{id}/reinstatement"),
+            button: "Reinstate the key",
+            warning: false,
+            cancel: "/console/overruns".into(),
+        },
+    ) {
+        return page;
+    }
+    let body = json!({"reason": field(&form, "reason")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/keys/{id}/reinstatement"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => overruns_view(&req, Vec::new(), Some("The key is reinstated.")).await,
+        refused => {
+            let errors = refused.field_errors(&|_| format!("reason-{id}"));
+            overruns_view(&req, errors, None).await
+        }
+    }
+}

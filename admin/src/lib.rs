@@ -144,6 +144,8 @@ pages! {
     post "/console/programme/moves" => console::move_money, on("post", "/api/v1/budget-lines/moves");
     get "/console/audit" => console::audit, on("get", "/api/v1/audit");
     get "/console/jobs" => console::jobs, on("get", "/api/v1/jobs/runs");
+    get "/console/overruns" => console::overruns, on("get", "/api/v1/overruns");
+    post "/console/keys/{id}/reinstatement" => console::reinstate_key, on("post", "/api/v1/keys/{id}/reinstatement");
     get "/portal/vouchers/{id}/consulting" => consult::consulting, on("post", "/api/v1/consulting/bookings");
     post "/portal/consulting/bookings" => consult::book, on("post", "/api/v1/consulting/bookings");
     post "/portal/consulting/bookings/{id}/cancel" => consult::cancel, on("delete", "/api/v1/consulting/bookings/{id}");

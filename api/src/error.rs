@@ -189,6 +189,7 @@ impl From<StoreError> for ApiError {
                 "this idempotency key was already used with a different request",
             ),
             StoreError::Contended => ApiError::conflict("contended", e.to_string()),
+            StoreError::KeyNotSuspended => ApiError::conflict("key_not_suspended", e.to_string()),
             StoreError::ChallengeClosed(_) => {
                 ApiError::conflict("challenge_not_accepting", e.to_string())
             }

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub holds_outstanding: IntGauge,
     pub upstream_errors: IntCounterVec,
     pub settle_retries: IntCounterVec,
+    pub overrun_micros: IntCounterVec,
+    pub overrun_requests: IntCounterVec,
+    pub disconnects: IntCounterVec,
 }
 
 impl Metrics {
@@ -68,6 +71,27 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let overrun_micros = IntCounterVec::new(
+            Opts::new(
+                "proxy_overrun_micros_total",
+                "Usage above its request's hold (booked to overrun loss), in micro-pounds, by model.",
+            ),
+            &["model"],
+        )?;
+        let overrun_requests = IntCounterVec::new(
+            Opts::new(
+                "proxy_overrun_requests_total",
+                "Requests whose usage was above their hold, by model.",
+            ),
+            &["model"],
+        )?;
+        let disconnects = IntCounterVec::new(
+            Opts::new(
+                "proxy_stream_disconnects_total",
+                "Streams whose client went away, by how they were billed (provider_usage, held_bound).",
+            ),
+            &["billed"],
+        )?;
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -76,6 +100,9 @@ impl Metrics {
             Box::new(holds_outstanding.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(settle_retries.clone()),
+            Box::new(overrun_micros.clone()),
+            Box::new(overrun_requests.clone()),
+            Box::new(disconnects.clone()),
         ] {
             registry.register(c)?;
         }
@@ -88,6 +115,9 @@ impl Metrics {
             holds_outstanding,
             upstream_errors,
             settle_retries,
+            overrun_micros,
+            overrun_requests,
+            disconnects,
         })
     }
 

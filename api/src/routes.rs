@@ -3,8 +3,8 @@
 //! and walk it with every role.
 
 use crate::handlers::{
-    applications, budget, challenges, consulting, health, incentives, jobs, me, payments, prices,
-    programme, reports, vouchers,
+    applications, budget, challenges, consulting, health, incentives, jobs, me, overruns, payments,
+    prices, programme, reports, vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -93,6 +93,8 @@ routes! {
     get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
     delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;
     post "/api/v1/keys/{id}/rotate" => vouchers::rotate_key, APPLICANT;
+    post "/api/v1/keys/{id}/reinstatement" => overruns::reinstate_key, ADMIN;
+    get "/api/v1/overruns" => overruns::list, ADMIN;
     get "/api/v1/payments/settings" => payments::settings, SIGNED_IN;
     get "/api/v1/vouchers/{id}/contribution" => payments::contribution, APPLICANT_OR_ADMIN;
     post "/api/v1/vouchers/{id}/contribution" => payments::pay_contribution, APPLICANT;

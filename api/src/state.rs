@@ -34,6 +34,8 @@ pub struct ApiConfig {
     pub sandbox_url: String,
     pub sandbox_key: String,
     pub payments: PaymentSettings,
+    /// A key whose usage above its holds adds up to more than this is suspended.
+    pub overrun_suspend_threshold: Money,
 }
 
 /// The programme's payment rules.

@@ -144,6 +144,8 @@ pub fn transfer(t: &TransferRow, account_id: &str) -> Value {
 pub fn key_status(k: &ApiKeyRow) -> &'static str {
     if k.revoked_at.is_some() {
         "revoked"
+    } else if k.suspended_at.is_some() {
+        "suspended"
     } else if k.expires_at.is_some_and(|e| e <= Utc::now().naive_utc()) {
         "expired"
     } else {
@@ -169,6 +171,8 @@ pub fn key(k: &ApiKeyRow) -> Value {
         "created_at": time(k.created_at),
         "last_used_at": opt_time(k.last_used_at),
         "revoked_at": opt_time(k.revoked_at),
+        "suspended_at": opt_time(k.suspended_at),
+        "suspension_reason": k.suspension_reason,
     })
 }
 

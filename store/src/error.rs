@@ -34,6 +34,8 @@ pub enum StoreError {
     },
     #[error("the key was revoked or already rotated")]
     KeyNotRotatable,
+    #[error("the key is not suspended")]
+    KeyNotSuspended,
     #[error("the key's spend cap for this month is reached")]
     KeySpendCapReached,
     #[error("a concurrent request wrote the same record; retry")]

@@ -32,6 +32,9 @@ pub struct ApiKeyRow {
     pub expires_at: Option<NaiveDateTime>,
     /// Set on a key that was rotated: the key that replaced it.
     pub rotated_to: Option<String>,
+    /// Set when the programme suspended the key (usage above its holds past the threshold).
+    pub suspended_at: Option<NaiveDateTime>,
+    pub suspension_reason: Option<String>,
 }
 
 impl Store {

@@ -103,6 +103,23 @@ pub fn notify_admins(
 }
 
 impl Store {
+    /// Tells administrators that the AI provider refused the programme's own credentials
+    /// (`status` 401 or 403): once an hour, however many requests it fails.
+    pub async fn alert_upstream_auth(&self, status: u16, at: NaiveDateTime) -> StoreResult<()> {
+        self.write(move |c| {
+            notify_admins(
+                c,
+                &format!("upstream-auth:{status}:{}", at.format("%Y-%m-%dT%H")),
+                "upstream_auth_failed",
+                serde_json::json!({
+                    "status": status,
+                    "at": at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                }),
+            )
+        })
+        .await
+    }
+
     /// Claims up to `limit` messages due at `at` for delivery: each claimed message's next
     /// attempt moves to `at + claim_ms`, conditional on it not having moved, so two workers
     /// never send the same message at once, and one that crashed mid-send is retried after.

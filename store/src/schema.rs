@@ -106,6 +106,8 @@ diesel::table! {
         monthly_spend_cap -> Nullable<BigInt>,
         expires_at -> Nullable<Timestamp>,
         rotated_to -> Nullable<Text>,
+        suspended_at -> Nullable<Timestamp>,
+        suspension_reason -> Nullable<Text>,
     }
 }
 
@@ -159,6 +161,7 @@ diesel::table! {
         post_id -> Nullable<Text>,
         upstream_status -> Integer,
         created_at -> Timestamp,
+        overrun_micros -> BigInt,
     }
 }
 
@@ -487,3 +490,19 @@ diesel::table! {
         received_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    proxy_instances (id) {
+        id -> Text,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    instance_holds (hold_id) {
+        hold_id -> Text,
+        instance_id -> Text,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(proxy_instances, instance_holds, transfers);

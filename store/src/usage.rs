@@ -33,6 +33,8 @@ pub struct UsageRow {
     pub post_id: Option<String>,
     pub upstream_status: i32,
     pub created_at: NaiveDateTime,
+    /// The part of `cost` above what the request held (0 when the hold bounded it).
+    pub overrun_micros: i64,
 }
 
 /// Test allowance accounts are named with this prefix and the owner's id.
@@ -136,6 +138,8 @@ fn unreserve(c: &mut DbConn, hold_id: &str, posted: i64) -> StoreResult<()> {
 
 impl Store {
     /// Reserves `amount` of a voucher's account for one request until `timeout_at`.
+    /// `instance_id` is the proxy instance serving it: should the instance die, the hold is
+    /// released as soon as its heartbeat lapses.
     pub async fn open_hold(
         &self,
         request_id: String,
@@ -143,6 +147,7 @@ impl Store {
         amount: Money,
         timeout_at: NaiveDateTime,
         cap: Option<KeyCap>,
+        instance_id: String,
     ) -> StoreResult<(String, i64)> {
         self.write(move |c| {
             let row = ledger::hold(
@@ -160,6 +165,7 @@ impl Store {
             if let Some(cap) = &cap {
                 reserve(c, &row.id, cap, row.amount)?;
             }
+            crate::instances::register_hold(c, &row.id, &instance_id)?;
             // Read in the same transaction, so the caller learns the balance without another
             // round trip.
             let available = ledger::account(c, &row.debit_account_id)?
@@ -174,6 +180,7 @@ impl Store {
     pub async fn release_hold(&self, hold_id: String) -> StoreResult<()> {
         self.write(move |c| {
             ledger::void(c, &format!("{hold_id}:void"), &hold_id)?;
+            crate::instances::forget_hold(c, &hold_id)?;
             unreserve(c, &hold_id, 0)
         })
         .await
@@ -239,6 +246,7 @@ impl Store {
         need_micros: i64,
         target_micros: i64,
         timeout_at: NaiveDateTime,
+        instance_id: String,
     ) -> StoreResult<(String, i64, i64)> {
         self.write(move |c| {
             let available = ledger::account(c, &debit_account_id)?.totals().available();
@@ -263,6 +271,7 @@ impl Store {
                 },
                 timeout_at,
             )?;
+            crate::instances::register_hold(c, &row.id, &instance_id)?;
             Ok((row.id, row.amount, available - row.amount))
         })
         .await
@@ -414,11 +423,12 @@ fn lock_holds(c: &mut DbConn, hold_ids: &[&str]) -> StoreResult<()> {
     Ok(())
 }
 
-fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<()> {
+pub(crate) fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<()> {
     lock_holds(c, &[hold_id])?;
     if ledger::resolution(c, hold_id)?.is_some() {
         return Ok(());
     }
+    crate::instances::forget_hold(c, hold_id)?;
     let costs: Vec<i64> = usage_records::table
         .filter(usage_records::hold_id.eq(hold_id))
         .select(usage_records::cost)
@@ -490,6 +500,9 @@ fn settle(c: &mut DbConn, row: &mut UsageRow) -> StoreResult<()> {
     let posted = cost.min(held_money);
     let post = ledger::post(c, &format!("{}:post", row.hold_id), &row.hold_id, posted)?;
     unreserve(c, &row.hold_id, posted.micros())?;
+    crate::instances::forget_hold(c, &row.hold_id)?;
+    // What the provider billed beyond the hold: shown per key and model, and may suspend it.
+    row.overrun_micros = cost.micros() - posted.micros();
     if let Some(overrun) = cost.checked_sub(posted).filter(|m| !m.is_zero()) {
         ledger::transfer(
             c,

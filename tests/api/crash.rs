@@ -13,14 +13,20 @@ use voucherd_store::Backend;
 
 const BIN: &str = env!("CARGO_BIN_EXE_voucherd");
 
-/// Starts `voucherd proxy` on `app`'s database and upstream; returns it and its address.
+/// Starts `voucherd proxy` on `app`'s database and upstream, with short timeouts; returns it
+/// and its address.
 fn start_proxy(app: &TestApp, dir: &std::path::Path) -> (Child, String) {
-    let config = dir.join("voucherd.toml");
-    std::fs::write(
-        &config,
+    start_proxy_with(
+        app,
+        dir,
         "upstream_timeout_ms = 500\nhold_timeout_ms = 2000\nstream_max_ms = 1000\nlease_max_age_ms = 1000\n",
     )
-    .unwrap();
+}
+
+/// Starts `voucherd proxy` with `settings` as its configuration file.
+fn start_proxy_with(app: &TestApp, dir: &std::path::Path, settings: &str) -> (Child, String) {
+    let config = dir.join("voucherd.toml");
+    std::fs::write(&config, settings).unwrap();
     let mut child = Command::new(BIN)
         .arg("proxy")
         .env("VOUCHERD_CONFIG", &config)
@@ -158,6 +164,90 @@ async fn a_killed_proxys_holds_void_at_their_timeout_and_a_restarted_one_serves(
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         assert_eq!(spent, "0.02232");
+        again.kill().unwrap();
+        again.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// With every timeout at its default (holds 5 minutes, streams 10 minutes), a proxy killed
+/// with SIGKILL mid-stream leaves its leases for no longer than its heartbeat's staleness and
+/// the hold-timeouts job's period: the voucher's `held` is back to 0 within 30 s, the three
+/// answers its clients received in full are billed once each, and the ledger balances.
+#[tokio::test]
+async fn a_killed_proxys_leases_are_settled_within_seconds_of_its_last_heartbeat() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app_with(backend, |c| c.scheduler = true).await;
+        let dir =
+            std::env::temp_dir().join(format!("voucherd-beat-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (owner, voucher_id, key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+        let (mut proxy, base) = start_proxy_with(&app, &dir, "");
+        for _ in 0..3 {
+            let resp = app
+                .client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&chat_request())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.bytes().await.unwrap();
+        }
+        app.upstream.set_reply(Reply {
+            stall_after: Some(2),
+            ..Reply::default()
+        });
+        let mut req = chat_request();
+        req["stream"] = json!(true);
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let resp = app
+                .client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&req)
+                .send()
+                .await
+                .unwrap();
+            let mut s = resp.bytes_stream();
+            s.next().await.unwrap().unwrap();
+            streams.push(s);
+        }
+        assert_ne!(app.voucher(&owner, &voucher_id).await["held"], "0.00");
+
+        proxy.kill().unwrap();
+        proxy.wait().unwrap();
+        let killed = std::time::Instant::now();
+        drop(streams);
+        let mut v = serde_json::Value::Null;
+        while killed.elapsed() < std::time::Duration::from_secs(30) {
+            v = app.voucher(&owner, &voucher_id).await;
+            if v["held"] == "0.00" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            (v["held"].as_str(), v["spent"].as_str()),
+            (Some("0.00"), Some("0.01674")),
+            "{backend:?}: held back to 0 within 30 s of the kill, three answers billed"
+        );
+        app.store.verify_ledger().await.unwrap();
+
+        // A new process is a new instance: it opens leases of its own and serves.
+        let (mut again, base) = start_proxy_with(&app, &dir, "");
+        app.upstream.set_reply(Reply::default());
+        let resp = app
+            .client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat_request())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
         again.kill().unwrap();
         again.wait().unwrap();
         let _ = std::fs::remove_dir_all(&dir);

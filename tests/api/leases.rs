@@ -156,11 +156,19 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
             post_id: None,
             upstream_status: 200,
             created_at: voucherd_store::now(),
+            overrun_micros: 0,
         };
         // A lease of 1,000 micros: two requests' usage recorded, then closed.
         let (open, amount, _) = app
             .store
-            .open_lease("l1".into(), account.id.clone(), 1_000, 1_000, far)
+            .open_lease(
+                "l1".into(),
+                account.id.clone(),
+                1_000,
+                1_000,
+                far,
+                "instance-1".into(),
+            )
             .await
             .unwrap();
         assert_eq!(amount, 1_000);

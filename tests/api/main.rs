@@ -25,6 +25,7 @@ mod outage;
 mod pages;
 mod payments;
 mod prices;
+mod provider_billing;
 mod proxy;
 mod reports;
 mod sandbox;

@@ -21,6 +21,14 @@ pub struct Reply {
     pub include_usage: bool,
     /// Streams stop after this many content chunks and then hang, as a stuck provider does.
     pub stall_after: Option<u64>,
+    /// Of the output tokens, how many are a reasoning model's hidden reasoning: billed in the
+    /// usage, never streamed as chunks.
+    pub reasoning_tokens: u64,
+    /// The answer waits for this (a stream after its visible chunks, a plain answer before
+    /// it is sent), as a provider does while it reasons.
+    pub pause: Option<Arc<tokio::sync::Notify>>,
+    /// With a non-200 `status`, the provider's own error body (else a generic server error).
+    pub error_body: Option<Value>,
 }
 
 impl Default for Reply {
@@ -32,6 +40,9 @@ impl Default for Reply {
             status: 200,
             include_usage: true,
             stall_after: None,
+            reasoning_tokens: 0,
+            pause: None,
+            error_body: None,
         }
     }
 }
@@ -140,7 +151,8 @@ fn stream(
         json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
     ))];
     let mut content = 0;
-    'tokens: for _ in 0..per_choice {
+    let visible = per_choice.saturating_sub(reply.reasoning_tokens);
+    'tokens: for _ in 0..visible {
         for i in 0..n {
             if reply.stall_after == Some(content) {
                 break 'tokens;
@@ -152,6 +164,7 @@ fn stream(
         }
     }
     let stalls = reply.stall_after.is_some();
+    let pause_at = events.len();
     if !stalls {
         for i in 0..n {
             events.push(event(&chunk(
@@ -163,7 +176,8 @@ fn stream(
                 "model": model, "choices": [], "usage": {
                     "prompt_tokens": reply.prompt_tokens, "completion_tokens": per_choice * n,
                     "total_tokens": reply.prompt_tokens + per_choice * n,
-                    "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}}})));
+                    "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+                    "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens}}})));
         }
         events.push(web::Bytes::from_static(b"data: [DONE]\n\n"));
     }
@@ -171,18 +185,26 @@ fn stream(
         shared,
         finished: false,
     };
+    let pause = reply.pause.clone();
     let body = futures_util::stream::unfold(
-        (events.into_iter(), guard, stalls),
-        |(mut it, mut guard, stalls)| async move {
+        (events.into_iter().enumerate(), guard, stalls, pause),
+        move |(mut it, mut guard, stalls, mut pause)| async move {
             match it.next() {
-                Some(e) => Some((Ok::<_, actix_web::Error>(e), (it, guard, stalls))),
+                Some((i, e)) => {
+                    if i == pause_at {
+                        if let Some(p) = pause.take() {
+                            p.notified().await;
+                        }
+                    }
+                    Some((Ok::<_, actix_web::Error>(e), (it, guard, stalls, pause)))
+                }
                 None if stalls => {
                     // Stuck: only keep-alive comments from now on, until the reader goes away
                     // (the failed write ends this stream, and the guard records the cut).
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     Some((
                         Ok(web::Bytes::from_static(b": keep-alive\n\n")),
-                        (it, guard, stalls),
+                        (it, guard, stalls, pause),
                     ))
                 }
                 None => {
@@ -216,8 +238,11 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
     let reply = shared.reply.lock().unwrap().clone();
     if reply.status != 200 {
         return HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap())
-            .json(json!({"error": {"message": "The server had an error while processing your request.",
-                "type": "server_error", "param": null, "code": null}}));
+            // The provider names the programme's own account in its headers and errors.
+            .insert_header(("openai-organization", "org-ProgrammeAcct42"))
+            .insert_header(("openai-project", "proj_ProgrammeProj7"))
+            .json(reply.error_body.clone().unwrap_or_else(|| json!({"error": {"message": "The server had an error while processing your request.",
+                "type": "server_error", "param": null, "code": null}})));
     }
     let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
     let limit = body
@@ -228,6 +253,9 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
     let per_choice = reply.completion_tokens.min(limit);
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         return stream(shared.clone(), &body.0, reply, per_choice, n);
+    }
+    if let Some(p) = &reply.pause {
+        p.notified().await;
     }
     let choices: Vec<Value> = (0..n)
         .map(|i| json!({"index": i, "message": {"role": "assistant", "content": "Hello from the provider."},
@@ -243,7 +271,7 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
             "completion_tokens": per_choice * n,
             "total_tokens": reply.prompt_tokens + per_choice * n,
             "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
         });
     }
     HttpResponse::Ok().json(out)

@@ -512,6 +512,7 @@ async fn hold_timeouts_resolve_expired_holds_and_report_how_many(app: TestApp) {
                 Money::parse("10").unwrap(),
                 now + Duration::minutes(minutes),
                 None,
+                "instance-1".into(),
             )
             .await
             .unwrap();

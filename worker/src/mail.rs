@@ -125,6 +125,18 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/milestone_bonus.html.hbs"),
     ),
     (
+        "usage_overrun",
+        "API key {{key_prefix}}… was billed above its hold",
+        include_str!("../templates/usage_overrun.txt.hbs"),
+        include_str!("../templates/usage_overrun.html.hbs"),
+    ),
+    (
+        "upstream_auth_failed",
+        "The AI provider refused the programme's credentials",
+        include_str!("../templates/upstream_auth_failed.txt.hbs"),
+        include_str!("../templates/upstream_auth_failed.html.hbs"),
+    ),
+    (
         "reconciliation_alert",
         "Ledger reconciliation found differences",
         include_str!("../templates/reconciliation_alert.txt.hbs"),

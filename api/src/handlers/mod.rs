@@ -8,6 +8,7 @@ pub mod health;
 pub mod incentives;
 pub mod jobs;
 pub mod me;
+pub mod overruns;
 pub mod payments;
 pub mod prices;
 pub mod programme;

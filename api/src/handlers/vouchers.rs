@@ -220,6 +220,8 @@ pub async fn create_key(
         monthly_spend_cap: body.monthly_spend_cap.map(Money::micros),
         expires_at,
         rotated_to: None,
+        suspended_at: None,
+        suspension_reason: None,
     };
     let row = state.store.create_key(row).await?;
     let mut json = views::key(&row);
@@ -256,6 +258,8 @@ pub async fn rotate_key(
         last_used_at: None,
         revoked_at: None,
         rotated_to: None,
+        suspended_at: None,
+        suspension_reason: None,
         ..old.clone()
     };
     let grace = chrono::Duration::seconds(i64::from(body.grace_seconds.unwrap_or(3_600)));

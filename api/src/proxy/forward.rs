@@ -110,11 +110,81 @@ async fn proxy(
             }
         }
     };
-    let result = serve(surface, &state, &cached, raw, idem.clone()).await;
-    if let (Some((key_id, k)), Err(_)) = (&idem, &result) {
-        abandon(&state, key_id, k).await;
+    // Served in a task of its own: a client that goes away drops this handler, but the
+    // upstream has started work the provider will bill, so the task still reads its answer and
+    // settles it (docs/ARCHITECTURE.md, "Disconnects").
+    let task = tokio::spawn(
+        async move {
+            let result = serve(surface, &state, &cached, raw, idem.clone()).await;
+            if let (Some((key_id, k)), Err(_)) = (&idem, &result) {
+                abandon(&state, key_id, k).await;
+            }
+            result
+        }
+        .instrument(tracing::Span::current()),
+    );
+    match task.await {
+        Ok(result) => result.map(Answer::into_response),
+        Err(e) => Err(ProxyError::Internal(format!(
+            "the request's task failed: {e}"
+        ))),
     }
-    result
+}
+
+/// What a served request answers, built into a response by the handler (a response itself
+/// cannot leave the task that serves the request).
+pub(super) enum Answer {
+    /// A whole JSON answer: the upstream's, or an error of the proxy's own making.
+    Json {
+        status: StatusCode,
+        body: Bytes,
+        /// The voucher's available balance after the request's hold, for the client to see.
+        available: Option<String>,
+    },
+    /// Events as they arrive from the task that reads the upstream.
+    Stream {
+        events: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+        available: String,
+        /// Events the client has been given, counted as the body hands them over.
+        delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Answer {
+    fn into_response(self) -> HttpResponse {
+        match self {
+            Answer::Json {
+                status,
+                body,
+                available,
+            } => {
+                let mut r = HttpResponse::build(status);
+                r.insert_header((header::CONTENT_TYPE, "application/json"));
+                if let Some(a) = available {
+                    r.insert_header(("x-voucher-available", a));
+                }
+                r.body(body)
+            }
+            Answer::Stream {
+                mut events,
+                available,
+                delivered,
+            } => {
+                let body = futures_util::stream::poll_fn(move |cx| {
+                    let next = events.poll_recv(cx);
+                    if let std::task::Poll::Ready(Some(Ok(_))) = &next {
+                        delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    next
+                });
+                HttpResponse::Ok()
+                    .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+                    .insert_header((header::CACHE_CONTROL, "no-cache"))
+                    .insert_header(("x-voucher-available", available))
+                    .streaming(body)
+            }
+        }
+    }
 }
 
 /// The stored answer of an idempotent request, sent again.
@@ -181,7 +251,7 @@ async fn serve(
     cached: &super::keycache::CachedKey,
     raw: Bytes,
     idem: Idem,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let cfg = &state.config;
     let (key, voucher) = (&cached.0, &cached.1);
     let mut body: Value = serde_json::from_slice(&raw)
@@ -328,28 +398,20 @@ async fn serve(
         // An upstream error is not an answer to keep: a retry may succeed.
         abandon(state, key_id, k).await;
     }
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    if !success && answer.as_ref().and_then(|v| v.get("error")).is_none() {
-        return Ok(openai_error(
-            status,
-            "The upstream returned an error.",
-            "upstream_error",
-            None,
-            None,
-        ));
+    if !success {
+        return super::upstream_error::answer(state, status, &bytes, answer.as_ref()).await;
     }
-    Ok(HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header((
-            "x-voucher-available",
-            format_micros(admitted.available_after_hold.micros()),
-        ))
-        .body(bytes))
+    Ok(Answer::Json {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        body: bytes,
+        available: Some(format_micros(admitted.available_after_hold.micros())),
+    })
 }
 
 /// Streams the upstream's events to the client as they arrive. A task reads the upstream and
 /// feeds a bounded queue that is the response body; it settles before letting the final event
-/// through, and settles on its own when the client goes away (closing the upstream).
+/// through. When the client goes away it stops forwarding but reads on until the provider's
+/// usage arrives, and settles that.
 fn stream_response(
     surface: Surface,
     state: web::Data<AppState>,
@@ -357,28 +419,30 @@ fn stream_response(
     response: reqwest::Response,
     client_wants_usage: bool,
     idem: Idem,
-) -> HttpResponse {
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE_EVENTS);
+) -> Answer {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE_EVENTS);
     let available = format_micros(admitted.available_after_hold.micros());
+    let delivered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(
         pump(
-            surface,
-            state,
-            admitted,
+            Pumped {
+                surface,
+                state,
+                admitted,
+                client_wants_usage,
+                idem,
+                delivered: delivered.clone(),
+            },
             response,
             tx,
-            client_wants_usage,
-            idem,
         )
         .instrument(tracing::Span::current()),
     );
-    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-voucher-available", available))
-        .streaming(body)
+    Answer::Stream {
+        events: rx,
+        available,
+        delivered,
+    }
 }
 
 /// How long past the stream deadline the final event may wait for a slow client.
@@ -399,38 +463,67 @@ async fn send_by(
 /// How a stream ended, for settlement.
 struct Outcome {
     usage: Option<TokenUsage>,
-    output_events: u64,
     /// The final event, held back until the usage is committed.
     last: Option<Bytes>,
     client_gone: bool,
+    /// Bytes read from the upstream after the client went away.
+    drained_bytes: usize,
+    /// The stream's deadline: the final event may wait a little past it for a slow client.
+    deadline: tokio::time::Instant,
 }
 
-async fn pump(
+/// After the client has gone, the most the proxy reads on while waiting for the provider's
+/// usage. The output is bounded by the hold's token cap; this bounds the bytes framing it.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the upstream reader needs besides the upstream and the client's queue.
+struct Pumped {
     surface: Surface,
     state: web::Data<AppState>,
     admitted: Admitted,
-    response: reqwest::Response,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     client_wants_usage: bool,
     idem: Idem,
-) {
-    // What the client was sent, kept (up to a limit) for replay to an idempotent retry.
-    let mut sent: Option<Vec<u8>> = idem.as_ref().map(|_| Vec::new());
-    let idle = Duration::from_millis(state.config.upstream_timeout_ms);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(state.config.stream_max_ms);
+    delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Reads the upstream's events, forwarding them while the client is there. A client that
+/// goes away is not the end: the provider bills what it generates, so the reader goes on
+/// (bounded by the stream deadline and [`DRAIN_MAX_BYTES`]) until the usage event arrives,
+/// and bills that. Only an upstream that ends or fails without usage is billed the held bound.
+async fn read_upstream(
+    p: &mut Pumped,
+    response: reqwest::Response,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    sent: &mut Option<Vec<u8>>,
+) -> Outcome {
+    let idle = Duration::from_millis(p.state.config.upstream_timeout_ms);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(p.state.config.stream_max_ms);
     let mut upstream = response.bytes_stream();
     let mut splitter = EventSplitter::new(MAX_EVENT_BYTES);
     let mut out = Outcome {
         usage: None,
-        output_events: 0,
         last: None,
         client_gone: false,
+        drained_bytes: 0,
+        deadline,
     };
     'read: loop {
-        let next = tokio::select! {
-            _ = tx.closed() => { out.client_gone = true; break 'read; }
-            _ = tokio::time::sleep_until(deadline) => break 'read,
-            n = tokio::time::timeout(idle, upstream.next()) => n,
+        let next = if out.client_gone {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break 'read,
+                n = tokio::time::timeout(idle, upstream.next()) => n,
+            }
+        } else {
+            tokio::select! {
+                _ = tx.closed() => {
+                    out.client_gone = true;
+                    p.admitted.free_slot();
+                    continue 'read;
+                }
+                _ = tokio::time::sleep_until(deadline) => break 'read,
+                n = tokio::time::timeout(idle, upstream.next()) => n,
+            }
         };
         let chunk = match next {
             Ok(Some(Ok(c))) => c,
@@ -444,6 +537,13 @@ async fn pump(
                 break;
             }
         };
+        if out.client_gone {
+            out.drained_bytes += chunk.len();
+            if out.drained_bytes > DRAIN_MAX_BYTES {
+                tracing::warn!("upstream went on too long after the client left");
+                break;
+            }
+        }
         let events = match splitter.push(&chunk) {
             Ok(e) => e,
             Err(e) => {
@@ -452,39 +552,39 @@ async fn pump(
             }
         };
         for event in events {
-            let forward = match sse::classify(surface, &event) {
+            let (forward, event) = match sse::classify(p.surface, &event) {
                 StreamEvent::Done => {
                     out.last = Some(event);
                     break 'read;
                 }
                 StreamEvent::Final { usage } => {
                     out.usage = usage.as_ref().and_then(parse_usage);
-                    out.last = Some(event);
+                    out.last = Some(super::upstream_error::scrub_event(event));
                     break 'read;
                 }
                 StreamEvent::Usage { usage, only_usage } => {
                     out.usage = parse_usage(&usage);
-                    client_wants_usage || !only_usage
+                    if out.client_gone && out.usage.is_some() {
+                        break 'read;
+                    }
+                    (p.client_wants_usage || !only_usage, event)
                 }
-                StreamEvent::Output => {
-                    out.output_events += 1;
-                    true
-                }
-                StreamEvent::Other => true,
+                StreamEvent::Output => (true, event),
+                StreamEvent::Other => (true, super::upstream_error::scrub_event(event)),
             };
-            if forward {
+            if forward && !out.client_gone {
                 if let Some(buf) = sent.as_mut() {
                     if buf.len() + event.len() <= REPLAY_MAX_BYTES {
                         buf.extend_from_slice(&event);
                     } else {
-                        sent = None;
+                        *sent = None;
                     }
                 }
-                // A client that stops reading is treated as gone at the deadline: the stream is
-                // settled for what was sent, whatever the client does after.
-                if !send_by(&tx, Ok(event), deadline).await {
+                // A client that stops reading until the deadline is treated as gone; the
+                // deadline then ends the read as well.
+                if !send_by(tx, Ok(event), deadline).await {
                     out.client_gone = true;
-                    break 'read;
+                    p.admitted.free_slot();
                 }
             }
         }
@@ -493,55 +593,70 @@ async fn pump(
     drop(upstream);
     let tail = splitter.rest();
     if !tail.is_empty() && !out.client_gone && out.last.is_none() {
-        send_by(&tx, Ok(tail), deadline).await;
+        send_by(tx, Ok(tail), deadline).await;
     }
-    let usage = out
-        .usage
-        .unwrap_or_else(|| estimate(&admitted, out.output_events));
-    if out.usage.is_none() {
-        tracing::warn!(billing_id = %admitted.billing_id, client_gone = out.client_gone,
-            "stream ended without usage; billing what was streamed");
+    out
+}
+
+async fn pump(
+    mut p: Pumped,
+    response: reqwest::Response,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    // What the client was sent, kept (up to a limit) for replay to an idempotent retry.
+    let mut sent: Option<Vec<u8>> = p.idem.as_ref().map(|_| Vec::new());
+    let out = read_upstream(&mut p, response, &tx, &mut sent).await;
+    let (state, admitted, idem) = (&p.state, &p.admitted, &p.idem);
+    let final_by = out.deadline + FINAL_GRACE;
+    let usage = match out.usage {
+        Some(u) => u,
+        None => {
+            // Whatever the client saw, the provider may have generated up to the bound.
+            tracing::warn!(billing_id = %admitted.billing_id, client_gone = out.client_gone,
+                "stream ended without the provider's usage; billing the held bound");
+            admitted.bound_usage()
+        }
+    };
+    if out.client_gone {
+        let billed = if out.usage.is_some() {
+            "provider_usage"
+        } else {
+            "held_bound"
+        };
+        state.metrics.disconnects.with_label_values(&[billed]).inc();
+        tracing::info!(billing_id = %admitted.billing_id, billed,
+            events_delivered = p.delivered.load(std::sync::atomic::Ordering::Relaxed),
+            drained_bytes = out.drained_bytes, "the client left mid-stream");
     }
-    match admitted.settle(&state, Some(usage), 200).await {
+    match admitted.settle(state, Some(usage), 200).await {
         Ok(()) => {
             if let (Some(last), false) = (out.last, out.client_gone) {
-                match (&idem, sent.as_mut()) {
+                match (idem, sent.as_mut()) {
                     (Some(_), Some(buf)) if buf.len() + last.len() <= REPLAY_MAX_BYTES => {
                         buf.extend_from_slice(&last);
-                        complete(&state, &idem, 200, "text/event-stream", Some(buf)).await;
+                        complete(state, idem, 200, "text/event-stream", Some(buf)).await;
                     }
-                    (Some(_), _) => complete(&state, &idem, 200, "text/event-stream", None).await,
+                    (Some(_), _) => complete(state, idem, 200, "text/event-stream", None).await,
                     _ => {}
                 }
-                send_by(&tx, Ok(last), deadline + FINAL_GRACE).await;
-            } else if let Some((key_id, k)) = &idem {
+                send_by(&tx, Ok(last), final_by).await;
+            } else if let Some((key_id, k)) = idem {
                 // The client did not get it all: a retry may run (and is billed) again.
-                abandon(&state, key_id, k).await;
+                abandon(state, key_id, k).await;
             }
         }
         Err(e) => {
-            if let Some((key_id, k)) = &idem {
-                abandon(&state, key_id, k).await;
+            if let Some((key_id, k)) = idem {
+                abandon(state, key_id, k).await;
             }
             tracing::error!(error = %e, billing_id = %admitted.billing_id,
-                "stream settlement failed; the hold voids at its timeout");
+                "stream settlement failed; the hold resolves at its timeout");
             let event = format!(
                 "data: {}\n\n",
                 serde_json::json!({"error": {"message": "Metering failed; the response is incomplete.",
                     "type": "server_error", "param": null, "code": "service_unavailable"}})
             );
-            send_by(&tx, Ok(Bytes::from(event)), deadline + FINAL_GRACE).await;
+            send_by(&tx, Ok(Bytes::from(event)), final_by).await;
         }
-    }
-}
-
-/// Usage for a stream that ended without the upstream's report: each output event is one
-/// token (how the provider streams), and the prompt at four bytes a token; never above what
-/// was held.
-fn estimate(admitted: &Admitted, output_events: u64) -> TokenUsage {
-    TokenUsage {
-        prompt_tokens: admitted.prompt_bound.div_ceil(4),
-        cached_prompt_tokens: 0,
-        completion_tokens: output_events.min(admitted.output_each.saturating_mul(admitted.choices)),
     }
 }

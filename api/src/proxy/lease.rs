@@ -1,4 +1,4 @@
-//! Leases (DESIGN §3, "fast"): instead of a database hold per request, the proxy holds part
+//! Leases (docs/ARCHITECTURE.md, "Leases"): instead of a database hold per request, the proxy holds part
 //! of a voucher's balance once — a pending transfer, the lease — and reserves each request's
 //! worst case from it in memory with an atomic compare-and-swap. Usage is recorded in batches
 //! (one transaction for many requests) before each response ends, and the lease closes by
@@ -114,6 +114,9 @@ pub struct Leases {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     max_age: Duration,
     writer: UsageWriter,
+    /// This process's proxy instance: new with every start, so a restarted process never
+    /// adopts a lease of its previous life. Every hold it opens is registered under it.
+    instance_id: String,
 }
 
 impl Leases {
@@ -123,7 +126,29 @@ impl Leases {
             slots: Mutex::new(HashMap::new()),
             max_age,
             writer: UsageWriter::start(store),
+            instance_id: uuid::Uuid::now_v7().to_string(),
         }
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Records this instance's heartbeat every `every`, for as long as the process runs: the
+    /// hold-timeouts job settles the holds of an instance whose heartbeat lapses
+    /// (docs/ARCHITECTURE.md, "A dead instance's holds").
+    pub fn keep_beating(state: actix_web::web::Data<AppState>, every: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let id = state.leases.instance_id.clone();
+                if let Err(e) = state.store.heartbeat(id, voucherd_store::now()).await {
+                    tracing::warn!(error = %e, "could not record this instance's heartbeat");
+                }
+            }
+        });
     }
 
     pub fn enabled(&self) -> bool {
@@ -202,7 +227,14 @@ impl Leases {
         let target = need.saturating_mul(LEASE_REQUESTS);
         let (hold_id, amount, available) = state
             .store
-            .open_lease(lease_id, account.to_string(), need, target, timeout_at)
+            .open_lease(
+                lease_id,
+                account.to_string(),
+                need,
+                target,
+                timeout_at,
+                self.instance_id.clone(),
+            )
             .await
             .map_err(|e| match e {
                 StoreError::InsufficientFunds { .. } => super::meter::quota_exceeded(),

@@ -49,6 +49,11 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     if key.revoked_at.is_some() {
         return Err(ProxyError::InvalidKey("This API key has been revoked."));
     }
+    if key.suspended_at.is_some() {
+        return Err(ProxyError::KeySuspended(
+            key.suspension_reason.clone().unwrap_or_default(),
+        ));
+    }
     if key.expires_at.is_some_and(|e| e <= now) {
         return Err(ProxyError::InvalidKey("This API key has expired."));
     }
@@ -99,7 +104,7 @@ pub struct Admitted {
     /// A test-mode key: the sandbox answers and the free allowance pays.
     pub test_mode: bool,
     /// The key's concurrency slot, released when the request is done with.
-    _slot: Option<OwnedSemaphorePermit>,
+    slot: Option<OwnedSemaphorePermit>,
     /// The request's share of a lease, when it is served from one instead of its own hold.
     ticket: Option<Ticket>,
 }
@@ -204,7 +209,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                         choices: ctx.choices(),
                         available_after_hold: held.available_after,
                         test_mode,
-                        _slot: slot.take(),
+                        slot: slot.take(),
                         ticket: held.ticket,
                     })
                 }
@@ -270,16 +275,19 @@ async fn hold_from(
         } else {
             held
         };
-        let (store, id, account, cap) = (
+        let (store, id, account, cap, instance) = (
             state.store.clone(),
             billing_id.clone(),
             debit_account.to_string(),
             ctx.cap.clone(),
+            state.leases.instance_id().to_string(),
         );
         async move {
             (
                 held,
-                store.open_hold(id, account, held, timeout_at, cap).await,
+                store
+                    .open_hold(id, account, held, timeout_at, cap, instance)
+                    .await,
             )
         }
     };
@@ -389,7 +397,7 @@ impl Admitted {
             return Ok(());
         };
         let tokens = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let row = UsageRow {
+        let mut row = UsageRow {
             id: keys::new_id(),
             request_id: self.billing_id.clone(),
             voucher_id: self.voucher_id.clone(),
@@ -407,20 +415,24 @@ impl Admitted {
             post_id: None,
             upstream_status: i32::from(upstream_status),
             created_at: voucherd_store::now(),
+            overrun_micros: 0,
         };
         // The upstream has done the work: a passing database hiccup must not leave it unbilled,
         // so settlement is retried a few times before the request fails.
         if let Some(ticket) = &self.ticket {
+            row.overrun_micros = (row.cost - ticket.reserved).max(0);
             state.leases.record(ticket, row.clone()).await?;
             self.count(state, u, row.cost);
+            self.overrun(state, &row).await;
             return Ok(());
         }
         let mut attempt = 0;
         loop {
             match state.store.settle_usage(row.clone()).await {
-                Ok(_) => {
+                Ok(settled) => {
                     state.metrics.holds_outstanding.dec();
                     self.count(state, u, row.cost);
+                    self.overrun(state, &settled).await;
                     let m = &state.metrics;
                     if attempt > 0 {
                         m.settle_retries.with_label_values(&["recovered"]).inc();
@@ -444,6 +456,54 @@ impl Admitted {
                     }
                     return Err(e.into());
                 }
+            }
+        }
+    }
+
+    /// Gives the key's concurrency slot back before the request is settled: its client has
+    /// gone, and what is left (reading the provider's usage) is the proxy's own work.
+    pub fn free_slot(&mut self) {
+        self.slot = None;
+    }
+
+    /// Makes usage above the request's hold visible: counted in the metrics, and noted in the
+    /// store (administrators told once per key per day; the key suspended past the
+    /// programme's threshold, and then forgotten here at once). A failure to note it is
+    /// logged: the usage itself is already committed.
+    async fn overrun(&self, state: &AppState, row: &UsageRow) {
+        if row.overrun_micros <= 0 {
+            return;
+        }
+        let m = &state.metrics;
+        m.overrun_requests
+            .with_label_values(&[self.model.as_str()])
+            .inc();
+        m.overrun_micros
+            .with_label_values(&[self.model.as_str()])
+            .inc_by(u64::try_from(row.overrun_micros).unwrap_or(0));
+        tracing::warn!(billing_id = %self.billing_id, key_id = %self.key_id, model = %self.model,
+            overrun_micros = row.overrun_micros, "usage above the request's hold");
+        let noted = state
+            .store
+            .note_overrun(
+                voucherd_store::overruns::Overrun {
+                    api_key_id: self.key_id.clone(),
+                    model: self.model.clone(),
+                    overrun_micros: row.overrun_micros,
+                    at: row.created_at,
+                },
+                state.config.overrun_suspend_threshold.micros(),
+            )
+            .await;
+        match noted {
+            Ok(n) if n.suspended => {
+                tracing::warn!(key_id = %self.key_id, total_micros = n.key_total_micros,
+                    "key suspended: usage above its holds passed the threshold");
+                state.key_cache.forget(&self.key_id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, key_id = %self.key_id, "could not note an overrun")
             }
         }
     }

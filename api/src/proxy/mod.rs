@@ -1,4 +1,4 @@
-//! The metering proxy (DESIGN §3): an OpenAI-compatible endpoint that authenticates a voucher
+//! The metering proxy (docs/ARCHITECTURE.md, "The metering proxy"): an OpenAI-compatible endpoint that authenticates a voucher
 //! key, holds the request's maximum cost, forwards to the upstream with the programme's own
 //! key, prices the reported usage and settles exactly that. Nothing is forwarded without a
 //! hold that covers its worst case, and a response reaches the client only after its usage
@@ -13,6 +13,7 @@ mod models;
 pub mod prices;
 mod sse;
 mod surface;
+mod upstream_error;
 
 pub use forward::{chat_completions, embeddings, responses};
 pub use models::list_models;
@@ -29,6 +30,13 @@ use voucherd_store::StoreError;
 pub enum ProxyError {
     #[error("{0}")]
     InvalidKey(&'static str),
+    #[error(
+        "This API key has been suspended by the programme: {0}. Ask the programme to reinstate it."
+    )]
+    KeySuspended(String),
+    /// The provider refused the programme's own credentials: the client's key is fine.
+    #[error("The AI provider refused the programme's connection; your API key is fine. The programme's administrators have been told. Retry later.")]
+    UpstreamAuthFailed,
     #[error("{message}")]
     InvalidRequest {
         message: String,
@@ -64,6 +72,8 @@ impl ProxyError {
     fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
         match self {
             ProxyError::InvalidKey(_) => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::KeySuspended(_) => ("invalid_request_error", Some("api_key_suspended")),
+            ProxyError::UpstreamAuthFailed => ("upstream_error", Some("upstream_auth_failed")),
             ProxyError::InvalidRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
@@ -84,7 +94,8 @@ impl ProxyError {
 impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ProxyError::InvalidKey(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::InvalidKey(_) | ProxyError::KeySuspended(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
             ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
