@@ -130,7 +130,7 @@ pages! {
     post "/portal/apply/submit" => portal::apply_submit, on("post", "/api/v1/applications");
     get "/portal/applications/{id}" => portal::application, on("get", "/api/v1/applications/{id}");
     get "/portal/vouchers/{id}" => portal::voucher, on("post", "/api/v1/vouchers/{id}/keys");
-    get "/portal/vouchers/{id}/statement.csv" => portal::statement_csv, on("get", "/api/v1/vouchers/{id}/transactions");
+    get "/portal/vouchers/{id}/statement.csv" => portal::statement_csv, on("get", "/api/v1/vouchers/{id}/statement");
     post "/portal/vouchers/{id}/keys" => portal::create_key, on("post", "/api/v1/vouchers/{id}/keys");
     post "/portal/keys/{id}/revoke" => portal::revoke_key, on("delete", "/api/v1/keys/{id}");
     post "/portal/keys/{id}/rotate" => portal::rotate_key, on("post", "/api/v1/keys/{id}/rotate");

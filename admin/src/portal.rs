@@ -816,40 +816,50 @@ async fn voucher_view(
     view.render(req)
 }
 
+/// The whole statement as CSV, read from the API page by page: one line per request, grant,
+/// bonus, top-up, refund and forfeit, with the running balance.
 pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let rows = page!(
-        api::get(
-            &req,
-            &format!("/api/v1/vouchers/{id}/transactions?limit=500")
-        )
-        .await
-    );
-    let mut csv = String::from("date,kind,direction,amount_gbp,code,memo,transfer_id\r\n");
-    for t in rows["data"].as_array().cloned().unwrap_or_default() {
-        let cell = |v: &Value| {
-            let s = v.as_str().unwrap_or("").replace('"', "\"\"");
-            // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe.
-            let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                format!("'{s}")
-            } else {
-                s
-            };
-            format!("\"{s}\"")
+    let mut csv = String::from("date,description,detail,paid_from,amount_gbp,balance_gbp,id\r\n");
+    let cell = |v: &Value| {
+        let s = v.as_str().unwrap_or("").replace('"', "\"\"");
+        // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe
+        // (amounts are numbers: a spreadsheet reads "-0.01" as one).
+        let s = if s.starts_with(['=', '+', '@', '\t', '\r'])
+            || (s.starts_with('-') && s.parse::<f64>().is_err())
+        {
+            format!("'{s}")
+        } else {
+            s
         };
-        csv.push_str(
-            &[
-                cell(&t["created_at"]),
-                cell(&t["kind"]),
-                cell(&t["direction"]),
-                cell(&t["amount"]),
-                cell(&t["code"]),
-                cell(&t["memo"]),
-                cell(&t["id"]),
-            ]
-            .join(","),
-        );
-        csv.push_str("\r\n");
+        format!("\"{s}\"")
+    };
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            None => format!("/api/v1/vouchers/{id}/statement?limit=1000"),
+            Some(c) => format!("/api/v1/vouchers/{id}/statement?limit=1000&after={c}"),
+        };
+        let page = page!(api::get(&req, &path).await);
+        for l in page["data"].as_array().cloned().unwrap_or_default() {
+            csv.push_str(
+                &[
+                    cell(&l["at"]),
+                    cell(&l["description"]),
+                    cell(&l["detail"]),
+                    cell(&l["source"]),
+                    cell(&l["amount"]),
+                    cell(&l["balance"]),
+                    cell(&l["id"]),
+                ]
+                .join(","),
+            );
+            csv.push_str("\r\n");
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
     }
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")

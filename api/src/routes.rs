@@ -87,8 +87,10 @@ routes! {
     get "/api/v1/vouchers/{id}" => vouchers::get, APPLICANT_OR_ADMIN;
     post "/api/v1/vouchers/{id}/suspension" => vouchers::suspend, ADMIN;
     post "/api/v1/vouchers/{id}/reinstatement" => vouchers::reinstate, ADMIN;
+    post "/api/v1/vouchers/{id}/expiry" => vouchers::expire_now, ADMIN;
     get "/api/v1/vouchers/{id}/transactions" => vouchers::transactions, APPLICANT_OR_ADMIN;
     get "/api/v1/vouchers/{id}/usage" => vouchers::usage, APPLICANT_OR_ADMIN;
+    get "/api/v1/vouchers/{id}/statement" => vouchers::statement, APPLICANT_OR_ADMIN;
     post "/api/v1/vouchers/{id}/keys" => vouchers::create_key, APPLICANT;
     get "/api/v1/vouchers/{id}/keys" => vouchers::list_keys, APPLICANT_OR_ADMIN;
     delete "/api/v1/keys/{id}" => vouchers::revoke_key, APPLICANT_OR_ADMIN;

@@ -8,7 +8,9 @@ use voucherd_domain::money::format_micros;
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
+use voucherd_store::lifecycle::Withdrawn;
 use voucherd_store::prices::PriceRow;
+use voucherd_store::statement::StatementLine;
 use voucherd_store::usage::UsageRow;
 use voucherd_store::users::UserRow;
 use voucherd_store::vouchers::VoucherRow;
@@ -99,17 +101,21 @@ pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
 }
 
 /// A voucher's balance. `unposted` is usage already recorded under leases that have not
-/// closed yet: it counts as spent at once, not as held.
-pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64) -> Value {
+/// closed yet: it counts as spent at once, not as held. `spent` is usage only: a remainder
+/// forfeited at expiry and credit taken back by a refund are shown apart.
+pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64, withdrawn: Withdrawn) -> Value {
     let mut t = a.totals();
     t.debits_posted += unposted;
     t.debits_pending -= unposted;
+    let spent = t.debits_posted - withdrawn.forfeited_micros - withdrawn.refunded_micros;
     serde_json::json!({
         "id": v.id,
         "status": voucher_status(v, &t),
         "currency": v.currency,
         "granted": format_micros(t.credits_posted),
-        "spent": format_micros(t.debits_posted),
+        "spent": format_micros(spent),
+        "forfeited": format_micros(withdrawn.forfeited_micros),
+        "refunded": format_micros(withdrawn.refunded_micros),
         "held": format_micros(t.debits_pending),
         "available": format_micros(t.available()),
         "expires_at": time(v.expires_at),
@@ -124,6 +130,34 @@ pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64) -> Value {
         "application_id": v.application_id,
         "company_number": v.company_number,
         "created_at": time(v.created_at),
+    })
+}
+
+/// What a statement line is, in words.
+fn statement_kind(kind: &str) -> &'static str {
+    match kind {
+        "usage" => "API request",
+        "voucher_grant" => "Voucher granted",
+        "incentive_milestone" => "Milestone bonus",
+        "challenge_award" => "Challenge award",
+        "top_up" => "Credit bought",
+        "refund" => "Refund: credit taken back",
+        "expiry" => "Remainder forfeited at expiry",
+        "usage_overrun" => "Usage above a request's hold (not charged)",
+        _ => "Other",
+    }
+}
+
+pub fn statement_line(l: &StatementLine, balance_micros: i64) -> Value {
+    serde_json::json!({
+        "at": time(l.at),
+        "id": l.id,
+        "kind": l.kind,
+        "description": statement_kind(&l.kind),
+        "detail": l.detail,
+        "source": l.source,
+        "amount": format_micros(l.amount_micros),
+        "balance": format_micros(balance_micros),
     })
 }
 

@@ -25,6 +25,7 @@ pub mod programme;
 pub mod reports;
 pub mod rollup;
 mod schema;
+pub mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;

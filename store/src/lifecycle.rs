@@ -230,7 +230,10 @@ impl Store {
                 };
                 let email = outbox::user_email(c, &v.owner_id)?;
                 let company = company_name(c, &v.application_id)?;
-                let available = a.credits_posted - a.debits_posted - a.debits_pending;
+                // What the SME can still spend: a lease holding part of the balance for a proxy
+                // instance is not spent; only usage recorded under it is.
+                let available =
+                    a.credits_posted - a.debits_posted - crate::usage::unposted(c, &a.id)?;
                 if outbox::enqueue(
                     c,
                     Notification {
@@ -282,14 +285,16 @@ impl Store {
                     for (v, a) in &active {
                         let spent = a.debits_posted + crate::usage::unposted(c, &a.id)?;
                         let remaining = (a.credits_posted - spent).max(0);
-                        // Integer arithmetic: spent / granted ≥ 80 / 100.
+                        // Of everything credited (the grant and any bonuses or awards since).
+                        let credited = a.credits_posted.max(v.granted);
+                        // Integer arithmetic: spent / credited ≥ 80 / 100.
                         let mut crossed = Vec::new();
-                        if i128::from(spent) * 100 >= i128::from(v.granted) * 80 {
+                        if i128::from(spent) * 100 >= i128::from(credited) * 80 {
                             crossed.push(80);
                         }
                         // "Used up": the last requests are capped to what is left, so a
                         // voucher ends with crumbs no request can use, not at exactly zero.
-                        if remaining == 0 || i128::from(spent) * 100 >= i128::from(v.granted) * 99 {
+                        if remaining == 0 || i128::from(spent) * 100 >= i128::from(credited) * 99 {
                             crossed.push(100);
                         }
                         for pct in crossed {
@@ -386,6 +391,109 @@ impl Store {
                 )?;
             }
             Ok((row, found))
+        })
+        .await
+    }
+}
+
+/// What left a voucher's account other than usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// The remainder moved to the forfeited account at expiry.
+    pub forfeited_micros: i64,
+    /// Credit taken back when a payment was refunded.
+    pub refunded_micros: i64,
+}
+
+impl Store {
+    /// What left `account_id` other than usage: forfeits and refunds (few rows each).
+    pub async fn withdrawn(&self, account_id: String) -> StoreResult<Withdrawn> {
+        use crate::schema::transfers;
+        self.read(move |c| {
+            let rows: Vec<(String, i64)> = transfers::table
+                .filter(transfers::debit_account_id.eq(&account_id))
+                .filter(
+                    transfers::code
+                        .eq_any([TransferCode::Expiry.as_str(), TransferCode::Refund.as_str()]),
+                )
+                .filter(transfers::kind.eq_any(["single", "post"]))
+                .select((transfers::code, transfers::amount))
+                .load(c)?;
+            let mut w = Withdrawn::default();
+            for (code, amount) in rows {
+                if code == TransferCode::Expiry.as_str() {
+                    w.forfeited_micros += amount;
+                } else {
+                    w.refunded_micros += amount;
+                }
+            }
+            Ok(w)
+        })
+        .await
+    }
+
+    /// An administrator expires a voucher now (audited with the reason): it stops spending at
+    /// once, its company may apply again, and its remainder is forfeited here if no hold is in
+    /// flight (else by the voucher-expiry job once they resolve).
+    pub async fn expire_voucher_now(
+        &self,
+        id: String,
+        actor_id: String,
+        reason: String,
+        at: NaiveDateTime,
+    ) -> StoreResult<VoucherRow> {
+        self.write(move |c| {
+            let v: VoucherRow = vouchers::table
+                .find(&id)
+                .select(VoucherRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("voucher"))?;
+            if v.status == "expired" {
+                return Err(StoreError::Payment(
+                    "already_expired",
+                    "the voucher has already expired".into(),
+                ));
+            }
+            let expires_at = v.expires_at.min(at);
+            let changed = diesel::update(
+                vouchers::table
+                    .filter(vouchers::id.eq(&id))
+                    .filter(vouchers::status.ne("expired")),
+            )
+            .set((
+                vouchers::status.eq("expired"),
+                vouchers::expires_at.eq(expires_at),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(StoreError::Contended);
+            }
+            diesel::update(applications::table.find(&v.application_id))
+                .set(applications::live_company_number.eq(None::<String>))
+                .execute(c)?;
+            crate::audit::record(
+                c,
+                crate::audit::AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: "voucher_expired_now",
+                    subject_type: "voucher",
+                    subject_id: &id,
+                    reason: Some(&reason),
+                    details: serde_json::json!({
+                        "was_due": v.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    }),
+                },
+            )?;
+            let expired = VoucherRow {
+                status: "expired".into(),
+                expires_at,
+                ..v
+            };
+            // Forfeited now when nothing is in flight; a lease or request still holding part
+            // of it leaves that to the voucher-expiry job.
+            forfeit(c, &expired, at)?;
+            Ok(expired)
         })
         .await
     }

@@ -19,6 +19,7 @@ mod idempotency;
 mod incentives;
 mod key_options;
 mod keys;
+mod last_penny;
 mod leases;
 mod ledger;
 mod outage;

@@ -353,7 +353,7 @@ pub async fn decide(
     let voucher_json = match &voucher {
         Some(v) => {
             let (v, a) = state.store.voucher(v.id.clone()).await?;
-            Some(views::voucher(&v, &a, 0))
+            Some(views::voucher(&v, &a, 0, Default::default()))
         }
         None => None,
     };

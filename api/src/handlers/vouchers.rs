@@ -57,7 +57,8 @@ pub async fn list(
     let mut data = Vec::with_capacity(rows.len());
     for (v, a) in &rows {
         let unposted = state.store.unposted_usage(a.id.clone()).await?;
-        data.push(views::voucher(v, a, unposted));
+        let withdrawn = state.store.withdrawn(a.id.clone()).await?;
+        data.push(views::voucher(v, a, unposted, withdrawn));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
@@ -68,8 +69,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
-    let unposted = state.store.unposted_usage(a.id.clone()).await?;
-    Ok(HttpResponse::Ok().json(views::voucher(&v, &a, unposted)))
+    voucher_view(&state, &v, &a).await
 }
 
 /// The voucher's ledger entries, newest first.
@@ -90,6 +90,67 @@ pub async fn transactions(
         .map(|t| views::transfer(t, &v.account_id))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    pub limit: Option<i64>,
+    /// The `next` of the previous page.
+    #[validate(length(max = 200, message = "is not a statement cursor"))]
+    pub after: Option<String>,
+}
+
+/// A statement cursor: the last line's time (microseconds since the epoch) and id.
+fn parse_cursor(cursor: &str) -> Result<(chrono::NaiveDateTime, String), ApiError> {
+    let bad = || ApiError::field("after", "is not a statement cursor");
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = chrono::DateTime::from_timestamp_micros(micros)
+        .ok_or_else(bad)?
+        .naive_utc();
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok((at, id.to_string()))
+}
+
+/// The voucher's statement, oldest first: one line per request (its settled cost), grants,
+/// bonuses, top-ups, refunds and the forfeit, each with the running balance. Paged by cursor
+/// (`next`), so the whole statement can be read however long it is.
+pub async fn statement(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: StatementQuery = query(&req)?;
+    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let (v, _) = visible(&state, &user, path.into_inner()).await?;
+    let page = state
+        .store
+        .statement(v.id, after, q.limit.unwrap_or(100))
+        .await?;
+    let mut balance = page.opening_micros;
+    let data: Vec<_> = page
+        .lines
+        .iter()
+        .map(|l| {
+            balance += l.amount_micros;
+            views::statement_line(l, balance)
+        })
+        .collect();
+    let next = match (page.more, page.lines.last()) {
+        (true, Some(l)) => Some(format!("{}.{}", l.at.and_utc().timestamp_micros(), l.id)),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "opening_balance": voucherd_domain::money::format_micros(page.opening_micros),
+        "closing_balance": voucherd_domain::money::format_micros(balance),
+        "data": data,
+        "next": next,
+    })))
 }
 
 /// Metered requests against the voucher, newest first, each with its price snapshot.
@@ -353,6 +414,40 @@ async fn set_suspension(
     // At once on this instance; other instances' caches expire within their second.
     state.key_cache.forget_voucher(&id);
     let (v, a) = state.store.voucher(id).await?;
+    voucher_view(&state, &v, &a).await
+}
+
+/// The voucher as the API shows it, with its unposted usage and what left it otherwise.
+async fn voucher_view(
+    state: &AppState,
+    v: &voucherd_store::vouchers::VoucherRow,
+    a: &voucherd_store::ledger::AccountRow,
+) -> Result<HttpResponse, ApiError> {
     let unposted = state.store.unposted_usage(a.id.clone()).await?;
-    Ok(HttpResponse::Ok().json(views::voucher(&v, &a, unposted)))
+    let withdrawn = state.store.withdrawn(a.id.clone()).await?;
+    Ok(HttpResponse::Ok().json(views::voucher(v, a, unposted, withdrawn)))
+}
+
+/// Expires a voucher now (an administrator's decision, audited with the reason): its keys
+/// stop at once, its company may apply again, and its remainder is forfeited as soon as no
+/// request holds part of it.
+pub async fn expire_now(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<SuspensionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "must not be blank"));
+    }
+    let id = path.into_inner();
+    state
+        .store
+        .expire_voucher_now(id.clone(), user.id, reason, state.clock.now())
+        .await?;
+    // At once on this instance; other instances' caches expire within their second.
+    state.key_cache.forget_voucher(&id);
+    let (v, a) = state.store.voucher(id).await?;
+    voucher_view(&state, &v, &a).await
 }

@@ -259,6 +259,35 @@ impl Leases {
         Ok(Ticket::new(lease, need))
     }
 
+    /// Gives back what this instance's lease on `account` has not reserved, so a request the
+    /// lease cannot cover may use the whole balance: the lease is retired and, when no request
+    /// is using it, closed before this returns. Whether a lease was closed (its remainder is
+    /// then back in the account).
+    pub async fn give_back(&self, state: &AppState, account: &str) -> bool {
+        let Some(slot) = self.slots.lock().get(account).cloned() else {
+            return false;
+        };
+        let _opening = slot.opening.lock().await;
+        let Some(lease) = slot.current.lock().take() else {
+            return false;
+        };
+        lease.retired.store(true, SeqCst);
+        lease.remaining.swap(RETIRED, SeqCst);
+        // Requests still using it: it closes when the last one ends.
+        if lease.in_flight.load(SeqCst) != 0 || lease.closed.swap(true, SeqCst) {
+            return false;
+        }
+        lease.outstanding.dec();
+        match state.store.close_lease(lease.hold_id.clone()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, hold_id = %lease.hold_id,
+                    "giving a lease back failed; it resolves at its timeout");
+                false
+            }
+        }
+    }
+
     /// Records a leased request's usage, waiting for its batch to commit; the unspent part of
     /// its reservation goes back to the lease.
     pub async fn record(&self, ticket: &Ticket, row: UsageRow) -> Result<(), ProxyError> {

@@ -189,38 +189,53 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
         test_mode,
     };
     // First every source for the whole request; only then is the request capped to what one
-    // source affords, in the same order.
-    let mut slot = slot;
+    // source affords, in the same order. Should all refuse while this instance's own lease
+    // holds part of a source's balance, that part is given back and everything is tried once
+    // more: a request is refused for want of money only when the whole balance cannot pay.
     let mut refused: Option<ProxyError> = None;
-    for allow_cap in [false, true] {
-        for account in &sources {
-            match hold_from(state, &ctx, account, allow_cap).await {
-                Ok(held) => {
-                    return Ok(Admitted {
-                        key_id: ask.key.id.clone(),
-                        voucher_id: ask.voucher.id.clone(),
-                        model: ask.model.to_string(),
-                        price,
-                        rates,
-                        hold_id: held.hold_id,
-                        billing_id: held.billing_id,
-                        prompt_bound: ask.prompt_bound,
-                        output_each: held.output_each,
-                        choices: ctx.choices(),
-                        available_after_hold: held.available_after,
-                        test_mode,
-                        slot: slot.take(),
-                        ticket: held.ticket,
-                    })
-                }
-                Err(ProxyError::InsufficientQuota(m)) => {
-                    // The first refusal says why, unless a later one is the key's spend cap.
-                    if refused.is_none() || m == CAP_REACHED {
-                        refused = Some(ProxyError::InsufficientQuota(m));
+    let mut given_back = false;
+    loop {
+        for allow_cap in [false, true] {
+            for account in &sources {
+                match hold_from(state, &ctx, account, allow_cap).await {
+                    Ok(held) => {
+                        return Ok(Admitted {
+                            key_id: ask.key.id.clone(),
+                            voucher_id: ask.voucher.id.clone(),
+                            model: ask.model.to_string(),
+                            price,
+                            rates,
+                            hold_id: held.hold_id,
+                            billing_id: held.billing_id,
+                            prompt_bound: ask.prompt_bound,
+                            output_each: held.output_each,
+                            choices: ctx.choices(),
+                            available_after_hold: held.available_after,
+                            test_mode,
+                            slot,
+                            ticket: held.ticket,
+                        });
                     }
+                    Err(ProxyError::InsufficientQuota(m)) => {
+                        // The first refusal says why, unless a later one is the key's spend cap.
+                        if refused.is_none() || m == CAP_REACHED {
+                            refused = Some(ProxyError::InsufficientQuota(m));
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
+        }
+        if given_back || test_mode || !state.leases.enabled() {
+            break;
+        }
+        given_back = true;
+        let mut any = false;
+        for account in &sources {
+            any |= state.leases.give_back(state, account).await;
+        }
+        if !any {
+            break;
         }
     }
     Err(match refused {
