@@ -358,6 +358,7 @@ async fn vouchers_view(
                 "id": v["id"], "company_number": v["company_number"], "granted": v["granted"],
                 "available": v["available"], "expires": day(&v["expires_at"]),
                 "tag": tag(&status), "suspended": status == "suspended",
+                "expired": status == "expired",
                 "suspension_reason": v["suspension"]["reason"],
             })
         })
@@ -372,44 +373,86 @@ async fn vouchers_view(
     view.render(req)
 }
 
-/// Suspends or reinstates a voucher, with the reason the form gives.
+/// What the vouchers page's forms may do to a voucher.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VoucherAction {
+    Suspend,
+    Reinstate,
+    Expire,
+}
+
+impl VoucherAction {
+    fn parse(s: &str) -> VoucherAction {
+        match s {
+            "suspend" => VoucherAction::Suspend,
+            _ => VoucherAction::Reinstate,
+        }
+    }
+
+    /// (API route after the voucher, confirmation title, what follows, button, done banner)
+    fn words(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            VoucherAction::Suspend => (
+                "suspension",
+                "Suspend this voucher?",
+                "Its keys are refused at once, whatever would pay, until it is reinstated.",
+                "Suspend the voucher",
+                "The voucher is suspended: its keys are refused until it is reinstated.",
+            ),
+            VoucherAction::Reinstate => (
+                "reinstatement",
+                "Reinstate this voucher?",
+                "Its keys work again at once.",
+                "Reinstate the voucher",
+                "The voucher is reinstated: its keys work again.",
+            ),
+            VoucherAction::Expire => (
+                "expiry",
+                "Expire this voucher now?",
+                "Its keys stop at once and its remainder is forfeited as soon as no request holds part of it. This cannot be undone.",
+                "Expire the voucher now",
+                "The voucher has expired: its keys are refused and its remainder is forfeited.",
+            ),
+        }
+    }
+}
+
+/// Suspends, reinstates or expires a voucher, with the reason the form gives, after a
+/// confirmation step.
 pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let suspend = field(&form, "action") == "suspend";
-    let company = field(&form, "company").to_string();
-    let route = if suspend {
-        "suspension"
+    // The "Expire now" button names itself; the hidden `action` says suspend or reinstate.
+    let action = if field(&form, "expire") == "yes" {
+        VoucherAction::Expire
     } else {
-        "reinstatement"
+        VoucherAction::parse(field(&form, "action"))
     };
+    let (route, title, text, button, done) = action.words();
+    let company = field(&form, "company").to_string();
     if let Some(page) = unconfirmed(
         &req,
         &form,
         Confirm {
-            title: if suspend {
-                "Suspend this voucher?"
-            } else {
-                "Reinstate this voucher?"
-            },
+            title,
             rows: vec![
                 ("Voucher", id.clone()),
                 ("Reason", field(&form, "reason").to_string()),
             ],
-            text: if suspend {
-                "Its keys are refused at once, whatever would pay, until it is reinstated."
-            } else {
-                "Its keys work again at once."
-            },
+            text,
             action: format!("/console/vouchers/{id}/suspension"),
-            button: if suspend {
-                "Suspend the voucher"
-            } else {
-                "Reinstate the voucher"
-            },
-            warning: suspend,
+            button,
+            warning: action != VoucherAction::Reinstate,
             cancel: "/console/vouchers".into(),
         },
     ) {
@@ -426,14 +469,7 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
         .await
     );
     match answer {
-        Answer::Ok(_) => {
-            let done = if suspend {
-                "The voucher is suspended: its keys are refused until it is reinstated."
-            } else {
-                "The voucher is reinstated: its keys work again."
-            };
-            vouchers_view(&req, &company, Vec::new(), Some(done)).await
-        }
+        Answer::Ok(_) => vouchers_view(&req, &company, Vec::new(), Some(done)).await,
         refused => {
             let errors = refused.field_errors(&|_| format!("reason-{id}"));
             vouchers_view(&req, &company, errors, None).await
