@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::Context;
 use voucherd_api::keys;
 use voucherd_domain::eligibility::ApplicationFacts;
-use voucherd_domain::{Money, Region, SicCode};
+use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::users::UserRow;
@@ -84,6 +84,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
 
     let today = chrono::Utc::now().date_naive();
     let facts = ApplicationFacts {
+        company_number: CompanyNumber::parse("01234567").context("demo company number")?,
         employees: 14,
         annual_turnover: Money::from_major(1_200_000)?,
         balance_sheet_total: Money::from_major(400_000)?,
@@ -99,13 +100,13 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         .submit_application(ApplicationRow {
             id: keys::new_id(),
             applicant_id: owner.id.clone(),
-            company_number: "01234567".into(),
+            company_number: facts.company_number.as_str().into(),
             company_name: "Demo Analytics Ltd".into(),
             employees: 14,
             annual_turnover: facts.annual_turnover.micros(),
             balance_sheet_total: facts.balance_sheet_total.micros(),
             region: facts.region.as_str().into(),
-            sic_code: "62012".into(),
+            sic_code: facts.sic_code.as_str().into(),
             trading_since: facts.trading_since,
             use_case: "Summarise customer support tickets and draft first replies.".into(),
             subsidy_declarations: "[]".into(),

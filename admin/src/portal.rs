@@ -95,22 +95,9 @@ macro_rules! page {
 }
 pub(crate) use page;
 
+/// A region's human name from its code or name ("TLM", "scotland" → "Scotland").
 pub fn region_name(r: &str) -> &'static str {
-    match r {
-        "north_east" => "North East",
-        "north_west" => "North West",
-        "yorkshire_and_the_humber" => "Yorkshire and The Humber",
-        "east_midlands" => "East Midlands",
-        "west_midlands" => "West Midlands",
-        "east_of_england" => "East of England",
-        "london" => "London",
-        "south_east" => "South East",
-        "south_west" => "South West",
-        "wales" => "Wales",
-        "scotland" => "Scotland",
-        "northern_ireland" => "Northern Ireland",
-        _ => "Unknown region",
-    }
+    Region::parse(r).map_or("Unknown region", Region::name)
 }
 
 /// The colour of a status's tag, after the GOV.UK tag guidance.
@@ -338,17 +325,17 @@ pub fn check_region_and_sic(
     who: &str,
     errors: &mut Vec<FieldError>,
 ) {
-    if !Region::ALL
-        .iter()
-        .any(|r| r.as_str() == field(form, "region"))
-    {
+    if Region::parse(field(form, "region")).is_err() {
         errors.push(err(
             "region",
             format!("Select the region where {who} is based"),
         ));
     }
     if SicCode::parse(field(form, "sic_code")).is_err() {
-        errors.push(err("sic_code", "Enter a 5-digit SIC 2007 code, like 62012"));
+        errors.push(err(
+            "sic_code",
+            "Enter a UK SIC 2007 code from the Companies House list, like 62012",
+        ));
     }
 }
 

@@ -38,6 +38,55 @@ impl CompanyNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The two-letter prefix that marks the kind of registration (`SC`, `FC`, …); `None` for
+    /// an England and Wales company's eight digits.
+    pub fn prefix(&self) -> Option<CompanyPrefix> {
+        CompanyPrefix::parse(self.0.get(..2)?).ok()
+    }
+}
+
+/// A Companies House number prefix: two upper-case letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CompanyPrefix([u8; 2]);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a Companies House number prefix: 2 upper-case letters (e.g. FC)")]
+pub struct CompanyPrefixError;
+
+impl CompanyPrefix {
+    pub fn parse(input: &str) -> Result<CompanyPrefix, CompanyPrefixError> {
+        match input.as_bytes() {
+            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => {
+                Ok(CompanyPrefix([*a, *b]))
+            }
+            _ => Err(CompanyPrefixError),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Two ASCII letters, checked by `parse`.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Display for CompanyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for CompanyPrefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CompanyPrefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CompanyPrefix::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Display for CompanyNumber {
@@ -71,6 +120,20 @@ mod tests {
             CompanyNumber::parse("OC301234").unwrap().as_str(),
             "OC301234"
         );
+    }
+
+    #[test]
+    fn the_prefix_is_the_two_letters_if_any() {
+        let prefix = |n: &str| CompanyNumber::parse(n).unwrap().prefix();
+        assert_eq!(
+            prefix("FC123456"),
+            Some(CompanyPrefix::parse("FC").unwrap())
+        );
+        assert_eq!(prefix("sc123456").unwrap().as_str(), "SC");
+        assert_eq!(prefix("01234567"), None);
+        for bad in ["F", "fc", "F1", "FCX", ""] {
+            assert!(CompanyPrefix::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

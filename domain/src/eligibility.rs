@@ -2,6 +2,7 @@
 //! human reason that is stored with the application and shown to administrators and the
 //! applicant. Thresholds come from configuration; the defaults and their sources are below.
 
+use crate::company::{CompanyNumber, CompanyPrefix};
 use crate::money::Money;
 use crate::region::Region;
 use crate::sic::SicCode;
@@ -12,7 +13,12 @@ use serde::{Deserialize, Serialize};
 /// - headcount < 250 and (turnover ≤ £54m or balance sheet ≤ £27m): Companies Act 2006
 ///   s.465 medium-company limits for financial years from 6 April 2025;
 /// - Minimal Financial Assistance ≤ £315,000 over the current and two previous financial
-///   years, this voucher included: Subsidy Control Act 2022 ss.36–37.
+///   years, this voucher included: Subsidy Control Act 2022 ss.36–37;
+/// - company numbers with an overseas prefix are not funded: `FC`, `SF`, `NF` (overseas
+///   companies registered under Part 34 of the Companies Act 2006, `SF` and `NF` before 1
+///   October 2009 in Scotland and Northern Ireland) and `OE` (Register of Overseas Entities,
+///   Economic Crime (Transparency and Enforcement) Act 2022), after Companies House's list
+///   of company number prefixes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EligibilityRules {
@@ -28,6 +34,39 @@ pub struct EligibilityRules {
     pub excluded_sic_divisions: Vec<u8>,
     /// Minimum days the company must have been trading at the date of application.
     pub min_trading_days: i64,
+    /// Company number prefixes of registrations the programme does not fund, each with what
+    /// it means ("an overseas company"), quoted in the reason.
+    pub excluded_company_prefixes: Vec<ExcludedCompanyPrefix>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludedCompanyPrefix {
+    pub prefix: CompanyPrefix,
+    /// What a number with this prefix is, as it reads after "is": "an overseas company".
+    pub meaning: String,
+}
+
+impl ExcludedCompanyPrefix {
+    fn new(prefix: &str, meaning: &str) -> Option<ExcludedCompanyPrefix> {
+        Some(ExcludedCompanyPrefix {
+            prefix: CompanyPrefix::parse(prefix).ok()?,
+            meaning: meaning.to_string(),
+        })
+    }
+
+    /// The default exclusions: registrations of companies incorporated outside the UK.
+    pub fn defaults() -> Vec<ExcludedCompanyPrefix> {
+        [
+            ("FC", "an overseas company"),
+            ("SF", "an overseas company registered in Scotland"),
+            ("NF", "an overseas company registered in Northern Ireland"),
+            ("OE", "an overseas entity"),
+        ]
+        .into_iter()
+        .filter_map(|(prefix, meaning)| ExcludedCompanyPrefix::new(prefix, meaning))
+        .collect()
+    }
 }
 
 impl Default for EligibilityRules {
@@ -42,6 +81,7 @@ impl Default for EligibilityRules {
             eligible_regions: Region::ALL.to_vec(),
             excluded_sic_divisions: Vec::new(),
             min_trading_days: 0,
+            excluded_company_prefixes: ExcludedCompanyPrefix::defaults(),
         }
     }
 }
@@ -56,6 +96,7 @@ pub struct SubsidyDeclaration {
 /// What the applicant declared, already parsed.
 #[derive(Debug, Clone)]
 pub struct ApplicationFacts {
+    pub company_number: CompanyNumber,
     pub employees: u32,
     pub annual_turnover: Money,
     pub balance_sheet_total: Money,
@@ -85,6 +126,23 @@ fn result(rule: &str, passed: bool, reason: String) -> RuleResult {
         rule: rule.to_string(),
         passed,
         reason,
+    }
+}
+
+/// "1 day", "2 days".
+fn days(n: i64) -> String {
+    if n == 1 {
+        "1 day".to_string()
+    } else {
+        format!("{n} days")
+    }
+}
+
+fn employees(n: u32) -> String {
+    if n == 1 {
+        "1 employee".to_string()
+    } else {
+        format!("{n} employees")
     }
 }
 
@@ -122,43 +180,65 @@ impl EligibilityRules {
     }
 
     pub fn evaluate(&self, facts: &ApplicationFacts, today: NaiveDate) -> Eligibility {
-        let mut checks = Vec::with_capacity(6);
+        let checks = vec![
+            self.headcount(facts),
+            self.financial(facts),
+            self.mfa(facts, today),
+            self.region(facts),
+            self.sector(facts),
+            self.trading(facts, today),
+            self.company_type(facts),
+        ];
+        Eligibility {
+            eligible: checks.iter().all(|c| c.passed),
+            checks,
+        }
+    }
 
-        checks.push(if facts.employees < self.max_employees_exclusive {
+    fn headcount(&self, facts: &ApplicationFacts) -> RuleResult {
+        let max = self.max_employees_exclusive;
+        if facts.employees < max {
             result(
                 "sme_headcount",
                 true,
-                format!(
-                    "{} employees is below the limit of {}",
-                    facts.employees, self.max_employees_exclusive
-                ),
+                format!("{} is below the limit of {max}", employees(facts.employees)),
             )
         } else {
             result(
                 "sme_headcount",
                 false,
                 format!(
-                    "{} employees: an SME has fewer than {}",
-                    facts.employees, self.max_employees_exclusive
+                    "{}: an SME has fewer than {max}",
+                    employees(facts.employees)
                 ),
             )
-        });
+        }
+    }
 
+    fn financial(&self, facts: &ApplicationFacts) -> RuleResult {
         let turnover_ok = facts.annual_turnover <= self.max_turnover;
         let balance_ok = facts.balance_sheet_total <= self.max_balance_sheet_total;
-        checks.push(if turnover_ok || balance_ok {
-            let which = if turnover_ok {
+        if turnover_ok {
+            result(
+                "sme_financial",
+                true,
                 format!(
                     "turnover £{} is within £{}",
                     facts.annual_turnover, self.max_turnover
-                )
-            } else {
+                ),
+            )
+        } else if balance_ok {
+            result(
+                "sme_financial",
+                true,
                 format!(
-                    "balance sheet total £{} is within £{}",
-                    facts.balance_sheet_total, self.max_balance_sheet_total
-                )
-            };
-            result("sme_financial", true, which)
+                    "turnover £{} exceeds £{} but balance sheet total £{} is within £{}",
+                    facts.annual_turnover,
+                    self.max_turnover,
+                    facts.balance_sheet_total,
+                    self.max_balance_sheet_total
+                ),
+            )
         } else {
             result(
                 "sme_financial",
@@ -171,76 +251,131 @@ impl EligibilityRules {
                     self.max_balance_sheet_total
                 ),
             )
-        });
+        }
+    }
 
+    fn mfa(&self, facts: &ApplicationFacts, today: NaiveDate) -> RuleResult {
         let (window_start, prior_micros) = self.prior_mfa(facts, today);
         let total_micros = prior_micros + facts.voucher_amount.micros();
-        let fmt = crate::money::format_micros;
-        checks.push(if total_micros <= self.mfa_limit.micros() {
+        let passed = total_micros <= self.mfa_limit.micros();
+        result(
+            "subsidy_control_mfa",
+            passed,
+            format!(
+                "Minimal Financial Assistance since {window_start}: £{} declared plus this voucher £{} {} £{}",
+                crate::money::format_micros(prior_micros),
+                facts.voucher_amount,
+                if passed { "is within" } else { "exceeds" },
+                self.mfa_limit
+            ),
+        )
+    }
+
+    fn region(&self, facts: &ApplicationFacts) -> RuleResult {
+        let region = facts.region;
+        let passed = self.eligible_regions.contains(&region);
+        result(
+            "region",
+            passed,
+            format!(
+                "{} ({}) is {} participating region",
+                region.name(),
+                region.itl1_code(),
+                if passed { "a" } else { "not a" }
+            ),
+        )
+    }
+
+    fn sector(&self, facts: &ApplicationFacts) -> RuleResult {
+        let sic = &facts.sic_code;
+        let division = sic.division();
+        let passed = !self.excluded_sic_divisions.contains(&division);
+        result(
+            "sector",
+            passed,
+            format!(
+                "SIC {} ({}) is in division {division:02}, which the programme {}",
+                sic.as_str(),
+                sic.description(),
+                if passed { "funds" } else { "does not fund" }
+            ),
+        )
+    }
+
+    fn trading(&self, facts: &ApplicationFacts, today: NaiveDate) -> RuleResult {
+        let since = facts.trading_since;
+        let trading_days = (today - since).num_days();
+        let min = self.min_trading_days;
+        if trading_days < 0 {
             result(
-                "subsidy_control_mfa",
+                "trading",
+                false,
+                format!(
+                    "trading since {since} is in the future: the company must already be trading"
+                ),
+            )
+        } else if min <= 0 {
+            result(
+                "trading",
+                true,
+                format!("trading since {since}; no minimum trading period is required"),
+            )
+        } else if trading_days >= min {
+            result(
+                "trading",
                 true,
                 format!(
-                    "Minimal Financial Assistance since {window_start}: £{} declared plus this voucher £{} is within £{}",
-                    fmt(prior_micros), facts.voucher_amount, self.mfa_limit
+                    "trading since {since}: {}, at least the {} required",
+                    days(trading_days),
+                    days(min)
                 ),
             )
         } else {
             result(
-                "subsidy_control_mfa",
+                "trading",
                 false,
                 format!(
-                    "Minimal Financial Assistance since {window_start}: £{} declared plus this voucher £{} exceeds £{}",
-                    fmt(prior_micros), facts.voucher_amount, self.mfa_limit
+                    "trading since {since}: {}, fewer than the {} required",
+                    days(trading_days),
+                    days(min)
                 ),
             )
+        }
+    }
+
+    fn company_type(&self, facts: &ApplicationFacts) -> RuleResult {
+        let number = &facts.company_number;
+        let excluded = number.prefix().and_then(|prefix| {
+            self.excluded_company_prefixes
+                .iter()
+                .find(|e| e.prefix == prefix)
         });
-
-        let region_ok = self.eligible_regions.contains(&facts.region);
-        checks.push(result(
-            "region",
-            region_ok,
-            if region_ok {
-                format!("{} is a participating region", facts.region.as_str())
-            } else {
-                format!("{} is not a participating region", facts.region.as_str())
-            },
-        ));
-
-        let division = facts.sic_code.division();
-        let sector_ok = !self.excluded_sic_divisions.contains(&division);
-        checks.push(result(
-            "sector",
-            sector_ok,
-            if sector_ok {
+        match excluded {
+            Some(e) => result(
+                "company_type",
+                false,
                 format!(
-                    "SIC {} (section {}) is eligible",
-                    facts.sic_code.as_str(),
-                    facts.sic_code.section()
-                )
-            } else {
-                format!("SIC division {division:02} is excluded from the programme")
-            },
-        ));
-
-        let trading_days = (today - facts.trading_since).num_days();
-        let trading_ok = trading_days >= 0 && trading_days >= self.min_trading_days;
-        checks.push(result(
-            "trading",
-            trading_ok,
-            if trading_ok {
-                format!("trading since {}", facts.trading_since)
-            } else {
+                    "company number {number} is {} (prefix {}), which the programme does not fund",
+                    e.meaning, e.prefix
+                ),
+            ),
+            None if self.excluded_company_prefixes.is_empty() => result(
+                "company_type",
+                true,
+                format!("company number {number}: no kind of registration is excluded"),
+            ),
+            None => result(
+                "company_type",
+                true,
                 format!(
-                    "trading since {}: at least {} days of trading are required",
-                    facts.trading_since, self.min_trading_days
-                )
-            },
-        ));
-
-        Eligibility {
-            eligible: checks.iter().all(|c| c.passed),
-            checks,
+                    "company number {number} has none of the excluded prefixes ({})",
+                    self.excluded_company_prefixes
+                        .iter()
+                        .map(|e| e.prefix.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
         }
     }
 }
@@ -255,6 +390,7 @@ mod tests {
 
     fn facts() -> ApplicationFacts {
         ApplicationFacts {
+            company_number: CompanyNumber::parse("01234567").unwrap(),
             employees: 12,
             annual_turnover: pounds(900_000),
             balance_sheet_total: pounds(300_000),
@@ -270,44 +406,80 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()
     }
 
-    fn check<'a>(e: &'a Eligibility, rule: &str) -> &'a RuleResult {
-        e.checks.iter().find(|c| c.rule == rule).unwrap()
+    fn check(rules: &EligibilityRules, f: &ApplicationFacts, rule: &str) -> (bool, String) {
+        let e = rules.evaluate(f, today());
+        let c = e.checks.iter().find(|c| c.rule == rule).unwrap();
+        (c.passed, c.reason.clone())
+    }
+
+    fn default_check(f: &ApplicationFacts, rule: &str) -> (bool, String) {
+        check(&EligibilityRules::default(), f, rule)
     }
 
     #[test]
-    fn a_small_company_passes_every_rule() {
+    fn a_small_company_passes_every_rule_in_order() {
         let e = EligibilityRules::default().evaluate(&facts(), today());
         assert!(e.eligible, "{e:?}");
-        assert_eq!(e.checks.len(), 6);
+        let rules: Vec<&str> = e.checks.iter().map(|c| c.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "sme_headcount",
+                "sme_financial",
+                "subsidy_control_mfa",
+                "region",
+                "sector",
+                "trading",
+                "company_type"
+            ]
+        );
     }
 
     #[test]
-    fn two_hundred_and_fifty_employees_is_not_an_sme() {
+    fn headcount_reasons() {
         let mut f = facts();
-        f.employees = 250;
-        let e = EligibilityRules::default().evaluate(&f, today());
-        assert!(!e.eligible);
-        assert!(!check(&e, "sme_headcount").passed);
+        assert_eq!(
+            default_check(&f, "sme_headcount"),
+            (true, "12 employees is below the limit of 250".into())
+        );
+        f.employees = 1;
+        assert_eq!(
+            default_check(&f, "sme_headcount"),
+            (true, "1 employee is below the limit of 250".into())
+        );
         f.employees = 249;
-        assert!(EligibilityRules::default().evaluate(&f, today()).eligible);
+        assert!(default_check(&f, "sme_headcount").0);
+        f.employees = 250;
+        assert_eq!(
+            default_check(&f, "sme_headcount"),
+            (false, "250 employees: an SME has fewer than 250".into())
+        );
     }
 
     #[test]
-    fn either_financial_limit_is_enough() {
+    fn financial_reasons_and_either_limit_is_enough() {
         let mut f = facts();
+        assert_eq!(
+            default_check(&f, "sme_financial"),
+            (true, "turnover £900000.00 is within £54000000.00".into())
+        );
         f.annual_turnover = pounds(60_000_000);
         f.balance_sheet_total = pounds(27_000_000);
-        assert!(
-            check(
-                &EligibilityRules::default().evaluate(&f, today()),
-                "sme_financial"
+        assert_eq!(
+            default_check(&f, "sme_financial"),
+            (
+                true,
+                "turnover £60000000.00 exceeds £54000000.00 but balance sheet total £27000000.00 is within £27000000.00".into()
             )
-            .passed
         );
         f.balance_sheet_total = pounds(27_000_001);
-        let e = EligibilityRules::default().evaluate(&f, today());
-        assert!(!check(&e, "sme_financial").passed);
-        assert!(check(&e, "sme_financial").reason.contains("54000000.00"));
+        assert_eq!(
+            default_check(&f, "sme_financial"),
+            (
+                false,
+                "turnover £60000000.00 exceeds £54000000.00 and balance sheet total £27000001.00 exceeds £27000000.00".into()
+            )
+        );
     }
 
     #[test]
@@ -327,36 +499,205 @@ mod tests {
             },
         ];
         f.voucher_amount = pounds(5_000);
-        assert!(
-            check(
-                &EligibilityRules::default().evaluate(&f, today()),
-                "subsidy_control_mfa"
+        assert_eq!(
+            default_check(&f, "subsidy_control_mfa"),
+            (
+                true,
+                "Minimal Financial Assistance since 2024-04-01: £310000.00 declared plus this voucher £5000.00 is within £315000.00".into()
             )
-            .passed
         );
         f.voucher_amount = Money::from_micros(pounds(5_000).micros() + 1).unwrap();
-        assert!(
-            !check(
-                &EligibilityRules::default().evaluate(&f, today()),
-                "subsidy_control_mfa"
+        assert_eq!(
+            default_check(&f, "subsidy_control_mfa"),
+            (
+                false,
+                "Minimal Financial Assistance since 2024-04-01: £310000.00 declared plus this voucher £5000.000001 exceeds £315000.00".into()
             )
-            .passed
         );
     }
 
     #[test]
-    fn excluded_sectors_regions_and_future_trading_dates_fail() {
-        let rules = EligibilityRules {
-            excluded_sic_divisions: vec![62],
+    fn region_reasons_name_the_region_and_its_code() {
+        let mut f = facts();
+        f.region = Region::Scotland;
+        assert_eq!(
+            default_check(&f, "region"),
+            (true, "Scotland (TLM) is a participating region".into())
+        );
+        let wales_only = EligibilityRules {
             eligible_regions: vec![Region::Wales],
             ..EligibilityRules::default()
         };
+        assert_eq!(
+            check(&wales_only, &f, "region"),
+            (false, "Scotland (TLM) is not a participating region".into())
+        );
+    }
+
+    #[test]
+    fn sector_reasons_describe_the_code() {
+        let f = facts();
+        assert_eq!(
+            default_check(&f, "sector"),
+            (
+                true,
+                "SIC 62012 (Business and domestic software development) is in division 62, which the programme funds".into()
+            )
+        );
+        let no_software = EligibilityRules {
+            excluded_sic_divisions: vec![62],
+            ..EligibilityRules::default()
+        };
+        assert_eq!(
+            check(&no_software, &f, "sector"),
+            (
+                false,
+                "SIC 62012 (Business and domestic software development) is in division 62, which the programme does not fund".into()
+            )
+        );
+        let mut farm = facts();
+        farm.sic_code = SicCode::parse("01110").unwrap();
+        assert!(check(&no_software, &farm, "sector")
+            .1
+            .contains("is in division 01, which the programme funds"));
+    }
+
+    #[test]
+    fn trading_reasons_for_every_threshold() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
         let mut f = facts();
-        f.trading_since = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
-        let e = rules.evaluate(&f, today());
-        assert!(!check(&e, "sector").passed);
-        assert!(!check(&e, "region").passed);
-        assert!(!check(&e, "trading").passed);
+        assert_eq!(
+            default_check(&f, "trading"),
+            (
+                true,
+                "trading since 2019-03-01; no minimum trading period is required".into()
+            )
+        );
+        f.trading_since = today();
+        assert!(
+            default_check(&f, "trading").0,
+            "trading from today is enough"
+        );
+        f.trading_since = d(2026, 11, 28);
+        assert_eq!(
+            default_check(&f, "trading"),
+            (
+                false,
+                "trading since 2026-11-28 is in the future: the company must already be trading"
+                    .into()
+            )
+        );
+
+        let a_year = EligibilityRules {
+            min_trading_days: 365,
+            ..EligibilityRules::default()
+        };
+        assert_eq!(
+            check(&a_year, &f, "trading"),
+            (
+                false,
+                "trading since 2026-11-28 is in the future: the company must already be trading"
+                    .into()
+            )
+        );
+        f.trading_since = d(2025, 11, 27);
+        assert_eq!(
+            check(&a_year, &f, "trading"),
+            (
+                true,
+                "trading since 2025-11-27: 365 days, at least the 365 days required".into()
+            )
+        );
+        f.trading_since = d(2026, 11, 26);
+        assert_eq!(
+            check(&a_year, &f, "trading"),
+            (
+                false,
+                "trading since 2026-11-26: 1 day, fewer than the 365 days required".into()
+            )
+        );
+        let a_day = EligibilityRules {
+            min_trading_days: 1,
+            ..EligibilityRules::default()
+        };
+        assert_eq!(
+            check(&a_day, &f, "trading"),
+            (
+                true,
+                "trading since 2026-11-26: 1 day, at least the 1 day required".into()
+            )
+        );
+        f.trading_since = today();
+        assert_eq!(
+            check(&a_day, &f, "trading"),
+            (
+                false,
+                "trading since 2026-11-27: 0 days, fewer than the 1 day required".into()
+            )
+        );
+    }
+
+    #[test]
+    fn company_type_reasons_name_the_prefix_and_its_meaning() {
+        let mut f = facts();
+        assert_eq!(
+            default_check(&f, "company_type"),
+            (
+                true,
+                "company number 01234567 has none of the excluded prefixes (FC, SF, NF, OE)".into()
+            )
+        );
+        f.company_number = CompanyNumber::parse("SC123456").unwrap();
+        assert!(default_check(&f, "company_type").0);
+        for (number, meaning) in [
+            ("FC123456", "an overseas company"),
+            ("SF123456", "an overseas company registered in Scotland"),
+            (
+                "NF123456",
+                "an overseas company registered in Northern Ireland",
+            ),
+            ("OE123456", "an overseas entity"),
+        ] {
+            f.company_number = CompanyNumber::parse(number).unwrap();
+            let (passed, reason) = default_check(&f, "company_type");
+            assert!(!passed, "{number}");
+            assert_eq!(
+                reason,
+                format!(
+                    "company number {number} is {meaning} (prefix {}), which the programme does not fund",
+                    &number[..2]
+                )
+            );
+        }
+        let none = EligibilityRules {
+            excluded_company_prefixes: vec![],
+            ..EligibilityRules::default()
+        };
+        f.company_number = CompanyNumber::parse("FC123456").unwrap();
+        assert_eq!(
+            check(&none, &f, "company_type"),
+            (
+                true,
+                "company number FC123456: no kind of registration is excluded".into()
+            )
+        );
+    }
+
+    #[test]
+    fn configured_prefixes_and_regions_are_read_from_codes_and_names() {
+        let rules: EligibilityRules = serde_json::from_value(serde_json::json!({
+            "eligible_regions": ["TLM", "wales"],
+            "excluded_company_prefixes": [{"prefix": "FC", "meaning": "an overseas company"}]
+        }))
+        .unwrap();
+        assert_eq!(rules.eligible_regions, [Region::Scotland, Region::Wales]);
+        assert_eq!(rules.excluded_company_prefixes.len(), 1);
+        assert!(
+            serde_json::from_value::<EligibilityRules>(serde_json::json!({
+                "excluded_company_prefixes": [{"prefix": "fc1", "meaning": "x"}]
+            }))
+            .is_err()
+        );
     }
 
     #[test]

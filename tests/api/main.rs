@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod helpers;
+mod applicant_facts;
 mod applications;
 mod authorization;
 mod browser;

@@ -29,7 +29,8 @@ async fn an_sme_spends_its_voucher_and_pays_exactly_for_the_tokens_it_used(app: 
             "subsidy_control_mfa",
             "region",
             "sector",
-            "trading"
+            "trading",
+            "company_type"
         ]
     );
     assert!(checks

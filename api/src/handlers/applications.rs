@@ -115,6 +115,7 @@ pub async fn submit(
     let today = Utc::now().date_naive();
     let subsidy_declarations = declarations(&body, today)?;
     let facts = ApplicationFacts {
+        company_number: body.company_number.clone(),
         employees: body.employees,
         annual_turnover: body.annual_turnover,
         balance_sheet_total: body.balance_sheet_total,
@@ -390,10 +391,23 @@ async fn facts(
             });
         }
     }
-    let sic = SicCode::parse(&app.sic_code).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let company_number =
+        CompanyNumber::parse(&app.company_number).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Applications stored before SIC codes were checked against the list may hold one that is
+    // not in it: such an application can be rejected, not approved.
+    let sic = SicCode::parse(&app.sic_code).map_err(|_| {
+        ApiError::conflict(
+            "unknown_sic_code",
+            format!(
+                "the application's SIC code {} is not a UK SIC 2007 code; reject it and ask for a new application",
+                app.sic_code
+            ),
+        )
+    })?;
     let region: Region = app.region.parse().map_err(ApiError::Internal)?;
     let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
     Ok(ApplicationFacts {
+        company_number,
         employees: u32::try_from(app.employees).unwrap_or(0),
         annual_turnover: money(app.annual_turnover)?,
         balance_sheet_total: money(app.balance_sheet_total)?,
