@@ -5,7 +5,8 @@
 //! hosted tool, reads state stored at the provider, or is simply unknown — is refused with 400
 //! `unsupported_parameter` naming where it is, before anything is held or forwarded.
 //!
-//! These tables are the only place the allowlist is written down.
+//! These tables are the only place the allowlist is written down; README's "What the proxy
+//! forwards" describes them, and a test below keeps the two in step.
 
 use super::surface::Surface;
 use super::ProxyError;
@@ -1133,5 +1134,35 @@ mod tests {
         assert_eq!(refused_at(Surface::Embeddings, bad), "encoding_format");
         let bad = json!({"model": "m", "input": "a", "stream": true});
         assert_eq!(refused_at(Surface::Embeddings, bad), "stream");
+    }
+
+    /// README's "What the proxy forwards" names every top-level field of every surface.
+    #[test]
+    fn the_readme_describes_every_field_of_the_allowlist() {
+        const README: &str = include_str!("../../../README.md");
+        let start = README
+            .find("## What the proxy forwards")
+            .expect("README has a section \"What the proxy forwards\"");
+        let rest = &README[start + 3..];
+        let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+        for (surface, heading) in [
+            (Surface::Chat, "/v1/chat/completions"),
+            (Surface::Responses, "/v1/responses"),
+            (Surface::Embeddings, "/v1/embeddings"),
+        ] {
+            let from = section
+                .find(&format!("### `POST {heading}`"))
+                .unwrap_or_else(|| panic!("README describes {heading}"));
+            let part = &section[from + 4..];
+            let part = &part[..part.find("\n### ").unwrap_or(part.len())];
+            for field in fields(surface) {
+                assert!(
+                    part.contains(&format!("`{}`", field.name)),
+                    "README's {heading} table does not mention `{}`",
+                    field.name
+                );
+            }
+        }
+        assert!(section.contains("unsupported_parameter"));
     }
 }
