@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod helpers;
+mod allowlist;
 mod applications;
 mod authorization;
 mod browser;
