@@ -36,6 +36,10 @@ pub struct Config {
     pub lease_max_age_ms: u64,
     /// Output tokens a request may produce when it names no limit.
     pub default_output_tokens: u64,
+    /// Whether proxied requests may keep data at the provider under the programme's account:
+    /// off, the Responses API's `store` is forwarded as `false` and chat's `store: true` is
+    /// refused.
+    pub allow_provider_storage: bool,
     pub jwt_secret: Option<String>,
     pub jwt_ttl_secs: i64,
     pub upstream_url: String,
@@ -133,6 +137,7 @@ impl Default for Config {
             test_allowance: money("5"),
             lease_max_age_ms: 1_000,
             default_output_tokens: 16_384,
+            allow_provider_storage: false,
             jwt_secret: None,
             jwt_ttl_secs: 3_600,
             upstream_url: "https://api.openai.com/v1".into(),
@@ -497,6 +502,7 @@ mod tests {
             r#"
             database_url = "postgres://u@h/db"
             standard_voucher = "2500.00"
+            allow_provider_storage = true
             [eligibility]
             max_employees_exclusive = 50
             [prices.my-model]
@@ -509,6 +515,8 @@ mod tests {
         assert_eq!(c.standard_voucher.micros(), 2_500_000_000);
         assert_eq!(c.eligibility.max_employees_exclusive, 50);
         assert_eq!(c.prices.len(), 1);
+        assert!(c.allow_provider_storage);
+        assert!(!Config::default().allow_provider_storage);
         assert!(toml::from_str::<Config>("unknown_setting = 1").is_err());
     }
 }

@@ -180,6 +180,7 @@ impl Application {
                 body_limit_bytes: config.body_limit_bytes,
                 proxy_body_limit_bytes: config.proxy_body_limit_bytes,
                 default_output_tokens: config.default_output_tokens,
+                allow_provider_storage: config.allow_provider_storage,
                 test_allowance: config.test_allowance,
                 sandbox_url,
                 sandbox_key,

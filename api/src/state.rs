@@ -28,6 +28,9 @@ pub struct ApiConfig {
     pub proxy_body_limit_bytes: usize,
     /// Output tokens a request may produce when it names no limit (written into it).
     pub default_output_tokens: u64,
+    /// Whether proxied requests may keep data at the provider (`store`); off, the Responses
+    /// API's `store` is forwarded as `false` and chat's `store: true` is refused.
+    pub allow_provider_storage: bool,
     /// The free allowance an organisation's test-mode keys spend.
     pub test_allowance: Money,
     /// Where test-mode keys' calls go: the built-in sandbox.

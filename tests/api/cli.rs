@@ -258,7 +258,7 @@ fn the_official_openai_python_sdk_works_unmodified() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("4 passed"), "{text}");
+    assert!(text.contains("5 passed"), "{text}");
 }
 
 /// A configuration file with `text`, in a folder of its own.

@@ -74,3 +74,32 @@ def test_errors_are_the_sdks_own_exceptions(demo):
     bad = openai.OpenAI(base_url=str(demo.base_url), api_key="vk_live_" + "0" * 64, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
+
+
+def test_only_what_the_hold_covers_is_forwarded(demo):
+    # What the SDK sends for ordinary use passes: a function tool, `store` set by habit,
+    # `service_tier="auto"`, and a previous answer's output items sent back as input.
+    tool = {"type": "function", "name": "lookup", "description": "Finds a policy.",
+            "parameters": {"type": "object", "properties": {"name": {"type": "string"}},
+                           "required": ["name"], "additionalProperties": False},
+            "strict": True}
+    first = demo.responses.create(model="gpt-4o-mini", input="Say hello", max_output_tokens=3,
+                                  tools=[tool], store=True, service_tier="auto")
+    assert first.output_text == "This is a "
+    follow_up = [{"role": "user", "content": "Say hello"}, *first.output,
+                 {"role": "user", "content": "Again"}]
+    again = demo.responses.create(model="gpt-4o-mini", input=follow_up, max_output_tokens=2,
+                                  include=["reasoning.encrypted_content"])
+    assert again.output_text == "This is "
+    chat = demo.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                        tools=[{"type": "function", "function": {"name": "lookup"}}],
+                                        service_tier="default", max_completion_tokens=2)
+    assert chat.choices[0].message.content == "This is "
+    # What it does not cover is refused as the SDK's own error, naming where it is.
+    with pytest.raises(openai.BadRequestError) as refused:
+        demo.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                     service_tier="priority")
+    assert (refused.value.code, refused.value.param) == ("unsupported_parameter", "service_tier")
+    with pytest.raises(openai.BadRequestError) as refused:
+        demo.responses.create(model="gpt-4o-mini", input=[{"type": "item_reference", "id": "msg_123"}])
+    assert (refused.value.code, refused.value.param) == ("unsupported_parameter", "input[0].type")

@@ -256,7 +256,7 @@ async fn serve(
     let (key, voucher) = (&cached.0, &cached.1);
     let mut body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
-    let parsed = surface.parse(&body, raw.len())?;
+    let parsed = surface.parse(&body, raw.len(), cfg.allow_provider_storage)?;
 
     let hold_ms = if parsed.stream {
         cfg.hold_timeout_ms.saturating_add(cfg.stream_max_ms)
@@ -279,12 +279,15 @@ async fn serve(
     .await?;
 
     // The forwarded request: the client's bytes unless the proxy must cap the output to what
-    // was held, or ask a chat stream for its usage.
+    // was held, ask a chat stream for its usage, or write what the allowlist decided.
     let cap_field = parsed
         .output_field
         .filter(|_| parsed.requested_output != Some(admitted.output_each));
     let usage_needed = surface == Surface::Chat && parsed.stream && !parsed.client_wants_usage;
-    let forward = if cap_field.is_some() || usage_needed {
+    let forward = if cap_field.is_some() || usage_needed || !parsed.overrides.is_empty() {
+        for (field, value) in &parsed.overrides {
+            body[*field] = value.clone();
+        }
         if let Some(field) = cap_field {
             body[field] = Value::from(admitted.output_each);
         }

@@ -4,6 +4,7 @@
 //! hold that covers its worst case, and a response reaches the client only after its usage
 //! is committed.
 
+mod allowlist;
 mod forward;
 pub mod keycache;
 pub mod lease;
@@ -43,6 +44,14 @@ pub enum ProxyError {
         param: Option<&'static str>,
         code: Option<&'static str>,
     },
+    /// A request refused at a path inside it (`messages[1].audio`, `tools[0].type`): outside
+    /// the allowlist (`unsupported_parameter`), or malformed there.
+    #[error("{message}")]
+    InvalidAt {
+        message: String,
+        param: String,
+        code: Option<&'static str>,
+    },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("This key may not use the model `{0}`.")]
@@ -74,7 +83,9 @@ impl ProxyError {
             ProxyError::InvalidKey(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::KeySuspended(_) => ("invalid_request_error", Some("api_key_suspended")),
             ProxyError::UpstreamAuthFailed => ("upstream_error", Some("upstream_auth_failed")),
-            ProxyError::InvalidRequest { code, .. } => ("invalid_request_error", *code),
+            ProxyError::InvalidRequest { code, .. } | ProxyError::InvalidAt { code, .. } => {
+                ("invalid_request_error", *code)
+            }
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
             ProxyError::RateLimited { .. } => ("requests", Some("rate_limit_exceeded")),
@@ -96,7 +107,9 @@ impl ResponseError for ProxyError {
         match self {
             ProxyError::InvalidKey(_) | ProxyError::KeySuspended(_) => StatusCode::UNAUTHORIZED,
             ProxyError::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
-            ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidRequest { .. } | ProxyError::InvalidAt { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -117,6 +130,7 @@ impl ResponseError for ProxyError {
         let (kind, code) = self.kind_and_code();
         let param = match self {
             ProxyError::InvalidRequest { param, .. } => *param,
+            ProxyError::InvalidAt { param, .. } => Some(param.as_str()),
             _ => None,
         };
         let mut resp = openai_error(self.status_code(), &self.to_string(), kind, param, code);

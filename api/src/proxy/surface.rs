@@ -1,6 +1,8 @@
 //! The OpenAI surfaces the proxy meters, and what each request says about its cost: the
 //! model, a bound on its input tokens, the output it may produce and whether it streams.
+//! What a request may contain at all is the allowlist's (`allowlist.rs`).
 
+use super::allowlist;
 use super::{invalid, u64_field, ProxyError};
 use serde_json::Value;
 
@@ -24,44 +26,14 @@ pub struct Parsed {
     pub stream: bool,
     /// Chat streams report usage only when asked (`stream_options.include_usage`).
     pub client_wants_usage: bool,
+    /// Top-level fields the proxy writes into the forwarded body (`store`, `service_tier`).
+    pub overrides: Vec<(&'static str, serde_json::Value)>,
 }
 
 /// Byte-level BPE tokenizers never emit more tokens than bytes, so a body's length bounds the
 /// tokens of the text in it; each message or input item also costs a few framing tokens.
 fn bound(body_len: usize, items: usize) -> u64 {
     body_len as u64 + 8 * items as u64 + 16
-}
-
-/// Tokens one image can cost at most. Providers price an image by its tiles or patches; the
-/// largest they accept stays well under this, so it bounds any image however it is sent.
-pub const IMAGE_TOKEN_BOUND: u64 = 6_000;
-
-/// Walks a prompt for parts whose cost its bytes do not bound: images add their own bound;
-/// audio and files are priced in ways this programme does not meter, so they are refused.
-fn media_tokens(v: &Value, param: &'static str) -> Result<u64, ProxyError> {
-    match v {
-        Value::Array(items) => items.iter().try_fold(0u64, |acc, i| {
-            Ok(acc.saturating_add(media_tokens(i, param)?))
-        }),
-        Value::Object(map) => {
-            let own = match map.get("type").and_then(Value::as_str) {
-                Some("image_url" | "input_image") => IMAGE_TOKEN_BOUND,
-                Some(kind @ ("input_audio" | "file" | "input_file")) => {
-                    return Err(ProxyError::InvalidRequest {
-                        message: format!("`{kind}` content is not supported by this programme."),
-                        param: Some(param),
-                        code: Some("unsupported_parameter"),
-                    })
-                }
-                _ => 0,
-            };
-            map.values().try_fold(
-                own,
-                |acc, i| Ok(acc.saturating_add(media_tokens(i, param)?)),
-            )
-        }
-        _ => Ok(0),
-    }
 }
 
 fn model(body: &Value) -> Result<String, ProxyError> {
@@ -101,11 +73,22 @@ impl Surface {
         }
     }
 
-    pub fn parse(self, body: &Value, body_len: usize) -> Result<Parsed, ProxyError> {
+    /// Reads what metering needs from a request, after checking it against the allowlist;
+    /// `allow_storage` is the programme's `allow_provider_storage`.
+    pub fn parse(
+        self,
+        body: &Value,
+        body_len: usize,
+        allow_storage: bool,
+    ) -> Result<Parsed, ProxyError> {
         if !body.is_object() {
             return Err(invalid("The body must be a JSON object.", "body"));
         }
         let model = model(body)?;
+        let allowlist::Checked {
+            overrides,
+            media_tokens: media,
+        } = allowlist::check(self, body, allow_storage)?;
         match self {
             Surface::Chat => {
                 let messages = match body.get("messages").and_then(Value::as_array) {
@@ -119,7 +102,6 @@ impl Surface {
                 } else {
                     "max_completion_tokens"
                 };
-                let media = media_tokens(&body["messages"], "messages")?;
                 Ok(Parsed {
                     model,
                     prompt_bound: bound(body_len, messages).saturating_add(media),
@@ -131,46 +113,19 @@ impl Surface {
                         .pointer("/stream_options/include_usage")
                         .and_then(Value::as_bool)
                         .unwrap_or(false),
+                    overrides,
                 })
             }
-            Surface::Responses => {
-                // Input the proxy cannot see cannot be bounded: the conversation must come in
-                // the request, and only function tools (priced as tokens) are metered.
-                for field in ["previous_response_id", "conversation", "prompt"] {
-                    if body.get(field).is_some_and(|v| !v.is_null()) {
-                        return Err(ProxyError::InvalidRequest {
-                            message: format!("`{field}` is not supported by this programme: send the whole conversation in `input`."),
-                            param: Some(match field {
-                                "previous_response_id" => "previous_response_id",
-                                "conversation" => "conversation",
-                                _ => "prompt",
-                            }),
-                            code: Some("unsupported_parameter"),
-                        });
-                    }
-                }
-                let tools_ok = body.get("tools").is_none_or(|t| {
-                    t.as_array()
-                        .is_some_and(|ts| ts.iter().all(|x| x["type"] == "function"))
-                });
-                if !tools_ok {
-                    return Err(ProxyError::InvalidRequest {
-                        message: "Only function tools are supported by this programme.".into(),
-                        param: Some("tools"),
-                        code: Some("unsupported_parameter"),
-                    });
-                }
-                let media = media_tokens(&body["input"], "input")?;
-                Ok(Parsed {
-                    model,
-                    prompt_bound: bound(body_len, input_items(body)?).saturating_add(media),
-                    requested_output: u64_field(body, "max_output_tokens", 10_000_000)?,
-                    output_field: Some("max_output_tokens"),
-                    choices: 1,
-                    stream: stream(body)?,
-                    client_wants_usage: true,
-                })
-            }
+            Surface::Responses => Ok(Parsed {
+                model,
+                prompt_bound: bound(body_len, input_items(body)?).saturating_add(media),
+                requested_output: u64_field(body, "max_output_tokens", 10_000_000)?,
+                output_field: Some("max_output_tokens"),
+                choices: 1,
+                stream: stream(body)?,
+                client_wants_usage: true,
+                overrides,
+            }),
             Surface::Embeddings => Ok(Parsed {
                 model,
                 prompt_bound: bound(body_len, input_items(body)?),
@@ -179,6 +134,7 @@ impl Surface {
                 choices: 1,
                 stream: false,
                 client_wants_usage: false,
+                overrides,
             }),
         }
     }
@@ -187,12 +143,13 @@ impl Surface {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::allowlist::IMAGE_TOKEN_BOUND;
     use serde_json::json;
 
     #[test]
     fn each_surface_names_its_bounds() {
         let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7, "n": 2});
-        let p = Surface::Chat.parse(&chat, 100).unwrap();
+        let p = Surface::Chat.parse(&chat, 100, false).unwrap();
         assert_eq!(
             (
                 p.prompt_bound,
@@ -203,27 +160,64 @@ mod tests {
             (124, Some(7), Some("max_tokens"), 2)
         );
         let r = json!({"model": "m", "input": "hello", "max_output_tokens": 50});
-        let p = Surface::Responses.parse(&r, 60).unwrap();
+        let p = Surface::Responses.parse(&r, 60, false).unwrap();
         assert_eq!(
             (p.prompt_bound, p.requested_output, p.output_field),
             (84, Some(50), Some("max_output_tokens"))
         );
         let e = json!({"model": "m", "input": ["a", "b", "c"]});
-        let p = Surface::Embeddings.parse(&e, 40).unwrap();
+        let p = Surface::Embeddings.parse(&e, 40, false).unwrap();
         assert_eq!((p.prompt_bound, p.requested_output), (80, Some(0)));
     }
 
     #[test]
     fn inputs_the_proxy_cannot_bound_are_refused() {
         let r = json!({"model": "m", "input": "x", "previous_response_id": "resp_1"});
-        assert!(Surface::Responses.parse(&r, 10).is_err());
+        assert!(Surface::Responses.parse(&r, 10, false).is_err());
         let r = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]});
-        assert!(Surface::Responses.parse(&r, 10).is_err());
+        assert!(Surface::Responses.parse(&r, 10, false).is_err());
         let r = json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}]});
-        assert!(Surface::Responses.parse(&r, 10).is_ok());
+        assert!(Surface::Responses.parse(&r, 10, false).is_ok());
         assert!(Surface::Embeddings
-            .parse(&json!({"model": "m", "input": []}), 10)
+            .parse(&json!({"model": "m", "input": []}), 10, false)
             .is_err());
+    }
+
+    #[test]
+    fn refusals_name_where_they_are_and_overrides_reach_the_parse() {
+        let refused = |s: Surface, body: Value| match s.parse(&body, 100, false) {
+            Err(ProxyError::InvalidAt { param, code, .. }) => (param, code),
+            other => panic!("{body}: {other:?}"),
+        };
+        let r = json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_123"}]});
+        assert_eq!(
+            refused(Surface::Responses, r),
+            ("input[0].type".to_string(), Some("unsupported_parameter"))
+        );
+        let c = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "service_tier": "priority"});
+        assert_eq!(
+            refused(Surface::Chat, c),
+            ("service_tier".to_string(), Some("unsupported_parameter"))
+        );
+        let r = json!({"model": "m", "input": "x", "store": true, "service_tier": "auto"});
+        let p = Surface::Responses.parse(&r, 60, false).unwrap();
+        assert_eq!(
+            p.overrides,
+            vec![
+                ("service_tier", Value::from("default")),
+                ("store", Value::from(false))
+            ]
+        );
+        let p = Surface::Responses.parse(&r, 60, true).unwrap();
+        assert_eq!(p.overrides, vec![("service_tier", Value::from("default"))]);
+        let c =
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "store": true});
+        assert!(Surface::Chat.parse(&c, 60, false).is_err());
+        assert!(Surface::Chat
+            .parse(&c, 60, true)
+            .unwrap()
+            .overrides
+            .is_empty());
     }
 
     #[test]
@@ -231,14 +225,20 @@ mod tests {
         let chat = json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "text", "text": "what is this?"},
             {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}]}]});
-        let p = Surface::Chat.parse(&chat, 100).unwrap();
+        let p = Surface::Chat.parse(&chat, 100, false).unwrap();
         assert_eq!(p.prompt_bound, 124 + IMAGE_TOKEN_BOUND);
         let audio = json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]});
-        assert!(Surface::Chat.parse(&audio, 100).is_err());
+        assert!(Surface::Chat.parse(&audio, 100, false).is_err());
+        let file = json!({"model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_file", "file_data": "data:application/pdf;base64,AAAA"}]}]});
+        assert!(Surface::Responses.parse(&file, 100, false).is_err());
         let r = json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]});
         assert_eq!(
-            Surface::Responses.parse(&r, 50).unwrap().prompt_bound,
+            Surface::Responses
+                .parse(&r, 50, false)
+                .unwrap()
+                .prompt_bound,
             74 + IMAGE_TOKEN_BOUND
         );
     }
