@@ -81,6 +81,10 @@ pub struct Config {
     pub workers: usize,
     pub log_format: LogFormat,
     pub standard_voucher: Money,
+    /// No voucher (base and incentives together) is approved above this.
+    pub max_voucher: Money,
+    /// An approval of a voucher worth more than this needs a second administrator to confirm.
+    pub second_approval_above: Money,
     /// Hours of technical consulting each voucher includes.
     pub consulting_hours: u32,
     /// Incentive rules add at most this percentage of the standard voucher at approval.
@@ -164,6 +168,8 @@ impl Default for Config {
             workers: 0,
             log_format: LogFormat::Text,
             standard_voucher: money("5000"),
+            max_voucher: money("25000"),
+            second_approval_above: money("10000"),
             consulting_hours: 2,
             incentive_cap_percent: 50,
             default_valid_days: 365,
@@ -391,6 +397,12 @@ impl Config {
         }
         if self.hold_timeout_ms < 2 * self.upstream_timeout_ms + 1_000 {
             bail!("hold_timeout_ms must be at least twice upstream_timeout_ms plus 1000, or a slow request could outlive its hold");
+        }
+        if self.max_voucher.is_zero() || self.standard_voucher > self.max_voucher {
+            bail!("max_voucher must be more than 0 and at least standard_voucher");
+        }
+        if self.second_approval_above > self.max_voucher {
+            bail!("second_approval_above must be at most max_voucher");
         }
         if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
             bail!("default_valid_days must be between 1 and max_valid_days");

@@ -142,6 +142,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
                 contribution: voucherd_domain::Money::ZERO,
             },
             reason: "Demo: eligible on every rule.".into(),
+            stage: voucherd_store::applications::Stage::First,
         })
         .await?;
     let voucher = voucher.context("the demo approval made no voucher")?;

@@ -166,6 +166,10 @@ impl Application {
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),
             config: ApiConfig {
                 standard_voucher: config.standard_voucher,
+                approval_limits: voucherd_domain::approval::ApprovalLimits {
+                    max_voucher: config.max_voucher,
+                    second_approval_above: config.second_approval_above,
+                },
                 incentive_cap_percent: config.incentive_cap_percent,
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
                     .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,

@@ -10,7 +10,14 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-const STATUSES: [&str; 5] = ["submitted", "ineligible", "approved", "rejected", "all"];
+const STATUSES: [&str; 6] = [
+    "submitted",
+    "ineligible",
+    "awaiting_second_approval",
+    "approved",
+    "rejected",
+    "all",
+];
 
 pub async fn queue(req: HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
@@ -89,11 +96,16 @@ async fn application_view(
             "trading_since": a["trading_since"], "use_case": a["use_case"],
             "tag": tag(a["status"].as_str().unwrap_or("")),
             "pending": a["status"] == "submitted",
+            "awaiting": a["status"] == "awaiting_second_approval",
             "eligible": a["eligibility"]["eligible"],
             "decision_reason": a["decision"]["reason"],
             "voucher_id": a["voucher_id"],
             "submitted": day(&a["created_at"]),
         }),
+    )
+    .with(
+        "second_approval",
+        second_approval_view(&a["second_approval"]),
     )
     .with("checks", checks)
     .with("declarations", Value::Array(declarations))
@@ -106,15 +118,32 @@ async fn application_view(
     view.render(req)
 }
 
+/// The first approval of an application that needs two, as the page shows it.
+fn second_approval_view(s: &Value) -> Value {
+    if s.is_null() {
+        return Value::Null;
+    }
+    json!({
+        "requested_by": s["requested_by"], "requested_at": day(&s["requested_at"]),
+        "reason": s["reason"], "amount": s["amount"], "total": s["total"],
+        "valid_days": s["valid_days"],
+        "outcome": s["outcome"], "decided_by": s["decided_by"],
+    })
+}
+
 fn empty_decision() -> Value {
     json!({"decision": "", "amount": "", "valid_days": "", "reason": ""})
 }
 
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let banner = req
-        .query_string()
-        .contains("decided=1")
-        .then_some("The decision was recorded and the applicant has been told.");
+    let q = req.query_string();
+    let banner = if q.contains("decided=second") {
+        Some("The approval was recorded. Another administrator must confirm it before the voucher is granted.")
+    } else if q.contains("decided=1") {
+        Some("The decision was recorded and the applicant has been told.")
+    } else {
+        None
+    };
     application_view(
         &req,
         &path.into_inner(),
@@ -182,6 +211,105 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
         .await
     );
     match answer {
+        Answer::Ok(a) => {
+            let outcome = if a["application"]["status"] == "awaiting_second_approval" {
+                "second"
+            } else {
+                "1"
+            };
+            HttpResponse::SeeOther()
+                .insert_header((
+                    header::LOCATION,
+                    format!("/console/applications/{id}?decided={outcome}"),
+                ))
+                .finish()
+        }
+        refused => {
+            let errors = refused.field_errors(&|p| p.to_string());
+            application_view(&req, &id, values, errors, None).await
+        }
+    }
+}
+
+/// Another administrator confirms or rejects an approval awaiting a second, after a check page.
+pub async fn second_approval(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: Form,
+) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let decision = field(&form, "second_decision");
+    let values =
+        json!({"second_decision": decision, "second_reason": field(&form, "second_reason")});
+    let mut errors = Vec::new();
+    if !matches!(decision, "confirm" | "reject") {
+        errors.push(FieldError {
+            id: "second_decision".into(),
+            message: "Select confirm or reject".into(),
+        });
+    }
+    if field(&form, "second_reason").is_empty() {
+        errors.push(FieldError {
+            id: "second_reason".into(),
+            message: "Enter the reason for your decision".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return application_view(&req, &id, values, errors, None).await;
+    }
+    let confirming = decision == "confirm";
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: if confirming {
+                "Check before you confirm the approval"
+            } else {
+                "Check before you reject the application"
+            },
+            rows: vec![
+                (
+                    "Decision",
+                    if confirming {
+                        "Confirm the approval"
+                    } else {
+                        "Reject"
+                    }
+                    .to_string(),
+                ),
+                ("Reason", field(&form, "second_reason").to_string()),
+            ],
+            text: if confirming {
+                "The voucher is granted at once and the money leaves the budget for good."
+            } else {
+                "The application is rejected and the applicant is told."
+            },
+            action: format!("/console/applications/{id}/second-approval"),
+            button: if confirming {
+                "Confirm the approval"
+            } else {
+                "Reject the application"
+            },
+            warning: !confirming,
+            cancel: format!("/console/applications/{id}"),
+        },
+    ) {
+        return page;
+    }
+    let body = json!({"decision": decision, "reason": field(&form, "second_reason")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/applications/{id}/second-approval"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
         Answer::Ok(_) => HttpResponse::SeeOther()
             .insert_header((
                 header::LOCATION,
@@ -189,7 +317,11 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
             ))
             .finish(),
         refused => {
-            let errors = refused.field_errors(&|p| p.to_string());
+            let errors = refused.field_errors(&|p| match p {
+                "reason" => "second_reason".to_string(),
+                "decision" => "second_decision".to_string(),
+                other => other.to_string(),
+            });
             application_view(&req, &id, values, errors, None).await
         }
     }

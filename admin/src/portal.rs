@@ -106,7 +106,7 @@ pub fn tag(status: &str) -> Value {
         "approved" | "active" | "paid" | "succeeded" | "passed" | "balanced" => "green",
         "rejected" | "failed" | "revoked" | "expired" | "exhausted" | "not balanced" => "red",
         "submitted" | "open" | "processing" | "running" => "blue",
-        "awaiting_contribution" | "due" => "yellow",
+        "awaiting_contribution" | "awaiting_second_approval" | "due" => "yellow",
         _ => "grey",
     };
     json!({"text": status.replace('_', " "), "colour": colour})

@@ -201,6 +201,7 @@ impl From<StoreError> for ApiError {
             StoreError::NoBudgetLine(_) => ApiError::conflict("no_budget_line", e.to_string()),
             StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Payment(code, ref detail) => ApiError::conflict(code, detail.clone()),
+            StoreError::Approval(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
                 ApiError::conflict("budget_line_exists", e.to_string())
             }

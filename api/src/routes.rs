@@ -69,6 +69,7 @@ routes! {
     get "/api/v1/applications" => applications::list, APPLICANT_OR_ADMIN;
     get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;
     post "/api/v1/applications/{id}/decision" => applications::decide, ADMIN;
+    post "/api/v1/applications/{id}/second-approval" => applications::second_approval, ADMIN;
     get "/api/v1/applications/{id}/incentives" => applications::preview_incentives, ADMIN;
     post "/api/v1/incentives" => incentives::create, ADMIN;
     get "/api/v1/incentives" => incentives::list, ADMIN;

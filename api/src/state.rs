@@ -8,6 +8,8 @@ use voucherd_store::Store;
 pub struct ApiConfig {
     /// The voucher an approval grants when the administrator names no amount.
     pub standard_voucher: Money,
+    /// The maximum voucher and the amount above which a second administrator confirms.
+    pub approval_limits: voucherd_domain::approval::ApprovalLimits,
     /// Incentives add at most this percentage of the standard voucher at approval.
     pub incentive_cap_percent: u32,
     /// Consulting time that comes with each voucher.

@@ -50,6 +50,21 @@ impl From<&UserRow> for UserView {
     }
 }
 
+/// An approval awaiting (or decided by) a second administrator.
+pub fn second_approval(s: &voucherd_store::applications::SecondApprovalRow) -> Value {
+    serde_json::json!({
+        "requested_by": s.requested_by,
+        "requested_at": time(s.requested_at),
+        "reason": s.reason,
+        "amount": format_micros(s.amount_micros),
+        "total": format_micros(s.total_micros),
+        "valid_days": s.valid_days,
+        "decided_by": s.decided_by,
+        "outcome": s.outcome,
+        "decided_at": s.decided_at.map(time),
+    })
+}
+
 pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
     let checks: Value = serde_json::from_str(&a.checks).unwrap_or(Value::Array(vec![]));
     let declarations: Value =

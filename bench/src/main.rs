@@ -251,7 +251,7 @@ async fn setup(
             &c,
             format!("{api}/api/v1/applications/{id}/decision"),
             Some(&admin),
-            json!({"decision": "approve", "amount": amount, "reason": "benchmark"}),
+            json!({"decision": "approve", "amount": amount, "reason": "benchmark voucher"}),
         )
         .await?;
         let voucher = d["voucher"]["id"].as_str().context("no voucher")?;

@@ -165,6 +165,47 @@ pub fn choose_line<'a>(
         .map(|(id, _, _)| id.as_str())
 }
 
+/// A line a bonus could be paid from: its id, year, targeting and what it has available.
+#[derive(Debug, Clone)]
+pub struct LineBalance {
+    pub id: String,
+    pub year: FinancialYear,
+    pub targeting: Targeting,
+    pub available_micros: i64,
+}
+
+/// Where a bonus (an incentive's milestone bonus) is paid from, as README's "Incentives"
+/// states: the first of `preferred` (the rule's own line, then the voucher's) that the
+/// organisation matches and that holds the amount; else the most specific line of `year` that
+/// matches and holds it; else `None`, the programme fund. A line the organisation does not match
+/// is never chosen, whatever it holds.
+pub fn choose_bonus_line<'a>(
+    lines: &'a [LineBalance],
+    preferred: &[&str],
+    year: FinancialYear,
+    o: &Organisation,
+    amount_micros: i64,
+) -> Option<&'a str> {
+    let usable = |l: &&LineBalance| l.targeting.matches(o) && l.available_micros >= amount_micros;
+    for id in preferred {
+        if let Some(l) = lines.iter().filter(usable).find(|l| l.id == *id) {
+            return Some(l.id.as_str());
+        }
+    }
+    lines
+        .iter()
+        .filter(usable)
+        .filter(|l| l.year == year)
+        .max_by(|a, b| {
+            a.targeting
+                .specificity()
+                .cmp(&b.targeting.specificity())
+                // max_by keeps the last of equals: reverse the order so the first listed wins.
+                .then(std::cmp::Ordering::Greater)
+        })
+        .map(|l| l.id.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +280,53 @@ mod tests {
         assert_eq!(
             choose_line(&lines, next, &org("london", SizeBand::Small)),
             None
+        );
+    }
+    #[test]
+    fn a_bonus_never_comes_from_a_line_the_organisation_does_not_match() {
+        let fy = FinancialYear::parse("2026/27").unwrap();
+        let region = |r: &str| Targeting {
+            regions: BTreeSet::from([r.parse::<Region>().unwrap()]),
+            ..Default::default()
+        };
+        let line = |id: &str, t: Targeting, available_micros: i64| LineBalance {
+            id: id.into(),
+            year: fy,
+            targeting: t,
+            available_micros,
+        };
+        let yorkshire = Organisation {
+            region: "yorkshire_and_the_humber".parse().unwrap(),
+            sic_section: SicSection::parse("J").unwrap(),
+            size_band: SizeBand::Small,
+        };
+        let lines = vec![
+            line("ne", region("north_east"), 1_000),
+            line("yh", region("yorkshire_and_the_humber"), 100),
+            line("general", Targeting::default(), 1_000),
+        ];
+        // The rule names the North East line: not for a Yorkshire company.
+        assert_eq!(
+            choose_bonus_line(&lines, &["ne", "yh"], fy, &yorkshire, 100),
+            Some("yh")
+        );
+        // The voucher's own line is short: the most specific other matching line.
+        assert_eq!(
+            choose_bonus_line(&lines, &["ne", "yh"], fy, &yorkshire, 101),
+            Some("general")
+        );
+        // Only lines it does not match have money: the fund.
+        let only_ne = vec![line("ne", region("north_east"), 1_000)];
+        assert_eq!(
+            choose_bonus_line(&only_ne, &["ne"], fy, &yorkshire, 1),
+            None
+        );
+        // Another year's lines are used only when named.
+        let next = FinancialYear::parse("2027/28").unwrap();
+        assert_eq!(choose_bonus_line(&lines, &[], next, &yorkshire, 1), None);
+        assert_eq!(
+            choose_bonus_line(&lines, &["yh"], next, &yorkshire, 1),
+            Some("yh")
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Pure programme rules. Nothing in this crate performs IO: every function is deterministic
 //! in its arguments (the current date is always passed in), so each rule has a unit test.
 
+pub mod approval;
 pub mod budget;
 pub mod challenge;
 pub mod company;

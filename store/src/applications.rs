@@ -1,10 +1,10 @@
 use crate::audit::{self, AuditEntry};
 use crate::budget;
-use crate::db::{now, Store};
+use crate::db::{now, DbConn, Store};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::ledger;
 use crate::outbox::{self, Notification};
-use crate::schema::{applications, vouchers};
+use crate::schema::{applications, second_approvals, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
@@ -71,10 +71,49 @@ pub struct Decision {
     pub actor_id: String,
     pub verdict: Verdict,
     pub reason: String,
+    /// Whether this decides a submitted application, or confirms or rejects one that awaits
+    /// a second administrator.
+    pub stage: Stage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The application is `submitted`.
+    First,
+    /// The application is `awaiting_second_approval`; the actor must not be its first approver.
+    Second,
+}
+
+impl Stage {
+    /// The status an application has at this stage.
+    pub fn status(self) -> &'static str {
+        match self {
+            Stage::First => "submitted",
+            Stage::Second => "awaiting_second_approval",
+        }
+    }
+}
+
+/// An approval that waits for a second administrator (four eyes).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = second_approvals)]
+pub struct SecondApprovalRow {
+    pub application_id: String,
+    pub requested_by: String,
+    pub reason: String,
+    /// The amount the first administrator approved, before incentives.
+    pub amount_micros: i64,
+    /// The voucher's total with incentives, as evaluated then.
+    pub total_micros: i64,
+    pub valid_days: i32,
+    pub requested_at: NaiveDateTime,
+    pub decided_by: Option<String>,
+    pub outcome: Option<String>,
+    pub decided_at: Option<NaiveDateTime>,
 }
 
 /// Who an application is for, as budget lines target it.
-fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
+pub(crate) fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
     let bad = |e: String| StoreError::Invariant(format!("application {}: {e}", app.id));
     let sic = SicCode::parse(&app.sic_code).map_err(|e| bad(e.to_string()))?;
     Ok(Organisation {
@@ -84,7 +123,110 @@ fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
     })
 }
 
+/// The open second approval of an application awaiting one.
+fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApprovalRow> {
+    second_approvals::table
+        .find(application_id)
+        .filter(second_approvals::outcome.is_null())
+        .select(SecondApprovalRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("second approval"))
+}
+
 impl Store {
+    /// Checks that an approval of `amount` for the application could be paid now: from the
+    /// year's matching budget line, or the fund when the year has none. The same checks, in
+    /// the same words, as the approval's own transaction makes.
+    pub async fn check_grant(&self, application_id: String, amount: Money) -> StoreResult<()> {
+        self.read(move |c| {
+            let app: ApplicationRow = applications::table
+                .find(&application_id)
+                .select(ApplicationRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("application"))?;
+            let line = budget::line_for(
+                c,
+                FinancialYear::containing(now().date()),
+                &organisation(&app)?,
+            )?;
+            budget::grant_source(c, line.as_ref(), amount).map(|_| ())
+        })
+        .await
+    }
+
+    /// Records a first approval that needs a second administrator: the application awaits
+    /// one, nothing is granted, and the request is audited.
+    pub async fn request_second_approval(
+        &self,
+        row: SecondApprovalRow,
+    ) -> StoreResult<ApplicationRow> {
+        self.write(move |c| {
+            let at = row.requested_at;
+            let changed = diesel::update(
+                applications::table
+                    .filter(applications::id.eq(&row.application_id))
+                    .filter(applications::status.eq("submitted")),
+            )
+            .set((
+                applications::status.eq("awaiting_second_approval"),
+                applications::updated_at.eq(at),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                let status: Option<String> = applications::table
+                    .find(&row.application_id)
+                    .select(applications::status)
+                    .first(c)
+                    .optional()?;
+                return Err(match status {
+                    Some(status) => StoreError::ApplicationNotPending { status },
+                    None => StoreError::NotFound("application"),
+                });
+            }
+            // An earlier request that was rejected cannot be here: rejection is final.
+            diesel::insert_into(second_approvals::table)
+                .values(&row)
+                .execute(c)?;
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&row.requested_by),
+                    action: "application.approval_requested",
+                    subject_type: "application",
+                    subject_id: &row.application_id,
+                    reason: Some(&row.reason),
+                    details: serde_json::json!({
+                        "amount_micros": row.amount_micros,
+                        "total_micros": row.total_micros,
+                        "valid_days": row.valid_days,
+                    }),
+                },
+            )?;
+            Ok(applications::table
+                .find(&row.application_id)
+                .select(ApplicationRow::as_select())
+                .first(c)?)
+        })
+        .await
+    }
+
+    /// The application's second approval, open or decided, if it needed one.
+    pub async fn second_approval(
+        &self,
+        application_id: String,
+    ) -> StoreResult<Option<SecondApprovalRow>> {
+        self.read(move |c| {
+            Ok(second_approvals::table
+                .find(&application_id)
+                .select(SecondApprovalRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
     /// Stores a new application. Refused while the company has another live application or
     /// voucher; the UNIQUE `live_company_number` column enforces that between processes too.
     pub async fn submit_application(&self, mut row: ApplicationRow) -> StoreResult<ApplicationRow> {
@@ -193,9 +335,24 @@ impl Store {
                 .first(c)
                 .optional()?
                 .ok_or(StoreError::NotFound("application"))?;
-            if app.status != "submitted" {
+            if app.status != d.stage.status() {
                 return Err(StoreError::ApplicationNotPending { status: app.status });
             }
+            let first_approver = match d.stage {
+                Stage::First => None,
+                Stage::Second => {
+                    let pending = pending_second(c, &app.id)?;
+                    if pending.requested_by == d.actor_id {
+                        return Err(StoreError::Approval(
+                            "same_approver",
+                            "the administrator who approved first cannot be the second: \
+                             another administrator must confirm or reject"
+                                .into(),
+                        ));
+                    }
+                    Some(pending.requested_by)
+                }
+            };
             let at = now();
             let (status, live) = match d.verdict {
                 Verdict::Approve { .. } => ("approved", app.live_company_number.clone()),
@@ -205,7 +362,7 @@ impl Store {
             let changed = diesel::update(
                 applications::table
                     .filter(applications::id.eq(&app.id))
-                    .filter(applications::status.eq("submitted")),
+                    .filter(applications::status.eq(d.stage.status())),
             )
             .set((
                 applications::status.eq(status),
@@ -220,6 +377,23 @@ impl Store {
                 return Err(StoreError::ApplicationNotPending {
                     status: "decided".into(),
                 });
+            }
+            if first_approver.is_some() {
+                diesel::update(
+                    second_approvals::table
+                        .find(&app.id)
+                        .filter(second_approvals::outcome.is_null()),
+                )
+                .set((
+                    second_approvals::decided_by.eq(Some(&d.actor_id)),
+                    second_approvals::outcome.eq(Some(if status == "approved" {
+                        "confirmed"
+                    } else {
+                        "rejected"
+                    })),
+                    second_approvals::decided_at.eq(Some(at)),
+                ))
+                .execute(c)?;
             }
             let voucher = match d.verdict {
                 Verdict::Approve {
@@ -294,8 +468,9 @@ impl Store {
                             "voucher_id": v.id,
                             "amount_micros": v.granted,
                             "expires_at": v.expires_at.to_string(),
+                            "first_approver": first_approver,
                         }),
-                        None => serde_json::json!({}),
+                        None => serde_json::json!({ "first_approver": first_approver }),
                     },
                 },
             )?;

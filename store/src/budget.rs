@@ -143,6 +143,56 @@ pub(crate) fn line_for(
     Ok(rows.into_iter().find(|r| r.id == chosen))
 }
 
+/// The account a grant of `amount` from `line` (or the fund) is paid from, refused as the
+/// transfer itself would be when it holds too little: approvals and their preview share this.
+pub(crate) fn grant_source(
+    c: &mut DbConn,
+    line: Option<&BudgetLineRow>,
+    amount: Money,
+) -> StoreResult<String> {
+    match line {
+        Some(l) => {
+            let available = ledger::account(c, &l.account_id)?.totals().available();
+            if available < amount.micros() {
+                return Err(StoreError::BudgetShort {
+                    name: format!("budget line {:?}", l.name),
+                    available_micros: available,
+                });
+            }
+            Ok(l.account_id.clone())
+        }
+        None => {
+            let available = ledger::account(c, PROGRAMME_FUND)?.totals().available();
+            if available < amount.micros() {
+                return Err(StoreError::InsufficientFunds {
+                    account_id: PROGRAMME_FUND.to_string(),
+                });
+            }
+            Ok(PROGRAMME_FUND.to_string())
+        }
+    }
+}
+
+/// Every line with what it has available now, for choosing where a bonus is paid from.
+pub(crate) fn balances(c: &mut DbConn) -> StoreResult<Vec<(BudgetLineRow, budget::LineBalance)>> {
+    let rows: Vec<BudgetLineRow> = budget_lines::table
+        .order((budget_lines::created_at.asc(), budget_lines::id.asc()))
+        .select(BudgetLineRow::as_select())
+        .load(c)?;
+    rows.into_iter()
+        .map(|r| {
+            let available = ledger::account(c, &r.account_id)?.totals().available();
+            let b = budget::LineBalance {
+                id: r.id.clone(),
+                year: r.year()?,
+                targeting: r.targeting(),
+                available_micros: available,
+            };
+            Ok((r, b))
+        })
+        .collect()
+}
+
 /// Grants `amount` to a new voucher account from `line` (or the fund), refusing with the line
 /// named when it holds too little.
 pub(crate) fn grant(
@@ -153,19 +203,7 @@ pub(crate) fn grant(
     amount: Money,
     memo: String,
 ) -> StoreResult<()> {
-    let source = match line {
-        Some(l) => {
-            let available = ledger::account(c, &l.account_id)?.totals().available();
-            if available < amount.micros() {
-                return Err(StoreError::BudgetShort {
-                    name: format!("budget line {:?}", l.name),
-                    available_micros: available,
-                });
-            }
-            l.account_id.clone()
-        }
-        None => PROGRAMME_FUND.to_string(),
-    };
+    let source = grant_source(c, line, amount)?;
     ledger::transfer(
         c,
         &TransferRequest {

@@ -60,6 +60,9 @@ pub enum StoreError {
     /// A payment refused or not yet applicable: its stable code, and why.
     #[error("{1}")]
     Payment(&'static str, String),
+    /// An approval refused by the four-eyes rule: its stable code, and why.
+    #[error("{1}")]
+    Approval(&'static str, String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

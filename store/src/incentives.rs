@@ -13,6 +13,7 @@ use crate::schema::{
 use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::budget::{self, FinancialYear};
 use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::Money;
@@ -75,6 +76,45 @@ fn latest_version(c: &mut DbConn, key: &str) -> StoreResult<Option<RuleRow>> {
         .select(RuleRow::as_select())
         .first(c)
         .optional()?)
+}
+
+/// The account a voucher's bonus is paid from, by the rule README's "Incentives" states (see
+/// [`budget::choose_bonus_line`]): the rule's line, then the voucher's own, then the most
+/// specific line of the current financial year, each only if the company matches it and it
+/// holds the amount; else the programme fund. Never a line the company does not match.
+fn bonus_source(
+    c: &mut DbConn,
+    v: &VoucherRow,
+    rule_line: Option<&str>,
+    at: NaiveDateTime,
+    amount: Money,
+) -> StoreResult<String> {
+    let app: crate::applications::ApplicationRow = applications::table
+        .find(&v.application_id)
+        .select(crate::applications::ApplicationRow::as_select())
+        .first(c)?;
+    let organisation = crate::applications::organisation(&app)?;
+    let lines = crate::budget::balances(c)?;
+    let balances: Vec<budget::LineBalance> = lines.iter().map(|(_, b)| b.clone()).collect();
+    let preferred: Vec<&str> = rule_line
+        .into_iter()
+        .chain(v.budget_line_id.as_deref())
+        .collect();
+    let chosen = budget::choose_bonus_line(
+        &balances,
+        &preferred,
+        FinancialYear::containing(at.date()),
+        &organisation,
+        amount.micros(),
+    );
+    Ok(match chosen {
+        Some(id) => lines
+            .iter()
+            .find(|(r, _)| r.id == id)
+            .map(|(r, _)| r.account_id.clone())
+            .ok_or_else(|| StoreError::Invariant(format!("budget line {id} vanished")))?,
+        None => PROGRAMME_FUND.to_string(),
+    })
 }
 
 impl Store {
@@ -190,8 +230,8 @@ impl Store {
     }
 
     /// Grants every milestone bonus whose trigger has happened, once each (the transfer id is
-    /// the applied incentive's), from the rule's budget line or the programme fund. A pot too
-    /// short is retried on a later run. Returns how many were granted.
+    /// the applied incentive's), from a line the company matches or the programme fund (see
+    /// [`bonus_source`]). A fund too short is retried on a later run. Returns how many were granted.
     pub async fn grant_milestones(&self, at: NaiveDateTime) -> StoreResult<usize> {
         // Only live vouchers' bonuses, in pages: a bonus whose voucher lapsed waits for ever
         // without keeping others from being looked at.
@@ -263,21 +303,16 @@ impl Store {
                     if !reached {
                         return Ok(false);
                     }
-                    let source = match &rule.budget_line_id {
-                        Some(l) => budget_lines::table
-                            .find(l)
-                            .select(budget_lines::account_id)
-                            .first::<String>(c)?,
-                        None => PROGRAMME_FUND.to_string(),
-                    };
+                    let amount = Money::from_micros(applied.amount)
+                        .map_err(|e| StoreError::Invariant(e.to_string()))?;
+                    let source = bonus_source(c, &v, rule.budget_line_id.as_deref(), at, amount)?;
                     ledger::transfer(
                         c,
                         &TransferRequest {
                             id: format!("milestone-{}", applied.id),
                             debit_account_id: source,
                             credit_account_id: v.account_id.clone(),
-                            amount: Money::from_micros(applied.amount)
-                                .map_err(|e| StoreError::Invariant(e.to_string()))?,
+                            amount,
                             code: TransferCode::IncentiveMilestone,
                             memo: format!("milestone bonus: {}", rule.name),
                         },

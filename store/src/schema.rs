@@ -506,3 +506,20 @@ diesel::table! {
     }
 }
 diesel::allow_tables_to_appear_in_same_query!(proxy_instances, instance_holds, transfers);
+
+diesel::table! {
+    second_approvals (application_id) {
+        application_id -> Text,
+        requested_by -> Text,
+        reason -> Text,
+        amount_micros -> BigInt,
+        total_micros -> BigInt,
+        valid_days -> Integer,
+        requested_at -> Timestamp,
+        decided_by -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+diesel::joinable!(second_approvals -> applications (application_id));
+diesel::allow_tables_to_appear_in_same_query!(second_approvals, applications);

@@ -12,6 +12,9 @@ on_both_backends!(
     applicants_see_only_their_own_applications,
     an_approval_above_the_mfa_limit_is_refused,
     a_company_whose_voucher_expired_may_apply_again,
+    the_maximum_voucher_and_a_meaningful_reason_are_required,
+    the_preview_refuses_what_the_approval_refuses,
+    an_approval_above_the_threshold_needs_a_second_administrator,
 );
 
 async fn malformed_fields_are_named_and_nothing_is_written(app: TestApp) {
@@ -185,7 +188,7 @@ async fn decisions_happen_once_and_are_audited(app: TestApp) {
         .decide(
             &applicant,
             id,
-            &json!({"decision": "approve", "reason": "me"}),
+            &json!({"decision": "approve", "reason": "my own application"}),
         )
         .await;
     assert_problem(resp, 403, "forbidden").await;
@@ -221,7 +224,7 @@ async fn decisions_happen_once_and_are_audited(app: TestApp) {
 
     // Twice, or approving the rejected one: refused, nothing changes.
     for d in [
-        json!({"decision": "reject", "reason": "again"}),
+        json!({"decision": "reject", "reason": "rejected once more"}),
         json!({"decision": "approve", "reason": "changed my mind"}),
     ] {
         assert_problem(
@@ -260,7 +263,11 @@ async fn approval_is_refused_when_the_fund_is_short(app: TestApp) {
     let a = body(app.apply(&applicant, &valid_application()).await).await;
     let id = a["id"].as_str().unwrap();
     let resp = app
-        .decide(&admin, id, &json!({"decision": "approve", "reason": "ok"}))
+        .decide(
+            &admin,
+            id,
+            &json!({"decision": "approve", "reason": "meets all criteria"}),
+        )
         .await;
     assert_problem(resp, 409, "fund_insufficient").await;
     let still = body(app.get(&format!("/api/v1/applications/{id}"), &admin).await).await;
@@ -329,7 +336,7 @@ async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
         app.decide(
             &admin,
             id,
-            &json!({"decision": "approve", "amount": "15000.01", "reason": "x"}),
+            &json!({"decision": "approve", "amount": "15000.01", "reason": "meets all criteria"}),
         )
         .await,
         409,
@@ -337,14 +344,288 @@ async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("315000.00"));
+    // £15,000 is within the limit, and above the amount one administrator may grant.
     let resp = app
         .decide(
             &admin,
             id,
-            &json!({"decision": "approve", "amount": "15000", "reason": "x"}),
+            &json!({"decision": "approve", "amount": "15000", "reason": "meets all criteria"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let second = app.user_with_role("second@programme.gov.uk", "admin").await;
+    let resp = app
+        .post(
+            &format!("/api/v1/applications/{id}/second-approval"),
+            &second,
+            &json!({"decision": "confirm", "reason": "checked and agreed"}),
         )
         .await;
     assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(body(resp).await["voucher"]["granted"], "15000.00");
+}
+
+/// The id of an application submitted by a new applicant for `company`.
+async fn submitted(app: &TestApp, email: &str, company: &str) -> String {
+    let applicant = app.applicant(email).await;
+    let mut a = valid_application();
+    a["company_number"] = json!(company);
+    let a = body(app.apply(&applicant, &a).await).await;
+    a["id"].as_str().unwrap().to_string()
+}
+
+async fn programme(app: &TestApp, admin: &str) -> serde_json::Value {
+    body(app.get("/api/v1/programme", admin).await).await
+}
+
+async fn the_maximum_voucher_and_a_meaningful_reason_are_required(app: TestApp) {
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "100000").await.status().as_u16(), 201);
+    let id = submitted(&app, "owner@widgets.co.uk", "01234567").await;
+    // The £40,000 three-year voucher approved alone with the reason "x": refused on both.
+    let p = assert_problem(
+        app.decide(
+            &admin,
+            &id,
+            &json!({"decision": "approve", "amount": "40000", "valid_days": 1095, "reason": "x"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["reason"]);
+    for reason in ["ok", "xxxxxxxxxxxxxxx", "          a  "] {
+        let p = assert_problem(
+            app.decide(
+                &admin,
+                &id,
+                &json!({"decision": "reject", "reason": reason}),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(fields(&p), ["reason"], "{reason:?}");
+    }
+    let p = assert_problem(
+        app.decide(
+            &admin,
+            &id,
+            &json!({"decision": "approve", "amount": "25000.01", "reason": "meets all criteria"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["amount"]);
+    assert!(p.to_string().contains("25000.00"), "{p}");
+    let still = body(app.get(&format!("/api/v1/applications/{id}"), &admin).await).await;
+    assert_eq!(still["status"], "submitted");
+    assert_eq!(
+        programme(&app, &admin).await["fund"]["balance"],
+        "100000.00"
+    );
+}
+
+async fn the_preview_refuses_what_the_approval_refuses(app: TestApp) {
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "15000").await.status().as_u16(), 201);
+    let id = submitted(&app, "owner@widgets.co.uk", "01234567").await;
+    let preview = |amount: &str| {
+        let path = format!("/api/v1/applications/{id}/incentives?amount={amount}");
+        let app = &app;
+        let admin = admin.clone();
+        async move { app.get(&path, &admin).await }
+    };
+    // Each amount: the preview and the approval answer the same status, code and fields.
+    for amount in ["20000", "25000.01", "0", "9000.50"] {
+        let seen = preview(amount).await;
+        let seen_status = seen.status().as_u16();
+        let seen = body(seen).await;
+        let decided = app
+            .decide(
+                &admin,
+                &id,
+                &json!({"decision": "approve", "amount": amount, "reason": "meets all criteria"}),
+            )
+            .await;
+        let decided_status = decided.status().as_u16();
+        let decided = body(decided).await;
+        if amount == "9000.50" {
+            // Within every limit: previewed, then granted.
+            assert_eq!((seen_status, decided_status), (200, 200));
+            assert_eq!(seen["total"], "9000.50");
+            assert_eq!(seen["needs_second_approval"], false);
+            assert_eq!(decided["voucher"]["granted"], "9000.50");
+            continue;
+        }
+        assert_eq!(seen_status, decided_status, "{amount}");
+        assert!(seen_status >= 400, "{amount}: {seen}");
+        assert_eq!(seen["code"], decided["code"], "{amount}");
+        assert_eq!(fields(&seen), fields(&decided), "{amount}");
+        if amount == "20000" {
+            // The fund holds £15,000: both refuse, naming the fund.
+            assert_eq!(seen["code"], "fund_insufficient");
+        }
+    }
+    // Decided: the preview now refuses as the approval does.
+    let seen = preview("100").await;
+    assert_eq!(seen.status().as_u16(), 409);
+    assert_eq!(body(seen).await["code"], "application_already_decided");
+}
+
+async fn an_approval_above_the_threshold_needs_a_second_administrator(app: TestApp) {
+    let first = app.admin().await;
+    let second = app.user_with_role("second@programme.gov.uk", "admin").await;
+    assert_eq!(app.deposit(&first, "50000").await.status().as_u16(), 201);
+    let id = submitted(&app, "owner@widgets.co.uk", "01234567").await;
+    let preview = body(
+        app.get(
+            &format!("/api/v1/applications/{id}/incentives?amount=12000"),
+            &first,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(preview["needs_second_approval"], true);
+
+    // The first approval is recorded and audited; no money moves, no voucher.
+    let resp = app
+        .decide(
+            &first,
+            &id,
+            &json!({"decision": "approve", "amount": "12000", "reason": "strong use case, regional priority"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let pending = body(resp).await;
+    assert_eq!(pending["application"]["status"], "awaiting_second_approval");
+    assert!(pending["voucher"].is_null());
+    assert_eq!(
+        pending["application"]["second_approval"]["total"],
+        "12000.00"
+    );
+    let p = programme(&app, &first).await;
+    assert_eq!(p["fund"]["balance"], "50000.00");
+    assert_eq!(p["granted"]["total"], "0.00");
+    assert_eq!(p["vouchers_issued"], 0);
+
+    // The first approver cannot confirm; a reason must say why; a new decision is refused.
+    let path = format!("/api/v1/applications/{id}/second-approval");
+    assert_problem(
+        app.post(
+            &path,
+            &first,
+            &json!({"decision": "confirm", "reason": "I checked it again"}),
+        )
+        .await,
+        409,
+        "same_approver",
+    )
+    .await;
+    let p = assert_problem(
+        app.post(
+            &path,
+            &second,
+            &json!({"decision": "confirm", "reason": "x"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["reason"]);
+    assert_problem(
+        app.decide(
+            &second,
+            &id,
+            &json!({"decision": "approve", "reason": "meets all criteria"}),
+        )
+        .await,
+        409,
+        "application_already_decided",
+    )
+    .await;
+    assert_eq!(programme(&app, &first).await["fund"]["balance"], "50000.00");
+
+    // A second administrator confirms: exactly £12,000 moves.
+    let resp = app
+        .post(
+            &path,
+            &second,
+            &json!({"decision": "confirm", "reason": "agreed with the first review"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let done = body(resp).await;
+    assert_eq!(done["application"]["status"], "approved");
+    assert_eq!(done["voucher"]["granted"], "12000.00");
+    assert_eq!(
+        done["application"]["second_approval"]["outcome"],
+        "confirmed"
+    );
+    let p = programme(&app, &first).await;
+    assert_eq!(p["fund"]["balance"], "38000.00");
+    assert_eq!(p["fund"]["granted"], "12000.00");
+    assert_eq!(p["granted"]["vouchers"], "12000.00");
+    // Confirmed once: again is refused.
+    assert_problem(
+        app.post(
+            &path,
+            &second,
+            &json!({"decision": "confirm", "reason": "agreed with the first review"}),
+        )
+        .await,
+        409,
+        "no_second_approval_pending",
+    )
+    .await;
+    let audit = body(
+        app.get(
+            &format!("/api/v1/audit?subject_type=application&subject_id={id}"),
+            &first,
+        )
+        .await,
+    )
+    .await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["application.approval_requested", "application.approve"]
+    );
+
+    // A second application: the second administrator rejects; nothing moves.
+    let other = submitted(&app, "other@gadgets.co.uk", "SC123456").await;
+    assert_eq!(
+        app.decide(
+            &first,
+            &other,
+            &json!({"decision": "approve", "amount": "11000", "reason": "strong use case, regional priority"}),
+        )
+        .await
+        .status()
+        .as_u16(),
+        202
+    );
+    let resp = app
+        .post(
+            &format!("/api/v1/applications/{other}/second-approval"),
+            &second,
+            &json!({"decision": "reject", "reason": "the use case is not AI adoption"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(body(resp).await["application"]["status"], "rejected");
+    assert_eq!(programme(&app, &first).await["fund"]["balance"], "38000.00");
+    app.store.verify_ledger().await.unwrap();
 }
 
 async fn a_company_whose_voucher_expired_may_apply_again(app: TestApp) {

@@ -3,14 +3,33 @@
 //! lines with an audited reason, and bad input refused with nothing written.
 
 use crate::helpers::*;
+use crate::upstream::Reply;
+use chrono::Duration;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use voucherd_domain::budget::FinancialYear;
+use voucherd_worker::{Clock, Job, ManualClock, Worker, WorkerConfig};
 
 on_both_backends!(
     approvals_draw_from_the_most_specific_matching_line_and_a_short_line_is_named,
     a_year_with_lines_but_none_matching_refuses_the_approval,
     bad_budget_input_is_refused_and_changes_nothing,
+    a_bonus_is_paid_from_a_line_the_company_matches_or_else_the_fund,
 );
+
+mod sqlite_figures {
+    #[tokio::test]
+    async fn programme_figures_keep_deposits_returns_transfers_and_grants_apart() {
+        super::programme_figures(voucherd_store::Backend::Sqlite).await
+    }
+}
+
+mod postgres_figures {
+    #[tokio::test]
+    async fn programme_figures_keep_deposits_returns_transfers_and_grants_apart() {
+        super::programme_figures(voucherd_store::Backend::Postgres).await
+    }
+}
 
 fn this_year() -> String {
     FinancialYear::containing(chrono::Utc::now().date_naive()).to_string()
@@ -336,5 +355,227 @@ async fn bad_budget_input_is_refused_and_changes_nothing(app: TestApp) {
             .as_u16(),
         403
     );
+    app.store.verify_ledger().await.unwrap();
+}
+
+fn worker(app: &TestApp, clock: Arc<ManualClock>) -> Worker {
+    let mut c = WorkerConfig::default();
+    c.mail.dir =
+        std::env::temp_dir().join(format!("voucherd-mail-{}", uuid::Uuid::new_v4().simple()));
+    Worker::new(app.store.clone(), c, clock).unwrap()
+}
+
+/// Approves `id` for `amount`, mints a key for its owner and settles one request: the
+/// milestone "one request settled" is reached. Returns the voucher id.
+async fn approve_and_use(
+    app: &TestApp,
+    admin: &str,
+    owner_email: &str,
+    id: &str,
+    amount: &str,
+) -> String {
+    let resp = approve(app, admin, id, amount).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let voucher_id = body(resp).await["voucher"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owner = app.token(owner_email).await;
+    let key = body(app.create_key(&owner, &voucher_id).await).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.upstream.set_reply(Reply::default());
+    assert_eq!(app.chat(&key, &chat_request()).await.status().as_u16(), 200);
+    voucher_id
+}
+
+fn figures(line: &Value) -> (String, String) {
+    (
+        line["committed"].as_str().unwrap().to_string(),
+        line["remaining"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn a_bonus_is_paid_from_a_line_the_company_matches_or_else_the_fund(app: TestApp) {
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "10000").await.status().as_u16(), 201);
+    let year = this_year();
+    let ne = body(
+        create_line(
+            &app,
+            &admin,
+            json!({"name": "North East 2026/27", "financial_year": year, "amount": "1000",
+                   "regions": ["north_east"]}),
+        )
+        .await,
+    )
+    .await;
+    let resp = create_line(
+        &app,
+        &admin,
+        json!({"name": "Yorkshire", "financial_year": year, "amount": "200",
+               "regions": ["yorkshire_and_the_humber"]}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    // The rule names the North East line; every first-time applicant gets £50 after a request.
+    let resp = app
+        .post(
+            "/api/v1/incentives",
+            &admin,
+            &json!({"name": "First request", "condition": {"first_time_applicant": true},
+                    "effect": {"kind": "milestone_bonus", "amount": "50",
+                               "trigger": {"kind": "requests_settled", "count": 1}},
+                    "budget_line_id": ne["id"]}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let clock = Arc::new(ManualClock::new(voucherd_store::now()));
+    let w = worker(&app, clock);
+
+    // A Yorkshire company's voucher of £100 from the Yorkshire line (£100 left): its bonus
+    // comes from the Yorkshire line too, never the North East one the rule names.
+    let first = application(&app, "a@york.co.uk", "01234567", "yorkshire_and_the_humber").await;
+    let first_voucher = approve_and_use(&app, &admin, "a@york.co.uk", &first, "100").await;
+    assert_eq!(
+        w.run_once(Job::IncentiveMilestones).await.unwrap().summary["granted"],
+        1
+    );
+    assert_eq!(
+        app.voucher(&app.token("a@york.co.uk").await, &first_voucher)
+            .await["granted"],
+        "150.00"
+    );
+    let all = lines(&app, &admin).await;
+    assert_eq!(
+        figures(named(&all, "North East 2026/27")),
+        ("0.00".into(), "1000.00".into())
+    );
+    assert_eq!(
+        figures(named(&all, "Yorkshire")),
+        ("150.00".into(), "50.00".into())
+    );
+
+    // A second one takes the Yorkshire line's last £50: its bonus comes from the fund.
+    let second = application(
+        &app,
+        "b@leeds.co.uk",
+        "SC123456",
+        "yorkshire_and_the_humber",
+    )
+    .await;
+    let second_voucher = approve_and_use(&app, &admin, "b@leeds.co.uk", &second, "50").await;
+    assert_eq!(
+        w.run_once(Job::IncentiveMilestones).await.unwrap().summary["granted"],
+        1
+    );
+    assert_eq!(
+        app.voucher(&app.token("b@leeds.co.uk").await, &second_voucher)
+            .await["granted"],
+        "100.00"
+    );
+    let all = lines(&app, &admin).await;
+    assert_eq!(
+        figures(named(&all, "North East 2026/27")),
+        ("0.00".into(), "1000.00".into())
+    );
+    assert_eq!(
+        figures(named(&all, "Yorkshire")),
+        ("200.00".into(), "0.00".into())
+    );
+    let p = body(app.get("/api/v1/programme", &admin).await).await;
+    assert_eq!(p["fund"]["granted"], "50.00");
+    assert_eq!(p["fund"]["balance"], "8750.00");
+    assert_eq!(p["granted"]["milestone_bonuses"], "100.00");
+    assert_eq!(p["granted"]["vouchers"], "150.00");
+    app.store.verify_ledger().await.unwrap();
+}
+
+/// Deposits, moves to a line and back, a challenge pool set aside and returned unawarded, and
+/// a grant: each figure of `GET /api/v1/programme` counts only its own kind of money.
+async fn programme_figures(backend: voucherd_store::Backend) {
+    let clock = Arc::new(ManualClock::new(voucherd_store::now()));
+    let t = clock.now();
+    let app = spawn_with_clock(backend, voucherd::Role::All, |_| {}, clock.clone()).await;
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "10000").await.status().as_u16(), 201);
+    let line = body(
+        create_line(
+            &app,
+            &admin,
+            json!({"name": "General", "financial_year": this_year(), "amount": "1000"}),
+        )
+        .await,
+    )
+    .await;
+    let resp = app
+        .post(
+            "/api/v1/budget-lines/moves",
+            &admin,
+            &json!({"from": line["id"], "to": "programme_fund", "amount": "200",
+                    "reason": "underused line"}),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let at = |h: i64| {
+        (t + Duration::hours(h))
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let resp = app
+        .post(
+            "/api/v1/challenges",
+            &admin,
+            &json!({
+                "title": "AI for Yorkshire logistics",
+                "theme": "Routing and forecasting with language models.",
+                "eligible": ["sme"],
+                "opens_at": (t - Duration::minutes(1)).and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "closes_at": at(1),
+                "assessors_assigned_at": at(2),
+                "assessment_deadline": at(3),
+                "decisions_released_at": at(4),
+                "criteria": [{"name": "innovation", "max_score": 10, "weight": 1}],
+                "assessors_per_entry": 1,
+                "award_pool": "300",
+                "award_amounts": ["300"],
+                "pilot_places": 0
+            }),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let id = application(&app, "a@one.co.uk", "01234567", "north_east").await;
+    assert_eq!(
+        approve(&app, &admin, &id, "100").await.status().as_u16(),
+        200
+    );
+
+    let p = body(app.get("/api/v1/programme", &admin).await).await;
+    let fund = |p: &Value, k: &str| p["fund"][k].as_str().unwrap().to_string();
+    assert_eq!(fund(&p, "deposited"), "10000.00");
+    assert_eq!(fund(&p, "returned"), "200.00");
+    assert_eq!(fund(&p, "transferred_to_lines"), "1000.00");
+    assert_eq!(fund(&p, "transferred_to_pools"), "300.00");
+    assert_eq!(fund(&p, "granted"), "0.00");
+    assert_eq!(fund(&p, "balance"), "8900.00");
+    assert_eq!(p["granted"]["total"], "100.00");
+    assert_eq!(p["granted"]["vouchers"], "100.00");
+
+    // No entries: at "decisions released" the whole pool returns to the fund.
+    let w = worker(&app, clock.clone());
+    for h in 1..=4 {
+        clock.set(t + Duration::hours(h) + Duration::seconds(1));
+        w.run_once(Job::Challenges).await.unwrap();
+    }
+    let p = body(app.get("/api/v1/programme", &admin).await).await;
+    assert_eq!(fund(&p, "deposited"), "10000.00");
+    assert_eq!(fund(&p, "returned"), "500.00");
+    assert_eq!(fund(&p, "transferred_to_lines"), "1000.00");
+    assert_eq!(fund(&p, "transferred_to_pools"), "300.00");
+    assert_eq!(fund(&p, "granted"), "0.00");
+    assert_eq!(fund(&p, "balance"), "9200.00");
+    assert_eq!(p["granted"]["total"], "100.00");
+    assert_eq!(p["granted"]["challenge_awards"], "0.00");
     app.store.verify_ledger().await.unwrap();
 }

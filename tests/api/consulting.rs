@@ -323,7 +323,7 @@ async fn race(backend: Backend) {
             app.decide(
                 &admin,
                 &id,
-                &json!({"decision": "approve", "amount": "10", "reason": "eligible"}),
+                &json!({"decision": "approve", "amount": "10", "reason": "eligible for the programme"}),
             )
             .await,
         )

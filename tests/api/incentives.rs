@@ -302,7 +302,7 @@ async fn an_organisation_near_the_mfa_limit_gets_no_more_than_its_headroom(app: 
         app.decide(
             &admin,
             id,
-            &json!({"decision": "approve", "reason": "eligible"}),
+            &json!({"decision": "approve", "reason": "eligible for the programme"}),
         )
         .await,
     )
@@ -319,7 +319,7 @@ async fn an_organisation_near_the_mfa_limit_gets_no_more_than_its_headroom(app: 
         .decide(
             &admin,
             &id,
-            &json!({"decision": "approve", "amount": "5600", "reason": "eligible"}),
+            &json!({"decision": "approve", "amount": "5600", "reason": "eligible for the programme"}),
         )
         .await;
     assert_eq!(resp.status().as_u16(), 409);

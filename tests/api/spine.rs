@@ -208,7 +208,7 @@ async fn an_ineligible_company_is_told_which_rules_failed_and_why(app: TestApp) 
         .decide(
             &admin,
             a["id"].as_str().unwrap(),
-            &json!({"decision": "approve", "reason": "x"}),
+            &json!({"decision": "approve", "reason": "meets all criteria"}),
         )
         .await;
     assert_problem(resp, 409, "application_already_decided").await;

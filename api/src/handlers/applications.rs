@@ -8,12 +8,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use validator::Validate;
+use voucherd_domain::approval::{Approvals, Reason};
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
 use voucherd_domain::incentive;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
-use voucherd_store::applications::{ApplicationFilter, ApplicationRow, Decision, Verdict};
+use voucherd_store::applications::{
+    ApplicationFilter, ApplicationRow, Decision, SecondApprovalRow, Stage, Verdict,
+};
+use voucherd_store::vouchers::VoucherRow;
 
 #[derive(Debug, Deserialize, serde::Serialize, Validate)]
 pub struct SubsidyDeclarationRequest {
@@ -174,11 +178,22 @@ pub struct ListQuery {
 }
 
 fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
-    if ["submitted", "ineligible", "approved", "rejected"].contains(&s) {
+    if [
+        "submitted",
+        "ineligible",
+        "awaiting_second_approval",
+        "approved",
+        "rejected",
+    ]
+    .contains(&s)
+    {
         Ok(())
     } else {
         let mut e = validator::ValidationError::new("status");
-        e.message = Some("must be one of submitted, ineligible, approved, rejected".into());
+        e.message = Some(
+            "must be one of submitted, ineligible, awaiting_second_approval, approved, rejected"
+                .into(),
+        );
         Err(e)
     }
 }
@@ -229,6 +244,11 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (app, voucher_id) = visible(&state, &user, path.into_inner()).await?;
+    if user.is_admin() {
+        return Ok(
+            HttpResponse::Ok().json(application_json(&state, &app, voucher_id.as_deref()).await?)
+        );
+    }
     Ok(HttpResponse::Ok().json(views::application(&app, voucher_id.as_deref())))
 }
 
@@ -245,113 +265,159 @@ pub struct DecisionRequest {
     pub amount: Option<Money>,
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub valid_days: Option<u32>,
-    #[validate(length(min = 1, max = 2000, message = "must be 1 to 2000 characters"))]
+    /// Parsed as a [`Reason`]: at least 10 characters that say why.
     pub reason: String,
     /// The total the administrator saw in the incentives preview: when given, an approval
     /// whose rules now give another total is refused rather than granted unseen.
     pub incentives_total: Option<Money>,
 }
 
-pub async fn decide(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<String>,
-    ApiJson(body): ApiJson<DecisionRequest>,
-) -> Result<HttpResponse, ApiError> {
+/// An approval worked out and checked: everything the decision checks before money moves,
+/// shared by the decision, its preview and the second administrator's confirmation, so the
+/// three refuse the same amounts with the same answers.
+struct Approval {
+    app: ApplicationRow,
+    base: Money,
+    valid_days: u32,
+    evaluation: incentive::Evaluation,
+    total: Money,
+    approvals: Approvals,
+}
+
+/// Checks an approval of `amount` (the standard voucher when absent) for `valid_days` at
+/// `stage`: the amount's limits, the validity, the application's status, Minimal Financial
+/// Assistance, the incentives, the maximum voucher, and that the budget line or fund it would
+/// be paid from holds it now.
+async fn plan_approval(
+    state: &AppState,
+    application_id: String,
+    stage: Stage,
+    amount: Option<Money>,
+    valid_days: Option<u32>,
+) -> Result<Approval, ApiError> {
     let cfg = &state.config;
-    let reason = body.reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "must not be blank"));
+    let base = amount.unwrap_or(cfg.standard_voucher);
+    if base.is_zero() {
+        return Err(ApiError::field("amount", "must be more than 0"));
     }
-    let mut evaluation = None;
-    let verdict = match body.decision {
-        DecisionKind::Reject => {
-            if body.amount.is_some() || body.valid_days.is_some() {
-                return Err(ApiError::field(
-                    "amount",
-                    "a rejection takes no amount or valid_days",
-                ));
-            }
-            Verdict::Reject
-        }
-        DecisionKind::Approve => {
-            let amount = body.amount.unwrap_or(cfg.standard_voucher);
-            if amount.is_zero() {
-                return Err(ApiError::field("amount", "must be more than 0"));
-            }
-            let valid_days = body.valid_days.unwrap_or(cfg.default_valid_days);
-            if valid_days > cfg.max_valid_days {
-                return Err(ApiError::field(
-                    "valid_days",
-                    format!("must be at most {}", cfg.max_valid_days),
-                ));
-            }
-            let (app, _) = state.store.application(path.clone()).await?;
-            // Already decided says more than any check of the amount would.
-            if app.status != "submitted" {
-                return Err(voucherd_store::StoreError::ApplicationNotPending {
-                    status: app.status,
-                }
-                .into());
-            }
-            check_mfa_with_amount(&state, &app, amount).await?;
-            let e = evaluate_incentives(&state, &app, amount).await?;
-            let applied = e
-                .applied
-                .iter()
-                .map(|a| voucherd_store::incentives::AppliedRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    voucher_id: String::new(),
-                    rule_id: a.rule_id.clone(),
-                    why: serde_json::to_string(&a.why).unwrap_or_default(),
-                    amount: a.now_micros.max(a.later_micros),
-                    milestone: a.later_micros > 0,
-                    granted_at: None,
-                })
-                .collect();
-            let total = Money::from_micros(e.total_micros)
-                .map_err(|x| ApiError::Internal(x.to_string()))?;
-            if let Some(seen) = body.incentives_total {
-                if seen != total {
-                    return Err(ApiError::conflict(
-                        "incentives_changed",
-                        format!(
-                            "the incentive rules now give £{total}, not the £{seen} previewed: preview again"
-                        ),
-                    ));
-                }
-            }
-            let consulting = voucherd_domain::consulting::Minutes::new(
-                (cfg.consulting.get() + i64::from(e.consulting_hours) * 60)
-                    .min(voucherd_domain::consulting::MAX_MINUTES),
-            )
-            .map_err(ApiError::Internal)?;
-            evaluation = Some(e);
-            Verdict::Approve {
-                voucher_id: uuid::Uuid::now_v7().to_string(),
-                amount: total,
-                incentives: applied,
-                expires_at: voucherd_store::now() + Duration::days(i64::from(valid_days)),
-                consulting,
-                contribution: cfg
-                    .payments
-                    .co_funding
-                    .share_of(total)
-                    .map_err(|e| ApiError::field("amount", format!("co-funding share: {e}")))?
-                    .to_money(),
-            }
-        }
-    };
-    let (app, voucher) = state
-        .store
-        .decide_application(Decision {
-            application_id: path.into_inner(),
-            actor_id: user.id,
-            verdict,
-            reason,
+    let max = cfg.approval_limits.max_voucher;
+    if base > max {
+        return Err(ApiError::field(
+            "amount",
+            format!("must be at most £{max}, the programme's maximum voucher"),
+        ));
+    }
+    let valid_days = valid_days.unwrap_or(cfg.default_valid_days);
+    if valid_days == 0 || valid_days > cfg.max_valid_days {
+        return Err(ApiError::field(
+            "valid_days",
+            format!("must be between 1 and {}", cfg.max_valid_days),
+        ));
+    }
+    let (app, _) = state.store.application(application_id).await?;
+    // Already decided says more than any check of the amount would.
+    if app.status != stage.status() {
+        return Err(
+            voucherd_store::StoreError::ApplicationNotPending { status: app.status }.into(),
+        );
+    }
+    check_mfa_with_amount(state, &app, base).await?;
+    let evaluation = evaluate_incentives(state, &app, base).await?;
+    let total = Money::from_micros(evaluation.total_micros)
+        .map_err(|x| ApiError::Internal(x.to_string()))?;
+    let approvals = cfg
+        .approval_limits
+        .check(total)
+        .map_err(|m| ApiError::field("amount", m))?;
+    state.store.check_grant(app.id.clone(), total).await?;
+    Ok(Approval {
+        app,
+        base,
+        valid_days,
+        evaluation,
+        total,
+        approvals,
+    })
+}
+
+impl Approval {
+    /// The verdict that grants it.
+    fn verdict(&self, state: &AppState) -> Result<Verdict, ApiError> {
+        let cfg = &state.config;
+        let e = &self.evaluation;
+        let applied = e
+            .applied
+            .iter()
+            .map(|a| voucherd_store::incentives::AppliedRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                voucher_id: String::new(),
+                rule_id: a.rule_id.clone(),
+                why: serde_json::to_string(&a.why).unwrap_or_default(),
+                amount: a.now_micros.max(a.later_micros),
+                milestone: a.later_micros > 0,
+                granted_at: None,
+            })
+            .collect();
+        let consulting = voucherd_domain::consulting::Minutes::new(
+            (cfg.consulting.get() + i64::from(e.consulting_hours) * 60)
+                .min(voucherd_domain::consulting::MAX_MINUTES),
+        )
+        .map_err(ApiError::Internal)?;
+        Ok(Verdict::Approve {
+            voucher_id: uuid::Uuid::now_v7().to_string(),
+            amount: self.total,
+            incentives: applied,
+            expires_at: voucherd_store::now() + Duration::days(i64::from(self.valid_days)),
+            consulting,
+            contribution: cfg
+                .payments
+                .co_funding
+                .share_of(self.total)
+                .map_err(|e| ApiError::field("amount", format!("co-funding share: {e}")))?
+                .to_money(),
         })
-        .await?;
-    let voucher_json = match &voucher {
+    }
+
+    /// Refuses when the rules now give another total than the one the administrator saw.
+    fn check_seen(&self, seen: Option<Money>) -> Result<(), ApiError> {
+        match seen {
+            Some(seen) if seen != self.total => Err(ApiError::conflict(
+                "incentives_changed",
+                format!(
+                    "the incentive rules now give £{}, not the £{seen} previewed: preview again",
+                    self.total
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn reason(input: &str) -> Result<Reason, ApiError> {
+    Reason::parse(input).map_err(|m| ApiError::field("reason", m))
+}
+
+/// The application as the API shows it to administrators, with its second approval if it
+/// needed one.
+async fn application_json(
+    state: &AppState,
+    app: &ApplicationRow,
+    voucher_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let mut json = views::application(app, voucher_id);
+    if let Some(s) = state.store.second_approval(app.id.clone()).await? {
+        json["second_approval"] = views::second_approval(&s);
+    }
+    Ok(json)
+}
+
+async fn decided(
+    state: &AppState,
+    app: &ApplicationRow,
+    voucher: Option<&VoucherRow>,
+    evaluation: Option<&incentive::Evaluation>,
+) -> Result<HttpResponse, ApiError> {
+    let voucher_json = match voucher {
         Some(v) => {
             let (v, a) = state.store.voucher(v.id.clone()).await?;
             Some(views::voucher(&v, &a, 0, Default::default()))
@@ -359,10 +425,163 @@ pub async fn decide(
         None => None,
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "application": views::application(&app, voucher.as_ref().map(|v| v.id.as_str())),
+        "application": application_json(state, app, voucher.map(|v| v.id.as_str())).await?,
         "voucher": voucher_json,
-        "incentives": evaluation.as_ref().map(evaluation_json),
+        "incentives": evaluation.map(evaluation_json),
     })))
+}
+
+/// Approves or rejects a submitted application. An approval worth more than
+/// `second_approval_above` is recorded as awaiting a second administrator (202, no money
+/// moves); see [`second_approval`].
+pub async fn decide(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<DecisionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = reason(&body.reason)?;
+    let application_id = path.into_inner();
+    match body.decision {
+        DecisionKind::Reject => {
+            if body.amount.is_some() || body.valid_days.is_some() {
+                return Err(ApiError::field(
+                    "amount",
+                    "a rejection takes no amount or valid_days",
+                ));
+            }
+            let (app, voucher) = state
+                .store
+                .decide_application(Decision {
+                    application_id,
+                    actor_id: user.id,
+                    verdict: Verdict::Reject,
+                    reason: reason.into_string(),
+                    stage: Stage::First,
+                })
+                .await?;
+            decided(&state, &app, voucher.as_ref(), None).await
+        }
+        DecisionKind::Approve => {
+            let plan = plan_approval(
+                &state,
+                application_id,
+                Stage::First,
+                body.amount,
+                body.valid_days,
+            )
+            .await?;
+            plan.check_seen(body.incentives_total)?;
+            if plan.approvals == Approvals::Two {
+                let app = state
+                    .store
+                    .request_second_approval(SecondApprovalRow {
+                        application_id: plan.app.id.clone(),
+                        requested_by: user.id,
+                        reason: reason.into_string(),
+                        amount_micros: plan.base.micros(),
+                        total_micros: plan.total.micros(),
+                        valid_days: i32::try_from(plan.valid_days)
+                            .map_err(|_| ApiError::field("valid_days", "too large"))?,
+                        requested_at: voucherd_store::now(),
+                        decided_by: None,
+                        outcome: None,
+                        decided_at: None,
+                    })
+                    .await?;
+                return Ok(HttpResponse::Accepted().json(serde_json::json!({
+                    "application": application_json(&state, &app, None).await?,
+                    "voucher": null,
+                    "incentives": evaluation_json(&plan.evaluation),
+                })));
+            }
+            let (app, voucher) = state
+                .store
+                .decide_application(Decision {
+                    application_id: plan.app.id.clone(),
+                    actor_id: user.id,
+                    verdict: plan.verdict(&state)?,
+                    reason: reason.into_string(),
+                    stage: Stage::First,
+                })
+                .await?;
+            decided(&state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondDecisionKind {
+    Confirm,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct SecondApprovalRequest {
+    pub decision: SecondDecisionKind,
+    /// Parsed as a [`Reason`].
+    pub reason: String,
+}
+
+/// A second administrator confirms (the voucher is granted, every check made again) or rejects
+/// an approval awaiting one. The first approver cannot: 409 `same_approver`.
+pub async fn second_approval(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<SecondApprovalRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = reason(&body.reason)?;
+    let application_id = path.into_inner();
+    let (app, _) = state.store.application(application_id.clone()).await?;
+    let pending = match state.store.second_approval(application_id.clone()).await? {
+        Some(p) if app.status == Stage::Second.status() => p,
+        _ => {
+            return Err(ApiError::conflict(
+                "no_second_approval_pending",
+                format!(
+                    "the application is {}: no approval awaits a second administrator",
+                    app.status
+                ),
+            ))
+        }
+    };
+    if pending.requested_by == user.id {
+        return Err(ApiError::conflict(
+            "same_approver",
+            "the administrator who approved first cannot be the second: another administrator must confirm or reject",
+        ));
+    }
+    let (verdict, evaluation) = match body.decision {
+        SecondDecisionKind::Reject => (Verdict::Reject, None),
+        SecondDecisionKind::Confirm => {
+            let money =
+                |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
+            let plan = plan_approval(
+                &state,
+                application_id.clone(),
+                Stage::Second,
+                Some(money(pending.amount_micros)?),
+                Some(u32::try_from(pending.valid_days).unwrap_or(0)),
+            )
+            .await?;
+            // What the first administrator approved is what the second confirms.
+            plan.check_seen(Some(money(pending.total_micros)?))?;
+            (plan.verdict(&state)?, Some(plan.evaluation))
+        }
+    };
+    let (app, voucher) = state
+        .store
+        .decide_application(Decision {
+            application_id,
+            actor_id: user.id,
+            verdict,
+            reason: reason.into_string(),
+            stage: Stage::Second,
+        })
+        .await?;
+    decided(&state, &app, voucher.as_ref(), evaluation.as_ref()).await
 }
 
 /// What an application says of the organisation, with `amount` as the voucher. The
@@ -510,19 +729,17 @@ pub struct PreviewQuery {
 }
 
 /// What the incentive rules would add to an approval of `amount` (the standard voucher when
-/// absent), shown before the administrator confirms.
+/// absent), shown before the administrator confirms. It makes every check the approval makes
+/// (the same code), so an amount the approval would refuse is refused here with the same
+/// status, code and field.
 pub async fn preview_incentives(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: PreviewQuery = query(&req)?;
-    let (app, _) = state.store.application(path.into_inner()).await?;
-    let e = evaluate_incentives(
-        &state,
-        &app,
-        q.amount.unwrap_or(state.config.standard_voucher),
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(evaluation_json(&e)))
+    let plan = plan_approval(&state, path.into_inner(), Stage::First, q.amount, None).await?;
+    let mut json = evaluation_json(&plan.evaluation);
+    json["needs_second_approval"] = serde_json::json!(plan.approvals == Approvals::Two);
+    Ok(HttpResponse::Ok().json(json))
 }

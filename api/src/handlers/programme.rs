@@ -80,12 +80,27 @@ pub async fn overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         .collect();
     let fund = p.fund.totals();
     let usage = p.usage.totals();
+    let f = p.flows;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "currency": p.fund.currency,
+        // The fund's money by where it came from and went: deposits from the funding source,
+        // returns from lines and challenge pools, transfers out to them, grants to
+        // organisations straight from the fund. balance = deposited + returned -
+        // transferred_to_lines - transferred_to_pools - granted (less anything held).
         "fund": {
             "balance": format_micros(fund.available()),
-            "deposited": format_micros(fund.credits_posted),
-            "granted": format_micros(fund.debits_posted),
+            "deposited": format_micros(f.deposited),
+            "returned": format_micros(f.returned),
+            "transferred_to_lines": format_micros(f.to_lines),
+            "transferred_to_pools": format_micros(f.to_pools),
+            "granted": format_micros(f.granted_from_fund),
+        },
+        // Granted to organisations from any pot (the fund, budget lines, challenge pools).
+        "granted": {
+            "total": format_micros(f.granted()),
+            "vouchers": format_micros(f.granted_vouchers),
+            "milestone_bonuses": format_micros(f.granted_bonuses),
+            "challenge_awards": format_micros(f.granted_awards),
         },
         "vouchers_issued": p.vouchers_issued,
         "consumed": format_micros(usage.credits_posted),
