@@ -13,6 +13,7 @@ pub mod money;
 pub mod payment;
 pub mod pricing;
 pub mod region;
+pub mod report_period;
 pub mod role;
 pub mod sic;
 pub mod stats;
