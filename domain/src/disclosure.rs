@@ -298,7 +298,11 @@ mod tests {
         assert_eq!(out.cells[0][0], S);
         assert!(Rules::parse(5, 5, 100).is_err() && Rules::parse(5, 5, 0).is_err());
         // Counts are never dominated: each organisation counts one.
-        let out = control(&[vec![Cell::count(5), Cell::count(6)]], &Rules::default(), true);
+        let out = control(
+            &[vec![Cell::count(5), Cell::count(6)]],
+            &Rules::default(),
+            true,
+        );
         assert_eq!(out.cells, vec![vec![V(5), V(5)]]);
     }
 

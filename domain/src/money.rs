@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(format_pounds_2dp(-1_234_567), "-1.23");
         assert_eq!(format_pounds_2dp(-1), "0.00");
         assert_eq!(format_pounds_display(133_820_000_000), "£133,820.00");
-        assert_eq!(format_pounds_display(1_234_567_890_000_000), "£1,234,567,890.00");
+        assert_eq!(
+            format_pounds_display(1_234_567_890_000_000),
+            "£1,234,567,890.00"
+        );
         assert_eq!(format_pounds_display(999_994_999), "£999.99");
         assert_eq!(format_pounds_display(0), "£0.00");
         assert_eq!(format_pounds_display(-1_500_000), "-£1.50");
