@@ -187,15 +187,8 @@ fn incentive_facts(
     start: NaiveDateTime,
     end: NaiveDateTime,
 ) -> StoreResult<Vec<IncentiveFact>> {
-    let rows: Vec<(
-        String,
-        String,
-        i32,
-        i64,
-        bool,
-        Option<NaiveDateTime>,
-        NaiveDateTime,
-    )> = voucher_incentives::table
+    // (rule key, rule name, rule version, amount micros)
+    let rows: Vec<(String, String, i32, i64)> = voucher_incentives::table
         .inner_join(incentive_rules::table)
         .inner_join(vouchers::table.on(vouchers::id.eq(voucher_incentives::voucher_id)))
         .filter(
@@ -212,14 +205,11 @@ fn incentive_facts(
             incentive_rules::name,
             incentive_rules::version,
             voucher_incentives::amount,
-            voucher_incentives::milestone,
-            voucher_incentives::granted_at,
-            vouchers::created_at,
         ))
         .load(c)?;
     // Per key: (latest version seen, its name, count, value).
     let mut by_key: BTreeMap<String, (i32, String, i64, i64)> = BTreeMap::new();
-    for (key, name, version, amount, _, _, _) in rows {
+    for (key, name, version, amount) in rows {
         let e = by_key.entry(key).or_insert((version, name.clone(), 0, 0));
         if version > e.0 {
             (e.0, e.1) = (version, name);
