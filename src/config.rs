@@ -67,6 +67,9 @@ pub struct Config {
     pub report_min_organisations: u32,
     /// Public report summaries round counts to the nearest multiple of this.
     pub report_rounding_base: u32,
+    /// Public report summaries suppress amounts one organisation makes up more than this
+    /// percentage of (the dominance rule).
+    pub report_dominance_percent: u32,
     /// Whether `serve` and `worker` run the job scheduler (on by default; several processes
     /// may run it at once, each run still happens once).
     pub scheduler: bool,
@@ -158,6 +161,7 @@ impl Default for Config {
             mail_dir: "data/mail".into(),
             report_min_organisations: 5,
             report_rounding_base: 5,
+            report_dominance_percent: 50,
             scheduler: true,
             worker_poll_ms: 1_000,
             job_stale_after_ms: 600_000,
@@ -416,6 +420,7 @@ impl Config {
         voucherd_domain::disclosure::Rules::parse(
             self.report_min_organisations,
             self.report_rounding_base,
+            self.report_dominance_percent,
         )
         .map_err(|e| anyhow::anyhow!("report disclosure control: {e}"))?;
         Ok(())
@@ -477,6 +482,7 @@ impl Config {
             disclosure: voucherd_domain::disclosure::Rules::parse(
                 self.report_min_organisations,
                 self.report_rounding_base,
+                self.report_dominance_percent,
             )
             .unwrap_or_default(),
             ..defaults

@@ -79,7 +79,9 @@ enum Command {
         #[arg(long, value_name = "JOB")]
         run_once: Option<String>,
     },
-    /// Generate a report now (kept like a scheduled one), showing progress, then exit.
+    /// Generate a report now (kept like a scheduled one), showing progress, then exit. The
+    /// period must be a calendar month (monthly) or April–September / October–March
+    /// (semi-annual); one not yet ended is made as a draft, never published.
     Report {
         /// `monthly` or `semi-annual`.
         #[arg(long)]
@@ -174,21 +176,24 @@ fn main() -> anyhow::Result<()> {
             let kind = voucherd_worker::report::Kind::parse(&kind).ok_or_else(|| {
                 anyhow::anyhow!("--kind must be monthly or semi-annual, not {kind:?}")
             })?;
-            if to < from {
-                bail!("--to must not be before --from");
-            }
+            let period = voucherd_worker::report::Period::fixed(kind, from, to)
+                .map_err(|e| anyhow::anyhow!("--from and --to: {e}"))?;
             runtime.block_on(async {
                 let store = open_store(&config)?;
                 let rules = config.worker_config().disclosure;
                 let progress = |step: &str| eprintln!("report: {step}...");
                 let started = std::time::Instant::now();
+                let at = voucherd_store::now();
+                if !period.has_ended(at.date()) {
+                    eprintln!(
+                        "report: {from} to {to} has not ended: this is a draft, kept but never published"
+                    );
+                }
                 let saved = voucherd_worker::report::generate(
                     &store,
-                    kind,
-                    from,
-                    to,
+                    period,
                     "command line",
-                    voucherd_store::now(),
+                    at,
                     &rules,
                     &progress,
                 )
@@ -196,11 +201,16 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("report: done in {} ms", started.elapsed().as_millis());
                 match saved {
                     Some(r) => println!(
-                        "report {} ({} {} to {}), sha256 {}",
-                        r.id, r.kind, from, to, r.content_hash
+                        "{} {} ({} {} to {}), sha256 {}",
+                        if r.draft { "draft report" } else { "report" },
+                        r.id,
+                        r.kind,
+                        from,
+                        to,
+                        r.content_hash
                     ),
                     None => bail!(
-                        "a {} report for {from} to {to} exists already",
+                        "the final {} report for {from} to {to} exists already",
                         kind.as_str()
                     ),
                 }

@@ -1,6 +1,7 @@
 //! Disclosure control for published tables, so that no published figure identifies a
-//! business: a cell covering fewer than `k` organisations is suppressed (primary); counts are
-//! rounded to a base; and further cells are suppressed (complementary) until no row or column
+//! business: a cell covering fewer than `k` organisations is suppressed (primary, threshold
+//! rule), and so is an amount cell one organisation makes up more than a share of (primary,
+//! dominance rule); counts are rounded to a base; and further cells are suppressed (complementary) until no row or column
 //! with a published total holds exactly one suppressed cell, which its total and the other
 //! cells would otherwise reveal.
 
@@ -13,6 +14,9 @@ pub struct Rules {
     pub min_organisations: u32,
     /// Counts are rounded to the nearest multiple of this.
     pub rounding_base: u32,
+    /// Amount cells in which one organisation accounts for more than this percentage of the
+    /// value are suppressed.
+    pub dominance_percent: u32,
 }
 
 impl Default for Rules {
@@ -20,29 +24,38 @@ impl Default for Rules {
         Rules {
             min_organisations: 5,
             rounding_base: 5,
+            dominance_percent: 50,
         }
     }
 }
 
 impl Rules {
-    pub fn parse(min_organisations: u32, rounding_base: u32) -> Result<Rules, String> {
+    pub fn parse(
+        min_organisations: u32,
+        rounding_base: u32,
+        dominance_percent: u32,
+    ) -> Result<Rules, String> {
         if !(2..=100).contains(&min_organisations) {
             return Err("min_organisations must be 2 to 100".into());
         }
         if !(1..=100).contains(&rounding_base) {
             return Err("rounding_base must be 1 to 100".into());
         }
+        if !(1..=99).contains(&dominance_percent) {
+            return Err("dominance_percent must be 1 to 99".into());
+        }
         Ok(Rules {
             min_organisations,
             rounding_base,
+            dominance_percent,
         })
     }
 
     /// In words, for the page.
     pub fn describe(&self) -> String {
         format!(
-            "Cells covering fewer than {} organisations are suppressed (shown as \"[c]\"); counts are rounded to the nearest {}; further cells are suppressed so that no suppressed value can be worked out from row or column totals.",
-            self.min_organisations, self.rounding_base
+            "Cells covering fewer than {} organisations are suppressed (shown as \"[c]\"), and so are amounts of which one organisation accounts for more than {}%; counts are rounded to the nearest {}; further cells are suppressed so that no suppressed value can be worked out from row or column totals.",
+            self.min_organisations, self.dominance_percent, self.rounding_base
         )
     }
 
@@ -53,12 +66,24 @@ impl Rules {
     }
 }
 
-/// One cell before control: how many organisations it covers, and its value (a count or an
-/// amount in micros).
+/// One cell before control: how many organisations it covers, its value (a count or an
+/// amount in micros), and the largest part of that value one organisation contributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cell {
     pub organisations: u32,
     pub value: i64,
+    pub largest: i64,
+}
+
+impl Cell {
+    /// A count of organisations: each contributes one.
+    pub fn count(organisations: u32) -> Cell {
+        Cell {
+            organisations,
+            value: i64::from(organisations),
+            largest: i64::from(organisations.min(1)),
+        }
+    }
 }
 
 /// A published cell: a value, or suppressed.
@@ -83,7 +108,9 @@ pub struct Controlled {
 ///
 /// The table is taken with its totals as one grid (a total row, a total column, and the grand
 /// total in the corner, never hidden as a complement). Primary suppression hides every cell
-/// and total covering from 1 to k−1 organisations. Then, while some row or column of the grid holds
+/// and total covering from 1 to k−1 organisations and, for amounts, every one of which one
+/// organisation contributes more than the dominance share (each organisation sits in one cell,
+/// so a total's largest contributor is its largest cell's). Then, while some row or column of the grid holds
 /// exactly one hidden entry — which its other entries would reveal, totals included — the
 /// smallest other non-empty entry of that line is hidden too.
 pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
@@ -92,10 +119,12 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
     let add = |a: Cell, b: Cell| Cell {
         organisations: a.organisations + b.organisations,
         value: a.value + b.value,
+        largest: a.largest.max(b.largest),
     };
     let zero = Cell {
         organisations: 0,
         value: 0,
+        largest: 0,
     };
     // The grid: rows × cols cells, column `cols` the row totals, row `rows` the column totals.
     let mut grid: Vec<Vec<Cell>> = table
@@ -112,12 +141,16 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
         .collect();
     grid.push(totals);
     let k = rules.min_organisations;
+    let share = i128::from(rules.dominance_percent);
+    let dominated = |x: &Cell| {
+        !counts && x.value > 0 && i128::from(x.largest) * 100 > share * i128::from(x.value)
+    };
     let corner = (rows, cols);
     let mut hidden: Vec<Vec<bool>> = grid
         .iter()
         .map(|line| {
             line.iter()
-                .map(|x| x.organisations > 0 && x.organisations < k)
+                .map(|x| x.organisations > 0 && (x.organisations < k || dominated(x)))
                 .collect()
         })
         .collect();
@@ -225,7 +258,52 @@ mod tests {
         Cell {
             organisations,
             value,
+            largest: value.min(value / i64::from(organisations.max(1)) + 1),
         }
+    }
+
+    #[test]
+    fn a_cell_one_organisation_dominates_is_suppressed_with_complements() {
+        // Row 0: the first cell covers 6 organisations, but one spent 700 of its 1,000.
+        let dominant = Cell {
+            organisations: 6,
+            value: 1_000,
+            largest: 700,
+        };
+        let even = |n: u32, v: i64| Cell {
+            organisations: n,
+            value: v,
+            largest: v / i64::from(n),
+        };
+        let table = vec![
+            vec![dominant, even(8, 2_000)],
+            vec![even(7, 1_400), even(9, 1_800)],
+        ];
+        let out = control(&table, &Rules::default(), false);
+        assert_eq!(out.cells[0][0], S, "70% is more than 50%");
+        assert!(is_safe(&out), "{out:?}");
+        // Its row and its column each hide a second entry, so neither total gives it away.
+        assert_eq!(out.cells, vec![vec![S, S], vec![S, S]]);
+        assert_eq!(out.total, V(6_200));
+        // At exactly the share it is published; the rule is configurable.
+        let half = Cell {
+            organisations: 6,
+            value: 1_000,
+            largest: 500,
+        };
+        let out = control(&[vec![half, even(8, 2_000)]], &Rules::default(), false);
+        assert_eq!(out.cells, vec![vec![V(1_000), V(2_000)]]);
+        let strict = Rules::parse(5, 5, 40).unwrap();
+        let out = control(&[vec![half, even(8, 2_000)]], &strict, false);
+        assert_eq!(out.cells[0][0], S);
+        assert!(Rules::parse(5, 5, 100).is_err() && Rules::parse(5, 5, 0).is_err());
+        // Counts are never dominated: each organisation counts one.
+        let out = control(
+            &[vec![Cell::count(5), Cell::count(6)]],
+            &Rules::default(),
+            true,
+        );
+        assert_eq!(out.cells, vec![vec![V(5), V(5)]]);
     }
 
     #[test]
@@ -235,8 +313,8 @@ mod tests {
             (r.round(0), r.round(2), r.round(3), r.round(7), r.round(12)),
             (0, 0, 5, 5, 10)
         );
-        assert!(Rules::parse(1, 5).is_err());
-        assert!(Rules::parse(5, 0).is_err());
+        assert!(Rules::parse(1, 5, 50).is_err());
+        assert!(Rules::parse(5, 0, 50).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod money;
 pub mod payment;
 pub mod pricing;
 pub mod region;
+pub mod report_period;
 pub mod role;
 pub mod sic;
 pub mod stats;

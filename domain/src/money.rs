@@ -130,6 +130,38 @@ pub fn format_micros(amount_micros: i64) -> String {
     format!("{sign}{units}.{frac_str}")
 }
 
+/// Rounds a micro-unit amount to whole pence, half away from zero: (pence, sign).
+fn to_pence(amount_micros: i64) -> (u64, &'static str) {
+    let sign = if amount_micros < 0 { "-" } else { "" };
+    let abs = amount_micros.unsigned_abs();
+    let per_penny = (MICROS_PER_UNIT / 100) as u64;
+    ((abs + per_penny / 2) / per_penny, sign)
+}
+
+/// Formats a micro-unit amount as plain decimal pounds rounded to the penny, for reports' JSON
+/// and CSV: 133_820_004_999 → "133820.00", 11_160 → "0.01".
+pub fn format_pounds_2dp(amount_micros: i64) -> String {
+    let (pence, sign) = to_pence(amount_micros);
+    let sign = if pence == 0 { "" } else { sign };
+    format!("{sign}{}.{:02}", pence / 100, pence % 100)
+}
+
+/// Formats a micro-unit amount for reading: pounds and pence with a pound sign and thousands
+/// separators, 133_820_000_000 → "£133,820.00", -1_500_000 → "-£1.50".
+pub fn format_pounds_display(amount_micros: i64) -> String {
+    let (pence, sign) = to_pence(amount_micros);
+    let sign = if pence == 0 { "" } else { sign };
+    let digits = (pence / 100).to_string();
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}£{grouped}.{:02}", pence % 100)
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_micros(self.0))
@@ -160,6 +192,24 @@ impl<'de> Deserialize<'de> for Money {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn report_amounts_are_pounds_and_pence() {
+        assert_eq!(format_pounds_2dp(133_820_000_000), "133820.00");
+        assert_eq!(format_pounds_2dp(11_160), "0.01");
+        assert_eq!(format_pounds_2dp(4_999), "0.00");
+        assert_eq!(format_pounds_2dp(5_000), "0.01");
+        assert_eq!(format_pounds_2dp(-1_234_567), "-1.23");
+        assert_eq!(format_pounds_2dp(-1), "0.00");
+        assert_eq!(format_pounds_display(133_820_000_000), "£133,820.00");
+        assert_eq!(
+            format_pounds_display(1_234_567_890_000_000),
+            "£1,234,567,890.00"
+        );
+        assert_eq!(format_pounds_display(999_994_999), "£999.99");
+        assert_eq!(format_pounds_display(0), "£0.00");
+        assert_eq!(format_pounds_display(-1_500_000), "-£1.50");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

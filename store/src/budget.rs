@@ -218,7 +218,7 @@ pub(crate) fn grant(
     Ok(())
 }
 
-fn figures(c: &mut DbConn, l: &BudgetLineRow) -> StoreResult<LineFigures> {
+pub(crate) fn figures(c: &mut DbConn, l: &BudgetLineRow) -> StoreResult<LineFigures> {
     let remaining = ledger::account(c, &l.account_id)?.totals().available();
     // Committed: everything the line paid to vouchers (grants and milestone bonuses).
     let paid: Vec<i64> = transfers::table

@@ -5,11 +5,13 @@ use crate::db::Store;
 use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::rollup::DailyRow;
 use crate::schema::{
-    accounts, applications, challenge_entries, challenge_scores, reports, transfers, usage_daily,
-    vouchers,
+    accounts, applications, budget_lines, challenge_entries, challenge_scores, challenges,
+    consulting_bookings, consulting_slots, incentive_rules, reports, transfers, usage_daily,
+    voucher_incentives, vouchers,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = reports)]
@@ -26,9 +28,11 @@ pub struct ReportRow {
     pub public_content: String,
     pub html: String,
     pub public_html: String,
+    /// Made before its period ended: kept and listed, never published, never final.
+    pub draft: bool,
 }
 
-/// A report's listed columns: id, kind, period, when, by whom, schema version, hash.
+/// A report's listed columns: id, kind, period, when, by whom, schema version, hash, draft.
 type Listing = (
     String,
     String,
@@ -38,6 +42,7 @@ type Listing = (
     String,
     i32,
     String,
+    bool,
 );
 
 /// The transfer codes whose period totals reports show.
@@ -73,6 +78,50 @@ pub struct VoucherFact {
     pub credits_posted: i64,
     pub debits_posted: i64,
     pub debits_pending: i64,
+    pub budget_line_id: Option<String>,
+}
+
+/// A budget line's figures for a report: allocated, spent and remaining as at the report's
+/// making, and what its vouchers spent in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetLineFact {
+    pub name: String,
+    pub financial_year: String,
+    pub allocated_micros: i64,
+    pub spent_micros: i64,
+    pub remaining_micros: i64,
+    pub spent_in_period_micros: i64,
+}
+
+/// Incentives of one rule (all its versions) that took effect in the period: those applied at
+/// an approval in it, and milestone bonuses granted in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncentiveFact {
+    pub rule_key: String,
+    pub name: String,
+    pub count: i64,
+    pub value_micros: i64,
+}
+
+/// Consulting in the period: sessions booked in it (not cancelled), and sessions held in it
+/// that the adviser recorded as attended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsultingFact {
+    pub sessions_booked: i64,
+    pub minutes_booked: i64,
+    pub sessions_delivered: i64,
+    pub minutes_delivered: i64,
+}
+
+/// One challenge's outcomes among entries submitted in the period: how many, how many won an
+/// award decided by the period's end, and what those awards came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeOutcome {
+    pub challenge_id: String,
+    pub title: String,
+    pub entries: i64,
+    pub winners: i64,
+    pub awards_micros: i64,
 }
 
 /// Everything a report for one period reads.
@@ -83,8 +132,162 @@ pub struct Inputs {
     /// Σ transfer amounts in the period by code.
     pub transfers_by_code: Vec<(String, i64)>,
     pub rollups: Vec<DailyRow>,
-    /// Challenge entries submitted in the period: (entry id, scored, award micros, pilot).
+    /// Challenge entries submitted in the period: (entry id, scored, award micros, pilot), the
+    /// award and pilot place only if decided by the period's end.
     pub entries: Vec<(String, bool, i64, bool)>,
+    pub budget_lines: Vec<BudgetLineFact>,
+    pub incentives_by_rule: Vec<IncentiveFact>,
+    pub consulting: ConsultingFact,
+    pub challenge_outcomes: Vec<ChallengeOutcome>,
+}
+
+/// Every budget line's figures now, and what its vouchers spent in the period's rollups.
+fn budget_facts(
+    c: &mut crate::db::DbConn,
+    vouchers: &[VoucherFact],
+    rollups: &[DailyRow],
+) -> StoreResult<Vec<BudgetLineFact>> {
+    let lines: Vec<crate::budget::BudgetLineRow> = budget_lines::table
+        .order((
+            budget_lines::financial_year,
+            budget_lines::created_at,
+            budget_lines::id,
+        ))
+        .select(crate::budget::BudgetLineRow::as_select())
+        .load(c)?;
+    let line_of: BTreeMap<&str, &str> = vouchers
+        .iter()
+        .filter_map(|v| v.budget_line_id.as_deref().map(|l| (v.id.as_str(), l)))
+        .collect();
+    let mut spent_in_period: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in rollups {
+        if let Some(line) = line_of.get(r.voucher_id.as_str()) {
+            *spent_in_period.entry(line).or_default() += r.cost;
+        }
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    for l in &lines {
+        let f = crate::budget::figures(c, l)?;
+        out.push(BudgetLineFact {
+            name: l.name.clone(),
+            financial_year: l.financial_year.clone(),
+            allocated_micros: f.approved,
+            spent_micros: f.spent,
+            remaining_micros: f.remaining,
+            spent_in_period_micros: spent_in_period.get(l.id.as_str()).copied().unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// Incentives by rule key that took effect in `[start, end)`: an approval's on the voucher's
+/// creation, a milestone bonus when it was granted.
+fn incentive_facts(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<Vec<IncentiveFact>> {
+    // (rule key, rule name, rule version, amount micros)
+    let rows: Vec<(String, String, i32, i64)> = voucher_incentives::table
+        .inner_join(incentive_rules::table)
+        .inner_join(vouchers::table.on(vouchers::id.eq(voucher_incentives::voucher_id)))
+        .filter(
+            voucher_incentives::granted_at
+                .ge(start)
+                .and(voucher_incentives::granted_at.lt(end))
+                .or(voucher_incentives::milestone
+                    .eq(false)
+                    .and(vouchers::created_at.ge(start))
+                    .and(vouchers::created_at.lt(end))),
+        )
+        .select((
+            incentive_rules::rule_key,
+            incentive_rules::name,
+            incentive_rules::version,
+            voucher_incentives::amount,
+        ))
+        .load(c)?;
+    // Per key: (latest version seen, its name, count, value).
+    let mut by_key: BTreeMap<String, (i32, String, i64, i64)> = BTreeMap::new();
+    for (key, name, version, amount) in rows {
+        let e = by_key.entry(key).or_insert((version, name.clone(), 0, 0));
+        if version > e.0 {
+            (e.0, e.1) = (version, name);
+        }
+        e.2 += 1;
+        e.3 += amount;
+    }
+    Ok(by_key
+        .into_iter()
+        .map(|(rule_key, (_, name, count, value_micros))| IncentiveFact {
+            rule_key,
+            name,
+            count,
+            value_micros,
+        })
+        .collect())
+}
+
+fn consulting_fact(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<ConsultingFact> {
+    let booked: Vec<i64> = consulting_bookings::table
+        .filter(consulting_bookings::booked_at.ge(start))
+        .filter(consulting_bookings::booked_at.lt(end))
+        .filter(consulting_bookings::cancelled_at.is_null())
+        .select(consulting_bookings::minutes)
+        .load(c)?;
+    let delivered: Vec<i64> = consulting_bookings::table
+        .inner_join(consulting_slots::table)
+        .filter(consulting_slots::starts_at.ge(start))
+        .filter(consulting_slots::starts_at.lt(end))
+        .filter(consulting_bookings::outcome.eq("attended"))
+        .select(consulting_bookings::minutes)
+        .load(c)?;
+    Ok(ConsultingFact {
+        sessions_booked: booked.len() as i64,
+        minutes_booked: booked.iter().sum(),
+        sessions_delivered: delivered.len() as i64,
+        minutes_delivered: delivered.iter().sum(),
+    })
+}
+
+fn challenge_outcomes(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<Vec<ChallengeOutcome>> {
+    let rows: Vec<(String, String, i64, Option<NaiveDateTime>)> = challenge_entries::table
+        .inner_join(challenges::table)
+        .filter(challenge_entries::submitted_at.ge(start))
+        .filter(challenge_entries::submitted_at.lt(end))
+        .select((
+            challenges::id,
+            challenges::title,
+            challenge_entries::award,
+            challenge_entries::decided_at,
+        ))
+        .load(c)?;
+    let mut by_challenge: BTreeMap<String, ChallengeOutcome> = BTreeMap::new();
+    for (id, title, award, decided_at) in rows {
+        let o = by_challenge
+            .entry(id.clone())
+            .or_insert_with(|| ChallengeOutcome {
+                challenge_id: id,
+                title,
+                entries: 0,
+                winners: 0,
+                awards_micros: 0,
+            });
+        o.entries += 1;
+        if award > 0 && decided_at.is_some_and(|d| d < end) {
+            o.winners += 1;
+            o.awards_micros += award;
+        }
+    }
+    Ok(by_challenge.into_values().collect())
 }
 
 impl Store {
@@ -95,9 +298,16 @@ impl Store {
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default();
         self.read(move |c| {
+            // Applications received in the period, and those decided in it.
             let applications = applications::table
-                .filter(applications::created_at.ge(start))
-                .filter(applications::created_at.lt(end))
+                .filter(
+                    applications::created_at
+                        .ge(start)
+                        .and(applications::created_at.lt(end))
+                        .or(applications::decided_at
+                            .ge(start)
+                            .and(applications::decided_at.lt(end))),
+                )
                 // Award applications made for challenge winners are not applications received.
                 .filter(applications::id.not_like("award-%"))
                 .select((
@@ -126,6 +336,7 @@ impl Store {
                     accounts::credits_posted,
                     accounts::debits_posted,
                     accounts::debits_pending,
+                    vouchers::budget_line_id,
                 ))
                 .load::<VoucherFact>(c)?;
             // Per-voucher movements only (grants, forfeits, awards, bonuses): their number grows
@@ -146,21 +357,38 @@ impl Store {
                 .filter(usage_daily::day.le(to))
                 .select(DailyRow::as_select())
                 .load(c)?;
-            let entries: Vec<(String, i64, bool)> = challenge_entries::table
+            let entries: Vec<(String, i64, bool, Option<NaiveDateTime>)> = challenge_entries::table
                 .filter(challenge_entries::submitted_at.ge(start))
                 .filter(challenge_entries::submitted_at.lt(end))
                 .select((
                     challenge_entries::id,
                     challenge_entries::award,
                     challenge_entries::pilot_invited,
+                    challenge_entries::decided_at,
                 ))
                 .load(c)?;
+            // Awards and pilot places count only once decided within the period.
+            let entries: Vec<(String, i64, bool)> = entries
+                .into_iter()
+                .map(|(id, award, pilot, decided_at)| {
+                    let decided = decided_at.is_some_and(|d| d < end);
+                    (id, if decided { award } else { 0 }, pilot && decided)
+                })
+                .collect();
             let scored: Vec<String> = challenge_scores::table
                 .select(challenge_scores::entry_id)
                 .distinct()
                 .filter(challenge_scores::entry_id.eq_any(entries.iter().map(|e| e.0.as_str())))
                 .load(c)?;
+            let budget_lines = budget_facts(c, &vouchers, &rollups)?;
+            let incentives_by_rule = incentive_facts(c, start, end)?;
+            let consulting = consulting_fact(c, start, end)?;
+            let challenge_outcomes = challenge_outcomes(c, start, end)?;
             Ok(Inputs {
+                budget_lines,
+                incentives_by_rule,
+                consulting,
+                challenge_outcomes,
                 applications,
                 vouchers,
                 transfers_by_code: by_code.into_iter().collect(),
@@ -177,7 +405,8 @@ impl Store {
         .await
     }
 
-    /// Keeps a report; `None` if one of that kind and period exists (another worker made it).
+    /// Keeps a report; `None` if a final one of that kind and period exists (another worker
+    /// made it). Drafts never conflict.
     pub async fn save_report(&self, row: ReportRow) -> StoreResult<Option<ReportRow>> {
         match self
             .write(move |c| {
@@ -209,6 +438,7 @@ impl Store {
                     reports::generated_by,
                     reports::schema_version,
                     reports::content_hash,
+                    reports::draft,
                 ))
                 .load(c)?;
             Ok(rows
@@ -223,6 +453,7 @@ impl Store {
                         generated_by,
                         schema_version,
                         content_hash,
+                        draft,
                     )| ReportRow {
                         id,
                         kind,
@@ -236,6 +467,7 @@ impl Store {
                         public_content: String::new(),
                         html: String::new(),
                         public_html: String::new(),
+                        draft,
                     },
                 )
                 .collect())
@@ -255,14 +487,18 @@ impl Store {
         .await
     }
 
-    /// The latest report of `kind`, or the one for exactly this period.
+    /// The latest final report of `kind`, or the final one for exactly this period; drafts
+    /// are never published.
     pub async fn public_report(
         &self,
         kind: String,
         period: Option<(NaiveDate, NaiveDate)>,
     ) -> StoreResult<ReportRow> {
         self.read(move |c| {
-            let mut q = reports::table.filter(reports::kind.eq(&kind)).into_boxed();
+            let mut q = reports::table
+                .filter(reports::kind.eq(&kind))
+                .filter(reports::draft.eq(false))
+                .into_boxed();
             if let Some((from, to)) = period {
                 q = q
                     .filter(reports::period_from.eq(from))

@@ -451,6 +451,7 @@ diesel::table! {
         public_content -> Text,
         html -> Text,
         public_html -> Text,
+        draft -> Bool,
     }
 }
 

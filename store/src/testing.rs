@@ -99,6 +99,25 @@ impl crate::Store {
         .await
     }
 
+    /// Sets a voucher's expiry. For tests only.
+    pub async fn set_voucher_expiry_for_tests(
+        &self,
+        voucher_id: String,
+        at: chrono::NaiveDateTime,
+    ) {
+        use crate::schema::vouchers;
+        use diesel::prelude::*;
+        let result = self
+            .write(move |c| {
+                diesel::update(vouchers::table.find(&voucher_id))
+                    .set(vouchers::expires_at.eq(at))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await;
+        assert!(result.is_ok(), "setting a voucher's expiry: {result:?}");
+    }
+
     /// Moves a voucher's expiry a second into the past, as time passing would. For tests only.
     pub async fn expire_voucher_for_tests(&self, voucher_id: String) {
         use crate::schema::vouchers;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use voucherd_worker::{Job, ManualClock, Worker, WorkerConfig};
 
 on_both_backends!(
-    a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hides_small_cells
+    a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hides_small_cells,
+    a_report_of_an_unfinished_period_is_a_draft_and_the_final_one_is_what_is_published,
+    one_organisation_making_up_most_of_a_cells_spend_is_not_published
 );
 
 fn worker(app: &TestApp, clock: &Arc<ManualClock>) -> Worker {
@@ -99,7 +101,7 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
     let id = listed[0]["id"].as_str().unwrap().to_string();
 
     let report = body(app.get(&format!("/api/v1/reports/{id}"), &admin).await).await;
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     let c = &report["current"];
     // Both decisions came within a minute of their applications.
     assert_eq!(
@@ -121,10 +123,10 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
             c["credit"]["forfeited"].as_str(),
             c["credit"]["utilisation_percent"].as_str()
         ),
-        (Some("100.00"), Some("0.01116"), Some("0.00"), Some("0.01"))
+        (Some("100.00"), Some("0.01"), Some("0.00"), Some("0.01"))
     );
     assert_eq!(c["usage"]["requests"], 2);
-    assert_eq!(c["usage"]["cost"], "0.01116");
+    assert_eq!(c["usage"]["cost"], "0.01");
     for (table, key) in [
         ("by_model", MODEL),
         ("by_region", "north_east"),
@@ -139,7 +141,7 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
                 rows[0]["requests"].as_i64(),
                 rows[0]["cost"].as_str()
             ),
-            (Some(key), Some(2), Some("0.01116")),
+            (Some(key), Some(2), Some("0.01")),
             "{table}"
         );
     }
@@ -179,7 +181,7 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
     assert_eq!(
         csv,
         format!(
-            "cost,key,requests,tokens\n0.01116,{MODEL},2,{}\n",
+            "cost,key,requests,tokens\n0.01,{MODEL},2,{}\n",
             c["usage"]["by_model"][0]["tokens"]
         )
     );
@@ -288,4 +290,400 @@ async fn a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hi
         app.get("/api/v1/reports", &other).await.status().as_u16(),
         403
     );
+}
+
+/// An approved voucher for its own company, with a key: (owner, voucher id, key).
+async fn company_voucher(
+    app: &TestApp,
+    admin: &str,
+    email: &str,
+    company: &str,
+    region: &str,
+    amount: &str,
+    incentives_total: Option<&str>,
+) -> (String, String, String) {
+    let owner = app.applicant(email).await;
+    let mut a = valid_application();
+    a["company_number"] = json!(company);
+    a["region"] = json!(region);
+    let applied = body(app.apply(&owner, &a).await).await;
+    assert_eq!(applied["status"], "submitted", "{applied}");
+    let mut decision =
+        json!({"decision": "approve", "amount": amount, "reason": "meets all criteria"});
+    if let Some(t) = incentives_total {
+        decision["incentives_total"] = json!(t);
+    }
+    let decided = app
+        .decide(admin, applied["id"].as_str().unwrap(), &decision)
+        .await;
+    assert_eq!(decided.status().as_u16(), 200);
+    let voucher_id = body(decided).await["voucher"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = body(app.create_key(&owner, &voucher_id).await).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (owner, voucher_id, key)
+}
+
+async fn public_status(app: &TestApp, path: &str) -> u16 {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn a_report_of_an_unfinished_period_is_a_draft_and_the_final_one_is_what_is_published(
+    app: TestApp,
+) {
+    use voucherd_domain::report_period::{Period, ReportKind};
+    use voucherd_worker::report;
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "300000").await.status().as_u16(), 201);
+    let now = voucherd_store::now();
+    let today = now.date();
+    let year = voucherd_domain::budget::FinancialYear::containing(today).to_string();
+    let line = app
+        .post(
+            "/api/v1/budget-lines",
+            &admin,
+            &json!({"name": "General", "financial_year": year, "amount": "250000"}),
+        )
+        .await;
+    assert_eq!(line.status().as_u16(), 201);
+    let rule = app
+        .post(
+            "/api/v1/incentives",
+            &admin,
+            &json!({"name": "North West bonus", "condition": {"regions": ["north_west"]},
+                   "effect": {"kind": "fixed_bonus", "amount": "500"}}),
+        )
+        .await;
+    assert_eq!(rule.status().as_u16(), 201);
+    // A spends; B expires now, inside the period; C expires after the period ends.
+    let (owner_a, voucher_a, key_a) = company_voucher(
+        &app,
+        &admin,
+        "a@north.co.uk",
+        "01111111",
+        "north_west",
+        "2500",
+        Some("3000"),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.chat(&key_a, &chat_request()).await.status().as_u16(),
+            200
+        );
+    }
+    let (_, voucher_b, _) = company_voucher(
+        &app,
+        &admin,
+        "b@east.co.uk",
+        "02222222",
+        "north_east",
+        "100",
+        None,
+    )
+    .await;
+    let (_, voucher_c, _) = company_voucher(
+        &app,
+        &admin,
+        "c@east.co.uk",
+        "03333333",
+        "north_east",
+        "100",
+        None,
+    )
+    .await;
+    let month = Period::containing(ReportKind::Monthly, today);
+    let after_month = (month.to() + chrono::Duration::days(1))
+        .and_hms_opt(6, 0, 5)
+        .unwrap();
+    app.store.expire_voucher_for_tests(voucher_b).await;
+    app.store
+        .set_voucher_expiry_for_tests(voucher_c, after_month + chrono::Duration::days(10))
+        .await;
+    // A 90-minute consulting session booked for A.
+    let adviser = app.user_with_role("adviser@advice.gov.uk", "adviser").await;
+    let starts = now + chrono::Duration::days(2);
+    let slot = app
+        .post(
+            "/api/v1/consulting/slots",
+            &adviser,
+            &json!({"starts_at": starts.and_utc().to_rfc3339(),
+                   "ends_at": (starts + chrono::Duration::minutes(90)).and_utc().to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(slot.status().as_u16(), 201);
+    let slot_id = body(slot).await["id"].as_str().unwrap().to_string();
+    let booked = app
+        .post(
+            "/api/v1/consulting/bookings",
+            &owner_a,
+            &json!({"slot_id": slot_id, "voucher_id": voucher_a}),
+        )
+        .await;
+    assert_eq!(booked.status().as_u16(), 201);
+
+    // Any other period for a scheduled kind is refused, and a one-day one is never public.
+    let one_day = format!("/public/reports/{today}/{today}");
+    assert_eq!(public_status(&app, &one_day).await, 422);
+    assert!(Period::fixed(ReportKind::SemiAnnual, today, today).is_err());
+
+    // The half-year now running, on demand: a draft, kept and listed, never public.
+    let rules = voucherd_domain::disclosure::Rules::default();
+    // Made after B's expiry was moved to a second ago.
+    let now = voucherd_store::now();
+    let half = Period::containing(ReportKind::SemiAnnual, today);
+    let draft = report::generate(&app.store, half, "command line", now, &rules, &|_| {})
+        .await
+        .unwrap()
+        .expect("a draft is always kept");
+    assert!(draft.draft);
+    let again = report::generate(&app.store, half, "command line", now, &rules, &|_| {})
+        .await
+        .unwrap();
+    assert!(again.is_some_and(|r| r.draft), "drafts never conflict");
+    assert_eq!(public_status(&app, "/public/reports/latest").await, 404);
+    let half_path = format!("/public/reports/{}/{}", half.from(), half.to());
+    assert_eq!(public_status(&app, &half_path).await, 404);
+    let draft_json = body(
+        app.get(&format!("/api/v1/reports/{}", draft.id), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(draft_json["draft"], true);
+    assert!(draft_json["title"].as_str().unwrap().starts_with("DRAFT"));
+    // Made now, only B has expired: C expires after now.
+    assert_eq!(draft_json["current"]["vouchers"]["expired"], 1);
+    let (_, draft_html) = text(
+        app.get(&format!("/api/v1/reports/{}/html", draft.id), &admin)
+            .await,
+    )
+    .await;
+    assert!(draft_html.contains("DRAFT: the period had not ended"));
+
+    // The month, made once it has ended: final, and every count the period's own.
+    let monthly = report::generate(
+        &app.store,
+        month,
+        "job:report-monthly",
+        after_month,
+        &rules,
+        &|_| {},
+    )
+    .await
+    .unwrap()
+    .expect("the final report");
+    assert!(!monthly.draft);
+    let r = body(
+        app.get(&format!("/api/v1/reports/{}", monthly.id), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (r["schema_version"].as_i64(), &r["draft"]),
+        (Some(2), &json!(false))
+    );
+    let c = &r["current"];
+    assert_eq!(
+        c["vouchers"],
+        json!({"issued": 3, "active": 2, "exhausted": 0, "expired": 1}),
+        "only B expired within the month"
+    );
+    assert_eq!(
+        (
+            &c["applications"]["received"],
+            &c["applications"]["approved"]
+        ),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(
+        c["decision_days"],
+        json!({"decisions": 3, "median": "0.00", "p75": "0.00", "p90": "0.00", "max": "0.00"})
+    );
+    assert_eq!(
+        (
+            &c["credit"]["granted"],
+            &c["credit"]["consumed"],
+            &c["usage"]["cost"]
+        ),
+        (&json!("3200.00"), &json!("0.01"), &json!("0.01"))
+    );
+    assert_eq!(
+        c["budget_lines"],
+        json!([{"name": "General", "financial_year": year, "allocated": "250000.00",
+                "spent": "0.01", "remaining": "246800.00", "spent_in_period": "0.01"}])
+    );
+    assert_eq!(
+        c["incentives_by_rule"][0]["count"], 1,
+        "{}",
+        c["incentives_by_rule"]
+    );
+    assert_eq!(
+        (
+            c["incentives_by_rule"][0]["name"].as_str(),
+            c["incentives_by_rule"][0]["value"].as_str()
+        ),
+        (Some("North West bonus"), Some("500.00"))
+    );
+    assert_eq!(
+        c["consulting"],
+        json!({"sessions_booked": 1, "hours_booked": "1.50", "sessions_delivered": 0, "hours_delivered": "0.00"})
+    );
+    assert_eq!(c["challenge_outcomes"], json!([]));
+    // Pounds and pence with separators on the page.
+    let (_, html) = text(
+        app.get(&format!("/api/v1/reports/{}/html", monthly.id), &admin)
+            .await,
+    )
+    .await;
+    for shown in ["£3,200.00", "£250,000.00", "£246,800.00", "£500.00"] {
+        assert!(html.contains(shown), "{shown} in the page");
+    }
+    assert!(!html.contains("0.01116"));
+    // Every table listed downloads as CSV.
+    let tables = r["tables"].as_object().unwrap();
+    assert_eq!(tables.len(), report::TABLES.len());
+    for name in tables.keys() {
+        let (status, csv) = text(
+            app.get(
+                &format!("/api/v1/reports/{}/csv?table={name}", monthly.id),
+                &admin,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}");
+        // A table with rows has a header; an empty list (no challenges here) has no rows.
+        let empty = r.pointer(tables[name].as_str().unwrap()) == Some(&json!([]));
+        assert_eq!(csv.is_empty(), empty, "{name}: {csv}");
+    }
+    let (_, csv) = text(
+        app.get(
+            &format!("/api/v1/reports/{}/csv?table=budget_lines", monthly.id),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        csv,
+        format!("allocated,financial_year,name,remaining,spent,spent_in_period\n250000.00,{year},General,246800.00,0.01,0.01\n")
+    );
+    let (_, csv) = text(
+        app.get(
+            &format!("/api/v1/reports/{}/csv?table=vouchers", monthly.id),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        csv,
+        "measure,value\nactive,2\nexhausted,0\nexpired,1\nissued,3\n"
+    );
+    let (_, csv) = text(
+        app.get(
+            &format!("/api/v1/reports/{}/csv?table=applications", monthly.id),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert!(csv.starts_with("measure,value\napproved,3\n"), "{csv}");
+
+    // The scheduled job on the half's real end makes the final report despite the drafts.
+    let half_end = (half.to() + chrono::Duration::days(1))
+        .and_hms_opt(6, 0, 5)
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(half_end));
+    let w = worker(&app, &clock);
+    let made = w.run_once(Job::ReportSemiAnnual).await.unwrap();
+    assert_eq!(made.summary["already_existed"], false, "{}", made.summary);
+    assert_eq!(
+        made.summary["period"],
+        json!({"from": half.from().to_string(), "to": half.to().to_string()})
+    );
+    let latest = body(
+        app.client
+            .get(app.url("/public/reports/latest?format=json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (&latest["draft"], &latest["period"]["from"]),
+        (&json!(false), &json!(half.from().to_string()))
+    );
+    assert_eq!(public_status(&app, &half_path).await, 200);
+    let listed = body(app.get("/api/v1/reports", &admin).await).await;
+    let drafts = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["draft"] == true)
+        .count();
+    assert_eq!((listed["data"].as_array().unwrap().len(), drafts), (4, 2));
+}
+
+async fn one_organisation_making_up_most_of_a_cells_spend_is_not_published(app: TestApp) {
+    use voucherd_domain::disclosure::Rules;
+    let admin = app.admin().await;
+    assert_eq!(app.deposit(&admin, "100000").await.status().as_u16(), 201);
+    // Five small North East companies: the first makes 6 of the 10 requests (60 %).
+    for i in 0..5 {
+        let (_, _, key) = company_voucher(
+            &app,
+            &admin,
+            &format!("o{i}@east.co.uk"),
+            &format!("2{i}12345{i}"),
+            "north_east",
+            "100",
+            None,
+        )
+        .await;
+        for _ in 0..(if i == 0 { 6 } else { 1 }) {
+            assert_eq!(app.chat(&key, &chat_request()).await.status().as_u16(), 200);
+        }
+    }
+    let today = voucherd_store::now().date();
+    let inputs = app.store.report_inputs(today, today).await.unwrap();
+    let ne = |summary: &Value, table: &str| -> Value {
+        summary[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == "north_east")
+            .unwrap()
+            .clone()
+    };
+    // Five organisations pass the threshold rule, but one has 60 % of the spend.
+    let summary = voucherd_worker::report::public(&inputs, &Rules::default());
+    let spend = ne(&summary, "spend_by_region_and_size");
+    assert_eq!(
+        (&spend["small"], &spend["total"]),
+        (&json!("[c]"), &json!("[c]"))
+    );
+    assert_eq!(
+        ne(&summary, "organisations_by_region_and_size")["small"],
+        "[c]"
+    );
+    assert!(!summary.to_string().contains("0.06"));
+    // With a dominance share above 60 % the same cell is published: 10 × £0.00558 = £0.06.
+    let summary = voucherd_worker::report::public(&inputs, &Rules::parse(5, 5, 70).unwrap());
+    let spend = ne(&summary, "spend_by_region_and_size");
+    assert_eq!(
+        (&spend["small"], &spend["total"]),
+        (&json!("0.06"), &json!("0.06"))
+    );
+    assert_eq!(ne(&summary, "organisations_by_region_and_size")["small"], 5);
 }

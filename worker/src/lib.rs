@@ -556,12 +556,11 @@ impl Worker {
                 } else {
                     report::Kind::SemiAnnual
                 };
-                let (from, to) = kind.last_period(at.date());
+                let period = report::Period::last_before(kind, at.date());
+                let (from, to) = (period.from(), period.to());
                 let saved = report::generate(
                     &self.store,
-                    kind,
-                    from,
-                    to,
+                    period,
                     &format!("job:{}", job.name()),
                     at,
                     &self.config.disclosure,

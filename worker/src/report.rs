@@ -3,72 +3,27 @@
 //! or free text appears. Reports read rollups and per-voucher facts, never raw usage rows.
 
 use crate::charts;
-use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use handlebars::Handlebars;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::disclosure::{self, Cell, Published, Rules};
-use voucherd_domain::money::format_micros;
+use voucherd_domain::money::{format_pounds_2dp as pounds, format_pounds_display};
 use voucherd_domain::{stats, Region, SicCode};
 use voucherd_store::reports::{Inputs, ReportRow, VoucherFact};
 use voucherd_store::{Store, StoreError};
 
-pub const SCHEMA_VERSION: i32 = 1;
+/// 2: drafts, money in pounds and pence, the steering-group sections and `tables`.
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// Which report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Monthly,
-    SemiAnnual,
-}
+pub use voucherd_domain::report_period::{Period, ReportKind as Kind};
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Monthly => "monthly",
-            Kind::SemiAnnual => "semi_annual",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s.replace('-', "_").as_str() {
-            "monthly" => Some(Kind::Monthly),
-            "semi_annual" => Some(Kind::SemiAnnual),
-            _ => None,
-        }
-    }
-
-    /// The last whole period before `day`: the previous calendar month, or the previous half
-    /// of the financial year (April–September, October–March).
-    pub fn last_period(self, day: NaiveDate) -> (NaiveDate, NaiveDate) {
-        let first_of = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(day);
-        match self {
-            Kind::Monthly => {
-                let this = first_of(day.year(), day.month());
-                let prev_end = this - chrono::Duration::days(1);
-                (first_of(prev_end.year(), prev_end.month()), prev_end)
-            }
-            Kind::SemiAnnual => {
-                let (y, m) = (day.year(), day.month());
-                let this_half = if (4..=9).contains(&m) {
-                    first_of(y, 4)
-                } else if m >= 10 {
-                    first_of(y, 10)
-                } else {
-                    first_of(y - 1, 10)
-                };
-                let prev_end = this_half - chrono::Duration::days(1);
-                let prev_start = if prev_end.month() == 9 {
-                    first_of(prev_end.year(), 4)
-                } else {
-                    first_of(prev_end.year() - 1, 10)
-                };
-                (prev_start, prev_end)
-            }
-        }
-    }
+/// `n / per` with two decimals, rounded half up: minutes as hours (per 60) or days (per 1,440).
+fn hundredths(n: i64, per: i64) -> String {
+    let h = (i128::from(n) * 100 + i128::from(per) / 2).div_euclid(i128::from(per));
+    format!("{}.{:02}", h / 100, h % 100)
 }
 
 fn pct_bp(part: i64, whole: i64) -> Option<String> {
@@ -122,7 +77,7 @@ fn totals_by(
 fn breakdown_json(rows: &[(String, i64, i64, i64)]) -> Vec<Value> {
     rows.iter()
         .map(|(k, requests, tokens, cost)| {
-            json!({"key": k, "requests": requests, "tokens": tokens, "cost": format_micros(*cost)})
+            json!({"key": k, "requests": requests, "tokens": tokens, "cost": pounds(*cost)})
         })
         .collect()
 }
@@ -140,13 +95,30 @@ fn spend(rows: &[(String, i64, i64, i64)]) -> Vec<(String, i64)> {
 }
 
 /// The internal report's figures for one period, and the spend series its charts draw.
-pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Series) {
-    let end: NaiveDateTime = (to + chrono::Duration::days(1))
+///
+/// Every count is of the period's own facts: applications received in it, decisions made in
+/// it, vouchers issued or expired in it. A voucher's standing (active, expired) is taken at the
+/// period's end, or at `at` for a period not yet over.
+pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Series) {
+    let end: NaiveDateTime = (period.to() + chrono::Duration::days(1))
         .and_hms_opt(0, 0, 0)
         .unwrap_or_default();
-    let start: NaiveDateTime = from.and_hms_opt(0, 0, 0).unwrap_or_default();
-    let apps = &inputs.applications;
-    let count = |s: &str| apps.iter().filter(|a| a.status == s).count();
+    let start: NaiveDateTime = period.from().and_hms_opt(0, 0, 0).unwrap_or_default();
+    // What has happened by now: the period's end, or the report's making if sooner.
+    let cutoff = end.min(at);
+    let in_period = |t: NaiveDateTime| t >= start && t < end;
+    let received: Vec<_> = inputs
+        .applications
+        .iter()
+        .filter(|a| in_period(a.created_at))
+        .collect();
+    let decided: Vec<_> = inputs
+        .applications
+        .iter()
+        .filter(|a| a.decided_at.is_some_and(in_period))
+        .collect();
+    let apps = &received;
+    let count = |s: &str| decided.iter().filter(|a| a.status == s).count();
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     for a in apps.iter().filter(|a| a.status == "ineligible") {
         let checks: Vec<Value> = serde_json::from_str(&a.checks).unwrap_or_default();
@@ -156,11 +128,13 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Serie
                 .or_default() += 1;
         }
     }
-    let hours: Vec<i64> = apps
+    // Minutes from application to decision, of the decisions made in the period.
+    let minutes: Vec<i64> = decided
         .iter()
         .filter_map(|a| a.decided_at.map(|d| (d - a.created_at).num_minutes()))
         .collect();
     let as_hours = |m: Option<i64>| m.map(|m| format!("{}.{:02}", m / 60, (m % 60) * 100 / 60));
+    let as_days = |m: Option<i64>| m.map(|m| hundredths(m, 1_440));
 
     let facts: BTreeMap<&str, Facets> = inputs
         .vouchers
@@ -175,12 +149,13 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Serie
     let active = inputs
         .vouchers
         .iter()
-        .filter(|v| v.status == "active" && v.expires_at >= end)
+        .filter(|v| v.created_at < cutoff && v.expires_at >= cutoff)
         .count();
+    // Expired within the period: not before it, and not after its end or now.
     let expired = inputs
         .vouchers
         .iter()
-        .filter(|v| v.expires_at >= start && v.expires_at < end)
+        .filter(|v| v.expires_at >= start && v.expires_at < cutoff)
         .count();
     let exhausted = inputs
         .vouchers
@@ -230,7 +205,7 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Serie
         .into_iter()
         .filter(|(_, (_, amount))| *amount > 100_000_000_000)
         .map(|(number, (name, amount))| {
-            json!({"company_name": name, "company_number": number, "amount": format_micros(amount)})
+            json!({"company_name": name, "company_number": number, "amount": pounds(amount)})
         })
         .collect();
     let by_model = totals_by(inputs, |r| r.model.clone());
@@ -251,24 +226,58 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Serie
             "rejected": count("rejected"),
             "ineligible_by_rule": failed,
             "decision_hours": {
-                "median": as_hours(stats::median(&hours)),
-                "p90": as_hours(stats::percentile(&hours, 90)),
+                "median": as_hours(stats::median(&minutes)),
+                "p90": as_hours(stats::percentile(&minutes, 90)),
             },
         },
+        "decision_days": {
+            "decisions": minutes.len(),
+            "median": as_days(stats::median(&minutes)),
+            "p75": as_days(stats::percentile(&minutes, 75)),
+            "p90": as_days(stats::percentile(&minutes, 90)),
+            "max": as_days(minutes.iter().copied().max()),
+        },
+        "budget_lines": inputs.budget_lines.iter().map(|l| json!({
+            "name": l.name,
+            "financial_year": l.financial_year,
+            "allocated": pounds(l.allocated_micros),
+            "spent": pounds(l.spent_micros),
+            "remaining": pounds(l.remaining_micros),
+            "spent_in_period": pounds(l.spent_in_period_micros),
+        })).collect::<Vec<_>>(),
+        "incentives_by_rule": inputs.incentives_by_rule.iter().map(|i| json!({
+            "rule_key": i.rule_key,
+            "name": i.name,
+            "count": i.count,
+            "value": pounds(i.value_micros),
+        })).collect::<Vec<_>>(),
+        "consulting": {
+            "sessions_booked": inputs.consulting.sessions_booked,
+            "hours_booked": hundredths(inputs.consulting.minutes_booked, 60),
+            "sessions_delivered": inputs.consulting.sessions_delivered,
+            "hours_delivered": hundredths(inputs.consulting.minutes_delivered, 60),
+        },
+        "challenge_outcomes": inputs.challenge_outcomes.iter().map(|o| json!({
+            "challenge_id": o.challenge_id,
+            "title": o.title,
+            "entries": o.entries,
+            "winners": o.winners,
+            "awards": pounds(o.awards_micros),
+        })).collect::<Vec<_>>(),
         "vouchers": {"issued": issued, "active": active, "exhausted": exhausted, "expired": expired},
         "credit": {
-            "granted": format_micros(granted),
-            "consumed": format_micros(consumed),
-            "held": format_micros(held),
-            "forfeited": format_micros(code("expiry")),
+            "granted": pounds(granted),
+            "consumed": pounds(consumed),
+            "held": pounds(held),
+            "forfeited": pounds(code("expiry")),
             "utilisation_percent": pct_bp(consumed, granted),
-            "incentive_bonuses": format_micros(code("incentive_milestone")),
+            "incentive_bonuses": pounds(code("incentive_milestone")),
         },
         "usage": {
             "requests": requests,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "cost": format_micros(consumed),
+            "cost": pounds(consumed),
             "by_model": breakdown_json(&by_model),
             "by_region": breakdown_json(&by_region),
             "by_sector": breakdown_json(&by_sector),
@@ -281,7 +290,7 @@ pub fn figures(inputs: &Inputs, from: NaiveDate, to: NaiveDate) -> (Value, Serie
             "assessed": inputs.entries.iter().filter(|e| e.1).count(),
             "awarded": inputs.entries.iter().filter(|e| e.2 > 0).count(),
             "pilot_places": inputs.entries.iter().filter(|e| e.3).count(),
-            "award_credit": format_micros(code("challenge_award")),
+            "award_credit": pounds(code("challenge_award")),
         },
         "top_ups_and_co_funding": Value::Null,
         "mfa_awards_over_100000": mfa,
@@ -319,7 +328,8 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     }
     // Per cell: the organisations that spent there, and what they spent.
     let mut orgs: BTreeMap<(usize, usize), BTreeSet<&str>> = BTreeMap::new();
-    let mut spend: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    // Per cell and organisation, what it spent: the cell's total and its largest part.
+    let mut spend: BTreeMap<(usize, usize), BTreeMap<&str, i64>> = BTreeMap::new();
     for r in inputs.rollups.iter().filter(|r| r.requests > 0) {
         let Some(f) = facts.get(r.voucher_id.as_str()) else {
             continue;
@@ -328,26 +338,34 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
             continue;
         };
         orgs.entry((ri, si)).or_default().insert(f.company.as_str());
-        *spend.entry((ri, si)).or_default() += r.cost;
+        *spend
+            .entry((ri, si))
+            .or_default()
+            .entry(f.company.as_str())
+            .or_default() += r.cost;
     }
-    let table = |value: &dyn Fn((usize, usize), u32) -> i64| -> Vec<Vec<Cell>> {
+    let table = |cell: &dyn Fn((usize, usize), u32) -> Cell| -> Vec<Vec<Cell>> {
         (0..regions.len())
             .map(|ri| {
                 (0..sizes.len())
                     .map(|si| {
                         let n = orgs.get(&(ri, si)).map_or(0, |s| s.len() as u32);
-                        Cell {
-                            organisations: n,
-                            value: value((ri, si), n),
-                        }
+                        cell((ri, si), n)
                     })
                     .collect()
             })
             .collect()
     };
-    let mut org_table = disclosure::control(&table(&|_, n| i64::from(n)), rules, true);
+    let mut org_table = disclosure::control(&table(&|_, n| Cell::count(n)), rules, true);
     let mut spend_table = disclosure::control(
-        &table(&|k, _| spend.get(&k).copied().unwrap_or(0)),
+        &table(&|k, n| {
+            let by_org = spend.get(&k);
+            Cell {
+                organisations: n,
+                value: by_org.map_or(0, |m| m.values().sum()),
+                largest: by_org.and_then(|m| m.values().max().copied()).unwrap_or(0),
+            }
+        }),
         rules,
         false,
     );
@@ -355,7 +373,7 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     disclosure::hide_alike(&mut org_table, &mut spend_table);
     let shown = |p: &Published, money: bool| match p {
         Published::Suppressed => json!("[c]"),
-        Published::Value(v) if money => json!(format_micros(*v)),
+        Published::Value(v) if money => json!(pounds(*v)),
         Published::Value(v) => json!(v),
     };
     let rows = |t: &disclosure::Controlled, money: bool| -> Vec<Value> {
@@ -399,73 +417,139 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     })
 }
 
+/// Every table of the internal report, by name: where it sits in the report's JSON (a JSON
+/// pointer). Listed in the report as `tables`; each downloads as CSV.
+pub const TABLES: [(&str, &str); 15] = [
+    ("applications", "/current/applications"),
+    ("decision_days", "/current/decision_days"),
+    ("vouchers", "/current/vouchers"),
+    ("credit", "/current/credit"),
+    ("budget_lines", "/current/budget_lines"),
+    ("incentives_by_rule", "/current/incentives_by_rule"),
+    ("consulting", "/current/consulting"),
+    ("challenges", "/current/challenges"),
+    ("challenge_outcomes", "/current/challenge_outcomes"),
+    ("mfa_awards_over_100000", "/current/mfa_awards_over_100000"),
+    ("by_model", "/current/usage/by_model"),
+    ("by_region", "/current/usage/by_region"),
+    ("by_sector", "/current/usage/by_sector"),
+    ("by_size_band", "/current/usage/by_size_band"),
+    ("by_month", "/current/usage/by_month"),
+];
+
+const STYLE: &str = "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #b1b4b6;padding:4px 8px;text-align:left}.draft{border:4px solid #d4351c;padding:1em;font-weight:bold}@media print{svg{max-width:100%}}</style>";
+
 const INTERNAL: &str = r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{{title}}</title>
-<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #b1b4b6;padding:4px 8px;text-align:left}@media print{svg{max-width:100%}}</style></head><body>
-<h1>{{title}}</h1><p>{{period.from}} to {{period.to}} (previous period {{previous_period.from}} to {{previous_period.to}}). Generated {{generated_at}} by {{generated_by}}.</p>
+{{{style}}}</head><body>
+<h1>{{title}}</h1>{{#if draft}}<p class="draft">DRAFT: the period had not ended when this report was made. It is not published and the final report replaces it.</p>{{/if}}
+<p>{{period.from}} to {{period.to}} (previous period {{previous_period.from}} to {{previous_period.to}}). Generated {{generated_at}} by {{generated_by}}.</p>
 <h2>Applications</h2><table><tr><th></th><th>This period</th><th>Previous</th></tr>
 <tr><td>Received</td><td>{{current.applications.received}}</td><td>{{previous.applications.received}}</td></tr>
 <tr><td>Eligible</td><td>{{current.applications.eligible}}</td><td>{{previous.applications.eligible}}</td></tr>
 <tr><td>Approved</td><td>{{current.applications.approved}}</td><td>{{previous.applications.approved}}</td></tr>
 <tr><td>Rejected</td><td>{{current.applications.rejected}}</td><td>{{previous.applications.rejected}}</td></tr></table>
+<h2>Days to decision</h2><table><tr><th></th><th>This period</th><th>Previous</th></tr>
+<tr><td>Decisions</td><td>{{current.decision_days.decisions}}</td><td>{{previous.decision_days.decisions}}</td></tr>
+<tr><td>Median</td><td>{{current.decision_days.median}}</td><td>{{previous.decision_days.median}}</td></tr>
+<tr><td>75th percentile</td><td>{{current.decision_days.p75}}</td><td>{{previous.decision_days.p75}}</td></tr>
+<tr><td>90th percentile</td><td>{{current.decision_days.p90}}</td><td>{{previous.decision_days.p90}}</td></tr></table>
+<h2>Vouchers</h2><table><tr><th></th><th>This period</th><th>Previous</th></tr>
+<tr><td>Issued</td><td>{{current.vouchers.issued}}</td><td>{{previous.vouchers.issued}}</td></tr>
+<tr><td>Active</td><td>{{current.vouchers.active}}</td><td>{{previous.vouchers.active}}</td></tr>
+<tr><td>Expired</td><td>{{current.vouchers.expired}}</td><td>{{previous.vouchers.expired}}</td></tr></table>
 <h2>Credit</h2><table><tr><th></th><th>This period</th><th>Previous</th></tr>
-<tr><td>Granted</td><td>£{{current.credit.granted}}</td><td>£{{previous.credit.granted}}</td></tr>
-<tr><td>Consumed</td><td>£{{current.credit.consumed}}</td><td>£{{previous.credit.consumed}}</td></tr>
-<tr><td>Forfeited</td><td>£{{current.credit.forfeited}}</td><td>£{{previous.credit.forfeited}}</td></tr></table>
+<tr><td>Granted</td><td>{{pounds current.credit.granted}}</td><td>{{pounds previous.credit.granted}}</td></tr>
+<tr><td>Consumed</td><td>{{pounds current.credit.consumed}}</td><td>{{pounds previous.credit.consumed}}</td></tr>
+<tr><td>Forfeited</td><td>{{pounds current.credit.forfeited}}</td><td>{{pounds previous.credit.forfeited}}</td></tr>
+<tr><td>Incentive bonuses</td><td>{{pounds current.credit.incentive_bonuses}}</td><td>{{pounds previous.credit.incentive_bonuses}}</td></tr></table>
+<h2>Budget lines</h2><table><tr><th>Line</th><th>Year</th><th>Allocated</th><th>Spent</th><th>Remaining</th><th>Spent in period</th></tr>
+{{#each current.budget_lines}}<tr><td>{{name}}</td><td>{{financial_year}}</td><td>{{pounds allocated}}</td><td>{{pounds spent}}</td><td>{{pounds remaining}}</td><td>{{pounds spent_in_period}}</td></tr>{{else}}<tr><td colspan="6">None</td></tr>{{/each}}</table>
+<h2>Incentives by rule</h2><table><tr><th>Rule</th><th>Count</th><th>Value</th></tr>
+{{#each current.incentives_by_rule}}<tr><td>{{name}} ({{rule_key}})</td><td>{{count}}</td><td>{{pounds value}}</td></tr>{{else}}<tr><td colspan="3">None</td></tr>{{/each}}</table>
+<h2>Consulting</h2><table><tr><th></th><th>Sessions</th><th>Hours</th></tr>
+<tr><td>Booked</td><td>{{current.consulting.sessions_booked}}</td><td>{{current.consulting.hours_booked}}</td></tr>
+<tr><td>Delivered</td><td>{{current.consulting.sessions_delivered}}</td><td>{{current.consulting.hours_delivered}}</td></tr></table>
+<h2>Challenge outcomes</h2><table><tr><th>Challenge</th><th>Entries</th><th>Winners</th><th>Awards</th></tr>
+{{#each current.challenge_outcomes}}<tr><td>{{title}}</td><td>{{entries}}</td><td>{{winners}}</td><td>{{pounds awards}}</td></tr>{{else}}<tr><td colspan="4">None</td></tr>{{/each}}</table>
 <h2>Spend</h2>{{{charts.by_month}}}{{{charts.by_region}}}{{{charts.by_model}}}
-<h2>Minimal Financial Assistance over £100,000</h2><ul>{{#each current.mfa_awards_over_100000}}<li>{{company_name}} ({{company_number}}): £{{amount}}</li>{{else}}<li>None</li>{{/each}}</ul>
+<h2>Minimal Financial Assistance over £100,000</h2><ul>{{#each current.mfa_awards_over_100000}}<li>{{company_name}} ({{company_number}}): {{pounds amount}}</li>{{else}}<li>None</li>{{/each}}</ul>
 </body></html>"#;
 
 const PUBLIC: &str = r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{{title}}</title>
-<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #b1b4b6;padding:4px 8px;text-align:left}</style></head><body>
+{{{style}}}</head><body>
 <h1>{{title}}</h1><p>{{period.from}} to {{period.to}}.</p>
 <p>Applications received: {{summary.applications_received}}. Applications approved: {{summary.applications_approved}}.</p>
 <h2>Organisations using their vouchers, by region and size</h2><table><tr><th>Region</th><th>Micro</th><th>Small</th><th>Medium</th><th>Total</th></tr>
 {{#each summary.organisations_by_region_and_size}}<tr><td>{{region}}</td><td>{{micro}}</td><td>{{small}}</td><td>{{medium}}</td><td>{{total}}</td></tr>{{/each}}</table>
-<h2>Spend (£), by region and size</h2><table><tr><th>Region</th><th>Micro</th><th>Small</th><th>Medium</th><th>Total</th></tr>
-{{#each summary.spend_by_region_and_size}}<tr><td>{{region}}</td><td>{{micro}}</td><td>{{small}}</td><td>{{medium}}</td><td>{{total}}</td></tr>{{/each}}</table>
+<h2>Spend by region and size</h2><table><tr><th>Region</th><th>Micro</th><th>Small</th><th>Medium</th><th>Total</th></tr>
+{{#each summary.spend_by_region_and_size}}<tr><td>{{region}}</td><td>{{pounds micro}}</td><td>{{pounds small}}</td><td>{{pounds medium}}</td><td>{{pounds total}}</td></tr>{{/each}}</table>
 <h2>How figures are protected</h2><p>{{summary.disclosure_control}}</p>
 </body></html>"#;
 
-#[allow(clippy::too_many_arguments)]
-/// Builds, renders and keeps the report of `kind` for `[from, to]`, with `previous` for
-/// comparison. `Ok(None)` when it exists already (made by another worker or an earlier run).
+/// A report amount ("133820.00") for reading ("£133,820.00"); anything else ("[c]") as it is.
+fn pounds_for_reading(v: &Value) -> String {
+    match v {
+        Value::String(s) => voucherd_domain::Money::parse(s)
+            .map(|m| format_pounds_display(m.micros()))
+            .unwrap_or_else(|_| s.clone()),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+handlebars::handlebars_helper!(pounds_helper: |v: Json| pounds_for_reading(v));
+
+/// Builds, renders and keeps the report of `period`, with the period before for comparison.
+/// A period not yet over at `at` is reported as a draft: kept and listed, never published, and
+/// never in the way of the final report. `Ok(None)` when the final report exists already (made
+/// by another worker or an earlier run).
 pub async fn generate(
     store: &Store,
-    kind: Kind,
-    from: NaiveDate,
-    to: NaiveDate,
+    period: Period,
     by: &str,
     at: NaiveDateTime,
     rules: &Rules,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<ReportRow>, StoreError> {
-    // The calendar period before: the previous month, or the previous half-year.
-    let (prev_from, prev_to) = kind.last_period(from);
+    let kind = period.kind();
+    let (from, to) = (period.from(), period.to());
+    let draft = !period.has_ended(at.date());
+    let previous_period = period.previous();
+    let (prev_from, prev_to) = (previous_period.from(), previous_period.to());
     progress("reading this period");
     let current = store.report_inputs(from, to).await?;
     progress("reading the previous period");
     let previous = store.report_inputs(prev_from, prev_to).await?;
     progress("computing figures");
-    let title = match kind {
-        Kind::Monthly => "AI Voucher Programme: monthly operations report",
-        Kind::SemiAnnual => "AI Voucher Programme: semi-annual review",
+    let title = match (kind, draft) {
+        (Kind::Monthly, false) => "AI Voucher Programme: monthly operations report",
+        (Kind::Monthly, true) => "DRAFT AI Voucher Programme: monthly operations report",
+        (Kind::SemiAnnual, false) => "AI Voucher Programme: semi-annual review",
+        (Kind::SemiAnnual, true) => "DRAFT AI Voucher Programme: semi-annual review",
     };
-    let (cur, series) = figures(&current, from, to);
+    let (cur, series) = figures(&current, period, at);
+    let tables: serde_json::Map<String, Value> = TABLES
+        .iter()
+        .map(|(name, pointer)| ((*name).to_string(), json!(pointer)))
+        .collect();
     let content = json!({
         "schema_version": SCHEMA_VERSION,
         "kind": kind.as_str(),
+        "draft": draft,
         "title": title,
         "period": {"from": from.to_string(), "to": to.to_string()},
         "previous_period": {"from": prev_from.to_string(), "to": prev_to.to_string()},
         "generated_at": at.and_utc().to_rfc3339(),
         "generated_by": by,
+        "tables": tables,
         "current": cur,
-        "previous": figures(&previous, prev_from, prev_to).0,
+        "previous": figures(&previous, previous_period, at).0,
     });
     let summary = public(&current, rules);
     let public_content = json!({
         "schema_version": SCHEMA_VERSION,
         "kind": kind.as_str(),
+        "draft": draft,
         "title": format!("{title} (public summary)"),
         "period": {"from": from.to_string(), "to": to.to_string()},
         "summary": summary,
@@ -473,23 +557,26 @@ pub async fn generate(
     progress("rendering");
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
+    hb.register_helper("pounds", Box::new(pounds_helper));
     let render_err = |e: String| StoreError::Invariant(format!("rendering the report: {e}"));
     hb.register_template_string("internal", INTERNAL)
         .map_err(|e| render_err(e.to_string()))?;
     hb.register_template_string("public", PUBLIC)
         .map_err(|e| render_err(e.to_string()))?;
     let mut with_charts = content.clone();
-    let pounds = |v: i64| format!("£{}", format_micros(v));
+    with_charts["style"] = json!(STYLE);
     with_charts["charts"] = json!({
-        "by_month": charts::line("Spend per month", &series.by_month, pounds),
-        "by_region": charts::bars("Spend by region", &series.by_region, pounds),
-        "by_model": charts::bars("Spend by model", &series.by_model, pounds),
+        "by_month": charts::line("Spend per month", &series.by_month, format_pounds_display),
+        "by_region": charts::bars("Spend by region", &series.by_region, format_pounds_display),
+        "by_model": charts::bars("Spend by model", &series.by_model, format_pounds_display),
     });
     let html = hb
         .render("internal", &with_charts)
         .map_err(|e| render_err(e.to_string()))?;
+    let mut public_page = public_content.clone();
+    public_page["style"] = json!(STYLE);
     let public_html = hb
-        .render("public", &public_content)
+        .render("public", &public_page)
         .map_err(|e| render_err(e.to_string()))?;
     let text = content.to_string();
     let hash = hex(&Sha256::digest(text.as_bytes()));
@@ -508,6 +595,7 @@ pub async fn generate(
             public_content: public_content.to_string(),
             html,
             public_html,
+            draft,
         })
         .await
 }
@@ -520,31 +608,17 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    #[test]
+    fn minutes_show_as_hours_and_days_with_two_decimals() {
+        assert_eq!(hundredths(90, 60), "1.50");
+        assert_eq!(hundredths(2_160, 1_440), "1.50");
+        assert_eq!(hundredths(1, 1_440), "0.00");
+        assert_eq!(hundredths(0, 60), "0.00");
     }
 
     #[test]
-    fn the_last_whole_period_is_the_previous_month_or_half_year() {
-        assert_eq!(
-            Kind::Monthly.last_period(d(2026, 11, 27)),
-            (d(2026, 10, 1), d(2026, 10, 31))
-        );
-        assert_eq!(
-            Kind::Monthly.last_period(d(2027, 1, 1)),
-            (d(2026, 12, 1), d(2026, 12, 31))
-        );
-        assert_eq!(
-            Kind::SemiAnnual.last_period(d(2026, 11, 27)),
-            (d(2026, 4, 1), d(2026, 9, 30))
-        );
-        assert_eq!(
-            Kind::SemiAnnual.last_period(d(2027, 5, 2)),
-            (d(2026, 10, 1), d(2027, 3, 31))
-        );
-        assert_eq!(
-            Kind::SemiAnnual.last_period(d(2027, 2, 2)),
-            (d(2026, 4, 1), d(2026, 9, 30))
-        );
+    fn amounts_read_with_a_pound_sign_and_separators() {
+        assert_eq!(pounds_for_reading(&json!("133820.00")), "£133,820.00");
+        assert_eq!(pounds_for_reading(&json!("[c]")), "[c]");
     }
 }

@@ -9,15 +9,16 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::Value;
 use validator::Validate;
+use voucherd_domain::report_period::{Period, ReportKind};
 use voucherd_store::reports::ReportRow;
 
-/// The internal report's tables that download as CSV.
-const INTERNAL_TABLES: [&str; 5] = [
-    "by_model",
-    "by_region",
-    "by_sector",
-    "by_size_band",
-    "by_month",
+/// The tables of a report made before reports listed their own (schema version 1).
+const VERSION_1_TABLES: [(&str, &str); 5] = [
+    ("by_model", "/current/usage/by_model"),
+    ("by_region", "/current/usage/by_region"),
+    ("by_sector", "/current/usage/by_sector"),
+    ("by_size_band", "/current/usage/by_size_band"),
+    ("by_month", "/current/usage/by_month"),
 ];
 /// The public summary's.
 const PUBLIC_TABLES: [&str; 2] = [
@@ -29,8 +30,34 @@ fn parse(text: &str) -> Result<Value, ApiError> {
     serde_json::from_str(text).map_err(|e| ApiError::Internal(format!("stored report: {e}")))
 }
 
-/// A JSON array of flat objects as CSV (the first row's keys are the header).
+/// An object's entries as `measure,value` rows, nested objects' keys joined with dots.
+fn measures(prefix: &str, v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                measures(&key, v, out);
+            }
+        }
+        other => out.push(serde_json::json!({"measure": prefix, "value": other})),
+    }
+}
+
+/// A JSON array of flat objects as CSV (the first row's keys are the header); an object as
+/// `measure,value` rows.
 fn csv(rows: &Value) -> String {
+    if rows.is_object() {
+        let mut flat = Vec::new();
+        measures("", rows, &mut flat);
+        if flat.is_empty() {
+            return "measure,value\n".into();
+        }
+        return csv(&Value::Array(flat));
+    }
     let Some(rows) = rows.as_array() else {
         return String::new();
     };
@@ -80,6 +107,7 @@ fn listed(r: &ReportRow) -> Value {
         "generated_by": r.generated_by,
         "schema_version": r.schema_version,
         "content_hash": r.content_hash,
+        "draft": r.draft,
     })
 }
 
@@ -119,17 +147,30 @@ pub async fn csv_table(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: TableQuery = crate::handlers::query(&req)?;
-    if !INTERNAL_TABLES.contains(&q.table.as_str()) {
-        return Err(ApiError::field(
-            "table",
-            format!("must be one of {}", INTERNAL_TABLES.join(", ")),
-        ));
-    }
     let r = state.store.report(path.into_inner()).await?;
     let content = parse(&r.content)?;
+    // The report lists its tables, each with where it sits in the report.
+    let tables: Vec<(String, String)> = match content["tables"].as_object() {
+        Some(t) => t
+            .iter()
+            .filter_map(|(name, at)| at.as_str().map(|at| (name.clone(), at.to_string())))
+            .collect(),
+        None => VERSION_1_TABLES
+            .iter()
+            .map(|(n, at)| ((*n).to_string(), (*at).to_string()))
+            .collect(),
+    };
+    let Some((_, at)) = tables.iter().find(|(name, _)| *name == q.table) else {
+        let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(ApiError::field(
+            "table",
+            format!("must be one of {}", names.join(", ")),
+        ));
+    };
+    let rows = content.pointer(at).cloned().unwrap_or(Value::Null);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
-        .body(csv(&content["current"]["usage"][q.table.as_str()])))
+        .body(csv(&rows)))
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -178,7 +219,7 @@ fn kind(q: &PublicQuery) -> Result<String, ApiError> {
     }
 }
 
-/// The latest public summary (of the semi-annual review).
+/// The latest public summary (of the semi-annual review's final reports).
 pub async fn public_latest(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -188,7 +229,8 @@ pub async fn public_latest(
     public_response(&r, &q)
 }
 
-/// The public summary for one period, `/public/reports/{from}/{to}` (ISO dates).
+/// The public summary for one period, `/public/reports/{from}/{to}` (ISO dates): a half-year
+/// (April–September or October–March) whose final report has been made.
 pub async fn public_period(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -200,8 +242,14 @@ pub async fn public_period(
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| ApiError::field(f, "must be a date, YYYY-MM-DD"))
     };
-    let period = (date(&from, "from")?, date(&to, "to")?);
-    let r = state.store.public_report(kind(&q)?, Some(period)).await?;
+    let kind = kind(&q)?;
+    let (from, to) = (date(&from, "from")?, date(&to, "to")?);
+    let period = Period::fixed(ReportKind::SemiAnnual, from, to)
+        .map_err(|e| ApiError::field("period", e))?;
+    let r = state
+        .store
+        .public_report(kind, Some((period.from(), period.to())))
+        .await?;
     public_response(&r, &q)
 }
 
@@ -211,5 +259,10 @@ mod tests {
     fn csv_quotes_what_needs_quoting() {
         let rows = serde_json::json!([{"key": "a,b", "n": 1}, {"key": "say \"hi\"", "n": null}]);
         assert_eq!(super::csv(&rows), "key,n\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
+        let figures = serde_json::json!({"received": 3, "decision_hours": {"median": "0.50"}});
+        assert_eq!(
+            super::csv(&figures),
+            "measure,value\ndecision_hours.median,0.50\nreceived,3\n"
+        );
     }
 }
