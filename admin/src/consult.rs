@@ -747,7 +747,7 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
         }),
         "milestone_session" => Some(Effect::MilestoneBonus {
             amount: pounds(form, "session_amount", &mut errors),
-            trigger: Trigger::ConsultingSessionCompleted,
+            trigger: Trigger::ConsultingSessionCompleted {},
         }),
         "co_funding_cap" => Some(Effect::CoFundingCap {
             percent: whole(form, "cap_percent", percent, &mut errors),
