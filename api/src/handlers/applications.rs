@@ -16,6 +16,7 @@ use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{ApplicationFilter, ApplicationRow, Decision, Verdict};
 
 #[derive(Debug, Deserialize, serde::Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct SubsidyDeclarationRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub provider: String,
@@ -24,6 +25,7 @@ pub struct SubsidyDeclarationRequest {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
@@ -239,6 +241,7 @@ pub enum DecisionKind {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub decision: DecisionKind,
     pub amount: Option<Money>,
