@@ -537,4 +537,24 @@ mod tests {
         assert!(!Config::default().allow_provider_storage);
         assert!(toml::from_str::<Config>("unknown_setting = 1").is_err());
     }
+
+    #[test]
+    fn a_padded_amount_in_the_file_stops_start_up_naming_it() {
+        for (text, key) in [
+            (r#"standard_voucher = " 2500.00""#, "standard_voucher"),
+            (r#"top_up_max = "500 ""#, "top_up_max"),
+            (
+                "[prices.my-model]\ninput_per_million = \"1.00\"\n\
+                 cached_input_per_million = \"0.50\"\noutput_per_million = \"4 .00\"",
+                "output_per_million",
+            ),
+        ] {
+            let err = toml::from_str::<Config>(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+            assert!(
+                err.contains("must be a decimal string in major units such as \"12.50\""),
+                "{text}: {err}"
+            );
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! interest (`/assess`). Every page is the challenge API's answer, called as the viewer.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, err, field, page, region_name, see_other, Form};
+use crate::portal::{
+    csrf_refused, day, err, field, page, region_name, see_other, tidy_money, Form,
+};
 use crate::render::not_found;
 use crate::render::{self, FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -762,7 +764,7 @@ fn parse_when(s: &str) -> Option<String> {
 
 /// Pounds as the API takes them: "£50,000" → "50000.00".
 fn money(s: &str) -> Option<String> {
-    Money::parse(s.replace(['£', ','], "").trim())
+    Money::parse(&tidy_money(s))
         .ok()
         .map(|m| m.to_string())
 }

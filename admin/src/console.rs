@@ -2,7 +2,9 @@
 //! with a confirmation step, the programme fund, the audit log and the job runs.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, field, page, region_name, tag, unconfirmed, Confirm, Form};
+use crate::portal::{
+    csrf_refused, day, field, money_field, page, region_name, tag, unconfirmed, Confirm, Form,
+};
 use crate::render::{FieldError, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -195,7 +197,7 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
     let mut body = json!({"decision": decision, "reason": field(&form, "reason")});
     if decision == "approve" {
         if !field(&form, "amount").is_empty() {
-            body["amount"] = json!(field(&form, "amount").replace(['£', ','], ""));
+            body["amount"] = json!(money_field(&form, "amount"));
         }
         if let Ok(days) = field(&form, "valid_days").parse::<u32>() {
             body["valid_days"] = json!(days);
@@ -383,7 +385,7 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         return page;
     }
     let body = json!({
-        "amount": field(&form, "amount").replace(['£', ','], ""),
+        "amount": money_field(&form, "amount"),
         "reference": field(&form, "reference"),
     });
     let answer = page!(post_once(&req, &form, "/api/v1/programme/deposits", &body).await);
@@ -715,9 +717,9 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         return page;
     }
     let body = json!({
-        "input_per_million": field(&form, "input"),
-        "cached_input_per_million": field(&form, "cached"),
-        "output_per_million": field(&form, "output"),
+        "input_per_million": money_field(&form, "input"),
+        "cached_input_per_million": money_field(&form, "cached"),
+        "output_per_million": money_field(&form, "output"),
     });
     let answer = page!(
         api::call(
@@ -839,7 +841,7 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     }
     let body = json!({
         "from": field(&form, "from"), "to": field(&form, "to"),
-        "amount": field(&form, "amount").replace(['£', ','], ""),
+        "amount": money_field(&form, "amount"),
         "reason": field(&form, "reason"),
     });
     let answer = page!(post_once(&req, &form, "/api/v1/budget-lines/moves", &body).await);

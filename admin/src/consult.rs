@@ -4,7 +4,10 @@
 //! Every page is a client of the REST API, as the others are.
 
 use crate::api::{self, Answer, Failure};
-use crate::portal::{csrf_refused, day, err, field, page, region_name, see_other, tag, Form};
+use crate::portal::{
+    csrf_refused, day, err, field, money_field, page, region_name, see_other, tag, tidy_money,
+    Form,
+};
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
@@ -670,7 +673,7 @@ fn whole(form: &HashMap<String, String>, name: &str, m: &str, errors: &mut Vec<F
 }
 
 fn pounds(form: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> Money {
-    Money::parse(&field(form, name).replace(['£', ','], "")).unwrap_or_else(|_| {
+    Money::parse(&money_field(form, name)).unwrap_or_else(|_| {
         errors.push(err(name, "Enter the amount in pounds, like 500"));
         Money::ZERO
     })
@@ -747,7 +750,7 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
         }),
         "milestone_session" => Some(Effect::MilestoneBonus {
             amount: pounds(form, "session_amount", &mut errors),
-            trigger: Trigger::ConsultingSessionCompleted,
+            trigger: Trigger::ConsultingSessionCompleted {},
         }),
         "co_funding_cap" => Some(Effect::CoFundingCap {
             percent: whole(form, "cap_percent", percent, &mut errors),
@@ -971,7 +974,7 @@ async fn save_rule(
 pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     let entered = query(&req).get("amount").cloned().unwrap_or_default();
-    let amount = entered.trim().replace(['£', ','], "");
+    let amount = tidy_money(&entered);
     let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
     let mut errors = Vec::new();
     let mut to = format!("/api/v1/applications/{id}/incentives");

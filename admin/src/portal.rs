@@ -19,6 +19,21 @@ pub(crate) fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a st
     form.get(name).map_or("", |v| v.trim())
 }
 
+/// A form field holding an amount of money, as the API takes it (see [`tidy_money`]).
+pub(crate) fn money_field(form: &HashMap<String, String>, name: &str) -> String {
+    tidy_money(field(form, name))
+}
+
+/// An amount as a person typed it, tidied for the API: without the pound sign, thousands
+/// separators (commas or spaces) or any other whitespace, so "£ 1,000.50 " is "1000.50". The
+/// API refuses all of these in a money string; people type them, so the pages remove them.
+pub(crate) fn tidy_money(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| *c != '£' && *c != ',' && !c.is_whitespace())
+        .collect()
+}
+
 pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_string()))
@@ -451,7 +466,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
         ("annual_turnover", "annual turnover"),
         ("balance_sheet_total", "balance sheet total"),
     ] {
-        if Money::parse(&field(form, name).replace(',', "")).is_err() {
+        if Money::parse(&money_field(form, name)).is_err() {
             errors.push(err(
                 name,
                 format!("Enter the {what} in pounds, like 900000"),
@@ -488,7 +503,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
                 "Enter who gave the other public funding",
             ));
         }
-        if Money::parse(&field(form, "subsidy_amount").replace(',', "")).is_err() {
+        if Money::parse(&money_field(form, "subsidy_amount")).is_err() {
             errors.push(err(
                 "subsidy_amount",
                 "Enter the amount of other public funding in pounds",
@@ -547,7 +562,7 @@ fn application_body(form: &HashMap<String, String>) -> Value {
     } else {
         json!([{
             "provider": field(form, "subsidy_provider"),
-            "amount": field(form, "subsidy_amount").replace(',', ""),
+            "amount": money_field(form, "subsidy_amount"),
             "awarded_on": field(form, "subsidy_awarded_on"),
         }])
     };
@@ -555,8 +570,8 @@ fn application_body(form: &HashMap<String, String>) -> Value {
         "company_number": field(form, "company_number"),
         "company_name": field(form, "company_name"),
         "employees": field(form, "employees").parse::<u32>().unwrap_or(0),
-        "annual_turnover": field(form, "annual_turnover").replace(',', ""),
-        "balance_sheet_total": field(form, "balance_sheet_total").replace(',', ""),
+        "annual_turnover": money_field(form, "annual_turnover"),
+        "balance_sheet_total": money_field(form, "balance_sheet_total"),
         "region": field(form, "region"),
         "sic_code": field(form, "sic_code"),
         "trading_since": field(form, "trading_since"),
@@ -994,7 +1009,7 @@ pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
         return r;
     }
     let voucher = field(&form, "voucher_id").to_string();
-    let body = json!({"amount": field(&form, "amount").replace(['£', ','], "")});
+    let body = json!({"amount": money_field(&form, "amount")});
     // One payment per page shown: a double click does not start two.
     let key = format!("page-{}", field(&form, "nonce"));
     let answer = page!(

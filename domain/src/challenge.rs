@@ -167,6 +167,7 @@ pub fn parse_recurrence(expression: &str) -> Result<String, String> {
 
 /// One assessment criterion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Criterion {
     pub name: String,
     pub max_score: u32,

@@ -34,8 +34,10 @@ pub struct Condition {
 pub enum Trigger {
     /// The voucher's first `count` metered requests have settled.
     RequestsSettled { count: u32 },
-    /// A consulting session on the voucher was attended.
-    ConsultingSessionCompleted,
+    /// A consulting session on the voucher was attended. A struct variant, not a unit one:
+    /// serde ignores extra fields beside the tag of a unit variant, `deny_unknown_fields` or
+    /// not. Written the same way: `{"kind": "consulting_session_completed"}`.
+    ConsultingSessionCompleted {},
 }
 
 /// What a rule does.
@@ -420,7 +422,7 @@ mod tests {
                 Condition::default(),
                 Effect::MilestoneBonus {
                     amount: pounds(500),
-                    trigger: Trigger::ConsultingSessionCompleted,
+                    trigger: Trigger::ConsultingSessionCompleted {},
                 },
             ),
         ];
@@ -472,5 +474,21 @@ mod tests {
             .0,
             "condition.founded_within_years"
         );
+    }
+
+    #[test]
+    fn rules_refuse_fields_they_do_not_take() {
+        let session = r#"{"kind":"milestone_bonus","amount":"10.00","trigger":{"kind":"consulting_session_completed"}}"#;
+        let e: Effect = serde_json::from_str(session).unwrap();
+        assert_eq!(serde_json::to_string(&e).unwrap(), session);
+        for bad in [
+            r#"{"kind":"fixed_bonus","amount":"10.00","amout":"20.00"}"#,
+            r#"{"kind":"milestone_bonus","amount":"1","trigger":{"kind":"consulting_session_completed","count":5}}"#,
+            r#"{"kind":"milestone_bonus","amount":"1","trigger":{"kind":"requests_settled","count":5,"x":1}}"#,
+        ] {
+            let err = serde_json::from_str::<Effect>(bad).unwrap_err().to_string();
+            assert!(err.starts_with("unknown field"), "{bad}: {err}");
+        }
+        assert!(serde_json::from_str::<Condition>(r#"{"region":["london"]}"#).is_err());
     }
 }

@@ -71,9 +71,10 @@ impl Money {
         Money((self.0 - other.0).max(0))
     }
 
-    /// Parses a decimal string in major units: `"12"`, `"12.5"`, `"0.000001"`.
-    pub fn parse(input: &str) -> Result<Money, MoneyError> {
-        let s = input.trim();
+    /// Parses a decimal string in major units: `"12"`, `"12.5"`, `"0.000001"`. Strict: no
+    /// sign, separator, currency symbol or whitespace anywhere (`" 12.50"` is as malformed as
+    /// `"12,50"`); whoever takes amounts typed by people tidies them before calling this.
+    pub fn parse(s: &str) -> Result<Money, MoneyError> {
         if s.starts_with('-') {
             return Err(MoneyError::Negative);
         }
@@ -236,6 +237,22 @@ mod tests {
         for bad in ["", "abc", "1.", ".5", "1,00", "1e3", "£5", "1.2.3", " 1 2"] {
             assert_eq!(Money::parse(bad), Err(MoneyError::Malformed), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn whitespace_anywhere_is_malformed() {
+        for bad in [
+            " 12.50", "12.50 ", "\t1", "1 000", "12. 50", "12 .50", "1\n", "\u{a0}5", " ",
+        ] {
+            assert_eq!(Money::parse(bad), Err(MoneyError::Malformed), "{bad:?}");
+        }
+        // The same message as any other malformed amount, in JSON too.
+        let err = serde_json::from_str::<Money>("\" 100.00\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("must be a decimal string in major units such as \"12.50\""),
+            "{err}"
+        );
     }
 
     #[test]

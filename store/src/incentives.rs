@@ -291,7 +291,7 @@ impl Store {
                                 .get_result(c)?;
                             n >= i64::from(count)
                         }
-                        Trigger::ConsultingSessionCompleted => {
+                        Trigger::ConsultingSessionCompleted {} => {
                             let n: i64 = consulting_bookings::table
                                 .filter(consulting_bookings::voucher_id.eq(&v.id))
                                 .filter(consulting_bookings::outcome.eq("attended"))

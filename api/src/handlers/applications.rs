@@ -20,6 +20,7 @@ use voucherd_store::applications::{
 use voucherd_store::vouchers::VoucherRow;
 
 #[derive(Debug, Deserialize, serde::Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct SubsidyDeclarationRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub provider: String,
@@ -28,6 +29,7 @@ pub struct SubsidyDeclarationRequest {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
@@ -260,6 +262,7 @@ pub enum DecisionKind {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub decision: DecisionKind,
     pub amount: Option<Money>,

@@ -20,6 +20,7 @@ use voucherd_store::budget::{BudgetLineRow, LineFigures, Pot};
 const FUND: &str = "programme_fund";
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct BudgetLineRequest {
     #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
     pub name: String,
@@ -93,6 +94,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct MoveRequest {
     /// A line id, or `programme_fund`.
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]

@@ -23,6 +23,7 @@ use voucherd_store::challenges::{ChallengeRow, ConflictRow, EntryRow, ScoreRow};
 const CONFLICT_VALID_DAYS: i64 = 365;
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub title: String,
@@ -230,6 +231,7 @@ pub async fn get(
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct EntryRequest {
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
@@ -244,6 +246,7 @@ pub struct EntryRequest {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct EntryUpdate {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub title: String,
@@ -342,6 +345,7 @@ pub async fn list_entries(
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ConflictRequest {
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
@@ -417,6 +421,7 @@ pub async fn assessments(
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
     pub scores: BTreeMap<String, u32>,
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]

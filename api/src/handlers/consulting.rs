@@ -15,6 +15,7 @@ use voucherd_domain::Role;
 use voucherd_store::consulting::{BookingRow, SlotRow};
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct SlotRequest {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -92,6 +93,7 @@ pub async fn list_slots(
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct BookingRequest {
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
     pub slot_id: String,
@@ -158,6 +160,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct OutcomeRequest {
     pub outcome: Outcome,
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]

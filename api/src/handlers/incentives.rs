@@ -13,6 +13,7 @@ use voucherd_domain::incentive::{Condition, Effect};
 use voucherd_store::incentives::RuleRow;
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct RuleRequest {
     #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
     pub name: String,

@@ -10,6 +10,7 @@ use voucherd_domain::Role;
 use voucherd_store::users::UserRow;
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[validate(
         email(message = "must be an email address"),
@@ -23,6 +24,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
     pub email: String,

@@ -33,6 +33,7 @@ pub async fn history(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct SetPriceRequest {
     pub input_per_million: Money,
     pub cached_input_per_million: Money,

@@ -10,6 +10,7 @@ use voucherd_domain::money::format_micros;
 use voucherd_domain::Money;
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct DepositRequest {
     pub amount: Money,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]

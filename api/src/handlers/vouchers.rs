@@ -192,6 +192,7 @@ fn valid_models(models: &[String]) -> Result<(), validator::ValidationError> {
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
     pub name: String,
@@ -291,6 +292,7 @@ pub async fn create_key(
 }
 
 #[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// How long the old key keeps working, so deployments can switch over (default 1 hour).
     #[validate(range(max = 604_800, message = "must be at most 604800 (7 days)"))]
