@@ -764,9 +764,7 @@ fn parse_when(s: &str) -> Option<String> {
 
 /// Pounds as the API takes them: "£50,000" → "50000.00".
 fn money(s: &str) -> Option<String> {
-    Money::parse(&tidy_money(s))
-        .ok()
-        .map(|m| m.to_string())
+    Money::parse(&tidy_money(s)).ok().map(|m| m.to_string())
 }
 
 /// Criteria as lines "name|max|weight".

@@ -5,8 +5,7 @@
 
 use crate::api::{self, Answer, Failure};
 use crate::portal::{
-    csrf_refused, day, err, field, money_field, page, region_name, see_other, tag, tidy_money,
-    Form,
+    csrf_refused, day, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};

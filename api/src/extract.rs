@@ -191,7 +191,10 @@ fn find_object_with(node: &serde_json::Value, name: &str, accepted: &[&str]) -> 
         match v {
             Value::Object(map) => {
                 if map.contains_key(name) {
-                    let score = map.keys().filter(|k| accepted.contains(&k.as_str())).count();
+                    let score = map
+                        .keys()
+                        .filter(|k| accepted.contains(&k.as_str()))
+                        .count();
                     if best.as_ref().is_none_or(|(s, _)| score > *s) {
                         best = Some((score, format!("{at}.{name}")));
                     }

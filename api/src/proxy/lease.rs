@@ -36,8 +36,17 @@ const QUEUE_ROWS: usize = 16_384;
 /// minutes, not milliseconds, and writing it with every batch would cost a row update per key.
 const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 
+/// Leases closing in the background, so a request short of money can wait for their
+/// remainders to come back before it is refused.
+#[derive(Default)]
+struct Closing {
+    count: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
 pub struct Lease {
     pub hold_id: String,
+    closing: Arc<Closing>,
     /// Leased from purchased credit: the SME's own money, not programme spending.
     own_money: bool,
     amount: i64,
@@ -114,6 +123,7 @@ pub struct Leases {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     max_age: Duration,
     writer: UsageWriter,
+    closing: Arc<Closing>,
     /// This process's proxy instance: new with every start, so a restarted process never
     /// adopts a lease of its previous life. Every hold it opens is registered under it.
     instance_id: String,
@@ -126,6 +136,7 @@ impl Leases {
             slots: Mutex::new(HashMap::new()),
             max_age,
             writer: UsageWriter::start(store),
+            closing: Arc::default(),
             instance_id: uuid::Uuid::now_v7().to_string(),
         }
     }
@@ -243,6 +254,7 @@ impl Leases {
         state.metrics.holds_outstanding.inc();
         let lease = Arc::new(Lease {
             hold_id,
+            closing: self.closing.clone(),
             own_money: !voucherd_store::usage::programme_funded(account),
             store: state.store.clone(),
             outstanding: state.metrics.holds_outstanding.clone(),
@@ -269,13 +281,16 @@ impl Leases {
         };
         let _opening = slot.opening.lock().await;
         let Some(lease) = slot.current.lock().take() else {
-            return false;
+            return self.closed_in_background().await;
         };
         lease.retired.store(true, SeqCst);
         lease.remaining.swap(RETIRED, SeqCst);
         // Requests still using it: it closes when the last one ends.
-        if lease.in_flight.load(SeqCst) != 0 || lease.closed.swap(true, SeqCst) {
+        if lease.in_flight.load(SeqCst) != 0 {
             return false;
+        }
+        if lease.closed.swap(true, SeqCst) {
+            return self.closed_in_background().await;
         }
         lease.outstanding.dec();
         match state.store.close_lease(lease.hold_id.clone()).await {
@@ -284,6 +299,23 @@ impl Leases {
                 tracing::warn!(error = %e, hold_id = %lease.hold_id,
                     "giving a lease back failed; it resolves at its timeout");
                 false
+            }
+        }
+    }
+
+    /// Waits (at most a couple of seconds) for leases closing in the background; whether any
+    /// was, so their remainders are back in their accounts.
+    async fn closed_in_background(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut waited = false;
+        loop {
+            let done = self.closing.done.notified();
+            if self.closing.count.load(SeqCst) == 0 {
+                return waited;
+            }
+            waited = true;
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return false;
             }
         }
     }
@@ -341,21 +373,30 @@ fn close(lease: &Arc<Lease>) {
     lease.outstanding.dec();
     let store = lease.store.clone();
     let hold_id = lease.hold_id.clone();
+    let closing = lease.closing.clone();
+    closing.count.fetch_add(1, SeqCst);
     tokio::spawn(async move {
-        // Retried a few times; after that the hold-expiry job posts the same usage.
-        for attempt in 0..4u32 {
-            match store.close_lease(hold_id.clone()).await {
-                Ok(()) => return,
-                Err(e) if attempt < 3 => {
-                    tracing::warn!(error = %e, %hold_id, attempt, "closing a lease failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout")
-                }
+        close_now(&store, &hold_id).await;
+        closing.count.fetch_sub(1, SeqCst);
+        closing.done.notify_waiters();
+    });
+}
+
+async fn close_now(store: &Store, hold_id: &str) {
+    let hold_id = hold_id.to_string();
+    // Retried a few times; after that the hold-expiry job posts the same usage.
+    for attempt in 0..4u32 {
+        match store.close_lease(hold_id.clone()).await {
+            Ok(()) => return,
+            Err(e) if attempt < 3 => {
+                tracing::warn!(error = %e, %hold_id, attempt, "closing a lease failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout")
             }
         }
-    });
+    }
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;

@@ -230,12 +230,10 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
             break;
         }
         given_back = true;
-        let mut any = false;
+        // Tried again whatever this finds: a lease may also have closed in the background
+        // between the attempts above and now.
         for account in &sources {
-            any |= state.leases.give_back(state, account).await;
-        }
-        if !any {
-            break;
+            state.leases.give_back(state, account).await;
         }
     }
     Err(match refused {
