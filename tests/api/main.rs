@@ -35,6 +35,7 @@ mod sandbox;
 mod smtp;
 mod spine;
 mod streaming;
+mod strict_input;
 mod stripe;
 mod surfaces;
 mod suspension;
