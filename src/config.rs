@@ -479,6 +479,7 @@ impl Config {
             poll_ms: self.worker_poll_ms,
             stripe: self.stripe_config().ok().flatten(),
             stripe_lookback_hours: self.stripe_reconcile_hours,
+            eligibility: self.eligibility.clone(),
             disclosure: voucherd_domain::disclosure::Rules::parse(
                 self.report_min_organisations,
                 self.report_rounding_base,

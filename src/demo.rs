@@ -131,6 +131,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         .decide_application(Decision {
             application_id: app.id,
             actor_id: admin.id,
+            mfa_rules: config.eligibility.clone(),
             verdict: Verdict::Approve {
                 voucher_id: keys::new_id(),
                 amount: config.standard_voucher,

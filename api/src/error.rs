@@ -202,6 +202,7 @@ impl From<StoreError> for ApiError {
             StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Payment(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Approval(code, ref detail) => ApiError::conflict(code, detail.clone()),
+            StoreError::Refused(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
                 ApiError::conflict("budget_line_exists", e.to_string())
             }

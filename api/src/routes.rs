@@ -109,6 +109,9 @@ routes! {
     post "/api/v1/challenges" => challenges::create, ADMIN;
     get "/api/v1/challenges" => challenges::list, SIGNED_IN;
     get "/api/v1/challenges/{id}" => challenges::get, SIGNED_IN;
+    put "/api/v1/challenges/{id}" => challenges::update, ADMIN;
+    post "/api/v1/challenges/{id}/cancellation" => challenges::cancel, ADMIN;
+    post "/api/v1/challenges/{id}/entries/{entry_id}/kind-check" => challenges::check_kind, ADMIN;
     post "/api/v1/challenges/{id}/entries" => challenges::submit_entry, APPLICANT;
     get "/api/v1/challenges/{id}/entries" => challenges::list_entries, APPLICANT_OR_ADMIN;
     put "/api/v1/challenges/{id}/entries/{entry_id}" => challenges::update_entry, APPLICANT;

@@ -4,7 +4,7 @@
 //! as percentages in basis points (integers, never floats), ranking and the line drawn by
 //! places.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +24,85 @@ impl OrganisationKind {
             OrganisationKind::UniversitySpinOff => "university_spin_off",
             OrganisationKind::Sme => "sme",
         }
+    }
+}
+
+/// What an entry as a startup or university spin-off shows of its kind; an administrator
+/// checks it before the entry can be ranked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindEvidence {
+    pub incorporated_on: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub university: Option<String>,
+}
+
+impl KindEvidence {
+    /// The evidence an entry as `kind` must carry, checked on `today`: a startup was
+    /// incorporated within the last `startup_max_age_years`, a spin-off names its university;
+    /// an SME carries none (its size is its application's). Refusals name the field.
+    pub fn parse(
+        kind: OrganisationKind,
+        incorporated_on: Option<NaiveDate>,
+        university: Option<&str>,
+        today: NaiveDate,
+        startup_max_age_years: u32,
+    ) -> Result<Option<KindEvidence>, (&'static str, String)> {
+        if kind == OrganisationKind::Sme {
+            return Ok(None);
+        }
+        let incorporated_on = incorporated_on.ok_or((
+            "evidence.incorporated_on",
+            format!(
+                "an entry as {} must give its incorporation date",
+                kind.as_str()
+            ),
+        ))?;
+        if incorporated_on > today {
+            return Err((
+                "evidence.incorporated_on",
+                "must not be in the future".into(),
+            ));
+        }
+        let university = university.map(str::trim).filter(|u| !u.is_empty());
+        match kind {
+            OrganisationKind::Startup => {
+                let earliest = today
+                    .checked_sub_months(chrono::Months::new(
+                        startup_max_age_years.saturating_mul(12),
+                    ))
+                    .unwrap_or(NaiveDate::MIN);
+                if incorporated_on < earliest {
+                    return Err((
+                        "evidence.incorporated_on",
+                        format!(
+                            "a startup was incorporated within the last {startup_max_age_years} years (on or after {earliest})"
+                        ),
+                    ));
+                }
+            }
+            OrganisationKind::UniversitySpinOff => match university {
+                Some(u) if u.chars().count() <= 200 => {}
+                Some(_) => {
+                    return Err((
+                        "evidence.university",
+                        "must be at most 200 characters".into(),
+                    ))
+                }
+                None => {
+                    return Err((
+                        "evidence.university",
+                        "a university spin-off must name its university".into(),
+                    ))
+                }
+            },
+            OrganisationKind::Sme => {}
+        }
+        Ok(Some(KindEvidence {
+            incorporated_on,
+            university: (kind == OrganisationKind::UniversitySpinOff)
+                .then(|| university.map(str::to_string))
+                .flatten(),
+        }))
     }
 }
 
@@ -217,7 +296,8 @@ impl Criteria {
                 "is not a criterion of this challenge".into(),
             ));
         }
-        let (mut num, mut den) = (0_i64, 0_i64);
+        let mut terms: Vec<(i128, i128)> = Vec::with_capacity(self.0.len());
+        let mut weights = 0_i128;
         for c in &self.0 {
             let s = *scores
                 .get(&c.name)
@@ -228,17 +308,99 @@ impl Criteria {
                     format!("must be between 0 and {}", c.max_score),
                 ));
             }
-            // Scaled by 10,000 × Π is avoided: each term is a fraction of its own maximum.
-            num += i64::from(c.weight) * i64::from(s) * 10_000 / i64::from(c.max_score);
-            den += i64::from(c.weight);
+            terms.push((
+                i128::from(c.weight) * i128::from(s),
+                i128::from(c.max_score),
+            ));
+            weights += i128::from(c.weight);
         }
-        Ok(num / den)
+        // Exactly: Σ (weight × score / max) over Σ weight, on the maxima's common multiple
+        // (at most 20 maxima of 1–100, so it fits an i128 for any realistic set; should it
+        // not, on a scale of 10^12, far below the half basis point that rounding decides).
+        let common = terms
+            .iter()
+            .try_fold(1_i128, |l, (_, max)| lcm(l, *max))
+            .unwrap_or(1_000_000_000_000);
+        let num: i128 = terms.iter().map(|(ws, max)| ws * (common / max)).sum();
+        let bp = div_round_half_up(num * 10_000, common * weights);
+        Ok(i64::try_from(bp).unwrap_or(i64::MAX))
     }
 }
 
-/// The mean of assessors' percentages, in basis points (rounded down); `None` with none.
+fn gcd(a: i128, b: i128) -> i128 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: i128, b: i128) -> Option<i128> {
+    (a / gcd(a, b)).checked_mul(b)
+}
+
+/// `numerator / denominator` rounded half up, in integers (both non-negative; a zero
+/// denominator gives 0).
+pub fn div_round_half_up(numerator: i128, denominator: i128) -> i128 {
+    if denominator <= 0 {
+        return 0;
+    }
+    (2 * numerator + denominator) / (2 * denominator)
+}
+
+/// The mean of assessors' percentages, in basis points (rounded half up); `None` with none.
 pub fn mean_bp(scores: &[i64]) -> Option<i64> {
-    (!scores.is_empty()).then(|| scores.iter().sum::<i64>() / scores.len() as i64)
+    (!scores.is_empty()).then(|| {
+        let sum: i128 = scores.iter().map(|s| i128::from(*s)).sum();
+        i64::try_from(div_round_half_up(sum, scores.len() as i128)).unwrap_or(i64::MAX)
+    })
+}
+
+/// A percentage in basis points, as shown: 9,167 → "91.67".
+pub fn format_percent_bp(bp: i64) -> String {
+    format!("{}.{:02}", bp / 100, (bp % 100).abs())
+}
+
+/// Whether a recurring challenge's cycle opening at `opens_at` may be created at `now`: only
+/// once the financial year it opens in has begun, so its pool is set aside from that year's
+/// fund and not months ahead.
+pub fn cycle_due(opens_at: NaiveDateTime, now: NaiveDateTime, fy_start_month: u32) -> bool {
+    let year_starts = crate::eligibility::financial_year_start(opens_at.date(), fy_start_month);
+    now.date() >= year_starts
+}
+
+/// The title of a recurring challenge's next cycle, for the year it opens: each year of the
+/// previous cycle standing on its own in the title becomes the new one; a title naming no
+/// year gets the new year added.
+pub fn cycle_title(previous_title: &str, previous_year: i32, year: i32) -> String {
+    let old = previous_year.to_string();
+    let chars: Vec<char> = previous_title.chars().collect();
+    let mut out = String::with_capacity(previous_title.len() + 5);
+    let mut replaced = false;
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run: String = chars[start..i].iter().collect();
+            if run == old {
+                out.push_str(&year.to_string());
+                replaced = true;
+            } else {
+                out.push_str(&run);
+            }
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    if replaced {
+        out
+    } else {
+        format!("{} {year}", previous_title.trim_end())
+    }
 }
 
 /// Allocates each entry to `per_entry` assessors: the least loaded first (ties in the order
@@ -403,8 +565,116 @@ mod tests {
         let mut extra = s(1, 1);
         extra.insert("charm".into(), 1);
         assert_eq!(criteria().percent_bp(&extra).unwrap_err().0, "charm");
-        assert_eq!(mean_bp(&[6_250, 10_000, 3_333]), Some(6_527));
+        // 19,583 / 3 = 6,527.67: rounded half up.
+        assert_eq!(mean_bp(&[6_250, 10_000, 3_333]), Some(6_528));
         assert_eq!(mean_bp(&[]), None);
+    }
+
+    #[test]
+    fn percentages_round_half_up_to_two_places() {
+        // 91.665 → 91.67, 91.664 → 91.66: basis points from thousandths of a percent.
+        assert_eq!(div_round_half_up(91_665, 10), 9_167);
+        assert_eq!(div_round_half_up(91_664, 10), 9_166);
+        assert_eq!(div_round_half_up(91_660, 10), 9_166);
+        assert_eq!(format_percent_bp(9_167), "91.67");
+        assert_eq!(format_percent_bp(905), "9.05");
+        // Three assessors: 91.67, 91.66, 91.67 → 91.6666… → 91.67, not 91.66.
+        assert_eq!(mean_bp(&[9_167, 9_166, 9_167]), Some(9_167));
+        // A tie between two: 91.66 and 91.67 → 91.665 → 91.67.
+        assert_eq!(mean_bp(&[9_166, 9_167]), Some(9_167));
+        // One criterion, 11 of 12: 91.666…% → 91.67.
+        let one = Criteria::parse(vec![Criterion {
+            name: "fit".into(),
+            max_score: 12,
+            weight: 1,
+        }])
+        .unwrap();
+        let s = BTreeMap::from([("fit".to_string(), 11)]);
+        assert_eq!(one.percent_bp(&s), Ok(9_167));
+        // Weighted: (2 × 1/3 + 1 × 2/3) / 3 = 4/9 = 44.444…% → 44.44.
+        let two = Criteria::parse(vec![
+            Criterion {
+                name: "a".into(),
+                max_score: 3,
+                weight: 2,
+            },
+            Criterion {
+                name: "b".into(),
+                max_score: 3,
+                weight: 1,
+            },
+        ])
+        .unwrap();
+        let s = BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 2)]);
+        assert_eq!(two.percent_bp(&s), Ok(4_444));
+    }
+
+    #[test]
+    fn a_cycle_is_created_when_its_financial_year_begins_and_titled_for_its_year() {
+        let at = |y, m, d| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .and_hms_opt(9, 0, 0)
+                .unwrap()
+        };
+        let opens = at(2027, 4, 1);
+        assert!(!cycle_due(opens, at(2026, 12, 6), 4));
+        assert!(!cycle_due(opens, at(2027, 3, 31), 4));
+        assert!(cycle_due(
+            opens,
+            at(2027, 4, 1) - chrono::Duration::hours(9),
+            4
+        ));
+        assert_eq!(
+            cycle_title("AI for manufacturing 2026", 2026, 2027),
+            "AI for manufacturing 2027"
+        );
+        assert_eq!(
+            cycle_title("Round 12026 of 2026", 2026, 2027),
+            "Round 12026 of 2027"
+        );
+        assert_eq!(
+            cycle_title("AI for retail", 2026, 2027),
+            "AI for retail 2027"
+        );
+    }
+
+    #[test]
+    fn startups_and_spin_offs_carry_evidence_of_their_kind() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let today = d(2026, 12, 6);
+        let p = |k, i, u| KindEvidence::parse(k, i, u, today, 5);
+        assert_eq!(p(OrganisationKind::Sme, None, None), Ok(None));
+        assert_eq!(
+            p(OrganisationKind::Startup, None, None).unwrap_err().0,
+            "evidence.incorporated_on"
+        );
+        assert!(p(OrganisationKind::Startup, Some(d(2021, 12, 6)), None).is_ok());
+        assert_eq!(
+            p(OrganisationKind::Startup, Some(d(2021, 12, 5)), None)
+                .unwrap_err()
+                .0,
+            "evidence.incorporated_on"
+        );
+        assert!(p(OrganisationKind::Startup, Some(d(2026, 12, 7)), None).is_err());
+        assert_eq!(
+            p(
+                OrganisationKind::UniversitySpinOff,
+                Some(d(2010, 1, 1)),
+                Some(" ")
+            )
+            .unwrap_err()
+            .0,
+            "evidence.university"
+        );
+        let ok = p(
+            OrganisationKind::UniversitySpinOff,
+            Some(d(2010, 1, 1)),
+            Some(" Newcastle University "),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.university.as_deref(), Some("Newcastle University"));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct EligibilityRules {
     /// Company number prefixes of registrations the programme does not fund, each with what
     /// it means ("an overseas company"), quoted in the reason.
     pub excluded_company_prefixes: Vec<ExcludedCompanyPrefix>,
+    /// A challenge entry as a startup must show incorporation within this many years.
+    pub startup_max_age_years: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +84,7 @@ impl Default for EligibilityRules {
             excluded_sic_divisions: Vec::new(),
             min_trading_days: 0,
             excluded_company_prefixes: ExcludedCompanyPrefix::defaults(),
+            startup_max_age_years: 5,
         }
     }
 }
@@ -157,13 +160,59 @@ pub fn financial_year_start(day: NaiveDate, start_month: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(day)
 }
 
+/// An award of Minimal Financial Assistance checked against the limit: what the organisation
+/// received in the window (declared and from this programme), the award, and the verdict with a
+/// reason quoting the figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaCheck {
+    pub window_start: NaiveDate,
+    pub received_micros: i64,
+    pub award_micros: i64,
+    pub limit_micros: i64,
+    pub passed: bool,
+    pub reason: String,
+}
+
 impl EligibilityRules {
+    /// The first day of the MFA window containing `today`: the start of the financial year two
+    /// before the current one.
+    pub fn mfa_window_start(&self, today: NaiveDate) -> NaiveDate {
+        let fy = financial_year_start(today, self.financial_year_start_month);
+        NaiveDate::from_ymd_opt(fy.year() - 2, fy.month(), 1).unwrap_or(fy)
+    }
+
+    /// The MFA rule for any award (voucher, bonus, challenge award): what was received since
+    /// `window_start` plus the award must be within the limit.
+    pub fn check_mfa_award(
+        &self,
+        window_start: NaiveDate,
+        received_micros: i64,
+        award_micros: i64,
+    ) -> MfaCheck {
+        let fmt = crate::money::format_micros;
+        let limit_micros = self.mfa_limit.micros();
+        let total = received_micros.saturating_add(award_micros);
+        let passed = total <= limit_micros;
+        let reason = format!(
+            "Minimal Financial Assistance since {window_start}: £{} received plus this award £{} {} £{}",
+            fmt(received_micros),
+            fmt(award_micros),
+            if passed { "is within" } else { "exceeds" },
+            fmt(limit_micros)
+        );
+        MfaCheck {
+            window_start,
+            received_micros,
+            award_micros,
+            limit_micros,
+            passed,
+            reason,
+        }
+    }
+
     /// The start of the three-financial-year MFA window and the MFA declared within it.
     fn prior_mfa(&self, facts: &ApplicationFacts, today: NaiveDate) -> (NaiveDate, i64) {
-        let window_start = {
-            let fy = financial_year_start(today, self.financial_year_start_month);
-            NaiveDate::from_ymd_opt(fy.year() - 2, fy.month(), 1).unwrap_or(fy)
-        };
+        let window_start = self.mfa_window_start(today);
         let prior_micros: i64 = facts
             .subsidy_declarations
             .iter()
@@ -705,5 +754,28 @@ mod tests {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
         assert_eq!(financial_year_start(d(2026, 3, 31), 4), d(2025, 4, 1));
         assert_eq!(financial_year_start(d(2026, 4, 1), 4), d(2026, 4, 1));
+    }
+
+    #[test]
+    fn an_award_is_checked_against_the_limit_with_what_was_received() {
+        let rules = EligibilityRules::default();
+        let start = rules.mfa_window_start(today());
+        assert_eq!(start, NaiveDate::from_ymd_opt(2024, 4, 1).unwrap());
+        // £305,000 declared and a £5,000 voucher: a £10,000 award passes the limit.
+        let received = pounds(310_000).micros();
+        let refused = rules.check_mfa_award(start, received, pounds(10_000).micros());
+        assert!(!refused.passed);
+        assert!(
+            refused.reason.contains("exceeds £315000.00"),
+            "{}",
+            refused.reason
+        );
+        let paid = rules.check_mfa_award(start, received, pounds(5_000).micros());
+        assert!(paid.passed, "{}", paid.reason);
+        assert!(
+            !rules
+                .check_mfa_award(start, received, pounds(5_000).micros() + 1)
+                .passed
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct Decision {
     /// Whether this decides a submitted application, or confirms or rejects one that awaits
     /// a second administrator.
     pub stage: Stage,
+    /// The Minimal Financial Assistance rule an approval is checked against, in its own
+    /// transaction (`crate::mfa`).
+    pub mfa_rules: voucherd_domain::eligibility::EligibilityRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +407,19 @@ impl Store {
                     incentives,
                     contribution,
                 } => {
+                    // The voucher with its incentive extras is assistance: within the limit
+                    // with everything declared and paid in the window, checked here with the
+                    // payment so that two awards at once cannot both fit.
+                    let mfa = crate::mfa::check(
+                        c,
+                        &d.mfa_rules,
+                        &app.company_number,
+                        at,
+                        amount.micros(),
+                    )?;
+                    if !mfa.passed {
+                        return Err(StoreError::Refused("mfa_limit_exceeded", mfa.reason));
+                    }
                     let account_id = format!("voucher-{voucher_id}");
                     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
                     // From the year's matching budget line, or the fund when the year has none.

@@ -16,7 +16,10 @@ use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use voucherd_domain::challenge::{self, Criteria, Criterion, Milestone, Milestones, Status};
+use voucherd_domain::challenge::{
+    self, Criteria, Criterion, Milestone, Milestones, OrganisationKind, Status,
+};
+use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::Money;
@@ -43,9 +46,26 @@ pub struct ChallengeRow {
     pub fund_account_id: String,
     pub created_by: String,
     pub created_at: NaiveDateTime,
+    pub cancelled_at: Option<NaiveDateTime>,
+    pub cancellation_reason: Option<String>,
 }
 
 impl ChallengeRow {
+    /// Its status at `now`: cancelled, or derived from its dates.
+    pub fn status_at(&self, now: NaiveDateTime) -> StoreResult<&'static str> {
+        if self.cancelled_at.is_some() {
+            return Ok("cancelled");
+        }
+        Ok(match self.milestones()?.status(now) {
+            Status::Upcoming => "upcoming",
+            Status::Open => "open",
+            Status::Closed => "closed",
+            Status::InAssessment => "in_assessment",
+            Status::Panel => "panel",
+            Status::Decided => "decided",
+        })
+    }
+
     pub fn milestones(&self) -> StoreResult<Milestones> {
         Milestones::parse(
             self.opens_at,
@@ -94,6 +114,44 @@ pub struct EntryRow {
     pub award: i64,
     pub pilot_invited: bool,
     pub decided_at: Option<NaiveDateTime>,
+    /// An award it placed for but was not paid (Minimal Financial Assistance), and why.
+    pub award_refused_reason: Option<String>,
+    /// Its allocated assessors had not all scored it when decisions were released.
+    pub assessments_incomplete: bool,
+    /// JSON `KindEvidence`, for an entry as a startup or spin-off.
+    pub kind_evidence: Option<String>,
+    /// `accepted` or `rejected` by an administrator; `None` until checked.
+    pub kind_check: Option<String>,
+    pub kind_check_reason: Option<String>,
+    pub kind_checked_by: Option<String>,
+    pub kind_checked_at: Option<NaiveDateTime>,
+}
+
+impl EntryRow {
+    /// Why the entry cannot be ranked yet (or was not), if it cannot: its kind's evidence
+    /// unchecked or rejected, or its assessments incomplete at the panel.
+    pub fn not_ranked_because(&self) -> Option<String> {
+        if self.kind_evidence.is_some() {
+            match self.kind_check.as_deref() {
+                Some("accepted") => {}
+                Some(_) => {
+                    return Some(format!(
+                        "the evidence that it is a {} was rejected: {}",
+                        self.organisation_kind,
+                        self.kind_check_reason.as_deref().unwrap_or("")
+                    ))
+                }
+                None => {
+                    return Some(format!(
+                        "the evidence that it is a {} has not been checked",
+                        self.organisation_kind
+                    ))
+                }
+            }
+        }
+        self.assessments_incomplete
+            .then(|| "its assessments were incomplete when decisions were released".to_string())
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -126,6 +184,12 @@ pub struct Progress {
     pub allocations: i64,
     pub scores: i64,
     pub milestones_performed: Vec<String>,
+    /// Entries not every allocated assessor has scored: not ranked if still so at the panel.
+    pub entries_incomplete: Vec<String>,
+    /// Entries as startups or spin-offs whose evidence no administrator has checked yet.
+    pub entries_awaiting_kind_check: Vec<String>,
+    /// What the challenge's own account holds (its pool, less what was paid or returned).
+    pub pool_balance_micros: i64,
 }
 
 /// A milestone performed by a worker run.
@@ -238,6 +302,20 @@ impl Store {
                     .order(challenge_milestones::performed_at.asc())
                     .select(challenge_milestones::milestone)
                     .load(c)?,
+                entries_incomplete: incomplete_entries(c, &id)?,
+                entries_awaiting_kind_check: challenge_entries::table
+                    .filter(challenge_entries::challenge_id.eq(&id))
+                    .filter(challenge_entries::kind_evidence.is_not_null())
+                    .filter(challenge_entries::kind_check.is_null())
+                    .order(challenge_entries::submitted_at.asc())
+                    .select(challenge_entries::id)
+                    .load(c)?,
+                pool_balance_micros: {
+                    let ch = challenge(c, &id)?;
+                    ledger::account(c, &ch.fund_account_id)?
+                        .totals()
+                        .available()
+                },
             })
         })
         .await
@@ -255,6 +333,9 @@ impl Store {
                     ch.eligible().join(", ")
                 )));
             }
+            if row.organisation_kind == OrganisationKind::Sme.as_str() {
+                refused_as_sme(c, &row.company_number)?;
+            }
             let exists: i64 = challenge_entries::table
                 .filter(challenge_entries::challenge_id.eq(&row.challenge_id))
                 .filter(challenge_entries::company_number.eq(&row.company_number))
@@ -267,10 +348,286 @@ impl Store {
                 .values(&row)
                 .execute(c)
             {
-                Ok(_) => Ok(row),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::EntryExists),
-                Err(e) => Err(e.into()),
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::EntryExists),
+                Err(e) => return Err(e.into()),
             }
+            notify_entrant(
+                c,
+                &row,
+                &ch,
+                "received",
+                "challenge_entry_received",
+                serde_json::json!({
+                    "entry_id": row.id,
+                    "organisation_kind": row.organisation_kind.replace('_', " "),
+                    "evidence_to_check": row.kind_evidence.is_some(),
+                    "submitted_at": row.submitted_at.format("%-d %B %Y %H:%M UTC").to_string(),
+                    "closes_at": ch.closes_at.format("%-d %B %Y %H:%M UTC").to_string(),
+                }),
+            )?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// Replaces an upcoming challenge's fields (as at creation, already validated) before it
+    /// opens; a changed pool moves the difference between the fund and its account. Refused
+    /// once it has opened or when cancelled.
+    pub async fn update_challenge(
+        &self,
+        row: ChallengeRow,
+        actor_id: String,
+        now: NaiveDateTime,
+    ) -> StoreResult<ChallengeRow> {
+        self.write(move |c| {
+            let old = challenge(c, &row.id)?;
+            not_yet_open(&old, now, "edited")?;
+            let difference = row.award_pool - old.award_pool;
+            if difference != 0 {
+                let (debit, credit) = if difference > 0 {
+                    (PROGRAMME_FUND.to_string(), old.fund_account_id.clone())
+                } else {
+                    (old.fund_account_id.clone(), PROGRAMME_FUND.to_string())
+                };
+                ledger::transfer(
+                    c,
+                    &TransferRequest {
+                        id: format!("challenge-pool-change-{}", uuid::Uuid::now_v7()),
+                        debit_account_id: debit,
+                        credit_account_id: credit,
+                        amount: money(difference.abs())?,
+                        code: if difference > 0 {
+                            TransferCode::ChallengePool
+                        } else {
+                            TransferCode::ChallengeReturn
+                        },
+                        memo: format!("award pool of challenge {} changed", row.title),
+                    },
+                )?;
+            }
+            // Conditional on the opening time read: an edit racing the opening loses.
+            let n = diesel::update(
+                challenges::table
+                    .filter(challenges::id.eq(&row.id))
+                    .filter(challenges::opens_at.gt(now))
+                    .filter(challenges::cancelled_at.is_null()),
+            )
+            .set((
+                challenges::title.eq(&row.title),
+                challenges::theme.eq(&row.theme),
+                challenges::eligible_kinds.eq(&row.eligible_kinds),
+                challenges::opens_at.eq(row.opens_at),
+                challenges::closes_at.eq(row.closes_at),
+                challenges::assessors_assigned_at.eq(row.assessors_assigned_at),
+                challenges::assessment_deadline.eq(row.assessment_deadline),
+                challenges::decisions_released_at.eq(row.decisions_released_at),
+                challenges::criteria.eq(&row.criteria),
+                challenges::assessors_per_entry.eq(row.assessors_per_entry),
+                challenges::award_pool.eq(row.award_pool),
+                challenges::award_amounts.eq(&row.award_amounts),
+                challenges::pilot_places.eq(row.pilot_places),
+                challenges::recurrence.eq(&row.recurrence),
+            ))
+            .execute(c)?;
+            if n != 1 {
+                return Err(StoreError::Refused(
+                    "challenge_open",
+                    "the challenge has opened: it can no longer be edited".into(),
+                ));
+            }
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: "challenge.update",
+                    subject_type: "challenge",
+                    subject_id: &row.id,
+                    reason: None,
+                    details: serde_json::json!({
+                        "title": row.title,
+                        "award_pool_micros": row.award_pool,
+                        "previous_award_pool_micros": old.award_pool,
+                        "opens_at": row.opens_at.to_string(),
+                    }),
+                },
+            )?;
+            challenge(c, &row.id)
+        })
+        .await
+    }
+
+    /// Cancels a challenge before its decisions are released: what its account holds goes
+    /// back to the programme fund it came from (one transfer), no milestone runs again, every
+    /// entrant is told; audited.
+    pub async fn cancel_challenge(
+        &self,
+        id: String,
+        actor_id: String,
+        reason: String,
+        now: NaiveDateTime,
+    ) -> StoreResult<(ChallengeRow, i64)> {
+        self.write(move |c| {
+            let ch = challenge(c, &id)?;
+            if ch.cancelled_at.is_some() {
+                return Err(StoreError::Refused(
+                    "challenge_cancelled",
+                    "the challenge is already cancelled".into(),
+                ));
+            }
+            let decided: i64 = challenge_milestones::table
+                .filter(challenge_milestones::challenge_id.eq(&id))
+                .filter(challenge_milestones::milestone.eq(Milestone::DecisionsReleased.as_str()))
+                .count()
+                .get_result(c)?;
+            if decided > 0 {
+                return Err(StoreError::Refused(
+                    "challenge_decided",
+                    "the challenge's decisions are released: it can no longer be cancelled".into(),
+                ));
+            }
+            let n = diesel::update(
+                challenges::table
+                    .filter(challenges::id.eq(&id))
+                    .filter(challenges::cancelled_at.is_null()),
+            )
+            .set((
+                challenges::cancelled_at.eq(Some(now)),
+                challenges::cancellation_reason.eq(Some(&reason)),
+            ))
+            .execute(c)?;
+            if n != 1 {
+                return Err(StoreError::Contended);
+            }
+            let held = ledger::account(c, &ch.fund_account_id)?
+                .totals()
+                .available();
+            if held > 0 {
+                ledger::transfer(
+                    c,
+                    &TransferRequest {
+                        id: format!("challenge-cancel-{id}"),
+                        debit_account_id: ch.fund_account_id.clone(),
+                        credit_account_id: PROGRAMME_FUND.into(),
+                        amount: money(held)?,
+                        code: TransferCode::ChallengeReturn,
+                        memo: format!("pool of the cancelled challenge {}", ch.title),
+                    },
+                )?;
+            }
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: "challenge.cancel",
+                    subject_type: "challenge",
+                    subject_id: &id,
+                    reason: Some(&reason),
+                    details: serde_json::json!({ "returned_micros": held }),
+                },
+            )?;
+            let entries: Vec<EntryRow> = challenge_entries::table
+                .filter(challenge_entries::challenge_id.eq(&id))
+                .select(EntryRow::as_select())
+                .load(c)?;
+            for e in &entries {
+                notify_entrant(
+                    c,
+                    e,
+                    &ch,
+                    "cancelled",
+                    "challenge_cancelled",
+                    serde_json::json!({ "reason": reason }),
+                )?;
+            }
+            Ok((challenge(c, &id)?, held))
+        })
+        .await
+    }
+
+    /// An administrator accepts or rejects the evidence of an entry's kind (startup or
+    /// spin-off), with a reason, until decisions are released; audited, the entrant told. Only
+    /// an accepted entry is ranked.
+    pub async fn check_entry_kind(
+        &self,
+        challenge_id: String,
+        entry_id: String,
+        actor_id: String,
+        accepted: bool,
+        reason: String,
+        now: NaiveDateTime,
+    ) -> StoreResult<EntryRow> {
+        self.write(move |c| {
+            let e = entry(c, &entry_id)?;
+            if e.challenge_id != challenge_id {
+                return Err(StoreError::NotFound("entry"));
+            }
+            if e.kind_evidence.is_none() {
+                return Err(StoreError::Refused(
+                    "no_evidence_to_check",
+                    format!(
+                        "an entry as {} carries no evidence to check",
+                        e.organisation_kind
+                    ),
+                ));
+            }
+            let ch = challenge(c, &challenge_id)?;
+            if e.decided_at.is_some() || ch.cancelled_at.is_some() {
+                return Err(StoreError::Refused(
+                    "challenge_decided",
+                    "the challenge is decided or cancelled: its entries can no longer be checked"
+                        .into(),
+                ));
+            }
+            let verdict = if accepted { "accepted" } else { "rejected" };
+            diesel::update(challenge_entries::table.find(&entry_id))
+                .set((
+                    challenge_entries::kind_check.eq(Some(verdict)),
+                    challenge_entries::kind_check_reason.eq(Some(&reason)),
+                    challenge_entries::kind_checked_by.eq(Some(&actor_id)),
+                    challenge_entries::kind_checked_at.eq(Some(now)),
+                ))
+                .execute(c)?;
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: if accepted {
+                        "challenge.entry_kind_accept"
+                    } else {
+                        "challenge.entry_kind_reject"
+                    },
+                    subject_type: "challenge_entry",
+                    subject_id: &entry_id,
+                    reason: Some(&reason),
+                    details: serde_json::json!({
+                        "challenge_id": challenge_id,
+                        "organisation_kind": e.organisation_kind,
+                        "evidence": serde_json::from_str::<serde_json::Value>(
+                            e.kind_evidence.as_deref().unwrap_or("null")
+                        ).unwrap_or_default(),
+                    }),
+                },
+            )?;
+            // Each check is told: a reversal is news too.
+            let email = outbox::user_email(c, &e.entrant_id)?;
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("challenge-kind-check:{entry_id}:{}", uuid::Uuid::now_v7()),
+                    recipient: &email,
+                    template: "challenge_entry_checked",
+                    data: serde_json::json!({
+                        "challenge_title": ch.title,
+                        "organisation_name": e.organisation_name,
+                        "entry_title": e.title,
+                        "organisation_kind": e.organisation_kind.replace('_', " "),
+                        "accepted": accepted,
+                        "reason": reason,
+                    }),
+                },
+            )?;
+            entry(c, &entry_id)
         })
         .await
     }
@@ -432,11 +789,17 @@ impl Store {
 
     /// Performs every milestone due at `at` that no worker performed yet, each in its own
     /// transaction. Returns what was performed here.
-    pub async fn run_challenge_milestones(&self, at: NaiveDateTime) -> StoreResult<Vec<Performed>> {
+    /// Awards are checked against `rules`' Minimal Financial Assistance limit.
+    pub async fn run_challenge_milestones(
+        &self,
+        at: NaiveDateTime,
+        rules: &EligibilityRules,
+    ) -> StoreResult<Vec<Performed>> {
         let due: Vec<ChallengeRow> = self
             .read(move |c| {
                 Ok(challenges::table
                     .filter(challenges::opens_at.le(at))
+                    .filter(challenges::cancelled_at.is_null())
                     // Decided cycles stay due only until their last milestone is recorded.
                     .filter(diesel::dsl::not(diesel::dsl::exists(
                         challenge_milestones::table
@@ -459,7 +822,10 @@ impl Store {
                     break;
                 }
                 let row = ch.clone();
-                let outcome = self.write(move |c| perform(c, &row, milestone, at)).await;
+                let rules = rules.clone();
+                let outcome = self
+                    .write(move |c| perform(c, &row, milestone, at, &rules))
+                    .await;
                 match outcome {
                     Ok(Some(summary)) => performed.push(Performed {
                         challenge_id: ch.id.clone(),
@@ -488,6 +854,7 @@ impl Store {
             let next = diesel::alias!(challenges as next);
             Ok(challenges::table
                 .filter(challenges::recurrence.is_not_null())
+                .filter(challenges::cancelled_at.is_null())
                 .filter(diesel::dsl::exists(
                     challenge_milestones::table
                         .filter(challenge_milestones::challenge_id.eq(challenges::id))
@@ -517,11 +884,17 @@ impl Store {
         opens_at: NaiveDateTime,
         at: NaiveDateTime,
     ) -> StoreResult<Option<ChallengeRow>> {
+        use chrono::Datelike;
         let m = previous.milestones()?.shifted_to(opens_at);
         let id = uuid::Uuid::now_v7().to_string();
         let row = ChallengeRow {
             fund_account_id: format!("challenge-{id}"),
             id,
+            title: challenge::cycle_title(
+                &previous.title,
+                previous.opens_at.year(),
+                opens_at.year(),
+            ),
             opens_at: m.at(Milestone::Opens),
             closes_at: m.at(Milestone::Closes),
             assessors_assigned_at: m.at(Milestone::AssessorsAssigned),
@@ -545,6 +918,83 @@ impl Store {
     }
 }
 
+/// Refuses an edit or change of a challenge that has opened (or is cancelled).
+fn not_yet_open(ch: &ChallengeRow, now: NaiveDateTime, what: &str) -> StoreResult<()> {
+    if ch.cancelled_at.is_some() {
+        return Err(StoreError::Refused(
+            "challenge_cancelled",
+            format!("the challenge is cancelled: it can no longer be {what}"),
+        ));
+    }
+    if ch.opens_at <= now {
+        return Err(StoreError::Refused(
+            "challenge_open",
+            format!(
+                "the challenge opened at {} (UTC): it can no longer be {what}",
+                ch.opens_at
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A company whose latest application was refused (rejected, or found not eligible as an
+/// SME) cannot enter as an SME; as a startup or spin-off it must give evidence, then checked.
+fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
+    let latest: Option<(String, bool, String)> = applications::table
+        .filter(applications::company_number.eq(company_number))
+        .filter(applications::id.not_like("award-%"))
+        .order((applications::created_at.desc(), applications::id.desc()))
+        .select((
+            applications::status,
+            applications::eligible,
+            applications::checks,
+        ))
+        .first(c)
+        .optional()?;
+    let Some((status, eligible, checks)) = latest else {
+        return Ok(());
+    };
+    let not_sme = !eligible
+        && serde_json::from_str::<Vec<voucherd_domain::eligibility::RuleResult>>(&checks)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.rule.starts_with("sme_") && !r.passed);
+    if status == "rejected" || not_sme {
+        return Err(StoreError::Refused(
+            "not_an_sme",
+            "this company's application was refused: it cannot enter as an SME (a startup or university spin-off may enter with evidence, which is checked)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Entries that not every assessor allocated to them has scored yet.
+fn incomplete_entries(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<String>> {
+    let entry_ids = challenge_entries::table
+        .filter(challenge_entries::challenge_id.eq(challenge_id))
+        .select(challenge_entries::id);
+    let allocated: Vec<(String, String)> = challenge_allocations::table
+        .filter(challenge_allocations::entry_id.eq_any(entry_ids))
+        .select((
+            challenge_allocations::entry_id,
+            challenge_allocations::assessor_id,
+        ))
+        .load(c)?;
+    let scored: BTreeSet<(String, String)> = challenge_scores::table
+        .filter(challenge_scores::entry_id.eq_any(entry_ids))
+        .select((challenge_scores::entry_id, challenge_scores::assessor_id))
+        .load::<(String, String)>(c)?
+        .into_iter()
+        .collect();
+    let incomplete: BTreeSet<String> = allocated
+        .into_iter()
+        .filter(|a| !scored.contains(a))
+        .map(|(e, _)| e)
+        .collect();
+    Ok(incomplete.into_iter().collect())
+}
+
 fn entry(c: &mut DbConn, id: &str) -> StoreResult<EntryRow> {
     challenge_entries::table
         .find(id)
@@ -555,6 +1005,11 @@ fn entry(c: &mut DbConn, id: &str) -> StoreResult<EntryRow> {
 }
 
 fn accepting_entries(ch: &ChallengeRow, now: NaiveDateTime) -> StoreResult<()> {
+    if ch.cancelled_at.is_some() {
+        return Err(StoreError::ChallengeClosed(
+            "this challenge is cancelled".into(),
+        ));
+    }
     let m = ch.milestones()?;
     match m.status(now) {
         Status::Open => Ok(()),
@@ -576,6 +1031,7 @@ fn perform(
     ch: &ChallengeRow,
     milestone: Milestone,
     at: NaiveDateTime,
+    rules: &EligibilityRules,
 ) -> StoreResult<Option<serde_json::Value>> {
     let done: i64 = challenge_milestones::table
         .filter(challenge_milestones::challenge_id.eq(&ch.id))
@@ -599,7 +1055,7 @@ fn perform(
         Milestone::Opens | Milestone::AssessmentDeadline => serde_json::json!({}),
         Milestone::Closes => close(c, ch, at)?,
         Milestone::AssessorsAssigned => assign(c, ch, at)?,
-        Milestone::DecisionsReleased => decide(c, ch, at)?,
+        Milestone::DecisionsReleased => decide(c, ch, at, rules)?,
     };
     diesel::update(
         challenge_milestones::table
@@ -814,22 +1270,55 @@ fn award_voucher(
 /// Decisions released: entries ranked by the mean of their assessors' percentages, the line
 /// drawn by places, award credit moved from the challenge's pool to each winner's voucher,
 /// what was not awarded returned to the programme fund, pilots marked, everyone told.
-fn decide(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<serde_json::Value> {
+///
+/// Not ranked (no score, no award, the reason shown): an entry some allocated assessor did not
+/// score — decisions are released on their date, so it is recorded as incomplete rather than
+/// waited for — and an entry as a startup or spin-off whose evidence was not accepted. An award
+/// that would take the organisation past the Minimal Financial Assistance limit is recorded as
+/// refused with the reason and not paid; its amount stays in the challenge's account.
+fn decide(
+    c: &mut DbConn,
+    ch: &ChallengeRow,
+    at: NaiveDateTime,
+    rules: &EligibilityRules,
+) -> StoreResult<serde_json::Value> {
+    let incomplete: BTreeSet<String> = incomplete_entries(c, &ch.id)?.into_iter().collect();
+    if !incomplete.is_empty() {
+        diesel::update(
+            challenge_entries::table.filter(
+                challenge_entries::id.eq_any(incomplete.iter().cloned().collect::<Vec<_>>()),
+            ),
+        )
+        .set(challenge_entries::assessments_incomplete.eq(true))
+        .execute(c)?;
+        tracing::warn!(challenge = %ch.id, entries = ?incomplete,
+            "entries with incomplete assessments are not ranked");
+    }
     let entries: Vec<EntryRow> = challenge_entries::table
         .filter(challenge_entries::challenge_id.eq(&ch.id))
         .select(EntryRow::as_select())
         .load(c)?;
     let mut scored = Vec::with_capacity(entries.len());
+    let mut not_ranked = Vec::new();
     for e in &entries {
         let pcts: Vec<i64> = challenge_scores::table
             .filter(challenge_scores::entry_id.eq(&e.id))
             .select(challenge_scores::percent_bp)
             .load(c)?;
-        scored.push((e.id.clone(), challenge::mean_bp(&pcts), e.submitted_at));
+        let score = match e.not_ranked_because() {
+            Some(why) => {
+                not_ranked.push(serde_json::json!({ "entry_id": e.id, "reason": why }));
+                None
+            }
+            None => challenge::mean_bp(&pcts),
+        };
+        scored.push((e.id.clone(), score, e.submitted_at));
     }
     let pilot_places = usize::try_from(ch.pilot_places).unwrap_or(0);
     let ranked = challenge::rank(&scored, &ch.awards()?, pilot_places);
     let mut awarded_micros = 0_i64;
+    let mut refused_micros = 0_i64;
+    let mut refused = Vec::new();
     let mut winners = 0;
     for r in &ranked {
         let Some(mut e) = entries.iter().find(|e| e.id == r.entry_id).cloned() else {
@@ -839,14 +1328,48 @@ fn decide(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
         diesel::update(challenge_entries::table.find(&e.id))
             .set((
                 challenge_entries::score_bp.eq(r.score_bp),
-                challenge_entries::entry_rank.eq(Some(i32::try_from(r.rank).unwrap_or(i32::MAX))),
+                challenge_entries::entry_rank.eq(e
+                    .not_ranked_because()
+                    .is_none()
+                    .then(|| i32::try_from(r.rank).unwrap_or(i32::MAX))),
                 challenge_entries::award.eq(r.award_micros),
                 challenge_entries::pilot_invited.eq(r.pilot),
                 challenge_entries::decided_at.eq(Some(at)),
             ))
             .execute(c)?;
         let mut voucher_id = None;
+        let mut refusal = None;
         if r.award_micros > 0 {
+            let mfa = crate::mfa::check(c, rules, &e.company_number, at, r.award_micros)?;
+            if !mfa.passed {
+                diesel::update(challenge_entries::table.find(&e.id))
+                    .set((
+                        challenge_entries::award.eq(0_i64),
+                        challenge_entries::award_refused_reason.eq(Some(&mfa.reason)),
+                    ))
+                    .execute(c)?;
+                audit::record(
+                    c,
+                    AuditEntry {
+                        actor_id: None,
+                        action: "challenge.award_refused",
+                        subject_type: "challenge_entry",
+                        subject_id: &e.id,
+                        reason: Some(&mfa.reason),
+                        details: serde_json::json!({
+                            "challenge_id": ch.id,
+                            "award_micros": r.award_micros,
+                            "received_micros": mfa.received_micros,
+                            "limit_micros": mfa.limit_micros,
+                        }),
+                    },
+                )?;
+                refused_micros += r.award_micros;
+                refused.push(serde_json::json!({ "entry_id": e.id, "reason": mfa.reason }));
+                refusal = Some(mfa.reason);
+            }
+        }
+        if r.award_micros > 0 && refusal.is_none() {
             let v = award_voucher(c, &e, ch, at)?;
             ledger::transfer(
                 c,
@@ -872,15 +1395,19 @@ fn decide(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
             serde_json::json!({
                 "rank": r.rank,
                 "entries": ranked.len(),
-                "score_percent": r.score_bp.map(|b| format!("{}.{:02}", b / 100, b % 100)),
-                "awarded": r.award_micros > 0,
+                "score_percent": r.score_bp.map(challenge::format_percent_bp),
+                "awarded": voucher_id.is_some(),
                 "award": format_micros(r.award_micros),
                 "voucher_id": voucher_id,
                 "pilot_invited": r.pilot,
+                "award_refused": refusal.is_some().then(|| format_micros(r.award_micros)),
+                "award_refused_reason": refusal,
+                "awarded_on": at.format("%-d %B %Y").to_string(),
             }),
         )?;
     }
-    let left = ch.award_pool - awarded_micros;
+    // A refused award stays in the challenge's account; the rest not awarded goes back.
+    let left = ch.award_pool - awarded_micros - refused_micros;
     if left > 0 {
         ledger::transfer(
             c,
@@ -898,6 +1425,9 @@ fn decide(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
         "entries": ranked.len(),
         "winners": winners,
         "awarded_micros": awarded_micros,
+        "refused_micros": refused_micros,
+        "awards_refused": refused,
+        "not_ranked": not_ranked,
         "returned_micros": left.max(0),
         "pilot_invitations": ranked.iter().filter(|r| r.pilot).count(),
     }))

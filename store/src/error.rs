@@ -63,6 +63,10 @@ pub enum StoreError {
     /// An approval refused by the four-eyes rule: its stable code, and why.
     #[error("{1}")]
     Approval(&'static str, String),
+    /// A change refused in the state its subject is in (a challenge already open, an award past
+    /// the Minimal Financial Assistance limit): its stable code, and why.
+    #[error("{1}")]
+    Refused(&'static str, String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

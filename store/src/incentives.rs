@@ -57,6 +57,22 @@ pub struct AppliedRow {
     pub amount: i64,
     pub milestone: bool,
     pub granted_at: Option<NaiveDateTime>,
+    /// A milestone bonus not paid, and why (it would have passed the MFA limit).
+    pub refused_reason: Option<String>,
+}
+
+/// What a run of the milestone bonuses did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MilestoneRun {
+    pub granted: usize,
+    /// Refused for passing the Minimal Financial Assistance limit (recorded, not retried).
+    pub refused: usize,
+}
+
+enum Bonus {
+    Waiting,
+    Granted,
+    Refused,
 }
 
 /// Records the rule versions an approval applied (inside its transaction).
@@ -231,8 +247,15 @@ impl Store {
 
     /// Grants every milestone bonus whose trigger has happened, once each (the transfer id is
     /// the applied incentive's), from a line the company matches or the programme fund (see
-    /// [`bonus_source`]). A fund too short is retried on a later run. Returns how many were granted.
-    pub async fn grant_milestones(&self, at: NaiveDateTime) -> StoreResult<usize> {
+    /// [`bonus_source`]). A pot too
+    /// short is retried on a later run. A bonus that would take the organisation past the
+    /// Minimal Financial Assistance limit (checked in the paying transaction) is recorded as
+    /// refused with the reason, audited, and not paid; the pot keeps the money.
+    pub async fn grant_milestones(
+        &self,
+        at: NaiveDateTime,
+        rules: &voucherd_domain::eligibility::EligibilityRules,
+    ) -> StoreResult<MilestoneRun> {
         // Only live vouchers' bonuses, in pages: a bonus whose voucher lapsed waits for ever
         // without keeping others from being looked at.
         let mut pending: Vec<(AppliedRow, RuleRow)> = Vec::new();
@@ -245,6 +268,7 @@ impl Store {
                         .inner_join(incentive_rules::table)
                         .filter(voucher_incentives::milestone.eq(true))
                         .filter(voucher_incentives::granted_at.is_null())
+                        .filter(voucher_incentives::refused_reason.is_null())
                         .filter(voucher_incentives::id.gt(&cursor))
                         .filter(
                             voucher_incentives::voucher_id.eq_any(
@@ -269,11 +293,12 @@ impl Store {
                 break;
             }
         }
-        let mut granted = 0;
+        let mut run = MilestoneRun::default();
         for (applied, rule) in pending {
             let Effect::MilestoneBonus { trigger, .. } = rule.rule()?.effect else {
                 continue;
             };
+            let rules = rules.clone();
             let outcome = self
                 .write(move |c| {
                     let v: VoucherRow = vouchers::table
@@ -281,7 +306,7 @@ impl Store {
                         .select(VoucherRow::as_select())
                         .first(c)?;
                     if v.status != "active" || v.expires_at <= at {
-                        return Ok(false);
+                        return Ok(Bonus::Waiting);
                     }
                     let reached = match trigger {
                         Trigger::RequestsSettled { count } => {
@@ -301,7 +326,31 @@ impl Store {
                         }
                     };
                     if !reached {
-                        return Ok(false);
+                        return Ok(Bonus::Waiting);
+                    }
+                    let mfa = crate::mfa::check(c, &rules, &v.company_number, at, applied.amount)?;
+                    if !mfa.passed {
+                        diesel::update(voucher_incentives::table.find(&applied.id))
+                            .set(voucher_incentives::refused_reason.eq(Some(&mfa.reason)))
+                            .execute(c)?;
+                        audit::record(
+                            c,
+                            AuditEntry {
+                                actor_id: None,
+                                action: "incentive.milestone_refused",
+                                subject_type: "voucher",
+                                subject_id: &v.id,
+                                reason: Some(&mfa.reason),
+                                details: serde_json::json!({
+                                    "voucher_incentive_id": applied.id,
+                                    "rule": rule.name,
+                                    "amount_micros": applied.amount,
+                                    "received_micros": mfa.received_micros,
+                                    "limit_micros": mfa.limit_micros,
+                                }),
+                            },
+                        )?;
+                        return Ok(Bonus::Refused);
                     }
                     let amount = Money::from_micros(applied.amount)
                         .map_err(|e| StoreError::Invariant(e.to_string()))?;
@@ -331,15 +380,17 @@ impl Store {
                                 "voucher_id": v.id,
                                 "rule": rule.name,
                                 "amount": voucherd_domain::money::format_micros(applied.amount),
+                                "awarded_on": at.format("%-d %B %Y").to_string(),
                             }),
                         },
                     )?;
-                    Ok(true)
+                    Ok(Bonus::Granted)
                 })
                 .await;
             match outcome {
-                Ok(true) => granted += 1,
-                Ok(false) => {}
+                Ok(Bonus::Granted) => run.granted += 1,
+                Ok(Bonus::Refused) => run.refused += 1,
+                Ok(Bonus::Waiting) => {}
                 Err(StoreError::InsufficientFunds { account_id }) => {
                     tracing::error!(%account_id, "a milestone bonus waits: its pot is short")
                 }
@@ -347,6 +398,6 @@ impl Store {
                 Err(e) => tracing::error!(error = %e, "a milestone bonus could not be granted"),
             }
         }
-        Ok(granted)
+        Ok(run)
     }
 }

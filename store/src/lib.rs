@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod lifecycle;
+pub mod mfa;
 pub mod outbox;
 pub mod overruns;
 pub mod payments;

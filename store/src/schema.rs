@@ -274,6 +274,8 @@ diesel::table! {
         fund_account_id -> Text,
         created_by -> Text,
         created_at -> Timestamp,
+        cancelled_at -> Nullable<Timestamp>,
+        cancellation_reason -> Nullable<Text>,
     }
 }
 
@@ -297,6 +299,13 @@ diesel::table! {
         award -> BigInt,
         pilot_invited -> Bool,
         decided_at -> Nullable<Timestamp>,
+        award_refused_reason -> Nullable<Text>,
+        assessments_incomplete -> Bool,
+        kind_evidence -> Nullable<Text>,
+        kind_check -> Nullable<Text>,
+        kind_check_reason -> Nullable<Text>,
+        kind_checked_by -> Nullable<Text>,
+        kind_checked_at -> Nullable<Timestamp>,
     }
 }
 
@@ -416,6 +425,7 @@ diesel::table! {
         amount -> BigInt,
         milestone -> Bool,
         granted_at -> Nullable<Timestamp>,
+        refused_reason -> Nullable<Text>,
     }
 }
 

@@ -3,7 +3,7 @@
 //! workers performing every milestone at once, each side effect happening exactly once.
 
 use crate::helpers::*;
-use chrono::{Duration, NaiveDateTime};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use voucherd_store::Backend;
@@ -30,7 +30,7 @@ fn rfc3339(t: NaiveDateTime) -> String {
 
 fn challenge_request(t: NaiveDateTime) -> Value {
     json!({
-        "title": "AI for North East manufacturing",
+        "title": format!("AI for North East manufacturing {}", t.year()),
         "theme": "Computer vision and language models on the factory floor.",
         "eligible": ["startup", "university_spin_off", "sme"],
         "opens_at": rfc3339(t - Duration::minutes(1)),
@@ -51,7 +51,19 @@ fn challenge_request(t: NaiveDateTime) -> Value {
 }
 
 fn entry(company: &str, name: &str, kind: &str) -> Value {
+    // Startups and spin-offs show their kind; an administrator checks it before ranking.
+    let incorporated = (chrono::Utc::now() - Duration::days(400))
+        .date_naive()
+        .to_string();
+    let evidence = match kind {
+        "startup" => json!({"incorporated_on": incorporated}),
+        "university_spin_off" => {
+            json!({"incorporated_on": incorporated, "university": "Durham University"})
+        }
+        _ => Value::Null,
+    };
     json!({
+        "evidence": evidence,
         "company_number": company,
         "organisation_name": name,
         "organisation_kind": kind,
@@ -366,12 +378,25 @@ async fn whole_challenge(backend: Backend) {
     .await;
     assert_eq!(resp.status().as_u16(), 409);
 
+    // The startup's and the spin-off's evidence is checked before the panel.
+    for i in [0, 2] {
+        let resp = app
+            .post(
+                &format!("{entries_path}/{}/kind-check", ids[i]),
+                &admin,
+                &json!({"decision": "accept", "reason": "Companies House record seen"}),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+
     // Decisions: ranked by mean weighted percentage; 600 to Alpha's voucher, 300 to a new
-    // voucher for Beta, the remaining 100 back to the fund; a pilot for Alpha; the next cycle.
+    // voucher for Beta, the remaining 100 back to the fund; a pilot for Alpha. The next cycle
+    // waits for the financial year it opens in.
     clock.set(t + Duration::hours(4) + Duration::seconds(1));
     let (performed, cycles) = both_run(&one, &two).await;
     assert_eq!(performed, ["decisions_released"]);
-    assert_eq!(cycles.len(), 1, "the next cycle, once");
+    assert!(cycles.is_empty(), "not months ahead: {cycles:?}");
     let results = body(app.get(&entries_path, &admin).await).await;
     let standings: Vec<(String, Value, Value, Value)> = results["data"]
         .as_array()
@@ -404,8 +429,8 @@ async fn whole_challenge(backend: Backend) {
         body(app.get("/api/v1/vouchers", &gamma).await).await["data"],
         json!([])
     );
-    // The unawarded 100 came back; the next cycle set its own 1,000 pool aside.
-    assert_eq!(fund().await, 197_900_000_000 + 100_000_000 - 1_000_000_000);
+    // The unawarded 100 came back; no next cycle has set a pool aside yet.
+    assert_eq!(fund().await, 197_900_000_000 + 100_000_000);
 
     // Run again: nothing happens twice.
     clock.advance(Duration::minutes(5));
@@ -446,13 +471,42 @@ async fn whole_challenge(backend: Backend) {
             t
         }
     };
+    let told = [
+        "challenge_closed",
+        "challenge_entry_checked",
+        "challenge_entry_received",
+        "challenge_result",
+    ];
+    assert_eq!(sent("a@alpha.co.uk").await, told);
+    assert_eq!(sent("c@gamma.ac.uk").await, told);
     assert_eq!(
-        sent("a@alpha.co.uk").await,
-        ["challenge_closed", "challenge_result"]
+        sent("b@beta.co.uk").await,
+        [
+            "challenge_closed",
+            "challenge_entry_received",
+            "challenge_result"
+        ]
     );
+
+    // The next cycle (1 April, 09:00 UTC) is created once the financial year it opens in
+    // begins, titled for its year, its pool set aside then.
+    let year = if t.month() >= 4 {
+        t.year() + 1
+    } else {
+        t.year()
+    };
+    let april = NaiveDate::from_ymd_opt(year, 4, 1).unwrap();
+    clock.set(april.and_hms_opt(0, 0, 30).unwrap() - Duration::days(1));
+    let (_, cycles) = both_run(&one, &two).await;
+    assert!(cycles.is_empty(), "not before its financial year");
+    clock.set(april.and_hms_opt(0, 0, 30).unwrap());
+    let (_, cycles) = both_run(&one, &two).await;
+    assert_eq!(cycles.len(), 1, "the next cycle, once");
+    // The later challenge (no entries) was decided meanwhile and returned its 1,000; the next
+    // cycle set its own 1,000 aside.
     assert_eq!(
-        sent("c@gamma.ac.uk").await,
-        ["challenge_closed", "challenge_result"]
+        fund().await,
+        197_900_000_000 + 100_000_000 + 1_000_000_000 - 1_000_000_000
     );
     assert_eq!(sent("two@assess.gov.uk").await, ["assessments_allocated"]);
 
@@ -473,5 +527,9 @@ async fn whole_challenge(backend: Backend) {
         "{next}"
     );
     assert_eq!(next["status"], "upcoming");
+    assert_eq!(
+        next["title"],
+        json!(format!("AI for North East manufacturing {year}"))
+    );
     assert_eq!(next["award_pool"], "1000.00");
 }

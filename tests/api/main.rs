@@ -12,6 +12,7 @@ mod applications;
 mod authorization;
 mod browser;
 mod budget;
+mod challenge_rules;
 mod challenges;
 mod cli;
 mod consulting;

@@ -167,6 +167,9 @@ pub struct WorkerConfig {
     pub stripe: Option<voucherd_payments::StripeConfig>,
     /// How far back payment reconciliation looks, in hours.
     pub stripe_lookback_hours: u32,
+    /// The Minimal Financial Assistance limit every award is checked against, and the
+    /// financial year recurring challenges' cycles are created in.
+    pub eligibility: voucherd_domain::eligibility::EligibilityRules,
 }
 
 impl Default for WorkerConfig {
@@ -189,6 +192,7 @@ impl Default for WorkerConfig {
             disclosure: voucherd_domain::disclosure::Rules::default(),
             stripe: None,
             stripe_lookback_hours: 72,
+            eligibility: voucherd_domain::eligibility::EligibilityRules::default(),
         }
     }
 }
@@ -574,9 +578,13 @@ impl Worker {
                 })
             }
             Job::StripeReconciliation => self.reconcile_payments(at).await?,
-            Job::IncentiveMilestones => serde_json::json!({
-                "granted": self.store.grant_milestones(at).await?
-            }),
+            Job::IncentiveMilestones => {
+                let run = self
+                    .store
+                    .grant_milestones(at, &self.config.eligibility)
+                    .await?;
+                serde_json::json!({ "granted": run.granted, "refused": run.refused })
+            }
             Job::ConsultingReminders => serde_json::json!({
                 "reminders": self.store.send_consulting_reminders(at).await?,
                 "lapsed": self.store.lapse_unrecorded_sessions(at).await?,
@@ -591,7 +599,10 @@ impl Worker {
     /// Performs due milestones, then creates the next cycle of each decided recurring
     /// challenge, opening at its schedule's next time.
     async fn challenges(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
-        let performed = self.store.run_challenge_milestones(at).await?;
+        let performed = self
+            .store
+            .run_challenge_milestones(at, &self.config.eligibility)
+            .await?;
         let mut cycles = Vec::new();
         for ch in self.store.recurring_without_next().await? {
             let Some(expr) = ch.recurrence.clone() else {
@@ -607,6 +618,15 @@ impl Worker {
             let Some(opens_at) = next_fire(&schedule, ch.opens_at.max(at)) else {
                 continue;
             };
+            // Created when the financial year it opens in begins, its pool set aside from that
+            // year's fund — not months ahead from this one's.
+            if !voucherd_domain::challenge::cycle_due(
+                opens_at,
+                at,
+                self.config.eligibility.financial_year_start_month,
+            ) {
+                continue;
+            }
             let id = ch.id.clone();
             match self.store.create_next_cycle(ch, opens_at, at).await {
                 Ok(Some(next)) => cycles.push(serde_json::json!({

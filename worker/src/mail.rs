@@ -89,6 +89,24 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/challenge_closed.html.hbs"),
     ),
     (
+        "challenge_entry_received",
+        "Your entry to {{challenge_title}} was received",
+        include_str!("../templates/challenge_entry_received.txt.hbs"),
+        include_str!("../templates/challenge_entry_received.html.hbs"),
+    ),
+    (
+        "challenge_entry_checked",
+        "Your entry to {{challenge_title}}: {{#if accepted}}evidence accepted{{else}}evidence not accepted{{/if}}",
+        include_str!("../templates/challenge_entry_checked.txt.hbs"),
+        include_str!("../templates/challenge_entry_checked.html.hbs"),
+    ),
+    (
+        "challenge_cancelled",
+        "The challenge {{challenge_title}} is cancelled",
+        include_str!("../templates/challenge_cancelled.txt.hbs"),
+        include_str!("../templates/challenge_cancelled.html.hbs"),
+    ),
+    (
         "assessments_allocated",
         "Entries to assess in {{challenge_title}}",
         include_str!("../templates/assessments_allocated.txt.hbs"),
@@ -337,6 +355,35 @@ mod tests {
             .contains("worth £5000.00, awarded on 27 November 2026"));
         // HTML escapes what the text keeps.
         assert!(r.html.contains("Widgets &lt;Ltd&gt;"));
+    }
+
+    #[test]
+    fn awards_and_bonuses_state_the_minimal_financial_assistance() {
+        let r = mailer()
+            .render(
+                "challenge_result",
+                &serde_json::json!({
+                    "challenge_title": "AI 2027", "entry_title": "Vision", "organisation_name": "Alpha",
+                    "rank": 1, "entries": 3, "score_percent": "91.67", "awarded": true,
+                    "award": "4000.00", "voucher_id": "v1", "pilot_invited": false,
+                    "award_refused": null, "award_refused_reason": null, "awarded_on": "1 April 2027"
+                }),
+            )
+            .unwrap();
+        assert!(r.text.contains("minimal financial assistance"));
+        assert!(r.text.contains("worth £4000.00, awarded on 1 April 2027"));
+        assert!(r.html.contains("worth £4000.00, awarded on 1 April 2027"));
+        let r = mailer()
+            .render(
+                "milestone_bonus",
+                &serde_json::json!({
+                    "voucher_id": "v1", "rule": "First requests", "amount": "250.00",
+                    "awarded_on": "6 December 2026"
+                }),
+            )
+            .unwrap();
+        assert!(r.text.contains("minimal financial assistance"));
+        assert!(r.text.contains("worth £250.00, awarded on 6 December 2026"));
     }
 
     #[test]

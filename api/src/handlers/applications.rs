@@ -359,6 +359,7 @@ impl Approval {
                 amount: a.now_micros.max(a.later_micros),
                 milestone: a.later_micros > 0,
                 granted_at: None,
+                refused_reason: None,
             })
             .collect();
         let consulting = voucherd_domain::consulting::Minutes::new(
@@ -461,6 +462,7 @@ pub async fn decide(
                     verdict: Verdict::Reject,
                     reason: reason.into_string(),
                     stage: Stage::First,
+                    mfa_rules: state.config.eligibility.clone(),
                 })
                 .await?;
             decided(&state, &app, voucher.as_ref(), None).await
@@ -506,6 +508,7 @@ pub async fn decide(
                     verdict: plan.verdict(&state)?,
                     reason: reason.into_string(),
                     stage: Stage::First,
+                    mfa_rules: state.config.eligibility.clone(),
                 })
                 .await?;
             decided(&state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
@@ -579,6 +582,7 @@ pub async fn second_approval(
         .decide_application(Decision {
             application_id,
             actor_id: user.id,
+            mfa_rules: state.config.eligibility.clone(),
             verdict,
             reason: reason.into_string(),
             stage: Stage::Second,

@@ -8,12 +8,12 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::views;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use validator::Validate;
 use voucherd_domain::challenge::{
-    self, Criteria, Criterion, Milestone, Milestones, OrganisationKind,
+    self, Criteria, Criterion, KindEvidence, Milestone, Milestones, OrganisationKind,
 };
 use voucherd_domain::money::format_micros;
 use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
@@ -61,7 +61,9 @@ fn challenge_json(ch: &ChallengeRow, now: NaiveDateTime) -> Result<serde_json::V
         "id": ch.id,
         "title": ch.title,
         "theme": ch.theme,
-        "status": m.status(now),
+        "status": ch.status_at(now)?,
+        "cancelled_at": views::opt_time(ch.cancelled_at),
+        "cancellation_reason": ch.cancellation_reason,
         "eligible": ch.eligible(),
         "opens_at": views::time(m.at(Milestone::Opens)),
         "closes_at": views::time(m.at(Milestone::Closes)),
@@ -80,6 +82,10 @@ fn challenge_json(ch: &ChallengeRow, now: NaiveDateTime) -> Result<serde_json::V
 }
 
 fn entry_json(e: &EntryRow, decided: bool) -> serde_json::Value {
+    let evidence = e
+        .kind_evidence
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok());
     serde_json::json!({
         "id": e.id,
         "challenge_id": e.challenge_id,
@@ -93,22 +99,35 @@ fn entry_json(e: &EntryRow, decided: bool) -> serde_json::Value {
         "submitted_at": views::time(e.submitted_at),
         "updated_at": views::time(e.updated_at),
         "locked": e.locked_at.is_some(),
+        "evidence": evidence,
+        "kind_check": e.kind_evidence.as_ref().map(|_| serde_json::json!({
+            "status": e.kind_check.as_deref().unwrap_or("unchecked"),
+            "reason": e.kind_check_reason,
+            "checked_at": views::opt_time(e.kind_checked_at),
+        })),
+        // Why it cannot be (or was not) ranked, if it cannot.
+        "not_ranked_because": e.not_ranked_because(),
         // Results only once decisions are released.
         "result": decided.then(|| serde_json::json!({
-            "score_percent": e.score_bp.map(|b| format!("{}.{:02}", b / 100, b % 100)),
+            "score_percent": e.score_bp.map(challenge::format_percent_bp),
             "rank": e.entry_rank,
             "award": format_micros(e.award),
+            "award_refused_reason": e.award_refused_reason,
+            "assessments_incomplete": e.assessments_incomplete,
             "pilot_invited": e.pilot_invited,
         })),
     })
 }
 
-pub async fn create(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    ApiJson(body): ApiJson<ChallengeRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let now = state.clock.now().and_utc();
+/// A challenge's fields, checked as at creation (an edit is checked the same way), as the row
+/// they make; its id, author and times are the caller's.
+fn parse_challenge(
+    body: &ChallengeRequest,
+    now: DateTime<Utc>,
+    id: String,
+    created_by: String,
+    created_at: NaiveDateTime,
+) -> Result<ChallengeRow, ApiError> {
     let mut errors = Vec::new();
     let milestones = Milestones::parse(
         naive(body.opens_at),
@@ -169,8 +188,7 @@ pub async fn create(
     let mut eligible: Vec<OrganisationKind> = body.eligible.clone();
     eligible.sort();
     eligible.dedup();
-    let id = uuid::Uuid::now_v7().to_string();
-    let row = ChallengeRow {
+    Ok(ChallengeRow {
         fund_account_id: format!("challenge-{id}"),
         id,
         title: body.title.trim().to_string(),
@@ -194,11 +212,137 @@ pub async fn create(
         pilot_places: i32::try_from(body.pilot_places).unwrap_or(0),
         recurrence,
         previous_id: None,
-        created_by: user.id,
-        created_at: state.clock.now(),
-    };
+        created_by,
+        created_at,
+        cancelled_at: None,
+        cancellation_reason: None,
+    })
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ChallengeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let row = parse_challenge(
+        &body,
+        now.and_utc(),
+        uuid::Uuid::now_v7().to_string(),
+        user.id,
+        now,
+    )?;
     let row = state.store.create_challenge(row).await?;
-    Ok(HttpResponse::Created().json(challenge_json(&row, now.naive_utc())?))
+    Ok(HttpResponse::Created().json(challenge_json(&row, now)?))
+}
+
+/// Replaces a challenge's fields before it opens (409 `challenge_open` once it has); checked
+/// as at creation. A changed pool moves the difference between the fund and the challenge.
+pub async fn update(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<ChallengeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let old = state.store.challenge(path.into_inner()).await?;
+    // Refused before validation: a challenge already open cannot be edited at all.
+    if old.cancelled_at.is_some() || old.opens_at <= now {
+        return Err(ApiError::conflict(
+            if old.cancelled_at.is_some() {
+                "challenge_cancelled"
+            } else {
+                "challenge_open"
+            },
+            format!(
+                "the challenge {}: it can no longer be edited",
+                if old.cancelled_at.is_some() {
+                    "is cancelled".to_string()
+                } else {
+                    format!("opened at {} (UTC)", old.opens_at)
+                }
+            ),
+        ));
+    }
+    let mut row = parse_challenge(
+        &body,
+        now.and_utc(),
+        old.id.clone(),
+        old.created_by,
+        old.created_at,
+    )?;
+    row.fund_account_id = old.fund_account_id;
+    row.previous_id = old.previous_id;
+    let row = state.store.update_challenge(row, user.id, now).await?;
+    Ok(HttpResponse::Ok().json(challenge_json(&row, now)?))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct CancellationRequest {
+    #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    pub reason: String,
+}
+
+/// Cancels a challenge before its decisions are released: its pool goes back to the fund,
+/// entrants are told.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<CancellationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    not_blank(&[("reason", &body.reason)])?;
+    let now = state.clock.now();
+    let (row, returned) = state
+        .store
+        .cancel_challenge(
+            path.into_inner(),
+            user.id,
+            body.reason.trim().to_string(),
+            now,
+        )
+        .await?;
+    let mut out = challenge_json(&row, now)?;
+    out["returned_to_fund"] = serde_json::json!(format_micros(returned));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindDecision {
+    Accept,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct KindCheckRequest {
+    pub decision: KindDecision,
+    #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    pub reason: String,
+}
+
+/// An administrator accepts or rejects the evidence of an entry's kind; only an accepted
+/// startup or spin-off entry is ranked.
+pub async fn check_kind(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+    ApiJson(body): ApiJson<KindCheckRequest>,
+) -> Result<HttpResponse, ApiError> {
+    not_blank(&[("reason", &body.reason)])?;
+    let (challenge_id, entry_id) = path.into_inner();
+    let row = state
+        .store
+        .check_entry_kind(
+            challenge_id,
+            entry_id,
+            user.id,
+            matches!(body.decision, KindDecision::Accept),
+            body.reason.trim().to_string(),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(entry_json(&row, false)))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
@@ -243,6 +387,15 @@ pub struct EntryRequest {
     pub title: String,
     #[validate(length(min = 20, max = 5000, message = "must be 20 to 5000 characters"))]
     pub summary: String,
+    /// For an entry as a startup or university spin-off: checked by an administrator.
+    #[serde(default)]
+    pub evidence: Option<EvidenceRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EvidenceRequest {
+    pub incorporated_on: Option<NaiveDate>,
+    pub university: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -279,6 +432,14 @@ pub async fn submit_entry(
         ("summary", &body.summary),
     ])?;
     let at = state.clock.now();
+    let evidence = KindEvidence::parse(
+        body.organisation_kind,
+        body.evidence.as_ref().and_then(|e| e.incorporated_on),
+        body.evidence.as_ref().and_then(|e| e.university.as_deref()),
+        at.date(),
+        state.config.eligibility.startup_max_age_years,
+    )
+    .map_err(|(field, m)| ApiError::field(field, m))?;
     let row = EntryRow {
         id: uuid::Uuid::now_v7().to_string(),
         challenge_id: path.into_inner(),
@@ -298,6 +459,13 @@ pub async fn submit_entry(
         award: 0,
         pilot_invited: false,
         decided_at: None,
+        award_refused_reason: None,
+        assessments_incomplete: false,
+        kind_evidence: evidence.as_ref().map(to_json).transpose()?,
+        kind_check: None,
+        kind_check_reason: None,
+        kind_checked_by: None,
+        kind_checked_at: None,
     };
     let row = state.store.submit_entry(row, at).await?;
     Ok(HttpResponse::Created().json(entry_json(&row, false)))
@@ -408,7 +576,7 @@ pub async fn assessments(
             j["my_score"] = match s {
                 Some(s) => serde_json::json!({
                     "scores": serde_json::from_str::<serde_json::Value>(&s.scores).unwrap_or_default(),
-                    "percent": format!("{}.{:02}", s.percent_bp / 100, s.percent_bp % 100),
+                    "percent": challenge::format_percent_bp(s.percent_bp),
                     "comment": s.comment,
                     "submitted_at": views::time(s.submitted_at),
                 }),
@@ -463,7 +631,7 @@ pub async fn score(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "entry_id": row.entry_id,
         "scores": body.scores,
-        "percent": format!("{}.{:02}", row.percent_bp / 100, row.percent_bp % 100),
+        "percent": challenge::format_percent_bp(row.percent_bp),
         "comment": row.comment,
         "submitted_at": views::time(row.submitted_at),
     })))

@@ -130,6 +130,7 @@ pub async fn for_voucher(
                 "amount": voucherd_domain::money::format_micros(a.amount),
                 "milestone": a.milestone,
                 "granted_at": views::opt_time(a.granted_at),
+                "refused_reason": a.refused_reason,
             })
         })
         .collect();

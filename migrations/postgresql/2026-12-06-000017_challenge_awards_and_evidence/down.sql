@@ -1,0 +1,10 @@
+ALTER TABLE challenges DROP COLUMN cancellation_reason;
+ALTER TABLE challenges DROP COLUMN cancelled_at;
+ALTER TABLE challenge_entries DROP COLUMN kind_checked_at;
+ALTER TABLE challenge_entries DROP COLUMN kind_checked_by;
+ALTER TABLE challenge_entries DROP COLUMN kind_check_reason;
+ALTER TABLE challenge_entries DROP COLUMN kind_check;
+ALTER TABLE challenge_entries DROP COLUMN kind_evidence;
+ALTER TABLE challenge_entries DROP COLUMN assessments_incomplete;
+ALTER TABLE voucher_incentives DROP COLUMN refused_reason;
+ALTER TABLE challenge_entries DROP COLUMN award_refused_reason;
