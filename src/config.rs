@@ -119,6 +119,25 @@ pub struct Config {
     /// Whether the pages' cookies are `Secure` (sent over HTTPS only). Off only where the
     /// service is reached over plain HTTP: development, demos, tests on localhost.
     pub cookie_secure: bool,
+    /// The address people reach the service at, for links in emails (verification, password
+    /// reset, invitations).
+    pub public_url: String,
+    /// The bearer token the monitoring system sends for `/metrics`; without one the metrics
+    /// are not served.
+    pub metrics_token: Option<String>,
+    /// Sign-in attempts allowed per account in `sign_in_account_window_secs`; once spent, one
+    /// more each window ÷ attempts. Zero turns the per-account limit off.
+    pub sign_in_attempts_per_account: u32,
+    pub sign_in_account_window_secs: u64,
+    /// The same per client address, across accounts.
+    pub sign_in_attempts_per_address: u32,
+    pub sign_in_address_window_secs: u64,
+    /// How long an email verification link and code stay usable, in hours.
+    pub verification_valid_hours: u32,
+    /// How long a password reset link stays usable, in minutes.
+    pub password_reset_valid_minutes: u32,
+    /// How long a staff invitation stays usable, in days.
+    pub invitation_valid_days: u32,
 }
 
 fn money(s: &str) -> Money {
@@ -197,6 +216,15 @@ impl Default for Config {
             checkout_minutes: 60,
             stripe_reconcile_hours: 72,
             cookie_secure: true,
+            public_url: "http://127.0.0.1:8080".into(),
+            metrics_token: None,
+            sign_in_attempts_per_account: 5,
+            sign_in_account_window_secs: 900,
+            sign_in_attempts_per_address: 30,
+            sign_in_address_window_secs: 60,
+            verification_valid_hours: 24,
+            password_reset_valid_minutes: 30,
+            invitation_valid_days: 7,
         }
     }
 }
@@ -246,6 +274,12 @@ impl Config {
         }
         if let Some(v) = env("VOUCHERD_STRIPE_API_BASE") {
             config.stripe_api_base = Some(v);
+        }
+        if let Some(v) = env("VOUCHERD_PUBLIC_URL") {
+            config.public_url = v;
+        }
+        if let Some(v) = env("VOUCHERD_METRICS_TOKEN") {
+            config.metrics_token = Some(v);
         }
         if let Some(v) = env("VOUCHERD_SMTP_URL") {
             config.smtp_url = Some(v);

@@ -46,6 +46,8 @@ async fn user(
             full_name: name.into(),
             role: role.into(),
             created_at: voucherd_store::now(),
+            email_verified_at: Some(voucherd_store::now()),
+            disabled_at: None,
         })
         .await?)
 }

@@ -164,6 +164,22 @@ impl Application {
             metrics: voucherd_api::metrics::Metrics::new().context("registering metrics")?,
             password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
             tokens: Tokens::new(&secret, config.jwt_ttl_secs),
+            sessions: voucherd_api::auth::SessionCache::new(
+                Duration::from_millis(config.key_cache_ttl_ms),
+                KEY_CACHE_ENTRIES,
+            ),
+            throttle: voucherd_api::throttle::Throttle::new(
+                voucherd_api::throttle::Allowance {
+                    attempts: config.sign_in_attempts_per_account,
+                    window_secs: config.sign_in_account_window_secs,
+                },
+                voucherd_api::throttle::Allowance {
+                    attempts: config.sign_in_attempts_per_address,
+                    window_secs: config.sign_in_address_window_secs,
+                },
+                clock.clone(),
+            ),
+            pages_secret: hex_string(&random_bytes(32)),
             config: ApiConfig {
                 standard_voucher: config.standard_voucher,
                 approval_limits: voucherd_domain::approval::ApprovalLimits {
@@ -190,6 +206,13 @@ impl Application {
                 sandbox_key,
                 payments: config.payment_settings()?,
                 overrun_suspend_threshold: config.overrun_suspend_threshold,
+                metrics_token: config.metrics_token.clone(),
+                accounts: voucherd_api::state::AccountSettings {
+                    public_url: config.public_url.trim_end_matches('/').to_string(),
+                    verification_valid_hours: config.verification_valid_hours,
+                    password_reset_valid_minutes: config.password_reset_valid_minutes,
+                    invitation_valid_days: config.invitation_valid_days,
+                },
             },
             upstream,
             clock,

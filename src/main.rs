@@ -251,6 +251,8 @@ fn main() -> anyhow::Result<()> {
                         full_name,
                         role: "admin".into(),
                         created_at: voucherd_store::now(),
+                        email_verified_at: Some(voucherd_store::now()),
+                        disabled_at: None,
                     })
                     .await?;
                 println!("created administrator {} ({})", user.email, user.id);

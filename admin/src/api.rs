@@ -150,6 +150,16 @@ async fn send(
     if let Some(t) = session::token(req) {
         r = r.bearer_auth(t);
     }
+    // The API throttles sign-in per client address: vouch for the viewer's, not loopback's.
+    if let (Some(state), Some(peer)) = (
+        req.app_data::<web::Data<voucherd_api::state::AppState>>(),
+        req.peer_addr(),
+    ) {
+        r = r.header(
+            voucherd_api::handlers::me::PAGES_CLIENT_HEADER,
+            format!("{} {}", state.pages_secret, peer.ip()),
+        );
+    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
@@ -162,9 +172,18 @@ async fn send(
     })
 }
 
-/// Signs in through the API: the token answer, or `None` when the email or password is wrong
-/// (a refusal here is the form's error, not a lost session).
-pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, Failure> {
+/// What signing in through the API came to.
+pub enum SignIn {
+    /// The token answer.
+    Token(Value),
+    /// The email or password is wrong (the form's error, not a lost session).
+    Refused,
+    /// Too many attempts: wait this many seconds.
+    Throttled(u64),
+}
+
+/// Signs in through the API.
+pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<SignIn, Failure> {
     let resp = send(
         req,
         reqwest::Method::POST,
@@ -174,8 +193,19 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<Option<Value>, F
     )
     .await?;
     match resp.status().as_u16() {
-        200 => Ok(resp.json().await.ok()),
-        400..=499 => Ok(None),
+        200 => resp
+            .json()
+            .await
+            .map(SignIn::Token)
+            .map_err(|_| Failure(unavailable(req))),
+        429 => Ok(SignIn::Throttled(
+            resp.headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+        )),
+        400..=499 => Ok(SignIn::Refused),
         _ => Err(Failure(unavailable(req))),
     }
 }

@@ -7,6 +7,7 @@
 //! it is built on), one set of rules, and the API's field-path errors become the pages' inline
 //! errors. Pages work without JavaScript; charts are SVG drawn on the server.
 
+mod accounts;
 mod api;
 mod assets;
 mod challenges;
@@ -124,6 +125,19 @@ pages! {
     get "/sign-in" => portal::sign_in_form, None;
     post "/sign-in" => portal::sign_in, None;
     post "/sign-out" => portal::sign_out, None;
+    get "/verify-email" => accounts::verify_form, None;
+    post "/verify-email" => accounts::verify_code, on("post", "/api/v1/me/email-verification");
+    post "/verify-email/resend" => accounts::resend_code, on("post", "/api/v1/me/verification-email");
+    post "/verify-email/link" => accounts::verify_link, None;
+    get "/forgot-password" => accounts::forgot_form, None;
+    post "/forgot-password" => accounts::forgot, None;
+    get "/reset-password" => accounts::reset_form, None;
+    post "/reset-password" => accounts::reset, None;
+    get "/accept-invitation" => accounts::invitation_form, None;
+    post "/accept-invitation" => accounts::accept_invitation, None;
+    get "/console/users" => accounts::users, on("get", "/api/v1/users");
+    post "/console/users" => accounts::invite, on("post", "/api/v1/users");
+    post "/console/users/{id}" => accounts::change, on("put", "/api/v1/users/{id}/role");
     get "/portal" => portal::dashboard, on("post", "/api/v1/applications");
     get "/portal/apply" => portal::apply_form, on("post", "/api/v1/applications");
     post "/portal/apply" => portal::apply_check, on("post", "/api/v1/applications");
@@ -202,7 +216,7 @@ pub async fn guard(
         .and_then(|p| PAGES.iter().find(|pg| pg.path == p && pg.method == method));
     let is_page = page.is_some() || req.path().starts_with("/assets/");
     if let Some(page) = page {
-        let user = session::user(req.request());
+        let user = session::user(req.request()).await;
         req.extensions_mut().insert(session::Viewer(user.clone()));
         if let Access::Roles(roles) = page.access() {
             let refusal = match &user {

@@ -221,14 +221,37 @@ async fn sign_in_as(
     next: &str,
 ) -> HttpResponse {
     let body = json!({"email": email, "password": password});
-    let Some(token) = page!(api::sign_in(req, &body).await) else {
-        return View::new("sign_in", "Sign in")
+    let form_error = |status: StatusCode, message: String| {
+        View::new("sign_in", "Sign in")
             .with("values", json!({"email": email, "next": next}))
             .errors(vec![FieldError {
                 id: "email".into(),
-                message: "Enter a correct email address and password".into(),
+                message,
             }])
-            .render(req);
+            .status(status)
+            .render(req)
+    };
+    let token = match page!(api::sign_in(req, &body).await) {
+        api::SignIn::Token(t) => t,
+        api::SignIn::Refused => {
+            return form_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Enter a correct email address and password".into(),
+            )
+        }
+        api::SignIn::Throttled(secs) => {
+            let mut resp = form_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "You have tried to sign in too many times. Wait {} and try again, or reset your password",
+                    minutes(secs)
+                ),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
     };
     let (Some(access), Some(ttl)) = (token["access_token"].as_str(), token["expires_in"].as_i64())
     else {
@@ -239,16 +262,17 @@ async fn sign_in_as(
             "Try again later.",
         );
     };
-    let role = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.tokens.verify(access))
-        .map(|u| u.role);
-    let to = match (next, role) {
+    let signed_in = match req.app_data::<web::Data<AppState>>() {
+        Some(s) => voucherd_api::auth::authenticate(s, access)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let to = match (next, signed_in) {
+        (_, Some(u)) if u.role == Role::Applicant && !u.email_verified => "/verify-email".into(),
         (n, _) if !n.is_empty() => n.to_string(),
-        (_, Some(Role::Admin)) => "/console".into(),
-        (_, Some(Role::Applicant)) => "/portal".into(),
-        (_, Some(Role::Adviser)) => "/advise".into(),
-        (_, Some(Role::Assessor)) => "/assess".into(),
+        (_, Some(u)) => home_of(u.role).into(),
         (_, None) => "/".into(),
     };
     let mut resp = see_other(&to);
@@ -256,16 +280,52 @@ async fn sign_in_as(
     resp
 }
 
+/// Where a role starts after signing in.
+pub(crate) fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "/console",
+        Role::Applicant => "/portal",
+        Role::Adviser => "/advise",
+        Role::Assessor => "/assess",
+    }
+}
+
+/// A wait in words: "1 minute", "3 minutes".
+fn minutes(secs: u64) -> String {
+    match secs.div_ceil(60).max(1) {
+        1 => "1 minute".into(),
+        n => format!("{n} minutes"),
+    }
+}
+
+/// Signs out: the session ends on the server (every instance), then the cookie goes.
 pub async fn sign_out(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
+    }
+    if session::token(&req).is_some() {
+        // Already ended or expired: the cookie goes all the same.
+        let _ = api::call(&req, Method::POST, "/api/v1/auth/logout", None).await;
     }
     let mut resp = see_other("/");
     session::end(&req, &mut resp);
     resp
 }
 
-pub async fn dashboard(req: HttpRequest) -> HttpResponse {
+/// An applicant who has not confirmed their email address is sent to do so first: they may
+/// not apply until they have.
+fn unverified(viewer: &Viewer) -> Option<HttpResponse> {
+    viewer
+        .0
+        .as_ref()
+        .filter(|u| !u.email_verified)
+        .map(|_| see_other("/verify-email"))
+}
+
+pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
+    if let Some(r) = unverified(&viewer) {
+        return r;
+    }
     let me = page!(api::get(&req, "/api/v1/me").await);
     let apps = page!(api::get(&req, "/api/v1/applications?limit=50").await);
     let vouchers = page!(api::get(&req, "/api/v1/vouchers?limit=50").await);
@@ -431,7 +491,10 @@ fn apply_view(req: &HttpRequest, v: Map<String, Value>, errors: Vec<FieldError>)
         .render(req)
 }
 
-pub async fn apply_form(req: HttpRequest) -> HttpResponse {
+pub async fn apply_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
+    if let Some(r) = unverified(&viewer) {
+        return r;
+    }
     apply_view(&req, values(&HashMap::new()), Vec::new())
 }
 

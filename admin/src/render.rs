@@ -50,6 +50,11 @@ templates!(
     "ch_console_challenge",
     "ch_console_new",
     "ch_assess",
+    "verify_email",
+    "verify_link",
+    "forgot_password",
+    "password_form",
+    "console_users",
 );
 
 const PARTIALS: &[(&str, &str)] = &[
@@ -161,7 +166,7 @@ impl View {
             "user".into(),
             match &viewer {
                 Some(u) => {
-                    json!({"id": u.id, "role": u.role.as_str(), "role_name": role_name(u.role)})
+                    json!({"id": u.id, "role": u.role.as_str(), "role_name": u.role.with_article()})
                 }
                 None => Value::Null,
             },
@@ -223,15 +228,6 @@ impl View {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Applicant => "an applicant",
-        Role::Admin => "an administrator",
-        Role::Assessor => "an assessor",
-        Role::Adviser => "an adviser",
-    }
-}
-
 /// The navigation a role may use: only pages it may open.
 fn nav(role: Option<Role>, path: &str) -> Value {
     let items: &[(&str, &str)] = match role {
@@ -245,6 +241,7 @@ fn nav(role: Option<Role>, path: &str) -> Value {
             ("Incentives", "/console/incentives"),
             ("Reports", "/console/reports"),
             ("Overrun", "/console/overruns"),
+            ("Accounts", "/console/users"),
             ("Audit log", "/console/audit"),
             ("Jobs", "/console/jobs"),
         ],

@@ -1,5 +1,5 @@
 //! Sessions and CSRF. The session cookie carries the person's access token (issued by the
-//! API's sign-in, verified here with the API's own keys): `HttpOnly`, `SameSite=Lax` (a return
+//! API's sign-in, checked here as the API checks it: signature and open server-side session): `HttpOnly`, `SameSite=Lax` (a return
 //! from Stripe's payment page is a top-level navigation and keeps the session), `Secure`
 //! unless the service runs on plain HTTP for development. Every form carries a CSRF token
 //! equal to a cookie of its own (`SameSite=Strict`), compared in constant time.
@@ -36,10 +36,19 @@ pub fn token(req: &HttpRequest) -> Option<String> {
     req.cookie(SESSION).map(|c| c.value().to_string())
 }
 
-/// The signed-in person: a session cookie whose token the API's keys verify.
-pub fn user(req: &HttpRequest) -> Option<AuthUser> {
+/// The signed-in person: a session cookie whose token the API's keys verify and whose
+/// server-side session is still open (so signing out elsewhere, a role change or a disabled
+/// account end it here too).
+pub async fn user(req: &HttpRequest) -> Option<AuthUser> {
     let state = req.app_data::<web::Data<AppState>>()?;
-    state.tokens.verify(&token(req)?)
+    let token = token(req)?;
+    match voucherd_api::auth::authenticate(state, &token).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "a page could not check its session");
+            None
+        }
+    }
 }
 
 fn secure(req: &HttpRequest) -> bool {
@@ -100,7 +109,7 @@ pub fn csrf_ok(req: &HttpRequest, submitted: &str) -> bool {
     };
     let (a, b) = (cookie.value().as_bytes(), submitted.as_bytes());
     // Constant time: the comparison reveals nothing of where a guess goes wrong.
-    a.len() == 64 && a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    a.len() == 64 && voucherd_api::auth::same(a, b)
 }
 
 /// Sends a stranger to sign in, then back to the page they asked for (a form they sent is

@@ -3,6 +3,7 @@
 //! declaration for every request before any handler runs.
 
 use crate::error::ApiError;
+use crate::proxy::keycache::TtlCache;
 use crate::routes::{Access, ROUTES};
 use crate::state::AppState;
 use actix_web::body::{BoxBody, MessageBody};
@@ -16,17 +17,28 @@ use argon2::Argon2;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
+use std::sync::Arc;
 use voucherd_domain::Role;
+use voucherd_store::users::{LiveSession, SessionRow};
 
 const ISSUER: &str = "voucherd";
 
+/// What an access token says: who, and which server-side session. The role is not in the
+/// token: it is read with the session, so a role change applies at once.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
-    role: Role,
+    sid: String,
     iss: String,
     iat: i64,
     exp: i64,
+}
+
+/// A token whose signature and expiry check out; its session may still have ended.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub user_id: String,
+    pub session_id: String,
 }
 
 /// Signing and verifying keys for access tokens.
@@ -46,11 +58,10 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, user_id: &str, role: Role) -> Result<String, ApiError> {
-        let now = chrono::Utc::now().timestamp();
+    fn issue(&self, user_id: &str, session_id: &str, now: i64) -> Result<String, ApiError> {
         let claims = Claims {
             sub: user_id.to_string(),
-            role,
+            sid: session_id.to_string(),
             iss: ISSUER.into(),
             iat: now,
             exp: now + self.ttl_secs,
@@ -59,17 +70,77 @@ impl Tokens {
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
     }
 
-    pub fn verify(&self, token: &str) -> Option<AuthUser> {
+    pub fn verify(&self, token: &str) -> Option<Signed> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[ISSUER]);
         v.leeway = 5;
         decode::<Claims>(token, &self.decoding, &v)
             .ok()
-            .map(|d| AuthUser {
-                id: d.claims.sub,
-                role: d.claims.role,
+            .map(|d| Signed {
+                user_id: d.claims.sub,
+                session_id: d.claims.sid,
             })
     }
+}
+
+/// Sessions recently found open, by id.
+pub type SessionCache = TtlCache<Arc<LiveSession>>;
+
+/// Opens a server-side session for `user_id` and signs its access token.
+pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, ApiError> {
+    let now = voucherd_store::now();
+    let session = state
+        .store
+        .open_session(SessionRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_string(),
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(state.tokens.ttl_secs),
+            ended_at: None,
+            ended_reason: None,
+        })
+        .await?;
+    state
+        .tokens
+        .issue(user_id, &session.id, now.and_utc().timestamp())
+}
+
+/// The person a token proves, if its session is still open: read from the database at most
+/// once per cache lifetime (1 s by default), so a session ended on another instance stops
+/// working there within that time.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUser>, ApiError> {
+    let Some(signed) = state.tokens.verify(token) else {
+        return Ok(None);
+    };
+    let live = match state.sessions.get(&signed.session_id) {
+        Some(s) => s,
+        None => match state.store.live_session(signed.session_id.clone()).await? {
+            Some(s) => {
+                let s = Arc::new(s);
+                state.sessions.put(signed.session_id.clone(), s.clone());
+                s
+            }
+            None => return Ok(None),
+        },
+    };
+    if live.user_id != signed.user_id {
+        return Ok(None);
+    }
+    let Ok(role) = live.role.parse::<Role>() else {
+        return Ok(None);
+    };
+    Ok(Some(AuthUser {
+        id: signed.user_id,
+        role,
+        session_id: signed.session_id,
+        email_verified: live.email_verified,
+    }))
+}
+
+/// Forgets this instance's cached sessions of a user whose sessions were just ended, so the
+/// change applies here at once (other instances within the cache lifetime).
+pub fn forget_sessions(state: &AppState, user_id: &str) {
+    state.sessions.forget_where(|s| s.user_id == user_id);
 }
 
 /// Hashes a password with argon2id (the crate's defaults: OWASP's 19 MiB, 2 passes).
@@ -91,11 +162,14 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The caller, as proven by a valid access token.
+/// The caller, as proven by a valid access token whose session is open.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: String,
     pub role: Role,
+    pub session_id: String,
+    /// Whether the account's email address is verified (an unverified one may not apply).
+    pub email_verified: bool,
 }
 
 impl AuthUser {
@@ -125,6 +199,11 @@ pub fn bearer(headers: &header::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// Enforces the route table's access declaration for the matched route.
 pub async fn guard(
     req: ServiceRequest,
@@ -138,18 +217,31 @@ pub async fn guard(
             .find(|r| r.path == p && r.method.eq_ignore_ascii_case(&method))
             .map(|r| r.access)
     });
-    if let Some(Access::Roles(roles)) = access {
-        let tokens = req
+    if let Some(Access::Metrics) = access {
+        let allowed = req
             .app_data::<web::Data<AppState>>()
-            .map(|s| s.tokens.clone());
-        let user = match (tokens, bearer(req.headers())) {
-            (Some(t), Some(token)) => t.verify(token),
-            _ => None,
+            .and_then(|s| s.config.metrics_token.clone())
+            .is_some_and(|expected| {
+                bearer(req.headers()).is_some_and(|t| same(t.as_bytes(), expected.as_bytes()))
+            });
+        if !allowed {
+            // Without the configured token the metrics do not exist for the caller.
+            let (http_req, _) = req.into_parts();
+            let e = ApiError::NotFound("page");
+            return Ok(ServiceResponse::new(http_req, e.error_response()));
+        }
+    }
+    if let Some(Access::Roles(roles)) = access {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let user = match (state, bearer(req.headers())) {
+            (Some(s), Some(token)) => authenticate(&s, token).await,
+            _ => Ok(None),
         };
         let outcome = match user {
-            None => Err(ApiError::Unauthenticated),
-            Some(u) if !roles.contains(&u.role) => Err(ApiError::Forbidden),
-            Some(u) => Ok(u),
+            Err(e) => Err(e),
+            Ok(None) => Err(ApiError::Unauthenticated),
+            Ok(Some(u)) if !roles.contains(&u.role) => Err(ApiError::Forbidden),
+            Ok(Some(u)) => Ok(u),
         };
         match outcome {
             Ok(u) => {

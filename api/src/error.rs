@@ -40,6 +40,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("your role may not do this")]
     Forbidden,
+    /// Allowed for the role, but not yet for this account (an unconfirmed email address).
+    #[error("{detail}")]
+    Refused { code: &'static str, detail: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{detail}")]
@@ -55,6 +58,9 @@ pub enum ApiError {
     BadGateway(String),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
+    /// Too many attempts (signing in, asking for a password reset): try again after a while.
+    #[error("too many attempts: try again in {} minute(s)", retry_after_secs.div_ceil(60).max(1))]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -80,11 +86,13 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "forbidden",
+            ApiError::Refused { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => code,
             ApiError::BadGateway(_) => "payment_provider_unavailable",
             ApiError::Unavailable => "unavailable",
+            ApiError::TooManyRequests { .. } => "too_many_attempts",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -129,12 +137,13 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Disabled { .. } | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +161,12 @@ impl ResponseError for ApiError {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(*retry_after_secs),
             );
         }
         resp
@@ -202,6 +217,10 @@ impl From<StoreError> for ApiError {
             StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Payment(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Approval(code, ref detail) => ApiError::conflict(code, detail.clone()),
+            // A link or code that cannot be used is a bad request, not a conflict of state.
+            StoreError::Refused(code @ ("invalid_token" | "wrong_code"), detail) => {
+                ApiError::BadRequest { code, detail }
+            }
             StoreError::Refused(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
                 ApiError::conflict("budget_line_exists", e.to_string())

@@ -398,3 +398,30 @@ mod tests {
         .is_ok());
     }
 }
+
+/// Why an administrator did something, as recorded in the audit log: trimmed, not blank, at
+/// most 500 characters. Refused by name at its field when it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX_CHARS: usize = 500;
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(serde::de::Error::custom("must not be blank"));
+        }
+        if t.chars().count() > Reason::MAX_CHARS {
+            return Err(serde::de::Error::custom("must be at most 500 characters"));
+        }
+        Ok(Reason(t.to_string()))
+    }
+}

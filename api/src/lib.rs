@@ -11,6 +11,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod views;
 
 use actix_web::http::StatusCode;

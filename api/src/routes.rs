@@ -4,7 +4,7 @@
 
 use crate::handlers::{
     applications, budget, challenges, consulting, health, incentives, jobs, me, overruns, payments,
-    prices, programme, reports, vouchers,
+    prices, programme, reports, users, vouchers,
 };
 use crate::metrics;
 use crate::proxy;
@@ -20,6 +20,9 @@ pub enum Access {
     ApiKey,
     /// The process's own sandbox key: the built-in sandbox, reached only through the proxy.
     Sandbox,
+    /// The monitoring system: a bearer token from configuration (`metrics_token`); without
+    /// one configured, the metrics are not served.
+    Metrics,
     /// A signed-in user with one of these roles.
     Roles(&'static [Role]),
 }
@@ -61,10 +64,24 @@ macro_rules! routes {
 routes! {
     get "/healthz" => health::healthz, Access::Public;
     get "/readyz" => health::readyz, Access::Public;
-    get "/metrics" => metrics::serve, Access::Public;
+    get "/metrics" => metrics::serve, Access::Metrics;
     post "/api/v1/auth/register" => me::register, Access::Public;
     post "/api/v1/auth/login" => me::login, Access::Public;
+    post "/api/v1/auth/logout" => me::logout, SIGNED_IN;
+    post "/api/v1/auth/email-verification" => me::verify_link, Access::Public;
+    post "/api/v1/auth/password-reset-request" => me::request_reset, Access::Public;
+    post "/api/v1/auth/password-reset" => me::reset_password, Access::Public;
+    post "/api/v1/auth/invitation-acceptance" => me::accept_invitation, Access::Public;
     get "/api/v1/me" => me::me, SIGNED_IN;
+    post "/api/v1/me/email-verification" => me::verify_code, SIGNED_IN;
+    post "/api/v1/me/verification-email" => me::resend_verification, SIGNED_IN;
+    post "/api/v1/me/password" => me::change_password, SIGNED_IN;
+    get "/api/v1/users" => users::list, ADMIN;
+    post "/api/v1/users" => users::invite, ADMIN;
+    post "/api/v1/users/{id}/invitation" => users::reinvite, ADMIN;
+    put "/api/v1/users/{id}/role" => users::change_role, ADMIN;
+    post "/api/v1/users/{id}/disablement" => users::disable, ADMIN;
+    post "/api/v1/users/{id}/enablement" => users::enable, ADMIN;
     post "/api/v1/applications" => applications::submit, APPLICANT;
     get "/api/v1/applications" => applications::list, APPLICANT_OR_ADMIN;
     get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;

@@ -41,6 +41,19 @@ pub struct ApiConfig {
     pub payments: PaymentSettings,
     /// A key whose usage above its holds adds up to more than this is suspended.
     pub overrun_suspend_threshold: Money,
+    /// The bearer token `/metrics` asks for; not served without one.
+    pub metrics_token: Option<String>,
+    pub accounts: AccountSettings,
+}
+
+/// Links in account emails and how long they last.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Where people reach the service, without a trailing slash.
+    pub public_url: String,
+    pub verification_valid_hours: u32,
+    pub password_reset_valid_minutes: u32,
+    pub invitation_valid_days: u32,
 }
 
 /// The programme's payment rules.
@@ -66,6 +79,13 @@ pub struct AppState {
     /// so a flood of logins cannot exhaust memory or starve database work.
     pub password_hashing: tokio::sync::Semaphore,
     pub tokens: Tokens,
+    /// Sessions recently found open (cached like keys, for at most the same lifetime).
+    pub sessions: crate::auth::SessionCache,
+    /// Sign-in and password-reset attempts per account and per client address.
+    pub throttle: crate::throttle::Throttle,
+    /// Known only to this process: the pages send it with the client's own address when they
+    /// sign someone in over loopback, so the API throttles that address and not loopback's.
+    pub pages_secret: String,
     pub config: ApiConfig,
     pub upstream: reqwest::Client,
     /// The programme calendar's clock (challenge milestones); tests move it by hand.

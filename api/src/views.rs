@@ -36,6 +36,9 @@ pub struct UserView {
     pub full_name: String,
     pub role: String,
     pub created_at: String,
+    pub email_verified: bool,
+    /// `invited` (no password chosen yet), `active` or `disabled`.
+    pub status: &'static str,
 }
 
 impl From<&UserRow> for UserView {
@@ -46,6 +49,12 @@ impl From<&UserRow> for UserView {
             full_name: u.full_name.clone(),
             role: u.role.clone(),
             created_at: time(u.created_at),
+            email_verified: u.email_verified_at.is_some(),
+            status: match (u.disabled_at, u.password_hash.is_empty()) {
+                (Some(_), _) => "disabled",
+                (None, true) => "invited",
+                (None, false) => "active",
+            },
         }
     }
 }

@@ -23,6 +23,16 @@ impl Role {
             Role::Adviser => "adviser",
         }
     }
+
+    /// The role in a sentence: "signed in as an administrator".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Applicant => "an applicant",
+            Role::Admin => "an administrator",
+            Role::Assessor => "an assessor",
+            Role::Adviser => "an adviser",
+        }
+    }
 }
 
 impl FromStr for Role {

@@ -71,10 +71,11 @@ pub fn user_email(c: &mut DbConn, user_id: &str) -> StoreResult<String> {
     Ok(users::table.find(user_id).select(users::email).first(c)?)
 }
 
-/// Every administrator's email address.
+/// Every enabled administrator's email address.
 pub fn admin_emails(c: &mut DbConn) -> StoreResult<Vec<String>> {
     Ok(users::table
         .filter(users::role.eq("admin"))
+        .filter(users::disabled_at.is_null())
         .order(users::email.asc())
         .select(users::email)
         .load(c)?)

@@ -23,9 +23,22 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
         missing.is_none(),
         "the browser walk needs {missing:?} (.ci/run installs it)"
     );
+    let mail_dir = std::env::temp_dir()
+        .join(format!(
+            "voucherd-walk-mail-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .to_string_lossy()
+        .into_owned();
+    let walk_mail = mail_dir.clone();
     let app = spawn_app_with(voucherd_store::Backend::Sqlite, |c| {
         // The walk reaches the service over plain HTTP on loopback.
         c.cookie_secure = false;
+        // The walk reads its confirmation code and reset link from the mail folder: the
+        // worker delivers the outbox there every second.
+        c.mail_dir = walk_mail;
+        c.scheduler = true;
+        c.jobs.insert("outbox".into(), "* * * * * *".into());
     })
     .await;
     app.upstream.set_reply(Reply {
@@ -51,6 +64,7 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
                 &shots,
                 "walk-adviser@example.com",
                 "walk-assessor@example.com",
+                &mail_dir,
             ])
             .output()
     })

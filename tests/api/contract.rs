@@ -46,6 +46,7 @@ fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
         Access::Public => "public".to_string(),
         Access::ApiKey => "api_key".to_string(),
         Access::Sandbox => "sandbox".to_string(),
+        Access::Metrics => "metrics_token".to_string(),
         Access::Roles(roles) => roles
             .iter()
             .map(|r| r.as_str())

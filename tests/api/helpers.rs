@@ -1,4 +1,5 @@
 use crate::upstream::{FakeUpstream, UPSTREAM_KEY};
+use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -74,6 +75,9 @@ pub fn rates(input: &str, cached: &str, output: &str) -> PriceRates {
     }
 }
 
+/// The monitoring token the test servers ask for at `/metrics`.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
+
 pub fn test_config(database_url: &str, upstream_url: &str) -> Config {
     Config {
         database_url: database_url.to_string(),
@@ -96,6 +100,10 @@ pub fn test_config(database_url: &str, upstream_url: &str) -> Config {
             .to_string_lossy()
             .into_owned(),
         standard_voucher: Money::parse("5000").unwrap(),
+        metrics_token: Some(METRICS_TOKEN.into()),
+        // Tests sign in many times from one address; accounts.rs tests the throttle itself.
+        sign_in_attempts_per_account: 1_000,
+        sign_in_attempts_per_address: 100_000,
         prices: BTreeMap::from([(MODEL.to_string(), rates("2.50", "1.25", "10.00"))]),
         ..Config::default()
     }
@@ -285,10 +293,38 @@ impl TestApp {
             .to_string()
     }
 
-    /// A registered applicant's access token.
+    /// A registered applicant's access token, with the email address confirmed by the code
+    /// from the verification email (as a person would type it in).
     pub async fn applicant(&self, email: &str) -> String {
         assert_eq!(self.register(email).await.status().as_u16(), 201);
-        self.token(email).await
+        let token = self.token(email).await;
+        let code = self.mailed(email, "verify_email").await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let resp = self
+            .post(
+                "/api/v1/me/email-verification",
+                &token,
+                &json!({"code": code}),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        token
+    }
+
+    /// The data of the newest email with `template` to `email`, from the outbox.
+    pub async fn mailed(&self, email: &str, template: &str) -> Value {
+        let rows = self
+            .store
+            .outbox(Some(email.to_lowercase()), 100)
+            .await
+            .unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.template == template)
+            .unwrap_or_else(|| panic!("no {template} email to {email}"));
+        serde_json::from_str(&row.data).unwrap()
     }
 
     /// A user with `role`, created as `create-admin` does (roles other than applicant are not
@@ -302,6 +338,8 @@ impl TestApp {
                 full_name: "Programme staff".into(),
                 role: role.into(),
                 created_at: voucherd_store::now(),
+                email_verified_at: Some(voucherd_store::now()),
+                disabled_at: None,
             })
             .await
             .unwrap();
@@ -504,4 +542,91 @@ pub async fn short_usage_total(app: &TestApp, owner: &str, voucher_id: &str, ser
         total += cost;
     }
     total
+}
+
+/// A browser's cookies for one person, kept by hand.
+#[derive(Default)]
+pub struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn keep(&mut self, headers: &HeaderMap) {
+        for c in headers.get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn csrf(&self) -> String {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == "voucherd_csrf")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    pub async fn get(&mut self, app: &TestApp, path: &str) -> Response {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(resp.headers());
+        resp
+    }
+
+    pub async fn post(&mut self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> Response {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header(COOKIE, self.header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(resp.headers());
+        resp
+    }
+
+    /// A new browser that opens the sign-in form and sends it.
+    pub async fn try_sign_in(
+        app: &TestApp,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> (Browser, Response) {
+        let mut b = Browser::default();
+        b.get(app, "/sign-in").await;
+        let csrf = b.csrf();
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+            ("next", next),
+        ];
+        let resp = b.post(app, "/sign-in", &form).await;
+        (b, resp)
+    }
+
+    pub async fn sign_in(app: &TestApp, email: &str) -> Browser {
+        let (b, resp) = Browser::try_sign_in(app, email, PASSWORD, "").await;
+        assert_eq!(resp.status().as_u16(), 303);
+        b
+    }
 }

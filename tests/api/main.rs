@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod helpers;
+mod accounts;
 mod allowlist;
 mod applicant_facts;
 mod applications;

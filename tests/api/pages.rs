@@ -1,96 +1,9 @@
 //! The pages over HTTP: who may open what, forged forms, security headers, and a form's errors
 //! and answers reaching the API exactly. (The browser walk, in `browser.rs`, covers the rest.)
 
-use crate::helpers::{body, valid_application, TestApp, PASSWORD};
-use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use crate::helpers::{body, valid_application, Browser, TestApp, PASSWORD};
+use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::Response;
-
-/// A browser's cookies for one person, kept by hand.
-#[derive(Default)]
-struct Browser {
-    cookies: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn keep(&mut self, headers: &HeaderMap) {
-        for c in headers.get_all(SET_COOKIE) {
-            let c = c.to_str().unwrap();
-            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != name);
-            if !value.is_empty() {
-                self.cookies.push((name.to_string(), value.to_string()));
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn csrf(&self) -> String {
-        self.cookies
-            .iter()
-            .find(|(n, _)| n == "voucherd_csrf")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    }
-
-    async fn get(&mut self, app: &TestApp, path: &str) -> Response {
-        let resp = app
-            .client
-            .get(app.url(path))
-            .header(COOKIE, self.header())
-            .send()
-            .await
-            .unwrap();
-        self.keep(resp.headers());
-        resp
-    }
-
-    async fn post(&mut self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> Response {
-        let resp = app
-            .client
-            .post(app.url(path))
-            .header(COOKIE, self.header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.keep(resp.headers());
-        resp
-    }
-
-    /// A new browser that opens the sign-in form and sends it.
-    async fn try_sign_in(
-        app: &TestApp,
-        email: &str,
-        password: &str,
-        next: &str,
-    ) -> (Browser, Response) {
-        let mut b = Browser::default();
-        b.get(app, "/sign-in").await;
-        let csrf = b.csrf();
-        let form = [
-            ("csrf", csrf.as_str()),
-            ("email", email),
-            ("password", password),
-            ("next", next),
-        ];
-        let resp = b.post(app, "/sign-in", &form).await;
-        (b, resp)
-    }
-
-    async fn sign_in(app: &TestApp, email: &str) -> Browser {
-        let (b, resp) = Browser::try_sign_in(app, email, PASSWORD, "").await;
-        assert_eq!(resp.status().as_u16(), 303);
-        b
-    }
-}
 
 /// Owned form pairs as the borrowed pairs `Browser::post` sends.
 fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {

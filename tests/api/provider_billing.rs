@@ -274,7 +274,13 @@ async fn usage_above_its_hold_is_shown_told_once_a_day_and_suspends_the_key_past
         403
     );
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains(&format!(
         "voucherd_proxy_overrun_requests_total{{model=\"{MODEL}\"}} 3"

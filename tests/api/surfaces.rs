@@ -170,6 +170,7 @@ async fn metrics_count_requests_tokens_and_cost() {
     let text = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()

@@ -6,11 +6,17 @@ creates a key, sees it once, makes a metered call with it and sees the balance d
 page on the way is checked with axe-core for WCAG 2.2 A and AA (zero violations allowed) and
 photographed into the screenshot folder.
 
+The applicant confirms their email address with the code from the mail folder, and at the end
+resets their password with the link from it.
+
 Run by tests/api/browser.rs against a server it started:
-    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL PASSWORD SCREENSHOT_DIR ADVISER_EMAIL ASSESSOR_EMAIL
+    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL PASSWORD SCREENSHOT_DIR ADVISER_EMAIL ASSESSOR_EMAIL MAIL_DIR
 """
 
+import email as email_lib
+import email.policy
 import json
+import time
 import pathlib
 import re
 import sys
@@ -80,6 +86,27 @@ def metered_call(base, key):
         return json.load(resp)
 
 
+def mail_to(mail_dir, recipient, subject_start, after=0.0, wait_s=30):
+    """The newest email to `recipient` whose subject starts with `subject_start`, written after
+    `after` (seconds since the epoch): (subject, plain-text body). The worker delivers the
+    outbox into the folder every second; this waits for it, up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for f in pathlib.Path(mail_dir).glob("*.eml"):
+            if f.stat().st_mtime < after:
+                continue
+            msg = email_lib.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+            if recipient in str(msg["To"]) and str(msg["Subject"]).startswith(subject_start):
+                found.append((f.stat().st_mtime, msg))
+        if found:
+            msg = max(found, key=lambda m: m[0])[1]
+            return str(msg["Subject"]), msg.get_body(preferencelist=("plain",)).get_content()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no email to {recipient} starting {subject_start!r} in {mail_dir}")
+        time.sleep(0.2)
+
+
 def money(text):
     return float(re.sub(r"[^0-9.]", "", text))
 
@@ -87,7 +114,7 @@ def money(text):
 def main():
     base, admin_email, admin_password, shots = sys.argv[1:5]
     # Staff who sign in with the administrator's password: an adviser and an assessor.
-    adviser_email, assessor_email = sys.argv[5:7]
+    adviser_email, assessor_email, mail_dir = sys.argv[5:8]
     shots = pathlib.Path(shots)
     shots.mkdir(parents=True, exist_ok=True)
     email, password = "owner@widget-analytics.example", "a long and memorable passphrase"
@@ -116,6 +143,17 @@ def main():
         page.get_by_label("Email address").fill(email)
         page.get_by_label("Create a password").fill(password)
         page.get_by_role("button", name="Create account").click()
+        # Unconfirmed: the code from the email first.
+        expect(page).to_have_url(re.compile(r"/verify-email$"))
+        w.check("verify-email")
+        page.get_by_label("Confirmation code").fill("000000")
+        page.get_by_role("button", name="Confirm", exact=True).click()
+        expect(page.locator("#code-error")).to_be_visible()
+        w.check("verify-email-wrong-code")
+        subject, _ = mail_to(mail_dir, email, "Your confirmation code is")
+        code = subject.rsplit(" ", 1)[-1]
+        page.get_by_label("Confirmation code").fill(code)
+        page.get_by_role("button", name="Confirm", exact=True).click()
         expect(page).to_have_url(re.compile(r"/portal$"))
         w.check("dashboard-empty")
 
@@ -179,6 +217,9 @@ def main():
         w.check("console-audit")
         page.get_by_role("link", name="Jobs").click()
         w.check("console-jobs")
+        page.get_by_role("link", name="Accounts").click()
+        expect(page.locator("body")).to_contain_text(email)
+        w.check("console-users")
         page.get_by_role("link", name="Vouchers").click()
         page.get_by_label("Search by company registration number").fill("01234567")
         page.get_by_role("button", name="Search").click()
@@ -248,6 +289,37 @@ def main():
         w.sign_in(assessor_email, admin_password)
         expect(page).to_have_url(re.compile(r"/assess$"))
         w.check("assessor")
+        w.sign_out()
+
+        # A forgotten password: the link from the email, used once.
+        asked_at = time.time() - 1
+        w.go("/sign-in")
+        page.get_by_role("link", name="Forgot your password?").click()
+        w.check("forgot-password")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_role("button", name="Send the link").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+        w.check("forgot-password-sent")
+        _, text = mail_to(mail_dir, email, "Reset your password", after=asked_at)
+        # The link names the configured public address; the path is what matters here.
+        link = base + re.search(r"/reset-password\?token=[0-9a-f]{64}", text).group(0)
+        page.goto(link)
+        w.check("reset-password")
+        password = "an even longer and more memorable passphrase"
+        page.get_by_label("Choose a password").fill(password)
+        page.get_by_role("button", name="Save the password").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Your password has been changed")
+        w.check("password-changed")
+        page.goto(link)
+        page.get_by_label("Choose a password").fill("yet another long passphrase")
+        before = len(errors)
+        page.get_by_role("button", name="Save the password").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("This link has expired or was already used")
+        w.check("reset-link-used")
+        # That page is answered 400, as it should be; Chromium logs it as a failed load.
+        del errors[before:]
+        w.sign_in(email, password)
+        expect(page).to_have_url(re.compile(r"/portal$"))
         w.sign_out()
 
         assert not errors, f"console errors: {errors}"

@@ -149,6 +149,24 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/usage_overrun.html.hbs"),
     ),
     (
+        "verify_email",
+        "Your confirmation code is {{code}}",
+        include_str!("../templates/verify_email.txt.hbs"),
+        include_str!("../templates/verify_email.html.hbs"),
+    ),
+    (
+        "password_reset",
+        "Reset your password",
+        include_str!("../templates/password_reset.txt.hbs"),
+        include_str!("../templates/password_reset.html.hbs"),
+    ),
+    (
+        "account_invitation",
+        "You are invited to the AI Voucher Programme",
+        include_str!("../templates/account_invitation.txt.hbs"),
+        include_str!("../templates/account_invitation.html.hbs"),
+    ),
+    (
         "upstream_auth_failed",
         "The AI provider refused the programme's credentials",
         include_str!("../templates/upstream_auth_failed.txt.hbs"),

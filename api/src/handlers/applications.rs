@@ -118,6 +118,12 @@ pub async fn submit(
     user: AuthUser,
     ApiJson(body): ApiJson<ApplicationRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if !user.email_verified {
+        return Err(ApiError::Refused {
+            code: "email_unverified",
+            detail: "confirm your email address with the code we sent before applying".into(),
+        });
+    }
     let today = Utc::now().date_naive();
     let subsidy_declarations = declarations(&body, today)?;
     let facts = ApplicationFacts {

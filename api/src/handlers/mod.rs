@@ -13,6 +13,7 @@ pub mod payments;
 pub mod prices;
 pub mod programme;
 pub mod reports;
+pub mod users;
 pub mod vouchers;
 
 use crate::error::ApiError;

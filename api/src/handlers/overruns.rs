@@ -48,10 +48,7 @@ pub async fn reinstate_key(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "must not be blank"));
-    }
+    let reason = body.reason.into_inner();
     let id = path.into_inner();
     state
         .store

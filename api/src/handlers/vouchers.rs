@@ -373,8 +373,7 @@ pub async fn revoke_key(
 #[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct SuspensionRequest {
-    #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
-    pub reason: String,
+    pub reason: crate::extract::Reason,
 }
 
 /// Suspends a voucher: its keys are refused (on every instance within the key cache's second)
@@ -405,10 +404,7 @@ async fn set_suspension(
     body: SuspensionRequest,
     suspend: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "must not be blank"));
-    }
+    let reason = body.reason.into_inner();
     state
         .store
         .set_suspension(id.clone(), suspend, reason, user.id)
@@ -439,10 +435,7 @@ pub async fn expire_now(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "must not be blank"));
-    }
+    let reason = body.reason.into_inner();
     let id = path.into_inner();
     state
         .store

@@ -1,0 +1,409 @@
+//! Account pages: confirming an email address (code or link), forgotten and reset passwords,
+//! accepting a staff invitation, and the console's staff accounts. Each is a client of the
+//! API's account routes, like every other page.
+
+use crate::api::{self, Answer, Failure};
+use crate::portal::{csrf_refused, field, home_of, page, see_other, tag, Form};
+use crate::render::{self, FieldError, View};
+use crate::session::Viewer;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use voucherd_domain::Role;
+
+fn query(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+/// The API's refusal as errors on the form, a message without a field going on `main`.
+fn errors_on(answer: &Answer, main: &str) -> Vec<FieldError> {
+    answer
+        .field_errors(&|p| p.to_string())
+        .into_iter()
+        .map(|mut e| {
+            if e.id.is_empty() {
+                e.id = main.to_string();
+            }
+            e
+        })
+        .collect()
+}
+
+fn code_form(
+    req: &HttpRequest,
+    email: &str,
+    errors: Vec<FieldError>,
+    banner: Option<String>,
+) -> HttpResponse {
+    let mut v = View::new("verify_email", "Confirm your email address")
+        .with("email", json!(email))
+        .errors(errors);
+    if let Some(text) = banner {
+        v = v.banner(text, true);
+    }
+    v.render(req)
+}
+
+/// Confirming an email address: a link's token to confirm with one button (a link opened by
+/// an email scanner confirms nothing), or, signed in, the code to type in.
+pub async fn verify_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
+    if let Some(token) = query(&req).get("token") {
+        return View::new("verify_link", "Confirm your email address")
+            .with("token", json!(token))
+            .render(&req);
+    }
+    match viewer.0 {
+        None => see_other("/sign-in?next=%2Fverify-email"),
+        Some(u) if u.email_verified => see_other(home_of(u.role)),
+        Some(_) => {
+            let me = page!(api::get(&req, "/api/v1/me").await);
+            code_form(&req, me["email"].as_str().unwrap_or(""), Vec::new(), None)
+        }
+    }
+}
+
+pub async fn verify_code(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = json!({"code": field(&form, "code").replace(' ', "")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            "/api/v1/me/email-verification",
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(user) => {
+            let role = user["role"].as_str().and_then(|r| r.parse::<Role>().ok());
+            see_other(role.map_or("/", home_of))
+        }
+        refused => {
+            let me = page!(api::get(&req, "/api/v1/me").await);
+            code_form(
+                &req,
+                me["email"].as_str().unwrap_or(""),
+                errors_on(&refused, "code"),
+                None,
+            )
+        }
+    }
+}
+
+pub async fn resend_code(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let answer = page!(api::call(&req, Method::POST, "/api/v1/me/verification-email", None).await);
+    let me = page!(api::get(&req, "/api/v1/me").await);
+    let email = me["email"].as_str().unwrap_or("").to_string();
+    match answer {
+        Answer::Ok(_) => code_form(
+            &req,
+            &email,
+            Vec::new(),
+            Some(format!("We have sent a new code to {email}")),
+        ),
+        refused => code_form(&req, &email, errors_on(&refused, "code"), None),
+    }
+}
+
+pub async fn verify_link(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = json!({"token": field(&form, "token")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            "/api/v1/auth/email-verification",
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => render::message(
+            &req,
+            StatusCode::OK,
+            "Your email address is confirmed",
+            "You can now sign in and apply for a voucher.",
+        ),
+        Answer::Refused { .. } => link_refused(&req),
+    }
+}
+
+fn link_refused(req: &HttpRequest) -> HttpResponse {
+    render::message(
+        req,
+        StatusCode::BAD_REQUEST,
+        "This link has expired or was already used",
+        "Sign in to ask for a new one, or ask for a new password reset link.",
+    )
+}
+
+pub async fn forgot_form(req: HttpRequest) -> HttpResponse {
+    View::new("forgot_password", "Reset your password")
+        .with("values", json!({"email": ""}))
+        .render(&req)
+}
+
+pub async fn forgot(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let email = field(&form, "email").to_string();
+    let body = json!({"email": email});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            "/api/v1/auth/password-reset-request",
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => render::message(
+            &req,
+            StatusCode::OK,
+            "Check your email",
+            &format!(
+                "If {email} has an account, we have sent it a link to reset the password. The link works once, for 30 minutes."
+            ),
+        ),
+        refused => View::new("forgot_password", "Reset your password")
+            .with("values", json!({"email": email}))
+            .errors(errors_on(&refused, "email"))
+            .render(&req),
+    }
+}
+
+/// A form to choose a password with a link's token: a password reset or an invitation.
+struct PasswordPage {
+    template_title: &'static str,
+    action: &'static str,
+    api_path: &'static str,
+    done_title: &'static str,
+    done_text: &'static str,
+}
+
+const RESET: PasswordPage = PasswordPage {
+    template_title: "Choose a new password",
+    action: "/reset-password",
+    api_path: "/api/v1/auth/password-reset",
+    done_title: "Your password has been changed",
+    done_text: "You have been signed out everywhere. Sign in with your new password.",
+};
+
+const INVITATION: PasswordPage = PasswordPage {
+    template_title: "Accept your invitation",
+    action: "/accept-invitation",
+    api_path: "/api/v1/auth/invitation-acceptance",
+    done_title: "Your account is ready",
+    done_text: "Sign in with your email address and the password you chose.",
+};
+
+fn password_form(
+    req: &HttpRequest,
+    p: &PasswordPage,
+    token: &str,
+    errors: Vec<FieldError>,
+) -> HttpResponse {
+    View::new("password_form", p.template_title)
+        .with("token", json!(token))
+        .with("action", json!(p.action))
+        .errors(errors)
+        .render(req)
+}
+
+async fn choose_password(req: HttpRequest, form: Form, p: &PasswordPage) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let token = field(&form, "token").to_string();
+    let body = json!({"token": token, "password": form.get("password").map_or("", String::as_str)});
+    let answer = page!(api::call(&req, Method::POST, p.api_path, Some(&body)).await);
+    match answer {
+        Answer::Ok(_) => render::message(&req, StatusCode::OK, p.done_title, p.done_text),
+        Answer::Refused { ref fields, .. } if fields.iter().any(|(f, _)| f == "password") => {
+            password_form(&req, p, &token, errors_on(&answer, "password"))
+        }
+        Answer::Refused { .. } => link_refused(&req),
+    }
+}
+
+pub async fn reset_form(req: HttpRequest) -> HttpResponse {
+    let token = query(&req).get("token").cloned().unwrap_or_default();
+    password_form(&req, &RESET, &token, Vec::new())
+}
+
+pub async fn reset(req: HttpRequest, form: Form) -> HttpResponse {
+    choose_password(req, form, &RESET).await
+}
+
+pub async fn invitation_form(req: HttpRequest) -> HttpResponse {
+    let token = query(&req).get("token").cloned().unwrap_or_default();
+    password_form(&req, &INVITATION, &token, Vec::new())
+}
+
+pub async fn accept_invitation(req: HttpRequest, form: Form) -> HttpResponse {
+    choose_password(req, form, &INVITATION).await
+}
+
+async fn users_page(
+    req: &HttpRequest,
+    values: Value,
+    errors: Vec<FieldError>,
+    banner: Option<String>,
+) -> Result<HttpResponse, Failure> {
+    let q = query(req);
+    let role = q.get("role").filter(|r| r.parse::<Role>().is_ok()).cloned();
+    let offset: i64 = q
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0)
+        .max(0);
+    let filter = role
+        .as_ref()
+        .map_or(String::new(), |r| format!("&role={r}"));
+    let list = api::get(
+        req,
+        &format!("/api/v1/users?limit=50&offset={offset}{filter}"),
+    )
+    .await?;
+    let total = list["total"].as_i64().unwrap_or(0);
+    let users: Vec<Value> = list["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            let role = u["role"].as_str().and_then(|r| r.parse::<Role>().ok());
+            json!({
+                "id": u["id"], "email": u["email"], "full_name": u["full_name"],
+                "role": u["role"],
+                "role_name": role.map_or("", Role::with_article),
+                "tag": tag(u["status"].as_str().unwrap_or("")),
+                "disabled": u["status"] == "disabled",
+                "invited": u["status"] == "invited",
+            })
+        })
+        .collect();
+    let shown = users.len() as i64;
+    let mut v = View::new("console_users", "Accounts")
+        .with("users", json!(users))
+        .with("role", json!(role.unwrap_or_default()))
+        .with("values", values)
+        .with(
+            "paging",
+            json!({
+                "from": if shown == 0 { 0 } else { offset + 1 },
+                "to": offset + shown,
+                "total": total,
+                "previous": (offset > 0).then(|| format!("/console/users?offset={}{filter}", (offset - 50).max(0))),
+                "next": (offset + shown < total).then(|| format!("/console/users?offset={}{filter}", offset + 50)),
+            }),
+        )
+        .errors(errors);
+    if let Some(text) = banner {
+        v = v.banner(text, true);
+    }
+    Ok(v.render(req))
+}
+
+pub async fn users(req: HttpRequest) -> HttpResponse {
+    let blank = json!({"email": "", "full_name": "", "role": "assessor"});
+    page!(users_page(&req, blank, Vec::new(), None).await)
+}
+
+pub async fn invite(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let body = json!({
+        "email": field(&form, "email"),
+        "full_name": field(&form, "full_name"),
+        "role": field(&form, "role"),
+    });
+    let answer = page!(api::call(&req, Method::POST, "/api/v1/users", Some(&body)).await);
+    match answer {
+        Answer::Ok(u) => {
+            let banner = format!(
+                "{} is invited: we have emailed a link to {}",
+                u["full_name"].as_str().unwrap_or(""),
+                u["email"].as_str().unwrap_or("")
+            );
+            let blank = json!({"email": "", "full_name": "", "role": "assessor"});
+            page!(users_page(&req, blank, Vec::new(), Some(banner)).await)
+        }
+        refused => page!(users_page(&req, body, errors_on(&refused, "email"), None).await),
+    }
+}
+
+/// A change to one account from the list: a new role, disabling, enabling, a new invitation.
+pub async fn change(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let reason = field(&form, "reason");
+    let (method, route, body) = match field(&form, "action") {
+        "role" => (
+            Method::PUT,
+            format!("/api/v1/users/{id}/role"),
+            Some(json!({"role": field(&form, "role"), "reason": reason})),
+        ),
+        "disable" => (
+            Method::POST,
+            format!("/api/v1/users/{id}/disablement"),
+            Some(json!({"reason": reason})),
+        ),
+        "enable" => (
+            Method::POST,
+            format!("/api/v1/users/{id}/enablement"),
+            Some(json!({"reason": reason})),
+        ),
+        _ => (Method::POST, format!("/api/v1/users/{id}/invitation"), None),
+    };
+    let answer = page!(api::call(&req, method, &route, body.as_ref()).await);
+    let blank = json!({"email": "", "full_name": "", "role": "assessor"});
+    match answer {
+        Answer::Ok(u) => {
+            let banner = format!(
+                "{} ({}) is now {}",
+                u["full_name"].as_str().unwrap_or(""),
+                u["email"].as_str().unwrap_or(""),
+                match u["status"].as_str() {
+                    Some("disabled") => "disabled".to_string(),
+                    Some("invited") => "invited again".to_string(),
+                    _ => u["role"]
+                        .as_str()
+                        .and_then(|r| r.parse::<Role>().ok())
+                        .map_or("active", Role::with_article)
+                        .to_string(),
+                }
+            );
+            page!(users_page(&req, blank, Vec::new(), Some(banner)).await)
+        }
+        refused => {
+            let errors = errors_on(&refused, &format!("reason-{id}"))
+                .into_iter()
+                .map(|mut e| {
+                    if e.id == "reason" || e.id == "role" {
+                        e.id = format!("reason-{id}");
+                    }
+                    e
+                })
+                .collect();
+            page!(users_page(&req, blank, errors, None).await)
+        }
+    }
+}
