@@ -350,6 +350,22 @@ impl Store {
                                 }),
                             },
                         )?;
+                        // The company is told, with the reason, once.
+                        let email = outbox::user_email(c, &v.owner_id)?;
+                        outbox::enqueue(
+                            c,
+                            Notification {
+                                dedupe_key: format!("milestone-refused:{}", applied.id),
+                                recipient: &email,
+                                template: "milestone_bonus_refused",
+                                data: serde_json::json!({
+                                    "voucher_id": v.id,
+                                    "rule": rule.name,
+                                    "amount": voucherd_domain::money::format_micros(applied.amount),
+                                    "reason": mfa.reason,
+                                }),
+                            },
+                        )?;
                         return Ok(Bonus::Refused);
                     }
                     let amount = Money::from_micros(applied.amount)

@@ -337,6 +337,22 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
             .contains("£315000.00 received plus this award £500.00 exceeds £315000.00"),
         "{bonus}"
     );
+    // The company is told why, once (the second run refused nothing new).
+    let told: Vec<Value> = app
+        .store
+        .outbox(Some("owner@widgets.co.uk".into()), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.template == "milestone_bonus_refused")
+        .map(|m| serde_json::from_str(&m.data).unwrap())
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0]["amount"], "500.00");
+    assert!(told[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds £315000.00"));
     app.store.verify_ledger().await.unwrap();
 }
 

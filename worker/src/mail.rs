@@ -149,6 +149,12 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/usage_overrun.html.hbs"),
     ),
     (
+        "milestone_bonus_refused",
+        "A milestone bonus of £{{amount}} could not be paid",
+        include_str!("../templates/milestone_bonus_refused.txt.hbs"),
+        include_str!("../templates/milestone_bonus_refused.html.hbs"),
+    ),
+    (
         "verify_email",
         "Your confirmation code is {{code}}",
         include_str!("../templates/verify_email.txt.hbs"),
