@@ -174,7 +174,7 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
         app.decide(
             &admin,
             id,
-            &json!({"decision": "approve", "amount": "5000", "reason": "eligible"}),
+            &json!({"decision": "approve", "amount": "5000", "reason": "eligible on every rule"}),
         )
         .await,
     )
