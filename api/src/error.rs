@@ -40,6 +40,10 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("your role may not do this")]
     Forbidden,
+    /// The caller's role may do this, but not to this subject: an assessor and an entry from
+    /// a company they declared a conflict of interest with.
+    #[error("{detail}")]
+    Denied { code: &'static str, detail: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{detail}")]
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "forbidden",
+            ApiError::Denied { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => code,
@@ -129,7 +134,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -195,6 +200,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::EntryExists => ApiError::conflict("entry_exists", e.to_string()),
             StoreError::NotAllocated => ApiError::Forbidden,
+            StoreError::ConflictOfInterest { .. } => ApiError::Denied {
+                code: "conflict_of_interest",
+                detail: e.to_string(),
+            },
             StoreError::BudgetShort { .. } => {
                 ApiError::conflict("budget_insufficient", e.to_string())
             }

@@ -116,6 +116,7 @@ routes! {
     get "/api/v1/challenges/{id}/entries" => challenges::list_entries, APPLICANT_OR_ADMIN;
     put "/api/v1/challenges/{id}/entries/{entry_id}" => challenges::update_entry, APPLICANT;
     get "/api/v1/assessments" => challenges::assessments, ASSESSOR;
+    get "/api/v1/assessments/{entry_id}" => challenges::assessment, ASSESSOR;
     put "/api/v1/assessments/{entry_id}" => challenges::score, ASSESSOR;
     post "/api/v1/conflicts" => challenges::declare_conflict, ASSESSOR;
     get "/api/v1/conflicts" => challenges::list_conflicts, ASSESSOR;
