@@ -70,6 +70,8 @@ routes! {
     get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;
     post "/api/v1/applications/{id}/decision" => applications::decide, ADMIN;
     post "/api/v1/applications/{id}/second-approval" => applications::second_approval, ADMIN;
+    post "/api/v1/applications/{id}/ownership" => applications::ownership, ADMIN;
+    post "/api/v1/applications/{id}/release" => applications::release, ADMIN;
     get "/api/v1/applications/{id}/incentives" => applications::preview_incentives, ADMIN;
     post "/api/v1/incentives" => incentives::create, ADMIN;
     get "/api/v1/incentives" => incentives::list, ADMIN;

@@ -1,5 +1,7 @@
-//! Conflicts of interest: checked whenever an assessor reads or scores, and a conflict declared
-//! after allocation takes the entry off the assessor and reallocates it.
+//! Company ownership: an application holds its company's number only once ownership is
+//! confirmed (by an administrator, or by the approval itself), and an administrator releases a
+//! squatted number. Conflicts of interest: checked whenever an assessor reads or scores, and a
+//! conflict declared after allocation takes the entry off the assessor and reallocates it.
 
 use crate::helpers::*;
 use chrono::{Duration, NaiveDateTime};
@@ -29,7 +31,35 @@ macro_rules! both {
     };
 }
 
-both!(a_conflict_declared_after_allocation_takes_the_entry_off_and_reallocates_it);
+both!(
+    unconfirmed_applications_coexist_and_a_squatted_number_is_released,
+    an_approval_records_the_check_and_a_refused_ownership_stops_it,
+    a_conflict_declared_after_allocation_takes_the_entry_off_and_reallocates_it,
+);
+
+async fn ownership(app: &TestApp, token: &str, id: &str, decision: &Value) -> reqwest::Response {
+    app.post(
+        &format!("/api/v1/applications/{id}/ownership"),
+        token,
+        decision,
+    )
+    .await
+}
+
+async fn release(app: &TestApp, token: &str, id: &str, reason: &str) -> reqwest::Response {
+    app.post(
+        &format!("/api/v1/applications/{id}/release"),
+        token,
+        &json!({ "reason": reason }),
+    )
+    .await
+}
+
+async fn application(app: &TestApp, admin: &str, id: &str) -> Value {
+    let resp = app.get(&format!("/api/v1/applications/{id}"), admin).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    body(resp).await
+}
 
 async fn user_id(app: &TestApp, token: &str) -> String {
     body(app.get("/api/v1/me", token).await).await["id"]
@@ -64,6 +94,329 @@ async fn audit(app: &TestApp, admin: &str, kind: &str, id: &str) -> Vec<(String,
     // Ids are time-ordered.
     rows.sort_by(|a, b| a.3.cmp(&b.3));
     rows.into_iter().map(|(a, r, d, _)| (a, r, d)).collect()
+}
+
+async fn unconfirmed_applications_coexist_and_a_squatted_number_is_released(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let admin_id = user_id(&app, &admin).await;
+    let squatter = app.applicant("squatter@example.org").await;
+    let owner = app.applicant("director@widgets.co.uk").await;
+    let latecomer = app.applicant("someone@elsewhere.org").await;
+
+    // Anyone may name any company: two unconfirmed applications for one number, both accepted,
+    // neither holding it.
+    let resp = app.apply(&squatter, &valid_application()).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let squatted = body(resp).await;
+    assert_eq!(squatted["status"], "submitted");
+    assert_eq!(
+        squatted["ownership"],
+        json!({"state": "unconfirmed", "method": null, "by": null, "at": null, "note": null})
+    );
+    assert_eq!(squatted["holds_company_number"], false);
+    let squatted = squatted["id"].as_str().unwrap().to_string();
+    let mut same = valid_application();
+    same["company_number"] = json!("1234567");
+    let resp = app.apply(&owner, &same).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let real = body(resp).await;
+    assert_eq!(real["ownership"]["state"], "unconfirmed");
+    assert_eq!(real["holds_company_number"], false);
+    let real = real["id"].as_str().unwrap().to_string();
+
+    // Only administrators settle ownership, with a note that says something.
+    let confirm = json!({"confirmed": true, "note": "Director on the Companies House register"});
+    assert_problem(
+        ownership(&app, &owner, &real, &confirm).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    for (bad, path) in [
+        (json!({"confirmed": true, "note": "   "}), "note"),
+        (json!({"confirmed": true, "note": ""}), "note"),
+        (json!({"note": "checked"}), "confirmed"),
+        (json!({"confirmed": "yes", "note": "checked"}), "confirmed"),
+        (
+            json!({"confirmed": true, "note": "checked", "method": "email_domain"}),
+            "method",
+        ),
+    ] {
+        let p = assert_problem(
+            ownership(&app, &admin, &real, &bad).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(fields(&p), [path], "{bad}: {p}");
+    }
+    assert_problem(
+        ownership(&app, &admin, "no-such-application", &confirm).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        application(&app, &admin, &real).await["ownership"]["state"],
+        "unconfirmed",
+        "nothing was written"
+    );
+
+    // Confirmed (by mistake, here, for the squatter): it now holds the number.
+    let resp = ownership(&app, &admin, &squatted, &confirm).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let a = body(resp).await;
+    assert_eq!(a["ownership"]["state"], "confirmed");
+    assert_eq!(a["ownership"]["method"], "admin_check");
+    assert_eq!(a["ownership"]["by"], json!(admin_id));
+    assert_eq!(
+        a["ownership"]["note"],
+        "Director on the Companies House register"
+    );
+    assert!(a["ownership"]["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(a["holds_company_number"], true);
+    // No one else may apply for the company, or be confirmed for it, or approved.
+    let p = assert_problem(
+        app.apply(&latecomer, &valid_application()).await,
+        409,
+        "company_already_live",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("01234567"), "{p}");
+    assert_problem(
+        ownership(&app, &admin, &real, &confirm).await,
+        409,
+        "company_already_live",
+    )
+    .await;
+    assert_eq!(app.deposit(&admin, "100000").await.status().as_u16(), 201);
+    assert_problem(
+        app.decide(
+            &admin,
+            &real,
+            &json!({"decision": "approve", "reason": "meets every rule"}),
+        )
+        .await,
+        409,
+        "company_already_live",
+    )
+    .await;
+    let r = application(&app, &admin, &real).await;
+    assert_eq!(
+        (
+            r["status"].clone(),
+            r["ownership"]["state"].clone(),
+            r["holds_company_number"].clone()
+        ),
+        (json!("submitted"), json!("unconfirmed"), json!(false))
+    );
+
+    // Releasing takes a reason and an administrator.
+    assert_problem(
+        release(&app, &squatter, &squatted, "not my company after all").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let p = assert_problem(
+        release(&app, &admin, &squatted, "  ").await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["reason"]);
+    let resp = release(
+        &app,
+        &admin,
+        &squatted,
+        "The applicant is not an officer of this company",
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let a = body(resp).await;
+    assert_eq!(a["status"], "rejected");
+    assert_eq!(a["holds_company_number"], false);
+    assert_eq!(a["ownership"]["state"], "refused");
+    assert_eq!(a["ownership"]["method"], "admin_check");
+    assert_eq!(a["ownership"]["by"], json!(admin_id));
+    assert_eq!(
+        a["ownership"]["note"],
+        "The applicant is not an officer of this company"
+    );
+    assert_eq!(
+        a["decision"]["reason"],
+        "The applicant is not an officer of this company"
+    );
+    assert_problem(
+        release(&app, &admin, &squatted, "The applicant is not an officer").await,
+        409,
+        "application_already_decided",
+    )
+    .await;
+    assert_problem(
+        ownership(&app, &admin, &squatted, &confirm).await,
+        409,
+        "application_already_decided",
+    )
+    .await;
+
+    // The number is free: the real owner is confirmed and holds it.
+    let resp = ownership(&app, &admin, &real, &confirm).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(body(resp).await["holds_company_number"], true);
+    assert_problem(
+        app.apply(&latecomer, &valid_application()).await,
+        409,
+        "company_already_live",
+    )
+    .await;
+
+    // Audited, and the squatter was told why.
+    let actions: Vec<String> = audit(&app, &admin, "application", &squatted)
+        .await
+        .into_iter()
+        .map(|(a, _, _)| a)
+        .collect();
+    assert_eq!(
+        actions,
+        ["application.ownership_confirm", "application.release"]
+    );
+    let (_, reason, details) = audit(&app, &admin, "application", &real)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(reason, "Director on the Companies House register");
+    assert_eq!(details["previous"], "unconfirmed");
+    let told: Vec<String> = app
+        .store
+        .outbox(Some("squatter@example.org".into()), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.template)
+        .collect();
+    assert!(
+        told.contains(&"application_rejected".to_string()),
+        "{told:?}"
+    );
+}
+
+async fn an_approval_records_the_check_and_a_refused_ownership_stops_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let admin_id = user_id(&app, &admin).await;
+    assert_eq!(app.deposit(&admin, "100000").await.status().as_u16(), 201);
+
+    // Nobody checked: the approving administrator's decision is the check, recorded then.
+    let owner = app.applicant("director@widgets.co.uk").await;
+    let id = body(app.apply(&owner, &valid_application()).await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = app
+        .decide(
+            &admin,
+            &id,
+            &json!({"decision": "approve", "reason": "meets every rule"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let decided = body(resp).await;
+    let a = &decided["application"];
+    assert_eq!(a["status"], "approved");
+    assert_eq!(a["ownership"]["state"], "confirmed");
+    assert_eq!(a["ownership"]["method"], "admin_check");
+    assert_eq!(a["ownership"]["by"], json!(admin_id));
+    assert_eq!(
+        a["ownership"]["note"],
+        "confirmed by the approval: meets every rule"
+    );
+    assert_eq!(a["holds_company_number"], true);
+    let (action, _, details) = audit(&app, &admin, "application", &id).await.pop().unwrap();
+    assert_eq!(action, "application.approve");
+    assert_eq!(details["ownership_confirmed_by_approval"], true);
+    // The applicant sees it too.
+    let mine = body(app.get(&format!("/api/v1/applications/{id}"), &owner).await).await;
+    assert_eq!(mine["ownership"]["state"], "confirmed");
+    // An application with a voucher is not released, nor its ownership changed.
+    assert_problem(
+        release(&app, &admin, &id, "The applicant is not an officer").await,
+        409,
+        "has_voucher",
+    )
+    .await;
+    assert_problem(
+        ownership(
+            &app,
+            &admin,
+            &id,
+            &json!({"confirmed": false, "note": "changed my mind"}),
+        )
+        .await,
+        409,
+        "application_already_decided",
+    )
+    .await;
+
+    // Ownership refused: the application lets go of nothing it held, and is not approved, nor
+    // previewed as approvable, until ownership is confirmed.
+    let other = app.applicant("someone@gadgets.co.uk").await;
+    let mut gadgets = valid_application();
+    gadgets["company_number"] = json!("SC123456");
+    let id = body(app.apply(&other, &gadgets).await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = ownership(
+        &app,
+        &admin,
+        &id,
+        &json!({"confirmed": false, "note": "Not among the company's officers"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let a = body(resp).await;
+    assert_eq!(a["ownership"]["state"], "refused");
+    assert_eq!(a["holds_company_number"], false);
+    assert_eq!(a["status"], "submitted");
+    let approve = json!({"decision": "approve", "reason": "meets every rule"});
+    let p = assert_problem(
+        app.decide(&admin, &id, &approve).await,
+        409,
+        "ownership_refused",
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Not among the company's officers"),
+        "{p}"
+    );
+    assert_problem(
+        app.get(&format!("/api/v1/applications/{id}/incentives"), &admin)
+            .await,
+        409,
+        "ownership_refused",
+    )
+    .await;
+    let resp = ownership(
+        &app,
+        &admin,
+        &id,
+        &json!({"confirmed": true, "note": "Appointed director last week"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = app.decide(&admin, &id, &approve).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let a = &body(resp).await["application"];
+    // Already confirmed: the approval keeps that check as it was.
+    assert_eq!(a["ownership"]["note"], "Appointed director last week");
+    let (_, _, details) = audit(&app, &admin, "application", &id).await.pop().unwrap();
+    assert_eq!(details["ownership_confirmed_by_approval"], false);
+    app.store.verify_ledger().await.unwrap();
 }
 
 fn rfc3339(t: NaiveDateTime) -> String {
