@@ -34,6 +34,7 @@ macro_rules! both {
 both!(
     unconfirmed_applications_coexist_and_a_squatted_number_is_released,
     an_approval_records_the_check_and_a_refused_ownership_stops_it,
+    the_console_shows_ownership_and_confirms_and_releases_with_its_forms,
     a_conflict_declared_after_allocation_takes_the_entry_off_and_reallocates_it,
 );
 
@@ -417,6 +418,217 @@ async fn an_approval_records_the_check_and_a_refused_ownership_stops_it(backend:
     let (_, _, details) = audit(&app, &admin, "application", &id).await.pop().unwrap();
     assert_eq!(details["ownership_confirmed_by_approval"], false);
     app.store.verify_ledger().await.unwrap();
+}
+
+/// An administrator's browser: the session and CSRF cookies kept by hand.
+struct Console {
+    cookies: Vec<(String, String)>,
+}
+
+impl Console {
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for c in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn cookie(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == "voucherd_csrf")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    async fn get(&mut self, app: &TestApp, path: &str) -> reqwest::Response {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .header(reqwest::header::COOKIE, self.cookie())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        resp
+    }
+
+    async fn post(
+        &mut self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header(reqwest::header::COOKIE, self.cookie())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        resp
+    }
+
+    async fn sign_in(app: &TestApp, email: &str) -> Console {
+        let mut c = Console {
+            cookies: Vec::new(),
+        };
+        c.get(app, "/sign-in").await;
+        let csrf = c.csrf();
+        let resp = c
+            .post(
+                app,
+                "/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("next", ""),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 303);
+        c
+    }
+}
+
+async fn the_console_shows_ownership_and_confirms_and_releases_with_its_forms(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app
+        .user_with_role("console@programme.gov.uk", "admin")
+        .await;
+    let squatter = app.applicant("squatter@example.org").await;
+    let id = body(app.apply(&squatter, &valid_application()).await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page_path = format!("/console/applications/{id}");
+    let mut console = Console::sign_in(&app, "console@programme.gov.uk").await;
+    let page = console.get(&app, &page_path).await;
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Ownership of the company"), "{html}");
+    assert!(html.contains("not checked"), "{html}");
+    assert!(html.contains(&format!(r#"action="/console/applications/{id}/ownership""#)));
+    assert!(html.contains(&format!(r#"action="/console/applications/{id}/release""#)));
+    let csrf = console.csrf();
+
+    // A forged form does nothing; a blank note is the form's own error.
+    let ownership_path = format!("/console/applications/{id}/ownership");
+    let resp = console
+        .post(
+            &app,
+            &ownership_path,
+            &[
+                ("csrf", "forged"),
+                ("ownership_confirmed", "yes"),
+                ("ownership_note", "checked"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = console
+        .post(
+            &app,
+            &ownership_path,
+            &[
+                ("csrf", &csrf),
+                ("ownership_confirmed", "yes"),
+                ("ownership_note", " "),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Enter what you checked"));
+    assert_eq!(
+        application(&app, &admin, &id).await["ownership"]["state"],
+        "unconfirmed"
+    );
+
+    // Confirmed from the page: the API recorded it, the page says so.
+    let resp = console
+        .post(
+            &app,
+            &ownership_path,
+            &[
+                ("csrf", &csrf),
+                ("ownership_confirmed", "yes"),
+                ("ownership_note", "Director on the register"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/console/applications/{id}?ownership=confirmed").as_str()
+    );
+    let a = application(&app, &admin, &id).await;
+    assert_eq!(a["ownership"]["state"], "confirmed");
+    assert_eq!(a["ownership"]["note"], "Director on the register");
+    let html = console.get(&app, &page_path).await.text().await.unwrap();
+    assert!(html.contains("Director on the register"), "{html}");
+
+    // Released after the check page.
+    let release_path = format!("/console/applications/{id}/release");
+    let reason = "The applicant is not an officer of this company";
+    let resp = console
+        .post(
+            &app,
+            &release_path,
+            &[("csrf", &csrf), ("release_reason", reason)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Check before you release the company number"));
+    assert_eq!(application(&app, &admin, &id).await["status"], "submitted");
+    let resp = console
+        .post(
+            &app,
+            &release_path,
+            &[
+                ("csrf", &csrf),
+                ("release_reason", reason),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let a = application(&app, &admin, &id).await;
+    assert_eq!(
+        (
+            a["status"].clone(),
+            a["ownership"]["state"].clone(),
+            a["holds_company_number"].clone()
+        ),
+        (json!("rejected"), json!("refused"), json!(false))
+    );
+    // Decided: the page offers neither form any more.
+    let html = console.get(&app, &page_path).await.text().await.unwrap();
+    assert!(!html.contains(&format!(r#"action="/console/applications/{id}/release""#)));
+    assert!(!html.contains(&format!(r#"action="/console/applications/{id}/ownership""#)));
 }
 
 fn rfc3339(t: NaiveDateTime) -> String {
