@@ -127,6 +127,10 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             created_at: at,
             updated_at: at,
             university_spin_off: false,
+            // The demo administrator's approval below confirms it.
+            ownership: voucherd_store::applications::OwnershipColumns::of(
+                &voucherd_domain::ownership::Ownership::Unconfirmed,
+            ),
         })
         .await?;
     let (_, voucher) = store

@@ -8,7 +8,7 @@ use crate::portal::{
     csrf_refused, day, err, field, page, region_name, see_other, tidy_money, Form,
 };
 use crate::render::not_found;
-use crate::render::{self, FieldError, View};
+use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -1062,6 +1062,8 @@ fn assess_page(
 pub async fn assess(req: HttpRequest) -> HttpResponse {
     let banner = if query_has(&req, "scored=1") {
         Some("Your score was saved. You can change it until the assessment deadline.")
+    } else if query_has(&req, "withdrawn=1") {
+        Some("Your declaration was recorded: entries from this organisation that were allocated to you have been taken off your list (any score you gave them no longer counts) and given to other assessors. For 12 months, entries from this organisation will not be allocated to you.")
     } else if query_has(&req, "declared=1") {
         Some("Your declaration was recorded: for 12 months, entries from this organisation will not be allocated to you.")
     } else {
@@ -1094,13 +1096,9 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     if !safe_id(&entry_id) {
         return not_found(&req);
     }
-    let allocated = page!(api::get(&req, "/api/v1/assessments").await);
-    let Some(entry) = list(&allocated["data"])
-        .into_iter()
-        .find(|e| e["id"] == entry_id)
-    else {
-        return render::forbidden(&req);
-    };
+    // Refused (a "you cannot open this page" page) when the entry is not the viewer's to
+    // assess, or they declared a conflict of interest with its organisation.
+    let entry = page!(api::get(&req, &format!("/api/v1/assessments/{entry_id}")).await);
     let challenge_id = text(&entry["challenge_id"]).to_string();
     if !safe_id(&challenge_id) {
         return not_found(&req);
@@ -1180,6 +1178,9 @@ pub async fn declare_conflict(req: HttpRequest, form: Form) -> HttpResponse {
     });
     let answer = page!(api::call(&req, Method::POST, "/api/v1/conflicts", Some(&body)).await);
     match answer {
+        Answer::Ok(v) if !list(&v["entries_withdrawn"]).is_empty() => {
+            see_other("/assess?declared=1&withdrawn=1")
+        }
         Answer::Ok(_) => see_other("/assess?declared=1"),
         refused => {
             let id_of = |p: &str| match head(p) {

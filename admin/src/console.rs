@@ -76,6 +76,16 @@ async fn application_view(
     banner: Option<&str>,
 ) -> HttpResponse {
     let a = page!(api::get(req, &format!("/api/v1/applications/{id}")).await);
+    // Every form on the page reads its own answers; templates are strict, so each is present.
+    let mut all = empty_decision();
+    for (k, v) in [empty_second(), empty_ownership(), values]
+        .iter()
+        .filter_map(Value::as_object)
+        .flatten()
+    {
+        all[k] = v.clone();
+    }
+    let values = all;
     let checks = crate::portal::rule_results(&a);
     let declarations: Vec<Value> = a["subsidy_declarations"]
         .as_array()
@@ -109,6 +119,7 @@ async fn application_view(
         "second_approval",
         second_approval_view(&a["second_approval"]),
     )
+    .with("ownership", ownership_view(&a))
     .with("checks", checks)
     .with("declarations", Value::Array(declarations))
     .with("values", values)
@@ -118,6 +129,34 @@ async fn application_view(
         view = view.banner(b, true);
     }
     view.render(req)
+}
+
+/// Whether the applicant was found to own the company, as the page shows it, with what may
+/// still be done: ownership settled and the number released only while the application is
+/// still to be decided (release: only without a voucher).
+fn ownership_view(a: &Value) -> Value {
+    let o = &a["ownership"];
+    let state = o["state"].as_str().unwrap_or("");
+    let pending = matches!(
+        a["status"].as_str(),
+        Some("submitted" | "awaiting_second_approval")
+    );
+    json!({
+        "tag": match state {
+            "confirmed" => json!({"text": "confirmed", "colour": "green"}),
+            "refused" => json!({"text": "refused", "colour": "red"}),
+            _ => json!({"text": "not checked", "colour": "yellow"}),
+        },
+        "text": match state {
+            "confirmed" => "The applicant owns the company: checked by an administrator.",
+            "refused" => "An administrator found that the applicant does not own the company.",
+            _ => "Nobody has checked that the applicant owns the company. Until an administrator confirms it, this application does not stop other applications for the company. Approving it records your check.",
+        },
+        "by": o["by"], "at": day(&o["at"]), "note": o["note"],
+        "holds_number": a["holds_company_number"],
+        "can_decide": pending,
+        "can_release": pending && a["voucher_id"].is_null(),
+    })
 }
 
 /// The first approval of an application that needs two, as the page shows it.
@@ -139,7 +178,13 @@ fn empty_decision() -> Value {
 
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let q = req.query_string();
-    let banner = if q.contains("decided=second") {
+    let banner = if q.contains("ownership=confirmed") {
+        Some("Ownership was confirmed: this application now holds the company's number.")
+    } else if q.contains("ownership=refused") {
+        Some("Ownership was refused: this application no longer holds the company's number and cannot be approved.")
+    } else if q.contains("released=1") {
+        Some("The company number was released: the application is rejected and the applicant has been told.")
+    } else if q.contains("decided=second") {
         Some("The approval was recorded. Another administrator must confirm it before the voucher is granted.")
     } else if q.contains("decided=1") {
         Some("The decision was recorded and the applicant has been told.")
@@ -322,6 +367,132 @@ pub async fn second_approval(
             let errors = refused.field_errors(&|p| match p {
                 "reason" => "second_reason".to_string(),
                 "decision" => "second_decision".to_string(),
+                other => other.to_string(),
+            });
+            application_view(&req, &id, values, errors, None).await
+        }
+    }
+}
+
+fn empty_second() -> Value {
+    json!({"second_decision": "", "second_reason": ""})
+}
+
+fn empty_ownership() -> Value {
+    json!({"ownership_confirmed": "", "ownership_note": "", "release_reason": ""})
+}
+
+/// An administrator confirms or refuses that the applicant owns the company, with a note.
+pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let confirmed = field(&form, "ownership_confirmed");
+    let mut values = empty_ownership();
+    values["ownership_confirmed"] = json!(confirmed);
+    values["ownership_note"] = json!(field(&form, "ownership_note"));
+    let mut errors = Vec::new();
+    if !matches!(confirmed, "yes" | "no") {
+        errors.push(FieldError {
+            id: "ownership_confirmed".into(),
+            message: "Select whether the applicant owns the company".into(),
+        });
+    }
+    if field(&form, "ownership_note").trim().is_empty() {
+        errors.push(FieldError {
+            id: "ownership_note".into(),
+            message: "Enter what you checked".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return application_view(&req, &id, values, errors, None).await;
+    }
+    let body = json!({"confirmed": confirmed == "yes", "note": field(&form, "ownership_note")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/applications/{id}/ownership"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => HttpResponse::SeeOther()
+            .insert_header((
+                header::LOCATION,
+                format!(
+                    "/console/applications/{id}?ownership={}",
+                    if confirmed == "yes" {
+                        "confirmed"
+                    } else {
+                        "refused"
+                    }
+                ),
+            ))
+            .finish(),
+        refused => {
+            let errors = refused.field_errors(&|p| match p {
+                "note" => "ownership_note".to_string(),
+                "confirmed" => "ownership_confirmed".to_string(),
+                other => other.to_string(),
+            });
+            application_view(&req, &id, values, errors, None).await
+        }
+    }
+}
+
+/// Releases a squatted company number, after a check page: the application is rejected.
+pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let id = path.into_inner();
+    let mut values = empty_ownership();
+    values["release_reason"] = json!(field(&form, "release_reason"));
+    if field(&form, "release_reason").trim().is_empty() {
+        let errors = vec![FieldError {
+            id: "release_reason".into(),
+            message: "Enter why the number is released".into(),
+        }];
+        return application_view(&req, &id, values, errors, None).await;
+    }
+    if let Some(page) = unconfirmed(
+        &req,
+        &form,
+        Confirm {
+            title: "Check before you release the company number",
+            rows: vec![("Reason", field(&form, "release_reason").to_string())],
+            text: "The application is rejected with this reason, which the applicant is told, and its ownership of the company is recorded as refused. The company may then apply.",
+            action: format!("/console/applications/{id}/release"),
+            button: "Release the number and reject the application",
+            warning: true,
+            cancel: format!("/console/applications/{id}"),
+        },
+    ) {
+        return page;
+    }
+    let body = json!({"reason": field(&form, "release_reason")});
+    let answer = page!(
+        api::call(
+            &req,
+            Method::POST,
+            &format!("/api/v1/applications/{id}/release"),
+            Some(&body)
+        )
+        .await
+    );
+    match answer {
+        Answer::Ok(_) => HttpResponse::SeeOther()
+            .insert_header((
+                header::LOCATION,
+                format!("/console/applications/{id}?released=1"),
+            ))
+            .finish(),
+        refused => {
+            let errors = refused.field_errors(&|p| match p {
+                "reason" => "release_reason".to_string(),
                 other => other.to_string(),
             });
             application_view(&req, &id, values, errors, None).await

@@ -154,6 +154,8 @@ pages! {
     get "/console/applications/{id}" => console::application, on("post", "/api/v1/applications/{id}/decision");
     post "/console/applications/{id}/decision" => console::decide, on("post", "/api/v1/applications/{id}/decision");
     post "/console/applications/{id}/second-approval" => console::second_approval, on("post", "/api/v1/applications/{id}/second-approval");
+    post "/console/applications/{id}/ownership" => console::ownership, on("post", "/api/v1/applications/{id}/ownership");
+    post "/console/applications/{id}/release" => console::release, on("post", "/api/v1/applications/{id}/release");
     get "/console/programme" => console::programme, on("get", "/api/v1/programme");
     post "/console/programme/deposits" => console::deposit, on("post", "/api/v1/programme/deposits");
     post "/console/programme/moves" => console::move_money, on("post", "/api/v1/budget-lines/moves");

@@ -40,9 +40,11 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("your role may not do this")]
     Forbidden,
-    /// Allowed for the role, but not yet for this account (an unconfirmed email address).
+    /// The caller's role may do this, but not this caller or not to this subject: an account
+    /// whose email is unconfirmed applying, an assessor and an entry from a company they
+    /// declared a conflict of interest with.
     #[error("{detail}")]
-    Refused { code: &'static str, detail: String },
+    Denied { code: &'static str, detail: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{detail}")]
@@ -86,7 +88,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "forbidden",
-            ApiError::Refused { code, .. } => code,
+            ApiError::Denied { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => code,
@@ -137,7 +139,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -210,6 +212,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::EntryExists => ApiError::conflict("entry_exists", e.to_string()),
             StoreError::NotAllocated => ApiError::Forbidden,
+            StoreError::ConflictOfInterest { .. } => ApiError::Denied {
+                code: "conflict_of_interest",
+                detail: e.to_string(),
+            },
             StoreError::BudgetShort { .. } => {
                 ApiError::conflict("budget_insufficient", e.to_string())
             }

@@ -425,3 +425,39 @@ impl<'de> serde::Deserialize<'de> for Reason {
         Ok(Reason(t.to_string()))
     }
 }
+
+/// An email address mail can reach: validator's syntax check, and a domain with a dot and a
+/// top-level part of letters (`typo@gmial` is a typo, not an address).
+pub fn deliverable_email(email: &str) -> Result<(), validator::ValidationError> {
+    let refused = || {
+        Err(validator::ValidationError::new("email")
+            .with_message("must be an email address, like name@example.co.uk".into()))
+    };
+    if !validator::ValidateEmail::validate_email(&email) {
+        return refused();
+    }
+    let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+    match domain.rsplit_once('.') {
+        Some((name, tld))
+            if !name.is_empty() && tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()) =>
+        {
+            Ok(())
+        }
+        _ => refused(),
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use super::deliverable_email;
+
+    #[test]
+    fn addresses_without_a_real_domain_are_refused() {
+        for ok in ["ada@example.com", "a.b+c@mail.example.co.uk"] {
+            assert!(deliverable_email(ok).is_ok(), "{ok}");
+        }
+        for bad in ["typo@gmial", "a@b.c", "a@example.123", "not an email", "a@.com"] {
+            assert!(deliverable_email(bad).is_err(), "{bad}");
+        }
+    }
+}

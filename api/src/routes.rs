@@ -87,6 +87,8 @@ routes! {
     get "/api/v1/applications/{id}" => applications::get, APPLICANT_OR_ADMIN;
     post "/api/v1/applications/{id}/decision" => applications::decide, ADMIN;
     post "/api/v1/applications/{id}/second-approval" => applications::second_approval, ADMIN;
+    post "/api/v1/applications/{id}/ownership" => applications::ownership, ADMIN;
+    post "/api/v1/applications/{id}/release" => applications::release, ADMIN;
     get "/api/v1/applications/{id}/incentives" => applications::preview_incentives, ADMIN;
     post "/api/v1/incentives" => incentives::create, ADMIN;
     get "/api/v1/incentives" => incentives::list, ADMIN;
@@ -133,6 +135,7 @@ routes! {
     get "/api/v1/challenges/{id}/entries" => challenges::list_entries, APPLICANT_OR_ADMIN;
     put "/api/v1/challenges/{id}/entries/{entry_id}" => challenges::update_entry, APPLICANT;
     get "/api/v1/assessments" => challenges::assessments, ASSESSOR;
+    get "/api/v1/assessments/{entry_id}" => challenges::assessment, ASSESSOR;
     put "/api/v1/assessments/{entry_id}" => challenges::score, ASSESSOR;
     post "/api/v1/conflicts" => challenges::declare_conflict, ASSESSOR;
     get "/api/v1/conflicts" => challenges::list_conflicts, ASSESSOR;

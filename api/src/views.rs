@@ -1,10 +1,12 @@
 //! Response shapes. Money leaves as decimal strings in major units; times as RFC 3339 UTC.
 
+use crate::error::ApiError;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::ownership::Ownership;
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -74,7 +76,19 @@ pub fn second_approval(s: &voucherd_store::applications::SecondApprovalRow) -> V
     })
 }
 
-pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
+/// How ownership of the application's company was settled (`by` is an administrator's id).
+fn ownership(o: &Ownership) -> Value {
+    let check = o.check();
+    serde_json::json!({
+        "state": o.state(),
+        "method": check.map(|c| c.method.as_str()),
+        "by": check.map(|c| c.by.as_str()),
+        "at": check.map(|c| time(c.at)),
+        "note": check.map(|c| c.note.as_str()),
+    })
+}
+
+pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<Value, ApiError> {
     let checks: Value = serde_json::from_str(&a.checks).unwrap_or(Value::Array(vec![]));
     let declarations: Value =
         serde_json::from_str(&a.subsidy_declarations).unwrap_or(Value::Array(vec![]));
@@ -85,7 +99,7 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
             "reason": a.decision_reason,
         })
     });
-    serde_json::json!({
+    Ok(serde_json::json!({
         "id": a.id,
         "status": a.status,
         "applicant_id": a.applicant_id,
@@ -101,11 +115,14 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Value {
         "university_spin_off": a.university_spin_off,
         "subsidy_declarations": declarations,
         "eligibility": { "eligible": a.eligible, "checks": checks },
+        "ownership": ownership(&a.ownership()?),
+        // Whether it holds the company's number against other applications now.
+        "holds_company_number": a.live_company_number.is_some(),
         "decision": decision,
         "voucher_id": voucher_id,
         "created_at": time(a.created_at),
         "updated_at": time(a.updated_at),
-    })
+    }))
 }
 
 /// A voucher's status as its owner sees it: a stored `active` voucher past its expiry is

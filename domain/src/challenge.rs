@@ -442,6 +442,24 @@ pub fn allocate(
     (out, short)
 }
 
+/// The assessor who takes over an entry from one who declared a conflict of interest with it:
+/// the least loaded of `assessors` (ties in the order given) who is neither already on the
+/// entry nor in conflict with its organisation. `None` when nobody is free, and the entry is
+/// left short of assessors, as [`allocate`] leaves one.
+pub fn replacement<'a>(
+    assessors: &'a [String],
+    load: &BTreeMap<String, usize>,
+    on_entry: &BTreeSet<String>,
+    conflicted: &BTreeSet<String>,
+) -> Option<&'a str> {
+    assessors
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !on_entry.contains(*a) && !conflicted.contains(*a))
+        .min_by_key(|(i, a)| (load.get(*a).copied().unwrap_or(0), *i))
+        .map(|(_, a)| a.as_str())
+}
+
 /// An entry's standing after scoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ranked {
@@ -504,6 +522,37 @@ mod tests {
 
     fn milestones() -> Milestones {
         Milestones::parse(t(1, 9), t(10, 17), t(11, 9), t(20, 17), t(25, 9)).unwrap()
+    }
+
+    #[test]
+    fn a_replacement_is_the_least_loaded_assessor_free_of_the_entry_and_of_conflict() {
+        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+        let assessors = names(&["ann", "bob", "cat", "dan"]);
+        let load: BTreeMap<String, usize> = [("ann", 0), ("bob", 3), ("cat", 1), ("dan", 1)]
+            .into_iter()
+            .map(|(a, n)| (a.to_string(), n))
+            .collect();
+        // Ann declared the conflict; Cat and Dan tie on load and Cat comes first.
+        assert_eq!(
+            replacement(&assessors, &load, &set(&["bob"]), &set(&["ann"])),
+            Some("cat")
+        );
+        // Cat is already on the entry.
+        assert_eq!(
+            replacement(&assessors, &load, &set(&["cat"]), &set(&["ann"])),
+            Some("dan")
+        );
+        // Nobody is free: the entry stays short.
+        assert_eq!(
+            replacement(
+                &assessors,
+                &load,
+                &set(&["bob", "cat"]),
+                &set(&["ann", "dan"])
+            ),
+            None
+        );
     }
 
     #[test]

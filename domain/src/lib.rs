@@ -11,6 +11,7 @@ pub mod eligibility;
 pub mod incentive;
 pub mod ledger;
 pub mod money;
+pub mod ownership;
 pub mod payment;
 pub mod pricing;
 pub mod region;

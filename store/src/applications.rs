@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use voucherd_domain::budget::{FinancialYear, Organisation, SicSection, SizeBand};
 use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
+use voucherd_domain::ownership::{Check, Method, Note, Ownership};
 use voucherd_domain::{Money, SicCode};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -41,6 +42,53 @@ pub struct ApplicationRow {
     pub updated_at: NaiveDateTime,
     /// Declared by the applicant: incentives may target spin-offs.
     pub university_spin_off: bool,
+    #[diesel(embed)]
+    pub ownership: OwnershipColumns,
+}
+
+impl ApplicationRow {
+    /// Whether the applicant was found to own the company, parsed from its columns.
+    pub fn ownership(&self) -> StoreResult<Ownership> {
+        self.ownership
+            .parse()
+            .map_err(|e| StoreError::Invariant(format!("application {}: {e}", self.id)))
+    }
+}
+
+/// How ownership of an application's company was settled, as stored: the state and, once an
+/// administrator has checked, the method, who, when and their note. Written whole: a `None`
+/// is written as NULL.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = applications, treat_none_as_null = true)]
+pub struct OwnershipColumns {
+    pub ownership: String,
+    pub ownership_method: Option<String>,
+    pub ownership_by: Option<String>,
+    pub ownership_at: Option<NaiveDateTime>,
+    pub ownership_note: Option<String>,
+}
+
+impl OwnershipColumns {
+    pub fn of(o: &Ownership) -> OwnershipColumns {
+        let check = o.check();
+        OwnershipColumns {
+            ownership: o.state().to_string(),
+            ownership_method: check.map(|c| c.method.as_str().to_string()),
+            ownership_by: check.map(|c| c.by.clone()),
+            ownership_at: check.map(|c| c.at),
+            ownership_note: check.map(|c| c.note.clone()),
+        }
+    }
+
+    fn parse(&self) -> Result<Ownership, String> {
+        Ownership::parse(
+            &self.ownership,
+            self.ownership_method.as_deref(),
+            self.ownership_by.as_deref(),
+            self.ownership_at,
+            self.ownership_note.as_deref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -126,6 +174,26 @@ pub(crate) fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
     })
 }
 
+fn application(c: &mut DbConn, id: &str) -> StoreResult<ApplicationRow> {
+    applications::table
+        .find(id)
+        .select(ApplicationRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("application"))
+}
+
+/// An application and the id of its voucher, if it has one.
+fn with_voucher(c: &mut DbConn, id: &str) -> StoreResult<(ApplicationRow, Option<String>)> {
+    applications::table
+        .left_join(vouchers::table)
+        .filter(applications::id.eq(id))
+        .select((ApplicationRow::as_select(), vouchers::id.nullable()))
+        .first(c)
+        .optional()?
+        .ok_or(StoreError::NotFound("application"))
+}
+
 /// The open second approval of an application awaiting one.
 fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApprovalRow> {
     second_approvals::table
@@ -137,7 +205,106 @@ fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApp
         .ok_or(StoreError::NotFound("second approval"))
 }
 
+/// The statuses in which an application is still to be decided, and so may hold its number
+/// or have its ownership settled.
+const PENDING: [&str; 2] = ["submitted", "awaiting_second_approval"];
+
+/// A voucher past its expiry no longer makes its company live, whether or not the expiry job
+/// has run yet: its application lets go of the number.
+fn release_expired(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
+    let expired: Vec<String> = applications::table
+        .inner_join(vouchers::table)
+        .filter(applications::live_company_number.eq(company_number))
+        .filter(vouchers::expires_at.le(now()))
+        .select(applications::id)
+        .load(c)?;
+    if !expired.is_empty() {
+        diesel::update(applications::table.filter(applications::id.eq_any(&expired)))
+            .set(applications::live_company_number.eq(None::<String>))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Makes the application hold its company's number (one live application or voucher per
+/// company): refused while another confirmed application or live voucher holds it. The UNIQUE
+/// `live_company_number` column settles a race between processes.
+fn hold_number(c: &mut DbConn, application_id: &str, company_number: &str) -> StoreResult<()> {
+    release_expired(c, company_number)?;
+    let held: i64 = applications::table
+        .filter(applications::live_company_number.eq(company_number))
+        .filter(applications::id.ne(application_id))
+        .count()
+        .get_result(c)?;
+    let taken = || StoreError::CompanyAlreadyLive {
+        company_number: company_number.to_string(),
+    };
+    if held > 0 {
+        return Err(taken());
+    }
+    match diesel::update(applications::table.find(application_id))
+        .set(applications::live_company_number.eq(Some(company_number)))
+        .execute(c)
+    {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(StoreError::NotFound("application")),
+        Err(e) if is_unique_violation(&e) => Err(taken()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an approval by `actor` makes of the application's ownership, written with it: an
+/// unchecked one is confirmed by the approver (an administrator's check), one refused stops
+/// the approval. Either way the application then holds its company's number.
+fn confirm_at_approval(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    actor: &str,
+    at: NaiveDateTime,
+    reason: &str,
+) -> StoreResult<Ownership> {
+    let ownership = app
+        .ownership()?
+        .at_approval(actor, at, reason)
+        .map_err(|r| refused_ownership(&r.note))?;
+    diesel::update(applications::table.find(&app.id))
+        .set(OwnershipColumns::of(&ownership))
+        .execute(c)?;
+    hold_number(c, &app.id, &app.company_number)?;
+    Ok(ownership)
+}
+
+fn refused_ownership(note: &str) -> StoreError {
+    StoreError::Refused(
+        "ownership_refused",
+        format!(
+            "an administrator found that the applicant does not own the company ({note}); \
+             confirm ownership first if that has changed"
+        ),
+    )
+}
+
 impl Store {
+    /// Whether another application or voucher holds the company's number now, as the
+    /// approval's own transaction would find (a voucher past its expiry holds nothing).
+    pub async fn number_held_by_other(
+        &self,
+        application_id: String,
+        company_number: String,
+    ) -> StoreResult<bool> {
+        self.read(move |c| {
+            let holders: Vec<Option<NaiveDateTime>> = applications::table
+                .left_join(vouchers::table)
+                .filter(applications::live_company_number.eq(&company_number))
+                .filter(applications::id.ne(&application_id))
+                .select(vouchers::expires_at.nullable())
+                .load(c)?;
+            let at = now();
+            Ok(holders.iter().any(|e| e.is_none_or(|e| e > at)))
+        })
+        .await
+    }
+
     /// Checks that an approval of `amount` for the application could be paid now: from the
     /// year's matching budget line, or the fund when the year has none. The same checks, in
     /// the same words, as the approval's own transaction makes.
@@ -192,6 +359,9 @@ impl Store {
             diesel::insert_into(second_approvals::table)
                 .values(&row)
                 .execute(c)?;
+            let app = application(c, &row.application_id)?;
+            let before = app.ownership()?;
+            let ownership = confirm_at_approval(c, &app, &row.requested_by, at, &row.reason)?;
             audit::record(
                 c,
                 AuditEntry {
@@ -204,6 +374,7 @@ impl Store {
                         "amount_micros": row.amount_micros,
                         "total_micros": row.total_micros,
                         "valid_days": row.valid_days,
+                        "ownership_confirmed_by_approval": before != ownership,
                     }),
                 },
             )?;
@@ -230,75 +401,245 @@ impl Store {
         .await
     }
 
-    /// Stores a new application. Refused while the company has another live application or
-    /// voucher; the UNIQUE `live_company_number` column enforces that between processes too.
+    /// Stores a new application, its ownership unconfirmed: it does not hold the company's
+    /// number, so several applications naming one company may wait side by side until an
+    /// administrator confirms one. Refused while a confirmed application or a live voucher
+    /// holds the number.
     pub async fn submit_application(&self, mut row: ApplicationRow) -> StoreResult<ApplicationRow> {
         self.write(move |c| {
-            // A voucher past its expiry no longer makes its company live, whether or not the
-            // expiry job has run yet.
-            let expired: Vec<String> = applications::table
-                .inner_join(vouchers::table)
-                .filter(applications::live_company_number.eq(&row.company_number))
-                .filter(vouchers::expires_at.le(now()))
-                .select(applications::id)
-                .load(c)?;
-            if !expired.is_empty() {
-                diesel::update(applications::table.filter(applications::id.eq_any(&expired)))
-                    .set(applications::live_company_number.eq(None::<String>))
-                    .execute(c)?;
-            }
+            release_expired(c, &row.company_number)?;
             let live: i64 = applications::table
                 .filter(applications::live_company_number.eq(&row.company_number))
                 .count()
                 .get_result(c)?;
-            let company_number = row.company_number.clone();
             if live > 0 {
-                return Err(StoreError::CompanyAlreadyLive { company_number });
+                return Err(StoreError::CompanyAlreadyLive {
+                    company_number: row.company_number.clone(),
+                });
             }
-            row.live_company_number = row.eligible.then(|| row.company_number.clone());
-            match diesel::insert_into(applications::table)
+            // Typing a number proves nothing: a new application never holds it.
+            row.live_company_number = None;
+            row.ownership = OwnershipColumns::of(&Ownership::Unconfirmed);
+            diesel::insert_into(applications::table)
                 .values(&row)
-                .execute(c)
-            {
-                Ok(_) => {
-                    let email = outbox::user_email(c, &row.applicant_id)?;
-                    outbox::enqueue(
-                        c,
-                        Notification {
-                            dedupe_key: format!("application-received:{}", row.id),
-                            recipient: &email,
-                            template: "application_received",
-                            data: serde_json::json!({
-                                "company_name": row.company_name,
-                                "company_number": row.company_number,
-                                "application_id": row.id,
-                                "eligible": row.eligible,
-                            }),
-                        },
-                    )?;
-                    Ok(row)
-                }
-                Err(e) if is_unique_violation(&e) => {
-                    Err(StoreError::CompanyAlreadyLive { company_number })
-                }
-                Err(e) => Err(e.into()),
+                .execute(c)?;
+            let email = outbox::user_email(c, &row.applicant_id)?;
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("application-received:{}", row.id),
+                    recipient: &email,
+                    template: "application_received",
+                    data: serde_json::json!({
+                        "company_name": row.company_name,
+                        "company_number": row.company_number,
+                        "application_id": row.id,
+                        "eligible": row.eligible,
+                    }),
+                },
+            )?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// An administrator confirms or refuses that the applicant owns the company, with a note;
+    /// audited. Confirmed, the application holds the company's number (refused with
+    /// `CompanyAlreadyLive` while another confirmed application or a live voucher holds it);
+    /// refused, it lets go of it and cannot be approved unless confirmed later. Only while the
+    /// application is still to be decided.
+    pub async fn decide_ownership(
+        &self,
+        application_id: String,
+        actor_id: String,
+        confirmed: bool,
+        note: Note,
+        at: NaiveDateTime,
+    ) -> StoreResult<(ApplicationRow, Option<String>)> {
+        self.write(move |c| {
+            let app = application(c, &application_id)?;
+            if !PENDING.contains(&app.status.as_str()) {
+                return Err(StoreError::Refused(
+                    "application_already_decided",
+                    format!(
+                        "the application is {}: its company's ownership is settled",
+                        app.status
+                    ),
+                ));
             }
+            let before = app.ownership()?;
+            let check = Check {
+                method: Method::AdminCheck,
+                by: actor_id.clone(),
+                at,
+                note: note.into_string(),
+            };
+            let after = if confirmed {
+                Ownership::Confirmed(check)
+            } else {
+                Ownership::Refused(check)
+            };
+            // Conditional on the status read: a decision racing this one wins or loses whole.
+            let changed = diesel::update(
+                applications::table
+                    .filter(applications::id.eq(&app.id))
+                    .filter(applications::status.eq(&app.status)),
+            )
+            .set((
+                OwnershipColumns::of(&after),
+                applications::live_company_number.eq(None::<String>),
+                applications::updated_at.eq(at),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(StoreError::Contended);
+            }
+            if after.holds_number() {
+                hold_number(c, &app.id, &app.company_number)?;
+            }
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: if confirmed {
+                        "application.ownership_confirm"
+                    } else {
+                        "application.ownership_refuse"
+                    },
+                    subject_type: "application",
+                    subject_id: &app.id,
+                    reason: after.check().map(|c| c.note.as_str()),
+                    details: serde_json::json!({
+                        "company_number": app.company_number,
+                        "method": Method::AdminCheck.as_str(),
+                        "previous": before.state(),
+                    }),
+                },
+            )?;
+            with_voucher(c, &app.id)
+        })
+        .await
+    }
+
+    /// Releases a company number an application holds without a voucher (a squatted number):
+    /// the application is rejected with the reason, its ownership recorded as refused, and it
+    /// holds the number no longer; audited, the applicant told. An application awaiting a
+    /// second administrator is released by another administrator than its first approver.
+    pub async fn release_company_number(
+        &self,
+        application_id: String,
+        actor_id: String,
+        reason: String,
+        at: NaiveDateTime,
+    ) -> StoreResult<(ApplicationRow, Option<String>)> {
+        self.write(move |c| {
+            let (app, voucher_id) = with_voucher(c, &application_id)?;
+            if let Some(v) = voucher_id {
+                return Err(StoreError::Refused(
+                    "has_voucher",
+                    format!(
+                        "the application has the voucher {v}: suspend or expire the voucher instead"
+                    ),
+                ));
+            }
+            if !PENDING.contains(&app.status.as_str()) {
+                return Err(StoreError::Refused(
+                    "application_already_decided",
+                    format!(
+                        "the application is {}: it holds no company number",
+                        app.status
+                    ),
+                ));
+            }
+            let first_approver = if app.status == Stage::Second.status() {
+                let pending = pending_second(c, &app.id)?;
+                if pending.requested_by == actor_id {
+                    return Err(StoreError::Approval(
+                        "same_approver",
+                        "the administrator who approved first cannot release the application: \
+                         another administrator must"
+                            .into(),
+                    ));
+                }
+                diesel::update(
+                    second_approvals::table
+                        .find(&app.id)
+                        .filter(second_approvals::outcome.is_null()),
+                )
+                .set((
+                    second_approvals::decided_by.eq(Some(&actor_id)),
+                    second_approvals::outcome.eq(Some("rejected")),
+                    second_approvals::decided_at.eq(Some(at)),
+                ))
+                .execute(c)?;
+                Some(pending.requested_by)
+            } else {
+                None
+            };
+            let before = app.ownership()?;
+            let refused = Ownership::Refused(Check {
+                method: Method::AdminCheck,
+                by: actor_id.clone(),
+                at,
+                note: reason.clone(),
+            });
+            let changed = diesel::update(
+                applications::table
+                    .filter(applications::id.eq(&app.id))
+                    .filter(applications::status.eq(&app.status)),
+            )
+            .set((
+                applications::status.eq("rejected"),
+                applications::live_company_number.eq(None::<String>),
+                applications::decided_by.eq(Some(&actor_id)),
+                applications::decided_at.eq(Some(at)),
+                applications::decision_reason.eq(Some(&reason)),
+                applications::updated_at.eq(at),
+                OwnershipColumns::of(&refused),
+            ))
+            .execute(c)?;
+            if changed != 1 {
+                return Err(StoreError::Contended);
+            }
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&actor_id),
+                    action: "application.release",
+                    subject_type: "application",
+                    subject_id: &app.id,
+                    reason: Some(&reason),
+                    details: serde_json::json!({
+                        "company_number": app.company_number,
+                        "held_number": app.live_company_number.is_some(),
+                        "previous_status": app.status,
+                        "previous_ownership": before.state(),
+                        "first_approver": first_approver,
+                    }),
+                },
+            )?;
+            let email = outbox::user_email(c, &app.applicant_id)?;
+            outbox::enqueue(
+                c,
+                Notification {
+                    dedupe_key: format!("application-decided:{}", app.id),
+                    recipient: &email,
+                    template: "application_rejected",
+                    data: serde_json::json!({
+                        "company_name": app.company_name,
+                        "application_id": app.id,
+                        "reason": reason,
+                    }),
+                },
+            )?;
+            with_voucher(c, &app.id)
         })
         .await
     }
 
     /// An application and the id of its voucher, if it has one.
     pub async fn application(&self, id: String) -> StoreResult<(ApplicationRow, Option<String>)> {
-        self.read(move |c| {
-            applications::table
-                .left_join(vouchers::table)
-                .filter(applications::id.eq(id))
-                .select((ApplicationRow::as_select(), vouchers::id.nullable()))
-                .first(c)
-                .optional()?
-                .ok_or(StoreError::NotFound("application"))
-        })
-        .await
+        self.read(move |c| with_voucher(c, &id)).await
     }
 
     pub async fn list_applications(
@@ -357,11 +698,12 @@ impl Store {
                 }
             };
             let at = now();
-            let (status, live) = match d.verdict {
-                Verdict::Approve { .. } => ("approved", app.live_company_number.clone()),
-                Verdict::Reject => ("rejected", None),
+            let status = match d.verdict {
+                Verdict::Approve { .. } => "approved",
+                Verdict::Reject => "rejected",
             };
             // Conditional on the status we read, so two concurrent decisions cannot both win.
+            // The number is let go of here and held again below by an approval.
             let changed = diesel::update(
                 applications::table
                     .filter(applications::id.eq(&app.id))
@@ -369,7 +711,7 @@ impl Store {
             )
             .set((
                 applications::status.eq(status),
-                applications::live_company_number.eq(live),
+                applications::live_company_number.eq(None::<String>),
                 applications::decided_by.eq(Some(&d.actor_id)),
                 applications::decided_at.eq(Some(at)),
                 applications::decision_reason.eq(Some(&d.reason)),
@@ -398,6 +740,7 @@ impl Store {
                 ))
                 .execute(c)?;
             }
+            let before = app.ownership()?;
             let voucher = match d.verdict {
                 Verdict::Approve {
                     voucher_id,
@@ -407,6 +750,7 @@ impl Store {
                     incentives,
                     contribution,
                 } => {
+                    confirm_at_approval(c, &app, &d.actor_id, at, &d.reason)?;
                     // The voucher with its incentive extras is assistance: within the limit
                     // with everything declared and paid in the window, checked here with the
                     // payment so that two awards at once cannot both fit.
@@ -485,6 +829,8 @@ impl Store {
                             "amount_micros": v.granted,
                             "expires_at": v.expires_at.to_string(),
                             "first_approver": first_approver,
+                            "ownership_confirmed_by_approval":
+                                before == Ownership::Unconfirmed,
                         }),
                         None => serde_json::json!({ "first_approver": first_approver }),
                     },

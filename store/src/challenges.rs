@@ -188,6 +188,9 @@ pub struct Progress {
     pub entries_incomplete: Vec<String>,
     /// Entries as startups or spin-offs whose evidence no administrator has checked yet.
     pub entries_awaiting_kind_check: Vec<String>,
+    /// Once assessors are assigned, entries with fewer than `assessors_per_entry` of them:
+    /// too few were free of conflicts of interest, at allocation or when one was declared.
+    pub entries_short_of_assessors: Vec<String>,
     /// What the challenge's own account holds (its pool, less what was paid or returned).
     pub pool_balance_micros: i64,
 }
@@ -310,6 +313,7 @@ impl Store {
                     .order(challenge_entries::submitted_at.asc())
                     .select(challenge_entries::id)
                     .load(c)?,
+                entries_short_of_assessors: short_of_assessors(c, &id)?,
                 pool_balance_micros: {
                     let ch = challenge(c, &id)?;
                     ledger::account(c, &ch.fund_account_id)?
@@ -693,15 +697,27 @@ impl Store {
         .await
     }
 
-    /// The entries allocated to an assessor, with the assessor's own score if given.
+    /// The entries allocated to an assessor, with the assessor's own score if given. An entry
+    /// from a company the assessor has a current conflict of interest with is never listed,
+    /// whatever the allocations say.
     pub async fn allocated_entries(
         &self,
         assessor_id: String,
+        now: NaiveDateTime,
     ) -> StoreResult<Vec<(EntryRow, Option<ScoreRow>)>> {
         self.read(move |c| {
             let entries: Vec<EntryRow> = challenge_entries::table
                 .inner_join(challenge_allocations::table)
                 .filter(challenge_allocations::assessor_id.eq(&assessor_id))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    assessor_conflicts::table
+                        .filter(assessor_conflicts::assessor_id.eq(&assessor_id))
+                        .filter(
+                            assessor_conflicts::company_number
+                                .eq(challenge_entries::company_number),
+                        )
+                        .filter(assessor_conflicts::expires_at.gt(now)),
+                )))
                 .order(challenge_entries::submitted_at.asc())
                 .select(EntryRow::as_select())
                 .load(c)?;
@@ -724,13 +740,74 @@ impl Store {
         .await
     }
 
-    /// Declares a conflict of interest with an organisation, for a year from `now`.
-    pub async fn declare_conflict(&self, row: ConflictRow) -> StoreResult<ConflictRow> {
+    /// Declares a conflict of interest with an organisation (until `row.expires_at`), in one
+    /// transaction with its consequences: each undecided entry of that organisation allocated
+    /// to the assessor is taken off them (their score, if any, dropped) and, while it can still
+    /// be scored, allocated to the least loaded assessor free of conflicts who is not already on
+    /// it; with nobody free it is left short of assessors. Each withdrawal is audited.
+    pub async fn declare_conflict(
+        &self,
+        row: ConflictRow,
+    ) -> StoreResult<(ConflictRow, Vec<Withdrawn>)> {
         self.write(move |c| {
             diesel::insert_into(assessor_conflicts::table)
                 .values(&row)
                 .execute(c)?;
-            Ok(row)
+            let now = row.declared_at;
+            let affected: Vec<EntryRow> = challenge_entries::table
+                .inner_join(challenge_allocations::table)
+                .filter(challenge_allocations::assessor_id.eq(&row.assessor_id))
+                .filter(challenge_entries::company_number.eq(&row.company_number))
+                .filter(challenge_entries::decided_at.is_null())
+                .order((
+                    challenge_entries::submitted_at.asc(),
+                    challenge_entries::id.asc(),
+                ))
+                .select(EntryRow::as_select())
+                .load(c)?;
+            let mut withdrawn = Vec::with_capacity(affected.len());
+            for e in &affected {
+                withdrawn.push(withdraw(c, e, &row, now)?);
+            }
+            audit::record(
+                c,
+                AuditEntry {
+                    actor_id: Some(&row.assessor_id),
+                    action: "challenge.conflict_declared",
+                    subject_type: "assessor_conflict",
+                    subject_id: &row.id,
+                    reason: Some(&row.reason),
+                    details: serde_json::json!({
+                        "company_number": row.company_number,
+                        "expires_at": row.expires_at.to_string(),
+                        "entries_withdrawn": withdrawn.iter().map(|w| &w.entry_id).collect::<Vec<_>>(),
+                    }),
+                },
+            )?;
+            Ok((row, withdrawn))
+        })
+        .await
+    }
+
+    /// One allocated entry as its assessor reads it, with their score if given. Refused when
+    /// the assessor has a current conflict of interest with the entrant's company (even if an
+    /// allocation remains), and when the entry is not allocated to them.
+    pub async fn assessment(
+        &self,
+        entry_id: String,
+        assessor_id: String,
+        now: NaiveDateTime,
+    ) -> StoreResult<(EntryRow, Option<ScoreRow>)> {
+        self.read(move |c| {
+            let e = entry(c, &entry_id)?;
+            may_assess(c, &e, &assessor_id, now)?;
+            let score = challenge_scores::table
+                .filter(challenge_scores::entry_id.eq(&entry_id))
+                .filter(challenge_scores::assessor_id.eq(&assessor_id))
+                .select(ScoreRow::as_select())
+                .first(c)
+                .optional()?;
+            Ok((e, score))
         })
         .await
     }
@@ -748,17 +825,26 @@ impl Store {
 
     /// Records (or replaces) an assessor's score for an entry allocated to them, while the
     /// challenge is in assessment. `percent_bp` is computed by the caller from the criteria.
+    /// Refused, like reading, to an assessor with a current conflict of interest with the
+    /// entrant's company: checked here, in the writing transaction, so a conflict declared
+    /// after the entry was read still stops the score.
     pub async fn submit_score(&self, row: ScoreRow, now: NaiveDateTime) -> StoreResult<ScoreRow> {
         self.write(move |c| {
-            let allocated: i64 = challenge_allocations::table
-                .filter(challenge_allocations::entry_id.eq(&row.entry_id))
-                .filter(challenge_allocations::assessor_id.eq(&row.assessor_id))
-                .count()
-                .get_result(c)?;
-            if allocated == 0 {
+            let e = entry(c, &row.entry_id)?;
+            may_assess(c, &e, &row.assessor_id, now)?;
+            // A no-op write that locks the allocation (PostgreSQL) until this commits: a
+            // conflict declared at the same moment either deleted it first, and the score is
+            // refused here, or waits for this score and then drops it.
+            let held = diesel::update(
+                challenge_allocations::table
+                    .filter(challenge_allocations::entry_id.eq(&row.entry_id))
+                    .filter(challenge_allocations::assessor_id.eq(&row.assessor_id)),
+            )
+            .set(challenge_allocations::allocated_at.eq(challenge_allocations::allocated_at))
+            .execute(c)?;
+            if held == 0 {
                 return Err(StoreError::NotAllocated);
             }
-            let e = entry(c, &row.entry_id)?;
             let ch = challenge(c, &e.challenge_id)?;
             let m = ch.milestones()?;
             if m.status(now) != Status::InAssessment {
@@ -969,6 +1055,44 @@ fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Entries allocated to fewer assessors than the challenge asks for, once the allocation
+/// milestone has run (before it, nothing is allocated and nothing is short).
+fn short_of_assessors(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<String>> {
+    let ch = challenge(c, challenge_id)?;
+    let allocated: i64 = challenge_milestones::table
+        .filter(challenge_milestones::challenge_id.eq(challenge_id))
+        .filter(challenge_milestones::milestone.eq(Milestone::AssessorsAssigned.as_str()))
+        .count()
+        .get_result(c)?;
+    if allocated == 0 {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<String> = challenge_entries::table
+        .filter(challenge_entries::challenge_id.eq(challenge_id))
+        .order((
+            challenge_entries::submitted_at.asc(),
+            challenge_entries::id.asc(),
+        ))
+        .select(challenge_entries::id)
+        .load(c)?;
+    let entry_ids = challenge_entries::table
+        .filter(challenge_entries::challenge_id.eq(challenge_id))
+        .select(challenge_entries::id);
+    let mut count: BTreeMap<String, i64> = BTreeMap::new();
+    for e in challenge_allocations::table
+        .filter(challenge_allocations::entry_id.eq_any(entry_ids))
+        .select(challenge_allocations::entry_id)
+        .load::<String>(c)?
+    {
+        *count.entry(e).or_default() += 1;
+    }
+    let per_entry = i64::from(ch.assessors_per_entry);
+    Ok(entries
+        .into_iter()
+        .filter(|e| count.get(e).copied().unwrap_or(0) < per_entry)
+        .collect())
+}
+
 /// Entries that not every assessor allocated to them has scored yet.
 fn incomplete_entries(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<String>> {
     let entry_ids = challenge_entries::table
@@ -993,6 +1117,188 @@ fn incomplete_entries(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<Str
         .map(|(e, _)| e)
         .collect();
     Ok(incomplete.into_iter().collect())
+}
+
+/// What became of an entry taken off an assessor who declared a conflict of interest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Withdrawn {
+    pub entry_id: String,
+    pub challenge_id: String,
+    /// The assessor had scored it: that score no longer counts.
+    pub score_dropped: bool,
+    /// The assessor who took it over; `None` when nobody free of conflicts was left or
+    /// scoring had closed, and the entry is short of assessors.
+    pub reallocated_to: Option<String>,
+}
+
+/// Refuses an assessor the entry when they have a current conflict of interest with the
+/// entrant's company, or it is not allocated to them.
+fn may_assess(
+    c: &mut DbConn,
+    e: &EntryRow,
+    assessor_id: &str,
+    now: NaiveDateTime,
+) -> StoreResult<()> {
+    let conflicts: i64 = assessor_conflicts::table
+        .filter(assessor_conflicts::assessor_id.eq(assessor_id))
+        .filter(assessor_conflicts::company_number.eq(&e.company_number))
+        .filter(assessor_conflicts::expires_at.gt(now))
+        .count()
+        .get_result(c)?;
+    if conflicts > 0 {
+        return Err(StoreError::ConflictOfInterest {
+            company_number: e.company_number.clone(),
+        });
+    }
+    let allocated: i64 = challenge_allocations::table
+        .filter(challenge_allocations::entry_id.eq(&e.id))
+        .filter(challenge_allocations::assessor_id.eq(assessor_id))
+        .count()
+        .get_result(c)?;
+    if allocated == 0 {
+        return Err(StoreError::NotAllocated);
+    }
+    Ok(())
+}
+
+/// Takes entry `e` off the assessor who declared `conflict`, dropping their score, and gives
+/// it to a replacement while it can still be scored (before the assessment deadline, the
+/// challenge not cancelled). In the declaration's transaction.
+fn withdraw(
+    c: &mut DbConn,
+    e: &EntryRow,
+    conflict: &ConflictRow,
+    now: NaiveDateTime,
+) -> StoreResult<Withdrawn> {
+    let ch = challenge(c, &e.challenge_id)?;
+    // The score first: it refers to the allocation.
+    let dropped: Option<ScoreRow> = challenge_scores::table
+        .filter(challenge_scores::entry_id.eq(&e.id))
+        .filter(challenge_scores::assessor_id.eq(&conflict.assessor_id))
+        .select(ScoreRow::as_select())
+        .first(c)
+        .optional()?;
+    if dropped.is_some() {
+        diesel::delete(
+            challenge_scores::table
+                .filter(challenge_scores::entry_id.eq(&e.id))
+                .filter(challenge_scores::assessor_id.eq(&conflict.assessor_id)),
+        )
+        .execute(c)?;
+    }
+    diesel::delete(
+        challenge_allocations::table
+            .filter(challenge_allocations::entry_id.eq(&e.id))
+            .filter(challenge_allocations::assessor_id.eq(&conflict.assessor_id)),
+    )
+    .execute(c)?;
+    let scorable =
+        ch.cancelled_at.is_none() && now < ch.milestones()?.at(Milestone::AssessmentDeadline);
+    let reallocated_to = if scorable {
+        replace_assessor(c, e, &ch, now)?
+    } else {
+        None
+    };
+    if reallocated_to.is_none() {
+        tracing::warn!(challenge = %ch.id, entry = %e.id,
+            "entry withdrawn from an assessor with a conflict of interest and left short of assessors");
+    }
+    audit::record(
+        c,
+        AuditEntry {
+            actor_id: Some(&conflict.assessor_id),
+            action: "challenge.allocation_withdrawn",
+            subject_type: "challenge_entry",
+            subject_id: &e.id,
+            reason: Some(&conflict.reason),
+            details: serde_json::json!({
+                "challenge_id": ch.id,
+                "assessor_id": conflict.assessor_id,
+                "company_number": e.company_number,
+                "dropped_score": dropped.as_ref().map(|s| serde_json::json!({
+                    "scores": serde_json::from_str::<serde_json::Value>(&s.scores).unwrap_or_default(),
+                    "percent_bp": s.percent_bp,
+                    "comment": s.comment,
+                    "submitted_at": s.submitted_at.to_string(),
+                })),
+                "reallocated_to": reallocated_to,
+                "short_of_assessors": reallocated_to.is_none(),
+            }),
+        },
+    )?;
+    Ok(Withdrawn {
+        entry_id: e.id.clone(),
+        challenge_id: ch.id,
+        score_dropped: dropped.is_some(),
+        reallocated_to,
+    })
+}
+
+/// Allocates entry `e` to the least loaded assessor (in the challenge) who is not already on
+/// it and has no current conflict with its organisation, and tells them. `None` when there is
+/// nobody.
+fn replace_assessor(
+    c: &mut DbConn,
+    e: &EntryRow,
+    ch: &ChallengeRow,
+    now: NaiveDateTime,
+) -> StoreResult<Option<String>> {
+    // The same order as the allocation milestone's, so ties fall the same way.
+    let assessors: Vec<String> = users::table
+        .filter(users::role.eq("assessor"))
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(users::id)
+        .load(c)?;
+    let on_entry: BTreeSet<String> = challenge_allocations::table
+        .filter(challenge_allocations::entry_id.eq(&e.id))
+        .select(challenge_allocations::assessor_id)
+        .load::<String>(c)?
+        .into_iter()
+        .collect();
+    let conflicted: BTreeSet<String> = assessor_conflicts::table
+        .filter(assessor_conflicts::company_number.eq(&e.company_number))
+        .filter(assessor_conflicts::expires_at.gt(now))
+        .select(assessor_conflicts::assessor_id)
+        .load::<String>(c)?
+        .into_iter()
+        .collect();
+    let entry_ids = challenge_entries::table
+        .filter(challenge_entries::challenge_id.eq(&ch.id))
+        .select(challenge_entries::id);
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    for a in challenge_allocations::table
+        .filter(challenge_allocations::entry_id.eq_any(entry_ids))
+        .select(challenge_allocations::assessor_id)
+        .load::<String>(c)?
+    {
+        *load.entry(a).or_default() += 1;
+    }
+    let Some(chosen) = challenge::replacement(&assessors, &load, &on_entry, &conflicted) else {
+        return Ok(None);
+    };
+    let chosen = chosen.to_string();
+    diesel::insert_into(challenge_allocations::table)
+        .values((
+            challenge_allocations::entry_id.eq(&e.id),
+            challenge_allocations::assessor_id.eq(&chosen),
+            challenge_allocations::allocated_at.eq(now),
+        ))
+        .execute(c)?;
+    let email = outbox::user_email(c, &chosen)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("challenge-reallocated:{}:{chosen}", e.id),
+            recipient: &email,
+            template: "assessment_reallocated",
+            data: serde_json::json!({
+                "challenge_title": ch.title,
+                "entry_title": e.title,
+                "assessment_deadline": ch.assessment_deadline.format("%-d %B %Y %H:%M UTC").to_string(),
+            }),
+        },
+    )?;
+    Ok(Some(chosen))
 }
 
 fn entry(c: &mut DbConn, id: &str) -> StoreResult<EntryRow> {

@@ -48,6 +48,9 @@ pub enum StoreError {
     EntryExists,
     #[error("this entry is not allocated to you")]
     NotAllocated,
+    /// The assessor declared a conflict of interest with the entrant's company, current now.
+    #[error("you declared a conflict of interest with company {company_number}: you may not read or score its entries")]
+    ConflictOfInterest { company_number: String },
     #[error("{name} holds only {}", voucherd_domain::money::format_micros(*available_micros))]
     BudgetShort { name: String, available_micros: i64 },
     #[error("{0}")]

@@ -94,6 +94,11 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         university_spin_off -> Bool,
+        ownership -> Text,
+        ownership_method -> Nullable<Text>,
+        ownership_by -> Nullable<Text>,
+        ownership_at -> Nullable<Timestamp>,
+        ownership_note -> Nullable<Text>,
     }
 }
 

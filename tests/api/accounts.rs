@@ -322,6 +322,9 @@ async fn a_password_change_a_role_change_and_disabling_end_sessions_at_once(back
 
 async fn an_unverified_account_may_not_apply_until_its_code_or_link_comes_back(backend: Backend) {
     let app = spawn_app(backend).await;
+    // An address without a real domain is a typo, refused by name.
+    let p = assert_problem(app.register("typo@gmial").await, 422, "validation_failed").await;
+    assert_eq!(fields(&p), vec!["email"]);
     let email = "new@widgets.co.uk";
     let resp = app.register(email).await;
     assert_eq!(resp.status().as_u16(), 201);

@@ -27,6 +27,7 @@ mod last_penny;
 mod leases;
 mod ledger;
 mod outage;
+mod ownership_and_conflicts;
 mod pages;
 mod payments;
 mod prices;

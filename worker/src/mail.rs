@@ -113,6 +113,12 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../templates/assessments_allocated.html.hbs"),
     ),
     (
+        "assessment_reallocated",
+        "An entry to assess in {{challenge_title}}",
+        include_str!("../templates/assessment_reallocated.txt.hbs"),
+        include_str!("../templates/assessment_reallocated.html.hbs"),
+    ),
+    (
         "challenge_result",
         "{{#if awarded}}Your entry wins an award in {{challenge_title}}{{else}}Results of {{challenge_title}}{{/if}}",
         include_str!("../templates/challenge_result.txt.hbs"),

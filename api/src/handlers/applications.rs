@@ -13,9 +13,11 @@ use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
 use voucherd_domain::incentive;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::ownership::{Note, Ownership};
 use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{
-    ApplicationFilter, ApplicationRow, Decision, SecondApprovalRow, Stage, Verdict,
+    ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
+    Verdict,
 };
 use voucherd_store::vouchers::VoucherRow;
 
@@ -119,7 +121,7 @@ pub async fn submit(
     ApiJson(body): ApiJson<ApplicationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if !user.email_verified {
-        return Err(ApiError::Refused {
+        return Err(ApiError::Denied {
             code: "email_unverified",
             detail: "confirm your email address with the code we sent before applying".into(),
         });
@@ -170,9 +172,10 @@ pub async fn submit(
         created_at: at,
         updated_at: at,
         university_spin_off: body.university_spin_off,
+        ownership: OwnershipColumns::of(&Ownership::Unconfirmed),
     };
     let saved = state.store.submit_application(row).await?;
-    Ok(HttpResponse::Created().json(views::application(&saved, None)))
+    Ok(HttpResponse::Created().json(views::application(&saved, None)?))
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -226,10 +229,10 @@ pub async fn list(
             offset: page.offset(),
         })
         .await?;
-    let data: Vec<_> = rows
+    let data = rows
         .iter()
         .map(|(a, v)| views::application(a, v.as_deref()))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
@@ -257,7 +260,7 @@ pub async fn get(
             HttpResponse::Ok().json(application_json(&state, &app, voucher_id.as_deref()).await?)
         );
     }
-    Ok(HttpResponse::Ok().json(views::application(&app, voucher_id.as_deref())))
+    Ok(HttpResponse::Ok().json(views::application(&app, voucher_id.as_deref())?))
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +333,7 @@ async fn plan_approval(
             voucherd_store::StoreError::ApplicationNotPending { status: app.status }.into(),
         );
     }
+    check_ownership(state, &app).await?;
     check_mfa_with_amount(state, &app, base).await?;
     let evaluation = evaluate_incentives(state, &app, base).await?;
     let total = Money::from_micros(evaluation.total_micros)
@@ -414,7 +418,7 @@ async fn application_json(
     app: &ApplicationRow,
     voucher_id: Option<&str>,
 ) -> Result<serde_json::Value, ApiError> {
-    let mut json = views::application(app, voucher_id);
+    let mut json = views::application(app, voucher_id)?;
     if let Some(s) = state.store.second_approval(app.id.clone()).await? {
         json["second_approval"] = views::second_approval(&s);
     }
@@ -649,6 +653,93 @@ async fn facts(
         subsidy_declarations: declarations,
         voucher_amount: amount,
     })
+}
+
+/// An approval confirms ownership of the company unless an administrator refused it, and then
+/// holds the company's number: refused, as the approval's own transaction would refuse, when
+/// ownership was refused or another application or voucher holds the number.
+async fn check_ownership(state: &AppState, app: &ApplicationRow) -> Result<(), ApiError> {
+    if let Ownership::Refused(check) = app.ownership()? {
+        return Err(ApiError::conflict(
+            "ownership_refused",
+            format!(
+                "an administrator found that the applicant does not own the company ({}); \
+                 confirm ownership first if that has changed",
+                check.note
+            ),
+        ));
+    }
+    if state
+        .store
+        .number_held_by_other(app.id.clone(), app.company_number.clone())
+        .await?
+    {
+        return Err(voucherd_store::StoreError::CompanyAlreadyLive {
+            company_number: app.company_number.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipRequest {
+    /// Whether the applicant owns the company.
+    pub confirmed: bool,
+    /// Parsed as a [`Note`]: what the administrator checked.
+    pub note: String,
+}
+
+/// An administrator confirms or refuses that the applicant owns the company, with a note;
+/// audited. Confirmed, the application holds the company's number: 409 `company_already_live`
+/// while another confirmed application or a live voucher holds it.
+pub async fn ownership(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<OwnershipRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let note = Note::parse(&body.note).map_err(|m| ApiError::field("note", m))?;
+    let (app, voucher_id) = state
+        .store
+        .decide_ownership(
+            path.into_inner(),
+            user.id,
+            body.confirmed,
+            note,
+            voucherd_store::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(application_json(&state, &app, voucher_id.as_deref()).await?))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Parsed as a [`Reason`]; the applicant is told it.
+    pub reason: String,
+}
+
+/// Releases the company number an application without a voucher holds (a squatted number):
+/// the application is rejected with the reason and its ownership recorded as refused; audited.
+pub async fn release(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<ReleaseRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = reason(&body.reason)?;
+    let (app, voucher_id) = state
+        .store
+        .release_company_number(
+            path.into_inner(),
+            user.id,
+            reason.into_string(),
+            voucherd_store::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(application_json(&state, &app, voucher_id.as_deref()).await?))
 }
 
 /// The applicant was checked against the standard voucher; an administrator who grants more

@@ -531,6 +531,8 @@ fn conflict_json(c: &ConflictRow, now: NaiveDateTime) -> serde_json::Value {
     })
 }
 
+/// Declares a conflict of interest. Entries of that company already allocated to the caller
+/// are taken off them and reallocated in the same transaction; the answer lists them.
 pub async fn declare_conflict(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -538,7 +540,7 @@ pub async fn declare_conflict(
 ) -> Result<HttpResponse, ApiError> {
     not_blank(&[("reason", &body.reason)])?;
     let at = state.clock.now();
-    let row = state
+    let (row, withdrawn) = state
         .store
         .declare_conflict(ConflictRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -549,7 +551,20 @@ pub async fn declare_conflict(
             expires_at: at + chrono::Duration::days(CONFLICT_VALID_DAYS),
         })
         .await?;
-    Ok(HttpResponse::Created().json(conflict_json(&row, at)))
+    let mut out = conflict_json(&row, at);
+    // Who took an entry over is not the declaring assessor's business: only whether someone did.
+    out["entries_withdrawn"] = withdrawn
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "entry_id": w.entry_id,
+                "challenge_id": w.challenge_id,
+                "score_dropped": w.score_dropped,
+                "reallocated": w.reallocated_to.is_some(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Created().json(out))
 }
 
 pub async fn list_conflicts(
@@ -562,30 +577,51 @@ pub async fn list_conflicts(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
-/// The entries allocated to the calling assessor, with their own scores.
+/// An allocated entry with the assessor's own score, if given.
+fn assessment_json(e: &EntryRow, s: Option<&ScoreRow>) -> serde_json::Value {
+    let mut j = entry_json(e, false);
+    j["my_score"] = match s {
+        Some(s) => serde_json::json!({
+            "scores": serde_json::from_str::<serde_json::Value>(&s.scores).unwrap_or_default(),
+            "percent": challenge::format_percent_bp(s.percent_bp),
+            "comment": s.comment,
+            "submitted_at": views::time(s.submitted_at),
+        }),
+        None => serde_json::Value::Null,
+    };
+    j
+}
+
+/// The entries allocated to the calling assessor, with their own scores; none from a company
+/// they have a current conflict of interest with.
 pub async fn assessments(
     state: web::Data<AppState>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
     debug_assert_eq!(user.role, Role::Assessor);
-    let rows = state.store.allocated_entries(user.id).await?;
+    let rows = state
+        .store
+        .allocated_entries(user.id, state.clock.now())
+        .await?;
     let data: Vec<_> = rows
         .iter()
-        .map(|(e, s)| {
-            let mut j = entry_json(e, false);
-            j["my_score"] = match s {
-                Some(s) => serde_json::json!({
-                    "scores": serde_json::from_str::<serde_json::Value>(&s.scores).unwrap_or_default(),
-                    "percent": challenge::format_percent_bp(s.percent_bp),
-                    "comment": s.comment,
-                    "submitted_at": views::time(s.submitted_at),
-                }),
-                None => serde_json::Value::Null,
-            };
-            j
-        })
+        .map(|(e, s)| assessment_json(e, s.as_ref()))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+}
+
+/// One entry allocated to the calling assessor: 403 `conflict_of_interest` when they have a
+/// current conflict with its company, 403 `forbidden` when it is not theirs to assess.
+pub async fn assessment(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (e, s) = state
+        .store
+        .assessment(path.into_inner(), user.id, state.clock.now())
+        .await?;
+    Ok(HttpResponse::Ok().json(assessment_json(&e, s.as_ref())))
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -604,10 +640,11 @@ pub async fn score(
     ApiJson(body): ApiJson<ScoreRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let entry_id = path.into_inner();
-    let allocated = state.store.allocated_entries(user.id.clone()).await?;
-    let Some((entry, _)) = allocated.iter().find(|(e, _)| e.id == entry_id) else {
-        return Err(ApiError::Forbidden);
-    };
+    // Refused as reading is; the score's own transaction checks again.
+    let (entry, _) = state
+        .store
+        .assessment(entry_id.clone(), user.id.clone(), state.clock.now())
+        .await?;
     let ch = state.store.challenge(entry.challenge_id.clone()).await?;
     let percent_bp = ch
         .criteria()?

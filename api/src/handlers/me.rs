@@ -14,7 +14,7 @@ use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[validate(
-        email(message = "must be an email address"),
+        custom(function = "crate::extract::deliverable_email"),
         length(max = 254, message = "must be at most 254 characters")
     )]
     pub email: String,

@@ -65,7 +65,7 @@ impl From<StaffRole> for Role {
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
     #[validate(
-        email(message = "must be an email address"),
+        custom(function = "crate::extract::deliverable_email"),
         length(max = 254, message = "must be at most 254 characters")
     )]
     pub email: String,
