@@ -439,7 +439,9 @@ pub fn deliverable_email(email: &str) -> Result<(), validator::ValidationError> 
     let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
     match domain.rsplit_once('.') {
         Some((name, tld))
-            if !name.is_empty() && tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()) =>
+            if !name.is_empty()
+                && tld.len() >= 2
+                && tld.chars().all(|c| c.is_ascii_alphabetic()) =>
         {
             Ok(())
         }
@@ -456,7 +458,13 @@ mod email_tests {
         for ok in ["ada@example.com", "a.b+c@mail.example.co.uk"] {
             assert!(deliverable_email(ok).is_ok(), "{ok}");
         }
-        for bad in ["typo@gmial", "a@b.c", "a@example.123", "not an email", "a@.com"] {
+        for bad in [
+            "typo@gmial",
+            "a@b.c",
+            "a@example.123",
+            "not an email",
+            "a@.com",
+        ] {
             assert!(deliverable_email(bad).is_err(), "{bad}");
         }
     }
