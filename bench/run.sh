@@ -4,6 +4,7 @@
 # wrk. Prints each figure with its ratio to nginx measured in the same run, and the targets.
 #
 #   bash bench/run.sh            # DURATION=10 seconds per phase by default
+#   VOUCHERD_BIN=path/to/voucherd bash bench/run.sh   # measure that build instead
 #
 # Needs: nginx (nginx-light), wrk, PostgreSQL on 127.0.0.1:5432 (user postgres) with pgbench.
 # Installs nginx-light and wrk with apt-get when they are missing.
@@ -24,8 +25,14 @@ done
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | head -n 1)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo build --release -q -p voucherd -p voucherd-bench
-BIN=target/release/voucherd
+# VOUCHERD_BIN measures another build of voucherd (a before/after comparison) in the same run.
+if [ -n "${VOUCHERD_BIN:-}" ]; then
+  cargo build --release -q -p voucherd-bench
+  BIN=$VOUCHERD_BIN
+else
+  cargo build --release -q -p voucherd -p voucherd-bench
+  BIN=target/release/voucherd
+fi
 TOOL=target/release/voucherd-bench
 WORK=$(mktemp -d)
 PIDS=()
@@ -88,15 +95,21 @@ run_wrk pass "http://127.0.0.1:$PASS"
 kill "$PASS_PID"; wait "$PASS_PID" 2>/dev/null || true
 read -r _ NGINX_STREAM_P99 _ < <("$TOOL" streams --url "http://127.0.0.1:$NGINX/v1/chat/completions" --key none --n 100)
 
-cat > "$WORK/voucherd.toml" <<TOML
+for backend in sqlite postgres; do
+  # Applicants confirm their email with the code the worker delivers to the mail folder.
+  cat > "$WORK/voucherd.toml" <<TOML
 db_max_connections = 32
+mail_dir = "$WORK/mail-$backend"
+# The setup signs in every applicant from one address within seconds.
+sign_in_attempts_per_address = 0
+[jobs]
+outbox = "* * * * * *"
 [prices.bench-model]
 input_per_million = "0.10"
 cached_input_per_million = "0.05"
 output_per_million = "0.40"
 TOML
 
-for backend in sqlite postgres; do
   if [ "$backend" = sqlite ]; then
     DB="sqlite://$WORK/bench.db"
   else
@@ -113,7 +126,7 @@ for backend in sqlite postgres; do
   wait_port $PROXY
   echo "setting up $VOUCHERS vouchers on $backend..." >&2
   "$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test \
-    --admin-password "$ADMIN_PASSWORD" --vouchers "$VOUCHERS" > "$WORK/keys-$backend" 2>"$WORK/setup.err" \
+    --admin-password "$ADMIN_PASSWORD" --vouchers "$VOUCHERS" --mail-dir "$WORK/mail-$backend" > "$WORK/keys-$backend" 2>"$WORK/setup.err" \
     || { cat "$WORK/setup.err" >&2; exit 1; }
   head -n 1 "$WORK/keys-$backend" > "$WORK/hot-$backend"
   echo "voucherd on $backend: many vouchers..." >&2

@@ -31,13 +31,17 @@ pub enum Serves {
 /// Registers the routes of `serves`, and the proxy's OpenAI-shaped 404 for the rest of `/v1`.
 pub fn configure(cfg: &mut web::ServiceConfig, serves: Serves) {
     let health = |r: &routes::Route| matches!(r.path, "/healthz" | "/readyz" | "/metrics");
-    routes::register(cfg, &|r| match serves {
+    let serve = |r: &routes::Route| match serves {
         Serves::Everything => true,
         Serves::Api => r.access != routes::Access::ApiKey && r.access != routes::Access::Sandbox,
         Serves::Proxy => {
             matches!(r.access, routes::Access::ApiKey | routes::Access::Sandbox) || health(r)
         }
-    });
+    };
+    // The proxy's routes first: actix tries routes in order, and they are the hot path.
+    let proxy = |r: &routes::Route| r.access == routes::Access::ApiKey;
+    routes::register(cfg, &|r| proxy(r) && serve(r));
+    routes::register(cfg, &|r| !proxy(r) && serve(r));
     if serves != Serves::Api {
         cfg.service(web::scope("/v1").default_service(web::to(proxy::not_found)));
     }

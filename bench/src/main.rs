@@ -51,6 +51,9 @@ enum Cmd {
         vouchers: u32,
         #[arg(long, default_value = "5000")]
         amount: String,
+        /// The service's mail folder, where each applicant's confirmation code arrives.
+        #[arg(long)]
+        mail_dir: std::path::PathBuf,
     },
     /// Opens `n` concurrent streaming requests and prints the p50 and p99 delay between
     /// received chunks, in milliseconds.
@@ -82,12 +85,14 @@ fn main() -> anyhow::Result<()> {
             admin_password,
             vouchers,
             amount,
+            mail_dir,
         } => rt.block_on(setup(
             &api,
             &admin_email,
             &admin_password,
             vouchers,
             &amount,
+            &mail_dir,
         )),
         Cmd::Streams { url, key, n } => rt.block_on(streams(&url, &key, n)),
         Cmd::Passthrough { port, upstream } => rt.block_on(passthrough(port, upstream)),
@@ -210,6 +215,7 @@ async fn setup(
     admin_password: &str,
     vouchers: u32,
     amount: &str,
+    mail_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let c = reqwest::Client::new();
     let login = |email: String, password: String| {
@@ -231,17 +237,27 @@ async fn setup(
         json!({"amount": "900000000", "reference": "benchmark"}),
     )
     .await?;
+    let password = "benchmark password".to_string();
     for i in 0..vouchers {
-        let email = format!("sme{i}@bench.test");
-        let password = "benchmark password".to_string();
         post(
             &c,
             format!("{api}/api/v1/auth/register"),
             None,
-            json!({"email": email, "password": password, "full_name": "Bench SME"}),
+            json!({"email": format!("sme{i}@bench.test"), "password": password, "full_name": "Bench SME"}),
         )
         .await?;
-        let token = login(email, password).await?;
+    }
+    for i in 0..vouchers {
+        let email = format!("sme{i}@bench.test");
+        let code = mailed_code(mail_dir, &email).await?;
+        let token = login(email, password.clone()).await?;
+        post(
+            &c,
+            format!("{api}/api/v1/me/email-verification"),
+            Some(&token),
+            json!({"code": code}),
+        )
+        .await?;
         let app = post(&c, format!("{api}/api/v1/applications"), Some(&token), json!({
             "company_number": format!("{:08}", 10_000_001 + i), "company_name": "Bench Ltd", "employees": 5,
             "annual_turnover": "100000", "balance_sheet_total": "50000", "region": "london", "sic_code": "62012",
@@ -265,6 +281,29 @@ async fn setup(
         println!("{}", key["key"].as_str().context("no key")?);
     }
     Ok(())
+}
+
+/// The confirmation code mailed to `email`, from the mail folder the worker delivers to.
+async fn mailed_code(dir: &std::path::Path, email: &str) -> anyhow::Result<String> {
+    let to = format!("To: {email}");
+    for _ in 0..600 {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if !text.lines().any(|l| l == to) {
+                    continue;
+                }
+                let code = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: Your confirmation code is "));
+                if let Some(code) = code {
+                    return Ok(code.trim().to_string());
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("no confirmation code for {email} in {}", dir.display())
 }
 
 async fn streams(url: &str, key: &str, n: usize) -> anyhow::Result<()> {
