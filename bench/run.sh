@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh            # DURATION=10 seconds per phase by default
 #   VOUCHERD_BIN=path/to/voucherd bash bench/run.sh   # measure that build instead
+#   EXTRA_CONFIG='lease_max_age_ms = 5000' bash bench/run.sh   # another setting, same build
 #
 # Needs: nginx (nginx-light), wrk, PostgreSQL on 127.0.0.1:5432 (user postgres) with pgbench.
 # Installs nginx-light and wrk with apt-get when they are missing.
@@ -102,6 +103,7 @@ db_max_connections = 32
 mail_dir = "$WORK/mail-$backend"
 # The setup signs in every applicant from one address within seconds.
 sign_in_attempts_per_address = 0
+${EXTRA_CONFIG:-}
 [jobs]
 outbox = "* * * * * *"
 [prices.bench-model]
