@@ -10,28 +10,8 @@ use std::time::{Duration, Instant};
 use voucherd_store::Backend;
 use voucherd_worker::ManualClock;
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both!(
+on_both_backends!(
+    backend:
     sign_in_is_throttled_per_account_and_per_address_and_works_after_the_window,
     signing_out_ends_the_session_here_and_on_another_instance,
     a_password_change_a_role_change_and_disabling_end_sessions_at_once,

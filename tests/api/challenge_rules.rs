@@ -11,28 +11,8 @@ use std::sync::Arc;
 use voucherd_store::Backend;
 use voucherd_worker::{Clock, Job, ManualClock, Worker, WorkerConfig};
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both!(
+on_both_backends!(
+    backend:
     every_award_is_checked_against_the_mfa_limit_when_it_is_paid,
     kinds_are_evidenced_and_checked_and_incomplete_assessments_are_not_ranked,
     a_challenge_is_edited_before_it_opens_and_cancelled_with_its_pool_returned,

@@ -20,6 +20,26 @@ pub const MODEL: &str = "test-model";
 /// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL, as
 /// `…::sqlite::name` and `…::postgres::name`.
 macro_rules! on_both_backends {
+    // Tests that start their own application (a clock of their own, a changed setting): each
+    // `async fn(Backend)` is given the backend.
+    (backend: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(voucherd_store::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(voucherd_store::Backend::Postgres).await
+                }
+            )*
+        }
+    };
     (leasing: $($name:ident),* $(,)?) => {
         mod sqlite {
             $(

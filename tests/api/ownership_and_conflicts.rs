@@ -10,28 +10,8 @@ use std::sync::Arc;
 use voucherd_store::Backend;
 use voucherd_worker::{Clock, Job, ManualClock, Worker, WorkerConfig};
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both!(
+on_both_backends!(
+    backend:
     unconfirmed_applications_coexist_and_a_squatted_number_is_released,
     an_approval_records_the_check_and_a_refused_ownership_stops_it,
     the_console_shows_ownership_and_confirms_and_releases_with_its_forms,

@@ -137,8 +137,7 @@ pub async fn register(
     if full_name.is_empty() {
         return Err(ApiError::field("full_name", "must not be blank"));
     }
-    let password = body.password;
-    let password_hash = hashing(&state, move || hash_password(&password)).await??;
+    let password_hash = new_password_hash(&state, body.password).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let token = verification(&state, &id, &full_name);
     let user = state
@@ -158,6 +157,11 @@ pub async fn register(
         )
         .await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
+}
+
+/// A new password's argon2 hash, computed on the bounded hashing pool.
+async fn new_password_hash(state: &AppState, password: String) -> Result<String, ApiError> {
+    hashing(state, move || hash_password(&password)).await?
 }
 
 /// The hash checked when the email is unknown, so that a wrong email takes as long as a
@@ -362,8 +366,7 @@ pub async fn reset_password(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<NewPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let password = body.password;
-    let hash = hashing(&state, move || hash_password(&password)).await??;
+    let hash = new_password_hash(&state, body.password).await?;
     let row = state
         .store
         .reset_password(crate::keys::hash(&body.token), hash)
@@ -377,8 +380,7 @@ pub async fn accept_invitation(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<NewPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let password = body.password;
-    let hash = hashing(&state, move || hash_password(&password)).await??;
+    let hash = new_password_hash(&state, body.password).await?;
     let row = state
         .store
         .accept_invitation(crate::keys::hash(&body.token), hash)
@@ -414,8 +416,7 @@ pub async fn change_password(
         }
         Err(e) => return Err(e),
     }
-    let password = body.new_password;
-    let hash = hashing(&state, move || hash_password(&password)).await??;
+    let hash = new_password_hash(&state, body.new_password).await?;
     state.store.change_password(row.id.clone(), hash).await?;
     forget_sessions(&state, &row.id);
     Ok(HttpResponse::NoContent().finish())
