@@ -224,6 +224,22 @@ pub async fn guard(
         .as_deref()
         .and_then(|p| PAGES.iter().find(|pg| pg.path == p && pg.method == method));
     let is_page = page.is_some() || req.path().starts_with("/assets/");
+    // An id in a page's path becomes part of an API path: one holding anything but an id's
+    // characters once decoded (`V%2Freinstatement%3F`) could turn the call into another
+    // route, so such a page does not exist.
+    let ids_plausible = pattern.as_deref().is_none_or(|p| {
+        // Routing has not run yet here: read the ids from the path as sent, still encoded
+        // (an id never needs `%`).
+        p.split('/')
+            .zip(req.path().split('/'))
+            .all(|(part, value)| !part.starts_with('{') || plausible_id(value))
+    });
+    if page.is_some() && !ids_plausible {
+        let (http_req, _) = req.into_parts();
+        let mut resp = ServiceResponse::new(http_req.clone(), render::not_found(&http_req));
+        secure(resp.headers_mut());
+        return Ok(resp);
+    }
     if let Some(page) = page {
         let user = session::user(req.request()).await;
         req.extensions_mut().insert(session::Viewer(user.clone()));
@@ -246,6 +262,17 @@ pub async fn guard(
         secure(resp.headers_mut());
     }
     Ok(resp)
+}
+
+/// An id as the programme makes them (UUIDs, model names, incentive keys): letters, digits
+/// and `- _ . :`, not `.` or `..`, at most 200 characters.
+fn plausible_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 200
+        && v != "."
+        && v != ".."
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 fn secure(h: &mut header::HeaderMap) {

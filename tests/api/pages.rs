@@ -227,7 +227,50 @@ async fn assets_are_served_from_the_binary(app: TestApp) {
     assert_eq!(missing.status().as_u16(), 404);
 }
 
+/// An id in a page's path that decodes to more than an id (`V%2Freinstatement%3F`) would have
+/// reached another API route: such pages do not exist, and no API call is made for them.
+async fn an_id_that_would_change_the_api_route_is_not_a_page(app: TestApp) {
+    let owner = app.applicant("owner@widgets.co.uk").await;
+    let application = body(app.apply(&owner, &valid_application()).await).await;
+    let id = application["id"].as_str().unwrap().to_string();
+    app.user_with_role("pages-admin@example.com", "admin").await;
+    let mut admin = Browser::sign_in(&app, "pages-admin@example.com").await;
+    let resp = admin
+        .get(&app, &format!("/console/applications/{id}"))
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    for crafted in [
+        format!("{id}%2Fincentives%3F"),
+        format!("{id}%3Fx%3D1"),
+        format!("{id}%2F..%2F..%2Faudit"),
+    ] {
+        let resp = admin
+            .get(&app, &format!("/console/applications/{crafted}"))
+            .await;
+        assert_eq!(resp.status().as_u16(), 404, "{crafted}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("Page not found"), "{crafted}: {html}");
+    }
+    // A form posted to a crafted path changes nothing either.
+    let csrf = admin.csrf();
+    let resp = admin
+        .post(
+            &app,
+            &format!("/console/applications/{id}%2Fdecision%3F/decision"),
+            &[
+                ("csrf", &csrf),
+                ("decision", "reject"),
+                ("reason", "a crafted path here"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let after = body(app.get(&format!("/api/v1/applications/{id}"), &owner).await).await;
+    assert_eq!(after["status"], "submitted");
+}
+
 on_both_backends!(
     pages_admit_only_whom_the_api_admits_and_refuse_forged_forms,
     assets_are_served_from_the_binary,
+    an_id_that_would_change_the_api_route_is_not_a_page,
 );
