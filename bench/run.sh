@@ -40,6 +40,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# Statements the running voucherd has sent to its database (its /metrics counter).
+statements() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk '$1 == "voucherd_db_statements_total" { print $2 }'; }
 wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # wrk's latency lines are in us, ms or s: print milliseconds.
@@ -52,6 +54,7 @@ run_wrk() {
   non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
   [ -n "$non2xx" ] && echo "  ($1: $non2xx non-2xx responses)" >&2
   printf -v "RPS_$1" '%s' "$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
+  printf -v "REQS_$1" '%s' "$(echo "$out" | awk '/requests in/ { print $1 }')"
   printf -v "P50_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")"
   printf -v "P99_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")"
 }
@@ -120,7 +123,7 @@ TOML
   fi
   export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="$DB" VOUCHERD_BIND="127.0.0.1:$PROXY" \
     VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
-    VOUCHERD_UPSTREAM_API_KEY="sk-bench" RUST_LOG=warn
+    VOUCHERD_UPSTREAM_API_KEY="sk-bench" VOUCHERD_METRICS_TOKEN="bench-metrics" RUST_LOG=warn
   echo "$ADMIN_PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
   "$BIN" serve > "$WORK/voucherd-$backend.log" 2>&1 &
   VPID=$!
@@ -132,7 +135,9 @@ TOML
     || { cat "$WORK/setup.err" >&2; exit 1; }
   head -n 1 "$WORK/keys-$backend" > "$WORK/hot-$backend"
   echo "voucherd on $backend: many vouchers..." >&2
+  before=$(statements)
   run_wrk "many_$backend" "http://127.0.0.1:$PROXY" "$WORK/keys-$backend"
+  printf -v "STMTS_$backend" '%s' "$(awk -v s="$(( $(statements) - before ))" -v r="$(eval echo "\$REQS_many_$backend")" 'BEGIN { if (r + 0 == 0) print "n/a"; else printf "%.2f", s / r }')"
   echo "voucherd on $backend: one hot voucher..." >&2
   run_wrk "hot_$backend" "http://127.0.0.1:$PROXY" "$WORK/hot-$backend"
   read -r _ p99 _ < <("$TOOL" streams --url "http://127.0.0.1:$PROXY/v1/chat/completions" --key "$(cat "$WORK/hot-$backend")" --n 100)
@@ -172,3 +177,4 @@ printf '%-46s %14s %15s (%5s) %15s (%5s)   target: close to nginx\n' "4. stream 
   "$STREAM_P99_sqlite" "$(ratio "$STREAM_P99_sqlite" "$NGINX_STREAM_P99")" "$STREAM_P99_postgres" "$(ratio "$STREAM_P99_postgres" "$NGINX_STREAM_P99")"
 printf '%-46s %14s %15s %23s   target <= 100 MB; failed streams: %s / %s\n' "5. peak RSS, $STREAMS concurrent streams (MB)" "-" \
   "$RSS_sqlite" "$RSS_postgres" "$STREAM_FAILED_sqlite" "$STREAM_FAILED_postgres"
+printf '%-46s %14s %15s %23s   target <= 0.1\n' "6. database statements per request, c=64" "-" "$STMTS_sqlite" "$STMTS_postgres"

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub cost_micros: IntCounterVec,
     pub holds_outstanding: IntGauge,
+    /// Statements sent to the database (the benchmark divides it by requests).
+    pub db_statements: IntGauge,
     pub upstream_errors: IntCounterVec,
     pub settle_retries: IntCounterVec,
     pub overrun_micros: IntCounterVec,
@@ -52,6 +54,10 @@ impl Metrics {
                 "Cost billed in micro-pounds, by model.",
             ),
             &["model"],
+        )?;
+        let db_statements = IntGauge::new(
+            "db_statements_total",
+            "Statements this process has sent to its database, transaction control included.",
         )?;
         let holds_outstanding = IntGauge::new(
             "proxy_holds_outstanding",
@@ -98,6 +104,7 @@ impl Metrics {
             Box::new(tokens.clone()),
             Box::new(cost_micros.clone()),
             Box::new(holds_outstanding.clone()),
+            Box::new(db_statements.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(settle_retries.clone()),
             Box::new(overrun_micros.clone()),
@@ -113,6 +120,7 @@ impl Metrics {
             tokens,
             cost_micros,
             holds_outstanding,
+            db_statements,
             upstream_errors,
             settle_retries,
             overrun_micros,
@@ -122,6 +130,8 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        self.db_statements
+            .set(i64::try_from(voucherd_store::db::statements_executed()).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics");

@@ -171,6 +171,25 @@ struct Inner {
     acquire_timeout: Duration,
 }
 
+/// Statements this process has sent to its database, counted by diesel's instrumentation on
+/// every connection (transaction control included): the benchmark's database work per request.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many statements this process has sent to its database so far.
+pub fn statements_executed() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_statements() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+    Some(Box::new(
+        |event: diesel::connection::InstrumentationEvent<'_>| {
+            if let diesel::connection::InstrumentationEvent::StartQuery { .. } = event {
+                STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    ))
+}
+
 impl Store {
     /// Connects once directly (so a wrong URL or password reports the real cause), then builds
     /// the bounded pool.
@@ -186,6 +205,9 @@ impl Store {
             }
         }
         let backend = url.backend();
+        // Every connection made from here on counts its statements.
+        diesel::connection::set_default_instrumentation(count_statements)
+            .map_err(|e| StoreError::Invariant(format!("statement counter: {e}")))?;
         let manager = Manager {
             url,
             busy_timeout_ms: config.acquire_timeout_ms.max(1_000),
