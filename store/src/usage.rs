@@ -13,6 +13,9 @@ use voucherd_domain::Money;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = usage_records)]
+// `None` is written as NULL, not DEFAULT: with no DEFAULT in a row, diesel sends a batch of
+// rows to SQLite as one multi-row INSERT instead of one statement per row.
+#[diesel(treat_none_as_default_value = false)]
 pub struct UsageRow {
     pub id: String,
     pub request_id: String,
