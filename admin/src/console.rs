@@ -3,7 +3,8 @@
 
 use crate::api::{self, Answer, Failure};
 use crate::portal::{
-    csrf_refused, day, field, money_field, page, region_name, tag, unconfirmed, Confirm, Form,
+    csrf_refused, day, field, money_field, page, region_name, see_other, tag, unconfirmed, Confirm,
+    Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::http::header;
@@ -264,12 +265,7 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
             } else {
                 "1"
             };
-            HttpResponse::SeeOther()
-                .insert_header((
-                    header::LOCATION,
-                    format!("/console/applications/{id}?decided={outcome}"),
-                ))
-                .finish()
+            see_other(&format!("/console/applications/{id}?decided={outcome}"))
         }
         refused => {
             let errors = refused.field_errors(&|p| p.to_string());
@@ -357,12 +353,7 @@ pub async fn second_approval(
         .await
     );
     match answer {
-        Answer::Ok(_) => HttpResponse::SeeOther()
-            .insert_header((
-                header::LOCATION,
-                format!("/console/applications/{id}?decided=1"),
-            ))
-            .finish(),
+        Answer::Ok(_) => see_other(&format!("/console/applications/{id}?decided=1")),
         refused => {
             let errors = refused.field_errors(&|p| match p {
                 "reason" => "second_reason".to_string(),
@@ -419,19 +410,14 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
         .await
     );
     match answer {
-        Answer::Ok(_) => HttpResponse::SeeOther()
-            .insert_header((
-                header::LOCATION,
-                format!(
-                    "/console/applications/{id}?ownership={}",
-                    if confirmed == "yes" {
-                        "confirmed"
-                    } else {
-                        "refused"
-                    }
-                ),
-            ))
-            .finish(),
+        Answer::Ok(_) => see_other(&format!(
+            "/console/applications/{id}?ownership={}",
+            if confirmed == "yes" {
+                "confirmed"
+            } else {
+                "refused"
+            }
+        )),
         refused => {
             let errors = refused.field_errors(&|p| match p {
                 "note" => "ownership_note".to_string(),
@@ -484,12 +470,7 @@ pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> H
         .await
     );
     match answer {
-        Answer::Ok(_) => HttpResponse::SeeOther()
-            .insert_header((
-                header::LOCATION,
-                format!("/console/applications/{id}?released=1"),
-            ))
-            .finish(),
+        Answer::Ok(_) => see_other(&format!("/console/applications/{id}?released=1")),
         refused => {
             let errors = refused.field_errors(&|p| match p {
                 "reason" => "release_reason".to_string(),

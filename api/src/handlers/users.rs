@@ -74,10 +74,9 @@ pub struct Invitation {
     pub role: StaffRole,
 }
 
-fn invitation(state: &AppState, inviter: &UserRow, user: &UserRow) -> MailedToken {
+fn invitation(state: &AppState, inviter: &UserRow, user: &UserRow, role: Role) -> MailedToken {
     let a = &state.config.accounts;
     let (secret, secret_hash) = link_secret();
-    let role = user.role.parse::<Role>().unwrap_or(Role::Applicant);
     MailedToken {
         secret_hash,
         code_hash: None,
@@ -107,17 +106,18 @@ pub async fn invite(
         return Err(ApiError::field("full_name", "must not be blank"));
     }
     let inviter = state.store.user(user.id.clone()).await?;
+    let role = Role::from(body.role);
     let row = UserRow {
         id: uuid::Uuid::now_v7().to_string(),
         email: body.email.trim().to_lowercase(),
         password_hash: String::new(),
         full_name,
-        role: Role::from(body.role).as_str().into(),
+        role: role.as_str().into(),
         created_at: voucherd_store::now(),
         email_verified_at: None,
         disabled_at: None,
     };
-    let token = invitation(&state, &inviter, &row);
+    let token = invitation(&state, &inviter, &row, role);
     let row = state.store.invite_user(user.id, row, token).await?;
     Ok(HttpResponse::Created().json(UserView::from(&row)))
 }
@@ -130,7 +130,8 @@ pub async fn reinvite(
 ) -> Result<HttpResponse, ApiError> {
     let inviter = state.store.user(user.id.clone()).await?;
     let invited = state.store.user(path.into_inner()).await?;
-    let token = invitation(&state, &inviter, &invited);
+    let role = invited.role.parse::<Role>().map_err(ApiError::Internal)?;
+    let token = invitation(&state, &inviter, &invited, role);
     let row = state
         .store
         .reinvite_user(user.id, invited.id, token)
