@@ -174,11 +174,11 @@ pub struct LineBalance {
     pub available_micros: i64,
 }
 
-/// Where a bonus (an incentive's milestone bonus) is paid from, as README's "Incentives"
-/// states: the first of `preferred` (the rule's own line, then the voucher's) that the
-/// organisation matches and that holds the amount; else the most specific line of `year` that
-/// matches and holds it; else `None`, the programme fund. A line the organisation does not match
-/// is never chosen, whatever it holds.
+/// Where a bonus (an incentive's milestone bonus) is paid from, as docs/PROGRAMME.md,
+/// "Incentives", states: the first of `preferred` (the rule's own line, then the voucher's)
+/// that the organisation matches and that holds the amount; else the most specific line of
+/// `year` that matches and holds it; else `None`, the programme fund. A line the organisation
+/// does not match is never chosen, whatever it holds.
 pub fn choose_bonus_line<'a>(
     lines: &'a [LineBalance],
     preferred: &[&str],

@@ -94,10 +94,10 @@ fn latest_version(c: &mut DbConn, key: &str) -> StoreResult<Option<RuleRow>> {
         .optional()?)
 }
 
-/// The account a voucher's bonus is paid from, by the rule README's "Incentives" states (see
-/// [`budget::choose_bonus_line`]): the rule's line, then the voucher's own, then the most
-/// specific line of the current financial year, each only if the company matches it and it
-/// holds the amount; else the programme fund. Never a line the company does not match.
+/// The account a voucher's bonus is paid from, by the rule docs/PROGRAMME.md, "Incentives",
+/// states (see [`budget::choose_bonus_line`]): the rule's line, then the voucher's own, then
+/// the most specific line of the current financial year, each only if the company matches it
+/// and it holds the amount; else the programme fund. Never a line the company does not match.
 fn bonus_source(
     c: &mut DbConn,
     v: &VoucherRow,

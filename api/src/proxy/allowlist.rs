@@ -5,8 +5,9 @@
 //! hosted tool, reads state stored at the provider, or is simply unknown — is refused with 400
 //! `unsupported_parameter` naming where it is, before anything is held or forwarded.
 //!
-//! These tables are the only place the allowlist is written down; README's "What the proxy
-//! forwards" describes them, and a test below keeps the two in step.
+//! These tables are the only place the allowlist is written down; docs/ARCHITECTURE.md, "What
+//! the proxy forwards", gives each rule and why, README's "What the proxy forwards" lists every
+//! top-level field, and a test below keeps README and the tables in step.
 
 use super::surface::Surface;
 use super::ProxyError;
