@@ -41,7 +41,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 # Statements the running voucherd has sent to its database (its /metrics counter).
-statements() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk '$1 == "voucherd_db_statements_total" { print $2 }'; }
+metric() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk -v m="voucherd_$1" '$1 == m { print $2 }'; }
+statements() { metric db_statements_total; }
 wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # wrk's latency lines are in us, ms or s: print milliseconds.
@@ -57,6 +58,14 @@ run_wrk() {
   printf -v "REQS_$1" '%s' "$(echo "$out" | awk '/requests in/ { print $1 }')"
   printf -v "P50_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")"
   printf -v "P99_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")"
+}
+
+# run_wrk1 NAME URL [KEYS_FILE]: one connection -> sets P50_1_NAME, P99_1_NAME
+run_wrk1() {
+  local out
+  out=$(KEYS_FILE=${3:-} wrk -t1 -c1 -d"${DURATION}s" --latency -s bench/wrk.lua "$2")
+  printf -v "P50_1_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")"
+  printf -v "P99_1_$1" '%s' "$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")"
 }
 
 "$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
@@ -89,12 +98,15 @@ echo "direct to the fake provider..." >&2
 run_wrk direct "http://127.0.0.1:$UP"
 echo "nginx proxy_pass..." >&2
 run_wrk nginx "http://127.0.0.1:$NGINX"
+echo "one client: direct and nginx..." >&2
+run_wrk1 direct "http://127.0.0.1:$UP"
+run_wrk1 nginx "http://127.0.0.1:$NGINX"
 # The same stack without the product: the ceiling any actix-web + reqwest proxy reaches here.
 "$TOOL" passthrough --port $PASS --upstream "http://127.0.0.1:$UP" > "$WORK/passthrough.log" 2>&1 &
 PASS_PID=$!
 PIDS+=($PASS_PID)
 wait_port $PASS
-echo "actix-web + reqwest passthrough (no metering)..." >&2
+echo "actix-web + the proxy's upstream client, passthrough (no metering)..." >&2
 run_wrk pass "http://127.0.0.1:$PASS"
 kill "$PASS_PID"; wait "$PASS_PID" 2>/dev/null || true
 read -r _ NGINX_STREAM_P99 _ < <("$TOOL" streams --url "http://127.0.0.1:$NGINX/v1/chat/completions" --key none --n 100)
@@ -135,9 +147,12 @@ TOML
     || { cat "$WORK/setup.err" >&2; exit 1; }
   head -n 1 "$WORK/keys-$backend" > "$WORK/hot-$backend"
   echo "voucherd on $backend: many vouchers..." >&2
-  before=$(statements)
+  before=$(statements); batches_before=$(metric usage_batches_total); rows_before=$(metric usage_batch_rows_total)
   run_wrk "many_$backend" "http://127.0.0.1:$PROXY" "$WORK/keys-$backend"
+  printf -v "BATCH_$backend" '%s' "$(awk -v b="$(( $(metric usage_batches_total) - batches_before ))" -v r="$(( $(metric usage_batch_rows_total) - rows_before ))" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.1f rows in %d group commits", r / b, b }')"
   printf -v "STMTS_$backend" '%s' "$(awk -v s="$(( $(statements) - before ))" -v r="$(eval echo "\$REQS_many_$backend")" 'BEGIN { if (r + 0 == 0) print "n/a"; else printf "%.2f", s / r }')"
+  echo "voucherd on $backend: one client..." >&2
+  run_wrk1 "many_$backend" "http://127.0.0.1:$PROXY" "$WORK/keys-$backend"
   echo "voucherd on $backend: one hot voucher..." >&2
   run_wrk "hot_$backend" "http://127.0.0.1:$PROXY" "$WORK/hot-$backend"
   read -r _ p99 _ < <("$TOOL" streams --url "http://127.0.0.1:$PROXY/v1/chat/completions" --key "$(cat "$WORK/hot-$backend")" --n 100)
@@ -147,6 +162,11 @@ TOML
   printf -v "STREAM_FAILED_$backend" '%s' "$failed"
   printf -v "RSS_$backend" '%s' "$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' /proc/$VPID/status)"
   kill "$VPID"; wait "$VPID" 2>/dev/null || true
+  # The backend's own commit latency at one client, on the same database: the durability
+  # rule's floor for a metered request's added latency.
+  read -r c50 c99 < <("$TOOL" commit --database-url "$DB")
+  printf -v "COMMIT_P50_$backend" '%s' "$c50"
+  printf -v "COMMIT_P99_$backend" '%s' "$c99"
 done
 
 echo "pgbench: single-row UPDATE..." >&2
@@ -157,24 +177,34 @@ psql "$PG_ADMIN" -q -c "DROP TABLE bench_row" -c "DROP DATABASE IF EXISTS vouche
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+verdict() { awk "BEGIN { print ($1) ? \"yes\" : \"NO\" }"; }
+ADD50_NGINX=$(minus "$P50_nginx" "$P50_direct")
+ADD50_1_NGINX=$(minus "$P50_1_nginx" "$P50_1_direct")
 echo
-echo "voucherd proxy benchmark: $DURATION s per phase, $CONNS connections, $(nproc) cores, $(date -u +%Y-%m-%d)"
-printf '%-46s %14s %22s %22s\n' "figure" "nginx" "voucherd sqlite" "voucherd postgres"
-printf '%-46s %14s %15s (%5s)   the stack alone: actix-web + reqwest, no metering\n' "0. passthrough ceiling (req/s)" "$RPS_nginx" \
-  "$RPS_pass" "$(ratio "$RPS_pass" "$RPS_nginx")"
-printf '%-46s %14s %15s (%5s) %15s (%5s)   target >= 0.90x nginx\n' "1. throughput, $VOUCHERS vouchers (req/s)" "$RPS_nginx" \
-  "$RPS_many_sqlite" "$(ratio "$RPS_many_sqlite" "$RPS_nginx")" "$RPS_many_postgres" "$(ratio "$RPS_many_postgres" "$RPS_nginx")"
-for p in 50 99; do
-  d=P${p}_direct; n=P${p}_nginx; s=P${p}_many_sqlite; g=P${p}_many_postgres
-  an=$(minus "${!n}" "${!d}"); as=$(minus "${!s}" "${!d}"); ag=$(minus "${!g}" "${!d}")
-  target=$([ $p = 50 ] && echo "<= 1x nginx's" || echo "<= 2x nginx's")
-  printf '%-46s %14s %15s (%5s) %15s (%5s)   target %s\n' "2. added p$p latency over direct (ms)" "$an" "$as" "$(ratio "$as" "$an")" "$ag" "$(ratio "$ag" "$an")" "$target"
+echo "voucherd proxy benchmark: $DURATION s per phase, $CONNS connections, $VOUCHERS vouchers, $(nproc) cores, $(date -u +%Y-%m-%d)"
+printf 'reference, same run: direct %s req/s; nginx %s req/s, added p50 %s ms at c=%s, %s ms at c=1; pgbench single-row UPDATE %s TPS\n' \
+  "$RPS_direct" "$RPS_nginx" "$ADD50_NGINX" "$CONNS" "$ADD50_1_NGINX" "$PG_TPS"
+printf '1. passthrough (actix-web + the proxy'"'"'s client): %s req/s = %sx nginx   target >= 0.80x: %s\n' \
+  "$RPS_pass" "$(ratio "$RPS_pass" "$RPS_nginx")" "$(verdict "$RPS_pass >= 0.8 * $RPS_nginx")"
+for b in sqlite postgres; do
+  rps=RPS_many_$b; hot=RPS_hot_$b; p50=P50_many_$b; p99=P99_many_$b
+  p501=P50_1_many_$b; p991=P99_1_many_$b; c50=COMMIT_P50_$b; c99=COMMIT_P99_$b
+  st=STMTS_$b; rss=RSS_$b; sp=STREAM_P99_$b; sf=STREAM_FAILED_$b
+  add50=$(minus "${!p50}" "$P50_direct"); add501=$(minus "${!p501}" "$P50_1_direct"); add991=$(minus "${!p991}" "$P99_1_direct")
+  echo "voucherd on $b (commit of one small write at c=1: p50 ${!c50} ms, p99 ${!c99} ms)"
+  printf '  2. metered, c=%s: %s req/s = %sx passthrough, %sx nginx   target >= 0.80x and >= 0.60x: %s\n' "$CONNS" "${!rps}" \
+    "$(ratio "${!rps}" "$RPS_pass")" "$(ratio "${!rps}" "$RPS_nginx")" "$(verdict "${!rps} >= 0.8 * $RPS_pass && ${!rps} >= 0.6 * $RPS_nginx")"
+  printf '  3. added p50 at c=1: %s ms   target <= 2 x %s + %s = %s: %s\n' "$add501" "$ADD50_1_NGINX" "${!c50}" \
+    "$(calc "2 * $ADD50_1_NGINX + ${!c50}")" "$(verdict "$add501 <= 2 * $ADD50_1_NGINX + ${!c50}")"
+  printf '     added p99 at c=1: %s ms   target <= 1 + %s = %s: %s\n' "$add991" "${!c99}" "$(calc "1 + ${!c99}")" "$(verdict "$add991 <= 1 + ${!c99}")"
+  printf '     added p50 at c=%s: %s ms (p99 %s ms)   target <= 2 x %s: %s\n' "$CONNS" "$add50" "$(minus "${!p99}" "$P99_direct")" "$ADD50_NGINX" \
+    "$(verdict "$add50 <= 2 * $ADD50_NGINX")"
+  if [ $b = postgres ]; then pg="; >= 10x pgbench ($(ratio "${!hot}" "$PG_TPS")x): $(verdict "${!hot} >= 10 * $PG_TPS")"; else pg=""; fi
+  printf '  4. one hot voucher: %s req/s = %sx of 2   target >= 0.80x: %s%s\n' "${!hot}" "$(ratio "${!hot}" "${!rps}")" \
+    "$(verdict "${!hot} >= 0.8 * ${!rps}")" "$pg"
+  bt=BATCH_$b
+  printf '  5. database statements per request, c=%s: %s (%s)   target <= 0.1: %s\n' "$CONNS" "${!st}" "${!bt}" "$(verdict "${!st} <= 0.1")"
+  printf '  6. peak RSS, %s streams: %s MB (failed: %s)   target <= 100: %s; inter-chunk p99 %s ms vs nginx %s   target within 1 ms: %s\n' \
+    "$STREAMS" "${!rss}" "${!sf}" "$(verdict "${!rss} <= 100")" "${!sp}" "$NGINX_STREAM_P99" "$(verdict "${!sp} <= $NGINX_STREAM_P99 + 1")"
 done
-printf '%-46s %14s %15s (%5s) %15s (%5s)   target >= 0.80x of 1\n' "3. one hot voucher (req/s; ratio to 1)" "-" \
-  "$RPS_hot_sqlite" "$(ratio "$RPS_hot_sqlite" "$RPS_many_sqlite")" "$RPS_hot_postgres" "$(ratio "$RPS_hot_postgres" "$RPS_many_postgres")"
-printf '%-46s %14s %15s %23s (%5s)   target >= 10x pgbench\n' "   pgbench single-row UPDATE (TPS; hot/TPS)" "$PG_TPS" "" "" "$(ratio "$RPS_hot_postgres" "$PG_TPS")"
-printf '%-46s %14s %15s (%5s) %15s (%5s)   target: close to nginx\n' "4. stream inter-chunk p99 (ms, 20 ms apart)" "$NGINX_STREAM_P99" \
-  "$STREAM_P99_sqlite" "$(ratio "$STREAM_P99_sqlite" "$NGINX_STREAM_P99")" "$STREAM_P99_postgres" "$(ratio "$STREAM_P99_postgres" "$NGINX_STREAM_P99")"
-printf '%-46s %14s %15s %23s   target <= 100 MB; failed streams: %s / %s\n' "5. peak RSS, $STREAMS concurrent streams (MB)" "-" \
-  "$RSS_sqlite" "$RSS_postgres" "$STREAM_FAILED_sqlite" "$STREAM_FAILED_postgres"
-printf '%-46s %14s %15s %23s   target <= 0.1\n' "6. database statements per request, c=64" "-" "$STMTS_sqlite" "$STMTS_postgres"

@@ -34,6 +34,9 @@ pub struct Config {
     /// How long a proxy instance keeps a lease on a voucher's balance before posting what it
     /// spent and releasing the rest; 0 turns leasing off (a hold per request).
     pub lease_max_age_ms: u64,
+    /// How long a batch of usage rows may wait for requests that will write soon before it
+    /// commits (docs/ARCHITECTURE.md, "Batching"); a lone request never waits.
+    pub usage_linger_us: u64,
     /// Output tokens a request may produce when it names no limit.
     pub default_output_tokens: u64,
     /// Whether proxied requests may keep data at the provider under the programme's account:
@@ -162,6 +165,7 @@ impl Default for Config {
             key_cache_ttl_ms: 1_000,
             test_allowance: money("5"),
             lease_max_age_ms: 1_000,
+            usage_linger_us: 2_000,
             default_output_tokens: 16_384,
             allow_provider_storage: false,
             jwt_secret: None,
@@ -324,7 +328,7 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 22] = [
+        let limits: [(&str, u64, u64, u64); 23] = [
             (
                 "instance_heartbeat_ms",
                 self.instance_heartbeat_ms,
@@ -377,6 +381,7 @@ impl Config {
             ),
             ("key_cache_ttl_ms", self.key_cache_ttl_ms, 0, 1_000),
             ("lease_max_age_ms", self.lease_max_age_ms, 0, 60_000),
+            ("usage_linger_us", self.usage_linger_us, 0, 100_000),
             (
                 "default_output_tokens",
                 self.default_output_tokens,

@@ -142,11 +142,6 @@ impl Application {
             config.upstream_url = sandbox_url.clone();
             config.upstream_api_key = Some(sandbox_key.clone());
         }
-        let upstream = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(256)
-            .build()
-            .context("building the upstream HTTP client")?;
         let state = web::Data::new(AppState {
             store: store.clone(),
             key_cache: KeyCache::new(
@@ -157,7 +152,9 @@ impl Application {
             leases: voucherd_api::proxy::lease::Leases::new(
                 store.clone(),
                 Duration::from_millis(config.lease_max_age_ms),
-            ),
+                Duration::from_micros(config.usage_linger_us),
+            )
+            .context("starting the usage writer")?,
             price_cache: voucherd_api::proxy::prices::PriceCache::new(Duration::from_millis(
                 config.key_cache_ttl_ms,
             )),
@@ -214,7 +211,6 @@ impl Application {
                     invitation_valid_days: config.invitation_valid_days,
                 },
             },
-            upstream,
             clock,
             stripe: match config.stripe_config()? {
                 Some(c) => Some(std::sync::Arc::new(
@@ -224,14 +220,15 @@ impl Application {
             },
         });
         if config.lease_max_age_ms > 0 {
-            // Retire aged leases so leased money is posted and released promptly.
+            // Extends busy leases and retires idle ones (docs/ARCHITECTURE.md, "Leases").
             let state = state.clone();
             let every = Duration::from_millis((config.lease_max_age_ms / 2).max(50));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    state.leases.retire_aged();
+                    state.leases.maintain(&state).await;
                 }
             });
         }
@@ -270,6 +267,14 @@ impl Application {
                 .default_service(web::to(voucherd_api::not_found))
         })
         .listen(listener)?
+        // Database calls run on each worker's blocking threads and wait for one of the pool's
+        // connections: threads beyond the pool's size would only wait, each with its own stack
+        // and allocator cache (tokio's default allows 512 / workers).
+        .worker_max_blocking_threads(
+            usize::try_from(config.db_max_connections)
+                .unwrap_or(16)
+                .max(2),
+        )
         .shutdown_timeout(10);
         if config.workers > 0 {
             server = server.workers(config.workers);

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub holds_outstanding: IntGauge,
     /// Statements sent to the database (the benchmark divides it by requests).
     pub db_statements: IntGauge,
+    pub usage_batches: IntGauge,
+    pub usage_batch_rows: IntGauge,
     pub upstream_errors: IntCounterVec,
     pub settle_retries: IntCounterVec,
     pub overrun_micros: IntCounterVec,
@@ -58,6 +60,14 @@ impl Metrics {
         let db_statements = IntGauge::new(
             "db_statements_total",
             "Statements this process has sent to its database, transaction control included.",
+        )?;
+        let usage_batches = IntGauge::new(
+            "usage_batches_total",
+            "Group commits of leased requests' usage (transactions, failed ones included).",
+        )?;
+        let usage_batch_rows = IntGauge::new(
+            "usage_batch_rows_total",
+            "Usage rows carried by those group commits: rows / batches is the batch size.",
         )?;
         let holds_outstanding = IntGauge::new(
             "proxy_holds_outstanding",
@@ -105,6 +115,8 @@ impl Metrics {
             Box::new(cost_micros.clone()),
             Box::new(holds_outstanding.clone()),
             Box::new(db_statements.clone()),
+            Box::new(usage_batches.clone()),
+            Box::new(usage_batch_rows.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(settle_retries.clone()),
             Box::new(overrun_micros.clone()),
@@ -121,6 +133,8 @@ impl Metrics {
             cost_micros,
             holds_outstanding,
             db_statements,
+            usage_batches,
+            usage_batch_rows,
             upstream_errors,
             settle_retries,
             overrun_micros,
@@ -132,6 +146,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.db_statements
             .set(i64::try_from(voucherd_store::db::statements_executed()).unwrap_or(i64::MAX));
+        let (batches, rows) = voucherd_store::usage_writer::batches_and_rows();
+        self.usage_batches
+            .set(i64::try_from(batches).unwrap_or(i64::MAX));
+        self.usage_batch_rows
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics");

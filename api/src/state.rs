@@ -87,7 +87,6 @@ pub struct AppState {
     /// sign someone in over loopback, so the API throttles that address and not loopback's.
     pub pages_secret: String,
     pub config: ApiConfig,
-    pub upstream: reqwest::Client,
     /// The programme calendar's clock (challenge milestones); tests move it by hand.
     pub clock: std::sync::Arc<dyn voucherd_store::clock::Clock>,
     /// Stripe, when the programme has configured it; payments are refused without.

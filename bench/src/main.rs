@@ -30,14 +30,26 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
-    /// The project's stack with nothing of the product: actix-web receiving, reqwest
-    /// forwarding to `upstream`, the answer streamed back. What any proxy on this stack costs,
-    /// measured beside nginx and voucherd in the same run.
+    /// The project's stack with nothing of the product: actix-web receiving, the proxy's own
+    /// upstream client forwarding to `upstream`, the answer relayed. What any proxy on this
+    /// stack costs, measured beside nginx and voucherd in the same run.
     Passthrough {
         #[arg(long)]
         port: u16,
         #[arg(long)]
         upstream: String,
+        /// With `reqwest`: one client shared by every server worker (connections then cross
+        /// threads), instead of one per worker.
+        #[arg(long)]
+        shared_client: bool,
+        /// With `reqwest`: answers with a known length are relayed as a chunked stream
+        /// instead of one write.
+        #[arg(long)]
+        chunked: bool,
+        /// The upstream client: `voucherd` (the proxy's own: hyper, a pool per worker) or
+        /// `reqwest` (the client the proxy used before, for comparison).
+        #[arg(long, default_value = "voucherd")]
+        client: String,
     },
     /// Creates `vouchers` applicants with approved vouchers and a key each; prints the keys.
     Setup {
@@ -54,6 +66,15 @@ enum Cmd {
         /// The service's mail folder, where each applicant's confirmation code arrives.
         #[arg(long)]
         mail_dir: std::path::PathBuf,
+    },
+    /// The backend's own commit latency at one client: `n` one-row writes, each its own
+    /// transaction, through the store (a pooled connection, as the proxy's writes); prints
+    /// p50 and p99 in milliseconds.
+    Commit {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
     },
     /// Opens `n` concurrent streaming requests and prints the p50 and p99 delay between
     /// received chunks, in milliseconds.
@@ -94,8 +115,18 @@ fn main() -> anyhow::Result<()> {
             &amount,
             &mail_dir,
         )),
+        Cmd::Commit { database_url, n } => rt.block_on(commit(&database_url, n)),
         Cmd::Streams { url, key, n } => rt.block_on(streams(&url, &key, n)),
-        Cmd::Passthrough { port, upstream } => rt.block_on(passthrough(port, upstream)),
+        Cmd::Passthrough {
+            port,
+            upstream,
+            shared_client,
+            chunked,
+            client,
+        } => match client.as_str() {
+            "reqwest" => rt.block_on(passthrough(port, upstream, shared_client, chunked)),
+            _ => rt.block_on(passthrough_voucherd(port, upstream)),
+        },
     }
 }
 
@@ -145,12 +176,26 @@ async fn upstream(
     Ok(())
 }
 
-async fn passthrough(port: u16, upstream: String) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+async fn passthrough(
+    port: u16,
+    upstream: String,
+    shared_client: bool,
+    chunked: bool,
+) -> anyhow::Result<()> {
+    let client = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+    };
+    let shared = client()?;
     HttpServer::new(move || {
-        let (client, upstream) = (client.clone(), upstream.clone());
+        // A client per worker keeps each upstream connection on the thread that uses it.
+        let client = if shared_client {
+            shared.clone()
+        } else {
+            client().unwrap_or_else(|_| shared.clone())
+        };
+        let upstream = upstream.clone();
         App::new().default_service(web::to(
             move |req: actix_web::HttpRequest, body: web::Bytes| {
                 let (client, upstream) = (client.clone(), upstream.clone());
@@ -162,21 +207,56 @@ async fn passthrough(port: u16, upstream: String) -> anyhow::Result<()> {
                         .body(body)
                         .send()
                         .await;
-                    match sent {
-                        Ok(resp) => {
-                            let status =
-                                actix_web::http::StatusCode::from_u16(resp.status().as_u16())
-                                    .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
-                            let content_type = resp
-                                .headers()
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("application/json")
-                                .to_string();
-                            HttpResponse::build(status)
-                                .content_type(content_type)
-                                .streaming(resp.bytes_stream())
+                    let Ok(resp) = sent else {
+                        return HttpResponse::BadGateway().finish();
+                    };
+                    let status = actix_web::http::StatusCode::from_u16(resp.status().as_u16())
+                        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+                    let content_type = resp
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("application/json")
+                        .to_string();
+                    let mut answer = HttpResponse::build(status);
+                    answer.content_type(content_type);
+                    if resp.content_length().is_some() && !chunked {
+                        match resp.bytes().await {
+                            Ok(b) => answer.body(b),
+                            Err(_) => HttpResponse::BadGateway().finish(),
                         }
+                    } else {
+                        answer.streaming(resp.bytes_stream())
+                    }
+                }
+            },
+        ))
+    })
+    .backlog(4096)
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// The proxy's own upstream client (hyper, one pool per worker), answers relayed whole.
+async fn passthrough_voucherd(port: u16, upstream: String) -> anyhow::Result<()> {
+    HttpServer::new(move || {
+        let upstream = upstream.clone();
+        App::new().default_service(web::to(
+            move |req: actix_web::HttpRequest, body: web::Bytes| {
+                let url = format!("{upstream}{}", req.path());
+                async move {
+                    let Ok(answer) = voucherd_api::proxy::upstream::post(&url, None, body).await
+                    else {
+                        return HttpResponse::BadGateway().finish();
+                    };
+                    let status = actix_web::http::StatusCode::from_u16(answer.status)
+                        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+                    match answer.bytes().await {
+                        Ok(b) => HttpResponse::build(status)
+                            .content_type("application/json")
+                            .body(b),
                         Err(_) => HttpResponse::BadGateway().finish(),
                     }
                 }
@@ -187,6 +267,26 @@ async fn passthrough(port: u16, upstream: String) -> anyhow::Result<()> {
     .bind(("127.0.0.1", port))?
     .run()
     .await?;
+    Ok(())
+}
+
+async fn commit(database_url: &str, n: usize) -> anyhow::Result<()> {
+    let store = voucherd_store::Store::connect(&voucherd_store::db::StoreConfig {
+        database_url: database_url.to_string(),
+        max_connections: 2,
+        acquire_timeout_ms: 5_000,
+    })?;
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let started = Instant::now();
+        store
+            .heartbeat("bench-commit-probe".into(), voucherd_store::now())
+            .await?;
+        took.push(started.elapsed());
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    println!("{:.3} {:.3}", at(0.5), at(0.99));
     Ok(())
 }
 

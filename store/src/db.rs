@@ -273,28 +273,44 @@ impl Store {
         spawn(move || store.write_blocking(f)).await
     }
 
+    /// SQLite allows one writer: this process's writers take turns (bounded wait).
+    fn writer_lock(&self) -> StoreResult<Option<parking_lot::MutexGuard<'_, ()>>> {
+        match self.inner.backend {
+            Backend::Sqlite => self
+                .inner
+                .sqlite_writer
+                .try_lock_for(self.inner.acquire_timeout)
+                .map(Some)
+                .ok_or_else(|| {
+                    StoreError::Unavailable("timed out waiting to write to SQLite".into())
+                }),
+            Backend::Postgres => Ok(None),
+        }
+    }
+
     /// The blocking form of [`Store::write`], for start-up and command-line tasks.
     pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&mut DbConn) -> StoreResult<T>,
     {
-        let _writer = match self.inner.backend {
-            Backend::Sqlite => Some(
-                self.inner
-                    .sqlite_writer
-                    .try_lock_for(self.inner.acquire_timeout)
-                    .ok_or_else(|| {
-                        StoreError::Unavailable("timed out waiting to write to SQLite".into())
-                    })?,
-            ),
-            Backend::Postgres => None,
-        };
+        let _writer = self.writer_lock()?;
         let mut conn = self.inner.pool.get()?;
-        let conn: &mut DbConn = &mut conn;
-        match conn {
-            DbConn::Postgresql(_) => conn.transaction(f),
-            DbConn::Sqlite(_) => sqlite_immediate(conn, f),
-        }
+        in_transaction(&mut conn, f)
+    }
+
+    /// Runs `f` in one transaction on a connection the caller holds (the usage writer's own),
+    /// with the same SQLite writer lock as every other write of this process.
+    pub(crate) fn write_on<T, F>(&self, conn: &mut DbConn, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> StoreResult<T>,
+    {
+        let _writer = self.writer_lock()?;
+        in_transaction(conn, f)
+    }
+
+    /// A connection of the pool kept by a long-lived task; it returns to the pool when dropped.
+    pub(crate) fn hold_connection(&self) -> StoreResult<diesel::r2d2::PooledConnection<Manager>> {
+        Ok(self.inner.pool.get()?)
     }
 
     /// Whether the database answers now (for /readyz).
@@ -304,6 +320,16 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+fn in_transaction<T, F>(conn: &mut DbConn, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&mut DbConn) -> StoreResult<T>,
+{
+    match conn {
+        DbConn::Postgresql(_) => conn.transaction(f),
+        DbConn::Sqlite(_) => sqlite_immediate(conn, f),
     }
 }
 

@@ -23,6 +23,25 @@ pub(crate) fn register_hold(c: &mut DbConn, hold_id: &str, instance_id: &str) ->
     Ok(())
 }
 
+/// Moves a live lease's timeout on to `to`; false when the hold is no longer registered (it
+/// was resolved). Transfers are immutable, so the extension is kept with the registration.
+pub(crate) fn extend_hold(c: &mut DbConn, hold_id: &str, to: NaiveDateTime) -> StoreResult<bool> {
+    let updated = diesel::update(instance_holds::table.find(hold_id))
+        .set(instance_holds::extended_to.eq(Some(to)))
+        .execute(c)?;
+    Ok(updated == 1)
+}
+
+/// Whether a hold's instance extended it past `at` (the hold-timeouts job then leaves it).
+pub(crate) fn extended_past(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> StoreResult<bool> {
+    Ok(instance_holds::table
+        .find(hold_id)
+        .filter(instance_holds::extended_to.gt(at))
+        .count()
+        .get_result::<i64>(c)?
+        > 0)
+}
+
 /// Forgets a resolved hold's instance, inside the transaction that resolves it.
 pub(crate) fn forget_hold(c: &mut DbConn, hold_id: &str) -> StoreResult<()> {
     diesel::delete(instance_holds::table.find(hold_id)).execute(c)?;

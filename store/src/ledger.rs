@@ -9,7 +9,7 @@
 
 use crate::db::{now, DbConn};
 use crate::error::{is_unique_violation, StoreError, StoreResult};
-use crate::schema::{accounts, transfers};
+use crate::schema::{accounts, instance_holds, transfers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::collections::HashMap;
@@ -466,6 +466,12 @@ pub fn expired_holds(c: &mut DbConn, at: NaiveDateTime, limit: i64) -> StoreResu
                     .field(transfers::pending_id)
                     .eq(transfers::id.nullable()),
             ),
+        )))
+        // A lease its live instance extended (docs/ARCHITECTURE.md, "Leases") runs on.
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            instance_holds::table
+                .filter(instance_holds::hold_id.eq(transfers::id))
+                .filter(instance_holds::extended_to.gt(at)),
         )))
         .select(transfers::id)
         .order(transfers::timeout_at.asc())

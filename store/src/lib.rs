@@ -30,6 +30,7 @@ pub mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;
+pub mod usage_writer;
 pub mod users;
 pub mod vouchers;
 

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, PartialEq, Eq)]
 #[diesel(table_name = usage_daily)]
+// Explicit values only, so a batch reaches SQLite as one multi-row INSERT.
+#[diesel(treat_none_as_default_value = false)]
 pub struct DailyRow {
     pub day: NaiveDate,
     pub voucher_id: String,
@@ -79,16 +81,13 @@ pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) 
                 .execute($conn)?
         };
     }
+    // One statement for the whole batch (its rows are locked in key order on PostgreSQL).
     match c {
-        // One statement for the whole batch: its rows are locked in key order.
         DbConn::Postgresql(p) => {
             upsert!(p, &rows);
         }
-        // SQLite is in-process and takes no row locks: one statement per group.
         DbConn::Sqlite(s) => {
-            for g in &rows {
-                upsert!(s, g);
-            }
+            upsert!(s, &rows);
         }
     }
     Ok(())

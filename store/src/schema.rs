@@ -549,6 +549,7 @@ diesel::table! {
     instance_holds (hold_id) {
         hold_id -> Text,
         instance_id -> Text,
+        extended_to -> Nullable<Timestamp>,
     }
 }
 diesel::allow_tables_to_appear_in_same_query!(proxy_instances, instance_holds, transfers);

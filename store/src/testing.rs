@@ -99,6 +99,41 @@ impl crate::Store {
         .await
     }
 
+    /// Makes the database refuse (`refuse`) or accept again every usage row of one voucher: a
+    /// commit that fails for reasons of the database's own. For tests only.
+    pub async fn refuse_usage_for_tests(
+        &self,
+        voucher_id: &str,
+        refuse: bool,
+    ) -> crate::StoreResult<()> {
+        use diesel::connection::SimpleConnection;
+        let id = voucher_id.replace('\'', "");
+        let backend = self.backend();
+        self.write(move |c| {
+            let sql = match (backend, refuse) {
+                (Backend::Sqlite, true) => format!(
+                    "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_records \
+                     WHEN NEW.voucher_id = '{id}' BEGIN SELECT RAISE(ABORT, 'usage refused'); END;"
+                ),
+                (Backend::Sqlite, false) => "DROP TRIGGER refuse_usage;".to_string(),
+                (Backend::Postgres, true) => format!(
+                    "CREATE FUNCTION refuse_usage() RETURNS trigger AS $$ BEGIN \
+                     IF NEW.voucher_id = '{id}' THEN RAISE EXCEPTION 'usage refused'; END IF; \
+                     RETURN NEW; END $$ LANGUAGE plpgsql; \
+                     CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_records \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_usage();"
+                ),
+                (Backend::Postgres, false) => {
+                    "DROP TRIGGER refuse_usage ON usage_records; DROP FUNCTION refuse_usage();"
+                        .to_string()
+                }
+            };
+            c.batch_execute(&sql)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Sets a voucher's expiry. For tests only.
     pub async fn set_voucher_expiry_for_tests(
         &self,

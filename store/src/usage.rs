@@ -229,8 +229,19 @@ impl Store {
         let mut resolved = 0;
         for hold in expired {
             let id = hold.clone();
-            match self.write(move |c| close_hold(c, &id, at)).await {
-                Ok(()) => resolved += 1,
+            let closed = self.write(move |c| {
+                // Checked under the hold's lock: its live instance may have extended it
+                // since it was found expired.
+                lock_holds(c, &[id.as_str()])?;
+                if crate::instances::extended_past(c, &id, at)? {
+                    return Ok(false);
+                }
+                close_hold(c, &id, at)?;
+                Ok(true)
+            });
+            match closed.await {
+                Ok(true) => resolved += 1,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, %hold, "an expired hold could not be resolved")
                 }
@@ -280,9 +291,8 @@ impl Store {
         .await
     }
 
-    /// Records leased requests' usage in one transaction (group commit), and marks `touch`
-    /// keys as used at the time of their latest row. Rows under `own_money` holds (purchased
-    /// credit) stay out of the programme's rollups.
+    /// Records leased requests' usage in one transaction of its own (the proxy's usage writer
+    /// batches them instead: [`crate::usage_writer`]).
     pub async fn record_usage(
         &self,
         rows: Vec<UsageRow>,
@@ -290,52 +300,26 @@ impl Store {
         own_money: Vec<String>,
     ) -> StoreResult<()> {
         self.write(move |c| {
-            // Usage may only join a hold that is still open: a lease the hold-expiry job has
-            // already resolved would never post it. The hold is locked on PostgreSQL (SQLite
-            // writes one transaction at a time) so a closing lease waits for this batch.
-            let mut holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
-            holds.sort_unstable();
-            holds.dedup();
-            lock_holds(c, &holds)?;
-            let resolved: Vec<Option<String>> = {
-                use crate::schema::transfers;
-                transfers::table
-                    .filter(transfers::pending_id.eq_any(&holds))
-                    .select(transfers::pending_id)
-                    .load(c)?
-            };
-            if let Some(Some(hold)) = resolved.into_iter().next() {
-                return Err(StoreError::HoldResolved(hold));
+            let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
+            let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
+            record_batch(c, &rows, &touch, &own)
+        })
+        .await
+    }
+
+    /// Extends a busy lease's hold to `timeout_at`, so it goes on serving instead of closing and
+    /// reopening; false when the hold was resolved meanwhile (the lease then takes no more).
+    pub async fn extend_lease(
+        &self,
+        hold_id: String,
+        timeout_at: NaiveDateTime,
+    ) -> StoreResult<bool> {
+        self.write(move |c| {
+            lock_holds(c, &[hold_id.as_str()])?;
+            if ledger::resolution(c, &hold_id)?.is_some() {
+                return Ok(false);
             }
-            match c {
-                DbConn::Postgresql(pg) => {
-                    diesel::insert_into(usage_records::table)
-                        .values(&rows)
-                        .execute(pg)?;
-                }
-                DbConn::Sqlite(sqlite) => {
-                    diesel::insert_into(usage_records::table)
-                        .values(&rows)
-                        .execute(sqlite)?;
-                }
-            }
-            // Sorted, so two instances' batches never lock the same keys in opposite orders.
-            let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
-            for r in rows.iter().filter(|r| touch.contains(&r.api_key_id)) {
-                let t = last_used
-                    .entry(r.api_key_id.as_str())
-                    .or_insert(r.created_at);
-                *t = (*t).max(r.created_at);
-            }
-            for (key, at) in last_used {
-                diesel::update(api_keys::table.filter(api_keys::id.eq(key)))
-                    .set(api_keys::last_used_at.eq(Some(at)))
-                    .execute(c)?;
-            }
-            // Rollups last, as in a single settlement (keys, then rollups): the same lock order
-            // on every write path. Leased usage is always live (test-mode keys never lease).
-            crate::rollup::add(c, rows.iter().filter(|r| !own_money.contains(&r.hold_id)))?;
-            Ok(())
+            crate::instances::extend_hold(c, &hold_id, timeout_at)
         })
         .await
     }
@@ -413,6 +397,69 @@ impl Store {
 /// Locks holds' rows until the transaction ends, in one statement and in id order (so two
 /// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
 /// serialises writers.
+/// Records leased requests' usage in one transaction (the usage writer's group commit), and
+/// marks `touch` keys as used at the time of their latest row. Rows under `own_money` holds
+/// (purchased credit) stay out of the programme's rollups.
+pub(crate) fn record_batch(
+    c: &mut DbConn,
+    rows: &[UsageRow],
+    touch: &[&str],
+    own_money: &[&str],
+) -> StoreResult<()> {
+    // Usage may only join a hold that is still open: a lease the hold-expiry job has already
+    // resolved would never post it. The hold is locked on PostgreSQL (SQLite writes one
+    // transaction at a time) so a closing lease waits for this batch.
+    let mut holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
+    holds.sort_unstable();
+    holds.dedup();
+    lock_holds(c, &holds)?;
+    let resolved: Vec<Option<String>> = {
+        use crate::schema::transfers;
+        transfers::table
+            .filter(transfers::pending_id.eq_any(&holds))
+            .select(transfers::pending_id)
+            .load(c)?
+    };
+    if let Some(Some(hold)) = resolved.into_iter().next() {
+        return Err(StoreError::HoldResolved(hold));
+    }
+    match c {
+        DbConn::Postgresql(pg) => {
+            diesel::insert_into(usage_records::table)
+                .values(rows)
+                .execute(pg)?;
+        }
+        DbConn::Sqlite(sqlite) => {
+            diesel::insert_into(usage_records::table)
+                .values(rows)
+                .execute(sqlite)?;
+        }
+    }
+    // Sorted, so two instances' batches never lock the same keys in opposite orders.
+    let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
+    for r in rows
+        .iter()
+        .filter(|r| touch.contains(&r.api_key_id.as_str()))
+    {
+        let t = last_used
+            .entry(r.api_key_id.as_str())
+            .or_insert(r.created_at);
+        *t = (*t).max(r.created_at);
+    }
+    for (key, at) in last_used {
+        diesel::update(api_keys::table.filter(api_keys::id.eq(key)))
+            .set(api_keys::last_used_at.eq(Some(at)))
+            .execute(c)?;
+    }
+    // Rollups last, as in a single settlement (keys, then rollups): the same lock order on
+    // every write path. Leased usage is always live (test-mode keys never lease).
+    crate::rollup::add(
+        c,
+        rows.iter()
+            .filter(|r| !own_money.contains(&r.hold_id.as_str())),
+    )
+}
+
 fn lock_holds(c: &mut DbConn, hold_ids: &[&str]) -> StoreResult<()> {
     use crate::schema::transfers;
     if let DbConn::Postgresql(pg) = c {

@@ -414,11 +414,22 @@ impl TestApp {
     /// An applicant with an approved voucher of `amount` and a key for it:
     /// (applicant token, voucher id, key).
     pub async fn funded_voucher(&self, email: &str, amount: &str) -> (String, String, String) {
+        self.funded_voucher_with(email, amount, &valid_application())
+            .await
+    }
+
+    /// [`TestApp::funded_voucher`] for the application given (another company, say).
+    pub async fn funded_voucher_with(
+        &self,
+        email: &str,
+        amount: &str,
+        application: &Value,
+    ) -> (String, String, String) {
         let applicant = self.applicant(email).await;
         let admin = self
             .user_with_role(&format!("admin-{email}"), "admin")
             .await;
-        let app = body(self.apply(&applicant, &valid_application()).await).await;
+        let app = body(self.apply(&applicant, application).await).await;
         assert_eq!(app["status"], "submitted", "{app}");
         assert_eq!(self.deposit(&admin, "100000").await.status().as_u16(), 201);
         let decided = self

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 on_both_backends!(
     leasing: requests_share_a_lease_and_its_post_is_exactly_their_usage,
     a_small_voucher_is_never_overspent_through_leases,
+    a_batch_that_fails_to_commit_fails_exactly_its_requests,
 );
 
 fn micros(v: &Value) -> i64 {
@@ -199,4 +200,83 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
         assert_eq!(app.voucher(&owner, &voucher_id).await["spent"], "0.00042");
         app.store.verify_ledger().await.unwrap();
     }
+}
+
+/// The durability rule under failure: the database refuses every usage row of one voucher, so
+/// each group commit holding such a row fails whole. No request is answered whose usage was
+/// not committed, and every request answered has its row: the other voucher's successes match
+/// its rows one for one, the refused voucher has neither, and the money agrees.
+async fn a_batch_that_fails_to_commit_fails_exactly_its_requests(app: TestApp) {
+    let (owner_a, voucher_a, key_a) = app.funded_voucher("refused@widgets.co.uk", "100").await;
+    let mut other_company = valid_application();
+    other_company["company_number"] = serde_json::json!("07654321");
+    let (owner_b, voucher_b, key_b) = app
+        .funded_voucher_with("accepted@widgets.co.uk", "100", &other_company)
+        .await;
+    app.store
+        .refuse_usage_for_tests(&voucher_a, true)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let key = if i % 2 == 0 { &key_a } else { &key_b }.clone();
+        let (client, url) = (app.client.clone(), app.url("/v1/chat/completions"));
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(&key)
+                .json(&chat_request())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            (i % 2 == 0, status, body)
+        }));
+    }
+    let (mut served_a, mut served_b, mut failed) = (0, 0, 0);
+    for t in tasks {
+        let (is_a, status, body) = t.await.unwrap();
+        match status {
+            200 if is_a => served_a += 1,
+            200 => served_b += 1,
+            _ => {
+                // Failed as an unavailable service, OpenAI-shaped, with nothing billed.
+                assert_eq!(status, 503, "{body}");
+                assert_eq!(body["error"]["type"], "server_error", "{body}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(served_a, 0, "no answer for usage that was never committed");
+    assert_eq!(served_a + served_b + failed, 40);
+    let rows = |token: String, id: String| {
+        let app = &app;
+        async move {
+            let usage = body(
+                app.get(&format!("/api/v1/vouchers/{id}/usage"), &token)
+                    .await,
+            )
+            .await;
+            usage["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(rows(owner_a.clone(), voucher_a.clone()).await, 0);
+    assert_eq!(rows(owner_b.clone(), voucher_b.clone()).await, served_b);
+    let a = app.wait_until_settled(&owner_a, &voucher_a).await;
+    let b = app.wait_until_settled(&owner_b, &voucher_b).await;
+    assert_eq!(micros(&a["spent"]), 0);
+    assert_eq!(micros(&b["spent"]), served_b as i64 * 5_580);
+
+    // Once the database accepts the rows again, the refused voucher is served and billed.
+    app.store
+        .refuse_usage_for_tests(&voucher_a, false)
+        .await
+        .unwrap();
+    let resp = app.chat(&key_a, &chat_request()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(rows(owner_a.clone(), voucher_a.clone()).await, 1);
+    let a = app.wait_until_settled(&owner_a, &voucher_a).await;
+    assert_eq!(micros(&a["spent"]), 5_580);
+    app.store.verify_ledger().await.unwrap();
 }

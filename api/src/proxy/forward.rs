@@ -273,6 +273,7 @@ async fn serve(
             requested_output: parsed.requested_output,
             choices: parsed.choices,
             hold_ms,
+            streamed: parsed.stream,
             purchased_available: cached.2,
         },
     )
@@ -311,35 +312,20 @@ async fn serve(
     } else {
         (&cfg.upstream_url, cfg.upstream_api_key.as_ref())
     };
-    let mut upstream = state
-        .upstream
-        .post(format!("{}/{}", base.trim_end_matches('/'), surface.path()))
-        .header(header::CONTENT_TYPE.as_str(), "application/json")
-        .body(forward);
-    if let Some(k) = upstream_key {
-        upstream = upstream.bearer_auth(k);
-    }
+    let url = format!("{}/{}", base.trim_end_matches('/'), surface.path());
+    let sent = super::upstream::post(&url, upstream_key.map(String::as_str), forward);
     let timeout = Duration::from_millis(cfg.upstream_timeout_ms);
-    let response = match tokio::time::timeout(timeout, upstream.send()).await {
+    let response = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             admitted.release(state).await;
             tracing::warn!(error = %e, "upstream request failed");
-            let kind = if e.is_timeout() {
-                "timeout"
-            } else {
-                "unreachable"
-            };
             state
                 .metrics
                 .upstream_errors
-                .with_label_values(&[kind])
+                .with_label_values(&["unreachable"])
                 .inc();
-            return Err(if e.is_timeout() {
-                ProxyError::UpstreamTimeout
-            } else {
-                ProxyError::UpstreamUnreachable
-            });
+            return Err(ProxyError::UpstreamUnreachable);
         }
         Err(_) => {
             admitted.release(state).await;
@@ -351,7 +337,7 @@ async fn serve(
             return Err(ProxyError::UpstreamTimeout);
         }
     };
-    let status = response.status().as_u16();
+    let status = response.status;
     if status >= 400 {
         let kind = if status >= 500 {
             "status_5xx"
@@ -419,7 +405,7 @@ fn stream_response(
     surface: Surface,
     state: web::Data<AppState>,
     admitted: Admitted,
-    response: reqwest::Response,
+    response: super::upstream::Answer,
     client_wants_usage: bool,
     idem: Idem,
 ) -> Answer {
@@ -495,14 +481,14 @@ struct Pumped {
 /// and bills that. Only an upstream that ends or fails without usage is billed the held bound.
 async fn read_upstream(
     p: &mut Pumped,
-    response: reqwest::Response,
+    response: super::upstream::Answer,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     sent: &mut Option<Vec<u8>>,
 ) -> Outcome {
     let idle = Duration::from_millis(p.state.config.upstream_timeout_ms);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(p.state.config.stream_max_ms);
-    let mut upstream = response.bytes_stream();
+    let mut upstream = response.stream();
     let mut splitter = EventSplitter::new(MAX_EVENT_BYTES);
     let mut out = Outcome {
         usage: None,
@@ -603,7 +589,7 @@ async fn read_upstream(
 
 async fn pump(
     mut p: Pumped,
-    response: reqwest::Response,
+    response: super::upstream::Answer,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     // What the client was sent, kept (up to a limit) for replay to an idempotent retry.

@@ -9,32 +9,35 @@
 //! holds, and nothing is forwarded without a reservation inside a lease. If the process dies,
 //! the hold-expiry job posts what was recorded under its leases and releases the rest.
 //!
-//! A lease is retired when it cannot cover a request, and after `max_age`; it closes once no
-//! request is using it. Its size adapts to what is left: a quarter of the balance, at most
-//! 256 requests' worth, at least the request at hand.
+//! Requests may join a lease for `max_age`. A lease still in use then is extended (its hold's
+//! timeout moved on, one small write) rather than closed and reopened, for up to
+//! [`LIFE_PER_AGE`] times `max_age`; an idle one, one that cannot cover a request, and one at
+//! the end of its life is retired, and closes once no request is using it. Its size adapts to
+//! what is left: a quarter of the balance, at most [`LEASE_REQUESTS`] requests' worth, at
+//! least the request at hand.
 
 use super::ProxyError;
 use crate::state::AppState;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
 use voucherd_store::usage::UsageRow;
+use voucherd_store::usage_writer::{Expected, UsageWriter};
 use voucherd_store::{Store, StoreError};
 
-/// Requests' worth a lease holds at most.
-const LEASE_REQUESTS: i64 = 256;
+/// Requests' worth a lease holds at most: enough that a voucher serving a few hundred requests
+/// a second opens a lease every several seconds, not every second (measured on the benchmark's
+/// hot voucher).
+const LEASE_REQUESTS: i64 = 4096;
+/// How many times its age limit a busy lease may be extended before it is closed (and its
+/// usage posted to the ledger) all the same.
+const LIFE_PER_AGE: u32 = 60;
+/// Age limits a busy lease's joining window grows by at each extension.
+const EXTEND_AGES: u32 = 10;
 /// Far below zero: a retired lease's remainder, so no reservation can succeed on it again.
 const RETIRED: i64 = i64::MIN / 4;
-/// Usage rows written in one transaction at most.
-const BATCH_ROWS: usize = 512;
-/// Usage rows waiting for the writer at most; beyond it requests wait (back-pressure).
-const QUEUE_ROWS: usize = 16_384;
-/// A key's `last_used_at` is written at most this often: it is shown to people, who need
-/// minutes, not milliseconds, and writing it with every batch would cost a row update per key.
-const LAST_USED_EVERY: Duration = Duration::from_secs(10);
 
 /// Leases closing in the background, so a request short of money can wait for their
 /// remainders to come back before it is refused.
@@ -60,9 +63,22 @@ pub struct Lease {
     retired: AtomicBool,
     closed: AtomicBool,
     opened: Instant,
+    /// Milliseconds after `opened` from which no request may join (moved on by extensions).
+    joinable_until_ms: AtomicU64,
+    /// Milliseconds after `opened` of the latest reservation.
+    last_reserved_ms: AtomicU64,
 }
 
 impl Lease {
+    fn age_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether requests may still join (its hold's timeout covers them).
+    fn joinable(&self) -> bool {
+        self.age_ms() < self.joinable_until_ms.load(SeqCst)
+    }
+
     /// The voucher's balance as this instance sees it: what the database held beyond the lease
     /// when it opened, plus what the lease has not reserved.
     pub fn available(&self) -> i64 {
@@ -92,14 +108,17 @@ pub struct Ticket {
     pub lease: Arc<Lease>,
     pub reserved: i64,
     spent: AtomicBool,
+    /// Set for a request whose row is due soon (not a stream): the writer may wait for it.
+    expected: Option<Expected>,
 }
 
 impl Ticket {
-    fn new(lease: Arc<Lease>, reserved: i64) -> Ticket {
+    fn new(lease: Arc<Lease>, reserved: i64, expected: Option<Expected>) -> Ticket {
         Ticket {
             lease,
             reserved,
             spent: AtomicBool::new(false),
+            expected,
         }
     }
 }
@@ -131,14 +150,14 @@ pub struct Leases {
 
 impl Leases {
     /// `max_age` zero turns leasing off: every request then holds and settles on its own.
-    pub fn new(store: Store, max_age: Duration) -> Leases {
-        Leases {
+    pub fn new(store: Store, max_age: Duration, linger: Duration) -> Result<Leases, StoreError> {
+        Ok(Leases {
             slots: Mutex::new(HashMap::new()),
             max_age,
-            writer: UsageWriter::start(store),
+            writer: UsageWriter::start(store, linger)?,
             closing: Arc::default(),
             instance_id: uuid::Uuid::now_v7().to_string(),
-        }
+        })
     }
 
     pub fn instance_id(&self) -> &str {
@@ -174,16 +193,22 @@ impl Leases {
             .clone()
     }
 
-    fn reserve_in_current(&self, slot: &Slot, need: i64) -> Option<Ticket> {
+    /// A streamed request's row comes when the stream ends: the writer does not wait for it.
+    fn expect(&self, streamed: bool) -> Option<Expected> {
+        (!streamed).then(|| self.writer.expect())
+    }
+
+    fn reserve_in_current(&self, slot: &Slot, need: i64, streamed: bool) -> Option<Ticket> {
         let lease = slot.current.lock().clone()?;
-        // An aged lease takes no new requests, whenever the retiring task next runs: its hold
-        // must outlive every request it serves.
-        if lease.opened.elapsed() >= lease.max_age {
+        // A lease past its joining window takes no new requests, whenever the maintenance task
+        // next runs: its hold must outlive every request it serves.
+        if !lease.joinable() {
             return None;
         }
         lease.in_flight.fetch_add(1, SeqCst);
         if lease.try_reserve(need) {
-            Some(Ticket::new(lease, need))
+            lease.last_reserved_ms.store(lease.age_ms(), SeqCst);
+            Some(Ticket::new(lease, need, self.expect(streamed)))
         } else {
             leave(&lease);
             None
@@ -197,22 +222,23 @@ impl Leases {
         state: &AppState,
         account: &str,
         need: i64,
+        streamed: bool,
     ) -> Result<Ticket, ProxyError> {
         let slot = self.slot(account);
-        if let Some(t) = self.reserve_in_current(&slot, need) {
+        if let Some(t) = self.reserve_in_current(&slot, need, streamed) {
             return Ok(t);
         }
         let _opening = slot.opening.lock().await;
-        if let Some(t) = self.reserve_in_current(&slot, need) {
+        if let Some(t) = self.reserve_in_current(&slot, need, streamed) {
             return Ok(t);
         }
         {
             let mut current = slot.current.lock();
             // A request larger than what a young, mostly unspent lease has left takes a hold
             // of its own rather than locking that lease's balance up until it drains.
-            let young_and_full = current.as_ref().is_some_and(|l| {
-                l.opened.elapsed() < l.max_age && l.remaining.load(SeqCst) >= l.amount / 4
-            });
+            let young_and_full = current
+                .as_ref()
+                .is_some_and(|l| l.joinable() && l.remaining.load(SeqCst) >= l.amount / 4);
             if young_and_full {
                 return Err(super::meter::quota_exceeded());
             }
@@ -223,18 +249,10 @@ impl Leases {
         // Counted from before the hold is opened, so the hold's timeout covers the age.
         let opened = Instant::now();
         let lease_id = crate::keys::new_id();
-        // A lease outlives its last request: requests join it for up to its age limit, and
-        // the slowest (a stream) may then run for its own limit.
-        let cfg = &state.config;
-        let hold_ms = cfg
-            .hold_timeout_ms
-            .saturating_add(cfg.stream_max_ms)
-            .saturating_add(self.max_age.as_millis() as u64 * 5 / 4);
         // Each lease's own age limit is jittered (75–125 %), so the leases of many vouchers
         // do not all rotate at the same moment and queue behind one database writer.
         let max_age = self.max_age.mul_f64(0.75 + rand::random::<f64>() / 2.0);
-        let timeout_at = voucherd_store::now()
-            + chrono::Duration::milliseconds(i64::try_from(hold_ms).unwrap_or(i64::MAX / 2));
+        let timeout_at = self.timeout_from_now(state, max_age);
         let target = need.saturating_mul(LEASE_REQUESTS);
         let (hold_id, amount, available) = state
             .store
@@ -264,11 +282,15 @@ impl Leases {
             retired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             opened,
+            joinable_until_ms: AtomicU64::new(
+                u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
+            ),
+            last_reserved_ms: AtomicU64::new(0),
             amount,
             max_age,
         });
         *slot.current.lock() = Some(lease.clone());
-        Ok(Ticket::new(lease, need))
+        Ok(Ticket::new(lease, need, self.expect(streamed)))
     }
 
     /// Gives back what this instance's lease on `account` has not reserved, so a request the
@@ -324,7 +346,13 @@ impl Leases {
     /// its reservation goes back to the lease.
     pub async fn record(&self, ticket: &Ticket, row: UsageRow) -> Result<(), ProxyError> {
         let cost = row.cost;
-        self.writer.write(row, ticket.lease.own_money).await?;
+        self.writer
+            .write(row, ticket.lease.own_money, ticket.expected.as_ref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "recording usage failed");
+                ProxyError::Unavailable
+            })?;
         ticket.spent.store(true, SeqCst);
         ticket
             .lease
@@ -333,20 +361,83 @@ impl Leases {
         Ok(())
     }
 
-    /// Retires leases older than the age limit (run periodically), so money does not stay
-    /// leased and usage is posted promptly.
-    pub fn retire_aged(&self) {
+    /// A lease's hold timeout, counted from now: requests join it for up to `window`, and
+    /// the slowest (a stream) may then run for its own limit; a quarter more for jitter.
+    fn timeout_from_now(&self, state: &AppState, window: Duration) -> chrono::NaiveDateTime {
+        let cfg = &state.config;
+        let hold_ms = cfg
+            .hold_timeout_ms
+            .saturating_add(cfg.stream_max_ms)
+            .saturating_add(u64::try_from(window.as_millis() * 5 / 4).unwrap_or(u64::MAX));
+        voucherd_store::now()
+            + chrono::Duration::milliseconds(i64::try_from(hold_ms).unwrap_or(i64::MAX / 2))
+    }
+
+    /// Run every half age limit. A lease used within its age limit whose joining window ends
+    /// soon is extended by [`EXTEND_AGES`] age limits (one small write, instead of closing it
+    /// and opening another); one idle for its age limit, past its window, or at the end of its
+    /// life is retired, so unused money does not stay leased and usage is posted.
+    pub async fn maintain(&self, state: &AppState) {
         let slots: Vec<Arc<Slot>> = self.slots.lock().values().cloned().collect();
         for slot in slots {
-            let aged = {
+            let Some(lease) = slot.current.lock().clone() else {
+                continue;
+            };
+            let age_ms = lease.age_ms();
+            let max_age_ms = u64::try_from(lease.max_age.as_millis()).unwrap_or(u64::MAX);
+            let until = lease.joinable_until_ms.load(SeqCst);
+            let idle = lease
+                .last_reserved_ms
+                .load(SeqCst)
+                .saturating_add(max_age_ms)
+                <= age_ms;
+            let life_over = age_ms >= max_age_ms.saturating_mul(u64::from(LIFE_PER_AGE));
+            let retire_now = if idle || life_over {
+                age_ms >= max_age_ms.min(until)
+            } else if age_ms.saturating_add(max_age_ms / 2) >= until {
+                !self.extend(state, &lease, age_ms).await
+            } else {
+                false
+            };
+            if !retire_now {
+                continue;
+            }
+            // Only while it is still the account's current lease: one replaced meanwhile was
+            // retired when it was replaced.
+            let mine = {
                 let mut current = slot.current.lock();
                 match current.as_ref() {
-                    Some(l) if l.opened.elapsed() >= l.max_age => current.take(),
+                    Some(l) if Arc::ptr_eq(l, &lease) => current.take(),
                     _ => None,
                 }
             };
-            if let Some(l) = aged {
+            if let Some(l) = mine {
                 retire(&l);
+            }
+        }
+    }
+
+    /// Extends a busy lease's joining window; whether it was (otherwise it is retired).
+    async fn extend(&self, state: &AppState, lease: &Lease, age_ms: u64) -> bool {
+        let window = lease.max_age.saturating_mul(EXTEND_AGES);
+        let timeout_at = self.timeout_from_now(state, window);
+        match state
+            .store
+            .extend_lease(lease.hold_id.clone(), timeout_at)
+            .await
+        {
+            Ok(true) => {
+                // Counted from before the write, like the timeout it bought.
+                let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+                lease
+                    .joinable_until_ms
+                    .store(age_ms.saturating_add(window_ms), SeqCst);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, hold_id = %lease.hold_id, "could not extend a lease; retiring it");
+                false
             }
         }
     }
@@ -395,85 +486,6 @@ async fn close_now(store: &Store, hold_id: &str) {
             Err(e) => {
                 tracing::error!(error = %e, %hold_id, "closing a lease failed; it resolves at its timeout")
             }
-        }
-    }
-}
-
-type Waiter = oneshot::Sender<Result<(), String>>;
-/// A usage row, whether it was paid from the SME's own money, and who waits for its commit.
-type Item = (UsageRow, bool, Waiter);
-
-/// Writes usage rows in batches: while one batch commits, the next gathers.
-struct UsageWriter {
-    tx: mpsc::Sender<Item>,
-}
-
-impl UsageWriter {
-    fn start(store: Store) -> UsageWriter {
-        let (tx, mut rx) = mpsc::channel::<Item>(QUEUE_ROWS);
-        tokio::spawn(async move {
-            let mut touched: HashMap<String, Instant> = HashMap::new();
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH_ROWS {
-                    match rx.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
-                }
-                let mut rows = Vec::with_capacity(batch.len());
-                let mut waiters = Vec::with_capacity(batch.len());
-                let mut own_money: Vec<String> = Vec::new();
-                for (row, own, waiter) in batch {
-                    if own && !own_money.contains(&row.hold_id) {
-                        own_money.push(row.hold_id.clone());
-                    }
-                    rows.push(row);
-                    waiters.push(waiter);
-                }
-                let mut touch: Vec<String> = Vec::new();
-                for r in &rows {
-                    let due = touched
-                        .get(&r.api_key_id)
-                        .is_none_or(|t| t.elapsed() >= LAST_USED_EVERY);
-                    if due && !touch.contains(&r.api_key_id) {
-                        touch.push(r.api_key_id.clone());
-                    }
-                }
-                let result = store
-                    .record_usage(rows, touch.clone(), own_money)
-                    .await
-                    .map_err(|e| e.to_string());
-                if result.is_ok() {
-                    if touched.len() > 100_000 {
-                        touched.clear();
-                    }
-                    let now = Instant::now();
-                    for k in touch {
-                        touched.insert(k, now);
-                    }
-                }
-                for w in waiters {
-                    let _ = w.send(result.clone());
-                }
-            }
-        });
-        UsageWriter { tx }
-    }
-
-    async fn write(&self, row: UsageRow, own_money: bool) -> Result<(), ProxyError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send((row, own_money, done))
-            .await
-            .map_err(|_| ProxyError::Unavailable)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "recording usage failed");
-                Err(ProxyError::Unavailable)
-            }
-            Err(_) => Err(ProxyError::Unavailable),
         }
     }
 }

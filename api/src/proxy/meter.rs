@@ -119,6 +119,8 @@ pub struct Ask<'a> {
     pub requested_output: Option<u64>,
     pub choices: u64,
     pub hold_ms: u64,
+    /// A streamed request: its usage is written when the stream ends, not soon.
+    pub streamed: bool,
     /// What the organisation's purchased credit had available a moment ago (the key cache's).
     pub purchased_available: i64,
 }
@@ -318,7 +320,11 @@ async fn hold_from(
                 .max_cost(ask.prompt_bound, r.saturating_mul(choices))
                 .micros()
                 .max(1);
-            match state.leases.reserve(state, debit_account, need).await {
+            match state
+                .leases
+                .reserve(state, debit_account, need, ask.streamed)
+                .await
+            {
                 Ok(ticket) => {
                     return Ok(Held {
                         hold_id: ticket.lease.hold_id.clone(),

@@ -14,6 +14,7 @@ mod models;
 pub mod prices;
 mod sse;
 mod surface;
+pub mod upstream;
 mod upstream_error;
 
 pub use forward::{chat_completions, embeddings, responses};

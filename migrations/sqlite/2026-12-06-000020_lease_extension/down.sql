@@ -1,0 +1,1 @@
+ALTER TABLE instance_holds DROP COLUMN extended_to;
