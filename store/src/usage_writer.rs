@@ -3,17 +3,20 @@
 //! waits for the commit that holds its row before its response ends (the durability rule), so
 //! the writer gathers as many rows into one transaction as it can without making anyone wait
 //! for nothing: it lingers, a bounded moment, only while requests that will write soon are
-//! still on their way ([`Expected`]); a lone request is committed at once.
+//! still on their way ([`Expected`]); a lone request is committed at once. Rows are handed
+//! over without waking the writer for each: it is woken by the first row of a batch, by the
+//! last expected one, or when a batch is full, so a batch of fifty costs it two wake-ups.
 
 use crate::db::{DbConn, Manager};
 use crate::error::{StoreError, StoreResult};
 use crate::usage::UsageRow;
 use crate::Store;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Semaphore};
 
 /// Usage rows written in one transaction at most.
 const BATCH_ROWS: usize = 1024;
@@ -44,8 +47,33 @@ pub fn batches_and_rows() -> (u64, u64) {
 
 /// The handle the proxy writes through; the thread stops when every handle is dropped.
 pub struct UsageWriter {
-    tx: mpsc::Sender<Entry>,
+    shared: Arc<Shared>,
     expected: Arc<AtomicUsize>,
+    /// Places in the queue: a request takes one before queueing and the writer gives it back
+    /// once the row's batch is done.
+    room: Arc<Semaphore>,
+}
+
+/// The queue between requests and the writer thread.
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<Entry>,
+    /// The writer sleeps until a first row arrives (then it must be woken).
+    idle: bool,
+    /// Every handle is gone: the writer finishes what is queued and stops.
+    closed: bool,
+}
+
+impl Drop for UsageWriter {
+    fn drop(&mut self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
 }
 
 /// A request that will write a usage row soon (a leased, non-streamed request between its
@@ -73,20 +101,30 @@ impl Drop for Expected {
 impl UsageWriter {
     /// Starts the writer thread. `linger` bounds how long a batch waits for expected rows.
     pub fn start(store: Store, linger: Duration) -> StoreResult<UsageWriter> {
-        let (tx, rx) = mpsc::channel::<Entry>(QUEUE_ROWS);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
         let expected = Arc::new(AtomicUsize::new(0));
+        let room = Arc::new(Semaphore::new(QUEUE_ROWS));
         let writer = Thread {
             store,
             conn: None,
             touched: HashMap::new(),
             expected: expected.clone(),
             linger,
+            shared: shared.clone(),
+            room: room.clone(),
         };
         std::thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start the usage writer: {e}")))?;
-        Ok(UsageWriter { tx, expected })
+        Ok(UsageWriter {
+            shared,
+            expected,
+            room,
+        })
     }
 
     /// Announces a request that will write soon.
@@ -117,10 +155,21 @@ impl UsageWriter {
         if let Some(e) = expected {
             e.arrived();
         }
-        self.tx
-            .send(entry)
+        let permit = self
+            .room
+            .acquire()
             .await
             .map_err(|_| StoreError::Unavailable("the usage writer has stopped".into()))?;
+        // Given back by the writer once the row's batch is done.
+        permit.forget();
+        let wake = {
+            let mut q = self.shared.queue.lock();
+            q.entries.push(entry);
+            q.idle || q.entries.len() >= BATCH_ROWS || self.expected.load(SeqCst) == 0
+        };
+        if wake {
+            self.shared.wake.notify_one();
+        }
         wait.await
             .map_err(|_| StoreError::Unavailable("the usage writer has stopped".into()))?
     }
@@ -132,52 +181,42 @@ struct Thread {
     touched: HashMap<String, Instant>,
     expected: Arc<AtomicUsize>,
     linger: Duration,
+    shared: Arc<Shared>,
+    room: Arc<Semaphore>,
 }
 
 impl Thread {
-    fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
-        // A runtime of the thread's own, only for waiting on the queue with a deadline; the
-        // database work runs right here, on the connection this thread keeps.
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "the usage writer could not start");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            while let Some(batch) = self.gather(&mut rx).await {
-                self.commit(batch).await;
-            }
-        });
-    }
-
-    /// The next batch: what is queued, plus whatever expected rows arrive within the linger.
-    async fn gather(&self, rx: &mut mpsc::Receiver<Entry>) -> Option<Vec<Entry>> {
-        let first = rx.recv().await?;
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.linger;
-        loop {
-            while batch.len() < BATCH_ROWS {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            if batch.len() >= BATCH_ROWS || self.expected.load(SeqCst) == 0 {
-                return Some(batch);
-            }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(e)) => batch.push(e),
-                Ok(None) | Err(_) => return Some(batch),
-            }
+    fn run(mut self) {
+        while let Some(batch) = self.gather() {
+            let rows = batch.len();
+            self.commit(batch);
+            self.room.add_permits(rows);
         }
     }
 
-    async fn commit(&mut self, batch: Vec<Entry>) {
+    /// The next batch: what is queued once a first row is there, plus whatever expected rows
+    /// arrive within the linger; `None` once every handle is gone and nothing is queued.
+    fn gather(&self) -> Option<Vec<Entry>> {
+        let mut q = self.shared.queue.lock();
+        while q.entries.is_empty() {
+            if q.closed {
+                return None;
+            }
+            q.idle = true;
+            self.shared.wake.wait(&mut q);
+        }
+        q.idle = false;
+        let deadline = Instant::now() + self.linger;
+        while q.entries.len() < BATCH_ROWS && self.expected.load(SeqCst) > 0 && !q.closed {
+            if self.shared.wake.wait_until(&mut q, deadline).timed_out() {
+                break;
+            }
+        }
+        let take = q.entries.len().min(BATCH_ROWS);
+        Some(q.entries.drain(..take).collect())
+    }
+
+    fn commit(&mut self, batch: Vec<Entry>) {
         let mut rows = Vec::with_capacity(batch.len());
         let mut waiters = Vec::with_capacity(batch.len());
         let mut own_money: Vec<String> = Vec::new();
@@ -215,7 +254,7 @@ impl Thread {
                 tracing::warn!(error = %e, rows = rows.len(), "a usage batch failed; its requests fail");
                 // The connection may be what failed: the next batch takes a fresh one.
                 self.conn = None;
-                tokio::time::sleep(RECONNECT_PAUSE).await;
+                std::thread::sleep(RECONNECT_PAUSE);
             }
         }
         for w in waiters {
