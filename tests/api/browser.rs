@@ -21,7 +21,7 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
     .find(|(path, _)| !std::path::Path::new(path).exists());
     assert!(
         missing.is_none(),
-        "the browser walk needs {missing:?} (.ci/run installs it)"
+        "the browser walk needs {missing:?} (scripts/test installs it)"
     );
     let mail_dir = std::env::temp_dir()
         .join(format!(
