@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::Money;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = usage_records)]
 // `None` is written as NULL, not DEFAULT: with no DEFAULT in a row, diesel sends a batch of
 // rows to SQLite as one multi-row INSERT instead of one statement per row.
@@ -302,7 +302,10 @@ impl Store {
         self.write(move |c| {
             let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
             let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
-            record_batch(c, &rows, &touch, &own)
+            match c {
+                DbConn::Postgresql(pg) => record_batch_postgres(pg, &rows, &touch, &own),
+                DbConn::Sqlite(_) => record_batch(c, &rows, &touch, &own),
+            }
         })
         .await
     }
@@ -397,6 +400,35 @@ impl Store {
 /// Locks holds' rows until the transaction ends, in one statement and in id order (so two
 /// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
 /// serialises writers.
+/// [`record_batch`] on PostgreSQL in one round trip: the batch goes to the database function
+/// `record_usage_batch` (migration `000021`), which does the same in the same order. Called
+/// outside a transaction it is one by itself.
+pub(crate) fn record_batch_postgres(
+    pg: &mut diesel::PgConnection,
+    rows: &[UsageRow],
+    touch: &[&str],
+    own_money: &[&str],
+) -> StoreResult<()> {
+    use diesel::sql_types::{Array, Text};
+    let batch = serde_json::to_string(rows).map_err(|e| StoreError::Invariant(e.to_string()))?;
+    let done = diesel::sql_query("SELECT record_usage_batch($1::jsonb, $2, $3)")
+        .bind::<Text, _>(batch)
+        .bind::<Array<Text>, _>(touch)
+        .bind::<Array<Text>, _>(own_money)
+        .execute(pg);
+    match done {
+        Ok(_) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.hint() == Some("hold_resolved") =>
+        {
+            Err(StoreError::HoldResolved(
+                info.details().unwrap_or_default().to_string(),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Records leased requests' usage in one transaction (the usage writer's group commit), and
 /// marks `touch` keys as used at the time of their latest row. Rows under `own_money` holds
 /// (purchased credit) stay out of the programme's rollups.

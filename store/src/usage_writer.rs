@@ -280,7 +280,12 @@ impl Thread {
         let conn: &mut DbConn = conn;
         let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
         let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
-        self.store
-            .write_on(conn, |c| crate::usage::record_batch(c, rows, &touch, &own))
+        match conn {
+            // One round trip, its own transaction.
+            DbConn::Postgresql(pg) => crate::usage::record_batch_postgres(pg, rows, &touch, &own),
+            DbConn::Sqlite(_) => self
+                .store
+                .write_on(conn, |c| crate::usage::record_batch(c, rows, &touch, &own)),
+        }
     }
 }

@@ -1,0 +1,1 @@
+DROP FUNCTION record_usage_batch(jsonb, text[], text[]);
