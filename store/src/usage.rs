@@ -302,10 +302,7 @@ impl Store {
         self.write(move |c| {
             let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
             let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
-            match c {
-                DbConn::Postgresql(pg) => record_batch_postgres(pg, &rows, &touch, &own),
-                DbConn::Sqlite(_) => record_batch(c, &rows, &touch, &own),
-            }
+            record_batch(c, &rows, &touch, &own)
         })
         .await
     }
@@ -429,42 +426,35 @@ pub(crate) fn record_batch_postgres(
     }
 }
 
-/// Records leased requests' usage in one transaction (the usage writer's group commit), and
-/// marks `touch` keys as used at the time of their latest row. Rows under `own_money` holds
-/// (purchased credit) stay out of the programme's rollups.
+/// Records leased requests' usage in one transaction (the usage writer's group commit; on
+/// PostgreSQL, [`record_batch_postgres`] does it in one round trip), and marks `touch` keys as used at the
+/// time of their latest row. Rows under `own_money` holds (purchased credit) stay out of the
+/// programme's rollups. Usage may only join a hold that is still open (a lease the hold-expiry
+/// job has already resolved would never post it): the database refuses such a row as it is
+/// inserted (trigger `usage_joins_open_hold`, migration `000021`).
 pub(crate) fn record_batch(
     c: &mut DbConn,
     rows: &[UsageRow],
     touch: &[&str],
     own_money: &[&str],
 ) -> StoreResult<()> {
-    // Usage may only join a hold that is still open: a lease the hold-expiry job has already
-    // resolved would never post it. The hold is locked on PostgreSQL (SQLite writes one
-    // transaction at a time) so a closing lease waits for this batch.
-    let mut holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
-    holds.sort_unstable();
-    holds.dedup();
-    lock_holds(c, &holds)?;
-    let resolved: Vec<Option<String>> = {
-        use crate::schema::transfers;
-        transfers::table
-            .filter(transfers::pending_id.eq_any(&holds))
-            .select(transfers::pending_id)
-            .load(c)?
-    };
-    if let Some(Some(hold)) = resolved.into_iter().next() {
-        return Err(StoreError::HoldResolved(hold));
-    }
     match c {
-        DbConn::Postgresql(pg) => {
-            diesel::insert_into(usage_records::table)
-                .values(rows)
-                .execute(pg)?;
-        }
+        DbConn::Postgresql(pg) => return record_batch_postgres(pg, rows, touch, own_money),
         DbConn::Sqlite(sqlite) => {
-            diesel::insert_into(usage_records::table)
+            let inserted = diesel::insert_into(usage_records::table)
                 .values(rows)
-                .execute(sqlite)?;
+                .execute(sqlite);
+            match inserted {
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message() == "hold_resolved" =>
+                {
+                    let holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
+                    return Err(StoreError::HoldResolved(holds.join(", ")));
+                }
+                other => {
+                    other?;
+                }
+            }
         }
     }
     // Sorted, so two instances' batches never lock the same keys in opposite orders.

@@ -1,0 +1,1 @@
+DROP TRIGGER usage_joins_open_hold;
