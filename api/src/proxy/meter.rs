@@ -83,10 +83,6 @@ fn awaiting_contribution() -> ProxyError {
     )
 }
 
-/// A key's monthly spend cap refusal says more than any other: it is kept over the rest.
-pub(crate) const CAP_REACHED: &str =
-    "You exceeded your current quota: this key's monthly spend cap is reached.";
-
 /// An admitted request: its hold and everything needed to settle it.
 pub struct Admitted {
     pub key_id: String,
@@ -218,10 +214,11 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                             ticket: held.ticket,
                         });
                     }
-                    Err(ProxyError::InsufficientQuota(m)) => {
-                        // The first refusal says why, unless a later one is the key's spend cap.
-                        if refused.is_none() || m == CAP_REACHED {
-                            refused = Some(ProxyError::InsufficientQuota(m));
+                    // The first refusal says why, unless a later one is the key's spend cap.
+                    Err(ProxyError::KeyCapReached) => refused = Some(ProxyError::KeyCapReached),
+                    Err(e @ ProxyError::InsufficientQuota(_)) => {
+                        if refused.is_none() {
+                            refused = Some(e);
                         }
                     }
                     Err(e) => return Err(e),

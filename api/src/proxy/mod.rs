@@ -64,6 +64,10 @@ pub enum ProxyError {
     },
     #[error("{0}")]
     InsufficientQuota(String),
+    /// The key's monthly spend cap is reached: a quota refusal that says more than any other,
+    /// so admission keeps it over the rest (chosen by variant, not by its text).
+    #[error("You exceeded your current quota: this key's monthly spend cap is reached.")]
+    KeyCapReached,
     #[error("The request body is larger than {0} bytes.")]
     TooLarge(usize),
     #[error("The upstream did not answer in time.")]
@@ -90,7 +94,9 @@ impl ProxyError {
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
             ProxyError::RateLimited { .. } => ("requests", Some("rate_limit_exceeded")),
-            ProxyError::InsufficientQuota(_) => ("insufficient_quota", Some("insufficient_quota")),
+            ProxyError::InsufficientQuota(_) | ProxyError::KeyCapReached => {
+                ("insufficient_quota", Some("insufficient_quota"))
+            }
             ProxyError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             ProxyError::UpstreamTimeout => ("upstream_error", Some("upstream_timeout")),
             ProxyError::UpstreamUnreachable => ("upstream_error", Some("upstream_unreachable")),
@@ -114,7 +120,9 @@ impl ResponseError for ProxyError {
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ProxyError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::InsufficientQuota(_) | ProxyError::KeyCapReached => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
@@ -170,7 +178,7 @@ impl From<StoreError> for ProxyError {
                 ProxyError::Unavailable
             }
             StoreError::KeySpendCapReached => {
-                ProxyError::InsufficientQuota(meter::CAP_REACHED.into())
+                ProxyError::KeyCapReached
             }
             // An account never opened (purchased credit never bought) holds nothing.
             StoreError::InsufficientFunds { .. } | StoreError::NotFound("account") => ProxyError::InsufficientQuota(
