@@ -281,8 +281,8 @@ impl Thread {
         let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
         let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
         match conn {
-            // One round trip, its own transaction.
-            DbConn::Postgresql(pg) => crate::usage::record_batch_postgres(pg, rows, &touch, &own),
+            // One round trip, a transaction by itself.
+            DbConn::Postgresql(_) => crate::usage::record_batch(conn, rows, &touch, &own),
             DbConn::Sqlite(_) => self
                 .store
                 .write_on(conn, |c| crate::usage::record_batch(c, rows, &touch, &own)),

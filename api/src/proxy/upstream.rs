@@ -2,7 +2,7 @@
 //! worker thread (docs/ARCHITECTURE.md, "The proxy's hot path"). A pool shared by every worker
 //! hands connections between threads, so each request and answer crosses threads twice; with
 //! one pool per worker a connection is used only by the thread that drives it. Measured with
-//! `bench/run.sh` (row 0): reqwest shared 0.52×, reqwest per worker 0.64×, hyper per worker
+//! `bench/run.sh` (target 1): reqwest shared 0.52×, reqwest per worker 0.64×, hyper per worker
 //! 0.81× of nginx.
 
 use actix_web::web::Bytes;

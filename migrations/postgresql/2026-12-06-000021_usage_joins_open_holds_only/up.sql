@@ -1,3 +1,9 @@
+-- The same rule on both backends: a leased request's usage row (not yet posted) may only join a
+-- hold that is still open, and the usage writer's batch should not spend a statement of its own
+-- on checking it. SQLite (one writer at a time) checks it in a trigger on the insert; PostgreSQL
+-- cannot (a resolution committed after the insert's snapshot would be missed), so the batch
+-- locks the holds first, inside the function below.
+--
 -- One round trip per usage batch on PostgreSQL (docs/ARCHITECTURE.md, "Batching"): the proxy's
 -- usage writer sends a batch as one call, run as its own transaction, instead of six statements
 -- (BEGIN, the holds' locks, the resolved-hold check, the insert, the rollup, COMMIT). It does
