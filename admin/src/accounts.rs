@@ -358,20 +358,24 @@ pub async fn change(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
     let (method, route, body) = match field(&form, "action") {
         "role" => (
             Method::PUT,
-            format!("/api/v1/users/{id}/role"),
+            format!("/api/v1/users/{}/role", api::seg(&id)),
             Some(json!({"role": field(&form, "role"), "reason": reason})),
         ),
         "disable" => (
             Method::POST,
-            format!("/api/v1/users/{id}/disablement"),
+            format!("/api/v1/users/{}/disablement", api::seg(&id)),
             Some(json!({"reason": reason})),
         ),
         "enable" => (
             Method::POST,
-            format!("/api/v1/users/{id}/enablement"),
+            format!("/api/v1/users/{}/enablement", api::seg(&id)),
             Some(json!({"reason": reason})),
         ),
-        _ => (Method::POST, format!("/api/v1/users/{id}/invitation"), None),
+        _ => (
+            Method::POST,
+            format!("/api/v1/users/{}/invitation", api::seg(&id)),
+            None,
+        ),
     };
     let answer = page!(api::call(&req, method, &route, body.as_ref()).await);
     let blank = json!({"email": "", "full_name": "", "role": "assessor"});

@@ -65,6 +65,27 @@ impl Failure {
     }
 }
 
+/// Bytes an id may hold as it is; everything else in a value put into an API path is
+/// percent-encoded by [`seg`], and [`plausible`] then refuses the path.
+const NOT_ID: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b':');
+
+/// A value for one segment of an API path. Actix has already percent-decoded the page's own
+/// path, so an id such as `V%2Freinstatement%3F` arrives as `V/reinstatement?`: placed into a
+/// path as it is, it would turn `/vouchers/{id}/suspension` into another route. Encoded, its
+/// `%` makes [`plausible`] refuse the call, and the viewer gets "page not found".
+pub fn seg(value: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(value, NOT_ID).to_string();
+    if encoded == "." || encoded == ".." || encoded.is_empty() {
+        // A segment that would name the parent, the same route, or nothing.
+        return "%2E".into();
+    }
+    encoded
+}
+
 /// Whether a path the pages are about to call is one they meant: ids are made of letters,
 /// digits and `- _ . :` only, no segment is `..`, and the query (which the pages build,
 /// encoding what they put in it) holds no fragment or whitespace. A value from the address bar

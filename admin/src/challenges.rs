@@ -340,8 +340,14 @@ async fn sme_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let c = page!(api::get(req, &format!("/api/v1/challenges/{id}")).await);
-    let mine = page!(api::get(req, &format!("/api/v1/challenges/{id}/entries")).await);
+    let c = page!(api::get(req, &format!("/api/v1/challenges/{}", api::seg(&id))).await);
+    let mine = page!(
+        api::get(
+            req,
+            &format!("/api/v1/challenges/{}/entries", api::seg(&id))
+        )
+        .await
+    );
     let mut view = sme_page(&c, &mine, &posted, errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -510,7 +516,7 @@ pub async fn sme_submit(req: HttpRequest, path: web::Path<String>, form: Form) -
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/challenges/{id}/entries"),
+            &format!("/api/v1/challenges/{}/entries", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -556,7 +562,11 @@ pub async fn sme_update(
         api::call(
             &req,
             Method::PUT,
-            &format!("/api/v1/challenges/{id}/entries/{entry_id}"),
+            &format!(
+                "/api/v1/challenges/{}/entries/{}",
+                api::seg(&id),
+                api::seg(&entry_id)
+            ),
             Some(&body)
         )
         .await
@@ -625,8 +635,13 @@ pub async fn console_list(req: HttpRequest) -> HttpResponse {
             "Not open yet".to_string()
         } else if looked_up < PROGRESS_LOOKUPS {
             looked_up += 1;
-            let one =
-                page!(api::get(&req, &format!("/api/v1/challenges/{}", text(&c["id"]))).await);
+            let one = page!(
+                api::get(
+                    &req,
+                    &format!("/api/v1/challenges/{}", api::seg(&text(&c["id"])))
+                )
+                .await
+            );
             progress_text(&one["progress"])
         } else {
             "See the challenge".to_string()
@@ -641,8 +656,14 @@ pub async fn console_challenge(req: HttpRequest, path: web::Path<String>) -> Htt
     if !safe_id(&id) {
         return not_found(&req);
     }
-    let c = page!(api::get(&req, &format!("/api/v1/challenges/{id}")).await);
-    let entries = page!(api::get(&req, &format!("/api/v1/challenges/{id}/entries")).await);
+    let c = page!(api::get(&req, &format!("/api/v1/challenges/{}", api::seg(&id))).await);
+    let entries = page!(
+        api::get(
+            &req,
+            &format!("/api/v1/challenges/{}/entries", api::seg(&id))
+        )
+        .await
+    );
     let mut view = console_challenge_page(&c, &entries);
     if query_has(&req, "created=1") {
         view = view.banner(format!("The challenge was created. {}", phase(&c)), true);
@@ -937,7 +958,7 @@ async fn challenges_of(
         .collect();
     let mut out = BTreeMap::new();
     for id in ids {
-        let c = api::get(req, &format!("/api/v1/challenges/{id}")).await?;
+        let c = api::get(req, &format!("/api/v1/challenges/{}", api::seg(&id))).await?;
         out.insert(id, c);
     }
     Ok(out)
@@ -1098,12 +1119,24 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     }
     // Refused (a "you cannot open this page" page) when the entry is not the viewer's to
     // assess, or they declared a conflict of interest with its organisation.
-    let entry = page!(api::get(&req, &format!("/api/v1/assessments/{entry_id}")).await);
+    let entry = page!(
+        api::get(
+            &req,
+            &format!("/api/v1/assessments/{}", api::seg(&entry_id))
+        )
+        .await
+    );
     let challenge_id = text(&entry["challenge_id"]).to_string();
     if !safe_id(&challenge_id) {
         return not_found(&req);
     }
-    let c = page!(api::get(&req, &format!("/api/v1/challenges/{challenge_id}")).await);
+    let c = page!(
+        api::get(
+            &req,
+            &format!("/api/v1/challenges/{}", api::seg(&challenge_id))
+        )
+        .await
+    );
     let criteria = list(&c["criteria"]);
     let anchor = format!("entry-{entry_id}");
     let mut scores = Map::new();
@@ -1136,7 +1169,7 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
         api::call(
             &req,
             Method::PUT,
-            &format!("/api/v1/assessments/{entry_id}"),
+            &format!("/api/v1/assessments/{}", api::seg(&entry_id)),
             Some(&body)
         )
         .await

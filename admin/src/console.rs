@@ -76,7 +76,7 @@ async fn application_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let a = page!(api::get(req, &format!("/api/v1/applications/{id}")).await);
+    let a = page!(api::get(req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
     // Every form on the page reads its own answers; templates are strict, so each is present.
     let mut all = empty_decision();
     for (k, v) in [empty_second(), empty_ownership(), values]
@@ -253,7 +253,7 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/applications/{id}/decision"),
+            &format!("/api/v1/applications/{}/decision", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -347,7 +347,7 @@ pub async fn second_approval(
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/applications/{id}/second-approval"),
+            &format!("/api/v1/applications/{}/second-approval", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -404,7 +404,7 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/applications/{id}/ownership"),
+            &format!("/api/v1/applications/{}/ownership", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -464,7 +464,7 @@ pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> H
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/applications/{id}/release"),
+            &format!("/api/v1/applications/{}/release", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -749,7 +749,7 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/vouchers/{id}/{route}"),
+            &format!("/api/v1/vouchers/{}/{}", api::seg(&id), api::seg(&route)),
             Some(&body)
         )
         .await
@@ -877,7 +877,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         api::call(
             &req,
             Method::PUT,
-            &format!("/api/v1/prices/{model}"),
+            &format!("/api/v1/prices/{}", api::seg(&model)),
             Some(&body)
         )
         .await
@@ -927,7 +927,8 @@ pub async fn reports(req: HttpRequest) -> HttpResponse {
 /// The printable report, as the worker rendered it (its own styles; no script at all).
 pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let Some(html) = page!(api::call_text(&req, &format!("/api/v1/reports/{id}/html")).await)
+    let Some(html) =
+        page!(api::call_text(&req, &format!("/api/v1/reports/{}/html", api::seg(&id))).await)
     else {
         return crate::render::message(
             &req,
@@ -949,7 +950,7 @@ pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
 /// The report's data, as JSON, to download.
 pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let content = page!(api::get(&req, &format!("/api/v1/reports/{id}")).await);
+    let content = page!(api::get(&req, &format!("/api/v1/reports/{}", api::seg(&id))).await);
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -1107,7 +1108,7 @@ pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/keys/{id}/reinstatement"),
+            &format!("/api/v1/keys/{}/reinstatement", api::seg(&id)),
             Some(&body)
         )
         .await

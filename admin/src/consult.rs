@@ -274,7 +274,13 @@ async fn consulting_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let hours = page!(api::get(req, &format!("/api/v1/vouchers/{voucher}/consulting")).await);
+    let hours = page!(
+        api::get(
+            req,
+            &format!("/api/v1/vouchers/{}/consulting", api::seg(&voucher))
+        )
+        .await
+    );
     let bookings = page!(api::get(req, "/api/v1/consulting/bookings").await);
     let slots = page!(api::get(req, "/api/v1/consulting/slots").await);
     let mut mine: Vec<Value> = data(&bookings)
@@ -352,7 +358,10 @@ pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
         return r;
     }
     let voucher = field(&form, "voucher_id").to_string();
-    let to = format!("/api/v1/consulting/bookings/{}", path.into_inner());
+    let to = format!(
+        "/api/v1/consulting/bookings/{}",
+        api::seg(&path.into_inner())
+    );
     match page!(api::call(&req, Method::DELETE, &to, None).await) {
         Answer::Ok(_) if voucher.is_empty() => see_other("/portal"),
         Answer::Ok(_) => see_other(&format!(
@@ -373,7 +382,13 @@ pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
 
 pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let rows = page!(api::get(&req, &format!("/api/v1/vouchers/{id}/incentives")).await);
+    let rows = page!(
+        api::get(
+            &req,
+            &format!("/api/v1/vouchers/{}/incentives", api::seg(&id))
+        )
+        .await
+    );
     let rows: Vec<Value> = data(&rows)
         .iter()
         .map(|r| {
@@ -555,7 +570,7 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
         api::call(
             &req,
             Method::PUT,
-            &format!("/api/v1/consulting/bookings/{id}/outcome"),
+            &format!("/api/v1/consulting/bookings/{}/outcome", api::seg(&id)),
             Some(&draft)
         )
         .await
@@ -842,7 +857,13 @@ async fn incentives_view(
     let mut matches: HashMap<String, Vec<String>> = HashMap::new();
     for a in &waiting {
         let Some(id) = a["id"].as_str() else { continue };
-        let preview = page!(api::get(req, &format!("/api/v1/applications/{id}/incentives")).await);
+        let preview = page!(
+            api::get(
+                req,
+                &format!("/api/v1/applications/{}/incentives", api::seg(&id))
+            )
+            .await
+        );
         for applied in preview["applied"].as_array().cloned().unwrap_or_default() {
             matches
                 .entry(text(&applied["rule"]))
@@ -954,7 +975,11 @@ async fn save_rule(
         }
     };
     let (method, to, done) = match key {
-        Some(k) => (Method::PUT, format!("/api/v1/incentives/{k}"), "changed"),
+        Some(k) => (
+            Method::PUT,
+            format!("/api/v1/incentives/{}", api::seg(&k)),
+            "changed",
+        ),
         None => (Method::POST, "/api/v1/incentives".to_string(), "added"),
     };
     match page!(api::call(req, method, &to, Some(&body)).await) {
@@ -974,9 +999,9 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
     let id = path.into_inner();
     let entered = query(&req).get("amount").cloned().unwrap_or_default();
     let amount = tidy_money(&entered);
-    let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
+    let a = page!(api::get(&req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
     let mut errors = Vec::new();
-    let mut to = format!("/api/v1/applications/{id}/incentives");
+    let mut to = format!("/api/v1/applications/{}/incentives", api::seg(&id));
     if !amount.is_empty() {
         match Money::parse(&amount) {
             Ok(m) => {
@@ -991,7 +1016,13 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
         Answer::Ok(e) => e,
         refused => {
             errors = at(refused.field_errors(&|_| "amount".to_string()), "amount");
-            page!(api::get(&req, &format!("/api/v1/applications/{id}/incentives")).await)
+            page!(
+                api::get(
+                    &req,
+                    &format!("/api/v1/applications/{}/incentives", api::seg(&id))
+                )
+                .await
+            )
         }
     };
     let applied: Vec<Value> = e["applied"]

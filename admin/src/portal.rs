@@ -676,7 +676,7 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
 
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let a = page!(api::get(&req, &format!("/api/v1/applications/{id}")).await);
+    let a = page!(api::get(&req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
     let checks = rule_results(&a);
     let sent = req.query_string().contains("sent=1");
     let mut view = View::new(
@@ -773,9 +773,15 @@ async fn voucher_view(
     errors: Vec<FieldError>,
     banner: Option<(String, bool)>,
 ) -> HttpResponse {
-    let v = page!(api::get(req, &format!("/api/v1/vouchers/{id}")).await);
-    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{id}/keys")).await);
-    let usage = page!(api::get(req, &format!("/api/v1/vouchers/{id}/usage?limit=500")).await);
+    let v = page!(api::get(req, &format!("/api/v1/vouchers/{}", api::seg(&id))).await);
+    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{}/keys", api::seg(&id))).await);
+    let usage = page!(
+        api::get(
+            req,
+            &format!("/api/v1/vouchers/{}/usage?limit=500", api::seg(&id))
+        )
+        .await
+    );
     let settings = page!(api::get(req, "/api/v1/payments/settings").await);
     let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_model: BTreeMap<String, i64> = BTreeMap::new();
@@ -902,8 +908,11 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
     let mut after: Option<String> = None;
     loop {
         let path = match &after {
-            None => format!("/api/v1/vouchers/{id}/statement?limit=1000"),
-            Some(c) => format!("/api/v1/vouchers/{id}/statement?limit=1000&after={c}"),
+            None => format!("/api/v1/vouchers/{}/statement?limit=1000", api::seg(&id)),
+            Some(c) => format!(
+                "/api/v1/vouchers/{}/statement?limit=1000&after={c}",
+                api::seg(&id)
+            ),
         };
         let page = page!(api::get(&req, &path).await);
         for l in page["data"].as_array().cloned().unwrap_or_default() {
@@ -961,7 +970,7 @@ pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/vouchers/{id}/keys"),
+            &format!("/api/v1/vouchers/{}/keys", api::seg(&id)),
             Some(&body)
         )
         .await
@@ -996,7 +1005,7 @@ pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     ) {
         return page;
     }
-    let path = format!("/api/v1/keys/{key_id}");
+    let path = format!("/api/v1/keys/{}", api::seg(&key_id));
     match page!(api::call(&req, Method::DELETE, &path, None).await) {
         Answer::Ok(_) => {
             let done = "The key was revoked: it no longer works.";
@@ -1018,7 +1027,7 @@ pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/keys/{}/rotate", path.into_inner()),
+            &format!("/api/v1/keys/{}/rotate", api::seg(&path.into_inner())),
             Some(&json!({}))
         )
         .await
@@ -1101,7 +1110,7 @@ pub async fn pay_contribution(
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/vouchers/{id}/contribution"),
+            &format!("/api/v1/vouchers/{}/contribution", api::seg(&id)),
             Some(&json!({}))
         )
         .await

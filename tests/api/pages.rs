@@ -4,6 +4,7 @@
 use crate::helpers::{body, valid_application, Browser, TestApp, PASSWORD};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::Response;
+use serde_json::json;
 
 /// Owned form pairs as the borrowed pairs `Browser::post` sends.
 fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -267,6 +268,56 @@ async fn an_id_that_would_change_the_api_route_is_not_a_page(app: TestApp) {
     assert_eq!(resp.status().as_u16(), 404);
     let after = body(app.get(&format!("/api/v1/applications/{id}"), &owner).await).await;
     assert_eq!(after["status"], "submitted");
+
+    // The voucher-suspension form with an id that decodes to `V/reinstatement?`: were it
+    // placed into the API path as it is, suspending would call the reinstatement route.
+    let (holder, voucher, _key) = app.funded_voucher("crafted@example.com", "10").await;
+    let api_admin = app.admin().await;
+    let suspend = format!("/api/v1/vouchers/{voucher}/suspension");
+    let suspended = app
+        .post(&suspend, &api_admin, &json!({"reason": "Misuse reported"}))
+        .await;
+    assert_eq!(suspended.status().as_u16(), 200);
+    for crafted in [
+        format!("{voucher}%2Freinstatement%3F"),
+        format!("{voucher}%2Freinstatement%23"),
+        format!("{voucher}%2Freinstatement%3Fx%3D"),
+    ] {
+        let resp = admin
+            .post(
+                &app,
+                &format!("/console/vouchers/{crafted}/suspension"),
+                &[
+                    ("csrf", &csrf),
+                    ("action", "suspend"),
+                    ("reason", "a crafted path here"),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 404, "{crafted}");
+        assert_eq!(
+            app.voucher(&holder, &voucher).await["status"],
+            "suspended",
+            "{crafted}"
+        );
+    }
+    // The same form with the voucher's own id does reach the API, so the 404s above are
+    // the crafted ids' doing.
+    let resp = admin
+        .post(
+            &app,
+            &format!("/console/vouchers/{voucher}/suspension"),
+            &[
+                ("csrf", &csrf),
+                ("action", "reinstate"),
+                ("reason", "Provider withdrew the report"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(app.voucher(&holder, &voucher).await["status"], "active");
 }
 
 on_both_backends!(
