@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::Context;
 use voucherd_api::keys;
 use voucherd_domain::eligibility::ApplicationFacts;
-use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
+use voucherd_domain::{CompanyNumber, KeyMode, Money, Region, Role, SicCode};
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::users::UserRow;
@@ -34,7 +34,7 @@ async fn user(
     store: &Store,
     email: &str,
     name: &str,
-    role: &str,
+    role: Role,
     password: &str,
 ) -> anyhow::Result<UserRow> {
     let hash = voucherd_api::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -44,7 +44,7 @@ async fn user(
             email: email.into(),
             password_hash: hash,
             full_name: name.into(),
-            role: role.into(),
+            role,
             created_at: voucherd_store::now(),
             email_verified_at: Some(voucherd_store::now()),
             disabled_at: None,
@@ -63,7 +63,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         store,
         ADMIN_EMAIL,
         "Demo administrator",
-        "admin",
+        Role::Admin,
         &admin_password,
     )
     .await?;
@@ -71,7 +71,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         store,
         APPLICANT_EMAIL,
         "Demo SME owner",
-        "applicant",
+        Role::Applicant,
         &applicant_password,
     )
     .await?;
@@ -165,7 +165,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             created_at: at,
             last_used_at: None,
             revoked_at: None,
-            mode: "live".into(),
+            mode: KeyMode::Live,
             allowed_models: None,
             rpm: None,
             tpm: None,

@@ -249,7 +249,7 @@ fn main() -> anyhow::Result<()> {
                         email,
                         password_hash: hash,
                         full_name,
-                        role: "admin".into(),
+                        role: voucherd_domain::Role::Admin,
                         created_at: voucherd_store::now(),
                         email_verified_at: Some(voucherd_store::now()),
                         disabled_at: None,

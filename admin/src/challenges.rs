@@ -340,14 +340,8 @@ async fn sme_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let c = page!(api::get(req, &format!("/api/v1/challenges/{}", api::seg(&id))).await);
-    let mine = page!(
-        api::get(
-            req,
-            &format!("/api/v1/challenges/{}/entries", api::seg(&id))
-        )
-        .await
-    );
+    let c = page!(api::get(req, &format!("/api/v1/challenges/{}", api::seg(id))).await);
+    let mine = page!(api::get(req, &format!("/api/v1/challenges/{}/entries", api::seg(id))).await);
     let mut view = sme_page(&c, &mine, &posted, errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -638,7 +632,7 @@ pub async fn console_list(req: HttpRequest) -> HttpResponse {
             let one = page!(
                 api::get(
                     &req,
-                    &format!("/api/v1/challenges/{}", api::seg(&text(&c["id"])))
+                    &format!("/api/v1/challenges/{}", api::seg(text(&c["id"])))
                 )
                 .await
             );

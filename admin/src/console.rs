@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use voucherd_domain::VoucherStatus;
 
 const STATUSES: [&str; 6] = [
     "submitted",
@@ -76,7 +77,7 @@ async fn application_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let a = page!(api::get(req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
+    let a = page!(api::get(req, &format!("/api/v1/applications/{}", api::seg(id))).await);
     // Every form on the page reads its own answers; templates are strict, so each is present.
     let mut all = empty_decision();
     for (k, v) in [empty_second(), empty_ownership(), values]
@@ -640,11 +641,12 @@ async fn vouchers_view(
         .into_iter()
         .map(|v| {
             let status = v["status"].as_str().unwrap_or("").to_string();
+            let known = status.parse::<VoucherStatus>().ok();
             json!({
                 "id": v["id"], "company_number": v["company_number"], "granted": v["granted"],
                 "available": v["available"], "expires": day(&v["expires_at"]),
-                "tag": tag(&status), "suspended": status == "suspended",
-                "expired": status == "expired",
+                "tag": tag(&status), "suspended": known == Some(VoucherStatus::Suspended),
+                "expired": known == Some(VoucherStatus::Expired),
                 "suspension_reason": v["suspension"]["reason"],
             })
         })
@@ -749,7 +751,7 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
         api::call(
             &req,
             Method::POST,
-            &format!("/api/v1/vouchers/{}/{}", api::seg(&id), api::seg(&route)),
+            &format!("/api/v1/vouchers/{}/{}", api::seg(&id), api::seg(route)),
             Some(&body)
         )
         .await
@@ -877,7 +879,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         api::call(
             &req,
             Method::PUT,
-            &format!("/api/v1/prices/{}", api::seg(&model)),
+            &format!("/api/v1/prices/{}", api::seg(model)),
             Some(&body)
         )
         .await

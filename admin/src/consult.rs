@@ -277,7 +277,7 @@ async fn consulting_view(
     let hours = page!(
         api::get(
             req,
-            &format!("/api/v1/vouchers/{}/consulting", api::seg(&voucher))
+            &format!("/api/v1/vouchers/{}/consulting", api::seg(voucher))
         )
         .await
     );
@@ -860,7 +860,7 @@ async fn incentives_view(
         let preview = page!(
             api::get(
                 req,
-                &format!("/api/v1/applications/{}/incentives", api::seg(&id))
+                &format!("/api/v1/applications/{}/incentives", api::seg(id))
             )
             .await
         );
@@ -977,7 +977,7 @@ async fn save_rule(
     let (method, to, done) = match key {
         Some(k) => (
             Method::PUT,
-            format!("/api/v1/incentives/{}", api::seg(&k)),
+            format!("/api/v1/incentives/{}", api::seg(k)),
             "changed",
         ),
         None => (Method::POST, "/api/v1/incentives".to_string(), "added"),

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use voucherd_api::state::AppState;
-use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
+use voucherd_domain::{CompanyNumber, KeyMode, KeyStatus, Money, Region, Role, SicCode};
 
 pub type Form = web::Form<HashMap<String, String>>;
 
@@ -773,12 +773,12 @@ async fn voucher_view(
     errors: Vec<FieldError>,
     banner: Option<(String, bool)>,
 ) -> HttpResponse {
-    let v = page!(api::get(req, &format!("/api/v1/vouchers/{}", api::seg(&id))).await);
-    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{}/keys", api::seg(&id))).await);
+    let v = page!(api::get(req, &format!("/api/v1/vouchers/{}", api::seg(id))).await);
+    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{}/keys", api::seg(id))).await);
     let usage = page!(
         api::get(
             req,
-            &format!("/api/v1/vouchers/{}/usage?limit=500", api::seg(&id))
+            &format!("/api/v1/vouchers/{}/usage?limit=500", api::seg(id))
         )
         .await
     );
@@ -820,7 +820,8 @@ async fn voucher_view(
             let status = k["status"].as_str().unwrap_or("").to_string();
             json!({
                 "id": k["id"], "name": k["name"], "prefix": k["prefix"], "mode": k["mode"],
-                "tag": tag(&status), "active": status == "active" && k["rotated_to"].is_null(),
+                "tag": tag(&status),
+                "active": status.parse() == Ok(KeyStatus::Active) && k["rotated_to"].is_null(),
                 "last_used": day(&k["last_used_at"]), "created": day(&k["created_at"]),
             })
         })
@@ -960,11 +961,8 @@ pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -
         return r;
     }
     let id = path.into_inner();
-    let mode = if field(&form, "mode") == "test" {
-        "test"
-    } else {
-        "live"
-    };
+    // The form's radios say `test` or `live`; anything else is the default, a live key.
+    let mode = field(&form, "mode").parse::<KeyMode>().unwrap_or_default();
     let body = json!({"name": field(&form, "name"), "mode": mode});
     let answer = page!(
         api::call(

@@ -7,6 +7,7 @@ use serde_json::Value;
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::ownership::Ownership;
+use voucherd_domain::{KeyStatus, VoucherState, VoucherStatus};
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -36,7 +37,7 @@ pub struct UserView {
     pub id: String,
     pub email: String,
     pub full_name: String,
-    pub role: String,
+    pub role: voucherd_domain::Role,
     pub created_at: String,
     pub email_verified: bool,
     /// `invited` (no password chosen yet), `active` or `disabled`.
@@ -49,7 +50,7 @@ impl From<&UserRow> for UserView {
             id: u.id.clone(),
             email: u.email.clone(),
             full_name: u.full_name.clone(),
-            role: u.role.clone(),
+            role: u.role,
             created_at: time(u.created_at),
             email_verified: u.email_verified_at.is_some(),
             status: match (u.disabled_at, u.password_hash.is_empty()) {
@@ -127,17 +128,17 @@ pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<Value
 
 /// A voucher's status as its owner sees it: a stored `active` voucher past its expiry is
 /// `expired` even before the expiry job has moved its remainder.
-pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> &'static str {
-    if v.status == "expired" || v.expires_at <= Utc::now().naive_utc() {
-        "expired"
+pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> VoucherStatus {
+    if v.status == VoucherState::Expired || v.expires_at <= Utc::now().naive_utc() {
+        VoucherStatus::Expired
     } else if v.suspended_at.is_some() {
-        "suspended"
+        VoucherStatus::Suspended
     } else if v.awaiting_contribution() {
-        "awaiting_contribution"
+        VoucherStatus::AwaitingContribution
     } else if totals.available() <= 0 && totals.debits_pending == 0 {
-        "exhausted"
+        VoucherStatus::Exhausted
     } else {
-        "active"
+        VoucherStatus::Active
     }
 }
 
@@ -216,15 +217,15 @@ pub fn transfer(t: &TransferRow, account_id: &str) -> Value {
     })
 }
 
-pub fn key_status(k: &ApiKeyRow) -> &'static str {
+pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
     if k.revoked_at.is_some() {
-        "revoked"
+        KeyStatus::Revoked
     } else if k.suspended_at.is_some() {
-        "suspended"
+        KeyStatus::Suspended
     } else if k.expires_at.is_some_and(|e| e <= Utc::now().naive_utc()) {
-        "expired"
+        KeyStatus::Expired
     } else {
-        "active"
+        KeyStatus::Active
     }
 }
 

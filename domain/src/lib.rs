@@ -18,6 +18,7 @@ pub mod region;
 pub mod report_period;
 pub mod role;
 pub mod sic;
+pub mod states;
 pub mod stats;
 
 pub use company::CompanyNumber;
@@ -25,3 +26,4 @@ pub use money::Money;
 pub use region::Region;
 pub use role::Role;
 pub use sic::SicCode;
+pub use states::{KeyMode, KeyStatus, PaymentStatus, VoucherState, VoucherStatus};

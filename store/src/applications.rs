@@ -788,7 +788,7 @@ impl Store {
                         company_number: app.company_number.clone(),
                         currency: "GBP".into(),
                         granted: amount.micros(),
-                        status: "active".into(),
+                        status: voucherd_domain::VoucherState::Active,
                         expires_at,
                         created_at: at,
                         budget_line_id: line.map(|l| l.id),

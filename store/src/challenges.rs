@@ -1245,7 +1245,7 @@ fn replace_assessor(
 ) -> StoreResult<Option<String>> {
     // The same order as the allocation milestone's, so ties fall the same way.
     let assessors: Vec<String> = users::table
-        .filter(users::role.eq("assessor"))
+        .filter(users::role.eq(voucherd_domain::Role::Assessor))
         .order((users::created_at.asc(), users::id.asc()))
         .select(users::id)
         .load(c)?;
@@ -1442,7 +1442,7 @@ fn assign(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
         .select((challenge_entries::id, challenge_entries::company_number))
         .load(c)?;
     let assessors: Vec<String> = users::table
-        .filter(users::role.eq("assessor"))
+        .filter(users::role.eq(voucherd_domain::Role::Assessor))
         .order((users::created_at.asc(), users::id.asc()))
         .select(users::id)
         .load(c)?;
@@ -1512,7 +1512,7 @@ fn award_voucher(
     let live: Option<VoucherRow> = vouchers::table
         .filter(vouchers::company_number.eq(&e.company_number))
         .filter(vouchers::owner_id.eq(&e.entrant_id))
-        .filter(vouchers::status.eq("active"))
+        .filter(vouchers::status.eq(voucherd_domain::VoucherState::Active))
         .filter(vouchers::expires_at.gt(at))
         .order(vouchers::expires_at.desc())
         .select(VoucherRow::as_select())
@@ -1560,7 +1560,7 @@ fn award_voucher(
         currency: "GBP".into(),
         // What it was created to hold; the award transfer below credits it.
         granted: e.award,
-        status: "active".into(),
+        status: voucherd_domain::VoucherState::Active,
         expires_at: at + chrono::Duration::days(365),
         created_at: at,
         budget_line_id: None,

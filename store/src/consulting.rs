@@ -225,7 +225,7 @@ impl Store {
                 .optional()?
                 .filter(|v| v.owner_id == user_id)
                 .ok_or(StoreError::NotFound("voucher"))?;
-            if v.status != "active" || v.expires_at <= now {
+            if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= now {
                 return Err(StoreError::Consulting(
                     "voucher_inactive",
                     "this voucher is no longer active".into(),

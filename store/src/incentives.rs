@@ -273,7 +273,9 @@ impl Store {
                         .filter(
                             voucher_incentives::voucher_id.eq_any(
                                 vouchers::table
-                                    .filter(vouchers::status.eq("active"))
+                                    .filter(
+                                        vouchers::status.eq(voucherd_domain::VoucherState::Active),
+                                    )
                                     .filter(vouchers::expires_at.gt(at))
                                     .select(vouchers::id),
                             ),
@@ -305,7 +307,7 @@ impl Store {
                         .find(&applied.voucher_id)
                         .select(VoucherRow::as_select())
                         .first(c)?;
-                    if v.status != "active" || v.expires_at <= at {
+                    if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= at {
                         return Ok(Bonus::Waiting);
                     }
                     let reached = match trigger {

@@ -22,7 +22,7 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
     /// `live` spends the voucher; `test` calls the sandbox and spends the free allowance.
-    pub mode: String,
+    pub mode: voucherd_domain::KeyMode,
     /// JSON array of model names; `None` allows every priced model.
     pub allowed_models: Option<String>,
     pub rpm: Option<i32>,

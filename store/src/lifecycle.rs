@@ -130,7 +130,7 @@ impl Store {
             let n = self
                 .write(move |c| {
                     let due: Vec<VoucherRow> = vouchers::table
-                        .filter(vouchers::status.eq("active"))
+                        .filter(vouchers::status.eq(voucherd_domain::VoucherState::Active))
                         .filter(vouchers::expires_at.le(at))
                         .order(vouchers::expires_at.asc())
                         .limit(BATCH)
@@ -140,9 +140,9 @@ impl Store {
                         diesel::update(
                             vouchers::table
                                 .filter(vouchers::id.eq(&v.id))
-                                .filter(vouchers::status.eq("active")),
+                                .filter(vouchers::status.eq(voucherd_domain::VoucherState::Active)),
                         )
-                        .set(vouchers::status.eq("expired"))
+                        .set(vouchers::status.eq(voucherd_domain::VoucherState::Expired))
                         .execute(c)?;
                         diesel::update(applications::table.find(&v.application_id))
                             .set(applications::live_company_number.eq(None::<String>))
@@ -166,7 +166,7 @@ impl Store {
             let expired: Vec<VoucherRow> = self
                 .read(move |c| {
                     Ok(vouchers::table
-                        .filter(vouchers::status.eq("expired"))
+                        .filter(vouchers::status.eq(voucherd_domain::VoucherState::Expired))
                         .filter(vouchers::expires_at.gt(window_start))
                         .filter(vouchers::id.gt(&cursor))
                         .order(vouchers::id)
@@ -213,7 +213,7 @@ impl Store {
         self.write(move |c| {
             let soon: Vec<(VoucherRow, crate::ledger::AccountRow)> = vouchers::table
                 .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
-                .filter(vouchers::status.eq("active"))
+                .filter(vouchers::status.eq(voucherd_domain::VoucherState::Active))
                 .filter(vouchers::expires_at.gt(at))
                 .filter(vouchers::expires_at.le(at + chrono::Duration::days(30)))
                 .select((
@@ -269,7 +269,7 @@ impl Store {
                 .write(move |c| {
                     let active: Vec<(VoucherRow, crate::ledger::AccountRow)> = vouchers::table
                         .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
-                        .filter(vouchers::status.eq("active"))
+                        .filter(vouchers::status.eq(voucherd_domain::VoucherState::Active))
                         .filter(vouchers::id.gt(&cursor))
                         .order(vouchers::id)
                         .limit(BATCH)
@@ -449,7 +449,7 @@ impl Store {
                 .first(c)
                 .optional()?
                 .ok_or(StoreError::NotFound("voucher"))?;
-            if v.status == "expired" {
+            if v.status == voucherd_domain::VoucherState::Expired {
                 return Err(StoreError::Payment(
                     "already_expired",
                     "the voucher has already expired".into(),
@@ -462,7 +462,7 @@ impl Store {
                     .filter(vouchers::status.ne("expired")),
             )
             .set((
-                vouchers::status.eq("expired"),
+                vouchers::status.eq(voucherd_domain::VoucherState::Expired),
                 vouchers::expires_at.eq(expires_at),
             ))
             .execute(c)?;
@@ -486,7 +486,7 @@ impl Store {
                 },
             )?;
             let expired = VoucherRow {
-                status: "expired".into(),
+                status: voucherd_domain::VoucherState::Expired,
                 expires_at,
                 ..v
             };

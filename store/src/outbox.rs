@@ -74,7 +74,7 @@ pub fn user_email(c: &mut DbConn, user_id: &str) -> StoreResult<String> {
 /// Every enabled administrator's email address.
 pub fn admin_emails(c: &mut DbConn) -> StoreResult<Vec<String>> {
     Ok(users::table
-        .filter(users::role.eq(voucherd_domain::Role::Admin.as_str()))
+        .filter(users::role.eq(voucherd_domain::Role::Admin))
         .filter(users::disabled_at.is_null())
         .order(users::email.asc())
         .select(users::email)

@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
-use voucherd_domain::Money;
+use voucherd_domain::{Money, PaymentStatus};
 
 const PURCHASED_PREFIX: &str = "purchased-";
 
@@ -51,7 +51,7 @@ pub struct PaymentRow {
     pub currency: String,
     /// `open`, `processing` (a delayed method not yet cleared), `paid`, `failed`, `expired`,
     /// `refunded` (in full or in part: see `refunded_micros`).
-    pub status: String,
+    pub status: voucherd_domain::PaymentStatus,
     pub stripe_session_id: Option<String>,
     pub checkout_url: Option<String>,
     pub payment_intent_id: Option<String>,
@@ -182,7 +182,7 @@ impl Applied {
 pub struct PaymentFilter {
     pub owner_id: Option<String>,
     pub kind: Option<PaymentKind>,
-    pub status: Option<String>,
+    pub status: Option<PaymentStatus>,
     pub voucher_id: Option<String>,
     pub limit: i64,
     pub offset: i64,
@@ -261,7 +261,7 @@ impl Store {
                         "this voucher has no co-funding contribution to pay".into(),
                     ));
                 }
-                if v.status != "active" || v.expires_at <= p.at {
+                if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= p.at {
                     return Err(StoreError::Payment(
                         "voucher_expired",
                         "this voucher has expired: its contribution can no longer be paid".into(),
@@ -282,7 +282,7 @@ impl Store {
                 amount_micros: p.amount.to_money().micros(),
                 amount_pence: p.amount.get(),
                 currency: "gbp".into(),
-                status: "open".into(),
+                status: PaymentStatus::Open,
                 stripe_session_id: None,
                 checkout_url: None,
                 payment_intent_id: None,
@@ -343,7 +343,7 @@ impl Store {
             Ok(payments::table
                 .filter(payments::voucher_id.eq(&voucher_id))
                 .filter(payments::kind.eq("contribution"))
-                .filter(payments::status.eq_any(["open", "processing"]))
+                .filter(payments::status.eq_any(PaymentStatus::IN_FLIGHT))
                 .select(PaymentRow::as_select())
                 .first(c)
                 .optional()?)
@@ -393,7 +393,7 @@ impl Store {
     pub async fn unsettled_sessions(&self, limit: i64) -> StoreResult<Vec<String>> {
         self.read(move |c| {
             let ids: Vec<Option<String>> = payments::table
-                .filter(payments::status.eq_any(["open", "processing"]))
+                .filter(payments::status.eq_any(PaymentStatus::IN_FLIGHT))
                 .filter(payments::stripe_session_id.is_not_null())
                 .order(payments::created_at)
                 .limit(limit)
@@ -552,13 +552,16 @@ fn apply(
                 )?;
                 return Ok((Applied::Unchanged("amount_mismatch"), id));
             }
-            let changed = diesel::update(
-                payments::table
-                    .filter(payments::id.eq(&p.id))
-                    .filter(payments::status.eq_any(["open", "processing", "failed", "expired"])),
-            )
+            let changed = diesel::update(payments::table.filter(payments::id.eq(&p.id)).filter(
+                payments::status.eq_any([
+                    PaymentStatus::Open,
+                    PaymentStatus::Processing,
+                    PaymentStatus::Failed,
+                    PaymentStatus::Expired,
+                ]),
+            ))
             .set((
-                payments::status.eq("paid"),
+                payments::status.eq(PaymentStatus::Paid),
                 payments::stripe_session_id.eq(Some(session_id)),
                 payments::payment_intent_id.eq(payment_intent),
                 payments::paid_at.eq(Some(at)),
@@ -605,10 +608,10 @@ fn apply(
             let changed = diesel::update(
                 payments::table
                     .filter(payments::id.eq(payment_id))
-                    .filter(payments::status.eq("open")),
+                    .filter(payments::status.eq(PaymentStatus::Open)),
             )
             .set((
-                payments::status.eq("processing"),
+                payments::status.eq(PaymentStatus::Processing),
                 payments::stripe_session_id.eq(Some(session_id)),
                 payments::payment_intent_id.eq(payment_intent),
                 payments::updated_at.eq(at),
@@ -683,7 +686,7 @@ fn apply(
                 // and acknowledged, as Stripe would otherwise retry it for days.
                 return Ok((Applied::Unchanged("unknown_payment"), None));
             };
-            if !matches!(p.status.as_str(), "paid" | "refunded") {
+            if !matches!(p.status, PaymentStatus::Paid | PaymentStatus::Refunded) {
                 // Stripe may deliver the refund before the payment's own event: refused, so
                 // Stripe retries it once the payment is known.
                 return Err(StoreError::Payment(
@@ -812,7 +815,7 @@ fn refund(
     }
     diesel::update(payments::table.filter(payments::id.eq(&p.id)))
         .set((
-            payments::status.eq("refunded"),
+            payments::status.eq(PaymentStatus::Refunded),
             payments::refunded_micros.eq(dealt),
             payments::reversed_micros.eq(payments::reversed_micros + reverse),
             payments::shortfall_micros.eq(payments::shortfall_micros + shortfall),

@@ -67,7 +67,7 @@ pub struct ApplicationFact {
 #[derive(Debug, Clone, Queryable)]
 pub struct VoucherFact {
     pub id: String,
-    pub status: String,
+    pub status: voucherd_domain::VoucherState,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub company_number: String,

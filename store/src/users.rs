@@ -19,7 +19,7 @@ pub struct UserRow {
     /// Empty for an invited account that has not chosen a password: nothing verifies against it.
     pub password_hash: String,
     pub full_name: String,
-    pub role: String,
+    pub role: voucherd_domain::Role,
     pub created_at: NaiveDateTime,
     pub email_verified_at: Option<NaiveDateTime>,
     pub disabled_at: Option<NaiveDateTime>,
@@ -40,7 +40,7 @@ pub struct SessionRow {
 #[derive(Debug, Clone)]
 pub struct LiveSession {
     pub user_id: String,
-    pub role: String,
+    pub role: voucherd_domain::Role,
     pub email_verified: bool,
     pub expires_at: NaiveDateTime,
 }
@@ -226,7 +226,7 @@ impl Store {
     /// Users, optionally of one role, by email; and how many there are in all.
     pub async fn users(
         &self,
-        role: Option<String>,
+        role: Option<voucherd_domain::Role>,
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<UserRow>, i64)> {
@@ -234,8 +234,8 @@ impl Store {
             let mut q = users::table.into_boxed();
             let mut n = users::table.into_boxed();
             if let Some(r) = &role {
-                q = q.filter(users::role.eq(r.clone()));
-                n = n.filter(users::role.eq(r.clone()));
+                q = q.filter(users::role.eq(*r));
+                n = n.filter(users::role.eq(*r));
             }
             let rows = q
                 .order(users::email.asc())
@@ -262,21 +262,25 @@ impl Store {
     /// The session if it is open and unexpired and its user is not disabled.
     pub async fn live_session(&self, id: String) -> StoreResult<Option<LiveSession>> {
         self.read(move |c| {
-            let row: Option<(String, String, Option<NaiveDateTime>, NaiveDateTime)> =
-                sessions::table
-                    .inner_join(users::table)
-                    .filter(sessions::id.eq(&id))
-                    .filter(sessions::ended_at.is_null())
-                    .filter(sessions::expires_at.gt(now()))
-                    .filter(users::disabled_at.is_null())
-                    .select((
-                        users::id,
-                        users::role,
-                        users::email_verified_at,
-                        sessions::expires_at,
-                    ))
-                    .first(c)
-                    .optional()?;
+            let row: Option<(
+                String,
+                voucherd_domain::Role,
+                Option<NaiveDateTime>,
+                NaiveDateTime,
+            )> = sessions::table
+                .inner_join(users::table)
+                .filter(sessions::id.eq(&id))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now()))
+                .filter(users::disabled_at.is_null())
+                .select((
+                    users::id,
+                    users::role,
+                    users::email_verified_at,
+                    sessions::expires_at,
+                ))
+                .first(c)
+                .optional()?;
             Ok(
                 row.map(|(user_id, role, verified, expires_at)| LiveSession {
                     user_id,
@@ -510,7 +514,7 @@ impl Store {
         &self,
         actor_id: String,
         user_id: String,
-        role: String,
+        role: voucherd_domain::Role,
         reason: String,
     ) -> StoreResult<UserRow> {
         self.write(move |c| {
@@ -519,11 +523,11 @@ impl Store {
             if user.role == role {
                 return Ok(user);
             }
-            if user.role == "admin" {
+            if user.role == voucherd_domain::Role::Admin {
                 keep_an_admin(c, &user_id)?;
             }
             diesel::update(users::table.find(&user_id))
-                .set(users::role.eq(&role))
+                .set(users::role.eq(role))
                 .execute(c)?;
             end_sessions(c, &user_id, ended::ROLE_CHANGED)?;
             audit::record(
@@ -556,7 +560,7 @@ impl Store {
             if user.disabled_at.is_some() == disabled {
                 return Ok(user);
             }
-            if disabled && user.role == "admin" {
+            if disabled && user.role == voucherd_domain::Role::Admin {
                 keep_an_admin(c, &user_id)?;
             }
             diesel::update(users::table.find(&user_id))
@@ -599,7 +603,7 @@ fn refuse_own(actor_id: &str, user_id: &str, what: &str) -> StoreResult<()> {
 /// Refuses to take away the last enabled administrator other than `user_id`.
 fn keep_an_admin(c: &mut DbConn, user_id: &str) -> StoreResult<()> {
     let others: i64 = users::table
-        .filter(users::role.eq("admin"))
+        .filter(users::role.eq(voucherd_domain::Role::Admin))
         .filter(users::disabled_at.is_null())
         .filter(users::id.ne(user_id))
         .count()

@@ -15,7 +15,7 @@ pub struct VoucherRow {
     pub company_number: String,
     pub currency: String,
     pub granted: i64,
-    pub status: String,
+    pub status: voucherd_domain::VoucherState,
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     /// The budget line it was granted from.

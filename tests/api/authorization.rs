@@ -8,7 +8,7 @@ on_both_backends!(every_route_admits_exactly_the_roles_it_declares);
 
 async fn every_route_admits_exactly_the_roles_it_declares(app: TestApp) {
     let mut tokens = vec![(None, None)];
-    for role in Role::ALL {
+    for &role in Role::ALL {
         let token = app
             .user_with_role(
                 &format!("{}@programme.gov.uk", role.as_str()),

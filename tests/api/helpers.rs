@@ -356,7 +356,7 @@ impl TestApp {
                 email: email.into(),
                 password_hash: voucherd_api::auth::hash_password(PASSWORD).unwrap(),
                 full_name: "Programme staff".into(),
-                role: role.into(),
+                role: role.parse().unwrap(),
                 created_at: voucherd_store::now(),
                 email_verified_at: Some(voucherd_store::now()),
                 disabled_at: None,

@@ -161,7 +161,7 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
         .vouchers
         .iter()
         .filter(|v| {
-            v.status == "active"
+            v.status == voucherd_domain::VoucherState::Active
                 && v.credits_posted > 0
                 && v.credits_posted - v.debits_posted - v.debits_pending <= 0
         })

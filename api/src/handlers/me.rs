@@ -148,7 +148,7 @@ pub async fn register(
                 email: body.email.trim().to_lowercase(),
                 password_hash,
                 full_name,
-                role: Role::Applicant.as_str().into(),
+                role: Role::Applicant,
                 created_at: voucherd_store::now(),
                 email_verified_at: None,
                 disabled_at: None,

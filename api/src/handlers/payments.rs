@@ -16,7 +16,7 @@ use std::sync::Arc;
 use validator::Validate;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
-use voucherd_domain::Money;
+use voucherd_domain::{Money, PaymentStatus};
 use voucherd_payments::{CheckoutRequest, Stripe, WebhookRejected};
 use voucherd_store::payments::{Applied, EventRecord, NewPayment, PaymentFilter, PaymentRow, Via};
 
@@ -40,7 +40,7 @@ pub fn payment_json(p: &PaymentRow) -> serde_json::Value {
         "voucher_id": p.voucher_id,
         "owner_id": p.owner_id,
         // Only an open session can be paid; its page is of no use after.
-        "checkout_url": if p.status == "open" { p.checkout_url.clone() } else { None },
+        "checkout_url": if p.status == PaymentStatus::Open { p.checkout_url.clone() } else { None },
         "stripe_session_id": p.stripe_session_id,
         "expires_at": opt_time(p.expires_at),
         "paid_at": opt_time(p.paid_at),
@@ -407,30 +407,6 @@ pub struct PaymentQuery {
     pub offset: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    Open,
-    Processing,
-    Paid,
-    Failed,
-    Expired,
-    Refunded,
-}
-
-impl PaymentStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Open => "open",
-            PaymentStatus::Processing => "processing",
-            PaymentStatus::Paid => "paid",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Expired => "expired",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
-}
-
 /// Every payment, newest first, with its processed Stripe events: what administrators follow
 /// up (refund shortfalls above all).
 pub async fn list_payments(
@@ -441,7 +417,7 @@ pub async fn list_payments(
     let rows = state
         .store
         .payments(PaymentFilter {
-            status: q.status.map(|s| s.as_str().to_string()),
+            status: q.status,
             kind: q.kind,
             limit: q.limit.unwrap_or(100),
             offset: q.offset.unwrap_or(0),

@@ -28,11 +28,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let page: Page = query(&req)?;
     let (rows, total) = state
         .store
-        .users(
-            filter.role.map(|r| r.as_str().to_string()),
-            page.limit(),
-            page.offset(),
-        )
+        .users(filter.role, page.limit(), page.offset())
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "data": rows.iter().map(UserView::from).collect::<Vec<_>>(),
@@ -112,7 +108,7 @@ pub async fn invite(
         email: body.email.trim().to_lowercase(),
         password_hash: String::new(),
         full_name,
-        role: role.as_str().into(),
+        role,
         created_at: voucherd_store::now(),
         email_verified_at: None,
         disabled_at: None,
@@ -130,7 +126,7 @@ pub async fn reinvite(
 ) -> Result<HttpResponse, ApiError> {
     let inviter = state.store.user(user.id.clone()).await?;
     let invited = state.store.user(path.into_inner()).await?;
-    let role = invited.role.parse::<Role>().map_err(ApiError::Internal)?;
+    let role = invited.role;
     let token = invitation(&state, &inviter, &invited, role);
     let row = state
         .store
@@ -158,7 +154,7 @@ pub async fn change_role(
         .change_role(
             user.id,
             path.into_inner(),
-            body.role.as_str().to_string(),
+            body.role,
             body.reason.into_inner(),
         )
         .await?;

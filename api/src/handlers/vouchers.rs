@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use validator::Validate;
-use voucherd_domain::Money;
+use voucherd_domain::{KeyMode, Money, VoucherStatus};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::VoucherRow;
@@ -170,14 +170,6 @@ pub async fn usage(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyMode {
-    #[default]
-    Live,
-    Test,
-}
-
 fn valid_models(models: &[String]) -> Result<(), validator::ValidationError> {
     if models
         .iter()
@@ -247,7 +239,7 @@ pub async fn create_key(
         other => other,
     };
     let (v, a) = visible(&state, &user, path.into_inner()).await?;
-    if views::voucher_status(&v, &a.totals()) == "expired" {
+    if views::voucher_status(&v, &a.totals()) == VoucherStatus::Expired {
         return Err(ApiError::conflict(
             "voucher_expired",
             "keys cannot be created for an expired voucher",
@@ -272,7 +264,11 @@ pub async fn create_key(
         created_at: now,
         last_used_at: None,
         revoked_at: None,
-        mode: if test_mode { "test" } else { "live" }.into(),
+        mode: if test_mode {
+            KeyMode::Test
+        } else {
+            KeyMode::Live
+        },
         allowed_models: body
             .allowed_models
             .map(|m| serde_json::to_string(&m).unwrap_or_default()),
@@ -310,7 +306,7 @@ pub async fn rotate_key(
     if v.owner_id != user.id {
         return Err(ApiError::NotFound("key"));
     }
-    let minted = keys::mint(old.mode == "test");
+    let minted = keys::mint(old.mode == KeyMode::Test);
     let now = voucherd_store::now();
     let new = ApiKeyRow {
         id: keys::new_id(),

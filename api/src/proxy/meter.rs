@@ -10,7 +10,7 @@ use crate::state::AppState;
 use actix_web::HttpRequest;
 use tokio::sync::OwnedSemaphorePermit;
 use voucherd_domain::pricing::{PriceRates, TokenUsage};
-use voucherd_domain::Money;
+use voucherd_domain::{KeyMode, Money, VoucherState};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::prices::PriceRow;
 use voucherd_store::usage::KeyCap;
@@ -64,14 +64,14 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CachedK
     }
     // An expired voucher's live keys go on only while purchased credit (which outlives the
     // voucher) can pay; otherwise they are refused here, before any database work.
-    let live = voucher.status == "active" && voucher.expires_at > now;
-    if !live && (key.mode == "test" || purchased <= 0) {
+    let live = voucher.status == VoucherState::Active && voucher.expires_at > now;
+    if !live && (key.mode == KeyMode::Test || purchased <= 0) {
         return Err(ProxyError::InsufficientQuota(format!(
             "You exceeded your current quota: the voucher expired on {}.",
             crate::views::time(voucher.expires_at)
         )));
     }
-    if voucher.awaiting_contribution() && key.mode != "test" && purchased <= 0 {
+    if voucher.awaiting_contribution() && key.mode != KeyMode::Test && purchased <= 0 {
         return Err(awaiting_contribution());
     }
     Ok(cached)
@@ -146,7 +146,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
             .saturating_mul(ask.choices.max(1));
     state.limits.check_rate(ask.key, estimate)?;
     let slot = state.limits.acquire(ask.key)?;
-    let test_mode = ask.key.mode == "test";
+    let test_mode = ask.key.mode == KeyMode::Test;
     let price = state
         .price_cache
         .current(&state.store, ask.model)
@@ -156,7 +156,7 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
     // Where the money comes from, in order: the voucher, then the organisation's purchased
     // credit (which outlives the voucher; skipped when none was available a moment ago). Test
     // keys spend only their free allowance.
-    let now_live = ask.voucher.status == "active" && ask.voucher.expires_at > now;
+    let now_live = ask.voucher.status == VoucherState::Active && ask.voucher.expires_at > now;
     let sources: Vec<String> = if test_mode {
         vec![format!(
             "{}{}",

@@ -1,0 +1,167 @@
+//! The states and kinds the database stores as text, as enums. [`text_enum!`] gives each one
+//! its spelling (`as_str`, `FromStr`, serde) and, with the `sql` feature, diesel's `ToSql` and
+//! `FromSql` for `Text` on every backend: a row with a spelling the enum does not know fails to
+//! load rather than becoming a string that no comparison matches.
+
+/// Declares a text-stored enum: `text_enum!(/// doc \n pub enum Name { Variant = "spelling", .. })`.
+#[macro_export]
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
+        #[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling stored in the database and used on the API.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(concat!("unknown ", stringify!($name), " {:?}"), s)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        #[cfg(feature = "sql")]
+        impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, DB>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, DB>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        #[cfg(feature = "sql")]
+        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, DB>>::from_sql(bytes)?;
+                text.parse().map_err(Into::into)
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// A voucher's state as stored: it is active until the expiry job expires it. (What its
+    /// owner sees adds suspension, exhaustion and the wait for a contribution: [`VoucherStatus`].)
+    pub enum VoucherState {
+        Active = "active",
+        Expired = "expired",
+    }
+}
+
+text_enum! {
+    /// A voucher's status as shown on the API and the pages.
+    pub enum VoucherStatus {
+        Active = "active",
+        Suspended = "suspended",
+        /// Approved with a co-funding condition the owner has not paid yet.
+        AwaitingContribution = "awaiting_contribution",
+        /// Nothing left to spend and nothing held.
+        Exhausted = "exhausted",
+        Expired = "expired",
+    }
+}
+
+text_enum! {
+    /// A key spends the voucher (`live`) or answers from the sandbox and spends nothing (`test`).
+    pub enum KeyMode {
+        Live = "live",
+        Test = "test",
+    }
+}
+
+impl Default for KeyMode {
+    /// A key spends the voucher unless it is asked to be a test key.
+    fn default() -> KeyMode {
+        KeyMode::Live
+    }
+}
+
+text_enum! {
+    /// A key's status as shown: it works while `active`.
+    pub enum KeyStatus {
+        Active = "active",
+        /// An administrator stopped it (misuse, a leak); it can be reinstated.
+        Suspended = "suspended",
+        /// Past the expiry its owner gave it.
+        Expired = "expired",
+        /// Its owner revoked it, or it was rotated and its grace period ended: for good.
+        Revoked = "revoked",
+    }
+}
+
+text_enum! {
+    /// Where a Stripe payment stands.
+    pub enum PaymentStatus {
+        Open = "open",
+        Processing = "processing",
+        Paid = "paid",
+        Failed = "failed",
+        Expired = "expired",
+        Refunded = "refunded",
+    }
+}
+
+impl PaymentStatus {
+    /// A payment that may still be paid (so a new one for the same purpose waits).
+    pub const IN_FLIGHT: [PaymentStatus; 2] = [PaymentStatus::Open, PaymentStatus::Processing];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_reads_back_as_its_value() {
+        for s in VoucherStatus::ALL {
+            assert_eq!(s.as_str().parse::<VoucherStatus>(), Ok(*s));
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        for s in PaymentStatus::ALL {
+            assert_eq!(s.as_str().parse::<PaymentStatus>(), Ok(*s));
+        }
+        assert_eq!("test".parse::<KeyMode>(), Ok(KeyMode::Test));
+    }
+
+    #[test]
+    fn an_unknown_spelling_is_refused() {
+        assert!("Active".parse::<VoucherState>().is_err());
+        assert!("".parse::<KeyMode>().is_err());
+        assert!(serde_json::from_str::<KeyMode>("\"demo\"").is_err());
+    }
+}
