@@ -342,11 +342,34 @@ where
 /// How often SQLite's write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// A write-ahead log longer than this is restarted from its beginning by a checkpoint that
+/// briefly holds writers back (see [`checkpoint_in_background`]).
+const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
+
+/// What `PRAGMA wal_checkpoint` answers: whether it was blocked, the log's length and how much
+/// of it is now in the database file, in pages.
+#[derive(diesel::QueryableByName)]
+struct Checkpointed {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
 /// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] on a thread of its own,
 /// for as long as the store lives. Left to SQLite, the connection whose commit crosses 1,000
 /// log pages checkpoints inside that commit, fsyncs included: the usage writer then stalls every
 /// few batches (measured: 14.4k → 17.6k proxied requests a second without it). A PASSIVE
 /// checkpoint takes no lock that writers wait for.
+///
+/// A PASSIVE checkpoint never restarts the log, though: SQLite rewinds it only when a writer
+/// starts after a checkpoint has copied every frame, and under steady load the usage writer has
+/// always appended more by then, so the file grew without bound (measured: 840 MB of log after
+/// about 40,000 proxied requests). Once the log passes [`WAL_RESTART_BYTES`], a TRUNCATE
+/// checkpoint waits for the current writer, copies the few frames the PASSIVE ones left and
+/// empties the file, holding writers back only for that copy.
 fn checkpoint_in_background(store: &Store) -> StoreResult<()> {
     let weak = Arc::downgrade(&store.inner);
     std::thread::Builder::new()
@@ -360,16 +383,39 @@ fn checkpoint_in_background(store: &Store) -> StoreResult<()> {
                 .pool
                 .get()
                 .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
-                        .map_err(|e| e.to_string())
-                });
+                .and_then(|mut c| checkpoint(&mut c, WAL_RESTART_BYTES).map_err(|e| e.to_string()));
             if let Err(e) = done {
                 tracing::warn!(error = %e, "SQLite checkpoint failed; retried shortly");
             }
         })
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite checkpointer: {e}")))
+}
+
+/// One round of [`checkpoint_in_background`]: PASSIVE, then TRUNCATE if the log is longer
+/// than `restart_bytes`.
+fn checkpoint(c: &mut DbConn, restart_bytes: i64) -> Result<(), diesel::result::Error> {
+    let DbConn::Sqlite(sqlite) = c else {
+        return Ok(());
+    };
+    let passive: Checkpointed =
+        diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(sqlite)?;
+    let page_bytes: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "page_size FROM pragma_page_size()",
+    ))
+    .get_result(sqlite)?;
+    if i64::from(passive.log) * page_bytes > restart_bytes {
+        let truncated: Checkpointed =
+            diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(sqlite)?;
+        tracing::debug!(
+            busy = truncated.busy,
+            log_pages = truncated.log,
+            checkpointed_pages = truncated.checkpointed,
+            before_pages = passive.log,
+            "SQLite write-ahead log restarted"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction: SQLite takes the write lock at the start
@@ -428,6 +474,40 @@ mod tests {
         );
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+
+    /// The background checkpointer's round: a log under the limit is only copied back, one
+    /// over it is emptied, so a steady load cannot grow the file without bound.
+    #[test]
+    fn a_long_write_ahead_log_is_restarted() {
+        let db = crate::testing::TestDatabase::create(Backend::Sqlite).unwrap();
+        let store = Store::connect(&StoreConfig {
+            database_url: db.url.clone(),
+            max_connections: 2,
+            acquire_timeout_ms: 5_000,
+        })
+        .unwrap();
+        let path = db.url.trim_start_matches("sqlite://").to_string();
+        let wal = || {
+            std::fs::metadata(format!("{path}-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let mut c = store.hold_connection().unwrap();
+        c.batch_execute("CREATE TABLE filler (v BLOB NOT NULL)")
+            .unwrap();
+        for _ in 0..64 {
+            c.batch_execute("INSERT INTO filler VALUES (zeroblob(16384))")
+                .unwrap();
+        }
+        let written = wal();
+        assert!(written > 1024 * 1024, "{written} bytes of log");
+        // Under the limit: copied back, the file stays as long as it was.
+        checkpoint(&mut c, i64::MAX).unwrap();
+        assert_eq!(wal(), written);
+        // Over it: emptied.
+        checkpoint(&mut c, 1024 * 1024).unwrap();
+        assert_eq!(wal(), 0);
     }
 
     #[test]
