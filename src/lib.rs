@@ -95,16 +95,7 @@ impl Application {
             Role::Proxy | Role::Worker => random_bytes(32),
         };
         let store = open_store(&config)?;
-        let seeded = store.seed_prices(
-            &config
-                .prices
-                .iter()
-                .map(|(m, r)| (m.clone(), *r))
-                .collect::<Vec<_>>(),
-        )?;
-        if seeded > 0 {
-            tracing::info!(models = seeded, "seeded default prices");
-        }
+        seed_prices(&store, &config)?;
         let (stop_worker, stopping) = tokio::sync::watch::channel(false);
         let worker = if config.scheduler && matches!(role, Role::All | Role::Worker) {
             let worker =
@@ -134,156 +125,19 @@ impl Application {
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let local = listener.local_addr()?;
-        // The sandbox is this process's own: test-mode keys (and, in demo mode, all traffic)
-        // are forwarded to it over loopback with a key only this process knows.
-        let sandbox_url = format!("http://127.0.0.1:{}/sandbox/v1", local.port());
-        let sandbox_key = hex_string(&random_bytes(32));
+        let sandbox = Sandbox::on(local.port());
         if config.demo {
-            config.upstream_url = sandbox_url.clone();
-            config.upstream_api_key = Some(sandbox_key.clone());
+            config.upstream_url = sandbox.url.clone();
+            config.upstream_api_key = Some(sandbox.key.clone());
         }
-        let state = web::Data::new(AppState {
-            store: store.clone(),
-            key_cache: KeyCache::new(
-                Duration::from_millis(config.key_cache_ttl_ms),
-                KEY_CACHE_ENTRIES,
-            ),
-            limits: Default::default(),
-            leases: voucherd_api::proxy::lease::Leases::new(
-                store.clone(),
-                Duration::from_millis(config.lease_max_age_ms),
-                Duration::from_micros(config.usage_linger_us),
-            )
-            .context("starting the usage writer")?,
-            price_cache: voucherd_api::proxy::prices::PriceCache::new(Duration::from_millis(
-                config.key_cache_ttl_ms,
-            )),
-            metrics: voucherd_api::metrics::Metrics::new().context("registering metrics")?,
-            password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
-            tokens: Tokens::new(&secret, config.jwt_ttl_secs),
-            sessions: voucherd_api::auth::SessionCache::new(
-                Duration::from_millis(config.key_cache_ttl_ms),
-                KEY_CACHE_ENTRIES,
-            ),
-            throttle: voucherd_api::throttle::Throttle::new(
-                voucherd_api::throttle::Allowance {
-                    attempts: config.sign_in_attempts_per_account,
-                    window_secs: config.sign_in_account_window_secs,
-                },
-                voucherd_api::throttle::Allowance {
-                    attempts: config.sign_in_attempts_per_address,
-                    window_secs: config.sign_in_address_window_secs,
-                },
-                clock.clone(),
-            ),
-            pages_secret: hex_string(&random_bytes(32)),
-            config: ApiConfig {
-                standard_voucher: config.standard_voucher,
-                approval_limits: voucherd_domain::approval::ApprovalLimits {
-                    max_voucher: config.max_voucher,
-                    second_approval_above: config.second_approval_above,
-                },
-                incentive_cap_percent: config.incentive_cap_percent,
-                consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
-                    .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
-                default_valid_days: config.default_valid_days,
-                max_valid_days: config.max_valid_days,
-                eligibility: config.eligibility.clone(),
-                upstream_url: config.upstream_url.clone(),
-                upstream_api_key: config.upstream_api_key.clone(),
-                upstream_timeout_ms: config.upstream_timeout_ms,
-                hold_timeout_ms: config.hold_timeout_ms,
-                stream_max_ms: config.stream_max_ms,
-                body_limit_bytes: config.body_limit_bytes,
-                proxy_body_limit_bytes: config.proxy_body_limit_bytes,
-                default_output_tokens: config.default_output_tokens,
-                allow_provider_storage: config.allow_provider_storage,
-                test_allowance: config.test_allowance,
-                sandbox_url,
-                sandbox_key,
-                payments: config.payment_settings()?,
-                overrun_suspend_threshold: config.overrun_suspend_threshold,
-                metrics_token: config.metrics_token.clone(),
-                accounts: voucherd_api::state::AccountSettings {
-                    public_url: config.public_url.trim_end_matches('/').to_string(),
-                    verification_valid_hours: config.verification_valid_hours,
-                    password_reset_valid_minutes: config.password_reset_valid_minutes,
-                    invitation_valid_days: config.invitation_valid_days,
-                },
-            },
-            clock,
-            stripe: match config.stripe_config()? {
-                Some(c) => Some(std::sync::Arc::new(
-                    voucherd_payments::Stripe::new(&c).context("configuring Stripe")?,
-                )),
-                None => None,
-            },
-        });
-        if config.lease_max_age_ms > 0 {
-            // Extends busy leases and retires idle ones (docs/ARCHITECTURE.md, "Leases").
-            let state = state.clone();
-            let every = Duration::from_millis((config.lease_max_age_ms / 2).max(50));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    state.leases.maintain(&state).await;
-                }
-            });
-        }
-        if matches!(role, Role::All | Role::Proxy) {
-            voucherd_api::proxy::lease::Leases::keep_beating(
-                state.clone(),
-                Duration::from_millis(config.instance_heartbeat_ms),
-            );
-        }
-        let pages = role != Role::Proxy;
-        let templates = web::Data::new(
-            voucherd_admin::Pages::new().map_err(|e| anyhow::anyhow!("page templates: {e}"))?,
-        );
-        let pages_config = web::Data::new(
-            voucherd_admin::PagesConfig::new(local, config.cookie_secure)
-                .map_err(|e| anyhow::anyhow!("the pages' API client: {e}"))?,
-        );
-        let body_limit = config.body_limit_bytes;
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(templates.clone())
-                .app_data(pages_config.clone())
-                .app_data(voucherd_admin::form_config())
-                .app_data(web::PayloadConfig::new(body_limit))
-                .app_data(BodyLimit(body_limit))
-                .wrap(from_fn(voucherd_api::auth::guard))
-                .wrap(from_fn(voucherd_admin::guard))
-                .wrap(from_fn(voucherd_api::telemetry::request_id))
-                .configure(|cfg| {
-                    voucherd_api::configure(cfg, serves);
-                    if pages {
-                        voucherd_admin::configure(cfg);
-                    }
-                })
-                .default_service(web::to(voucherd_api::not_found))
-        })
-        .listen(listener)?
-        // Database calls run on each worker's blocking threads and wait for one of the pool's
-        // connections: threads beyond the pool's size would only wait, each with its own stack
-        // and allocator cache (tokio's default allows 512 / workers).
-        .worker_max_blocking_threads(
-            usize::try_from(config.db_max_connections)
-                .unwrap_or(16)
-                .max(2),
-        )
-        .shutdown_timeout(10);
-        if config.workers > 0 {
-            server = server.workers(config.workers);
-        }
+        let state = web::Data::new(app_state(&config, &store, &secret, clock, sandbox)?);
+        start_lease_upkeep(&state, &config, role);
+        let server = http_server(&config, state, listener, local, serves, role != Role::Proxy)?;
         tracing::info!(address = %config.bind, port = local.port(), role = ?role,
             backend = store.backend().as_str(), "voucherd listening");
         Ok(Application {
             port: local.port(),
-            server: Some(server.run()),
+            server: Some(server),
             store,
             worker,
             stop_worker,
@@ -311,6 +165,194 @@ impl Application {
         }
         result
     }
+}
+
+/// This process's own sandbox, where test-mode keys (and, in demo mode, all traffic) go.
+struct Sandbox {
+    url: String,
+    key: String,
+}
+
+impl Sandbox {
+    /// The sandbox served on `port`, reached over loopback with a key only this process knows.
+    fn on(port: u16) -> Sandbox {
+        Sandbox {
+            url: format!("http://127.0.0.1:{port}/sandbox/v1"),
+            key: hex_string(&random_bytes(32)),
+        }
+    }
+}
+
+/// Adds the configured default prices for models that have none yet.
+fn seed_prices(store: &Store, config: &Config) -> anyhow::Result<()> {
+    let prices: Vec<_> = config.prices.iter().map(|(m, r)| (m.clone(), *r)).collect();
+    let seeded = store.seed_prices(&prices)?;
+    if seeded > 0 {
+        tracing::info!(models = seeded, "seeded default prices");
+    }
+    Ok(())
+}
+
+/// The state every handler shares, assembled from the configuration.
+fn app_state(
+    config: &Config,
+    store: &Store,
+    secret: &[u8],
+    clock: std::sync::Arc<dyn voucherd_worker::Clock>,
+    sandbox: Sandbox,
+) -> anyhow::Result<AppState> {
+    let cache_ttl = Duration::from_millis(config.key_cache_ttl_ms);
+    let throttle = voucherd_api::throttle::Throttle::new(
+        voucherd_api::throttle::Allowance {
+            attempts: config.sign_in_attempts_per_account,
+            window_secs: config.sign_in_account_window_secs,
+        },
+        voucherd_api::throttle::Allowance {
+            attempts: config.sign_in_attempts_per_address,
+            window_secs: config.sign_in_address_window_secs,
+        },
+        clock.clone(),
+    );
+    Ok(AppState {
+        store: store.clone(),
+        key_cache: KeyCache::new(cache_ttl, KEY_CACHE_ENTRIES),
+        limits: Default::default(),
+        leases: voucherd_api::proxy::lease::Leases::new(
+            store.clone(),
+            Duration::from_millis(config.lease_max_age_ms),
+            Duration::from_micros(config.usage_linger_us),
+        )
+        .context("starting the usage writer")?,
+        price_cache: voucherd_api::proxy::prices::PriceCache::new(cache_ttl),
+        metrics: voucherd_api::metrics::Metrics::new().context("registering metrics")?,
+        password_hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_AT_ONCE),
+        tokens: Tokens::new(secret, config.jwt_ttl_secs),
+        sessions: voucherd_api::auth::SessionCache::new(cache_ttl, KEY_CACHE_ENTRIES),
+        throttle,
+        pages_secret: hex_string(&random_bytes(32)),
+        config: api_config(config, sandbox)?,
+        clock,
+        stripe: match config.stripe_config()? {
+            Some(c) => Some(std::sync::Arc::new(
+                voucherd_payments::Stripe::new(&c).context("configuring Stripe")?,
+            )),
+            None => None,
+        },
+    })
+}
+
+/// The handlers' settings, from the configuration.
+fn api_config(config: &Config, sandbox: Sandbox) -> anyhow::Result<ApiConfig> {
+    Ok(ApiConfig {
+        standard_voucher: config.standard_voucher,
+        approval_limits: voucherd_domain::approval::ApprovalLimits {
+            max_voucher: config.max_voucher,
+            second_approval_above: config.second_approval_above,
+        },
+        incentive_cap_percent: config.incentive_cap_percent,
+        consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
+            .map_err(|e| anyhow::anyhow!("consulting_hours: {e}"))?,
+        default_valid_days: config.default_valid_days,
+        max_valid_days: config.max_valid_days,
+        eligibility: config.eligibility.clone(),
+        upstream_url: config.upstream_url.clone(),
+        upstream_api_key: config.upstream_api_key.clone(),
+        upstream_timeout_ms: config.upstream_timeout_ms,
+        hold_timeout_ms: config.hold_timeout_ms,
+        stream_max_ms: config.stream_max_ms,
+        body_limit_bytes: config.body_limit_bytes,
+        proxy_body_limit_bytes: config.proxy_body_limit_bytes,
+        default_output_tokens: config.default_output_tokens,
+        allow_provider_storage: config.allow_provider_storage,
+        test_allowance: config.test_allowance,
+        sandbox_url: sandbox.url,
+        sandbox_key: sandbox.key,
+        payments: config.payment_settings()?,
+        overrun_suspend_threshold: config.overrun_suspend_threshold,
+        metrics_token: config.metrics_token.clone(),
+        accounts: voucherd_api::state::AccountSettings {
+            public_url: config.public_url.trim_end_matches('/').to_string(),
+            verification_valid_hours: config.verification_valid_hours,
+            password_reset_valid_minutes: config.password_reset_valid_minutes,
+            invitation_valid_days: config.invitation_valid_days,
+        },
+    })
+}
+
+/// Extends busy leases and retires idle ones (docs/ARCHITECTURE.md, "Leases"); a proxy also
+/// beats its instance's heartbeat so others can tell it is alive.
+fn start_lease_upkeep(state: &web::Data<AppState>, config: &Config, role: Role) {
+    if config.lease_max_age_ms > 0 {
+        let state = state.clone();
+        let every = Duration::from_millis((config.lease_max_age_ms / 2).max(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.leases.maintain(&state).await;
+            }
+        });
+    }
+    if matches!(role, Role::All | Role::Proxy) {
+        voucherd_api::proxy::lease::Leases::keep_beating(
+            state.clone(),
+            Duration::from_millis(config.instance_heartbeat_ms),
+        );
+    }
+}
+
+/// The HTTP server on `listener`: the API and proxy routes `serves` names, and the pages
+/// unless `pages` is false.
+fn http_server(
+    config: &Config,
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    local: std::net::SocketAddr,
+    serves: voucherd_api::Serves,
+    pages: bool,
+) -> anyhow::Result<Server> {
+    let templates = web::Data::new(
+        voucherd_admin::Pages::new().map_err(|e| anyhow::anyhow!("page templates: {e}"))?,
+    );
+    let pages_config = web::Data::new(
+        voucherd_admin::PagesConfig::new(local, config.cookie_secure)
+            .map_err(|e| anyhow::anyhow!("the pages' API client: {e}"))?,
+    );
+    let body_limit = config.body_limit_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(templates.clone())
+            .app_data(pages_config.clone())
+            .app_data(voucherd_admin::form_config())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(BodyLimit(body_limit))
+            .wrap(from_fn(voucherd_api::auth::guard))
+            .wrap(from_fn(voucherd_admin::guard))
+            .wrap(from_fn(voucherd_api::telemetry::request_id))
+            .configure(|cfg| {
+                voucherd_api::configure(cfg, serves);
+                if pages {
+                    voucherd_admin::configure(cfg);
+                }
+            })
+            .default_service(web::to(voucherd_api::not_found))
+    })
+    .listen(listener)?
+    // Database calls run on each worker's blocking threads and wait for one of the pool's
+    // connections: threads beyond the pool's size would only wait, each with its own stack
+    // and allocator cache (tokio's default allows 512 / workers).
+    .worker_max_blocking_threads(
+        usize::try_from(config.db_max_connections)
+            .unwrap_or(16)
+            .max(2),
+    )
+    .shutdown_timeout(10);
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    Ok(server.run())
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -534,46 +534,13 @@ fn apply(
             currency,
             payment_intent,
         } => {
-            let Some(p) = lock(c, payment_id)? else {
-                return Ok((Applied::Unchanged("unknown_payment"), None));
+            let paid = Paid {
+                session_id,
+                amount_pence: *amount_pence,
+                currency,
+                payment_intent,
             };
-            let id = Some(p.id.clone());
-            if *amount_pence != p.amount_pence || !currency.eq_ignore_ascii_case(&p.currency) {
-                // Never credit other than what was asked: administrators look into it.
-                attention(
-                    c,
-                    &p,
-                    "amount-mismatch",
-                    format!(
-                        "Stripe reports {amount_pence} {currency} paid in session {session_id}, \
-                         but {} {} was asked; nothing was credited",
-                        p.amount_pence, p.currency
-                    ),
-                )?;
-                return Ok((Applied::Unchanged("amount_mismatch"), id));
-            }
-            let changed = diesel::update(payments::table.filter(payments::id.eq(&p.id)).filter(
-                payments::status.eq_any([
-                    PaymentStatus::Open,
-                    PaymentStatus::Processing,
-                    PaymentStatus::Failed,
-                    PaymentStatus::Expired,
-                ]),
-            ))
-            .set((
-                payments::status.eq(PaymentStatus::Paid),
-                payments::stripe_session_id.eq(Some(session_id)),
-                payments::payment_intent_id.eq(payment_intent),
-                payments::paid_at.eq(Some(at)),
-                payments::paid_via.eq(Some(via.as_str())),
-                payments::updated_at.eq(at),
-            ))
-            .execute(c)?;
-            if changed != 1 {
-                return Ok((Applied::Unchanged("already_paid"), id));
-            }
-            credit(c, &p, at)?;
-            Ok((Applied::Changed("credited"), id))
+            apply_paid(c, payment_id, &paid, via, at)
         }
         StripeFact::Processing {
             payment_id,
@@ -587,12 +554,7 @@ fn apply(
         | StripeFact::Expired {
             payment_id,
             session_id,
-        } if find(c, payment_id)?.is_some_and(|p| {
-            p.stripe_session_id
-                .as_ref()
-                .is_some_and(|s| s != session_id)
-        }) =>
-        {
+        } if on_another_session(c, payment_id, session_id)? => {
             // A session the payment no longer stands on (one abandoned before a retry):
             // what happens to it says nothing of the payment's own.
             Ok((
@@ -604,99 +566,203 @@ fn apply(
             payment_id,
             session_id,
             payment_intent,
-        } => {
-            let changed = diesel::update(
-                payments::table
-                    .filter(payments::id.eq(payment_id))
-                    .filter(payments::status.eq(PaymentStatus::Open)),
-            )
-            .set((
-                payments::status.eq(PaymentStatus::Processing),
-                payments::stripe_session_id.eq(Some(session_id)),
-                payments::payment_intent_id.eq(payment_intent),
-                payments::updated_at.eq(at),
-            ))
-            .execute(c)?;
-            let id = find(c, payment_id)?.map(|p| p.id);
-            Ok((
-                if changed == 1 {
-                    Applied::Changed("processing")
-                } else {
-                    Applied::Unchanged("not_open")
-                },
-                id,
-            ))
-        }
-        StripeFact::Failed { payment_id, .. } | StripeFact::Expired { payment_id, .. } => {
-            let (to, from): (&str, &[&str]) = match fact {
-                StripeFact::Failed { .. } => ("failed", &["open", "processing"]),
-                _ => ("expired", &["open"]),
-            };
-            let Some(p) = lock(c, payment_id)? else {
-                return Ok((Applied::Unchanged("unknown_payment"), None));
-            };
-            let changed = diesel::update(
-                payments::table
-                    .filter(payments::id.eq(&p.id))
-                    .filter(payments::status.eq_any(from)),
-            )
-            .set((payments::status.eq(to), payments::updated_at.eq(at)))
-            .execute(c)?;
-            if changed != 1 {
-                return Ok((Applied::Unchanged("not_pending"), Some(p.id)));
-            }
-            if to == "failed" {
-                let email = outbox::user_email(c, &p.owner_id)?;
-                outbox::enqueue(
-                    c,
-                    Notification {
-                        dedupe_key: format!("payment-failed:{}", p.id),
-                        recipient: &email,
-                        template: "payment_failed",
-                        data: serde_json::json!({
-                            "payment_id": p.id,
-                            "amount": format_micros(p.amount_micros),
-                            "what": p.what(),
-                            "reason": "the bank declined the delayed payment",
-                        }),
-                    },
-                )?;
-            }
-            Ok((
-                Applied::Changed(if to == "failed" { "failed" } else { "expired" }),
-                Some(p.id),
-            ))
-        }
+        } => apply_processing(c, payment_id, session_id, payment_intent, at),
+        StripeFact::Failed { payment_id, .. } => apply_unpaid(c, payment_id, Unpaid::Failed, at),
+        StripeFact::Expired { payment_id, .. } => apply_unpaid(c, payment_id, Unpaid::Expired, at),
         StripeFact::Refunded {
             payment_intent,
             payment_id,
             refunded_pence,
-        } => {
-            let by_intent: Option<String> = payments::table
-                .filter(payments::payment_intent_id.eq(payment_intent))
-                .select(payments::id)
-                .first(c)
-                .optional()?;
-            let found = by_intent.or_else(|| payment_id.clone());
-            let Some(p) = (match found {
-                Some(id) => lock(c, &id)?,
-                None => None,
-            }) else {
-                // Not a payment of ours, or one whose session reported no intent yet: recorded
-                // and acknowledged, as Stripe would otherwise retry it for days.
-                return Ok((Applied::Unchanged("unknown_payment"), None));
-            };
-            if !matches!(p.status, PaymentStatus::Paid | PaymentStatus::Refunded) {
-                // Stripe may deliver the refund before the payment's own event: refused, so
-                // Stripe retries it once the payment is known.
-                return Err(StoreError::Payment(
-                    "payment_not_yet_known",
-                    format!("payment {} is {}, not paid yet", p.id, p.status),
-                ));
-            }
-            refund(c, &p, *refunded_pence, at)
-        }
+        } => apply_refunded(
+            c,
+            payment_intent,
+            payment_id.as_deref(),
+            *refunded_pence,
+            at,
+        ),
     }
+}
+
+/// What Stripe says of a completed checkout session.
+struct Paid<'a> {
+    session_id: &'a str,
+    amount_pence: i64,
+    currency: &'a str,
+    payment_intent: &'a Option<String>,
+}
+
+/// Whether the payment now stands on another checkout session than `session_id`.
+fn on_another_session(c: &mut DbConn, payment_id: &str, session_id: &str) -> StoreResult<bool> {
+    Ok(find(c, payment_id)?.is_some_and(|p| {
+        p.stripe_session_id
+            .as_ref()
+            .is_some_and(|s| s != session_id)
+    }))
+}
+
+/// A checkout session paid: the payment is credited once, and only for what was asked.
+fn apply_paid(
+    c: &mut DbConn,
+    payment_id: &str,
+    paid: &Paid<'_>,
+    via: Via,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    let Some(p) = lock(c, payment_id)? else {
+        return Ok((Applied::Unchanged("unknown_payment"), None));
+    };
+    let id = Some(p.id.clone());
+    if paid.amount_pence != p.amount_pence || !paid.currency.eq_ignore_ascii_case(&p.currency) {
+        // Never credit other than what was asked: administrators look into it.
+        attention(
+            c,
+            &p,
+            "amount-mismatch",
+            format!(
+                "Stripe reports {} {} paid in session {}, but {} {} was asked; nothing was \
+                 credited",
+                paid.amount_pence, paid.currency, paid.session_id, p.amount_pence, p.currency
+            ),
+        )?;
+        return Ok((Applied::Unchanged("amount_mismatch"), id));
+    }
+    let changed = diesel::update(payments::table.filter(payments::id.eq(&p.id)).filter(
+        payments::status.eq_any([
+            PaymentStatus::Open,
+            PaymentStatus::Processing,
+            PaymentStatus::Failed,
+            PaymentStatus::Expired,
+        ]),
+    ))
+    .set((
+        payments::status.eq(PaymentStatus::Paid),
+        payments::stripe_session_id.eq(Some(paid.session_id)),
+        payments::payment_intent_id.eq(paid.payment_intent),
+        payments::paid_at.eq(Some(at)),
+        payments::paid_via.eq(Some(via.as_str())),
+        payments::updated_at.eq(at),
+    ))
+    .execute(c)?;
+    if changed != 1 {
+        return Ok((Applied::Unchanged("already_paid"), id));
+    }
+    credit(c, &p, at)?;
+    Ok((Applied::Changed("credited"), id))
+}
+
+/// A delayed method (a bank debit) accepted but not cleared: the open payment waits.
+fn apply_processing(
+    c: &mut DbConn,
+    payment_id: &str,
+    session_id: &str,
+    payment_intent: &Option<String>,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    let changed = diesel::update(
+        payments::table
+            .filter(payments::id.eq(payment_id))
+            .filter(payments::status.eq(PaymentStatus::Open)),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Processing),
+        payments::stripe_session_id.eq(Some(session_id)),
+        payments::payment_intent_id.eq(payment_intent),
+        payments::updated_at.eq(at),
+    ))
+    .execute(c)?;
+    let id = find(c, payment_id)?.map(|p| p.id);
+    let applied = if changed == 1 {
+        Applied::Changed("processing")
+    } else {
+        Applied::Unchanged("not_open")
+    };
+    Ok((applied, id))
+}
+
+/// How a payment ended without being paid.
+#[derive(Clone, Copy)]
+enum Unpaid {
+    /// The bank declined a delayed payment: the owner is told.
+    Failed,
+    /// The checkout session lapsed unpaid.
+    Expired,
+}
+
+/// A payment that will not be paid: failed (from open or processing) or expired (from open).
+fn apply_unpaid(
+    c: &mut DbConn,
+    payment_id: &str,
+    how: Unpaid,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    let (to, from): (PaymentStatus, &[PaymentStatus]) = match how {
+        Unpaid::Failed => (PaymentStatus::Failed, &PaymentStatus::IN_FLIGHT),
+        Unpaid::Expired => (PaymentStatus::Expired, &[PaymentStatus::Open]),
+    };
+    let Some(p) = lock(c, payment_id)? else {
+        return Ok((Applied::Unchanged("unknown_payment"), None));
+    };
+    let changed = diesel::update(
+        payments::table
+            .filter(payments::id.eq(&p.id))
+            .filter(payments::status.eq_any(from)),
+    )
+    .set((payments::status.eq(to), payments::updated_at.eq(at)))
+    .execute(c)?;
+    if changed != 1 {
+        return Ok((Applied::Unchanged("not_pending"), Some(p.id)));
+    }
+    if let Unpaid::Failed = how {
+        let email = outbox::user_email(c, &p.owner_id)?;
+        outbox::enqueue(
+            c,
+            Notification {
+                dedupe_key: format!("payment-failed:{}", p.id),
+                recipient: &email,
+                template: "payment_failed",
+                data: serde_json::json!({
+                    "payment_id": p.id,
+                    "amount": format_micros(p.amount_micros),
+                    "what": p.what(),
+                    "reason": "the bank declined the delayed payment",
+                }),
+            },
+        )?;
+    }
+    Ok((Applied::Changed(to.as_str()), Some(p.id)))
+}
+
+/// A refund made in Stripe's dashboard or through the API, found by its payment intent.
+fn apply_refunded(
+    c: &mut DbConn,
+    payment_intent: &str,
+    payment_id: Option<&str>,
+    refunded_pence: i64,
+    at: NaiveDateTime,
+) -> StoreResult<(Applied, Option<String>)> {
+    let by_intent: Option<String> = payments::table
+        .filter(payments::payment_intent_id.eq(payment_intent))
+        .select(payments::id)
+        .first(c)
+        .optional()?;
+    let found = by_intent.or_else(|| payment_id.map(str::to_string));
+    let Some(p) = (match found {
+        Some(id) => lock(c, &id)?,
+        None => None,
+    }) else {
+        // Not a payment of ours, or one whose session reported no intent yet: recorded
+        // and acknowledged, as Stripe would otherwise retry it for days.
+        return Ok((Applied::Unchanged("unknown_payment"), None));
+    };
+    if !matches!(p.status, PaymentStatus::Paid | PaymentStatus::Refunded) {
+        // Stripe may deliver the refund before the payment's own event: refused, so
+        // Stripe retries it once the payment is known.
+        return Err(StoreError::Payment(
+            "payment_not_yet_known",
+            format!("payment {} is {}, not paid yet", p.id, p.status),
+        ));
+    }
+    refund(c, &p, refunded_pence, at)
 }
 
 /// Moves a paid payment's money into the ledger: Stripe clearing → the organisation's account;

@@ -245,6 +245,7 @@ async fn complete(
     }
 }
 
+/// One admitted request from its body to its answer: parse, admit (hold), forward, settle.
 async fn serve(
     surface: Surface,
     state: &web::Data<AppState>,
@@ -253,105 +254,25 @@ async fn serve(
     idem: Idem,
 ) -> Result<Answer, ProxyError> {
     let cfg = &state.config;
-    let (key, voucher) = (&cached.0, &cached.1);
-    let mut body: Value = serde_json::from_slice(&raw)
+    let body: Value = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("The body is not valid JSON: {e}"), "body"))?;
     let parsed = surface.parse(&body, raw.len(), cfg.allow_provider_storage)?;
-
-    let hold_ms = if parsed.stream {
-        cfg.hold_timeout_ms.saturating_add(cfg.stream_max_ms)
-    } else {
-        cfg.hold_timeout_ms
-    };
-    let admitted = meter::admit(
-        state,
-        Ask {
-            key,
-            voucher,
-            model: &parsed.model,
-            prompt_bound: parsed.prompt_bound,
-            requested_output: parsed.requested_output,
-            choices: parsed.choices,
-            hold_ms,
-            streamed: parsed.stream,
-            purchased_available: cached.2,
-        },
-    )
-    .await?;
-
-    // The forwarded request: the client's bytes unless the proxy must cap the output to what
-    // was held, ask a chat stream for its usage, or write what the allowlist decided.
-    let cap_field = parsed
-        .output_field
-        .filter(|_| parsed.requested_output != Some(admitted.output_each));
-    let usage_needed = surface == Surface::Chat && parsed.stream && !parsed.client_wants_usage;
-    let forward = if cap_field.is_some() || usage_needed || !parsed.overrides.is_empty() {
-        for (field, value) in &parsed.overrides {
-            body[*field] = value.clone();
-        }
-        if let Some(field) = cap_field {
-            body[field] = Value::from(admitted.output_each);
-        }
-        if usage_needed {
-            body["stream_options"] = serde_json::json!({ "include_usage": true });
-        }
-        match serde_json::to_vec(&body) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                admitted.release(state).await;
-                return Err(ProxyError::Internal(e.to_string()));
-            }
-        }
-    } else {
-        raw.clone()
-    };
-
-    // Test-mode keys never reach the provider: the built-in sandbox answers them.
-    let (base, upstream_key) = if admitted.test_mode {
-        (&cfg.sandbox_url, Some(&cfg.sandbox_key))
-    } else {
-        (&cfg.upstream_url, cfg.upstream_api_key.as_ref())
-    };
-    let url = format!("{}/{}", base.trim_end_matches('/'), surface.path());
-    let sent = super::upstream::post(&url, upstream_key.map(String::as_str), forward);
-    let timeout = Duration::from_millis(cfg.upstream_timeout_ms);
-    let response = match tokio::time::timeout(timeout, sent).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+    let admitted = admit(state, cached, &parsed).await?;
+    let forward = match forwarded_body(surface, &parsed, &admitted, body, raw) {
+        Ok(b) => b,
+        Err(e) => {
             admitted.release(state).await;
-            tracing::warn!(error = %e, "upstream request failed");
-            state
-                .metrics
-                .upstream_errors
-                .with_label_values(&["unreachable"])
-                .inc();
-            return Err(ProxyError::UpstreamUnreachable);
-        }
-        Err(_) => {
-            admitted.release(state).await;
-            state
-                .metrics
-                .upstream_errors
-                .with_label_values(&["timeout"])
-                .inc();
-            return Err(ProxyError::UpstreamTimeout);
+            return Err(e);
         }
     };
-    let status = response.status;
-    if status >= 400 {
-        let kind = if status >= 500 {
-            "status_5xx"
-        } else {
-            "status_4xx"
-        };
-        state
-            .metrics
-            .upstream_errors
-            .with_label_values(&[kind])
-            .inc();
-    }
-    let success = (200..300).contains(&status);
-    if parsed.stream && success {
+    let response = match send_upstream(state, surface, admitted.test_mode, forward).await {
+        Ok(r) => r,
+        Err(e) => {
+            admitted.release(state).await;
+            return Err(e);
+        }
+    };
+    if parsed.stream && (200..300).contains(&response.status) {
         return Ok(stream_response(
             surface,
             state.clone(),
@@ -361,7 +282,117 @@ async fn serve(
             idem,
         ));
     }
+    settle_whole(state, admitted, response, &idem).await
+}
 
+/// Holds what the request may cost (a stream's hold lasts as long as a stream may).
+async fn admit(
+    state: &AppState,
+    cached: &super::keycache::CachedKey,
+    parsed: &super::surface::Parsed,
+) -> Result<Admitted, ProxyError> {
+    let cfg = &state.config;
+    let hold_ms = if parsed.stream {
+        cfg.hold_timeout_ms.saturating_add(cfg.stream_max_ms)
+    } else {
+        cfg.hold_timeout_ms
+    };
+    meter::admit(
+        state,
+        Ask {
+            key: &cached.0,
+            voucher: &cached.1,
+            model: &parsed.model,
+            prompt_bound: parsed.prompt_bound,
+            requested_output: parsed.requested_output,
+            choices: parsed.choices,
+            hold_ms,
+            streamed: parsed.stream,
+            purchased_available: cached.2,
+        },
+    )
+    .await
+}
+
+/// The forwarded request: the client's bytes unless the proxy must cap the output to what
+/// was held, ask a chat stream for its usage, or write what the allowlist decided.
+fn forwarded_body(
+    surface: Surface,
+    parsed: &super::surface::Parsed,
+    admitted: &Admitted,
+    mut body: Value,
+    raw: Bytes,
+) -> Result<Bytes, ProxyError> {
+    let cap_field = parsed
+        .output_field
+        .filter(|_| parsed.requested_output != Some(admitted.output_each));
+    let usage_needed = surface == Surface::Chat && parsed.stream && !parsed.client_wants_usage;
+    if cap_field.is_none() && !usage_needed && parsed.overrides.is_empty() {
+        return Ok(raw);
+    }
+    for (field, value) in &parsed.overrides {
+        body[*field] = value.clone();
+    }
+    if let Some(field) = cap_field {
+        body[field] = Value::from(admitted.output_each);
+    }
+    if usage_needed {
+        body["stream_options"] = serde_json::json!({ "include_usage": true });
+    }
+    serde_json::to_vec(&body)
+        .map(Bytes::from)
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// Sends the request to the provider (or, for a test key, to the built-in sandbox) and waits
+/// for its status line, counting what went wrong.
+async fn send_upstream(
+    state: &AppState,
+    surface: Surface,
+    test_mode: bool,
+    forward: Bytes,
+) -> Result<super::upstream::Answer, ProxyError> {
+    let cfg = &state.config;
+    let (base, upstream_key) = if test_mode {
+        (&cfg.sandbox_url, Some(&cfg.sandbox_key))
+    } else {
+        (&cfg.upstream_url, cfg.upstream_api_key.as_ref())
+    };
+    let url = format!("{}/{}", base.trim_end_matches('/'), surface.path());
+    let sent = super::upstream::post(&url, upstream_key.map(String::as_str), forward);
+    let timeout = Duration::from_millis(cfg.upstream_timeout_ms);
+    let errors = &state.metrics.upstream_errors;
+    let response = match tokio::time::timeout(timeout, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "upstream request failed");
+            errors.with_label_values(&["unreachable"]).inc();
+            return Err(ProxyError::UpstreamUnreachable);
+        }
+        Err(_) => {
+            errors.with_label_values(&["timeout"]).inc();
+            return Err(ProxyError::UpstreamTimeout);
+        }
+    };
+    match response.status {
+        500.. => errors.with_label_values(&["status_5xx"]).inc(),
+        400..=499 => errors.with_label_values(&["status_4xx"]).inc(),
+        _ => {}
+    }
+    Ok(response)
+}
+
+/// A whole (non-streamed) answer: read, billed from the provider's usage (or the held bound
+/// when a success reports none), kept for replay, and passed on.
+async fn settle_whole(
+    state: &AppState,
+    admitted: Admitted,
+    response: super::upstream::Answer,
+    idem: &Idem,
+) -> Result<Answer, ProxyError> {
+    let status = response.status;
+    let success = (200..300).contains(&status);
+    let timeout = Duration::from_millis(state.config.upstream_timeout_ms);
     let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) | Err(_) => {
@@ -380,16 +411,14 @@ async fn serve(
         (None, false) => None,
     };
     admitted.settle(state, usage, status).await?;
-
-    if success {
-        complete(state, &idem, status, "application/json", Some(&bytes)).await;
-    } else if let Some((key_id, k)) = &idem {
-        // An upstream error is not an answer to keep: a retry may succeed.
-        abandon(state, key_id, k).await;
-    }
     if !success {
+        if let Some((key_id, k)) = idem {
+            // An upstream error is not an answer to keep: a retry may succeed.
+            abandon(state, key_id, k).await;
+        }
         return super::upstream_error::answer(state, status, &bytes, answer.as_ref()).await;
     }
+    complete(state, idem, status, "application/json", Some(&bytes)).await;
     Ok(Answer::Json {
         status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         body: bytes,
