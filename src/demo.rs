@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::Context;
 use voucherd_api::keys;
 use voucherd_domain::eligibility::ApplicationFacts;
-use voucherd_domain::{CompanyNumber, KeyMode, Money, Region, Role, SicCode};
+use voucherd_domain::{ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode};
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::users::UserRow;
@@ -115,11 +115,10 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             eligible: eligibility.eligible,
             checks: serde_json::to_string(&eligibility.checks)?,
             status: if eligibility.eligible {
-                "submitted"
+                ApplicationStatus::Submitted
             } else {
-                "ineligible"
-            }
-            .into(),
+                ApplicationStatus::Ineligible
+            },
             live_company_number: None,
             decided_by: None,
             decided_at: None,

@@ -3,8 +3,8 @@
 
 use crate::api::{self, Answer, Failure};
 use crate::portal::{
-    csrf_refused, day, field, money_field, page, region_name, see_other, tag, unconfirmed, Confirm,
-    Form,
+    csrf_refused, day, field, money_field, page, region_name, see_other, status_of, tag,
+    unconfirmed, Confirm, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::http::header;
@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use voucherd_domain::VoucherStatus;
+use voucherd_domain::{ApplicationStatus, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
     "submitted",
@@ -109,8 +109,8 @@ async fn application_view(
             "region": region_name(a["region"].as_str().unwrap_or("")), "sic_code": a["sic_code"],
             "trading_since": a["trading_since"], "use_case": a["use_case"],
             "tag": tag(a["status"].as_str().unwrap_or("")),
-            "pending": a["status"] == "submitted",
-            "awaiting": a["status"] == "awaiting_second_approval",
+            "pending": status_of(&a["status"]) == Some(ApplicationStatus::Submitted),
+            "awaiting": status_of(&a["status"]) == Some(ApplicationStatus::AwaitingSecondApproval),
             "eligible": a["eligibility"]["eligible"],
             "decision_reason": a["decision"]["reason"],
             "voucher_id": a["voucher_id"],
@@ -261,7 +261,9 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
     );
     match answer {
         Answer::Ok(a) => {
-            let outcome = if a["application"]["status"] == "awaiting_second_approval" {
+            let outcome = if status_of(&a["application"]["status"])
+                == Some(ApplicationStatus::AwaitingSecondApproval)
+            {
                 "second"
             } else {
                 "1"

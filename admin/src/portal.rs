@@ -116,6 +116,11 @@ pub fn region_name(r: &str) -> &'static str {
 }
 
 /// The colour of a status's tag, after the GOV.UK tag guidance.
+/// A state the API answered, as its enum (`None` when absent or unknown).
+pub fn status_of<T: std::str::FromStr>(v: &Value) -> Option<T> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
 pub fn tag(status: &str) -> Value {
     let colour = match status {
         "approved" | "active" | "paid" | "succeeded" | "passed" | "balanced" => "green",

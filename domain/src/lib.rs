@@ -26,4 +26,6 @@ pub use money::Money;
 pub use region::Region;
 pub use role::Role;
 pub use sic::SicCode;
-pub use states::{KeyMode, KeyStatus, PaymentStatus, VoucherState, VoucherStatus};
+pub use states::{
+    ApplicationStatus, KeyMode, KeyStatus, PaymentStatus, VoucherState, VoucherStatus,
+};

@@ -73,6 +73,28 @@ macro_rules! text_enum {
 }
 
 text_enum! {
+    /// Where an application stands.
+    pub enum ApplicationStatus {
+        /// Eligible and waiting for an administrator's decision.
+        Submitted = "submitted",
+        /// Refused by the eligibility rules when it was sent: nobody decides it.
+        Ineligible = "ineligible",
+        /// Approved above the second-approval threshold: a second administrator decides.
+        AwaitingSecondApproval = "awaiting_second_approval",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
+}
+
+impl ApplicationStatus {
+    /// Waiting for an administrator (first or second).
+    pub const PENDING: [ApplicationStatus; 2] = [
+        ApplicationStatus::Submitted,
+        ApplicationStatus::AwaitingSecondApproval,
+    ];
+}
+
+text_enum! {
     /// A voucher's state as stored: it is active until the expiry job expires it. (What its
     /// owner sees adds suspension, exhaustion and the wait for a contribution: [`VoucherStatus`].)
     pub enum VoucherState {

@@ -12,7 +12,7 @@ use voucherd_domain::budget::{FinancialYear, Organisation, SicSection, SizeBand}
 use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
 use voucherd_domain::ownership::{Check, Method, Note, Ownership};
-use voucherd_domain::{Money, SicCode};
+use voucherd_domain::{ApplicationStatus, Money, SicCode};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = applications)]
@@ -33,7 +33,7 @@ pub struct ApplicationRow {
     pub eligible: bool,
     /// JSON array of `{rule, passed, reason}`.
     pub checks: String,
-    pub status: String,
+    pub status: voucherd_domain::ApplicationStatus,
     pub live_company_number: Option<String>,
     pub decided_by: Option<String>,
     pub decided_at: Option<NaiveDateTime>,
@@ -137,10 +137,10 @@ pub enum Stage {
 
 impl Stage {
     /// The status an application has at this stage.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> ApplicationStatus {
         match self {
-            Stage::First => "submitted",
-            Stage::Second => "awaiting_second_approval",
+            Stage::First => ApplicationStatus::Submitted,
+            Stage::Second => ApplicationStatus::AwaitingSecondApproval,
         }
     }
 }
@@ -207,7 +207,7 @@ fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApp
 
 /// The statuses in which an application is still to be decided, and so may hold its number
 /// or have its ownership settled.
-const PENDING: [&str; 2] = ["submitted", "awaiting_second_approval"];
+const PENDING: [ApplicationStatus; 2] = ApplicationStatus::PENDING;
 
 /// A voucher past its expiry no longer makes its company live, whether or not the expiry job
 /// has run yet: its application lets go of the number.
@@ -337,10 +337,10 @@ impl Store {
             let changed = diesel::update(
                 applications::table
                     .filter(applications::id.eq(&row.application_id))
-                    .filter(applications::status.eq("submitted")),
+                    .filter(applications::status.eq(ApplicationStatus::Submitted)),
             )
             .set((
-                applications::status.eq("awaiting_second_approval"),
+                applications::status.eq(ApplicationStatus::AwaitingSecondApproval),
                 applications::updated_at.eq(at),
             ))
             .execute(c)?;
@@ -458,7 +458,7 @@ impl Store {
     ) -> StoreResult<(ApplicationRow, Option<String>)> {
         self.write(move |c| {
             let app = application(c, &application_id)?;
-            if !PENDING.contains(&app.status.as_str()) {
+            if !PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
                     "application_already_decided",
                     format!(
@@ -542,7 +542,7 @@ impl Store {
                     ),
                 ));
             }
-            if !PENDING.contains(&app.status.as_str()) {
+            if !PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
                     "application_already_decided",
                     format!(
@@ -589,7 +589,7 @@ impl Store {
                     .filter(applications::status.eq(&app.status)),
             )
             .set((
-                applications::status.eq("rejected"),
+                applications::status.eq(ApplicationStatus::Rejected),
                 applications::live_company_number.eq(None::<String>),
                 applications::decided_by.eq(Some(&actor_id)),
                 applications::decided_at.eq(Some(at)),
@@ -680,7 +680,9 @@ impl Store {
                 .optional()?
                 .ok_or(StoreError::NotFound("application"))?;
             if app.status != d.stage.status() {
-                return Err(StoreError::ApplicationNotPending { status: app.status });
+                return Err(StoreError::ApplicationNotPending {
+                    status: app.status.to_string(),
+                });
             }
             let first_approver = match d.stage {
                 Stage::First => None,
@@ -699,8 +701,8 @@ impl Store {
             };
             let at = now();
             let status = match d.verdict {
-                Verdict::Approve { .. } => "approved",
-                Verdict::Reject => "rejected",
+                Verdict::Approve { .. } => ApplicationStatus::Approved,
+                Verdict::Reject => ApplicationStatus::Rejected,
             };
             // Conditional on the status we read, so two concurrent decisions cannot both win.
             // The number is let go of here and held again below by an approval.
@@ -731,7 +733,7 @@ impl Store {
                 )
                 .set((
                     second_approvals::decided_by.eq(Some(&d.actor_id)),
-                    second_approvals::outcome.eq(Some(if status == "approved" {
+                    second_approvals::outcome.eq(Some(if status == ApplicationStatus::Approved {
                         "confirmed"
                     } else {
                         "rejected"

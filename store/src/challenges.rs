@@ -22,7 +22,7 @@ use voucherd_domain::challenge::{
 use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
-use voucherd_domain::Money;
+use voucherd_domain::{ApplicationStatus, Money};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
@@ -1027,7 +1027,7 @@ fn not_yet_open(ch: &ChallengeRow, now: NaiveDateTime, what: &str) -> StoreResul
 /// A company whose latest application was refused (rejected, or found not eligible as an
 /// SME) cannot enter as an SME; as a startup or spin-off it must give evidence, then checked.
 fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
-    let latest: Option<(String, bool, String)> = applications::table
+    let latest: Option<(ApplicationStatus, bool, String)> = applications::table
         .filter(applications::company_number.eq(company_number))
         .filter(applications::id.not_like("award-%"))
         .order((applications::created_at.desc(), applications::id.desc()))
@@ -1046,7 +1046,7 @@ fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
             .unwrap_or_default()
             .iter()
             .any(|r| r.rule.starts_with("sme_") && !r.passed);
-    if status == "rejected" || not_sme {
+    if status == ApplicationStatus::Rejected || not_sme {
         return Err(StoreError::Refused(
             "not_an_sme",
             "this company's application was refused: it cannot enter as an SME (a startup or university spin-off may enter with evidence, which is checked)".into(),
@@ -1540,7 +1540,7 @@ fn award_voucher(
             applications::subsidy_declarations.eq("[]"),
             applications::eligible.eq(true),
             applications::checks.eq("[]"),
-            applications::status.eq("approved"),
+            applications::status.eq(ApplicationStatus::Approved),
             applications::live_company_number.eq(None::<String>),
             applications::decided_at.eq(Some(at)),
             applications::decision_reason.eq(Some(format!("challenge award: {}", ch.title))),

@@ -57,7 +57,7 @@ const REPORTED_CODES: [&str; 4] = [
 #[derive(Debug, Clone, Queryable)]
 pub struct ApplicationFact {
     pub id: String,
-    pub status: String,
+    pub status: voucherd_domain::ApplicationStatus,
     pub checks: String,
     pub created_at: NaiveDateTime,
     pub decided_at: Option<NaiveDateTime>,

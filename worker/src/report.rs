@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::disclosure::{self, Cell, Published, Rules};
 use voucherd_domain::money::{format_pounds_2dp as pounds, format_pounds_display};
-use voucherd_domain::{stats, Region, SicCode};
+use voucherd_domain::{stats, ApplicationStatus, Region, SicCode};
 use voucherd_store::reports::{Inputs, ReportRow, VoucherFact};
 use voucherd_store::{Store, StoreError};
 
@@ -118,9 +118,12 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
         .filter(|a| a.decided_at.is_some_and(in_period))
         .collect();
     let apps = &received;
-    let count = |s: &str| decided.iter().filter(|a| a.status == s).count();
+    let count = |s: ApplicationStatus| decided.iter().filter(|a| a.status == s).count();
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
-    for a in apps.iter().filter(|a| a.status == "ineligible") {
+    for a in apps
+        .iter()
+        .filter(|a| a.status == ApplicationStatus::Ineligible)
+    {
         let checks: Vec<Value> = serde_json::from_str(&a.checks).unwrap_or_default();
         for c in checks.iter().filter(|c| c["passed"] == false) {
             *failed
@@ -221,9 +224,9 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
     let figures = json!({
         "applications": {
             "received": apps.len(),
-            "eligible": apps.iter().filter(|a| a.status != "ineligible").count(),
-            "approved": count("approved"),
-            "rejected": count("rejected"),
+            "eligible": apps.iter().filter(|a| a.status != ApplicationStatus::Ineligible).count(),
+            "approved": count(ApplicationStatus::Approved),
+            "rejected": count(ApplicationStatus::Rejected),
             "ineligible_by_rule": failed,
             "decision_hours": {
                 "median": as_hours(stats::median(&minutes)),
@@ -411,7 +414,7 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     json!({
         "disclosure_control": rules.describe(),
         "applications_received": headline(inputs.applications.len()),
-        "applications_approved": headline(inputs.applications.iter().filter(|a| a.status == "approved").count()),
+        "applications_approved": headline(inputs.applications.iter().filter(|a| a.status == ApplicationStatus::Approved).count()),
         "organisations_by_region_and_size": rows(&org_table, false),
         "spend_by_region_and_size": rows(&spend_table, true),
     })

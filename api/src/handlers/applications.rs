@@ -14,7 +14,7 @@ use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
 use voucherd_domain::incentive;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::ownership::{Note, Ownership};
-use voucherd_domain::{CompanyNumber, Money, Region, SicCode};
+use voucherd_domain::{ApplicationStatus, CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{
     ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
     Verdict,
@@ -142,9 +142,9 @@ pub async fn submit(
     let eligibility = state.config.eligibility.evaluate(&facts, today);
     let at = voucherd_store::now();
     let status = if eligibility.eligible {
-        "submitted"
+        ApplicationStatus::Submitted
     } else {
-        "ineligible"
+        ApplicationStatus::Ineligible
     };
     let row = ApplicationRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -164,7 +164,7 @@ pub async fn submit(
         eligible: eligibility.eligible,
         checks: serde_json::to_string(&eligibility.checks)
             .map_err(|e| ApiError::Internal(e.to_string()))?,
-        status: status.into(),
+        status,
         live_company_number: None,
         decided_by: None,
         decided_at: None,
@@ -189,22 +189,12 @@ pub struct ListQuery {
 }
 
 fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
-    if [
-        "submitted",
-        "ineligible",
-        "awaiting_second_approval",
-        "approved",
-        "rejected",
-    ]
-    .contains(&s)
-    {
+    if s.parse::<ApplicationStatus>().is_ok() {
         Ok(())
     } else {
         let mut e = validator::ValidationError::new("status");
-        e.message = Some(
-            "must be one of submitted, ineligible, awaiting_second_approval, approved, rejected"
-                .into(),
-        );
+        let known: Vec<&str> = ApplicationStatus::ALL.iter().map(|s| s.as_str()).collect();
+        e.message = Some(format!("must be one of {}", known.join(", ")).into());
         Err(e)
     }
 }
@@ -329,9 +319,10 @@ async fn plan_approval(
     let (app, _) = state.store.application(application_id).await?;
     // Already decided says more than any check of the amount would.
     if app.status != stage.status() {
-        return Err(
-            voucherd_store::StoreError::ApplicationNotPending { status: app.status }.into(),
-        );
+        return Err(voucherd_store::StoreError::ApplicationNotPending {
+            status: app.status.to_string(),
+        }
+        .into());
     }
     check_ownership(state, &app).await?;
     check_mfa_with_amount(state, &app, base).await?;
