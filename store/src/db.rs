@@ -367,7 +367,7 @@ struct Checkpointed {
 /// A PASSIVE checkpoint never restarts the log, though: SQLite rewinds it only when a writer
 /// starts after a checkpoint has copied every frame, and under steady load the usage writer has
 /// always appended more by then, so the file grew without bound (measured: 840 MB of log after
-/// about 40,000 proxied requests). Once the log passes [`WAL_RESTART_BYTES`], a TRUNCATE
+/// about 78,000 proxied requests). Once the log passes [`WAL_RESTART_BYTES`], a TRUNCATE
 /// checkpoint waits for the current writer, copies the few frames the PASSIVE ones left and
 /// empties the file, holding writers back only for that copy.
 fn checkpoint_in_background(store: &Store) -> StoreResult<()> {
