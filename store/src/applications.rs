@@ -194,6 +194,265 @@ fn with_voucher(c: &mut DbConn, id: &str) -> StoreResult<(ApplicationRow, Option
         .ok_or(StoreError::NotFound("application"))
 }
 
+/// One decision in one transaction: the application marked decided (only from the status it
+/// was read in), an approval's voucher granted, the decision audited and the applicant told.
+fn decide(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
+    let (app, first_approver) = pending_decision(c, d)?;
+    let at = now();
+    let status = match d.verdict {
+        Verdict::Approve { .. } => ApplicationStatus::Approved,
+        Verdict::Reject => ApplicationStatus::Rejected,
+    };
+    mark_decided(c, &app, d, status, first_approver.is_some(), at)?;
+    let before = app.ownership()?;
+    let voucher = match &d.verdict {
+        Verdict::Approve { .. } => Some(grant_voucher(c, &app, d, at)?),
+        Verdict::Reject => None,
+    };
+    audit_decision(
+        c,
+        &app,
+        d,
+        voucher.as_ref(),
+        first_approver.as_deref(),
+        before,
+    )?;
+    notify_decision(c, &app, voucher.as_ref(), &d.reason, at)?;
+    let app = application(c, &app.id)?;
+    Ok((app, voucher))
+}
+
+/// The application, if it is at the decision's stage, and its first approver at the second
+/// stage (who may not also be the second).
+fn pending_decision(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<String>)> {
+    let app = application(c, &d.application_id)?;
+    if app.status != d.stage.status() {
+        return Err(StoreError::ApplicationNotPending {
+            status: app.status.to_string(),
+        });
+    }
+    let first_approver = match d.stage {
+        Stage::First => None,
+        Stage::Second => {
+            let pending = pending_second(c, &app.id)?;
+            if pending.requested_by == d.actor_id {
+                return Err(StoreError::Approval(
+                    "same_approver",
+                    "the administrator who approved first cannot be the second: \
+                     another administrator must confirm or reject"
+                        .into(),
+                ));
+            }
+            Some(pending.requested_by)
+        }
+    };
+    Ok((app, first_approver))
+}
+
+/// Marks the application decided, conditional on the status it was read in, so two concurrent
+/// decisions cannot both win. Its company number is let go of here and held again by the
+/// approval's voucher.
+fn mark_decided(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    d: &Decision,
+    status: ApplicationStatus,
+    second: bool,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    let changed = diesel::update(
+        applications::table
+            .filter(applications::id.eq(&app.id))
+            .filter(applications::status.eq(d.stage.status())),
+    )
+    .set((
+        applications::status.eq(status),
+        applications::live_company_number.eq(None::<String>),
+        applications::decided_by.eq(Some(&d.actor_id)),
+        applications::decided_at.eq(Some(at)),
+        applications::decision_reason.eq(Some(&d.reason)),
+        applications::updated_at.eq(at),
+    ))
+    .execute(c)?;
+    if changed != 1 {
+        return Err(StoreError::ApplicationNotPending {
+            status: "decided".into(),
+        });
+    }
+    if second {
+        let outcome = if status == ApplicationStatus::Approved {
+            "confirmed"
+        } else {
+            "rejected"
+        };
+        diesel::update(
+            second_approvals::table
+                .find(&app.id)
+                .filter(second_approvals::outcome.is_null()),
+        )
+        .set((
+            second_approvals::decided_by.eq(Some(&d.actor_id)),
+            second_approvals::outcome.eq(Some(outcome)),
+            second_approvals::decided_at.eq(Some(at)),
+        ))
+        .execute(c)?;
+    }
+    Ok(())
+}
+
+/// An approval's voucher: checked against the Minimal Financial Assistance limit, funded from
+/// the year's budget line, with its consulting allowance and incentives.
+fn grant_voucher(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    d: &Decision,
+    at: NaiveDateTime,
+) -> StoreResult<VoucherRow> {
+    let Verdict::Approve {
+        voucher_id,
+        amount,
+        expires_at,
+        consulting,
+        incentives,
+        contribution,
+    } = &d.verdict
+    else {
+        return Err(StoreError::Invariant(
+            "a rejection grants no voucher".into(),
+        ));
+    };
+    confirm_at_approval(c, app, &d.actor_id, at, &d.reason)?;
+    // The voucher with its incentive extras is assistance: within the limit with everything
+    // declared and paid in the window, checked here with the payment so that two awards at
+    // once cannot both fit.
+    let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
+    if !mfa.passed {
+        return Err(StoreError::Refused("mfa_limit_exceeded", mfa.reason));
+    }
+    let account_id = format!("voucher-{voucher_id}");
+    ledger::create_account(c, &account_id, AccountKind::Voucher)?;
+    // From the year's matching budget line, or the fund when the year has none.
+    let line = budget::line_for(c, FinancialYear::containing(at.date()), &organisation(app)?)?;
+    budget::grant(
+        c,
+        line.as_ref(),
+        format!("grant-{}", app.id),
+        &account_id,
+        *amount,
+        format!("voucher for application {}", app.id),
+    )?;
+    let v = VoucherRow {
+        id: voucher_id.clone(),
+        application_id: app.id.clone(),
+        owner_id: app.applicant_id.clone(),
+        account_id,
+        company_number: app.company_number.clone(),
+        currency: "GBP".into(),
+        granted: amount.micros(),
+        status: voucherd_domain::VoucherState::Active,
+        expires_at: *expires_at,
+        created_at: at,
+        budget_line_id: line.map(|l| l.id),
+        contribution_micros: contribution.micros(),
+        contribution_paid_at: None,
+        suspended_at: None,
+        suspension_reason: None,
+    };
+    diesel::insert_into(vouchers::table).values(&v).execute(c)?;
+    crate::consulting::grant_minutes(c, &v.id, *consulting)?;
+    let applied: Vec<_> = incentives
+        .iter()
+        .cloned()
+        .map(|mut a| {
+            a.voucher_id = v.id.clone();
+            a
+        })
+        .collect();
+    crate::incentives::record_applied(c, &applied)?;
+    Ok(v)
+}
+
+/// The decision in the audit log, with the voucher an approval granted.
+fn audit_decision(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    d: &Decision,
+    voucher: Option<&VoucherRow>,
+    first_approver: Option<&str>,
+    before: Ownership,
+) -> StoreResult<()> {
+    audit::record(
+        c,
+        AuditEntry {
+            actor_id: Some(&d.actor_id),
+            action: if voucher.is_some() {
+                "application.approve"
+            } else {
+                "application.reject"
+            },
+            subject_type: "application",
+            subject_id: &app.id,
+            reason: Some(&d.reason),
+            details: match voucher {
+                Some(v) => serde_json::json!({
+                    "voucher_id": v.id,
+                    "amount_micros": v.granted,
+                    "expires_at": v.expires_at.to_string(),
+                    "first_approver": first_approver,
+                    "ownership_confirmed_by_approval": before == Ownership::Unconfirmed,
+                }),
+                None => serde_json::json!({ "first_approver": first_approver }),
+            },
+        },
+    )
+}
+
+/// Tells the applicant: approved with the voucher's amount and dates, or rejected with why.
+fn notify_decision(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    voucher: Option<&VoucherRow>,
+    reason: &str,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    let email = outbox::user_email(c, &app.applicant_id)?;
+    let (template, data) = match voucher {
+        Some(v) => (
+            "application_approved",
+            serde_json::json!({
+                "company_name": app.company_name,
+                "application_id": app.id,
+                "voucher_id": v.id,
+                "amount": Money::from_micros(v.granted)
+                    .map_err(|e| StoreError::Invariant(e.to_string()))?
+                    .to_string(),
+                "awarded_on": at.format("%-d %B %Y").to_string(),
+                "expires_on": v.expires_at.format("%-d %B %Y").to_string(),
+                "contribution": (v.contribution_micros > 0)
+                    .then(|| voucherd_domain::money::format_micros(v.contribution_micros)),
+            }),
+        ),
+        None => (
+            "application_rejected",
+            serde_json::json!({
+                "company_name": app.company_name,
+                "application_id": app.id,
+                "reason": reason,
+            }),
+        ),
+    };
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("application-decided:{}", app.id),
+            recipient: &email,
+            template,
+            data,
+        },
+    )?;
+    Ok(())
+}
+
 /// The open second approval of an application awaiting one.
 fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApprovalRow> {
     second_approvals::table
@@ -672,213 +931,6 @@ impl Store {
         &self,
         d: Decision,
     ) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
-        self.write(move |c| {
-            let app: ApplicationRow = applications::table
-                .find(&d.application_id)
-                .select(ApplicationRow::as_select())
-                .first(c)
-                .optional()?
-                .ok_or(StoreError::NotFound("application"))?;
-            if app.status != d.stage.status() {
-                return Err(StoreError::ApplicationNotPending {
-                    status: app.status.to_string(),
-                });
-            }
-            let first_approver = match d.stage {
-                Stage::First => None,
-                Stage::Second => {
-                    let pending = pending_second(c, &app.id)?;
-                    if pending.requested_by == d.actor_id {
-                        return Err(StoreError::Approval(
-                            "same_approver",
-                            "the administrator who approved first cannot be the second: \
-                             another administrator must confirm or reject"
-                                .into(),
-                        ));
-                    }
-                    Some(pending.requested_by)
-                }
-            };
-            let at = now();
-            let status = match d.verdict {
-                Verdict::Approve { .. } => ApplicationStatus::Approved,
-                Verdict::Reject => ApplicationStatus::Rejected,
-            };
-            // Conditional on the status we read, so two concurrent decisions cannot both win.
-            // The number is let go of here and held again below by an approval.
-            let changed = diesel::update(
-                applications::table
-                    .filter(applications::id.eq(&app.id))
-                    .filter(applications::status.eq(d.stage.status())),
-            )
-            .set((
-                applications::status.eq(status),
-                applications::live_company_number.eq(None::<String>),
-                applications::decided_by.eq(Some(&d.actor_id)),
-                applications::decided_at.eq(Some(at)),
-                applications::decision_reason.eq(Some(&d.reason)),
-                applications::updated_at.eq(at),
-            ))
-            .execute(c)?;
-            if changed != 1 {
-                return Err(StoreError::ApplicationNotPending {
-                    status: "decided".into(),
-                });
-            }
-            if first_approver.is_some() {
-                diesel::update(
-                    second_approvals::table
-                        .find(&app.id)
-                        .filter(second_approvals::outcome.is_null()),
-                )
-                .set((
-                    second_approvals::decided_by.eq(Some(&d.actor_id)),
-                    second_approvals::outcome.eq(Some(if status == ApplicationStatus::Approved {
-                        "confirmed"
-                    } else {
-                        "rejected"
-                    })),
-                    second_approvals::decided_at.eq(Some(at)),
-                ))
-                .execute(c)?;
-            }
-            let before = app.ownership()?;
-            let voucher = match d.verdict {
-                Verdict::Approve {
-                    voucher_id,
-                    amount,
-                    expires_at,
-                    consulting,
-                    incentives,
-                    contribution,
-                } => {
-                    confirm_at_approval(c, &app, &d.actor_id, at, &d.reason)?;
-                    // The voucher with its incentive extras is assistance: within the limit
-                    // with everything declared and paid in the window, checked here with the
-                    // payment so that two awards at once cannot both fit.
-                    let mfa = crate::mfa::check(
-                        c,
-                        &d.mfa_rules,
-                        &app.company_number,
-                        at,
-                        amount.micros(),
-                    )?;
-                    if !mfa.passed {
-                        return Err(StoreError::Refused("mfa_limit_exceeded", mfa.reason));
-                    }
-                    let account_id = format!("voucher-{voucher_id}");
-                    ledger::create_account(c, &account_id, AccountKind::Voucher)?;
-                    // From the year's matching budget line, or the fund when the year has none.
-                    let line = budget::line_for(
-                        c,
-                        FinancialYear::containing(at.date()),
-                        &organisation(&app)?,
-                    )?;
-                    budget::grant(
-                        c,
-                        line.as_ref(),
-                        format!("grant-{}", app.id),
-                        &account_id,
-                        amount,
-                        format!("voucher for application {}", app.id),
-                    )?;
-                    let v = VoucherRow {
-                        id: voucher_id,
-                        application_id: app.id.clone(),
-                        owner_id: app.applicant_id.clone(),
-                        account_id,
-                        company_number: app.company_number.clone(),
-                        currency: "GBP".into(),
-                        granted: amount.micros(),
-                        status: voucherd_domain::VoucherState::Active,
-                        expires_at,
-                        created_at: at,
-                        budget_line_id: line.map(|l| l.id),
-                        contribution_micros: contribution.micros(),
-                        contribution_paid_at: None,
-                        suspended_at: None,
-                        suspension_reason: None,
-                    };
-                    diesel::insert_into(vouchers::table).values(&v).execute(c)?;
-                    crate::consulting::grant_minutes(c, &v.id, consulting)?;
-                    let applied: Vec<_> = incentives
-                        .into_iter()
-                        .map(|mut a| {
-                            a.voucher_id = v.id.clone();
-                            a
-                        })
-                        .collect();
-                    crate::incentives::record_applied(c, &applied)?;
-                    Some(v)
-                }
-                Verdict::Reject => None,
-            };
-            audit::record(
-                c,
-                AuditEntry {
-                    actor_id: Some(&d.actor_id),
-                    action: if voucher.is_some() {
-                        "application.approve"
-                    } else {
-                        "application.reject"
-                    },
-                    subject_type: "application",
-                    subject_id: &app.id,
-                    reason: Some(&d.reason),
-                    details: match &voucher {
-                        Some(v) => serde_json::json!({
-                            "voucher_id": v.id,
-                            "amount_micros": v.granted,
-                            "expires_at": v.expires_at.to_string(),
-                            "first_approver": first_approver,
-                            "ownership_confirmed_by_approval":
-                                before == Ownership::Unconfirmed,
-                        }),
-                        None => serde_json::json!({ "first_approver": first_approver }),
-                    },
-                },
-            )?;
-            let email = outbox::user_email(c, &app.applicant_id)?;
-            let (template, data) = match &voucher {
-                Some(v) => (
-                    "application_approved",
-                    serde_json::json!({
-                        "company_name": app.company_name,
-                        "application_id": app.id,
-                        "voucher_id": v.id,
-                        "amount": Money::from_micros(v.granted)
-                            .map_err(|e| StoreError::Invariant(e.to_string()))?
-                            .to_string(),
-                        "awarded_on": at.format("%-d %B %Y").to_string(),
-                        "expires_on": v.expires_at.format("%-d %B %Y").to_string(),
-                        "contribution": (v.contribution_micros > 0)
-                            .then(|| voucherd_domain::money::format_micros(v.contribution_micros)),
-                    }),
-                ),
-                None => (
-                    "application_rejected",
-                    serde_json::json!({
-                        "company_name": app.company_name,
-                        "application_id": app.id,
-                        "reason": d.reason,
-                    }),
-                ),
-            };
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("application-decided:{}", app.id),
-                    recipient: &email,
-                    template,
-                    data,
-                },
-            )?;
-            let app = applications::table
-                .find(&app.id)
-                .select(ApplicationRow::as_select())
-                .first(c)?;
-            Ok((app, voucher))
-        })
-        .await
+        self.write(move |c| decide(c, &d)).await
     }
 }
