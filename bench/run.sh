@@ -207,7 +207,7 @@ for b in sqlite postgres; do
     "$(verdict "${!hot} >= 0.8 * ${!rps}")" "$pg"
   bt=BATCH_$b
   printf '  5. database statements per request, c=%s: %s (%s)   target <= 0.1: %s\n' "$CONNS" "${!st}" "${!bt}" "$(verdict "${!st} <= 0.1")"
-  [ $b = sqlite ] && echo "  SQLite write-ahead log after the load: ${WAL_MB} MB (emptied once it passes 64 MB)"
+  [ $b = sqlite ] && echo "  SQLite write-ahead log after the load: ${WAL_MB} MB (restarted once it passes 64 MB)"
   printf '  6. peak RSS, %s streams: %s MB (failed: %s)   target <= 100: %s; inter-chunk p99 %s ms vs nginx %s   target within 1 ms: %s\n' \
     "$STREAMS" "${!rss}" "${!sf}" "$(verdict "${!rss} <= 100")" "${!sp}" "$NGINX_STREAM_P99" "$(verdict "${!sp} <= $NGINX_STREAM_P99 + 1")"
 done
