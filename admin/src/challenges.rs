@@ -5,7 +5,7 @@
 
 use crate::api::{self, Answer, Failure};
 use crate::portal::{
-    csrf_refused, day, err, field, page, region_name, see_other, tidy_money, Form,
+    csrf_refused, day, err, field, page, region_name, see_other, status_of, tidy_money, Form,
 };
 use crate::render::not_found;
 use crate::render::{FieldError, View};
@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use voucherd_domain::challenge::Status;
 use voucherd_domain::{CompanyNumber, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
@@ -196,8 +197,9 @@ fn challenge_view(c: &Value) -> Value {
     let status = text(&c["status"]);
     json!({
         "id": c["id"], "title": c["title"], "theme": paragraphs(&c["theme"]),
-        "status": status, "tag": status_tag(status), "open": status == "open",
-        "decided": status == "decided",
+        "status": status, "tag": status_tag(status),
+        "open": status.parse() == Ok(Status::Open),
+        "decided": status.parse() == Ok(Status::Decided),
         "eligible": eligible_text(c), "pool": pounds(&c["award_pool"]),
         "pilot_places": c["pilot_places"], "assessors_per_entry": c["assessors_per_entry"],
         "recurrence": c["recurrence"], "previous_id": c["previous_id"],
@@ -353,7 +355,7 @@ async fn sme_view(
 /// the challenge is open and the viewer has no entry, the form to enter.
 fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError>) -> View {
     let id = text(&c["id"]);
-    let open = c["status"] == "open";
+    let open = status_of(&c["status"]) == Some(Status::Open);
     let entries: Vec<Value> = list(&mine["data"])
         .iter()
         .map(|e| {

@@ -147,22 +147,22 @@ impl Milestone {
     }
 }
 
-/// Where a challenge stands, derived from its milestones and the time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Announced; entries not yet accepted.
-    Upcoming,
-    /// Entries may be submitted and edited.
-    Open,
-    /// Entries are locked; assessors not yet assigned.
-    Closed,
-    /// Assessors score their allocated entries.
-    InAssessment,
-    /// Scores are in; the panel meets before decisions are released.
-    Panel,
-    /// Results are out.
-    Decided,
+crate::text_enum! {
+    /// Where a challenge stands, derived from its milestones and the time.
+    pub enum Status {
+        /// Announced; entries not yet accepted.
+        Upcoming = "upcoming",
+        /// Entries may be submitted and edited.
+        Open = "open",
+        /// Entries are locked; assessors not yet assigned.
+        Closed = "closed",
+        /// Assessors score their allocated entries.
+        InAssessment = "in_assessment",
+        /// Scores are in; the panel meets before decisions are released.
+        Panel = "panel",
+        /// Results are out.
+        Decided = "decided",
+    }
 }
 
 impl Milestones {
