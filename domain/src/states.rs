@@ -87,7 +87,8 @@ text_enum! {
 }
 
 impl ApplicationStatus {
-    /// Waiting for an administrator (first or second).
+    /// Waiting for an administrator (first or second): such an application may still hold its
+    /// company number or have its ownership settled.
     pub const PENDING: [ApplicationStatus; 2] = [
         ApplicationStatus::Submitted,
         ApplicationStatus::AwaitingSecondApproval,

@@ -205,10 +205,7 @@ fn decide(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<V
     };
     mark_decided(c, &app, d, status, first_approver.is_some(), at)?;
     let before = app.ownership()?;
-    let voucher = match &d.verdict {
-        Verdict::Approve { .. } => Some(grant_voucher(c, &app, d, at)?),
-        Verdict::Reject => None,
-    };
+    let voucher = grant_voucher(c, &app, d, at)?;
     audit_decision(
         c,
         &app,
@@ -300,14 +297,15 @@ fn mark_decided(
     Ok(())
 }
 
-/// An approval's voucher: checked against the Minimal Financial Assistance limit, funded from
-/// the year's budget line, with its consulting allowance and incentives.
+/// An approval's voucher (a rejection has none): checked against the Minimal Financial
+/// Assistance limit, funded from the year's budget line, with its consulting allowance and
+/// incentives.
 fn grant_voucher(
     c: &mut DbConn,
     app: &ApplicationRow,
     d: &Decision,
     at: NaiveDateTime,
-) -> StoreResult<VoucherRow> {
+) -> StoreResult<Option<VoucherRow>> {
     let Verdict::Approve {
         voucher_id,
         amount,
@@ -317,9 +315,7 @@ fn grant_voucher(
         contribution,
     } = &d.verdict
     else {
-        return Err(StoreError::Invariant(
-            "a rejection grants no voucher".into(),
-        ));
+        return Ok(None);
     };
     confirm_at_approval(c, app, &d.actor_id, at, &d.reason)?;
     // The voucher with its incentive extras is assistance: within the limit with everything
@@ -369,7 +365,7 @@ fn grant_voucher(
         })
         .collect();
     crate::incentives::record_applied(c, &applied)?;
-    Ok(v)
+    Ok(Some(v))
 }
 
 /// The decision in the audit log, with the voucher an approval granted.
@@ -463,10 +459,6 @@ fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApp
         .optional()?
         .ok_or(StoreError::NotFound("second approval"))
 }
-
-/// The statuses in which an application is still to be decided, and so may hold its number
-/// or have its ownership settled.
-const PENDING: [ApplicationStatus; 2] = ApplicationStatus::PENDING;
 
 /// A voucher past its expiry no longer makes its company live, whether or not the expiry job
 /// has run yet: its application lets go of the number.
@@ -717,7 +709,7 @@ impl Store {
     ) -> StoreResult<(ApplicationRow, Option<String>)> {
         self.write(move |c| {
             let app = application(c, &application_id)?;
-            if !PENDING.contains(&app.status) {
+            if !ApplicationStatus::PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
                     "application_already_decided",
                     format!(
@@ -801,7 +793,7 @@ impl Store {
                     ),
                 ));
             }
-            if !PENDING.contains(&app.status) {
+            if !ApplicationStatus::PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
                     "application_already_decided",
                     format!(
