@@ -1,17 +1,95 @@
-//! The pages' way to the REST API: a loopback call with the viewer's own access token, so the
-//! API's route table decides what each person may do, and its answers (problem+json with field
-//! paths included) are what the pages show.
+//! The pages' way into the typed core (`voucherd_api::service`): [`core`] gives a page the
+//! service state and its signed-in viewer, and [`answer`] and [`must`] turn what a service
+//! returned into a view or the page to answer with. Which roles may open a page is the route
+//! table's, enforced by the page guard (`crate::guard`) before the page runs; what a viewer
+//! may see is the service's.
+//!
+//! Pages not yet moved onto the core reach the API the old way, over loopback with the
+//! viewer's own access token ([`call`], [`get`]); their paths are checked by [`plausible`].
 
 use crate::render::{self, not_found, FieldError};
 use crate::session;
 use crate::PagesConfig;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::Value;
+use voucherd_api::auth::AuthUser;
+use voucherd_api::error::ApiError;
+use voucherd_api::state::AppState;
 
-/// What the API answered.
-pub enum Answer {
-    Ok(Value),
+/// The typed core as a page reaches it: the services' state and the signed-in viewer.
+pub struct Core {
+    pub state: web::Data<AppState>,
+    pub user: AuthUser,
+}
+
+/// The core for a page that needs a signed-in viewer (every page built on a route with
+/// roles: the page guard has already checked the viewer's role).
+pub fn core(req: &HttpRequest) -> Result<Core, Failure> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(Failure(Box::new(
+            HttpResponse::InternalServerError().finish(),
+        )));
+    };
+    let user = req
+        .extensions()
+        .get::<session::Viewer>()
+        .and_then(|v| v.0.clone());
+    match user {
+        Some(user) => Ok(Core { state, user }),
+        None => Err(Failure(Box::new(session::to_sign_in(req)))),
+    }
+}
+
+/// What a service returned, for a page: its view, a refusal the page explains (a field's
+/// error, a conflict of state), or the page to answer with instead: sign in, forbidden, not
+/// found, or "there is a problem with the service" (the cause is logged, never shown).
+pub fn answer<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<Answer<T>, Failure> {
+    let e = match result {
+        Ok(v) => return Ok(Answer::Ok(v)),
+        Err(e) => e,
+    };
+    match e {
+        ApiError::Unauthenticated => Err(Failure(Box::new(session::to_sign_in(req)))),
+        ApiError::Forbidden | ApiError::Denied { .. } => {
+            Err(Failure(Box::new(render::forbidden(req))))
+        }
+        ApiError::NotFound(_) => Err(Failure(Box::new(not_found(req)))),
+        ApiError::Internal(cause) => {
+            tracing::error!(%cause, "a page's request failed");
+            Err(Failure(Box::new(unavailable(req))))
+        }
+        ApiError::Unavailable | ApiError::Disabled { .. } | ApiError::BadGateway(_) => {
+            tracing::warn!(error = %e, "a page's request could not be served");
+            Err(Failure(Box::new(unavailable(req))))
+        }
+        ApiError::Validation(fields) => Ok(Answer::Refused {
+            detail: "the request has invalid fields".into(),
+            fields: fields.into_iter().map(|f| (f.field, f.message)).collect(),
+        }),
+        other => Ok(Answer::Refused {
+            detail: other.to_string(),
+            fields: Vec::new(),
+        }),
+    }
+}
+
+/// A service's view, insisting on success: any refusal becomes a problem page.
+pub fn must<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<T, Failure> {
+    match answer(req, result)? {
+        Answer::Ok(v) => Ok(v),
+        Answer::Refused { detail, .. } => Err(Failure(Box::new(render::message(
+            req,
+            StatusCode::BAD_REQUEST,
+            "There is a problem",
+            &capitalise(&detail),
+        )))),
+    }
+}
+
+/// What the API or a service answered.
+pub enum Answer<T = Value> {
+    Ok(T),
     /// A refusal the page can explain: its code, detail and field errors (path → message).
     Refused {
         detail: String,
@@ -19,7 +97,7 @@ pub enum Answer {
     },
 }
 
-impl Answer {
+impl<T> Answer<T> {
     /// Field errors mapped to form field ids by `id_of` (API path → field id).
     pub fn field_errors(&self, id_of: &dyn Fn(&str) -> String) -> Vec<FieldError> {
         match self {
@@ -57,11 +135,11 @@ fn label_of(path: &str) -> String {
 }
 
 /// Why a page could not be made: answered with a GOV.UK "there is a problem" page.
-pub struct Failure(HttpResponse);
+pub struct Failure(Box<HttpResponse>);
 
 impl Failure {
     pub fn into_response(self) -> HttpResponse {
-        self.0
+        *self.0
     }
 }
 
@@ -128,10 +206,10 @@ pub async fn call_with(
         return Ok(Answer::Ok(json));
     }
     match status {
-        401 => Err(Failure(session::to_sign_in(req))),
-        403 => Err(Failure(render::forbidden(req))),
-        404 => Err(Failure(not_found(req))),
-        500.. => Err(Failure(unavailable(req))),
+        401 => Err(Failure(Box::new(session::to_sign_in(req)))),
+        403 => Err(Failure(Box::new(render::forbidden(req)))),
+        404 => Err(Failure(Box::new(not_found(req)))),
+        500.. => Err(Failure(Box::new(unavailable(req)))),
         _ => Ok(Answer::Refused {
             detail: json["detail"].as_str().unwrap_or("").to_string(),
             fields: json["errors"]
@@ -160,10 +238,12 @@ async fn send(
     headers: &[(&str, &str)],
 ) -> Result<reqwest::Response, Failure> {
     let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
-        return Err(Failure(HttpResponse::InternalServerError().finish()));
+        return Err(Failure(Box::new(
+            HttpResponse::InternalServerError().finish(),
+        )));
     };
     if !plausible(path) {
-        return Err(Failure(not_found(req)));
+        return Err(Failure(Box::new(not_found(req))));
     }
     let mut r = cfg
         .client
@@ -189,7 +269,7 @@ async fn send(
     }
     r.send().await.map_err(|e| {
         tracing::error!(error = %e, %path, "the pages could not reach the API");
-        Failure(unavailable(req))
+        Failure(Box::new(unavailable(req)))
     })
 }
 
@@ -218,7 +298,7 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<SignIn, Failure>
             .json()
             .await
             .map(SignIn::Token)
-            .map_err(|_| Failure(unavailable(req))),
+            .map_err(|_| Failure(Box::new(unavailable(req)))),
         429 => Ok(SignIn::Throttled(
             resp.headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -227,7 +307,7 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<SignIn, Failure>
                 .unwrap_or(60),
         )),
         400..=499 => Ok(SignIn::Refused),
-        _ => Err(Failure(unavailable(req))),
+        _ => Err(Failure(Box::new(unavailable(req)))),
     }
 }
 
@@ -242,9 +322,9 @@ pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, 
     match resp.status().as_u16() {
         // Only an HTML answer is served as a page.
         200 if html => Ok(resp.text().await.ok()),
-        401 => Err(Failure(session::to_sign_in(req))),
-        403 => Err(Failure(render::forbidden(req))),
-        500.. => Err(Failure(unavailable(req))),
+        401 => Err(Failure(Box::new(session::to_sign_in(req)))),
+        403 => Err(Failure(Box::new(render::forbidden(req)))),
+        500.. => Err(Failure(Box::new(unavailable(req)))),
         _ => Ok(None),
     }
 }
@@ -253,12 +333,12 @@ pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, 
 pub async fn get(req: &HttpRequest, path: &str) -> Result<Value, Failure> {
     match call(req, reqwest::Method::GET, path, None).await? {
         Answer::Ok(v) => Ok(v),
-        Answer::Refused { detail, .. } => Err(Failure(render::message(
+        Answer::Refused { detail, .. } => Err(Failure(Box::new(render::message(
             req,
             StatusCode::BAD_REQUEST,
             "There is a problem",
             &capitalise(&detail),
-        ))),
+        )))),
     }
 }
 

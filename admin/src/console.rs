@@ -1,9 +1,9 @@
 //! The administrators' console: the queue of applications with their rule results, decisions
 //! with a confirmation step, the programme fund, the audit log and the job runs.
 
-use crate::api::{self, Answer, Failure};
+use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
-    csrf_refused, day, field, money_field, page, region_name, see_other, status_of, tag,
+    csrf_refused, date, day, field, money_field, page, region_name, see_other, status_of, tag,
     unconfirmed, Confirm, Form,
 };
 use crate::render::{FieldError, View};
@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use voucherd_api::service::vouchers;
 use voucherd_domain::{ApplicationStatus, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
@@ -617,39 +618,29 @@ async fn vouchers_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let filter = if company.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "&{}",
-            serde_urlencoded::to_string([("company_number", company)]).unwrap_or_default()
-        )
+    let Core { state, user } = page!(api::core(req));
+    let mut q = json!({"limit": 200});
+    if !company.is_empty() {
+        q["company_number"] = json!(company);
+    }
+    let listed = match voucherd_api::extract::input::<vouchers::VoucherQuery>(&q) {
+        Ok(q) => vouchers::list(&state, &user, q).await,
+        Err(e) => Err(e),
     };
-    let answer = page!(
-        api::call(
-            req,
-            Method::GET,
-            &format!("/api/v1/vouchers?limit=200{filter}"),
-            None
-        )
-        .await
-    );
-    let (list, mut errors) = match answer {
-        Answer::Ok(v) => (v["data"].as_array().cloned().unwrap_or_default(), errors),
+    let (list, mut errors) = match page!(api::answer(req, listed)) {
+        Answer::Ok(list) => (list, errors),
         refused => (Vec::new(), refused.field_errors(&|_| "company".to_string())),
     };
     errors.dedup_by(|a, b| a.id == b.id);
     let rows: Vec<Value> = list
-        .into_iter()
+        .iter()
         .map(|v| {
-            let status = v["status"].as_str().unwrap_or("").to_string();
-            let known = status.parse::<VoucherStatus>().ok();
             json!({
-                "id": v["id"], "company_number": v["company_number"], "granted": v["granted"],
-                "available": v["available"], "expires": day(&v["expires_at"]),
-                "tag": tag(&status), "suspended": known == Some(VoucherStatus::Suspended),
-                "expired": known == Some(VoucherStatus::Expired),
-                "suspension_reason": v["suspension"]["reason"],
+                "id": v.id, "company_number": v.company_number, "granted": v.granted,
+                "available": v.available, "expires": date(v.expires_at),
+                "tag": tag(v.status.as_str()), "suspended": v.status == VoucherStatus::Suspended,
+                "expired": v.status == VoucherStatus::Expired,
+                "suspension_reason": v.suspension.as_ref().map(|s| &s.reason),
             })
         })
         .collect();
@@ -679,33 +670,22 @@ impl VoucherAction {
         }
     }
 
-    /// (API route after the voucher, confirmation title, what follows, button, done banner)
-    fn words(
-        self,
-    ) -> (
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-    ) {
+    /// (confirmation title, what follows, button, done banner)
+    fn words(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             VoucherAction::Suspend => (
-                "suspension",
                 "Suspend this voucher?",
                 "Its keys are refused at once, whatever would pay, until it is reinstated.",
                 "Suspend the voucher",
                 "The voucher is suspended: its keys are refused until it is reinstated.",
             ),
             VoucherAction::Reinstate => (
-                "reinstatement",
                 "Reinstate this voucher?",
                 "Its keys work again at once.",
                 "Reinstate the voucher",
                 "The voucher is reinstated: its keys work again.",
             ),
             VoucherAction::Expire => (
-                "expiry",
                 "Expire this voucher now?",
                 "Its keys stop at once and its remainder is forfeited as soon as no request holds part of it. This cannot be undone.",
                 "Expire the voucher now",
@@ -728,7 +708,7 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
     } else {
         VoucherAction::parse(field(&form, "action"))
     };
-    let (route, title, text, button, done) = action.words();
+    let (title, text, button, done) = action.words();
     let company = field(&form, "company").to_string();
     if let Some(page) = unconfirmed(
         &req,
@@ -748,16 +728,21 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
     ) {
         return page;
     }
+    let Core { state, user } = page!(api::core(&req));
     let body = json!({"reason": field(&form, "reason")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/vouchers/{}/{}", api::seg(&id), api::seg(route)),
-            Some(&body)
-        )
-        .await
-    );
+    let done_to = match voucherd_api::extract::input::<vouchers::SuspensionRequest>(&body) {
+        Ok(body) => match action {
+            VoucherAction::Suspend => {
+                vouchers::set_suspension(&state, &user, &id, body, true).await
+            }
+            VoucherAction::Reinstate => {
+                vouchers::set_suspension(&state, &user, &id, body, false).await
+            }
+            VoucherAction::Expire => vouchers::expire_now(&state, &user, &id, body).await,
+        },
+        Err(e) => Err(e),
+    };
+    let answer = page!(api::answer(&req, done_to));
     match answer {
         Answer::Ok(_) => vouchers_view(&req, &company, Vec::new(), Some(done)).await,
         refused => {

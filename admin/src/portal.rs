@@ -1,7 +1,7 @@
 //! The SME portal: accounts, the application with its check-answers step, the application's
 //! rule results, and the voucher (balance, spend charts, statement, keys, payments).
 
-use crate::api::{self, Answer, Failure};
+use crate::api::{self, Answer, Core, Failure};
 use crate::render::{self, FieldError, View};
 use crate::session::{self, Viewer};
 use actix_web::http::{header, StatusCode};
@@ -9,8 +9,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use voucherd_api::handlers::Page;
+use voucherd_api::service::payments::{self, Started};
+use voucherd_api::service::{vouchers, IdempotencyKey};
 use voucherd_api::state::AppState;
-use voucherd_domain::{CompanyNumber, KeyMode, KeyStatus, Money, Region, Role, SicCode};
+use voucherd_api::views::{time, NewKeyView, Timestamp};
+use voucherd_domain::{CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus};
 
 pub type Form = web::Form<HashMap<String, String>>;
 
@@ -333,7 +337,12 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     }
     let me = page!(api::get(&req, "/api/v1/me").await);
     let apps = page!(api::get(&req, "/api/v1/applications?limit=50").await);
-    let vouchers = page!(api::get(&req, "/api/v1/vouchers?limit=50").await);
+    let Core { state, user } = page!(api::core(&req));
+    let q = vouchers::VoucherQuery {
+        limit: Some(50),
+        ..Default::default()
+    };
+    let vouchers = page!(api::must(&req, vouchers::list(&state, &user, q).await));
     let apps: Vec<Value> = apps["data"]
         .as_array()
         .cloned()
@@ -346,16 +355,13 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
             })
         })
         .collect();
-    let vouchers: Vec<Value> = vouchers["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let vouchers: Vec<Value> = vouchers
+        .iter()
         .map(|v| {
             json!({
-                "id": v["id"], "company_number": v["company_number"], "available": v["available"],
-                "granted": v["granted"], "expires": day(&v["expires_at"]),
-                "tag": tag(v["status"].as_str().unwrap_or("")),
+                "id": v.id, "company_number": v.company_number, "available": v.available,
+                "granted": v.granted, "expires": date(v.expires_at),
+                "tag": tag(v.status.as_str()),
             })
         })
         .collect();
@@ -417,6 +423,11 @@ pub fn check_region_and_sic(
             "Enter a UK SIC 2007 code from the Companies House list, like 62012",
         ));
     }
+}
+
+/// A time from the core as its day: "27 November 2026".
+pub fn date(t: Timestamp) -> String {
+    t.0.format("%-d %B %Y").to_string()
 }
 
 /// "2026-11-27T10:00:00.000000Z" → "27 November 2026".
@@ -762,12 +773,6 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn micros(v: &Value) -> i64 {
-    v.as_str()
-        .and_then(|s| Money::parse(s).ok())
-        .map_or(0, Money::micros)
-}
-
 pub async fn voucher(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     voucher_view(&req, &path.into_inner(), Vec::new(), None).await
 }
@@ -778,79 +783,58 @@ async fn voucher_view(
     errors: Vec<FieldError>,
     banner: Option<(String, bool)>,
 ) -> HttpResponse {
-    let v = page!(api::get(req, &format!("/api/v1/vouchers/{}", api::seg(id))).await);
-    let keys = page!(api::get(req, &format!("/api/v1/vouchers/{}/keys", api::seg(id))).await);
-    let usage = page!(
-        api::get(
-            req,
-            &format!("/api/v1/vouchers/{}/usage?limit=500", api::seg(id))
-        )
-        .await
-    );
-    let settings = page!(api::get(req, "/api/v1/payments/settings").await);
-    let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
-    let mut by_model: BTreeMap<String, i64> = BTreeMap::new();
+    let Core { state, user } = page!(api::core(req));
+    let v = page!(api::must(req, vouchers::get(&state, &user, id).await));
+    let keys = page!(api::must(req, vouchers::list_keys(&state, &user, id).await));
+    let usage = Page {
+        limit: Some(500),
+        offset: None,
+    };
+    let usage = page!(api::must(
+        req,
+        vouchers::usage(&state, &user, id, usage).await
+    ));
+    let settings = payments::settings(&state);
+    let mut by_day: BTreeMap<chrono::NaiveDate, i64> = BTreeMap::new();
+    let mut by_model: BTreeMap<&str, i64> = BTreeMap::new();
     // (key, model) → (requests, tokens in, tokens out, cost)
-    let mut by_key: BTreeMap<(String, String), (i64, i64, i64, i64)> = BTreeMap::new();
-    for u in usage["data"].as_array().cloned().unwrap_or_default() {
-        let cost = micros(&u["cost"]);
-        // Keyed by ISO date, so days sort in time order; labelled for people when drawn.
-        let iso = u["created_at"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(10)
-            .collect::<String>();
-        *by_day.entry(iso).or_default() += cost;
-        *by_model
-            .entry(u["model"].as_str().unwrap_or("").to_string())
-            .or_default() += cost;
-        let row = by_key
-            .entry((
-                u["key_id"].as_str().unwrap_or("").to_string(),
-                u["model"].as_str().unwrap_or("").to_string(),
-            ))
-            .or_default();
+    let mut by_key: BTreeMap<(&str, &str), (i64, i64, i64, i64)> = BTreeMap::new();
+    for u in &usage {
+        let cost = u.cost.micros();
+        *by_day.entry(u.created_at.0.date()).or_default() += cost;
+        *by_model.entry(&u.model).or_default() += cost;
+        let row = by_key.entry((&u.key_id, &u.model)).or_default();
         row.0 += 1;
-        row.1 += u["prompt_tokens"].as_i64().unwrap_or(0);
-        row.2 += u["completion_tokens"].as_i64().unwrap_or(0);
+        row.1 += u.prompt_tokens;
+        row.2 += u.completion_tokens;
         row.3 += cost;
     }
-    let keys: Vec<Value> = keys["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|k| {
-            let status = k["status"].as_str().unwrap_or("").to_string();
-            json!({
-                "id": k["id"], "name": k["name"], "prefix": k["prefix"], "mode": k["mode"],
-                "tag": tag(&status),
-                "active": status.parse() == Ok(KeyStatus::Active) && k["rotated_to"].is_null(),
-                "last_used": day(&k["last_used_at"]), "created": day(&k["created_at"]),
-            })
-        })
-        .collect();
-    let names: HashMap<String, String> = keys
+    let names: HashMap<&str, &str> = keys
         .iter()
-        .map(|k| {
-            (
-                k["id"].as_str().unwrap_or("").to_string(),
-                k["name"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|k| (k.id.as_str(), k.name.as_str()))
         .collect();
     let usage_rows: Vec<Value> = by_key
         .into_iter()
         .map(|((key, model), (n, input, output, cost))| {
             json!({
-                "key": names.get(&key).cloned().unwrap_or(key), "model": model, "requests": n,
+                "key": names.get(key).copied().unwrap_or(key), "model": model, "requests": n,
                 "input": input, "output": output,
                 "cost": voucherd_domain::money::format_micros(cost),
             })
         })
         .collect();
-    let status = v["status"].as_str().unwrap_or("").to_string();
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id, "name": k.name, "prefix": k.prefix, "mode": k.mode,
+                "tag": tag(k.status.as_str()),
+                "active": k.usable(),
+                "last_used": k.last_used_at.map(date).unwrap_or_default(),
+                "created": date(k.created_at),
+            })
+        })
+        .collect();
     let mut nonce = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let mut view = View::new("voucher", format!("Voucher {id}"))
@@ -859,10 +843,11 @@ async fn voucher_view(
         .with(
             "voucher",
             json!({
-                "id": v["id"], "granted": v["granted"], "spent": v["spent"], "held": v["held"],
-                "available": v["available"], "expires": day(&v["expires_at"]),
-                "tag": tag(&status), "awaiting_contribution": status == "awaiting_contribution",
-                "contribution": v["contribution"]["amount"],
+                "id": v.id, "granted": v.granted, "spent": v.spent, "held": v.held,
+                "available": v.available, "expires": date(v.expires_at),
+                "tag": tag(v.status.as_str()),
+                "awaiting_contribution": v.status == VoucherStatus::AwaitingContribution,
+                "contribution": v.contribution.as_ref().map(|c| c.amount),
             }),
         )
         .with("keys", Value::Array(keys))
@@ -874,17 +859,23 @@ async fn voucher_view(
                         "Spend per day",
                         by_day
                             .into_iter()
-                            .map(|(d, v)| (day(&json!(format!("{d}T00:00:00Z"))), v))
+                            .map(|(d, v)| (d.format("%-d %B %Y").to_string(), v))
                             .collect(),
                     ),
-                    chart("Spend per model", by_model.into_iter().collect()),
+                    chart(
+                        "Spend per model",
+                        by_model
+                            .into_iter()
+                            .map(|(m, v)| (m.to_string(), v))
+                            .collect(),
+                    ),
                 ]
                 .into_iter()
                 .filter(|c| !c.is_null())
                 .collect(),
             ),
         )
-        .with("payments", settings.clone())
+        .with("payments", json!(settings))
         .back("/portal")
         .errors(errors);
     if let Some((text, success)) = banner {
@@ -893,13 +884,14 @@ async fn voucher_view(
     view.render(req)
 }
 
-/// The whole statement as CSV, read from the API page by page: one line per request, grant,
-/// bonus, top-up, refund and forfeit, with the running balance.
+/// The whole statement as CSV, read page by page: one line per request, grant, bonus,
+/// top-up, refund and forfeit, with the running balance.
 pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let Core { state, user } = page!(api::core(&req));
     let id = path.into_inner();
     let mut csv = String::from("date,description,detail,paid_from,amount_gbp,balance_gbp,id\r\n");
-    let cell = |v: &Value| {
-        let s = v.as_str().unwrap_or("").replace('"', "\"\"");
+    let cell = |s: &str| {
+        let s = s.replace('"', "\"\"");
         // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe
         // (amounts are numbers: a spreadsheet reads "-0.01" as one).
         let s = if s.starts_with(['=', '+', '@', '\t', '\r'])
@@ -913,31 +905,31 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
     };
     let mut after: Option<String> = None;
     loop {
-        let path = match &after {
-            None => format!("/api/v1/vouchers/{}/statement?limit=1000", api::seg(&id)),
-            Some(c) => format!(
-                "/api/v1/vouchers/{}/statement?limit=1000&after={c}",
-                api::seg(&id)
-            ),
+        let q = vouchers::StatementQuery {
+            limit: Some(1000),
+            after: after.take(),
         };
-        let page = page!(api::get(&req, &path).await);
-        for l in page["data"].as_array().cloned().unwrap_or_default() {
+        let page = page!(api::must(
+            &req,
+            vouchers::statement(&state, &user, &id, q).await
+        ));
+        for l in &page.data {
             csv.push_str(
                 &[
-                    cell(&l["at"]),
-                    cell(&l["description"]),
-                    cell(&l["detail"]),
-                    cell(&l["source"]),
-                    cell(&l["amount"]),
-                    cell(&l["balance"]),
-                    cell(&l["id"]),
+                    cell(&time(l.at.0)),
+                    cell(l.description),
+                    cell(&l.detail),
+                    cell(l.source),
+                    cell(&l.amount.to_string()),
+                    cell(&l.balance.to_string()),
+                    cell(&l.id),
                 ]
                 .join(","),
             );
             csv.push_str("\r\n");
         }
-        match page["next"].as_str() {
-            Some(next) => after = Some(next.to_string()),
+        match page.next {
+            Some(next) => after = Some(next),
             None => break,
         }
     }
@@ -951,11 +943,11 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
         .body(csv)
 }
 
-fn key_created(req: &HttpRequest, voucher_id: &str, key: &Value) -> HttpResponse {
+fn key_created(req: &HttpRequest, voucher_id: &str, key: &NewKeyView) -> HttpResponse {
     View::new("key_created", "Your new API key")
         .with(
             "key",
-            json!({"secret": key["key"], "name": key["name"], "prefix": key["prefix"]}),
+            json!({"secret": key.key, "name": key.view.name, "prefix": key.view.prefix}),
         )
         .with("voucher_id", json!(voucher_id))
         .render(req)
@@ -965,20 +957,16 @@ pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let Core { state, user } = page!(api::core(&req));
     let id = path.into_inner();
     // The form's radios say `test` or `live`; anything else is the default, a live key.
     let mode = field(&form, "mode").parse::<KeyMode>().unwrap_or_default();
     let body = json!({"name": field(&form, "name"), "mode": mode});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/vouchers/{}/keys", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
-    match answer {
+    let made = match voucherd_api::extract::input::<vouchers::CreateKeyRequest>(&body) {
+        Ok(body) => vouchers::create_key(&state, &user, &id, body).await,
+        Err(e) => Err(e),
+    };
+    match page!(api::answer(&req, made)) {
         Answer::Ok(key) => key_created(&req, &id, &key),
         refused => {
             let errors = refused.field_errors(&|p| format!("key_{p}"));
@@ -1008,9 +996,10 @@ pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     ) {
         return page;
     }
-    let path = format!("/api/v1/keys/{}", api::seg(&key_id));
-    match page!(api::call(&req, Method::DELETE, &path, None).await) {
-        Answer::Ok(_) => {
+    let Core { state, user } = page!(api::core(&req));
+    let revoked = vouchers::revoke_key(&state, &user, &key_id).await;
+    match page!(api::answer(&req, revoked)) {
+        Answer::Ok(()) => {
             let done = "The key was revoked: it no longer works.";
             voucher_view(&req, &voucher, Vec::new(), Some((done.into(), true))).await
         }
@@ -1025,17 +1014,10 @@ pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let Core { state, user } = page!(api::core(&req));
     let voucher = field(&form, "voucher_id").to_string();
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/keys/{}/rotate", api::seg(&path.into_inner())),
-            Some(&json!({}))
-        )
-        .await
-    );
-    match answer {
+    let rotated = vouchers::rotate_key(&state, &user, &path, Default::default()).await;
+    match page!(api::answer(&req, rotated)) {
         Answer::Ok(key) => key_created(&req, &voucher, &key),
         refused => {
             voucher_view(
@@ -1054,9 +1036,9 @@ pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -
 const CHECKOUT: &str = "https://checkout.stripe.com/";
 
 /// Sends the SME to Stripe's payment page, or back to the voucher with the error.
-async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer) -> HttpResponse {
+async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer<Started>) -> HttpResponse {
     match answer {
-        Answer::Ok(p) => match p["checkout_url"].as_str() {
+        Answer::Ok(started) => match started.payment.checkout_url.as_deref() {
             Some(url) if url.starts_with(CHECKOUT) => see_other(url),
             Some(url) => {
                 tracing::error!(%url, "a checkout address outside Stripe's was refused");
@@ -1083,20 +1065,18 @@ pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let Core { state, user } = page!(api::core(&req));
     let voucher = field(&form, "voucher_id").to_string();
     let body = json!({"amount": money_field(&form, "amount")});
     // One payment per page shown: a double click does not start two.
-    let key = format!("page-{}", field(&form, "nonce"));
-    let answer = page!(
-        api::call_with(
-            &req,
-            Method::POST,
-            "/api/v1/topups",
-            Some(&body),
-            &[("Idempotency-Key", &key)]
-        )
-        .await
-    );
+    let started = match (
+        IdempotencyKey::parse(&format!("page-{}", field(&form, "nonce"))),
+        voucherd_api::extract::input::<payments::TopUpRequest>(&body),
+    ) {
+        (Ok(key), Ok(body)) => payments::create_top_up(&state, &user, Some(key), body).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let answer = page!(api::answer(&req, started));
     to_checkout(&req, &voucher, answer).await
 }
 
@@ -1108,15 +1088,9 @@ pub async fn pay_contribution(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let Core { state, user } = page!(api::core(&req));
     let id = path.into_inner();
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/vouchers/{}/contribution", api::seg(&id)),
-            Some(&json!({}))
-        )
-        .await
-    );
+    let started = payments::pay_contribution(&state, &user, &id).await;
+    let answer = page!(api::answer(&req, started));
     to_checkout(&req, &id, answer).await
 }

@@ -50,6 +50,17 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
     }
 }
 
+/// A service's input from a page's answers, read and checked exactly as the same JSON body
+/// sent to the API would be: the same field paths in its errors, the same `validator` rules.
+pub fn input<T: DeserializeOwned + Validate>(body: &serde_json::Value) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let value = parse_json::<T>(&bytes)?;
+    value
+        .validate()
+        .map_err(|e| ApiError::Validation(flatten(&e)))?;
+    Ok(value)
+}
+
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// The REST API's body limit in bytes, kept in app data beside actix's `PayloadConfig`.

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod sandbox;
+pub mod service;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;

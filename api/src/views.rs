@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::Ownership;
-use voucherd_domain::{KeyStatus, VoucherState, VoucherStatus};
+use voucherd_domain::{KeyMode, KeyStatus, VoucherState, VoucherStatus};
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -142,37 +143,90 @@ pub fn voucher_status(v: &VoucherRow, totals: &Totals) -> VoucherStatus {
     }
 }
 
-/// A voucher's balance. `unposted` is usage already recorded under leases that have not
-/// closed yet: it counts as spent at once, not as held. `spent` is usage only: a remainder
-/// forfeited at expiry and credit taken back by a refund are shown apart.
-pub fn voucher(v: &VoucherRow, a: &AccountRow, unposted: i64, withdrawn: Withdrawn) -> Value {
-    let mut t = a.totals();
-    t.debits_posted += unposted;
-    t.debits_pending -= unposted;
-    let spent = t.debits_posted - withdrawn.forfeited_micros - withdrawn.refunded_micros;
-    serde_json::json!({
-        "id": v.id,
-        "status": voucher_status(v, &t),
-        "currency": v.currency,
-        "granted": format_micros(t.credits_posted),
-        "spent": format_micros(spent),
-        "forfeited": format_micros(withdrawn.forfeited_micros),
-        "refunded": format_micros(withdrawn.refunded_micros),
-        "held": format_micros(t.debits_pending),
-        "available": format_micros(t.available()),
-        "expires_at": time(v.expires_at),
-        "suspension": v.suspended_at.map(|at| serde_json::json!({
-            "at": time(at),
-            "reason": v.suspension_reason,
-        })),
-        "contribution": (v.contribution_micros > 0).then(|| serde_json::json!({
-            "amount": format_micros(v.contribution_micros),
-            "paid_at": opt_time(v.contribution_paid_at),
-        })),
-        "application_id": v.application_id,
-        "company_number": v.company_number,
-        "created_at": time(v.created_at),
-    })
+/// A time on the wire: RFC 3339 in UTC with microseconds, as [`time`] writes it. Pages read
+/// the time itself and format it for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub NaiveDateTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&time(self.0))
+    }
+}
+
+fn at(t: NaiveDateTime) -> Timestamp {
+    Timestamp(t)
+}
+
+fn opt_at(t: Option<NaiveDateTime>) -> Option<Timestamp> {
+    t.map(Timestamp)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuspensionView {
+    pub at: Timestamp,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContributionView {
+    pub amount: Amount,
+    pub paid_at: Option<Timestamp>,
+}
+
+/// A voucher and its balance. `spent` is usage only: a remainder forfeited at expiry and
+/// credit taken back by a refund are shown apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoucherView {
+    pub id: String,
+    pub status: VoucherStatus,
+    pub currency: String,
+    pub granted: Amount,
+    pub spent: Amount,
+    pub forfeited: Amount,
+    pub refunded: Amount,
+    pub held: Amount,
+    pub available: Amount,
+    pub expires_at: Timestamp,
+    pub suspension: Option<SuspensionView>,
+    pub contribution: Option<ContributionView>,
+    pub application_id: String,
+    pub company_number: String,
+    pub created_at: Timestamp,
+}
+
+impl VoucherView {
+    /// `unposted` is usage already recorded under leases that have not closed yet: it counts
+    /// as spent at once, not as held.
+    pub fn new(v: &VoucherRow, a: &AccountRow, unposted: i64, withdrawn: Withdrawn) -> VoucherView {
+        let mut t = a.totals();
+        t.debits_posted += unposted;
+        t.debits_pending -= unposted;
+        let spent = t.debits_posted - withdrawn.forfeited_micros - withdrawn.refunded_micros;
+        VoucherView {
+            id: v.id.clone(),
+            status: voucher_status(v, &t),
+            currency: v.currency.clone(),
+            granted: Amount(t.credits_posted),
+            spent: Amount(spent),
+            forfeited: Amount(withdrawn.forfeited_micros),
+            refunded: Amount(withdrawn.refunded_micros),
+            held: Amount(t.debits_pending),
+            available: Amount(t.available()),
+            expires_at: at(v.expires_at),
+            suspension: v.suspended_at.map(|t| SuspensionView {
+                at: at(t),
+                reason: v.suspension_reason.clone(),
+            }),
+            contribution: (v.contribution_micros > 0).then(|| ContributionView {
+                amount: Amount(v.contribution_micros),
+                paid_at: opt_at(v.contribution_paid_at),
+            }),
+            application_id: v.application_id.clone(),
+            company_number: v.company_number.clone(),
+            created_at: at(v.created_at),
+        }
+    }
 }
 
 /// What a statement line is, in words.
@@ -190,31 +244,82 @@ fn statement_kind(kind: &str) -> &'static str {
     }
 }
 
-pub fn statement_line(l: &StatementLine, balance_micros: i64) -> Value {
-    serde_json::json!({
-        "at": time(l.at),
-        "id": l.id,
-        "kind": l.kind,
-        "description": statement_kind(&l.kind),
-        "detail": l.detail,
-        "source": l.source,
-        "amount": format_micros(l.amount_micros),
-        "balance": format_micros(balance_micros),
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementLineView {
+    pub at: Timestamp,
+    pub id: String,
+    pub kind: String,
+    pub description: &'static str,
+    pub detail: String,
+    pub source: &'static str,
+    pub amount: Amount,
+    pub balance: Amount,
 }
 
-pub fn transfer(t: &TransferRow, account_id: &str) -> Value {
-    serde_json::json!({
-        "id": t.id,
-        "kind": t.kind,
-        "code": t.code,
-        "direction": if t.debit_account_id == account_id { "debit" } else { "credit" },
-        "amount": format_micros(t.amount),
-        "pending_id": t.pending_id,
-        "memo": t.memo,
-        "timeout_at": opt_time(t.timeout_at),
-        "created_at": time(t.created_at),
-    })
+impl StatementLineView {
+    pub fn new(l: &StatementLine, balance_micros: i64) -> StatementLineView {
+        StatementLineView {
+            at: at(l.at),
+            id: l.id.clone(),
+            kind: l.kind.clone(),
+            description: statement_kind(&l.kind),
+            detail: l.detail.clone(),
+            source: l.source,
+            amount: Amount(l.amount_micros),
+            balance: Amount(balance_micros),
+        }
+    }
+}
+
+/// One page of a voucher's statement, oldest first, with the running balance.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementView {
+    pub opening_balance: Amount,
+    pub closing_balance: Amount,
+    pub data: Vec<StatementLineView>,
+    /// The cursor of the next page (`?after=`), while more lines follow.
+    pub next: Option<String>,
+}
+
+/// Which way a transfer moved money for the account it is listed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Debit,
+    Credit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferView {
+    pub id: String,
+    pub kind: String,
+    pub code: String,
+    pub direction: Direction,
+    pub amount: Amount,
+    pub pending_id: Option<String>,
+    pub memo: String,
+    pub timeout_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl TransferView {
+    pub fn new(t: &TransferRow, account_id: &str) -> TransferView {
+        TransferView {
+            id: t.id.clone(),
+            kind: t.kind.clone(),
+            code: t.code.clone(),
+            direction: if t.debit_account_id == account_id {
+                Direction::Debit
+            } else {
+                Direction::Credit
+            },
+            amount: Amount(t.amount),
+            pending_id: t.pending_id.clone(),
+            memo: t.memo.clone(),
+            timeout_at: opt_at(t.timeout_at),
+            created_at: at(t.created_at),
+        }
+    }
 }
 
 pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
@@ -229,27 +334,68 @@ pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
     }
 }
 
-pub fn key(k: &ApiKeyRow) -> Value {
-    serde_json::json!({
-        "id": k.id,
-        "voucher_id": k.voucher_id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "status": key_status(k),
-        "mode": k.mode,
-        "allowed_models": k.allowed_models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
-        "rpm": k.rpm,
-        "tpm": k.tpm,
-        "max_concurrent": k.max_concurrent,
-        "monthly_spend_cap": k.monthly_spend_cap.map(format_micros),
-        "expires_at": opt_time(k.expires_at),
-        "rotated_to": k.rotated_to,
-        "created_at": time(k.created_at),
-        "last_used_at": opt_time(k.last_used_at),
-        "revoked_at": opt_time(k.revoked_at),
-        "suspended_at": opt_time(k.suspended_at),
-        "suspension_reason": k.suspension_reason,
-    })
+/// An API key as its owner and the programme see it (never the key itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub voucher_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub status: KeyStatus,
+    pub mode: KeyMode,
+    pub allowed_models: Option<Vec<String>>,
+    pub rpm: Option<i32>,
+    pub tpm: Option<i32>,
+    pub max_concurrent: Option<i32>,
+    pub monthly_spend_cap: Option<Amount>,
+    pub expires_at: Option<Timestamp>,
+    pub rotated_to: Option<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub suspended_at: Option<Timestamp>,
+    pub suspension_reason: Option<String>,
+}
+
+impl KeyView {
+    pub fn new(k: &ApiKeyRow) -> KeyView {
+        KeyView {
+            id: k.id.clone(),
+            voucher_id: k.voucher_id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            status: key_status(k),
+            mode: k.mode,
+            allowed_models: k
+                .allowed_models
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_concurrent: k.max_concurrent,
+            monthly_spend_cap: k.monthly_spend_cap.map(Amount),
+            expires_at: opt_at(k.expires_at),
+            rotated_to: k.rotated_to.clone(),
+            created_at: at(k.created_at),
+            last_used_at: opt_at(k.last_used_at),
+            revoked_at: opt_at(k.revoked_at),
+            suspended_at: opt_at(k.suspended_at),
+            suspension_reason: k.suspension_reason.clone(),
+        }
+    }
+
+    /// Whether the key works now: active and not replaced by a rotation.
+    pub fn usable(&self) -> bool {
+        self.status == KeyStatus::Active && self.rotated_to.is_none()
+    }
+}
+
+/// A key just minted: its view and the key itself, shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewKeyView {
+    #[serde(flatten)]
+    pub view: KeyView,
+    pub key: String,
 }
 
 pub fn price(p: &PriceRow) -> Value {
@@ -263,24 +409,51 @@ pub fn price(p: &PriceRow) -> Value {
     })
 }
 
-pub fn usage(u: &UsageRow) -> Value {
-    serde_json::json!({
-        "id": u.id,
-        "request_id": u.request_id,
-        "key_id": u.api_key_id,
-        "model": u.model,
-        "prompt_tokens": u.prompt_tokens,
-        "cached_prompt_tokens": u.cached_prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "cost": format_micros(u.cost),
-        "price": {
-            "version": u.price_id,
-            "input_per_million": format_micros(u.input_per_million),
-            "cached_input_per_million": format_micros(u.cached_input_per_million),
-            "output_per_million": format_micros(u.output_per_million),
-        },
-        "hold_id": u.hold_id,
-        "transfer_id": u.post_id,
-        "created_at": time(u.created_at),
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceSnapshot {
+    pub version: String,
+    pub input_per_million: Amount,
+    pub cached_input_per_million: Amount,
+    pub output_per_million: Amount,
+}
+
+/// One metered request with the price it was charged at.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageView {
+    pub id: String,
+    pub request_id: String,
+    pub key_id: String,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub cached_prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: Amount,
+    pub price: PriceSnapshot,
+    pub hold_id: String,
+    pub transfer_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+impl UsageView {
+    pub fn new(u: &UsageRow) -> UsageView {
+        UsageView {
+            id: u.id.clone(),
+            request_id: u.request_id.clone(),
+            key_id: u.api_key_id.clone(),
+            model: u.model.clone(),
+            prompt_tokens: u.prompt_tokens,
+            cached_prompt_tokens: u.cached_prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cost: Amount(u.cost),
+            price: PriceSnapshot {
+                version: u.price_id.clone(),
+                input_per_million: Amount(u.input_per_million),
+                cached_input_per_million: Amount(u.cached_input_per_million),
+                output_per_million: Amount(u.output_per_million),
+            },
+            hold_id: u.hold_id.clone(),
+            transfer_id: u.post_id.clone(),
+            created_at: at(u.created_at),
+        }
+    }
 }

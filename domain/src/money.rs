@@ -191,8 +191,53 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// A signed amount in micro-units as the ledger shows it: a statement line (debits are
+/// negative), a running balance. Unlike [`Money`] it is never input, only shown; on the wire
+/// it is the same decimal string, with a leading `-` when negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Amount(pub i64);
+
+impl Amount {
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Pounds and pence for reading: "£2,499.99", "-£1.50".
+    pub fn pounds(self) -> String {
+        format_pounds_display(self.0)
+    }
+}
+
+impl From<Money> for Amount {
+    fn from(m: Money) -> Amount {
+        Amount(m.0)
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_micros(self.0))
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_micros(self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signed_amount_is_shown_like_money() {
+        assert_eq!(
+            serde_json::to_string(&Amount(-1_500_000)).unwrap(),
+            "\"-1.50\""
+        );
+        assert_eq!(Amount(2_499_990_000).pounds(), "£2,499.99");
+        assert_eq!(Amount(-1_500_000).pounds(), "-£1.50");
+    }
+
     #[test]
     fn report_amounts_are_pounds_and_pence() {
         assert_eq!(format_pounds_2dp(133_820_000_000), "133820.00");

@@ -425,7 +425,7 @@ async fn decided(
     let voucher_json = match voucher {
         Some(v) => {
             let (v, a) = state.store.voucher(v.id.clone()).await?;
-            Some(views::voucher(&v, &a, 0, Default::default()))
+            Some(views::VoucherView::new(&v, &a, 0, Default::default()))
         }
         None => None,
     };

@@ -208,7 +208,7 @@ pub async fn allowance(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, _) = crate::handlers::vouchers::visible(&state, &user, path.into_inner()).await?;
+    let (v, _) = crate::service::vouchers::visible(&state, &user, &path).await?;
     let a = state.store.consulting_allowance(v.id.clone()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "voucher_id": v.id,

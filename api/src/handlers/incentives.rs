@@ -116,7 +116,7 @@ pub async fn for_voucher(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, _) = crate::handlers::vouchers::visible(&state, &user, path.into_inner()).await?;
+    let (v, _) = crate::service::vouchers::visible(&state, &user, &path).await?;
     let rows = state.store.voucher_incentives(v.id.clone()).await?;
     let data: Vec<_> = rows
         .iter()

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use validator::Validate;
 
 /// `?limit=&offset=` on list routes; bounded so no request can ask for everything.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate)]
 pub struct Page {
     #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
     pub limit: Option<i64>,

@@ -57,5 +57,5 @@ pub async fn reinstate_key(
     // At once here; other instances within their key cache's time to live.
     state.key_cache.forget(&id);
     let (k, _) = state.store.key(id).await?;
-    Ok(HttpResponse::Ok().json(views::key(&k)))
+    Ok(HttpResponse::Ok().json(views::KeyView::new(&k)))
 }

@@ -19,26 +19,13 @@ pub struct DepositRequest {
 
 /// The optional `Idempotency-Key` header: a retried deposit with the same key is not counted
 /// twice; the same key with a different amount is refused.
-pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    match req.headers().get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => {
-            let key = v.to_str().unwrap_or("");
-            let ok = !key.is_empty()
-                && key.len() <= 100
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-            if ok {
-                Ok(Some(key.to_string()))
-            } else {
-                Err(ApiError::field(
-                    "Idempotency-Key",
-                    "must be 1 to 100 characters of letters, digits, - _ . :",
-                ))
-            }
-        }
-    }
+pub(crate) fn idempotency_key(
+    req: &HttpRequest,
+) -> Result<Option<crate::service::IdempotencyKey>, ApiError> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|v| crate::service::IdempotencyKey::parse(v.to_str().unwrap_or("")))
+        .transpose()
 }
 
 pub async fn deposit(

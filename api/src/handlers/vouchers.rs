@@ -1,66 +1,24 @@
+//! Vouchers and keys over HTTP: adapters over [`crate::service::vouchers`].
+
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::handlers::{query, Page};
-use crate::keys;
+use crate::service::vouchers as service;
+pub use crate::service::vouchers::{
+    CreateKeyRequest, RotateKeyRequest, StatementQuery, SuspensionRequest, VoucherQuery,
+};
 use crate::state::AppState;
-use crate::views;
+use crate::views::List;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, SubsecRound, Utc};
-use serde::Deserialize;
-use validator::Validate;
-use voucherd_domain::{KeyMode, Money, VoucherStatus};
-use voucherd_store::keys::ApiKeyRow;
-use voucherd_store::ledger::AccountRow;
-use voucherd_store::vouchers::VoucherRow;
-
-/// A voucher the caller may see: its owner's, or any for an administrator. Others get 404.
-pub(crate) async fn visible(
-    state: &AppState,
-    user: &AuthUser,
-    id: String,
-) -> Result<(VoucherRow, AccountRow), ApiError> {
-    let (v, a) = state.store.voucher(id).await?;
-    if !user.is_admin() && v.owner_id != user.id {
-        return Err(ApiError::NotFound("voucher"));
-    }
-    Ok((v, a))
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct VoucherQuery {
-    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
-    pub limit: Option<i64>,
-    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
-    pub offset: Option<i64>,
-    /// Only this company's vouchers (normalised as Companies House writes it).
-    pub company_number: Option<voucherd_domain::CompanyNumber>,
-}
 
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q: VoucherQuery = query(&req)?;
-    let owner = (!user.is_admin()).then_some(user.id);
-    let rows = state
-        .store
-        .find_vouchers(
-            owner,
-            q.company_number.map(|n| n.as_str().to_string()),
-            q.limit.unwrap_or(100),
-            q.offset.unwrap_or(0),
-        )
-        .await?;
-    let mut data = Vec::with_capacity(rows.len());
-    for (v, a) in &rows {
-        let unposted = state.store.unposted_usage(a.id.clone()).await?;
-        let withdrawn = state.store.withdrawn(a.id.clone()).await?;
-        data.push(views::voucher(v, a, unposted, withdrawn));
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = service::list(&state, &user, query(&req)?).await?;
+    Ok(HttpResponse::Ok().json(List { data }))
 }
 
 pub async fn get(
@@ -68,8 +26,7 @@ pub async fn get(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, a) = visible(&state, &user, path.into_inner()).await?;
-    voucher_view(&state, &v, &a).await
+    Ok(HttpResponse::Ok().json(service::get(&state, &user, &path).await?))
 }
 
 /// The voucher's ledger entries, newest first.
@@ -80,45 +37,11 @@ pub async fn transactions(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
-    let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let rows = state
-        .store
-        .account_transfers(v.account_id.clone(), page.limit(), page.offset())
-        .await?;
-    let data: Vec<_> = rows
-        .iter()
-        .map(|t| views::transfer(t, &v.account_id))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = service::transactions(&state, &user, &path, page).await?;
+    Ok(HttpResponse::Ok().json(List { data }))
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct StatementQuery {
-    #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
-    pub limit: Option<i64>,
-    /// The `next` of the previous page.
-    #[validate(length(max = 200, message = "is not a statement cursor"))]
-    pub after: Option<String>,
-}
-
-/// A statement cursor: the last line's time (microseconds since the epoch) and id.
-fn parse_cursor(cursor: &str) -> Result<(chrono::NaiveDateTime, String), ApiError> {
-    let bad = || ApiError::field("after", "is not a statement cursor");
-    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = chrono::DateTime::from_timestamp_micros(micros)
-        .ok_or_else(bad)?
-        .naive_utc();
-    if id.is_empty() {
-        return Err(bad());
-    }
-    Ok((at, id.to_string()))
-}
-
-/// The voucher's statement, oldest first: one line per request (its settled cost), grants,
-/// bonuses, top-ups, refunds and the forfeit, each with the running balance. Paged by cursor
-/// (`next`), so the whole statement can be read however long it is.
+/// The voucher's statement, oldest first, paged by cursor.
 pub async fn statement(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -126,31 +49,7 @@ pub async fn statement(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: StatementQuery = query(&req)?;
-    let after = q.after.as_deref().map(parse_cursor).transpose()?;
-    let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let page = state
-        .store
-        .statement(v.id, after, q.limit.unwrap_or(100))
-        .await?;
-    let mut balance = page.opening_micros;
-    let data: Vec<_> = page
-        .lines
-        .iter()
-        .map(|l| {
-            balance += l.amount_micros;
-            views::statement_line(l, balance)
-        })
-        .collect();
-    let next = match (page.more, page.lines.last()) {
-        (true, Some(l)) => Some(format!("{}.{}", l.at.and_utc().timestamp_micros(), l.id)),
-        _ => None,
-    };
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "opening_balance": voucherd_domain::money::format_micros(page.opening_micros),
-        "closing_balance": voucherd_domain::money::format_micros(balance),
-        "data": data,
-        "next": next,
-    })))
+    Ok(HttpResponse::Ok().json(service::statement(&state, &user, &path, q).await?))
 }
 
 /// Metered requests against the voucher, newest first, each with its price snapshot.
@@ -161,57 +60,9 @@ pub async fn usage(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
-    let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let rows = state
-        .store
-        .usage_for_voucher(v.id, page.limit(), page.offset())
-        .await?;
-    let data: Vec<_> = rows.iter().map(views::usage).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = service::usage(&state, &user, &path, page).await?;
+    Ok(HttpResponse::Ok().json(List { data }))
 }
-
-fn valid_models(models: &[String]) -> Result<(), validator::ValidationError> {
-    if models
-        .iter()
-        .all(|m| crate::handlers::prices::valid_model(m))
-    {
-        Ok(())
-    } else {
-        let mut e = validator::ValidationError::new("model");
-        e.message = Some("each must be 1 to 100 letters, digits or - . _ :".into());
-        Err(e)
-    }
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKeyRequest {
-    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
-    pub name: String,
-    /// `test` keys call the sandbox and spend the organisation's free test allowance.
-    #[serde(default)]
-    pub mode: KeyMode,
-    #[validate(
-        length(min = 1, max = 50, message = "must list 1 to 50 models"),
-        custom(function = "valid_models")
-    )]
-    pub allowed_models: Option<Vec<String>>,
-    #[validate(range(min = 1, max = 100_000, message = "must be between 1 and 100000"))]
-    pub rpm: Option<i32>,
-    #[validate(range(
-        min = 1,
-        max = 100_000_000,
-        message = "must be between 1 and 100000000"
-    ))]
-    pub tpm: Option<i32>,
-    #[validate(range(min = 1, max = 1_000, message = "must be between 1 and 1000"))]
-    pub max_concurrent: Option<i32>,
-    pub monthly_spend_cap: Option<Money>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// The most that a key's own expiry may lie ahead.
-const MAX_KEY_DAYS: i64 = 3 * 366;
 
 /// Mints a key for the caller's own active voucher. The key is in this response only.
 pub async fn create_key(
@@ -220,79 +71,7 @@ pub async fn create_key(
     path: web::Path<String>,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.name.trim().to_string();
-    if name.is_empty() {
-        return Err(ApiError::field("name", "must not be blank"));
-    }
-    if body.monthly_spend_cap.is_some_and(Money::is_zero) {
-        return Err(ApiError::field("monthly_spend_cap", "must be more than 0"));
-    }
-    let now = voucherd_store::now();
-    let expires_at = match body.expires_at.map(|t| t.naive_utc().trunc_subsecs(6)) {
-        Some(t) if t <= now => return Err(ApiError::field("expires_at", "must be in the future")),
-        Some(t) if t > now + chrono::Duration::days(MAX_KEY_DAYS) => {
-            return Err(ApiError::field(
-                "expires_at",
-                format!("must be within {MAX_KEY_DAYS} days"),
-            ))
-        }
-        other => other,
-    };
-    let (v, a) = visible(&state, &user, path.into_inner()).await?;
-    if views::voucher_status(&v, &a.totals()) == VoucherStatus::Expired {
-        return Err(ApiError::conflict(
-            "voucher_expired",
-            "keys cannot be created for an expired voucher",
-        ));
-    }
-    let test_mode = body.mode == KeyMode::Test;
-    if test_mode {
-        // Granted once per organisation, the first time it makes a test key.
-        state
-            .store
-            .ensure_test_allowance(v.owner_id.clone(), state.config.test_allowance)
-            .await?;
-    }
-    let minted = keys::mint(test_mode);
-    let row = ApiKeyRow {
-        id: keys::new_id(),
-        voucher_id: v.id,
-        name,
-        prefix: minted.prefix.clone(),
-        key_hash: minted.hash.clone(),
-        created_by: user.id,
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        mode: if test_mode {
-            KeyMode::Test
-        } else {
-            KeyMode::Live
-        },
-        allowed_models: body
-            .allowed_models
-            .map(|m| serde_json::to_string(&m).unwrap_or_default()),
-        rpm: body.rpm,
-        tpm: body.tpm,
-        max_concurrent: body.max_concurrent,
-        monthly_spend_cap: body.monthly_spend_cap.map(Money::micros),
-        expires_at,
-        rotated_to: None,
-        suspended_at: None,
-        suspension_reason: None,
-    };
-    let row = state.store.create_key(row).await?;
-    let mut json = views::key(&row);
-    json["key"] = serde_json::Value::String(minted.secret);
-    Ok(HttpResponse::Created().json(json))
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct RotateKeyRequest {
-    /// How long the old key keeps working, so deployments can switch over (default 1 hour).
-    #[validate(range(max = 604_800, message = "must be at most 604800 (7 days)"))]
-    pub grace_seconds: Option<u32>,
+    Ok(HttpResponse::Created().json(service::create_key(&state, &user, &path, body).await?))
 }
 
 /// Issues a replacement with the same settings; the old key stops after the grace period.
@@ -302,41 +81,7 @@ pub async fn rotate_key(
     path: web::Path<String>,
     ApiJson(body): ApiJson<RotateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (old, v) = state.store.key(path.into_inner()).await?;
-    if v.owner_id != user.id {
-        return Err(ApiError::NotFound("key"));
-    }
-    let minted = keys::mint(old.mode == KeyMode::Test);
-    let now = voucherd_store::now();
-    let new = ApiKeyRow {
-        id: keys::new_id(),
-        prefix: minted.prefix.clone(),
-        key_hash: minted.hash.clone(),
-        created_by: user.id.clone(),
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        rotated_to: None,
-        suspended_at: None,
-        suspension_reason: None,
-        ..old.clone()
-    };
-    let grace = chrono::Duration::seconds(i64::from(body.grace_seconds.unwrap_or(3_600)));
-    let row = state
-        .store
-        .rotate_key(old.id.clone(), new, now + grace, user.id)
-        .await
-        .map_err(|e| match e {
-            voucherd_store::StoreError::KeyNotRotatable => ApiError::conflict(
-                "key_not_rotatable",
-                "a revoked or already rotated key cannot be rotated",
-            ),
-            other => other.into(),
-        })?;
-    state.key_cache.forget(&old.id);
-    let mut json = views::key(&row);
-    json["key"] = serde_json::Value::String(minted.secret);
-    Ok(HttpResponse::Created().json(json))
+    Ok(HttpResponse::Created().json(service::rotate_key(&state, &user, &path, body).await?))
 }
 
 pub async fn list_keys(
@@ -344,10 +89,8 @@ pub async fn list_keys(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (v, _) = visible(&state, &user, path.into_inner()).await?;
-    let rows = state.store.keys_for_voucher(v.id).await?;
-    let data: Vec<_> = rows.iter().map(views::key).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = service::list_keys(&state, &user, &path).await?;
+    Ok(HttpResponse::Ok().json(List { data }))
 }
 
 /// Revokes a key. Repeating it is harmless (204 again) and records nothing new.
@@ -356,31 +99,19 @@ pub async fn revoke_key(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (k, v) = state.store.key(path.into_inner()).await?;
-    if !user.is_admin() && v.owner_id != user.id {
-        return Err(ApiError::NotFound("key"));
-    }
-    state.store.revoke_key(k.id.clone(), user.id).await?;
-    // Here at once; other instances within their key cache's time to live.
-    state.key_cache.forget(&k.id);
+    service::revoke_key(&state, &user, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct SuspensionRequest {
-    pub reason: crate::extract::Reason,
-}
-
-/// Suspends a voucher: its keys are refused (on every instance within the key cache's second)
-/// until it is reinstated. Audited with the reason.
+/// Suspends a voucher until it is reinstated. Audited with the reason.
 pub async fn suspend(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    set_suspension(state, user, path.into_inner(), body, true).await
+    let v = service::set_suspension(&state, &user, &path, body, true).await?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
 /// Reinstates a suspended voucher, with the reason.
@@ -390,55 +121,16 @@ pub async fn reinstate(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    set_suspension(state, user, path.into_inner(), body, false).await
+    let v = service::set_suspension(&state, &user, &path, body, false).await?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
-async fn set_suspension(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    id: String,
-    body: SuspensionRequest,
-    suspend: bool,
-) -> Result<HttpResponse, ApiError> {
-    let reason = body.reason.into_inner();
-    state
-        .store
-        .set_suspension(id.clone(), suspend, reason, user.id)
-        .await?;
-    // At once on this instance; other instances' caches expire within their second.
-    state.key_cache.forget_voucher(&id);
-    let (v, a) = state.store.voucher(id).await?;
-    voucher_view(&state, &v, &a).await
-}
-
-/// The voucher as the API shows it, with its unposted usage and what left it otherwise.
-async fn voucher_view(
-    state: &AppState,
-    v: &voucherd_store::vouchers::VoucherRow,
-    a: &voucherd_store::ledger::AccountRow,
-) -> Result<HttpResponse, ApiError> {
-    let unposted = state.store.unposted_usage(a.id.clone()).await?;
-    let withdrawn = state.store.withdrawn(a.id.clone()).await?;
-    Ok(HttpResponse::Ok().json(views::voucher(v, a, unposted, withdrawn)))
-}
-
-/// Expires a voucher now (an administrator's decision, audited with the reason): its keys
-/// stop at once, its company may apply again, and its remainder is forfeited as soon as no
-/// request holds part of it.
+/// Expires a voucher now, audited with the reason.
 pub async fn expire_now(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.reason.into_inner();
-    let id = path.into_inner();
-    state
-        .store
-        .expire_voucher_now(id.clone(), user.id, reason, state.clock.now())
-        .await?;
-    // At once on this instance; other instances' caches expire within their second.
-    state.key_cache.forget_voucher(&id);
-    let (v, a) = state.store.voucher(id).await?;
-    voucher_view(&state, &v, &a).await
+    Ok(HttpResponse::Ok().json(service::expire_now(&state, &user, &path, body).await?))
 }
