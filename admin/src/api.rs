@@ -74,6 +74,17 @@ pub fn answer<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<Answe
     }
 }
 
+/// Runs a service on input read from a page's answers (`body`, the JSON the API would take)
+/// exactly as the API reads it: the same field paths in its errors, the same rules.
+pub async fn with_input<T, R, F, Fut>(body: &Value, service: F) -> Result<R, ApiError>
+where
+    T: serde::de::DeserializeOwned + validator::Validate,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
+{
+    service(voucherd_api::extract::input::<T>(body)?).await
+}
+
 /// A service's view, insisting on success: any refusal becomes a problem page.
 pub fn must<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<T, Failure> {
     match answer(req, result)? {

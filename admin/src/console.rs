@@ -3,8 +3,8 @@
 
 use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
-    csrf_refused, date, day, field, money_field, page, region_name, see_other, status_of, tag,
-    unconfirmed, Confirm, Form,
+    csrf_refused, date, day, field, money_field, page, region_name, see_other, tag, unconfirmed,
+    Confirm, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::http::header;
@@ -12,7 +12,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use voucherd_api::service::vouchers;
+use voucherd_api::service::{applications, vouchers};
+use voucherd_api::views::{ApplicationView, SecondApprovalView};
 use voucherd_domain::{ApplicationStatus, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
@@ -33,30 +34,29 @@ pub async fn queue(req: HttpRequest) -> HttpResponse {
         .map(String::as_str)
         .filter(|s| STATUSES.contains(s))
         .unwrap_or("submitted");
-    let filter = if status == "all" {
-        String::new()
-    } else {
-        format!("&status={status}")
+    let Core { state, user } = page!(api::core(&req));
+    let q = applications::ListQuery {
+        status: (status != "all").then(|| status.to_string()),
+        limit: Some(200),
+        offset: None,
     };
-    let apps = page!(api::get(&req, &format!("/api/v1/applications?limit=200{filter}")).await);
-    let rows: Vec<Value> = apps["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
+    let rows: Vec<Value> = apps
+        .iter()
         .map(|a| {
-            let checks = a["eligibility"]["checks"].as_array().cloned().unwrap_or_default();
-            let failed: Vec<String> = checks
+            let failed: Vec<String> = a
+                .eligibility
+                .checks
                 .iter()
-                .filter(|c| c["passed"] == false)
-                .map(|c| c["rule"].as_str().unwrap_or("").replace('_', " "))
+                .filter(|c| !c.passed)
+                .map(|c| c.rule.replace('_', " "))
                 .collect();
             json!({
-                "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
-                "region": region_name(a["region"].as_str().unwrap_or("")),
-                "tag": tag(a["status"].as_str().unwrap_or("")),
+                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
+                "region": region_name(&a.region),
+                "tag": tag(a.status.as_str()),
                 "rules": if failed.is_empty() { "All passed".to_string() } else { format!("Failed: {}", failed.join(", ")) },
-                "submitted": day(&a["created_at"]),
+                "submitted": date(a.created_at),
             })
         })
         .collect();
@@ -78,7 +78,8 @@ async fn application_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let a = page!(api::get(req, &format!("/api/v1/applications/{}", api::seg(id))).await);
+    let Core { state, user } = page!(api::core(req));
+    let a = page!(api::must(req, applications::get(&state, &user, id).await));
     // Every form on the page reads its own answers; templates are strict, so each is present.
     let mut all = empty_decision();
     for (k, v) in [empty_second(), empty_ownership(), values]
@@ -89,42 +90,37 @@ async fn application_view(
         all[k] = v.clone();
     }
     let values = all;
-    let checks = crate::portal::rule_results(&a);
-    let declarations: Vec<Value> = a["subsidy_declarations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let checks = crate::portal::rule_results(&a.eligibility.checks);
     let mut view = View::new(
         "console_application",
-        format!(
-            "Application from {}",
-            a["company_name"].as_str().unwrap_or("")
-        ),
+        format!("Application from {}", a.company_name),
     )
     .with(
         "application",
         json!({
-            "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
-            "employees": a["employees"], "annual_turnover": a["annual_turnover"],
-            "balance_sheet_total": a["balance_sheet_total"],
-            "region": region_name(a["region"].as_str().unwrap_or("")), "sic_code": a["sic_code"],
-            "trading_since": a["trading_since"], "use_case": a["use_case"],
-            "tag": tag(a["status"].as_str().unwrap_or("")),
-            "pending": status_of(&a["status"]) == Some(ApplicationStatus::Submitted),
-            "awaiting": status_of(&a["status"]) == Some(ApplicationStatus::AwaitingSecondApproval),
-            "eligible": a["eligibility"]["eligible"],
-            "decision_reason": a["decision"]["reason"],
-            "voucher_id": a["voucher_id"],
-            "submitted": day(&a["created_at"]),
+            "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
+            "employees": a.employees, "annual_turnover": a.annual_turnover,
+            "balance_sheet_total": a.balance_sheet_total,
+            "region": region_name(&a.region), "sic_code": a.sic_code,
+            "trading_since": a.trading_since, "use_case": a.use_case,
+            "tag": tag(a.status.as_str()),
+            "pending": a.status == ApplicationStatus::Submitted,
+            "awaiting": a.status == ApplicationStatus::AwaitingSecondApproval,
+            "eligible": a.eligibility.eligible,
+            "decision_reason": a.decision.as_ref().map(|d| &d.reason),
+            "voucher_id": a.voucher_id,
+            "submitted": date(a.created_at),
         }),
     )
     .with(
         "second_approval",
-        second_approval_view(&a["second_approval"]),
+        a.second_approval
+            .as_ref()
+            .map_or(Value::Null, second_approval_view),
     )
     .with("ownership", ownership_view(&a))
     .with("checks", checks)
-    .with("declarations", Value::Array(declarations))
+    .with("declarations", json!(a.subsidy_declarations))
     .with("values", values)
     .back("/console")
     .errors(errors);
@@ -137,41 +133,37 @@ async fn application_view(
 /// Whether the applicant was found to own the company, as the page shows it, with what may
 /// still be done: ownership settled and the number released only while the application is
 /// still to be decided (release: only without a voucher).
-fn ownership_view(a: &Value) -> Value {
-    let o = &a["ownership"];
-    let state = o["state"].as_str().unwrap_or("");
+fn ownership_view(a: &ApplicationView) -> Value {
+    let o = &a.ownership;
     let pending = matches!(
-        a["status"].as_str(),
-        Some("submitted" | "awaiting_second_approval")
+        a.status,
+        ApplicationStatus::Submitted | ApplicationStatus::AwaitingSecondApproval
     );
     json!({
-        "tag": match state {
+        "tag": match o.state {
             "confirmed" => json!({"text": "confirmed", "colour": "green"}),
             "refused" => json!({"text": "refused", "colour": "red"}),
             _ => json!({"text": "not checked", "colour": "yellow"}),
         },
-        "text": match state {
+        "text": match o.state {
             "confirmed" => "The applicant owns the company: checked by an administrator.",
             "refused" => "An administrator found that the applicant does not own the company.",
             _ => "Nobody has checked that the applicant owns the company. Until an administrator confirms it, this application does not stop other applications for the company. Approving it records your check.",
         },
-        "by": o["by"], "at": day(&o["at"]), "note": o["note"],
-        "holds_number": a["holds_company_number"],
+        "by": o.by, "at": o.at.map(date).unwrap_or_default(), "note": o.note,
+        "holds_number": a.holds_company_number,
         "can_decide": pending,
-        "can_release": pending && a["voucher_id"].is_null(),
+        "can_release": pending && a.voucher_id.is_none(),
     })
 }
 
 /// The first approval of an application that needs two, as the page shows it.
-fn second_approval_view(s: &Value) -> Value {
-    if s.is_null() {
-        return Value::Null;
-    }
+fn second_approval_view(s: &SecondApprovalView) -> Value {
     json!({
-        "requested_by": s["requested_by"], "requested_at": day(&s["requested_at"]),
-        "reason": s["reason"], "amount": s["amount"], "total": s["total"],
-        "valid_days": s["valid_days"],
-        "outcome": s["outcome"], "decided_by": s["decided_by"],
+        "requested_by": s.requested_by, "requested_at": date(s.requested_at),
+        "reason": s.reason, "amount": s.amount, "total": s.total,
+        "valid_days": s.valid_days,
+        "outcome": s.outcome, "decided_by": s.decided_by,
     })
 }
 
@@ -251,20 +243,12 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
             body["valid_days"] = json!(days);
         }
     }
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/applications/{}/decision", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| applications::decide(&state, &user, &id, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(a) => {
-            let outcome = if status_of(&a["application"]["status"])
-                == Some(ApplicationStatus::AwaitingSecondApproval)
-            {
+            let outcome = if a.application.status == ApplicationStatus::AwaitingSecondApproval {
                 "second"
             } else {
                 "1"
@@ -347,15 +331,12 @@ pub async fn second_approval(
         return page;
     }
     let body = json!({"decision": decision, "reason": field(&form, "second_reason")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/applications/{}/second-approval", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| {
+        applications::second_approval(&state, &user, &id, b)
+    })
+    .await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => see_other(&format!("/console/applications/{id}?decided=1")),
         refused => {
@@ -404,15 +385,9 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
         return application_view(&req, &id, values, errors, None).await;
     }
     let body = json!({"confirmed": confirmed == "yes", "note": field(&form, "ownership_note")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/applications/{}/ownership", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| applications::ownership(&state, &user, &id, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => see_other(&format!(
             "/console/applications/{id}?ownership={}",
@@ -464,15 +439,9 @@ pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> H
         return page;
     }
     let body = json!({"reason": field(&form, "release_reason")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/applications/{}/release", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| applications::release(&state, &user, &id, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => see_other(&format!("/console/applications/{id}?released=1")),
         refused => {

@@ -11,9 +11,10 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use voucherd_api::handlers::Page;
 use voucherd_api::service::payments::{self, Started};
-use voucherd_api::service::{vouchers, IdempotencyKey};
+use voucherd_api::service::{applications, vouchers, IdempotencyKey};
 use voucherd_api::state::AppState;
 use voucherd_api::views::{time, NewKeyView, Timestamp};
+use voucherd_domain::eligibility::RuleResult;
 use voucherd_domain::{CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus};
 
 pub type Form = web::Form<HashMap<String, String>>;
@@ -336,22 +337,23 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         return r;
     }
     let me = page!(api::get(&req, "/api/v1/me").await);
-    let apps = page!(api::get(&req, "/api/v1/applications?limit=50").await);
     let Core { state, user } = page!(api::core(&req));
     let q = vouchers::VoucherQuery {
         limit: Some(50),
         ..Default::default()
     };
     let vouchers = page!(api::must(&req, vouchers::list(&state, &user, q).await));
-    let apps: Vec<Value> = apps["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let q = applications::ListQuery {
+        limit: Some(50),
+        ..Default::default()
+    };
+    let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
+    let apps: Vec<Value> = apps
+        .iter()
         .map(|a| {
             json!({
-                "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
-                "tag": tag(a["status"].as_str().unwrap_or("")), "submitted": day(&a["created_at"]),
+                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
+                "tag": tag(a.status.as_str()), "submitted": date(a.created_at),
             })
         })
         .collect();
@@ -386,23 +388,17 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
 }
 
 /// An application's eligibility rule results, as rows: rule, tag, reason.
-pub fn rule_results(application: &Value) -> Value {
-    Value::Array(
-        application["eligibility"]["checks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                let passed = c["passed"].as_bool().unwrap_or(false);
-                json!({
-                    "rule": c["rule"].as_str().unwrap_or("").replace('_', " "),
-                    "tag": tag(if passed { "passed" } else { "failed" }),
-                    "reason": c["reason"],
-                })
+pub fn rule_results(checks: &[RuleResult]) -> Value {
+    checks
+        .iter()
+        .map(|c| {
+            json!({
+                "rule": c.rule.replace('_', " "),
+                "tag": tag(if c.passed { "passed" } else { "failed" }),
+                "reason": c.reason,
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
 
 /// Checks a form's `region` and `sic_code` answers as the API will.
@@ -676,13 +672,11 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let Core { state, user } = page!(api::core(&req));
     let body = application_body(&form);
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/applications", Some(&body)).await);
-    match answer {
-        Answer::Ok(app) => see_other(&format!(
-            "/portal/applications/{}?sent=1",
-            app["id"].as_str().unwrap_or("")
-        )),
+    let sent = api::with_input(&body, |b| applications::submit(&state, &user, b)).await;
+    match page!(api::answer(&req, sent)) {
+        Answer::Ok(app) => see_other(&format!("/portal/applications/{}?sent=1", app.id)),
         refused => {
             let errors = refused.field_errors(&form_field);
             apply_view(&req, values(&form), errors)
@@ -692,30 +686,25 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
 
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let a = page!(api::get(&req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
-    let checks = rule_results(&a);
+    let Core { state, user } = page!(api::core(&req));
+    let a = page!(api::must(&req, applications::get(&state, &user, &id).await));
+    let checks = rule_results(&a.eligibility.checks);
     let sent = req.query_string().contains("sent=1");
-    let mut view = View::new(
-        "application",
-        format!(
-            "Application for {}",
-            a["company_name"].as_str().unwrap_or("your company")
-        ),
-    )
-    .with(
-        "application",
-        json!({
-            "id": a["id"], "company_name": a["company_name"], "company_number": a["company_number"],
-            "region": region_name(a["region"].as_str().unwrap_or("")),
-            "tag": tag(a["status"].as_str().unwrap_or("")),
-            "eligible": a["eligibility"]["eligible"],
-            "submitted": day(&a["created_at"]),
-            "decision_reason": a["decision"]["reason"],
-            "voucher_id": a["voucher_id"],
-        }),
-    )
-    .with("checks", checks)
-    .back("/portal");
+    let mut view = View::new("application", format!("Application for {}", a.company_name))
+        .with(
+            "application",
+            json!({
+                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
+                "region": region_name(&a.region),
+                "tag": tag(a.status.as_str()),
+                "eligible": a.eligibility.eligible,
+                "submitted": date(a.created_at),
+                "decision_reason": a.decision.as_ref().map(|d| &d.reason),
+                "voucher_id": a.voucher_id,
+            }),
+        )
+        .with("checks", checks)
+        .back("/portal");
     if sent {
         view = view.banner(
             "Application sent. We will email you when it has been decided.",

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::money::Amount;
@@ -64,67 +65,135 @@ impl From<&UserRow> for UserView {
 }
 
 /// An approval awaiting (or decided by) a second administrator.
-pub fn second_approval(s: &voucherd_store::applications::SecondApprovalRow) -> Value {
-    serde_json::json!({
-        "requested_by": s.requested_by,
-        "requested_at": time(s.requested_at),
-        "reason": s.reason,
-        "amount": format_micros(s.amount_micros),
-        "total": format_micros(s.total_micros),
-        "valid_days": s.valid_days,
-        "decided_by": s.decided_by,
-        "outcome": s.outcome,
-        "decided_at": s.decided_at.map(time),
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondApprovalView {
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    pub reason: String,
+    pub amount: Amount,
+    pub total: Amount,
+    pub valid_days: i32,
+    pub decided_by: Option<String>,
+    pub outcome: Option<String>,
+    pub decided_at: Option<Timestamp>,
+}
+
+impl SecondApprovalView {
+    pub fn new(s: &voucherd_store::applications::SecondApprovalRow) -> SecondApprovalView {
+        SecondApprovalView {
+            requested_by: s.requested_by.clone(),
+            requested_at: at(s.requested_at),
+            reason: s.reason.clone(),
+            amount: Amount(s.amount_micros),
+            total: Amount(s.total_micros),
+            valid_days: s.valid_days,
+            decided_by: s.decided_by.clone(),
+            outcome: s.outcome.clone(),
+            decided_at: opt_at(s.decided_at),
+        }
+    }
 }
 
 /// How ownership of the application's company was settled (`by` is an administrator's id).
-fn ownership(o: &Ownership) -> Value {
-    let check = o.check();
-    serde_json::json!({
-        "state": o.state(),
-        "method": check.map(|c| c.method.as_str()),
-        "by": check.map(|c| c.by.as_str()),
-        "at": check.map(|c| time(c.at)),
-        "note": check.map(|c| c.note.as_str()),
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnershipView {
+    pub state: &'static str,
+    pub method: Option<String>,
+    pub by: Option<String>,
+    pub at: Option<Timestamp>,
+    pub note: Option<String>,
 }
 
-pub fn application(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<Value, ApiError> {
-    let checks: Value = serde_json::from_str(&a.checks).unwrap_or(Value::Array(vec![]));
-    let declarations: Value =
-        serde_json::from_str(&a.subsidy_declarations).unwrap_or(Value::Array(vec![]));
-    let decision = a.decided_at.map(|at| {
-        serde_json::json!({
-            "decided_by": a.decided_by,
-            "decided_at": time(at),
-            "reason": a.decision_reason,
+impl OwnershipView {
+    fn new(o: &Ownership) -> OwnershipView {
+        let check = o.check();
+        OwnershipView {
+            state: o.state(),
+            method: check.map(|c| c.method.as_str().to_string()),
+            by: check.map(|c| c.by.clone()),
+            at: check.map(|c| at(c.at)),
+            note: check.map(|c| c.note.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EligibilityView {
+    pub eligible: bool,
+    pub checks: Vec<RuleResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionView {
+    pub decided_by: Option<String>,
+    pub decided_at: Timestamp,
+    pub reason: Option<String>,
+}
+
+/// An application as its applicant and the programme see it, with its rule results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationView {
+    pub id: String,
+    pub status: voucherd_domain::ApplicationStatus,
+    pub applicant_id: String,
+    pub company_number: String,
+    pub company_name: String,
+    pub employees: i32,
+    pub annual_turnover: Amount,
+    pub balance_sheet_total: Amount,
+    pub region: String,
+    pub sic_code: String,
+    pub trading_since: chrono::NaiveDate,
+    pub use_case: String,
+    pub university_spin_off: bool,
+    pub subsidy_declarations: Vec<SubsidyDeclaration>,
+    pub eligibility: EligibilityView,
+    pub ownership: OwnershipView,
+    /// Whether it holds the company's number against other applications now.
+    pub holds_company_number: bool,
+    pub decision: Option<DecisionView>,
+    pub voucher_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// For administrators: the approval awaiting (or decided by) a second administrator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_approval: Option<SecondApprovalView>,
+}
+
+impl ApplicationView {
+    pub fn new(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<ApplicationView, ApiError> {
+        Ok(ApplicationView {
+            id: a.id.clone(),
+            status: a.status,
+            applicant_id: a.applicant_id.clone(),
+            company_number: a.company_number.clone(),
+            company_name: a.company_name.clone(),
+            employees: a.employees,
+            annual_turnover: Amount(a.annual_turnover),
+            balance_sheet_total: Amount(a.balance_sheet_total),
+            region: a.region.clone(),
+            sic_code: a.sic_code.clone(),
+            trading_since: a.trading_since,
+            use_case: a.use_case.clone(),
+            university_spin_off: a.university_spin_off,
+            subsidy_declarations: serde_json::from_str(&a.subsidy_declarations).unwrap_or_default(),
+            eligibility: EligibilityView {
+                eligible: a.eligible,
+                checks: serde_json::from_str(&a.checks).unwrap_or_default(),
+            },
+            ownership: OwnershipView::new(&a.ownership()?),
+            holds_company_number: a.live_company_number.is_some(),
+            decision: a.decided_at.map(|t| DecisionView {
+                decided_by: a.decided_by.clone(),
+                decided_at: at(t),
+                reason: a.decision_reason.clone(),
+            }),
+            voucher_id: voucher_id.map(str::to_string),
+            created_at: at(a.created_at),
+            updated_at: at(a.updated_at),
+            second_approval: None,
         })
-    });
-    Ok(serde_json::json!({
-        "id": a.id,
-        "status": a.status,
-        "applicant_id": a.applicant_id,
-        "company_number": a.company_number,
-        "company_name": a.company_name,
-        "employees": a.employees,
-        "annual_turnover": format_micros(a.annual_turnover),
-        "balance_sheet_total": format_micros(a.balance_sheet_total),
-        "region": a.region,
-        "sic_code": a.sic_code,
-        "trading_since": a.trading_since.to_string(),
-        "use_case": a.use_case,
-        "university_spin_off": a.university_spin_off,
-        "subsidy_declarations": declarations,
-        "eligibility": { "eligible": a.eligible, "checks": checks },
-        "ownership": ownership(&a.ownership()?),
-        // Whether it holds the company's number against other applications now.
-        "holds_company_number": a.live_company_number.is_some(),
-        "decision": decision,
-        "voucher_id": voucher_id,
-        "created_at": time(a.created_at),
-        "updated_at": time(a.updated_at),
-    }))
+    }
 }
 
 /// A voucher's status as its owner sees it: a stored `active` voucher past its expiry is

@@ -7,6 +7,7 @@
 //! once to problem+json for the API and once to GOV.UK error pages and inline errors for the
 //! pages (`docs/ARCHITECTURE.md`, "One typed core").
 
+pub mod applications;
 pub mod payments;
 pub mod vouchers;
 

@@ -1,0 +1,898 @@
+//! Applications: submitting one (with its rule results), the applicant's and the programme's
+//! lists, the administrators' decision with its incentives preview, the second approval,
+//! ownership checks and releasing a company number.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, FieldError};
+use crate::handlers::Page;
+use crate::state::AppState;
+use crate::views::{ApplicationView, SecondApprovalView, VoucherView};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use validator::Validate;
+use voucherd_domain::approval::{Approvals, Reason};
+use voucherd_domain::budget::{SicSection, SizeBand};
+use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
+use voucherd_domain::incentive;
+use voucherd_domain::money::Amount;
+use voucherd_domain::ownership::{Note, Ownership};
+use voucherd_domain::{ApplicationStatus, CompanyNumber, Money, Region, SicCode};
+use voucherd_store::applications::{
+    ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
+    Verdict,
+};
+use voucherd_store::vouchers::VoucherRow;
+
+#[derive(Debug, Deserialize, serde::Serialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SubsidyDeclarationRequest {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub provider: String,
+    pub amount: Money,
+    pub awarded_on: NaiveDate,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    pub company_number: CompanyNumber,
+    #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
+    pub company_name: String,
+    #[validate(range(max = 10_000_000, message = "must be at most 10000000"))]
+    pub employees: u32,
+    pub annual_turnover: Money,
+    pub balance_sheet_total: Money,
+    pub region: Region,
+    pub sic_code: SicCode,
+    pub trading_since: NaiveDate,
+    #[validate(length(min = 20, max = 4000, message = "must be 20 to 4000 characters"))]
+    pub use_case: String,
+    #[validate(
+        nested,
+        length(max = 50, message = "must list at most 50 declarations")
+    )]
+    #[serde(default)]
+    pub subsidy_declarations: Vec<SubsidyDeclarationRequest>,
+    /// A university spin-off (incentives may target them).
+    #[serde(default)]
+    pub university_spin_off: bool,
+}
+
+fn declarations(
+    body: &ApplicationRequest,
+    today: NaiveDate,
+) -> Result<Vec<SubsidyDeclaration>, ApiError> {
+    let mut errors = Vec::new();
+    // Lengths were checked as sent; what is stored is trimmed, so check that too.
+    if body.company_name.trim().is_empty() {
+        errors.push(FieldError::new("company_name", "must not be blank"));
+    }
+    if body.use_case.trim().chars().count() < 20 {
+        errors.push(FieldError::new("use_case", "must be 20 to 4000 characters"));
+    }
+    let earliest = NaiveDate::from_ymd_opt(1800, 1, 1).unwrap_or(NaiveDate::MIN);
+    if body.trading_since < earliest {
+        errors.push(FieldError::new("trading_since", "must be after 1800-01-01"));
+    }
+    if body.trading_since > today + Duration::days(366) {
+        errors.push(FieldError::new(
+            "trading_since",
+            "must not be more than a year in the future",
+        ));
+    }
+    let declared = body
+        .subsidy_declarations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if d.provider.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].provider"),
+                    "must not be blank",
+                ));
+            }
+            if d.awarded_on < earliest {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].awarded_on"),
+                    "must be after 1800-01-01",
+                ));
+            }
+            if d.awarded_on > today {
+                errors.push(FieldError::new(
+                    format!("subsidy_declarations[{i}].awarded_on"),
+                    "must not be in the future",
+                ));
+            }
+            SubsidyDeclaration {
+                provider: d.provider.trim().to_string(),
+                amount: d.amount,
+                awarded_on: d.awarded_on,
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(declared)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+pub async fn submit(
+    state: &AppState,
+    user: &AuthUser,
+    body: ApplicationRequest,
+) -> Result<ApplicationView, ApiError> {
+    if !user.email_verified {
+        return Err(ApiError::Denied {
+            code: "email_unverified",
+            detail: "confirm your email address with the code we sent before applying".into(),
+        });
+    }
+    let today = Utc::now().date_naive();
+    let subsidy_declarations = declarations(&body, today)?;
+    let facts = ApplicationFacts {
+        company_number: body.company_number.clone(),
+        employees: body.employees,
+        annual_turnover: body.annual_turnover,
+        balance_sheet_total: body.balance_sheet_total,
+        region: body.region,
+        sic_code: body.sic_code.clone(),
+        trading_since: body.trading_since,
+        subsidy_declarations,
+        voucher_amount: state.config.standard_voucher,
+    };
+    let eligibility = state.config.eligibility.evaluate(&facts, today);
+    let at = voucherd_store::now();
+    let status = if eligibility.eligible {
+        ApplicationStatus::Submitted
+    } else {
+        ApplicationStatus::Ineligible
+    };
+    let row = ApplicationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        applicant_id: user.id.clone(),
+        company_number: body.company_number.as_str().to_string(),
+        company_name: body.company_name.trim().to_string(),
+        employees: i32::try_from(body.employees)
+            .map_err(|_| ApiError::field("employees", "too large"))?,
+        annual_turnover: body.annual_turnover.micros(),
+        balance_sheet_total: body.balance_sheet_total.micros(),
+        region: body.region.as_str().to_string(),
+        sic_code: body.sic_code.as_str().to_string(),
+        trading_since: body.trading_since,
+        use_case: body.use_case.trim().to_string(),
+        subsidy_declarations: serde_json::to_string(&facts.subsidy_declarations)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        eligible: eligibility.eligible,
+        checks: serde_json::to_string(&eligibility.checks)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        status,
+        live_company_number: None,
+        decided_by: None,
+        decided_at: None,
+        decision_reason: None,
+        created_at: at,
+        updated_at: at,
+        university_spin_off: body.university_spin_off,
+        ownership: OwnershipColumns::of(&Ownership::Unconfirmed),
+    };
+    let saved = state.store.submit_application(row).await?;
+    ApplicationView::new(&saved, None)
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct ListQuery {
+    #[validate(custom(function = "valid_status"))]
+    pub status: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
+}
+
+fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
+    if s.parse::<ApplicationStatus>().is_ok() {
+        Ok(())
+    } else {
+        let mut e = validator::ValidationError::new("status");
+        let known: Vec<&str> = ApplicationStatus::ALL.iter().map(|s| s.as_str()).collect();
+        e.message = Some(format!("must be one of {}", known.join(", ")).into());
+        Err(e)
+    }
+}
+
+/// Applicants see their own applications; administrators see all.
+pub async fn list(
+    state: &AppState,
+    user: &AuthUser,
+    q: ListQuery,
+) -> Result<Vec<ApplicationView>, ApiError> {
+    let page = Page {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    let rows = state
+        .store
+        .list_applications(ApplicationFilter {
+            applicant_id: (!user.is_admin()).then(|| user.id.clone()),
+            status: q.status,
+            limit: page.limit(),
+            offset: page.offset(),
+        })
+        .await?;
+    rows.iter()
+        .map(|(a, v)| ApplicationView::new(a, v.as_deref()))
+        .collect()
+}
+
+/// Someone else's application answers 404, so ids reveal nothing.
+async fn visible(
+    state: &AppState,
+    user: &AuthUser,
+    id: String,
+) -> Result<(ApplicationRow, Option<String>), ApiError> {
+    let (app, voucher_id) = state.store.application(id).await?;
+    if !user.is_admin() && app.applicant_id != user.id {
+        return Err(ApiError::NotFound("application"));
+    }
+    Ok((app, voucher_id))
+}
+
+/// An application: the applicant's own, or any for an administrator (who also sees its
+/// second approval).
+pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<ApplicationView, ApiError> {
+    let (app, voucher_id) = visible(state, user, id.to_string()).await?;
+    if user.is_admin() {
+        return for_admin(state, &app, voucher_id.as_deref()).await;
+    }
+    ApplicationView::new(&app, voucher_id.as_deref())
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    pub decision: DecisionKind,
+    pub amount: Option<Money>,
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub valid_days: Option<u32>,
+    /// Parsed as a [`Reason`]: at least 10 characters that say why.
+    pub reason: String,
+    /// The total the administrator saw in the incentives preview: when given, an approval
+    /// whose rules now give another total is refused rather than granted unseen.
+    pub incentives_total: Option<Money>,
+}
+
+/// An approval worked out and checked: everything the decision checks before money moves,
+/// shared by the decision, its preview and the second administrator's confirmation, so the
+/// three refuse the same amounts with the same answers.
+struct Approval {
+    app: ApplicationRow,
+    base: Money,
+    valid_days: u32,
+    evaluation: incentive::Evaluation,
+    total: Money,
+    approvals: Approvals,
+}
+
+/// Checks an approval of `amount` (the standard voucher when absent) for `valid_days` at
+/// `stage`: the amount's limits, the validity, the application's status, Minimal Financial
+/// Assistance, the incentives, the maximum voucher, and that the budget line or fund it would
+/// be paid from holds it now.
+async fn plan_approval(
+    state: &AppState,
+    application_id: String,
+    stage: Stage,
+    amount: Option<Money>,
+    valid_days: Option<u32>,
+) -> Result<Approval, ApiError> {
+    let cfg = &state.config;
+    let base = amount.unwrap_or(cfg.standard_voucher);
+    if base.is_zero() {
+        return Err(ApiError::field("amount", "must be more than 0"));
+    }
+    let max = cfg.approval_limits.max_voucher;
+    if base > max {
+        return Err(ApiError::field(
+            "amount",
+            format!("must be at most £{max}, the programme's maximum voucher"),
+        ));
+    }
+    let valid_days = valid_days.unwrap_or(cfg.default_valid_days);
+    if valid_days == 0 || valid_days > cfg.max_valid_days {
+        return Err(ApiError::field(
+            "valid_days",
+            format!("must be between 1 and {}", cfg.max_valid_days),
+        ));
+    }
+    let (app, _) = state.store.application(application_id).await?;
+    // Already decided says more than any check of the amount would.
+    if app.status != stage.status() {
+        return Err(voucherd_store::StoreError::ApplicationNotPending {
+            status: app.status.to_string(),
+        }
+        .into());
+    }
+    check_ownership(state, &app).await?;
+    check_mfa_with_amount(state, &app, base).await?;
+    let evaluation = evaluate_incentives(state, &app, base).await?;
+    let total = Money::from_micros(evaluation.total_micros)
+        .map_err(|x| ApiError::Internal(x.to_string()))?;
+    let approvals = cfg
+        .approval_limits
+        .check(total)
+        .map_err(|m| ApiError::field("amount", m))?;
+    state.store.check_grant(app.id.clone(), total).await?;
+    Ok(Approval {
+        app,
+        base,
+        valid_days,
+        evaluation,
+        total,
+        approvals,
+    })
+}
+
+impl Approval {
+    /// The verdict that grants it.
+    fn verdict(&self, state: &AppState) -> Result<Verdict, ApiError> {
+        let cfg = &state.config;
+        let e = &self.evaluation;
+        let applied = e
+            .applied
+            .iter()
+            .map(|a| voucherd_store::incentives::AppliedRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                voucher_id: String::new(),
+                rule_id: a.rule_id.clone(),
+                why: serde_json::to_string(&a.why).unwrap_or_default(),
+                amount: a.now_micros.max(a.later_micros),
+                milestone: a.later_micros > 0,
+                granted_at: None,
+                refused_reason: None,
+            })
+            .collect();
+        let consulting = voucherd_domain::consulting::Minutes::new(
+            (cfg.consulting.get() + i64::from(e.consulting_hours) * 60)
+                .min(voucherd_domain::consulting::MAX_MINUTES),
+        )
+        .map_err(ApiError::Internal)?;
+        Ok(Verdict::Approve {
+            voucher_id: uuid::Uuid::now_v7().to_string(),
+            amount: self.total,
+            incentives: applied,
+            expires_at: voucherd_store::now() + Duration::days(i64::from(self.valid_days)),
+            consulting,
+            contribution: cfg
+                .payments
+                .co_funding
+                .share_of(self.total)
+                .map_err(|e| ApiError::field("amount", format!("co-funding share: {e}")))?
+                .to_money(),
+        })
+    }
+
+    /// Refuses when the rules now give another total than the one the administrator saw.
+    fn check_seen(&self, seen: Option<Money>) -> Result<(), ApiError> {
+        match seen {
+            Some(seen) if seen != self.total => Err(ApiError::conflict(
+                "incentives_changed",
+                format!(
+                    "the incentive rules now give £{}, not the £{seen} previewed: preview again",
+                    self.total
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn reason(input: &str) -> Result<Reason, ApiError> {
+    Reason::parse(input).map_err(|m| ApiError::field("reason", m))
+}
+
+/// The application as the API shows it to administrators, with its second approval if it
+/// needed one.
+async fn for_admin(
+    state: &AppState,
+    app: &ApplicationRow,
+    voucher_id: Option<&str>,
+) -> Result<ApplicationView, ApiError> {
+    let mut view = ApplicationView::new(app, voucher_id)?;
+    view.second_approval = state
+        .store
+        .second_approval(app.id.clone())
+        .await?
+        .as_ref()
+        .map(SecondApprovalView::new);
+    Ok(view)
+}
+
+/// What a decision came to: the application, the voucher it granted (if it did), and the
+/// incentives evaluated for an approval.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecidedView {
+    pub application: ApplicationView,
+    pub voucher: Option<VoucherView>,
+    pub incentives: Option<EvaluationView>,
+    /// The approval waits for a second administrator: no money moved (202 on the API).
+    #[serde(skip)]
+    pub awaiting_second: bool,
+}
+
+async fn decided(
+    state: &AppState,
+    app: &ApplicationRow,
+    voucher: Option<&VoucherRow>,
+    evaluation: Option<&incentive::Evaluation>,
+) -> Result<DecidedView, ApiError> {
+    let voucher_view = match voucher {
+        Some(v) => {
+            let (v, a) = state.store.voucher(v.id.clone()).await?;
+            Some(VoucherView::new(&v, &a, 0, Default::default()))
+        }
+        None => None,
+    };
+    Ok(DecidedView {
+        application: for_admin(state, app, voucher.map(|v| v.id.as_str())).await?,
+        voucher: voucher_view,
+        incentives: evaluation.map(EvaluationView::new),
+        awaiting_second: false,
+    })
+}
+
+/// Approves or rejects a submitted application. An approval worth more than
+/// `second_approval_above` is recorded as awaiting a second administrator (202, no money
+/// moves); see [`second_approval`].
+pub async fn decide(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    body: DecisionRequest,
+) -> Result<DecidedView, ApiError> {
+    let reason = reason(&body.reason)?;
+    let application_id = id.to_string();
+    match body.decision {
+        DecisionKind::Reject => {
+            if body.amount.is_some() || body.valid_days.is_some() {
+                return Err(ApiError::field(
+                    "amount",
+                    "a rejection takes no amount or valid_days",
+                ));
+            }
+            let (app, voucher) = state
+                .store
+                .decide_application(Decision {
+                    application_id,
+                    actor_id: user.id.clone(),
+                    verdict: Verdict::Reject,
+                    reason: reason.into_string(),
+                    stage: Stage::First,
+                    mfa_rules: state.config.eligibility.clone(),
+                })
+                .await?;
+            decided(state, &app, voucher.as_ref(), None).await
+        }
+        DecisionKind::Approve => {
+            let plan = plan_approval(
+                state,
+                application_id,
+                Stage::First,
+                body.amount,
+                body.valid_days,
+            )
+            .await?;
+            plan.check_seen(body.incentives_total)?;
+            if plan.approvals == Approvals::Two {
+                let app = state
+                    .store
+                    .request_second_approval(SecondApprovalRow {
+                        application_id: plan.app.id.clone(),
+                        requested_by: user.id.clone(),
+                        reason: reason.into_string(),
+                        amount_micros: plan.base.micros(),
+                        total_micros: plan.total.micros(),
+                        valid_days: i32::try_from(plan.valid_days)
+                            .map_err(|_| ApiError::field("valid_days", "too large"))?,
+                        requested_at: voucherd_store::now(),
+                        decided_by: None,
+                        outcome: None,
+                        decided_at: None,
+                    })
+                    .await?;
+                return Ok(DecidedView {
+                    application: for_admin(state, &app, None).await?,
+                    voucher: None,
+                    incentives: Some(EvaluationView::new(&plan.evaluation)),
+                    awaiting_second: true,
+                });
+            }
+            let (app, voucher) = state
+                .store
+                .decide_application(Decision {
+                    application_id: plan.app.id.clone(),
+                    actor_id: user.id.clone(),
+                    verdict: plan.verdict(state)?,
+                    reason: reason.into_string(),
+                    stage: Stage::First,
+                    mfa_rules: state.config.eligibility.clone(),
+                })
+                .await?;
+            decided(state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondDecisionKind {
+    Confirm,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct SecondApprovalRequest {
+    pub decision: SecondDecisionKind,
+    /// Parsed as a [`Reason`].
+    pub reason: String,
+}
+
+/// A second administrator confirms (the voucher is granted, every check made again) or rejects
+/// an approval awaiting one. The first approver cannot: 409 `same_approver`.
+pub async fn second_approval(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    body: SecondApprovalRequest,
+) -> Result<DecidedView, ApiError> {
+    let reason = reason(&body.reason)?;
+    let application_id = id.to_string();
+    let (app, _) = state.store.application(application_id.clone()).await?;
+    let pending = match state.store.second_approval(application_id.clone()).await? {
+        Some(p) if app.status == Stage::Second.status() => p,
+        _ => {
+            return Err(ApiError::conflict(
+                "no_second_approval_pending",
+                format!(
+                    "the application is {}: no approval awaits a second administrator",
+                    app.status
+                ),
+            ))
+        }
+    };
+    if pending.requested_by == user.id {
+        return Err(ApiError::conflict(
+            "same_approver",
+            "the administrator who approved first cannot be the second: another administrator must confirm or reject",
+        ));
+    }
+    let (verdict, evaluation) = match body.decision {
+        SecondDecisionKind::Reject => (Verdict::Reject, None),
+        SecondDecisionKind::Confirm => {
+            let money =
+                |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
+            let plan = plan_approval(
+                state,
+                application_id.clone(),
+                Stage::Second,
+                Some(money(pending.amount_micros)?),
+                Some(u32::try_from(pending.valid_days).unwrap_or(0)),
+            )
+            .await?;
+            // What the first administrator approved is what the second confirms.
+            plan.check_seen(Some(money(pending.total_micros)?))?;
+            (plan.verdict(state)?, Some(plan.evaluation))
+        }
+    };
+    let (app, voucher) = state
+        .store
+        .decide_application(Decision {
+            application_id,
+            actor_id: user.id.clone(),
+            mfa_rules: state.config.eligibility.clone(),
+            verdict,
+            reason: reason.into_string(),
+            stage: Stage::Second,
+        })
+        .await?;
+    decided(state, &app, voucher.as_ref(), evaluation.as_ref()).await
+}
+
+/// What an application says of the organisation, with `amount` as the voucher. The
+/// programme's own earlier credits to the company count as Minimal Financial Assistance too,
+/// declared or not.
+async fn facts(
+    state: &AppState,
+    app: &ApplicationRow,
+    amount: Money,
+) -> Result<ApplicationFacts, ApiError> {
+    let mut declarations: Vec<SubsidyDeclaration> = serde_json::from_str(&app.subsidy_declarations)
+        .map_err(|e| ApiError::Internal(format!("stored declarations: {e}")))?;
+    // Three financial years back at most; the rule itself draws the exact window.
+    let since = (Utc::now() - Duration::days(4 * 366)).naive_utc();
+    for (credited, at) in state
+        .store
+        .company_credits(app.company_number.clone(), since)
+        .await?
+    {
+        if credited > 0 {
+            declarations.push(SubsidyDeclaration {
+                provider: "this programme".into(),
+                amount: Money::from_micros(credited)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+                awarded_on: at.date(),
+            });
+        }
+    }
+    let company_number =
+        CompanyNumber::parse(&app.company_number).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Applications stored before SIC codes were checked against the list may hold one that is
+    // not in it: such an application can be rejected, not approved.
+    let sic = SicCode::parse(&app.sic_code).map_err(|_| {
+        ApiError::conflict(
+            "unknown_sic_code",
+            format!(
+                "the application's SIC code {} is not a UK SIC 2007 code; reject it and ask for a new application",
+                app.sic_code
+            ),
+        )
+    })?;
+    let region: Region = app.region.parse().map_err(ApiError::Internal)?;
+    let money = |m: i64| Money::from_micros(m).map_err(|e| ApiError::Internal(e.to_string()));
+    Ok(ApplicationFacts {
+        company_number,
+        employees: u32::try_from(app.employees).unwrap_or(0),
+        annual_turnover: money(app.annual_turnover)?,
+        balance_sheet_total: money(app.balance_sheet_total)?,
+        region,
+        sic_code: sic,
+        trading_since: app.trading_since,
+        subsidy_declarations: declarations,
+        voucher_amount: amount,
+    })
+}
+
+/// An approval confirms ownership of the company unless an administrator refused it, and then
+/// holds the company's number: refused, as the approval's own transaction would refuse, when
+/// ownership was refused or another application or voucher holds the number.
+async fn check_ownership(state: &AppState, app: &ApplicationRow) -> Result<(), ApiError> {
+    if let Ownership::Refused(check) = app.ownership()? {
+        return Err(ApiError::conflict(
+            "ownership_refused",
+            format!(
+                "an administrator found that the applicant does not own the company ({}); \
+                 confirm ownership first if that has changed",
+                check.note
+            ),
+        ));
+    }
+    if state
+        .store
+        .number_held_by_other(app.id.clone(), app.company_number.clone())
+        .await?
+    {
+        return Err(voucherd_store::StoreError::CompanyAlreadyLive {
+            company_number: app.company_number.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipRequest {
+    /// Whether the applicant owns the company.
+    pub confirmed: bool,
+    /// Parsed as a [`Note`]: what the administrator checked.
+    pub note: String,
+}
+
+/// An administrator confirms or refuses that the applicant owns the company, with a note;
+/// audited. Confirmed, the application holds the company's number: 409 `company_already_live`
+/// while another confirmed application or a live voucher holds it.
+pub async fn ownership(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    body: OwnershipRequest,
+) -> Result<ApplicationView, ApiError> {
+    let note = Note::parse(&body.note).map_err(|m| ApiError::field("note", m))?;
+    let (app, voucher_id) = state
+        .store
+        .decide_ownership(
+            id.to_string(),
+            user.id.clone(),
+            body.confirmed,
+            note,
+            voucherd_store::now(),
+        )
+        .await?;
+    for_admin(state, &app, voucher_id.as_deref()).await
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Parsed as a [`Reason`]; the applicant is told it.
+    pub reason: String,
+}
+
+/// Releases the company number an application without a voucher holds (a squatted number):
+/// the application is rejected with the reason and its ownership recorded as refused; audited.
+pub async fn release(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    body: ReleaseRequest,
+) -> Result<ApplicationView, ApiError> {
+    let reason = reason(&body.reason)?;
+    let (app, voucher_id) = state
+        .store
+        .release_company_number(
+            id.to_string(),
+            user.id.clone(),
+            reason.into_string(),
+            voucherd_store::now(),
+        )
+        .await?;
+    for_admin(state, &app, voucher_id.as_deref()).await
+}
+
+/// The applicant was checked against the standard voucher; an administrator who grants more
+/// must not push the company over its Minimal Financial Assistance limit.
+async fn check_mfa_with_amount(
+    state: &AppState,
+    app: &ApplicationRow,
+    amount: Money,
+) -> Result<(), ApiError> {
+    let facts = facts(state, app, amount).await?;
+    let result = state
+        .config
+        .eligibility
+        .evaluate(&facts, Utc::now().date_naive());
+    match result
+        .checks
+        .iter()
+        .find(|c| c.rule == "subsidy_control_mfa")
+    {
+        Some(c) if !c.passed => Err(ApiError::conflict("mfa_limit_exceeded", c.reason.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// The active incentive rules evaluated for an approval of `base`: which matched and why, and
+/// the resulting amount within the cap and the MFA headroom.
+async fn evaluate_incentives(
+    state: &AppState,
+    app: &ApplicationRow,
+    base: Money,
+) -> Result<incentive::Evaluation, ApiError> {
+    let rules = state
+        .store
+        .latest_rules()
+        .await?
+        .into_iter()
+        .filter(|r| r.active)
+        .map(|r| r.rule())
+        .collect::<Result<Vec<_>, _>>()?;
+    let first_time = state.store.first_time_applicant(app.id.clone()).await?;
+    let f = facts(state, app, base).await?;
+    let today = Utc::now().date_naive();
+    let organisation = incentive::Organisation {
+        region: f.region,
+        sic_section: SicSection::parse(&f.sic_code.section().to_string())
+            .map_err(ApiError::Internal)?,
+        size_band: SizeBand::of(f.employees),
+        trading_since: app.trading_since,
+        university_spin_off: app.university_spin_off,
+        first_time_applicant: first_time,
+    };
+    let headroom = state.config.eligibility.mfa_headroom(&f, today);
+    Ok(incentive::evaluate(
+        &rules,
+        &organisation,
+        today,
+        base,
+        state.config.standard_voucher,
+        state.config.incentive_cap_percent,
+        headroom,
+    ))
+}
+
+/// An incentive rule that matched, and what it adds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppliedView {
+    pub rule: String,
+    pub version: i32,
+    pub name: String,
+    pub why: Vec<String>,
+    pub effect: incentive::Effect,
+    pub now: Amount,
+    pub later: Amount,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotMatchedView {
+    pub name: String,
+    pub why: Vec<String>,
+}
+
+/// The incentive rules evaluated for an approval: what they add now and later, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvaluationView {
+    pub base: Amount,
+    pub extra: Amount,
+    pub total: Amount,
+    pub milestone_bonuses: Amount,
+    pub co_funding_cap_percent: Option<u32>,
+    pub consulting_hours_added: u32,
+    pub limited_by: Vec<String>,
+    pub applied: Vec<AppliedView>,
+    pub not_matched: Vec<NotMatchedView>,
+    /// Only in a preview: whether the approval would wait for a second administrator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_second_approval: Option<bool>,
+}
+
+impl EvaluationView {
+    pub fn new(e: &incentive::Evaluation) -> EvaluationView {
+        EvaluationView {
+            base: Amount(e.base_micros),
+            extra: Amount(e.extra_micros),
+            total: Amount(e.total_micros),
+            milestone_bonuses: Amount(e.milestones_micros),
+            co_funding_cap_percent: e.co_funding_cap_percent,
+            consulting_hours_added: e.consulting_hours,
+            limited_by: e.limited_by.clone(),
+            applied: e
+                .applied
+                .iter()
+                .map(|a| AppliedView {
+                    rule: a.key.clone(),
+                    version: a.version,
+                    name: a.name.clone(),
+                    why: a.why.clone(),
+                    effect: a.effect,
+                    now: Amount(a.now_micros),
+                    later: Amount(a.later_micros),
+                })
+                .collect(),
+            not_matched: e
+                .not_matched
+                .iter()
+                .map(|(name, why)| NotMatchedView {
+                    name: name.clone(),
+                    why: why.clone(),
+                })
+                .collect(),
+            needs_second_approval: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct PreviewQuery {
+    pub amount: Option<Money>,
+}
+
+/// What the incentive rules would add to an approval of `amount` (the standard voucher when
+/// absent), shown before the administrator confirms. It makes every check the approval makes
+/// (the same code), so an amount the approval would refuse is refused here with the same
+/// status, code and field.
+pub async fn preview_incentives(
+    state: &AppState,
+    id: &str,
+    q: PreviewQuery,
+) -> Result<EvaluationView, ApiError> {
+    let plan = plan_approval(state, id.to_string(), Stage::First, q.amount, None).await?;
+    let mut view = EvaluationView::new(&plan.evaluation);
+    view.needs_second_approval = Some(plan.approvals == Approvals::Two);
+    Ok(view)
+}
