@@ -322,24 +322,6 @@ pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<SignIn, Failure>
     }
 }
 
-/// A text (not JSON) answer of the API, such as a report's HTML; `None` when refused.
-pub async fn call_text(req: &HttpRequest, path: &str) -> Result<Option<String>, Failure> {
-    let resp = send(req, reqwest::Method::GET, path, None, &[]).await?;
-    let html = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
-    match resp.status().as_u16() {
-        // Only an HTML answer is served as a page.
-        200 if html => Ok(resp.text().await.ok()),
-        401 => Err(Failure(Box::new(session::to_sign_in(req)))),
-        403 => Err(Failure(Box::new(render::forbidden(req)))),
-        500.. => Err(Failure(Box::new(unavailable(req)))),
-        _ => Ok(None),
-    }
-}
-
 /// Calls the API and insists on success: any refusal becomes a problem page.
 pub async fn get(req: &HttpRequest, path: &str) -> Result<Value, Failure> {
     match call(req, reqwest::Method::GET, path, None).await? {

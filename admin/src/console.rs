@@ -3,16 +3,17 @@
 
 use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
-    csrf_refused, date, day, field, money_field, page, region_name, see_other, tag, unconfirmed,
+    csrf_refused, date, field, money_field, page, region_name, see_other, tag, unconfirmed,
     Confirm, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use voucherd_api::service::{applications, vouchers};
+use voucherd_api::service::{
+    applications, operations, prices, programme, reports, vouchers, IdempotencyKey,
+};
 use voucherd_api::views::{ApplicationView, SecondApprovalView};
 use voucherd_domain::{ApplicationStatus, VoucherStatus};
 
@@ -470,13 +471,14 @@ async fn programme_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let p = page!(api::get(req, "/api/v1/programme").await);
-    let lines = p["budget_lines"].clone();
+    let Core { state, .. } = page!(api::core(req));
+    let p = page!(api::must(req, programme::overview(&state).await));
+    let lines = json!(p.budget_lines);
     let mut nonce = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let mut view = View::new("console_programme", "Programme fund")
         .with("nonce", json!(hex::encode(nonce)))
-        .with("programme", p)
+        .with("programme", json!(p))
         .with("lines", lines)
         .with("values", values)
         .errors(errors);
@@ -513,7 +515,10 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         "amount": money_field(&form, "amount"),
         "reference": field(&form, "reference"),
     });
-    let answer = page!(post_once(&req, &form, "/api/v1/programme/deposits", &body).await);
+    let Core { state, user } = page!(api::core(&req));
+    let key = once_key(&form, "deposits");
+    let done = api::with_input(&body, |b| programme::deposit(&state, &user, key, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => {
             programme_view(
@@ -532,39 +537,47 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
 }
 
 pub async fn audit(req: HttpRequest) -> HttpResponse {
-    let rows = page!(api::get(&req, "/api/v1/audit?limit=200").await);
+    let Core { state, .. } = page!(api::core(&req));
+    let q = programme::AuditQuery {
+        limit: Some(200),
+        ..Default::default()
+    };
+    let rows = page!(api::must(&req, programme::audit(&state, q).await));
     View::new("console_audit", "Audit log")
-        .with("entries", rows["data"].clone())
+        .with("entries", json!(rows))
         .render(&req)
 }
 
 pub async fn jobs(req: HttpRequest) -> HttpResponse {
-    let runs = page!(api::get(&req, "/api/v1/jobs/runs?limit=100").await);
-    let recs = page!(api::get(&req, "/api/v1/reconciliations?limit=20").await);
-    let runs: Vec<Value> = runs["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let Core { state, .. } = page!(api::core(&req));
+    let q = operations::RunsQuery {
+        limit: Some(100),
+        ..Default::default()
+    };
+    let runs = page!(api::must(&req, operations::runs(&state, q).await));
+    let q = operations::LimitQuery { limit: Some(20) };
+    let recs = page!(api::must(
+        &req,
+        operations::reconciliations(&state, q).await
+    ));
+    let runs: Vec<Value> = runs
+        .iter()
         .map(|r| {
-            let mut r = r;
-            r["tag"] = tag(r["outcome"].as_str().unwrap_or("running"));
-            r
+            let mut row = json!(r);
+            row["tag"] = tag(&r.outcome);
+            row
         })
         .collect();
-    let recs: Vec<Value> = recs["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let recs: Vec<Value> = recs
+        .iter()
         .map(|r| {
-            let mut r = r;
-            r["tag"] = tag(if r["balanced"] == true {
+            let mut row = json!(r);
+            row["tag"] = tag(if r.balanced {
                 "balanced"
             } else {
                 "not balanced"
             });
-            r
+            row
         })
         .collect();
     View::new("console_jobs", "Job runs and reconciliations")
@@ -737,31 +750,26 @@ async fn prices_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let prices = page!(api::get(req, "/api/v1/prices").await);
-    let rows: Vec<Value> = prices["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let Core { state, .. } = page!(api::core(req));
+    let current = page!(api::must(req, prices::list(&state).await));
+    let rows: Vec<Value> = current
+        .iter()
         .map(|p| {
             json!({
-                "model": p["model"], "input": p["input_per_million"],
-                "cached": p["cached_input_per_million"], "output": p["output_per_million"],
-                "from": day(&p["effective_from"]), "version": p["version"],
+                "model": p.model, "input": p.input_per_million,
+                "cached": p.cached_input_per_million, "output": p.output_per_million,
+                "from": date(p.effective_from), "version": p.version,
             })
         })
         .collect();
-    let history = page!(api::get(req, "/api/v1/price-versions").await);
-    let versions: Vec<Value> = history["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let history = page!(api::must(req, prices::history(&state).await));
+    let versions: Vec<Value> = history
+        .iter()
         .map(|p| {
             json!({
-                "model": p["model"], "input": p["input_per_million"],
-                "cached": p["cached_input_per_million"], "output": p["output_per_million"],
-                "from": p["effective_from"], "scheduled": p["scheduled"], "version": p["version"],
+                "model": p.model, "input": p.input_per_million,
+                "cached": p.cached_input_per_million, "output": p.output_per_million,
+                "from": p.effective_from, "scheduled": p.scheduled, "version": p.version,
             })
         })
         .collect();
@@ -831,15 +839,9 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         "cached_input_per_million": money_field(&form, "cached"),
         "output_per_million": money_field(&form, "output"),
     });
-    let answer = page!(
-        api::call(
-            &req,
-            Method::PUT,
-            &format!("/api/v1/prices/{}", api::seg(model)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| prices::set(&state, &user, model, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => {
             prices_view(
@@ -863,17 +865,15 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
 }
 
 pub async fn reports(req: HttpRequest) -> HttpResponse {
-    let list = page!(api::get(&req, "/api/v1/reports").await);
-    let rows: Vec<Value> = list["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let Core { state, .. } = page!(api::core(&req));
+    let list = page!(api::must(&req, reports::list(&state).await));
+    let rows: Vec<Value> = list
+        .iter()
         .map(|r| {
             json!({
-                "id": r["id"], "kind": r["kind"].as_str().unwrap_or("").replace('_', "-"),
-                "from": r["period"]["from"], "to": r["period"]["to"],
-                "generated": day(&r["generated_at"]), "by": r["generated_by"],
+                "id": r.id, "kind": r.kind.replace('_', "-"),
+                "from": r.period.from, "to": r.period.to,
+                "generated": date(r.generated_at), "by": r.generated_by,
             })
         })
         .collect();
@@ -885,16 +885,8 @@ pub async fn reports(req: HttpRequest) -> HttpResponse {
 /// The printable report, as the worker rendered it (its own styles; no script at all).
 pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let Some(html) =
-        page!(api::call_text(&req, &format!("/api/v1/reports/{}/html", api::seg(&id))).await)
-    else {
-        return crate::render::message(
-            &req,
-            actix_web::http::StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is no such report.",
-        );
-    };
+    let Core { state, .. } = page!(api::core(&req));
+    let html = page!(api::must(&req, reports::html(&state, &id).await));
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -908,7 +900,8 @@ pub async fn report(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
 /// The report's data, as JSON, to download.
 pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let content = page!(api::get(&req, &format!("/api/v1/reports/{}", api::seg(&id))).await);
+    let Core { state, .. } = page!(api::core(&req));
+    let content = page!(api::must(&req, reports::content(&state, &id).await));
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -955,7 +948,10 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
         "amount": money_field(&form, "amount"),
         "reason": field(&form, "reason"),
     });
-    let answer = page!(post_once(&req, &form, "/api/v1/budget-lines/moves", &body).await);
+    let Core { state, user } = page!(api::core(&req));
+    let key = once_key(&form, "moves");
+    let done = api::with_input(&body, |b| programme::move_money(&state, &user, key, b)).await;
+    let answer = page!(api::answer(&req, done));
     let empty = json!({"amount": "", "reference": ""});
     match answer {
         Answer::Ok(_) => {
@@ -972,15 +968,9 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-/// Posts a money form to the API under an idempotency key from the form's nonce (one per page
-/// shown), so a double click acts once; a form without a nonce gets its own, acting once per
-/// submission.
-async fn post_once(
-    req: &HttpRequest,
-    form: &HashMap<String, String>,
-    path: &str,
-    body: &Value,
-) -> Result<Answer, Failure> {
+/// The idempotency key of a money form, from its nonce (one per page shown), so a double
+/// click acts once; a form without a nonce gets its own, acting once per submission.
+fn once_key(form: &HashMap<String, String>, what: &str) -> Option<IdempotencyKey> {
     let n = field(form, "nonce");
     let nonce = if n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
         n.to_string()
@@ -989,15 +979,7 @@ async fn post_once(
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
         hex::encode(b)
     };
-    let key = format!("console-{}-{nonce}", path.rsplit('/').next().unwrap_or(""));
-    api::call_with(
-        req,
-        Method::POST,
-        path,
-        Some(body),
-        &[("Idempotency-Key", &key)],
-    )
-    .await
+    IdempotencyKey::parse(&format!("console-{what}-{nonce}")).ok()
 }
 
 /// Usage above its hold, per key and model, with a way to reinstate a suspended key.
@@ -1010,26 +992,26 @@ async fn overruns_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let answer = page!(api::get(req, "/api/v1/overruns").await);
-    let rows: Vec<Value> = answer["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut r| {
-            r["last"] = Value::from(day(&r["last_at"]));
-            r["tag"] = tag(if r["key_suspended"] == true {
+    let Core { state, .. } = page!(api::core(req));
+    let overruns = page!(api::must(req, operations::overruns(&state).await));
+    let rows: Vec<Value> = overruns
+        .data
+        .iter()
+        .map(|r| {
+            let mut row = json!(r);
+            row["last"] = Value::from(date(r.last_at));
+            row["tag"] = tag(if r.key_suspended {
                 "suspended"
             } else {
                 "active"
             });
-            r
+            row
         })
         .collect();
     let mut view = View::new("console_overruns", "Usage above its hold")
         .with("rows", Value::Array(rows))
-        .with("total", answer["total"].clone())
-        .with("threshold", answer["suspend_threshold"].clone())
+        .with("total", json!(overruns.total))
+        .with("threshold", json!(overruns.suspend_threshold))
         .errors(errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -1062,15 +1044,9 @@ pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form
         return page;
     }
     let body = json!({"reason": field(&form, "reason")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/keys/{}/reinstatement", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let done = api::with_input(&body, |b| operations::reinstate_key(&state, &user, &id, b)).await;
+    let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => overruns_view(&req, Vec::new(), Some("The key is reinstated.")).await,
         refused => {

@@ -3,10 +3,8 @@
 use crate::error::ApiError;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
-use voucherd_domain::money::format_micros;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::Ownership;
 use voucherd_domain::{KeyMode, KeyStatus, VoucherState, VoucherStatus};
@@ -14,7 +12,6 @@ use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
 use voucherd_store::lifecycle::Withdrawn;
-use voucherd_store::prices::PriceRow;
 use voucherd_store::statement::StatementLine;
 use voucherd_store::usage::UsageRow;
 use voucherd_store::users::UserRow;
@@ -465,17 +462,6 @@ pub struct NewKeyView {
     #[serde(flatten)]
     pub view: KeyView,
     pub key: String,
-}
-
-pub fn price(p: &PriceRow) -> Value {
-    serde_json::json!({
-        "model": p.model,
-        "input_per_million": format_micros(p.input_per_million),
-        "cached_input_per_million": format_micros(p.cached_input_per_million),
-        "output_per_million": format_micros(p.output_per_million),
-        "effective_from": time(p.effective_from),
-        "version": p.id,
-    })
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,8 +2,8 @@
 //! may read the public summaries, which carry only disclosure-controlled figures.
 
 use crate::error::ApiError;
+use crate::service::reports as service;
 use crate::state::AppState;
-use crate::views;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -98,41 +98,25 @@ fn csv(rows: &Value) -> String {
     out
 }
 
-fn listed(r: &ReportRow) -> Value {
-    serde_json::json!({
-        "id": r.id,
-        "kind": r.kind,
-        "period": {"from": r.period_from.to_string(), "to": r.period_to.to_string()},
-        "generated_at": views::time(r.generated_at),
-        "generated_by": r.generated_by,
-        "schema_version": r.schema_version,
-        "content_hash": r.content_hash,
-        "draft": r.draft,
-    })
-}
-
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.store.reports(200).await?;
-    let data: Vec<Value> = rows.iter().map(listed).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = service::list(&state).await?;
+    Ok(HttpResponse::Ok().json(crate::views::List { data }))
 }
 
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = state.store.report(path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(parse(&r.content)?))
+    Ok(HttpResponse::Ok().json(service::content(&state, &path).await?))
 }
 
 pub async fn html(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = state.store.report(path.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(r.html))
+        .body(service::html(&state, &path).await?))
 }
 
 #[derive(Debug, Deserialize, Validate)]

@@ -8,7 +8,11 @@
 //! pages (`docs/ARCHITECTURE.md`, "One typed core").
 
 pub mod applications;
+pub mod operations;
 pub mod payments;
+pub mod prices;
+pub mod programme;
+pub mod reports;
 pub mod vouchers;
 
 use crate::error::ApiError;

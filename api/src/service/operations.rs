@@ -1,0 +1,216 @@
+//! The programme's operations, for administrators: the worker's job runs, reconciliation
+//! results and notification outbox, and overrun (usage the provider billed above what its
+//! request held) with the way back for a key suspended for it.
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::service::vouchers::SuspensionRequest;
+use crate::state::AppState;
+use crate::views::{KeyView, Timestamp};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+use voucherd_domain::money::Amount;
+
+fn json_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct RunsQuery {
+    #[validate(length(min = 1, max = 40, message = "must be 1 to 40 characters"))]
+    pub job: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+}
+
+/// One run of a worker job.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub job: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    pub scheduled_at: Timestamp,
+    pub worker_id: String,
+    pub attempts: i32,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// `running`, `succeeded`, `failed` or `abandoned`.
+    pub outcome: String,
+    /// What the run did (its own fields per job).
+    pub summary: serde_json::Value,
+}
+
+/// Job runs, newest first.
+pub async fn runs(state: &AppState, q: RunsQuery) -> Result<Vec<RunView>, ApiError> {
+    let rows = state.store.job_runs(q.job, q.limit.unwrap_or(100)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RunView {
+            summary: json_text(&r.summary),
+            id: r.id,
+            job: r.job,
+            trigger: r.trigger_kind,
+            scheduled_at: Timestamp(r.scheduled_at),
+            worker_id: r.worker_id,
+            attempts: r.attempts,
+            started_at: Timestamp(r.started_at),
+            finished_at: r.finished_at.map(Timestamp),
+            outcome: r.outcome,
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct LimitQuery {
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+}
+
+/// One check that the ledger adds up.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconciliationView {
+    pub id: String,
+    pub checked_at: Timestamp,
+    pub balanced: bool,
+    pub accounts_checked: i64,
+    pub transfers_checked: i64,
+    pub differences: serde_json::Value,
+}
+
+/// Reconciliation results, newest first.
+pub async fn reconciliations(
+    state: &AppState,
+    q: LimitQuery,
+) -> Result<Vec<ReconciliationView>, ApiError> {
+    let rows = state.store.reconciliations(q.limit.unwrap_or(100)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ReconciliationView {
+            differences: json_text(&r.differences),
+            id: r.id,
+            checked_at: Timestamp(r.checked_at),
+            balanced: r.balanced,
+            accounts_checked: r.accounts_checked,
+            transfers_checked: r.transfers_checked,
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct OutboxQuery {
+    #[validate(email(message = "must be an email address"))]
+    pub recipient: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+}
+
+/// A notification and its delivery state.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    pub id: String,
+    pub recipient: String,
+    pub template: String,
+    pub data: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// Notifications and their delivery state, newest first (what was said, to whom, whether it
+/// arrived).
+pub async fn outbox(state: &AppState, q: OutboxQuery) -> Result<Vec<NotificationView>, ApiError> {
+    let rows = state
+        .store
+        .outbox(
+            q.recipient.map(|r| r.to_lowercase()),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| NotificationView {
+            data: json_text(&m.data),
+            id: m.id,
+            recipient: m.recipient,
+            template: m.template,
+            status: m.status,
+            attempts: m.attempts,
+            next_attempt_at: Timestamp(m.next_attempt_at),
+            last_error: m.last_error,
+            created_at: Timestamp(m.created_at),
+            sent_at: m.sent_at.map(Timestamp),
+        })
+        .collect())
+}
+
+/// Overrun of one key on one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverrunView {
+    pub api_key_id: String,
+    pub key_name: String,
+    pub key_prefix: String,
+    pub key_suspended: bool,
+    pub voucher_id: String,
+    pub company_number: String,
+    pub model: String,
+    pub requests: i64,
+    pub overrun: Amount,
+    pub last_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverrunsView {
+    pub data: Vec<OverrunView>,
+    pub total: Amount,
+    /// A key whose overrun passes this is suspended.
+    pub suspend_threshold: Amount,
+}
+
+/// Overrun per key and model, largest first.
+pub async fn overruns(state: &AppState) -> Result<OverrunsView, ApiError> {
+    let rows = state.store.overruns().await?;
+    let total: i64 = rows
+        .iter()
+        .fold(0i64, |a, r| a.saturating_add(r.overrun_micros));
+    Ok(OverrunsView {
+        data: rows
+            .into_iter()
+            .map(|r| OverrunView {
+                api_key_id: r.api_key_id,
+                key_name: r.key_name,
+                key_prefix: r.key_prefix,
+                key_suspended: r.key_suspended_at.is_some(),
+                voucher_id: r.voucher_id,
+                company_number: r.company_number,
+                model: r.model,
+                requests: r.requests,
+                overrun: Amount(r.overrun_micros),
+                last_at: Timestamp(r.last_at),
+            })
+            .collect(),
+        total: Amount(total),
+        suspend_threshold: state.config.overrun_suspend_threshold.into(),
+    })
+}
+
+/// Lifts the suspension of a key (the programme suspends one whose overrun passes the
+/// threshold), with the reason; audited.
+pub async fn reinstate_key(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    body: SuspensionRequest,
+) -> Result<KeyView, ApiError> {
+    state
+        .store
+        .reinstate_key(id.to_string(), user.id.clone(), body.reason.into_inner())
+        .await?;
+    // At once here; other instances within their key cache's time to live.
+    state.key_cache.forget(id);
+    let (k, _) = state.store.key(id.to_string()).await?;
+    Ok(KeyView::new(&k))
+}

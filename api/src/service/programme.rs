@@ -1,0 +1,363 @@
+//! The programme's money: deposits into the fund, its overview, budget lines and moves between
+//! them, and the audit trail.
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::service::IdempotencyKey;
+use crate::state::AppState;
+use crate::views::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use validator::Validate;
+use voucherd_domain::budget::{FinancialYear, SicSection, SizeBand, Targeting};
+use voucherd_domain::money::Amount;
+use voucherd_domain::{Money, Region};
+use voucherd_store::budget::{BudgetLineRow, LineFigures, Pot};
+
+/// How the programme fund is named where a line id could stand.
+const FUND: &str = "programme_fund";
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    pub amount: Money,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub reference: String,
+}
+
+/// Money paid into the programme fund by its funding source.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepositView {
+    pub id: String,
+    pub amount: Amount,
+    pub reference: String,
+    pub created_at: Timestamp,
+}
+
+/// Pays money into the fund. A retry with the same idempotency key is not counted twice; the
+/// same key with a different amount is refused.
+pub async fn deposit(
+    state: &AppState,
+    user: &AuthUser,
+    key: Option<IdempotencyKey>,
+    body: DepositRequest,
+) -> Result<DepositView, ApiError> {
+    if body.amount.is_zero() {
+        return Err(ApiError::field("amount", "must be more than 0"));
+    }
+    let reference = body.reference.trim().to_string();
+    if reference.is_empty() {
+        return Err(ApiError::field("reference", "must not be blank"));
+    }
+    let transfer_id = match key {
+        Some(k) => format!("deposit-{k}"),
+        None => format!("deposit-{}", uuid::Uuid::now_v7()),
+    };
+    let t = state
+        .store
+        .deposit(transfer_id, body.amount, reference, user.id.clone())
+        .await?;
+    Ok(DepositView {
+        id: t.id,
+        amount: Amount(t.amount),
+        reference: t.memo,
+        created_at: Timestamp(t.created_at),
+    })
+}
+
+/// The fund's money by where it came from and went: deposits from the funding source, returns
+/// from lines and challenge pools, transfers out to them, grants to organisations straight
+/// from the fund. balance = deposited + returned - transferred_to_lines - transferred_to_pools
+/// - granted (less anything held).
+#[derive(Debug, Clone, Serialize)]
+pub struct FundView {
+    pub balance: Amount,
+    pub deposited: Amount,
+    pub returned: Amount,
+    pub transferred_to_lines: Amount,
+    pub transferred_to_pools: Amount,
+    pub granted: Amount,
+}
+
+/// Granted to organisations from any pot (the fund, budget lines, challenge pools).
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantedView {
+    pub total: Amount,
+    pub vouchers: Amount,
+    pub milestone_bonuses: Amount,
+    pub challenge_awards: Amount,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverviewView {
+    pub currency: String,
+    pub fund: FundView,
+    pub granted: GrantedView,
+    pub vouchers_issued: i64,
+    pub consumed: Amount,
+    pub held: Amount,
+    /// Voucher remainders returned at expiry.
+    pub forfeited: Amount,
+    pub budget_lines: Vec<BudgetLineView>,
+}
+
+pub async fn overview(state: &AppState) -> Result<OverviewView, ApiError> {
+    let p = state.store.programme_totals().await?;
+    let budget_lines = list_lines(state).await?;
+    let fund = p.fund.totals();
+    let usage = p.usage.totals();
+    let f = p.flows;
+    Ok(OverviewView {
+        currency: p.fund.currency,
+        fund: FundView {
+            balance: Amount(fund.available()),
+            deposited: Amount(f.deposited),
+            returned: Amount(f.returned),
+            transferred_to_lines: Amount(f.to_lines),
+            transferred_to_pools: Amount(f.to_pools),
+            granted: Amount(f.granted_from_fund),
+        },
+        granted: GrantedView {
+            total: Amount(f.granted()),
+            vouchers: Amount(f.granted_vouchers),
+            milestone_bonuses: Amount(f.granted_bonuses),
+            challenge_awards: Amount(f.granted_awards),
+        },
+        vouchers_issued: p.vouchers_issued,
+        consumed: Amount(usage.credits_posted),
+        held: Amount(usage.credits_pending),
+        forfeited: Amount(p.forfeited.totals().credits_posted),
+        budget_lines,
+    })
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct AuditQuery {
+    #[validate(length(min = 1, max = 40, message = "must be 1 to 40 characters"))]
+    pub subject_type: Option<String>,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub subject_id: Option<String>,
+    #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
+    pub limit: Option<i64>,
+    #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
+    pub offset: Option<i64>,
+}
+
+/// One entry of the audit trail: who did what to which subject, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditView {
+    pub id: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub reason: Option<String>,
+    /// What the action recorded beside its reason (its own fields per action).
+    pub details: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// The audit trail of one subject (an application, a key, a price, a transfer), oldest first;
+/// or, with no subject, the latest entries of all, newest first.
+pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, ApiError> {
+    let rows = match (q.subject_type, q.subject_id) {
+        (Some(t), Some(id)) => state.store.audit_for(t, id).await?,
+        (None, None) => {
+            state
+                .store
+                .audit_recent(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
+                .await?
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::field(
+                "subject_type",
+                "must be given with subject_id",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(ApiError::field(
+                "subject_id",
+                "must be given with subject_type",
+            ))
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| AuditView {
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            id: r.id,
+            actor_id: r.actor_id,
+            action: r.action,
+            subject_type: r.subject_type,
+            subject_id: r.subject_id,
+            reason: r.reason,
+            created_at: Timestamp(r.created_at),
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLineRequest {
+    #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
+    pub name: String,
+    pub financial_year: FinancialYear,
+    /// Moved from the programme fund at creation (may be 0, to fund it later).
+    pub amount: Money,
+    #[serde(default)]
+    #[validate(length(max = 12, message = "must list at most 12 regions"))]
+    pub regions: Vec<Region>,
+    #[serde(default)]
+    #[validate(length(max = 21, message = "must list at most 21 sections"))]
+    pub sic_sections: Vec<SicSection>,
+    #[serde(default)]
+    #[validate(length(max = 3, message = "must list at most 3 size bands"))]
+    pub size_bands: Vec<SizeBand>,
+}
+
+/// A budget line: whom it is for and where its money stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetLineView {
+    pub id: String,
+    pub name: String,
+    pub financial_year: String,
+    pub targeting: Targeting,
+    pub approved: Amount,
+    pub committed: Amount,
+    pub spent: Amount,
+    pub forfeited: Amount,
+    pub remaining: Amount,
+    pub created_at: Timestamp,
+}
+
+impl BudgetLineView {
+    pub fn new(l: &BudgetLineRow, f: &LineFigures) -> BudgetLineView {
+        BudgetLineView {
+            id: l.id.clone(),
+            name: l.name.clone(),
+            financial_year: l.financial_year.clone(),
+            targeting: l.targeting(),
+            approved: Amount(f.approved),
+            committed: Amount(f.committed),
+            spent: Amount(f.spent),
+            forfeited: Amount(f.forfeited),
+            remaining: Amount(f.remaining),
+            created_at: Timestamp(l.created_at),
+        }
+    }
+}
+
+pub async fn create_line(
+    state: &AppState,
+    user: &AuthUser,
+    body: BudgetLineRequest,
+) -> Result<BudgetLineView, ApiError> {
+    let name = body.name.trim().to_string();
+    if name.is_empty() {
+        return Err(ApiError::field("name", "must not be blank"));
+    }
+    let targeting = Targeting {
+        regions: body.regions.iter().copied().collect::<BTreeSet<_>>(),
+        sic_sections: body.sic_sections.iter().copied().collect(),
+        size_bands: body.size_bands.iter().copied().collect(),
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let row = BudgetLineRow {
+        account_id: format!("line-{id}"),
+        id,
+        name,
+        financial_year: body.financial_year.to_string(),
+        targeting: serde_json::to_string(&targeting)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        created_by: user.id.clone(),
+        created_at: voucherd_store::now(),
+    };
+    let row = state.store.create_budget_line(row, body.amount).await?;
+    let figures = LineFigures {
+        approved: body.amount.micros(),
+        remaining: body.amount.micros(),
+        ..Default::default()
+    };
+    Ok(BudgetLineView::new(&row, &figures))
+}
+
+pub async fn list_lines(state: &AppState) -> Result<Vec<BudgetLineView>, ApiError> {
+    let lines = state.store.budget_lines().await?;
+    Ok(lines
+        .iter()
+        .map(|(l, f)| BudgetLineView::new(l, f))
+        .collect())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// A line id, or `programme_fund`.
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub from: String,
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub to: String,
+    pub amount: Money,
+    #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
+    pub reason: String,
+}
+
+/// Money moved between budget lines or a line and the fund.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveView {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub amount: Money,
+    pub reason: String,
+}
+
+fn pot(s: &str) -> Pot {
+    if s == FUND {
+        Pot::Fund
+    } else {
+        Pot::Line(s.to_string())
+    }
+}
+
+/// Moves money between lines, or between a line and the programme fund; audited with its
+/// reason. A retry with the same idempotency key moves it once.
+pub async fn move_money(
+    state: &AppState,
+    user: &AuthUser,
+    key: Option<IdempotencyKey>,
+    body: MoveRequest,
+) -> Result<MoveView, ApiError> {
+    if body.amount.is_zero() {
+        return Err(ApiError::field("amount", "must be more than 0"));
+    }
+    if body.from == body.to {
+        return Err(ApiError::field("to", "must differ from `from`"));
+    }
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "must not be blank"));
+    }
+    let id = match key {
+        Some(k) => format!("budget-move-{k}"),
+        None => format!("budget-move-{}", uuid::Uuid::now_v7()),
+    };
+    state
+        .store
+        .move_budget(
+            id.clone(),
+            pot(&body.from),
+            pot(&body.to),
+            body.amount,
+            reason.clone(),
+            user.id.clone(),
+        )
+        .await?;
+    Ok(MoveView {
+        id,
+        from: body.from,
+        to: body.to,
+        amount: body.amount,
+        reason,
+    })
+}
