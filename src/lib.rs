@@ -229,7 +229,6 @@ fn app_state(
         tokens: Tokens::new(secret, config.jwt_ttl_secs),
         sessions: voucherd_api::auth::SessionCache::new(cache_ttl, KEY_CACHE_ENTRIES),
         throttle,
-        pages_secret: hex_string(&random_bytes(32)),
         config: api_config(config, sandbox)?,
         clock,
         stripe: match config.stripe_config()? {

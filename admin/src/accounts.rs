@@ -1,16 +1,17 @@
 //! Account pages: confirming an email address (code or link), forgotten and reset passwords,
-//! accepting a staff invitation, and the console's staff accounts. Each is a client of the
-//! API's account routes, like every other page.
+//! accepting a staff invitation, and the console's staff accounts, on the account services
+//! (`voucherd_api::service::accounts` and `users`).
 
-use crate::api::{self, Answer, Failure};
+use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{csrf_refused, field, home_of, page, see_other, tag, Form};
 use crate::render::{self, FieldError, View};
 use crate::session::Viewer;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use voucherd_api::service::{accounts, users};
+use voucherd_api::views::UserView;
 use voucherd_domain::Role;
 
 fn query(req: &HttpRequest) -> HashMap<String, String> {
@@ -20,7 +21,7 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
 }
 
 /// The API's refusal as errors on the form, a message without a field going on `main`.
-fn errors_on(answer: &Answer, main: &str) -> Vec<FieldError> {
+fn errors_on<T>(answer: &Answer<T>, main: &str) -> Vec<FieldError> {
     answer
         .field_errors(&|p| p.to_string())
         .into_iter()
@@ -60,8 +61,9 @@ pub async fn verify_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         None => see_other("/sign-in?next=%2Fverify-email"),
         Some(u) if u.email_verified => see_other(home_of(u.role)),
         Some(_) => {
-            let me = page!(api::get(&req, "/api/v1/me").await);
-            code_form(&req, me["email"].as_str().unwrap_or(""), Vec::new(), None)
+            let Core { state, user } = page!(api::core(&req));
+            let me = page!(api::must(&req, accounts::me(&state, &user).await));
+            code_form(&req, &me.email, Vec::new(), None)
         }
     }
 }
@@ -71,28 +73,13 @@ pub async fn verify_code(req: HttpRequest, form: Form) -> HttpResponse {
         return r;
     }
     let body = json!({"code": field(&form, "code").replace(' ', "")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            "/api/v1/me/email-verification",
-            Some(&body)
-        )
-        .await
-    );
-    match answer {
-        Answer::Ok(user) => {
-            let role = user["role"].as_str().and_then(|r| r.parse::<Role>().ok());
-            see_other(role.map_or("/", home_of))
-        }
+    let Core { state, user } = page!(api::core(&req));
+    let verified = api::with_input(&body, |b| accounts::verify_code(&state, &user, b)).await;
+    match page!(api::answer(&req, verified)) {
+        Answer::Ok(user) => see_other(home_of(user.role)),
         refused => {
-            let me = page!(api::get(&req, "/api/v1/me").await);
-            code_form(
-                &req,
-                me["email"].as_str().unwrap_or(""),
-                errors_on(&refused, "code"),
-                None,
-            )
+            let me = page!(api::must(&req, accounts::me(&state, &user).await));
+            code_form(&req, &me.email, errors_on(&refused, "code"), None)
         }
     }
 }
@@ -101,9 +88,11 @@ pub async fn resend_code(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/me/verification-email", None).await);
-    let me = page!(api::get(&req, "/api/v1/me").await);
-    let email = me["email"].as_str().unwrap_or("").to_string();
+    let Core { state, user } = page!(api::core(&req));
+    let sent = accounts::resend_verification(&state, &user, api::client(&req)).await;
+    let answer = page!(api::answer(&req, sent));
+    let me = page!(api::must(&req, accounts::me(&state, &user).await));
+    let email = me.email;
     match answer {
         Answer::Ok(_) => code_form(
             &req,
@@ -120,15 +109,9 @@ pub async fn verify_link(req: HttpRequest, form: Form) -> HttpResponse {
         return r;
     }
     let body = json!({"token": field(&form, "token")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            "/api/v1/auth/email-verification",
-            Some(&body)
-        )
-        .await
-    );
+    let state = page!(api::state(&req));
+    let verified = api::with_input(&body, |b| accounts::verify_link(&state, b)).await;
+    let answer = page!(api::answer(&req, verified));
     match answer {
         Answer::Ok(_) => render::message(
             &req,
@@ -161,15 +144,13 @@ pub async fn forgot(req: HttpRequest, form: Form) -> HttpResponse {
     }
     let email = field(&form, "email").to_string();
     let body = json!({"email": email});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            "/api/v1/auth/password-reset-request",
-            Some(&body)
-        )
-        .await
-    );
+    let state = page!(api::state(&req));
+    let client = api::client(&req);
+    let asked = api::with_input(&body, |b| {
+        accounts::request_reset(state.into_inner(), client, b)
+    })
+    .await;
+    let answer = page!(api::answer(&req, asked));
     match answer {
         Answer::Ok(_) => render::message(
             &req,
@@ -190,7 +171,8 @@ pub async fn forgot(req: HttpRequest, form: Form) -> HttpResponse {
 struct PasswordPage {
     template_title: &'static str,
     action: &'static str,
-    api_path: &'static str,
+    /// A reset (else an invitation).
+    reset: bool,
     done_title: &'static str,
     done_text: &'static str,
 }
@@ -198,7 +180,7 @@ struct PasswordPage {
 const RESET: PasswordPage = PasswordPage {
     template_title: "Choose a new password",
     action: "/reset-password",
-    api_path: "/api/v1/auth/password-reset",
+    reset: true,
     done_title: "Your password has been changed",
     done_text: "You have been signed out everywhere. Sign in with your new password.",
 };
@@ -206,7 +188,7 @@ const RESET: PasswordPage = PasswordPage {
 const INVITATION: PasswordPage = PasswordPage {
     template_title: "Accept your invitation",
     action: "/accept-invitation",
-    api_path: "/api/v1/auth/invitation-acceptance",
+    reset: false,
     done_title: "Your account is ready",
     done_text: "Sign in with your email address and the password you chose.",
 };
@@ -230,7 +212,15 @@ async fn choose_password(req: HttpRequest, form: Form, p: &PasswordPage) -> Http
     }
     let token = field(&form, "token").to_string();
     let body = json!({"token": token, "password": form.get("password").map_or("", String::as_str)});
-    let answer = page!(api::call(&req, Method::POST, p.api_path, Some(&body)).await);
+    let state = page!(api::state(&req));
+    let chosen = if p.reset {
+        api::with_input(&body, |b| accounts::reset_password(&state, b)).await
+    } else {
+        api::with_input(&body, |b| accounts::accept_invitation(&state, b))
+            .await
+            .map(|_| ())
+    };
+    let answer = page!(api::answer(&req, chosen));
     match answer {
         Answer::Ok(_) => render::message(&req, StatusCode::OK, p.done_title, p.done_text),
         Answer::Refused { ref fields, .. } if fields.iter().any(|(f, _)| f == "password") => {
@@ -274,26 +264,27 @@ async fn users_page(
     let filter = role
         .as_ref()
         .map_or(String::new(), |r| format!("&role={r}"));
-    let list = api::get(
-        req,
-        &format!("/api/v1/users?limit=50&offset={offset}{filter}"),
-    )
-    .await?;
-    let total = list["total"].as_i64().unwrap_or(0);
-    let users: Vec<Value> = list["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
+    let Core { state, .. } = api::core(req)?;
+    let page = voucherd_api::handlers::Page {
+        limit: Some(50),
+        offset: Some(offset),
+    };
+    let role_filter = users::RoleFilter {
+        role: role.as_deref().and_then(|r| r.parse().ok()),
+    };
+    let list = api::must(req, users::list(&state, role_filter, page).await)?;
+    let total = list.total;
+    let users: Vec<Value> = list
+        .data
+        .iter()
         .map(|u| {
-            let role = u["role"].as_str().and_then(|r| r.parse::<Role>().ok());
             json!({
-                "id": u["id"], "email": u["email"], "full_name": u["full_name"],
-                "role": u["role"],
-                "role_name": role.map_or("", Role::with_article),
-                "tag": tag(u["status"].as_str().unwrap_or("")),
-                "disabled": u["status"] == "disabled",
-                "invited": u["status"] == "invited",
+                "id": u.id, "email": u.email, "full_name": u.full_name,
+                "role": u.role,
+                "role_name": u.role.with_article(),
+                "tag": tag(u.status),
+                "disabled": u.status == "disabled",
+                "invited": u.status == "invited",
             })
         })
         .collect();
@@ -333,13 +324,13 @@ pub async fn invite(req: HttpRequest, form: Form) -> HttpResponse {
         "full_name": field(&form, "full_name"),
         "role": field(&form, "role"),
     });
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/users", Some(&body)).await);
-    match answer {
+    let Core { state, user } = page!(api::core(&req));
+    let invited = api::with_input(&body, |b| users::invite(&state, &user, b)).await;
+    match page!(api::answer(&req, invited)) {
         Answer::Ok(u) => {
             let banner = format!(
                 "{} is invited: we have emailed a link to {}",
-                u["full_name"].as_str().unwrap_or(""),
-                u["email"].as_str().unwrap_or("")
+                u.full_name, u.email
             );
             let blank = json!({"email": "", "full_name": "", "role": "assessor"});
             page!(users_page(&req, blank, Vec::new(), Some(banner)).await)
@@ -355,44 +346,33 @@ pub async fn change(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
     }
     let id = path.into_inner();
     let reason = field(&form, "reason");
-    let (method, route, body) = match field(&form, "action") {
-        "role" => (
-            Method::PUT,
-            format!("/api/v1/users/{}/role", api::seg(&id)),
-            Some(json!({"role": field(&form, "role"), "reason": reason})),
-        ),
-        "disable" => (
-            Method::POST,
-            format!("/api/v1/users/{}/disablement", api::seg(&id)),
-            Some(json!({"reason": reason})),
-        ),
-        "enable" => (
-            Method::POST,
-            format!("/api/v1/users/{}/enablement", api::seg(&id)),
-            Some(json!({"reason": reason})),
-        ),
-        _ => (
-            Method::POST,
-            format!("/api/v1/users/{}/invitation", api::seg(&id)),
-            None,
-        ),
+    let Core { state, user } = page!(api::core(&req));
+    let changed: Result<UserView, _> = match field(&form, "action") {
+        "role" => {
+            let body = json!({"role": field(&form, "role"), "reason": reason});
+            api::with_input(&body, |b| users::change_role(&state, &user, &id, b)).await
+        }
+        action @ ("disable" | "enable") => {
+            let body = json!({"reason": reason});
+            let disable = action == "disable";
+            api::with_input(&body, |b| {
+                users::set_disabled(&state, &user, &id, b, disable)
+            })
+            .await
+        }
+        _ => users::reinvite(&state, &user, &id).await,
     };
-    let answer = page!(api::call(&req, method, &route, body.as_ref()).await);
     let blank = json!({"email": "", "full_name": "", "role": "assessor"});
-    match answer {
+    match page!(api::answer(&req, changed)) {
         Answer::Ok(u) => {
             let banner = format!(
                 "{} ({}) is now {}",
-                u["full_name"].as_str().unwrap_or(""),
-                u["email"].as_str().unwrap_or(""),
-                match u["status"].as_str() {
-                    Some("disabled") => "disabled".to_string(),
-                    Some("invited") => "invited again".to_string(),
-                    _ => u["role"]
-                        .as_str()
-                        .and_then(|r| r.parse::<Role>().ok())
-                        .map_or("active", Role::with_article)
-                        .to_string(),
+                u.full_name,
+                u.email,
+                match u.status {
+                    "disabled" => "disabled",
+                    "invited" => "invited again",
+                    _ => u.role.with_article(),
                 }
             );
             page!(users_page(&req, blank, Vec::new(), Some(banner)).await)

@@ -23,6 +23,18 @@ pub struct Core {
     pub user: AuthUser,
 }
 
+/// The services' state, for a page anyone may open (signing in, a link from an email).
+pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, Failure> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| Failure(Box::new(HttpResponse::InternalServerError().finish())))
+}
+
+/// The address the request came from, as the sign-in and reset throttles count it.
+pub fn client(req: &HttpRequest) -> std::net::IpAddr {
+    voucherd_api::handlers::me::client_address(req)
+}
+
 /// The core for a page that needs a signed-in viewer (every page built on a route with
 /// roles: the page guard has already checked the viewer's role).
 pub fn core(req: &HttpRequest) -> Result<Core, Failure> {
@@ -262,16 +274,6 @@ async fn send(
     if let Some(t) = session::token(req) {
         r = r.bearer_auth(t);
     }
-    // The API throttles sign-in per client address: vouch for the viewer's, not loopback's.
-    if let (Some(state), Some(peer)) = (
-        req.app_data::<web::Data<voucherd_api::state::AppState>>(),
-        req.peer_addr(),
-    ) {
-        r = r.header(
-            voucherd_api::handlers::me::PAGES_CLIENT_HEADER,
-            format!("{} {}", state.pages_secret, peer.ip()),
-        );
-    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
@@ -282,44 +284,6 @@ async fn send(
         tracing::error!(error = %e, %path, "the pages could not reach the API");
         Failure(Box::new(unavailable(req)))
     })
-}
-
-/// What signing in through the API came to.
-pub enum SignIn {
-    /// The token answer.
-    Token(Value),
-    /// The email or password is wrong (the form's error, not a lost session).
-    Refused,
-    /// Too many attempts: wait this many seconds.
-    Throttled(u64),
-}
-
-/// Signs in through the API.
-pub async fn sign_in(req: &HttpRequest, body: &Value) -> Result<SignIn, Failure> {
-    let resp = send(
-        req,
-        reqwest::Method::POST,
-        "/api/v1/auth/login",
-        Some(body),
-        &[],
-    )
-    .await?;
-    match resp.status().as_u16() {
-        200 => resp
-            .json()
-            .await
-            .map(SignIn::Token)
-            .map_err(|_| Failure(Box::new(unavailable(req)))),
-        429 => Ok(SignIn::Throttled(
-            resp.headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(60),
-        )),
-        400..=499 => Ok(SignIn::Refused),
-        _ => Err(Failure(Box::new(unavailable(req)))),
-    }
 }
 
 /// Calls the API and insists on success: any refusal becomes a problem page.

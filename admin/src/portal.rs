@@ -6,12 +6,12 @@ use crate::render::{self, FieldError, View};
 use crate::session::{self, Viewer};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use voucherd_api::error::ApiError;
 use voucherd_api::handlers::Page;
 use voucherd_api::service::payments::{self, Started};
-use voucherd_api::service::{applications, vouchers, IdempotencyKey};
+use voucherd_api::service::{accounts, applications, vouchers, IdempotencyKey};
 use voucherd_api::state::AppState;
 use voucherd_api::views::{time, NewKeyView, Timestamp};
 use voucherd_domain::eligibility::RuleResult;
@@ -177,7 +177,9 @@ pub async fn sign_up(req: HttpRequest, form: Form) -> HttpResponse {
         "email": field(&form, "email"),
         "password": form.get("password").map_or("", String::as_str),
     });
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/auth/register", Some(&body)).await);
+    let state = page!(api::state(&req));
+    let registered = api::with_input(&body, |b| accounts::register(&state, b)).await;
+    let answer = page!(api::answer(&req, registered));
     if let Answer::Refused { .. } = answer {
         return View::new("sign_up", "Create an account")
             .with(
@@ -241,44 +243,45 @@ async fn sign_in_as(
             .status(status)
             .render(req)
     };
-    let token = match page!(api::sign_in(req, &body).await) {
-        api::SignIn::Token(t) => t,
-        api::SignIn::Refused => {
+    let state = page!(api::state(req));
+    let client = api::client(req);
+    let token = match api::with_input(&body, |b| accounts::login(&state, client, b)).await {
+        Ok(t) => t,
+        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
             return form_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Enter a correct email address and password".into(),
             )
         }
-        api::SignIn::Throttled(secs) => {
+        Err(ApiError::TooManyRequests { retry_after_secs }) => {
             let mut resp = form_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "You have tried to sign in too many times. Wait {} and try again, or reset your password",
-                    minutes(secs)
+                    minutes(retry_after_secs)
                 ),
             );
-            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after_secs),
+            );
             return resp;
         }
+        Err(e) => {
+            return match api::answer(req, Err::<(), _>(e)) {
+                Err(f) => f.into_response(),
+                Ok(_) => form_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Enter a correct email address and password".into(),
+                ),
+            }
+        }
     };
-    let (Some(access), Some(ttl)) = (token["access_token"].as_str(), token["expires_in"].as_i64())
-    else {
-        return render::message(
-            req,
-            StatusCode::BAD_GATEWAY,
-            "Sorry, there is a problem with the service",
-            "Try again later.",
-        );
-    };
-    let signed_in = match req.app_data::<web::Data<AppState>>() {
-        Some(s) => voucherd_api::auth::authenticate(s, access)
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
+    let (access, ttl) = (token.access_token.as_str(), token.expires_in);
+    let signed_in = voucherd_api::auth::authenticate(&state, access)
+        .await
+        .ok()
+        .flatten();
     let to = match (next, signed_in) {
         (_, Some(u)) if u.role == Role::Applicant && !u.email_verified => "/verify-email".into(),
         (n, _) if !n.is_empty() => n.to_string(),
@@ -313,9 +316,11 @@ pub async fn sign_out(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    if session::token(&req).is_some() {
+    if let Ok(Core { state, user }) = api::core(&req) {
         // Already ended or expired: the cookie goes all the same.
-        let _ = api::call(&req, Method::POST, "/api/v1/auth/logout", None).await;
+        if let Err(e) = accounts::logout(&state, &user).await {
+            tracing::warn!(error = %e, "a session could not be ended on signing out");
+        }
     }
     let mut resp = see_other("/");
     session::end(&req, &mut resp);
@@ -336,8 +341,8 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     if let Some(r) = unverified(&viewer) {
         return r;
     }
-    let me = page!(api::get(&req, "/api/v1/me").await);
     let Core { state, user } = page!(api::core(&req));
+    let me = page!(api::must(&req, accounts::me(&state, &user).await));
     let q = vouchers::VoucherQuery {
         limit: Some(50),
         ..Default::default()
@@ -381,7 +386,7 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         Some("cancelled") => view = view.banner("The payment was cancelled: nothing was taken.", false),
         _ => {}
     }
-    view.with("name", me["full_name"].clone())
+    view.with("name", json!(me.full_name))
         .with("applications", Value::Array(apps))
         .with("vouchers", Value::Array(vouchers))
         .render(&req)

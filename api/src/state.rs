@@ -83,9 +83,6 @@ pub struct AppState {
     pub sessions: crate::auth::SessionCache,
     /// Sign-in and password-reset attempts per account and per client address.
     pub throttle: crate::throttle::Throttle,
-    /// Known only to this process: the pages send it with the client's own address when they
-    /// sign someone in over loopback, so the API throttles that address and not loopback's.
-    pub pages_secret: String,
     pub config: ApiConfig,
     /// The programme calendar's clock (challenge milestones); tests move it by hand.
     pub clock: std::sync::Arc<dyn voucherd_store::clock::Clock>,

@@ -31,7 +31,7 @@ pub struct List<T: Serialize> {
     pub data: Vec<T>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UserView {
     pub id: String,
     pub email: String,

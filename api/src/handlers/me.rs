@@ -1,130 +1,21 @@
-use crate::auth::{forget_sessions, hash_password, start_session, verify_password, AuthUser};
+//! Accounts over HTTP: adapters over [`crate::service::accounts`].
+
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::service::accounts as service;
+pub use crate::service::accounts::{
+    CodeRequest, LinkRequest, LoginRequest, NewPasswordRequest, PasswordChange, RegisterRequest,
+    ResetRequest,
+};
 use crate::state::AppState;
-use crate::views::UserView;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use std::net::IpAddr;
-use validator::Validate;
-use voucherd_domain::Role;
-use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {
-    #[validate(
-        custom(function = "crate::extract::deliverable_email"),
-        length(max = 254, message = "must be at most 254 characters")
-    )]
-    pub email: String,
-    #[validate(length(min = 12, max = 128, message = "must be 12 to 128 characters"))]
-    pub password: String,
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
-    pub full_name: String,
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
-    pub email: String,
-    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
-    pub password: String,
-}
-
-/// How long a request waits for its turn to hash a password before the API answers 503.
-const HASH_WAIT_MS: u64 = 5_000;
-
-/// Argon2 is deliberately slow: it runs on the blocking pool, not an async worker, and only a
-/// few at a time.
-async fn hashing<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _permit = tokio::time::timeout(
-        std::time::Duration::from_millis(HASH_WAIT_MS),
-        state.password_hashing.acquire(),
-    )
-    .await
-    .map_err(|_| ApiError::Unavailable)?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// A random secret for a link (32 bytes, hex) and its stored hash.
-pub(crate) fn link_secret() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let secret = hex::encode(bytes);
-    let hash = crate::keys::hash(&secret);
-    (secret, hash)
-}
-
-/// A six-digit code and its stored hash (bound to the user, so equal codes hash apart).
-fn six_digit_code(user_id: &str) -> (String, String) {
-    let n = rand::Rng::gen_range(&mut rand::rngs::OsRng, 0..1_000_000u32);
-    let code = format!("{n:06}");
-    let hash = code_hash(user_id, &code);
-    (code, hash)
-}
-
-fn code_hash(user_id: &str, code: &str) -> String {
-    crate::keys::hash(&format!("{user_id}:{code}"))
-}
-
-/// The verification email for `user`: a code to type in and a link, both single-use.
-fn verification(state: &AppState, user_id: &str, full_name: &str) -> MailedToken {
-    let a = &state.config.accounts;
-    let (secret, secret_hash) = link_secret();
-    let (code, code_hash) = six_digit_code(user_id);
-    MailedToken {
-        secret_hash,
-        code_hash: Some(code_hash),
-        purpose: TokenPurpose::VerifyEmail,
-        expires_at: voucherd_store::now()
-            + chrono::Duration::hours(i64::from(a.verification_valid_hours)),
-        template: "verify_email",
-        data: serde_json::json!({
-            "full_name": full_name,
-            "code": code,
-            "link": format!("{}/verify-email?token={secret}", a.public_url),
-            "valid_hours": a.verification_valid_hours,
-        }),
-    }
-}
-
-/// The address a request comes from: the peer, or, for the pages signing someone in over
-/// loopback, the address the pages vouch for with this process's secret.
-pub fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
-    let vouched = req
-        .headers()
-        .get(PAGES_CLIENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(secret, _)| crate::auth::same(secret.as_bytes(), state.pages_secret.as_bytes()))
-        .and_then(|(_, ip)| ip.parse().ok());
-    match vouched {
-        Some(ip) if peer.is_loopback() => ip,
-        _ => peer,
-    }
-}
-
-/// The header the pages send with `<pages secret> <client address>`.
-pub const PAGES_CLIENT_HEADER: &str = "x-voucherd-pages-client";
-
-fn throttled(state: &AppState, account: &str, req: &HttpRequest) -> Result<(), ApiError> {
-    state
-        .throttle
-        .attempt(account, client_address(req, state))
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-        })
+/// The address a request comes from, as the throttles count it.
+pub fn client_address(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
 }
 
 /// Self-registration always creates an applicant, unverified until the emailed code or link
@@ -133,66 +24,7 @@ pub async fn register(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let full_name = body.full_name.trim().to_string();
-    if full_name.is_empty() {
-        return Err(ApiError::field("full_name", "must not be blank"));
-    }
-    let password_hash = new_password_hash(&state, body.password).await?;
-    let id = uuid::Uuid::now_v7().to_string();
-    let token = verification(&state, &id, &full_name);
-    let user = state
-        .store
-        .register_user(
-            UserRow {
-                id,
-                email: body.email.trim().to_lowercase(),
-                password_hash,
-                full_name,
-                role: Role::Applicant,
-                created_at: voucherd_store::now(),
-                email_verified_at: None,
-                disabled_at: None,
-            },
-            token,
-        )
-        .await?;
-    Ok(HttpResponse::Created().json(UserView::from(&user)))
-}
-
-/// A new password's argon2 hash, computed on the bounded hashing pool.
-async fn new_password_hash(state: &AppState, password: String) -> Result<String, ApiError> {
-    hashing(state, move || hash_password(&password)).await?
-}
-
-/// The hash checked when the email is unknown, so that a wrong email takes as long as a
-/// wrong password and response times do not reveal who has an account.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| hash_password("not a password of anyone").unwrap_or_default())
-        .clone()
-}
-
-/// Checks an email and password (throttled per account and per address, in equal time for
-/// known and unknown emails); the account when they match and it is not disabled.
-async fn check_password(
-    state: &AppState,
-    req: &HttpRequest,
-    email: &str,
-    password: String,
-) -> Result<UserRow, ApiError> {
-    throttled(state, email, req)?;
-    let user = state.store.user_by_email(email.to_string()).await?;
-    let hash = match &user {
-        // An invited account without a password yet checks the dummy: equal time, no match.
-        Some(u) if !u.password_hash.is_empty() => u.password_hash.clone(),
-        _ => hashing(state, dummy_hash).await?,
-    };
-    let ok = hashing(state, move || verify_password(&password, &hash)).await?;
-    match user {
-        Some(u) if ok && u.disabled_at.is_none() && !u.password_hash.is_empty() => Ok(u),
-        _ => Err(ApiError::InvalidCredentials),
-    }
+    Ok(HttpResponse::Created().json(service::register(&state, body).await?))
 }
 
 pub async fn login(
@@ -200,43 +32,19 @@ pub async fn login(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = body.email.trim().to_lowercase();
-    let user = check_password(&state, &req, &email, body.password).await?;
-    let token = start_session(&state, &user.id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": state.tokens.ttl_secs,
-    })))
+    let token = service::login(&state, client_address(&req), body).await?;
+    Ok(HttpResponse::Ok().json(token))
 }
 
 /// Signs out: the token's session ends, on this instance at once and on every other within
 /// the session cache's lifetime.
 pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    state.store.end_session(user.session_id.clone()).await?;
-    state.sessions.remove(&user.session_id);
+    service::logout(&state, &user).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let row = state.store.user(user.id).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&row)))
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct CodeRequest {
-    #[validate(custom(function = "six_digits"))]
-    pub code: String,
-}
-
-fn six_digits(code: &str) -> Result<(), validator::ValidationError> {
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(validator::ValidationError::new("code")
-            .with_message("must be the 6 digits we sent".into()))
-    }
+    Ok(HttpResponse::Ok().json(service::me(&state, &user).await?))
 }
 
 /// Verifies the signed-in person's email address with the code they were sent.
@@ -245,13 +53,7 @@ pub async fn verify_code(
     user: AuthUser,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let hash = code_hash(&user.id, body.code.trim());
-    let row = state
-        .store
-        .verify_email_by_code(user.id.clone(), hash)
-        .await?;
-    forget_sessions(&state, &row.id);
-    Ok(HttpResponse::Ok().json(UserView::from(&row)))
+    Ok(HttpResponse::Ok().json(service::verify_code(&state, &user, body).await?))
 }
 
 /// Sends a new verification code and link (the earlier ones stop working).
@@ -260,105 +62,27 @@ pub async fn resend_verification(
     state: web::Data<AppState>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let row = state.store.user(user.id.clone()).await?;
-    if row.email_verified_at.is_some() {
-        return Err(ApiError::conflict(
-            "already_verified",
-            "this email address is already confirmed",
-        ));
-    }
-    throttled(&state, &format!("verify:{}", row.id), &req)?;
-    let token = verification(&state, &row.id, &row.full_name);
-    state.store.mail_token(row.id.clone(), token).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"sent_to": row.email})))
+    let sent = service::resend_verification(&state, &user, client_address(&req)).await?;
+    Ok(HttpResponse::Accepted().json(sent))
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct LinkRequest {
-    #[validate(length(
-        min = 64,
-        max = 64,
-        message = "must be the token from the link we sent"
-    ))]
-    pub token: String,
-}
-
-/// Verifies an email address by the link's token (no sign-in needed: the link may be opened
-/// on another device).
+/// Verifies an email address by the link's token (no sign-in needed).
 pub async fn verify_link(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<LinkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = state
-        .store
-        .verify_email_by_link(crate::keys::hash(&body.token))
-        .await?;
-    forget_sessions(&state, &row.id);
-    Ok(HttpResponse::Ok().json(UserView::from(&row)))
+    Ok(HttpResponse::Ok().json(service::verify_link(&state, body).await?))
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct ResetRequest {
-    #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
-    pub email: String,
-}
-
-/// Asks for a password reset link. The answer is the same whether or not the email has an
-/// account, and the email is written after the answer, so its time tells nothing either.
+/// Asks for a password reset link; the same answer whether or not the email has an account.
 pub async fn request_reset(
     req: HttpRequest,
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = body.email.trim().to_lowercase();
-    throttled(&state, &format!("reset:{email}"), &req)?;
-    let state = state.into_inner();
-    let a = state.config.accounts.clone();
-    tokio::spawn(async move {
-        let user = match state.store.user_by_email(email).await {
-            Ok(Some(u)) if u.disabled_at.is_none() && !u.password_hash.is_empty() => u,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "a password reset could not be sent");
-                return;
-            }
-        };
-        let (secret, secret_hash) = link_secret();
-        let token = MailedToken {
-            secret_hash,
-            code_hash: None,
-            purpose: TokenPurpose::ResetPassword,
-            expires_at: voucherd_store::now()
-                + chrono::Duration::minutes(i64::from(a.password_reset_valid_minutes)),
-            template: "password_reset",
-            data: serde_json::json!({
-                "full_name": user.full_name,
-                "link": format!("{}/reset-password?token={secret}", a.public_url),
-                "valid_minutes": a.password_reset_valid_minutes,
-            }),
-        };
-        if let Err(e) = state.store.mail_token(user.id, token).await {
-            tracing::warn!(error = %e, "a password reset could not be sent");
-        }
-    });
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "detail": "if an account uses this email address, a link to reset its password is on its way"
-    })))
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct NewPasswordRequest {
-    #[validate(length(
-        min = 64,
-        max = 64,
-        message = "must be the token from the link we sent"
-    ))]
-    pub token: String,
-    #[validate(length(min = 12, max = 128, message = "must be 12 to 128 characters"))]
-    pub password: String,
+    let client = client_address(&req);
+    let answer = service::request_reset(state.into_inner(), client, body).await?;
+    Ok(HttpResponse::Accepted().json(answer))
 }
 
 /// Sets a new password with a reset link's token; every session of the account ends.
@@ -366,12 +90,7 @@ pub async fn reset_password(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<NewPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let hash = new_password_hash(&state, body.password).await?;
-    let row = state
-        .store
-        .reset_password(crate::keys::hash(&body.token), hash)
-        .await?;
-    forget_sessions(&state, &row.id);
+    service::reset_password(&state, body).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -380,44 +99,16 @@ pub async fn accept_invitation(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<NewPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let hash = new_password_hash(&state, body.password).await?;
-    let row = state
-        .store
-        .accept_invitation(crate::keys::hash(&body.token), hash)
-        .await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&row)))
+    Ok(HttpResponse::Ok().json(service::accept_invitation(&state, body).await?))
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordChange {
-    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
-    pub current_password: String,
-    #[validate(length(min = 12, max = 128, message = "must be 12 to 128 characters"))]
-    pub new_password: String,
-}
-
-/// Changes the signed-in person's password; every session of the account ends with it, this
-/// one included.
+/// Changes the signed-in person's password; every session of the account ends with it.
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
     user: AuthUser,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = state.store.user(user.id.clone()).await?;
-    match check_password(&state, &req, &row.email, body.current_password).await {
-        Ok(_) => {}
-        Err(ApiError::InvalidCredentials) => {
-            return Err(ApiError::field(
-                "current_password",
-                "is not your current password",
-            ))
-        }
-        Err(e) => return Err(e),
-    }
-    let hash = new_password_hash(&state, body.new_password).await?;
-    state.store.change_password(row.id.clone(), hash).await?;
-    forget_sessions(&state, &row.id);
+    service::change_password(&state, &user, client_address(&req), body).await?;
     Ok(HttpResponse::NoContent().finish())
 }

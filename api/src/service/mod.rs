@@ -7,12 +7,14 @@
 //! once to problem+json for the API and once to GOV.UK error pages and inline errors for the
 //! pages (`docs/ARCHITECTURE.md`, "One typed core").
 
+pub mod accounts;
 pub mod applications;
 pub mod operations;
 pub mod payments;
 pub mod prices;
 pub mod programme;
 pub mod reports;
+pub mod users;
 pub mod vouchers;
 
 use crate::error::ApiError;
