@@ -132,7 +132,7 @@ impl Application {
         }
         let state = web::Data::new(app_state(&config, &store, &secret, clock, sandbox)?);
         start_lease_upkeep(&state, &config, role);
-        let server = http_server(&config, state, listener, local, serves, role != Role::Proxy)?;
+        let server = http_server(&config, state, listener, serves, role != Role::Proxy)?;
         tracing::info!(address = %config.bind, port = local.port(), role = ?role,
             backend = store.backend().as_str(), "voucherd listening");
         Ok(Application {
@@ -307,17 +307,15 @@ fn http_server(
     config: &Config,
     state: web::Data<AppState>,
     listener: TcpListener,
-    local: std::net::SocketAddr,
     serves: voucherd_api::Serves,
     pages: bool,
 ) -> anyhow::Result<Server> {
     let templates = web::Data::new(
         voucherd_admin::Pages::new().map_err(|e| anyhow::anyhow!("page templates: {e}"))?,
     );
-    let pages_config = web::Data::new(
-        voucherd_admin::PagesConfig::new(local, config.cookie_secure)
-            .map_err(|e| anyhow::anyhow!("the pages' API client: {e}"))?,
-    );
+    let pages_config = web::Data::new(voucherd_admin::PagesConfig {
+        cookie_secure: config.cookie_secure,
+    });
     let body_limit = config.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()

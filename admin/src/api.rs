@@ -3,13 +3,9 @@
 //! returned into a view or the page to answer with. Which roles may open a page is the route
 //! table's, enforced by the page guard (`crate::guard`) before the page runs; what a viewer
 //! may see is the service's.
-//!
-//! Pages not yet moved onto the core reach the API the old way, over loopback with the
-//! viewer's own access token ([`call`], [`get`]); their paths are checked by [`plausible`].
 
 use crate::render::{self, not_found, FieldError};
 use crate::session;
-use crate::PagesConfig;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::Value;
@@ -163,139 +159,6 @@ pub struct Failure(Box<HttpResponse>);
 impl Failure {
     pub fn into_response(self) -> HttpResponse {
         *self.0
-    }
-}
-
-/// Bytes an id may hold as it is; everything else in a value put into an API path is
-/// percent-encoded by [`seg`], and [`plausible`] then refuses the path.
-const NOT_ID: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b':');
-
-/// A value for one segment of an API path. Actix has already percent-decoded the page's own
-/// path, so an id such as `V%2Freinstatement%3F` arrives as `V/reinstatement?`: placed into a
-/// path as it is, it would turn `/vouchers/{id}/suspension` into another route. Encoded, its
-/// `%` makes [`plausible`] refuse the call, and the viewer gets "page not found".
-pub fn seg(value: &str) -> String {
-    let encoded = percent_encoding::utf8_percent_encode(value, NOT_ID).to_string();
-    if encoded == "." || encoded == ".." || encoded.is_empty() {
-        // A segment that would name the parent, the same route, or nothing.
-        return "%2E".into();
-    }
-    encoded
-}
-
-/// Whether a path the pages are about to call is one they meant: ids are made of letters,
-/// digits and `- _ . :` only, no segment is `..`, and the query (which the pages build,
-/// encoding what they put in it) holds no fragment or whitespace. A value from the address bar
-/// or a form that would turn the call into another route (`..%2F`, `%3F`, `#`) fails here.
-fn plausible(path: &str) -> bool {
-    let (route, query) = path.split_once('?').unwrap_or((path, ""));
-    route.starts_with("/api/v1/")
-        && route
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b))
-        && !route.split('/').any(|seg| seg == ".." || seg == ".")
-        && !query
-            .bytes()
-            .any(|b| b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
-}
-
-/// Calls the API as the viewer. `Err` is a page to answer with (the API unreachable, the
-/// viewer's session gone, something not found).
-pub async fn call(
-    req: &HttpRequest,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Answer, Failure> {
-    call_with(req, method, path, body, &[]).await
-}
-
-pub async fn call_with(
-    req: &HttpRequest,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> Result<Answer, Failure> {
-    let resp = send(req, method, path, body, headers).await?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if (200..300).contains(&status) {
-        return Ok(Answer::Ok(json));
-    }
-    match status {
-        401 => Err(Failure(Box::new(session::to_sign_in(req)))),
-        403 => Err(Failure(Box::new(render::forbidden(req)))),
-        404 => Err(Failure(Box::new(not_found(req)))),
-        500.. => Err(Failure(Box::new(unavailable(req)))),
-        _ => Ok(Answer::Refused {
-            detail: json["detail"].as_str().unwrap_or("").to_string(),
-            fields: json["errors"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            (
-                                e["field"].as_str().unwrap_or("").to_string(),
-                                e["message"].as_str().unwrap_or("").to_string(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
-    }
-}
-
-/// The one way the pages reach the API: a plausible path, over loopback, as the viewer.
-async fn send(
-    req: &HttpRequest,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> Result<reqwest::Response, Failure> {
-    let Some(cfg) = req.app_data::<web::Data<PagesConfig>>() else {
-        return Err(Failure(Box::new(
-            HttpResponse::InternalServerError().finish(),
-        )));
-    };
-    if !plausible(path) {
-        return Err(Failure(Box::new(not_found(req))));
-    }
-    let mut r = cfg
-        .client
-        .request(method, format!("{}{path}", cfg.api_base));
-    if let Some(t) = session::token(req) {
-        r = r.bearer_auth(t);
-    }
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    if let Some(b) = body {
-        r = r.json(b);
-    }
-    r.send().await.map_err(|e| {
-        tracing::error!(error = %e, %path, "the pages could not reach the API");
-        Failure(Box::new(unavailable(req)))
-    })
-}
-
-/// Calls the API and insists on success: any refusal becomes a problem page.
-pub async fn get(req: &HttpRequest, path: &str) -> Result<Value, Failure> {
-    match call(req, reqwest::Method::GET, path, None).await? {
-        Answer::Ok(v) => Ok(v),
-        Answer::Refused { detail, .. } => Err(Failure(Box::new(render::message(
-            req,
-            StatusCode::BAD_REQUEST,
-            "There is a problem",
-            &capitalise(&detail),
-        )))),
     }
 }
 

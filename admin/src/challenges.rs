@@ -1,18 +1,18 @@
 //! Innovation challenges: an SME's challenges and entries (`/portal/challenges`), the
 //! administrators' challenges with their milestones, progress and entries
 //! (`/console/challenges`), and an assessor's allocated entries, scores and conflicts of
-//! interest (`/assess`). Every page is the challenge API's answer, called as the viewer.
+//! interest (`/assess`), on the challenge services (`voucherd_api::service::challenges`).
 
-use crate::api::{self, Answer, Failure};
+use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
     csrf_refused, day, err, field, page, region_name, see_other, status_of, tidy_money, Form,
 };
 use crate::render::not_found;
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
-use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use voucherd_api::service::challenges;
 use voucherd_domain::challenge::Status;
 use voucherd_domain::{CompanyNumber, Money, Region};
 
@@ -21,6 +21,15 @@ use voucherd_domain::{CompanyNumber, Money, Region};
 
 fn list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
+}
+
+/// A service's answer as the JSON the page's shaping helpers read; a list under `data`.
+fn value<T: serde::Serialize>(view: &T) -> Value {
+    json!(view)
+}
+
+fn listed<T: serde::Serialize>(rows: &[T]) -> Value {
+    json!({ "data": rows })
 }
 
 fn text(v: &Value) -> &str {
@@ -43,7 +52,7 @@ fn head(path: &str) -> &str {
 
 /// The API's refusal as the form's errors; one that names no field of the form is linked to
 /// `anchor` (the form or its section).
-fn refusal(answer: &Answer, id_of: &dyn Fn(&str) -> String, anchor: &str) -> Vec<FieldError> {
+fn refusal<T>(answer: &Answer<T>, id_of: &dyn Fn(&str) -> String, anchor: &str) -> Vec<FieldError> {
     answer
         .field_errors(id_of)
         .into_iter()
@@ -282,7 +291,8 @@ fn regions(selected: &str) -> Value {
 // The SME's pages
 
 pub async fn sme_list(req: HttpRequest) -> HttpResponse {
-    let all = page!(api::get(&req, "/api/v1/challenges").await);
+    let Core { state, .. } = page!(api::core(&req));
+    let all = listed(&page!(api::must(&req, challenges::list(&state).await)));
     sme_list_page(&all).render(&req)
 }
 
@@ -342,8 +352,16 @@ async fn sme_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let c = page!(api::get(req, &format!("/api/v1/challenges/{}", api::seg(id))).await);
-    let mine = page!(api::get(req, &format!("/api/v1/challenges/{}/entries", api::seg(id))).await);
+    let Core { state, user } = page!(api::core(req));
+    let c = value(&page!(api::must(
+        req,
+        challenges::get(&state, &user, id).await
+    )));
+    let mine = page!(api::must(
+        req,
+        challenges::list_entries(&state, &user, id).await
+    ));
+    let mine = listed(&mine);
     let mut view = sme_page(&c, &mine, &posted, errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -508,15 +526,9 @@ pub async fn sme_submit(req: HttpRequest, path: web::Path<String>, form: Form) -
         .map(|f| (f.to_string(), json!(field(&form, f))))
         .collect();
     let body = Value::Object(body);
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            &format!("/api/v1/challenges/{}/entries", api::seg(&id)),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let sent = api::with_input(&body, |b| challenges::submit_entry(&state, &user, &id, b)).await;
+    let answer = page!(api::answer(&req, sent));
     match answer {
         Answer::Ok(_) => see_other(&format!("/portal/challenges/{id}?sent=1")),
         refused => {
@@ -554,19 +566,12 @@ pub async fn sme_update(
         return sme_view(&req, &id, Posted::Edit(&entry_id, &form), errors, None).await;
     }
     let body = json!({"title": field(&form, "title"), "summary": field(&form, "summary")});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::PUT,
-            &format!(
-                "/api/v1/challenges/{}/entries/{}",
-                api::seg(&id),
-                api::seg(&entry_id)
-            ),
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let saved = api::with_input(&body, |b| {
+        challenges::update_entry(&state, &user, &id, &entry_id, b)
+    })
+    .await;
+    let answer = page!(api::answer(&req, saved));
     match answer {
         Answer::Ok(_) => see_other(&format!("/portal/challenges/{id}?saved=1")),
         refused => {
@@ -623,7 +628,8 @@ fn console_row(c: &Value, progress: String) -> Value {
 }
 
 pub async fn console_list(req: HttpRequest) -> HttpResponse {
-    let all = page!(api::get(&req, "/api/v1/challenges").await);
+    let Core { state, user } = page!(api::core(&req));
+    let all = listed(&page!(api::must(&req, challenges::list(&state).await)));
     let mut rows = Vec::new();
     let mut looked_up = 0;
     for c in list(&all["data"]) {
@@ -631,13 +637,8 @@ pub async fn console_list(req: HttpRequest) -> HttpResponse {
             "Not open yet".to_string()
         } else if looked_up < PROGRESS_LOOKUPS {
             looked_up += 1;
-            let one = page!(
-                api::get(
-                    &req,
-                    &format!("/api/v1/challenges/{}", api::seg(text(&c["id"])))
-                )
-                .await
-            );
+            let one = challenges::get(&state, &user, text(&c["id"])).await;
+            let one = value(&page!(api::must(&req, one)));
             progress_text(&one["progress"])
         } else {
             "See the challenge".to_string()
@@ -652,14 +653,16 @@ pub async fn console_challenge(req: HttpRequest, path: web::Path<String>) -> Htt
     if !safe_id(&id) {
         return not_found(&req);
     }
-    let c = page!(api::get(&req, &format!("/api/v1/challenges/{}", api::seg(&id))).await);
-    let entries = page!(
-        api::get(
-            &req,
-            &format!("/api/v1/challenges/{}/entries", api::seg(&id))
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let c = value(&page!(api::must(
+        &req,
+        challenges::get(&state, &user, &id).await
+    )));
+    let entries = page!(api::must(
+        &req,
+        challenges::list_entries(&state, &user, &id).await
+    ));
+    let entries = listed(&entries);
     let mut view = console_challenge_page(&c, &entries);
     if query_has(&req, "created=1") {
         view = view.banner(format!("The challenge was created. {}", phase(&c)), true);
@@ -922,9 +925,10 @@ pub async fn console_create(req: HttpRequest, form: Form) -> HttpResponse {
     if !errors.is_empty() {
         return new_view(&req, &form, errors);
     }
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/challenges", Some(&body)).await);
-    match answer {
-        Answer::Ok(c) => see_other(&format!("/console/challenges/{}?created=1", text(&c["id"]))),
+    let Core { state, user } = page!(api::core(&req));
+    let made = api::with_input(&body, |b| challenges::create(&state, &user, b)).await;
+    match page!(api::answer(&req, made)) {
+        Answer::Ok(c) => see_other(&format!("/console/challenges/{}?created=1", c.id)),
         refused => {
             let errors = refusal(&refused, &challenge_field, "challenge-form");
             new_view(&req, &form, errors)
@@ -952,10 +956,11 @@ async fn challenges_of(
         .map(|e| text(&e["challenge_id"]).to_string())
         .filter(|id| safe_id(id))
         .collect();
+    let Core { state, user } = api::core(req)?;
     let mut out = BTreeMap::new();
     for id in ids {
-        let c = api::get(req, &format!("/api/v1/challenges/{}", api::seg(&id))).await?;
-        out.insert(id, c);
+        let c = api::must(req, challenges::get(&state, &user, &id).await)?;
+        out.insert(id, value(&c));
     }
     Ok(out)
 }
@@ -966,8 +971,15 @@ async fn assess_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let allocated = page!(api::get(req, "/api/v1/assessments").await);
-    let conflicts = page!(api::get(req, "/api/v1/conflicts").await);
+    let Core { state, user } = page!(api::core(req));
+    let allocated = listed(&page!(api::must(
+        req,
+        challenges::assessments(&state, &user).await
+    )));
+    let conflicts = listed(&page!(api::must(
+        req,
+        challenges::list_conflicts(&state, &user).await
+    )));
     let challenges = page!(challenges_of(req, &list(&allocated["data"])).await);
     let mut view = assess_page(&allocated, &conflicts, &challenges, &posted, errors);
     if let Some(b) = banner {
@@ -1115,25 +1127,16 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     }
     // Refused (a "you cannot open this page" page) when the entry is not the viewer's to
     // assess, or they declared a conflict of interest with its organisation.
-    let entry = page!(
-        api::get(
-            &req,
-            &format!("/api/v1/assessments/{}", api::seg(&entry_id))
-        )
-        .await
-    );
-    let challenge_id = text(&entry["challenge_id"]).to_string();
-    if !safe_id(&challenge_id) {
-        return not_found(&req);
-    }
-    let c = page!(
-        api::get(
-            &req,
-            &format!("/api/v1/challenges/{}", api::seg(&challenge_id))
-        )
-        .await
-    );
-    let criteria = list(&c["criteria"]);
+    let Core { state, user } = page!(api::core(&req));
+    let entry = page!(api::must(
+        &req,
+        challenges::assessment(&state, &user, &entry_id).await
+    ));
+    let c = page!(api::must(
+        &req,
+        challenges::get(&state, &user, &entry.challenge_id).await
+    ));
+    let criteria = list(&json!(c.criteria));
     let anchor = format!("entry-{entry_id}");
     let mut scores = Map::new();
     let mut errors = Vec::new();
@@ -1161,15 +1164,8 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
         return assess_view(&req, Assessing::Score(&entry_id, &form), errors, None).await;
     }
     let body = json!({"scores": scores, "comment": comment});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::PUT,
-            &format!("/api/v1/assessments/{}", api::seg(&entry_id)),
-            Some(&body)
-        )
-        .await
-    );
+    let scored = api::with_input(&body, |b| challenges::score(&state, &user, &entry_id, b)).await;
+    let answer = page!(api::answer(&req, scored));
     match answer {
         Answer::Ok(_) => see_other("/assess?scored=1"),
         refused => {
@@ -1205,9 +1201,10 @@ pub async fn declare_conflict(req: HttpRequest, form: Form) -> HttpResponse {
         "company_number": field(&form, "company_number"),
         "reason": field(&form, "reason"),
     });
-    let answer = page!(api::call(&req, Method::POST, "/api/v1/conflicts", Some(&body)).await);
-    match answer {
-        Answer::Ok(v) if !list(&v["entries_withdrawn"]).is_empty() => {
+    let Core { state, user } = page!(api::core(&req));
+    let declared = api::with_input(&body, |b| challenges::declare_conflict(&state, &user, b)).await;
+    match page!(api::answer(&req, declared)) {
+        Answer::Ok(v) if v.entries_withdrawn.as_ref().is_some_and(|w| !w.is_empty()) => {
             see_other("/assess?declared=1&withdrawn=1")
         }
         Answer::Ok(_) => see_other("/assess?declared=1"),

@@ -1,18 +1,18 @@
 //! Technical consulting and tailored incentives: the SME's consulting time, bookings and
 //! incentives (`/portal`), the adviser's slots and session outcomes (`/advise`), and the
 //! administrators' incentive rules and an application's incentive preview (`/console`).
-//! Every page is a client of the REST API, as the others are.
+//! Every page calls the services (`voucherd_api::service`), as the others do.
 
-use crate::api::{self, Answer, Failure};
+use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
     csrf_refused, day, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
+use voucherd_api::service::{applications, consulting, incentives, programme};
 use voucherd_api::state::AppState;
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::incentive::{Condition, Effect, Trigger};
@@ -35,10 +35,10 @@ fn at(mut errors: Vec<FieldError>, id: &str) -> Vec<FieldError> {
     errors
 }
 
-/// The API's refusal as a form's errors: each field error at its form field, introduced by
+/// A service's refusal as a form's errors: each field error at its form field, introduced by
 /// the field's label; a refusal of the whole request linked to `whole`.
-fn form_errors(
-    answer: &Answer,
+fn form_errors<T>(
+    answer: &Answer<T>,
     whole: &str,
     field_of: &dyn Fn(&str) -> (String, &'static str),
 ) -> Vec<FieldError> {
@@ -63,9 +63,9 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A list answer's rows.
-fn data(v: &Value) -> Vec<Value> {
-    v["data"].as_array().cloned().unwrap_or_default()
+/// A service's list, as rows for the helpers below that shape them for the templates.
+fn data<T: serde::Serialize>(list: &[T]) -> Vec<Value> {
+    list.iter().map(|row| json!(row)).collect()
 }
 
 fn text(v: &Value) -> String {
@@ -274,15 +274,17 @@ async fn consulting_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let hours = page!(
-        api::get(
-            req,
-            &format!("/api/v1/vouchers/{}/consulting", api::seg(voucher))
-        )
-        .await
-    );
-    let bookings = page!(api::get(req, "/api/v1/consulting/bookings").await);
-    let slots = page!(api::get(req, "/api/v1/consulting/slots").await);
+    let Core { state, user } = page!(api::core(req));
+    let hours = page!(api::must(
+        req,
+        consulting::allowance(&state, &user, voucher).await
+    ));
+    let hours = json!(hours);
+    let bookings = page!(api::must(
+        req,
+        consulting::list_bookings(&state, &user).await
+    ));
+    let slots = page!(api::must(req, consulting::list_slots(&state, &user).await));
     let mut mine: Vec<Value> = data(&bookings)
         .into_iter()
         .filter(|b| b["voucher_id"] == voucher)
@@ -333,15 +335,9 @@ pub async fn book(req: HttpRequest, form: Form) -> HttpResponse {
     }
     let voucher = field(&form, "voucher_id").to_string();
     let body = json!({"slot_id": field(&form, "slot_id"), "voucher_id": voucher});
-    let answer = page!(
-        api::call(
-            &req,
-            Method::POST,
-            "/api/v1/consulting/bookings",
-            Some(&body)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let booked = api::with_input(&body, |b| consulting::book(&state, &user, b)).await;
+    let answer = page!(api::answer(&req, booked));
     match answer {
         Answer::Ok(_) => see_other(&format!(
             "/portal/vouchers/{voucher}/consulting?done=booked"
@@ -358,11 +354,9 @@ pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
         return r;
     }
     let voucher = field(&form, "voucher_id").to_string();
-    let to = format!(
-        "/api/v1/consulting/bookings/{}",
-        api::seg(&path.into_inner())
-    );
-    match page!(api::call(&req, Method::DELETE, &to, None).await) {
+    let Core { state, user } = page!(api::core(&req));
+    let cancelled = consulting::cancel(&state, &user, &path).await;
+    match page!(api::answer(&req, cancelled)) {
         Answer::Ok(_) if voucher.is_empty() => see_other("/portal"),
         Answer::Ok(_) => see_other(&format!(
             "/portal/vouchers/{voucher}/consulting?done=cancelled"
@@ -382,13 +376,11 @@ pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
 
 pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let rows = page!(
-        api::get(
-            &req,
-            &format!("/api/v1/vouchers/{}/incentives", api::seg(&id))
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let rows = page!(api::must(
+        &req,
+        incentives::for_voucher(&state, &user, &id).await
+    ));
     let rows: Vec<Value> = data(&rows)
         .iter()
         .map(|r| {
@@ -443,8 +435,12 @@ async fn advise_view(
     draft: Option<(&str, Value)>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let slots = page!(api::get(req, "/api/v1/consulting/slots").await);
-    let bookings = page!(api::get(req, "/api/v1/consulting/bookings").await);
+    let Core { state, user } = page!(api::core(req));
+    let slots = page!(api::must(req, consulting::list_slots(&state, &user).await));
+    let bookings = page!(api::must(
+        req,
+        consulting::list_bookings(&state, &user).await
+    ));
     let now = now(req);
     let mut all = data(&bookings);
     all.sort_by(|a, b| starts(a).cmp(starts(b)));
@@ -533,8 +529,9 @@ pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
     };
     let utc = |t: NaiveDateTime| t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true);
     let body = json!({"starts_at": utc(starts_at), "ends_at": utc(ends_at)});
-    let answer =
-        page!(api::call(&req, Method::POST, "/api/v1/consulting/slots", Some(&body)).await);
+    let Core { state, user } = page!(api::core(&req));
+    let made = api::with_input(&body, |b| consulting::create_slot(&state, &user, b)).await;
+    let answer = page!(api::answer(&req, made));
     match answer {
         Answer::Ok(_) => see_other("/advise?done=slot"),
         refused => {
@@ -566,15 +563,12 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
         )];
         return advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await;
     }
-    let answer = page!(
-        api::call(
-            &req,
-            Method::PUT,
-            &format!("/api/v1/consulting/bookings/{}/outcome", api::seg(&id)),
-            Some(&draft)
-        )
-        .await
-    );
+    let Core { state, user } = page!(api::core(&req));
+    let recorded = api::with_input(&draft, |b| {
+        consulting::record_outcome(&state, &user, &id, b)
+    })
+    .await;
+    let answer = page!(api::answer(&req, recorded));
     match answer {
         Answer::Ok(_) => see_other("/advise?done=recorded"),
         refused => {
@@ -841,8 +835,9 @@ async fn incentives_view(
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
-    let rules = data(&page!(api::get(req, "/api/v1/incentives").await));
-    let lines = data(&page!(api::get(req, "/api/v1/budget-lines").await));
+    let Core { state, user } = page!(api::core(req));
+    let rules = data(&page!(api::must(req, incentives::list(&state).await)));
+    let lines = data(&page!(api::must(req, programme::list_lines(&state).await)));
     let line_name = |id: &Value| {
         lines
             .iter()
@@ -851,22 +846,24 @@ async fn incentives_view(
     };
     // Which organisations waiting for a decision each rule matches: the same evaluation an
     // approval would make, for each of the latest waiting applications.
-    let waiting = data(&page!(
-        api::get(req, "/api/v1/applications?status=submitted&limit=50").await
-    ));
+    let q = applications::ListQuery {
+        status: Some("submitted".into()),
+        limit: Some(50),
+        offset: None,
+    };
+    let waiting = data(&page!(api::must(
+        req,
+        applications::list(&state, &user, q).await
+    )));
     let mut matches: HashMap<String, Vec<String>> = HashMap::new();
     for a in &waiting {
         let Some(id) = a["id"].as_str() else { continue };
-        let preview = page!(
-            api::get(
-                req,
-                &format!("/api/v1/applications/{}/incentives", api::seg(id))
-            )
-            .await
-        );
-        for applied in preview["applied"].as_array().cloned().unwrap_or_default() {
+        let q = applications::PreviewQuery::default();
+        let preview = applications::preview_incentives(&state, id, q).await;
+        let preview = page!(api::must(req, preview));
+        for applied in preview.applied {
             matches
-                .entry(text(&applied["rule"]))
+                .entry(applied.rule)
                 .or_default()
                 .push(text(&a["company_name"]));
         }
@@ -974,15 +971,18 @@ async fn save_rule(
             return incentives_view(req, key, Some(rule_values(form)), errors, None).await
         }
     };
-    let (method, to, done) = match key {
+    let Core { state, user } = page!(api::core(req));
+    let (saved, done) = match key {
         Some(k) => (
-            Method::PUT,
-            format!("/api/v1/incentives/{}", api::seg(k)),
+            api::with_input(&body, |b| incentives::update(&state, &user, k, b)).await,
             "changed",
         ),
-        None => (Method::POST, "/api/v1/incentives".to_string(), "added"),
+        None => (
+            api::with_input(&body, |b| incentives::create(&state, &user, b)).await,
+            "added",
+        ),
     };
-    match page!(api::call(req, method, &to, Some(&body)).await) {
+    match page!(api::answer(req, saved)) {
         Answer::Ok(_) => see_other(&format!("/console/incentives?done={done}")),
         refused => {
             let kind = field(form, "kind").to_string();
@@ -999,66 +999,58 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
     let id = path.into_inner();
     let entered = query(&req).get("amount").cloned().unwrap_or_default();
     let amount = tidy_money(&entered);
-    let a = page!(api::get(&req, &format!("/api/v1/applications/{}", api::seg(&id))).await);
+    let Core { state, user } = page!(api::core(&req));
+    let a = page!(api::must(&req, applications::get(&state, &user, &id).await));
     let mut errors = Vec::new();
-    let mut to = format!("/api/v1/applications/{}/incentives", api::seg(&id));
+    let mut q = applications::PreviewQuery::default();
     if !amount.is_empty() {
         match Money::parse(&amount) {
-            Ok(m) => {
-                let q =
-                    serde_urlencoded::to_string([("amount", m.to_string())]).unwrap_or_default();
-                to = format!("{to}?{q}");
-            }
+            Ok(m) => q.amount = Some(m),
             Err(_) => errors.push(err("amount", "Enter the amount in pounds, like 5000")),
         }
     }
-    let e = match page!(api::call(&req, Method::GET, &to, None).await) {
+    let previewed = applications::preview_incentives(&state, &id, q).await;
+    let e = match page!(api::answer(&req, previewed)) {
         Answer::Ok(e) => e,
         refused => {
             errors = at(refused.field_errors(&|_| "amount".to_string()), "amount");
-            page!(
-                api::get(
-                    &req,
-                    &format!("/api/v1/applications/{}/incentives", api::seg(&id))
-                )
-                .await
-            )
+            let q = applications::PreviewQuery::default();
+            page!(api::must(
+                &req,
+                applications::preview_incentives(&state, &id, q).await
+            ))
         }
     };
-    let applied: Vec<Value> = e["applied"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let applied: Vec<Value> = e
+        .applied
         .iter()
         .map(|r| {
             json!({
-                "name": r["name"], "version": r["version"], "why": whys(&r["why"]),
-                "effect": describe_effect(&r["effect"]), "now": r["now"], "later": r["later"],
+                "name": r.name, "version": r.version, "why": whys(&json!(r.why)),
+                "effect": describe_effect(&json!(r.effect)), "now": r.now, "later": r.later,
             })
         })
         .collect();
-    let not_matched: Vec<Value> = e["not_matched"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let not_matched: Vec<Value> = e
+        .not_matched
         .iter()
-        .map(|r| json!({"name": r["name"], "why": whys(&r["why"])}))
+        .map(|r| json!({"name": r.name, "why": whys(&json!(r.why))}))
         .collect();
-    let cap = e["co_funding_cap_percent"]
-        .as_u64()
+    let cap = e
+        .co_funding_cap_percent
         .map_or(Value::Null, |p| json!(format!("{p}%")));
     View::new(
         "cs_console_preview",
-        format!("Incentives for {}", text(&a["company_name"])),
+        format!("Incentives for {}", a.company_name),
     )
     .with("id", json!(id))
     .with(
         "preview",
         json!({
-            "base": e["base"], "extra": e["extra"], "total": e["total"],
-            "milestone_bonuses": e["milestone_bonuses"], "co_funding_cap": cap,
-            "consulting_hours": e["consulting_hours_added"],
-            "limited_by": Value::Array(strings(&e["limited_by"]).into_iter().map(|l| json!(capitalise(&l))).collect()),
+            "base": e.base, "extra": e.extra, "total": e.total,
+            "milestone_bonuses": e.milestone_bonuses, "co_funding_cap": cap,
+            "consulting_hours": e.consulting_hours_added,
+            "limited_by": e.limited_by.iter().map(|l| capitalise(l)).collect::<Vec<_>>(),
         }),
     )
     .with("applied", Value::Array(applied))

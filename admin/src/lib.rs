@@ -1,11 +1,12 @@
 //! Server-rendered pages on the GOV.UK Design System: the SME portal (`/portal`) and the
 //! administrators' and assessors' console (`/console`).
 //!
-//! The pages are a client of the REST API, in process: each page calls the API over loopback
-//! with the signed-in person's own access token and renders what it answers. So there is one
-//! authorization source (the API's route table: a page's access is the access of the API route
-//! it is built on), one set of rules, and the API's field-path errors become the pages' inline
-//! errors. Pages work without JavaScript; charts are SVG drawn on the server.
+//! The pages call the same typed services as the REST API (`voucherd_api::service`), in
+//! process, as the signed-in person. So there is one authorization source (the API's route
+//! table: a page's access is the access of the API route it is built on, checked by [`guard`]
+//! before the page runs; what a person may see is the services'), one set of rules, and the
+//! services' field-path errors become the pages' inline errors. Pages work without
+//! JavaScript; charts are SVG drawn on the server.
 
 mod accounts;
 mod api;
@@ -29,39 +30,8 @@ pub use render::Pages;
 /// What the pages need to know of the process they run in.
 #[derive(Debug, Clone)]
 pub struct PagesConfig {
-    /// The process's own REST API, over loopback (`http://127.0.0.1:PORT`).
-    pub api_base: String,
     /// Whether cookies carry `Secure` (off only for plain-HTTP development).
     pub cookie_secure: bool,
-    /// The client for those loopback calls (see [`PagesConfig::new`]).
-    pub client: reqwest::Client,
-}
-
-impl PagesConfig {
-    /// For a server listening on `bound`: its API is reached over loopback, never through a
-    /// proxy (an outbound proxy from the environment would otherwise see every viewer's token).
-    pub fn new(bound: std::net::SocketAddr, cookie_secure: bool) -> Result<PagesConfig, String> {
-        let ip = match bound.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-            }
-            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            ip => ip,
-        };
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(PagesConfig {
-            api_base: format!("http://{}", std::net::SocketAddr::new(ip, bound.port())),
-            cookie_secure,
-            client,
-        })
-    }
 }
 
 /// Form bodies up to 64 KiB (the longest answers, in any script, fit); a larger one is
@@ -224,9 +194,9 @@ pub async fn guard(
         .as_deref()
         .and_then(|p| PAGES.iter().find(|pg| pg.path == p && pg.method == method));
     let is_page = page.is_some() || req.path().starts_with("/assets/");
-    // An id in a page's path becomes part of an API path: one holding anything but an id's
-    // characters once decoded (`V%2Freinstatement%3F`) could turn the call into another
-    // route, so such a page does not exist.
+    // An id in a page's path holds only an id's characters: one holding anything else once
+    // decoded (`V%2Freinstatement%3F`) names nothing the programme made, so such a page does
+    // not exist (and no service is asked for it).
     let ids_plausible = pattern.as_deref().is_none_or(|p| {
         // Routing has not run yet here: read the ids from the path as sent, still encoded
         // (an id never needs `%`).

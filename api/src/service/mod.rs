@@ -9,6 +9,9 @@
 
 pub mod accounts;
 pub mod applications;
+pub mod challenges;
+pub mod consulting;
+pub mod incentives;
 pub mod operations;
 pub mod payments;
 pub mod prices;

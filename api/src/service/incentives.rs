@@ -1,0 +1,166 @@
+//! Incentive rules, managed by administrators and versioned: each change is a new version
+//! under the rule's key; vouchers keep the versions applied to them.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+use crate::views::Timestamp;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+use voucherd_domain::incentive::{Condition, Effect};
+use voucherd_domain::money::Amount;
+use voucherd_store::incentives::RuleRow;
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRequest {
+    #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
+    pub name: String,
+    pub condition: Condition,
+    pub effect: Effect,
+    /// Where milestone bonuses are paid from; the programme fund when absent.
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub budget_line_id: Option<String>,
+    #[serde(default = "active")]
+    pub active: bool,
+}
+
+fn active() -> bool {
+    true
+}
+
+/// A version of an incentive rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub key: String,
+    pub version: i32,
+    pub id: String,
+    pub name: String,
+    pub condition: serde_json::Value,
+    pub effect: serde_json::Value,
+    pub budget_line_id: Option<String>,
+    pub active: bool,
+    pub created_at: Timestamp,
+}
+
+impl RuleView {
+    fn new(r: &RuleRow) -> RuleView {
+        RuleView {
+            key: r.rule_key.clone(),
+            version: r.version,
+            id: r.id.clone(),
+            name: r.name.clone(),
+            condition: serde_json::from_str(&r.condition_json).unwrap_or_default(),
+            effect: serde_json::from_str(&r.effect_json).unwrap_or_default(),
+            budget_line_id: r.budget_line_id.clone(),
+            active: r.active,
+            created_at: Timestamp(r.created_at),
+        }
+    }
+}
+
+fn row(key: String, body: RuleRequest, user: &AuthUser) -> Result<RuleRow, ApiError> {
+    let mut errors = Vec::new();
+    if body.name.trim().is_empty() {
+        errors.push(FieldError::new("name", "must not be blank"));
+    }
+    if let Err((f, m)) = body.condition.check() {
+        errors.push(FieldError::new(f, m));
+    }
+    if let Err((f, m)) = body.effect.check() {
+        errors.push(FieldError::new(f, m));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let json = |v: serde_json::Result<String>| v.map_err(|e| ApiError::Internal(e.to_string()));
+    Ok(RuleRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        rule_key: key,
+        version: 0,
+        name: body.name.trim().to_string(),
+        condition_json: json(serde_json::to_string(&body.condition))?,
+        effect_json: json(serde_json::to_string(&body.effect))?,
+        budget_line_id: body.budget_line_id,
+        active: body.active,
+        created_by: user.id.clone(),
+        created_at: voucherd_store::now(),
+    })
+}
+
+pub async fn create(
+    state: &AppState,
+    user: &AuthUser,
+    body: RuleRequest,
+) -> Result<RuleView, ApiError> {
+    let r = row(uuid::Uuid::now_v7().to_string(), body, user)?;
+    let saved = state.store.save_rule(r).await?;
+    Ok(RuleView::new(&saved))
+}
+
+/// A new version of an existing rule (to change it, or retire it with `active: false`).
+pub async fn update(
+    state: &AppState,
+    user: &AuthUser,
+    key: &str,
+    body: RuleRequest,
+) -> Result<RuleView, ApiError> {
+    if !state
+        .store
+        .latest_rules()
+        .await?
+        .iter()
+        .any(|r| r.rule_key == key)
+    {
+        return Err(ApiError::NotFound("incentive"));
+    }
+    let saved = state
+        .store
+        .save_rule(row(key.to_string(), body, user)?)
+        .await?;
+    Ok(RuleView::new(&saved))
+}
+
+/// The latest version of every rule.
+pub async fn list(state: &AppState) -> Result<Vec<RuleView>, ApiError> {
+    let rules = state.store.latest_rules().await?;
+    Ok(rules.iter().map(RuleView::new).collect())
+}
+
+/// A rule version applied to a voucher: why it matched and what it added.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedView {
+    pub rule: String,
+    pub version: i32,
+    pub name: String,
+    pub why: serde_json::Value,
+    pub effect: serde_json::Value,
+    pub amount: Amount,
+    pub milestone: bool,
+    pub granted_at: Option<Timestamp>,
+    pub refused_reason: Option<String>,
+}
+
+/// The incentives applied to a voucher: each rule version, why it matched, what it added.
+pub async fn for_voucher(
+    state: &AppState,
+    user: &AuthUser,
+    voucher_id: &str,
+) -> Result<Vec<AppliedView>, ApiError> {
+    let (v, _) = crate::service::vouchers::visible(state, user, voucher_id).await?;
+    let rows = state.store.voucher_incentives(v.id.clone()).await?;
+    Ok(rows
+        .iter()
+        .map(|(a, r)| AppliedView {
+            rule: r.rule_key.clone(),
+            version: r.version,
+            name: r.name.clone(),
+            why: serde_json::from_str(&a.why).unwrap_or_default(),
+            effect: serde_json::from_str(&r.effect_json).unwrap_or_default(),
+            amount: Amount(a.amount),
+            milestone: a.milestone,
+            granted_at: a.granted_at.map(Timestamp),
+            refused_reason: a.refused_reason.clone(),
+        })
+        .collect())
+}
