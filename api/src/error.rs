@@ -6,6 +6,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use voucherd_domain::ErrorCode;
 use voucherd_store::StoreError;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -44,17 +45,17 @@ pub enum ApiError {
     /// whose email is unconfirmed applying, an assessor and an entry from a company they
     /// declared a conflict of interest with.
     #[error("{detail}")]
-    Denied { code: &'static str, detail: String },
+    Denied { code: ErrorCode, detail: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     /// The request is well-formed JSON but refused as a whole (a webhook's signature).
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String },
+    BadRequest { code: ErrorCode, detail: String },
     /// A feature this programme has not configured.
     #[error("{detail}")]
-    Disabled { code: &'static str, detail: String },
+    Disabled { code: ErrorCode, detail: String },
     /// A service the request depends on (Stripe) failed or could not be reached.
     #[error("{0}")]
     BadGateway(String),
@@ -68,7 +69,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn conflict(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::Conflict {
             code,
             detail: detail.into(),
@@ -79,23 +80,23 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Validation(_) => "validation_failed",
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::Unauthenticated => "unauthenticated",
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::Forbidden => "forbidden",
-            ApiError::Denied { code, .. } => code,
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } => code,
-            ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => code,
-            ApiError::BadGateway(_) => "payment_provider_unavailable",
-            ApiError::Unavailable => "unavailable",
-            ApiError::TooManyRequests { .. } => "too_many_attempts",
-            ApiError::Internal(_) => "internal",
+            ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::Unauthenticated => ErrorCode::Unauthenticated,
+            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::Forbidden => ErrorCode::Forbidden,
+            ApiError::Denied { code, .. } => *code,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict { code, .. } => *code,
+            ApiError::BadRequest { code, .. } | ApiError::Disabled { code, .. } => *code,
+            ApiError::BadGateway(_) => ErrorCode::PaymentProviderUnavailable,
+            ApiError::Unavailable => ErrorCode::Unavailable,
+            ApiError::TooManyRequests { .. } => ErrorCode::TooManyAttempts,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -158,7 +159,12 @@ impl ResponseError for ApiError {
             ApiError::Validation(e) => Some(e.as_slice()),
             _ => None,
         };
-        let mut resp = problem_response(self.status_code(), self.code(), self.to_string(), errors);
+        let mut resp = problem_response(
+            self.status_code(),
+            self.code().as_str(),
+            self.to_string(),
+            errors,
+        );
         if matches!(self, ApiError::Unauthenticated) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -183,56 +189,61 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable
             }
             StoreError::NotFound(what) => ApiError::NotFound(what),
-            StoreError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
+            StoreError::EmailTaken => ApiError::conflict(ErrorCode::EmailTaken, e.to_string()),
             StoreError::CompanyAlreadyLive { .. } => {
-                ApiError::conflict("company_already_live", e.to_string())
+                ApiError::conflict(ErrorCode::CompanyAlreadyLive, e.to_string())
             }
             StoreError::ApplicationNotPending { .. } => {
-                ApiError::conflict("application_already_decided", e.to_string())
+                ApiError::conflict(ErrorCode::ApplicationAlreadyDecided, e.to_string())
             }
             StoreError::InsufficientFunds { ref account_id }
                 if account_id == voucherd_store::ledger::PROGRAMME_FUND =>
             {
                 ApiError::conflict(
-                    "fund_insufficient",
+                    ErrorCode::FundInsufficient,
                     "the programme fund does not hold enough to grant this voucher",
                 )
             }
             StoreError::InsufficientFunds { .. } => {
-                ApiError::conflict("insufficient_funds", e.to_string())
+                ApiError::conflict(ErrorCode::InsufficientFunds, e.to_string())
             }
             StoreError::TransferIdConflict(_) => ApiError::conflict(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this idempotency key was already used with a different request",
             ),
-            StoreError::Contended => ApiError::conflict("contended", e.to_string()),
-            StoreError::KeyNotSuspended => ApiError::conflict("key_not_suspended", e.to_string()),
-            StoreError::ChallengeClosed(_) => {
-                ApiError::conflict("challenge_not_accepting", e.to_string())
+            StoreError::Contended => ApiError::conflict(ErrorCode::Contended, e.to_string()),
+            StoreError::KeyNotSuspended => {
+                ApiError::conflict(ErrorCode::KeyNotSuspended, e.to_string())
             }
-            StoreError::EntryExists => ApiError::conflict("entry_exists", e.to_string()),
+            StoreError::ChallengeClosed(_) => {
+                ApiError::conflict(ErrorCode::ChallengeNotAccepting, e.to_string())
+            }
+            StoreError::EntryExists => ApiError::conflict(ErrorCode::EntryExists, e.to_string()),
             StoreError::NotAllocated => ApiError::Forbidden,
             StoreError::ConflictOfInterest { .. } => ApiError::Denied {
-                code: "conflict_of_interest",
+                code: ErrorCode::ConflictOfInterest,
                 detail: e.to_string(),
             },
             StoreError::BudgetShort { .. } => {
-                ApiError::conflict("budget_insufficient", e.to_string())
+                ApiError::conflict(ErrorCode::BudgetInsufficient, e.to_string())
             }
-            StoreError::NoBudgetLine(_) => ApiError::conflict("no_budget_line", e.to_string()),
+            StoreError::NoBudgetLine(_) => {
+                ApiError::conflict(ErrorCode::NoBudgetLine, e.to_string())
+            }
             StoreError::Consulting(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Payment(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::Approval(code, ref detail) => ApiError::conflict(code, detail.clone()),
             // A link or code that cannot be used is a bad request, not a conflict of state.
-            StoreError::Refused(code @ ("invalid_token" | "wrong_code"), detail) => {
-                ApiError::BadRequest { code, detail }
-            }
+            StoreError::Refused(
+                code @ (ErrorCode::InvalidToken | ErrorCode::WrongCode),
+                detail,
+            ) => ApiError::BadRequest { code, detail },
             StoreError::Refused(code, ref detail) => ApiError::conflict(code, detail.clone()),
             StoreError::BudgetLineExists(_) => {
-                ApiError::conflict("budget_line_exists", e.to_string())
+                ApiError::conflict(ErrorCode::BudgetLineExists, e.to_string())
             }
             StoreError::PriceVersionExists { .. } => {
-                ApiError::conflict("price_version_exists", e.to_string())
+                ApiError::conflict(ErrorCode::PriceVersionExists, e.to_string())
             }
             other => ApiError::Internal(other.to_string()),
         }

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod budget;
 pub mod challenge;
+pub mod codes;
 pub mod company;
 pub mod consulting;
 pub mod disclosure;
@@ -21,6 +22,7 @@ pub mod sic;
 pub mod states;
 pub mod stats;
 
+pub use codes::ErrorCode;
 pub use company::CompanyNumber;
 pub use money::Money;
 pub use region::Region;

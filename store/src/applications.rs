@@ -234,7 +234,7 @@ fn pending_decision(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow
             let pending = pending_second(c, &app.id)?;
             if pending.requested_by == d.actor_id {
                 return Err(StoreError::Approval(
-                    "same_approver",
+                    voucherd_domain::ErrorCode::SameApprover,
                     "the administrator who approved first cannot be the second: \
                      another administrator must confirm or reject"
                         .into(),
@@ -323,7 +323,10 @@ fn grant_voucher(
     // once cannot both fit.
     let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
     if !mfa.passed {
-        return Err(StoreError::Refused("mfa_limit_exceeded", mfa.reason));
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::MfaLimitExceeded,
+            mfa.reason,
+        ));
     }
     let account_id = format!("voucher-{voucher_id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -527,7 +530,7 @@ fn confirm_at_approval(
 
 fn refused_ownership(note: &str) -> StoreError {
     StoreError::Refused(
-        "ownership_refused",
+        voucherd_domain::ErrorCode::OwnershipRefused,
         format!(
             "an administrator found that the applicant does not own the company ({note}); \
              confirm ownership first if that has changed"
@@ -711,7 +714,7 @@ impl Store {
             let app = application(c, &application_id)?;
             if !ApplicationStatus::PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
-                    "application_already_decided",
+                    voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
                     format!(
                         "the application is {}: its company's ownership is settled",
                         app.status
@@ -787,7 +790,7 @@ impl Store {
             let (app, voucher_id) = with_voucher(c, &application_id)?;
             if let Some(v) = voucher_id {
                 return Err(StoreError::Refused(
-                    "has_voucher",
+                    voucherd_domain::ErrorCode::HasVoucher,
                     format!(
                         "the application has the voucher {v}: suspend or expire the voucher instead"
                     ),
@@ -795,7 +798,7 @@ impl Store {
             }
             if !ApplicationStatus::PENDING.contains(&app.status) {
                 return Err(StoreError::Refused(
-                    "application_already_decided",
+                    voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
                     format!(
                         "the application is {}: it holds no company number",
                         app.status
@@ -806,7 +809,7 @@ impl Store {
                 let pending = pending_second(c, &app.id)?;
                 if pending.requested_by == actor_id {
                     return Err(StoreError::Approval(
-                        "same_approver",
+                        voucherd_domain::ErrorCode::SameApprover,
                         "the administrator who approved first cannot release the application: \
                          another administrator must"
                             .into(),

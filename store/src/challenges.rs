@@ -436,7 +436,7 @@ impl Store {
             .execute(c)?;
             if n != 1 {
                 return Err(StoreError::Refused(
-                    "challenge_open",
+                    voucherd_domain::ErrorCode::ChallengeOpen,
                     "the challenge has opened: it can no longer be edited".into(),
                 ));
             }
@@ -475,7 +475,7 @@ impl Store {
             let ch = challenge(c, &id)?;
             if ch.cancelled_at.is_some() {
                 return Err(StoreError::Refused(
-                    "challenge_cancelled",
+                    voucherd_domain::ErrorCode::ChallengeCancelled,
                     "the challenge is already cancelled".into(),
                 ));
             }
@@ -486,7 +486,7 @@ impl Store {
                 .get_result(c)?;
             if decided > 0 {
                 return Err(StoreError::Refused(
-                    "challenge_decided",
+                    voucherd_domain::ErrorCode::ChallengeDecided,
                     "the challenge's decisions are released: it can no longer be cancelled".into(),
                 ));
             }
@@ -568,7 +568,7 @@ impl Store {
             }
             if e.kind_evidence.is_none() {
                 return Err(StoreError::Refused(
-                    "no_evidence_to_check",
+                    voucherd_domain::ErrorCode::NoEvidenceToCheck,
                     format!(
                         "an entry as {} carries no evidence to check",
                         e.organisation_kind
@@ -578,7 +578,7 @@ impl Store {
             let ch = challenge(c, &challenge_id)?;
             if e.decided_at.is_some() || ch.cancelled_at.is_some() {
                 return Err(StoreError::Refused(
-                    "challenge_decided",
+                    voucherd_domain::ErrorCode::ChallengeDecided,
                     "the challenge is decided or cancelled: its entries can no longer be checked"
                         .into(),
                 ));
@@ -1008,13 +1008,13 @@ impl Store {
 fn not_yet_open(ch: &ChallengeRow, now: NaiveDateTime, what: &str) -> StoreResult<()> {
     if ch.cancelled_at.is_some() {
         return Err(StoreError::Refused(
-            "challenge_cancelled",
+            voucherd_domain::ErrorCode::ChallengeCancelled,
             format!("the challenge is cancelled: it can no longer be {what}"),
         ));
     }
     if ch.opens_at <= now {
         return Err(StoreError::Refused(
-            "challenge_open",
+            voucherd_domain::ErrorCode::ChallengeOpen,
             format!(
                 "the challenge opened at {} (UTC): it can no longer be {what}",
                 ch.opens_at
@@ -1048,7 +1048,7 @@ fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
             .any(|r| r.rule.starts_with("sme_") && !r.passed);
     if status == ApplicationStatus::Rejected || not_sme {
         return Err(StoreError::Refused(
-            "not_an_sme",
+            voucherd_domain::ErrorCode::NotAnSme,
             "this company's application was refused: it cannot enter as an SME (a startup or university spin-off may enter with evidence, which is checked)".into(),
         ));
     }

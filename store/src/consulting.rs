@@ -154,7 +154,7 @@ impl Store {
                 .get_result(c)?;
             if overlapping > 0 {
                 return Err(StoreError::Consulting(
-                    "slot_overlaps",
+                    voucherd_domain::ErrorCode::SlotOverlaps,
                     "this slot overlaps another of your slots".into(),
                 ));
             }
@@ -214,7 +214,7 @@ impl Store {
             let s = slot(c, &slot_id)?;
             if s.starts_at <= now {
                 return Err(StoreError::Consulting(
-                    "slot_past",
+                    voucherd_domain::ErrorCode::SlotPast,
                     "this slot has already started".into(),
                 ));
             }
@@ -227,7 +227,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("voucher"))?;
             if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= now {
                 return Err(StoreError::Consulting(
-                    "voucher_inactive",
+                    voucherd_domain::ErrorCode::VoucherInactive,
                     "this voucher is no longer active".into(),
                 ));
             }
@@ -238,7 +238,7 @@ impl Store {
                 .get_result(c)?;
             if taken > 0 {
                 return Err(StoreError::Consulting(
-                    "slot_taken",
+                    voucherd_domain::ErrorCode::SlotTaken,
                     "this slot is already booked".into(),
                 ));
             }
@@ -250,13 +250,13 @@ impl Store {
                 .get_result(c)?;
             if upcoming > 0 {
                 return Err(StoreError::Consulting(
-                    "booking_in_progress",
+                    voucherd_domain::ErrorCode::BookingInProgress,
                     "this voucher already has an upcoming session: one at a time".into(),
                 ));
             }
             let Some(left) = allowance(c, &v.id)? else {
                 return Err(StoreError::Consulting(
-                    "no_consulting_hours",
+                    voucherd_domain::ErrorCode::NoConsultingHours,
                     "this voucher carries no consulting hours".into(),
                 ));
             };
@@ -264,7 +264,7 @@ impl Store {
                 .map_err(StoreError::Invariant)?;
             if left.remaining < minutes.get() {
                 return Err(StoreError::Consulting(
-                    "consulting_hours_short",
+                    voucherd_domain::ErrorCode::ConsultingHoursShort,
                     format!(
                         "this session takes {} minutes; the voucher has {} left",
                         minutes.get(),
@@ -310,11 +310,14 @@ impl Store {
                     // Which index refused it: the voucher's (one at a time) or the slot's.
                     return Err(if e.to_string().contains("voucher") {
                         StoreError::Consulting(
-                            "booking_in_progress",
+                            voucherd_domain::ErrorCode::BookingInProgress,
                             "this voucher already has an upcoming session: one at a time".into(),
                         )
                     } else {
-                        StoreError::Consulting("slot_taken", "this slot is already booked".into())
+                        StoreError::Consulting(
+                            voucherd_domain::ErrorCode::SlotTaken,
+                            "this slot is already booked".into(),
+                        )
                     });
                 }
                 Err(e) => return Err(e.into()),
@@ -357,14 +360,14 @@ impl Store {
             }
             if b.cancelled_at.is_some() || b.outcome.is_some() {
                 return Err(StoreError::Consulting(
-                    "booking_closed",
+                    voucherd_domain::ErrorCode::BookingClosed,
                     "this booking was already cancelled or recorded".into(),
                 ));
             }
             let s = slot(c, &b.slot_id)?;
             if !consulting::may_cancel(s.starts_at, now) {
                 return Err(StoreError::Consulting(
-                    "too_late_to_cancel",
+                    voucherd_domain::ErrorCode::TooLateToCancel,
                     format!(
                         "a booking can be cancelled until {} hours before it starts",
                         consulting::CANCEL_NOTICE_HOURS
@@ -400,13 +403,13 @@ impl Store {
             }
             if b.cancelled_at.is_some() || b.outcome.is_some() {
                 return Err(StoreError::Consulting(
-                    "booking_closed",
+                    voucherd_domain::ErrorCode::BookingClosed,
                     "this booking was already cancelled or recorded".into(),
                 ));
             }
             if now < s.starts_at {
                 return Err(StoreError::Consulting(
-                    "session_not_started",
+                    voucherd_domain::ErrorCode::SessionNotStarted,
                     "a session is recorded once it has started".into(),
                 ));
             }

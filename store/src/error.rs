@@ -59,17 +59,17 @@ pub enum StoreError {
     BudgetLineExists(String),
     /// A consulting booking refused: its stable code, and why.
     #[error("{1}")]
-    Consulting(&'static str, String),
+    Consulting(voucherd_domain::ErrorCode, String),
     /// A payment refused or not yet applicable: its stable code, and why.
     #[error("{1}")]
-    Payment(&'static str, String),
+    Payment(voucherd_domain::ErrorCode, String),
     /// An approval refused by the four-eyes rule: its stable code, and why.
     #[error("{1}")]
-    Approval(&'static str, String),
+    Approval(voucherd_domain::ErrorCode, String),
     /// A change refused in the state its subject is in (a challenge already open, an award past
     /// the Minimal Financial Assistance limit): its stable code, and why.
     #[error("{1}")]
-    Refused(&'static str, String),
+    Refused(voucherd_domain::ErrorCode, String),
     #[error("ledger invariant violated: {0}")]
     Invariant(String),
     #[error(transparent)]

@@ -451,7 +451,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("voucher"))?;
             if v.status == voucherd_domain::VoucherState::Expired {
                 return Err(StoreError::Payment(
-                    "already_expired",
+                    voucherd_domain::ErrorCode::AlreadyExpired,
                     "the voucher has already expired".into(),
                 ));
             }

@@ -210,7 +210,7 @@ fn lock(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
 }
 
 /// A webhook event recorded by a twin that committed first.
-const DUPLICATE_EVENT: &str = "duplicate_event";
+const DUPLICATE_EVENT: voucherd_domain::ErrorCode = voucherd_domain::ErrorCode::DuplicateEvent;
 
 /// Tells every administrator that a payment needs a look, and why.
 fn attention(c: &mut DbConn, p: &PaymentRow, key: &str, message: String) -> StoreResult<()> {
@@ -257,13 +257,13 @@ impl Store {
                     .ok_or(StoreError::NotFound("voucher"))?;
                 if !v.awaiting_contribution() {
                     return Err(StoreError::Payment(
-                        "contribution_not_due",
+                        voucherd_domain::ErrorCode::ContributionNotDue,
                         "this voucher has no co-funding contribution to pay".into(),
                     ));
                 }
                 if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= p.at {
                     return Err(StoreError::Payment(
-                        "voucher_expired",
+                        voucherd_domain::ErrorCode::VoucherExpired,
                         "this voucher has expired: its contribution can no longer be paid".into(),
                     ));
                 }
@@ -299,7 +299,7 @@ impl Store {
             match diesel::insert_into(payments::table).values(&row).execute(c) {
                 Ok(_) => Ok(row),
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Payment(
-                    "payment_in_progress",
+                    voucherd_domain::ErrorCode::PaymentInProgress,
                     "a payment for this is already in progress".into(),
                 )),
                 Err(e) => Err(e.into()),
@@ -758,7 +758,7 @@ fn apply_refunded(
         // Stripe may deliver the refund before the payment's own event: refused, so
         // Stripe retries it once the payment is known.
         return Err(StoreError::Payment(
-            "payment_not_yet_known",
+            voucherd_domain::ErrorCode::PaymentNotYetKnown,
             format!("payment {} is {}, not paid yet", p.id, p.status),
         ));
     }

@@ -90,7 +90,7 @@ pub mod ended {
 
 fn invalid_token() -> StoreError {
     StoreError::Refused(
-        "invalid_token",
+        voucherd_domain::ErrorCode::InvalidToken,
         "this link or code is not valid: it was used already, has expired or was replaced by a newer one".into(),
     )
 }
@@ -356,7 +356,7 @@ impl Store {
             };
             if failed >= MAX_CODE_ATTEMPTS {
                 return Ok(Err(StoreError::Refused(
-                    "too_many_attempts",
+                    voucherd_domain::ErrorCode::TooManyAttempts,
                     "too many wrong codes: ask for a new one".into(),
                 )));
             }
@@ -365,7 +365,7 @@ impl Store {
                     .set(account_tokens::failed_attempts.eq(failed + 1))
                     .execute(c)?;
                 return Ok(Err(StoreError::Refused(
-                    "wrong_code",
+                    voucherd_domain::ErrorCode::WrongCode,
                     "the code is not the one we sent".into(),
                 )));
             }
@@ -487,7 +487,7 @@ impl Store {
             let user = load_user(c, &user_id)?;
             if !user.password_hash.is_empty() {
                 return Err(StoreError::Refused(
-                    "invitation_accepted",
+                    voucherd_domain::ErrorCode::InvitationAccepted,
                     "this person has already accepted their invitation".into(),
                 ));
             }
@@ -593,7 +593,7 @@ impl Store {
 fn refuse_own(actor_id: &str, user_id: &str, what: &str) -> StoreResult<()> {
     if actor_id == user_id {
         return Err(StoreError::Refused(
-            "own_account",
+            voucherd_domain::ErrorCode::OwnAccount,
             format!("you cannot {what}: ask another administrator"),
         ));
     }
@@ -610,7 +610,7 @@ fn keep_an_admin(c: &mut DbConn, user_id: &str) -> StoreResult<()> {
         .get_result(c)?;
     if others == 0 {
         return Err(StoreError::Refused(
-            "last_administrator",
+            voucherd_domain::ErrorCode::LastAdministrator,
             "the programme must keep at least one active administrator".into(),
         ));
     }

@@ -160,9 +160,9 @@ impl Store {
             if changed != 1 {
                 return Err(StoreError::Payment(
                     if suspend {
-                        "already_suspended"
+                        voucherd_domain::ErrorCode::AlreadySuspended
                     } else {
-                        "not_suspended"
+                        voucherd_domain::ErrorCode::NotSuspended
                     },
                     if suspend {
                         "the voucher is already suspended".into()

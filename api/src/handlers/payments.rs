@@ -10,6 +10,7 @@ pub use crate::service::payments::{PaymentQuery, TopUpRequest};
 use crate::state::AppState;
 use crate::views::List;
 use actix_web::{web, HttpRequest, HttpResponse};
+use voucherd_domain::ErrorCode;
 use voucherd_payments::WebhookRejected;
 use voucherd_store::payments::{Applied, EventRecord, Via};
 
@@ -102,7 +103,7 @@ pub async fn stripe_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let stripe = stripe(&state)?;
     let payload = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest {
-        code: "invalid_payload",
+        code: ErrorCode::InvalidPayload,
         detail: "the body is not UTF-8".into(),
     })?;
     let signature = req
@@ -116,8 +117,8 @@ pub async fn stripe_webhook(
             tracing::warn!(error = %e, "a Stripe webhook was refused");
             ApiError::BadRequest {
                 code: match e {
-                    WebhookRejected::BadPayload(_) => "invalid_payload",
-                    _ => "invalid_signature",
+                    WebhookRejected::BadPayload(_) => ErrorCode::InvalidPayload,
+                    _ => ErrorCode::InvalidSignature,
                 },
                 detail: e.to_string(),
             }
@@ -140,10 +141,10 @@ pub async fn stripe_webhook(
     if let Some(v) = changed_voucher {
         state.key_cache.forget_voucher(&v);
     }
-    if let Applied::Retry(why) = applied {
+    if let Applied::Retry(_) = applied {
         // Done in part; Stripe delivers the event again later for the rest.
         return Err(ApiError::conflict(
-            why,
+            ErrorCode::RefundWaitingOnHolds,
             "part of this refund is held for requests in flight; deliver the event again later",
         ));
     }

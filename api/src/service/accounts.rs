@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 use validator::Validate;
+use voucherd_domain::ErrorCode;
 use voucherd_domain::Role;
 use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 
@@ -260,7 +261,7 @@ pub async fn resend_verification(
     let row = state.store.user(user.id.clone()).await?;
     if row.email_verified_at.is_some() {
         return Err(ApiError::conflict(
-            "already_verified",
+            ErrorCode::AlreadyVerified,
             "this email address is already confirmed",
         ));
     }

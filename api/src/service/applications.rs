@@ -16,6 +16,7 @@ use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
 use voucherd_domain::incentive;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::{Note, Ownership};
+use voucherd_domain::ErrorCode;
 use voucherd_domain::{ApplicationStatus, CompanyNumber, Money, Region, SicCode};
 use voucherd_store::applications::{
     ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
@@ -124,7 +125,7 @@ pub async fn submit(
 ) -> Result<ApplicationView, ApiError> {
     if !user.email_verified {
         return Err(ApiError::Denied {
-            code: "email_unverified",
+            code: ErrorCode::EmailUnverified,
             detail: "confirm your email address with the code we sent before applying".into(),
         });
     }
@@ -382,7 +383,7 @@ impl Approval {
     fn check_seen(&self, seen: Option<Money>) -> Result<(), ApiError> {
         match seen {
             Some(seen) if seen != self.total => Err(ApiError::conflict(
-                "incentives_changed",
+                ErrorCode::IncentivesChanged,
                 format!(
                     "the incentive rules now give £{}, not the £{seen} previewed: preview again",
                     self.total
@@ -558,7 +559,7 @@ pub async fn second_approval(
         Some(p) if app.status == Stage::Second.status() => p,
         _ => {
             return Err(ApiError::conflict(
-                "no_second_approval_pending",
+                ErrorCode::NoSecondApprovalPending,
                 format!(
                     "the application is {}: no approval awaits a second administrator",
                     app.status
@@ -568,7 +569,7 @@ pub async fn second_approval(
     };
     if pending.requested_by == user.id {
         return Err(ApiError::conflict(
-            "same_approver",
+            ErrorCode::SameApprover,
             "the administrator who approved first cannot be the second: another administrator must confirm or reject",
         ));
     }
@@ -636,7 +637,7 @@ async fn facts(
     // not in it: such an application can be rejected, not approved.
     let sic = SicCode::parse(&app.sic_code).map_err(|_| {
         ApiError::conflict(
-            "unknown_sic_code",
+            ErrorCode::UnknownSicCode,
             format!(
                 "the application's SIC code {} is not a UK SIC 2007 code; reject it and ask for a new application",
                 app.sic_code
@@ -664,7 +665,7 @@ async fn facts(
 async fn check_ownership(state: &AppState, app: &ApplicationRow) -> Result<(), ApiError> {
     if let Ownership::Refused(check) = app.ownership()? {
         return Err(ApiError::conflict(
-            "ownership_refused",
+            ErrorCode::OwnershipRefused,
             format!(
                 "an administrator found that the applicant does not own the company ({}); \
                  confirm ownership first if that has changed",
@@ -762,7 +763,10 @@ async fn check_mfa_with_amount(
         .iter()
         .find(|c| c.rule == "subsidy_control_mfa")
     {
-        Some(c) if !c.passed => Err(ApiError::conflict("mfa_limit_exceeded", c.reason.clone())),
+        Some(c) if !c.passed => Err(ApiError::conflict(
+            ErrorCode::MfaLimitExceeded,
+            c.reason.clone(),
+        )),
         _ => Ok(()),
     }
 }

@@ -14,6 +14,7 @@ use voucherd_domain::challenge::{
     self, Criteria, Criterion, KindEvidence, Milestone, Milestones, OrganisationKind,
 };
 use voucherd_domain::money::{format_micros, Amount};
+use voucherd_domain::ErrorCode;
 use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
 use voucherd_store::challenges::{ChallengeRow, ConflictRow, EntryRow, Progress, ScoreRow};
 
@@ -350,9 +351,9 @@ pub async fn update(
     if old.cancelled_at.is_some() || old.opens_at <= now {
         return Err(ApiError::conflict(
             if old.cancelled_at.is_some() {
-                "challenge_cancelled"
+                ErrorCode::ChallengeCancelled
             } else {
-                "challenge_open"
+                ErrorCode::ChallengeOpen
             },
             format!(
                 "the challenge {}: it can no longer be edited",

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::ErrorCode;
 use voucherd_domain::{Money, PaymentStatus};
 use voucherd_payments::{CheckoutRequest, Stripe};
 use voucherd_store::payments::{NewPayment, PaymentFilter, PaymentRow, Via};
 
 pub(crate) fn stripe(state: &AppState) -> Result<Arc<Stripe>, ApiError> {
     state.stripe.clone().ok_or_else(|| ApiError::Disabled {
-        code: "payments_disabled",
+        code: ErrorCode::PaymentsDisabled,
         detail: "payments are not enabled on this programme: it has no Stripe account configured \
                  (VOUCHERD_STRIPE_SECRET_KEY and VOUCHERD_STRIPE_WEBHOOK_SECRET)"
             .into(),
@@ -125,7 +126,7 @@ async fn checkout(
     let expires_at = p.expires_at.unwrap_or(now);
     if expires_at < now + chrono::Duration::minutes(31) {
         return Err(ApiError::conflict(
-            "payment_expired",
+            ErrorCode::PaymentExpired,
             "this payment can no longer be started: start a new one (with a new Idempotency-Key)",
         ));
     }
@@ -264,7 +265,7 @@ pub async fn pay_contribution(
     let (v, _) = visible(state, user, voucher_id).await?;
     if !v.awaiting_contribution() {
         return Err(ApiError::conflict(
-            "contribution_not_due",
+            ErrorCode::ContributionNotDue,
             if v.contribution_micros == 0 {
                 "this voucher asks for no co-funding contribution"
             } else {
@@ -335,7 +336,7 @@ pub async fn create_top_up(
     let vouchers = state.store.vouchers(Some(user.id.clone()), 1, 0).await?;
     let Some((voucher, _)) = vouchers.first() else {
         return Err(ApiError::conflict(
-            "no_voucher",
+            ErrorCode::NoVoucher,
             "credit can be bought once the organisation holds a voucher",
         ));
     };
@@ -350,7 +351,7 @@ pub async fn create_top_up(
     let replay = |existing: PaymentRow| {
         if existing.amount_pence != pence.get() || existing.owner_id != user.id {
             return Err(ApiError::conflict(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this idempotency key was already used with a different request",
             ));
         }
@@ -378,7 +379,10 @@ pub async fn create_top_up(
     let (p, created) = match created {
         Ok(p) => (p, true),
         // The same key, sent twice at once: the other request made it.
-        Err(voucherd_store::StoreError::Payment("payment_in_progress", _)) => {
+        Err(voucherd_store::StoreError::Payment(
+            voucherd_domain::ErrorCode::PaymentInProgress,
+            _,
+        )) => {
             let existing = state
                 .store
                 .payment(id)

@@ -14,6 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use validator::Validate;
 use voucherd_domain::money::Amount;
+use voucherd_domain::ErrorCode;
 use voucherd_domain::{KeyMode, Money, VoucherStatus};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
@@ -246,7 +247,7 @@ pub async fn create_key(
     let (v, a) = visible(state, user, voucher_id).await?;
     if views::voucher_status(&v, &a.totals()) == VoucherStatus::Expired {
         return Err(ApiError::conflict(
-            "voucher_expired",
+            ErrorCode::VoucherExpired,
             "keys cannot be created for an expired voucher",
         ));
     }
@@ -329,7 +330,7 @@ pub async fn rotate_key(
         .await
         .map_err(|e| match e {
             voucherd_store::StoreError::KeyNotRotatable => ApiError::conflict(
-                "key_not_rotatable",
+                ErrorCode::KeyNotRotatable,
                 "a revoked or already rotated key cannot be rotated",
             ),
             other => other.into(),
