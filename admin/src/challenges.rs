@@ -136,16 +136,9 @@ fn kind_name(kind: &str) -> &str {
         .map_or(kind, |(_, label)| *label)
 }
 
-/// "2027-03-10T17:00:00.000000Z" → "10 March 2027, 17:00 UTC".
+/// "2027-03-10T17:00:00.000000Z" → "10 March 2027, 5:00pm" (UK time).
 fn moment(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%-d %B %Y, %H:%M UTC")
-                .to_string()
-        })
-        .unwrap_or_default()
+    v.as_str().map(crate::format::when).unwrap_or_default()
 }
 
 /// "50000.00" → "£50,000.00".
@@ -757,7 +750,8 @@ pub async fn console_new(req: HttpRequest) -> HttpResponse {
     new_view(&req, &defaults, Vec::new())
 }
 
-/// "2027-03-01 09:00" (UTC), "2027-03-01T09:00", "2027-03-01" (midnight) or RFC 3339 → RFC 3339.
+/// "2027-03-01 09:00" (UK time), "2027-03-01T09:00", "2027-03-01" (midnight) or RFC 3339 →
+/// RFC 3339 in UTC. A UK time the clocks skip is no time.
 fn parse_when(s: &str) -> Option<String> {
     use chrono::{NaiveDate, NaiveDateTime, SecondsFormat, Utc};
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -779,6 +773,7 @@ fn parse_when(s: &str) -> Option<String> {
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
     })
+    .and_then(crate::format::from_uk_time)
     .map(|t| t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 

@@ -499,7 +499,7 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         Confirm {
             title: "Check the deposit",
             rows: vec![
-                ("Amount", format!("£{}", field(&form, "amount"))),
+                ("Amount", crate::format::pounds(field(&form, "amount"))),
                 ("Reference", field(&form, "reference").to_string()),
             ],
             text: "The money is added to the programme fund and recorded in the ledger for good.",
@@ -814,15 +814,15 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
                 ("Model", model.to_string()),
                 (
                     "Input, per million tokens",
-                    format!("£{}", field(&form, "input")),
+                    crate::format::pounds(field(&form, "input")),
                 ),
                 (
                     "Cached input, per million tokens",
-                    format!("£{}", field(&form, "cached")),
+                    crate::format::pounds(field(&form, "cached")),
                 ),
                 (
                     "Output, per million tokens",
-                    format!("£{}", field(&form, "output")),
+                    crate::format::pounds(field(&form, "output")),
                 ),
             ],
             text: "Requests from now on are priced at this; past requests keep their price.",
@@ -931,7 +931,7 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
                     "To",
                     field(&form, "to").replace("programme_fund", "the programme fund"),
                 ),
-                ("Amount", format!("£{}", field(&form, "amount"))),
+                ("Amount", crate::format::pounds(field(&form, "amount"))),
                 ("Reason", field(&form, "reason").to_string()),
             ],
             text: "The money moves at once and the move is audited with its reason.",

@@ -112,11 +112,11 @@ fn or_list(items: &[String]) -> String {
     }
 }
 
-/// "2027-01-10T14:30:00.000000Z" → "Sunday 10 January 2027 at 14:30 UTC".
+/// "2027-01-10T14:30:00.000000Z" → "Sunday 10 January 2027 at 2:30pm" (UK time).
 fn when(v: &Value) -> String {
     v.as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.format("%A %-d %B %Y at %H:%M UTC").to_string())
+        .map(|t| crate::format::weekday_time(t.naive_utc()))
         .unwrap_or_default()
 }
 
@@ -190,11 +190,11 @@ fn describe_effect(e: &Value) -> String {
     let v = |k: &str| text(&e[k]);
     match e["kind"].as_str().unwrap_or("") {
         "uplift_percent" => format!("{}% of the standard voucher on top", v("percent")),
-        "fixed_bonus" => format!("£{} on top", v("amount")),
+        "fixed_bonus" => format!("{} on top", crate::format::pounds(&v("amount"))),
         "co_funding_cap" => format!("A co-funding share of at most {}%", v("percent")),
         "milestone_bonus" => format!(
-            "£{} more once {}",
-            v("amount"),
+            "{} more once {}",
+            crate::format::pounds(&v("amount")),
             describe_trigger(&e["trigger"])
         ),
         "consulting_hours" => format!("{} more hours of technical consulting", v("hours")),
@@ -519,7 +519,14 @@ pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
     let (Some(date), Some(start), Some(length)) = (date, start, length) else {
         return advise_view(&req, values, errors, None, None).await;
     };
-    let starts_at = NaiveDateTime::new(date, start);
+    // Typed in UK time, kept in UTC.
+    let Some(starts_at) = crate::format::from_uk_time(NaiveDateTime::new(date, start)) else {
+        let errors = vec![err(
+            "slot_start",
+            "Enter a time that exists on that day: the clocks go forward an hour",
+        )];
+        return advise_view(&req, values, errors, None, None).await;
+    };
     let Some(ends_at) = starts_at.checked_add_signed(length) else {
         let errors = vec![err(
             "slot_minutes",

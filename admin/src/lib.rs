@@ -14,6 +14,7 @@ mod assets;
 mod challenges;
 mod console;
 mod consult;
+mod format;
 mod portal;
 mod render;
 mod session;

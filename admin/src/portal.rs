@@ -426,17 +426,14 @@ pub fn check_region_and_sic(
     }
 }
 
-/// A time from the core as its day: "27 November 2026".
+/// A time from the core as the UK day it falls on: "27 November 2026".
 pub fn date(t: Timestamp) -> String {
-    t.0.format("%-d %B %Y").to_string()
+    crate::format::date(t.0)
 }
 
-/// "2026-11-27T10:00:00.000000Z" → "27 November 2026".
+/// A time the core wrote ("2026-11-27T10:00:00.000000Z") as its UK day: "27 November 2026".
 pub fn day(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.format("%-d %B %Y").to_string())
-        .unwrap_or_default()
+    v.as_str().map(crate::format::day).unwrap_or_default()
 }
 
 /// The application form's fields, in order, with their labels (for the check-answers page).

@@ -80,6 +80,9 @@ impl Pages {
         hb.set_strict_mode(true);
         hb.register_helper("field_error", Box::new(FieldErrorHelper));
         hb.register_helper("concat", Box::new(ConcatHelper));
+        hb.register_helper("pounds", Box::new(TextHelper(crate::format::pounds)));
+        hb.register_helper("when", Box::new(TextHelper(crate::format::when)));
+        hb.register_helper("day", Box::new(TextHelper(crate::format::day)));
         for (name, text) in PARTIALS {
             hb.register_partial(name, *text)
                 .map_err(|e| format!("template {name}: {e}"))?;
@@ -333,5 +336,31 @@ impl handlebars::HelperDef for ConcatHelper {
             })
             .collect();
         Ok(handlebars::ScopedJson::Derived(Value::String(joined)))
+    }
+}
+
+/// `(pounds x)`, `(when x)`, `(day x)`: a value from the core written for people (see
+/// `crate::format`). A missing value is an error, as in strict mode; null writes nothing.
+struct TextHelper(fn(&str) -> String);
+
+impl handlebars::HelperDef for TextHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc handlebars::Context,
+        _: &mut handlebars::RenderContext<'reg, 'rc>,
+    ) -> Result<handlebars::ScopedJson<'rc>, handlebars::RenderError> {
+        let param = h
+            .param(0)
+            .ok_or_else(|| handlebars::RenderErrorReason::ParamNotFoundForIndex("text", 0))?;
+        let text = match param.value() {
+            Value::Null => return Ok(handlebars::ScopedJson::Derived(Value::Null)),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Ok(handlebars::ScopedJson::Derived(Value::String((self.0)(
+            &text,
+        ))))
     }
 }

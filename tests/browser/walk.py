@@ -27,6 +27,8 @@ from playwright.sync_api import sync_playwright, expect
 
 HERE = pathlib.Path(__file__).resolve().parent
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+# A time as the pages write it: "6 December 2026, 11:18am", "1 July 2026, midday".
+UK_TIME = r"\d{1,2} (January|February|March|April|May|June|July|August|September|October|November|December) \d{4}, (\d{1,2}:\d{2}[ap]m|midday|midnight)"
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
 
 
@@ -105,10 +107,6 @@ def mail_to(mail_dir, recipient, subject_start, after=0.0, wait_s=30):
         if time.monotonic() > deadline:
             raise AssertionError(f"no email to {recipient} starting {subject_start!r} in {mail_dir}")
         time.sleep(0.2)
-
-
-def money(text):
-    return float(re.sub(r"[^0-9.]", "", text))
 
 
 def main():
@@ -200,6 +198,8 @@ def main():
         w.check("console-deposit-confirm")
         page.get_by_role("button", name="Confirm the deposit").click()
         expect(page.locator(".govuk-notification-banner")).to_contain_text("deposit was recorded")
+        # Pounds and pence with thousands separators, never "£100000.00".
+        expect(page.locator("main")).to_contain_text("£100,000.00")
         w.check("console-programme")
         page.get_by_role("link", name="Applications").click()
         page.get_by_role("link", name=re.compile("Widget Analytics Ltd")).click()
@@ -214,6 +214,9 @@ def main():
         w.check("console-decided")
         page.get_by_role("link", name="Audit log").click()
         expect(page.locator("table")).to_contain_text("application.approve")
+        # UK dates and times, not RFC 3339: "6 December 2026, 11:18am".
+        expect(page.locator("table")).to_contain_text(re.compile(UK_TIME))
+        expect(page.locator("table")).not_to_contain_text(re.compile(r"\d{4}-\d{2}-\d{2}T"))
         w.check("console-audit")
         page.get_by_role("link", name="Jobs").click()
         w.check("console-jobs")
@@ -255,8 +258,10 @@ def main():
         assert answer["usage"]["completion_tokens"] > 0, answer
         page.get_by_role("link", name="Back to the voucher").click()
         expect(page.locator("body")).not_to_contain_text(key)
-        available = money(page.locator("#voucher-available").inner_text())
-        spent = money(page.locator("#voucher-spent").inner_text())
+        # Shown to the penny with separators; the exact figures ride along in <data value>.
+        expect(page.locator("#voucher-available")).to_have_text(re.compile(r"^£\d{1,3}(,\d{3})*\.\d{2}$"))
+        available = float(page.locator("#voucher-available data").get_attribute("value"))
+        spent = float(page.locator("#voucher-spent data").get_attribute("value"))
         assert 0 < spent and available < 100 and abs(available + spent - 100) < 1e-6, (available, spent)
         expect(page.locator("svg.voucherd-chart").first).to_be_visible()
         w.check("voucher-after-call")
