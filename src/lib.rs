@@ -334,7 +334,13 @@ fn http_server(
                     voucherd_admin::configure(cfg);
                 }
             })
-            .default_service(web::to(voucherd_api::not_found))
+            .default_service(web::to(move |req: actix_web::HttpRequest| async move {
+                if pages {
+                    voucherd_admin::not_found(req).await
+                } else {
+                    voucherd_api::not_found(req).await
+                }
+            }))
     })
     .listen(listener)?
     // Database calls run on each worker's blocking threads and wait for one of the pool's

@@ -22,6 +22,7 @@ mod session;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use voucherd_api::routes::{Access, ROUTES};
@@ -165,6 +166,57 @@ pages! {
     get "/console/reports/{id}/json" => console::report_json, on("get", "/api/v1/reports/{id}");
 }
 
+/// Paths programs call: an unknown one is answered as the API answers (problem+json, or the
+/// proxy's OpenAI-style error), never with a page.
+const API_PATHS: [&str; 7] = [
+    "/api/",
+    "/v1/",
+    "/sandbox/",
+    "/webhooks/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+];
+
+/// Whether the client reads pages (a browser asks for `text/html`).
+fn wants_html(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Any path nothing serves: for a browser, the GOV.UK "Page not found" page (with its title and
+/// language); for a program, or under the API's paths, the API's problem+json.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    if API_PATHS.iter().any(|p| req.path().starts_with(p)) || !wants_html(&req) {
+        return voucherd_api::not_found(req).await;
+    }
+    let mut resp = render::not_found(&req);
+    secure(resp.headers_mut());
+    resp
+}
+
+/// The public summary's refusal, for a browser: a GOV.UK page saying why, not problem+json.
+fn public_refusal(req: &actix_web::HttpRequest, status: StatusCode) -> actix_web::HttpResponse {
+    if status == StatusCode::NOT_FOUND {
+        render::message(
+            req,
+            status,
+            "There is no public summary yet",
+            "A public summary is published once the semi-annual review of a finished half-year \
+             (April to September, or October to March) has been made. Come back after the next one.",
+        )
+    } else {
+        render::message(
+            req,
+            status,
+            "There is a problem",
+            "This address does not name a public summary: check it, or start from the latest summary.",
+        )
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     register(cfg);
     assets::register(cfg);
@@ -228,8 +280,17 @@ pub async fn guard(
             }
         }
     }
+    let public = req.path().starts_with("/public/") && wants_html(req.request());
     let mut resp = next.call(req).await?.map_into_boxed_body();
-    if is_page {
+    let status = resp.status();
+    let refused = public && status.is_client_error();
+    if refused {
+        // Linked from the console and read by people: a refusal is a page too. (The summary
+        // itself is the worker's own document, with its own styles: it keeps its headers.)
+        let http_req = resp.request().clone();
+        resp = ServiceResponse::new(http_req.clone(), public_refusal(&http_req, status));
+    }
+    if is_page || refused {
         secure(resp.headers_mut());
     }
     Ok(resp)

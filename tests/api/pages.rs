@@ -228,8 +228,9 @@ async fn assets_are_served_from_the_binary(app: TestApp) {
     assert_eq!(missing.status().as_u16(), 404);
 }
 
-/// An id in a page's path that decodes to more than an id (`V%2Freinstatement%3F`) would have
-/// reached another API route: such pages do not exist, and no API call is made for them.
+/// An id in a page's path that decodes to more than an id (`V%2Freinstatement%3F`) names
+/// nothing the programme made: such pages do not exist, and no service is asked for them (when
+/// the pages reached the API over loopback, such an id could have reached another route).
 async fn an_id_that_would_change_the_api_route_is_not_a_page(app: TestApp) {
     let owner = app.applicant("owner@widgets.co.uk").await;
     let application = body(app.apply(&owner, &valid_application()).await).await;
@@ -320,7 +321,53 @@ async fn an_id_that_would_change_the_api_route_is_not_a_page(app: TestApp) {
     assert_eq!(app.voucher(&holder, &voucher).await["status"], "active");
 }
 
+/// People get GOV.UK pages, with a title and a language, for an address that names nothing and
+/// for a public summary that does not exist yet; programs keep getting problem+json.
+async fn unknown_pages_and_a_missing_public_summary_are_pages_for_people(app: TestApp) {
+    let get = |path: &str, accept: &str| {
+        app.client
+            .get(app.url(path))
+            .header("accept", accept)
+            .send()
+    };
+    let html = "text/html,application/xhtml+xml,*/*;q=0.8";
+    let content_type = |r: &Response| r.headers()["content-type"].to_str().unwrap().to_string();
+
+    let page = get("/no-such-page", html).await.unwrap();
+    assert_eq!(page.status().as_u16(), 404);
+    assert!(content_type(&page).starts_with("text/html"));
+    assert!(page.headers().contains_key("content-security-policy"));
+    let text = page.text().await.unwrap();
+    assert!(text.contains(r#"<html lang="en""#), "{text}");
+    assert!(text.contains("<title>Page not found"), "{text}");
+
+    // A program asking for an unknown path, or any client under the API's paths: problem+json.
+    for (path, accept) in [
+        ("/no-such-page", "application/json"),
+        ("/api/v1/no-such-route", html),
+    ] {
+        let resp = get(path, accept).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "{path}");
+        assert_eq!(content_type(&resp), "application/problem+json", "{path}");
+        assert_eq!(body(resp).await["code"], "not_found", "{path}");
+    }
+
+    // No semi-annual review has been made: the console's link explains that, as a page.
+    let summary = get("/public/reports/latest", html).await.unwrap();
+    assert_eq!(summary.status().as_u16(), 404);
+    assert!(content_type(&summary).starts_with("text/html"));
+    let text = summary.text().await.unwrap();
+    assert!(text.contains(r#"<html lang="en""#), "{text}");
+    assert!(text.contains("There is no public summary yet"), "{text}");
+    let json = get("/public/reports/latest", "application/json")
+        .await
+        .unwrap();
+    assert_eq!(json.status().as_u16(), 404);
+    assert_eq!(content_type(&json), "application/problem+json");
+}
+
 on_both_backends!(
+    unknown_pages_and_a_missing_public_summary_are_pages_for_people,
     pages_admit_only_whom_the_api_admits_and_refuse_forged_forms,
     assets_are_served_from_the_binary,
     an_id_that_would_change_the_api_route_is_not_a_page,
