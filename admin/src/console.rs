@@ -15,6 +15,7 @@ use voucherd_api::service::{
     applications, operations, prices, programme, reports, vouchers, IdempotencyKey,
 };
 use voucherd_api::views::{ApplicationView, SecondApprovalView};
+use voucherd_domain::eligibility::rule_title;
 use voucherd_domain::{ApplicationStatus, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
@@ -50,7 +51,7 @@ pub async fn queue(req: HttpRequest) -> HttpResponse {
                 .checks
                 .iter()
                 .filter(|c| !c.passed)
-                .map(|c| c.rule.replace('_', " "))
+                .map(|c| rule_title(&c.rule).to_string())
                 .collect();
             json!({
                 "id": a.id, "company_name": a.company_name, "company_number": a.company_number,

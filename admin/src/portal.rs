@@ -13,9 +13,11 @@ use voucherd_api::handlers::Page;
 use voucherd_api::service::payments::{self, Started};
 use voucherd_api::service::{accounts, applications, vouchers, IdempotencyKey};
 use voucherd_api::state::AppState;
-use voucherd_api::views::{time, NewKeyView, Timestamp};
-use voucherd_domain::eligibility::RuleResult;
-use voucherd_domain::{CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus};
+use voucherd_api::views::{time, ApplicationView, NewKeyView, Timestamp};
+use voucherd_domain::eligibility::{rule_title, RuleResult};
+use voucherd_domain::{
+    ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus,
+};
 
 pub type Form = web::Form<HashMap<String, String>>;
 
@@ -398,7 +400,7 @@ pub fn rule_results(checks: &[RuleResult]) -> Value {
         .iter()
         .map(|c| {
             json!({
-                "rule": c.rule.replace('_', " "),
+                "rule": rule_title(&c.rule),
                 "tag": tag(if c.passed { "passed" } else { "failed" }),
                 "reason": c.reason,
             })
@@ -686,6 +688,17 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
+/// What has happened to an application, in words, beside its rule results.
+fn outcome(a: &ApplicationView) -> &'static str {
+    match a.status {
+        ApplicationStatus::Ineligible => "Your business did not meet every rule, so the application cannot be approved. The reasons are below: if one is wrong, correct it and apply again.",
+        ApplicationStatus::Submitted => "Your business met every rule. An administrator will decide the application, and we will email you when they have.",
+        ApplicationStatus::AwaitingSecondApproval => "Your business met every rule and an administrator approved the application. A second administrator confirms approvals of this size before the voucher is granted.",
+        ApplicationStatus::Approved => "Your business met every rule and the application was approved: your voucher is ready.",
+        ApplicationStatus::Rejected => "Your business met every rule, but an administrator rejected the application. Their reason is above.",
+    }
+}
+
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     let Core { state, user } = page!(api::core(&req));
@@ -703,15 +716,22 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
                 "submitted": date(a.created_at),
                 "decision_reason": a.decision.as_ref().map(|d| &d.reason),
                 "voucher_id": a.voucher_id,
+                "outcome": outcome(&a),
             }),
         )
         .with("checks", checks)
         .back("/portal");
     if sent {
-        view = view.banner(
-            "Application sent. We will email you when it has been decided.",
-            true,
-        );
+        view = match a.status {
+            ApplicationStatus::Ineligible => view.banner(
+                "Application sent. Your business did not meet every rule, so it cannot be approved: the reasons are below.",
+                false,
+            ),
+            _ => view.banner(
+                "Application sent. We will email you when it has been decided.",
+                true,
+            ),
+        };
     }
     view.render(&req)
 }

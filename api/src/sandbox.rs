@@ -13,7 +13,10 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-const REPLY: &str = "This is a sandbox reply from the AI voucher programme. No provider was called and no voucher credit was spent.";
+/// It says what the sandbox knows: no provider answered. Who pays is the proxy's business (a
+/// test key's free allowance, or, with `serve --demo`, a live key's voucher), so it claims
+/// nothing about credit.
+const REPLY: &str = "This is a sandbox reply from the AI voucher programme. No AI provider was called; the request was metered like any other.";
 
 fn authorised(state: &AppState, req: &HttpRequest) -> bool {
     crate::auth::bearer(req.headers()) == Some(state.config.sandbox_key.as_str())

@@ -124,6 +124,20 @@ pub struct Eligibility {
     pub checks: Vec<RuleResult>,
 }
 
+/// A rule's name in plain English, for people ("sme_headcount" → "Size: number of employees").
+pub fn rule_title(rule: &str) -> &'static str {
+    match rule {
+        "company_type" => "Type of company",
+        "region" => "Where the business is based",
+        "sector" => "Sector",
+        "sme_financial" => "Size: turnover and balance sheet",
+        "sme_headcount" => "Size: number of employees",
+        "subsidy_control_mfa" => "Subsidy control: Minimal Financial Assistance",
+        "trading" => "How long the business has traded",
+        _ => "Other rule",
+    }
+}
+
 fn result(rule: &str, passed: bool, reason: String) -> RuleResult {
     RuleResult {
         rule: rule.to_string(),
@@ -311,11 +325,14 @@ impl EligibilityRules {
             "subsidy_control_mfa",
             passed,
             format!(
-                "Minimal Financial Assistance since {window_start}: £{} declared plus this voucher £{} {} £{}",
-                crate::money::format_micros(prior_micros),
-                facts.voucher_amount,
+                // Checked at application against the standard voucher and at approval against
+                // the amount granted: "a voucher of", not "this voucher", holds for both.
+                "Minimal Financial Assistance since {}: {} declared plus a voucher of {} {} {}",
+                window_start.format("%-d %B %Y"),
+                crate::money::format_pounds_display(prior_micros),
+                crate::money::format_pounds_display(facts.voucher_amount.micros()),
                 if passed { "is within" } else { "exceeds" },
-                self.mfa_limit
+                crate::money::format_pounds_display(self.mfa_limit.micros())
             ),
         )
     }
@@ -455,6 +472,16 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()
     }
 
+    #[test]
+    fn every_rule_has_a_plain_english_name() {
+        let e = EligibilityRules::default().evaluate(&facts(), today());
+        assert_eq!(e.checks.len(), 7);
+        for c in &e.checks {
+            assert_ne!(rule_title(&c.rule), "Other rule", "{}", c.rule);
+        }
+        assert_eq!(rule_title("sme_headcount"), "Size: number of employees");
+    }
+
     fn check(rules: &EligibilityRules, f: &ApplicationFacts, rule: &str) -> (bool, String) {
         let e = rules.evaluate(f, today());
         let c = e.checks.iter().find(|c| c.rule == rule).unwrap();
@@ -552,7 +579,7 @@ mod tests {
             default_check(&f, "subsidy_control_mfa"),
             (
                 true,
-                "Minimal Financial Assistance since 2024-04-01: £310000.00 declared plus this voucher £5000.00 is within £315000.00".into()
+                "Minimal Financial Assistance since 1 April 2024: £310,000.00 declared plus a voucher of £5,000.00 is within £315,000.00".into()
             )
         );
         f.voucher_amount = Money::from_micros(pounds(5_000).micros() + 1).unwrap();
@@ -560,7 +587,7 @@ mod tests {
             default_check(&f, "subsidy_control_mfa"),
             (
                 false,
-                "Minimal Financial Assistance since 2024-04-01: £310000.00 declared plus this voucher £5000.000001 exceeds £315000.00".into()
+                "Minimal Financial Assistance since 1 April 2024: £310,000.00 declared plus a voucher of £5,000.00 exceeds £315,000.00".into()
             )
         );
     }

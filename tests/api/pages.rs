@@ -366,7 +366,67 @@ async fn unknown_pages_and_a_missing_public_summary_are_pages_for_people(app: Te
     assert_eq!(content_type(&json), "application/problem+json");
 }
 
+/// The application page says what happened: an ineligible application is not thanked as if it
+/// will be decided, an approved one does not say it waits for an administrator, and the rules
+/// have plain-English names.
+async fn an_application_page_says_what_happened_in_plain_english(app: TestApp) {
+    let owner = app.applicant("outcomes@widgets.co.uk").await;
+    let mut too_big = valid_application();
+    too_big["employees"] = json!(400);
+    let ineligible = body(app.apply(&owner, &too_big).await).await;
+    assert_eq!(ineligible["status"], "ineligible");
+    let mut browser = Browser::sign_in(&app, "outcomes@widgets.co.uk").await;
+    let id = ineligible["id"].as_str().unwrap();
+    let page = browser
+        .get(&app, &format!("/portal/applications/{id}?sent=1"))
+        .await;
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("did not meet every rule, so it cannot be approved"),
+        "{html}"
+    );
+    assert!(!html.contains("We will email you when it has been decided"));
+    assert!(html.contains("Size: number of employees"), "{html}");
+    assert!(!html.contains("sme headcount") && !html.contains("sme_headcount"));
+
+    // An eligible one, approved by an administrator: the page says so.
+    let eligible = body(app.apply(&owner, &valid_application()).await).await;
+    let id = eligible["id"].as_str().unwrap();
+    let waiting = browser
+        .get(&app, &format!("/portal/applications/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(waiting.contains("An administrator will decide the application"));
+    let admin = app
+        .user_with_role("outcomes-admin@example.com", "admin")
+        .await;
+    assert_eq!(app.deposit(&admin, "100000").await.status().as_u16(), 201);
+    let decided = app
+        .decide(
+            &admin,
+            id,
+            &json!({"decision": "approve", "amount": "2500", "reason": "meets all criteria"}),
+        )
+        .await;
+    assert_eq!(decided.status().as_u16(), 200);
+    let approved = browser
+        .get(&app, &format!("/portal/applications/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        approved.contains("the application was approved: your voucher is ready"),
+        "{approved}"
+    );
+    assert!(!approved.contains("An administrator will decide"));
+}
+
 on_both_backends!(
+    an_application_page_says_what_happened_in_plain_english,
     unknown_pages_and_a_missing_public_summary_are_pages_for_people,
     pages_admit_only_whom_the_api_admits_and_refuse_forged_forms,
     assets_are_served_from_the_binary,
