@@ -736,25 +736,31 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
     view.render(&req)
 }
 
-/// A chart of bars, drawn as SVG on the server: each bar labelled with its value.
+/// A chart of bars, drawn as SVG on the server: each bar with its label above it and its
+/// value beside it. Drawn 288 units wide, the content width of the narrowest phone it must
+/// reflow on (320 CSS pixels less the page's margins), so its 14-unit text stays 14 pixels.
 fn bar_chart(title: &str, bars: &[(String, i64)]) -> Value {
+    const WIDTH: i64 = 288;
+    const BAR_MAX: i64 = 190;
+    const ROW: i64 = 44;
     let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-    let row = 28;
-    let height = (bars.len() as i64 * row + 10).max(40);
+    let height = (bars.len() as i64 * ROW + 6).max(40);
     let mut svg = format!(
-        r#"<svg class="voucherd-chart" role="img" aria-labelledby="{id}-title" viewBox="0 0 640 {height}" width="640" height="{height}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">{title}</title>"#,
+        r#"<svg class="voucherd-chart" role="img" aria-labelledby="{id}-title" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">{title}</title>"#,
         id = title.to_lowercase().replace(' ', "-"),
         title = escape(title),
     );
     for (i, (label, value)) in bars.iter().enumerate() {
-        let y = i as i64 * row + 5;
-        let width = 360 * value / max;
+        let y = i as i64 * ROW;
+        let width = (BAR_MAX * value / max).max(1);
         svg.push_str(&format!(
-            r##"<text x="0" y="{ty}">{label}</text><rect x="160" y="{y}" width="{width}" height="20" fill="#1d70b8"/><text x="{tx}" y="{ty}">£{money}</text>"##,
+            r##"<text x="0" y="{ty}">{label}</text><rect x="0" y="{by}" width="{width}" height="16" fill="#1d70b8"/><text x="{tx}" y="{vy}">{money}</text>"##,
             ty = y + 15,
+            by = y + 22,
+            vy = y + 35,
             label = escape(label),
-            tx = 170 + width,
-            money = voucherd_domain::money::format_micros(*value),
+            tx = width + 6,
+            money = escape(&voucherd_domain::money::format_pounds_display(*value)),
         ));
     }
     svg.push_str("</svg>");

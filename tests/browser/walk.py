@@ -56,7 +56,27 @@ class Walk:
                 nodes = "; ".join(n["target"][0] if n["target"] else "?" for n in v["nodes"][:5])
                 print(f"axe: {name}: {v['id']} ({v['impact']}): {v['help']} at {nodes}")
             raise AssertionError(f"{len(violations)} accessibility violations on {name}")
+        self.reflows(name)
         self.checked.append(name)
+
+    def reflows(self, name):
+        """WCAG 1.4.10: at 320 CSS pixels the page does not scroll sideways (a wide table
+        scrolls inside its own box); axe does not check this."""
+        size = self.page.viewport_size
+        self.page.set_viewport_size({"width": 320, "height": 800})
+        try:
+            width = self.page.evaluate("document.documentElement.scrollWidth")
+            if width > 320:
+                self.page.screenshot(path=str(self.shots / f"{self.step:02d}-{name}-320.png"), full_page=True)
+                wide = self.page.evaluate(
+                    """() => [...document.querySelectorAll('body *')]
+                        .filter(e => e.getBoundingClientRect().right > 320.5
+                                  && !e.closest('.voucherd-table-scroll'))
+                        .slice(0, 5).map(e => e.tagName + '.' + e.className)"""
+                )
+                raise AssertionError(f"{name} is {width} px wide at 320 px: {wide}")
+        finally:
+            self.page.set_viewport_size(size)
 
     def go(self, path):
         self.page.goto(self.base + path)
