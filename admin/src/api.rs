@@ -93,6 +93,24 @@ where
     service(voucherd_api::extract::input::<T>(body)?).await
 }
 
+/// A service's input read from a page's answers before they are shown back for confirmation,
+/// as the service will read them: a refusal is the form's errors now, not after "Confirm".
+pub fn checked<T>(body: &Value) -> Result<T, Answer<()>>
+where
+    T: serde::de::DeserializeOwned + validator::Validate,
+{
+    voucherd_api::extract::input::<T>(body).map_err(|e| match e {
+        ApiError::Validation(fields) => Answer::Refused {
+            detail: "the request has invalid fields".into(),
+            fields: fields.into_iter().map(|f| (f.field, f.message)).collect(),
+        },
+        other => Answer::Refused {
+            detail: other.to_string(),
+            fields: Vec::new(),
+        },
+    })
+}
+
 /// A service's view, insisting on success: any refusal becomes a problem page.
 pub fn must<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<T, Failure> {
     match answer(req, result)? {

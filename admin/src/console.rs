@@ -494,6 +494,18 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         return r;
     }
     let values = json!({"amount": field(&form, "amount"), "reference": field(&form, "reference")});
+    let body = json!({
+        "amount": money_field(&form, "amount"),
+        "reference": field(&form, "reference"),
+    });
+    // Checked before it is shown back: "£abc" is the form's error, not a confirmation.
+    let input = match api::checked::<programme::DepositRequest>(&body) {
+        Ok(input) => input,
+        Err(refused) => {
+            let errors = refused.field_errors(&|p| p.to_string());
+            return programme_view(&req, values, errors, None).await;
+        }
+    };
     if let Some(page) = unconfirmed(
         &req,
         &form,
@@ -512,13 +524,9 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
     ) {
         return page;
     }
-    let body = json!({
-        "amount": money_field(&form, "amount"),
-        "reference": field(&form, "reference"),
-    });
     let Core { state, user } = page!(api::core(&req));
     let key = once_key(&form, "deposits");
-    let done = api::with_input(&body, |b| programme::deposit(&state, &user, key, b)).await;
+    let done = programme::deposit(&state, &user, key, input).await;
     let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => {
@@ -693,6 +701,15 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
     };
     let (title, text, button, done) = action.words();
     let company = field(&form, "company").to_string();
+    let body = json!({"reason": field(&form, "reason")});
+    // An empty reason is the form's error before anything is shown back.
+    let input = match api::checked::<vouchers::SuspensionRequest>(&body) {
+        Ok(input) => input,
+        Err(refused) => {
+            let errors = refused.field_errors(&|_| format!("reason-{id}"));
+            return vouchers_view(&req, &company, errors, None).await;
+        }
+    };
     if let Some(page) = unconfirmed(
         &req,
         &form,
@@ -712,18 +729,12 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
         return page;
     }
     let Core { state, user } = page!(api::core(&req));
-    let body = json!({"reason": field(&form, "reason")});
-    let done_to = match voucherd_api::extract::input::<vouchers::SuspensionRequest>(&body) {
-        Ok(body) => match action {
-            VoucherAction::Suspend => {
-                vouchers::set_suspension(&state, &user, &id, body, true).await
-            }
-            VoucherAction::Reinstate => {
-                vouchers::set_suspension(&state, &user, &id, body, false).await
-            }
-            VoucherAction::Expire => vouchers::expire_now(&state, &user, &id, body).await,
-        },
-        Err(e) => Err(e),
+    let done_to = match action {
+        VoucherAction::Suspend => vouchers::set_suspension(&state, &user, &id, input, true).await,
+        VoucherAction::Reinstate => {
+            vouchers::set_suspension(&state, &user, &id, input, false).await
+        }
+        VoucherAction::Expire => vouchers::expire_now(&state, &user, &id, input).await,
     };
     let answer = page!(api::answer(&req, done_to));
     match answer {
@@ -806,13 +817,47 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         };
         return prices_view(&req, values, vec![e], None).await;
     }
+    let body = json!({
+        "input_per_million": money_field(&form, "input"),
+        "cached_input_per_million": money_field(&form, "cached"),
+        "output_per_million": money_field(&form, "output"),
+    });
+    let price_field = |p: &str| match p {
+        "input_per_million" => "input".to_string(),
+        "cached_input_per_million" => "cached".to_string(),
+        "output_per_million" => "output".to_string(),
+        other => other.to_string(),
+    };
+    // "£-1" is the form's error before anything is shown back.
+    let input = match api::checked::<prices::SetPriceRequest>(&body) {
+        Ok(input) => input,
+        Err(refused) => {
+            let errors = refused.field_errors(&price_field);
+            return prices_view(&req, values, errors, None).await;
+        }
+    };
+    let Core { state, user } = page!(api::core(&req));
+    // A name no price has used yet makes a new model: said plainly, so a typo
+    // (`gpt-4o-mni`) is seen before it is priced and offered to every key.
+    let known = page!(api::must(&req, prices::history(&state).await))
+        .iter()
+        .any(|p| p.model == model);
+    let model_row = if known {
+        model.to_string()
+    } else {
+        format!("{model} (a new model: no price has used this name before)")
+    };
     if let Some(page) = unconfirmed(
         &req,
         &form,
         Confirm {
-            title: "Check the new price",
+            title: if known {
+                "Check the new price"
+            } else {
+                "Check the new model and its price"
+            },
             rows: vec![
-                ("Model", model.to_string()),
+                ("Model", model_row),
                 (
                     "Input, per million tokens",
                     crate::format::pounds(field(&form, "input")),
@@ -835,13 +880,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
     ) {
         return page;
     }
-    let body = json!({
-        "input_per_million": money_field(&form, "input"),
-        "cached_input_per_million": money_field(&form, "cached"),
-        "output_per_million": money_field(&form, "output"),
-    });
-    let Core { state, user } = page!(api::core(&req));
-    let done = api::with_input(&body, |b| prices::set(&state, &user, model, b)).await;
+    let done = prices::set(&state, &user, model, input).await;
     let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => {
@@ -854,12 +893,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
             .await
         }
         refused => {
-            let errors = refused.field_errors(&|p| match p {
-                "input_per_million" => "input".into(),
-                "cached_input_per_million" => "cached".into(),
-                "output_per_million" => "output".into(),
-                other => other.to_string(),
-            });
+            let errors = refused.field_errors(&price_field);
             prices_view(&req, values, errors, None).await
         }
     }
@@ -918,6 +952,25 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let body = json!({
+        "from": field(&form, "from"), "to": field(&form, "to"),
+        "amount": money_field(&form, "amount"),
+        "reason": field(&form, "reason"),
+    });
+    let move_field = |p: &str| match p {
+        "amount" => "move_amount".to_string(),
+        "reason" => "move_reason".to_string(),
+        other => other.to_string(),
+    };
+    let empty = json!({"amount": "", "reference": ""});
+    // Checked before it is shown back for confirmation.
+    let input = match api::checked::<programme::MoveRequest>(&body) {
+        Ok(input) => input,
+        Err(refused) => {
+            let errors = refused.field_errors(&move_field);
+            return programme_view(&req, empty, errors, None).await;
+        }
+    };
     if let Some(page) = unconfirmed(
         &req,
         &form,
@@ -944,26 +997,16 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
     ) {
         return page;
     }
-    let body = json!({
-        "from": field(&form, "from"), "to": field(&form, "to"),
-        "amount": money_field(&form, "amount"),
-        "reason": field(&form, "reason"),
-    });
     let Core { state, user } = page!(api::core(&req));
     let key = once_key(&form, "moves");
-    let done = api::with_input(&body, |b| programme::move_money(&state, &user, key, b)).await;
+    let done = programme::move_money(&state, &user, key, input).await;
     let answer = page!(api::answer(&req, done));
-    let empty = json!({"amount": "", "reference": ""});
     match answer {
         Answer::Ok(_) => {
             programme_view(&req, empty, Vec::new(), Some("The money was moved.")).await
         }
         refused => {
-            let errors = refused.field_errors(&|p| match p {
-                "amount" => "move_amount".into(),
-                "reason" => "move_reason".into(),
-                other => other.to_string(),
-            });
+            let errors = refused.field_errors(&move_field);
             programme_view(&req, empty, errors, None).await
         }
     }
@@ -1026,6 +1069,14 @@ pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form
         return r;
     }
     let id = path.into_inner();
+    let body = json!({"reason": field(&form, "reason")});
+    let input = match api::checked::<vouchers::SuspensionRequest>(&body) {
+        Ok(input) => input,
+        Err(refused) => {
+            let errors = refused.field_errors(&|_| format!("reason-{id}"));
+            return overruns_view(&req, errors, None).await;
+        }
+    };
     if let Some(page) = unconfirmed(
         &req,
         &form,
@@ -1044,9 +1095,8 @@ pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form
     ) {
         return page;
     }
-    let body = json!({"reason": field(&form, "reason")});
     let Core { state, user } = page!(api::core(&req));
-    let done = api::with_input(&body, |b| operations::reinstate_key(&state, &user, &id, b)).await;
+    let done = operations::reinstate_key(&state, &user, &id, input).await;
     let answer = page!(api::answer(&req, done));
     match answer {
         Answer::Ok(_) => overruns_view(&req, Vec::new(), Some("The key is reinstated.")).await,

@@ -343,7 +343,7 @@ async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
         "mfa_limit_exceeded",
     )
     .await;
-    assert!(p["detail"].as_str().unwrap().contains("315000.00"));
+    assert!(p["detail"].as_str().unwrap().contains("exceeds £315,000.00"));
     // £15,000 is within the limit, and above the amount one administrator may grant.
     let resp = app
         .decide(

@@ -425,7 +425,100 @@ async fn an_application_page_says_what_happened_in_plain_english(app: TestApp) {
     assert!(!approved.contains("An administrator will decide"));
 }
 
+/// Money and irreversible forms are checked before their confirmation page: bad input is the
+/// form's own error, and a price for a model nobody has priced says it makes a new model.
+async fn console_forms_are_checked_before_the_confirmation_page(app: TestApp) {
+    app.user_with_role("forms-admin@example.com", "admin").await;
+    let mut admin = Browser::sign_in(&app, "forms-admin@example.com").await;
+    let csrf = admin.csrf();
+    let confirmation = |html: &str| html.contains("Confirm the") || html.contains("Check the");
+
+    let deposit = admin
+        .post(
+            &app,
+            "/console/programme/deposits",
+            &[("csrf", &csrf), ("amount", "£abc"), ("reference", "GL-1")],
+        )
+        .await;
+    assert_eq!(deposit.status().as_u16(), 422);
+    let html = deposit.text().await.unwrap();
+    assert!(!confirmation(&html), "{html}");
+    assert!(html.contains("Amount must be a decimal string"), "{html}");
+    // A good one reaches its confirmation, in pounds with separators.
+    let deposit = admin
+        .post(
+            &app,
+            "/console/programme/deposits",
+            &[
+                ("csrf", &csrf),
+                ("amount", "900,000"),
+                ("reference", "GL-1"),
+            ],
+        )
+        .await;
+    assert_eq!(deposit.status().as_u16(), 200);
+    let html = deposit.text().await.unwrap();
+    assert!(
+        html.contains("Confirm the deposit") && html.contains("£900,000.00"),
+        "{html}"
+    );
+
+    let price = admin
+        .post(
+            &app,
+            "/console/prices",
+            &[
+                ("csrf", &csrf),
+                ("model", "test-model"),
+                ("input", "£-1"),
+                ("cached", "1"),
+                ("output", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(price.status().as_u16(), 422);
+    let html = price.text().await.unwrap();
+    assert!(
+        !confirmation(&html) && html.contains("must not be negative"),
+        "{html}"
+    );
+    for (model, new) in [("test-model", false), ("gpt-4o-mni", true)] {
+        let price = admin
+            .post(
+                &app,
+                "/console/prices",
+                &[
+                    ("csrf", &csrf),
+                    ("model", model),
+                    ("input", "1"),
+                    ("cached", "0.5"),
+                    ("output", "2"),
+                ],
+            )
+            .await;
+        assert_eq!(price.status().as_u16(), 200, "{model}");
+        let html = price.text().await.unwrap();
+        assert_eq!(html.contains("a new model"), new, "{model}: {html}");
+    }
+
+    let (_, voucher, _) = app.funded_voucher("forms@widgets.co.uk", "100").await;
+    let suspension = admin
+        .post(
+            &app,
+            &format!("/console/vouchers/{voucher}/suspension"),
+            &[("csrf", &csrf), ("action", "suspend"), ("reason", "   ")],
+        )
+        .await;
+    assert_eq!(suspension.status().as_u16(), 422);
+    let html = suspension.text().await.unwrap();
+    assert!(
+        !confirmation(&html) && html.contains("must not be blank"),
+        "{html}"
+    );
+}
+
 on_both_backends!(
+    console_forms_are_checked_before_the_confirmation_page,
     an_application_page_says_what_happened_in_plain_english,
     unknown_pages_and_a_missing_public_summary_are_pages_for_people,
     pages_admit_only_whom_the_api_admits_and_refuse_forged_forms,

@@ -17,11 +17,34 @@ use voucherd_store::budget::{BudgetLineRow, LineFigures, Pot};
 /// How the programme fund is named where a line id could stand.
 const FUND: &str = "programme_fund";
 
+/// More than nothing: a deposit or a move of £0 records nothing.
+fn positive(amount: &Money) -> Result<(), validator::ValidationError> {
+    if amount.is_zero() {
+        Err(validator::ValidationError::new("amount").with_message("must be more than 0".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Text that says something once trimmed.
+fn not_blank(text: &str) -> Result<(), validator::ValidationError> {
+    if text.trim().is_empty() {
+        Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checked whole when read (the pages read it before showing it back for confirmation).
 #[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
+    #[validate(custom(function = "positive"))]
     pub amount: Money,
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[validate(
+        length(min = 1, max = 200, message = "must be 1 to 200 characters"),
+        custom(function = "not_blank")
+    )]
     pub reference: String,
 }
 
@@ -42,13 +65,7 @@ pub async fn deposit(
     key: Option<IdempotencyKey>,
     body: DepositRequest,
 ) -> Result<DepositView, ApiError> {
-    if body.amount.is_zero() {
-        return Err(ApiError::field("amount", "must be more than 0"));
-    }
     let reference = body.reference.trim().to_string();
-    if reference.is_empty() {
-        return Err(ApiError::field("reference", "must not be blank"));
-    }
     let transfer_id = match key {
         Some(k) => format!("deposit-{k}"),
         None => format!("deposit-{}", uuid::Uuid::now_v7()),
@@ -297,8 +314,12 @@ pub struct MoveRequest {
     pub from: String,
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
     pub to: String,
+    #[validate(custom(function = "positive"))]
     pub amount: Money,
-    #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
+    #[validate(
+        length(min = 1, max = 500, message = "must be 1 to 500 characters"),
+        custom(function = "not_blank")
+    )]
     pub reason: String,
 }
 
@@ -328,16 +349,10 @@ pub async fn move_money(
     key: Option<IdempotencyKey>,
     body: MoveRequest,
 ) -> Result<MoveView, ApiError> {
-    if body.amount.is_zero() {
-        return Err(ApiError::field("amount", "must be more than 0"));
-    }
     if body.from == body.to {
         return Err(ApiError::field("to", "must differ from `from`"));
     }
     let reason = body.reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "must not be blank"));
-    }
     let id = match key {
         Some(k) => format!("budget-move-{k}"),
         None => format!("budget-move-{}", uuid::Uuid::now_v7()),
