@@ -237,6 +237,10 @@ async fn decisions_happen_once_and_are_audited(app: TestApp) {
     let programme = body(app.get("/api/v1/programme", &admin).await).await;
     assert_eq!(programme["fund"]["balance"], "10000.00");
     assert_eq!(programme["vouchers_issued"], 0);
+    // The deposit that funded it is listed, newest first, with its amount.
+    let deposits = programme["recent_deposits"].as_array().unwrap();
+    assert_eq!(deposits.len(), 1);
+    assert_eq!(deposits[0]["amount"], "10000.00");
 
     let audit = body(
         app.get(
@@ -343,7 +347,10 @@ async fn an_approval_above_the_mfa_limit_is_refused(app: TestApp) {
         "mfa_limit_exceeded",
     )
     .await;
-    assert!(p["detail"].as_str().unwrap().contains("exceeds £315,000.00"));
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds £315,000.00"));
     // £15,000 is within the limit, and above the amount one administrator may grant.
     let resp = app
         .decide(

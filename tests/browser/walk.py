@@ -220,6 +220,9 @@ def main():
         expect(page.locator(".govuk-notification-banner")).to_contain_text("deposit was recorded")
         # Pounds and pence with thousands separators, never "£100000.00".
         expect(page.locator("main")).to_contain_text("£100,000.00")
+        # The deposit is listed with its reference and UK date.
+        expect(page.locator("table").last).to_contain_text("Grant letter GL-2026-01")
+        expect(page.locator("table").last).to_contain_text(re.compile(UK_TIME))
         w.check("console-programme")
         page.get_by_role("link", name="Applications").click()
         page.get_by_role("link", name=re.compile("Widget Analytics Ltd")).click()

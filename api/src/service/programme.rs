@@ -116,11 +116,33 @@ pub struct OverviewView {
     /// Voucher remainders returned at expiry.
     pub forfeited: Amount,
     pub budget_lines: Vec<BudgetLineView>,
+    /// The latest deposits into the fund from the funding source, newest first.
+    pub recent_deposits: Vec<DepositView>,
 }
+
+/// How many deposits the overview lists.
+const RECENT_DEPOSITS: i64 = 20;
 
 pub async fn overview(state: &AppState) -> Result<OverviewView, ApiError> {
     let p = state.store.programme_totals().await?;
     let budget_lines = list_lines(state).await?;
+    // Every transfer out of the funding source is a deposit into the fund.
+    let recent_deposits = state
+        .store
+        .account_transfers(
+            voucherd_store::ledger::FUNDING_SOURCE.to_string(),
+            RECENT_DEPOSITS,
+            0,
+        )
+        .await?
+        .into_iter()
+        .map(|t| DepositView {
+            id: t.id,
+            amount: Amount(t.amount),
+            reference: t.memo,
+            created_at: Timestamp(t.created_at),
+        })
+        .collect();
     let fund = p.fund.totals();
     let usage = p.usage.totals();
     let f = p.flows;
@@ -145,6 +167,7 @@ pub async fn overview(state: &AppState) -> Result<OverviewView, ApiError> {
         held: Amount(usage.credits_pending),
         forfeited: Amount(p.forfeited.totals().credits_posted),
         budget_lines,
+        recent_deposits,
     })
 }
 
