@@ -16,7 +16,7 @@ use voucherd_api::service::{
 };
 use voucherd_api::views::{ApplicationView, SecondApprovalView};
 use voucherd_domain::eligibility::rule_title;
-use voucherd_domain::{ApplicationStatus, VoucherStatus};
+use voucherd_domain::{ApplicationStatus, CompanyNumber, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
     "submitted",
@@ -611,8 +611,11 @@ async fn vouchers_view(
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
     let mut q = json!({"limit": 200});
-    if !company.is_empty() {
+    // A registration number finds its company; anything else is a part of a name.
+    if CompanyNumber::parse(company).is_ok() {
         q["company_number"] = json!(company);
+    } else if !company.is_empty() {
+        q["company_name"] = json!(company);
     }
     let listed = match voucherd_api::extract::input::<vouchers::VoucherQuery>(&q) {
         Ok(q) => vouchers::list(&state, &user, q).await,
@@ -627,7 +630,8 @@ async fn vouchers_view(
         .iter()
         .map(|v| {
             json!({
-                "id": v.id, "company_number": v.company_number, "granted": v.granted,
+                "id": v.id, "company_number": v.company_number,
+                "company_name": v.company_name, "granted": v.granted,
                 "available": v.available, "expires": date(v.expires_at),
                 "tag": tag(v.status.as_str()), "suspended": v.status == VoucherStatus::Suspended,
                 "expired": v.status == VoucherStatus::Expired,
@@ -710,13 +714,15 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
             return vouchers_view(&req, &company, errors, None).await;
         }
     };
+    let Core { state, user } = page!(api::core(&req));
+    let named = page!(api::must(&req, vouchers::get(&state, &user, &id).await));
     if let Some(page) = unconfirmed(
         &req,
         &form,
         Confirm {
             title,
             rows: vec![
-                ("Voucher", id.clone()),
+                ("Voucher of", named.company_name.clone()),
                 ("Reason", field(&form, "reason").to_string()),
             ],
             text,
@@ -728,7 +734,6 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
     ) {
         return page;
     }
-    let Core { state, user } = page!(api::core(&req));
     let done_to = match action {
         VoucherAction::Suspend => vouchers::set_suspension(&state, &user, &id, input, true).await,
         VoucherAction::Reinstate => {

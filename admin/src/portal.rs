@@ -368,7 +368,8 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         .iter()
         .map(|v| {
             json!({
-                "id": v.id, "company_number": v.company_number, "available": v.available,
+                "id": v.id, "company_number": v.company_number, "company_name": v.company_name,
+                "available": v.available,
                 "granted": v.granted, "expires": date(v.expires_at),
                 "tag": tag(v.status.as_str()),
             })
@@ -854,7 +855,7 @@ async fn voucher_view(
         .collect();
     let mut nonce = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    let mut view = View::new("voucher", format!("Voucher {id}"))
+    let mut view = View::new("voucher", format!("Voucher for {}", v.company_name))
         .with("nonce", json!(hex::encode(nonce)))
         .with("usage", Value::Array(usage_rows))
         .with(

@@ -258,13 +258,21 @@ pub struct VoucherView {
     pub contribution: Option<ContributionView>,
     pub application_id: String,
     pub company_number: String,
+    /// The company's name, as its application gave it.
+    pub company_name: String,
     pub created_at: Timestamp,
 }
 
 impl VoucherView {
     /// `unposted` is usage already recorded under leases that have not closed yet: it counts
     /// as spent at once, not as held.
-    pub fn new(v: &VoucherRow, a: &AccountRow, unposted: i64, withdrawn: Withdrawn) -> VoucherView {
+    pub fn new(
+        v: &VoucherRow,
+        a: &AccountRow,
+        company_name: &str,
+        unposted: i64,
+        withdrawn: Withdrawn,
+    ) -> VoucherView {
         let mut t = a.totals();
         t.debits_posted += unposted;
         t.debits_pending -= unposted;
@@ -290,6 +298,7 @@ impl VoucherView {
             }),
             application_id: v.application_id.clone(),
             company_number: v.company_number.clone(),
+            company_name: company_name.to_string(),
             created_at: at(v.created_at),
         }
     }

@@ -1,9 +1,30 @@
 use crate::db::Store;
 use crate::error::{StoreError, StoreResult};
 use crate::ledger::{self, AccountRow, TransferRow};
-use crate::schema::{accounts, vouchers};
+use crate::schema::{accounts, applications, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// Which vouchers [`Store::find_vouchers`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct VoucherFilter {
+    pub owner_id: Option<String>,
+    pub company_number: Option<String>,
+    /// A part of the company's name, matched in any case.
+    pub company_name_contains: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A voucher as listed: with its ledger account and its company's name.
+#[derive(Debug, Clone)]
+pub struct FoundVoucher {
+    pub voucher: VoucherRow,
+    pub account: AccountRow,
+    pub company_name: String,
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = vouchers)]
@@ -62,32 +83,75 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
-        self.find_vouchers(owner_id, None, limit, offset).await
+        let found = self
+            .find_vouchers(VoucherFilter {
+                owner_id,
+                limit,
+                offset,
+                ..Default::default()
+            })
+            .await?;
+        Ok(found.into_iter().map(|f| (f.voucher, f.account)).collect())
     }
 
-    /// Vouchers, newest first: an owner's, a company's, or all.
-    pub async fn find_vouchers(
-        &self,
-        owner_id: Option<String>,
-        company_number: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
+    /// Vouchers, newest first, with their accounts and company names: an owner's, a
+    /// company's (by number, or by a part of its name in any case), or all.
+    pub async fn find_vouchers(&self, f: VoucherFilter) -> StoreResult<Vec<FoundVoucher>> {
         self.read(move |c| {
             let mut q = vouchers::table
                 .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+                .inner_join(applications::table)
                 .into_boxed();
-            if let Some(o) = owner_id {
+            if let Some(o) = f.owner_id {
                 q = q.filter(vouchers::owner_id.eq(o));
             }
-            if let Some(n) = company_number {
+            if let Some(n) = f.company_number {
                 q = q.filter(vouchers::company_number.eq(n));
             }
-            Ok(q.order((vouchers::created_at.desc(), vouchers::id.desc()))
-                .limit(limit)
-                .offset(offset)
-                .select((VoucherRow::as_select(), AccountRow::as_select()))
-                .load(c)?)
+            if let Some(name) = f.company_name_contains {
+                // A part of the name, in any case; `%` and `_` typed are themselves.
+                let escaped = name
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                q = q.filter(
+                    lower(applications::company_name)
+                        .like(format!("%{escaped}%"))
+                        .escape('\\'),
+                );
+            }
+            let rows: Vec<(VoucherRow, AccountRow, String)> = q
+                .order((vouchers::created_at.desc(), vouchers::id.desc()))
+                .limit(f.limit)
+                .offset(f.offset)
+                .select((
+                    VoucherRow::as_select(),
+                    AccountRow::as_select(),
+                    applications::company_name,
+                ))
+                .load(c)?;
+            Ok(rows
+                .into_iter()
+                .map(|(voucher, account, company_name)| FoundVoucher {
+                    voucher,
+                    account,
+                    company_name,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The name of the company a voucher was granted to (its application's).
+    pub async fn company_name(&self, application_id: String) -> StoreResult<String> {
+        self.read(move |c| {
+            applications::table
+                .find(&application_id)
+                .select(applications::company_name)
+                .first(c)
+                .optional()?
+                .ok_or(StoreError::NotFound("application"))
         })
         .await
     }

@@ -125,6 +125,32 @@ async fn a_suspended_voucher_spends_nothing_until_it_is_reinstated(app: TestApp)
         "validation_failed",
     )
     .await;
+    // By a part of the company's name, in any case; `%` is a character, not a wildcard.
+    let named = found["data"][0]["company_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let part: String = named
+        .chars()
+        .skip(2)
+        .take(5)
+        .collect::<String>()
+        .to_uppercase();
+    let by_name = body(
+        app.get(&format!("/api/v1/vouchers?company_name={part}"), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(by_name["data"].as_array().unwrap().len(), 1, "{part}");
+    assert_eq!(by_name["data"][0]["id"], voucher_id);
+    for other in ["%25", "Nonexistent%20Holdings"] {
+        let none = body(
+            app.get(&format!("/api/v1/vouchers?company_name={other}"), &admin)
+                .await,
+        )
+        .await;
+        assert_eq!(none["data"], json!([]), "{other}");
+    }
 }
 
 on_both_backends!(a_suspended_voucher_spends_nothing_until_it_is_reinstated);

@@ -436,7 +436,13 @@ async fn decided(
     let voucher_view = match voucher {
         Some(v) => {
             let (v, a) = state.store.voucher(v.id.clone()).await?;
-            Some(VoucherView::new(&v, &a, 0, Default::default()))
+            Some(VoucherView::new(
+                &v,
+                &a,
+                &app.company_name,
+                0,
+                Default::default(),
+            ))
         }
         None => None,
     };

@@ -18,7 +18,7 @@ use voucherd_domain::ErrorCode;
 use voucherd_domain::{KeyMode, Money, VoucherStatus};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
-use voucherd_store::vouchers::VoucherRow;
+use voucherd_store::vouchers::{VoucherFilter, VoucherRow};
 
 /// A voucher the caller may see: its owner's, or any for an administrator. Others get 404.
 pub(crate) async fn visible(
@@ -39,9 +39,20 @@ pub(crate) async fn view(
     v: &VoucherRow,
     a: &AccountRow,
 ) -> Result<VoucherView, ApiError> {
+    let name = state.store.company_name(v.application_id.clone()).await?;
+    named_view(state, v, a, &name).await
+}
+
+/// [`view`] when the company's name is already at hand (a list read it with the vouchers).
+async fn named_view(
+    state: &AppState,
+    v: &VoucherRow,
+    a: &AccountRow,
+    company_name: &str,
+) -> Result<VoucherView, ApiError> {
     let unposted = state.store.unposted_usage(a.id.clone()).await?;
     let withdrawn = state.store.withdrawn(a.id.clone()).await?;
-    Ok(VoucherView::new(v, a, unposted, withdrawn))
+    Ok(VoucherView::new(v, a, company_name, unposted, withdrawn))
 }
 
 #[derive(Debug, Default, Deserialize, Validate)]
@@ -53,6 +64,9 @@ pub struct VoucherQuery {
     pub offset: Option<i64>,
     /// Only this company's vouchers (normalised as Companies House writes it).
     pub company_number: Option<voucherd_domain::CompanyNumber>,
+    /// Only vouchers of companies whose name holds this, in any case.
+    #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
+    pub company_name: Option<String>,
 }
 
 /// The caller's vouchers (every voucher for an administrator), newest first.
@@ -64,16 +78,17 @@ pub async fn list(
     let owner = (!user.is_admin()).then(|| user.id.clone());
     let rows = state
         .store
-        .find_vouchers(
-            owner,
-            q.company_number.map(|n| n.as_str().to_string()),
-            q.limit.unwrap_or(100),
-            q.offset.unwrap_or(0),
-        )
+        .find_vouchers(VoucherFilter {
+            owner_id: owner,
+            company_number: q.company_number.map(|n| n.as_str().to_string()),
+            company_name_contains: q.company_name.map(|n| n.trim().to_string()),
+            limit: q.limit.unwrap_or(100),
+            offset: q.offset.unwrap_or(0),
+        })
         .await?;
     let mut data = Vec::with_capacity(rows.len());
-    for (v, a) in &rows {
-        data.push(view(state, v, a).await?);
+    for f in &rows {
+        data.push(named_view(state, &f.voucher, &f.account, &f.company_name).await?);
     }
     Ok(data)
 }
