@@ -27,50 +27,148 @@ const STATUSES: [&str; 6] = [
     "all",
 ];
 
-pub async fn queue(req: HttpRequest) -> HttpResponse {
+/// Applications a queue page shows at once.
+const QUEUE_PAGE: i64 = 50;
+
+/// The queue's status filter and page, from its address (anything unknown is the default).
+fn queue_query(req: &HttpRequest) -> (&'static str, i64) {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
-    let status = q
-        .get("status")
-        .map(String::as_str)
-        .filter(|s| STATUSES.contains(s))
+    let status = STATUSES
+        .iter()
+        .copied()
+        .find(|s| q.get("status").map(String::as_str) == Some(*s))
         .unwrap_or("submitted");
-    let Core { state, user } = page!(api::core(&req));
-    let q = applications::ListQuery {
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| (1..=20_000).contains(p))
+        .unwrap_or(1);
+    (status, page)
+}
+
+/// The list the queue shows: waiting applications oldest first (who has waited longest is
+/// decided first), decided ones newest first.
+fn queue_list(status: &str, limit: i64, offset: i64) -> applications::ListQuery {
+    let waiting = matches!(status, "submitted" | "awaiting_second_approval");
+    applications::ListQuery {
         status: (status != "all").then(|| status.to_string()),
-        limit: Some(200),
-        offset: None,
-    };
+        order: Some(if waiting {
+            applications::ListOrder::Oldest
+        } else {
+            applications::ListOrder::Newest
+        }),
+        limit: Some(limit),
+        offset: Some(offset),
+    }
+}
+
+/// The eligibility rules an application failed, by name.
+fn failed_rules(a: &ApplicationView) -> String {
+    let failed: Vec<&str> = a
+        .eligibility
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| rule_title(&c.rule))
+        .collect();
+    if failed.is_empty() {
+        "All passed".to_string()
+    } else {
+        format!("Failed: {}", failed.join(", "))
+    }
+}
+
+/// A status as words: "awaiting_second_approval" → "awaiting second approval".
+fn words(status: &str) -> String {
+    status.replace('_', " ")
+}
+
+pub async fn queue(req: HttpRequest) -> HttpResponse {
+    let (status, page) = queue_query(&req);
+    let Core { state, user } = page!(api::core(&req));
+    let q = queue_list(status, QUEUE_PAGE, (page - 1) * QUEUE_PAGE);
     let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
     let rows: Vec<Value> = apps
+        .data
         .iter()
         .map(|a| {
-            let failed: Vec<String> = a
-                .eligibility
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| rule_title(&c.rule).to_string())
-                .collect();
             json!({
                 "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
                 "region": region_name(&a.region),
                 "tag": tag(a.status.as_str()),
-                "rules": if failed.is_empty() { "All passed".to_string() } else { format!("Failed: {}", failed.join(", ")) },
+                "rules": failed_rules(a),
                 "submitted": date(a.created_at),
             })
         })
         .collect();
     let filters: Vec<Value> = STATUSES
         .iter()
-        .map(|s| json!({"value": s, "label": s, "selected": *s == status}))
+        .map(|s| json!({"value": s, "label": words(s), "selected": *s == status}))
         .collect();
+    let shown = apps.data.len() as i64;
+    let link = |p: i64| format!("/console?status={status}&page={p}");
     View::new("console_queue", "Applications")
         .with("applications", Value::Array(rows))
         .with("filters", Value::Array(filters))
-        .with("status", json!(status))
+        .with("status", json!(words(status)))
+        .with("status_value", json!(status))
+        .with(
+            "paging",
+            json!({
+                "from": if shown == 0 { 0 } else { apps.offset + 1 },
+                "to": apps.offset + shown,
+                "total": apps.total,
+                "order": if matches!(status, "submitted" | "awaiting_second_approval") { "oldest first" } else { "newest first" },
+                "previous": (page > 1).then(|| link(page - 1)),
+                "next": (apps.offset + shown < apps.total).then(|| link(page + 1)),
+                "csv": format!("/console/applications.csv?status={status}"),
+            }),
+        )
         .render(&req)
+}
+
+/// Most rows one CSV export holds.
+const CSV_ROWS: i64 = 10_000;
+
+/// The queue's applications with the chosen status as CSV, in the queue's order: reference,
+/// company, number, region, status, rules, date sent.
+pub async fn queue_csv(req: HttpRequest) -> HttpResponse {
+    let (status, _) = queue_query(&req);
+    let Core { state, user } = page!(api::core(&req));
+    let mut csv = String::from("reference,company,company_number,region,status,rules,sent\r\n");
+    let mut offset = 0;
+    while offset < CSV_ROWS {
+        let q = queue_list(status, 500, offset);
+        let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
+        for a in &apps.data {
+            let cells = [
+                a.id.clone(),
+                a.company_name.clone(),
+                a.company_number.clone(),
+                region_name(&a.region).to_string(),
+                words(a.status.as_str()),
+                failed_rules(a),
+                date(a.created_at),
+            ];
+            let line: Vec<String> = cells.iter().map(|c| crate::format::csv_cell(c)).collect();
+            csv.push_str(&line.join(","));
+            csv.push_str("\r\n");
+        }
+        offset += 500;
+        if offset >= apps.total {
+            break;
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"applications-{status}.csv\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(csv)
 }
 
 async fn application_view(

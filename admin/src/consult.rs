@@ -856,12 +856,9 @@ async fn incentives_view(
     let q = applications::ListQuery {
         status: Some("submitted".into()),
         limit: Some(50),
-        offset: None,
+        ..Default::default()
     };
-    let waiting = data(&page!(api::must(
-        req,
-        applications::list(&state, &user, q).await
-    )));
+    let waiting = data(&page!(api::must(req, applications::list(&state, &user, q).await)).data);
     let mut matches: HashMap<String, Vec<String>> = HashMap::new();
     for a in &waiting {
         let Some(id) = a["id"].as_str() else { continue };

@@ -47,6 +47,20 @@ pub fn date_time(t: NaiveDateTime) -> String {
     format!("{}, {clock}", local.format("%-d %B %Y"))
 }
 
+/// One CSV cell, quoted; a cell a spreadsheet would run as a formula gets a leading
+/// apostrophe (an amount is a number: a spreadsheet reads "-0.01" as one).
+pub fn csv_cell(text: &str) -> String {
+    let s = text.replace('"', "\"\"");
+    let s = if s.starts_with(['=', '+', '@', '\t', '\r'])
+        || (s.starts_with('-') && s.parse::<f64>().is_err())
+    {
+        format!("'{s}")
+    } else {
+        s
+    };
+    format!("\"{s}\"")
+}
+
 /// A UK wall-clock time (what someone types in a form) as UTC; `None` for a time the clocks
 /// skip when they go forward. An hour that happens twice when they go back is its first.
 pub fn from_uk_time(local: NaiveDateTime) -> Option<NaiveDateTime> {

@@ -123,6 +123,7 @@ pages! {
     post "/portal/topups" => portal::top_up, on("post", "/api/v1/topups");
     post "/portal/vouchers/{id}/contribution" => portal::pay_contribution, on("post", "/api/v1/vouchers/{id}/contribution");
     get "/console" => console::queue, on("get", "/api/v1/programme");
+    get "/console/applications.csv" => console::queue_csv, on("get", "/api/v1/programme");
     get "/console/applications/{id}" => console::application, on("post", "/api/v1/applications/{id}/decision");
     post "/console/applications/{id}/decision" => console::decide, on("post", "/api/v1/applications/{id}/decision");
     post "/console/applications/{id}/second-approval" => console::second_approval, on("post", "/api/v1/applications/{id}/second-approval");

@@ -356,6 +356,7 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     };
     let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
     let apps: Vec<Value> = apps
+        .data
         .iter()
         .map(|a| {
             json!({
@@ -908,19 +909,7 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
     let Core { state, user } = page!(api::core(&req));
     let id = path.into_inner();
     let mut csv = String::from("date,description,detail,paid_from,amount_gbp,balance_gbp,id\r\n");
-    let cell = |s: &str| {
-        let s = s.replace('"', "\"\"");
-        // A cell a spreadsheet would run as a formula is quoted with a leading apostrophe
-        // (amounts are numbers: a spreadsheet reads "-0.01" as one).
-        let s = if s.starts_with(['=', '+', '@', '\t', '\r'])
-            || (s.starts_with('-') && s.parse::<f64>().is_err())
-        {
-            format!("'{s}")
-        } else {
-            s
-        };
-        format!("\"{s}\"")
-    };
+    let cell = crate::format::csv_cell;
     let mut after: Option<String> = None;
     loop {
         let q = vouchers::StatementQuery {

@@ -95,6 +95,8 @@ impl OwnershipColumns {
 pub struct ApplicationFilter {
     pub applicant_id: Option<String>,
     pub status: Option<String>,
+    /// Oldest first (a queue: who has waited longest); newest first otherwise.
+    pub oldest_first: bool,
     pub limit: i64,
     pub offset: i64,
 }
@@ -908,13 +910,34 @@ impl Store {
             if let Some(s) = f.status {
                 q = q.filter(applications::status.eq(s));
             }
-            Ok(
+            q = if f.oldest_first {
+                q.order((applications::created_at.asc(), applications::id.asc()))
+            } else {
                 q.order((applications::created_at.desc(), applications::id.desc()))
-                    .limit(f.limit)
-                    .offset(f.offset)
-                    .select((ApplicationRow::as_select(), vouchers::id.nullable()))
-                    .load(c)?,
-            )
+            };
+            Ok(q.limit(f.limit)
+                .offset(f.offset)
+                .select((ApplicationRow::as_select(), vouchers::id.nullable()))
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// How many applications [`Store::list_applications`] would list without its page.
+    pub async fn count_applications(
+        &self,
+        applicant_id: Option<String>,
+        status: Option<String>,
+    ) -> StoreResult<i64> {
+        self.read(move |c| {
+            let mut q = applications::table.into_boxed();
+            if let Some(a) = applicant_id {
+                q = q.filter(applications::applicant_id.eq(a));
+            }
+            if let Some(s) = status {
+                q = q.filter(applications::status.eq(s));
+            }
+            Ok(q.count().get_result(c)?)
         })
         .await
     }

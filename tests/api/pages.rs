@@ -517,7 +517,71 @@ async fn console_forms_are_checked_before_the_confirmation_page(app: TestApp) {
     );
 }
 
+/// The decision queue is oldest first, 50 a page with the count of all, and downloads as CSV.
+async fn the_queue_pages_oldest_first_and_downloads_as_csv(app: TestApp) {
+    let owner = app.applicant("queue@widgets.co.uk").await;
+    let mut ids = Vec::new();
+    for n in 0..52 {
+        let mut a = valid_application();
+        a["company_number"] = json!(format!("{:08}", 10_000_001 + n));
+        a["company_name"] = json!(format!("Queue Company {n:02} Ltd"));
+        let sent = body(app.apply(&owner, &a).await).await;
+        assert_eq!(sent["status"], "submitted", "{sent}");
+        ids.push(sent["id"].as_str().unwrap().to_string());
+    }
+    app.user_with_role("queue-admin@example.com", "admin").await;
+    let mut admin = Browser::sign_in(&app, "queue-admin@example.com").await;
+    let first = admin.get(&app, "/console").await.text().await.unwrap();
+    assert!(
+        first.contains("Showing 1 to 50 of 52 applications, oldest first"),
+        "{first}"
+    );
+    // The first sent is first; the last two are on the next page.
+    let at = |html: &str, name: &str| html.find(name);
+    assert!(at(&first, "Queue Company 00 Ltd") < at(&first, "Queue Company 01 Ltd"));
+    assert!(at(&first, "Queue Company 51 Ltd").is_none());
+    // Attributes as a browser reads them (handlebars writes `=` as `&#x3D;`).
+    let decoded = first.replace("&#x3D;", "=").replace("&amp;", "&");
+    assert!(
+        decoded.contains(r#"href="/console?status=submitted&page=2" rel="next""#),
+        "{first}"
+    );
+    let second = admin
+        .get(&app, "/console?status=submitted&page=2")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        second.contains("Showing 51 to 52 of 52 applications"),
+        "{second}"
+    );
+    assert!(second.contains("Queue Company 51 Ltd"));
+
+    let csv = admin
+        .get(&app, "/console/applications.csv?status=submitted")
+        .await;
+    assert_eq!(csv.status().as_u16(), 200);
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 53, "a header and 52 applications");
+    assert!(
+        lines[1].starts_with(&format!("\"{}\",\"Queue Company 00 Ltd\"", ids[0])),
+        "{}",
+        lines[1]
+    );
+    // An applicant may not download the console's CSV.
+    let mut applicant = Browser::sign_in(&app, "queue@widgets.co.uk").await;
+    let refused = applicant.get(&app, "/console/applications.csv").await;
+    assert_eq!(refused.status().as_u16(), 403);
+}
+
 on_both_backends!(
+    the_queue_pages_oldest_first_and_downloads_as_csv,
     console_forms_are_checked_before_the_confirmation_page,
     an_application_page_says_what_happened_in_plain_english,
     unknown_pages_and_a_missing_public_summary_are_pages_for_people,

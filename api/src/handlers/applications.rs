@@ -10,7 +10,6 @@ pub use crate::service::applications::{
     ReleaseRequest, SecondApprovalRequest, SecondDecisionKind, SubsidyDeclarationRequest,
 };
 use crate::state::AppState;
-use crate::views::List;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub async fn submit(
@@ -27,8 +26,7 @@ pub async fn list(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let data = service::list(&state, &user, query(&req)?).await?;
-    Ok(HttpResponse::Ok().json(List { data }))
+    Ok(HttpResponse::Ok().json(service::list(&state, &user, query(&req)?).await?))
 }
 
 pub async fn get(

@@ -181,10 +181,22 @@ pub async fn submit(
     ApplicationView::new(&saved, None)
 }
 
+/// Which end of a list comes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    #[default]
+    Newest,
+    /// Who has waited longest first: the decision queue.
+    Oldest,
+}
+
 #[derive(Debug, Default, Deserialize, Validate)]
 pub struct ListQuery {
     #[validate(custom(function = "valid_status"))]
     pub status: Option<String>,
+    /// `newest` (the default) or `oldest` first.
+    pub order: Option<ListOrder>,
     #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
     pub limit: Option<i64>,
     #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
@@ -202,28 +214,49 @@ fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
+/// One page of applications, with how many there are in all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplicationPage {
+    pub data: Vec<ApplicationView>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// Applicants see their own applications; administrators see all.
 pub async fn list(
     state: &AppState,
     user: &AuthUser,
     q: ListQuery,
-) -> Result<Vec<ApplicationView>, ApiError> {
+) -> Result<ApplicationPage, ApiError> {
     let page = Page {
         limit: q.limit,
         offset: q.offset,
     };
+    let applicant_id = (!user.is_admin()).then(|| user.id.clone());
     let rows = state
         .store
         .list_applications(ApplicationFilter {
-            applicant_id: (!user.is_admin()).then(|| user.id.clone()),
-            status: q.status,
+            applicant_id: applicant_id.clone(),
+            status: q.status.clone(),
+            oldest_first: q.order == Some(ListOrder::Oldest),
             limit: page.limit(),
             offset: page.offset(),
         })
         .await?;
-    rows.iter()
-        .map(|(a, v)| ApplicationView::new(a, v.as_deref()))
-        .collect()
+    let total = state
+        .store
+        .count_applications(applicant_id, q.status)
+        .await?;
+    Ok(ApplicationPage {
+        data: rows
+            .iter()
+            .map(|(a, v)| ApplicationView::new(a, v.as_deref()))
+            .collect::<Result<_, _>>()?,
+        total,
+        limit: page.limit(),
+        offset: page.offset(),
+    })
 }
 
 /// Someone else's application answers 404, so ids reveal nothing.
