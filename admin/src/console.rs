@@ -655,18 +655,39 @@ pub async fn audit(req: HttpRequest) -> HttpResponse {
         .render(&req)
 }
 
+/// The worker's jobs, each once with its runs and latest outcome, and the runs of the job
+/// chosen (`?job=`): a job that runs every few seconds no longer buries the rest.
 pub async fn jobs(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
-    let q = operations::RunsQuery {
-        limit: Some(100),
-        ..Default::default()
+    let jobs = page!(api::must(&req, operations::jobs(&state).await));
+    let chosen = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("job").cloned())
+        .filter(|j| jobs.iter().any(|k| &k.job == j));
+    let runs = match &chosen {
+        Some(job) => {
+            let q = operations::RunsQuery {
+                job: Some(job.clone()),
+                limit: Some(50),
+            };
+            page!(api::must(&req, operations::runs(&state, q).await))
+        }
+        None => Vec::new(),
     };
-    let runs = page!(api::must(&req, operations::runs(&state, q).await));
     let q = operations::LimitQuery { limit: Some(20) };
     let recs = page!(api::must(
         &req,
         operations::reconciliations(&state, q).await
     ));
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            let mut row = json!(j);
+            row["tag"] = j.last_outcome.as_deref().map_or(Value::Null, tag);
+            row["chosen"] = json!(chosen.as_deref() == Some(j.job.as_str()));
+            row
+        })
+        .collect();
     let runs: Vec<Value> = runs
         .iter()
         .map(|r| {
@@ -688,6 +709,8 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         })
         .collect();
     View::new("console_jobs", "Job runs and reconciliations")
+        .with("jobs", Value::Array(jobs))
+        .with("chosen", json!(chosen))
         .with("runs", Value::Array(runs))
         .with("reconciliations", Value::Array(recs))
         .render(&req)

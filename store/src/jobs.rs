@@ -42,6 +42,15 @@ pub struct RunClaim {
     pub stale_before: NaiveDateTime,
 }
 
+/// One job's runs on record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    pub job: String,
+    pub runs: i64,
+    pub failed: i64,
+    pub last_started_at: Option<NaiveDateTime>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = reconciliations)]
 pub struct ReconciliationRow {
@@ -242,6 +251,37 @@ impl Store {
                 .limit(limit)
                 .select(JobRunRow::as_select())
                 .load(c)?)
+        })
+        .await
+    }
+
+    /// Each job's runs on record: how many, how many failed, and when the latest started,
+    /// by job name.
+    pub async fn job_summary(&self) -> StoreResult<Vec<JobSummary>> {
+        use diesel::dsl::{count_star, max};
+        self.read(move |c| {
+            let all: Vec<(String, i64, Option<NaiveDateTime>)> = job_runs::table
+                .group_by(job_runs::job)
+                .select((job_runs::job, count_star(), max(job_runs::started_at)))
+                .order(job_runs::job)
+                .load(c)?;
+            let failed: Vec<(String, i64)> = job_runs::table
+                .filter(job_runs::outcome.eq("failed"))
+                .group_by(job_runs::job)
+                .select((job_runs::job, count_star()))
+                .load(c)?;
+            Ok(all
+                .into_iter()
+                .map(|(job, runs, last_started_at)| JobSummary {
+                    failed: failed
+                        .iter()
+                        .find(|(j, _)| *j == job)
+                        .map_or(0, |(_, n)| *n),
+                    job,
+                    runs,
+                    last_started_at,
+                })
+                .collect())
         })
         .await
     }

@@ -482,6 +482,29 @@ async fn reconciliation_records_a_clean_ledger_and_alerts_admins_naming_a_damage
         (&json!("manual"), &json!("succeeded"))
     );
     assert_eq!(runs[0]["summary"]["balanced"], false);
+    // The console lists each job once, with its count and latest outcome, and a job's own
+    // runs on its page.
+    let mut browser = Browser::sign_in(&app, &admin).await;
+    let page = browser
+        .get(&app, "/console/jobs")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"href="/console/jobs?job=reconciliation""#),
+        "{page}"
+    );
+    assert_eq!(page.matches(">reconciliation<span").count(), 1, "{page}");
+    assert!(page.contains("Choose a job to see its latest runs."));
+    let one = browser
+        .get(&app, "/console/jobs?job=reconciliation")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(one.contains("The latest runs of reconciliation"), "{one}");
+    assert_eq!(one.matches("govuk-tag--green").count() >= 2, true, "{one}");
     let sent = body(
         app.get(&format!("/api/v1/outbox?recipient={admin}"), &token)
             .await,

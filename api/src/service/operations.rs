@@ -61,6 +61,34 @@ pub async fn runs(state: &AppState, q: RunsQuery) -> Result<Vec<RunView>, ApiErr
         .collect())
 }
 
+/// One job's runs on record, and how its latest went.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub job: String,
+    pub runs: i64,
+    pub failed: i64,
+    pub last_started_at: Option<Timestamp>,
+    /// `running`, `succeeded`, `failed` or `abandoned`.
+    pub last_outcome: Option<String>,
+}
+
+/// Every job the worker has run, by name, with its latest outcome.
+pub async fn jobs(state: &AppState) -> Result<Vec<JobView>, ApiError> {
+    let summary = state.store.job_summary().await?;
+    let mut out = Vec::with_capacity(summary.len());
+    for s in summary {
+        let last = state.store.job_runs(Some(s.job.clone()), 1).await?;
+        out.push(JobView {
+            last_outcome: last.into_iter().next().map(|r| r.outcome),
+            job: s.job,
+            runs: s.runs,
+            failed: s.failed,
+            last_started_at: s.last_started_at.map(Timestamp),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Default, Deserialize, Validate)]
 pub struct LimitQuery {
     #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
