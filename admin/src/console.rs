@@ -643,15 +643,39 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
+/// Audit entries a page shows at once.
+const AUDIT_PAGE: i64 = 50;
+
+/// The audit log, newest first, 50 a page, with who acted by name.
 pub async fn audit(req: HttpRequest) -> HttpResponse {
+    let page = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("page").and_then(|p| p.parse::<i64>().ok()))
+        .filter(|p| (1..=20_000).contains(p))
+        .unwrap_or(1);
     let Core { state, .. } = page!(api::core(&req));
+    let offset = (page - 1) * AUDIT_PAGE;
     let q = programme::AuditQuery {
-        limit: Some(200),
+        limit: Some(AUDIT_PAGE),
+        offset: Some(offset),
         ..Default::default()
     };
     let rows = page!(api::must(&req, programme::audit(&state, q).await));
+    let total = page!(api::must(&req, programme::audit_count(&state).await));
+    let shown = rows.len() as i64;
+    let link = |p: i64| format!("/console/audit?page={p}");
     View::new("console_audit", "Audit log")
         .with("entries", json!(rows))
+        .with(
+            "paging",
+            json!({
+                "from": if shown == 0 { 0 } else { offset + 1 },
+                "to": offset + shown,
+                "total": total,
+                "previous": (page > 1).then(|| link(page - 1)),
+                "next": (offset + shown < total).then(|| link(page + 1)),
+            }),
+        )
         .render(&req)
 }
 

@@ -62,6 +62,12 @@ impl Store {
         .await
     }
 
+    /// How many entries the audit log holds.
+    pub async fn audit_count(&self) -> StoreResult<i64> {
+        self.read(move |c| Ok(audit_log::table.count().get_result(c)?))
+            .await
+    }
+
     pub async fn audit_for(
         &self,
         subject_type: String,

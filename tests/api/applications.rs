@@ -255,6 +255,16 @@ async fn decisions_happen_once_and_are_audited(app: TestApp) {
     assert_eq!(entries[0]["action"], "application.reject");
     assert_eq!(entries[0]["reason"], "insufficient detail in use case");
     assert!(entries[0]["actor_id"].is_string());
+    // Who, by name and address, as the account reads now.
+    let me = body(app.get("/api/v1/me", &admin).await).await;
+    assert_eq!(
+        entries[0]["actor_name"],
+        format!(
+            "{} ({})",
+            me["full_name"].as_str().unwrap(),
+            me["email"].as_str().unwrap()
+        )
+    );
 }
 
 async fn approval_is_refused_when_the_fund_is_short(app: TestApp) {

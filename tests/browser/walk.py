@@ -237,6 +237,9 @@ def main():
         w.check("console-decided")
         page.get_by_role("link", name="Audit log").click()
         expect(page.locator("table")).to_contain_text("application.approve")
+        # Who acted, by name, not by id.
+        expect(page.locator("table")).to_contain_text("(" + admin_email + ")")
+        expect(page.locator("main")).to_contain_text(re.compile(r"Showing 1 to \d+ of \d+ entries"))
         # UK dates and times, not RFC 3339: "6 December 2026, 11:18am".
         expect(page.locator("table")).to_contain_text(re.compile(UK_TIME))
         expect(page.locator("table")).not_to_contain_text(re.compile(r"\d{4}-\d{2}-\d{2}T"))

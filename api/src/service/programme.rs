@@ -188,6 +188,8 @@ pub struct AuditQuery {
 pub struct AuditView {
     pub id: String,
     pub actor_id: Option<String>,
+    /// Who that is: "Full Name (email)"; `None` for the service itself or a deleted account.
+    pub actor_name: Option<String>,
     pub action: String,
     pub subject_type: String,
     pub subject_id: String,
@@ -195,6 +197,11 @@ pub struct AuditView {
     /// What the action recorded beside its reason (its own fields per action).
     pub details: serde_json::Value,
     pub created_at: Timestamp,
+}
+
+/// How many entries the audit log holds, for paging through it.
+pub async fn audit_count(state: &AppState) -> Result<i64, ApiError> {
+    Ok(state.store.audit_count().await?)
 }
 
 /// The audit trail of one subject (an application, a key, a price, a transfer), oldest first;
@@ -221,10 +228,27 @@ pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, Ap
             ))
         }
     };
+    // Each actor read once: a page of entries has few of them.
+    let mut names: std::collections::HashMap<String, Option<String>> = Default::default();
+    for id in rows.iter().filter_map(|r| r.actor_id.clone()) {
+        if names.contains_key(&id) {
+            continue;
+        }
+        let name = match state.store.user(id.clone()).await {
+            Ok(u) => Some(format!("{} ({})", u.full_name, u.email)),
+            Err(voucherd_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        names.insert(id, name);
+    }
     Ok(rows
         .into_iter()
         .map(|r| AuditView {
             details: serde_json::from_str(&r.details).unwrap_or_default(),
+            actor_name: r
+                .actor_id
+                .as_ref()
+                .and_then(|id| names.get(id).cloned().flatten()),
             id: r.id,
             actor_id: r.actor_id,
             action: r.action,
