@@ -537,11 +537,13 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
     if field(form, "company_name").is_empty() {
         errors.push(err("company_name", "Enter the company name"));
     }
-    if field(form, "employees").parse::<u32>().is_err() {
-        errors.push(err(
+    match field(form, "employees") {
+        "" => errors.push(err("employees", "Enter the number of employees")),
+        n if n.parse::<u32>().is_err() => errors.push(err(
             "employees",
-            "Enter the number of employees as a whole number, like 12",
-        ));
+            "Enter the number of employees in digits, like 12",
+        )),
+        _ => {}
     }
     for (name, what) in [
         ("annual_turnover", "annual turnover"),
@@ -611,7 +613,18 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
     if form.contains_key("change") {
         return apply_view(&req, v, Vec::new());
     }
-    let errors = check_answers(&form);
+    let mut errors = check_answers(&form);
+    // A company whose number is held is told so here, not after it has confirmed its answers.
+    if let Ok(number) = CompanyNumber::parse(field(&form, "company_number")) {
+        let state = page!(api::state(&req));
+        let taken = applications::company_number_taken(&state, &number).await;
+        if page!(api::must(&req, taken)) {
+            errors.push(err(
+                "company_number",
+                "This company already holds a voucher or an approved application, so it cannot apply again until that voucher ends",
+            ));
+        }
+    }
     if !errors.is_empty() {
         return apply_view(&req, v, errors);
     }

@@ -657,6 +657,21 @@ impl Store {
         .await
     }
 
+    /// Whether a confirmed application or a live voucher holds the company's number now (so a
+    /// new application for it would be refused), after releasing any a voucher that has
+    /// expired held.
+    pub async fn company_number_taken(&self, company_number: String) -> StoreResult<bool> {
+        self.write(move |c| {
+            release_expired(c, &company_number)?;
+            let live: i64 = applications::table
+                .filter(applications::live_company_number.eq(&company_number))
+                .count()
+                .get_result(c)?;
+            Ok(live > 0)
+        })
+        .await
+    }
+
     /// Stores a new application, its ownership unconfirmed: it does not hold the company's
     /// number, so several applications naming one company may wait side by side until an
     /// administrator confirms one. Refused while a confirmed application or a live voucher

@@ -580,7 +580,62 @@ async fn the_queue_pages_oldest_first_and_downloads_as_csv(app: TestApp) {
     assert_eq!(refused.status().as_u16(), 403);
 }
 
+/// The application form says what is wrong before the answers are confirmed: a company whose
+/// number a live voucher holds, an employee count in words, money with a pound sign and commas.
+async fn the_application_form_catches_a_held_company_and_explains_each_answer(app: TestApp) {
+    app.funded_voucher("held@widgets.co.uk", "100").await;
+    let mut browser = Browser::sign_in(&app, "held@widgets.co.uk").await;
+    let csrf = browser.csrf();
+    let answers = |number: &'static str, employees: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("company_number", number.to_string()),
+            ("company_name", "Widget Analytics Ltd".to_string()),
+            ("employees", employees.to_string()),
+            ("annual_turnover", "£900,000".to_string()),
+            ("balance_sheet_total", "£300,000.00".to_string()),
+            ("region", "north_east".to_string()),
+            ("sic_code", "62012".to_string()),
+            ("trading_since", "2019-03-01".to_string()),
+            (
+                "use_case",
+                "Classify incoming customer emails and draft replies.".to_string(),
+            ),
+            ("university_spin_off", "no".to_string()),
+        ]
+    };
+    let held = answers("01234567", "12");
+    let held: Vec<(&str, &str)> = held.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resp = browser.post(&app, "/portal/apply", &held).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("already holds a voucher"), "{html}");
+    assert!(!html.contains("Check your answers before sending"));
+
+    let words = answers("07654321", "twelve");
+    let words: Vec<(&str, &str)> = words.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let html = browser
+        .post(&app, "/portal/apply", &words)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Enter the number of employees in digits, like 12"),
+        "{html}"
+    );
+
+    // Another company, with money written as people write it: the answers are shown back.
+    let good = answers("07654321", "12");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resp = browser.post(&app, "/portal/apply", &good).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Check your answers before sending"), "{html}");
+}
+
 on_both_backends!(
+    the_application_form_catches_a_held_company_and_explains_each_answer,
     the_queue_pages_oldest_first_and_downloads_as_csv,
     console_forms_are_checked_before_the_confirmation_page,
     an_application_page_says_what_happened_in_plain_english,

@@ -181,6 +181,19 @@ pub async fn submit(
     ApplicationView::new(&saved, None)
 }
 
+/// Whether an application for this company would be refused now because a confirmed
+/// application or a live voucher holds its number: asked by the application form before the
+/// applicant confirms, so they learn it on the form.
+pub async fn company_number_taken(
+    state: &AppState,
+    company_number: &CompanyNumber,
+) -> Result<bool, ApiError> {
+    Ok(state
+        .store
+        .company_number_taken(company_number.as_str().to_string())
+        .await?)
+}
+
 /// Which end of a list comes first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
