@@ -295,12 +295,8 @@ async fn users_page(
         .with("values", values)
         .with(
             "paging",
-            json!({
-                "from": if shown == 0 { 0 } else { offset + 1 },
-                "to": offset + shown,
-                "total": total,
-                "previous": (offset > 0).then(|| format!("/console/users?offset={}{filter}", (offset - 50).max(0))),
-                "next": (offset + shown < total).then(|| format!("/console/users?offset={}{filter}", offset + 50)),
+            render::paging(offset, shown, 50, total, &|at| {
+                format!("/console/users?offset={at}{filter}")
             }),
         )
         .errors(errors);

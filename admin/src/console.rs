@@ -6,7 +6,7 @@ use crate::portal::{
     csrf_refused, date, field, money_field, page, region_name, see_other, tag, unconfirmed,
     Confirm, Form,
 };
-use crate::render::{FieldError, View};
+use crate::render::{self, FieldError, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -107,25 +107,28 @@ pub async fn queue(req: HttpRequest) -> HttpResponse {
         .iter()
         .map(|s| json!({"value": s, "label": words(s), "selected": *s == status}))
         .collect();
-    let shown = apps.data.len() as i64;
-    let link = |p: i64| format!("/console?status={status}&page={p}");
+    let link = |at: i64| format!("/console?status={status}&page={}", at / QUEUE_PAGE + 1);
+    let mut paging = render::paging(
+        apps.offset,
+        apps.data.len() as i64,
+        QUEUE_PAGE,
+        apps.total,
+        &link,
+    );
+    paging["order"] = json!(
+        if matches!(status, "submitted" | "awaiting_second_approval") {
+            "oldest first"
+        } else {
+            "newest first"
+        }
+    );
+    paging["csv"] = json!(format!("/console/applications.csv?status={status}"));
     View::new("console_queue", "Applications")
         .with("applications", Value::Array(rows))
         .with("filters", Value::Array(filters))
         .with("status", json!(words(status)))
         .with("status_value", json!(status))
-        .with(
-            "paging",
-            json!({
-                "from": if shown == 0 { 0 } else { apps.offset + 1 },
-                "to": apps.offset + shown,
-                "total": apps.total,
-                "order": if matches!(status, "submitted" | "awaiting_second_approval") { "oldest first" } else { "newest first" },
-                "previous": (page > 1).then(|| link(page - 1)),
-                "next": (apps.offset + shown < apps.total).then(|| link(page + 1)),
-                "csv": format!("/console/applications.csv?status={status}"),
-            }),
-        )
+        .with("paging", paging)
         .render(&req)
 }
 
@@ -662,20 +665,11 @@ pub async fn audit(req: HttpRequest) -> HttpResponse {
     };
     let rows = page!(api::must(&req, programme::audit(&state, q).await));
     let total = page!(api::must(&req, programme::audit_count(&state).await));
-    let shown = rows.len() as i64;
-    let link = |p: i64| format!("/console/audit?page={p}");
+    let link = |at: i64| format!("/console/audit?page={}", at / AUDIT_PAGE + 1);
+    let paging = render::paging(offset, rows.len() as i64, AUDIT_PAGE, total, &link);
     View::new("console_audit", "Audit log")
         .with("entries", json!(rows))
-        .with(
-            "paging",
-            json!({
-                "from": if shown == 0 { 0 } else { offset + 1 },
-                "to": offset + shown,
-                "total": total,
-                "previous": (page > 1).then(|| link(page - 1)),
-                "next": (offset + shown < total).then(|| link(page + 1)),
-            }),
-        )
+        .with("paging", paging)
         .render(&req)
 }
 

@@ -264,6 +264,24 @@ fn nav(role: Option<Role>, path: &str) -> Value {
     )
 }
 
+/// Where a paged list stands, for its "Showing 1 to 50 of 52" line and previous and next
+/// links: `link(offset)` is the address of the page starting at that offset.
+pub fn paging(
+    offset: i64,
+    shown: i64,
+    size: i64,
+    total: i64,
+    link: &dyn Fn(i64) -> String,
+) -> Value {
+    json!({
+        "from": if shown == 0 { 0 } else { offset + 1 },
+        "to": offset + shown,
+        "total": total,
+        "previous": (offset > 0).then(|| link((offset - size).max(0))),
+        "next": (offset + shown < total).then(|| link(offset + size)),
+    })
+}
+
 /// A page with a heading and a paragraph, such as "Page not found".
 pub fn message(req: &HttpRequest, status: StatusCode, title: &str, text: &str) -> HttpResponse {
     View::new("message", title)
