@@ -628,6 +628,11 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
     if !errors.is_empty() {
         return apply_view(&req, v, errors);
     }
+    // Each answer's "Change" posts every answer back to the form, at that field.
+    let hidden: Vec<Value> = v
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
     let rows: Vec<Value> = APPLICATION_FIELDS
         .iter()
         .filter(|(name, _)| !field(&form, name).is_empty())
@@ -636,9 +641,16 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
             let shown = match *name {
                 "region" => region_name(value).to_string(),
                 "university_spin_off" => if value == "yes" { "Yes" } else { "No" }.to_string(),
+                "annual_turnover" | "balance_sheet_total" | "subsidy_amount" => {
+                    crate::format::pounds(value)
+                }
+                "trading_since" | "subsidy_awarded_on" => crate::format::when(value),
                 _ => value.to_string(),
             };
-            json!({"key": label, "value": shown, "field": name})
+            json!({
+                "key": label, "value": shown, "field": name,
+                "lower_key": label.to_lowercase(), "hidden": hidden,
+            })
         })
         .collect();
     View::new(

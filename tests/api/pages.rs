@@ -632,6 +632,24 @@ async fn the_application_form_catches_a_held_company_and_explains_each_answer(ap
     assert_eq!(resp.status().as_u16(), 200);
     let html = resp.text().await.unwrap();
     assert!(html.contains("Check your answers before sending"), "{html}");
+    // Shown back for people (pounds, a UK date), each answer with its own Change.
+    assert!(
+        html.contains("£900,000.00") && html.contains("1 March 2019"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<input type="hidden" name="change" value="company_name">"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"Change<span class="govuk-visually-hidden"> company name</span>"#));
+    // Changing one answer goes back to the form with every answer kept.
+    let mut change = good.clone();
+    change.push(("change", "employees"));
+    let resp = browser.post(&app, "/portal/apply", &change).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Apply for an AI voucher"), "{html}");
+    assert!(html.contains(r#"value="Widget Analytics Ltd""#), "{html}");
 }
 
 on_both_backends!(
