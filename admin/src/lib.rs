@@ -133,6 +133,7 @@ pages! {
     post "/console/programme/deposits" => console::deposit, on("post", "/api/v1/programme/deposits");
     post "/console/programme/moves" => console::move_money, on("post", "/api/v1/budget-lines/moves");
     get "/console/audit" => console::audit, on("get", "/api/v1/audit");
+    get "/console/audit.csv" => console::audit_csv, on("get", "/api/v1/audit");
     get "/console/jobs" => console::jobs, on("get", "/api/v1/jobs/runs");
     get "/console/overruns" => console::overruns, on("get", "/api/v1/overruns");
     post "/console/keys/{id}/reinstatement" => console::reinstate_key, on("post", "/api/v1/keys/{id}/reinstatement");

@@ -255,6 +255,17 @@ async fn decisions_happen_once_and_are_audited(app: TestApp) {
     assert_eq!(entries[0]["action"], "application.reject");
     assert_eq!(entries[0]["reason"], "insufficient detail in use case");
     assert!(entries[0]["actor_id"].is_string());
+    // The console's CSV of the log has the entry, with who by name.
+    let mut browser = crate::helpers::Browser::sign_in(&app, "admin@programme.gov.uk").await;
+    let csv = browser.get(&app, "/console/audit.csv").await;
+    assert_eq!(csv.status().as_u16(), 200);
+    let text = csv.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("application.reject"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("insufficient detail in use case"), "{line}");
+    assert!(line.contains("(admin@programme.gov.uk)"), "{line}");
     // Who, by name and address, as the account reads now.
     let me = body(app.get("/api/v1/me", &admin).await).await;
     assert_eq!(
