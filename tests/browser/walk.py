@@ -152,6 +152,17 @@ def main():
         )
         w = Walk(page, base, shots)
 
+        # Error pages are pages too: titled, in English, accessible and reflowing.
+        w.go("/no-such-page")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+        assert page.evaluate("document.documentElement.lang") == "en"
+        w.check("not-found")
+        w.go("/public/reports/latest")
+        expect(page.get_by_role("heading", level=1)).to_have_text("There is no public summary yet")
+        w.check("public-summary-missing")
+        # Chromium logs each of these documents' own 404 as a failed resource: expected here.
+        assert len([e for e in errors if "status of 404" in e]) == 2, errors
+        errors.clear()
         # The start page, and an account.
         w.go("/")
         w.check("start")
