@@ -457,14 +457,47 @@ const APPLICATION_FIELDS: &[(&str, &str)] = &[
     ("subsidy_awarded_on", "Other public funding: date awarded"),
 ];
 
+/// The application's dates, each asked as a GOV.UK date input: `{name}_day`, `_month`, `_year`.
+const DATE_FIELDS: [&str; 2] = ["trading_since", "subsidy_awarded_on"];
+
+/// The form with each date input's day, month and year put together as the service takes a
+/// date (`2019-03-01`), or, when only the date came (shown back from the check page), split
+/// into its parts for the form. A date that is not one stays as typed, and is refused.
+fn with_dates(form: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut out = form.clone();
+    for name in DATE_FIELDS {
+        let part = |p: &str| field(form, &format!("{name}_{p}")).to_string();
+        let (day, month, year) = (part("day"), part("month"), part("year"));
+        if [&day, &month, &year].iter().any(|p| !p.is_empty()) {
+            let joined = match (
+                day.parse::<u32>(),
+                month.parse::<u32>(),
+                year.parse::<i32>(),
+            ) {
+                (Ok(d), Ok(m), Ok(y)) if year.len() == 4 => format!("{y:04}-{m:02}-{d:02}"),
+                _ => format!("{year}-{month}-{day}"),
+            };
+            out.insert(name.to_string(), joined);
+        } else if let Ok(d) = chrono::NaiveDate::parse_from_str(field(form, name), "%Y-%m-%d") {
+            out.insert(format!("{name}_day"), d.format("%-d").to_string());
+            out.insert(format!("{name}_month"), d.format("%-m").to_string());
+            out.insert(format!("{name}_year"), d.format("%Y").to_string());
+        }
+    }
+    out
+}
+
 fn values(form: &HashMap<String, String>) -> Map<String, Value> {
+    let dates = DATE_FIELDS
+        .iter()
+        .flat_map(|d| ["day", "month", "year"].map(|p| format!("{d}_{p}")));
     APPLICATION_FIELDS
         .iter()
-        .map(|(name, _)| {
-            (
-                name.to_string(),
-                Value::String(field(form, name).to_string()),
-            )
+        .map(|(name, _)| name.to_string())
+        .chain(dates)
+        .map(|name| {
+            let value = Value::String(field(form, &name).to_string());
+            (name, value)
         })
         .collect()
 }
@@ -560,7 +593,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
     if chrono::NaiveDate::parse_from_str(field(form, "trading_since"), "%Y-%m-%d").is_err() {
         errors.push(err(
             "trading_since",
-            "Enter the date trading began, like 2019-03-01",
+            "Enter the date the company started trading as a day, month and year, like 1 3 2019",
         ));
     }
     let use_case = field(form, "use_case").chars().count();
@@ -596,7 +629,7 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
         {
             errors.push(err(
                 "subsidy_awarded_on",
-                "Enter the date it was awarded, like 2025-06-01",
+                "Enter the date it was awarded as a day, month and year, like 1 6 2025",
             ));
         }
     }
@@ -609,6 +642,7 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let form = with_dates(&form);
     let v = values(&form);
     if form.contains_key("change") {
         return apply_view(&req, v, Vec::new());
@@ -703,6 +737,7 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
+    let form = with_dates(&form);
     let Core { state, user } = page!(api::core(&req));
     let body = application_body(&form);
     let sent = api::with_input(&body, |b| applications::submit(&state, &user, b)).await;

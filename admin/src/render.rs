@@ -67,6 +67,10 @@ const PARTIALS: &[(&str, &str)] = &[
     ("field", include_str!("../templates/partials/field.hbs")),
     ("csrf", include_str!("../templates/partials/csrf.hbs")),
     ("tag", include_str!("../templates/partials/tag.hbs")),
+    (
+        "date_input",
+        include_str!("../templates/partials/date_input.hbs"),
+    ),
 ];
 
 /// The compiled templates, built once at start-up (a template that does not parse stops it).
@@ -78,11 +82,14 @@ impl Pages {
     pub fn new() -> Result<Pages, String> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
+        // Every helper is in `tests::HELPERS`, which keeps templates from reading a field so named.
         hb.register_helper("field_error", Box::new(FieldErrorHelper));
         hb.register_helper("concat", Box::new(ConcatHelper));
         hb.register_helper("pounds", Box::new(TextHelper(crate::format::pounds)));
-        hb.register_helper("when", Box::new(TextHelper(crate::format::when)));
-        hb.register_helper("day", Box::new(TextHelper(crate::format::day)));
+        // Named apart from the data the pages give (a booking's `when`, say): a helper's name
+        // would shadow a field of the same name.
+        hb.register_helper("uk_time", Box::new(TextHelper(crate::format::when)));
+        hb.register_helper("uk_date", Box::new(TextHelper(crate::format::day)));
         for (name, text) in PARTIALS {
             hb.register_partial(name, *text)
                 .map_err(|e| format!("template {name}: {e}"))?;
@@ -357,7 +364,7 @@ impl handlebars::HelperDef for ConcatHelper {
     }
 }
 
-/// `(pounds x)`, `(when x)`, `(day x)`: a value from the core written for people (see
+/// `(pounds x)`, `(uk_time x)`, `(uk_date x)`: a value from the core written for people (see
 /// `crate::format`). A missing value is an error, as in strict mode; null writes nothing.
 struct TextHelper(fn(&str) -> String);
 
@@ -380,5 +387,30 @@ impl handlebars::HelperDef for TextHelper {
         Ok(handlebars::ScopedJson::Derived(Value::String((self.0)(
             &text,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PARTIALS, TEMPLATES};
+
+    /// The helpers' names: a template's `{{name}}` calls the helper, never reads a field.
+    const HELPERS: [&str; 5] = ["field_error", "concat", "pounds", "uk_time", "uk_date"];
+
+    /// A field named like a helper (a booking's `when` beside a `when` helper) would be the
+    /// helper called with nothing: the page fails to render only when the field is there.
+    #[test]
+    fn no_template_reads_a_field_named_like_a_helper() {
+        for (name, text) in TEMPLATES.iter().chain(PARTIALS) {
+            for helper in HELPERS {
+                let bare = format!("{{{{{helper}}}}}");
+                let param = format!("={helper} ");
+                assert!(
+                    !text.contains(&bare) && !text.contains(&param),
+                    "{name} reads a field named like the helper {helper}"
+                );
+            }
+        }
+        assert!(super::Pages::new().is_ok());
     }
 }

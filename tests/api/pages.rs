@@ -642,6 +642,36 @@ async fn the_application_form_catches_a_held_company_and_explains_each_answer(ap
         "{html}"
     );
     assert!(html.contains(r#"Change<span class="govuk-visually-hidden"> company name</span>"#));
+    // A GOV.UK date input's day, month and year make the date; one that is no date is refused.
+    let mut parts: Vec<(&str, &str)> = good
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "trading_since")
+        .collect();
+    parts.extend([
+        ("trading_since_day", "1"),
+        ("trading_since_month", "3"),
+        ("trading_since_year", "2019"),
+    ]);
+    let html = browser
+        .post(&app, "/portal/apply", &parts)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("1 March 2019"), "{html}");
+    for (k, v) in parts.iter_mut() {
+        if *k == "trading_since_month" {
+            *v = "13";
+        }
+    }
+    let resp = browser.post(&app, "/portal/apply", &parts).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("as a day, month and year, like 1 3 2019"));
     // Changing one answer goes back to the form with every answer kept.
     let mut change = good.clone();
     change.push(("change", "employees"));

@@ -200,7 +200,10 @@ def main():
         page.get_by_label("Balance sheet total, in pounds").fill("300000")
         page.get_by_label("Region").select_option("north_east")
         page.get_by_label("SIC code").fill("62012")
-        page.get_by_label("Date the company started trading").fill("2019-03-01")
+        trading = page.get_by_role("group", name="Date the company started trading")
+        trading.get_by_label("Day").fill("1")
+        trading.get_by_label("Month").fill("3")
+        trading.get_by_label("Year").fill("2019")
         page.get_by_label("No", exact=True).check()
         page.get_by_label("Describe the work the voucher will pay for").fill(
             "Classify incoming customer emails and draft replies for review."
