@@ -720,6 +720,54 @@ pub async fn audit_csv(req: HttpRequest) -> HttpResponse {
         .body(csv)
 }
 
+/// A job's latest runs as CSV (up to 500, newest first), or every job's when none is named:
+/// job, trigger, scheduled and started (UK time), finished, outcome, attempts, worker.
+pub async fn jobs_csv(req: HttpRequest) -> HttpResponse {
+    let Core { state, .. } = page!(api::core(&req));
+    let job = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("job").cloned())
+        .filter(|j| !j.is_empty());
+    let q = operations::RunsQuery {
+        job: job.clone(),
+        limit: Some(500),
+    };
+    let runs = match api::answer(&req, operations::runs(&state, q).await) {
+        Ok(Answer::Ok(runs)) => runs,
+        Ok(_) => return render::not_found(&req),
+        Err(f) => return f.into_response(),
+    };
+    let mut csv =
+        String::from("job,trigger,scheduled,started,finished,outcome,attempts,worker,id\r\n");
+    for r in &runs {
+        let cells = [
+            r.job.clone(),
+            r.trigger.clone(),
+            crate::format::date_time(r.scheduled_at.0),
+            crate::format::date_time(r.started_at.0),
+            r.finished_at
+                .map(|t| crate::format::date_time(t.0))
+                .unwrap_or_default(),
+            r.outcome.clone(),
+            r.attempts.to_string(),
+            r.worker_id.clone(),
+            r.id.clone(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| crate::format::csv_cell(c)).collect();
+        csv.push_str(&line.join(","));
+        csv.push_str("\r\n");
+    }
+    let name = job.as_deref().unwrap_or("all");
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"job-runs-{name}.csv\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(csv)
+}
+
 /// The worker's jobs, each once with its runs and latest outcome, and the runs of the job
 /// chosen (`?job=`): a job that runs every few seconds no longer buries the rest.
 pub async fn jobs(req: HttpRequest) -> HttpResponse {

@@ -135,6 +135,7 @@ pages! {
     get "/console/audit" => console::audit, on("get", "/api/v1/audit");
     get "/console/audit.csv" => console::audit_csv, on("get", "/api/v1/audit");
     get "/console/jobs" => console::jobs, on("get", "/api/v1/jobs/runs");
+    get "/console/jobs.csv" => console::jobs_csv, on("get", "/api/v1/jobs/runs");
     get "/console/overruns" => console::overruns, on("get", "/api/v1/overruns");
     post "/console/keys/{id}/reinstatement" => console::reinstate_key, on("post", "/api/v1/keys/{id}/reinstatement");
     get "/portal/vouchers/{id}/consulting" => consult::consulting, on("post", "/api/v1/consulting/bookings");

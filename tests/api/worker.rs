@@ -496,7 +496,7 @@ async fn reconciliation_records_a_clean_ledger_and_alerts_admins_naming_a_damage
         "{page}"
     );
     assert_eq!(page.matches(">reconciliation<span").count(), 1, "{page}");
-    assert!(page.contains("Choose a job to see its latest runs."));
+    assert!(page.contains("Choose a job to see its latest runs"));
     let one = browser
         .get(&app, "/console/jobs?job=reconciliation")
         .await
@@ -504,6 +504,18 @@ async fn reconciliation_records_a_clean_ledger_and_alerts_admins_naming_a_damage
         .await
         .unwrap();
     assert!(one.contains("The latest runs of reconciliation"), "{one}");
+    let csv = browser
+        .get(&app, "/console/jobs.csv?job=reconciliation")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and the two runs: {csv}");
+    assert!(
+        lines[1].starts_with(r#""reconciliation","manual","#),
+        "{csv}"
+    );
     assert!(one.matches("govuk-tag--green").count() >= 2, "{one}");
     let sent = body(
         app.get(&format!("/api/v1/outbox?recipient={admin}"), &token)
