@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
+use voucherd_api::service::consulting::BookingView;
 use voucherd_api::service::{applications, consulting, incentives, programme};
 use voucherd_api::state::AppState;
 use voucherd_domain::budget::{SicSection, SizeBand};
@@ -87,14 +88,6 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A text the reader may see, or null when there is none.
-fn non_empty(v: &Value) -> Value {
-    match v.as_str().map(str::trim) {
-        Some(s) if !s.is_empty() => Value::String(s.to_string()),
-        _ => Value::Null,
-    }
-}
-
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -110,14 +103,6 @@ fn or_list(items: &[String]) -> String {
         [one] => one.clone(),
         [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
     }
-}
-
-/// "2027-01-10T14:30:00.000000Z" → "Sunday 10 January 2027 at 2:30pm" (UK time).
-fn when(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| crate::format::weekday_time(t.naive_utc()))
-        .unwrap_or_default()
 }
 
 /// Minutes in words: "1 hour 30 minutes".
@@ -144,8 +129,11 @@ fn now(req: &HttpRequest) -> NaiveDateTime {
         .map_or_else(|| chrono::Utc::now().naive_utc(), |s| s.clock.now())
 }
 
-fn starts(b: &Value) -> &str {
-    b["slot"]["starts_at"].as_str().unwrap_or("")
+/// Words someone wrote, or nothing when they are blank.
+fn written(text: Option<&str>) -> Option<String> {
+    text.map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 fn status_tag(status: &str) -> Value {
@@ -160,15 +148,15 @@ fn status_tag(status: &str) -> Value {
     json!({"text": text, "colour": colour})
 }
 
-/// A booking as the pages show it (the adviser's notes only where the API gave them).
-fn booking_row(b: &Value) -> Value {
-    let status = b["status"].as_str().unwrap_or("");
+/// A booking as the pages show it (the adviser's notes only where the service gave them).
+fn booking_row(b: &BookingView) -> Value {
     json!({
-        "id": b["id"], "voucher_id": b["voucher_id"],
-        "when": when(&b["slot"]["starts_at"]),
-        "length": duration(b["minutes"].as_i64().unwrap_or(0)),
-        "tag": status_tag(status), "booked": status == "booked",
-        "next_steps": non_empty(&b["next_steps"]), "notes": non_empty(&b["notes"]),
+        "id": b.id, "voucher_id": b.voucher_id,
+        "when": crate::format::weekday_time(b.slot.starts_at.0),
+        "length": duration(b.minutes),
+        "tag": status_tag(&b.status), "booked": b.status == "booked",
+        "next_steps": written(b.next_steps.as_deref()),
+        "notes": written(b.notes.as_ref().and_then(|n| n.as_deref())),
     })
 }
 
@@ -279,47 +267,41 @@ async fn consulting_view(
         req,
         consulting::allowance(&state, &user, voucher).await
     ));
-    let hours = json!(hours);
     let bookings = page!(api::must(
         req,
         consulting::list_bookings(&state, &user).await
     ));
     let slots = page!(api::must(req, consulting::list_slots(&state, &user).await));
-    let mut mine: Vec<Value> = data(&bookings)
-        .into_iter()
-        .filter(|b| b["voucher_id"] == voucher)
-        .collect();
-    mine.sort_by(|a, b| starts(a).cmp(starts(b)));
-    let (upcoming, mut past): (Vec<Value>, Vec<Value>) = mine
+    let mut mine: Vec<&BookingView> = bookings
         .iter()
-        .map(booking_row)
-        .partition(|b| b["booked"] == true);
+        .filter(|b| b.voucher_id == voucher)
+        .collect();
+    mine.sort_by_key(|b| b.slot.starts_at);
+    let (upcoming, mut past): (Vec<&BookingView>, Vec<&BookingView>) =
+        mine.into_iter().partition(|b| b.status == "booked");
     past.reverse();
-    let slots: Vec<Value> = data(&slots)
+    let rows = |list: Vec<&BookingView>| -> Value { list.into_iter().map(booking_row).collect() };
+    let slots: Vec<Value> = slots
         .iter()
         .map(|s| {
             json!({
-                "id": s["id"], "when": when(&s["starts_at"]),
-                "length": duration(s["minutes"].as_i64().unwrap_or(0)),
+                "id": s.id, "when": crate::format::weekday_time(s.starts_at.0),
+                "length": duration(s.minutes),
             })
         })
         .collect();
-    let minutes = |k: &str| duration(hours[k].as_i64().unwrap_or(0));
     let mut view = View::new("cs_consulting", "Technical consulting")
         .with("voucher_id", json!(voucher))
         .with(
             "hours",
             json!({
-                "granted": minutes("granted"), "used": minutes("used"),
-                "held": minutes("held"), "remaining": minutes("remaining"),
+                "granted": duration(hours.granted), "used": duration(hours.used),
+                "held": duration(hours.held), "remaining": duration(hours.remaining),
             }),
         )
-        .with(
-            "can_book",
-            json!(hours["remaining"].as_i64().unwrap_or(0) > 0),
-        )
-        .with("upcoming", Value::Array(upcoming))
-        .with("past", Value::Array(past))
+        .with("can_book", json!(hours.remaining > 0))
+        .with("upcoming", rows(upcoming))
+        .with("past", rows(past))
         .with("slots", Value::Array(slots))
         .back(&format!("/portal/vouchers/{voucher}"))
         .errors(errors);
@@ -442,32 +424,30 @@ async fn advise_view(
         consulting::list_bookings(&state, &user).await
     ));
     let now = now(req);
-    let mut all = data(&bookings);
-    all.sort_by(|a, b| starts(a).cmp(starts(b)));
+    let mut all: Vec<&BookingView> = bookings.iter().collect();
+    all.sort_by_key(|b| b.slot.starts_at);
     let (mut to_record, mut recorded) = (Vec::new(), Vec::new());
-    for b in &all {
+    for b in all {
         let mut row = booking_row(b);
-        if row["booked"] != true {
+        if b.status != "booked" {
             recorded.push(row);
             continue;
         }
-        let started =
-            chrono::DateTime::parse_from_rfc3339(starts(b)).is_ok_and(|t| t.naive_utc() <= now);
-        row["started"] = json!(started);
+        row["started"] = json!(b.slot.starts_at.0 <= now);
         row["draft"] = match &draft {
-            Some((id, d)) if b["id"].as_str() == Some(*id) => d.clone(),
+            Some((id, d)) if b.id == *id => d.clone(),
             _ => empty_draft(),
         };
         to_record.push(row);
     }
     recorded.reverse();
-    let slots: Vec<Value> = data(&slots)
+    let slots: Vec<Value> = slots
         .iter()
         .map(|s| {
             json!({
-                "when": when(&s["starts_at"]),
-                "length": duration(s["minutes"].as_i64().unwrap_or(0)),
-                "tag": status_tag(if s["booked"] == true { "booked" } else { "free" }),
+                "when": crate::format::weekday_time(s.starts_at.0),
+                "length": duration(s.minutes),
+                "tag": status_tag(if s.booked { "booked" } else { "free" }),
             })
         })
         .collect();

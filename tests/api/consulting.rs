@@ -120,6 +120,23 @@ async fn book_cancel_record(backend: Backend) {
     let resp = book(&app, &owner, &first, &voucher).await;
     assert_eq!(resp.status().as_u16(), 201);
     let booking = body(resp).await["id"].as_str().unwrap().to_string();
+    // Both sides' pages show the booked session, at its UK time.
+    let on_page = (t + Duration::days(2))
+        .and_utc()
+        .with_timezone(&chrono_tz::Europe::London)
+        .format("%A %-d %B %Y")
+        .to_string();
+    let mut sme = crate::helpers::Browser::sign_in(&app, "owner@widgets.co.uk").await;
+    let page = sme
+        .get(&app, &format!("/portal/vouchers/{voucher}/consulting"))
+        .await;
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&on_page) && html.contains("1 hour"), "{html}");
+    let mut advising = crate::helpers::Browser::sign_in(&app, "adviser@advice.gov.uk").await;
+    let page = advising.get(&app, "/advise").await;
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains(&on_page));
     assert_eq!(allowance(&app, &owner, &voucher).await, (120, 0, 60, 60));
     assert_eq!(
         code(book(&app, &owner, &second, &voucher).await).await,
