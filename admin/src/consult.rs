@@ -5,7 +5,7 @@
 
 use crate::api::{self, Answer, Core, Failure};
 use crate::portal::{
-    csrf_refused, day, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
+    csrf_refused, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
 };
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -163,57 +163,67 @@ fn booking_row(b: &BookingView) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Describing incentive rules in words
 
-fn describe_trigger(t: &Value) -> String {
-    match t["kind"].as_str().unwrap_or("") {
-        "requests_settled" => format!(
-            "the voucher's first {} requests have been paid for",
-            text(&t["count"])
-        ),
-        "consulting_session_completed" => "a technical consulting session has taken place".into(),
-        other => other.replace('_', " "),
+fn describe_trigger(t: &Trigger) -> String {
+    match t {
+        Trigger::RequestsSettled { count } => {
+            format!("the voucher's first {count} requests have been paid for")
+        }
+        Trigger::ConsultingSessionCompleted {} => {
+            "a technical consulting session has taken place".into()
+        }
     }
 }
 
-fn describe_effect(e: &Value) -> String {
-    let v = |k: &str| text(&e[k]);
-    match e["kind"].as_str().unwrap_or("") {
-        "uplift_percent" => format!("{}% of the standard voucher on top", v("percent")),
-        "fixed_bonus" => format!("{} on top", crate::format::pounds(&v("amount"))),
-        "co_funding_cap" => format!("A co-funding share of at most {}%", v("percent")),
-        "milestone_bonus" => format!(
+fn describe_effect(e: &Effect) -> String {
+    match e {
+        Effect::UpliftPercent { percent } => {
+            format!("{percent}% of the standard voucher on top")
+        }
+        Effect::FixedBonus { amount } => format!(
+            "{} on top",
+            voucherd_domain::money::format_pounds_display(amount.micros())
+        ),
+        Effect::CoFundingCap { percent } => format!("A co-funding share of at most {percent}%"),
+        Effect::MilestoneBonus { amount, trigger } => format!(
             "{} more once {}",
-            crate::format::pounds(&v("amount")),
-            describe_trigger(&e["trigger"])
+            voucherd_domain::money::format_pounds_display(amount.micros()),
+            describe_trigger(trigger)
         ),
-        "consulting_hours" => format!("{} more hours of technical consulting", v("hours")),
-        other => other.replace('_', " "),
+        Effect::ConsultingHours { hours } => {
+            format!("{hours} more hours of technical consulting")
+        }
     }
 }
 
-fn describe_condition(c: &Value) -> String {
+/// A value's name as the API spells it (a SIC section's letter, a size band's code).
+fn spelling<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn describe_condition(c: &Condition) -> String {
     let mut parts = Vec::new();
-    let regions: Vec<String> = strings(&c["regions"])
-        .iter()
-        .map(|r| region_name(r).to_string())
-        .collect();
+    let regions: Vec<String> = c.regions.iter().map(|r| r.name().to_string()).collect();
     if !regions.is_empty() {
         parts.push(format!("based in {}", or_list(&regions)));
     }
-    let sections = strings(&c["sic_sections"]);
+    let sections: Vec<String> = c.sic_sections.iter().map(spelling).collect();
     if !sections.is_empty() {
         parts.push(format!("in SIC section {}", or_list(&sections)));
     }
-    let bands = strings(&c["size_bands"]);
+    let bands: Vec<String> = c.size_bands.iter().map(spelling).collect();
     if !bands.is_empty() {
         parts.push(format!("{} businesses", or_list(&bands)));
     }
-    if let Some(years) = c["founded_within_years"].as_u64() {
+    if let Some(years) = c.founded_within_years {
         parts.push(format!("trading for at most {years} years"));
     }
-    if c["university_spin_off"] == true {
+    if c.university_spin_off {
         parts.push("university spin-offs".into());
     }
-    if c["first_time_applicant"] == true {
+    if c.first_time_applicant {
         parts.push("first-time applicants".into());
     }
     if parts.is_empty() {
@@ -363,23 +373,23 @@ pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> Ht
         &req,
         incentives::for_voucher(&state, &user, &id).await
     ));
-    let rows: Vec<Value> = data(&rows)
+    let rows: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let amount = text(&r["amount"]);
-            let amount = if r["milestone"] == true {
-                match day(&r["granted_at"]) {
-                    d if d.is_empty() => format!("£{amount} once the milestone is reached"),
-                    d => format!("£{amount}, added on {d}"),
+            let amount = r.amount.pounds();
+            let amount = if r.milestone {
+                match r.granted_at {
+                    None => format!("{amount} once the milestone is reached"),
+                    Some(at) => format!("{amount}, added on {}", crate::format::date(at.0)),
                 }
-            } else if Money::parse(&amount).map_or(true, Money::is_zero) {
+            } else if r.amount.micros() == 0 {
                 "No extra credit".to_string()
             } else {
-                format!("£{amount}")
+                amount
             };
             json!({
-                "name": r["name"], "version": r["version"], "why": whys(&r["why"]),
-                "effect": describe_effect(&r["effect"]), "amount": amount,
+                "name": r.name, "version": r.version, "why": whys(&json!(r.why)),
+                "effect": describe_effect(&r.effect), "amount": amount,
             })
         })
         .collect();
@@ -823,13 +833,15 @@ async fn incentives_view(
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
-    let rules = data(&page!(api::must(req, incentives::list(&state).await)));
-    let lines = data(&page!(api::must(req, programme::list_lines(&state).await)));
-    let line_name = |id: &Value| {
-        lines
+    let typed_rules = page!(api::must(req, incentives::list(&state).await));
+    let rules = data(&typed_rules);
+    let typed_lines = page!(api::must(req, programme::list_lines(&state).await));
+    let lines = data(&typed_lines);
+    let line_name = |id: &Option<String>| {
+        typed_lines
             .iter()
-            .find(|l| !id.is_null() && l["id"] == *id)
-            .map(|l| format!("{} ({})", text(&l["name"]), text(&l["financial_year"])))
+            .find(|l| id.as_deref() == Some(l.id.as_str()))
+            .map(|l| format!("{} ({})", l.name, l.financial_year))
     };
     // Which organisations waiting for a decision each rule matches: the same evaluation an
     // approval would make, for each of the latest waiting applications.
@@ -838,32 +850,31 @@ async fn incentives_view(
         limit: Some(50),
         ..Default::default()
     };
-    let waiting = data(&page!(api::must(req, applications::list(&state, &user, q).await)).data);
+    let waiting = page!(api::must(req, applications::list(&state, &user, q).await)).data;
     let mut matches: HashMap<String, Vec<String>> = HashMap::new();
     for a in &waiting {
-        let Some(id) = a["id"].as_str() else { continue };
         let q = applications::PreviewQuery::default();
-        let preview = applications::preview_incentives(&state, id, q).await;
+        let preview = applications::preview_incentives(&state, &a.id, q).await;
         let preview = page!(api::must(req, preview));
         for applied in preview.applied {
             matches
                 .entry(applied.rule)
                 .or_default()
-                .push(text(&a["company_name"]));
+                .push(a.company_name.clone());
         }
     }
-    let rows: Vec<Value> = rules
+    let rows: Vec<Value> = typed_rules
         .iter()
         .map(|r| {
-            let matched = matches.get(&text(&r["key"])).cloned().unwrap_or_default();
+            let matched = matches.get(&r.key).cloned().unwrap_or_default();
             json!({
                 "matches": if matched.is_empty() { "None".to_string() } else { matched.join(", ") },
-                "key": r["key"], "name": r["name"], "version": r["version"],
-                "condition": describe_condition(&r["condition"]),
-                "effect": describe_effect(&r["effect"]),
-                "line": line_name(&r["budget_line_id"]),
-                "tag": tag(if r["active"] == true { "active" } else { "retired" }),
-                "changed": day(&r["created_at"]),
+                "key": r.key, "name": r.name, "version": r.version,
+                "condition": describe_condition(&r.condition),
+                "effect": describe_effect(&r.effect),
+                "line": line_name(&r.budget_line_id),
+                "tag": tag(if r.active { "active" } else { "retired" }),
+                "changed": crate::format::date(r.created_at.0),
             })
         })
         .collect();
@@ -1011,7 +1022,7 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
         .map(|r| {
             json!({
                 "name": r.name, "version": r.version, "why": whys(&json!(r.why)),
-                "effect": describe_effect(&json!(r.effect)), "now": r.now, "later": r.later,
+                "effect": describe_effect(&r.effect), "now": r.now, "later": r.later,
             })
         })
         .collect();

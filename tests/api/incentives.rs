@@ -190,6 +190,25 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
     .await;
     let applied = applied["data"].as_array().unwrap().clone();
     assert_eq!(applied.len(), 5);
+    // The pages describe the rules from their typed effects and conditions.
+    let mut sme = crate::helpers::Browser::sign_in(&app, "owner@widgets.co.uk").await;
+    let page = sme
+        .get(&app, &format!("/portal/vouchers/{voucher_id}/incentives"))
+        .await;
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("10% of the standard voucher on top"),
+        "{html}"
+    );
+    let mut console = crate::helpers::Browser::sign_in(&app, "admin@programme.gov.uk").await;
+    let page = console.get(&app, "/console/incentives").await;
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("North East uplift") && html.contains("Based in North East"),
+        "{html}"
+    );
     // Two standard hours, one more from the incentive, in minutes.
     let hours = body(
         app.get(&format!("/api/v1/vouchers/{voucher_id}/consulting"), &owner)

@@ -36,27 +36,33 @@ pub struct RuleView {
     pub version: i32,
     pub id: String,
     pub name: String,
-    pub condition: serde_json::Value,
-    pub effect: serde_json::Value,
+    pub condition: Condition,
+    pub effect: Effect,
     pub budget_line_id: Option<String>,
     pub active: bool,
     pub created_at: Timestamp,
 }
 
 impl RuleView {
-    fn new(r: &RuleRow) -> RuleView {
-        RuleView {
+    fn new(r: &RuleRow) -> Result<RuleView, ApiError> {
+        Ok(RuleView {
             key: r.rule_key.clone(),
             version: r.version,
             id: r.id.clone(),
             name: r.name.clone(),
-            condition: serde_json::from_str(&r.condition_json).unwrap_or_default(),
-            effect: serde_json::from_str(&r.effect_json).unwrap_or_default(),
+            condition: stored(&r.condition_json)?,
+            effect: stored(&r.effect_json)?,
             budget_line_id: r.budget_line_id.clone(),
             active: r.active,
             created_at: Timestamp(r.created_at),
-        }
+        })
     }
+}
+
+/// A rule's stored condition or effect: written from the same type, so one that does not read
+/// back is a fault of the store, not the caller's.
+fn stored<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
+    serde_json::from_str(json).map_err(|e| ApiError::Internal(format!("a stored rule: {e}")))
 }
 
 fn row(key: String, body: RuleRequest, user: &AuthUser) -> Result<RuleRow, ApiError> {
@@ -95,7 +101,7 @@ pub async fn create(
 ) -> Result<RuleView, ApiError> {
     let r = row(uuid::Uuid::now_v7().to_string(), body, user)?;
     let saved = state.store.save_rule(r).await?;
-    Ok(RuleView::new(&saved))
+    RuleView::new(&saved)
 }
 
 /// A new version of an existing rule (to change it, or retire it with `active: false`).
@@ -118,13 +124,13 @@ pub async fn update(
         .store
         .save_rule(row(key.to_string(), body, user)?)
         .await?;
-    Ok(RuleView::new(&saved))
+    RuleView::new(&saved)
 }
 
 /// The latest version of every rule.
 pub async fn list(state: &AppState) -> Result<Vec<RuleView>, ApiError> {
     let rules = state.store.latest_rules().await?;
-    Ok(rules.iter().map(RuleView::new).collect())
+    rules.iter().map(RuleView::new).collect()
 }
 
 /// A rule version applied to a voucher: why it matched and what it added.
@@ -133,8 +139,8 @@ pub struct AppliedView {
     pub rule: String,
     pub version: i32,
     pub name: String,
-    pub why: serde_json::Value,
-    pub effect: serde_json::Value,
+    pub why: Vec<String>,
+    pub effect: Effect,
     pub amount: Amount,
     pub milestone: bool,
     pub granted_at: Option<Timestamp>,
@@ -149,18 +155,19 @@ pub async fn for_voucher(
 ) -> Result<Vec<AppliedView>, ApiError> {
     let (v, _) = crate::service::vouchers::visible(state, user, voucher_id).await?;
     let rows = state.store.voucher_incentives(v.id.clone()).await?;
-    Ok(rows
-        .iter()
-        .map(|(a, r)| AppliedView {
-            rule: r.rule_key.clone(),
-            version: r.version,
-            name: r.name.clone(),
-            why: serde_json::from_str(&a.why).unwrap_or_default(),
-            effect: serde_json::from_str(&r.effect_json).unwrap_or_default(),
-            amount: Amount(a.amount),
-            milestone: a.milestone,
-            granted_at: a.granted_at.map(Timestamp),
-            refused_reason: a.refused_reason.clone(),
+    rows.iter()
+        .map(|(a, r)| {
+            Ok(AppliedView {
+                rule: r.rule_key.clone(),
+                version: r.version,
+                name: r.name.clone(),
+                why: stored(&a.why)?,
+                effect: stored(&r.effect_json)?,
+                amount: Amount(a.amount),
+                milestone: a.milestone,
+                granted_at: a.granted_at.map(Timestamp),
+                refused_reason: a.refused_reason.clone(),
+            })
         })
-        .collect())
+        .collect()
 }
