@@ -71,14 +71,21 @@ pub fn answer<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<Answe
             tracing::warn!(error = %e, "a page's request could not be served");
             Err(Failure(Box::new(unavailable(req))))
         }
-        ApiError::Validation(fields) => Ok(Answer::Refused {
+        other => Ok(refusal(other)),
+    }
+}
+
+/// A refusal the page explains: the fields' errors, or the whole request's words.
+fn refusal<T>(e: ApiError) -> Answer<T> {
+    match e {
+        ApiError::Validation(fields) => Answer::Refused {
             detail: "the request has invalid fields".into(),
             fields: fields.into_iter().map(|f| (f.field, f.message)).collect(),
-        }),
-        other => Ok(Answer::Refused {
+        },
+        other => Answer::Refused {
             detail: other.to_string(),
             fields: Vec::new(),
-        }),
+        },
     }
 }
 
@@ -99,16 +106,7 @@ pub fn checked<T>(body: &Value) -> Result<T, Answer<()>>
 where
     T: serde::de::DeserializeOwned + validator::Validate,
 {
-    voucherd_api::extract::input::<T>(body).map_err(|e| match e {
-        ApiError::Validation(fields) => Answer::Refused {
-            detail: "the request has invalid fields".into(),
-            fields: fields.into_iter().map(|f| (f.field, f.message)).collect(),
-        },
-        other => Answer::Refused {
-            detail: other.to_string(),
-            fields: Vec::new(),
-        },
-    })
+    voucherd_api::extract::input::<T>(body).map_err(refusal)
 }
 
 /// A service's view, insisting on success: any refusal becomes a problem page.
@@ -125,7 +123,7 @@ pub fn must<T>(req: &HttpRequest, result: Result<T, ApiError>) -> Result<T, Fail
 }
 
 /// What the API or a service answered.
-pub enum Answer<T = Value> {
+pub enum Answer<T> {
     Ok(T),
     /// A refusal the page can explain: its code, detail and field errors (path → message).
     Refused {
@@ -154,7 +152,8 @@ impl<T> Answer<T> {
     }
 }
 
-fn capitalise(s: &str) -> String {
+/// A sentence with its first letter in capitals.
+pub(crate) fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),

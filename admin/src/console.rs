@@ -851,10 +851,7 @@ async fn vouchers_view(
     } else if !company.is_empty() {
         q["company_name"] = json!(company);
     }
-    let listed = match voucherd_api::extract::input::<vouchers::VoucherQuery>(&q) {
-        Ok(q) => vouchers::list(&state, &user, q).await,
-        Err(e) => Err(e),
-    };
+    let listed = api::with_input(&q, |q| vouchers::list(&state, &user, q)).await;
     let (list, mut errors) = match page!(api::answer(req, listed)) {
         Answer::Ok(list) => (list, errors),
         refused => (Vec::new(), refused.field_errors(&|_| "company".to_string())),

@@ -3,7 +3,7 @@
 //! administrators' incentive rules and an application's incentive preview (`/console`).
 //! Every page calls the services (`voucherd_api::service`), as the others do.
 
-use crate::api::{self, Answer, Core, Failure};
+use crate::api::{self, capitalise, Answer, Core, Failure};
 use crate::portal::{
     csrf_refused, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
 };
@@ -86,14 +86,6 @@ fn strings(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 /// "a", "a or b", "a, b or c".

@@ -11,10 +11,7 @@ use voucherd_domain::Money;
 /// "£2,500.00", "-£1.50". Text that is not an amount (a form's answer shown back) is shown
 /// after a pound sign as it was typed.
 pub fn pounds(text: &str) -> String {
-    let tidy: String = text
-        .chars()
-        .filter(|c| *c != '£' && *c != ',' && !c.is_whitespace())
-        .collect();
+    let tidy = crate::portal::tidy_money(text);
     let (negative, digits) = match tidy.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, tidy.as_str()),

@@ -1029,10 +1029,7 @@ pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     // The form's radios say `test` or `live`; anything else is the default, a live key.
     let mode = field(&form, "mode").parse::<KeyMode>().unwrap_or_default();
     let body = json!({"name": field(&form, "name"), "mode": mode});
-    let made = match voucherd_api::extract::input::<vouchers::CreateKeyRequest>(&body) {
-        Ok(body) => vouchers::create_key(&state, &user, &id, body).await,
-        Err(e) => Err(e),
-    };
+    let made = api::with_input(&body, |b| vouchers::create_key(&state, &user, &id, b)).await;
     match page!(api::answer(&req, made)) {
         Answer::Ok(key) => key_created(&req, &id, &key),
         refused => {

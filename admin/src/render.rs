@@ -68,6 +68,10 @@ const PARTIALS: &[(&str, &str)] = &[
     ("csrf", include_str!("../templates/partials/csrf.hbs")),
     ("tag", include_str!("../templates/partials/tag.hbs")),
     (
+        "pagination",
+        include_str!("../templates/partials/pagination.hbs"),
+    ),
+    (
         "date_input",
         include_str!("../templates/partials/date_input.hbs"),
     ),
