@@ -130,6 +130,8 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             ownership: voucherd_store::applications::OwnershipColumns::of(
                 &voucherd_domain::ownership::Ownership::Unconfirmed,
             ),
+            // Drawn by the store.
+            reference: String::new(),
         })
         .await?;
     let (_, voucher) = store

@@ -95,8 +95,8 @@ pub async fn queue(req: HttpRequest) -> HttpResponse {
         .iter()
         .map(|a| {
             json!({
-                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
-                "region": region_name(&a.region),
+                "id": a.id, "reference": a.reference, "company_name": a.company_name,
+                "company_number": a.company_number, "region": region_name(&a.region),
                 "tag": tag(a.status.as_str()),
                 "rules": failed_rules(a),
                 "submitted": date(a.created_at),
@@ -136,24 +136,25 @@ pub async fn queue(req: HttpRequest) -> HttpResponse {
 const CSV_ROWS: i64 = 10_000;
 
 /// The queue's applications with the chosen status as CSV, in the queue's order: reference,
-/// company, number, region, status, rules, date sent.
+/// company, number, region, status, rules, date sent, id.
 pub async fn queue_csv(req: HttpRequest) -> HttpResponse {
     let (status, _) = queue_query(&req);
     let Core { state, user } = page!(api::core(&req));
-    let mut csv = String::from("reference,company,company_number,region,status,rules,sent\r\n");
+    let mut csv = String::from("reference,company,company_number,region,status,rules,sent,id\r\n");
     let mut offset = 0;
     while offset < CSV_ROWS {
         let q = queue_list(status, 500, offset);
         let apps = page!(api::must(&req, applications::list(&state, &user, q).await));
         for a in &apps.data {
             let cells = [
-                a.id.clone(),
+                a.reference.clone(),
                 a.company_name.clone(),
                 a.company_number.clone(),
                 region_name(&a.region).to_string(),
                 words(a.status.as_str()),
                 failed_rules(a),
                 date(a.created_at),
+                a.id.clone(),
             ];
             let line: Vec<String> = cells.iter().map(|c| crate::format::csv_cell(c)).collect();
             csv.push_str(&line.join(","));
@@ -211,7 +212,8 @@ async fn application_view(
             "awaiting": a.status == ApplicationStatus::AwaitingSecondApproval,
             "eligible": a.eligibility.eligible,
             "decision_reason": a.decision.as_ref().map(|d| &d.reason),
-            "voucher_id": a.voucher_id,
+            "reference": a.reference,
+            "voucher_reference": a.voucher_reference,
             "submitted": date(a.created_at),
         }),
     )
@@ -677,7 +679,8 @@ pub async fn audit(req: HttpRequest) -> HttpResponse {
 /// what, of which subject, and why.
 pub async fn audit_csv(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
-    let mut csv = String::from("when,who,action,subject_type,subject_id,reason,id\r\n");
+    let mut csv =
+        String::from("when,who,action,subject_type,subject_id,subject_reference,reason,id\r\n");
     let mut offset = 0;
     while offset < CSV_ROWS {
         let q = programme::AuditQuery {
@@ -698,6 +701,7 @@ pub async fn audit_csv(req: HttpRequest) -> HttpResponse {
                 r.action.clone(),
                 r.subject_type.clone(),
                 r.subject_id.clone(),
+                r.subject_reference.clone().unwrap_or_default(),
                 r.reason.clone().unwrap_or_default(),
                 r.id.clone(),
             ];
@@ -845,8 +849,11 @@ async fn vouchers_view(
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
     let mut q = json!({"limit": 200});
-    // A registration number finds its company; anything else is a part of a name.
-    if CompanyNumber::parse(company).is_ok() {
+    // A reference finds its voucher (an application's, the voucher granted on it), a
+    // registration number its company; anything else is a part of a name.
+    if voucherd_domain::Reference::parse(company).is_ok() {
+        q["reference"] = json!(company);
+    } else if CompanyNumber::parse(company).is_ok() {
         q["company_number"] = json!(company);
     } else if !company.is_empty() {
         q["company_name"] = json!(company);
@@ -861,7 +868,7 @@ async fn vouchers_view(
         .iter()
         .map(|v| {
             json!({
-                "id": v.id, "company_number": v.company_number,
+                "id": v.id, "reference": v.reference, "company_number": v.company_number,
                 "company_name": v.company_name, "granted": v.granted,
                 "available": v.available, "expires": date(v.expires_at),
                 "tag": tag(v.status.as_str()), "suspended": v.status == VoucherStatus::Suspended,

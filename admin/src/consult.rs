@@ -143,7 +143,7 @@ fn status_tag(status: &str) -> Value {
 /// A booking as the pages show it (the adviser's notes only where the service gave them).
 fn booking_row(b: &BookingView) -> Value {
     json!({
-        "id": b.id, "voucher_id": b.voucher_id,
+        "id": b.id, "voucher_id": b.voucher_id, "voucher_reference": b.voucher_reference,
         "when": crate::format::weekday_time(b.slot.starts_at.0),
         "length": duration(b.minutes),
         "tag": status_tag(&b.status), "booked": b.status == "booked",

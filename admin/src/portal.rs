@@ -360,7 +360,8 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         .iter()
         .map(|a| {
             json!({
-                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
+                "id": a.id, "reference": a.reference, "company_name": a.company_name,
+                "company_number": a.company_number,
                 "tag": tag(a.status.as_str()), "submitted": date(a.created_at),
             })
         })
@@ -369,8 +370,8 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
         .iter()
         .map(|v| {
             json!({
-                "id": v.id, "company_number": v.company_number, "company_name": v.company_name,
-                "available": v.available,
+                "id": v.id, "reference": v.reference, "company_number": v.company_number,
+                "company_name": v.company_name, "available": v.available,
                 "granted": v.granted, "expires": date(v.expires_at),
                 "tag": tag(v.status.as_str()),
             })
@@ -771,8 +772,8 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
         .with(
             "application",
             json!({
-                "id": a.id, "company_name": a.company_name, "company_number": a.company_number,
-                "region": region_name(&a.region),
+                "id": a.id, "reference": a.reference, "company_name": a.company_name,
+                "company_number": a.company_number, "region": region_name(&a.region),
                 "tag": tag(a.status.as_str()),
                 "eligible": a.eligibility.eligible,
                 "submitted": date(a.created_at),
@@ -922,7 +923,8 @@ async fn voucher_view(
         .with(
             "voucher",
             json!({
-                "id": v.id, "granted": v.granted, "spent": v.spent, "held": v.held,
+                "id": v.id, "reference": v.reference,
+                "granted": v.granted, "spent": v.spent, "held": v.held,
                 "available": v.available, "expires": date(v.expires_at),
                 "tag": tag(v.status.as_str()),
                 "awaiting_contribution": v.status == VoucherStatus::AwaitingContribution,

@@ -131,6 +131,8 @@ pub struct DecisionView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplicationView {
     pub id: String,
+    /// `APP-7K2M9Q`: the reference people read out and type.
+    pub reference: String,
     pub status: voucherd_domain::ApplicationStatus,
     pub applicant_id: String,
     pub company_number: String,
@@ -150,6 +152,8 @@ pub struct ApplicationView {
     pub holds_company_number: bool,
     pub decision: Option<DecisionView>,
     pub voucher_id: Option<String>,
+    /// `VCH-7K2M9Q`, the voucher granted on it: the same code as the application's.
+    pub voucher_reference: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// For administrators: the approval awaiting (or decided by) a second administrator.
@@ -161,6 +165,7 @@ impl ApplicationView {
     pub fn new(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<ApplicationView, ApiError> {
         Ok(ApplicationView {
             id: a.id.clone(),
+            reference: a.reference.clone(),
             status: a.status,
             applicant_id: a.applicant_id.clone(),
             company_number: a.company_number.clone(),
@@ -186,6 +191,14 @@ impl ApplicationView {
                 reason: a.decision_reason.clone(),
             }),
             voucher_id: voucher_id.map(str::to_string),
+            voucher_reference: voucher_id.and_then(|_| {
+                voucherd_domain::Reference::parse(&a.reference)
+                    .ok()
+                    .map(|r| {
+                        r.as_kind(voucherd_domain::ReferenceKind::Voucher)
+                            .to_string()
+                    })
+            }),
             created_at: at(a.created_at),
             updated_at: at(a.updated_at),
             second_approval: None,
@@ -245,6 +258,8 @@ pub struct ContributionView {
 #[derive(Debug, Clone, Serialize)]
 pub struct VoucherView {
     pub id: String,
+    /// `VCH-7K2M9Q`: the reference people read out and type.
+    pub reference: String,
     pub status: VoucherStatus,
     pub currency: String,
     pub granted: Amount,
@@ -279,6 +294,7 @@ impl VoucherView {
         let spent = t.debits_posted - withdrawn.forfeited_micros - withdrawn.refunded_micros;
         VoucherView {
             id: v.id.clone(),
+            reference: v.reference.clone(),
             status: voucher_status(v, &t),
             currency: v.currency.clone(),
             granted: Amount(t.credits_posted),

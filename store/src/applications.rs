@@ -12,6 +12,7 @@ use voucherd_domain::budget::{FinancialYear, Organisation, SicSection, SizeBand}
 use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
 use voucherd_domain::ownership::{Check, Method, Note, Ownership};
+use voucherd_domain::reference::{self, Reference, ReferenceKind};
 use voucherd_domain::{ApplicationStatus, Money, SicCode};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -44,6 +45,36 @@ pub struct ApplicationRow {
     pub university_spin_off: bool,
     #[diesel(embed)]
     pub ownership: OwnershipColumns,
+    /// `APP-7K2M9Q` (domain::reference), drawn by the store when the application is stored.
+    pub reference: String,
+}
+
+/// A new application's reference, not yet held by any application (the unique column is
+/// the backstop against a concurrent draw of the same code, about one in a billion).
+pub(crate) fn fresh_reference(c: &mut DbConn) -> StoreResult<Reference> {
+    loop {
+        let mut random = [0u8; reference::CODE_LEN];
+        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..reference::CODE_LEN]);
+        let r = Reference::from_random(ReferenceKind::Application, random);
+        let held: i64 = applications::table
+            .filter(applications::reference.eq(r.to_string()))
+            .count()
+            .get_result(c)?;
+        if held == 0 {
+            return Ok(r);
+        }
+    }
+}
+
+/// The reference of the voucher granted on the application with `application_reference`.
+pub(crate) fn voucher_reference(application_reference: &str) -> StoreResult<String> {
+    Reference::parse(application_reference)
+        .map(|r| r.as_kind(ReferenceKind::Voucher).to_string())
+        .map_err(|_| {
+            StoreError::Invariant(format!(
+                "application reference {application_reference:?} does not read back"
+            ))
+        })
 }
 
 impl ApplicationRow {
@@ -342,6 +373,7 @@ fn grant_voucher(
         *amount,
         format!("voucher for application {}", app.id),
     )?;
+    let reference = voucher_reference(&app.reference)?;
     let v = VoucherRow {
         id: voucher_id.clone(),
         application_id: app.id.clone(),
@@ -358,6 +390,7 @@ fn grant_voucher(
         contribution_paid_at: None,
         suspended_at: None,
         suspension_reason: None,
+        reference,
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     crate::consulting::grant_minutes(c, &v.id, *consulting)?;
@@ -660,6 +693,32 @@ impl Store {
     /// Whether a confirmed application or a live voucher holds the company's number now (so a
     /// new application for it would be refused), after releasing any a voucher that has
     /// expired held.
+    /// The short references of these applications or vouchers, by id (ids not found are left
+    /// out): one statement, for lists that name many.
+    pub async fn references(
+        &self,
+        kind: ReferenceKind,
+        ids: Vec<String>,
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        self.read(move |c| {
+            let pairs: Vec<(String, String)> = match kind {
+                ReferenceKind::Application => applications::table
+                    .filter(applications::id.eq_any(&ids))
+                    .select((applications::id, applications::reference))
+                    .load(c)?,
+                ReferenceKind::Voucher => crate::schema::vouchers::table
+                    .filter(crate::schema::vouchers::id.eq_any(&ids))
+                    .select((
+                        crate::schema::vouchers::id,
+                        crate::schema::vouchers::reference,
+                    ))
+                    .load(c)?,
+            };
+            Ok(pairs.into_iter().collect())
+        })
+        .await
+    }
+
     pub async fn company_number_taken(&self, company_number: String) -> StoreResult<bool> {
         self.write(move |c| {
             release_expired(c, &company_number)?;
@@ -690,6 +749,7 @@ impl Store {
             }
             // Typing a number proves nothing: a new application never holds it.
             row.live_company_number = None;
+            row.reference = fresh_reference(c)?.to_string();
             row.ownership = OwnershipColumns::of(&Ownership::Unconfirmed);
             diesel::insert_into(applications::table)
                 .values(&row)
@@ -705,6 +765,7 @@ impl Store {
                         "company_name": row.company_name,
                         "company_number": row.company_number,
                         "application_id": row.id,
+                        "reference": row.reference,
                         "eligible": row.eligible,
                     }),
                 },

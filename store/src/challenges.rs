@@ -1524,9 +1524,11 @@ fn award_voucher(
     // No voucher: one is made for the award, on an application record that says so (it does
     // not make the company "live": it may still apply for a standard voucher).
     let application_id = format!("award-{}", e.id);
+    let application_reference = crate::applications::fresh_reference(c)?;
     diesel::insert_into(applications::table)
         .values((
             applications::id.eq(&application_id),
+            applications::reference.eq(application_reference.to_string()),
             applications::applicant_id.eq(&e.entrant_id),
             applications::company_number.eq(&e.company_number),
             applications::company_name.eq(&e.organisation_name),
@@ -1568,6 +1570,9 @@ fn award_voucher(
         contribution_paid_at: None,
         suspended_at: None,
         suspension_reason: None,
+        reference: application_reference
+            .as_kind(voucherd_domain::ReferenceKind::Voucher)
+            .to_string(),
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     Ok(v)

@@ -99,6 +99,7 @@ diesel::table! {
         ownership_by -> Nullable<Text>,
         ownership_at -> Nullable<Timestamp>,
         ownership_note -> Nullable<Text>,
+        reference -> Text,
     }
 }
 
@@ -119,6 +120,7 @@ diesel::table! {
         contribution_paid_at -> Nullable<Timestamp>,
         suspended_at -> Nullable<Timestamp>,
         suspension_reason -> Nullable<Text>,
+        reference -> Text,
     }
 }
 

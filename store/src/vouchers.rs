@@ -14,6 +14,8 @@ pub struct VoucherFilter {
     pub company_number: Option<String>,
     /// A part of the company's name, matched in any case.
     pub company_name_contains: Option<String>,
+    /// A voucher's reference (`VCH-7K2M9Q`), as stored.
+    pub reference: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -48,6 +50,8 @@ pub struct VoucherRow {
     /// Set while an administrator has suspended the voucher: its keys spend nothing.
     pub suspended_at: Option<NaiveDateTime>,
     pub suspension_reason: Option<String>,
+    /// `VCH-7K2M9Q`: its application's code (domain::reference).
+    pub reference: String,
 }
 
 impl VoucherRow {
@@ -107,6 +111,9 @@ impl Store {
             }
             if let Some(n) = f.company_number {
                 q = q.filter(vouchers::company_number.eq(n));
+            }
+            if let Some(r) = f.reference {
+                q = q.filter(vouchers::reference.eq(r));
             }
             if let Some(name) = f.company_name_contains {
                 // A part of the name, in any case; `%` and `_` typed are themselves.

@@ -33,6 +33,7 @@ mod payments;
 mod prices;
 mod provider_billing;
 mod proxy;
+mod references;
 mod reports;
 mod sandbox;
 mod smtp;

@@ -521,6 +521,7 @@ async fn console_forms_are_checked_before_the_confirmation_page(app: TestApp) {
 async fn the_queue_pages_oldest_first_and_downloads_as_csv(app: TestApp) {
     let owner = app.applicant("queue@widgets.co.uk").await;
     let mut ids = Vec::new();
+    let mut references = Vec::new();
     for n in 0..52 {
         let mut a = valid_application();
         a["company_number"] = json!(format!("{:08}", 10_000_001 + n));
@@ -528,6 +529,7 @@ async fn the_queue_pages_oldest_first_and_downloads_as_csv(app: TestApp) {
         let sent = body(app.apply(&owner, &a).await).await;
         assert_eq!(sent["status"], "submitted", "{sent}");
         ids.push(sent["id"].as_str().unwrap().to_string());
+        references.push(sent["reference"].as_str().unwrap().to_string());
     }
     app.user_with_role("queue-admin@example.com", "admin").await;
     let mut admin = Browser::sign_in(&app, "queue-admin@example.com").await;
@@ -569,8 +571,14 @@ async fn the_queue_pages_oldest_first_and_downloads_as_csv(app: TestApp) {
     let text = csv.text().await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 53, "a header and 52 applications");
+    // Named by its short reference first; the id, for systems, last.
     assert!(
-        lines[1].starts_with(&format!("\"{}\",\"Queue Company 00 Ltd\"", ids[0])),
+        lines[1].starts_with(&format!("\"{}\",\"Queue Company 00 Ltd\"", references[0])),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with(&format!(",\"{}\"", ids[0])),
         "{}",
         lines[1]
     );

@@ -297,6 +297,15 @@ impl Mailer {
                 message: "no such template".into(),
             });
         }
+        // A receipt queued before applications had short references names the id instead.
+        let mut data = std::borrow::Cow::Borrowed(data);
+        if template == "application_received" && data.get("reference").is_none() {
+            let id = data.get("application_id").cloned().unwrap_or_default();
+            if let Some(o) = data.to_mut().as_object_mut() {
+                o.insert("reference".into(), id);
+            }
+        }
+        let data = data.as_ref();
         Ok(Rendered {
             subject: self
                 .text
@@ -365,6 +374,29 @@ mod tests {
             send_timeout_ms: 1_000,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_receipt_gives_the_short_reference_and_an_older_one_its_id() {
+        let data = |reference: Option<&str>| {
+            let mut d = serde_json::json!({
+                "company_name": "Widgets Ltd", "company_number": "01234567",
+                "application_id": "0193-uuid", "eligible": true,
+            });
+            if let Some(r) = reference {
+                d["reference"] = serde_json::json!(r);
+            }
+            d
+        };
+        let r = mailer()
+            .render("application_received", &data(Some("APP-7K2M9Q")))
+            .unwrap();
+        assert!(r.text.contains("reference APP-7K2M9Q."), "{}", r.text);
+        assert!(!r.text.contains("0193-uuid"));
+        let old = mailer()
+            .render("application_received", &data(None))
+            .unwrap();
+        assert!(old.text.contains("reference 0193-uuid."), "{}", old.text);
     }
 
     #[test]

@@ -42,11 +42,20 @@ impl Page {
 pub fn query<T: serde::de::DeserializeOwned + Validate>(
     req: &actix_web::HttpRequest,
 ) -> Result<T, ApiError> {
-    let q: T = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg.split('`').nth(1).unwrap_or("query").to_string();
-        ApiError::field(&field, msg)
-    })?;
+    let pairs = form_urlencoded::parse(req.query_string().as_bytes());
+    let q: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs))
+        .map_err(|e| {
+            let msg = e.inner().to_string();
+            // A value that does not parse is named by its path; an unknown or missing
+            // parameter only in the message ("unknown field `x`").
+            let path = e.path().to_string();
+            let field = if path.is_empty() || path == "." {
+                msg.split('`').nth(1).unwrap_or("query").to_string()
+            } else {
+                path
+            };
+            ApiError::field(&field, msg)
+        })?;
     q.validate()
         .map_err(|e| ApiError::Validation(crate::extract::flatten(&e)))?;
     Ok(q)

@@ -176,6 +176,8 @@ pub async fn submit(
         updated_at: at,
         university_spin_off: body.university_spin_off,
         ownership: OwnershipColumns::of(&Ownership::Unconfirmed),
+        // Drawn by the store.
+        reference: String::new(),
     };
     let saved = state.store.submit_application(row).await?;
     ApplicationView::new(&saved, None)

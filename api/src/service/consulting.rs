@@ -50,6 +50,8 @@ pub struct BookingView {
     pub id: String,
     pub slot: SlotView,
     pub voucher_id: String,
+    /// The voucher's short reference (`VCH-7K2M9Q`).
+    pub voucher_reference: String,
     pub minutes: i64,
     /// `booked`, `cancelled`, `attended` or `no_show`.
     pub status: String,
@@ -73,6 +75,7 @@ impl BookingView {
             id: b.id.clone(),
             slot: SlotView::new(s, b.cancelled_at.is_none()),
             voucher_id: b.voucher_id.clone(),
+            voucher_reference: String::new(),
             minutes: b.minutes,
             status: status.to_string(),
             booked_at: Timestamp(b.booked_at),
@@ -146,7 +149,28 @@ pub async fn book(
         .into_iter()
         .find(|(x, _)| x.id == b.id)
         .ok_or(ApiError::NotFound("booking"))?;
-    Ok(BookingView::new(&b, &s, false))
+    named(state, vec![BookingView::new(&b, &s, false)])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("booking"))
+}
+
+/// Bookings with their vouchers' references, read in one statement.
+async fn named(
+    state: &AppState,
+    mut views: Vec<BookingView>,
+) -> Result<Vec<BookingView>, ApiError> {
+    let ids = views.iter().map(|v| v.voucher_id.clone()).collect();
+    let references = state
+        .store
+        .references(voucherd_domain::ReferenceKind::Voucher, ids)
+        .await?;
+    for v in &mut views {
+        if let Some(r) = references.get(&v.voucher_id) {
+            v.voucher_reference = r.clone();
+        }
+    }
+    Ok(views)
 }
 
 /// An SME sees its bookings; an adviser the bookings of their slots (with notes); an
@@ -162,10 +186,11 @@ pub async fn list_bookings(
     };
     let rows = state.store.bookings(booker, adviser).await?;
     let with_notes = user.role != Role::Applicant;
-    Ok(rows
+    let views = rows
         .iter()
         .map(|(b, s)| BookingView::new(b, s, with_notes))
-        .collect())
+        .collect();
+    named(state, views).await
 }
 
 pub async fn cancel(state: &AppState, user: &AuthUser, id: &str) -> Result<(), ApiError> {
@@ -223,7 +248,10 @@ pub async fn record_outcome(
         .into_iter()
         .find(|(x, _)| x.id == b.id)
         .ok_or(ApiError::NotFound("booking"))?;
-    Ok(BookingView::new(&b, &s, true))
+    named(state, vec![BookingView::new(&b, &s, true)])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("booking"))
 }
 
 /// A voucher's consulting time, in minutes.

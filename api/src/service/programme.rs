@@ -193,6 +193,8 @@ pub struct AuditView {
     pub action: String,
     pub subject_type: String,
     pub subject_id: String,
+    /// An application's or a voucher's short reference (`APP-7K2M9Q`, `VCH-7K2M9Q`).
+    pub subject_reference: Option<String>,
     pub reason: Option<String>,
     /// What the action recorded beside its reason (its own fields per action).
     pub details: serde_json::Value,
@@ -241,10 +243,26 @@ pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, Ap
         };
         names.insert(id, name);
     }
+    // Applications and vouchers are named by their references: one read per kind.
+    let mut references = std::collections::HashMap::new();
+    for (subject, kind) in [
+        ("application", voucherd_domain::ReferenceKind::Application),
+        ("voucher", voucherd_domain::ReferenceKind::Voucher),
+    ] {
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.subject_type == subject)
+            .map(|r| r.subject_id.clone())
+            .collect();
+        if !ids.is_empty() {
+            references.extend(state.store.references(kind, ids).await?);
+        }
+    }
     Ok(rows
         .into_iter()
         .map(|r| AuditView {
             details: serde_json::from_str(&r.details).unwrap_or_default(),
+            subject_reference: references.get(&r.subject_id).cloned(),
             actor_name: r
                 .actor_id
                 .as_ref()

@@ -67,6 +67,8 @@ pub struct VoucherQuery {
     /// Only vouchers of companies whose name holds this, in any case.
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
     pub company_name: Option<String>,
+    /// Only the voucher with this reference (`VCH-7K2M9Q`, typed in any case).
+    pub reference: Option<voucherd_domain::Reference>,
 }
 
 /// The caller's vouchers (every voucher for an administrator), newest first.
@@ -82,6 +84,10 @@ pub async fn list(
             owner_id: owner,
             company_number: q.company_number.map(|n| n.as_str().to_string()),
             company_name_contains: q.company_name.map(|n| n.trim().to_string()),
+            reference: q.reference.map(|r| {
+                r.as_kind(voucherd_domain::ReferenceKind::Voucher)
+                    .to_string()
+            }),
             limit: q.limit.unwrap_or(100),
             offset: q.offset.unwrap_or(0),
         })
