@@ -456,13 +456,18 @@ impl Config {
         }
         // A bad schedule stops start-up, naming its job.
         voucherd_worker::schedules(&self.jobs)?;
+        self.disclosure_rules()?;
+        Ok(())
+    }
+
+    /// Disclosure control of reports' public summaries, from the three settings.
+    pub fn disclosure_rules(&self) -> anyhow::Result<voucherd_domain::disclosure::Rules> {
         voucherd_domain::disclosure::Rules::parse(
             self.report_min_organisations,
             self.report_rounding_base,
             self.report_dominance_percent,
         )
-        .map_err(|e| anyhow::anyhow!("report disclosure control: {e}"))?;
-        Ok(())
+        .map_err(|e| anyhow::anyhow!("report disclosure control: {e}"))
     }
 }
 
@@ -519,12 +524,7 @@ impl Config {
             stripe: self.stripe_config().ok().flatten(),
             stripe_lookback_hours: self.stripe_reconcile_hours,
             eligibility: self.eligibility.clone(),
-            disclosure: voucherd_domain::disclosure::Rules::parse(
-                self.report_min_organisations,
-                self.report_rounding_base,
-                self.report_dominance_percent,
-            )
-            .unwrap_or_default(),
+            disclosure: self.disclosure_rules().unwrap_or_default(),
             ..defaults
         }
     }

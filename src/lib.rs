@@ -275,6 +275,7 @@ fn api_config(config: &Config, sandbox: Sandbox) -> anyhow::Result<ApiConfig> {
             password_reset_valid_minutes: config.password_reset_valid_minutes,
             invitation_valid_days: config.invitation_valid_days,
         },
+        disclosure: config.disclosure_rules()?,
     })
 }
 

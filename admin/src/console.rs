@@ -16,6 +16,7 @@ use voucherd_api::service::{
 };
 use voucherd_api::views::{ApplicationView, SecondApprovalView};
 use voucherd_domain::eligibility::rule_title;
+use voucherd_domain::report_period::ReportKind;
 use voucherd_domain::{ApplicationStatus, CompanyNumber, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
@@ -1143,21 +1144,125 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
 }
 
 pub async fn reports(req: HttpRequest) -> HttpResponse {
-    let Core { state, .. } = page!(api::core(&req));
-    let list = page!(api::must(&req, reports::list(&state).await));
+    reports_view(&req, "", Vec::new(), None).await
+}
+
+/// Who made a report, in words: an administrator by name, the schedule, or the command line.
+fn made_by(generated_by: &str) -> String {
+    if generated_by.starts_with("job:") {
+        "the schedule".to_string()
+    } else {
+        generated_by.to_string()
+    }
+}
+
+/// A period as people name it: "November 2026", "April to September 2026", "October 2025
+/// to March 2026".
+fn period_name(from: chrono::NaiveDate, to: chrono::NaiveDate) -> String {
+    if from.format("%Y%m").to_string() == to.format("%Y%m").to_string() {
+        from.format("%B %Y").to_string()
+    } else if from.format("%Y").to_string() == to.format("%Y").to_string() {
+        format!("{} to {}", from.format("%B"), to.format("%B %Y"))
+    } else {
+        format!("{} to {}", from.format("%B %Y"), to.format("%B %Y"))
+    }
+}
+
+/// The name of a report kind on the pages.
+fn report_kind_name(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::Monthly => "Monthly operations report",
+        ReportKind::SemiAnnual => "Semi-annual review",
+    }
+}
+
+async fn reports_view(
+    req: &HttpRequest,
+    chosen: &str,
+    errors: Vec<FieldError>,
+    banner: Option<&str>,
+) -> HttpResponse {
+    let Core { state, .. } = page!(api::core(req));
+    let list = page!(api::must(req, reports::list(&state).await));
+    let makeable = page!(api::must(req, reports::makeable(&state).await));
     let rows: Vec<Value> = list
         .iter()
         .map(|r| {
             json!({
                 "id": r.id, "kind": r.kind.replace('_', "-"),
-                "from": r.period.from, "to": r.period.to,
-                "generated": date(r.generated_at), "by": r.generated_by,
+                "from": r.period.from, "to": r.period.to, "draft": r.draft,
+                "generated": date(r.generated_at), "by": made_by(&r.generated_by),
             })
         })
         .collect();
-    View::new("console_reports", "Reports")
+    let groups: Vec<Value> = [ReportKind::Monthly, ReportKind::SemiAnnual]
+        .into_iter()
+        .map(|kind| {
+            let options: Vec<Value> = makeable
+                .iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| {
+                    let value = format!("{}:{}:{}", m.kind, m.from, m.to);
+                    let mut label = period_name(m.from, m.to);
+                    if m.kept {
+                        label.push_str(" (made already)");
+                    }
+                    json!({"value": value, "label": label, "selected": value == chosen})
+                })
+                .collect();
+            json!({"label": report_kind_name(kind), "options": options})
+        })
+        .collect();
+    let mut view = View::new("console_reports", "Reports")
         .with("reports", Value::Array(rows))
-        .render(&req)
+        .with("groups", Value::Array(groups))
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+/// Makes the chosen period's report now, as the schedule would; the list again, with what
+/// happened.
+pub async fn make_report(req: HttpRequest, form: Form) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &form) {
+        return r;
+    }
+    let chosen = field(&form, "period").to_string();
+    let mut parts = chosen.splitn(3, ':');
+    let body = json!({
+        "kind": parts.next().unwrap_or_default(),
+        "from": parts.next().unwrap_or_default(),
+        "to": parts.next().unwrap_or_default(),
+    });
+    let Core { state, user } = page!(api::core(&req));
+    let made = api::with_input(&body, |b| reports::make(&state, &user, b)).await;
+    match page!(api::answer(&req, made)) {
+        Answer::Ok(r) => {
+            let done = format!(
+                "The {} for {} is made",
+                report_kind_name(ReportKind::parse(&r.kind).unwrap_or(ReportKind::Monthly))
+                    .to_lowercase(),
+                period_name(r.period.from, r.period.to)
+            );
+            reports_view(&req, "", Vec::new(), Some(&done)).await
+        }
+        Answer::Refused { detail, fields } => {
+            // Only ended periods are offered: a refusal is a report made meanwhile, or a
+            // hand-made form.
+            let message = match fields.first() {
+                Some(_) if chosen.is_empty() => "Select the period to report on".to_string(),
+                Some((_, m)) => format!("Select a period that has ended: {m}"),
+                None => api::capitalise(&detail),
+            };
+            let errors = vec![FieldError {
+                id: "period".into(),
+                message,
+            }];
+            reports_view(&req, &chosen, errors, None).await
+        }
+    }
 }
 
 /// The printable report, as the worker rendered it (its own styles; no script at all).

@@ -165,6 +165,7 @@ pages! {
     get "/console/prices" => console::prices, on("put", "/api/v1/prices/{model}");
     post "/console/prices" => console::set_price, on("put", "/api/v1/prices/{model}");
     get "/console/reports" => console::reports, on("get", "/api/v1/reports");
+    post "/console/reports" => console::make_report, on("post", "/api/v1/reports");
     get "/console/reports/{id}" => console::report, on("get", "/api/v1/reports/{id}/html");
     get "/console/reports/{id}/json" => console::report_json, on("get", "/api/v1/reports/{id}");
 }

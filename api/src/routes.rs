@@ -147,6 +147,7 @@ routes! {
     put "/api/v1/consulting/bookings/{id}/outcome" => consulting::record_outcome, ADVISER;
     get "/api/v1/vouchers/{id}/consulting" => consulting::allowance, APPLICANT_OR_ADMIN;
     get "/api/v1/reports" => reports::list, ADMIN;
+    post "/api/v1/reports" => reports::make, ADMIN;
     get "/api/v1/reports/{id}" => reports::get, ADMIN;
     get "/api/v1/reports/{id}/html" => reports::html, ADMIN;
     get "/api/v1/reports/{id}/csv" => reports::csv_table, ADMIN;

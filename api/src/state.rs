@@ -44,6 +44,8 @@ pub struct ApiConfig {
     /// The bearer token `/metrics` asks for; not served without one.
     pub metrics_token: Option<String>,
     pub accounts: AccountSettings,
+    /// Disclosure control of the public summaries of reports made from the console.
+    pub disclosure: voucherd_domain::disclosure::Rules,
 }
 
 /// Links in account emails and how long they last.

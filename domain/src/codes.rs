@@ -60,6 +60,7 @@ crate::text_enum! {
         PaymentProviderUnavailable = "payment_provider_unavailable",
         PaymentsDisabled = "payments_disabled",
         PriceVersionExists = "price_version_exists",
+        ReportExists = "report_exists",
         RefundWaitingOnHolds = "refund_waiting_on_holds",
         SameApprover = "same_approver",
         SessionNotStarted = "session_not_started",

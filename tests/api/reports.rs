@@ -11,7 +11,8 @@ use voucherd_worker::{Job, ManualClock, Worker, WorkerConfig};
 on_both_backends!(
     a_monthly_report_counts_the_programme_exactly_and_its_public_summary_hides_small_cells,
     a_report_of_an_unfinished_period_is_a_draft_and_the_final_one_is_what_is_published,
-    one_organisation_making_up_most_of_a_cells_spend_is_not_published
+    one_organisation_making_up_most_of_a_cells_spend_is_not_published,
+    an_administrator_makes_the_report_of_an_ended_period_once
 );
 
 fn worker(app: &TestApp, clock: &Arc<ManualClock>) -> Worker {
@@ -686,4 +687,143 @@ async fn one_organisation_making_up_most_of_a_cells_spend_is_not_published(app: 
         (&json!("0.06"), &json!("0.06"))
     );
     assert_eq!(ne(&summary, "organisations_by_region_and_size")["small"], 5);
+}
+
+/// The report of an ended period made on request (API and console) as the schedule would make
+/// it, named as the administrator's; a period still running, a part of one, or one reported
+/// already is refused and keeps nothing.
+async fn an_administrator_makes_the_report_of_an_ended_period_once(app: TestApp) {
+    use voucherd_worker::report::{Kind, Period};
+    let admin = app
+        .user_with_role("reports-admin@example.com", "admin")
+        .await;
+    let applicant = app.applicant("reports-sme@example.com").await;
+    let today = chrono::Utc::now().date_naive();
+    let last = Period::last_before(Kind::Monthly, today);
+    let running = Period::containing(Kind::Monthly, today);
+    let month = |p: &Period| json!({"kind": "monthly", "from": p.from(), "to": p.to()});
+    let kept = |app: &TestApp| {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/reports");
+        let admin = admin.clone();
+        async move {
+            let resp = client.get(url).bearer_auth(admin).send().await.unwrap();
+            body(resp).await["data"].as_array().unwrap().len()
+        }
+    };
+
+    assert_eq!(
+        app.post("/api/v1/reports", &applicant, &month(&last))
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let refused = [
+        (month(&running), "to"),
+        (
+            json!({"kind": "monthly", "from": last.from().succ_opt().unwrap(), "to": last.to()}),
+            "to",
+        ),
+        (
+            json!({"kind": "weekly", "from": last.from(), "to": last.to()}),
+            "kind",
+        ),
+        (json!({"kind": "monthly", "from": last.from()}), "to"),
+    ];
+    for (request, field) in refused {
+        let p = assert_problem(
+            app.post("/api/v1/reports", &admin, &request).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(fields(&p), [field], "{request}");
+    }
+    assert_eq!(kept(&app).await, 0);
+
+    let made = body(app.post("/api/v1/reports", &admin, &month(&last)).await).await;
+    assert_eq!(made["kind"], "monthly", "{made}");
+    assert_eq!(made["period"]["from"], json!(last.from()));
+    assert_eq!(made["period"]["to"], json!(last.to()));
+    assert_eq!(made["draft"], false);
+    assert_eq!(
+        made["generated_by"],
+        "Programme staff (reports-admin@example.com)"
+    );
+    let content = body(
+        app.get(
+            &format!("/api/v1/reports/{}", made["id"].as_str().unwrap()),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(content["period"]["from"], json!(last.from().to_string()));
+    assert_problem(
+        app.post("/api/v1/reports", &admin, &month(&last)).await,
+        409,
+        "report_exists",
+    )
+    .await;
+    assert_eq!(kept(&app).await, 1);
+
+    // The console offers ended periods only, marks the one made, and makes another.
+    let mut console = Browser::sign_in(&app, "reports-admin@example.com").await;
+    let page = console
+        .get(&app, "/console/reports")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let value = |p: &Period| format!("{}:{}:{}", p.kind(), p.from(), p.to());
+    assert!(
+        page.contains(&format!(
+            "value=\"{}\">{} (made already)",
+            value(&last),
+            last.from().format("%B %Y")
+        )),
+        "{page}"
+    );
+    assert!(!page.contains(&value(&running)));
+    let earlier = last.previous();
+    let csrf = console.csrf();
+    let resp = console
+        .post(
+            &app,
+            "/console/reports",
+            &[
+                ("csrf", csrf.as_str()),
+                ("period", value(&earlier).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(&format!(
+            "The monthly operations report for {} is made",
+            earlier.from().format("%B %Y")
+        )),
+        "{page}"
+    );
+    assert_eq!(kept(&app).await, 2);
+    for (period, message) in [
+        (value(&earlier), "kept already"),
+        (value(&running), "Select a period that has ended"),
+        (String::new(), "Select the period to report on"),
+    ] {
+        let csrf = console.csrf();
+        let resp = console
+            .post(
+                &app,
+                "/console/reports",
+                &[("csrf", csrf.as_str()), ("period", period.as_str())],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 422, "{period}");
+        let page = resp.text().await.unwrap();
+        assert!(page.contains(message), "{period}: {page}");
+    }
+    assert_eq!(kept(&app).await, 2);
 }

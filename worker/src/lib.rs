@@ -3,9 +3,10 @@
 //! was down catches up a missed run once, not once per missed tick. Jobs are idempotent, so a
 //! run retried after a crash moves no money twice.
 
-pub mod charts;
 pub mod mail;
-pub mod report;
+/// Reports are made by their own crate: the console and the command line make them too.
+pub use voucherd_reports as report;
+pub use voucherd_reports::charts;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mail::{MailConfig, MailError, Mailer};

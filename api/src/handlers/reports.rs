@@ -103,6 +103,15 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(crate::views::List { data }))
 }
 
+/// Makes the final report of a period that has ended (201), or says why not.
+pub async fn make(
+    state: web::Data<AppState>,
+    user: crate::auth::AuthUser,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<service::ReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(service::make(&state, &user, body).await?))
+}
+
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,

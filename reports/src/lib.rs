@@ -2,7 +2,8 @@
 //! charts) and its public summary, in which every table passes disclosure control and no name
 //! or free text appears. Reports read rollups and per-voucher facts, never raw usage rows.
 
-use crate::charts;
+pub mod charts;
+
 use chrono::NaiveDateTime;
 use handlebars::Handlebars;
 use serde_json::{json, Value};
