@@ -875,6 +875,25 @@ async fn voucher_view(
         vouchers::usage(&state, &user, id, usage).await
     ));
     let settings = payments::settings(&state);
+    // What the organisation bought, and its latest top-ups, beside the form to buy more.
+    let purchased = if settings.enabled {
+        let recent = Page {
+            limit: Some(10),
+            offset: None,
+        };
+        let t = page!(api::must(
+            req,
+            payments::list_top_ups(&state, &user, recent).await
+        ));
+        let rows: Vec<Value> = t
+            .data
+            .iter()
+            .map(|p| json!({"amount": p.amount, "tag": tag(p.status.as_str()), "at": p.created_at}))
+            .collect();
+        json!({"credit": t.purchased_credit, "top_ups": rows})
+    } else {
+        Value::Null
+    };
     let mut by_day: BTreeMap<chrono::NaiveDate, i64> = BTreeMap::new();
     let mut by_model: BTreeMap<&str, i64> = BTreeMap::new();
     // (key, model) → (requests, tokens in, tokens out, cost)
@@ -957,6 +976,7 @@ async fn voucher_view(
             ),
         )
         .with("payments", json!(settings))
+        .with("purchased", purchased)
         .back("/portal")
         .errors(errors);
     if let Some((text, success)) = banner {

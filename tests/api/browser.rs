@@ -3,6 +3,7 @@
 //! screenshots are left in `target/browser-screenshots/` for people to look at.
 
 use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::stripe::{FakeStripe, SECRET_KEY, WEBHOOK_SECRET};
 use crate::upstream::Reply;
 use std::process::Command;
 
@@ -31,7 +32,22 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
         .to_string_lossy()
         .into_owned();
     let walk_mail = mail_dir.clone();
+    // Stripe sends the payer back to the service's own address, so the walk's server listens
+    // on a port chosen now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stripe = FakeStripe::start();
+    let stripe_url = stripe.url.clone();
     let app = spawn_app_with(voucherd_store::Backend::Sqlite, |c| {
+        c.bind = format!("127.0.0.1:{port}");
+        c.public_url = format!("http://127.0.0.1:{port}");
+        c.payments_return_url = format!("http://127.0.0.1:{port}/");
+        c.stripe_secret_key = Some(SECRET_KEY.into());
+        c.stripe_webhook_secret = Some(WEBHOOK_SECRET.into());
+        c.stripe_api_base = Some(stripe_url);
         // The walk reaches the service over plain HTTP on loopback.
         c.cookie_secure = false;
         // The walk reads its confirmation code and reset link from the mail folder: the
@@ -41,6 +57,7 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
         c.jobs.insert("outbox".into(), "* * * * * *".into());
     })
     .await;
+    stripe.deliver_webhooks_to(&app.url("/webhooks/stripe"));
     app.upstream.set_reply(Reply {
         prompt_tokens: 40,
         cached_tokens: 0,
@@ -54,6 +71,7 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
         .await;
     let shots = format!("{root}/target/browser-screenshots");
     let base = app.address.clone();
+    let stripe_base = stripe.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(format!("{root}/tests/browser/walk.py"))
@@ -65,6 +83,7 @@ async fn an_applicant_applies_an_admin_approves_and_a_metered_call_lowers_the_ba
                 "walk-adviser@example.com",
                 "walk-assessor@example.com",
                 &mail_dir,
+                &stripe_base,
             ])
             .output()
     })

@@ -64,6 +64,9 @@ struct State {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Where Stripe's hosted page sends its webhook once the customer pays there (the
+    /// endpoint configured in Stripe's dashboard); `None` until a test sets it.
+    webhook_url: Mutex<Option<String>>,
 }
 
 pub struct FakeStripe {
@@ -94,6 +97,8 @@ impl FakeStripe {
                     "/v1/checkout/sessions/{id}/expire",
                     web::post().to(expire_session),
                 )
+                .route("/c/pay/{id}", web::get().to(hosted_page))
+                .route("/c/pay/{id}", web::post().to(hosted_pay))
                 .default_service(web::to(unrecognized))
         })
         .workers(1)
@@ -178,20 +183,15 @@ impl FakeStripe {
         charge
     }
 
+    /// Sends the events of payments made on the hosted page (`/c/pay/{id}`) to `url`, signed
+    /// with `WEBHOOK_SECRET`, as Stripe does for an endpoint configured in its dashboard.
+    pub fn deliver_webhooks_to(&self, url: &str) {
+        *self.shared.webhook_url.lock().unwrap() = Some(url.to_string());
+    }
+
     /// A whole event payload, exactly as Stripe POSTs it, with a fresh event id.
     pub fn event(&self, type_: &str, object: Value) -> String {
-        let event = json!({
-            "id": random_id("evt_1", 23),
-            "object": "event",
-            "api_version": API_VERSION,
-            "created": now(),
-            "data": {"object": object},
-            "livemode": false,
-            "pending_webhooks": 1,
-            "request": {"id": null, "idempotency_key": null},
-            "type": type_,
-        });
-        serde_json::to_string_pretty(&event).unwrap()
+        event_payload(type_, object)
     }
 
     /// Every request received: (method, path with its query as sent, i.e. percent-encoded,
@@ -210,6 +210,91 @@ impl FakeStripe {
         f(session);
         session.object.clone()
     }
+}
+
+/// A whole event payload, exactly as Stripe POSTs it, with a fresh event id.
+fn event_payload(type_: &str, object: Value) -> String {
+    let event = json!({
+        "id": random_id("evt_1", 23),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": now(),
+        "data": {"object": object},
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": type_,
+    });
+    serde_json::to_string_pretty(&event).unwrap()
+}
+
+/// Stripe's hosted payment page, reduced to what a customer does there: see the amount and
+/// pay by card. (Real sessions point at checkout.stripe.com; a browser test routes that
+/// address here.)
+async fn hosted_page(shared: web::Data<Shared>, id: web::Path<String>) -> HttpResponse {
+    let state = shared.state.lock().unwrap();
+    let Some(s) = state
+        .sessions
+        .iter()
+        .find(|s| s.object["id"] == id.as_str())
+    else {
+        return HttpResponse::NotFound().body("no such Checkout Session");
+    };
+    if s.object["status"] != "open" {
+        return HttpResponse::Gone().body("this Checkout Session is no longer open");
+    }
+    let pence = s.object["amount_total"].as_i64().unwrap_or(0);
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><title>Stripe Checkout (test)</title></head><body>\
+         <main><h1>Pay £{}.{:02}</h1><form method=\"post\"><button type=\"submit\">Pay</button></form></main>\
+         </body></html>",
+        pence / 100,
+        pence % 100
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html)
+}
+
+/// The customer pays by card on the hosted page: the session completes and is paid, Stripe
+/// sends `checkout.session.completed` to the webhook endpoint, and the browser goes to the
+/// session's `success_url`.
+async fn hosted_pay(shared: web::Data<Shared>, id: web::Path<String>) -> HttpResponse {
+    let object = {
+        let mut state = shared.state.lock().unwrap();
+        let Some(s) = state
+            .sessions
+            .iter_mut()
+            .find(|s| s.object["id"] == id.as_str() && s.object["status"] == "open")
+        else {
+            return HttpResponse::Gone().body("this Checkout Session is no longer open");
+        };
+        complete(s, "card");
+        s.object["payment_status"] = json!("paid");
+        s.object.clone()
+    };
+    let target = shared.webhook_url.lock().unwrap().clone();
+    if let Some(url) = target {
+        let payload = event_payload("checkout.session.completed", object.clone());
+        let delivered = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("Stripe-Signature", sign(&payload, WEBHOOK_SECRET, now()))
+            .body(payload)
+            .send()
+            .await;
+        // Stripe retries a failed delivery later; a test would see the payment missing.
+        if !delivered.is_ok_and(|r| r.status().is_success()) {
+            return HttpResponse::BadGateway().body("the webhook endpoint refused the event");
+        }
+    }
+    let success = object["success_url"].as_str().unwrap_or("/").replace(
+        "{CHECKOUT_SESSION_ID}",
+        object["id"].as_str().unwrap_or_default(),
+    );
+    HttpResponse::SeeOther()
+        .insert_header(("Location", success))
+        .finish()
 }
 
 /// The `Stripe-Signature` header value Stripe would send for `payload`.

@@ -10,9 +10,14 @@ The applicant confirms their email address with the code from the mail folder, a
 resets their password with the link from it.
 
 Run by tests/api/browser.rs against a server it started:
-    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL PASSWORD SCREENSHOT_DIR ADVISER_EMAIL ASSESSOR_EMAIL MAIL_DIR
+    python3 tests/browser/walk.py BASE_URL ADMIN_EMAIL PASSWORD SCREENSHOT_DIR ADVISER_EMAIL ASSESSOR_EMAIL MAIL_DIR STRIPE_URL
+
+The applicant also buys credit on Stripe's page (the test's fake Stripe serves it for
+checkout.stripe.com and sends the signed webhook), books an adviser's consulting session, and
+enters a challenge the administrator creates.
 """
 
+import datetime
 import email as email_lib
 import email.policy
 import json
@@ -21,6 +26,7 @@ import pathlib
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import sync_playwright, expect
@@ -132,7 +138,7 @@ def mail_to(mail_dir, recipient, subject_start, after=0.0, wait_s=30):
 def main():
     base, admin_email, admin_password, shots = sys.argv[1:5]
     # Staff who sign in with the administrator's password: an adviser and an assessor.
-    adviser_email, assessor_email, mail_dir = sys.argv[5:8]
+    adviser_email, assessor_email, mail_dir, stripe_base = sys.argv[5:9]
     shots = pathlib.Path(shots)
     shots.mkdir(parents=True, exist_ok=True)
     email, password = "owner@widget-analytics.example", "a long and memorable passphrase"
@@ -151,6 +157,14 @@ def main():
             else None,
         )
         w = Walk(page, base, shots)
+
+        def stripe_page(route):
+            """Stripe's hosted page is the fake's: fetched from it and answered as Stripe."""
+            path = urllib.parse.urlsplit(route.request.url).path
+            route.fulfill(response=route.fetch(url=stripe_base.rstrip("/") + path, max_redirects=0))
+
+        context.route("https://checkout.stripe.com/**", stripe_page)
+        today = datetime.date.today()
 
         # Error pages are pages too: titled, in English, accessible and reflowing.
         w.go("/no-such-page")
@@ -264,11 +278,11 @@ def main():
         expect(page.locator("body")).to_contain_text(email)
         w.check("console-users")
         page.get_by_role("link", name="Vouchers").click()
-        page.get_by_label("Search by company name or registration number").fill("01234567")
+        page.get_by_label("Search by company name, registration number or reference").fill("01234567")
         page.get_by_role("button", name="Search").click()
         expect(page.locator("table")).to_contain_text("01234567")
         # By a part of the name, in any case.
-        page.get_by_label("Search by company name or registration number").fill("widget anal")
+        page.get_by_label("Search by company name, registration number or reference").fill("widget anal")
         page.get_by_role("button", name="Search").click()
         expect(page.locator("table")).to_contain_text("Widget Analytics Ltd")
         w.check("console-vouchers")
@@ -284,6 +298,26 @@ def main():
         w.check("console-challenges")
         w.go("/console/challenges/new")
         w.check("console-challenge-new")
+        # A challenge open now (its opening may be past; it must close in the future).
+        day = lambda d: (today + datetime.timedelta(days=d)).isoformat()
+        page.get_by_label("Title").fill("Walk AI challenge")
+        page.get_by_label("Description").fill("Use AI to cut the time small firms spend on invoices.")
+        page.get_by_label("Small or medium-sized enterprise (SME)").check()
+        page.get_by_label("Opens for entries").fill(day(-1) + " 09:00")
+        page.get_by_label("Closes for entries").fill(day(30) + " 17:00")
+        page.get_by_label("Assessors assigned").fill(day(31) + " 09:00")
+        page.get_by_label("Assessment deadline").fill(day(40) + " 17:00")
+        page.get_by_label("Decisions released").fill(day(45) + " 09:00")
+        page.get_by_label("Criteria").fill("Innovation|10|3\nImpact|10|2")
+        page.get_by_label("Assessors per entry").fill("1")
+        page.get_by_label("Award pool, in pounds").fill("1,000")
+        page.get_by_label("Awards, in pounds").fill("600\n400")
+        page.get_by_label("Pilot places").fill("0")
+        page.get_by_role("button", name="Create challenge").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("The challenge was created")
+        expect(page.locator("main")).to_contain_text(re.compile(UK_TIME))
+        expect(page.locator("main")).to_contain_text("£1,000.00")
+        w.check("console-challenge-created")
         w.sign_out()
 
         # The applicant's voucher: a key, shown once; a metered call; the balance drops.
@@ -322,18 +356,80 @@ def main():
             assert e.code == 401, e.code
         page.get_by_role("link", name="Incentives on your voucher").click()
         w.check("voucher-incentives")
+
+        # Credit bought on Stripe's page; the voucher page lists it once Stripe confirms.
         page.goto(voucher_url)
+        page.locator("#top_up_amount").fill("25")
+        page.get_by_role("button", name="Continue to payment").click()
+        expect(page).to_have_url(re.compile(r"^https://checkout\.stripe\.com/c/pay/"))
+        expect(page.get_by_role("heading", level=1)).to_have_text("Pay £25.00")
+        page.get_by_role("button", name="Pay").click()
+        expect(page).to_have_url(re.compile(r"/portal\?"))
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("your payment was taken")
+        w.check("paid")
+        page.goto(voucher_url)
+        expect(page.locator("#purchased-available")).to_have_text("£25.00")
+        expect(page.locator("#top-ups")).to_contain_text("£25.00")
+        expect(page.locator("#top-ups")).to_contain_text("paid")
+        expect(page.locator("#top-ups")).to_contain_text(re.compile(UK_TIME))
+        w.check("voucher-bought-credit")
+
         page.get_by_role("link", name="Technical consulting").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("consulting")
         w.check("voucher-consulting")
+
+        # The administrator's challenge, entered.
         page.get_by_role("link", name="Challenges").click()
         w.check("challenges")
+        page.get_by_role("link", name="Walk AI challenge").click()
+        expect(page.locator("main")).to_contain_text(re.compile(UK_TIME))
+        w.check("challenge")
+        page.get_by_role("button", name="Send entry").click()
+        expect(page.locator(".govuk-error-summary")).to_be_visible()
+        w.check("challenge-entry-errors")
+        page.get_by_label("Company registration number").fill("01234567")
+        page.get_by_label("Organisation name").fill("Widget Analytics Ltd")
+        page.get_by_label("Region").select_option("north_east")
+        page.get_by_label("SIC code").fill("62012")
+        page.get_by_label("Title of your entry").fill("Invoices read by AI")
+        page.get_by_label("Summary of your entry").fill(
+            "We read supplier invoices with a language model and post them to the ledger."
+        )
+        page.get_by_role("button", name="Send entry").click()
+        expect(page.locator(".govuk-notification-banner")).to_contain_text("Your entry was sent")
+        w.check("challenge-entered")
         w.sign_out()
 
         # The adviser's and the assessor's own pages.
         w.sign_in(adviser_email, admin_password)
         expect(page).to_have_url(re.compile(r"/advise$"))
         w.check("adviser")
+        session_day = today + datetime.timedelta(days=14)
+        page.get_by_label("Date").fill(session_day.isoformat())
+        page.get_by_label("Start time (UK time)").fill("14:30")
+        page.get_by_label("Length, in minutes").fill("60")
+        page.get_by_role("button", name="Publish session").click()
+        expect(page.locator(".govuk-notification-banner")).to_be_visible()
+        # Shown in UK time as people say it.
+        said = f"{session_day.day} {session_day.strftime('%B %Y')} at 2:30pm"
+        expect(page.locator("main")).to_contain_text(said)
+        w.check("adviser-published")
+        w.sign_out()
+
+        # The applicant books it from the voucher's consulting page.
+        w.sign_in(email, password)
+        page.goto(voucher_url)
+        page.get_by_role("link", name="Technical consulting").click()
+        page.get_by_role("button", name=re.compile("^Book")).first.click()
+        expect(page.locator(".govuk-notification-banner")).to_be_visible()
+        expect(page.locator("#bookings").locator("..")).to_contain_text(said)
+        w.check("consulting-booked")
+        w.sign_out()
+
+        # The adviser sees the booking, named by the voucher's reference.
+        w.sign_in(adviser_email, admin_password)
+        expect(page.locator("main")).to_contain_text(re.compile(r"VCH-[0-9A-HJKMNP-TV-Z]{6}"))
+        w.check("adviser-booked")
         w.sign_out()
         w.sign_in(assessor_email, admin_password)
         expect(page).to_have_url(re.compile(r"/assess$"))
