@@ -256,7 +256,7 @@ fn ownership_view(a: &ApplicationView) -> Value {
             "refused" => "An administrator found that the applicant does not own the company.",
             _ => "Nobody has checked that the applicant owns the company. Until an administrator confirms it, this application does not stop other applications for the company. Approving it records your check.",
         },
-        "by": o.by, "at": o.at.map(date).unwrap_or_default(), "note": o.note,
+        "by": o.by_name.as_ref().or(o.by.as_ref()), "at": o.at.map(date).unwrap_or_default(), "note": o.note,
         "holds_number": a.holds_company_number,
         "can_decide": pending,
         "can_release": pending && a.voucher_id.is_none(),
@@ -266,10 +266,12 @@ fn ownership_view(a: &ApplicationView) -> Value {
 /// The first approval of an application that needs two, as the page shows it.
 fn second_approval_view(s: &SecondApprovalView) -> Value {
     json!({
-        "requested_by": s.requested_by, "requested_at": date(s.requested_at),
+        "requested_by": s.requested_by_name.as_ref().unwrap_or(&s.requested_by),
+        "requested_at": date(s.requested_at),
         "reason": s.reason, "amount": s.amount, "total": s.total,
         "valid_days": s.valid_days,
-        "outcome": s.outcome, "decided_by": s.decided_by,
+        "outcome": s.outcome,
+        "decided_by": s.decided_by_name.as_ref().or(s.decided_by.as_ref()),
     })
 }
 

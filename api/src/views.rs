@@ -73,6 +73,11 @@ pub struct SecondApprovalView {
     pub decided_by: Option<String>,
     pub outcome: Option<String>,
     pub decided_at: Option<Timestamp>,
+    /// Who `requested_by` and `decided_by` are, "Full Name (email)" (administrators' views).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by_name: Option<String>,
 }
 
 impl SecondApprovalView {
@@ -87,6 +92,8 @@ impl SecondApprovalView {
             decided_by: s.decided_by.clone(),
             outcome: s.outcome.clone(),
             decided_at: opt_at(s.decided_at),
+            requested_by_name: None,
+            decided_by_name: None,
         }
     }
 }
@@ -97,6 +104,9 @@ pub struct OwnershipView {
     pub state: &'static str,
     pub method: Option<String>,
     pub by: Option<String>,
+    /// Who `by` is, "Full Name (email)" (administrators' views).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_name: Option<String>,
     pub at: Option<Timestamp>,
     pub note: Option<String>,
 }
@@ -108,6 +118,7 @@ impl OwnershipView {
             state: o.state(),
             method: check.map(|c| c.method.as_str().to_string()),
             by: check.map(|c| c.by.clone()),
+            by_name: None,
             at: check.map(|c| at(c.at)),
             note: check.map(|c| c.note.clone()),
         }

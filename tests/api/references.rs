@@ -104,6 +104,11 @@ async fn an_application_and_its_voucher_share_a_short_reference(app: TestApp) {
         "{decided}"
     );
     assert!(!decided.contains(&voucher_id));
+    // The approver who confirmed ownership is named, not shown as an id.
+    assert!(
+        decided.contains("By Programme staff (admin-refs@example.com) on"),
+        "{decided}"
+    );
     let audit = console
         .get(&app, "/console/audit")
         .await

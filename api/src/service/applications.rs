@@ -460,6 +460,20 @@ async fn for_admin(
         .await?
         .as_ref()
         .map(SecondApprovalView::new);
+    // Administrators are named, not shown as ids.
+    let second = view.second_approval.as_ref();
+    let ids = [
+        view.ownership.by.clone(),
+        second.map(|s| s.requested_by.clone()),
+        second.and_then(|s| s.decided_by.clone()),
+    ];
+    let names = crate::service::users::names(state, ids.into_iter().flatten()).await?;
+    let name = |id: &Option<String>| id.as_ref().and_then(|i| names.get(i).cloned().flatten());
+    view.ownership.by_name = name(&view.ownership.by);
+    if let Some(s) = view.second_approval.as_mut() {
+        s.requested_by_name = name(&Some(s.requested_by.clone()));
+        s.decided_by_name = name(&s.decided_by);
+    }
     Ok(view)
 }
 

@@ -231,18 +231,8 @@ pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, Ap
         }
     };
     // Each actor read once: a page of entries has few of them.
-    let mut names: std::collections::HashMap<String, Option<String>> = Default::default();
-    for id in rows.iter().filter_map(|r| r.actor_id.clone()) {
-        if names.contains_key(&id) {
-            continue;
-        }
-        let name = match state.store.user(id.clone()).await {
-            Ok(u) => Some(format!("{} ({})", u.full_name, u.email)),
-            Err(voucherd_store::StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        names.insert(id, name);
-    }
+    let names =
+        crate::service::users::names(state, rows.iter().filter_map(|r| r.actor_id.clone())).await?;
     // Applications and vouchers are named by their references: one read per kind.
     let mut references = std::collections::HashMap::new();
     for (subject, kind) in [

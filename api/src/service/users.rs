@@ -190,3 +190,24 @@ pub async fn set_disabled(
     forget_sessions(state, &row.id);
     Ok(UserView::from(&row))
 }
+
+/// Who these accounts are, "Full Name (email)", by id: each read once; an account that no
+/// longer exists is `None`. For pages and lists that name staff instead of showing ids.
+pub async fn names(
+    state: &AppState,
+    ids: impl IntoIterator<Item = String>,
+) -> Result<std::collections::HashMap<String, Option<String>>, ApiError> {
+    let mut names = std::collections::HashMap::new();
+    for id in ids {
+        if names.contains_key(&id) {
+            continue;
+        }
+        let name = match state.store.user(id.clone()).await {
+            Ok(u) => Some(format!("{} ({})", u.full_name, u.email)),
+            Err(voucherd_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        names.insert(id, name);
+    }
+    Ok(names)
+}
