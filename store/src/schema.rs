@@ -572,3 +572,13 @@ diesel::table! {
 }
 diesel::joinable!(second_approvals -> applications (application_id));
 diesel::allow_tables_to_appear_in_same_query!(second_approvals, applications);
+
+diesel::table! {
+    /// What each open lease has recorded so far (migration 000023).
+    hold_usage (hold_id) {
+        hold_id -> Text,
+        cost -> BigInt,
+        requests -> BigInt,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(hold_usage, transfers);

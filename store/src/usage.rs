@@ -455,6 +455,7 @@ pub(crate) fn record_batch(
                     other?;
                 }
             }
+            add_to_holds(sqlite, rows)?;
         }
     }
     // Sorted, so two instances' batches never lock the same keys in opposite orders.
@@ -482,6 +483,53 @@ pub(crate) fn record_batch(
     )
 }
 
+/// Adds a batch's leased usage to its leases' running totals (`hold_usage`), one multi-row
+/// upsert in hold order. (On PostgreSQL the batch function does the same.)
+fn add_to_holds(c: &mut diesel::SqliteConnection, rows: &[UsageRow]) -> StoreResult<()> {
+    use crate::schema::hold_usage;
+    use diesel::upsert::excluded;
+    let mut totals: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for r in rows.iter().filter(|r| r.post_id.is_none()) {
+        let t = totals.entry(r.hold_id.as_str()).or_default();
+        t.0 = t.0.saturating_add(r.cost);
+        t.1 += 1;
+    }
+    let values: Vec<_> = totals
+        .into_iter()
+        .map(|(hold, (cost, requests))| {
+            (
+                hold_usage::hold_id.eq(hold),
+                hold_usage::cost.eq(cost),
+                hold_usage::requests.eq(requests),
+            )
+        })
+        .collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(hold_usage::table)
+        .values(&values)
+        .on_conflict(hold_usage::hold_id)
+        .do_update()
+        .set((
+            hold_usage::cost.eq(hold_usage::cost + excluded(hold_usage::cost)),
+            hold_usage::requests.eq(hold_usage::requests + excluded(hold_usage::requests)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// What a lease has recorded so far (its running total; 0 when nothing was).
+fn hold_total(c: &mut DbConn, hold_id: &str) -> StoreResult<i64> {
+    use crate::schema::hold_usage;
+    Ok(hold_usage::table
+        .find(hold_id)
+        .select(hold_usage::cost)
+        .first::<i64>(c)
+        .optional()?
+        .unwrap_or(0))
+}
+
 fn lock_holds(c: &mut DbConn, hold_ids: &[&str]) -> StoreResult<()> {
     use crate::schema::transfers;
     if let DbConn::Postgresql(pg) = c {
@@ -501,11 +549,10 @@ pub(crate) fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> St
         return Ok(());
     }
     crate::instances::forget_hold(c, hold_id)?;
-    let costs: Vec<i64> = usage_records::table
-        .filter(usage_records::hold_id.eq(hold_id))
-        .select(usage_records::cost)
-        .load(c)?;
-    let total: i64 = costs.iter().sum();
+    // The hold is locked (or, on SQLite, this is the only writer): no batch adds to the total
+    // between this read and the resolution, and none can join once it is resolved.
+    let total = hold_total(c, hold_id)?;
+    diesel::delete(crate::schema::hold_usage::table.find(hold_id)).execute(c)?;
     if total == 0 {
         ledger::resolve_at(c, &format!("{hold_id}:void"), hold_id, None, at)?;
         return unreserve(c, hold_id, 0);
@@ -533,11 +580,12 @@ pub(crate) fn close_hold(c: &mut DbConn, hold_id: &str, at: NaiveDateTime) -> St
     unreserve(c, hold_id, posted)
 }
 
+/// Usage recorded under the account's leases that are still open (not yet posted).
 pub(crate) fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
-    use crate::schema::transfers;
+    use crate::schema::{hold_usage, transfers};
     let resolutions = diesel::alias!(transfers as resolutions);
-    let costs: Vec<i64> = usage_records::table
-        .inner_join(transfers::table.on(transfers::id.eq(usage_records::hold_id)))
+    let costs: Vec<i64> = hold_usage::table
+        .inner_join(transfers::table.on(transfers::id.eq(hold_usage::hold_id)))
         .filter(transfers::debit_account_id.eq(account_id))
         .filter(transfers::kind.eq("pending"))
         .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -547,8 +595,7 @@ pub(crate) fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
                     .eq(transfers::id.nullable()),
             ),
         )))
-        .filter(usage_records::post_id.is_null())
-        .select(usage_records::cost)
+        .select(hold_usage::cost)
         .load(c)?;
     Ok(costs.iter().sum())
 }
