@@ -456,7 +456,9 @@ fn notify_decision(
             serde_json::json!({
                 "company_name": app.company_name,
                 "application_id": app.id,
+                "reference": app.reference,
                 "voucher_id": v.id,
+                "voucher_reference": v.reference,
                 "amount": Money::from_micros(v.granted)
                     .map_err(|e| StoreError::Invariant(e.to_string()))?
                     .to_string(),

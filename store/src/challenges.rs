@@ -1697,6 +1697,10 @@ fn decide(
             winners += 1;
             voucher_id = Some(v.id);
         }
+        let voucher_reference = match &voucher_id {
+            Some(id) => Some(crate::vouchers::reference_of(c, id)?),
+            None => None,
+        };
         notify_entrant(
             c,
             &e,
@@ -1710,6 +1714,7 @@ fn decide(
                 "awarded": voucher_id.is_some(),
                 "award": format_micros(r.award_micros),
                 "voucher_id": voucher_id,
+                "voucher_reference": voucher_reference,
                 "pilot_invited": r.pilot,
                 "award_refused": refusal.is_some().then(|| format_micros(r.award_micros)),
                 "award_refused_reason": refusal,

@@ -338,6 +338,7 @@ impl Store {
                         "starts_at": when(s.starts_at),
                         "minutes": row.minutes,
                         "voucher_id": v.id,
+                        "voucher_reference": v.reference,
                     }),
                 },
             )?;

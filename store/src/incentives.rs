@@ -362,6 +362,7 @@ impl Store {
                                 template: "milestone_bonus_refused",
                                 data: serde_json::json!({
                                     "voucher_id": v.id,
+                                    "voucher_reference": v.reference,
                                     "rule": rule.name,
                                     "amount": voucherd_domain::money::format_micros(applied.amount),
                                     "reason": mfa.reason,
@@ -396,6 +397,7 @@ impl Store {
                             template: "milestone_bonus",
                             data: serde_json::json!({
                                 "voucher_id": v.id,
+                                "voucher_reference": v.reference,
                                 "rule": rule.name,
                                 "amount": voucherd_domain::money::format_micros(applied.amount),
                                 "awarded_on": at.format("%-d %B %Y").to_string(),

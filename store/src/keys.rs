@@ -49,6 +49,7 @@ impl Store {
                 .select(vouchers::owner_id)
                 .first(c)?;
             let email = outbox::user_email(c, &owner)?;
+            let voucher_reference = crate::vouchers::reference_of(c, &row.voucher_id)?;
             outbox::enqueue(
                 c,
                 Notification {
@@ -57,6 +58,7 @@ impl Store {
                     template: "key_created",
                     data: serde_json::json!({
                         "voucher_id": row.voucher_id,
+                        "voucher_reference": voucher_reference,
                         "key_name": row.name,
                         "key_prefix": row.prefix,
                         "mode": row.mode,

@@ -104,6 +104,7 @@ fn forfeit(c: &mut DbConn, v: &VoucherRow, at: NaiveDateTime) -> StoreResult<For
             data: serde_json::json!({
                 "company_name": company,
                 "voucher_id": v.id,
+                "voucher_reference": v.reference,
                 "expired_at": v.expires_at.format("%-d %B %Y").to_string(),
                 "granted": format_micros(v.granted),
                 "forfeited": format_micros(remainder.max(0)),
@@ -243,6 +244,7 @@ impl Store {
                         data: serde_json::json!({
                             "company_name": company,
                             "voucher_id": v.id,
+                            "voucher_reference": v.reference,
                             "days": days,
                             "expires_at": v.expires_at.format("%-d %B %Y").to_string(),
                             "available": format_micros(available.max(0)),
@@ -309,6 +311,7 @@ impl Store {
                                     data: serde_json::json!({
                                         "company_name": company,
                                         "voucher_id": v.id,
+                                        "voucher_reference": v.reference,
                                         "percent_used": pct,
                                         "granted": format_micros(v.granted),
                                         "remaining": format_micros(remaining),

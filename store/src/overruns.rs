@@ -124,6 +124,7 @@ impl Store {
                 }
                 n == 1
             };
+            let voucher_reference = crate::vouchers::reference_of(c, &voucher_id)?;
             outbox::notify_admins(
                 c,
                 &format!("usage-overrun:{}:{}", o.api_key_id, o.at.format("%Y-%m-%d")),
@@ -133,6 +134,7 @@ impl Store {
                     "key_prefix": prefix,
                     "company_number": company,
                     "voucher_id": voucher_id,
+                    "voucher_reference": voucher_reference,
                     "model": o.model,
                     "amount": format_micros(o.overrun_micros),
                     "total": format_micros(total),

@@ -818,6 +818,10 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
             }),
         },
     )?;
+    let voucher_reference = match &p.voucher_id {
+        Some(id) => Some(crate::vouchers::reference_of(c, id)?),
+        None => None,
+    };
     let email = outbox::user_email(c, &p.owner_id)?;
     outbox::enqueue(
         c,
@@ -831,6 +835,7 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
                 "what": p.what(),
                 "contribution": kind == PaymentKind::Contribution,
                 "voucher_id": p.voucher_id,
+                "voucher_reference": voucher_reference,
             }),
         },
     )?;
@@ -930,6 +935,10 @@ fn refund(
     )?;
     let email = outbox::user_email(c, &p.owner_id)?;
     if !waiting {
+        let voucher_reference = match &p.voucher_id {
+            Some(id) => Some(crate::vouchers::reference_of(c, id)?),
+            None => None,
+        };
         outbox::enqueue(
             c,
             Notification {
@@ -943,6 +952,7 @@ fn refund(
                     "what": p.what(),
                     "contribution": kind == PaymentKind::Contribution && fully,
                     "voucher_id": p.voucher_id,
+                    "voucher_reference": voucher_reference,
                 }),
             },
         )?;

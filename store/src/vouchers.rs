@@ -54,6 +54,14 @@ pub struct VoucherRow {
     pub reference: String,
 }
 
+/// A voucher's short reference (`VCH-7K2M9Q`), for messages that name it.
+pub(crate) fn reference_of(c: &mut crate::db::DbConn, voucher_id: &str) -> StoreResult<String> {
+    Ok(vouchers::table
+        .find(voucher_id)
+        .select(vouchers::reference)
+        .first(c)?)
+}
+
 impl VoucherRow {
     /// A co-funded voucher whose share is not (or no longer) paid: it may not spend.
     pub fn awaiting_contribution(&self) -> bool {

@@ -36,19 +36,19 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "payment_received",
-        "We received your payment of £{{amount}}",
+        "We received your payment of {{pounds amount}}",
         include_str!("../templates/payment_received.txt.hbs"),
         include_str!("../templates/payment_received.html.hbs"),
     ),
     (
         "payment_failed",
-        "Your payment of £{{amount}} did not go through",
+        "Your payment of {{pounds amount}} did not go through",
         include_str!("../templates/payment_failed.txt.hbs"),
         include_str!("../templates/payment_failed.html.hbs"),
     ),
     (
         "payment_refunded",
-        "£{{refunded}} of your payment was refunded",
+        "{{pounds refunded}} of your payment was refunded",
         include_str!("../templates/payment_refunded.txt.hbs"),
         include_str!("../templates/payment_refunded.html.hbs"),
     ),
@@ -60,7 +60,7 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "refund_shortfall",
-        "Refund shortfall on payment {{payment_id}}: £{{shortfall}} already spent",
+        "Refund shortfall on payment {{payment_id}}: {{pounds shortfall}} already spent",
         include_str!("../templates/refund_shortfall.txt.hbs"),
         include_str!("../templates/refund_shortfall.html.hbs"),
     ),
@@ -144,7 +144,7 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "milestone_bonus",
-        "A bonus of £{{amount}} was added to your AI voucher",
+        "A bonus of {{pounds amount}} was added to your AI voucher",
         include_str!("../templates/milestone_bonus.txt.hbs"),
         include_str!("../templates/milestone_bonus.html.hbs"),
     ),
@@ -156,7 +156,7 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "milestone_bonus_refused",
-        "A milestone bonus of £{{amount}} could not be paid",
+        "A milestone bonus of {{pounds amount}} could not be paid",
         include_str!("../templates/milestone_bonus_refused.txt.hbs"),
         include_str!("../templates/milestone_bonus_refused.html.hbs"),
     ),
@@ -240,13 +240,30 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// An amount as the messages carry it ("5000.00", "2499.999746") for reading: "£5,000.00",
+/// to the penny with thousands separators, as the pages show money. Anything that is not an
+/// amount is written as it is.
+fn pounds_for_reading(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => voucherd_domain::Money::parse(s)
+            .map(|m| voucherd_domain::money::format_pounds_display(m.micros()))
+            .unwrap_or_else(|_| s.clone()),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+handlebars::handlebars_helper!(pounds_helper: |v: Json| pounds_for_reading(v));
+
 impl Mailer {
     pub fn new(config: &MailConfig) -> Result<Mailer, MailError> {
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
+        text.register_helper("pounds", Box::new(pounds_helper));
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
+        html.register_helper("pounds", Box::new(pounds_helper));
         for (name, subject, t, h) in TEMPLATES {
             let bad = |e: handlebars::TemplateError| MailError::Render {
                 template: (*name).to_string(),
@@ -297,12 +314,18 @@ impl Mailer {
                 message: "no such template".into(),
             });
         }
-        // A receipt queued before applications had short references names the id instead.
+        // A message queued before short references existed names the ids instead.
         let mut data = std::borrow::Cow::Borrowed(data);
-        if template == "application_received" && data.get("reference").is_none() {
-            let id = data.get("application_id").cloned().unwrap_or_default();
-            if let Some(o) = data.to_mut().as_object_mut() {
-                o.insert("reference".into(), id);
+        for (reference, id) in [
+            ("reference", "application_id"),
+            ("voucher_reference", "voucher_id"),
+        ] {
+            if data.get(reference).is_none() {
+                if let Some(id) = data.get(id).cloned() {
+                    if let Some(o) = data.to_mut().as_object_mut() {
+                        o.insert(reference.into(), id);
+                    }
+                }
             }
         }
         let data = data.as_ref();
@@ -406,6 +429,7 @@ mod tests {
                 "application_approved",
                 &serde_json::json!({
                     "company_name": "Widgets <Ltd>", "application_id": "a1", "voucher_id": "v1",
+                    "reference": "APP-7K2M9Q", "voucher_reference": "VCH-7K2M9Q",
                     "amount": "5000.00", "awarded_on": "27 November 2026", "expires_on": "27 November 2027"
                 }),
             )
@@ -414,7 +438,14 @@ mod tests {
         assert!(r.text.contains("minimal financial assistance"));
         assert!(r
             .text
-            .contains("worth £5000.00, awarded on 27 November 2026"));
+            .contains("worth £5,000.00, awarded on 27 November 2026"));
+        // Named by references, and money to the penny with separators.
+        assert!(
+            r.text
+                .contains("(reference APP-7K2M9Q) is approved. Voucher VCH-7K2M9Q holds £5,000.00"),
+            "{}",
+            r.text
+        );
         // HTML escapes what the text keeps.
         assert!(r.html.contains("Widgets &lt;Ltd&gt;"));
     }
@@ -433,8 +464,10 @@ mod tests {
             )
             .unwrap();
         assert!(r.text.contains("minimal financial assistance"));
-        assert!(r.text.contains("worth £4000.00, awarded on 1 April 2027"));
-        assert!(r.html.contains("worth £4000.00, awarded on 1 April 2027"));
+        assert!(r.text.contains("worth £4,000.00, awarded on 1 April 2027"));
+        assert!(r.html.contains("worth £4,000.00, awarded on 1 April 2027"));
+        // Queued before references existed: the id stands in.
+        assert!(r.text.contains("credited to voucher v1."), "{}", r.text);
         let r = mailer()
             .render(
                 "milestone_bonus",
