@@ -3,7 +3,7 @@
 use super::meter::{self, Admitted, Ask};
 use super::sse::{self, EventSplitter, StreamEvent};
 use super::surface::Surface;
-use super::{invalid, openai_error, parse_usage, read_body, usage_of, ProxyError};
+use super::{invalid, openai_error, parse_usage, read_body, ProxyError};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
@@ -400,8 +400,7 @@ async fn settle_whole(
             return Err(ProxyError::UpstreamTimeout);
         }
     };
-    let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let usage = match (answer.as_ref().and_then(usage_of), success) {
+    let usage = match (super::usage::usage_in(&bytes), success) {
         (Some(u), _) => Some(u),
         // A successful answer without usage: bill the bound that was held, never nothing.
         (None, true) => {
@@ -416,6 +415,8 @@ async fn settle_whole(
             // An upstream error is not an answer to keep: a retry may succeed.
             abandon(state, key_id, k).await;
         }
+        // Only an error answer is read whole, to pass on what it says.
+        let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
         return super::upstream_error::answer(state, status, &bytes, answer.as_ref()).await;
     }
     complete(state, idem, status, "application/json", Some(&bytes)).await;

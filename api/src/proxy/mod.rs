@@ -16,6 +16,7 @@ mod sse;
 mod surface;
 pub mod upstream;
 mod upstream_error;
+mod usage;
 
 pub use forward::{chat_completions, embeddings, responses};
 pub use models::list_models;
