@@ -655,26 +655,96 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
 const AUDIT_PAGE: i64 = 50;
 
 /// The audit log, newest first, 50 a page, with who acted by name.
+/// The audit log's filters from a query string: a kind of subject and an action, each kept
+/// only when the log holds it (anything else lists every entry).
+struct AuditChoice {
+    subject: Option<String>,
+    action: Option<String>,
+    page: i64,
+}
+
+fn audit_choice(req: &HttpRequest, facets: &programme::AuditFacetsView) -> AuditChoice {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let pick = |name: &str, known: &[String]| {
+        q.get(name)
+            .filter(|v| known.iter().any(|k| k == *v))
+            .cloned()
+    };
+    AuditChoice {
+        subject: pick("subject", &facets.subject_types),
+        action: pick("action", &facets.actions),
+        page: q
+            .get("page")
+            .and_then(|p| p.parse::<i64>().ok())
+            .filter(|p| (1..=20_000).contains(p))
+            .unwrap_or(1),
+    }
+}
+
+impl AuditChoice {
+    /// The filters as a query string (`subject=voucher&action=voucher.suspend`), for links.
+    fn query(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [("subject", &self.subject), ("action", &self.action)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+            .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
 pub async fn audit(req: HttpRequest) -> HttpResponse {
-    let page = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("page").and_then(|p| p.parse::<i64>().ok()))
-        .filter(|p| (1..=20_000).contains(p))
-        .unwrap_or(1);
     let Core { state, .. } = page!(api::core(&req));
-    let offset = (page - 1) * AUDIT_PAGE;
+    let facets = page!(api::must(&req, programme::audit_facets(&state).await));
+    let choice = audit_choice(&req, &facets);
+    let offset = (choice.page - 1) * AUDIT_PAGE;
     let q = programme::AuditQuery {
+        subject_type: choice.subject.clone(),
+        action: choice.action.clone(),
         limit: Some(AUDIT_PAGE),
         offset: Some(offset),
         ..Default::default()
     };
     let rows = page!(api::must(&req, programme::audit(&state, q).await));
-    let total = page!(api::must(&req, programme::audit_count(&state).await));
-    let link = |at: i64| format!("/console/audit?page={}", at / AUDIT_PAGE + 1);
-    let paging = render::paging(offset, rows.len() as i64, AUDIT_PAGE, total, &link);
+    let total = page!(api::must(
+        &req,
+        programme::audit_count(&state, choice.subject.clone(), choice.action.clone()).await
+    ));
+    let filters = choice.query();
+    let link = |at: i64| {
+        let page = format!("page={}", at / AUDIT_PAGE + 1);
+        if filters.is_empty() {
+            format!("/console/audit?{page}")
+        } else {
+            format!("/console/audit?{filters}&{page}")
+        }
+    };
+    let mut paging = render::paging(offset, rows.len() as i64, AUDIT_PAGE, total, &link);
+    paging["csv"] = json!(if filters.is_empty() {
+        "/console/audit.csv".to_string()
+    } else {
+        format!("/console/audit.csv?{filters}")
+    });
+    let options = |known: &[String], chosen: &Option<String>, words: &dyn Fn(&str) -> String| {
+        known
+            .iter()
+            .map(|k| json!({"value": k, "label": words(k), "selected": chosen.as_deref() == Some(k.as_str())}))
+            .collect::<Vec<Value>>()
+    };
     View::new("console_audit", "Audit log")
         .with("entries", json!(rows))
         .with("paging", paging)
+        .with(
+            "subjects",
+            json!(options(&facets.subject_types, &choice.subject, &|k| k
+                .replace('_', " "))),
+        )
+        .with(
+            "actions",
+            json!(options(&facets.actions, &choice.action, &|k| k.to_string())),
+        )
+        .with("filtered", json!(!filters.is_empty()))
         .render(&req)
 }
 
@@ -682,11 +752,15 @@ pub async fn audit(req: HttpRequest) -> HttpResponse {
 /// what, of which subject, and why.
 pub async fn audit_csv(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
+    let facets = page!(api::must(&req, programme::audit_facets(&state).await));
+    let choice = audit_choice(&req, &facets);
     let mut csv =
         String::from("when,who,action,subject_type,subject_id,subject_reference,reason,id\r\n");
     let mut offset = 0;
     while offset < CSV_ROWS {
         let q = programme::AuditQuery {
+            subject_type: choice.subject.clone(),
+            action: choice.action.clone(),
             limit: Some(500),
             offset: Some(offset),
             ..Default::default()

@@ -31,6 +31,26 @@ pub struct AuditEntry<'a> {
 
 /// Records an entry inside the caller's transaction, so the decision and its record commit
 /// together or not at all.
+/// Which entries of the log a list keeps: of one kind of subject, of one action, or all.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub subject_type: Option<String>,
+    pub action: Option<String>,
+}
+
+fn filtered(
+    f: &AuditFilter,
+) -> audit_log::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+    let mut q = audit_log::table.into_boxed();
+    if let Some(t) = &f.subject_type {
+        q = q.filter(audit_log::subject_type.eq(t.clone()));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(audit_log::action.eq(a.clone()));
+    }
+    q
+}
+
 pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
     let row = AuditRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -50,9 +70,14 @@ pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
 
 impl Store {
     /// The latest entries first, whatever their subject (the console's audit log).
-    pub async fn audit_recent(&self, limit: i64, offset: i64) -> StoreResult<Vec<AuditRow>> {
+    pub async fn audit_recent(
+        &self,
+        filter: AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<AuditRow>> {
         self.read(move |c| {
-            Ok(audit_log::table
+            Ok(filtered(&filter)
                 .order((audit_log::created_at.desc(), audit_log::id.desc()))
                 .limit(limit)
                 .offset(offset)
@@ -62,10 +87,29 @@ impl Store {
         .await
     }
 
-    /// How many entries the audit log holds.
-    pub async fn audit_count(&self) -> StoreResult<i64> {
-        self.read(move |c| Ok(audit_log::table.count().get_result(c)?))
+    /// How many entries the audit log holds, of those the filter keeps.
+    pub async fn audit_count(&self, filter: AuditFilter) -> StoreResult<i64> {
+        self.read(move |c| Ok(filtered(&filter).count().get_result(c)?))
             .await
+    }
+
+    /// The kinds of subject and the actions the log holds, each sorted: what it can be
+    /// filtered by.
+    pub async fn audit_facets(&self) -> StoreResult<(Vec<String>, Vec<String>)> {
+        self.read(move |c| {
+            let types = audit_log::table
+                .select(audit_log::subject_type)
+                .distinct()
+                .order(audit_log::subject_type)
+                .load(c)?;
+            let actions = audit_log::table
+                .select(audit_log::action)
+                .distinct()
+                .order(audit_log::action)
+                .load(c)?;
+            Ok((types, actions))
+        })
+        .await
     }
 
     pub async fn audit_for(

@@ -121,4 +121,88 @@ async fn an_application_and_its_voucher_share_a_short_reference(app: TestApp) {
     );
 }
 
-on_both_backends!(an_application_and_its_voucher_share_a_short_reference);
+/// The audit log lists one kind of subject or one action, with its count and its CSV.
+async fn the_audit_log_is_filtered_by_subject_and_action(app: TestApp) {
+    let (_, voucher_id, _) = app.funded_voucher("audit-filter@example.com", "10").await;
+    let admin = app
+        .user_with_role("audit-filter-admin@example.com", "admin")
+        .await;
+    let all = body(app.get("/api/v1/audit?limit=500", &admin).await).await["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let apps = body(
+        app.get("/api/v1/audit?subject_type=application", &admin)
+            .await,
+    )
+    .await;
+    let apps = apps["data"].as_array().unwrap();
+    assert!(
+        !apps.is_empty() && apps.len() < all,
+        "{} of {all}",
+        apps.len()
+    );
+    assert!(apps.iter().all(|e| e["subject_type"] == "application"));
+    let approvals = body(
+        app.get("/api/v1/audit?action=application.approve", &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        approvals["data"].as_array().unwrap().len(),
+        1,
+        "{approvals}"
+    );
+    let none = body(
+        app.get(
+            "/api/v1/audit?subject_type=application&action=voucher.suspend",
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(none["data"], json!([]));
+    assert_problem(
+        app.get(&format!("/api/v1/audit?subject_id={voucher_id}"), &admin)
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    let mut console = Browser::sign_in(&app, "audit-filter-admin@example.com").await;
+    let page = console
+        .get(
+            &app,
+            "/console/audit?subject=application&action=application.approve",
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Showing 1 to 1 of 1 entries"), "{page}");
+    assert!(page.contains("<option value=\"application.approve\" selected>"));
+    let csv = console
+        .get(
+            &app,
+            "/console/audit.csv?subject=application&action=application.approve",
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    // A filter the log does not hold lists everything.
+    let page = console
+        .get(&app, "/console/audit?subject=nonsense")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("of {all} entries")), "{page}");
+}
+
+on_both_backends!(
+    an_application_and_its_voucher_share_a_short_reference,
+    the_audit_log_is_filtered_by_subject_and_action
+);

@@ -12,6 +12,7 @@ use validator::Validate;
 use voucherd_domain::budget::{FinancialYear, SicSection, SizeBand, Targeting};
 use voucherd_domain::money::Amount;
 use voucherd_domain::{Money, Region};
+use voucherd_store::audit::AuditFilter;
 use voucherd_store::budget::{BudgetLineRow, LineFigures, Pot};
 
 /// How the programme fund is named where a line id could stand.
@@ -177,6 +178,9 @@ pub struct AuditQuery {
     pub subject_type: Option<String>,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub subject_id: Option<String>,
+    /// Only entries of this action (`application.approve`, `voucher.suspend`, ...).
+    #[validate(length(min = 1, max = 80, message = "must be 1 to 80 characters"))]
+    pub action: Option<String>,
     #[validate(range(min = 1, max = 500, message = "must be between 1 and 500"))]
     pub limit: Option<i64>,
     #[validate(range(min = 0, max = 1_000_000, message = "must be between 0 and 1000000"))]
@@ -201,33 +205,57 @@ pub struct AuditView {
     pub created_at: Timestamp,
 }
 
-/// How many entries the audit log holds, for paging through it.
-pub async fn audit_count(state: &AppState) -> Result<i64, ApiError> {
-    Ok(state.store.audit_count().await?)
+/// How many entries the audit log holds (of one kind of subject, of one action), for paging
+/// through them.
+pub async fn audit_count(
+    state: &AppState,
+    subject_type: Option<String>,
+    action: Option<String>,
+) -> Result<i64, ApiError> {
+    Ok(state
+        .store
+        .audit_count(AuditFilter {
+            subject_type,
+            action,
+        })
+        .await?)
+}
+
+/// What the audit log can be filtered by: the kinds of subject and the actions it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditFacetsView {
+    pub subject_types: Vec<String>,
+    pub actions: Vec<String>,
+}
+
+pub async fn audit_facets(state: &AppState) -> Result<AuditFacetsView, ApiError> {
+    let (subject_types, actions) = state.store.audit_facets().await?;
+    Ok(AuditFacetsView {
+        subject_types,
+        actions,
+    })
 }
 
 /// The audit trail of one subject (an application, a key, a price, a transfer), oldest first;
-/// or, with no subject, the latest entries of all, newest first.
+/// or the latest entries, newest first: of all, of one kind of subject, of one action.
 pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, ApiError> {
     let rows = match (q.subject_type, q.subject_id) {
         (Some(t), Some(id)) => state.store.audit_for(t, id).await?,
-        (None, None) => {
-            state
-                .store
-                .audit_recent(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
-                .await?
-        }
         (None, Some(_)) => {
             return Err(ApiError::field(
                 "subject_type",
                 "must be given with subject_id",
             ))
         }
-        (Some(_), None) => {
-            return Err(ApiError::field(
-                "subject_id",
-                "must be given with subject_type",
-            ))
+        (subject_type, None) => {
+            let filter = AuditFilter {
+                subject_type,
+                action: q.action,
+            };
+            state
+                .store
+                .audit_recent(filter, q.limit.unwrap_or(100), q.offset.unwrap_or(0))
+                .await?
         }
     };
     // Each actor read once: a page of entries has few of them.
