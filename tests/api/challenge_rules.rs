@@ -262,12 +262,12 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
         texts[0]
     );
     assert!(
-        texts[0].contains("worth £5000.00, awarded on"),
+        texts[0].contains("worth £5,000.00, awarded on"),
         "{}",
         texts[0]
     );
     assert!(texts[1].contains("cannot be paid"), "{}", texts[1]);
-    assert!(!texts[1].contains("worth £10000.00"), "{}", texts[1]);
+    assert!(!texts[1].contains("worth £10,000.00"), "{}", texts[1]);
     let entered = outbox["data"]
         .as_array()
         .unwrap()
