@@ -203,12 +203,14 @@ impl EligibilityRules {
         received_micros: i64,
         award_micros: i64,
     ) -> MfaCheck {
-        let fmt = crate::money::format_micros;
+        // Written as the application's rule writes it: UK date, pounds with separators.
+        let fmt = crate::money::format_pounds_display;
         let limit_micros = self.mfa_limit.micros();
         let total = received_micros.saturating_add(award_micros);
         let passed = total <= limit_micros;
         let reason = format!(
-            "Minimal Financial Assistance since {window_start}: £{} received plus this award £{} {} £{}",
+            "Minimal Financial Assistance since {}: {} received plus this award {} {} {}",
+            window_start.format("%-d %B %Y"),
             fmt(received_micros),
             fmt(award_micros),
             if passed { "is within" } else { "exceeds" },
@@ -793,7 +795,8 @@ mod tests {
         let refused = rules.check_mfa_award(start, received, pounds(10_000).micros());
         assert!(!refused.passed);
         assert!(
-            refused.reason.contains("exceeds £315000.00"),
+            refused.reason
+                == "Minimal Financial Assistance since 1 April 2024: £310,000.00 received plus this award £10,000.00 exceeds £315,000.00",
             "{}",
             refused.reason
         );

@@ -208,7 +208,7 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
     assert_eq!(r["score_percent"], "91.67", "11 of 12 rounds half up");
     let reason = r["award_refused_reason"].as_str().unwrap();
     assert!(
-        reason.contains("£310000.00 received plus this award £10000.00 exceeds £315000.00"),
+        reason.contains("£310,000.00 received plus this award £10,000.00 exceeds £315,000.00"),
         "{reason}"
     );
 
@@ -314,7 +314,7 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
         bonus["refused_reason"]
             .as_str()
             .unwrap()
-            .contains("£315000.00 received plus this award £500.00 exceeds £315000.00"),
+            .contains("£315,000.00 received plus this award £500.00 exceeds £315,000.00"),
         "{bonus}"
     );
     // The company is told why, once (the second run refused nothing new).
@@ -332,7 +332,7 @@ async fn every_award_is_checked_against_the_mfa_limit_when_it_is_paid(backend: B
     assert!(told[0]["reason"]
         .as_str()
         .unwrap()
-        .contains("exceeds £315000.00"));
+        .contains("exceeds £315,000.00"));
     app.store.verify_ledger().await.unwrap();
 }
 
