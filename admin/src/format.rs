@@ -2,9 +2,10 @@
 //! separators ("£2,499.99"), and UK dates and times in Europe/London ("6 December 2026",
 //! "6 December 2026, 11:18am"), whatever the server's own time zone.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Europe::London;
+use chrono::{DateTime, NaiveDate};
 use voucherd_domain::money::format_pounds_display;
+/// UK times are the domain's, so the pages and the emails write them alike.
+pub use voucherd_domain::uk_time::{date, date_time, from_uk_time, weekday_time};
 use voucherd_domain::Money;
 
 /// An amount the core gave as a decimal string ("2499.999746", "-1.50"), rounded to the penny:
@@ -23,27 +24,6 @@ pub fn pounds(text: &str) -> String {
     }
 }
 
-fn london(t: NaiveDateTime) -> DateTime<chrono_tz::Tz> {
-    Utc.from_utc_datetime(&t).with_timezone(&London)
-}
-
-/// The day a time (UTC) falls on in the UK: "6 December 2026".
-pub fn date(t: NaiveDateTime) -> String {
-    london(t).format("%-d %B %Y").to_string()
-}
-
-/// A time (UTC) as the UK reads it: "6 December 2026, 11:18am"; "midday" and "midnight" for
-/// 12:00, as GOV.UK writes them.
-pub fn date_time(t: NaiveDateTime) -> String {
-    let local = london(t);
-    let clock = match local.format("%H:%M").to_string().as_str() {
-        "12:00" => "midday".to_string(),
-        "00:00" => "midnight".to_string(),
-        _ => local.format("%-I:%M%P").to_string(),
-    };
-    format!("{}, {clock}", local.format("%-d %B %Y"))
-}
-
 /// One CSV cell, quoted; a cell a spreadsheet would run as a formula gets a leading
 /// apostrophe (an amount is a number: a spreadsheet reads "-0.01" as one).
 pub fn csv_cell(text: &str) -> String {
@@ -56,26 +36,6 @@ pub fn csv_cell(text: &str) -> String {
         s
     };
     format!("\"{s}\"")
-}
-
-/// A UK wall-clock time (what someone types in a form) as UTC; `None` for a time the clocks
-/// skip when they go forward. An hour that happens twice when they go back is its first.
-pub fn from_uk_time(local: NaiveDateTime) -> Option<NaiveDateTime> {
-    London
-        .from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.naive_utc())
-}
-
-/// "Sunday 10 January 2027 at 2:30pm": a session's start, in UK time.
-pub fn weekday_time(t: NaiveDateTime) -> String {
-    let local = london(t);
-    let clock = match local.format("%H:%M").to_string().as_str() {
-        "12:00" => "midday".to_string(),
-        "00:00" => "midnight".to_string(),
-        _ => local.format("%-I:%M%P").to_string(),
-    };
-    format!("{} at {clock}", local.format("%A %-d %B %Y"))
 }
 
 /// A time or a date as the core writes them (RFC 3339, or `2026-12-06`), for people; text
@@ -101,6 +61,7 @@ pub fn day(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDateTime;
 
     fn at(s: &str) -> NaiveDateTime {
         DateTime::parse_from_rfc3339(s).unwrap().naive_utc()

@@ -22,6 +22,7 @@ pub mod role;
 pub mod sic;
 pub mod states;
 pub mod stats;
+pub mod uk_time;
 
 pub use codes::ErrorCode;
 pub use company::CompanyNumber;

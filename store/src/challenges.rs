@@ -366,8 +366,8 @@ impl Store {
                     "entry_id": row.id,
                     "organisation_kind": row.organisation_kind.replace('_', " "),
                     "evidence_to_check": row.kind_evidence.is_some(),
-                    "submitted_at": row.submitted_at.format("%-d %B %Y %H:%M UTC").to_string(),
-                    "closes_at": ch.closes_at.format("%-d %B %Y %H:%M UTC").to_string(),
+                    "submitted_at": voucherd_domain::uk_time::date_time(row.submitted_at),
+                    "closes_at": voucherd_domain::uk_time::date_time(ch.closes_at),
                 }),
             )?;
             Ok(row)
@@ -1294,7 +1294,7 @@ fn replace_assessor(
             data: serde_json::json!({
                 "challenge_title": ch.title,
                 "entry_title": e.title,
-                "assessment_deadline": ch.assessment_deadline.format("%-d %B %Y %H:%M UTC").to_string(),
+                "assessment_deadline": voucherd_domain::uk_time::date_time(ch.assessment_deadline),
             }),
         },
     )?;
@@ -1483,7 +1483,7 @@ fn assign(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
                 data: serde_json::json!({
                     "challenge_title": ch.title,
                     "entries": count,
-                    "assessment_deadline": ch.assessment_deadline.format("%-d %B %Y %H:%M UTC").to_string(),
+                    "assessment_deadline": voucherd_domain::uk_time::date_time(ch.assessment_deadline),
                 }),
             },
         )?;

@@ -130,7 +130,7 @@ fn allowance(c: &mut DbConn, voucher_id: &str) -> StoreResult<Option<Allowance>>
 }
 
 fn when(t: NaiveDateTime) -> String {
-    t.format("%-d %B %Y at %H:%M UTC").to_string()
+    voucherd_domain::uk_time::weekday_time(t)
 }
 
 impl Store {

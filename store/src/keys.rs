@@ -62,7 +62,7 @@ impl Store {
                         "key_name": row.name,
                         "key_prefix": row.prefix,
                         "mode": row.mode,
-                        "created_at": row.created_at.format("%-d %B %Y %H:%M UTC").to_string(),
+                        "created_at": voucherd_domain::uk_time::date_time(row.created_at),
                     }),
                 },
             )?;

@@ -114,7 +114,7 @@ impl Store {
                 "upstream_auth_failed",
                 serde_json::json!({
                     "status": status,
-                    "at": at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                    "at": voucherd_domain::uk_time::date_time(at),
                 }),
             )
         })

@@ -231,6 +231,18 @@ async fn book_cancel_record(backend: Backend) {
     );
     assert_eq!(allowance(&app, &owner, &voucher).await, (120, 90, 0, 30));
 
+    // The booking's email gives the session's start in UK time, as the pages do.
+    let mailed = app.mailed("owner@widgets.co.uk", "consulting_booked").await;
+    let said = mailed["starts_at"].as_str().unwrap();
+    assert!(
+        said.contains(" at ")
+            && (said.ends_with("am")
+                || said.ends_with("pm")
+                || said.ends_with("midday")
+                || said.ends_with("midnight")),
+        "{said}"
+    );
+    assert!(!said.contains("UTC"), "{said}");
     // The SME sees the next steps, not the programme's notes; the adviser sees both.
     let mine = body(app.get("/api/v1/consulting/bookings", &owner).await).await;
     let recorded = mine["data"]
