@@ -3,25 +3,15 @@
 //! "6 December 2026, 11:18am"), whatever the server's own time zone.
 
 use chrono::{DateTime, NaiveDate};
-use voucherd_domain::money::format_pounds_display;
+use voucherd_domain::money::display_decimal;
 /// UK times are the domain's, so the pages and the emails write them alike.
 pub use voucherd_domain::uk_time::{date, date_time, from_uk_time, weekday_time};
-use voucherd_domain::Money;
 
 /// An amount the core gave as a decimal string ("2499.999746", "-1.50"), rounded to the penny:
 /// "£2,500.00", "-£1.50". Text that is not an amount (a form's answer shown back) is shown
 /// after a pound sign as it was typed.
 pub fn pounds(text: &str) -> String {
-    let tidy = crate::portal::tidy_money(text);
-    let (negative, digits) = match tidy.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, tidy.as_str()),
-    };
-    match Money::parse(digits) {
-        Ok(m) if negative => format_pounds_display(-m.micros()),
-        Ok(m) => format_pounds_display(m.micros()),
-        Err(_) => format!("£{}", text.trim()),
-    }
+    display_decimal(&crate::portal::tidy_money(text)).unwrap_or_else(|| format!("£{}", text.trim()))
 }
 
 /// One CSV cell, quoted; a cell a spreadsheet would run as a formula gets a leading

@@ -147,6 +147,23 @@ pub fn format_pounds_2dp(amount_micros: i64) -> String {
     format!("{sign}{}.{:02}", pence / 100, pence % 100)
 }
 
+/// An amount written as a decimal string ("2499.999746", "-1.50", as the API and messages carry
+/// money) for reading: "£2,500.00", "-£1.50"; `None` when the text is not an amount. The pages,
+/// the emails and the reports all write money through this.
+pub fn display_decimal(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let m = Money::parse(digits).ok()?;
+    Some(format_pounds_display(if negative {
+        -m.micros()
+    } else {
+        m.micros()
+    }))
+}
+
 /// Formats a micro-unit amount for reading: pounds and pence with a pound sign and thousands
 /// separators, 133_820_000_000 → "£133,820.00", -1_500_000 → "-£1.50".
 pub fn format_pounds_display(amount_micros: i64) -> String {
@@ -257,6 +274,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_decimal_amount_reads_as_pounds_and_pence() {
+        assert_eq!(display_decimal("133820.00").as_deref(), Some("£133,820.00"));
+        assert_eq!(display_decimal("2499.999746").as_deref(), Some("£2,500.00"));
+        assert_eq!(display_decimal(" -1.50 ").as_deref(), Some("-£1.50"));
+        assert_eq!(display_decimal("[c]"), None);
+        assert_eq!(display_decimal("£5"), None);
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -493,9 +493,7 @@ const PUBLIC: &str = r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-
 /// A report amount ("133820.00") for reading ("£133,820.00"); anything else ("[c]") as it is.
 fn pounds_for_reading(v: &Value) -> String {
     match v {
-        Value::String(s) => voucherd_domain::Money::parse(s)
-            .map(|m| format_pounds_display(m.micros()))
-            .unwrap_or_else(|_| s.clone()),
+        Value::String(s) => voucherd_domain::money::display_decimal(s).unwrap_or_else(|| s.clone()),
         Value::Null => String::new(),
         other => other.to_string(),
     }

@@ -245,9 +245,9 @@ pub struct Rendered {
 /// amount is written as it is.
 fn pounds_for_reading(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::String(s) => voucherd_domain::Money::parse(s)
-            .map(|m| voucherd_domain::money::format_pounds_display(m.micros()))
-            .unwrap_or_else(|_| s.clone()),
+        serde_json::Value::String(s) => {
+            voucherd_domain::money::display_decimal(s).unwrap_or_else(|| s.clone())
+        }
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     }
