@@ -1235,9 +1235,10 @@ fn made_by(generated_by: &str) -> String {
 /// A period as people name it: "November 2026", "April to September 2026", "October 2025
 /// to March 2026".
 fn period_name(from: chrono::NaiveDate, to: chrono::NaiveDate) -> String {
-    if from.format("%Y%m").to_string() == to.format("%Y%m").to_string() {
+    use chrono::Datelike;
+    if (from.year(), from.month()) == (to.year(), to.month()) {
         from.format("%B %Y").to_string()
-    } else if from.format("%Y").to_string() == to.format("%Y").to_string() {
+    } else if from.year() == to.year() {
         format!("{} to {}", from.format("%B"), to.format("%B %Y"))
     } else {
         format!("{} to {}", from.format("%B %Y"), to.format("%B %Y"))

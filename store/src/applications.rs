@@ -50,9 +50,10 @@ pub struct ApplicationRow {
 }
 
 /// A new application's reference, not yet held by any application (the unique column is
-/// the backstop against a concurrent draw of the same code, about one in a billion).
+/// the backstop against a concurrent draw of the same code, about one in a billion). A code
+/// space so full that 16 draws all collide is a fault to report, not to loop on.
 pub(crate) fn fresh_reference(c: &mut DbConn) -> StoreResult<Reference> {
-    loop {
+    for _ in 0..16 {
         let mut random = [0u8; reference::CODE_LEN];
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..reference::CODE_LEN]);
         let r = Reference::from_random(ReferenceKind::Application, random);
@@ -64,6 +65,9 @@ pub(crate) fn fresh_reference(c: &mut DbConn) -> StoreResult<Reference> {
             return Ok(r);
         }
     }
+    Err(StoreError::Invariant(
+        "no free application reference in 16 draws".into(),
+    ))
 }
 
 /// The reference of the voucher granted on the application with `application_reference`.

@@ -6,7 +6,6 @@
 pub mod mail;
 /// Reports are made by their own crate: the console and the command line make them too.
 pub use voucherd_reports as report;
-pub use voucherd_reports::charts;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mail::{MailConfig, MailError, Mailer};
