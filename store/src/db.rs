@@ -304,14 +304,14 @@ impl Store {
         in_transaction(&mut conn, f)
     }
 
-    /// Runs `f` in one transaction on a connection the caller holds (the usage writer's own),
-    /// with the same SQLite writer lock as every other write of this process.
-    pub(crate) fn write_on<T, F>(&self, conn: &mut DbConn, f: F) -> StoreResult<T>
+    /// Runs `f`, one statement that is a transaction by itself, on a connection the caller
+    /// holds, with the same SQLite writer lock as every other write of this process.
+    pub(crate) fn write_statement_on<T, F>(&self, conn: &mut DbConn, f: F) -> StoreResult<T>
     where
         F: FnOnce(&mut DbConn) -> StoreResult<T>,
     {
         let _writer = self.writer_lock()?;
-        in_transaction(conn, f)
+        f(conn)
     }
 
     /// A connection of the pool kept by a long-lived task; it returns to the pool when dropped.

@@ -582,3 +582,13 @@ diesel::table! {
     }
 }
 diesel::allow_tables_to_appear_in_same_query!(hold_usage, transfers);
+
+diesel::table! {
+    /// SQLite only: a view that takes a usage batch as one inserted row, which its trigger
+    /// writes (migration 000024). Nothing is ever read from it.
+    usage_batches (batch) {
+        batch -> Text,
+        touch -> Text,
+        own_money -> Text,
+    }
+}

@@ -426,97 +426,44 @@ pub(crate) fn record_batch_postgres(
     }
 }
 
-/// Records leased requests' usage in one transaction (the usage writer's group commit; on
-/// PostgreSQL, [`record_batch_postgres`] does it in one round trip), and marks `touch` keys as used at the
-/// time of their latest row. Rows under `own_money` holds (purchased credit) stay out of the
+/// Records leased requests' usage in one statement, a transaction by itself when called
+/// outside one (the usage writer's group commit), and marks `touch` keys as used at the time of
+/// their latest row. Rows under `own_money` holds (purchased credit) stay out of the
 /// programme's rollups. Usage may only join a hold that is still open (a lease the hold-expiry
-/// job has already resolved would never post it): the database refuses such a row as it is
-/// inserted (trigger `usage_joins_open_hold`, migration `000021`).
+/// job has already resolved would never post it): the database refuses such a batch. On
+/// PostgreSQL the function `record_usage_batch` does it ([`record_batch_postgres`]); on SQLite
+/// the trigger of the view `usage_batches` (migration `000024`), so that the statement's text
+/// is the same for every batch and stays prepared.
 pub(crate) fn record_batch(
     c: &mut DbConn,
     rows: &[UsageRow],
     touch: &[&str],
     own_money: &[&str],
 ) -> StoreResult<()> {
-    match c {
+    let sqlite = match c {
         DbConn::Postgresql(pg) => return record_batch_postgres(pg, rows, touch, own_money),
-        DbConn::Sqlite(sqlite) => {
-            let inserted = diesel::insert_into(usage_records::table)
-                .values(rows)
-                .execute(sqlite);
-            match inserted {
-                Err(diesel::result::Error::DatabaseError(_, info))
-                    if info.message() == "hold_resolved" =>
-                {
-                    let holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
-                    return Err(StoreError::HoldResolved(holds.join(", ")));
-                }
-                other => {
-                    other?;
-                }
-            }
-            add_to_holds(sqlite, rows)?;
-        }
+        DbConn::Sqlite(sqlite) => sqlite,
+    };
+    use crate::schema::usage_batches;
+    fn json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+        serde_json::to_string(value).map_err(|e| StoreError::Invariant(e.to_string()))
     }
-    // Sorted, so two instances' batches never lock the same keys in opposite orders.
-    let mut last_used: std::collections::BTreeMap<&str, NaiveDateTime> = Default::default();
-    for r in rows
-        .iter()
-        .filter(|r| touch.contains(&r.api_key_id.as_str()))
-    {
-        let t = last_used
-            .entry(r.api_key_id.as_str())
-            .or_insert(r.created_at);
-        *t = (*t).max(r.created_at);
-    }
-    for (key, at) in last_used {
-        diesel::update(api_keys::table.filter(api_keys::id.eq(key)))
-            .set(api_keys::last_used_at.eq(Some(at)))
-            .execute(c)?;
-    }
-    // Rollups last, as in a single settlement (keys, then rollups): the same lock order on
-    // every write path. Leased usage is always live (test-mode keys never lease).
-    crate::rollup::add(
-        c,
-        rows.iter()
-            .filter(|r| !own_money.contains(&r.hold_id.as_str())),
-    )
-}
-
-/// Adds a batch's leased usage to its leases' running totals (`hold_usage`), one multi-row
-/// upsert in hold order. (On PostgreSQL the batch function does the same.)
-fn add_to_holds(c: &mut diesel::SqliteConnection, rows: &[UsageRow]) -> StoreResult<()> {
-    use crate::schema::hold_usage;
-    use diesel::upsert::excluded;
-    let mut totals: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
-    for r in rows.iter().filter(|r| r.post_id.is_none()) {
-        let t = totals.entry(r.hold_id.as_str()).or_default();
-        t.0 = t.0.saturating_add(r.cost);
-        t.1 += 1;
-    }
-    let values: Vec<_> = totals
-        .into_iter()
-        .map(|(hold, (cost, requests))| {
-            (
-                hold_usage::hold_id.eq(hold),
-                hold_usage::cost.eq(cost),
-                hold_usage::requests.eq(requests),
-            )
-        })
-        .collect();
-    if values.is_empty() {
-        return Ok(());
-    }
-    diesel::insert_into(hold_usage::table)
-        .values(&values)
-        .on_conflict(hold_usage::hold_id)
-        .do_update()
-        .set((
-            hold_usage::cost.eq(hold_usage::cost + excluded(hold_usage::cost)),
-            hold_usage::requests.eq(hold_usage::requests + excluded(hold_usage::requests)),
+    let inserted = diesel::insert_into(usage_batches::table)
+        .values((
+            usage_batches::batch.eq(json(rows)?),
+            usage_batches::touch.eq(json(touch)?),
+            usage_batches::own_money.eq(json(own_money)?),
         ))
-        .execute(c)?;
-    Ok(())
+        .execute(sqlite);
+    match inserted {
+        Ok(_) => Ok(()),
+        // Raised by the trigger `usage_joins_open_hold` (migration 000021) as a row is inserted.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == "hold_resolved" => {
+            let holds: Vec<&str> = rows.iter().map(|r| r.hold_id.as_str()).collect();
+            Err(StoreError::HoldResolved(holds.join(", ")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What a lease has recorded so far (its running total; 0 when nothing was).

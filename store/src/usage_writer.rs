@@ -2,8 +2,10 @@
 //! owns a database connection and writes leased requests' usage in group commits. A request
 //! waits for the commit that holds its row before its response ends (the durability rule), so
 //! the writer gathers as many rows into one transaction as it can without making anyone wait
-//! for nothing: it lingers, a bounded moment, only while requests that will write soon are
-//! still on their way ([`Expected`]); a lone request is committed at once. Rows are handed
+//! for nothing. Under load, the rows that arrive while one batch commits make the next batch,
+//! which is committed at once. A writer that had nothing to do lingers, a bounded moment, only
+//! while requests that will write soon are still on their way ([`Expected`]); a lone request
+//! is committed at once. Rows are handed
 //! over without waking the writer for each: it is woken by the first row of a batch, by the
 //! last expected one, or when a batch is full, so a batch of fifty costs it two wake-ups.
 
@@ -198,6 +200,10 @@ impl Thread {
     /// arrive within the linger; `None` once every handle is gone and nothing is queued.
     fn gather(&self) -> Option<Vec<Entry>> {
         let mut q = self.shared.queue.lock();
+        // Rows that came while the last batch was being committed are committed at once: under
+        // load a batch fills by itself during each commit, and lingering would add its wait to
+        // every request of it. Only a writer that found nothing to do lingers.
+        let backlog = !q.entries.is_empty();
         while q.entries.is_empty() {
             if q.closed {
                 return None;
@@ -207,7 +213,11 @@ impl Thread {
         }
         q.idle = false;
         let deadline = Instant::now() + self.linger;
-        while q.entries.len() < BATCH_ROWS && self.expected.load(SeqCst) > 0 && !q.closed {
+        while !backlog
+            && q.entries.len() < BATCH_ROWS
+            && self.expected.load(SeqCst) > 0
+            && !q.closed
+        {
             if self.shared.wake.wait_until(&mut q, deadline).timed_out() {
                 break;
             }
@@ -280,12 +290,8 @@ impl Thread {
         let conn: &mut DbConn = conn;
         let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
         let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
-        match conn {
-            // One round trip, a transaction by itself.
-            DbConn::Postgresql(_) => crate::usage::record_batch(conn, rows, &touch, &own),
-            DbConn::Sqlite(_) => self
-                .store
-                .write_on(conn, |c| crate::usage::record_batch(c, rows, &touch, &own)),
-        }
+        // One statement, a transaction by itself: no BEGIN and COMMIT around it.
+        self.store
+            .write_statement_on(conn, |c| crate::usage::record_batch(c, rows, &touch, &own))
     }
 }

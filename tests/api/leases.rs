@@ -79,6 +79,18 @@ async fn requests_share_a_lease_and_its_post_is_exactly_their_usage(app: TestApp
         posts.iter().map(|t| micros(&t["amount"])).sum::<i64>(),
         20 * 5_580
     );
+    // The key's last use, written by the first batch that carried it, is its first request's.
+    let keys = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
+            .await,
+    )
+    .await;
+    let first = rows
+        .iter()
+        .map(|r| r["created_at"].as_str().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!(keys["data"][0]["last_used_at"].as_str(), Some(first));
     app.store.verify_ledger().await.unwrap();
 }
 

@@ -260,6 +260,55 @@ async fn co_funding_activates_a_voucher_once_its_contribution_is_paid(backend: B
     assert!(stripe.sessions().is_empty());
 }
 
+/// Purchased credit large enough to be leased is spent in the usage writer's batches: its
+/// usage is recorded and posted like the voucher's, but it is the SME's own money, so the
+/// programme's daily rollups leave it out.
+async fn purchased_credit_spent_through_a_lease_stays_out_of_the_programme_figures(
+    backend: Backend,
+) {
+    let (app, stripe) = spawn_paying_with(backend, 0, |c| c.lease_max_age_ms = 200).await;
+    let (owner, voucher_id, key) = app.funded_voucher("leased@example.com", "0.01").await;
+    let payment = body(top_up(&app, &owner, "100.00", None).await).await;
+    let paid = stripe.pay(&session_of(&stripe, &payment));
+    assert_eq!(
+        deliver(&app, &stripe.event("checkout.session.completed", paid)).await,
+        "credited"
+    );
+    for i in 0..20 {
+        let resp = app.chat(&key, &short_chat_request(Some(100))).await;
+        assert_eq!(resp.status().as_u16(), 200, "request {i}");
+    }
+    let (voucher, purchased, _) = spending(&app, &owner, &voucher_id).await;
+    assert_eq!(voucher + purchased, 20 * REQUEST_COST);
+    assert!(
+        purchased >= 10 * REQUEST_COST,
+        "purchased credit paid {purchased}"
+    );
+    // Its requests shared a lease on the purchased credit.
+    let usage = body(
+        app.get(&format!("/api/v1/vouchers/{voucher_id}/usage"), &owner)
+            .await,
+    )
+    .await;
+    let rows = usage["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    let holds: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["hold_id"].as_str().unwrap())
+        .collect();
+    assert!(holds.len() < 10, "{} holds for 20 requests", holds.len());
+    let today = voucherd_store::now().date();
+    let rolled = app
+        .store
+        .usage_daily(Some(voucher_id.clone()), today, today)
+        .await
+        .unwrap();
+    let counted: (i64, i64) = rolled
+        .iter()
+        .fold((0, 0), |(n, c), r| (n + r.requests, c + r.cost));
+    assert_eq!(counted, (voucher / REQUEST_COST, voucher));
+}
+
 async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backend) {
     let (app, stripe) = spawn_paying(backend, 0).await;
     let (owner, voucher_id, key) = app.funded_voucher("topup@example.com", "0.01").await;
@@ -298,6 +347,20 @@ async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backe
     }
     let switched_at = switched_at.expect("purchased credit was never spent");
     assert!(switched_at >= 1, "the voucher paid nothing first");
+    // The programme's daily rollup counts what the voucher paid, not the purchased credit.
+    let today = voucherd_store::now().date();
+    let rolled = app
+        .store
+        .usage_daily(Some(voucher_id.clone()), today, today)
+        .await
+        .unwrap();
+    assert_eq!(
+        rolled
+            .iter()
+            .map(|r| (r.requests, r.cost))
+            .collect::<Vec<_>>(),
+        vec![(i64::try_from(switched_at).unwrap(), last.0)]
+    );
     let v = app.voucher(&owner, &voucher_id).await;
     // What the voucher kept is less than one request's hold (the worst case, ≥ its cost).
     let hold: i64 = body(
@@ -739,6 +802,7 @@ macro_rules! paying_tests {
 paying_tests!(
     co_funding_activates_a_voucher_once_its_contribution_is_paid,
     a_top_up_is_spent_only_after_the_voucher_and_outlives_it,
+    purchased_credit_spent_through_a_lease_stays_out_of_the_programme_figures,
     replayed_reordered_and_forged_webhooks_change_nothing,
     a_refund_after_partial_spending_reverses_what_is_left,
     a_lost_webhook_is_recovered_by_reconciliation_exactly_once,

@@ -1,0 +1,2 @@
+DROP TRIGGER usage_batches_insert;
+DROP VIEW usage_batches;
