@@ -140,26 +140,9 @@ pub async fn chat(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    let chunk = |choices: Value| {
-        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "sandbox", "choices": choices});
-        if include_usage {
-            c["usage"] = Value::Null;
-        }
-        format!("data: {c}\n\n")
-    };
-    let mut events = Vec::new();
-    for i in 0..n {
-        events.push(chunk(json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
-        for w in &words {
-            events.push(chunk(
-                json!([{"index": i, "delta": {"content": w}, "finish_reason": null}]),
-            ));
-        }
-        events.push(chunk(
-            json!([{"index": i, "delta": {}, "finish_reason": finish}]),
-        ));
-    }
+    let head = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+        "model": model, "system_fingerprint": "sandbox"});
+    let mut events = chat_chunks(&head, n, &words, finish, include_usage);
     if include_usage {
         events.push(format!(
             "data: {}\n\n",
@@ -169,6 +152,38 @@ pub async fn chat(
     }
     events.push("data: [DONE]\n\n".into());
     sse(events)
+}
+
+/// A streamed chat answer's events for `n` choices of `words`, each chunk `head` (its id,
+/// model and time) with its choices; `usage: null` in each when the client asked for usage.
+fn chat_chunks(
+    head: &Value,
+    n: u64,
+    words: &[&str],
+    finish: &str,
+    include_usage: bool,
+) -> Vec<String> {
+    let chunk = |choices: Value| {
+        let mut c = head.clone();
+        c["choices"] = choices;
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut events = Vec::new();
+    for i in 0..n {
+        events.push(chunk(json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+        for w in words {
+            events.push(chunk(
+                json!([{"index": i, "delta": {"content": w}, "finish_reason": null}]),
+            ));
+        }
+        events.push(chunk(
+            json!([{"index": i, "delta": {}, "finish_reason": finish}]),
+        ));
+    }
+    events
 }
 
 pub async fn responses(

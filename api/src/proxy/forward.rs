@@ -527,42 +527,7 @@ async fn read_upstream(
         drained_bytes: 0,
         deadline,
     };
-    'read: loop {
-        let next = if out.client_gone {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break 'read,
-                n = tokio::time::timeout(idle, upstream.next()) => n,
-            }
-        } else {
-            tokio::select! {
-                _ = tx.closed() => {
-                    out.client_gone = true;
-                    p.admitted.free_slot();
-                    continue 'read;
-                }
-                _ = tokio::time::sleep_until(deadline) => break 'read,
-                n = tokio::time::timeout(idle, upstream.next()) => n,
-            }
-        };
-        let chunk = match next {
-            Ok(Some(Ok(c))) => c,
-            Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e, "upstream stream failed");
-                break;
-            }
-            Ok(None) => break,
-            Err(_) => {
-                tracing::warn!("upstream stream stalled");
-                break;
-            }
-        };
-        if out.client_gone {
-            out.drained_bytes += chunk.len();
-            if out.drained_bytes > DRAIN_MAX_BYTES {
-                tracing::warn!("upstream went on too long after the client left");
-                break;
-            }
-        }
+    'read: while let Some(chunk) = next_chunk(p, &mut upstream, tx, &mut out, idle).await {
         let events = match splitter.push(&chunk) {
             Ok(e) => e,
             Err(e) => {
@@ -571,40 +536,8 @@ async fn read_upstream(
             }
         };
         for event in events {
-            let (forward, event) = match sse::classify(p.surface, &event) {
-                StreamEvent::Done => {
-                    out.last = Some(event);
-                    break 'read;
-                }
-                StreamEvent::Final { usage } => {
-                    out.usage = usage.as_ref().and_then(parse_usage);
-                    out.last = Some(super::upstream_error::scrub_event(event));
-                    break 'read;
-                }
-                StreamEvent::Usage { usage, only_usage } => {
-                    out.usage = parse_usage(&usage);
-                    if out.client_gone && out.usage.is_some() {
-                        break 'read;
-                    }
-                    (p.client_wants_usage || !only_usage, event)
-                }
-                StreamEvent::Output => (true, event),
-                StreamEvent::Other => (true, super::upstream_error::scrub_event(event)),
-            };
-            if forward && !out.client_gone {
-                if let Some(buf) = sent.as_mut() {
-                    if buf.len() + event.len() <= REPLAY_MAX_BYTES {
-                        buf.extend_from_slice(&event);
-                    } else {
-                        *sent = None;
-                    }
-                }
-                // A client that stops reading until the deadline is treated as gone; the
-                // deadline then ends the read as well.
-                if !send_by(tx, Ok(event), deadline).await {
-                    out.client_gone = true;
-                    p.admitted.free_slot();
-                }
+            if let Step::Stop = on_event(p, &mut out, event, tx, sent).await {
+                break 'read;
             }
         }
     }
@@ -615,6 +548,108 @@ async fn read_upstream(
         send_by(tx, Ok(tail), deadline).await;
     }
     out
+}
+
+/// Whether reading the upstream goes on after an event.
+enum Step {
+    Go,
+    Stop,
+}
+
+/// The upstream's next chunk, noticing meanwhile a client that goes away; `None` ends the
+/// read: the stream ended, failed, stalled or passed its deadline, or the client is gone and
+/// the upstream went on too long.
+async fn next_chunk(
+    p: &mut Pumped,
+    upstream: &mut (impl futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Unpin),
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    out: &mut Outcome,
+    idle: Duration,
+) -> Option<Bytes> {
+    let deadline = out.deadline;
+    let next = loop {
+        if out.client_gone {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return None,
+                n = tokio::time::timeout(idle, upstream.next()) => break n,
+            }
+        }
+        tokio::select! {
+            _ = tx.closed() => {
+                out.client_gone = true;
+                p.admitted.free_slot();
+            }
+            _ = tokio::time::sleep_until(deadline) => return None,
+            n = tokio::time::timeout(idle, upstream.next()) => break n,
+        }
+    };
+    let chunk = match next {
+        Ok(Some(Ok(c))) => c,
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "upstream stream failed");
+            return None;
+        }
+        Ok(None) => return None,
+        Err(_) => {
+            tracing::warn!("upstream stream stalled");
+            return None;
+        }
+    };
+    if out.client_gone {
+        out.drained_bytes += chunk.len();
+        if out.drained_bytes > DRAIN_MAX_BYTES {
+            tracing::warn!("upstream went on too long after the client left");
+            return None;
+        }
+    }
+    Some(chunk)
+}
+
+/// One event of the upstream's: its usage noted, the final one held back, the rest forwarded
+/// to a client still there (and kept, up to a limit, for an idempotent retry's replay).
+async fn on_event(
+    p: &mut Pumped,
+    out: &mut Outcome,
+    event: Bytes,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    sent: &mut Option<Vec<u8>>,
+) -> Step {
+    let (forward, event) = match sse::classify(p.surface, &event) {
+        StreamEvent::Done => {
+            out.last = Some(event);
+            return Step::Stop;
+        }
+        StreamEvent::Final { usage } => {
+            out.usage = usage.as_ref().and_then(parse_usage);
+            out.last = Some(super::upstream_error::scrub_event(event));
+            return Step::Stop;
+        }
+        StreamEvent::Usage { usage, only_usage } => {
+            out.usage = parse_usage(&usage);
+            if out.client_gone && out.usage.is_some() {
+                return Step::Stop;
+            }
+            (p.client_wants_usage || !only_usage, event)
+        }
+        StreamEvent::Output => (true, event),
+        StreamEvent::Other => (true, super::upstream_error::scrub_event(event)),
+    };
+    if forward && !out.client_gone {
+        if let Some(buf) = sent.as_mut() {
+            if buf.len() + event.len() <= REPLAY_MAX_BYTES {
+                buf.extend_from_slice(&event);
+            } else {
+                *sent = None;
+            }
+        }
+        // A client that stops reading until the deadline is treated as gone; the deadline
+        // then ends the read as well.
+        if !send_by(tx, Ok(event), out.deadline).await {
+            out.client_gone = true;
+            p.admitted.free_slot();
+        }
+    }
+    Step::Go
 }
 
 async fn pump(

@@ -246,6 +246,19 @@ impl Leases {
                 retire(&old);
             }
         }
+        let lease = self.open(state, account, need).await?;
+        *slot.current.lock() = Some(lease.clone());
+        Ok(Ticket::new(lease, need, self.expect(streamed)))
+    }
+
+    /// Opens a new lease on `account` (one database write) with `need` reserved from it for
+    /// the request at hand.
+    async fn open(
+        &self,
+        state: &AppState,
+        account: &str,
+        need: i64,
+    ) -> Result<Arc<Lease>, ProxyError> {
         // Counted from before the hold is opened, so the hold's timeout covers the age.
         let opened = Instant::now();
         let lease_id = crate::keys::new_id();
@@ -270,7 +283,7 @@ impl Leases {
                 other => other.into(),
             })?;
         state.metrics.holds_outstanding.inc();
-        let lease = Arc::new(Lease {
+        Ok(Arc::new(Lease {
             hold_id,
             closing: self.closing.clone(),
             own_money: !voucherd_store::usage::programme_funded(account),
@@ -288,9 +301,7 @@ impl Leases {
             last_reserved_ms: AtomicU64::new(0),
             amount,
             max_age,
-        });
-        *slot.current.lock() = Some(lease.clone());
-        Ok(Ticket::new(lease, need, self.expect(streamed)))
+        }))
     }
 
     /// Gives back what this instance's lease on `account` has not reserved, so a request the

@@ -130,6 +130,47 @@ pub fn quota_exceeded() -> ProxyError {
 /// Prices the request's worst case, capped to what the voucher affords, and holds it.
 pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyError> {
     let now = voucherd_store::now();
+    let slot = admissible(state, &ask)?;
+    let test_mode = ask.key.mode == KeyMode::Test;
+    let price = state
+        .price_cache
+        .current(&state.store, ask.model)
+        .await?
+        .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
+    let rates = price.rates()?;
+    let ctx = Context {
+        ask: &ask,
+        rates,
+        now,
+        cap: ask.key.monthly_spend_cap.map(|cap_micros| KeyCap {
+            api_key_id: ask.key.id.clone(),
+            month: now.format("%Y-%m").to_string(),
+            cap_micros,
+        }),
+        test_mode,
+    };
+    let held = hold_somewhere(state, &ctx, &sources(&ask, test_mode, now)).await?;
+    Ok(Admitted {
+        key_id: ask.key.id.clone(),
+        voucher_id: ask.voucher.id.clone(),
+        model: ask.model.to_string(),
+        price,
+        rates,
+        hold_id: held.hold_id,
+        billing_id: held.billing_id,
+        prompt_bound: ask.prompt_bound,
+        output_each: held.output_each,
+        choices: ctx.choices(),
+        available_after_hold: held.available_after,
+        test_mode,
+        slot,
+        ticket: held.ticket,
+    })
+}
+
+/// The key's own limits: the models it may use, its tokens per minute and its concurrent
+/// requests (the slot it takes, held until the request is done with).
+fn admissible(state: &AppState, ask: &Ask<'_>) -> Result<Option<OwnedSemaphorePermit>, ProxyError> {
     let allowed = ask
         .key
         .allowed_models
@@ -145,75 +186,50 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
             .unwrap_or(0)
             .saturating_mul(ask.choices.max(1));
     state.limits.check_rate(ask.key, estimate)?;
-    let slot = state.limits.acquire(ask.key)?;
-    let test_mode = ask.key.mode == KeyMode::Test;
-    let price = state
-        .price_cache
-        .current(&state.store, ask.model)
-        .await?
-        .ok_or_else(|| ProxyError::ModelNotFound(ask.model.to_string()))?;
-    let rates = price.rates()?;
-    // Where the money comes from, in order: the voucher, then the organisation's purchased
-    // credit (which outlives the voucher; skipped when none was available a moment ago). Test
-    // keys spend only their free allowance.
-    let now_live = ask.voucher.status == VoucherState::Active && ask.voucher.expires_at > now;
-    let sources: Vec<String> = if test_mode {
-        vec![format!(
+    state.limits.acquire(ask.key)
+}
+
+/// Where the money comes from, in order: the voucher, then the organisation's purchased credit
+/// (which outlives the voucher; skipped when none was available a moment ago). Test keys spend
+/// only their free allowance.
+fn sources(ask: &Ask<'_>, test_mode: bool, now: chrono::NaiveDateTime) -> Vec<String> {
+    if test_mode {
+        return vec![format!(
             "{}{}",
             voucherd_store::usage::TEST_ALLOWANCE_PREFIX,
             ask.voucher.owner_id
-        )]
-    } else {
-        let mut s = Vec::with_capacity(2);
-        if now_live && !ask.voucher.awaiting_contribution() {
-            s.push(ask.voucher.account_id.clone());
-        }
-        if ask.purchased_available > 0 {
-            s.push(voucherd_store::payments::purchased_account_id(
-                &ask.voucher.owner_id,
-            ));
-        }
-        s
-    };
-    let ctx = Context {
-        ask: &ask,
-        rates,
-        now,
-        cap: ask.key.monthly_spend_cap.map(|cap_micros| KeyCap {
-            api_key_id: ask.key.id.clone(),
-            month: now.format("%Y-%m").to_string(),
-            cap_micros,
-        }),
-        test_mode,
-    };
-    // First every source for the whole request; only then is the request capped to what one
-    // source affords, in the same order. Should all refuse while this instance's own lease
-    // holds part of a source's balance, that part is given back and everything is tried once
-    // more: a request is refused for want of money only when the whole balance cannot pay.
+        )];
+    }
+    let now_live = ask.voucher.status == VoucherState::Active && ask.voucher.expires_at > now;
+    let mut s = Vec::with_capacity(2);
+    if now_live && !ask.voucher.awaiting_contribution() {
+        s.push(ask.voucher.account_id.clone());
+    }
+    if ask.purchased_available > 0 {
+        s.push(voucherd_store::payments::purchased_account_id(
+            &ask.voucher.owner_id,
+        ));
+    }
+    s
+}
+
+/// Holds the request on the first source that pays for it. First every source for the whole
+/// request; only then is the request capped to what one source affords, in the same order.
+/// Should all refuse while this instance's own lease holds part of a source's balance, that
+/// part is given back and everything is tried once more: a request is refused for want of
+/// money only when the whole balance cannot pay.
+async fn hold_somewhere(
+    state: &AppState,
+    ctx: &Context<'_>,
+    sources: &[String],
+) -> Result<Held, ProxyError> {
     let mut refused: Option<ProxyError> = None;
     let mut given_back = false;
     loop {
         for allow_cap in [false, true] {
-            for account in &sources {
-                match hold_from(state, &ctx, account, allow_cap).await {
-                    Ok(held) => {
-                        return Ok(Admitted {
-                            key_id: ask.key.id.clone(),
-                            voucher_id: ask.voucher.id.clone(),
-                            model: ask.model.to_string(),
-                            price,
-                            rates,
-                            hold_id: held.hold_id,
-                            billing_id: held.billing_id,
-                            prompt_bound: ask.prompt_bound,
-                            output_each: held.output_each,
-                            choices: ctx.choices(),
-                            available_after_hold: held.available_after,
-                            test_mode,
-                            slot,
-                            ticket: held.ticket,
-                        });
-                    }
+            for account in sources {
+                match hold_from(state, ctx, account, allow_cap).await {
+                    Ok(held) => return Ok(held),
                     // The first refusal says why, unless a later one is the key's spend cap.
                     Err(ProxyError::KeyCapReached) => refused = Some(ProxyError::KeyCapReached),
                     Err(e @ ProxyError::InsufficientQuota(_)) => {
@@ -225,19 +241,19 @@ pub async fn admit(state: &AppState, ask: Ask<'_>) -> Result<Admitted, ProxyErro
                 }
             }
         }
-        if given_back || test_mode || !state.leases.enabled() {
+        if given_back || ctx.test_mode || !state.leases.enabled() {
             break;
         }
         given_back = true;
         // Tried again whatever this finds: a lease may also have closed in the background
         // between the attempts above and now.
-        for account in &sources {
+        for account in sources {
             state.leases.give_back(state, account).await;
         }
     }
     Err(match refused {
         Some(e) => e,
-        None if ask.voucher.awaiting_contribution() => awaiting_contribution(),
+        None if ctx.ask.voucher.awaiting_contribution() => awaiting_contribution(),
         None => quota_exceeded(),
     })
 }
@@ -274,35 +290,9 @@ async fn hold_from(
     debit_account: &str,
     allow_cap: bool,
 ) -> Result<Held, ProxyError> {
-    let (ask, rates) = (ctx.ask, ctx.rates);
-    let choices = ctx.choices();
+    let ask = ctx.ask;
     let billing_id = keys::new_id();
-    let timeout_at = ctx.now
-        + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
-    let hold = |output_each: u64| {
-        let held = rates.max_cost(ask.prompt_bound, output_each.saturating_mul(choices));
-        // A free model still takes a hold, so every request has one to settle against.
-        let held = if held.is_zero() {
-            Money::from_micros(1).unwrap_or(held)
-        } else {
-            held
-        };
-        let (store, id, account, cap, instance) = (
-            state.store.clone(),
-            billing_id.clone(),
-            debit_account.to_string(),
-            ctx.cap.clone(),
-            state.leases.instance_id().to_string(),
-        );
-        async move {
-            (
-                held,
-                store
-                    .open_hold(id, account, held, timeout_at, cap, instance)
-                    .await,
-            )
-        }
-    };
+    let hold = |output_each: u64| open_hold(state, ctx, debit_account, &billing_id, output_each);
     // A request with no output limit gets the programme's default, written into it.
     let requested = match ask.requested_output {
         None => Some(state.config.default_output_tokens),
@@ -313,27 +303,15 @@ async fn hold_from(
     // capping pass has already seen both fail, and goes straight to the balance.)
     if !allow_cap && state.leases.enabled() && !ctx.test_mode && ctx.cap.is_none() {
         if let Some(r) = requested {
-            let need = rates
-                .max_cost(ask.prompt_bound, r.saturating_mul(choices))
-                .micros()
-                .max(1);
-            match state
-                .leases
-                .reserve(state, debit_account, need, ask.streamed)
-                .await
-            {
-                Ok(ticket) => {
-                    return Ok(Held {
-                        hold_id: ticket.lease.hold_id.clone(),
-                        billing_id,
-                        output_each: r,
-                        available_after: Money::from_micros(ticket.lease.available().max(0))
-                            .unwrap_or(Money::ZERO),
-                        ticket: Some(ticket),
-                    })
-                }
-                Err(ProxyError::InsufficientQuota(_)) => {}
-                Err(e) => return Err(e),
+            if let Some(ticket) = reserve_in_lease(state, ctx, debit_account, r).await? {
+                return Ok(Held {
+                    hold_id: ticket.lease.hold_id.clone(),
+                    billing_id,
+                    output_each: r,
+                    available_after: Money::from_micros(ticket.lease.available().max(0))
+                        .unwrap_or(Money::ZERO),
+                    ticket: Some(ticket),
+                });
             }
         }
     }
@@ -344,30 +322,12 @@ async fn hold_from(
         _ => None,
     };
     let (output_each, opened) = match first {
-        Some((r, (_, Ok(opened)))) => (r, opened),
-        Some((_, (_, Err(e)))) if !short_of_money(&e) => return Err(e.into()),
+        Some((r, Ok(opened))) => (r, opened),
+        Some((_, Err(e))) if !short_of_money(&e) => return Err(e.into()),
         _ if !allow_cap => return Err(quota_exceeded()),
         _ => {
-            let account = match state.store.account(debit_account.to_string()).await {
-                Ok(a) => a,
-                Err(e) if short_of_money(&e) => return Err(quota_exceeded()),
-                Err(e) => return Err(e.into()),
-            };
-            let available = Money::from_micros(account.totals().available().max(0))
-                .map_err(|e| ProxyError::Internal(e.to_string()))?;
-            let output_each = if ask.requested_output == Some(0) {
-                // Embeddings: input only, and the input alone does not fit.
-                return Err(quota_exceeded());
-            } else {
-                let affordable_each =
-                    rates.affordable_output_tokens(available, ask.prompt_bound) / choices;
-                if affordable_each == 0 {
-                    return Err(quota_exceeded());
-                }
-                requested.map_or(affordable_each, |r| r.min(affordable_each))
-            };
-            let (_, result) = hold(output_each).await;
-            let opened = result.map_err(|e| {
+            let output_each = affordable_output(state, ctx, debit_account, requested).await?;
+            let opened = hold(output_each).await.map_err(|e| {
                 if short_of_money(&e) {
                     quota_exceeded()
                 } else {
@@ -386,6 +346,94 @@ async fn hold_from(
         available_after: Money::from_micros(available_after.max(0)).unwrap_or(Money::ZERO),
         ticket: None,
     })
+}
+
+/// Opens a hold of the request's own on `debit_account` for its worst case with `output_each`
+/// tokens per choice: (the hold's id, the account's available balance after it).
+async fn open_hold(
+    state: &AppState,
+    ctx: &Context<'_>,
+    debit_account: &str,
+    billing_id: &str,
+    output_each: u64,
+) -> Result<(String, i64), StoreError> {
+    let ask = ctx.ask;
+    let timeout_at = ctx.now
+        + chrono::Duration::milliseconds(i64::try_from(ask.hold_ms).unwrap_or(i64::MAX / 2));
+    let held = ctx
+        .rates
+        .max_cost(ask.prompt_bound, output_each.saturating_mul(ctx.choices()));
+    // A free model still takes a hold, so every request has one to settle against.
+    let held = if held.is_zero() {
+        Money::from_micros(1).unwrap_or(held)
+    } else {
+        held
+    };
+    state
+        .store
+        .open_hold(
+            billing_id.to_string(),
+            debit_account.to_string(),
+            held,
+            timeout_at,
+            ctx.cap.clone(),
+            state.leases.instance_id().to_string(),
+        )
+        .await
+}
+
+/// Reserves the request's worst case with `output_each` tokens per choice from this
+/// instance's lease on `debit_account`; `None` when no lease can cover it.
+async fn reserve_in_lease(
+    state: &AppState,
+    ctx: &Context<'_>,
+    debit_account: &str,
+    output_each: u64,
+) -> Result<Option<Ticket>, ProxyError> {
+    let ask = ctx.ask;
+    let need = ctx
+        .rates
+        .max_cost(ask.prompt_bound, output_each.saturating_mul(ctx.choices()))
+        .micros()
+        .max(1);
+    match state
+        .leases
+        .reserve(state, debit_account, need, ask.streamed)
+        .await
+    {
+        Ok(ticket) => Ok(Some(ticket)),
+        Err(ProxyError::InsufficientQuota(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The output per choice the account's balance pays for (at most what was asked), read from
+/// the account; refused when it affords no output at all.
+async fn affordable_output(
+    state: &AppState,
+    ctx: &Context<'_>,
+    debit_account: &str,
+    requested: Option<u64>,
+) -> Result<u64, ProxyError> {
+    let account = match state.store.account(debit_account.to_string()).await {
+        Ok(a) => a,
+        Err(e) if short_of_money(&e) => return Err(quota_exceeded()),
+        Err(e) => return Err(e.into()),
+    };
+    let available = Money::from_micros(account.totals().available().max(0))
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    if ctx.ask.requested_output == Some(0) {
+        // Embeddings: input only, and the input alone does not fit.
+        return Err(quota_exceeded());
+    }
+    let affordable_each = ctx
+        .rates
+        .affordable_output_tokens(available, ctx.ask.prompt_bound)
+        / ctx.choices();
+    if affordable_each == 0 {
+        return Err(quota_exceeded());
+    }
+    Ok(requested.map_or(affordable_each, |r| r.min(affordable_each)))
 }
 
 /// The account cannot pay: too little in it, or (purchased credit never bought) no account.
@@ -412,8 +460,21 @@ impl Admitted {
             // A leased request's reservation goes back to its lease when the ticket drops.
             return Ok(());
         };
+        let mut row = self.usage_row(u, upstream_status);
+        if let Some(ticket) = &self.ticket {
+            row.overrun_micros = (row.cost - ticket.reserved).max(0);
+            state.leases.record(ticket, row.clone()).await?;
+            self.count(state, u, row.cost);
+            self.overrun(state, &row).await;
+            return Ok(());
+        }
+        self.settle_alone(state, row, u).await
+    }
+
+    /// The usage row of this request, priced at the price it was admitted with.
+    fn usage_row(&self, u: TokenUsage, upstream_status: u16) -> UsageRow {
         let tokens = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut row = UsageRow {
+        UsageRow {
             id: keys::new_id(),
             request_id: self.billing_id.clone(),
             voucher_id: self.voucher_id.clone(),
@@ -432,16 +493,19 @@ impl Admitted {
             upstream_status: i32::from(upstream_status),
             created_at: voucherd_store::now(),
             overrun_micros: 0,
-        };
-        // The upstream has done the work: a passing database hiccup must not leave it unbilled,
-        // so settlement is retried a few times before the request fails.
-        if let Some(ticket) = &self.ticket {
-            row.overrun_micros = (row.cost - ticket.reserved).max(0);
-            state.leases.record(ticket, row.clone()).await?;
-            self.count(state, u, row.cost);
-            self.overrun(state, &row).await;
-            return Ok(());
         }
+    }
+
+    /// Settles a request that holds on its own (no lease): posts its usage against its hold
+    /// in a transaction of its own. The upstream has done the work: a passing database hiccup
+    /// must not leave it unbilled, so settlement is retried a few times before the request
+    /// fails.
+    async fn settle_alone(
+        &self,
+        state: &AppState,
+        row: UsageRow,
+        u: TokenUsage,
+    ) -> Result<(), ProxyError> {
         let mut attempt = 0;
         loop {
             match state.store.settle_usage(row.clone()).await {
