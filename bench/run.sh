@@ -108,6 +108,8 @@ PIDS+=($PASS_PID)
 wait_port $PASS
 echo "actix-web + the proxy's upstream client, passthrough (no metering)..." >&2
 run_wrk pass "http://127.0.0.1:$PASS"
+# The HTTP core's own share of the one-client latency, beside nginx's.
+run_wrk1 pass "http://127.0.0.1:$PASS"
 kill "$PASS_PID"; wait "$PASS_PID" 2>/dev/null || true
 read -r _ NGINX_STREAM_P99 _ < <("$TOOL" streams --url "http://127.0.0.1:$NGINX/v1/chat/completions" --key none --n 100)
 
@@ -183,12 +185,14 @@ verdict() { awk "BEGIN { print ($1) ? \"yes\" : \"NO\" }"; }
 ADD50_NGINX=$(minus "$P50_nginx" "$P50_direct")
 # nginx's own addition at one client is within wrk's resolution: a negative difference is 0.
 ADD50_1_NGINX=$(awk -v a="$P50_1_nginx" -v b="$P50_1_direct" 'BEGIN { d = a - b; if (d < 0) d = 0; printf "%.3f", d }')
+ADD50_1_PASS=$(minus "$P50_1_pass" "$P50_1_direct"); ADD99_1_PASS=$(minus "$P99_1_pass" "$P99_1_direct")
 echo
 echo "voucherd proxy benchmark: $DURATION s per phase, $CONNS connections, $VOUCHERS vouchers, $(nproc) cores, $(date -u +%Y-%m-%d)"
 printf 'reference, same run: direct %s req/s; nginx %s req/s, added p50 %s ms at c=%s, %s ms at c=1; pgbench single-row UPDATE %s TPS\n' \
   "$RPS_direct" "$RPS_nginx" "$ADD50_NGINX" "$CONNS" "$ADD50_1_NGINX" "$PG_TPS"
 printf '1. passthrough (actix-web + the proxy'"'"'s client): %s req/s = %sx nginx   target >= 0.80x: %s\n' \
   "$RPS_pass" "$(ratio "$RPS_pass" "$RPS_nginx")" "$(verdict "$RPS_pass >= 0.8 * $RPS_nginx")"
+printf '   passthrough at c=1: added p50 %s ms, p99 %s ms (nginx: p50 %s ms)\n' "$ADD50_1_PASS" "$ADD99_1_PASS" "$ADD50_1_NGINX"
 for b in sqlite postgres; do
   rps=RPS_many_$b; hot=RPS_hot_$b; p50=P50_many_$b; p99=P99_many_$b
   p501=P50_1_many_$b; p991=P99_1_many_$b; c50=COMMIT_P50_$b; c99=COMMIT_P99_$b
