@@ -359,7 +359,7 @@ async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backe
             .iter()
             .map(|r| (r.requests, r.cost))
             .collect::<Vec<_>>(),
-        vec![(i64::try_from(switched_at).unwrap(), last.0)]
+        vec![(i64::from(switched_at), last.0)]
     );
     let v = app.voucher(&owner, &voucher_id).await;
     // What the voucher kept is less than one request's hold (the worst case, ≥ its cost).
