@@ -318,6 +318,7 @@ fn http_server(
         cookie_secure: config.cookie_secure,
     });
     let body_limit = config.body_limit_bytes;
+    let proxy_body_limit = config.proxy_body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -326,6 +327,7 @@ fn http_server(
             .app_data(voucherd_admin::form_config())
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(BodyLimit(body_limit))
+            .app_data(voucherd_api::sandbox::json_config(proxy_body_limit))
             .wrap(from_fn(voucherd_api::auth::guard))
             .wrap(from_fn(voucherd_admin::guard))
             .wrap(from_fn(voucherd_api::telemetry::request_id))

@@ -18,6 +18,29 @@ use serde_json::{json, Value};
 /// nothing about credit.
 const REPLY: &str = "This is a sandbox reply from the AI voucher programme. No AI provider was called; the request was metered like any other.";
 
+/// How the sandbox reads its bodies: up to the proxy's body limit (the proxy forwards no more),
+/// and a body that cannot be read is refused as the provider refuses it, with an OpenAI-style
+/// error rather than actix's plain text.
+pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit_bytes)
+        .error_handler(|err, _req| {
+            let status = match &err {
+                actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                | actix_web::error::JsonPayloadError::Overflow { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                actix_web::error::JsonPayloadError::ContentType => {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = format!("The body could not be read as JSON: {err}");
+            let response = openai_error(status, &message, "invalid_request_error", None, None);
+            actix_web::error::InternalError::from_response(err, response).into()
+        })
+}
+
 fn authorised(state: &AppState, req: &HttpRequest) -> bool {
     crate::auth::bearer(req.headers()) == Some(state.config.sandbox_key.as_str())
 }

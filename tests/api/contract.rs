@@ -78,6 +78,66 @@ fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
     );
 }
 
+/// What the server answers to a body it cannot take is documented wherever a body is taken: on
+/// the REST API a JSON body may be malformed (400), too large (413), of another media type
+/// (415) or invalid (422); the sandbox refuses the first three; a page's form may be too large
+/// (413). And every `{parameter}` of a path is declared, so a client knows what to send.
+#[test]
+fn openapi_documents_every_refusal_of_a_body_and_every_path_parameter() {
+    let spec = spec();
+    let parameter_name = |p: &serde_yaml::Value| -> Option<String> {
+        let p = match p["$ref"].as_str() {
+            Some(r) => {
+                &spec["components"]["parameters"]
+                    [r.strip_prefix("#/components/parameters/").unwrap_or(r)]
+            }
+            None => p,
+        };
+        (p["in"] == "path").then(|| p["name"].as_str().unwrap_or_default().to_string())
+    };
+    let mut missing = Vec::new();
+    for (path, item) in spec["paths"].as_mapping().unwrap() {
+        let path = path.as_str().unwrap();
+        for (method, op) in item.as_mapping().unwrap() {
+            let Some(method) = method.as_str() else {
+                continue;
+            };
+            let body = &op["requestBody"]["content"];
+            let mut need: Vec<&str> = Vec::new();
+            if !body["application/json"].is_null() && path.starts_with("/api/v1/") {
+                need.extend(["400", "413", "415", "422"]);
+            }
+            if !body["application/json"].is_null() && path.starts_with("/sandbox/v1/") {
+                need.extend(["400", "413", "415"]);
+            }
+            if !body["application/x-www-form-urlencoded"].is_null() {
+                need.push("413");
+            }
+            for code in need {
+                if op["responses"][code].is_null() {
+                    missing.push(format!("{method} {path}: response {code}"));
+                }
+            }
+            let declared: Vec<String> = op["parameters"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(parameter_name)
+                .collect();
+            for name in path.split('{').skip(1).filter_map(|s| s.split('}').next()) {
+                if !declared.iter().any(|d| d == name) {
+                    missing.push(format!("{method} {path}: path parameter {name}"));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not documented:\n{}",
+        missing.join("\n")
+    );
+}
+
 on_both_backends!(
     every_response_carries_a_request_id_and_unknown_paths_are_problems,
     health_and_readiness_answer,

@@ -7,7 +7,37 @@ use serde_json::json;
 on_both_backends!(
     a_test_key_is_answered_by_the_sandbox_and_spends_the_test_allowance,
     sandbox_streams_and_error_models_behave_like_the_provider,
+    a_body_the_sandbox_cannot_read_is_refused_like_the_provider_refuses_it,
 );
+
+/// Called directly with a body it cannot read, the sandbox answers as the provider would: an
+/// OpenAI-style error in JSON, not a framework's plain text.
+async fn a_body_the_sandbox_cannot_read_is_refused_like_the_provider_refuses_it(app: TestApp) {
+    for (content_type, payload, status) in [
+        ("application/json", "{\"model\": ", 400),
+        ("text/plain", "{}", 415),
+    ] {
+        let resp = app
+            .client
+            .post(app.url("/sandbox/v1/chat/completions"))
+            .header("content-type", content_type)
+            .body(payload)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{content_type}");
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "application/json"
+        );
+        let b = body(resp).await;
+        assert_eq!(b["error"]["type"], "invalid_request_error", "{b}");
+        assert!(b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The body could not be read as JSON"));
+    }
+}
 
 async fn test_key(app: &TestApp, owner: &str, voucher_id: &str) -> String {
     let resp = app
