@@ -71,6 +71,19 @@ pub struct BodyLimit(pub usize);
 /// are `deny_unknown_fields`: a field the API does not know (a misspelt `ammount`) is refused
 /// by name rather than ignored, so it can never leave a default in its place.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // PostgreSQL cannot store or compare text holding NUL (JSON's `\u0000`), so no input may
+    // carry one: refused as invalid at the field that has it. Only a body that spells the
+    // escape at all is looked into.
+    if body.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(field) = nul_field(&value, String::new()) {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    field,
+                    NUL_REFUSED.to_string(),
+                )]));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -103,6 +116,36 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
+}
+
+/// Why a value holding the NUL character is refused.
+pub const NUL_REFUSED: &str = "must not contain the NUL character (\\u0000)";
+
+/// The path of the first string (or key) in `value` that holds NUL, in the API's field-path
+/// form (`a.b[0].c`); `None` when there is none.
+fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_field(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                nul_field(v, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The name in serde's "<prefix>name`…" message.

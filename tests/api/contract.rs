@@ -81,7 +81,8 @@ fn openapi_lists_exactly_the_routes_served_and_who_may_call_them() {
 /// What the server answers to a body it cannot take is documented wherever a body is taken: on
 /// the REST API a JSON body may be malformed (400), too large (413), of another media type
 /// (415) or invalid (422); the sandbox refuses the first three; a page's form may be too large
-/// (413). And every `{parameter}` of a path is declared, so a client knows what to send.
+/// (413). A path with a `{parameter}` may name nothing (404), and every parameter is declared,
+/// so a client knows what to send.
 #[test]
 fn openapi_documents_every_refusal_of_a_body_and_every_path_parameter() {
     let spec = spec();
@@ -112,6 +113,10 @@ fn openapi_documents_every_refusal_of_a_body_and_every_path_parameter() {
             }
             if !body["application/x-www-form-urlencoded"].is_null() {
                 need.push("413");
+            }
+            // A path with a parameter names something that may not exist.
+            if path.contains('{') {
+                need.push("404");
             }
             for code in need {
                 if op["responses"][code].is_null() {

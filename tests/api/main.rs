@@ -36,6 +36,7 @@ mod proxy;
 mod references;
 mod reports;
 mod sandbox;
+mod schema;
 mod smtp;
 mod spine;
 mod streaming;

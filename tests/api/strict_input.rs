@@ -10,7 +10,43 @@ on_both_backends!(
     a_misspelt_field_is_refused_by_name_and_nothing_is_written,
     a_nested_unknown_field_is_refused_by_its_path,
     a_misspelt_decision_field_does_not_grant_the_standard_voucher,
+    text_holding_nul_is_refused_by_field_not_failed_by_the_database,
 );
+
+/// PostgreSQL cannot hold NUL in text: a value carrying one, in a body or a query, is refused
+/// as invalid by its field (it was a 500 from the database on PostgreSQL), and nothing is
+/// written. The same on SQLite.
+async fn text_holding_nul_is_refused_by_field_not_failed_by_the_database(app: TestApp) {
+    let admin = app.admin().await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .json(
+            &json!({"email": "nul@widgets.co.uk", "password": "a long enough password",
+            "full_name": "Ann\u{0}Smith"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let message = refused_naming(resp, "full_name").await;
+    assert!(message.contains("NUL"), "{message}");
+    let login = app
+        .login("nul@widgets.co.uk", "a long enough password")
+        .await;
+    assert_eq!(login.status().as_u16(), 401, "no account was made");
+    let resp = app.get("/api/v1/jobs/runs?limit=5&job=a%00b", &admin).await;
+    refused_naming(resp, "job").await;
+    let before = balance(&app, &admin).await;
+    let resp = app
+        .post(
+            "/api/v1/programme/deposits",
+            &admin,
+            &json!({"amount": "10.00", "reference": "nul \u{0}"}),
+        )
+        .await;
+    refused_naming(resp, "reference").await;
+    assert_eq!(balance(&app, &admin).await, before, "the fund is unchanged");
+}
 
 const REFERENCE: &str = "HM Treasury allocation 2026/27";
 

@@ -43,6 +43,16 @@ pub fn query<T: serde::de::DeserializeOwned + Validate>(
     req: &actix_web::HttpRequest,
 ) -> Result<T, ApiError> {
     let pairs = form_urlencoded::parse(req.query_string().as_bytes());
+    // PostgreSQL cannot store or compare text holding NUL: refused here, by name, as invalid.
+    if let Some((name, _)) = pairs
+        .clone()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::field(
+            &name,
+            crate::extract::NUL_REFUSED.to_string(),
+        ));
+    }
     let q: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs))
         .map_err(|e| {
             let msg = e.inner().to_string();
