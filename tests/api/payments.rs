@@ -297,16 +297,23 @@ async fn purchased_credit_spent_through_a_lease_stays_out_of_the_programme_figur
         .map(|r| r["hold_id"].as_str().unwrap())
         .collect();
     assert!(holds.len() < 10, "{} holds for 20 requests", holds.len());
+    assert_eq!(
+        rolled_up_today(&app, &voucher_id).await,
+        (voucher / REQUEST_COST, voucher)
+    );
+}
+
+/// (requests, cost in micros) in the programme's rollups of `voucher_id` for today.
+async fn rolled_up_today(app: &TestApp, voucher_id: &str) -> (i64, i64) {
     let today = voucherd_store::now().date();
     let rolled = app
         .store
-        .usage_daily(Some(voucher_id.clone()), today, today)
+        .usage_daily(Some(voucher_id.to_string()), today, today)
         .await
         .unwrap();
-    let counted: (i64, i64) = rolled
+    rolled
         .iter()
-        .fold((0, 0), |(n, c), r| (n + r.requests, c + r.cost));
-    assert_eq!(counted, (voucher / REQUEST_COST, voucher));
+        .fold((0, 0), |(n, c), r| (n + r.requests, c + r.cost))
 }
 
 async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backend) {
@@ -348,18 +355,9 @@ async fn a_top_up_is_spent_only_after_the_voucher_and_outlives_it(backend: Backe
     let switched_at = switched_at.expect("purchased credit was never spent");
     assert!(switched_at >= 1, "the voucher paid nothing first");
     // The programme's daily rollup counts what the voucher paid, not the purchased credit.
-    let today = voucherd_store::now().date();
-    let rolled = app
-        .store
-        .usage_daily(Some(voucher_id.clone()), today, today)
-        .await
-        .unwrap();
     assert_eq!(
-        rolled
-            .iter()
-            .map(|r| (r.requests, r.cost))
-            .collect::<Vec<_>>(),
-        vec![(i64::from(switched_at), last.0)]
+        rolled_up_today(&app, &voucher_id).await,
+        (i64::from(switched_at), last.0)
     );
     let v = app.voucher(&owner, &voucher_id).await;
     // What the voucher kept is less than one request's hold (the worst case, ≥ its cost).
