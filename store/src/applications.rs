@@ -871,46 +871,9 @@ impl Store {
         at: NaiveDateTime,
     ) -> StoreResult<(ApplicationRow, Option<String>)> {
         self.write(move |c| {
-            let (app, voucher_id) = with_voucher(c, &application_id)?;
-            if let Some(v) = voucher_id {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::HasVoucher,
-                    format!(
-                        "the application has the voucher {v}: suspend or expire the voucher instead"
-                    ),
-                ));
-            }
-            if !ApplicationStatus::PENDING.contains(&app.status) {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
-                    format!(
-                        "the application is {}: it holds no company number",
-                        app.status
-                    ),
-                ));
-            }
+            let app = releasable(c, &application_id)?;
             let first_approver = if app.status == Stage::Second.status() {
-                let pending = pending_second(c, &app.id)?;
-                if pending.requested_by == actor_id {
-                    return Err(StoreError::Approval(
-                        voucherd_domain::ErrorCode::SameApprover,
-                        "the administrator who approved first cannot release the application: \
-                         another administrator must"
-                            .into(),
-                    ));
-                }
-                diesel::update(
-                    second_approvals::table
-                        .find(&app.id)
-                        .filter(second_approvals::outcome.is_null()),
-                )
-                .set((
-                    second_approvals::decided_by.eq(Some(&actor_id)),
-                    second_approvals::outcome.eq(Some("rejected")),
-                    second_approvals::decided_at.eq(Some(at)),
-                ))
-                .execute(c)?;
-                Some(pending.requested_by)
+                Some(reject_second_approval(c, &app, &actor_id, at)?)
             } else {
                 None
             };
@@ -956,20 +919,7 @@ impl Store {
                     }),
                 },
             )?;
-            let email = outbox::user_email(c, &app.applicant_id)?;
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("application-decided:{}", app.id),
-                    recipient: &email,
-                    template: "application_rejected",
-                    data: serde_json::json!({
-                        "company_name": app.company_name,
-                        "application_id": app.id,
-                        "reason": reason,
-                    }),
-                },
-            )?;
+            notify_decision(c, &app, None, &reason, at)?;
             with_voucher(c, &app.id)
         })
         .await
@@ -1033,4 +983,56 @@ impl Store {
     ) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
         self.write(move |c| decide(c, &d)).await
     }
+}
+
+/// The application to release: one still pending, without a voucher.
+fn releasable(c: &mut DbConn, application_id: &str) -> StoreResult<ApplicationRow> {
+    let (app, voucher_id) = with_voucher(c, application_id)?;
+    if let Some(v) = voucher_id {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::HasVoucher,
+            format!("the application has the voucher {v}: suspend or expire the voucher instead"),
+        ));
+    }
+    if !ApplicationStatus::PENDING.contains(&app.status) {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
+            format!(
+                "the application is {}: it holds no company number",
+                app.status
+            ),
+        ));
+    }
+    Ok(app)
+}
+
+/// Records an application's pending second approval as rejected by `actor_id`, who must not be
+/// its first approver; that first approver.
+fn reject_second_approval(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    actor_id: &str,
+    at: NaiveDateTime,
+) -> StoreResult<String> {
+    let pending = pending_second(c, &app.id)?;
+    if pending.requested_by == actor_id {
+        return Err(StoreError::Approval(
+            voucherd_domain::ErrorCode::SameApprover,
+            "the administrator who approved first cannot release the application: \
+             another administrator must"
+                .into(),
+        ));
+    }
+    diesel::update(
+        second_approvals::table
+            .find(&app.id)
+            .filter(second_approvals::outcome.is_null()),
+    )
+    .set((
+        second_approvals::decided_by.eq(Some(actor_id)),
+        second_approvals::outcome.eq(Some("rejected")),
+        second_approvals::decided_at.eq(Some(at)),
+    ))
+    .execute(c)?;
+    Ok(pending.requested_by)
 }
