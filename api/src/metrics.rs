@@ -26,11 +26,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("voucherd".into()), None)?;
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "Requests by route, method and status.",
-            ),
+        let http_requests = counter_vec(
+            "http_requests_total",
+            "Requests by route, method and status.",
             &["route", "method", "status"],
         )?;
         let http_duration = HistogramVec::new(
@@ -43,18 +41,14 @@ impl Metrics {
             ]),
             &["route"],
         )?;
-        let tokens = IntCounterVec::new(
-            Opts::new(
-                "proxy_tokens_total",
-                "Tokens billed, by model and kind (prompt, cached, completion).",
-            ),
+        let tokens = counter_vec(
+            "proxy_tokens_total",
+            "Tokens billed, by model and kind (prompt, cached, completion).",
             &["model", "kind"],
         )?;
-        let cost_micros = IntCounterVec::new(
-            Opts::new(
-                "proxy_cost_micros_total",
-                "Cost billed in micro-pounds, by model.",
-            ),
+        let cost_micros = counter_vec(
+            "proxy_cost_micros_total",
+            "Cost billed in micro-pounds, by model.",
             &["model"],
         )?;
         let db_statements = IntGauge::new(
@@ -73,59 +67,32 @@ impl Metrics {
             "proxy_holds_outstanding",
             "Holds this process opened and has not yet settled or released.",
         )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "proxy_upstream_errors_total",
-                "Upstream failures by kind (timeout, unreachable, status).",
-            ),
+        let upstream_errors = counter_vec(
+            "proxy_upstream_errors_total",
+            "Upstream failures by kind (timeout, unreachable, status).",
             &["kind"],
         )?;
-        let settle_retries = IntCounterVec::new(
-            Opts::new(
-                "proxy_settle_retries_total",
-                "Settlements retried for want of the database, by outcome.",
-            ),
+        let settle_retries = counter_vec(
+            "proxy_settle_retries_total",
+            "Settlements retried for want of the database, by outcome.",
             &["outcome"],
         )?;
-        let overrun_micros = IntCounterVec::new(
-            Opts::new(
-                "proxy_overrun_micros_total",
-                "Usage above its request's hold (booked to overrun loss), in micro-pounds, by model.",
-            ),
+        let overrun_micros = counter_vec(
+            "proxy_overrun_micros_total",
+            "Usage above its request's hold (booked to overrun loss), in micro-pounds, by model.",
             &["model"],
         )?;
-        let overrun_requests = IntCounterVec::new(
-            Opts::new(
-                "proxy_overrun_requests_total",
-                "Requests whose usage was above their hold, by model.",
-            ),
+        let overrun_requests = counter_vec(
+            "proxy_overrun_requests_total",
+            "Requests whose usage was above their hold, by model.",
             &["model"],
         )?;
-        let disconnects = IntCounterVec::new(
-            Opts::new(
-                "proxy_stream_disconnects_total",
-                "Streams whose client went away, by how they were billed (provider_usage, held_bound).",
-            ),
+        let disconnects = counter_vec(
+            "proxy_stream_disconnects_total",
+            "Streams whose client went away, by how they were billed (provider_usage, held_bound).",
             &["billed"],
         )?;
-        for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_duration.clone()),
-            Box::new(tokens.clone()),
-            Box::new(cost_micros.clone()),
-            Box::new(holds_outstanding.clone()),
-            Box::new(db_statements.clone()),
-            Box::new(usage_batches.clone()),
-            Box::new(usage_batch_rows.clone()),
-            Box::new(upstream_errors.clone()),
-            Box::new(settle_retries.clone()),
-            Box::new(overrun_micros.clone()),
-            Box::new(overrun_requests.clone()),
-            Box::new(disconnects.clone()),
-        ] {
-            registry.register(c)?;
-        }
-        Ok(Metrics {
+        let metrics = Metrics {
             registry,
             http_requests,
             http_duration,
@@ -140,7 +107,31 @@ impl Metrics {
             overrun_micros,
             overrun_requests,
             disconnects,
-        })
+        };
+        metrics.register()?;
+        Ok(metrics)
+    }
+
+    /// Registers every metric with the registry `/metrics` renders.
+    fn register(&self) -> Result<(), prometheus::Error> {
+        for c in [
+            Box::new(self.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.http_duration.clone()),
+            Box::new(self.tokens.clone()),
+            Box::new(self.cost_micros.clone()),
+            Box::new(self.holds_outstanding.clone()),
+            Box::new(self.db_statements.clone()),
+            Box::new(self.usage_batches.clone()),
+            Box::new(self.usage_batch_rows.clone()),
+            Box::new(self.upstream_errors.clone()),
+            Box::new(self.settle_retries.clone()),
+            Box::new(self.overrun_micros.clone()),
+            Box::new(self.overrun_requests.clone()),
+            Box::new(self.disconnects.clone()),
+        ] {
+            self.registry.register(c)?;
+        }
+        Ok(())
     }
 
     pub fn render(&self) -> String {
@@ -157,6 +148,15 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A counter by labels; most metrics are one.
+fn counter_vec(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(Opts::new(name, help), labels)
 }
 
 pub async fn serve(state: web::Data<crate::state::AppState>) -> HttpResponse {
