@@ -995,66 +995,7 @@ fn assess_page(
     let entries = list(&allocated["data"]);
     let rows: Vec<Value> = entries
         .iter()
-        .map(|e| {
-            let eid = text(&e["id"]);
-            let c = challenges
-                .get(text(&e["challenge_id"]))
-                .cloned()
-                .unwrap_or_default();
-            let status = text(&c["status"]);
-            let mine = &e["my_score"];
-            let anchor = format!("entry-{eid}");
-            let form = match posted {
-                Assessing::Score(id, form) if *id == eid => Some(*form),
-                _ => None,
-            };
-            let criteria: Vec<Value> = list(&c["criteria"])
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    let name = text(&k["name"]);
-                    let id = format!("{anchor}-score-{i}");
-                    let value = match form {
-                        Some(f) => field(f, &format!("score_{i}")).to_string(),
-                        None => mine["scores"][name]
-                            .as_u64()
-                            .map(|v| v.to_string())
-                            .unwrap_or_default(),
-                    };
-                    let error = message_of(&errors, &id);
-                    json!({
-                        "id": id, "name": format!("score_{i}"), "label": name,
-                        "hint": format!("From 0 to {}. Weight {}.", k["max_score"], k["weight"]),
-                        "max": k["max_score"], "value": value, "error": error,
-                    })
-                })
-                .collect();
-            let comment_id = format!("{anchor}-comment");
-            let comment = match form {
-                Some(f) => field(f, "comment").to_string(),
-                None => text(&mine["comment"]).to_string(),
-            };
-            let comment_error = message_of(&errors, &comment_id);
-            let window = match stage(status) {
-                s if s < 3 => format!("Scoring opens on {}.", moment(&c["assessors_assigned_at"])),
-                3 => format!("Scores are due by {}.", moment(&c["assessment_deadline"])),
-                _ => format!("Scoring closed on {}.", moment(&c["assessment_deadline"])),
-            };
-            json!({
-                "id": eid, "anchor": anchor, "action": format!("/assess/{eid}"),
-                "challenge_title": c["title"], "tag": status_tag(status),
-                "title": e["title"], "summary": paragraphs(&e["summary"]),
-                "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-                "kind": kind_name(text(&e["organisation_kind"])),
-                "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-                "submitted": moment(&e["submitted_at"]),
-                "scored": !mine.is_null(), "percent": mine["percent"],
-                "scored_at": moment(&mine["submitted_at"]),
-                "can_score": status == "in_assessment", "window": window,
-                "criteria": criteria,
-                "comment": {"id": comment_id, "value": comment, "error": comment_error},
-            })
-        })
+        .map(|e| assessed_entry(e, challenges, posted, &errors))
         .collect();
     let declared: Vec<Value> = list(&conflicts["data"])
         .iter()
@@ -1081,6 +1022,84 @@ fn assess_page(
         .with("conflicts", Value::Array(declared))
         .with("values", values)
         .errors(errors)
+}
+
+/// One allocated entry, with its scoring form: the scores posted, or those given before.
+fn assessed_entry(
+    e: &Value,
+    challenges: &BTreeMap<String, Value>,
+    posted: &Assessing<'_>,
+    errors: &[FieldError],
+) -> Value {
+    let eid = text(&e["id"]);
+    let c = challenges
+        .get(text(&e["challenge_id"]))
+        .cloned()
+        .unwrap_or_default();
+    let status = text(&c["status"]);
+    let mine = &e["my_score"];
+    let anchor = format!("entry-{eid}");
+    let form = match posted {
+        Assessing::Score(id, form) if *id == eid => Some(*form),
+        _ => None,
+    };
+    let criteria = score_fields(&c, mine, &anchor, form, errors);
+    let comment_id = format!("{anchor}-comment");
+    let comment = match form {
+        Some(f) => field(f, "comment").to_string(),
+        None => text(&mine["comment"]).to_string(),
+    };
+    let comment_error = message_of(errors, &comment_id);
+    let window = match stage(status) {
+        s if s < 3 => format!("Scoring opens on {}.", moment(&c["assessors_assigned_at"])),
+        3 => format!("Scores are due by {}.", moment(&c["assessment_deadline"])),
+        _ => format!("Scoring closed on {}.", moment(&c["assessment_deadline"])),
+    };
+    json!({
+        "id": eid, "anchor": anchor, "action": format!("/assess/{eid}"),
+        "challenge_title": c["title"], "tag": status_tag(status),
+        "title": e["title"], "summary": paragraphs(&e["summary"]),
+        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
+        "kind": kind_name(text(&e["organisation_kind"])),
+        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
+        "submitted": moment(&e["submitted_at"]),
+        "scored": !mine.is_null(), "percent": mine["percent"],
+        "scored_at": moment(&mine["submitted_at"]),
+        "can_score": status == "in_assessment", "window": window,
+        "criteria": criteria,
+        "comment": {"id": comment_id, "value": comment, "error": comment_error},
+    })
+}
+
+/// An entry's scoring fields, one per criterion of its challenge `c`.
+fn score_fields(
+    c: &Value,
+    mine: &Value,
+    anchor: &str,
+    form: Option<&HashMap<String, String>>,
+    errors: &[FieldError],
+) -> Vec<Value> {
+    list(&c["criteria"])
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let name = text(&k["name"]);
+            let id = format!("{anchor}-score-{i}");
+            let value = match form {
+                Some(f) => field(f, &format!("score_{i}")).to_string(),
+                None => mine["scores"][name]
+                    .as_u64()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            };
+            let error = message_of(errors, &id);
+            json!({
+                "id": id, "name": format!("score_{i}"), "label": name,
+                "hint": format!("From 0 to {}. Weight {}.", k["max_score"], k["weight"]),
+                "max": k["max_score"], "value": value, "error": error,
+            })
+        })
+        .collect()
 }
 
 pub async fn assess(req: HttpRequest) -> HttpResponse {
