@@ -355,16 +355,7 @@ fn grant_voucher(
         return Ok(None);
     };
     confirm_at_approval(c, app, &d.actor_id, at, &d.reason)?;
-    // The voucher with its incentive extras is assistance: within the limit with everything
-    // declared and paid in the window, checked here with the payment so that two awards at
-    // once cannot both fit.
-    let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
-    if !mfa.passed {
-        return Err(StoreError::Refused(
-            voucherd_domain::ErrorCode::MfaLimitExceeded,
-            mfa.reason,
-        ));
-    }
+    within_mfa_limit(c, app, d, at, *amount)?;
     let account_id = format!("voucher-{voucher_id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
     // From the year's matching budget line, or the fund when the year has none.
@@ -398,16 +389,47 @@ fn grant_voucher(
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     crate::consulting::grant_minutes(c, &v.id, *consulting)?;
+    record_incentives(c, incentives, &v.id)?;
+    Ok(Some(v))
+}
+
+/// Refuses an approval that would take the organisation past the Minimal Financial Assistance
+/// limit.
+fn within_mfa_limit(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    d: &Decision,
+    at: NaiveDateTime,
+    amount: Money,
+) -> StoreResult<()> {
+    // The voucher with its incentive extras is assistance: within the limit with everything
+    // declared and paid in the window, checked here with the payment so that two awards at
+    // once cannot both fit.
+    let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
+    if !mfa.passed {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::MfaLimitExceeded,
+            mfa.reason,
+        ));
+    }
+    Ok(())
+}
+
+/// Records the incentives an approval applied, on its voucher.
+fn record_incentives(
+    c: &mut DbConn,
+    incentives: &[crate::incentives::AppliedRow],
+    voucher_id: &str,
+) -> StoreResult<()> {
     let applied: Vec<_> = incentives
         .iter()
         .cloned()
         .map(|mut a| {
-            a.voucher_id = v.id.clone();
+            a.voucher_id = voucher_id.to_string();
             a
         })
         .collect();
-    crate::incentives::record_applied(c, &applied)?;
-    Ok(Some(v))
+    crate::incentives::record_applied(c, &applied)
 }
 
 /// The decision in the audit log, with the voucher an approval granted.
@@ -806,17 +828,7 @@ impl Store {
                 ));
             }
             let before = app.ownership()?;
-            let check = Check {
-                method: Method::AdminCheck,
-                by: actor_id.clone(),
-                at,
-                note: note.into_string(),
-            };
-            let after = if confirmed {
-                Ownership::Confirmed(check)
-            } else {
-                Ownership::Refused(check)
-            };
+            let after = admin_check(&actor_id, note, at, confirmed);
             // Conditional on the status read: a decision racing this one wins or loses whole.
             let changed = diesel::update(
                 applications::table
@@ -982,6 +994,21 @@ impl Store {
         d: Decision,
     ) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
         self.write(move |c| decide(c, &d)).await
+    }
+}
+
+/// An administrator's check of a company's ownership, as the application records it.
+fn admin_check(actor_id: &str, note: Note, at: NaiveDateTime, confirmed: bool) -> Ownership {
+    let check = Check {
+        method: Method::AdminCheck,
+        by: actor_id.to_string(),
+        at,
+        note: note.into_string(),
+    };
+    if confirmed {
+        Ownership::Confirmed(check)
+    } else {
+        Ownership::Refused(check)
     }
 }
 
