@@ -369,34 +369,7 @@ fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError
     let open = status_of(&c["status"]) == Some(Status::Open);
     let entries: Vec<Value> = list(&mine["data"])
         .iter()
-        .map(|e| {
-            let eid = text(&e["id"]);
-            let (title_id, summary_id) =
-                (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
-            let values = match posted {
-                Posted::Edit(edited, form) if *edited == eid => {
-                    json!({"title": field(form, "title"), "summary": field(form, "summary")})
-                }
-                _ => json!({"title": e["title"], "summary": e["summary"]}),
-            };
-            let (title_error, summary_error) = (
-                message_of(&errors, &title_id),
-                message_of(&errors, &summary_id),
-            );
-            json!({
-                "id": eid, "action": format!("/portal/challenges/{id}/entries/{eid}"),
-                "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-                "kind": kind_name(text(&e["organisation_kind"])),
-                "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-                "title": e["title"], "summary": paragraphs(&e["summary"]),
-                "submitted": moment(&e["submitted_at"]), "updated": moment(&e["updated_at"]),
-                "editable": open && e["locked"] != true,
-                "result": outcome(&e["result"]),
-                "values": values,
-                "title_id": title_id, "summary_id": summary_id,
-                "title_error": title_error, "summary_error": summary_error,
-            })
-        })
+        .map(|e| own_entry(e, id, open, posted, &errors))
         .collect();
     let form = match posted {
         Posted::Entry(form) => Some(*form),
@@ -436,6 +409,36 @@ fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError
         .with("values", Value::Object(values))
         .back("/portal/challenges")
         .errors(errors)
+}
+
+/// One of the viewer's entries in challenge `id`, with its form (as posted, when it was) while
+/// the challenge is `open` and the entry not locked.
+fn own_entry(e: &Value, id: &str, open: bool, posted: &Posted<'_>, errors: &[FieldError]) -> Value {
+    let eid = text(&e["id"]);
+    let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
+    let values = match posted {
+        Posted::Edit(edited, form) if *edited == eid => {
+            json!({"title": field(form, "title"), "summary": field(form, "summary")})
+        }
+        _ => json!({"title": e["title"], "summary": e["summary"]}),
+    };
+    let (title_error, summary_error) = (
+        message_of(errors, &title_id),
+        message_of(errors, &summary_id),
+    );
+    json!({
+        "id": eid, "action": format!("/portal/challenges/{id}/entries/{eid}"),
+        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
+        "kind": kind_name(text(&e["organisation_kind"])),
+        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
+        "title": e["title"], "summary": paragraphs(&e["summary"]),
+        "submitted": moment(&e["submitted_at"]), "updated": moment(&e["updated_at"]),
+        "editable": open && e["locked"] != true,
+        "result": outcome(&e["result"]),
+        "values": values,
+        "title_id": title_id, "summary_id": summary_id,
+        "title_error": title_error, "summary_error": summary_error,
+    })
 }
 
 pub async fn sme_challenge(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
@@ -852,6 +855,25 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
             "Enter how many assessors score each entry, a whole number from 1 to 10",
         )),
     }
+    read_awards(form, &mut body, &mut errors);
+    let recurrence = field(form, "recurrence");
+    if recurrence.chars().count() > 100 {
+        errors.push(err(
+            "recurrence",
+            "Enter a schedule of 100 characters or fewer, or leave it empty",
+        ));
+    }
+    body["recurrence"] = if recurrence.is_empty() {
+        Value::Null
+    } else {
+        json!(recurrence)
+    };
+    (body, errors)
+}
+
+/// The award pool, the awards and the pilot places, into `body`; what cannot be read, into
+/// `errors`.
+fn read_awards(form: &HashMap<String, String>, body: &mut Value, errors: &mut Vec<FieldError>) {
     match money(field(form, "award_pool")) {
         Some(p) => body["award_pool"] = json!(p),
         None => errors.push(err(
@@ -886,19 +908,6 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
             "Enter the number of pilot places, a whole number from 0 to 1000",
         )),
     }
-    let recurrence = field(form, "recurrence");
-    if recurrence.chars().count() > 100 {
-        errors.push(err(
-            "recurrence",
-            "Enter a schedule of 100 characters or fewer, or leave it empty",
-        ));
-    }
-    body["recurrence"] = if recurrence.is_empty() {
-        Value::Null
-    } else {
-        json!(recurrence)
-    };
-    (body, errors)
 }
 
 /// An API field path of the create request, as the form's field id.
