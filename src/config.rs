@@ -155,6 +155,16 @@ fn rates(input: &str, cached: &str, output: &str) -> PriceRates {
     }
 }
 
+/// Illustrative list prices in GBP; the programme sets its own in voucherd.toml or through
+/// PUT /api/v1/prices/{model}.
+fn default_prices() -> BTreeMap<String, PriceRates> {
+    BTreeMap::from([
+        ("gpt-4o".to_string(), rates("2.00", "1.00", "8.00")),
+        ("gpt-4o-mini".to_string(), rates("0.12", "0.06", "0.48")),
+        ("gpt-4.1-mini".to_string(), rates("0.32", "0.08", "1.28")),
+    ])
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -202,13 +212,7 @@ impl Default for Config {
             default_valid_days: 365,
             max_valid_days: 3 * 365,
             eligibility: EligibilityRules::default(),
-            // Illustrative list prices in GBP; the programme sets its own in voucherd.toml or
-            // through PUT /api/v1/prices/{model}.
-            prices: BTreeMap::from([
-                ("gpt-4o".to_string(), rates("2.00", "1.00", "8.00")),
-                ("gpt-4o-mini".to_string(), rates("0.12", "0.06", "0.48")),
-                ("gpt-4.1-mini".to_string(), rates("0.32", "0.08", "1.28")),
-            ]),
+            prices: default_prices(),
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             stripe_api_base: None,
@@ -239,6 +243,16 @@ fn env(name: &str) -> Option<String> {
 
 fn env_bool(name: &str) -> Option<bool> {
     env(name).map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// Stops start-up at the first setting outside its `(name, value, min, max)` range.
+fn within_limits(limits: &[(&str, u64, u64, u64)]) -> anyhow::Result<()> {
+    for &(name, value, min, max) in limits {
+        if !(min..=max).contains(&value) {
+            bail!("{name} must be between {min} and {max}, not {value}");
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -328,7 +342,39 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         // Upper bounds keep every date and duration computed from these far from overflow.
-        let limits: [(&str, u64, u64, u64); 23] = [
+        within_limits(&self.scheduling_limits())?;
+        within_limits(&self.request_limits())?;
+        // A request may wait upstream_timeout for the answer's head and again for its body,
+        // then retry its settlement: its hold must outlive all of that.
+        if self.instance_stale_after_ms < 3 * self.instance_heartbeat_ms {
+            bail!("instance_stale_after_ms must be at least three heartbeats (instance_heartbeat_ms), or a live proxy could be taken for dead");
+        }
+        if self.hold_timeout_ms < 2 * self.upstream_timeout_ms + 1_000 {
+            bail!("hold_timeout_ms must be at least twice upstream_timeout_ms plus 1000, or a slow request could outlive its hold");
+        }
+        if self.max_voucher.is_zero() || self.standard_voucher > self.max_voucher {
+            bail!("max_voucher must be more than 0 and at least standard_voucher");
+        }
+        if self.second_approval_above > self.max_voucher {
+            bail!("second_approval_above must be at most max_voucher");
+        }
+        if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
+            bail!("default_valid_days must be between 1 and max_valid_days");
+        }
+        self.payment_settings()?;
+        if self.co_funding_percent > 0 && self.stripe_config()?.is_none() {
+            bail!("co_funding_percent needs Stripe: set VOUCHERD_STRIPE_SECRET_KEY and VOUCHERD_STRIPE_WEBHOOK_SECRET");
+        }
+        // A bad schedule stops start-up, naming its job.
+        voucherd_worker::schedules(&self.jobs)?;
+        self.disclosure_rules()?;
+        Ok(())
+    }
+
+    /// The instances', payments', programme's and worker's settings as `(name, value, min,
+    /// max)`, in the order they are checked.
+    fn scheduling_limits(&self) -> [(&'static str, u64, u64, u64); 10] {
+        [
             (
                 "instance_heartbeat_ms",
                 self.instance_heartbeat_ms,
@@ -379,6 +425,13 @@ impl Config {
                 1_000,
                 86_400_000,
             ),
+        ]
+    }
+
+    /// The proxy's, tokens', vouchers', upstream's, database's and request bodies' settings as
+    /// `(name, value, min, max)`, in the order they are checked.
+    fn request_limits(&self) -> [(&'static str, u64, u64, u64); 13] {
+        [
             ("key_cache_ttl_ms", self.key_cache_ttl_ms, 0, 1_000),
             ("lease_max_age_ms", self.lease_max_age_ms, 0, 60_000),
             ("usage_linger_us", self.usage_linger_us, 0, 100_000),
@@ -427,37 +480,7 @@ impl Config {
                 1_024,
                 256 << 20,
             ),
-        ];
-        for (name, value, min, max) in limits {
-            if !(min..=max).contains(&value) {
-                bail!("{name} must be between {min} and {max}, not {value}");
-            }
-        }
-        // A request may wait upstream_timeout for the answer's head and again for its body,
-        // then retry its settlement: its hold must outlive all of that.
-        if self.instance_stale_after_ms < 3 * self.instance_heartbeat_ms {
-            bail!("instance_stale_after_ms must be at least three heartbeats (instance_heartbeat_ms), or a live proxy could be taken for dead");
-        }
-        if self.hold_timeout_ms < 2 * self.upstream_timeout_ms + 1_000 {
-            bail!("hold_timeout_ms must be at least twice upstream_timeout_ms plus 1000, or a slow request could outlive its hold");
-        }
-        if self.max_voucher.is_zero() || self.standard_voucher > self.max_voucher {
-            bail!("max_voucher must be more than 0 and at least standard_voucher");
-        }
-        if self.second_approval_above > self.max_voucher {
-            bail!("second_approval_above must be at most max_voucher");
-        }
-        if self.default_valid_days == 0 || self.default_valid_days > self.max_valid_days {
-            bail!("default_valid_days must be between 1 and max_valid_days");
-        }
-        self.payment_settings()?;
-        if self.co_funding_percent > 0 && self.stripe_config()?.is_none() {
-            bail!("co_funding_percent needs Stripe: set VOUCHERD_STRIPE_SECRET_KEY and VOUCHERD_STRIPE_WEBHOOK_SECRET");
-        }
-        // A bad schedule stops start-up, naming its job.
-        voucherd_worker::schedules(&self.jobs)?;
-        self.disclosure_rules()?;
-        Ok(())
+        ]
     }
 
     /// Disclosure control of reports' public summaries, from the three settings.

@@ -11,6 +11,7 @@ use voucherd_domain::{ApplicationStatus, CompanyNumber, KeyMode, Money, Region, 
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::users::UserRow;
+use voucherd_store::vouchers::VoucherRow;
 use voucherd_store::Store;
 
 pub const ADMIN_EMAIL: &str = "admin@demo.voucherd.test";
@@ -85,6 +86,26 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         .await?;
 
     let today = chrono::Utc::now().date_naive();
+    let at = voucherd_store::now();
+    let app = apply(store, config, &owner.id, today, at).await?;
+    let voucher = approve(store, config, app.id, admin.id, at).await?;
+    let live_key = live_key(store, &voucher.id, owner.id, at).await?;
+    Ok(Some(Seeded {
+        admin_password,
+        applicant_password,
+        voucher_id: voucher.id,
+        live_key,
+    }))
+}
+
+/// The demo company's application, submitted by its owner and checked against the rules.
+async fn apply(
+    store: &Store,
+    config: &Config,
+    owner_id: &str,
+    today: chrono::NaiveDate,
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<ApplicationRow> {
     let facts = ApplicationFacts {
         company_number: CompanyNumber::parse("01234567").context("demo company number")?,
         employees: 14,
@@ -97,11 +118,10 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
         voucher_amount: config.standard_voucher,
     };
     let eligibility = config.eligibility.evaluate(&facts, today);
-    let at = voucherd_store::now();
-    let app = store
+    Ok(store
         .submit_application(ApplicationRow {
             id: keys::new_id(),
-            applicant_id: owner.id.clone(),
+            applicant_id: owner_id.into(),
             company_number: facts.company_number.as_str().into(),
             company_name: "Demo Analytics Ltd".into(),
             employees: 14,
@@ -133,11 +153,21 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             // Drawn by the store.
             reference: String::new(),
         })
-        .await?;
+        .await?)
+}
+
+/// The demo administrator's approval of the application: the demo voucher.
+async fn approve(
+    store: &Store,
+    config: &Config,
+    application_id: String,
+    admin_id: String,
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<VoucherRow> {
     let (_, voucher) = store
         .decide_application(Decision {
-            application_id: app.id,
-            actor_id: admin.id,
+            application_id,
+            actor_id: admin_id,
             mfa_rules: config.eligibility.clone(),
             verdict: Verdict::Approve {
                 voucher_id: keys::new_id(),
@@ -153,16 +183,25 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             stage: voucherd_store::applications::Stage::First,
         })
         .await?;
-    let voucher = voucher.context("the demo approval made no voucher")?;
+    voucher.context("the demo approval made no voucher")
+}
+
+/// A live key on the demo voucher; its secret.
+async fn live_key(
+    store: &Store,
+    voucher_id: &str,
+    owner_id: String,
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<String> {
     let minted = keys::mint(false);
     store
         .create_key(ApiKeyRow {
             id: keys::new_id(),
-            voucher_id: voucher.id.clone(),
+            voucher_id: voucher_id.into(),
             name: "demo".into(),
             prefix: minted.prefix.clone(),
             key_hash: minted.hash.clone(),
-            created_by: owner.id,
+            created_by: owner_id,
             created_at: at,
             last_used_at: None,
             revoked_at: None,
@@ -178,10 +217,5 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
             suspension_reason: None,
         })
         .await?;
-    Ok(Some(Seeded {
-        admin_password,
-        applicant_password,
-        voucher_id: voucher.id,
-        live_key: minted.secret,
-    }))
+    Ok(minted.secret)
 }

@@ -106,117 +106,23 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = Config::load()?;
+    let config = Config::load()?;
     telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve { dev, demo } => {
-            config.dev |= dev || demo;
-            // Dev and demo run on plain http://127.0.0.1: Secure cookies would never be sent.
-            if config.dev {
-                config.cookie_secure = false;
-            }
-            if demo {
-                config.demo = true;
-                if std::env::var_os("DATABASE_URL").is_none() && !config_file_sets_database() {
-                    // A fresh demo each start: the throw-away database is made anew.
-                    for suffix in ["", "-wal", "-shm"] {
-                        let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
-                    }
-                    config.database_url = "sqlite://data/demo.db".into();
-                }
-            }
-            run(&runtime, config, Role::All)
-        }
+        Command::Serve { dev, demo } => serve(&runtime, config, dev, demo),
         Command::Api => run(&runtime, config, Role::Api),
         Command::Proxy => run(&runtime, config, Role::Proxy),
-        Command::Worker { list: true, .. } => {
-            // Inside the runtime: a configured SMTP transport belongs to it.
-            let _runtime = runtime.enter();
-            let worker = worker_on_system_clock(&config)?;
-            println!(
-                "{:<16} {:<18} {:<22} what",
-                "job", "schedule", "next run (UTC)"
-            );
-            for (job, schedule, next) in worker.list() {
-                let next = next.map_or("never".to_string(), |n| {
-                    n.format("%Y-%m-%d %H:%M:%S").to_string()
-                });
-                println!(
-                    "{:<16} {:<18} {:<22} {}",
-                    job.name(),
-                    schedule,
-                    next,
-                    job.describe()
-                );
-            }
-            Ok(())
-        }
+        Command::Worker { list: true, .. } => list_jobs(&runtime, &config),
         Command::Worker {
             run_once: Some(name),
             ..
-        } => {
-            let job = voucherd_worker::Job::parse(&name)
-                .ok_or_else(|| voucherd_worker::WorkerError::UnknownJob(name.clone()))?;
-            runtime.block_on(async {
-                let worker = worker_on_system_clock(&config)?;
-                let report = worker.run_once(job).await?;
-                println!("{} {}: {}", job.name(), report.outcome, report.summary);
-                if report.outcome != "succeeded" {
-                    bail!("{} {}", job.name(), report.outcome);
-                }
-                Ok(())
-            })
-        }
+        } => run_job_once(&runtime, &config, &name),
         Command::Worker { .. } => run(&runtime, config, Role::Worker),
-        Command::Report { kind, from, to } => {
-            let kind = voucherd_worker::report::Kind::parse(&kind).ok_or_else(|| {
-                anyhow::anyhow!("--kind must be monthly or semi-annual, not {kind:?}")
-            })?;
-            let period = voucherd_worker::report::Period::fixed(kind, from, to)
-                .map_err(|e| anyhow::anyhow!("--from and --to: {e}"))?;
-            runtime.block_on(async {
-                let store = open_store(&config)?;
-                let rules = config.worker_config().disclosure;
-                let progress = |step: &str| eprintln!("report: {step}...");
-                let started = std::time::Instant::now();
-                let at = voucherd_store::now();
-                if !period.has_ended(at.date()) {
-                    eprintln!(
-                        "report: {from} to {to} has not ended: this is a draft, kept but never published"
-                    );
-                }
-                let saved = voucherd_worker::report::generate(
-                    &store,
-                    period,
-                    "command line",
-                    at,
-                    &rules,
-                    &progress,
-                )
-                .await?;
-                eprintln!("report: done in {} ms", started.elapsed().as_millis());
-                match saved {
-                    Some(r) => println!(
-                        "{} {} ({} {} to {}), sha256 {}",
-                        if r.draft { "draft report" } else { "report" },
-                        r.id,
-                        r.kind,
-                        from,
-                        to,
-                        r.content_hash
-                    ),
-                    None => bail!(
-                        "the final {} report for {from} to {to} exists already",
-                        kind.as_str()
-                    ),
-                }
-                Ok(())
-            })
-        }
+        Command::Report { kind, from, to } => report(&runtime, &config, &kind, from, to),
         Command::Migrate => {
             let store = open_store(&config)?;
             tracing::info!(
@@ -226,40 +132,170 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateAdmin { email, full_name } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']).to_string();
-            if password.chars().count() < 12 {
-                bail!("the password must have at least 12 characters");
-            }
-            let email = email.trim().to_lowercase();
-            if !email.contains('@') || email.len() > 254 {
-                bail!("{email:?} is not an email address");
-            }
-            runtime.block_on(async {
-                let store = open_store(&config)?;
-                let hash = voucherd_api::auth::hash_password(&password)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let user = store
-                    .create_user(voucherd_store::users::UserRow {
-                        id: uuid_v7(),
-                        email,
-                        password_hash: hash,
-                        full_name,
-                        role: voucherd_domain::Role::Admin,
-                        created_at: voucherd_store::now(),
-                        email_verified_at: Some(voucherd_store::now()),
-                        disabled_at: None,
-                    })
-                    .await?;
-                println!("created administrator {} ({})", user.email, user.id);
-                Ok(())
-            })
+            create_admin(&runtime, &config, &email, full_name)
         }
     }
+}
+
+/// `serve`: everything in one process; `--demo` on a fresh throw-away database.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    mut config: Config,
+    dev: bool,
+    demo: bool,
+) -> anyhow::Result<()> {
+    config.dev |= dev || demo;
+    // Dev and demo run on plain http://127.0.0.1: Secure cookies would never be sent.
+    if config.dev {
+        config.cookie_secure = false;
+    }
+    if demo {
+        config.demo = true;
+        if std::env::var_os("DATABASE_URL").is_none() && !config_file_sets_database() {
+            // A fresh demo each start: the throw-away database is made anew.
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
+            }
+            config.database_url = "sqlite://data/demo.db".into();
+        }
+    }
+    run(runtime, config, Role::All)
+}
+
+/// `worker --list`: each job, its schedule and its next run.
+fn list_jobs(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Result<()> {
+    // Inside the runtime: a configured SMTP transport belongs to it.
+    let _runtime = runtime.enter();
+    let worker = worker_on_system_clock(config)?;
+    println!(
+        "{:<16} {:<18} {:<22} what",
+        "job", "schedule", "next run (UTC)"
+    );
+    for (job, schedule, next) in worker.list() {
+        let next = next.map_or("never".to_string(), |n| {
+            n.format("%Y-%m-%d %H:%M:%S").to_string()
+        });
+        println!(
+            "{:<16} {:<18} {:<22} {}",
+            job.name(),
+            schedule,
+            next,
+            job.describe()
+        );
+    }
+    Ok(())
+}
+
+/// `worker --run-once JOB`: runs the job now and fails unless it succeeded.
+fn run_job_once(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<()> {
+    let job = voucherd_worker::Job::parse(name)
+        .ok_or_else(|| voucherd_worker::WorkerError::UnknownJob(name.to_string()))?;
+    runtime.block_on(async {
+        let worker = worker_on_system_clock(config)?;
+        let report = worker.run_once(job).await?;
+        println!("{} {}: {}", job.name(), report.outcome, report.summary);
+        if report.outcome != "succeeded" {
+            bail!("{} {}", job.name(), report.outcome);
+        }
+        Ok(())
+    })
+}
+
+/// `report`: generates the report of one period now, showing progress on standard error.
+fn report(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    kind: &str,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    let kind = voucherd_worker::report::Kind::parse(kind)
+        .ok_or_else(|| anyhow::anyhow!("--kind must be monthly or semi-annual, not {kind:?}"))?;
+    let period = voucherd_worker::report::Period::fixed(kind, from, to)
+        .map_err(|e| anyhow::anyhow!("--from and --to: {e}"))?;
+    runtime.block_on(async {
+        let store = open_store(config)?;
+        let rules = config.worker_config().disclosure;
+        let progress = |step: &str| eprintln!("report: {step}...");
+        let started = std::time::Instant::now();
+        let at = voucherd_store::now();
+        if !period.has_ended(at.date()) {
+            eprintln!(
+                "report: {from} to {to} has not ended: this is a draft, kept but never published"
+            );
+        }
+        let saved = voucherd_worker::report::generate(
+            &store,
+            period,
+            "command line",
+            at,
+            &rules,
+            &progress,
+        )
+        .await?;
+        eprintln!("report: done in {} ms", started.elapsed().as_millis());
+        match saved {
+            Some(r) => println!(
+                "{} {} ({} {} to {}), sha256 {}",
+                if r.draft { "draft report" } else { "report" },
+                r.id,
+                r.kind,
+                from,
+                to,
+                r.content_hash
+            ),
+            None => bail!(
+                "the final {} report for {from} to {to} exists already",
+                kind.as_str()
+            ),
+        }
+        Ok(())
+    })
+}
+
+/// `create-admin`: an administrator whose password is read from standard input.
+fn create_admin(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    email: &str,
+    full_name: String,
+) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.chars().count() < 12 {
+        bail!("the password must have at least 12 characters");
+    }
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.len() > 254 {
+        bail!("{email:?} is not an email address");
+    }
+    runtime.block_on(async {
+        let store = open_store(config)?;
+        let hash =
+            voucherd_api::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let user = store
+            .create_user(voucherd_store::users::UserRow {
+                id: uuid_v7(),
+                email,
+                password_hash: hash,
+                full_name,
+                role: voucherd_domain::Role::Admin,
+                created_at: voucherd_store::now(),
+                email_verified_at: Some(voucherd_store::now()),
+                disabled_at: None,
+            })
+            .await?;
+        println!("created administrator {} ({})", user.email, user.id);
+        Ok(())
+    })
 }
 
 /// A worker for one command-line task (`--list`, `--run-once`).

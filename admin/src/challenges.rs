@@ -369,34 +369,7 @@ fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError
     let open = status_of(&c["status"]) == Some(Status::Open);
     let entries: Vec<Value> = list(&mine["data"])
         .iter()
-        .map(|e| {
-            let eid = text(&e["id"]);
-            let (title_id, summary_id) =
-                (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
-            let values = match posted {
-                Posted::Edit(edited, form) if *edited == eid => {
-                    json!({"title": field(form, "title"), "summary": field(form, "summary")})
-                }
-                _ => json!({"title": e["title"], "summary": e["summary"]}),
-            };
-            let (title_error, summary_error) = (
-                message_of(&errors, &title_id),
-                message_of(&errors, &summary_id),
-            );
-            json!({
-                "id": eid, "action": format!("/portal/challenges/{id}/entries/{eid}"),
-                "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-                "kind": kind_name(text(&e["organisation_kind"])),
-                "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-                "title": e["title"], "summary": paragraphs(&e["summary"]),
-                "submitted": moment(&e["submitted_at"]), "updated": moment(&e["updated_at"]),
-                "editable": open && e["locked"] != true,
-                "result": outcome(&e["result"]),
-                "values": values,
-                "title_id": title_id, "summary_id": summary_id,
-                "title_error": title_error, "summary_error": summary_error,
-            })
-        })
+        .map(|e| own_entry(e, id, open, posted, &errors))
         .collect();
     let form = match posted {
         Posted::Entry(form) => Some(*form),
@@ -436,6 +409,36 @@ fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError
         .with("values", Value::Object(values))
         .back("/portal/challenges")
         .errors(errors)
+}
+
+/// One of the viewer's entries in challenge `id`, with its form (as posted, when it was) while
+/// the challenge is `open` and the entry not locked.
+fn own_entry(e: &Value, id: &str, open: bool, posted: &Posted<'_>, errors: &[FieldError]) -> Value {
+    let eid = text(&e["id"]);
+    let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
+    let values = match posted {
+        Posted::Edit(edited, form) if *edited == eid => {
+            json!({"title": field(form, "title"), "summary": field(form, "summary")})
+        }
+        _ => json!({"title": e["title"], "summary": e["summary"]}),
+    };
+    let (title_error, summary_error) = (
+        message_of(errors, &title_id),
+        message_of(errors, &summary_id),
+    );
+    json!({
+        "id": eid, "action": format!("/portal/challenges/{id}/entries/{eid}"),
+        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
+        "kind": kind_name(text(&e["organisation_kind"])),
+        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
+        "title": e["title"], "summary": paragraphs(&e["summary"]),
+        "submitted": moment(&e["submitted_at"]), "updated": moment(&e["updated_at"]),
+        "editable": open && e["locked"] != true,
+        "result": outcome(&e["result"]),
+        "values": values,
+        "title_id": title_id, "summary_id": summary_id,
+        "title_error": title_error, "summary_error": summary_error,
+    })
 }
 
 pub async fn sme_challenge(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
@@ -852,6 +855,25 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
             "Enter how many assessors score each entry, a whole number from 1 to 10",
         )),
     }
+    read_awards(form, &mut body, &mut errors);
+    let recurrence = field(form, "recurrence");
+    if recurrence.chars().count() > 100 {
+        errors.push(err(
+            "recurrence",
+            "Enter a schedule of 100 characters or fewer, or leave it empty",
+        ));
+    }
+    body["recurrence"] = if recurrence.is_empty() {
+        Value::Null
+    } else {
+        json!(recurrence)
+    };
+    (body, errors)
+}
+
+/// The award pool, the awards and the pilot places, into `body`; what cannot be read, into
+/// `errors`.
+fn read_awards(form: &HashMap<String, String>, body: &mut Value, errors: &mut Vec<FieldError>) {
     match money(field(form, "award_pool")) {
         Some(p) => body["award_pool"] = json!(p),
         None => errors.push(err(
@@ -886,19 +908,6 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
             "Enter the number of pilot places, a whole number from 0 to 1000",
         )),
     }
-    let recurrence = field(form, "recurrence");
-    if recurrence.chars().count() > 100 {
-        errors.push(err(
-            "recurrence",
-            "Enter a schedule of 100 characters or fewer, or leave it empty",
-        ));
-    }
-    body["recurrence"] = if recurrence.is_empty() {
-        Value::Null
-    } else {
-        json!(recurrence)
-    };
-    (body, errors)
 }
 
 /// An API field path of the create request, as the form's field id.
@@ -995,66 +1004,7 @@ fn assess_page(
     let entries = list(&allocated["data"]);
     let rows: Vec<Value> = entries
         .iter()
-        .map(|e| {
-            let eid = text(&e["id"]);
-            let c = challenges
-                .get(text(&e["challenge_id"]))
-                .cloned()
-                .unwrap_or_default();
-            let status = text(&c["status"]);
-            let mine = &e["my_score"];
-            let anchor = format!("entry-{eid}");
-            let form = match posted {
-                Assessing::Score(id, form) if *id == eid => Some(*form),
-                _ => None,
-            };
-            let criteria: Vec<Value> = list(&c["criteria"])
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    let name = text(&k["name"]);
-                    let id = format!("{anchor}-score-{i}");
-                    let value = match form {
-                        Some(f) => field(f, &format!("score_{i}")).to_string(),
-                        None => mine["scores"][name]
-                            .as_u64()
-                            .map(|v| v.to_string())
-                            .unwrap_or_default(),
-                    };
-                    let error = message_of(&errors, &id);
-                    json!({
-                        "id": id, "name": format!("score_{i}"), "label": name,
-                        "hint": format!("From 0 to {}. Weight {}.", k["max_score"], k["weight"]),
-                        "max": k["max_score"], "value": value, "error": error,
-                    })
-                })
-                .collect();
-            let comment_id = format!("{anchor}-comment");
-            let comment = match form {
-                Some(f) => field(f, "comment").to_string(),
-                None => text(&mine["comment"]).to_string(),
-            };
-            let comment_error = message_of(&errors, &comment_id);
-            let window = match stage(status) {
-                s if s < 3 => format!("Scoring opens on {}.", moment(&c["assessors_assigned_at"])),
-                3 => format!("Scores are due by {}.", moment(&c["assessment_deadline"])),
-                _ => format!("Scoring closed on {}.", moment(&c["assessment_deadline"])),
-            };
-            json!({
-                "id": eid, "anchor": anchor, "action": format!("/assess/{eid}"),
-                "challenge_title": c["title"], "tag": status_tag(status),
-                "title": e["title"], "summary": paragraphs(&e["summary"]),
-                "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-                "kind": kind_name(text(&e["organisation_kind"])),
-                "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-                "submitted": moment(&e["submitted_at"]),
-                "scored": !mine.is_null(), "percent": mine["percent"],
-                "scored_at": moment(&mine["submitted_at"]),
-                "can_score": status == "in_assessment", "window": window,
-                "criteria": criteria,
-                "comment": {"id": comment_id, "value": comment, "error": comment_error},
-            })
-        })
+        .map(|e| assessed_entry(e, challenges, posted, &errors))
         .collect();
     let declared: Vec<Value> = list(&conflicts["data"])
         .iter()
@@ -1081,6 +1031,84 @@ fn assess_page(
         .with("conflicts", Value::Array(declared))
         .with("values", values)
         .errors(errors)
+}
+
+/// One allocated entry, with its scoring form: the scores posted, or those given before.
+fn assessed_entry(
+    e: &Value,
+    challenges: &BTreeMap<String, Value>,
+    posted: &Assessing<'_>,
+    errors: &[FieldError],
+) -> Value {
+    let eid = text(&e["id"]);
+    let c = challenges
+        .get(text(&e["challenge_id"]))
+        .cloned()
+        .unwrap_or_default();
+    let status = text(&c["status"]);
+    let mine = &e["my_score"];
+    let anchor = format!("entry-{eid}");
+    let form = match posted {
+        Assessing::Score(id, form) if *id == eid => Some(*form),
+        _ => None,
+    };
+    let criteria = score_fields(&c, mine, &anchor, form, errors);
+    let comment_id = format!("{anchor}-comment");
+    let comment = match form {
+        Some(f) => field(f, "comment").to_string(),
+        None => text(&mine["comment"]).to_string(),
+    };
+    let comment_error = message_of(errors, &comment_id);
+    let window = match stage(status) {
+        s if s < 3 => format!("Scoring opens on {}.", moment(&c["assessors_assigned_at"])),
+        3 => format!("Scores are due by {}.", moment(&c["assessment_deadline"])),
+        _ => format!("Scoring closed on {}.", moment(&c["assessment_deadline"])),
+    };
+    json!({
+        "id": eid, "anchor": anchor, "action": format!("/assess/{eid}"),
+        "challenge_title": c["title"], "tag": status_tag(status),
+        "title": e["title"], "summary": paragraphs(&e["summary"]),
+        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
+        "kind": kind_name(text(&e["organisation_kind"])),
+        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
+        "submitted": moment(&e["submitted_at"]),
+        "scored": !mine.is_null(), "percent": mine["percent"],
+        "scored_at": moment(&mine["submitted_at"]),
+        "can_score": status == "in_assessment", "window": window,
+        "criteria": criteria,
+        "comment": {"id": comment_id, "value": comment, "error": comment_error},
+    })
+}
+
+/// An entry's scoring fields, one per criterion of its challenge `c`.
+fn score_fields(
+    c: &Value,
+    mine: &Value,
+    anchor: &str,
+    form: Option<&HashMap<String, String>>,
+    errors: &[FieldError],
+) -> Vec<Value> {
+    list(&c["criteria"])
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let name = text(&k["name"]);
+            let id = format!("{anchor}-score-{i}");
+            let value = match form {
+                Some(f) => field(f, &format!("score_{i}")).to_string(),
+                None => mine["scores"][name]
+                    .as_u64()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            };
+            let error = message_of(errors, &id);
+            json!({
+                "id": id, "name": format!("score_{i}"), "label": name,
+                "hint": format!("From 0 to {}. Weight {}.", k["max_score"], k["weight"]),
+                "max": k["max_score"], "value": value, "error": error,
+            })
+        })
+        .collect()
 }
 
 pub async fn assess(req: HttpRequest) -> HttpResponse {

@@ -383,59 +383,12 @@ pub async fn second_approval(
     let decision = field(&form, "second_decision");
     let values =
         json!({"second_decision": decision, "second_reason": field(&form, "second_reason")});
-    let mut errors = Vec::new();
-    if !matches!(decision, "confirm" | "reject") {
-        errors.push(FieldError {
-            id: "second_decision".into(),
-            message: "Select confirm or reject".into(),
-        });
-    }
-    if field(&form, "second_reason").is_empty() {
-        errors.push(FieldError {
-            id: "second_reason".into(),
-            message: "Enter the reason for your decision".into(),
-        });
-    }
+    let errors = second_errors(&form);
     if !errors.is_empty() {
         return application_view(&req, &id, values, errors, None).await;
     }
     let confirming = decision == "confirm";
-    if let Some(page) = unconfirmed(
-        &req,
-        &form,
-        Confirm {
-            title: if confirming {
-                "Check before you confirm the approval"
-            } else {
-                "Check before you reject the application"
-            },
-            rows: vec![
-                (
-                    "Decision",
-                    if confirming {
-                        "Confirm the approval"
-                    } else {
-                        "Reject"
-                    }
-                    .to_string(),
-                ),
-                ("Reason", field(&form, "second_reason").to_string()),
-            ],
-            text: if confirming {
-                "The voucher is granted at once and the money leaves the budget for good."
-            } else {
-                "The application is rejected and the applicant is told."
-            },
-            action: format!("/console/applications/{id}/second-approval"),
-            button: if confirming {
-                "Confirm the approval"
-            } else {
-                "Reject the application"
-            },
-            warning: !confirming,
-            cancel: format!("/console/applications/{id}"),
-        },
-    ) {
+    if let Some(page) = unconfirmed(&req, &form, second_confirm(&form, &id, confirming)) {
         return page;
     }
     let body = json!({"decision": decision, "reason": field(&form, "second_reason")});
@@ -455,6 +408,61 @@ pub async fn second_approval(
             });
             application_view(&req, &id, values, errors, None).await
         }
+    }
+}
+
+/// What must be corrected in a second approval's form: a decision and a reason.
+fn second_errors(form: &Form) -> Vec<FieldError> {
+    let decision = field(form, "second_decision");
+    let mut errors = Vec::new();
+    if !matches!(decision, "confirm" | "reject") {
+        errors.push(FieldError {
+            id: "second_decision".into(),
+            message: "Select confirm or reject".into(),
+        });
+    }
+    if field(form, "second_reason").is_empty() {
+        errors.push(FieldError {
+            id: "second_reason".into(),
+            message: "Enter the reason for your decision".into(),
+        });
+    }
+    errors
+}
+
+/// The check page before a second administrator confirms or rejects the approval.
+fn second_confirm(form: &Form, id: &str, confirming: bool) -> Confirm<'static> {
+    Confirm {
+        title: if confirming {
+            "Check before you confirm the approval"
+        } else {
+            "Check before you reject the application"
+        },
+        rows: vec![
+            (
+                "Decision",
+                if confirming {
+                    "Confirm the approval"
+                } else {
+                    "Reject"
+                }
+                .to_string(),
+            ),
+            ("Reason", field(form, "second_reason").to_string()),
+        ],
+        text: if confirming {
+            "The voucher is granted at once and the money leaves the budget for good."
+        } else {
+            "The application is rejected and the applicant is told."
+        },
+        action: format!("/console/applications/{id}/second-approval"),
+        button: if confirming {
+            "Confirm the approval"
+        } else {
+            "Reject the application"
+        },
+        warning: !confirming,
+        cancel: format!("/console/applications/{id}"),
     }
 }
 
@@ -1126,11 +1134,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         "cached": field(&form, "cached"), "output": field(&form, "output"),
     });
     let model = field(&form, "model");
-    if model.is_empty()
-        || !model
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
-    {
+    if !model_name_valid(model) {
         let e = FieldError {
             id: "model".into(),
             message: "Enter the model's name, like gpt-4o-mini".into(),
@@ -1142,12 +1146,6 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         "cached_input_per_million": money_field(&form, "cached"),
         "output_per_million": money_field(&form, "output"),
     });
-    let price_field = |p: &str| match p {
-        "input_per_million" => "input".to_string(),
-        "cached_input_per_million" => "cached".to_string(),
-        "output_per_million" => "output".to_string(),
-        other => other.to_string(),
-    };
     // "£-1" is the form's error before anything is shown back.
     let input = match api::checked::<prices::SetPriceRequest>(&body) {
         Ok(input) => input,
@@ -1167,37 +1165,7 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
     } else {
         format!("{model} (a new model: no price has used this name before)")
     };
-    if let Some(page) = unconfirmed(
-        &req,
-        &form,
-        Confirm {
-            title: if known {
-                "Check the new price"
-            } else {
-                "Check the new model and its price"
-            },
-            rows: vec![
-                ("Model", model_row),
-                (
-                    "Input, per million tokens",
-                    crate::format::pounds(field(&form, "input")),
-                ),
-                (
-                    "Cached input, per million tokens",
-                    crate::format::pounds(field(&form, "cached")),
-                ),
-                (
-                    "Output, per million tokens",
-                    crate::format::pounds(field(&form, "output")),
-                ),
-            ],
-            text: "Requests from now on are priced at this; past requests keep their price.",
-            action: "/console/prices".into(),
-            button: "Confirm the price",
-            warning: false,
-            cancel: "/console/prices".into(),
-        },
-    ) {
+    if let Some(page) = unconfirmed(&req, &form, price_confirm(&form, model_row, known)) {
         return page;
     }
     let done = prices::set(&state, &user, model, input).await;
@@ -1216,6 +1184,55 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
             let errors = refused.field_errors(&price_field);
             prices_view(&req, values, errors, None).await
         }
+    }
+}
+
+/// A model's name as prices take it: letters, digits and `-._:`, not empty.
+fn model_name_valid(model: &str) -> bool {
+    !model.is_empty()
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+}
+
+/// The price form's field of an API field path.
+fn price_field(p: &str) -> String {
+    match p {
+        "input_per_million" => "input".to_string(),
+        "cached_input_per_million" => "cached".to_string(),
+        "output_per_million" => "output".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The check page before a new price; `known` when a price has used the model's name before.
+fn price_confirm(form: &Form, model_row: String, known: bool) -> Confirm<'static> {
+    Confirm {
+        title: if known {
+            "Check the new price"
+        } else {
+            "Check the new model and its price"
+        },
+        rows: vec![
+            ("Model", model_row),
+            (
+                "Input, per million tokens",
+                crate::format::pounds(field(form, "input")),
+            ),
+            (
+                "Cached input, per million tokens",
+                crate::format::pounds(field(form, "cached")),
+            ),
+            (
+                "Output, per million tokens",
+                crate::format::pounds(field(form, "output")),
+            ),
+        ],
+        text: "Requests from now on are priced at this; past requests keep their price.",
+        action: "/console/prices".into(),
+        button: "Confirm the price",
+        warning: false,
+        cancel: "/console/prices".into(),
     }
 }
 

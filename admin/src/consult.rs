@@ -12,7 +12,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
+use voucherd_api::auth::AuthUser;
 use voucherd_api::service::consulting::BookingView;
+use voucherd_api::service::incentives::RuleView;
+use voucherd_api::service::programme::BudgetLineView;
 use voucherd_api::service::{applications, consulting, incentives, programme};
 use voucherd_api::state::AppState;
 use voucherd_domain::budget::{SicSection, SizeBand};
@@ -683,6 +686,24 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
     if field(form, "name").is_empty() {
         errors.push(err("name", "Enter the rule's name"));
     }
+    let condition = rule_condition(form, &mut errors);
+    let effect = rule_effect(form, &mut errors);
+    let line = match field(form, "budget_line_id") {
+        "" => Value::Null,
+        id => json!(id),
+    };
+    match effect {
+        Some(effect) if errors.is_empty() => Ok(json!({
+            "name": field(form, "name"), "condition": condition, "effect": effect,
+            "budget_line_id": line, "active": field(form, "active") != "no",
+        })),
+        _ => Err(errors),
+    }
+}
+
+/// The rule form's condition: who the rule applies to. What cannot be read is added to
+/// `errors`.
+fn rule_condition(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Condition {
     let mut sic_sections = BTreeSet::new();
     for part in field(form, "sic_sections")
         .split([',', ' '])
@@ -707,10 +728,10 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
             form,
             "founded_within_years",
             "Enter the number of years as a whole number, like 3",
-            &mut errors,
+            errors,
         )),
     };
-    let condition = Condition {
+    Condition {
         regions: Region::ALL
             .iter()
             .copied()
@@ -725,56 +746,50 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
         founded_within_years,
         university_spin_off: ticked(form, "university_spin_off"),
         first_time_applicant: ticked(form, "first_time_applicant"),
-    };
+    }
+}
+
+/// The rule form's effect: what the rule gives, or `None` when no kind was chosen. What cannot
+/// be read is added to `errors`.
+fn rule_effect(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option<Effect> {
     let percent = "Enter the percentage as a whole number, like 20";
-    let effect = match field(form, "kind") {
+    match field(form, "kind") {
         "uplift_percent" => Some(Effect::UpliftPercent {
-            percent: whole(form, "uplift_percent", percent, &mut errors),
+            percent: whole(form, "uplift_percent", percent, errors),
         }),
         "fixed_bonus" => Some(Effect::FixedBonus {
-            amount: pounds(form, "bonus_amount", &mut errors),
+            amount: pounds(form, "bonus_amount", errors),
         }),
         "milestone_requests" => Some(Effect::MilestoneBonus {
-            amount: pounds(form, "requests_amount", &mut errors),
+            amount: pounds(form, "requests_amount", errors),
             trigger: Trigger::RequestsSettled {
                 count: whole(
                     form,
                     "requests_count",
                     "Enter the number of requests as a whole number, like 1000",
-                    &mut errors,
+                    errors,
                 ),
             },
         }),
         "milestone_session" => Some(Effect::MilestoneBonus {
-            amount: pounds(form, "session_amount", &mut errors),
+            amount: pounds(form, "session_amount", errors),
             trigger: Trigger::ConsultingSessionCompleted {},
         }),
         "co_funding_cap" => Some(Effect::CoFundingCap {
-            percent: whole(form, "cap_percent", percent, &mut errors),
+            percent: whole(form, "cap_percent", percent, errors),
         }),
         "consulting_hours" => Some(Effect::ConsultingHours {
             hours: whole(
                 form,
                 "hours",
                 "Enter the number of hours as a whole number, like 5",
-                &mut errors,
+                errors,
             ),
         }),
         _ => {
             errors.push(err("kind", "Select what the rule gives"));
             None
         }
-    };
-    let line = match field(form, "budget_line_id") {
-        "" => Value::Null,
-        id => json!(id),
-    };
-    match effect {
-        Some(effect) if errors.is_empty() => Ok(json!({
-            "name": field(form, "name"), "condition": condition, "effect": effect,
-            "budget_line_id": line, "active": field(form, "active") != "no",
-        })),
-        _ => Err(errors),
     }
 }
 
@@ -829,12 +844,41 @@ async fn incentives_view(
     let rules = data(&typed_rules);
     let typed_lines = page!(api::must(req, programme::list_lines(&state).await));
     let lines = data(&typed_lines);
-    let line_name = |id: &Option<String>| {
-        typed_lines
-            .iter()
-            .find(|l| id.as_deref() == Some(l.id.as_str()))
-            .map(|l| format!("{} ({})", l.name, l.financial_year))
-    };
+    let matches = page!(rule_matches(req, &state, &user).await);
+    let rows = rule_rows(&typed_rules, &typed_lines, &matches);
+    let rule = editing.and_then(|k| rules.iter().find(|r| r["key"] == k));
+    let values = values.unwrap_or_else(|| values_of_rule(rule.unwrap_or(&json!({"active": true}))));
+    let form = rule_form(rule);
+    let (regions, sizes, line_options) = rule_choices(&values, &lines);
+    let limits = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(Value::Null, |s| {
+            json!({
+                "cap_percent": s.config.incentive_cap_percent,
+                "standard": s.config.standard_voucher.to_string(),
+            })
+        });
+    let mut view = View::new("cs_console_incentives", "Incentive rules")
+        .with("rules", Value::Array(rows))
+        .with("form", form)
+        .with("values", values)
+        .with("regions", Value::Array(regions))
+        .with("sizes", Value::Array(sizes))
+        .with("lines", Value::Array(line_options))
+        .with("limits", limits)
+        .errors(errors);
+    if let Some(b) = banner {
+        view = view.banner(b, true);
+    }
+    view.render(req)
+}
+
+/// Which organisations waiting for a decision each rule (by key) matches.
+async fn rule_matches(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<HashMap<String, Vec<String>>, Failure> {
     // Which organisations waiting for a decision each rule matches: the same evaluation an
     // approval would make, for each of the latest waiting applications.
     let q = applications::ListQuery {
@@ -842,12 +886,12 @@ async fn incentives_view(
         limit: Some(50),
         ..Default::default()
     };
-    let waiting = page!(api::must(req, applications::list(&state, &user, q).await)).data;
+    let waiting = api::must(req, applications::list(state, user, q).await)?.data;
     let mut matches: HashMap<String, Vec<String>> = HashMap::new();
     for a in &waiting {
         let q = applications::PreviewQuery::default();
-        let preview = applications::preview_incentives(&state, &a.id, q).await;
-        let preview = page!(api::must(req, preview));
+        let preview = applications::preview_incentives(state, &a.id, q).await;
+        let preview = api::must(req, preview)?;
         for applied in preview.applied {
             matches
                 .entry(applied.rule)
@@ -855,7 +899,22 @@ async fn incentives_view(
                 .push(a.company_name.clone());
         }
     }
-    let rows: Vec<Value> = typed_rules
+    Ok(matches)
+}
+
+/// The rules' table: each rule described, with its budget line and what it matches now.
+fn rule_rows(
+    typed_rules: &[RuleView],
+    typed_lines: &[BudgetLineView],
+    matches: &HashMap<String, Vec<String>>,
+) -> Vec<Value> {
+    let line_name = |id: &Option<String>| {
+        typed_lines
+            .iter()
+            .find(|l| id.as_deref() == Some(l.id.as_str()))
+            .map(|l| format!("{} ({})", l.name, l.financial_year))
+    };
+    typed_rules
         .iter()
         .map(|r| {
             let matched = matches.get(&r.key).cloned().unwrap_or_default();
@@ -869,10 +928,13 @@ async fn incentives_view(
                 "changed": crate::format::date(r.created_at.0),
             })
         })
-        .collect();
-    let rule = editing.and_then(|k| rules.iter().find(|r| r["key"] == k));
-    let values = values.unwrap_or_else(|| values_of_rule(rule.unwrap_or(&json!({"active": true}))));
-    let form = match rule {
+        .collect()
+}
+
+/// The rule form's heading, action and button: adding a rule, or changing `rule` as a new
+/// version.
+fn rule_form(rule: Option<&Value>) -> Value {
+    match rule {
         Some(r) => json!({
             "action": format!("/console/incentives/{}", text(&r["key"])),
             "heading": format!("Change the rule “{}”", text(&r["name"])),
@@ -883,7 +945,11 @@ async fn incentives_view(
             "action": "/console/incentives", "heading": "Add a rule", "version": null,
             "button": "Add rule",
         }),
-    };
+    }
+}
+
+/// The rule form's choices, as ticked in `values`: regions, size bands and budget lines.
+fn rule_choices(values: &Value, lines: &[Value]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let picked = strings(&values["regions"]);
     let regions: Vec<Value> = Region::ALL
         .iter()
@@ -912,27 +978,7 @@ async fn incentives_view(
             "selected": l["id"] == chosen,
         })
     }));
-    let limits = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(Value::Null, |s| {
-            json!({
-                "cap_percent": s.config.incentive_cap_percent,
-                "standard": s.config.standard_voucher.to_string(),
-            })
-        });
-    let mut view = View::new("cs_console_incentives", "Incentive rules")
-        .with("rules", Value::Array(rows))
-        .with("form", form)
-        .with("values", values)
-        .with("regions", Value::Array(regions))
-        .with("sizes", Value::Array(sizes))
-        .with("lines", Value::Array(line_options))
-        .with("limits", limits)
-        .errors(errors);
-    if let Some(b) = banner {
-        view = view.banner(b, true);
-    }
-    view.render(req)
+    (regions, sizes, line_options)
 }
 
 pub async fn create_rule(req: HttpRequest, form: Form) -> HttpResponse {

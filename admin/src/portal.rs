@@ -8,12 +8,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use voucherd_api::auth::AuthUser;
 use voucherd_api::error::ApiError;
 use voucherd_api::handlers::Page;
 use voucherd_api::service::payments::{self, Started};
 use voucherd_api::service::{accounts, applications, vouchers, IdempotencyKey};
 use voucherd_api::state::AppState;
-use voucherd_api::views::{time, ApplicationView, NewKeyView, Timestamp};
+use voucherd_api::views::{time, ApplicationView, KeyView, NewKeyView, Timestamp, UsageView};
 use voucherd_domain::eligibility::{rule_title, RuleResult};
 use voucherd_domain::{
     ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus,
@@ -610,6 +611,12 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
             "Select yes if the company is a university spin-off",
         ));
     }
+    check_subsidy(form, &mut errors);
+    errors
+}
+
+/// Checks the other public funding declared, when any of its three answers is given.
+fn check_subsidy(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) {
     let any_subsidy = ["subsidy_provider", "subsidy_amount", "subsidy_awarded_on"]
         .iter()
         .any(|f| !field(form, f).is_empty());
@@ -634,7 +641,6 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
             ));
         }
     }
-    errors
 }
 
 /// Posted from the form: answers checked, then shown back for checking (or the form again,
@@ -877,28 +883,67 @@ async fn voucher_view(
     let settings = payments::settings(&state);
     // What the organisation bought, and its latest top-ups, beside the form to buy more.
     let purchased = if settings.enabled {
-        let recent = Page {
-            limit: Some(10),
-            offset: None,
-        };
-        let t = page!(api::must(
-            req,
-            payments::list_top_ups(&state, &user, recent).await
-        ));
-        let rows: Vec<Value> = t
-            .data
-            .iter()
-            .map(|p| json!({"amount": p.amount, "tag": tag(p.status.as_str()), "at": p.created_at}))
-            .collect();
-        json!({"credit": t.purchased_credit, "top_ups": rows})
+        page!(purchased_view(req, &state, &user).await)
     } else {
         Value::Null
     };
+    let (usage_rows, charts) = usage_view(&usage, &keys);
+    let keys = key_rows(&keys);
+    let mut nonce = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let mut view = View::new("voucher", format!("Voucher for {}", v.company_name))
+        .with("nonce", json!(hex::encode(nonce)))
+        .with("usage", Value::Array(usage_rows))
+        .with(
+            "voucher",
+            json!({
+                "id": v.id, "reference": v.reference,
+                "granted": v.granted, "spent": v.spent, "held": v.held,
+                "available": v.available, "expires": date(v.expires_at),
+                "tag": tag(v.status.as_str()),
+                "awaiting_contribution": v.status == VoucherStatus::AwaitingContribution,
+                "contribution": v.contribution.as_ref().map(|c| c.amount),
+            }),
+        )
+        .with("keys", Value::Array(keys))
+        .with("charts", charts)
+        .with("payments", json!(settings))
+        .with("purchased", purchased)
+        .back("/portal")
+        .errors(errors);
+    if let Some((text, success)) = banner {
+        view = view.banner(text, success);
+    }
+    view.render(req)
+}
+
+/// What the organisation bought and its latest ten top-ups, for the voucher page.
+async fn purchased_view(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<Value, Failure> {
+    let recent = Page {
+        limit: Some(10),
+        offset: None,
+    };
+    let t = api::must(req, payments::list_top_ups(state, user, recent).await)?;
+    let rows: Vec<Value> = t
+        .data
+        .iter()
+        .map(|p| json!({"amount": p.amount, "tag": tag(p.status.as_str()), "at": p.created_at}))
+        .collect();
+    Ok(json!({"credit": t.purchased_credit, "top_ups": rows}))
+}
+
+/// The voucher's usage as a table per key and model, and its charts of spend per day and per
+/// model.
+fn usage_view(usage: &[UsageView], keys: &[KeyView]) -> (Vec<Value>, Value) {
     let mut by_day: BTreeMap<chrono::NaiveDate, i64> = BTreeMap::new();
     let mut by_model: BTreeMap<&str, i64> = BTreeMap::new();
     // (key, model) → (requests, tokens in, tokens out, cost)
     let mut by_key: BTreeMap<(&str, &str), (i64, i64, i64, i64)> = BTreeMap::new();
-    for u in &usage {
+    for u in usage {
         let cost = u.cost.micros();
         *by_day.entry(u.created_at.0.date()).or_default() += cost;
         *by_model.entry(&u.model).or_default() += cost;
@@ -922,8 +967,33 @@ async fn voucher_view(
             })
         })
         .collect();
-    let keys: Vec<Value> = keys
-        .iter()
+    let charts = Value::Array(
+        [
+            chart(
+                "Spend per day",
+                by_day
+                    .into_iter()
+                    .map(|(d, v)| (d.format("%-d %B %Y").to_string(), v))
+                    .collect(),
+            ),
+            chart(
+                "Spend per model",
+                by_model
+                    .into_iter()
+                    .map(|(m, v)| (m.to_string(), v))
+                    .collect(),
+            ),
+        ]
+        .into_iter()
+        .filter(|c| !c.is_null())
+        .collect(),
+    );
+    (usage_rows, charts)
+}
+
+/// The voucher's keys, for its page.
+fn key_rows(keys: &[KeyView]) -> Vec<Value> {
+    keys.iter()
         .map(|k| {
             json!({
                 "id": k.id, "name": k.name, "prefix": k.prefix, "mode": k.mode,
@@ -933,56 +1003,7 @@ async fn voucher_view(
                 "created": date(k.created_at),
             })
         })
-        .collect();
-    let mut nonce = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    let mut view = View::new("voucher", format!("Voucher for {}", v.company_name))
-        .with("nonce", json!(hex::encode(nonce)))
-        .with("usage", Value::Array(usage_rows))
-        .with(
-            "voucher",
-            json!({
-                "id": v.id, "reference": v.reference,
-                "granted": v.granted, "spent": v.spent, "held": v.held,
-                "available": v.available, "expires": date(v.expires_at),
-                "tag": tag(v.status.as_str()),
-                "awaiting_contribution": v.status == VoucherStatus::AwaitingContribution,
-                "contribution": v.contribution.as_ref().map(|c| c.amount),
-            }),
-        )
-        .with("keys", Value::Array(keys))
-        .with(
-            "charts",
-            Value::Array(
-                [
-                    chart(
-                        "Spend per day",
-                        by_day
-                            .into_iter()
-                            .map(|(d, v)| (d.format("%-d %B %Y").to_string(), v))
-                            .collect(),
-                    ),
-                    chart(
-                        "Spend per model",
-                        by_model
-                            .into_iter()
-                            .map(|(m, v)| (m.to_string(), v))
-                            .collect(),
-                    ),
-                ]
-                .into_iter()
-                .filter(|c| !c.is_null())
-                .collect(),
-            ),
-        )
-        .with("payments", json!(settings))
-        .with("purchased", purchased)
-        .back("/portal")
-        .errors(errors);
-    if let Some((text, success)) = banner {
-        view = view.banner(text, success);
-    }
-    view.render(req)
+        .collect()
 }
 
 /// The whole statement as CSV, read page by page: one line per request, grant, bonus,

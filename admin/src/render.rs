@@ -196,32 +196,9 @@ impl View {
             }),
         );
         data.insert("nav".into(), nav(viewer.as_ref().map(|u| u.role), &path));
-        data.insert(
-            "errors".into(),
-            if self.errors.is_empty() {
-                Value::Null
-            } else {
-                Value::Array(
-                    self.errors
-                        .iter()
-                        .map(|e| {
-                            // An error of the whole form links nowhere.
-                            let href = (!e.id.is_empty()).then(|| format!("#{}", e.id));
-                            json!({"href": href, "message": e.message})
-                        })
-                        .collect(),
-                )
-            },
-        );
+        data.insert("errors".into(), error_summary(&self.errors));
         data.insert("error_count".into(), Value::from(self.errors.len() as u64));
-        // Each field's own message, for its inline error.
-        let mut field_errors = Map::new();
-        for e in &self.errors {
-            field_errors
-                .entry(e.id.clone())
-                .or_insert(Value::String(e.message.clone()));
-        }
-        data.insert("field_errors".into(), Value::Object(field_errors));
+        data.insert("field_errors".into(), field_errors(&self.errors));
         match pages.render_raw(self.template, &Value::Object(data)) {
             Ok(body) => {
                 let mut resp = HttpResponse::build(self.status);
@@ -240,6 +217,35 @@ impl View {
             }
         }
     }
+}
+
+/// The error summary at the top of a page: each error linking to its field.
+fn error_summary(errors: &[FieldError]) -> Value {
+    if errors.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(
+            errors
+                .iter()
+                .map(|e| {
+                    // An error of the whole form links nowhere.
+                    let href = (!e.id.is_empty()).then(|| format!("#{}", e.id));
+                    json!({"href": href, "message": e.message})
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Each field's own message, for its inline error (the first, when a field has several).
+fn field_errors(errors: &[FieldError]) -> Value {
+    let mut field_errors = Map::new();
+    for e in errors {
+        field_errors
+            .entry(e.id.clone())
+            .or_insert(Value::String(e.message.clone()));
+    }
+    Value::Object(field_errors)
 }
 
 /// The navigation a role may use: only pages it may open.

@@ -116,6 +116,44 @@ pub struct Controlled {
 pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
     let rows = table.len();
     let cols = table.first().map_or(0, |r| r.len());
+    // The grid: rows × cols cells, column `cols` the row totals, row `rows` the column totals.
+    let grid = with_totals(table, rows, cols);
+    let k = rules.min_organisations;
+    let share = i128::from(rules.dominance_percent);
+    let dominated = |x: &Cell| {
+        !counts && x.value > 0 && i128::from(x.largest) * 100 > share * i128::from(x.value)
+    };
+    let mut hidden: Vec<Vec<bool>> = grid
+        .iter()
+        .map(|line| {
+            line.iter()
+                .map(|x| x.organisations > 0 && (x.organisations < k || dominated(x)))
+                .collect()
+        })
+        .collect();
+    hide_complements(&grid, &mut hidden, rows, cols);
+    let publish = |r: usize, c: usize| {
+        if hidden[r][c] {
+            Published::Suppressed
+        } else if counts {
+            Published::Value(rules.round(grid[r][c].value))
+        } else {
+            Published::Value(grid[r][c].value)
+        }
+    };
+    Controlled {
+        cells: (0..rows)
+            .map(|r| (0..cols).map(|c| publish(r, c)).collect())
+            .collect(),
+        row_totals: (0..rows).map(|r| publish(r, cols)).collect(),
+        column_totals: (0..cols).map(|c| publish(rows, c)).collect(),
+        total: publish(rows, cols),
+    }
+}
+
+/// The table with its totals as one grid: `rows` × `cols` cells, column `cols` the row totals,
+/// row `rows` the column totals and the grand total in the corner.
+fn with_totals(table: &[Vec<Cell>], rows: usize, cols: usize) -> Vec<Vec<Cell>> {
     let add = |a: Cell, b: Cell| Cell {
         organisations: a.organisations + b.organisations,
         value: a.value + b.value,
@@ -126,7 +164,6 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
         value: 0,
         largest: 0,
     };
-    // The grid: rows × cols cells, column `cols` the row totals, row `rows` the column totals.
     let mut grid: Vec<Vec<Cell>> = table
         .iter()
         .map(|r| {
@@ -140,20 +177,13 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
         .map(|c| (0..rows).map(|r| grid[r][c]).fold(zero, add))
         .collect();
     grid.push(totals);
-    let k = rules.min_organisations;
-    let share = i128::from(rules.dominance_percent);
-    let dominated = |x: &Cell| {
-        !counts && x.value > 0 && i128::from(x.largest) * 100 > share * i128::from(x.value)
-    };
+    grid
+}
+
+/// Secondary suppression over the grid of `rows` × `cols` cells and their totals: while some
+/// line holds exactly one hidden entry, hides another of that line too (never the grand total).
+fn hide_complements(grid: &[Vec<Cell>], hidden: &mut [Vec<bool>], rows: usize, cols: usize) {
     let corner = (rows, cols);
-    let mut hidden: Vec<Vec<bool>> = grid
-        .iter()
-        .map(|line| {
-            line.iter()
-                .map(|x| x.organisations > 0 && (x.organisations < k || dominated(x)))
-                .collect()
-        })
-        .collect();
     loop {
         let mut changed = false;
         let lines: Vec<Vec<(usize, usize)>> = (0..=rows)
@@ -186,23 +216,6 @@ pub fn control(table: &[Vec<Cell>], rules: &Rules, counts: bool) -> Controlled {
         if !changed {
             break;
         }
-    }
-    let publish = |r: usize, c: usize| {
-        if hidden[r][c] {
-            Published::Suppressed
-        } else if counts {
-            Published::Value(rules.round(grid[r][c].value))
-        } else {
-            Published::Value(grid[r][c].value)
-        }
-    };
-    Controlled {
-        cells: (0..rows)
-            .map(|r| (0..cols).map(|c| publish(r, c)).collect())
-            .collect(),
-        row_totals: (0..rows).map(|r| publish(r, cols)).collect(),
-        column_totals: (0..cols).map(|c| publish(rows, c)).collect(),
-        total: publish(rows, cols),
     }
 }
 

@@ -256,30 +256,8 @@ pub fn evaluate(
             later_micros,
         });
     }
-    let mut limited_by = Vec::new();
-    let asked_now: i64 = applied.iter().map(|a| a.now_micros).sum();
-    let asked_later: i64 = applied.iter().map(|a| a.later_micros).sum();
-    // The cap bounds everything the rules add, now and later together; now comes first.
-    let cap = i64::from(cap_percent) * standard.micros() / 100;
-    let mut room_now = asked_now.min(cap);
-    let capped_later = asked_later.min((cap - room_now).max(0));
-    if room_now + capped_later < asked_now + asked_later {
-        limited_by.push(format!(
-            "incentives add at most {cap_percent}% of the standard voucher (£{})",
-            crate::money::format_micros(cap)
-        ));
-    }
-    // MFA: base first, then immediate extras, then milestone bonuses.
-    let mfa = "Minimal Financial Assistance limit".to_string();
-    let headroom_after_base = (headroom_micros - base.micros()).max(0);
-    if room_now > headroom_after_base {
-        room_now = headroom_after_base;
-        limited_by.push(mfa.clone());
-    }
-    let mut room_later = capped_later.min(headroom_after_base - room_now);
-    if room_later < capped_later && !limited_by.contains(&mfa) {
-        limited_by.push(mfa);
-    }
+    let (room_now, mut room_later, limited_by) =
+        room(&applied, base, standard, cap_percent, headroom_micros);
     // Spread the allowed amounts over the rules in order.
     let mut left_now = room_now;
     for a in &mut applied {
@@ -302,6 +280,42 @@ pub fn evaluate(
         consulting_hours,
         limited_by,
     }
+}
+
+/// What the applied rules may add, now and later in micros, within the cap and the MFA
+/// headroom, and why less than asked, if it is.
+fn room(
+    applied: &[Applied],
+    base: Money,
+    standard: Money,
+    cap_percent: u32,
+    headroom_micros: i64,
+) -> (i64, i64, Vec<String>) {
+    let mut limited_by = Vec::new();
+    let asked_now: i64 = applied.iter().map(|a| a.now_micros).sum();
+    let asked_later: i64 = applied.iter().map(|a| a.later_micros).sum();
+    // The cap bounds everything the rules add, now and later together; now comes first.
+    let cap = i64::from(cap_percent) * standard.micros() / 100;
+    let mut room_now = asked_now.min(cap);
+    let capped_later = asked_later.min((cap - room_now).max(0));
+    if room_now + capped_later < asked_now + asked_later {
+        limited_by.push(format!(
+            "incentives add at most {cap_percent}% of the standard voucher (£{})",
+            crate::money::format_micros(cap)
+        ));
+    }
+    // MFA: base first, then immediate extras, then milestone bonuses.
+    let mfa = "Minimal Financial Assistance limit".to_string();
+    let headroom_after_base = (headroom_micros - base.micros()).max(0);
+    if room_now > headroom_after_base {
+        room_now = headroom_after_base;
+        limited_by.push(mfa.clone());
+    }
+    let room_later = capped_later.min(headroom_after_base - room_now);
+    if room_later < capped_later && !limited_by.contains(&mfa) {
+        limited_by.push(mfa);
+    }
+    (room_now, room_later, limited_by)
 }
 
 #[cfg(test)]

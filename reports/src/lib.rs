@@ -107,6 +107,74 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
     let start: NaiveDateTime = period.from().and_hms_opt(0, 0, 0).unwrap_or_default();
     // What has happened by now: the period's end, or the report's making if sooner.
     let cutoff = end.min(at);
+    let (applications, decision_days) = application_figures(inputs, start, end);
+    let facts: BTreeMap<&str, Facets> = inputs
+        .vouchers
+        .iter()
+        .map(|v| (v.id.as_str(), facets(v)))
+        .collect();
+    let consumed: i64 = inputs.rollups.iter().map(|r| r.cost).sum();
+    let organisations: BTreeSet<&str> = inputs
+        .rollups
+        .iter()
+        .filter(|r| r.requests > 0)
+        .filter_map(|r| facts.get(r.voucher_id.as_str()).map(|f| f.company.as_str()))
+        .collect();
+    let (usage, series) = usage_figures(inputs, &facts, consumed);
+    let figures = json!({
+        "applications": applications,
+        "decision_days": decision_days,
+        "budget_lines": inputs.budget_lines.iter().map(|l| json!({
+            "name": l.name,
+            "financial_year": l.financial_year,
+            "allocated": pounds(l.allocated_micros),
+            "spent": pounds(l.spent_micros),
+            "remaining": pounds(l.remaining_micros),
+            "spent_in_period": pounds(l.spent_in_period_micros),
+        })).collect::<Vec<_>>(),
+        "incentives_by_rule": inputs.incentives_by_rule.iter().map(|i| json!({
+            "rule_key": i.rule_key,
+            "name": i.name,
+            "count": i.count,
+            "value": pounds(i.value_micros),
+        })).collect::<Vec<_>>(),
+        "consulting": {
+            "sessions_booked": inputs.consulting.sessions_booked,
+            "hours_booked": hundredths(inputs.consulting.minutes_booked, 60),
+            "sessions_delivered": inputs.consulting.sessions_delivered,
+            "hours_delivered": hundredths(inputs.consulting.minutes_delivered, 60),
+        },
+        "challenge_outcomes": inputs.challenge_outcomes.iter().map(|o| json!({
+            "challenge_id": o.challenge_id,
+            "title": o.title,
+            "entries": o.entries,
+            "winners": o.winners,
+            "awards": pounds(o.awards_micros),
+        })).collect::<Vec<_>>(),
+        "vouchers": voucher_counts(inputs, start, end, cutoff),
+        "credit": credit_figures(inputs, consumed),
+        "usage": usage,
+        "organisations_active": organisations.len(),
+        "challenges": {
+            "entries": inputs.entries.len(),
+            "assessed": inputs.entries.iter().filter(|e| e.1).count(),
+            "awarded": inputs.entries.iter().filter(|e| e.2 > 0).count(),
+            "pilot_places": inputs.entries.iter().filter(|e| e.3).count(),
+            "award_credit": pounds(transfers_total(inputs, "challenge_award")),
+        },
+        "top_ups_and_co_funding": Value::Null,
+        "mfa_awards_over_100000": mfa_awards(inputs, start, end),
+    });
+    (figures, series)
+}
+
+/// The report's `applications` and `decision_days` sections: applications received in
+/// `[start, end)`, and the decisions made in it.
+fn application_figures(
+    inputs: &Inputs,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> (Value, Value) {
     let in_period = |t: NaiveDateTime| t >= start && t < end;
     let received: Vec<_> = inputs
         .applications
@@ -139,12 +207,35 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
         .collect();
     let as_hours = |m: Option<i64>| m.map(|m| format!("{}.{:02}", m / 60, (m % 60) * 100 / 60));
     let as_days = |m: Option<i64>| m.map(|m| hundredths(m, 1_440));
+    let applications = json!({
+        "received": apps.len(),
+        "eligible": apps.iter().filter(|a| a.status != ApplicationStatus::Ineligible).count(),
+        "approved": count(ApplicationStatus::Approved),
+        "rejected": count(ApplicationStatus::Rejected),
+        "ineligible_by_rule": failed,
+        "decision_hours": {
+            "median": as_hours(stats::median(&minutes)),
+            "p90": as_hours(stats::percentile(&minutes, 90)),
+        },
+    });
+    let decision_days = json!({
+        "decisions": minutes.len(),
+        "median": as_days(stats::median(&minutes)),
+        "p75": as_days(stats::percentile(&minutes, 75)),
+        "p90": as_days(stats::percentile(&minutes, 90)),
+        "max": as_days(minutes.iter().copied().max()),
+    });
+    (applications, decision_days)
+}
 
-    let facts: BTreeMap<&str, Facets> = inputs
-        .vouchers
-        .iter()
-        .map(|v| (v.id.as_str(), facets(v)))
-        .collect();
+/// The report's `vouchers` section: issued in `[start, end)`, and active, exhausted and
+/// expired as at `cutoff`.
+fn voucher_counts(
+    inputs: &Inputs,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    cutoff: NaiveDateTime,
+) -> Value {
     let issued = inputs
         .vouchers
         .iter()
@@ -170,30 +261,71 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
                 && v.credits_posted - v.debits_posted - v.debits_pending <= 0
         })
         .count();
-    let code = |c: &str| {
-        inputs
-            .transfers_by_code
-            .iter()
-            .find(|(k, _)| k == c)
-            .map_or(0, |(_, v)| *v)
-    };
-    let granted = code("voucher_grant");
-    let consumed: i64 = inputs.rollups.iter().map(|r| r.cost).sum();
+    json!({"issued": issued, "active": active, "exhausted": exhausted, "expired": expired})
+}
+
+/// The period's transfers of one code, in micros (0 when there were none).
+fn transfers_total(inputs: &Inputs, code: &str) -> i64 {
+    inputs
+        .transfers_by_code
+        .iter()
+        .find(|(k, _)| k == code)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// The report's `credit` section, given what the period's usage cost (`consumed_micros`).
+fn credit_figures(inputs: &Inputs, consumed_micros: i64) -> Value {
+    let granted = transfers_total(inputs, "voucher_grant");
+    let held: i64 = inputs.vouchers.iter().map(|v| v.debits_pending).sum();
+    json!({
+        "granted": pounds(granted),
+        "consumed": pounds(consumed_micros),
+        "held": pounds(held),
+        "forfeited": pounds(transfers_total(inputs, "expiry")),
+        "utilisation_percent": pct_bp(consumed_micros, granted),
+        "incentive_bonuses": pounds(transfers_total(inputs, "incentive_milestone")),
+    })
+}
+
+/// The report's `usage` section, with its breakdowns, and the spend series charted from them.
+fn usage_figures(
+    inputs: &Inputs,
+    facts: &BTreeMap<&str, Facets>,
+    consumed_micros: i64,
+) -> (Value, Series) {
     let requests: i64 = inputs.rollups.iter().map(|r| r.requests).sum();
     let prompt: i64 = inputs.rollups.iter().map(|r| r.prompt_tokens).sum();
     let completion: i64 = inputs.rollups.iter().map(|r| r.completion_tokens).sum();
-    let held: i64 = inputs.vouchers.iter().map(|v| v.debits_pending).sum();
     let facet = |r: &voucherd_store::rollup::DailyRow, f: fn(&Facets) -> String| {
         facts.get(r.voucher_id.as_str()).map_or("?".to_string(), f)
     };
-    let organisations: BTreeSet<&str> = inputs
-        .rollups
-        .iter()
-        .filter(|r| r.requests > 0)
-        .filter_map(|r| facts.get(r.voucher_id.as_str()).map(|f| f.company.as_str()))
-        .collect();
-    // Per company, what its vouchers created in the period were credited (grants, awards,
-    // bonuses), where over £100,000.
+    let by_model = totals_by(inputs, |r| r.model.clone());
+    let by_region = totals_by(inputs, |r| facet(r, |f| f.region.clone()));
+    let by_sector = totals_by(inputs, |r| facet(r, |f| f.sector.clone()));
+    let by_size_band = totals_by(inputs, |r| facet(r, |f| f.size.clone()));
+    let by_month = totals_by(inputs, |r| r.day.format("%Y-%m").to_string());
+    let series = Series {
+        by_month: spend(&by_month),
+        by_region: spend(&by_region),
+        by_model: spend(&by_model),
+    };
+    let usage = json!({
+        "requests": requests,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost": pounds(consumed_micros),
+        "by_model": breakdown_json(&by_model),
+        "by_region": breakdown_json(&by_region),
+        "by_sector": breakdown_json(&by_sector),
+        "by_size_band": breakdown_json(&by_size_band),
+        "by_month": breakdown_json(&by_month),
+    });
+    (usage, series)
+}
+
+/// The report's Minimal Financial Assistance list: per company, what its vouchers created in
+/// `[start, end)` were credited (grants, awards, bonuses), where over £100,000.
+fn mfa_awards(inputs: &Inputs, start: NaiveDateTime, end: NaiveDateTime) -> Vec<Value> {
     let mut per_company: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
     for v in inputs
         .vouchers
@@ -205,101 +337,13 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
             .or_insert((v.company_name.as_str(), 0));
         e.1 += v.credits_posted;
     }
-    let mfa: Vec<Value> = per_company
+    per_company
         .into_iter()
         .filter(|(_, (_, amount))| *amount > 100_000_000_000)
         .map(|(number, (name, amount))| {
             json!({"company_name": name, "company_number": number, "amount": pounds(amount)})
         })
-        .collect();
-    let by_model = totals_by(inputs, |r| r.model.clone());
-    let by_region = totals_by(inputs, |r| facet(r, |f| f.region.clone()));
-    let by_sector = totals_by(inputs, |r| facet(r, |f| f.sector.clone()));
-    let by_size_band = totals_by(inputs, |r| facet(r, |f| f.size.clone()));
-    let by_month = totals_by(inputs, |r| r.day.format("%Y-%m").to_string());
-    let series = Series {
-        by_month: spend(&by_month),
-        by_region: spend(&by_region),
-        by_model: spend(&by_model),
-    };
-    let figures = json!({
-        "applications": {
-            "received": apps.len(),
-            "eligible": apps.iter().filter(|a| a.status != ApplicationStatus::Ineligible).count(),
-            "approved": count(ApplicationStatus::Approved),
-            "rejected": count(ApplicationStatus::Rejected),
-            "ineligible_by_rule": failed,
-            "decision_hours": {
-                "median": as_hours(stats::median(&minutes)),
-                "p90": as_hours(stats::percentile(&minutes, 90)),
-            },
-        },
-        "decision_days": {
-            "decisions": minutes.len(),
-            "median": as_days(stats::median(&minutes)),
-            "p75": as_days(stats::percentile(&minutes, 75)),
-            "p90": as_days(stats::percentile(&minutes, 90)),
-            "max": as_days(minutes.iter().copied().max()),
-        },
-        "budget_lines": inputs.budget_lines.iter().map(|l| json!({
-            "name": l.name,
-            "financial_year": l.financial_year,
-            "allocated": pounds(l.allocated_micros),
-            "spent": pounds(l.spent_micros),
-            "remaining": pounds(l.remaining_micros),
-            "spent_in_period": pounds(l.spent_in_period_micros),
-        })).collect::<Vec<_>>(),
-        "incentives_by_rule": inputs.incentives_by_rule.iter().map(|i| json!({
-            "rule_key": i.rule_key,
-            "name": i.name,
-            "count": i.count,
-            "value": pounds(i.value_micros),
-        })).collect::<Vec<_>>(),
-        "consulting": {
-            "sessions_booked": inputs.consulting.sessions_booked,
-            "hours_booked": hundredths(inputs.consulting.minutes_booked, 60),
-            "sessions_delivered": inputs.consulting.sessions_delivered,
-            "hours_delivered": hundredths(inputs.consulting.minutes_delivered, 60),
-        },
-        "challenge_outcomes": inputs.challenge_outcomes.iter().map(|o| json!({
-            "challenge_id": o.challenge_id,
-            "title": o.title,
-            "entries": o.entries,
-            "winners": o.winners,
-            "awards": pounds(o.awards_micros),
-        })).collect::<Vec<_>>(),
-        "vouchers": {"issued": issued, "active": active, "exhausted": exhausted, "expired": expired},
-        "credit": {
-            "granted": pounds(granted),
-            "consumed": pounds(consumed),
-            "held": pounds(held),
-            "forfeited": pounds(code("expiry")),
-            "utilisation_percent": pct_bp(consumed, granted),
-            "incentive_bonuses": pounds(code("incentive_milestone")),
-        },
-        "usage": {
-            "requests": requests,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cost": pounds(consumed),
-            "by_model": breakdown_json(&by_model),
-            "by_region": breakdown_json(&by_region),
-            "by_sector": breakdown_json(&by_sector),
-            "by_size_band": breakdown_json(&by_size_band),
-            "by_month": breakdown_json(&by_month),
-        },
-        "organisations_active": organisations.len(),
-        "challenges": {
-            "entries": inputs.entries.len(),
-            "assessed": inputs.entries.iter().filter(|e| e.1).count(),
-            "awarded": inputs.entries.iter().filter(|e| e.2 > 0).count(),
-            "pilot_places": inputs.entries.iter().filter(|e| e.3).count(),
-            "award_credit": pounds(code("challenge_award")),
-        },
-        "top_ups_and_co_funding": Value::Null,
-        "mfa_awards_over_100000": mfa,
-    });
-    (figures, series)
+        .collect()
 }
 
 /// The public summary: headline counts rounded, and organisations and spend by region and size
@@ -312,42 +356,8 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
         .collect();
     let regions: Vec<&str> = Region::ALL.iter().map(|r| r.as_str()).collect();
     let sizes = ["micro", "small", "medium"];
-    // Each organisation sits in one cell, by its largest headcount on record (an award
-    // voucher records none), so no total counts a company twice.
-    let mut home: BTreeMap<&str, (i32, usize, usize)> = BTreeMap::new();
-    for v in &inputs.vouchers {
-        let f = facets(v);
-        let (Some(ri), Some(si)) = (
-            regions.iter().position(|x| *x == f.region),
-            sizes.iter().position(|x| *x == f.size),
-        ) else {
-            continue;
-        };
-        let e = home
-            .entry(v.company_number.as_str())
-            .or_insert((v.employees, ri, si));
-        if v.employees > e.0 {
-            *e = (v.employees, ri, si);
-        }
-    }
-    // Per cell: the organisations that spent there, and what they spent.
-    let mut orgs: BTreeMap<(usize, usize), BTreeSet<&str>> = BTreeMap::new();
-    // Per cell and organisation, what it spent: the cell's total and its largest part.
-    let mut spend: BTreeMap<(usize, usize), BTreeMap<&str, i64>> = BTreeMap::new();
-    for r in inputs.rollups.iter().filter(|r| r.requests > 0) {
-        let Some(f) = facts.get(r.voucher_id.as_str()) else {
-            continue;
-        };
-        let Some(&(_, ri, si)) = home.get(f.company.as_str()) else {
-            continue;
-        };
-        orgs.entry((ri, si)).or_default().insert(f.company.as_str());
-        *spend
-            .entry((ri, si))
-            .or_default()
-            .entry(f.company.as_str())
-            .or_default() += r.cost;
-    }
+    let home = home_cells(inputs, &regions, &sizes);
+    let (orgs, spend) = spend_by_cell(inputs, &facts, &home);
     let table = |cell: &dyn Fn((usize, usize), u32) -> Cell| -> Vec<Vec<Cell>> {
         (0..regions.len())
             .map(|ri| {
@@ -375,35 +385,6 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     );
     // The same cells hidden in both, so one cannot show which the other's small cells were.
     disclosure::hide_alike(&mut org_table, &mut spend_table);
-    let shown = |p: &Published, money: bool| match p {
-        Published::Suppressed => json!("[c]"),
-        Published::Value(v) if money => json!(pounds(*v)),
-        Published::Value(v) => json!(v),
-    };
-    let rows = |t: &disclosure::Controlled, money: bool| -> Vec<Value> {
-        regions
-            .iter()
-            .enumerate()
-            .map(|(ri, region)| {
-                let mut row = serde_json::Map::new();
-                row.insert("region".into(), json!(region));
-                for (si, size) in sizes.iter().enumerate() {
-                    row.insert((*size).into(), shown(&t.cells[ri][si], money));
-                }
-                row.insert("total".into(), shown(&t.row_totals[ri], money));
-                Value::Object(row)
-            })
-            .chain(std::iter::once({
-                let mut row = serde_json::Map::new();
-                row.insert("region".into(), json!("all regions"));
-                for (si, size) in sizes.iter().enumerate() {
-                    row.insert((*size).into(), shown(&t.column_totals[si], money));
-                }
-                row.insert("total".into(), shown(&t.total, money));
-                Value::Object(row)
-            }))
-            .collect()
-    };
     // Headline counts are of organisations too: fewer than k is suppressed, the rest rounded.
     let headline = |n: usize| {
         if n > 0 && (n as u32) < rules.min_organisations {
@@ -416,9 +397,107 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
         "disclosure_control": rules.describe(),
         "applications_received": headline(inputs.applications.len()),
         "applications_approved": headline(inputs.applications.iter().filter(|a| a.status == ApplicationStatus::Approved).count()),
-        "organisations_by_region_and_size": rows(&org_table, false),
-        "spend_by_region_and_size": rows(&spend_table, true),
+        "organisations_by_region_and_size": published_rows(&org_table, false, &regions, &sizes),
+        "spend_by_region_and_size": published_rows(&spend_table, true, &regions, &sizes),
     })
+}
+
+/// Per cell of a public table: a region and a size band, as indexes into their lists.
+type ByCell<T> = BTreeMap<(usize, usize), T>;
+
+/// Per company, its headcount and the cell (region, size band) it is counted in.
+///
+/// Each organisation sits in one cell, by its largest headcount on record (an award
+/// voucher records none), so no total counts a company twice.
+fn home_cells<'a>(
+    inputs: &'a Inputs,
+    regions: &[&str],
+    sizes: &[&str],
+) -> BTreeMap<&'a str, (i32, usize, usize)> {
+    let mut home: BTreeMap<&str, (i32, usize, usize)> = BTreeMap::new();
+    for v in &inputs.vouchers {
+        let f = facets(v);
+        let (Some(ri), Some(si)) = (
+            regions.iter().position(|x| *x == f.region),
+            sizes.iter().position(|x| *x == f.size),
+        ) else {
+            continue;
+        };
+        let e = home
+            .entry(v.company_number.as_str())
+            .or_insert((v.employees, ri, si));
+        if v.employees > e.0 {
+            *e = (v.employees, ri, si);
+        }
+    }
+    home
+}
+
+/// Per cell, the organisations that spent there; and per cell and organisation, what it spent
+/// in micros (from which the cell's total and its largest part).
+fn spend_by_cell<'a>(
+    inputs: &Inputs,
+    facts: &'a BTreeMap<&str, Facets>,
+    home: &BTreeMap<&str, (i32, usize, usize)>,
+) -> (ByCell<BTreeSet<&'a str>>, ByCell<BTreeMap<&'a str, i64>>) {
+    let mut orgs: ByCell<BTreeSet<&str>> = BTreeMap::new();
+    let mut spend: ByCell<BTreeMap<&str, i64>> = BTreeMap::new();
+    for r in inputs.rollups.iter().filter(|r| r.requests > 0) {
+        let Some(f) = facts.get(r.voucher_id.as_str()) else {
+            continue;
+        };
+        let Some(&(_, ri, si)) = home.get(f.company.as_str()) else {
+            continue;
+        };
+        orgs.entry((ri, si)).or_default().insert(f.company.as_str());
+        *spend
+            .entry((ri, si))
+            .or_default()
+            .entry(f.company.as_str())
+            .or_default() += r.cost;
+    }
+    (orgs, spend)
+}
+
+/// One published figure: `[c]` when suppressed, pounds when `money`, else the count.
+fn shown(p: &Published, money: bool) -> Value {
+    match p {
+        Published::Suppressed => json!("[c]"),
+        Published::Value(v) if money => json!(pounds(*v)),
+        Published::Value(v) => json!(v),
+    }
+}
+
+/// A controlled table as the summary's rows: one per region with its total, then the
+/// column totals as "all regions".
+fn published_rows(
+    t: &disclosure::Controlled,
+    money: bool,
+    regions: &[&str],
+    sizes: &[&str],
+) -> Vec<Value> {
+    regions
+        .iter()
+        .enumerate()
+        .map(|(ri, region)| {
+            let mut row = serde_json::Map::new();
+            row.insert("region".into(), json!(region));
+            for (si, size) in sizes.iter().enumerate() {
+                row.insert((*size).into(), shown(&t.cells[ri][si], money));
+            }
+            row.insert("total".into(), shown(&t.row_totals[ri], money));
+            Value::Object(row)
+        })
+        .chain(std::iter::once({
+            let mut row = serde_json::Map::new();
+            row.insert("region".into(), json!("all regions"));
+            for (si, size) in sizes.iter().enumerate() {
+                row.insert((*size).into(), shown(&t.column_totals[si], money));
+            }
+            row.insert("total".into(), shown(&t.total, money));
+            Value::Object(row)
+        }))
+        .collect()
 }
 
 /// Every table of the internal report, by name: where it sits in the report's JSON (a JSON
@@ -523,12 +602,7 @@ pub async fn generate(
     progress("reading the previous period");
     let previous = store.report_inputs(prev_from, prev_to).await?;
     progress("computing figures");
-    let title = match (kind, draft) {
-        (Kind::Monthly, false) => "AI Voucher Programme: monthly operations report",
-        (Kind::Monthly, true) => "DRAFT AI Voucher Programme: monthly operations report",
-        (Kind::SemiAnnual, false) => "AI Voucher Programme: semi-annual review",
-        (Kind::SemiAnnual, true) => "DRAFT AI Voucher Programme: semi-annual review",
-    };
+    let title = report_title(kind, draft);
     let (cur, series) = figures(&current, period, at);
     let tables: serde_json::Map<String, Value> = TABLES
         .iter()
@@ -557,6 +631,45 @@ pub async fn generate(
         "summary": summary,
     });
     progress("rendering");
+    let (html, public_html) = render_pages(&content, &series, &public_content)?;
+    let text = content.to_string();
+    let hash = hex(&Sha256::digest(text.as_bytes()));
+    progress("saving");
+    store
+        .save_report(ReportRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.as_str().into(),
+            period_from: from,
+            period_to: to,
+            generated_at: at,
+            generated_by: by.to_string(),
+            schema_version: SCHEMA_VERSION,
+            content_hash: hash,
+            content: text,
+            public_content: public_content.to_string(),
+            html,
+            public_html,
+            draft,
+        })
+        .await
+}
+
+/// The report's title, marked as a draft when the period is not over.
+fn report_title(kind: Kind, draft: bool) -> &'static str {
+    match (kind, draft) {
+        (Kind::Monthly, false) => "AI Voucher Programme: monthly operations report",
+        (Kind::Monthly, true) => "DRAFT AI Voucher Programme: monthly operations report",
+        (Kind::SemiAnnual, false) => "AI Voucher Programme: semi-annual review",
+        (Kind::SemiAnnual, true) => "DRAFT AI Voucher Programme: semi-annual review",
+    }
+}
+
+/// The internal report's page, with its spend charts, and the public summary's page.
+fn render_pages(
+    content: &Value,
+    series: &Series,
+    public_content: &Value,
+) -> Result<(String, String), StoreError> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_helper("pounds", Box::new(pounds_helper));
@@ -580,26 +693,7 @@ pub async fn generate(
     let public_html = hb
         .render("public", &public_page)
         .map_err(|e| render_err(e.to_string()))?;
-    let text = content.to_string();
-    let hash = hex(&Sha256::digest(text.as_bytes()));
-    progress("saving");
-    store
-        .save_report(ReportRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind: kind.as_str().into(),
-            period_from: from,
-            period_to: to,
-            generated_at: at,
-            generated_by: by.to_string(),
-            schema_version: SCHEMA_VERSION,
-            content_hash: hash,
-            content: text,
-            public_content: public_content.to_string(),
-            html,
-            public_html,
-            draft,
-        })
-        .await
+    Ok((html, public_html))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -355,16 +355,7 @@ fn grant_voucher(
         return Ok(None);
     };
     confirm_at_approval(c, app, &d.actor_id, at, &d.reason)?;
-    // The voucher with its incentive extras is assistance: within the limit with everything
-    // declared and paid in the window, checked here with the payment so that two awards at
-    // once cannot both fit.
-    let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
-    if !mfa.passed {
-        return Err(StoreError::Refused(
-            voucherd_domain::ErrorCode::MfaLimitExceeded,
-            mfa.reason,
-        ));
-    }
+    within_mfa_limit(c, app, d, at, *amount)?;
     let account_id = format!("voucher-{voucher_id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
     // From the year's matching budget line, or the fund when the year has none.
@@ -398,16 +389,47 @@ fn grant_voucher(
     };
     diesel::insert_into(vouchers::table).values(&v).execute(c)?;
     crate::consulting::grant_minutes(c, &v.id, *consulting)?;
+    record_incentives(c, incentives, &v.id)?;
+    Ok(Some(v))
+}
+
+/// Refuses an approval that would take the organisation past the Minimal Financial Assistance
+/// limit.
+fn within_mfa_limit(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    d: &Decision,
+    at: NaiveDateTime,
+    amount: Money,
+) -> StoreResult<()> {
+    // The voucher with its incentive extras is assistance: within the limit with everything
+    // declared and paid in the window, checked here with the payment so that two awards at
+    // once cannot both fit.
+    let mfa = crate::mfa::check(c, &d.mfa_rules, &app.company_number, at, amount.micros())?;
+    if !mfa.passed {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::MfaLimitExceeded,
+            mfa.reason,
+        ));
+    }
+    Ok(())
+}
+
+/// Records the incentives an approval applied, on its voucher.
+fn record_incentives(
+    c: &mut DbConn,
+    incentives: &[crate::incentives::AppliedRow],
+    voucher_id: &str,
+) -> StoreResult<()> {
     let applied: Vec<_> = incentives
         .iter()
         .cloned()
         .map(|mut a| {
-            a.voucher_id = v.id.clone();
+            a.voucher_id = voucher_id.to_string();
             a
         })
         .collect();
-    crate::incentives::record_applied(c, &applied)?;
-    Ok(Some(v))
+    crate::incentives::record_applied(c, &applied)
 }
 
 /// The decision in the audit log, with the voucher an approval granted.
@@ -806,17 +828,7 @@ impl Store {
                 ));
             }
             let before = app.ownership()?;
-            let check = Check {
-                method: Method::AdminCheck,
-                by: actor_id.clone(),
-                at,
-                note: note.into_string(),
-            };
-            let after = if confirmed {
-                Ownership::Confirmed(check)
-            } else {
-                Ownership::Refused(check)
-            };
+            let after = admin_check(&actor_id, note, at, confirmed);
             // Conditional on the status read: a decision racing this one wins or loses whole.
             let changed = diesel::update(
                 applications::table
@@ -871,46 +883,9 @@ impl Store {
         at: NaiveDateTime,
     ) -> StoreResult<(ApplicationRow, Option<String>)> {
         self.write(move |c| {
-            let (app, voucher_id) = with_voucher(c, &application_id)?;
-            if let Some(v) = voucher_id {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::HasVoucher,
-                    format!(
-                        "the application has the voucher {v}: suspend or expire the voucher instead"
-                    ),
-                ));
-            }
-            if !ApplicationStatus::PENDING.contains(&app.status) {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
-                    format!(
-                        "the application is {}: it holds no company number",
-                        app.status
-                    ),
-                ));
-            }
+            let app = releasable(c, &application_id)?;
             let first_approver = if app.status == Stage::Second.status() {
-                let pending = pending_second(c, &app.id)?;
-                if pending.requested_by == actor_id {
-                    return Err(StoreError::Approval(
-                        voucherd_domain::ErrorCode::SameApprover,
-                        "the administrator who approved first cannot release the application: \
-                         another administrator must"
-                            .into(),
-                    ));
-                }
-                diesel::update(
-                    second_approvals::table
-                        .find(&app.id)
-                        .filter(second_approvals::outcome.is_null()),
-                )
-                .set((
-                    second_approvals::decided_by.eq(Some(&actor_id)),
-                    second_approvals::outcome.eq(Some("rejected")),
-                    second_approvals::decided_at.eq(Some(at)),
-                ))
-                .execute(c)?;
-                Some(pending.requested_by)
+                Some(reject_second_approval(c, &app, &actor_id, at)?)
             } else {
                 None
             };
@@ -956,20 +931,7 @@ impl Store {
                     }),
                 },
             )?;
-            let email = outbox::user_email(c, &app.applicant_id)?;
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("application-decided:{}", app.id),
-                    recipient: &email,
-                    template: "application_rejected",
-                    data: serde_json::json!({
-                        "company_name": app.company_name,
-                        "application_id": app.id,
-                        "reason": reason,
-                    }),
-                },
-            )?;
+            notify_decision(c, &app, None, &reason, at)?;
             with_voucher(c, &app.id)
         })
         .await
@@ -1033,4 +995,71 @@ impl Store {
     ) -> StoreResult<(ApplicationRow, Option<VoucherRow>)> {
         self.write(move |c| decide(c, &d)).await
     }
+}
+
+/// An administrator's check of a company's ownership, as the application records it.
+fn admin_check(actor_id: &str, note: Note, at: NaiveDateTime, confirmed: bool) -> Ownership {
+    let check = Check {
+        method: Method::AdminCheck,
+        by: actor_id.to_string(),
+        at,
+        note: note.into_string(),
+    };
+    if confirmed {
+        Ownership::Confirmed(check)
+    } else {
+        Ownership::Refused(check)
+    }
+}
+
+/// The application to release: one still pending, without a voucher.
+fn releasable(c: &mut DbConn, application_id: &str) -> StoreResult<ApplicationRow> {
+    let (app, voucher_id) = with_voucher(c, application_id)?;
+    if let Some(v) = voucher_id {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::HasVoucher,
+            format!("the application has the voucher {v}: suspend or expire the voucher instead"),
+        ));
+    }
+    if !ApplicationStatus::PENDING.contains(&app.status) {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::ApplicationAlreadyDecided,
+            format!(
+                "the application is {}: it holds no company number",
+                app.status
+            ),
+        ));
+    }
+    Ok(app)
+}
+
+/// Records an application's pending second approval as rejected by `actor_id`, who must not be
+/// its first approver; that first approver.
+fn reject_second_approval(
+    c: &mut DbConn,
+    app: &ApplicationRow,
+    actor_id: &str,
+    at: NaiveDateTime,
+) -> StoreResult<String> {
+    let pending = pending_second(c, &app.id)?;
+    if pending.requested_by == actor_id {
+        return Err(StoreError::Approval(
+            voucherd_domain::ErrorCode::SameApprover,
+            "the administrator who approved first cannot release the application: \
+             another administrator must"
+                .into(),
+        ));
+    }
+    diesel::update(
+        second_approvals::table
+            .find(&app.id)
+            .filter(second_approvals::outcome.is_null()),
+    )
+    .set((
+        second_approvals::decided_by.eq(Some(actor_id)),
+        second_approvals::outcome.eq(Some("rejected")),
+        second_approvals::decided_at.eq(Some(at)),
+    ))
+    .execute(c)?;
+    Ok(pending.requested_by)
 }

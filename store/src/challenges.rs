@@ -22,6 +22,7 @@ use voucherd_domain::challenge::{
 use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
+use voucherd_domain::reference::Reference;
 use voucherd_domain::{ApplicationStatus, Money};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -387,54 +388,8 @@ impl Store {
         self.write(move |c| {
             let old = challenge(c, &row.id)?;
             not_yet_open(&old, now, "edited")?;
-            let difference = row.award_pool - old.award_pool;
-            if difference != 0 {
-                let (debit, credit) = if difference > 0 {
-                    (PROGRAMME_FUND.to_string(), old.fund_account_id.clone())
-                } else {
-                    (old.fund_account_id.clone(), PROGRAMME_FUND.to_string())
-                };
-                ledger::transfer(
-                    c,
-                    &TransferRequest {
-                        id: format!("challenge-pool-change-{}", uuid::Uuid::now_v7()),
-                        debit_account_id: debit,
-                        credit_account_id: credit,
-                        amount: money(difference.abs())?,
-                        code: if difference > 0 {
-                            TransferCode::ChallengePool
-                        } else {
-                            TransferCode::ChallengeReturn
-                        },
-                        memo: format!("award pool of challenge {} changed", row.title),
-                    },
-                )?;
-            }
-            // Conditional on the opening time read: an edit racing the opening loses.
-            let n = diesel::update(
-                challenges::table
-                    .filter(challenges::id.eq(&row.id))
-                    .filter(challenges::opens_at.gt(now))
-                    .filter(challenges::cancelled_at.is_null()),
-            )
-            .set((
-                challenges::title.eq(&row.title),
-                challenges::theme.eq(&row.theme),
-                challenges::eligible_kinds.eq(&row.eligible_kinds),
-                challenges::opens_at.eq(row.opens_at),
-                challenges::closes_at.eq(row.closes_at),
-                challenges::assessors_assigned_at.eq(row.assessors_assigned_at),
-                challenges::assessment_deadline.eq(row.assessment_deadline),
-                challenges::decisions_released_at.eq(row.decisions_released_at),
-                challenges::criteria.eq(&row.criteria),
-                challenges::assessors_per_entry.eq(row.assessors_per_entry),
-                challenges::award_pool.eq(row.award_pool),
-                challenges::award_amounts.eq(&row.award_amounts),
-                challenges::pilot_places.eq(row.pilot_places),
-                challenges::recurrence.eq(&row.recurrence),
-            ))
-            .execute(c)?;
-            if n != 1 {
+            move_pool_difference(c, &old, &row)?;
+            if write_upcoming_challenge(c, &row, now)? != 1 {
                 return Err(StoreError::Refused(
                     voucherd_domain::ErrorCode::ChallengeOpen,
                     "the challenge has opened: it can no longer be edited".into(),
@@ -473,23 +428,7 @@ impl Store {
     ) -> StoreResult<(ChallengeRow, i64)> {
         self.write(move |c| {
             let ch = challenge(c, &id)?;
-            if ch.cancelled_at.is_some() {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::ChallengeCancelled,
-                    "the challenge is already cancelled".into(),
-                ));
-            }
-            let decided: i64 = challenge_milestones::table
-                .filter(challenge_milestones::challenge_id.eq(&id))
-                .filter(challenge_milestones::milestone.eq(Milestone::DecisionsReleased.as_str()))
-                .count()
-                .get_result(c)?;
-            if decided > 0 {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::ChallengeDecided,
-                    "the challenge's decisions are released: it can no longer be cancelled".into(),
-                ));
-            }
+            check_cancellable(c, &ch)?;
             let n = diesel::update(
                 challenges::table
                     .filter(challenges::id.eq(&id))
@@ -503,22 +442,7 @@ impl Store {
             if n != 1 {
                 return Err(StoreError::Contended);
             }
-            let held = ledger::account(c, &ch.fund_account_id)?
-                .totals()
-                .available();
-            if held > 0 {
-                ledger::transfer(
-                    c,
-                    &TransferRequest {
-                        id: format!("challenge-cancel-{id}"),
-                        debit_account_id: ch.fund_account_id.clone(),
-                        credit_account_id: PROGRAMME_FUND.into(),
-                        amount: money(held)?,
-                        code: TransferCode::ChallengeReturn,
-                        memo: format!("pool of the cancelled challenge {}", ch.title),
-                    },
-                )?;
-            }
+            let held = return_cancelled_pool(c, &ch)?;
             audit::record(
                 c,
                 AuditEntry {
@@ -562,27 +486,7 @@ impl Store {
         now: NaiveDateTime,
     ) -> StoreResult<EntryRow> {
         self.write(move |c| {
-            let e = entry(c, &entry_id)?;
-            if e.challenge_id != challenge_id {
-                return Err(StoreError::NotFound("entry"));
-            }
-            if e.kind_evidence.is_none() {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::NoEvidenceToCheck,
-                    format!(
-                        "an entry as {} carries no evidence to check",
-                        e.organisation_kind
-                    ),
-                ));
-            }
-            let ch = challenge(c, &challenge_id)?;
-            if e.decided_at.is_some() || ch.cancelled_at.is_some() {
-                return Err(StoreError::Refused(
-                    voucherd_domain::ErrorCode::ChallengeDecided,
-                    "the challenge is decided or cancelled: its entries can no longer be checked"
-                        .into(),
-                ));
-            }
+            let (e, ch) = checkable_entry(c, &challenge_id, &entry_id)?;
             let verdict = if accepted { "accepted" } else { "rejected" };
             diesel::update(challenge_entries::table.find(&entry_id))
                 .set((
@@ -613,24 +517,7 @@ impl Store {
                     }),
                 },
             )?;
-            // Each check is told: a reversal is news too.
-            let email = outbox::user_email(c, &e.entrant_id)?;
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("challenge-kind-check:{entry_id}:{}", uuid::Uuid::now_v7()),
-                    recipient: &email,
-                    template: "challenge_entry_checked",
-                    data: serde_json::json!({
-                        "challenge_title": ch.title,
-                        "organisation_name": e.organisation_name,
-                        "entry_title": e.title,
-                        "organisation_kind": e.organisation_kind.replace('_', " "),
-                        "accepted": accepted,
-                        "reason": reason,
-                    }),
-                },
-            )?;
+            notify_kind_check(c, &e, &ch, accepted, &reason)?;
             entry(c, &entry_id)
         })
         .await
@@ -1500,6 +1387,171 @@ fn assign(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
     }))
 }
 
+/// Moves a changed award pool's difference between the programme fund and the challenge's
+/// account: in when it grew, back when it shrank.
+fn move_pool_difference(c: &mut DbConn, old: &ChallengeRow, row: &ChallengeRow) -> StoreResult<()> {
+    let difference = row.award_pool - old.award_pool;
+    if difference != 0 {
+        let (debit, credit) = if difference > 0 {
+            (PROGRAMME_FUND.to_string(), old.fund_account_id.clone())
+        } else {
+            (old.fund_account_id.clone(), PROGRAMME_FUND.to_string())
+        };
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                id: format!("challenge-pool-change-{}", uuid::Uuid::now_v7()),
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount: money(difference.abs())?,
+                code: if difference > 0 {
+                    TransferCode::ChallengePool
+                } else {
+                    TransferCode::ChallengeReturn
+                },
+                memo: format!("award pool of challenge {} changed", row.title),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes an edited challenge's fields if it has not opened (nor been cancelled) by `now`; the
+/// rows changed, 0 when it had.
+fn write_upcoming_challenge(
+    c: &mut DbConn,
+    row: &ChallengeRow,
+    now: NaiveDateTime,
+) -> StoreResult<usize> {
+    // Conditional on the opening time read: an edit racing the opening loses.
+    Ok(diesel::update(
+        challenges::table
+            .filter(challenges::id.eq(&row.id))
+            .filter(challenges::opens_at.gt(now))
+            .filter(challenges::cancelled_at.is_null()),
+    )
+    .set((
+        challenges::title.eq(&row.title),
+        challenges::theme.eq(&row.theme),
+        challenges::eligible_kinds.eq(&row.eligible_kinds),
+        challenges::opens_at.eq(row.opens_at),
+        challenges::closes_at.eq(row.closes_at),
+        challenges::assessors_assigned_at.eq(row.assessors_assigned_at),
+        challenges::assessment_deadline.eq(row.assessment_deadline),
+        challenges::decisions_released_at.eq(row.decisions_released_at),
+        challenges::criteria.eq(&row.criteria),
+        challenges::assessors_per_entry.eq(row.assessors_per_entry),
+        challenges::award_pool.eq(row.award_pool),
+        challenges::award_amounts.eq(&row.award_amounts),
+        challenges::pilot_places.eq(row.pilot_places),
+        challenges::recurrence.eq(&row.recurrence),
+    ))
+    .execute(c)?)
+}
+
+/// Refuses to cancel a challenge already cancelled or whose decisions are released.
+fn check_cancellable(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<()> {
+    if ch.cancelled_at.is_some() {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::ChallengeCancelled,
+            "the challenge is already cancelled".into(),
+        ));
+    }
+    let decided: i64 = challenge_milestones::table
+        .filter(challenge_milestones::challenge_id.eq(&ch.id))
+        .filter(challenge_milestones::milestone.eq(Milestone::DecisionsReleased.as_str()))
+        .count()
+        .get_result(c)?;
+    if decided > 0 {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::ChallengeDecided,
+            "the challenge's decisions are released: it can no longer be cancelled".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Returns what a cancelled challenge's account holds to the programme fund, in one transfer;
+/// the amount returned, in micros.
+fn return_cancelled_pool(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<i64> {
+    let held = ledger::account(c, &ch.fund_account_id)?
+        .totals()
+        .available();
+    if held > 0 {
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                id: format!("challenge-cancel-{}", ch.id),
+                debit_account_id: ch.fund_account_id.clone(),
+                credit_account_id: PROGRAMME_FUND.into(),
+                amount: money(held)?,
+                code: TransferCode::ChallengeReturn,
+                memo: format!("pool of the cancelled challenge {}", ch.title),
+            },
+        )?;
+    }
+    Ok(held)
+}
+
+/// The entry whose kind is to be checked, and its challenge: refused when the entry carries
+/// no evidence, or the challenge is decided or cancelled.
+fn checkable_entry(
+    c: &mut DbConn,
+    challenge_id: &str,
+    entry_id: &str,
+) -> StoreResult<(EntryRow, ChallengeRow)> {
+    let e = entry(c, entry_id)?;
+    if e.challenge_id != challenge_id {
+        return Err(StoreError::NotFound("entry"));
+    }
+    if e.kind_evidence.is_none() {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::NoEvidenceToCheck,
+            format!(
+                "an entry as {} carries no evidence to check",
+                e.organisation_kind
+            ),
+        ));
+    }
+    let ch = challenge(c, challenge_id)?;
+    if e.decided_at.is_some() || ch.cancelled_at.is_some() {
+        return Err(StoreError::Refused(
+            voucherd_domain::ErrorCode::ChallengeDecided,
+            "the challenge is decided or cancelled: its entries can no longer be checked".into(),
+        ));
+    }
+    Ok((e, ch))
+}
+
+/// Tells the entrant the outcome of a check of their entry's kind.
+fn notify_kind_check(
+    c: &mut DbConn,
+    e: &EntryRow,
+    ch: &ChallengeRow,
+    accepted: bool,
+    reason: &str,
+) -> StoreResult<()> {
+    // Each check is told: a reversal is news too.
+    let email = outbox::user_email(c, &e.entrant_id)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("challenge-kind-check:{}:{}", e.id, uuid::Uuid::now_v7()),
+            recipient: &email,
+            template: "challenge_entry_checked",
+            data: serde_json::json!({
+                "challenge_title": ch.title,
+                "organisation_name": e.organisation_name,
+                "entry_title": e.title,
+                "organisation_kind": e.organisation_kind.replace('_', " "),
+                "accepted": accepted,
+                "reason": reason,
+            }),
+        },
+    )?;
+    Ok(())
+}
+
 /// The voucher an award credits: the organisation's live voucher, or a new award voucher.
 fn award_voucher(
     c: &mut DbConn,
@@ -1523,33 +1575,7 @@ fn award_voucher(
     }
     // No voucher: one is made for the award, on an application record that says so (it does
     // not make the company "live": it may still apply for a standard voucher).
-    let application_id = format!("award-{}", e.id);
-    let application_reference = crate::applications::fresh_reference(c)?;
-    diesel::insert_into(applications::table)
-        .values((
-            applications::id.eq(&application_id),
-            applications::reference.eq(application_reference.to_string()),
-            applications::applicant_id.eq(&e.entrant_id),
-            applications::company_number.eq(&e.company_number),
-            applications::company_name.eq(&e.organisation_name),
-            applications::employees.eq(0),
-            applications::annual_turnover.eq(0_i64),
-            applications::balance_sheet_total.eq(0_i64),
-            applications::region.eq(&e.region),
-            applications::sic_code.eq(&e.sic_code),
-            applications::trading_since.eq(at.date()),
-            applications::use_case.eq(format!("Award in the challenge {}", ch.title)),
-            applications::subsidy_declarations.eq("[]"),
-            applications::eligible.eq(true),
-            applications::checks.eq("[]"),
-            applications::status.eq(ApplicationStatus::Approved),
-            applications::live_company_number.eq(None::<String>),
-            applications::decided_at.eq(Some(at)),
-            applications::decision_reason.eq(Some(format!("challenge award: {}", ch.title))),
-            applications::created_at.eq(at),
-            applications::updated_at.eq(at),
-        ))
-        .execute(c)?;
+    let (application_id, application_reference) = insert_award_application(c, e, ch, at)?;
     let id = uuid::Uuid::now_v7().to_string();
     let account_id = format!("voucher-{id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -1578,6 +1604,43 @@ fn award_voucher(
     Ok(v)
 }
 
+/// The application record an award voucher is made on, approved at `at`: its id and reference.
+fn insert_award_application(
+    c: &mut DbConn,
+    e: &EntryRow,
+    ch: &ChallengeRow,
+    at: NaiveDateTime,
+) -> StoreResult<(String, Reference)> {
+    let application_id = format!("award-{}", e.id);
+    let application_reference = crate::applications::fresh_reference(c)?;
+    diesel::insert_into(applications::table)
+        .values((
+            applications::id.eq(&application_id),
+            applications::reference.eq(application_reference.to_string()),
+            applications::applicant_id.eq(&e.entrant_id),
+            applications::company_number.eq(&e.company_number),
+            applications::company_name.eq(&e.organisation_name),
+            applications::employees.eq(0),
+            applications::annual_turnover.eq(0_i64),
+            applications::balance_sheet_total.eq(0_i64),
+            applications::region.eq(&e.region),
+            applications::sic_code.eq(&e.sic_code),
+            applications::trading_since.eq(at.date()),
+            applications::use_case.eq(format!("Award in the challenge {}", ch.title)),
+            applications::subsidy_declarations.eq("[]"),
+            applications::eligible.eq(true),
+            applications::checks.eq("[]"),
+            applications::status.eq(ApplicationStatus::Approved),
+            applications::live_company_number.eq(None::<String>),
+            applications::decided_at.eq(Some(at)),
+            applications::decision_reason.eq(Some(format!("challenge award: {}", ch.title))),
+            applications::created_at.eq(at),
+            applications::updated_at.eq(at),
+        ))
+        .execute(c)?;
+    Ok((application_id, application_reference))
+}
+
 /// Decisions released: entries ranked by the mean of their assessors' percentages, the line
 /// drawn by places, award credit moved from the challenge's pool to each winner's voucher,
 /// what was not awarded returned to the programme fund, pilots marked, everyone told.
@@ -1593,38 +1656,12 @@ fn decide(
     at: NaiveDateTime,
     rules: &EligibilityRules,
 ) -> StoreResult<serde_json::Value> {
-    let incomplete: BTreeSet<String> = incomplete_entries(c, &ch.id)?.into_iter().collect();
-    if !incomplete.is_empty() {
-        diesel::update(
-            challenge_entries::table.filter(
-                challenge_entries::id.eq_any(incomplete.iter().cloned().collect::<Vec<_>>()),
-            ),
-        )
-        .set(challenge_entries::assessments_incomplete.eq(true))
-        .execute(c)?;
-        tracing::warn!(challenge = %ch.id, entries = ?incomplete,
-            "entries with incomplete assessments are not ranked");
-    }
+    mark_incomplete(c, ch)?;
     let entries: Vec<EntryRow> = challenge_entries::table
         .filter(challenge_entries::challenge_id.eq(&ch.id))
         .select(EntryRow::as_select())
         .load(c)?;
-    let mut scored = Vec::with_capacity(entries.len());
-    let mut not_ranked = Vec::new();
-    for e in &entries {
-        let pcts: Vec<i64> = challenge_scores::table
-            .filter(challenge_scores::entry_id.eq(&e.id))
-            .select(challenge_scores::percent_bp)
-            .load(c)?;
-        let score = match e.not_ranked_because() {
-            Some(why) => {
-                not_ranked.push(serde_json::json!({ "entry_id": e.id, "reason": why }));
-                None
-            }
-            None => challenge::mean_bp(&pcts),
-        };
-        scored.push((e.id.clone(), score, e.submitted_at));
-    }
+    let (scored, not_ranked) = score_entries(c, &entries)?;
     let pilot_places = usize::try_from(ch.pilot_places).unwrap_or(0);
     let ranked = challenge::rank(&scored, &ch.awards()?, pilot_places);
     let mut awarded_micros = 0_i64;
@@ -1636,91 +1673,20 @@ fn decide(
             continue;
         };
         e.award = r.award_micros;
-        diesel::update(challenge_entries::table.find(&e.id))
-            .set((
-                challenge_entries::score_bp.eq(r.score_bp),
-                challenge_entries::entry_rank.eq(e
-                    .not_ranked_because()
-                    .is_none()
-                    .then(|| i32::try_from(r.rank).unwrap_or(i32::MAX))),
-                challenge_entries::award.eq(r.award_micros),
-                challenge_entries::pilot_invited.eq(r.pilot),
-                challenge_entries::decided_at.eq(Some(at)),
-            ))
-            .execute(c)?;
-        let mut voucher_id = None;
-        let mut refusal = None;
-        if r.award_micros > 0 {
-            let mfa = crate::mfa::check(c, rules, &e.company_number, at, r.award_micros)?;
-            if !mfa.passed {
-                diesel::update(challenge_entries::table.find(&e.id))
-                    .set((
-                        challenge_entries::award.eq(0_i64),
-                        challenge_entries::award_refused_reason.eq(Some(&mfa.reason)),
-                    ))
-                    .execute(c)?;
-                audit::record(
-                    c,
-                    AuditEntry {
-                        actor_id: None,
-                        action: "challenge.award_refused",
-                        subject_type: "challenge_entry",
-                        subject_id: &e.id,
-                        reason: Some(&mfa.reason),
-                        details: serde_json::json!({
-                            "challenge_id": ch.id,
-                            "award_micros": r.award_micros,
-                            "received_micros": mfa.received_micros,
-                            "limit_micros": mfa.limit_micros,
-                        }),
-                    },
-                )?;
-                refused_micros += r.award_micros;
-                refused.push(serde_json::json!({ "entry_id": e.id, "reason": mfa.reason }));
-                refusal = Some(mfa.reason);
+        record_rank(c, &e, r, at)?;
+        let award = award_entry(c, ch, &e, r.award_micros, at, rules)?;
+        match &award {
+            Award::Paid { .. } => {
+                awarded_micros += r.award_micros;
+                winners += 1;
             }
+            Award::Refused { reason } => {
+                refused_micros += r.award_micros;
+                refused.push(serde_json::json!({ "entry_id": e.id, "reason": reason }));
+            }
+            Award::None => {}
         }
-        if r.award_micros > 0 && refusal.is_none() {
-            let v = award_voucher(c, &e, ch, at)?;
-            ledger::transfer(
-                c,
-                &TransferRequest {
-                    id: format!("award-{}", e.id),
-                    debit_account_id: ch.fund_account_id.clone(),
-                    credit_account_id: v.account_id.clone(),
-                    amount: money(r.award_micros)?,
-                    code: TransferCode::ChallengeAward,
-                    memo: format!("award in the challenge {}", ch.title),
-                },
-            )?;
-            awarded_micros += r.award_micros;
-            winners += 1;
-            voucher_id = Some(v.id);
-        }
-        let voucher_reference = match &voucher_id {
-            Some(id) => Some(crate::vouchers::reference_of(c, id)?),
-            None => None,
-        };
-        notify_entrant(
-            c,
-            &e,
-            ch,
-            "result",
-            "challenge_result",
-            serde_json::json!({
-                "rank": r.rank,
-                "entries": ranked.len(),
-                "score_percent": r.score_bp.map(challenge::format_percent_bp),
-                "awarded": voucher_id.is_some(),
-                "award": format_micros(r.award_micros),
-                "voucher_id": voucher_id,
-                "voucher_reference": voucher_reference,
-                "pilot_invited": r.pilot,
-                "award_refused": refusal.is_some().then(|| format_micros(r.award_micros)),
-                "award_refused_reason": refusal,
-                "awarded_on": at.format("%-d %B %Y").to_string(),
-            }),
-        )?;
+        notify_result(c, &e, ch, r, ranked.len(), award, at)?;
     }
     // A refused award stays in the challenge's account; the rest not awarded goes back.
     let left = ch.award_pool - awarded_micros - refused_micros;
@@ -1747,4 +1713,176 @@ fn decide(
         "returned_micros": left.max(0),
         "pilot_invitations": ranked.iter().filter(|r| r.pilot).count(),
     }))
+}
+
+/// Marks the entries some allocated assessor did not score, so they are not ranked.
+fn mark_incomplete(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<()> {
+    let incomplete: BTreeSet<String> = incomplete_entries(c, &ch.id)?.into_iter().collect();
+    if !incomplete.is_empty() {
+        diesel::update(
+            challenge_entries::table.filter(
+                challenge_entries::id.eq_any(incomplete.iter().cloned().collect::<Vec<_>>()),
+            ),
+        )
+        .set(challenge_entries::assessments_incomplete.eq(true))
+        .execute(c)?;
+        tracing::warn!(challenge = %ch.id, entries = ?incomplete,
+            "entries with incomplete assessments are not ranked");
+    }
+    Ok(())
+}
+
+/// An entry's id, its mean percentage (none when it is not ranked) and when it was submitted,
+/// as [`challenge::rank`] takes them.
+type Scored = (String, Option<i64>, NaiveDateTime);
+
+/// Each entry's mean score for ranking, and the entries not ranked with the reason.
+fn score_entries(
+    c: &mut DbConn,
+    entries: &[EntryRow],
+) -> StoreResult<(Vec<Scored>, Vec<serde_json::Value>)> {
+    let mut scored = Vec::with_capacity(entries.len());
+    let mut not_ranked = Vec::new();
+    for e in entries {
+        let pcts: Vec<i64> = challenge_scores::table
+            .filter(challenge_scores::entry_id.eq(&e.id))
+            .select(challenge_scores::percent_bp)
+            .load(c)?;
+        let score = match e.not_ranked_because() {
+            Some(why) => {
+                not_ranked.push(serde_json::json!({ "entry_id": e.id, "reason": why }));
+                None
+            }
+            None => challenge::mean_bp(&pcts),
+        };
+        scored.push((e.id.clone(), score, e.submitted_at));
+    }
+    Ok((scored, not_ranked))
+}
+
+/// Writes an entry's score, rank (none when not ranked), award and pilot place.
+fn record_rank(
+    c: &mut DbConn,
+    e: &EntryRow,
+    r: &challenge::Ranked,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    diesel::update(challenge_entries::table.find(&e.id))
+        .set((
+            challenge_entries::score_bp.eq(r.score_bp),
+            challenge_entries::entry_rank.eq(e
+                .not_ranked_because()
+                .is_none()
+                .then(|| i32::try_from(r.rank).unwrap_or(i32::MAX))),
+            challenge_entries::award.eq(r.award_micros),
+            challenge_entries::pilot_invited.eq(r.pilot),
+            challenge_entries::decided_at.eq(Some(at)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// What became of an entry's award.
+enum Award {
+    /// Below the line: nothing to award.
+    None,
+    /// Credited to this voucher.
+    Paid { voucher_id: String },
+    /// Past the MFA limit, for this reason.
+    Refused { reason: String },
+}
+
+/// Pays an entry's award onto its voucher from the challenge's account, or records it refused
+/// (audited, not paid) when it would take the organisation past the MFA limit.
+fn award_entry(
+    c: &mut DbConn,
+    ch: &ChallengeRow,
+    e: &EntryRow,
+    award_micros: i64,
+    at: NaiveDateTime,
+    rules: &EligibilityRules,
+) -> StoreResult<Award> {
+    if award_micros <= 0 {
+        return Ok(Award::None);
+    }
+    let mfa = crate::mfa::check(c, rules, &e.company_number, at, award_micros)?;
+    if !mfa.passed {
+        diesel::update(challenge_entries::table.find(&e.id))
+            .set((
+                challenge_entries::award.eq(0_i64),
+                challenge_entries::award_refused_reason.eq(Some(&mfa.reason)),
+            ))
+            .execute(c)?;
+        audit::record(
+            c,
+            AuditEntry {
+                actor_id: None,
+                action: "challenge.award_refused",
+                subject_type: "challenge_entry",
+                subject_id: &e.id,
+                reason: Some(&mfa.reason),
+                details: serde_json::json!({
+                    "challenge_id": ch.id,
+                    "award_micros": award_micros,
+                    "received_micros": mfa.received_micros,
+                    "limit_micros": mfa.limit_micros,
+                }),
+            },
+        )?;
+        return Ok(Award::Refused { reason: mfa.reason });
+    }
+    let v = award_voucher(c, e, ch, at)?;
+    ledger::transfer(
+        c,
+        &TransferRequest {
+            id: format!("award-{}", e.id),
+            debit_account_id: ch.fund_account_id.clone(),
+            credit_account_id: v.account_id.clone(),
+            amount: money(award_micros)?,
+            code: TransferCode::ChallengeAward,
+            memo: format!("award in the challenge {}", ch.title),
+        },
+    )?;
+    Ok(Award::Paid { voucher_id: v.id })
+}
+
+/// Tells the entrant their rank and score, and what became of their award.
+fn notify_result(
+    c: &mut DbConn,
+    e: &EntryRow,
+    ch: &ChallengeRow,
+    r: &challenge::Ranked,
+    entries: usize,
+    award: Award,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    let (voucher_id, refusal) = match award {
+        Award::None => (None, None),
+        Award::Paid { voucher_id } => (Some(voucher_id), None),
+        Award::Refused { reason } => (None, Some(reason)),
+    };
+    let voucher_reference = match &voucher_id {
+        Some(id) => Some(crate::vouchers::reference_of(c, id)?),
+        None => None,
+    };
+    notify_entrant(
+        c,
+        e,
+        ch,
+        "result",
+        "challenge_result",
+        serde_json::json!({
+            "rank": r.rank,
+            "entries": entries,
+            "score_percent": r.score_bp.map(challenge::format_percent_bp),
+            "awarded": voucher_id.is_some(),
+            "award": format_micros(r.award_micros),
+            "voucher_id": voucher_id,
+            "voucher_reference": voucher_reference,
+            "pilot_invited": r.pilot,
+            "award_refused": refusal.is_some().then(|| format_micros(r.award_micros)),
+            "award_refused_reason": refusal,
+            "awarded_on": at.format("%-d %B %Y").to_string(),
+        }),
+    )
 }

@@ -218,60 +218,9 @@ impl Store {
                     "this slot has already started".into(),
                 ));
             }
-            let v: VoucherRow = vouchers::table
-                .find(&voucher_id)
-                .select(VoucherRow::as_select())
-                .first(c)
-                .optional()?
-                .filter(|v| v.owner_id == user_id)
-                .ok_or(StoreError::NotFound("voucher"))?;
-            if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= now {
-                return Err(StoreError::Consulting(
-                    voucherd_domain::ErrorCode::VoucherInactive,
-                    "this voucher is no longer active".into(),
-                ));
-            }
-            let taken: i64 = consulting_bookings::table
-                .filter(consulting_bookings::slot_id.eq(&s.id))
-                .filter(consulting_bookings::cancelled_at.is_null())
-                .count()
-                .get_result(c)?;
-            if taken > 0 {
-                return Err(StoreError::Consulting(
-                    voucherd_domain::ErrorCode::SlotTaken,
-                    "this slot is already booked".into(),
-                ));
-            }
-            let upcoming: i64 = consulting_bookings::table
-                .filter(consulting_bookings::voucher_id.eq(&v.id))
-                .filter(consulting_bookings::cancelled_at.is_null())
-                .filter(consulting_bookings::outcome.is_null())
-                .count()
-                .get_result(c)?;
-            if upcoming > 0 {
-                return Err(StoreError::Consulting(
-                    voucherd_domain::ErrorCode::BookingInProgress,
-                    "this voucher already has an upcoming session: one at a time".into(),
-                ));
-            }
-            let Some(left) = allowance(c, &v.id)? else {
-                return Err(StoreError::Consulting(
-                    voucherd_domain::ErrorCode::NoConsultingHours,
-                    "this voucher carries no consulting hours".into(),
-                ));
-            };
-            let minutes = Minutes::new((s.ends_at - s.starts_at).num_minutes())
-                .map_err(StoreError::Invariant)?;
-            if left.remaining < minutes.get() {
-                return Err(StoreError::Consulting(
-                    voucherd_domain::ErrorCode::ConsultingHoursShort,
-                    format!(
-                        "this session takes {} minutes; the voucher has {} left",
-                        minutes.get(),
-                        left.remaining
-                    ),
-                ));
-            }
+            let v = owned_live_voucher(c, &voucher_id, &user_id, now)?;
+            check_free(c, &s, &v)?;
+            let minutes = session_minutes(c, &s, &v)?;
             let id = uuid::Uuid::now_v7().to_string();
             let mut hold = minutes_request(
                 format!("session-{id}"),
@@ -300,48 +249,8 @@ impl Store {
                 next_steps: None,
                 recorded_at: None,
             };
-            match diesel::insert_into(consulting_bookings::table)
-                .values(&row)
-                .execute(c)
-            {
-                Ok(_) => {}
-                // Two requests raced past the checks: the unique indexes decide.
-                Err(e) if is_unique_violation(&e) => {
-                    // Which index refused it: the voucher's (one at a time) or the slot's.
-                    return Err(if e.to_string().contains("voucher") {
-                        StoreError::Consulting(
-                            voucherd_domain::ErrorCode::BookingInProgress,
-                            "this voucher already has an upcoming session: one at a time".into(),
-                        )
-                    } else {
-                        StoreError::Consulting(
-                            voucherd_domain::ErrorCode::SlotTaken,
-                            "this slot is already booked".into(),
-                        )
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let email = outbox::user_email(c, &user_id)?;
-            let adviser: String = users::table
-                .find(&s.adviser_id)
-                .select(users::full_name)
-                .first(c)?;
-            outbox::enqueue(
-                c,
-                Notification {
-                    dedupe_key: format!("consulting-booked:{}", row.id),
-                    recipient: &email,
-                    template: "consulting_booked",
-                    data: serde_json::json!({
-                        "adviser": adviser,
-                        "starts_at": when(s.starts_at),
-                        "minutes": row.minutes,
-                        "voucher_id": v.id,
-                        "voucher_reference": v.reference,
-                    }),
-                },
-            )?;
+            insert_booking(c, &row)?;
+            notify_booked(c, &user_id, &s, &v, &row)?;
             Ok(row)
         })
         .await
@@ -534,4 +443,135 @@ impl Store {
         })
         .await
     }
+}
+
+/// The voucher to book on: the caller's own, and live at `now`.
+fn owned_live_voucher(
+    c: &mut DbConn,
+    voucher_id: &str,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> StoreResult<VoucherRow> {
+    let v: VoucherRow = vouchers::table
+        .find(voucher_id)
+        .select(VoucherRow::as_select())
+        .first(c)
+        .optional()?
+        .filter(|v| v.owner_id == user_id)
+        .ok_or(StoreError::NotFound("voucher"))?;
+    if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= now {
+        return Err(StoreError::Consulting(
+            voucherd_domain::ErrorCode::VoucherInactive,
+            "this voucher is no longer active".into(),
+        ));
+    }
+    Ok(v)
+}
+
+/// Refuses a slot already booked, or a voucher with an upcoming session already.
+fn check_free(c: &mut DbConn, s: &SlotRow, v: &VoucherRow) -> StoreResult<()> {
+    let taken: i64 = consulting_bookings::table
+        .filter(consulting_bookings::slot_id.eq(&s.id))
+        .filter(consulting_bookings::cancelled_at.is_null())
+        .count()
+        .get_result(c)?;
+    if taken > 0 {
+        return Err(StoreError::Consulting(
+            voucherd_domain::ErrorCode::SlotTaken,
+            "this slot is already booked".into(),
+        ));
+    }
+    let upcoming: i64 = consulting_bookings::table
+        .filter(consulting_bookings::voucher_id.eq(&v.id))
+        .filter(consulting_bookings::cancelled_at.is_null())
+        .filter(consulting_bookings::outcome.is_null())
+        .count()
+        .get_result(c)?;
+    if upcoming > 0 {
+        return Err(StoreError::Consulting(
+            voucherd_domain::ErrorCode::BookingInProgress,
+            "this voucher already has an upcoming session: one at a time".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The slot's length, refused unless the voucher's consulting allowance still covers it.
+fn session_minutes(c: &mut DbConn, s: &SlotRow, v: &VoucherRow) -> StoreResult<Minutes> {
+    let Some(left) = allowance(c, &v.id)? else {
+        return Err(StoreError::Consulting(
+            voucherd_domain::ErrorCode::NoConsultingHours,
+            "this voucher carries no consulting hours".into(),
+        ));
+    };
+    let minutes =
+        Minutes::new((s.ends_at - s.starts_at).num_minutes()).map_err(StoreError::Invariant)?;
+    if left.remaining < minutes.get() {
+        return Err(StoreError::Consulting(
+            voucherd_domain::ErrorCode::ConsultingHoursShort,
+            format!(
+                "this session takes {} minutes; the voucher has {} left",
+                minutes.get(),
+                left.remaining
+            ),
+        ));
+    }
+    Ok(minutes)
+}
+
+/// Inserts a booking; a unique index refusing it is reported as the check it stands for.
+fn insert_booking(c: &mut DbConn, row: &BookingRow) -> StoreResult<()> {
+    match diesel::insert_into(consulting_bookings::table)
+        .values(row)
+        .execute(c)
+    {
+        Ok(_) => Ok(()),
+        // Two requests raced past the checks: the unique indexes decide.
+        Err(e) if is_unique_violation(&e) => {
+            // Which index refused it: the voucher's (one at a time) or the slot's.
+            Err(if e.to_string().contains("voucher") {
+                StoreError::Consulting(
+                    voucherd_domain::ErrorCode::BookingInProgress,
+                    "this voucher already has an upcoming session: one at a time".into(),
+                )
+            } else {
+                StoreError::Consulting(
+                    voucherd_domain::ErrorCode::SlotTaken,
+                    "this slot is already booked".into(),
+                )
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tells the booker their session is booked, with whom and when.
+fn notify_booked(
+    c: &mut DbConn,
+    user_id: &str,
+    s: &SlotRow,
+    v: &VoucherRow,
+    row: &BookingRow,
+) -> StoreResult<()> {
+    let email = outbox::user_email(c, user_id)?;
+    let adviser: String = users::table
+        .find(&s.adviser_id)
+        .select(users::full_name)
+        .first(c)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("consulting-booked:{}", row.id),
+            recipient: &email,
+            template: "consulting_booked",
+            data: serde_json::json!({
+                "adviser": adviser,
+                "starts_at": when(s.starts_at),
+                "minutes": row.minutes,
+                "voucher_id": v.id,
+                "voucher_reference": v.reference,
+            }),
+        },
+    )?;
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::budget::{self, FinancialYear};
+use voucherd_domain::eligibility::MfaCheck;
 use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::Money;
@@ -256,6 +257,36 @@ impl Store {
         at: NaiveDateTime,
         rules: &voucherd_domain::eligibility::EligibilityRules,
     ) -> StoreResult<MilestoneRun> {
+        let pending = self.pending_milestones(at).await?;
+        let mut run = MilestoneRun::default();
+        for (applied, rule) in pending {
+            let Effect::MilestoneBonus { trigger, .. } = rule.rule()?.effect else {
+                continue;
+            };
+            let rules = rules.clone();
+            let outcome = self
+                .write(move |c| grant_milestone(c, &applied, &rule, trigger, &rules, at))
+                .await;
+            match outcome {
+                Ok(Bonus::Granted) => run.granted += 1,
+                Ok(Bonus::Refused) => run.refused += 1,
+                Ok(Bonus::Waiting) => {}
+                Err(StoreError::InsufficientFunds { account_id }) => {
+                    tracing::error!(%account_id, "a milestone bonus waits: its pot is short")
+                }
+                // One bonus that fails does not hold up the others; it is tried next run.
+                Err(e) => tracing::error!(error = %e, "a milestone bonus could not be granted"),
+            }
+        }
+        Ok(run)
+    }
+
+    /// The milestone bonuses neither granted nor refused, of vouchers live at `at`, with their
+    /// rules; read in pages of 500, at most about 100,000.
+    async fn pending_milestones(
+        &self,
+        at: NaiveDateTime,
+    ) -> StoreResult<Vec<(AppliedRow, RuleRow)>> {
         // Only live vouchers' bonuses, in pages: a bonus whose voucher lapsed waits for ever
         // without keeping others from being looked at.
         let mut pending: Vec<(AppliedRow, RuleRow)> = Vec::new();
@@ -295,129 +326,149 @@ impl Store {
                 break;
             }
         }
-        let mut run = MilestoneRun::default();
-        for (applied, rule) in pending {
-            let Effect::MilestoneBonus { trigger, .. } = rule.rule()?.effect else {
-                continue;
-            };
-            let rules = rules.clone();
-            let outcome = self
-                .write(move |c| {
-                    let v: VoucherRow = vouchers::table
-                        .find(&applied.voucher_id)
-                        .select(VoucherRow::as_select())
-                        .first(c)?;
-                    if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= at {
-                        return Ok(Bonus::Waiting);
-                    }
-                    let reached = match trigger {
-                        Trigger::RequestsSettled { count } => {
-                            let n: i64 = usage_records::table
-                                .filter(usage_records::voucher_id.eq(&v.id))
-                                .count()
-                                .get_result(c)?;
-                            n >= i64::from(count)
-                        }
-                        Trigger::ConsultingSessionCompleted {} => {
-                            let n: i64 = consulting_bookings::table
-                                .filter(consulting_bookings::voucher_id.eq(&v.id))
-                                .filter(consulting_bookings::outcome.eq("attended"))
-                                .count()
-                                .get_result(c)?;
-                            n > 0
-                        }
-                    };
-                    if !reached {
-                        return Ok(Bonus::Waiting);
-                    }
-                    let mfa = crate::mfa::check(c, &rules, &v.company_number, at, applied.amount)?;
-                    if !mfa.passed {
-                        diesel::update(voucher_incentives::table.find(&applied.id))
-                            .set(voucher_incentives::refused_reason.eq(Some(&mfa.reason)))
-                            .execute(c)?;
-                        audit::record(
-                            c,
-                            AuditEntry {
-                                actor_id: None,
-                                action: "incentive.milestone_refused",
-                                subject_type: "voucher",
-                                subject_id: &v.id,
-                                reason: Some(&mfa.reason),
-                                details: serde_json::json!({
-                                    "voucher_incentive_id": applied.id,
-                                    "rule": rule.name,
-                                    "amount_micros": applied.amount,
-                                    "received_micros": mfa.received_micros,
-                                    "limit_micros": mfa.limit_micros,
-                                }),
-                            },
-                        )?;
-                        // The company is told, with the reason, once.
-                        let email = outbox::user_email(c, &v.owner_id)?;
-                        outbox::enqueue(
-                            c,
-                            Notification {
-                                dedupe_key: format!("milestone-refused:{}", applied.id),
-                                recipient: &email,
-                                template: "milestone_bonus_refused",
-                                data: serde_json::json!({
-                                    "voucher_id": v.id,
-                                    "voucher_reference": v.reference,
-                                    "rule": rule.name,
-                                    "amount": voucherd_domain::money::format_micros(applied.amount),
-                                    "reason": mfa.reason,
-                                }),
-                            },
-                        )?;
-                        return Ok(Bonus::Refused);
-                    }
-                    let amount = Money::from_micros(applied.amount)
-                        .map_err(|e| StoreError::Invariant(e.to_string()))?;
-                    let source = bonus_source(c, &v, rule.budget_line_id.as_deref(), at, amount)?;
-                    ledger::transfer(
-                        c,
-                        &TransferRequest {
-                            id: format!("milestone-{}", applied.id),
-                            debit_account_id: source,
-                            credit_account_id: v.account_id.clone(),
-                            amount,
-                            code: TransferCode::IncentiveMilestone,
-                            memo: format!("milestone bonus: {}", rule.name),
-                        },
-                    )?;
-                    diesel::update(voucher_incentives::table.find(&applied.id))
-                        .set(voucher_incentives::granted_at.eq(Some(at)))
-                        .execute(c)?;
-                    let email = outbox::user_email(c, &v.owner_id)?;
-                    outbox::enqueue(
-                        c,
-                        Notification {
-                            dedupe_key: format!("milestone:{}", applied.id),
-                            recipient: &email,
-                            template: "milestone_bonus",
-                            data: serde_json::json!({
-                                "voucher_id": v.id,
-                                "voucher_reference": v.reference,
-                                "rule": rule.name,
-                                "amount": voucherd_domain::money::format_micros(applied.amount),
-                                "awarded_on": at.format("%-d %B %Y").to_string(),
-                            }),
-                        },
-                    )?;
-                    Ok(Bonus::Granted)
-                })
-                .await;
-            match outcome {
-                Ok(Bonus::Granted) => run.granted += 1,
-                Ok(Bonus::Refused) => run.refused += 1,
-                Ok(Bonus::Waiting) => {}
-                Err(StoreError::InsufficientFunds { account_id }) => {
-                    tracing::error!(%account_id, "a milestone bonus waits: its pot is short")
-                }
-                // One bonus that fails does not hold up the others; it is tried next run.
-                Err(e) => tracing::error!(error = %e, "a milestone bonus could not be granted"),
-            }
-        }
-        Ok(run)
+        Ok(pending)
     }
+}
+
+/// One milestone bonus, in the paying transaction: waiting while its voucher is not live or its
+/// trigger has not happened, refused past the MFA limit, else paid.
+fn grant_milestone(
+    c: &mut DbConn,
+    applied: &AppliedRow,
+    rule: &RuleRow,
+    trigger: Trigger,
+    rules: &voucherd_domain::eligibility::EligibilityRules,
+    at: NaiveDateTime,
+) -> StoreResult<Bonus> {
+    let v: VoucherRow = vouchers::table
+        .find(&applied.voucher_id)
+        .select(VoucherRow::as_select())
+        .first(c)?;
+    if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= at {
+        return Ok(Bonus::Waiting);
+    }
+    if !milestone_reached(c, &v, trigger)? {
+        return Ok(Bonus::Waiting);
+    }
+    let mfa = crate::mfa::check(c, rules, &v.company_number, at, applied.amount)?;
+    if !mfa.passed {
+        refuse_milestone(c, &v, applied, rule, &mfa)?;
+        return Ok(Bonus::Refused);
+    }
+    pay_milestone(c, &v, applied, rule, at)?;
+    Ok(Bonus::Granted)
+}
+
+/// Whether the voucher has done what the trigger asks: settled enough requests, or attended a
+/// consulting session.
+fn milestone_reached(c: &mut DbConn, v: &VoucherRow, trigger: Trigger) -> StoreResult<bool> {
+    Ok(match trigger {
+        Trigger::RequestsSettled { count } => {
+            let n: i64 = usage_records::table
+                .filter(usage_records::voucher_id.eq(&v.id))
+                .count()
+                .get_result(c)?;
+            n >= i64::from(count)
+        }
+        Trigger::ConsultingSessionCompleted {} => {
+            let n: i64 = consulting_bookings::table
+                .filter(consulting_bookings::voucher_id.eq(&v.id))
+                .filter(consulting_bookings::outcome.eq("attended"))
+                .count()
+                .get_result(c)?;
+            n > 0
+        }
+    })
+}
+
+/// Records a bonus refused under the MFA limit, with the reason: audited, and the company told.
+fn refuse_milestone(
+    c: &mut DbConn,
+    v: &VoucherRow,
+    applied: &AppliedRow,
+    rule: &RuleRow,
+    mfa: &MfaCheck,
+) -> StoreResult<()> {
+    diesel::update(voucher_incentives::table.find(&applied.id))
+        .set(voucher_incentives::refused_reason.eq(Some(&mfa.reason)))
+        .execute(c)?;
+    audit::record(
+        c,
+        AuditEntry {
+            actor_id: None,
+            action: "incentive.milestone_refused",
+            subject_type: "voucher",
+            subject_id: &v.id,
+            reason: Some(&mfa.reason),
+            details: serde_json::json!({
+                "voucher_incentive_id": applied.id,
+                "rule": rule.name,
+                "amount_micros": applied.amount,
+                "received_micros": mfa.received_micros,
+                "limit_micros": mfa.limit_micros,
+            }),
+        },
+    )?;
+    // The company is told, with the reason, once.
+    let email = outbox::user_email(c, &v.owner_id)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("milestone-refused:{}", applied.id),
+            recipient: &email,
+            template: "milestone_bonus_refused",
+            data: serde_json::json!({
+                "voucher_id": v.id,
+                "voucher_reference": v.reference,
+                "rule": rule.name,
+                "amount": voucherd_domain::money::format_micros(applied.amount),
+                "reason": mfa.reason,
+            }),
+        },
+    )?;
+    Ok(())
+}
+
+/// Pays a bonus onto the voucher from its source, marks it granted and tells the company.
+fn pay_milestone(
+    c: &mut DbConn,
+    v: &VoucherRow,
+    applied: &AppliedRow,
+    rule: &RuleRow,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    let amount =
+        Money::from_micros(applied.amount).map_err(|e| StoreError::Invariant(e.to_string()))?;
+    let source = bonus_source(c, v, rule.budget_line_id.as_deref(), at, amount)?;
+    ledger::transfer(
+        c,
+        &TransferRequest {
+            id: format!("milestone-{}", applied.id),
+            debit_account_id: source,
+            credit_account_id: v.account_id.clone(),
+            amount,
+            code: TransferCode::IncentiveMilestone,
+            memo: format!("milestone bonus: {}", rule.name),
+        },
+    )?;
+    diesel::update(voucher_incentives::table.find(&applied.id))
+        .set(voucher_incentives::granted_at.eq(Some(at)))
+        .execute(c)?;
+    let email = outbox::user_email(c, &v.owner_id)?;
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("milestone:{}", applied.id),
+            recipient: &email,
+            template: "milestone_bonus",
+            data: serde_json::json!({
+                "voucher_id": v.id,
+                "voucher_reference": v.reference,
+                "rule": rule.name,
+                "amount": voucherd_domain::money::format_micros(applied.amount),
+                "awarded_on": at.format("%-d %B %Y").to_string(),
+            }),
+        },
+    )?;
+    Ok(())
 }

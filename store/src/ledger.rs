@@ -533,6 +533,23 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
         .collect();
     let mut derived: HashMap<String, Totals> = HashMap::new();
     let mut differences = Vec::new();
+    let transfers_checked = derive_totals(c, &units, &mut derived, &mut differences)?;
+    compare_cached(&all_accounts, &derived, &mut differences);
+    Ok(Reconciliation {
+        accounts_checked: all_accounts.len() as i64,
+        transfers_checked,
+        differences,
+    })
+}
+
+/// Adds up every transfer, a page at a time, into `derived` (per account id); a transfer
+/// between accounts of different units is a difference. How many transfers were read.
+fn derive_totals(
+    c: &mut DbConn,
+    units: &HashMap<&str, &str>,
+    derived: &mut HashMap<String, Totals>,
+    differences: &mut Vec<Difference>,
+) -> StoreResult<i64> {
     let mut transfers_checked = 0_i64;
     let mut after: Option<String> = None;
     loop {
@@ -590,9 +607,19 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
         }
         transfers_checked += page.len() as i64;
     }
+    Ok(transfers_checked)
+}
+
+/// Compares each account's cached totals with those its transfers add up to and with its
+/// flags, and the debits and credits of each unit with each other.
+fn compare_cached(
+    all_accounts: &[AccountRow],
+    derived: &HashMap<String, Totals>,
+    differences: &mut Vec<Difference>,
+) {
     // Σ debits = Σ credits holds per unit: pounds with pounds, minutes with minutes.
     let mut sums: std::collections::BTreeMap<&str, Totals> = Default::default();
-    for a in &all_accounts {
+    for a in all_accounts {
         let cached = a.totals();
         let expected = derived.get(a.id.as_str()).copied().unwrap_or_default();
         if cached != expected {
@@ -622,11 +649,6 @@ pub fn reconcile(c: &mut DbConn) -> StoreResult<Reconciliation> {
             });
         }
     }
-    Ok(Reconciliation {
-        accounts_checked: all_accounts.len() as i64,
-        transfers_checked,
-        differences,
-    })
 }
 
 /// [`reconcile`], as an error naming the first difference (for tests and assertions).

@@ -125,8 +125,20 @@ impl Store {
     /// remainder moves to the forfeited account as soon as no hold is in flight. Also sends
     /// the reminders due 30 and 7 days before expiry.
     pub async fn run_voucher_expiry(&self, at: NaiveDateTime) -> StoreResult<ExpiryReport> {
-        let mut report = ExpiryReport::default();
         // Stop spending, in batches.
+        let mut report = ExpiryReport {
+            expired: self.stop_expired(at).await?,
+            ..Default::default()
+        };
+        self.forfeit_expired(at, &mut report).await?;
+        report.reminders = self.send_expiry_reminders(at).await?;
+        Ok(report)
+    }
+
+    /// Expires the active vouchers whose expiry has passed at `at`, in batches, and frees their
+    /// company numbers; how many.
+    async fn stop_expired(&self, at: NaiveDateTime) -> StoreResult<usize> {
+        let mut expired = 0;
         loop {
             let n = self
                 .write(move |c| {
@@ -152,11 +164,20 @@ impl Store {
                     Ok(due.len())
                 })
                 .await?;
-            report.expired += n;
+            expired += n;
             if (n as i64) < BATCH {
                 break;
             }
         }
+        Ok(expired)
+    }
+
+    /// Forfeits the remainders of recently expired vouchers, counting them into `report`.
+    async fn forfeit_expired(
+        &self,
+        at: NaiveDateTime,
+        report: &mut ExpiryReport,
+    ) -> StoreResult<()> {
         // Forfeit the remainders of recently expired vouchers (idempotent by transfer id and
         // dedupe key; one with holds in flight waits for a later run). Holds time out within
         // hours, so a month's window catches every one.
@@ -205,8 +226,7 @@ impl Store {
                 _ => break,
             }
         }
-        report.reminders = self.send_expiry_reminders(at).await?;
-        Ok(report)
+        Ok(())
     }
 
     /// Reminders 30 and 7 days before expiry, once each per voucher. Returns how many were new.
@@ -285,47 +305,7 @@ impl Store {
                         ..Default::default()
                     };
                     for (v, a) in &active {
-                        let spent = a.debits_posted + crate::usage::unposted(c, &a.id)?;
-                        let remaining = (a.credits_posted - spent).max(0);
-                        // Of everything credited (the grant and any bonuses or awards since).
-                        let credited = a.credits_posted.max(v.granted);
-                        // Integer arithmetic: spent / credited ≥ 80 / 100.
-                        let mut crossed = Vec::new();
-                        if i128::from(spent) * 100 >= i128::from(credited) * 80 {
-                            crossed.push(80);
-                        }
-                        // "Used up": the last requests are capped to what is left, so a
-                        // voucher ends with crumbs no request can use, not at exactly zero.
-                        if remaining == 0 || i128::from(spent) * 100 >= i128::from(credited) * 99 {
-                            crossed.push(100);
-                        }
-                        for pct in crossed {
-                            let email = outbox::user_email(c, &v.owner_id)?;
-                            let company = company_name(c, &v.application_id)?;
-                            if outbox::enqueue(
-                                c,
-                                Notification {
-                                    dedupe_key: format!("low-balance-{pct}:{}", v.id),
-                                    recipient: &email,
-                                    template: "low_balance",
-                                    data: serde_json::json!({
-                                        "company_name": company,
-                                        "voucher_id": v.id,
-                                        "voucher_reference": v.reference,
-                                        "percent_used": pct,
-                                        "granted": format_micros(v.granted),
-                                        "remaining": format_micros(remaining),
-                                        "exhausted": pct == 100,
-                                    }),
-                                },
-                            )? {
-                                if pct == 80 {
-                                    page.notified_80 += 1;
-                                } else {
-                                    page.notified_100 += 1;
-                                }
-                            }
-                        }
+                        notify_low_balance(c, v, a, &mut page)?;
                     }
                     Ok((active.last().map(|(v, _)| v.id.clone()), page))
                 })
@@ -397,6 +377,58 @@ impl Store {
         })
         .await
     }
+}
+
+/// Tells a voucher's organisation of each threshold (80%, all) its spending has crossed, once
+/// each, counting the notices sent into `page`.
+fn notify_low_balance(
+    c: &mut DbConn,
+    v: &VoucherRow,
+    a: &crate::ledger::AccountRow,
+    page: &mut LowBalanceReport,
+) -> StoreResult<()> {
+    let spent = a.debits_posted + crate::usage::unposted(c, &a.id)?;
+    let remaining = (a.credits_posted - spent).max(0);
+    // Of everything credited (the grant and any bonuses or awards since).
+    let credited = a.credits_posted.max(v.granted);
+    // Integer arithmetic: spent / credited ≥ 80 / 100.
+    let mut crossed = Vec::new();
+    if i128::from(spent) * 100 >= i128::from(credited) * 80 {
+        crossed.push(80);
+    }
+    // "Used up": the last requests are capped to what is left, so a
+    // voucher ends with crumbs no request can use, not at exactly zero.
+    if remaining == 0 || i128::from(spent) * 100 >= i128::from(credited) * 99 {
+        crossed.push(100);
+    }
+    for pct in crossed {
+        let email = outbox::user_email(c, &v.owner_id)?;
+        let company = company_name(c, &v.application_id)?;
+        if outbox::enqueue(
+            c,
+            Notification {
+                dedupe_key: format!("low-balance-{pct}:{}", v.id),
+                recipient: &email,
+                template: "low_balance",
+                data: serde_json::json!({
+                    "company_name": company,
+                    "voucher_id": v.id,
+                    "voucher_reference": v.reference,
+                    "percent_used": pct,
+                    "granted": format_micros(v.granted),
+                    "remaining": format_micros(remaining),
+                    "exhausted": pct == 100,
+                }),
+            },
+        )? {
+            if pct == 80 {
+                page.notified_80 += 1;
+            } else {
+                page.notified_100 += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What left a voucher's account other than usage.

@@ -89,41 +89,7 @@ impl Store {
             let total = key_total(c, &o.api_key_id)?;
             let suspend =
                 total > threshold_micros && suspended_at.is_none() && revoked_at.is_none();
-            let suspended = suspend && {
-                let reason = format!(
-                    "usage above its holds reached £{} (the programme suspends a key above £{})",
-                    format_micros(total),
-                    format_micros(threshold_micros)
-                );
-                let n = diesel::update(
-                    api_keys::table
-                        .filter(api_keys::id.eq(&o.api_key_id))
-                        .filter(api_keys::suspended_at.is_null()),
-                )
-                .set((
-                    api_keys::suspended_at.eq(Some(o.at)),
-                    api_keys::suspension_reason.eq(Some(&reason)),
-                ))
-                .execute(c)?;
-                if n == 1 {
-                    audit::record(
-                        c,
-                        AuditEntry {
-                            actor_id: None,
-                            action: "api_key_suspended",
-                            subject_type: "api_key",
-                            subject_id: &o.api_key_id,
-                            reason: Some(&reason),
-                            details: serde_json::json!({
-                                "overrun_total": format_micros(total),
-                                "threshold": format_micros(threshold_micros),
-                                "model": o.model,
-                            }),
-                        },
-                    )?;
-                }
-                n == 1
-            };
+            let suspended = suspend && suspend_key(c, &o, total, threshold_micros)?;
             let voucher_reference = crate::vouchers::reference_of(c, &voucher_id)?;
             outbox::notify_admins(
                 c,
@@ -258,4 +224,47 @@ impl Store {
         })
         .await
     }
+}
+
+/// Suspends the key of an overrun whose total (`total_micros`) passed the threshold, audited;
+/// whether this call suspended it (not another at the same time).
+fn suspend_key(
+    c: &mut DbConn,
+    o: &Overrun,
+    total_micros: i64,
+    threshold_micros: i64,
+) -> StoreResult<bool> {
+    let reason = format!(
+        "usage above its holds reached £{} (the programme suspends a key above £{})",
+        format_micros(total_micros),
+        format_micros(threshold_micros)
+    );
+    let n = diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(&o.api_key_id))
+            .filter(api_keys::suspended_at.is_null()),
+    )
+    .set((
+        api_keys::suspended_at.eq(Some(o.at)),
+        api_keys::suspension_reason.eq(Some(&reason)),
+    ))
+    .execute(c)?;
+    if n == 1 {
+        audit::record(
+            c,
+            AuditEntry {
+                actor_id: None,
+                action: "api_key_suspended",
+                subject_type: "api_key",
+                subject_id: &o.api_key_id,
+                reason: Some(&reason),
+                details: serde_json::json!({
+                    "overrun_total": format_micros(total_micros),
+                    "threshold": format_micros(threshold_micros),
+                    "model": o.model,
+                }),
+            },
+        )?;
+    }
+    Ok(n == 1)
 }

@@ -784,23 +784,7 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
         },
     )?;
     if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
-        let activated = diesel::update(
-            vouchers::table
-                .filter(vouchers::id.eq(v))
-                .filter(vouchers::contribution_paid_at.is_null()),
-        )
-        .set(vouchers::contribution_paid_at.eq(Some(at)))
-        .execute(c)?;
-        if activated == 0 {
-            // Paid twice (a second session paid after the first): the money is recorded,
-            // and a person decides whether to refund it.
-            attention(
-                c,
-                p,
-                "paid-twice",
-                format!("voucher {v}'s contribution was already paid; consider refunding this one"),
-            )?;
-        }
+        activate_contribution(c, p, v, at)?;
     }
     audit::record(
         c,
@@ -818,6 +802,39 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
             }),
         },
     )?;
+    notify_paid(c, p, kind)
+}
+
+/// Marks a voucher's contribution paid, which lets it spend; a second payment for one already
+/// paid is recorded and put to a person.
+fn activate_contribution(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    v: &str,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    let activated = diesel::update(
+        vouchers::table
+            .filter(vouchers::id.eq(v))
+            .filter(vouchers::contribution_paid_at.is_null()),
+    )
+    .set(vouchers::contribution_paid_at.eq(Some(at)))
+    .execute(c)?;
+    if activated == 0 {
+        // Paid twice (a second session paid after the first): the money is recorded,
+        // and a person decides whether to refund it.
+        attention(
+            c,
+            p,
+            "paid-twice",
+            format!("voucher {v}'s contribution was already paid; consider refunding this one"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Tells the payer their payment was received.
+fn notify_paid(c: &mut DbConn, p: &PaymentRow, kind: PaymentKind) -> StoreResult<()> {
     let voucher_reference = match &p.voucher_id {
         Some(id) => Some(crate::vouchers::reference_of(c, id)?),
         None => None,
@@ -870,52 +887,10 @@ fn refund(
     let waiting = rest > 0 && totals.debits_pending > 0;
     let shortfall = if waiting { 0 } else { rest };
     let dealt = p.refunded_micros + reverse + shortfall;
-    if reverse > 0 {
-        ledger::transfer(
-            c,
-            &TransferRequest {
-                // Unique per step: what has been dealt with only grows.
-                id: format!("refund-{}-{dealt}", p.id),
-                debit_account_id: p.account_id.clone(),
-                credit_account_id: STRIPE_CLEARING.into(),
-                amount: money(reverse)?,
-                code: TransferCode::Refund,
-                memo: format!("{} refunded through Stripe, payment {}", p.what(), p.id),
-            },
-        )?;
-    }
-    diesel::update(payments::table.filter(payments::id.eq(&p.id)))
-        .set((
-            payments::status.eq(PaymentStatus::Refunded),
-            payments::refunded_micros.eq(dealt),
-            payments::reversed_micros.eq(payments::reversed_micros + reverse),
-            payments::shortfall_micros.eq(payments::shortfall_micros + shortfall),
-            payments::updated_at.eq(at),
-        ))
-        .execute(c)?;
+    take_back(c, p, reverse, shortfall, dealt, at)?;
     let fully = dealt >= p.amount_micros;
     if let (PaymentKind::Contribution, Some(v)) = (kind, &p.voucher_id) {
-        // Refunded in full, the share is no longer paid: the voucher stops spending until it
-        // is paid again. In part, the voucher goes on; either way a person looks at it.
-        if fully {
-            diesel::update(vouchers::table.filter(vouchers::id.eq(v)))
-                .set(vouchers::contribution_paid_at.eq(None::<NaiveDateTime>))
-                .execute(c)?;
-        }
-        attention(
-            c,
-            p,
-            &format!("contribution-refund:{refunded_pence}"),
-            format!(
-                "£{} of voucher {v}'s co-funding contribution was refunded{}",
-                format_micros(delta),
-                if fully {
-                    "; the voucher is paused until the contribution is paid again"
-                } else {
-                    "; the voucher remains active"
-                }
-            ),
-        )?;
+        contribution_refunded(c, p, v, refunded_pence, delta, fully)?;
     }
     audit::record(
         c,
@@ -935,43 +910,11 @@ fn refund(
     )?;
     let email = outbox::user_email(c, &p.owner_id)?;
     if !waiting {
-        let voucher_reference = match &p.voucher_id {
-            Some(id) => Some(crate::vouchers::reference_of(c, id)?),
-            None => None,
-        };
-        outbox::enqueue(
-            c,
-            Notification {
-                dedupe_key: format!("payment-refunded:{}:{refunded_pence}", p.id),
-                recipient: &email,
-                template: "payment_refunded",
-                data: serde_json::json!({
-                    "payment_id": p.id,
-                    "refunded": format_micros(total),
-                    "reversed": format_micros(p.reversed_micros + reverse),
-                    "what": p.what(),
-                    "contribution": kind == PaymentKind::Contribution && fully,
-                    "voucher_id": p.voucher_id,
-                    "voucher_reference": voucher_reference,
-                }),
-            },
-        )?;
+        let contribution = kind == PaymentKind::Contribution && fully;
+        notify_refunded(c, p, &email, refunded_pence, total, reverse, contribution)?;
     }
     if shortfall > 0 {
-        tracing::warn!(payment = %p.id, shortfall_micros = shortfall, "a refund exceeds the unspent credit");
-        outbox::notify_admins(
-            c,
-            &format!("refund-shortfall:{}:{refunded_pence}", p.id),
-            "refund_shortfall",
-            serde_json::json!({
-                "payment_id": p.id,
-                "what": p.what(),
-                "owner_email": email,
-                "refunded": format_micros(total),
-                "reversed": format_micros(p.reversed_micros + reverse),
-                "shortfall": format_micros(p.shortfall_micros + shortfall),
-            }),
-        )?;
+        report_shortfall(c, p, &email, refunded_pence, total, reverse, shortfall)?;
     }
     Ok((
         if waiting {
@@ -981,4 +924,135 @@ fn refund(
         },
         id,
     ))
+}
+
+/// Takes back what is unspent of a refund (`reverse_micros`, now) and records on the payment
+/// what has been dealt with in all (`dealt_micros`), and what was already spent.
+fn take_back(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    reverse_micros: i64,
+    shortfall_micros: i64,
+    dealt_micros: i64,
+    at: NaiveDateTime,
+) -> StoreResult<()> {
+    if reverse_micros > 0 {
+        ledger::transfer(
+            c,
+            &TransferRequest {
+                // Unique per step: what has been dealt with only grows.
+                id: format!("refund-{}-{dealt_micros}", p.id),
+                debit_account_id: p.account_id.clone(),
+                credit_account_id: STRIPE_CLEARING.into(),
+                amount: money(reverse_micros)?,
+                code: TransferCode::Refund,
+                memo: format!("{} refunded through Stripe, payment {}", p.what(), p.id),
+            },
+        )?;
+    }
+    diesel::update(payments::table.filter(payments::id.eq(&p.id)))
+        .set((
+            payments::status.eq(PaymentStatus::Refunded),
+            payments::refunded_micros.eq(dealt_micros),
+            payments::reversed_micros.eq(payments::reversed_micros + reverse_micros),
+            payments::shortfall_micros.eq(payments::shortfall_micros + shortfall_micros),
+            payments::updated_at.eq(at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// A refunded co-funding contribution: paused when refunded in full, and put to a person.
+fn contribution_refunded(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    v: &str,
+    refunded_pence: i64,
+    delta_micros: i64,
+    fully: bool,
+) -> StoreResult<()> {
+    // Refunded in full, the share is no longer paid: the voucher stops spending until it
+    // is paid again. In part, the voucher goes on; either way a person looks at it.
+    if fully {
+        diesel::update(vouchers::table.filter(vouchers::id.eq(v)))
+            .set(vouchers::contribution_paid_at.eq(None::<NaiveDateTime>))
+            .execute(c)?;
+    }
+    attention(
+        c,
+        p,
+        &format!("contribution-refund:{refunded_pence}"),
+        format!(
+            "£{} of voucher {v}'s co-funding contribution was refunded{}",
+            format_micros(delta_micros),
+            if fully {
+                "; the voucher is paused until the contribution is paid again"
+            } else {
+                "; the voucher remains active"
+            }
+        ),
+    )?;
+    Ok(())
+}
+
+/// Tells the payer what of their refund was taken back; `contribution` when a co-funding
+/// contribution was refunded in full.
+fn notify_refunded(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    email: &str,
+    refunded_pence: i64,
+    total_micros: i64,
+    reverse_micros: i64,
+    contribution: bool,
+) -> StoreResult<()> {
+    let voucher_reference = match &p.voucher_id {
+        Some(id) => Some(crate::vouchers::reference_of(c, id)?),
+        None => None,
+    };
+    outbox::enqueue(
+        c,
+        Notification {
+            dedupe_key: format!("payment-refunded:{}:{refunded_pence}", p.id),
+            recipient: email,
+            template: "payment_refunded",
+            data: serde_json::json!({
+                "payment_id": p.id,
+                "refunded": format_micros(total_micros),
+                "reversed": format_micros(p.reversed_micros + reverse_micros),
+                "what": p.what(),
+                "contribution": contribution,
+                "voucher_id": p.voucher_id,
+                "voucher_reference": voucher_reference,
+            }),
+        },
+    )?;
+    Ok(())
+}
+
+/// Tells administrators a refund exceeded the unspent credit, and by how much.
+fn report_shortfall(
+    c: &mut DbConn,
+    p: &PaymentRow,
+    email: &str,
+    refunded_pence: i64,
+    total_micros: i64,
+    reverse_micros: i64,
+    shortfall_micros: i64,
+) -> StoreResult<()> {
+    tracing::warn!(payment = %p.id, shortfall_micros, "a refund exceeds the unspent credit");
+    outbox::notify_admins(
+        c,
+        &format!("refund-shortfall:{}:{refunded_pence}", p.id),
+        "refund_shortfall",
+        serde_json::json!({
+            "payment_id": p.id,
+            "what": p.what(),
+            "owner_email": email,
+            "refunded": format_micros(total_micros),
+            "reversed": format_micros(p.reversed_micros + reverse_micros),
+            "shortfall": format_micros(p.shortfall_micros + shortfall_micros),
+        }),
+    )?;
+    Ok(())
 }

@@ -290,6 +290,119 @@ fn challenge_outcomes(
     Ok(by_challenge.into_values().collect())
 }
 
+/// Applications received in `[start, end)`, and those decided in it.
+fn application_facts(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<Vec<ApplicationFact>> {
+    // Applications received in the period, and those decided in it.
+    Ok(applications::table
+        .filter(
+            applications::created_at
+                .ge(start)
+                .and(applications::created_at.lt(end))
+                .or(applications::decided_at
+                    .ge(start)
+                    .and(applications::decided_at.lt(end))),
+        )
+        // Award applications made for challenge winners are not applications received.
+        .filter(applications::id.not_like("award-%"))
+        .select((
+            applications::id,
+            applications::status,
+            applications::checks,
+            applications::created_at,
+            applications::decided_at,
+        ))
+        .load::<ApplicationFact>(c)?)
+}
+
+/// Vouchers that existed at some point before `end`, with their company and account.
+fn voucher_facts(c: &mut crate::db::DbConn, end: NaiveDateTime) -> StoreResult<Vec<VoucherFact>> {
+    // Vouchers that existed at some point of the period.
+    Ok(vouchers::table
+        .inner_join(applications::table)
+        .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
+        .filter(vouchers::created_at.lt(end))
+        .select((
+            vouchers::id,
+            vouchers::status,
+            vouchers::created_at,
+            vouchers::expires_at,
+            vouchers::company_number,
+            applications::company_name,
+            applications::region,
+            applications::sic_code,
+            applications::employees,
+            accounts::credits_posted,
+            accounts::debits_posted,
+            accounts::debits_pending,
+            vouchers::budget_line_id,
+        ))
+        .load::<VoucherFact>(c)?)
+}
+
+/// The reported codes' transfers in `[start, end)`, summed by code (micros).
+fn transfers_by_code(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<Vec<(String, i64)>> {
+    // Per-voucher movements only (grants, forfeits, awards, bonuses): their number grows
+    // with vouchers, not with requests.
+    let moved: Vec<(String, i64)> = transfers::table
+        .filter(transfers::created_at.ge(start))
+        .filter(transfers::created_at.lt(end))
+        .filter(transfers::code.eq_any(REPORTED_CODES))
+        .filter(transfers::kind.eq("single"))
+        .select((transfers::code, transfers::amount))
+        .load(c)?;
+    let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
+    for (code, amount) in moved {
+        *by_code.entry(code).or_default() += amount;
+    }
+    Ok(by_code.into_iter().collect())
+}
+
+/// Challenge entries submitted in `[start, end)`, as [`Inputs::entries`] holds them.
+fn entry_facts(
+    c: &mut crate::db::DbConn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> StoreResult<Vec<(String, bool, i64, bool)>> {
+    let entries: Vec<(String, i64, bool, Option<NaiveDateTime>)> = challenge_entries::table
+        .filter(challenge_entries::submitted_at.ge(start))
+        .filter(challenge_entries::submitted_at.lt(end))
+        .select((
+            challenge_entries::id,
+            challenge_entries::award,
+            challenge_entries::pilot_invited,
+            challenge_entries::decided_at,
+        ))
+        .load(c)?;
+    // Awards and pilot places count only once decided within the period.
+    let entries: Vec<(String, i64, bool)> = entries
+        .into_iter()
+        .map(|(id, award, pilot, decided_at)| {
+            let decided = decided_at.is_some_and(|d| d < end);
+            (id, if decided { award } else { 0 }, pilot && decided)
+        })
+        .collect();
+    let scored: Vec<String> = challenge_scores::table
+        .select(challenge_scores::entry_id)
+        .distinct()
+        .filter(challenge_scores::entry_id.eq_any(entries.iter().map(|e| e.0.as_str())))
+        .load(c)?;
+    Ok(entries
+        .into_iter()
+        .map(|(id, award, pilot)| {
+            let s = scored.contains(&id);
+            (id, s, award, pilot)
+        })
+        .collect())
+}
+
 impl Store {
     /// The inputs of a report for `[from, to]` (dates inclusive).
     pub async fn report_inputs(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Inputs> {
@@ -298,88 +411,15 @@ impl Store {
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default();
         self.read(move |c| {
-            // Applications received in the period, and those decided in it.
-            let applications = applications::table
-                .filter(
-                    applications::created_at
-                        .ge(start)
-                        .and(applications::created_at.lt(end))
-                        .or(applications::decided_at
-                            .ge(start)
-                            .and(applications::decided_at.lt(end))),
-                )
-                // Award applications made for challenge winners are not applications received.
-                .filter(applications::id.not_like("award-%"))
-                .select((
-                    applications::id,
-                    applications::status,
-                    applications::checks,
-                    applications::created_at,
-                    applications::decided_at,
-                ))
-                .load::<ApplicationFact>(c)?;
-            // Vouchers that existed at some point of the period.
-            let vouchers = vouchers::table
-                .inner_join(applications::table)
-                .inner_join(accounts::table.on(accounts::id.eq(vouchers::account_id)))
-                .filter(vouchers::created_at.lt(end))
-                .select((
-                    vouchers::id,
-                    vouchers::status,
-                    vouchers::created_at,
-                    vouchers::expires_at,
-                    vouchers::company_number,
-                    applications::company_name,
-                    applications::region,
-                    applications::sic_code,
-                    applications::employees,
-                    accounts::credits_posted,
-                    accounts::debits_posted,
-                    accounts::debits_pending,
-                    vouchers::budget_line_id,
-                ))
-                .load::<VoucherFact>(c)?;
-            // Per-voucher movements only (grants, forfeits, awards, bonuses): their number grows
-            // with vouchers, not with requests.
-            let moved: Vec<(String, i64)> = transfers::table
-                .filter(transfers::created_at.ge(start))
-                .filter(transfers::created_at.lt(end))
-                .filter(transfers::code.eq_any(REPORTED_CODES))
-                .filter(transfers::kind.eq("single"))
-                .select((transfers::code, transfers::amount))
-                .load(c)?;
-            let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
-            for (code, amount) in moved {
-                *by_code.entry(code).or_default() += amount;
-            }
+            let applications = application_facts(c, start, end)?;
+            let vouchers = voucher_facts(c, end)?;
+            let transfers_by_code = transfers_by_code(c, start, end)?;
             let rollups = usage_daily::table
                 .filter(usage_daily::day.ge(from))
                 .filter(usage_daily::day.le(to))
                 .select(DailyRow::as_select())
                 .load(c)?;
-            let entries: Vec<(String, i64, bool, Option<NaiveDateTime>)> = challenge_entries::table
-                .filter(challenge_entries::submitted_at.ge(start))
-                .filter(challenge_entries::submitted_at.lt(end))
-                .select((
-                    challenge_entries::id,
-                    challenge_entries::award,
-                    challenge_entries::pilot_invited,
-                    challenge_entries::decided_at,
-                ))
-                .load(c)?;
-            // Awards and pilot places count only once decided within the period.
-            let entries: Vec<(String, i64, bool)> = entries
-                .into_iter()
-                .map(|(id, award, pilot, decided_at)| {
-                    let decided = decided_at.is_some_and(|d| d < end);
-                    (id, if decided { award } else { 0 }, pilot && decided)
-                })
-                .collect();
-            let scored: Vec<String> = challenge_scores::table
-                .select(challenge_scores::entry_id)
-                .distinct()
-                .filter(challenge_scores::entry_id.eq_any(entries.iter().map(|e| e.0.as_str())))
-                .load(c)?;
+            let entries = entry_facts(c, start, end)?;
             let budget_lines = budget_facts(c, &vouchers, &rollups)?;
             let incentives_by_rule = incentive_facts(c, start, end)?;
             let consulting = consulting_fact(c, start, end)?;
@@ -391,15 +431,9 @@ impl Store {
                 challenge_outcomes,
                 applications,
                 vouchers,
-                transfers_by_code: by_code.into_iter().collect(),
+                transfers_by_code,
                 rollups,
-                entries: entries
-                    .into_iter()
-                    .map(|(id, award, pilot)| {
-                        let s = scored.contains(&id);
-                        (id, s, award, pilot)
-                    })
-                    .collect(),
+                entries,
             })
         })
         .await

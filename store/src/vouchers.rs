@@ -207,29 +207,7 @@ impl Store {
     ) -> StoreResult<VoucherRow> {
         self.write(move |c| {
             let at = crate::db::now();
-            let changed = if suspend {
-                diesel::update(
-                    vouchers::table
-                        .filter(vouchers::id.eq(&id))
-                        .filter(vouchers::suspended_at.is_null()),
-                )
-                .set((
-                    vouchers::suspended_at.eq(Some(at)),
-                    vouchers::suspension_reason.eq(Some(&reason)),
-                ))
-                .execute(c)?
-            } else {
-                diesel::update(
-                    vouchers::table
-                        .filter(vouchers::id.eq(&id))
-                        .filter(vouchers::suspended_at.is_not_null()),
-                )
-                .set((
-                    vouchers::suspended_at.eq(None::<NaiveDateTime>),
-                    vouchers::suspension_reason.eq(None::<String>),
-                ))
-                .execute(c)?
-            };
+            let changed = write_suspension(c, &id, suspend, &reason, at)?;
             let v: VoucherRow = vouchers::table
                 .find(&id)
                 .select(VoucherRow::as_select())
@@ -269,4 +247,38 @@ impl Store {
         })
         .await
     }
+}
+
+/// Marks a voucher suspended at `at` with the reason, or reinstated, if it is not so already;
+/// the rows changed.
+fn write_suspension(
+    c: &mut crate::db::DbConn,
+    id: &str,
+    suspend: bool,
+    reason: &str,
+    at: NaiveDateTime,
+) -> StoreResult<usize> {
+    Ok(if suspend {
+        diesel::update(
+            vouchers::table
+                .filter(vouchers::id.eq(id))
+                .filter(vouchers::suspended_at.is_null()),
+        )
+        .set((
+            vouchers::suspended_at.eq(Some(at)),
+            vouchers::suspension_reason.eq(Some(reason)),
+        ))
+        .execute(c)?
+    } else {
+        diesel::update(
+            vouchers::table
+                .filter(vouchers::id.eq(id))
+                .filter(vouchers::suspended_at.is_not_null()),
+        )
+        .set((
+            vouchers::suspended_at.eq(None::<NaiveDateTime>),
+            vouchers::suspension_reason.eq(None::<String>),
+        ))
+        .execute(c)?
+    })
 }

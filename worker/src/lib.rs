@@ -329,34 +329,11 @@ impl Worker {
         let now = self.clock.now();
         let mut done_guard = self.done.lock().await;
         if done_guard.is_none() {
-            let last = self.store.last_scheduled_runs().await?;
-            let mut map = HashMap::new();
-            for (name, at) in last {
-                if let Some(job) = Job::parse(&name) {
-                    map.insert(job, at);
-                }
-            }
-            *done_guard = Some(map);
+            *done_guard = Some(self.last_runs().await?);
         }
         let mut reports = Vec::new();
-        // First, runs a dead worker left unfinished (or one abandoned at shutdown). A run is
-        // stale only after `stale_run_ms`, so looking a tenth as often is soon enough.
-        let stale_before = now - chrono::Duration::milliseconds(self.config.stale_run_ms as i64);
-        let look = {
-            let mut last = self.orphans_checked.lock().await;
-            let every =
-                chrono::Duration::milliseconds((self.config.stale_run_ms / 10).max(1_000) as i64);
-            let due = last.is_none_or(|t| now - t >= every);
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        let orphans = if look {
-            self.store.orphaned_job_runs(stale_before, 10).await?
-        } else {
-            Vec::new()
-        };
+        // First, runs a dead worker left unfinished (or one abandoned at shutdown).
+        let orphans = self.orphans(now).await?;
         for orphan in orphans {
             if *shutdown.borrow() {
                 return Ok(reports);
@@ -404,6 +381,42 @@ impl Worker {
         Ok(reports)
     }
 
+    /// Each job's latest scheduled run on record, as this worker starts.
+    async fn last_runs(&self) -> Result<HashMap<Job, NaiveDateTime>, WorkerError> {
+        let last = self.store.last_scheduled_runs().await?;
+        let mut map = HashMap::new();
+        for (name, at) in last {
+            if let Some(job) = Job::parse(&name) {
+                map.insert(job, at);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Up to ten runs left unfinished past `stale_run_ms`, when it is time to look for them.
+    async fn orphans(
+        &self,
+        now: NaiveDateTime,
+    ) -> Result<Vec<voucherd_store::jobs::JobRunRow>, WorkerError> {
+        // A run is stale only after `stale_run_ms`, so looking a tenth as often is soon enough.
+        let stale_before = now - chrono::Duration::milliseconds(self.config.stale_run_ms as i64);
+        let look = {
+            let mut last = self.orphans_checked.lock().await;
+            let every =
+                chrono::Duration::milliseconds((self.config.stale_run_ms / 10).max(1_000) as i64);
+            let due = last.is_none_or(|t| now - t >= every);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        Ok(if look {
+            self.store.orphaned_job_runs(stale_before, 10).await?
+        } else {
+            Vec::new()
+        })
+    }
+
     /// Runs one job now, whatever its schedule (for operators and tests).
     pub async fn run_once(&self, job: Job) -> Result<RunReport, WorkerError> {
         let (_tx, rx) = watch::channel(false);
@@ -447,47 +460,9 @@ impl Worker {
             return Ok(None);
         };
         tracing::info!(job = job.name(), %scheduled_at, attempt = run.attempts, worker = %self.id, "job started");
-        let mut shutdown = shutdown.clone();
-        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
-        let beat_every = Duration::from_millis((self.config.stale_run_ms / 3).max(100));
-        let work = self.execute(job);
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(beat_every);
-        beat.tick().await;
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break Some(r),
-                _ = beat.tick() => {
-                    // Taken over by another worker (this one was thought dead): stop here.
-                    if let Ok(false) = self.store.beat_job_run(run.id.clone(), self.id.clone(), self.clock.now()).await {
-                        tracing::warn!(job = job.name(), "run taken over by another worker; stopping");
-                        break None;
-                    }
-                }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        // Finish within the grace period, or give the run up for another
-                        // worker (or this one, restarted) to take over.
-                        match tokio::time::timeout(grace, &mut work).await {
-                            Ok(r) => break Some(r),
-                            Err(_) => break None,
-                        }
-                    }
-                }
-            }
-        };
+        let result = self.run_beating(job, &run.id, shutdown).await;
         let finished = self.clock.now();
-        let (outcome, summary) = match result {
-            Some(Ok(summary)) => ("succeeded", summary),
-            Some(Err(e)) => {
-                tracing::error!(job = job.name(), error = %e, "job failed");
-                ("failed", serde_json::json!({ "error": e.to_string() }))
-            }
-            None => {
-                tracing::warn!(job = job.name(), "job abandoned at shutdown");
-                ("abandoned", serde_json::json!({ "reason": "shutdown" }))
-            }
-        };
+        let (outcome, summary) = outcome(job, result);
         self.store
             .finish_job_run(
                 run.id.clone(),
@@ -506,77 +481,55 @@ impl Worker {
         }))
     }
 
+    /// Runs the job, beating its run's heartbeat; `None` when the run was taken over, or given
+    /// up at shutdown after the grace period.
+    async fn run_beating(
+        &self,
+        job: Job,
+        run_id: &str,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<Result<serde_json::Value, WorkerError>> {
+        let mut shutdown = shutdown.clone();
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let beat_every = Duration::from_millis((self.config.stale_run_ms / 3).max(100));
+        let work = self.execute(job);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(beat_every);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                _ = beat.tick() => {
+                    // Taken over by another worker (this one was thought dead): stop here.
+                    if let Ok(false) = self.store.beat_job_run(run_id.to_string(), self.id.clone(), self.clock.now()).await {
+                        tracing::warn!(job = job.name(), "run taken over by another worker; stopping");
+                        break None;
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        // Finish within the grace period, or give the run up for another
+                        // worker (or this one, restarted) to take over.
+                        match tokio::time::timeout(grace, &mut work).await {
+                            Ok(r) => break Some(r),
+                            Err(_) => break None,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     async fn execute(&self, job: Job) -> Result<serde_json::Value, WorkerError> {
         let at = self.clock.now();
         Ok(match job {
-            Job::HoldTimeouts => {
-                // Heartbeats are written on the real clock, so staleness is judged on it too
-                // (the programme calendar may be moved by hand).
-                let stale_before = voucherd_store::now()
-                    - chrono::Duration::milliseconds(
-                        i64::try_from(self.config.instance_stale_after_ms).unwrap_or(i64::MAX / 2),
-                    );
-                let mut settled = 0;
-                loop {
-                    let n = self.store.settle_dead_instances(stale_before, 500).await?;
-                    settled += n;
-                    if n < 500 {
-                        break;
-                    }
-                }
-                let mut resolved = 0;
-                loop {
-                    let n = self.store.void_expired_holds_at(at, 500).await?;
-                    resolved += n;
-                    if n < 500 {
-                        break;
-                    }
-                }
-                serde_json::json!({ "holds_resolved": resolved, "dead_instance_holds_settled": settled })
-            }
+            Job::HoldTimeouts => self.resolve_holds(at).await?,
             Job::VoucherExpiry => to_json(&self.store.run_voucher_expiry(at).await?),
             Job::LowBalance => to_json(&self.store.run_low_balance().await?),
-            Job::Reconciliation => {
-                let (row, found) = self.store.run_reconciliation(at).await?;
-                if !row.balanced {
-                    for d in &found.differences {
-                        tracing::error!(account = d.account_id.as_deref().unwrap_or("(ledger)"),
-                            problem = %d.problem, "reconciliation found a difference");
-                    }
-                }
-                serde_json::json!({
-                    "reconciliation_id": row.id,
-                    "balanced": row.balanced,
-                    "accounts_checked": row.accounts_checked,
-                    "transfers_checked": row.transfers_checked,
-                    "differences": found.differences,
-                })
-            }
+            Job::Reconciliation => self.reconcile_ledger(at).await?,
             Job::Outbox => self.deliver(at).await?,
             Job::Challenges => self.challenges(at).await?,
-            Job::ReportMonthly | Job::ReportSemiAnnual => {
-                let kind = if job == Job::ReportMonthly {
-                    report::Kind::Monthly
-                } else {
-                    report::Kind::SemiAnnual
-                };
-                let period = report::Period::last_before(kind, at.date());
-                let (from, to) = (period.from(), period.to());
-                let saved = report::generate(
-                    &self.store,
-                    period,
-                    &format!("job:{}", job.name()),
-                    at,
-                    &self.config.disclosure,
-                    &|_| {},
-                )
-                .await?;
-                serde_json::json!({
-                    "period": {"from": from.to_string(), "to": to.to_string()},
-                    "report_id": saved.as_ref().map(|r| r.id.clone()),
-                    "already_existed": saved.is_none(),
-                })
-            }
+            Job::ReportMonthly | Job::ReportSemiAnnual => self.report(job, at).await?,
             Job::StripeReconciliation => self.reconcile_payments(at).await?,
             Job::IncentiveMilestones => {
                 let run = self
@@ -594,6 +547,80 @@ impl Worker {
                 serde_json::json!({ "runs_pruned": self.store.prune_job_runs(before).await? })
             }
         })
+    }
+
+    /// Hold timeouts: holds of dead proxy instances settled, then expired holds voided, in
+    /// batches of 500.
+    async fn resolve_holds(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
+        // Heartbeats are written on the real clock, so staleness is judged on it too
+        // (the programme calendar may be moved by hand).
+        let stale_before = voucherd_store::now()
+            - chrono::Duration::milliseconds(
+                i64::try_from(self.config.instance_stale_after_ms).unwrap_or(i64::MAX / 2),
+            );
+        let mut settled = 0;
+        loop {
+            let n = self.store.settle_dead_instances(stale_before, 500).await?;
+            settled += n;
+            if n < 500 {
+                break;
+            }
+        }
+        let mut resolved = 0;
+        loop {
+            let n = self.store.void_expired_holds_at(at, 500).await?;
+            resolved += n;
+            if n < 500 {
+                break;
+            }
+        }
+        Ok(serde_json::json!({
+            "holds_resolved": resolved,
+            "dead_instance_holds_settled": settled,
+        }))
+    }
+
+    /// Reconciliation of the ledger; each difference found is logged.
+    async fn reconcile_ledger(&self, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
+        let (row, found) = self.store.run_reconciliation(at).await?;
+        if !row.balanced {
+            for d in &found.differences {
+                tracing::error!(account = d.account_id.as_deref().unwrap_or("(ledger)"),
+                    problem = %d.problem, "reconciliation found a difference");
+            }
+        }
+        Ok(serde_json::json!({
+            "reconciliation_id": row.id,
+            "balanced": row.balanced,
+            "accounts_checked": row.accounts_checked,
+            "transfers_checked": row.transfers_checked,
+            "differences": found.differences,
+        }))
+    }
+
+    /// The monthly or semi-annual report of the last period ended before `at`.
+    async fn report(&self, job: Job, at: NaiveDateTime) -> Result<serde_json::Value, WorkerError> {
+        let kind = if job == Job::ReportMonthly {
+            report::Kind::Monthly
+        } else {
+            report::Kind::SemiAnnual
+        };
+        let period = report::Period::last_before(kind, at.date());
+        let (from, to) = (period.from(), period.to());
+        let saved = report::generate(
+            &self.store,
+            period,
+            &format!("job:{}", job.name()),
+            at,
+            &self.config.disclosure,
+            &|_| {},
+        )
+        .await?;
+        Ok(serde_json::json!({
+            "period": {"from": from.to_string(), "to": to.to_string()},
+            "report_id": saved.as_ref().map(|r| r.id.clone()),
+            "already_existed": saved.is_none(),
+        }))
     }
 
     /// Performs due milestones, then creates the next cycle of each decided recurring
@@ -781,6 +808,24 @@ impl Worker {
             }
         }
         tracing::info!(worker = %self.id, "worker scheduler stopped");
+    }
+}
+
+/// A finished run's outcome and summary, as recorded.
+fn outcome(
+    job: Job,
+    result: Option<Result<serde_json::Value, WorkerError>>,
+) -> (&'static str, serde_json::Value) {
+    match result {
+        Some(Ok(summary)) => ("succeeded", summary),
+        Some(Err(e)) => {
+            tracing::error!(job = job.name(), error = %e, "job failed");
+            ("failed", serde_json::json!({ "error": e.to_string() }))
+        }
+        None => {
+            tracing::warn!(job = job.name(), "job abandoned at shutdown");
+            ("abandoned", serde_json::json!({ "reason": "shutdown" }))
+        }
     }
 }
 

@@ -528,74 +528,93 @@ pub async fn decide(
     let reason = reason(&body.reason)?;
     let application_id = id.to_string();
     match body.decision {
-        DecisionKind::Reject => {
-            if body.amount.is_some() || body.valid_days.is_some() {
-                return Err(ApiError::field(
-                    "amount",
-                    "a rejection takes no amount or valid_days",
-                ));
-            }
-            let (app, voucher) = state
-                .store
-                .decide_application(Decision {
-                    application_id,
-                    actor_id: user.id.clone(),
-                    verdict: Verdict::Reject,
-                    reason: reason.into_string(),
-                    stage: Stage::First,
-                    mfa_rules: state.config.eligibility.clone(),
-                })
-                .await?;
-            decided(state, &app, voucher.as_ref(), None).await
-        }
-        DecisionKind::Approve => {
-            let plan = plan_approval(
-                state,
-                application_id,
-                Stage::First,
-                body.amount,
-                body.valid_days,
-            )
-            .await?;
-            plan.check_seen(body.incentives_total)?;
-            if plan.approvals == Approvals::Two {
-                let app = state
-                    .store
-                    .request_second_approval(SecondApprovalRow {
-                        application_id: plan.app.id.clone(),
-                        requested_by: user.id.clone(),
-                        reason: reason.into_string(),
-                        amount_micros: plan.base.micros(),
-                        total_micros: plan.total.micros(),
-                        valid_days: i32::try_from(plan.valid_days)
-                            .map_err(|_| ApiError::field("valid_days", "too large"))?,
-                        requested_at: voucherd_store::now(),
-                        decided_by: None,
-                        outcome: None,
-                        decided_at: None,
-                    })
-                    .await?;
-                return Ok(DecidedView {
-                    application: for_admin(state, &app, None).await?,
-                    voucher: None,
-                    incentives: Some(EvaluationView::new(&plan.evaluation)),
-                    awaiting_second: true,
-                });
-            }
-            let (app, voucher) = state
-                .store
-                .decide_application(Decision {
-                    application_id: plan.app.id.clone(),
-                    actor_id: user.id.clone(),
-                    verdict: plan.verdict(state)?,
-                    reason: reason.into_string(),
-                    stage: Stage::First,
-                    mfa_rules: state.config.eligibility.clone(),
-                })
-                .await?;
-            decided(state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
-        }
+        DecisionKind::Reject => reject(state, user, application_id, &body, reason).await,
+        DecisionKind::Approve => approve(state, user, application_id, &body, reason).await,
     }
+}
+
+/// A first administrator's rejection.
+async fn reject(
+    state: &AppState,
+    user: &AuthUser,
+    application_id: String,
+    body: &DecisionRequest,
+    reason: Reason,
+) -> Result<DecidedView, ApiError> {
+    if body.amount.is_some() || body.valid_days.is_some() {
+        return Err(ApiError::field(
+            "amount",
+            "a rejection takes no amount or valid_days",
+        ));
+    }
+    let (app, voucher) = state
+        .store
+        .decide_application(Decision {
+            application_id,
+            actor_id: user.id.clone(),
+            verdict: Verdict::Reject,
+            reason: reason.into_string(),
+            stage: Stage::First,
+            mfa_rules: state.config.eligibility.clone(),
+        })
+        .await?;
+    decided(state, &app, voucher.as_ref(), None).await
+}
+
+/// A first administrator's approval: granted at once, or recorded as awaiting a second
+/// administrator when it is worth more than `second_approval_above`.
+async fn approve(
+    state: &AppState,
+    user: &AuthUser,
+    application_id: String,
+    body: &DecisionRequest,
+    reason: Reason,
+) -> Result<DecidedView, ApiError> {
+    let plan = plan_approval(
+        state,
+        application_id,
+        Stage::First,
+        body.amount,
+        body.valid_days,
+    )
+    .await?;
+    plan.check_seen(body.incentives_total)?;
+    if plan.approvals == Approvals::Two {
+        let app = state
+            .store
+            .request_second_approval(SecondApprovalRow {
+                application_id: plan.app.id.clone(),
+                requested_by: user.id.clone(),
+                reason: reason.into_string(),
+                amount_micros: plan.base.micros(),
+                total_micros: plan.total.micros(),
+                valid_days: i32::try_from(plan.valid_days)
+                    .map_err(|_| ApiError::field("valid_days", "too large"))?,
+                requested_at: voucherd_store::now(),
+                decided_by: None,
+                outcome: None,
+                decided_at: None,
+            })
+            .await?;
+        return Ok(DecidedView {
+            application: for_admin(state, &app, None).await?,
+            voucher: None,
+            incentives: Some(EvaluationView::new(&plan.evaluation)),
+            awaiting_second: true,
+        });
+    }
+    let (app, voucher) = state
+        .store
+        .decide_application(Decision {
+            application_id: plan.app.id.clone(),
+            actor_id: user.id.clone(),
+            verdict: plan.verdict(state)?,
+            reason: reason.into_string(),
+            stage: Stage::First,
+            mfa_rules: state.config.eligibility.clone(),
+        })
+        .await?;
+    decided(state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -250,39 +250,8 @@ fn parse_challenge(
     if body.title.trim().is_empty() {
         errors.push(FieldError::new("title", "must not be blank"));
     }
-    if body.award_pool.is_zero() {
-        errors.push(FieldError::new("award_pool", "must be more than zero"));
-    }
-    let mut awarded = 0_i64;
-    for (i, a) in body.award_amounts.iter().enumerate() {
-        if a.is_zero() {
-            errors.push(FieldError::new(
-                format!("award_amounts[{i}]"),
-                "must be more than zero",
-            ));
-        }
-        awarded = awarded.saturating_add(a.micros());
-    }
-    if awarded > body.award_pool.micros() {
-        errors.push(FieldError::new(
-            "award_amounts",
-            format!(
-                "add up to {} but the pool is {}",
-                format_micros(awarded),
-                body.award_pool
-            ),
-        ));
-    }
-    let recurrence = match &body.recurrence {
-        Some(r) => match challenge::parse_recurrence(r) {
-            Ok(r) => Some(r),
-            Err(m) => {
-                errors.push(FieldError::new("recurrence", m));
-                None
-            }
-        },
-        None => None,
-    };
+    check_awards(body, &mut errors);
+    let recurrence = recurrence(body, &mut errors);
     let (Ok(milestones), Ok(criteria), true) = (milestones, criteria, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
@@ -318,6 +287,48 @@ fn parse_challenge(
         cancelled_at: None,
         cancellation_reason: None,
     })
+}
+
+/// Checks the award pool and the awards: each more than zero, and together within the pool.
+fn check_awards(body: &ChallengeRequest, errors: &mut Vec<FieldError>) {
+    if body.award_pool.is_zero() {
+        errors.push(FieldError::new("award_pool", "must be more than zero"));
+    }
+    let mut awarded = 0_i64;
+    for (i, a) in body.award_amounts.iter().enumerate() {
+        if a.is_zero() {
+            errors.push(FieldError::new(
+                format!("award_amounts[{i}]"),
+                "must be more than zero",
+            ));
+        }
+        awarded = awarded.saturating_add(a.micros());
+    }
+    if awarded > body.award_pool.micros() {
+        errors.push(FieldError::new(
+            "award_amounts",
+            format!(
+                "add up to {} but the pool is {}",
+                format_micros(awarded),
+                body.award_pool
+            ),
+        ));
+    }
+}
+
+/// The challenge's recurrence, if it has one that can be read; what cannot is added to
+/// `errors`.
+fn recurrence(body: &ChallengeRequest, errors: &mut Vec<FieldError>) -> Option<String> {
+    match &body.recurrence {
+        Some(r) => match challenge::parse_recurrence(r) {
+            Ok(r) => Some(r),
+            Err(m) => {
+                errors.push(FieldError::new("recurrence", m));
+                None
+            }
+        },
+        None => None,
+    }
 }
 
 pub async fn create(

@@ -340,23 +340,9 @@ pub async fn create_top_up(
             "credit can be bought once the organisation holds a voucher",
         ));
     };
-    let id = match idempotency_key {
-        Some(k) => format!(
-            "topup-{}",
-            &crate::keys::hash(&format!("{}:{}", user.id, k.as_str()))[..32]
-        ),
-        None => uuid::Uuid::now_v7().to_string(),
-    };
+    let id = top_up_id(user, idempotency_key);
     let email = state.store.user(user.id.clone()).await?.email;
-    let replay = |existing: PaymentRow| {
-        if existing.amount_pence != pence.get() || existing.owner_id != user.id {
-            return Err(ApiError::conflict(
-                ErrorCode::IdempotencyKeyReused,
-                "this idempotency key was already used with a different request",
-            ));
-        }
-        Ok(existing)
-    };
+    let replay = |existing: PaymentRow| replayed(existing, pence, user);
     if let Some(existing) = state.store.payment(id.clone()).await? {
         let p = checkout(state, &stripe, replay(existing)?, email).await?;
         return Ok(Started {
@@ -397,6 +383,30 @@ pub async fn create_top_up(
         payment: PaymentView::new(&p),
         created,
     })
+}
+
+/// A top-up's payment id: drawn from the buyer and their idempotency key, so a retry finds the
+/// same payment, or new without one.
+fn top_up_id(user: &AuthUser, idempotency_key: Option<super::IdempotencyKey>) -> String {
+    match idempotency_key {
+        Some(k) => format!(
+            "topup-{}",
+            &crate::keys::hash(&format!("{}:{}", user.id, k.as_str()))[..32]
+        ),
+        None => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// The payment a retried top-up made before, refused unless it is the same request: the same
+/// amount, by the same buyer.
+fn replayed(existing: PaymentRow, pence: Pence, user: &AuthUser) -> Result<PaymentRow, ApiError> {
+    if existing.amount_pence != pence.get() || existing.owner_id != user.id {
+        return Err(ApiError::conflict(
+            ErrorCode::IdempotencyKeyReused,
+            "this idempotency key was already used with a different request",
+        ));
+    }
+    Ok(existing)
 }
 
 fn new_payment(
