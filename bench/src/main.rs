@@ -317,7 +317,11 @@ async fn setup(
     amount: &str,
     mail_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let c = reqwest::Client::new();
+    // Pooled connections are dropped before the server's keep-alive (5 s) closes them: set-up
+    // waits seconds for mail, and a request sent on a connection the server is closing fails.
+    let c = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(1))
+        .build()?;
     let login = |email: String, password: String| {
         let c = c.clone();
         let url = format!("{api}/api/v1/auth/login");
@@ -338,15 +342,7 @@ async fn setup(
     )
     .await?;
     let password = "benchmark password".to_string();
-    for i in 0..vouchers {
-        post(
-            &c,
-            format!("{api}/api/v1/auth/register"),
-            None,
-            json!({"email": format!("sme{i}@bench.test"), "password": password, "full_name": "Bench SME"}),
-        )
-        .await?;
-    }
+    register(&c, api, vouchers, &password).await?;
     for i in 0..vouchers {
         let email = format!("sme{i}@bench.test");
         let code = mailed_code(mail_dir, &email).await?;
@@ -379,6 +375,25 @@ async fn setup(
         )
         .await?;
         println!("{}", key["key"].as_str().context("no key")?);
+    }
+    Ok(())
+}
+
+/// Signs up `vouchers` applicants, `sme{i}@bench.test`, all with `password`.
+async fn register(
+    c: &reqwest::Client,
+    api: &str,
+    vouchers: u32,
+    password: &str,
+) -> anyhow::Result<()> {
+    for i in 0..vouchers {
+        post(
+            c,
+            format!("{api}/api/v1/auth/register"),
+            None,
+            json!({"email": format!("sme{i}@bench.test"), "password": password, "full_name": "Bench SME"}),
+        )
+        .await?;
     }
     Ok(())
 }
