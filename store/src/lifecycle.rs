@@ -401,9 +401,13 @@ fn notify_low_balance(
     if remaining == 0 || i128::from(spent) * 100 >= i128::from(credited) * 99 {
         crossed.push(100);
     }
+    if crossed.is_empty() {
+        return Ok(());
+    }
+    // Read once for every threshold crossed.
+    let email = outbox::user_email(c, &v.owner_id)?;
+    let company = company_name(c, &v.application_id)?;
     for pct in crossed {
-        let email = outbox::user_email(c, &v.owner_id)?;
-        let company = company_name(c, &v.application_id)?;
         if outbox::enqueue(
             c,
             Notification {
