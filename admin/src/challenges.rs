@@ -1,46 +1,33 @@
 //! Innovation challenges: an SME's challenges and entries (`/portal/challenges`), the
 //! administrators' challenges with their milestones, progress and entries
 //! (`/console/challenges`), and an assessor's allocated entries, scores and conflicts of
-//! interest (`/assess`), on the challenge services (`voucherd_api::service::challenges`).
+//! interest (`/assess`), on the challenge services (`voucherd_api::service::challenges`),
+//! whose typed views the pages shape for their templates.
 
 use crate::api::{self, Answer, Core, Failure};
-use crate::portal::{
-    csrf_refused, day, err, field, page, region_name, see_other, status_of, tidy_money, Form,
-};
+use crate::portal::{csrf_refused, date, date_time, err, field, page, see_other, tidy_money, Form};
 use crate::render::not_found;
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use voucherd_api::service::challenges;
-use voucherd_domain::challenge::Status;
+use voucherd_api::service::challenges::{
+    self, ChallengeView, ConflictView, EntryView, MyScoreView, ResultView,
+};
+use voucherd_domain::challenge::{Criterion, Milestone, OrganisationKind, Standing, Status};
+use voucherd_domain::money::Amount;
 use voucherd_domain::{CompanyNumber, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
 // Shared parts
 
-fn list(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
-/// A service's answer as the JSON the page's shaping helpers read; a list under `data`.
-fn value<T: serde::Serialize>(view: &T) -> Value {
-    json!(view)
-}
-
-fn listed<T: serde::Serialize>(rows: &[T]) -> Value {
-    json!({ "data": rows })
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
 fn query_has(req: &HttpRequest, flag: &str) -> bool {
     req.query_string().split('&').any(|p| p == flag)
 }
 
-/// Ids the API gives (UUIDs) only: nothing else is put into an API path.
+/// Ids the API gives (UUIDs) only: nothing else is looked up.
 fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
@@ -65,97 +52,97 @@ fn refusal<T>(answer: &Answer<T>, id_of: &dyn Fn(&str) -> String, anchor: &str) 
         .collect()
 }
 
-/// A field's message among `errors`, or null.
-fn message_of(errors: &[FieldError], id: &str) -> Value {
+/// A field's message among `errors`.
+fn message_of(errors: &[FieldError], id: &str) -> Option<String> {
     errors
         .iter()
         .find(|e| e.id == id)
-        .map_or(Value::Null, |e| Value::String(e.message.clone()))
+        .map(|e| e.message.clone())
 }
 
-/// A challenge's statuses in the order its milestones bring them.
-const STATUSES: [&str; 6] = [
-    "upcoming",
-    "open",
-    "closed",
-    "in_assessment",
-    "panel",
-    "decided",
-];
-
-fn stage(status: &str) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+/// How far along its milestones a challenge is: 0 before it opens, 5 once decided (a
+/// cancelled challenge is at 0: none of its milestones happens).
+fn stage(s: Standing) -> usize {
+    match s.status() {
+        None | Some(Status::Upcoming) => 0,
+        Some(Status::Open) => 1,
+        Some(Status::Closed) => 2,
+        Some(Status::InAssessment) => 3,
+        Some(Status::Panel) => 4,
+        Some(Status::Decided) => 5,
+    }
 }
 
-fn status_tag(status: &str) -> Value {
-    let colour = match status {
-        "open" => "green",
-        "closed" => "yellow",
-        "in_assessment" => "purple",
-        "panel" => "turquoise",
-        "decided" => "blue",
-        _ => "grey",
+/// A status tag for the templates' `tag` partial.
+#[derive(Serialize)]
+struct Tag {
+    text: String,
+    colour: &'static str,
+}
+
+impl Tag {
+    fn new(text: impl Into<String>, colour: &'static str) -> Tag {
+        Tag {
+            text: text.into(),
+            colour,
+        }
+    }
+}
+
+fn standing_tag(s: Standing) -> Tag {
+    let colour = match s {
+        Standing::Live(Status::Open) => "green",
+        Standing::Live(Status::Closed) => "yellow",
+        Standing::Live(Status::InAssessment) => "purple",
+        Standing::Live(Status::Panel) => "turquoise",
+        Standing::Live(Status::Decided) => "blue",
+        Standing::Live(Status::Upcoming) | Standing::Cancelled => "grey",
     };
-    json!({"text": status.replace('_', " "), "colour": colour})
+    Tag::new(s.as_str().replace('_', " "), colour)
 }
 
-/// The five milestones: API field, name the worker records, label, and what happens then.
-const MILESTONES: [(&str, &str, &str, &str); 5] = [
-    ("opens_at", "opens", "Opens for entries", "entries open"),
-    ("closes_at", "closes", "Closes for entries", "entries close"),
+/// The five milestones in order: the form's field, its label, and what happens then.
+const MILESTONES: [(Milestone, &str, &str, &str); 5] = [
     (
+        Milestone::Opens,
+        "opens_at",
+        "Opens for entries",
+        "entries open",
+    ),
+    (
+        Milestone::Closes,
+        "closes_at",
+        "Closes for entries",
+        "entries close",
+    ),
+    (
+        Milestone::AssessorsAssigned,
         "assessors_assigned_at",
-        "assessors_assigned",
         "Assessors assigned",
         "assessors are assigned",
     ),
     (
-        "assessment_deadline",
+        Milestone::AssessmentDeadline,
         "assessment_deadline",
         "Assessment deadline",
         "assessment ends",
     ),
     (
+        Milestone::DecisionsReleased,
         "decisions_released_at",
-        "decisions_released",
         "Decisions released",
         "decisions are released",
     ),
 ];
 
-const KINDS: [(&str, &str); 3] = [
-    ("startup", "Start-up"),
-    ("university_spin_off", "University spin-off"),
-    ("sme", "Small or medium-sized enterprise (SME)"),
-];
-
-fn kind_name(kind: &str) -> &str {
-    KINDS
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .map_or(kind, |(_, label)| *label)
-}
-
-/// "2027-03-10T17:00:00.000000Z" → "10 March 2027, 5:00pm" (UK time).
-fn moment(v: &Value) -> String {
-    v.as_str().map(crate::format::when).unwrap_or_default()
-}
-
-/// "50000.00" → "£50,000.00".
-fn pounds(v: &Value) -> String {
-    let s = text(v);
-    let (units, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut grouped = String::new();
-    for (i, c) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    if frac.is_empty() {
-        format!("£{grouped}")
-    } else {
-        format!("£{grouped}.{frac}")
+/// When milestone `m` of challenge `c` falls.
+fn milestone_at(c: &ChallengeView, m: Milestone) -> NaiveDateTime {
+    match m {
+        Milestone::Opens => c.opens_at.0,
+        Milestone::Closes => c.closes_at.0,
+        Milestone::AssessorsAssigned => c.assessors_assigned_at.0,
+        Milestone::AssessmentDeadline => c.assessment_deadline.0,
+        Milestone::DecisionsReleased => c.decisions_released_at.0,
     }
 }
 
@@ -171,113 +158,192 @@ fn ordinal(n: usize) -> String {
 }
 
 /// A text as its paragraphs (one a line), so line breaks survive.
-fn paragraphs(v: &Value) -> Value {
-    Value::Array(
-        text(v)
-            .split('\n')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| json!(p))
-            .collect(),
-    )
-}
-
-fn eligible_text(c: &Value) -> String {
-    c["eligible"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|k| kind_name(text(k)).to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default()
+fn paragraphs(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A challenge as the templates show it.
-fn challenge_view(c: &Value) -> Value {
-    let status = text(&c["status"]);
-    json!({
-        "id": c["id"], "title": c["title"], "theme": paragraphs(&c["theme"]),
-        "status": status, "tag": status_tag(status),
-        "open": status.parse() == Ok(Status::Open),
-        "decided": status.parse() == Ok(Status::Decided),
-        "eligible": eligible_text(c), "pool": pounds(&c["award_pool"]),
-        "pilot_places": c["pilot_places"], "assessors_per_entry": c["assessors_per_entry"],
-        "recurrence": c["recurrence"], "previous_id": c["previous_id"],
-        "created": day(&c["created_at"]),
-        "opens": moment(&c["opens_at"]), "closes": moment(&c["closes_at"]),
-        "decisions": moment(&c["decisions_released_at"]),
-        "opens_day": day(&c["opens_at"]), "closes_day": day(&c["closes_at"]),
-        "decisions_day": day(&c["decisions_released_at"]),
-    })
+#[derive(Serialize)]
+struct ChallengeCard {
+    id: String,
+    title: String,
+    theme: Vec<String>,
+    status: Standing,
+    tag: Tag,
+    open: bool,
+    decided: bool,
+    eligible: String,
+    pool: String,
+    pilot_places: i32,
+    assessors_per_entry: i32,
+    recurrence: Option<String>,
+    previous_id: Option<String>,
+    created: String,
+    opens: String,
+    closes: String,
+    decisions: String,
+    opens_day: String,
+    closes_day: String,
+    decisions_day: String,
 }
 
-/// The milestones with their dates; `performed` (the console's) tells which the worker did.
-fn milestones(c: &Value, performed: &Value) -> Value {
-    let reached = stage(text(&c["status"]));
-    let done: Vec<&str> = performed
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    Value::Array(
-        MILESTONES
-            .iter()
-            .enumerate()
-            .map(|(i, (key, name, label, _))| {
-                let (state, colour) = if done.contains(name) {
-                    ("done", "green")
-                } else if reached > i {
-                    ("due", "yellow")
-                } else {
-                    ("to come", "grey")
-                };
-                json!({
-                    "label": label, "when": moment(&c[*key]), "passed": reached > i,
-                    "tag": {"text": state, "colour": colour},
-                })
-            })
-            .collect(),
-    )
-}
-
-fn awards(c: &Value) -> Value {
-    Value::Array(
-        list(&c["award_amounts"])
-            .iter()
-            .enumerate()
-            .map(|(i, a)| json!({"place": ordinal(i + 1), "amount": pounds(a)}))
-            .collect(),
-    )
-}
-
-/// An entry's result, once decisions are released (null before).
-fn outcome(r: &Value) -> Value {
-    if r.is_null() {
-        return Value::Null;
+impl ChallengeCard {
+    fn new(c: &ChallengeView) -> ChallengeCard {
+        ChallengeCard {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            theme: paragraphs(&c.theme),
+            status: c.status,
+            tag: standing_tag(c.status),
+            open: c.status == Standing::Live(Status::Open),
+            decided: c.status == Standing::Live(Status::Decided),
+            eligible: c
+                .eligible
+                .iter()
+                .map(|k| k.label())
+                .collect::<Vec<_>>()
+                .join("; "),
+            pool: c.award_pool.pounds(),
+            pilot_places: c.pilot_places,
+            assessors_per_entry: c.assessors_per_entry,
+            recurrence: c.recurrence.clone(),
+            previous_id: c.previous_id.clone(),
+            created: date(c.created_at),
+            opens: date_time(c.opens_at),
+            closes: date_time(c.closes_at),
+            decisions: date_time(c.decisions_released_at),
+            opens_day: date(c.opens_at),
+            closes_day: date(c.closes_at),
+            decisions_day: date(c.decisions_released_at),
+        }
     }
-    let awarded = Money::parse(text(&r["award"])).is_ok_and(|m| !m.is_zero());
-    json!({
-        "score": r["score_percent"].as_str().map(|s| format!("{s}%")),
-        "rank": r["rank"],
-        "awarded": awarded,
-        "award": if awarded { pounds(&r["award"]) } else { "No award".to_string() },
-        "pilot": r["pilot_invited"] == true,
-    })
 }
 
-fn regions(selected: &str) -> Value {
-    Value::Array(
-        Region::ALL
-            .iter()
-            .map(|r| {
-                json!({
-                    "value": r.as_str(), "label": region_name(r.as_str()),
-                    "selected": r.as_str() == selected,
-                })
-            })
-            .collect(),
-    )
+/// A milestone on a challenge's timeline.
+#[derive(Serialize)]
+struct MilestoneRow {
+    label: &'static str,
+    when: String,
+    passed: bool,
+    tag: Tag,
+}
+
+/// The milestones with their dates; `performed` (the console's) names those the worker did.
+fn milestones(c: &ChallengeView, performed: &[String]) -> Vec<MilestoneRow> {
+    let reached = stage(c.status);
+    MILESTONES
+        .iter()
+        .enumerate()
+        .map(|(i, (m, _, label, _))| {
+            let tag = if performed.iter().any(|p| p == m.as_str()) {
+                Tag::new("done", "green")
+            } else if reached > i {
+                Tag::new("due", "yellow")
+            } else {
+                Tag::new("to come", "grey")
+            };
+            MilestoneRow {
+                label,
+                when: crate::format::date_time(milestone_at(c, *m)),
+                passed: reached > i,
+                tag,
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct AwardRow {
+    place: String,
+    amount: String,
+}
+
+fn awards(c: &ChallengeView) -> Vec<AwardRow> {
+    c.award_amounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AwardRow {
+            place: ordinal(i + 1),
+            amount: a.pounds(),
+        })
+        .collect()
+}
+
+/// An entry's result, once decisions are released.
+#[derive(Serialize)]
+struct Outcome {
+    score: Option<String>,
+    rank: Option<i32>,
+    awarded: bool,
+    award: String,
+    pilot: bool,
+}
+
+impl Outcome {
+    fn new(r: &ResultView) -> Outcome {
+        let awarded = r.award != Amount(0);
+        Outcome {
+            score: r.score_percent.as_ref().map(|s| format!("{s}%")),
+            rank: r.rank,
+            awarded,
+            award: if awarded {
+                r.award.pounds()
+            } else {
+                "No award".to_string()
+            },
+            pilot: r.pilot_invited,
+        }
+    }
+}
+
+/// What every page shows of an entry: who entered, and what.
+#[derive(Serialize)]
+struct EntryCard {
+    id: String,
+    title: String,
+    summary: Vec<String>,
+    organisation_name: String,
+    company_number: String,
+    kind: &'static str,
+    region: &'static str,
+    sic_code: String,
+}
+
+impl EntryCard {
+    fn new(e: &EntryView) -> EntryCard {
+        EntryCard {
+            id: e.id.clone(),
+            title: e.title.clone(),
+            summary: paragraphs(&e.summary),
+            organisation_name: e.organisation_name.clone(),
+            company_number: e.company_number.clone(),
+            kind: e.organisation_kind.label(),
+            region: e.region.name(),
+            sic_code: e.sic_code.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+fn regions(selected: &str) -> Vec<Choice> {
+    Region::ALL
+        .iter()
+        .map(|r| Choice {
+            value: r.as_str(),
+            label: r.name(),
+            selected: r.as_str() == selected,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,23 +351,20 @@ fn regions(selected: &str) -> Value {
 
 pub async fn sme_list(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
-    let all = listed(&page!(api::must(&req, challenges::list(&state).await)));
+    let all = page!(api::must(&req, challenges::list(&state).await));
     sme_list_page(&all).render(&req)
 }
 
-fn sme_list_page(all: &Value) -> View {
-    let (mut current, mut past) = (Vec::new(), Vec::new());
-    for c in list(&all["data"]) {
-        let row = challenge_view(&c);
-        if matches!(text(&c["status"]), "upcoming" | "open") {
-            current.push(row);
-        } else {
-            past.push(row);
-        }
-    }
+fn sme_list_page(all: &[ChallengeView]) -> View {
+    let (current, past): (Vec<&ChallengeView>, Vec<&ChallengeView>) = all
+        .iter()
+        .partition(|c| matches!(c.status, Standing::Live(Status::Upcoming | Status::Open)));
+    let cards = |list: Vec<&ChallengeView>| -> Vec<ChallengeCard> {
+        list.into_iter().map(ChallengeCard::new).collect()
+    };
     View::new("ch_sme_list", "Innovation challenges")
-        .with("current", Value::Array(current))
-        .with("past", Value::Array(past))
+        .with("current", cards(current))
+        .with("past", cards(past))
         .back("/portal")
 }
 
@@ -322,18 +385,20 @@ const ENTRY_FIELDS: [&str; 7] = [
     "summary",
 ];
 
-fn phase(c: &Value) -> String {
-    match text(&c["status"]) {
-        "upcoming" => format!("Entries open on {}.", moment(&c["opens_at"])),
-        "open" => format!("Open for entries until {}.", moment(&c["closes_at"])),
-        "decided" => format!(
+fn phase(c: &ChallengeView) -> String {
+    match c.status {
+        Standing::Live(Status::Upcoming) => format!("Entries open on {}.", date_time(c.opens_at)),
+        Standing::Live(Status::Open) => {
+            format!("Open for entries until {}.", date_time(c.closes_at))
+        }
+        Standing::Live(Status::Decided) => format!(
             "Results were released on {}.",
-            moment(&c["decisions_released_at"])
+            date_time(c.decisions_released_at)
         ),
         _ => format!(
             "Closed for entries on {}. Results are released on {}.",
-            moment(&c["closes_at"]),
-            moment(&c["decisions_released_at"])
+            date_time(c.closes_at),
+            date_time(c.decisions_released_at)
         ),
     }
 }
@@ -346,15 +411,11 @@ async fn sme_view(
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
-    let c = value(&page!(api::must(
-        req,
-        challenges::get(&state, &user, id).await
-    )));
+    let c = page!(api::must(req, challenges::get(&state, &user, id).await));
     let mine = page!(api::must(
         req,
         challenges::list_entries(&state, &user, id).await
     ));
-    let mine = listed(&mine);
     let mut view = sme_page(&c, &mine, &posted, errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -362,83 +423,125 @@ async fn sme_view(
     view.render(req)
 }
 
+/// A kind of organisation the entry form offers.
+#[derive(Serialize)]
+struct KindChoice {
+    value: OrganisationKind,
+    label: &'static str,
+    id: String,
+    checked: bool,
+}
+
 /// The challenge, the viewer's entries (each with its form while it may change) and, while
 /// the challenge is open and the viewer has no entry, the form to enter.
-fn sme_page(c: &Value, mine: &Value, posted: &Posted<'_>, errors: Vec<FieldError>) -> View {
-    let id = text(&c["id"]);
-    let open = status_of(&c["status"]) == Some(Status::Open);
-    let entries: Vec<Value> = list(&mine["data"])
+fn sme_page(
+    c: &ChallengeView,
+    mine: &[EntryView],
+    posted: &Posted<'_>,
+    errors: Vec<FieldError>,
+) -> View {
+    let open = c.status == Standing::Live(Status::Open);
+    let entries: Vec<OwnEntry> = mine
         .iter()
-        .map(|e| own_entry(e, id, open, posted, &errors))
+        .map(|e| OwnEntry::new(e, &c.id, open, posted, &errors))
         .collect();
     let form = match posted {
         Posted::Entry(form) => Some(*form),
         _ => None,
     };
     let value = |name: &str| form.map_or("", |f| field(f, name)).to_string();
-    let eligible: Vec<String> = list(&c["eligible"])
-        .iter()
-        .filter_map(|k| k.as_str().map(String::from))
-        .collect();
-    let kinds: Vec<Value> = eligible
+    let kinds: Vec<KindChoice> = c
+        .eligible
         .iter()
         .enumerate()
-        .map(|(i, k)| {
-            json!({
-                "value": k, "label": kind_name(k),
-                "id": if i == 0 { "organisation_kind".to_string() } else { format!("organisation_kind-{k}") },
-                "checked": *k == value("organisation_kind") || eligible.len() == 1,
-            })
+        .map(|(i, k)| KindChoice {
+            value: *k,
+            label: k.label(),
+            id: if i == 0 {
+                "organisation_kind".to_string()
+            } else {
+                format!("organisation_kind-{}", k.as_str())
+            },
+            checked: k.as_str() == value("organisation_kind") || c.eligible.len() == 1,
         })
         .collect();
-    let values: Map<String, Value> = ENTRY_FIELDS
-        .iter()
-        .map(|f| (f.to_string(), Value::String(value(f))))
-        .collect();
+    let values: BTreeMap<&str, String> = ENTRY_FIELDS.iter().map(|f| (*f, value(f))).collect();
     let can_enter = open && entries.is_empty();
-    View::new("ch_sme_challenge", text(&c["title"]).to_string())
-        .with("challenge", challenge_view(c))
-        .with("phase", json!(phase(c)))
-        .with("milestones", milestones(c, &Value::Null))
-        .with("criteria", Value::Array(list(&c["criteria"])))
+    View::new("ch_sme_challenge", c.title.clone())
+        .with("challenge", ChallengeCard::new(c))
+        .with("phase", phase(c))
+        .with("milestones", milestones(c, &[]))
+        .with("criteria", &c.criteria)
         .with("awards", awards(c))
-        .with("entries", Value::Array(entries))
-        .with("can_enter", json!(can_enter))
-        .with("kinds", Value::Array(kinds))
+        .with("entries", entries)
+        .with("can_enter", can_enter)
+        .with("kinds", kinds)
         .with("regions", regions(&value("region")))
-        .with("values", Value::Object(values))
+        .with("values", values)
         .back("/portal/challenges")
         .errors(errors)
 }
 
-/// One of the viewer's entries in challenge `id`, with its form (as posted, when it was) while
-/// the challenge is `open` and the entry not locked.
-fn own_entry(e: &Value, id: &str, open: bool, posted: &Posted<'_>, errors: &[FieldError]) -> Value {
-    let eid = text(&e["id"]);
-    let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
-    let values = match posted {
-        Posted::Edit(edited, form) if *edited == eid => {
-            json!({"title": field(form, "title"), "summary": field(form, "summary")})
+/// The title and summary in an entry's form.
+#[derive(Serialize)]
+struct EntryText {
+    title: String,
+    summary: String,
+}
+
+/// One of the viewer's own entries.
+#[derive(Serialize)]
+struct OwnEntry {
+    #[serde(flatten)]
+    card: EntryCard,
+    action: String,
+    submitted: String,
+    updated: String,
+    editable: bool,
+    result: Option<Outcome>,
+    values: EntryText,
+    title_id: String,
+    summary_id: String,
+    title_error: Option<String>,
+    summary_error: Option<String>,
+}
+
+impl OwnEntry {
+    /// Entry `e` of challenge `id`, with its form (as posted, when it was) while the
+    /// challenge is `open` and the entry not locked.
+    fn new(
+        e: &EntryView,
+        id: &str,
+        open: bool,
+        posted: &Posted<'_>,
+        errors: &[FieldError],
+    ) -> OwnEntry {
+        let eid = &e.id;
+        let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
+        let values = match posted {
+            Posted::Edit(edited, form) if edited == eid => EntryText {
+                title: field(form, "title").to_string(),
+                summary: field(form, "summary").to_string(),
+            },
+            _ => EntryText {
+                title: e.title.clone(),
+                summary: e.summary.clone(),
+            },
+        };
+        OwnEntry {
+            card: EntryCard::new(e),
+            action: format!("/portal/challenges/{id}/entries/{eid}"),
+            submitted: date_time(e.submitted_at),
+            updated: date_time(e.updated_at),
+            editable: open && !e.locked,
+            result: e.result.as_ref().map(Outcome::new),
+            values,
+            title_error: message_of(errors, &title_id),
+            summary_error: message_of(errors, &summary_id),
+            title_id,
+            summary_id,
         }
-        _ => json!({"title": e["title"], "summary": e["summary"]}),
-    };
-    let (title_error, summary_error) = (
-        message_of(errors, &title_id),
-        message_of(errors, &summary_id),
-    );
-    json!({
-        "id": eid, "action": format!("/portal/challenges/{id}/entries/{eid}"),
-        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-        "kind": kind_name(text(&e["organisation_kind"])),
-        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-        "title": e["title"], "summary": paragraphs(&e["summary"]),
-        "submitted": moment(&e["submitted_at"]), "updated": moment(&e["updated_at"]),
-        "editable": open && e["locked"] != true,
-        "result": outcome(&e["result"]),
-        "values": values,
-        "title_id": title_id, "summary_id": summary_id,
-        "title_error": title_error, "summary_error": summary_error,
-    })
+    }
 }
 
 pub async fn sme_challenge(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
@@ -493,9 +596,9 @@ fn check_entry(form: &HashMap<String, String>) -> Vec<FieldError> {
             "Enter the organisation's name, up to 160 characters",
         ));
     }
-    if !KINDS
-        .iter()
-        .any(|(k, _)| *k == field(form, "organisation_kind"))
+    if field(form, "organisation_kind")
+        .parse::<OrganisationKind>()
+        .is_err()
     {
         errors.push(err("organisation_kind", "Select the kind of organisation"));
     }
@@ -584,64 +687,65 @@ pub async fn sme_update(
 // ---------------------------------------------------------------------------------------------
 // The console's pages
 
-/// At most this many challenges have their progress looked up for the list (one API call
+/// At most this many challenges have their progress looked up for the list (one look-up
 /// each); the rest link to their own page.
 const PROGRESS_LOOKUPS: usize = 50;
 
-fn progress_text(p: &Value) -> String {
-    let n = |k: &str| p[k].as_i64().unwrap_or(0);
-    let entries = n("entries");
+fn progress_text(c: &ChallengeView) -> String {
+    let Some(p) = &c.progress else {
+        return "See the challenge".to_string();
+    };
     let mut s = format!(
-        "{entries} {}",
-        if entries == 1 { "entry" } else { "entries" }
+        "{} {}",
+        p.entries,
+        if p.entries == 1 { "entry" } else { "entries" }
     );
-    if n("allocations") > 0 {
-        s.push_str(&format!(
-            ", {} of {} scores in",
-            n("scores"),
-            n("allocations")
-        ));
+    if p.allocations > 0 {
+        s.push_str(&format!(", {} of {} scores in", p.scores, p.allocations));
     }
     s
 }
 
-fn next_milestone(c: &Value) -> String {
-    MILESTONES.get(stage(text(&c["status"]))).map_or_else(
+fn next_milestone(c: &ChallengeView) -> String {
+    MILESTONES.get(stage(c.status)).map_or_else(
         || "None: results released".to_string(),
-        |(key, _, label, _)| format!("{label}, {}", day(&c[*key])),
+        |(m, _, label, _)| format!("{label}, {}", crate::format::date(milestone_at(c, *m))),
     )
 }
 
-fn console_list_page(rows: Vec<Value>) -> View {
-    View::new("ch_console_list", "Challenges").with("challenges", Value::Array(rows))
-}
-
-fn console_row(c: &Value, progress: String) -> Value {
-    let mut row = challenge_view(c);
-    row["progress"] = json!(progress);
-    row["next"] = json!(next_milestone(c));
-    row
+/// A challenge in the console's list.
+#[derive(Serialize)]
+struct ConsoleRow {
+    #[serde(flatten)]
+    card: ChallengeCard,
+    progress: String,
+    next: String,
 }
 
 pub async fn console_list(req: HttpRequest) -> HttpResponse {
     let Core { state, user } = page!(api::core(&req));
-    let all = listed(&page!(api::must(&req, challenges::list(&state).await)));
+    let all = page!(api::must(&req, challenges::list(&state).await));
     let mut rows = Vec::new();
     let mut looked_up = 0;
-    for c in list(&all["data"]) {
-        let progress = if c["status"] == "upcoming" {
+    for c in &all {
+        let progress = if c.status == Standing::Live(Status::Upcoming) {
             "Not open yet".to_string()
         } else if looked_up < PROGRESS_LOOKUPS {
             looked_up += 1;
-            let one = challenges::get(&state, &user, text(&c["id"])).await;
-            let one = value(&page!(api::must(&req, one)));
-            progress_text(&one["progress"])
+            let one = page!(api::must(&req, challenges::get(&state, &user, &c.id).await));
+            progress_text(&one)
         } else {
             "See the challenge".to_string()
         };
-        rows.push(console_row(&c, progress));
+        rows.push(ConsoleRow {
+            card: ChallengeCard::new(c),
+            progress,
+            next: next_milestone(c),
+        });
     }
-    console_list_page(rows).render(&req)
+    View::new("ch_console_list", "Challenges")
+        .with("challenges", rows)
+        .render(&req)
 }
 
 pub async fn console_challenge(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
@@ -650,15 +754,11 @@ pub async fn console_challenge(req: HttpRequest, path: web::Path<String>) -> Htt
         return not_found(&req);
     }
     let Core { state, user } = page!(api::core(&req));
-    let c = value(&page!(api::must(
-        &req,
-        challenges::get(&state, &user, &id).await
-    )));
+    let c = page!(api::must(&req, challenges::get(&state, &user, &id).await));
     let entries = page!(api::must(
         &req,
         challenges::list_entries(&state, &user, &id).await
     ));
-    let entries = listed(&entries);
     let mut view = console_challenge_page(&c, &entries);
     if query_has(&req, "created=1") {
         view = view.banner(format!("The challenge was created. {}", phase(&c)), true);
@@ -666,36 +766,59 @@ pub async fn console_challenge(req: HttpRequest, path: web::Path<String>) -> Htt
     view.render(&req)
 }
 
-/// The challenge (with the progress the API gives administrators) and every entry.
-fn console_challenge_page(c: &Value, entries: &Value) -> View {
-    let rows: Vec<Value> = list(&entries["data"])
+/// An entry as the console lists it.
+#[derive(Serialize)]
+struct ConsoleEntry {
+    #[serde(flatten)]
+    card: EntryCard,
+    submitted: String,
+    updated: String,
+    locked: bool,
+    result: Option<Outcome>,
+}
+
+/// How far the challenge's entries are allocated and scored.
+#[derive(Serialize, Default)]
+struct ProgressCounts {
+    entries: i64,
+    entries_allocated: i64,
+    allocations: i64,
+    places: i64,
+    scores: i64,
+}
+
+/// The challenge (with the progress the service gives administrators) and every entry.
+fn console_challenge_page(c: &ChallengeView, entries: &[EntryView]) -> View {
+    let rows: Vec<ConsoleEntry> = entries
         .iter()
-        .map(|e| {
-            json!({
-                "id": e["id"], "title": e["title"], "summary": paragraphs(&e["summary"]),
-                "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-                "kind": kind_name(text(&e["organisation_kind"])),
-                "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-                "submitted": day(&e["submitted_at"]), "updated": day(&e["updated_at"]),
-                "locked": e["locked"] == true,
-                "result": outcome(&e["result"]),
-            })
+        .map(|e| ConsoleEntry {
+            card: EntryCard::new(e),
+            submitted: date(e.submitted_at),
+            updated: date(e.updated_at),
+            locked: e.locked,
+            result: e.result.as_ref().map(Outcome::new),
         })
         .collect();
-    let p = &c["progress"];
-    let n = |k: &str| p[k].as_i64().unwrap_or(0);
-    let places = n("entries") * c["assessors_per_entry"].as_i64().unwrap_or(0);
-    let progress = json!({
-        "entries": n("entries"), "entries_allocated": n("entries_allocated"),
-        "allocations": n("allocations"), "places": places, "scores": n("scores"),
-    });
-    View::new("ch_console_challenge", text(&c["title"]).to_string())
-        .with("challenge", challenge_view(c))
-        .with("milestones", milestones(c, &p["milestones_performed"]))
+    let (progress, performed) = match &c.progress {
+        Some(p) => (
+            ProgressCounts {
+                entries: p.entries,
+                entries_allocated: p.entries_allocated,
+                allocations: p.allocations,
+                places: p.entries * i64::from(c.assessors_per_entry),
+                scores: p.scores,
+            },
+            p.milestones_performed.as_slice(),
+        ),
+        None => (ProgressCounts::default(), &[][..]),
+    };
+    View::new("ch_console_challenge", c.title.clone())
+        .with("challenge", ChallengeCard::new(c))
+        .with("milestones", milestones(c, performed))
         .with("progress", progress)
-        .with("criteria", Value::Array(list(&c["criteria"])))
+        .with("criteria", &c.criteria)
         .with("awards", awards(c))
-        .with("entries", Value::Array(rows))
+        .with("entries", rows)
         .back("/console/challenges")
 }
 
@@ -724,26 +847,37 @@ fn new_view(
     new_page(form, errors).render(req)
 }
 
+/// A kind of organisation the create form's checkboxes offer.
+#[derive(Serialize)]
+struct KindBox {
+    name: String,
+    id: String,
+    label: &'static str,
+    checked: bool,
+}
+
 fn new_page(form: &HashMap<String, String>, errors: Vec<FieldError>) -> View {
-    let values: Map<String, Value> = NEW_FIELDS
-        .iter()
-        .map(|f| (f.to_string(), json!(field(form, f))))
-        .collect();
-    let kinds: Vec<Value> = KINDS
+    let values: BTreeMap<&str, &str> = NEW_FIELDS.iter().map(|f| (*f, field(form, f))).collect();
+    let kinds: Vec<KindBox> = OrganisationKind::ALL
         .iter()
         .enumerate()
-        .map(|(i, (k, label))| {
-            json!({
-                "name": format!("eligible_{k}"),
-                "id": if i == 0 { "eligible".to_string() } else { format!("eligible-{k}") },
-                "label": label,
-                "checked": field(form, &format!("eligible_{k}")) == "yes",
-            })
+        .map(|(i, kind)| {
+            let k = kind.as_str();
+            KindBox {
+                name: format!("eligible_{k}"),
+                id: if i == 0 {
+                    "eligible".to_string()
+                } else {
+                    format!("eligible-{k}")
+                },
+                label: kind.label(),
+                checked: field(form, &format!("eligible_{k}")) == "yes",
+            }
         })
         .collect();
     View::new("ch_console_new", "Create a challenge")
-        .with("values", Value::Object(values))
-        .with("kinds", Value::Array(kinds))
+        .with("values", values)
+        .with("kinds", kinds)
         .back("/console/challenges")
         .errors(errors)
 }
@@ -786,7 +920,7 @@ fn money(s: &str) -> Option<String> {
 }
 
 /// Criteria as lines "name|max|weight".
-fn parse_criteria(lines: &str) -> Result<Vec<Value>, String> {
+fn parse_criteria(lines: &str) -> Result<Vec<Criterion>, String> {
     let mut out = Vec::new();
     for (i, line) in lines.lines().enumerate() {
         let line = line.trim();
@@ -806,7 +940,11 @@ fn parse_criteria(lines: &str) -> Result<Vec<Value>, String> {
                 i + 1
             ));
         };
-        out.push(json!({"name": name, "max_score": max, "weight": weight}));
+        out.push(Criterion {
+            name: name.to_string(),
+            max_score: max,
+            weight,
+        });
     }
     if out.is_empty() {
         Err("Enter at least one criterion, like Innovation|10|3".into())
@@ -826,16 +964,16 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
     if !(1..=2000).contains(&theme.chars().count()) {
         errors.push(err("theme", "Enter a description of 1 to 2000 characters"));
     }
-    let eligible: Vec<&str> = KINDS
+    let eligible: Vec<&str> = OrganisationKind::ALL
         .iter()
-        .map(|(k, _)| *k)
+        .map(|k| k.as_str())
         .filter(|k| field(form, &format!("eligible_{k}")) == "yes")
         .collect();
     if eligible.is_empty() {
         errors.push(err("eligible", "Select who may enter"));
     }
     let mut body = json!({"title": title, "theme": theme, "eligible": eligible});
-    for (key, _, _, what) in MILESTONES {
+    for (_, key, _, what) in MILESTONES {
         match parse_when(field(form, key)) {
             Some(t) => body[key] = json!(t),
             None => errors.push(err(
@@ -845,7 +983,7 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
         }
     }
     match parse_criteria(field(form, "criteria")) {
-        Ok(c) => body["criteria"] = Value::Array(c),
+        Ok(c) => body["criteria"] = json!(c),
         Err(m) => errors.push(err("criteria", m)),
     }
     match field(form, "assessors_per_entry").parse::<u32>() {
@@ -950,21 +1088,17 @@ enum Assessing<'a> {
     Conflict(&'a HashMap<String, String>),
 }
 
-/// The challenges of the allocated entries, each fetched once (for criteria and dates).
+/// The challenges of the allocated entries, each looked up once (for criteria and dates).
 async fn challenges_of(
     req: &HttpRequest,
-    entries: &[Value],
-) -> Result<BTreeMap<String, Value>, Failure> {
-    let ids: BTreeSet<String> = entries
-        .iter()
-        .map(|e| text(&e["challenge_id"]).to_string())
-        .filter(|id| safe_id(id))
-        .collect();
+    entries: &[EntryView],
+) -> Result<BTreeMap<String, ChallengeView>, Failure> {
+    let ids: BTreeSet<&str> = entries.iter().map(|e| e.challenge_id.as_str()).collect();
     let Core { state, user } = api::core(req)?;
     let mut out = BTreeMap::new();
     for id in ids {
-        let c = api::must(req, challenges::get(&state, &user, &id).await)?;
-        out.insert(id, value(&c));
+        let c = api::must(req, challenges::get(&state, &user, id).await)?;
+        out.insert(id.to_string(), c);
     }
     Ok(out)
 }
@@ -976,15 +1110,12 @@ async fn assess_view(
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
-    let allocated = listed(&page!(api::must(
-        req,
-        challenges::assessments(&state, &user).await
-    )));
-    let conflicts = listed(&page!(api::must(
+    let allocated = page!(api::must(req, challenges::assessments(&state, &user).await));
+    let conflicts = page!(api::must(
         req,
         challenges::list_conflicts(&state, &user).await
-    )));
-    let challenges = page!(challenges_of(req, &list(&allocated["data"])).await);
+    ));
+    let challenges = page!(challenges_of(req, &allocated).await);
     let mut view = assess_page(&allocated, &conflicts, &challenges, &posted, errors);
     if let Some(b) = banner {
         view = view.banner(b, true);
@@ -992,121 +1123,185 @@ async fn assess_view(
     view.render(req)
 }
 
+/// A conflict of interest the assessor declared.
+#[derive(Serialize)]
+struct DeclaredConflict {
+    company_number: String,
+    reason: String,
+    declared: String,
+    expires: String,
+    tag: Tag,
+}
+
+impl DeclaredConflict {
+    fn new(k: &ConflictView) -> DeclaredConflict {
+        DeclaredConflict {
+            company_number: k.company_number.clone(),
+            reason: k.reason.clone(),
+            declared: date(k.declared_at),
+            expires: date(k.expires_at),
+            tag: if k.current {
+                Tag::new("current", "green")
+            } else {
+                Tag::new("expired", "grey")
+            },
+        }
+    }
+}
+
+/// The conflict form's answers.
+#[derive(Serialize, Default)]
+struct ConflictAnswers {
+    company_number: String,
+    reason: String,
+}
+
 /// The allocated entries (each with its scoring form while the challenge is in assessment)
 /// and the assessor's conflicts of interest with the form to declare one.
 fn assess_page(
-    allocated: &Value,
-    conflicts: &Value,
-    challenges: &BTreeMap<String, Value>,
+    allocated: &[EntryView],
+    conflicts: &[ConflictView],
+    challenges: &BTreeMap<String, ChallengeView>,
     posted: &Assessing<'_>,
     errors: Vec<FieldError>,
 ) -> View {
-    let entries = list(&allocated["data"]);
-    let rows: Vec<Value> = entries
+    let rows: Vec<AssessedEntry> = allocated
         .iter()
-        .map(|e| assessed_entry(e, challenges, posted, &errors))
-        .collect();
-    let declared: Vec<Value> = list(&conflicts["data"])
-        .iter()
-        .map(|k| {
-            let tag = if k["current"] == true {
-                json!({"text": "current", "colour": "green"})
-            } else {
-                json!({"text": "expired", "colour": "grey"})
-            };
-            json!({
-                "company_number": k["company_number"], "reason": k["reason"],
-                "declared": day(&k["declared_at"]), "expires": day(&k["expires_at"]), "tag": tag,
-            })
+        .filter_map(|e| {
+            let c = challenges.get(&e.challenge_id)?;
+            Some(AssessedEntry::new(e, c, posted, &errors))
         })
         .collect();
+    let declared: Vec<DeclaredConflict> = conflicts.iter().map(DeclaredConflict::new).collect();
     let values = match posted {
-        Assessing::Conflict(f) => {
-            json!({"company_number": field(f, "company_number"), "reason": field(f, "reason")})
-        }
-        _ => json!({"company_number": "", "reason": ""}),
+        Assessing::Conflict(f) => ConflictAnswers {
+            company_number: field(f, "company_number").to_string(),
+            reason: field(f, "reason").to_string(),
+        },
+        _ => ConflictAnswers::default(),
     };
     View::new("ch_assess", "Your assessments")
-        .with("entries", Value::Array(rows))
-        .with("conflicts", Value::Array(declared))
+        .with("entries", rows)
+        .with("conflicts", declared)
         .with("values", values)
         .errors(errors)
 }
 
-/// One allocated entry, with its scoring form: the scores posted, or those given before.
-fn assessed_entry(
-    e: &Value,
-    challenges: &BTreeMap<String, Value>,
-    posted: &Assessing<'_>,
-    errors: &[FieldError],
-) -> Value {
-    let eid = text(&e["id"]);
-    let c = challenges
-        .get(text(&e["challenge_id"]))
-        .cloned()
-        .unwrap_or_default();
-    let status = text(&c["status"]);
-    let mine = &e["my_score"];
-    let anchor = format!("entry-{eid}");
-    let form = match posted {
-        Assessing::Score(id, form) if *id == eid => Some(*form),
-        _ => None,
-    };
-    let criteria = score_fields(&c, mine, &anchor, form, errors);
-    let comment_id = format!("{anchor}-comment");
-    let comment = match form {
-        Some(f) => field(f, "comment").to_string(),
-        None => text(&mine["comment"]).to_string(),
-    };
-    let comment_error = message_of(errors, &comment_id);
-    let window = match stage(status) {
-        s if s < 3 => format!("Scoring opens on {}.", moment(&c["assessors_assigned_at"])),
-        3 => format!("Scores are due by {}.", moment(&c["assessment_deadline"])),
-        _ => format!("Scoring closed on {}.", moment(&c["assessment_deadline"])),
-    };
-    json!({
-        "id": eid, "anchor": anchor, "action": format!("/assess/{eid}"),
-        "challenge_title": c["title"], "tag": status_tag(status),
-        "title": e["title"], "summary": paragraphs(&e["summary"]),
-        "organisation_name": e["organisation_name"], "company_number": e["company_number"],
-        "kind": kind_name(text(&e["organisation_kind"])),
-        "region": region_name(text(&e["region"])), "sic_code": e["sic_code"],
-        "submitted": moment(&e["submitted_at"]),
-        "scored": !mine.is_null(), "percent": mine["percent"],
-        "scored_at": moment(&mine["submitted_at"]),
-        "can_score": status == "in_assessment", "window": window,
-        "criteria": criteria,
-        "comment": {"id": comment_id, "value": comment, "error": comment_error},
-    })
+/// A form field with its value and error.
+#[derive(Serialize)]
+struct Answered {
+    id: String,
+    value: String,
+    error: Option<String>,
 }
 
-/// An entry's scoring fields, one per criterion of its challenge `c`.
+/// A criterion's scoring field.
+#[derive(Serialize)]
+struct ScoreField {
+    id: String,
+    name: String,
+    label: String,
+    hint: String,
+    max: u32,
+    value: String,
+    error: Option<String>,
+}
+
+/// An entry allocated to the assessor, with its scoring form.
+#[derive(Serialize)]
+struct AssessedEntry {
+    #[serde(flatten)]
+    card: EntryCard,
+    anchor: String,
+    action: String,
+    challenge_title: String,
+    tag: Tag,
+    submitted: String,
+    scored: bool,
+    percent: Option<String>,
+    scored_at: String,
+    can_score: bool,
+    window: String,
+    criteria: Vec<ScoreField>,
+    comment: Answered,
+}
+
+impl AssessedEntry {
+    /// Entry `e` of challenge `c`, with its form: the scores posted, or those given before.
+    fn new(
+        e: &EntryView,
+        c: &ChallengeView,
+        posted: &Assessing<'_>,
+        errors: &[FieldError],
+    ) -> AssessedEntry {
+        let mine = e.my_score.as_ref().and_then(Option::as_ref);
+        let anchor = format!("entry-{}", e.id);
+        let form = match posted {
+            Assessing::Score(id, form) if *id == e.id => Some(*form),
+            _ => None,
+        };
+        let comment_id = format!("{anchor}-comment");
+        let comment = match (form, mine) {
+            (Some(f), _) => field(f, "comment").to_string(),
+            (None, Some(m)) => m.comment.clone(),
+            (None, None) => String::new(),
+        };
+        let window = match stage(c.status) {
+            s if s < 3 => format!("Scoring opens on {}.", date_time(c.assessors_assigned_at)),
+            3 => format!("Scores are due by {}.", date_time(c.assessment_deadline)),
+            _ => format!("Scoring closed on {}.", date_time(c.assessment_deadline)),
+        };
+        AssessedEntry {
+            card: EntryCard::new(e),
+            action: format!("/assess/{}", e.id),
+            challenge_title: c.title.clone(),
+            tag: standing_tag(c.status),
+            submitted: date_time(e.submitted_at),
+            scored: mine.is_some(),
+            percent: mine.map(|m| m.percent.clone()),
+            scored_at: mine.map(|m| date_time(m.submitted_at)).unwrap_or_default(),
+            can_score: c.status == Standing::Live(Status::InAssessment),
+            window,
+            criteria: score_fields(&c.criteria, mine, &anchor, form, errors),
+            comment: Answered {
+                error: message_of(errors, &comment_id),
+                id: comment_id,
+                value: comment,
+            },
+            anchor,
+        }
+    }
+}
+
+/// An entry's scoring fields, one per criterion of its challenge.
 fn score_fields(
-    c: &Value,
-    mine: &Value,
+    criteria: &[Criterion],
+    mine: Option<&MyScoreView>,
     anchor: &str,
     form: Option<&HashMap<String, String>>,
     errors: &[FieldError],
-) -> Vec<Value> {
-    list(&c["criteria"])
+) -> Vec<ScoreField> {
+    criteria
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let name = text(&k["name"]);
             let id = format!("{anchor}-score-{i}");
             let value = match form {
                 Some(f) => field(f, &format!("score_{i}")).to_string(),
-                None => mine["scores"][name]
-                    .as_u64()
-                    .map(|v| v.to_string())
+                None => mine
+                    .and_then(|m| m.scores.get(&k.name))
+                    .map(u32::to_string)
                     .unwrap_or_default(),
             };
-            let error = message_of(errors, &id);
-            json!({
-                "id": id, "name": format!("score_{i}"), "label": name,
-                "hint": format!("From 0 to {}. Weight {}.", k["max_score"], k["weight"]),
-                "max": k["max_score"], "value": value, "error": error,
-            })
+            ScoreField {
+                error: message_of(errors, &id),
+                id,
+                name: format!("score_{i}"),
+                label: k.name.clone(),
+                hint: format!("From 0 to {}. Weight {}.", k.max_score, k.weight),
+                max: k.max_score,
+                value,
+            }
         })
         .collect()
 }
@@ -1125,10 +1320,10 @@ pub async fn assess(req: HttpRequest) -> HttpResponse {
 }
 
 /// An API field path of a score, as the form's field id.
-fn score_field(path: &str, anchor: &str, criteria: &[Value]) -> String {
+fn score_field(path: &str, anchor: &str, criteria: &[Criterion]) -> String {
     if let Some(i) = path
         .strip_prefix("scores.")
-        .and_then(|name| criteria.iter().position(|k| k["name"] == name))
+        .and_then(|name| criteria.iter().position(|k| k.name == name))
     {
         return format!("{anchor}-score-{i}");
     }
@@ -1159,20 +1354,17 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
         &req,
         challenges::get(&state, &user, &entry.challenge_id).await
     ));
-    let criteria = list(&json!(c.criteria));
     let anchor = format!("entry-{entry_id}");
-    let mut scores = Map::new();
+    let mut scores = BTreeMap::new();
     let mut errors = Vec::new();
-    for (i, k) in criteria.iter().enumerate() {
-        let name = text(&k["name"]);
-        let max = k["max_score"].as_u64().unwrap_or(0);
-        match field(&form, &format!("score_{i}")).parse::<u64>() {
-            Ok(s) if s <= max => {
-                scores.insert(name.to_string(), json!(s));
+    for (i, k) in c.criteria.iter().enumerate() {
+        match field(&form, &format!("score_{i}")).parse::<u32>() {
+            Ok(s) if s <= k.max_score => {
+                scores.insert(k.name.as_str(), s);
             }
             _ => errors.push(err(
                 format!("{anchor}-score-{i}"),
-                format!("Enter a score for {name} from 0 to {max}"),
+                format!("Enter a score for {} from 0 to {}", k.name, k.max_score),
             )),
         }
     }
@@ -1192,7 +1384,7 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     match answer {
         Answer::Ok(_) => see_other("/assess?scored=1"),
         refused => {
-            let id_of = |p: &str| score_field(p, &anchor, &criteria);
+            let id_of = |p: &str| score_field(p, &anchor, &c.criteria);
             let errors = refusal(&refused, &id_of, &anchor);
             assess_view(&req, Assessing::Score(&entry_id, &form), errors, None).await
         }

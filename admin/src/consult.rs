@@ -10,6 +10,7 @@ use crate::portal::{
 use crate::render::{FieldError, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use voucherd_api::auth::AuthUser;
@@ -20,7 +21,7 @@ use voucherd_api::service::{applications, consulting, incentives, programme};
 use voucherd_api::state::AppState;
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::incentive::{Condition, Effect, Trigger};
-use voucherd_domain::{Money, Region};
+use voucherd_domain::{BookingStatus, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -67,30 +68,6 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A service's list, as rows for the helpers below that shape them for the templates.
-fn data<T: serde::Serialize>(list: &[T]) -> Vec<Value> {
-    list.iter().map(|row| json!(row)).collect()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// "a", "a or b", "a, b or c".
 fn or_list(items: &[String]) -> String {
     match items {
@@ -131,28 +108,84 @@ fn written(text: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn status_tag(status: &str) -> Value {
-    let (text, colour) = match status {
-        "booked" => ("booked", "blue"),
-        "free" => ("free", "green"),
-        "attended" => ("attended", "green"),
-        "no_show" => ("did not attend", "orange"),
-        "cancelled" => ("cancelled", "grey"),
-        other => (other, "grey"),
-    };
-    json!({"text": text, "colour": colour})
+/// A status tag for the templates' `tag` partial.
+#[derive(Serialize)]
+struct Tag {
+    text: &'static str,
+    colour: &'static str,
 }
 
-/// A booking as the pages show it (the adviser's notes only where the service gave them).
-fn booking_row(b: &BookingView) -> Value {
-    json!({
-        "id": b.id, "voucher_id": b.voucher_id, "voucher_reference": b.voucher_reference,
-        "when": crate::format::weekday_time(b.slot.starts_at.0),
-        "length": duration(b.minutes),
-        "tag": status_tag(&b.status), "booked": b.status == "booked",
-        "next_steps": written(b.next_steps.as_deref()),
-        "notes": written(b.notes.as_ref().and_then(|n| n.as_deref())),
-    })
+fn booking_tag(status: BookingStatus) -> Tag {
+    let (text, colour) = match status {
+        BookingStatus::Booked => ("booked", "blue"),
+        BookingStatus::Attended => ("attended", "green"),
+        BookingStatus::NoShow => ("did not attend", "orange"),
+        BookingStatus::Cancelled => ("cancelled", "grey"),
+    };
+    Tag { text, colour }
+}
+
+fn slot_tag(booked: bool) -> Tag {
+    if booked {
+        booking_tag(BookingStatus::Booked)
+    } else {
+        Tag {
+            text: "free",
+            colour: "green",
+        }
+    }
+}
+
+/// An adviser's draft of a booking's outcome, shown back with its errors.
+#[derive(Serialize, Clone, Default)]
+struct Draft {
+    outcome: String,
+    notes: String,
+    next_steps: String,
+}
+
+/// A booking as the pages show it (the adviser's notes only where the service gave them);
+/// on the adviser's list of sessions to record, whether it has started and the draft.
+#[derive(Serialize)]
+struct BookingRow {
+    id: String,
+    voucher_id: String,
+    voucher_reference: String,
+    when: String,
+    length: String,
+    tag: Tag,
+    booked: bool,
+    next_steps: Option<String>,
+    notes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    draft: Option<Draft>,
+}
+
+fn booking_row(b: &BookingView) -> BookingRow {
+    BookingRow {
+        id: b.id.clone(),
+        voucher_id: b.voucher_id.clone(),
+        voucher_reference: b.voucher_reference.clone(),
+        when: crate::format::weekday_time(b.slot.starts_at.0),
+        length: duration(b.minutes),
+        tag: booking_tag(b.status),
+        booked: b.status == BookingStatus::Booked,
+        next_steps: written(b.next_steps.as_deref()),
+        notes: written(b.notes.as_ref().and_then(|n| n.as_deref())),
+        started: None,
+        draft: None,
+    }
+}
+
+/// A slot the adviser published, or an SME may book.
+#[derive(Serialize)]
+struct SlotRow {
+    id: String,
+    when: String,
+    length: String,
+    tag: Tag,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,13 +271,8 @@ fn humanise_why(s: &str) -> String {
     capitalise(&format!("{not}{rest}"))
 }
 
-fn whys(v: &Value) -> Value {
-    Value::Array(
-        strings(v)
-            .iter()
-            .map(|w| Value::String(humanise_why(w)))
-            .collect(),
-    )
+fn whys(why: &[String]) -> Vec<String> {
+    why.iter().map(|w| humanise_why(w)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,17 +310,20 @@ async fn consulting_view(
         .filter(|b| b.voucher_id == voucher)
         .collect();
     mine.sort_by_key(|b| b.slot.starts_at);
-    let (upcoming, mut past): (Vec<&BookingView>, Vec<&BookingView>) =
-        mine.into_iter().partition(|b| b.status == "booked");
+    let (upcoming, mut past): (Vec<&BookingView>, Vec<&BookingView>) = mine
+        .into_iter()
+        .partition(|b| b.status == BookingStatus::Booked);
     past.reverse();
-    let rows = |list: Vec<&BookingView>| -> Value { list.into_iter().map(booking_row).collect() };
-    let slots: Vec<Value> = slots
+    let rows = |list: Vec<&BookingView>| -> Vec<BookingRow> {
+        list.into_iter().map(booking_row).collect()
+    };
+    let slots: Vec<SlotRow> = slots
         .iter()
-        .map(|s| {
-            json!({
-                "id": s.id, "when": crate::format::weekday_time(s.starts_at.0),
-                "length": duration(s.minutes),
-            })
+        .map(|s| SlotRow {
+            id: s.id.clone(),
+            when: crate::format::weekday_time(s.starts_at.0),
+            length: duration(s.minutes),
+            tag: slot_tag(s.booked),
         })
         .collect();
     let mut view = View::new("cs_consulting", "Technical consulting")
@@ -307,7 +338,7 @@ async fn consulting_view(
         .with("can_book", json!(hours.remaining > 0))
         .with("upcoming", rows(upcoming))
         .with("past", rows(past))
-        .with("slots", Value::Array(slots))
+        .with("slots", slots)
         .back(&format!("/portal/vouchers/{voucher}"))
         .errors(errors);
     if let Some(b) = banner {
@@ -383,7 +414,7 @@ pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> Ht
                 amount
             };
             json!({
-                "name": r.name, "version": r.version, "why": whys(&json!(r.why)),
+                "name": r.name, "version": r.version, "why": whys(&r.why),
                 "effect": describe_effect(&r.effect), "amount": amount,
             })
         })
@@ -398,12 +429,12 @@ pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> Ht
 // ---------------------------------------------------------------------------------------------
 // The adviser: slots and outcomes
 
-fn empty_slot() -> Value {
-    json!({"date": "", "start": "", "minutes": ""})
-}
-
-fn empty_draft() -> Value {
-    json!({"outcome": "", "notes": "", "next_steps": ""})
+/// The new session form's answers.
+#[derive(Serialize, Default)]
+struct SlotAnswers {
+    date: String,
+    start: String,
+    minutes: String,
 }
 
 pub async fn advise(req: HttpRequest) -> HttpResponse {
@@ -412,14 +443,14 @@ pub async fn advise(req: HttpRequest) -> HttpResponse {
         Some("recorded") => Some("The outcome was recorded and the SME has been told."),
         _ => None,
     };
-    advise_view(&req, empty_slot(), Vec::new(), None, banner).await
+    advise_view(&req, SlotAnswers::default(), Vec::new(), None, banner).await
 }
 
 async fn advise_view(
     req: &HttpRequest,
-    slot: Value,
+    slot: SlotAnswers,
     errors: Vec<FieldError>,
-    draft: Option<(&str, Value)>,
+    draft: Option<(&str, Draft)>,
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
@@ -434,32 +465,31 @@ async fn advise_view(
     let (mut to_record, mut recorded) = (Vec::new(), Vec::new());
     for b in all {
         let mut row = booking_row(b);
-        if b.status != "booked" {
+        if b.status != BookingStatus::Booked {
             recorded.push(row);
             continue;
         }
-        row["started"] = json!(b.slot.starts_at.0 <= now);
-        row["draft"] = match &draft {
+        row.started = Some(b.slot.starts_at.0 <= now);
+        row.draft = Some(match &draft {
             Some((id, d)) if b.id == *id => d.clone(),
-            _ => empty_draft(),
-        };
+            _ => Draft::default(),
+        });
         to_record.push(row);
     }
     recorded.reverse();
-    let slots: Vec<Value> = slots
+    let slots: Vec<SlotRow> = slots
         .iter()
-        .map(|s| {
-            json!({
-                "when": crate::format::weekday_time(s.starts_at.0),
-                "length": duration(s.minutes),
-                "tag": status_tag(if s.booked { "booked" } else { "free" }),
-            })
+        .map(|s| SlotRow {
+            id: s.id.clone(),
+            when: crate::format::weekday_time(s.starts_at.0),
+            length: duration(s.minutes),
+            tag: slot_tag(s.booked),
         })
         .collect();
     let mut view = View::new("cs_advise", "Your consulting sessions")
-        .with("to_record", Value::Array(to_record))
-        .with("recorded", Value::Array(recorded))
-        .with("slots", Value::Array(slots))
+        .with("to_record", to_record)
+        .with("recorded", recorded)
+        .with("slots", slots)
         .with("values", slot)
         .errors(errors);
     if let Some(b) = banner {
@@ -472,10 +502,11 @@ pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let values = json!({
-        "date": field(&form, "date"), "start": field(&form, "start"),
-        "minutes": field(&form, "minutes"),
-    });
+    let values = SlotAnswers {
+        date: field(&form, "date").to_string(),
+        start: field(&form, "start").to_string(),
+        minutes: field(&form, "minutes").to_string(),
+    };
     let date = NaiveDate::parse_from_str(field(&form, "date"), "%Y-%m-%d").ok();
     let start = NaiveTime::parse_from_str(field(&form, "start"), "%H:%M").ok();
     let length = field(&form, "minutes")
@@ -544,19 +575,27 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
     }
     let id = path.into_inner();
     let outcome = field(&form, "outcome");
-    let draft = json!({
-        "outcome": outcome, "notes": field(&form, "notes"),
-        "next_steps": field(&form, "next_steps"),
-    });
+    let draft = Draft {
+        outcome: outcome.to_string(),
+        notes: field(&form, "notes").to_string(),
+        next_steps: field(&form, "next_steps").to_string(),
+    };
     if !matches!(outcome, "attended" | "no_show") {
         let errors = vec![err(
             format!("outcome-{id}"),
             "Select whether the SME came to the session",
         )];
-        return advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await;
+        return advise_view(
+            &req,
+            SlotAnswers::default(),
+            errors,
+            Some((id.as_str(), draft)),
+            None,
+        )
+        .await;
     }
     let Core { state, user } = page!(api::core(&req));
-    let recorded = api::with_input(&draft, |b| {
+    let recorded = api::with_input(&json!(draft), |b| {
         consulting::record_outcome(&state, &user, &id, b)
     })
     .await;
@@ -575,7 +614,14 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
                 (format!("{p}-{id}"), label)
             };
             let errors = form_errors(&refused, "to-record", &field_of);
-            advise_view(&req, empty_slot(), errors, Some((id.as_str(), draft)), None).await
+            advise_view(
+                &req,
+                SlotAnswers::default(),
+                errors,
+                Some((id.as_str(), draft)),
+                None,
+            )
+            .await
         }
     }
 }
@@ -589,76 +635,144 @@ const SIZE_BANDS: [(&str, &str, SizeBand); 3] = [
     ("medium", "Medium: 50 to 249 employees", SizeBand::Medium),
 ];
 
-/// The rule form's text fields, as posted and shown back.
-const RULE_TEXT_FIELDS: [&str; 12] = [
-    "name",
-    "sic_sections",
-    "founded_within_years",
-    "kind",
-    "uplift_percent",
-    "bonus_amount",
-    "requests_amount",
-    "requests_count",
-    "session_amount",
-    "cap_percent",
-    "hours",
-    "budget_line_id",
-];
-
-/// The rule form's answers, to show back.
-fn rule_values(form: &HashMap<String, String>) -> Value {
-    let regions: Vec<&str> = Region::ALL
-        .iter()
-        .map(|r| r.as_str())
-        .filter(|r| ticked(form, &format!("region_{r}")))
-        .collect();
-    let bands: Vec<&str> = SIZE_BANDS
-        .iter()
-        .map(|(code, _, _)| *code)
-        .filter(|c| ticked(form, &format!("size_{c}")))
-        .collect();
-    let mut v = json!({
-        "regions": regions, "size_bands": bands,
-        "university_spin_off": ticked(form, "university_spin_off"),
-        "first_time_applicant": ticked(form, "first_time_applicant"),
-        "active": field(form, "active") != "no",
-    });
-    for name in RULE_TEXT_FIELDS {
-        v[name] = json!(field(form, name));
-    }
-    v
+/// The rule form's answers: as posted, or as a stored rule has them.
+#[derive(Serialize)]
+struct RuleAnswers {
+    name: String,
+    regions: Vec<String>,
+    size_bands: Vec<String>,
+    sic_sections: String,
+    founded_within_years: String,
+    university_spin_off: bool,
+    first_time_applicant: bool,
+    kind: String,
+    uplift_percent: String,
+    bonus_amount: String,
+    requests_amount: String,
+    requests_count: String,
+    session_amount: String,
+    cap_percent: String,
+    hours: String,
+    budget_line_id: String,
+    active: bool,
 }
 
-/// A stored rule (or nothing: `Value::Null`) as the form's answers.
-fn values_of_rule(r: &Value) -> Value {
-    let (c, e) = (&r["condition"], &r["effect"]);
-    let kind = match (
-        e["kind"].as_str().unwrap_or(""),
-        e["trigger"]["kind"].as_str(),
-    ) {
-        ("milestone_bonus", Some("consulting_session_completed")) => "milestone_session",
-        ("milestone_bonus", _) => "milestone_requests",
-        (k, _) => k,
-    };
-    let only = |k: &str, v: &Value| if kind == k { text(v) } else { String::new() };
-    json!({
-        "name": text(&r["name"]),
-        "regions": strings(&c["regions"]), "size_bands": strings(&c["size_bands"]),
-        "sic_sections": strings(&c["sic_sections"]).join(", "),
-        "founded_within_years": text(&c["founded_within_years"]),
-        "university_spin_off": c["university_spin_off"] == true,
-        "first_time_applicant": c["first_time_applicant"] == true,
-        "kind": kind,
-        "uplift_percent": only("uplift_percent", &e["percent"]),
-        "bonus_amount": only("fixed_bonus", &e["amount"]),
-        "requests_amount": only("milestone_requests", &e["amount"]),
-        "requests_count": only("milestone_requests", &e["trigger"]["count"]),
-        "session_amount": only("milestone_session", &e["amount"]),
-        "cap_percent": only("co_funding_cap", &e["percent"]),
-        "hours": only("consulting_hours", &e["hours"]),
-        "budget_line_id": text(&r["budget_line_id"]),
-        "active": r["active"] != false,
-    })
+impl RuleAnswers {
+    /// A new rule's form: every answer blank, the rule active.
+    fn blank() -> RuleAnswers {
+        RuleAnswers {
+            name: String::new(),
+            regions: Vec::new(),
+            size_bands: Vec::new(),
+            sic_sections: String::new(),
+            founded_within_years: String::new(),
+            university_spin_off: false,
+            first_time_applicant: false,
+            kind: String::new(),
+            uplift_percent: String::new(),
+            bonus_amount: String::new(),
+            requests_amount: String::new(),
+            requests_count: String::new(),
+            session_amount: String::new(),
+            cap_percent: String::new(),
+            hours: String::new(),
+            budget_line_id: String::new(),
+            active: true,
+        }
+    }
+
+    /// The answers as posted, to show back.
+    fn posted(form: &HashMap<String, String>) -> RuleAnswers {
+        let text = |name: &str| field(form, name).to_string();
+        RuleAnswers {
+            name: text("name"),
+            regions: Region::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .filter(|r| ticked(form, &format!("region_{r}")))
+                .map(String::from)
+                .collect(),
+            size_bands: SIZE_BANDS
+                .iter()
+                .map(|(code, _, _)| *code)
+                .filter(|c| ticked(form, &format!("size_{c}")))
+                .map(String::from)
+                .collect(),
+            sic_sections: text("sic_sections"),
+            founded_within_years: text("founded_within_years"),
+            university_spin_off: ticked(form, "university_spin_off"),
+            first_time_applicant: ticked(form, "first_time_applicant"),
+            kind: text("kind"),
+            uplift_percent: text("uplift_percent"),
+            bonus_amount: text("bonus_amount"),
+            requests_amount: text("requests_amount"),
+            requests_count: text("requests_count"),
+            session_amount: text("session_amount"),
+            cap_percent: text("cap_percent"),
+            hours: text("hours"),
+            budget_line_id: text("budget_line_id"),
+            active: field(form, "active") != "no",
+        }
+    }
+
+    /// A stored rule as the form's answers, for its next version.
+    fn of_rule(r: &RuleView) -> RuleAnswers {
+        let c = &r.condition;
+        let mut a = RuleAnswers {
+            name: r.name.clone(),
+            regions: c.regions.iter().map(|r| r.as_str().to_string()).collect(),
+            size_bands: c.size_bands.iter().map(spelling).collect(),
+            sic_sections: c
+                .sic_sections
+                .iter()
+                .map(spelling)
+                .collect::<Vec<_>>()
+                .join(", "),
+            founded_within_years: c
+                .founded_within_years
+                .map(|y| y.to_string())
+                .unwrap_or_default(),
+            university_spin_off: c.university_spin_off,
+            first_time_applicant: c.first_time_applicant,
+            budget_line_id: r.budget_line_id.clone().unwrap_or_default(),
+            active: r.active,
+            ..RuleAnswers::blank()
+        };
+        match &r.effect {
+            Effect::UpliftPercent { percent } => {
+                a.kind = "uplift_percent".into();
+                a.uplift_percent = percent.to_string();
+            }
+            Effect::FixedBonus { amount } => {
+                a.kind = "fixed_bonus".into();
+                a.bonus_amount = amount.to_string();
+            }
+            Effect::CoFundingCap { percent } => {
+                a.kind = "co_funding_cap".into();
+                a.cap_percent = percent.to_string();
+            }
+            Effect::MilestoneBonus {
+                amount,
+                trigger: Trigger::RequestsSettled { count },
+            } => {
+                a.kind = "milestone_requests".into();
+                a.requests_amount = amount.to_string();
+                a.requests_count = count.to_string();
+            }
+            Effect::MilestoneBonus {
+                amount,
+                trigger: Trigger::ConsultingSessionCompleted {},
+            } => {
+                a.kind = "milestone_session".into();
+                a.session_amount = amount.to_string();
+            }
+            Effect::ConsultingHours { hours } => {
+                a.kind = "consulting_hours".into();
+                a.hours = hours.to_string();
+            }
+        }
+        a
+    }
 }
 
 fn whole(form: &HashMap<String, String>, name: &str, m: &str, errors: &mut Vec<FieldError>) -> u32 {
@@ -835,19 +949,18 @@ pub async fn incentives(req: HttpRequest) -> HttpResponse {
 async fn incentives_view(
     req: &HttpRequest,
     editing: Option<&str>,
-    values: Option<Value>,
+    values: Option<RuleAnswers>,
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
-    let typed_rules = page!(api::must(req, incentives::list(&state).await));
-    let rules = data(&typed_rules);
-    let typed_lines = page!(api::must(req, programme::list_lines(&state).await));
-    let lines = data(&typed_lines);
+    let rules = page!(api::must(req, incentives::list(&state).await));
+    let lines = page!(api::must(req, programme::list_lines(&state).await));
     let matches = page!(rule_matches(req, &state, &user).await);
-    let rows = rule_rows(&typed_rules, &typed_lines, &matches);
-    let rule = editing.and_then(|k| rules.iter().find(|r| r["key"] == k));
-    let values = values.unwrap_or_else(|| values_of_rule(rule.unwrap_or(&json!({"active": true}))));
+    let rows = rule_rows(&rules, &lines, &matches);
+    let rule = editing.and_then(|k| rules.iter().find(|r| r.key == k));
+    let values =
+        values.unwrap_or_else(|| rule.map_or_else(RuleAnswers::blank, RuleAnswers::of_rule));
     let form = rule_form(rule);
     let (regions, sizes, line_options) = rule_choices(&values, &lines);
     let limits = req
@@ -862,9 +975,9 @@ async fn incentives_view(
         .with("rules", Value::Array(rows))
         .with("form", form)
         .with("values", values)
-        .with("regions", Value::Array(regions))
-        .with("sizes", Value::Array(sizes))
-        .with("lines", Value::Array(line_options))
+        .with("regions", regions)
+        .with("sizes", sizes)
+        .with("lines", line_options)
         .with("limits", limits)
         .errors(errors);
     if let Some(b) = banner {
@@ -931,52 +1044,79 @@ fn rule_rows(
         .collect()
 }
 
-/// The rule form's heading, action and button: adding a rule, or changing `rule` as a new
-/// version.
-fn rule_form(rule: Option<&Value>) -> Value {
+/// The rule form's heading, action and button.
+#[derive(Serialize)]
+struct RuleForm {
+    action: String,
+    heading: String,
+    version: Option<i32>,
+    button: &'static str,
+}
+
+/// The form for adding a rule, or for changing `rule` as a new version.
+fn rule_form(rule: Option<&RuleView>) -> RuleForm {
     match rule {
-        Some(r) => json!({
-            "action": format!("/console/incentives/{}", text(&r["key"])),
-            "heading": format!("Change the rule “{}”", text(&r["name"])),
-            "version": r["version"].as_i64().unwrap_or(0) + 1,
-            "button": "Save as a new version",
-        }),
-        None => json!({
-            "action": "/console/incentives", "heading": "Add a rule", "version": null,
-            "button": "Add rule",
-        }),
+        Some(r) => RuleForm {
+            action: format!("/console/incentives/{}", r.key),
+            heading: format!("Change the rule “{}”", r.name),
+            version: Some(r.version + 1),
+            button: "Save as a new version",
+        },
+        None => RuleForm {
+            action: "/console/incentives".into(),
+            heading: "Add a rule".into(),
+            version: None,
+            button: "Add rule",
+        },
+    }
+}
+
+/// A checkbox or an option of the rule form.
+#[derive(Serialize)]
+struct Choice {
+    value: String,
+    label: String,
+    checked: bool,
+    selected: bool,
+}
+
+impl Choice {
+    fn new(value: &str, label: impl Into<String>, on: bool) -> Choice {
+        Choice {
+            value: value.to_string(),
+            label: label.into(),
+            checked: on,
+            selected: on,
+        }
     }
 }
 
 /// The rule form's choices, as ticked in `values`: regions, size bands and budget lines.
-fn rule_choices(values: &Value, lines: &[Value]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
-    let picked = strings(&values["regions"]);
-    let regions: Vec<Value> = Region::ALL
+fn rule_choices(
+    values: &RuleAnswers,
+    lines: &[BudgetLineView],
+) -> (Vec<Choice>, Vec<Choice>, Vec<Choice>) {
+    let regions = Region::ALL
         .iter()
         .map(|r| {
-            json!({
-                "value": r.as_str(), "label": region_name(r.as_str()),
-                "checked": picked.iter().any(|p| p == r.as_str()),
-            })
+            let on = values.regions.iter().any(|p| p == r.as_str());
+            Choice::new(r.as_str(), r.name(), on)
         })
         .collect();
-    let picked = strings(&values["size_bands"]);
-    let sizes: Vec<Value> = SIZE_BANDS
+    let sizes = SIZE_BANDS
         .iter()
         .map(|(code, label, _)| {
-            json!({"value": code, "label": label, "checked": picked.iter().any(|p| p == code)})
+            Choice::new(code, *label, values.size_bands.iter().any(|p| p == code))
         })
         .collect();
-    let chosen = text(&values["budget_line_id"]);
-    let mut line_options = vec![json!({
-        "value": "", "label": "The programme fund", "selected": chosen.is_empty(),
-    })];
+    let chosen = values.budget_line_id.as_str();
+    let mut line_options = vec![Choice::new("", "The programme fund", chosen.is_empty())];
     line_options.extend(lines.iter().map(|l| {
-        json!({
-            "value": l["id"],
-            "label": format!("{} ({})", text(&l["name"]), text(&l["financial_year"])),
-            "selected": l["id"] == chosen,
-        })
+        Choice::new(
+            &l.id,
+            format!("{} ({})", l.name, l.financial_year),
+            l.id == chosen,
+        )
     }));
     (regions, sizes, line_options)
 }
@@ -1001,7 +1141,7 @@ async fn save_rule(
     let body = match rule_body(form) {
         Ok(b) => b,
         Err(errors) => {
-            return incentives_view(req, key, Some(rule_values(form)), errors, None).await
+            return incentives_view(req, key, Some(RuleAnswers::posted(form)), errors, None).await
         }
     };
     let Core { state, user } = page!(api::core(req));
@@ -1020,7 +1160,7 @@ async fn save_rule(
         refused => {
             let kind = field(form, "kind").to_string();
             let errors = form_errors(&refused, "name", &|p| rule_field(p, &kind));
-            incentives_view(req, key, Some(rule_values(form)), errors, None).await
+            incentives_view(req, key, Some(RuleAnswers::posted(form)), errors, None).await
         }
     }
 }
@@ -1059,7 +1199,7 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
         .iter()
         .map(|r| {
             json!({
-                "name": r.name, "version": r.version, "why": whys(&json!(r.why)),
+                "name": r.name, "version": r.version, "why": whys(&r.why),
                 "effect": describe_effect(&r.effect), "now": r.now, "later": r.later,
             })
         })
@@ -1067,7 +1207,7 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
     let not_matched: Vec<Value> = e
         .not_matched
         .iter()
-        .map(|r| json!({"name": r.name, "why": whys(&json!(r.why))}))
+        .map(|r| json!({"name": r.name, "why": whys(&r.why)}))
         .collect();
     let cap = e
         .co_funding_cap_percent

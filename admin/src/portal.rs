@@ -123,12 +123,7 @@ pub fn region_name(r: &str) -> &'static str {
     Region::parse(r).map_or("Unknown region", Region::name)
 }
 
-/// The colour of a status's tag, after the GOV.UK tag guidance.
-/// A state the API answered, as its enum (`None` when absent or unknown).
-pub fn status_of<T: std::str::FromStr>(v: &Value) -> Option<T> {
-    v.as_str().and_then(|s| s.parse().ok())
-}
-
+/// A status's tag, coloured after the GOV.UK tag guidance.
 pub fn tag(status: &str) -> Value {
     let colour = match status {
         "approved" | "active" | "paid" | "succeeded" | "passed" | "balanced" => "green",
@@ -437,9 +432,9 @@ pub fn date(t: Timestamp) -> String {
     crate::format::date(t.0)
 }
 
-/// A time the core wrote ("2026-11-27T10:00:00.000000Z") as its UK day: "27 November 2026".
-pub fn day(v: &Value) -> String {
-    v.as_str().map(crate::format::day).unwrap_or_default()
+/// A time from the core as UK time: "10 March 2027, 5:00pm".
+pub fn date_time(t: Timestamp) -> String {
+    crate::format::date_time(t.0)
 }
 
 /// The application form's fields, in order, with their labels (for the check-answers page).

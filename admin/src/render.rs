@@ -139,7 +139,13 @@ impl View {
         }
     }
 
-    pub fn with(mut self, key: &str, value: Value) -> View {
+    /// Puts `value` (a page's typed view) into the template's data under `key`.
+    pub fn with(mut self, key: &str, value: impl serde::Serialize) -> View {
+        // Only a map with keys that are not text fails to become JSON; no view has one.
+        let value = serde_json::to_value(value).unwrap_or_else(|e| {
+            tracing::error!(key, error = %e, "a page's view could not be shaped");
+            Value::Null
+        });
         self.data.insert(key.into(), value);
         self
     }

@@ -18,12 +18,37 @@ pub enum OrganisationKind {
 }
 
 impl OrganisationKind {
+    pub const ALL: [OrganisationKind; 3] = [
+        OrganisationKind::Startup,
+        OrganisationKind::UniversitySpinOff,
+        OrganisationKind::Sme,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrganisationKind::Startup => "startup",
             OrganisationKind::UniversitySpinOff => "university_spin_off",
             OrganisationKind::Sme => "sme",
         }
+    }
+
+    /// How people call it: "University spin-off".
+    pub fn label(self) -> &'static str {
+        match self {
+            OrganisationKind::Startup => "Start-up",
+            OrganisationKind::UniversitySpinOff => "University spin-off",
+            OrganisationKind::Sme => "Small or medium-sized enterprise (SME)",
+        }
+    }
+}
+
+impl std::str::FromStr for OrganisationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OrganisationKind, String> {
+        OrganisationKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown organisation kind {s:?}"))
     }
 }
 
@@ -162,6 +187,44 @@ crate::text_enum! {
         Panel = "panel",
         /// Results are out.
         Decided = "decided",
+    }
+}
+
+/// Where a challenge stands as the API and the pages show it: the [`Status`] its milestones
+/// give, or cancelled (which no milestone undoes). On the wire, the status's spelling or
+/// `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Live(Status),
+    Cancelled,
+}
+
+impl Standing {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Standing::Live(s) => s.as_str(),
+            Standing::Cancelled => "cancelled",
+        }
+    }
+
+    /// The milestones' status, unless the challenge was cancelled.
+    pub fn status(self) -> Option<Status> {
+        match self {
+            Standing::Live(s) => Some(s),
+            Standing::Cancelled => None,
+        }
+    }
+}
+
+impl From<Status> for Standing {
+    fn from(s: Status) -> Standing {
+        Standing::Live(s)
+    }
+}
+
+impl Serialize for Standing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

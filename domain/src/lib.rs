@@ -32,5 +32,6 @@ pub use region::Region;
 pub use role::Role;
 pub use sic::SicCode;
 pub use states::{
-    ApplicationStatus, KeyMode, KeyStatus, PaymentStatus, VoucherState, VoucherStatus,
+    ApplicationStatus, BookingStatus, KeyMode, KeyStatus, PaymentStatus, VoucherState,
+    VoucherStatus,
 };

@@ -162,6 +162,17 @@ impl PaymentStatus {
     pub const IN_FLIGHT: [PaymentStatus; 2] = [PaymentStatus::Open, PaymentStatus::Processing];
 }
 
+text_enum! {
+    /// Where a consulting booking stands: booked, cancelled, or the outcome its adviser
+    /// recorded.
+    pub enum BookingStatus {
+        Booked = "booked",
+        Cancelled = "cancelled",
+        Attended = "attended",
+        NoShow = "no_show",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,13 +17,13 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::challenge::{
-    self, Criteria, Criterion, Milestone, Milestones, OrganisationKind, Status,
+    self, Criteria, Criterion, Milestone, Milestones, OrganisationKind, Standing, Status,
 };
 use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::reference::Reference;
-use voucherd_domain::{ApplicationStatus, Money};
+use voucherd_domain::{ApplicationStatus, Money, Region};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
@@ -52,19 +52,12 @@ pub struct ChallengeRow {
 }
 
 impl ChallengeRow {
-    /// Its status at `now`: cancelled, or derived from its dates.
-    pub fn status_at(&self, now: NaiveDateTime) -> StoreResult<&'static str> {
+    /// Where it stands at `now`: cancelled, or what its dates give.
+    pub fn standing_at(&self, now: NaiveDateTime) -> StoreResult<Standing> {
         if self.cancelled_at.is_some() {
-            return Ok("cancelled");
+            return Ok(Standing::Cancelled);
         }
-        Ok(match self.milestones()?.status(now) {
-            Status::Upcoming => "upcoming",
-            Status::Open => "open",
-            Status::Closed => "closed",
-            Status::InAssessment => "in_assessment",
-            Status::Panel => "panel",
-            Status::Decided => "decided",
-        })
+        Ok(self.milestones()?.status(now).into())
     }
 
     pub fn milestones(&self) -> StoreResult<Milestones> {
@@ -91,6 +84,12 @@ impl ChallengeRow {
 
     pub fn eligible(&self) -> Vec<String> {
         serde_json::from_str(&self.eligible_kinds).unwrap_or_default()
+    }
+
+    /// Who may enter, as kinds: a stored spelling no kind has is a broken row, not "nobody".
+    pub fn eligible_kinds(&self) -> StoreResult<Vec<OrganisationKind>> {
+        serde_json::from_str(&self.eligible_kinds)
+            .map_err(|e| StoreError::Invariant(format!("challenge {} eligible: {e}", self.id)))
     }
 }
 
@@ -129,6 +128,20 @@ pub struct EntryRow {
 }
 
 impl EntryRow {
+    /// The kind it entered as: a stored spelling no kind has is a broken row.
+    pub fn kind(&self) -> StoreResult<OrganisationKind> {
+        self.organisation_kind
+            .parse()
+            .map_err(|e| StoreError::Invariant(format!("entry {}: {e}", self.id)))
+    }
+
+    /// Its region, likewise.
+    pub fn region_of(&self) -> StoreResult<Region> {
+        self.region
+            .parse()
+            .map_err(|e| StoreError::Invariant(format!("entry {}: {e}", self.id)))
+    }
+
     /// Why the entry cannot be ranked yet (or was not), if it cannot: its kind's evidence
     /// unchecked or rejected, or its assessments incomplete at the panel.
     pub fn not_ranked_because(&self) -> Option<String> {
@@ -175,6 +188,14 @@ pub struct ScoreRow {
     pub percent_bp: i64,
     pub comment: String,
     pub submitted_at: NaiveDateTime,
+}
+
+impl ScoreRow {
+    /// The scores by criterion name.
+    pub fn by_criterion(&self) -> StoreResult<BTreeMap<String, u32>> {
+        serde_json::from_str(&self.scores)
+            .map_err(|e| StoreError::Invariant(format!("scores of entry {}: {e}", self.entry_id)))
+    }
 }
 
 /// How far assessment has got.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use validator::Validate;
 use voucherd_domain::challenge::{
-    self, Criteria, Criterion, KindEvidence, Milestone, Milestones, OrganisationKind,
+    self, Criteria, Criterion, KindEvidence, Milestone, Milestones, OrganisationKind, Standing,
 };
 use voucherd_domain::money::{format_micros, Amount};
 use voucherd_domain::ErrorCode;
@@ -59,10 +59,10 @@ pub struct ChallengeView {
     pub title: String,
     pub theme: String,
     /// `upcoming`, `open`, `closed`, `assessing`, `decided` or `cancelled`.
-    pub status: &'static str,
+    pub status: Standing,
     pub cancelled_at: Option<Timestamp>,
     pub cancellation_reason: Option<String>,
-    pub eligible: Vec<String>,
+    pub eligible: Vec<OrganisationKind>,
     pub opens_at: Timestamp,
     pub closes_at: Timestamp,
     pub assessors_assigned_at: Timestamp,
@@ -91,10 +91,10 @@ impl ChallengeView {
             id: ch.id.clone(),
             title: ch.title.clone(),
             theme: ch.theme.clone(),
-            status: ch.status_at(now)?,
+            status: ch.standing_at(now)?,
             cancelled_at: ch.cancelled_at.map(Timestamp),
             cancellation_reason: ch.cancellation_reason.clone(),
-            eligible: ch.eligible(),
+            eligible: ch.eligible_kinds()?,
             opens_at: Timestamp(m.at(Milestone::Opens)),
             closes_at: Timestamp(m.at(Milestone::Closes)),
             assessors_assigned_at: Timestamp(m.at(Milestone::AssessorsAssigned)),
@@ -137,7 +137,7 @@ pub struct ResultView {
 /// An assessor's own score of an entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct MyScoreView {
-    pub scores: serde_json::Value,
+    pub scores: BTreeMap<String, u32>,
     pub percent: String,
     pub comment: String,
     pub submitted_at: Timestamp,
@@ -150,8 +150,8 @@ pub struct EntryView {
     pub challenge_id: String,
     pub company_number: String,
     pub organisation_name: String,
-    pub organisation_kind: String,
-    pub region: String,
+    pub organisation_kind: OrganisationKind,
+    pub region: Region,
     pub sic_code: String,
     pub title: String,
     pub summary: String,
@@ -170,14 +170,14 @@ pub struct EntryView {
 }
 
 impl EntryView {
-    fn new(e: &EntryRow, decided: bool) -> EntryView {
-        EntryView {
+    fn new(e: &EntryRow, decided: bool) -> Result<EntryView, ApiError> {
+        Ok(EntryView {
             id: e.id.clone(),
             challenge_id: e.challenge_id.clone(),
             company_number: e.company_number.clone(),
             organisation_name: e.organisation_name.clone(),
-            organisation_kind: e.organisation_kind.clone(),
-            region: e.region.clone(),
+            organisation_kind: e.kind()?,
+            region: e.region_of()?,
             sic_code: e.sic_code.clone(),
             title: e.title.clone(),
             summary: e.summary.clone(),
@@ -203,20 +203,24 @@ impl EntryView {
                 pilot_invited: e.pilot_invited,
             }),
             my_score: None,
-        }
+        })
     }
 
     /// An allocated entry with the assessor's own score, if given.
-    fn assessed(e: &EntryRow, s: Option<&ScoreRow>) -> EntryView {
-        EntryView {
-            my_score: Some(s.map(|s| MyScoreView {
-                scores: serde_json::from_str(&s.scores).unwrap_or_default(),
+    fn assessed(e: &EntryRow, s: Option<&ScoreRow>) -> Result<EntryView, ApiError> {
+        let mine = match s {
+            Some(s) => Some(MyScoreView {
+                scores: s.by_criterion()?,
                 percent: challenge::format_percent_bp(s.percent_bp),
                 comment: s.comment.clone(),
                 submitted_at: Timestamp(s.submitted_at),
-            })),
-            ..EntryView::new(e, false)
-        }
+            }),
+            None => None,
+        };
+        Ok(EntryView {
+            my_score: Some(mine),
+            ..EntryView::new(e, false)?
+        })
     }
 }
 
@@ -457,7 +461,7 @@ pub async fn check_kind(
             state.clock.now(),
         )
         .await?;
-    Ok(EntryView::new(&row, false))
+    EntryView::new(&row, false)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
@@ -575,7 +579,7 @@ pub async fn submit_entry(
         kind_checked_at: None,
     };
     let row = state.store.submit_entry(row, at).await?;
-    Ok(EntryView::new(&row, false))
+    EntryView::new(&row, false)
 }
 
 pub async fn update_entry(
@@ -599,7 +603,7 @@ pub async fn update_entry(
     if row.challenge_id != challenge_id {
         return Err(ApiError::NotFound("entry"));
     }
-    Ok(EntryView::new(&row, false))
+    EntryView::new(&row, false)
 }
 
 /// An administrator sees every entry; an entrant their own.
@@ -612,10 +616,9 @@ pub async fn list_entries(
     let decided = ch.milestones()?.status(state.clock.now()) == challenge::Status::Decided;
     let only = (!user.is_admin()).then(|| user.id.clone());
     let rows = state.store.entries(ch.id.clone(), only).await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|e| EntryView::new(e, decided && e.decided_at.is_some()))
-        .collect())
+        .collect()
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -717,10 +720,9 @@ pub async fn assessments(state: &AppState, user: &AuthUser) -> Result<Vec<EntryV
         .store
         .allocated_entries(user.id.clone(), state.clock.now())
         .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|(e, s)| EntryView::assessed(e, s.as_ref()))
-        .collect())
+        .collect()
 }
 
 /// One entry allocated to the calling assessor: 403 `conflict_of_interest` when they have a
@@ -734,7 +736,7 @@ pub async fn assessment(
         .store
         .assessment(entry_id.to_string(), user.id.clone(), state.clock.now())
         .await?;
-    Ok(EntryView::assessed(&e, s.as_ref()))
+    EntryView::assessed(&e, s.as_ref())
 }
 
 #[derive(Debug, Deserialize, Validate)]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 use voucherd_domain::consulting;
-use voucherd_domain::Role;
+use voucherd_domain::{BookingStatus, Role};
 use voucherd_store::consulting::{BookingRow, SlotRow};
 
 #[derive(Debug, Deserialize, Validate)]
@@ -53,8 +53,7 @@ pub struct BookingView {
     /// The voucher's short reference (`VCH-7K2M9Q`).
     pub voucher_reference: String,
     pub minutes: i64,
-    /// `booked`, `cancelled`, `attended` or `no_show`.
-    pub status: String,
+    pub status: BookingStatus,
     pub booked_at: Timestamp,
     pub cancelled_at: Option<Timestamp>,
     pub next_steps: Option<String>,
@@ -65,25 +64,27 @@ pub struct BookingView {
 }
 
 impl BookingView {
-    fn new(b: &BookingRow, s: &SlotRow, with_notes: bool) -> BookingView {
+    fn new(b: &BookingRow, s: &SlotRow, with_notes: bool) -> Result<BookingView, ApiError> {
         let status = match (&b.cancelled_at, &b.outcome) {
-            (Some(_), _) => "cancelled",
-            (None, Some(o)) => o.as_str(),
-            (None, None) => "booked",
+            (Some(_), _) => BookingStatus::Cancelled,
+            (None, Some(o)) => o
+                .parse()
+                .map_err(|e| ApiError::Internal(format!("booking {}: {e}", b.id)))?,
+            (None, None) => BookingStatus::Booked,
         };
-        BookingView {
+        Ok(BookingView {
             id: b.id.clone(),
             slot: SlotView::new(s, b.cancelled_at.is_none()),
             voucher_id: b.voucher_id.clone(),
             voucher_reference: String::new(),
             minutes: b.minutes,
-            status: status.to_string(),
+            status,
             booked_at: Timestamp(b.booked_at),
             cancelled_at: b.cancelled_at.map(Timestamp),
             next_steps: b.next_steps.clone(),
             recorded_at: b.recorded_at.map(Timestamp),
             notes: with_notes.then(|| b.notes.clone()),
-        }
+        })
     }
 }
 
@@ -149,7 +150,7 @@ pub async fn book(
         .into_iter()
         .find(|(x, _)| x.id == b.id)
         .ok_or(ApiError::NotFound("booking"))?;
-    named(state, vec![BookingView::new(&b, &s, false)])
+    named(state, vec![BookingView::new(&b, &s, false)?])
         .await?
         .pop()
         .ok_or(ApiError::NotFound("booking"))
@@ -189,7 +190,7 @@ pub async fn list_bookings(
     let views = rows
         .iter()
         .map(|(b, s)| BookingView::new(b, s, with_notes))
-        .collect();
+        .collect::<Result<_, _>>()?;
     named(state, views).await
 }
 
@@ -248,7 +249,7 @@ pub async fn record_outcome(
         .into_iter()
         .find(|(x, _)| x.id == b.id)
         .ok_or(ApiError::NotFound("booking"))?;
-    named(state, vec![BookingView::new(&b, &s, true)])
+    named(state, vec![BookingView::new(&b, &s, true)?])
         .await?
         .pop()
         .ok_or(ApiError::NotFound("booking"))
