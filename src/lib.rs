@@ -347,18 +347,28 @@ fn http_server(
     })
     .listen(listener)?
     // Database calls run on each worker's blocking threads and wait for one of the pool's
-    // connections: threads beyond the pool's size would only wait, each with its own stack
-    // and allocator cache (tokio's default allows 512 / workers).
-    .worker_max_blocking_threads(
-        usize::try_from(config.db_max_connections)
-            .unwrap_or(16)
-            .max(2),
-    )
+    // connections: together the workers' threads need no more than the pool has, and each
+    // thread beyond that would only wait, with its own stack and allocator cache (tokio's
+    // default allows 512 / workers; bench/run.sh, target 6, measured 64 such threads).
+    .worker_max_blocking_threads(blocking_threads_per_worker(config))
     .shutdown_timeout(10);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
     Ok(server.run())
+}
+
+/// The HTTP workers' share each of the database pool's connections, at least two.
+fn blocking_threads_per_worker(config: &Config) -> usize {
+    let workers = if config.workers > 0 {
+        config.workers
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    };
+    usize::try_from(config.db_max_connections)
+        .unwrap_or(16)
+        .div_ceil(workers.max(1))
+        .max(2)
 }
 
 fn hex_string(bytes: &[u8]) -> String {

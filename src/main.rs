@@ -104,12 +104,23 @@ enum Command {
     },
 }
 
+/// Blocking threads of the runtime that runs everything but the HTTP workers: a quarter of
+/// the database pool, at least two.
+fn background_blocking_threads(config: &Config) -> usize {
+    (usize::try_from(config.db_max_connections).unwrap_or(16) / 4).max(2)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
     telemetry::init(config.log_format);
+    // Blocking threads on this runtime (the worker's jobs, lease upkeep, closing leases)
+    // wait for one of the pool's connections: without a bound a burst of closing leases
+    // started thirty more threads (tokio's default allows 512), each with its own stack and
+    // allocator cache.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(background_blocking_threads(&config))
         .build()
         .context("starting the async runtime")?;
     match cli.command {
