@@ -953,29 +953,50 @@ fn parse_criteria(lines: &str) -> Result<Vec<Criterion>, String> {
     }
 }
 
-/// The API's request from the form, with every mistake the page can see for itself.
-fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
+/// The service's request as the form gives it; sent only when the page found no mistake.
+#[derive(Serialize, Default)]
+struct ChallengeBody<'a> {
+    title: &'a str,
+    theme: &'a str,
+    eligible: Vec<&'static str>,
+    /// Each milestone's time by its field, RFC 3339.
+    #[serde(flatten)]
+    milestones: BTreeMap<&'static str, String>,
+    criteria: Vec<Criterion>,
+    assessors_per_entry: u32,
+    award_pool: String,
+    award_amounts: Vec<String>,
+    pilot_places: u32,
+    recurrence: Option<&'a str>,
+}
+
+/// The service's request from the form, with every mistake the page can see for itself.
+fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<FieldError>) {
     let mut errors = Vec::new();
-    let title = field(form, "title");
-    if !(1..=200).contains(&title.chars().count()) {
+    let mut body = ChallengeBody {
+        title: field(form, "title"),
+        theme: field(form, "theme"),
+        ..ChallengeBody::default()
+    };
+    if !(1..=200).contains(&body.title.chars().count()) {
         errors.push(err("title", "Enter a title of 1 to 200 characters"));
     }
-    let theme = field(form, "theme");
-    if !(1..=2000).contains(&theme.chars().count()) {
+    if !(1..=2000).contains(&body.theme.chars().count()) {
         errors.push(err("theme", "Enter a description of 1 to 2000 characters"));
     }
-    let eligible: Vec<&str> = OrganisationKind::ALL
+    body.eligible = OrganisationKind::ALL
         .iter()
         .map(|k| k.as_str())
         .filter(|k| field(form, &format!("eligible_{k}")) == "yes")
         .collect();
-    if eligible.is_empty() {
+    if body.eligible.is_empty() {
         errors.push(err("eligible", "Select who may enter"));
     }
-    let mut body = json!({"title": title, "theme": theme, "eligible": eligible});
     for (_, key, _, what) in MILESTONES {
         match parse_when(field(form, key)) {
-            Some(t) => body[key] = json!(t),
+            Some(t) => {
+                body.milestones.insert(key, t);
+            }
             None => errors.push(err(
                 key,
                 format!("Enter the date and time {what}, like 2027-03-01 09:00"),
@@ -983,11 +1004,11 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
         }
     }
     match parse_criteria(field(form, "criteria")) {
-        Ok(c) => body["criteria"] = json!(c),
+        Ok(c) => body.criteria = c,
         Err(m) => errors.push(err("criteria", m)),
     }
     match field(form, "assessors_per_entry").parse::<u32>() {
-        Ok(n) if (1..=10).contains(&n) => body["assessors_per_entry"] = json!(n),
+        Ok(n) if (1..=10).contains(&n) => body.assessors_per_entry = n,
         _ => errors.push(err(
             "assessors_per_entry",
             "Enter how many assessors score each entry, a whole number from 1 to 10",
@@ -1001,19 +1022,19 @@ fn challenge_body(form: &HashMap<String, String>) -> (Value, Vec<FieldError>) {
             "Enter a schedule of 100 characters or fewer, or leave it empty",
         ));
     }
-    body["recurrence"] = if recurrence.is_empty() {
-        Value::Null
-    } else {
-        json!(recurrence)
-    };
+    body.recurrence = (!recurrence.is_empty()).then_some(recurrence);
     (body, errors)
 }
 
 /// The award pool, the awards and the pilot places, into `body`; what cannot be read, into
 /// `errors`.
-fn read_awards(form: &HashMap<String, String>, body: &mut Value, errors: &mut Vec<FieldError>) {
+fn read_awards(
+    form: &HashMap<String, String>,
+    body: &mut ChallengeBody<'_>,
+    errors: &mut Vec<FieldError>,
+) {
     match money(field(form, "award_pool")) {
-        Some(p) => body["award_pool"] = json!(p),
+        Some(p) => body.award_pool = p,
         None => errors.push(err(
             "award_pool",
             "Enter the award pool in pounds, like 100000",
@@ -1031,7 +1052,7 @@ fn read_awards(form: &HashMap<String, String>, body: &mut Value, errors: &mut Ve
             "Enter each award in pounds on its own line, first place first, like 50000",
         ));
     } else {
-        body["award_amounts"] = json!(amounts.into_iter().flatten().collect::<Vec<_>>());
+        body.award_amounts = amounts.into_iter().flatten().collect();
     }
     let pilot = field(form, "pilot_places");
     let pilot = if pilot.is_empty() {
@@ -1040,7 +1061,7 @@ fn read_awards(form: &HashMap<String, String>, body: &mut Value, errors: &mut Ve
         pilot.parse::<u32>()
     };
     match pilot {
-        Ok(n) if n <= 1000 => body["pilot_places"] = json!(n),
+        Ok(n) if n <= 1000 => body.pilot_places = n,
         _ => errors.push(err(
             "pilot_places",
             "Enter the number of pilot places, a whole number from 0 to 1000",
@@ -1068,7 +1089,7 @@ pub async fn console_create(req: HttpRequest, form: Form) -> HttpResponse {
         return new_view(&req, &form, errors);
     }
     let Core { state, user } = page!(api::core(&req));
-    let made = api::with_input(&body, |b| challenges::create(&state, &user, b)).await;
+    let made = api::with_input(&json!(body), |b| challenges::create(&state, &user, b)).await;
     match page!(api::answer(&req, made)) {
         Answer::Ok(c) => see_other(&format!("/console/challenges/{}?created=1", c.id)),
         refused => {

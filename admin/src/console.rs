@@ -6,7 +6,7 @@ use crate::portal::{
     csrf_refused, date, field, money_field, page, region_name, see_other, tag, unconfirmed,
     Confirm, Form,
 };
-use crate::render::{self, FieldError, View};
+use crate::render::{self, FieldError, Shaped, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -881,40 +881,37 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         &req,
         operations::reconciliations(&state, q).await
     ));
-    let jobs: Vec<Value> = jobs
+    let jobs: Vec<Shaped<_, Value>> = jobs
         .iter()
-        .map(|j| {
-            let mut row = json!(j);
-            row["tag"] = j.last_outcome.as_deref().map_or(Value::Null, tag);
-            row["chosen"] = json!(chosen.as_deref() == Some(j.job.as_str()));
-            row
+        .map(|j| Shaped {
+            view: j,
+            added: json!({
+                "tag": j.last_outcome.as_deref().map_or(Value::Null, tag),
+                "chosen": chosen.as_deref() == Some(j.job.as_str()),
+            }),
         })
         .collect();
-    let runs: Vec<Value> = runs
+    let runs: Vec<Shaped<_, Value>> = runs
         .iter()
-        .map(|r| {
-            let mut row = json!(r);
-            row["tag"] = tag(&r.outcome);
-            row
+        .map(|r| Shaped {
+            view: r,
+            added: json!({ "tag": tag(&r.outcome) }),
         })
         .collect();
-    let recs: Vec<Value> = recs
+    let recs: Vec<Shaped<_, Value>> = recs
         .iter()
-        .map(|r| {
-            let mut row = json!(r);
-            row["tag"] = tag(if r.balanced {
-                "balanced"
-            } else {
-                "not balanced"
-            });
-            row
+        .map(|r| Shaped {
+            view: r,
+            added: json!({
+                "tag": tag(if r.balanced { "balanced" } else { "not balanced" }),
+            }),
         })
         .collect();
     View::new("console_jobs", "Job runs and reconciliations")
-        .with("jobs", Value::Array(jobs))
+        .with("jobs", jobs)
         .with("chosen", json!(chosen))
-        .with("runs", Value::Array(runs))
-        .with("reconciliations", Value::Array(recs))
+        .with("runs", runs)
+        .with("reconciliations", recs)
         .render(&req)
 }
 
@@ -1480,22 +1477,19 @@ async fn overruns_view(
 ) -> HttpResponse {
     let Core { state, .. } = page!(api::core(req));
     let overruns = page!(api::must(req, operations::overruns(&state).await));
-    let rows: Vec<Value> = overruns
+    let rows: Vec<Shaped<_, Value>> = overruns
         .data
         .iter()
-        .map(|r| {
-            let mut row = json!(r);
-            row["last"] = Value::from(date(r.last_at));
-            row["tag"] = tag(if r.key_suspended {
-                "suspended"
-            } else {
-                "active"
-            });
-            row
+        .map(|r| Shaped {
+            view: r,
+            added: json!({
+                "last": date(r.last_at),
+                "tag": tag(if r.key_suspended { "suspended" } else { "active" }),
+            }),
         })
         .collect();
     let mut view = View::new("console_overruns", "Usage above its hold")
-        .with("rows", Value::Array(rows))
+        .with("rows", rows)
         .with("total", json!(overruns.total))
         .with("threshold", json!(overruns.suspend_threshold))
         .errors(errors);

@@ -117,6 +117,16 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// A service's view with what a page adds to it for its template, as one object: the view's
+/// own fields beside the added ones (a tag, a formatted date).
+#[derive(serde::Serialize)]
+pub struct Shaped<'a, T, A> {
+    #[serde(flatten)]
+    pub view: &'a T,
+    #[serde(flatten)]
+    pub added: A,
+}
+
 /// A page about to be rendered.
 pub struct View {
     template: &'static str,

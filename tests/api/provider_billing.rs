@@ -268,6 +268,27 @@ async fn usage_above_its_hold_is_shown_told_once_a_day_and_suspends_the_key_past
     );
     assert_eq!(listed["total"], format_micros(3 * overrun));
     assert_eq!(listed["suspend_threshold"], "1.00");
+    // The console's page lists the same row, with the key's state and its last overrun's day.
+    let mut browser = Browser::sign_in(&app, "admin@programme.gov.uk").await;
+    let page = browser.get(&app, "/console/overruns").await;
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(&format!("{}… · company ", &key[..12])),
+        "{page}"
+    );
+    assert!(page.contains(">suspended</strong>"), "{page}");
+    assert!(
+        page.contains(&format!("/console/keys/{key_id}/reinstatement")),
+        "{page}"
+    );
+    let last = chrono::DateTime::parse_from_rfc3339(listed["data"][0]["last_at"].as_str().unwrap())
+        .unwrap()
+        .naive_utc();
+    assert!(
+        page.contains(&format!(">{}</td>", voucherd_domain::uk_time::date(last))),
+        "{page}"
+    );
     // Only administrators see it.
     assert_eq!(
         app.get("/api/v1/overruns", &owner).await.status().as_u16(),
