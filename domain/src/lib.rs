@@ -9,6 +9,7 @@ pub mod company;
 pub mod consulting;
 pub mod disclosure;
 pub mod eligibility;
+pub mod ids;
 pub mod incentive;
 pub mod ledger;
 pub mod money;
@@ -26,6 +27,7 @@ pub mod uk_time;
 
 pub use codes::ErrorCode;
 pub use company::CompanyNumber;
+pub use ids::ApiKeyId;
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};
 pub use region::Region;

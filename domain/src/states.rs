@@ -173,6 +173,15 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Where a claimed `Idempotency-Key` stands: its request is being served, or its answer
+    /// is kept for replay.
+    pub enum ClaimState {
+        InProgress = "in_progress",
+        Completed = "completed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,25 @@ use crate::error::{is_unique_violation, StoreResult};
 use crate::schema::idempotent_requests as ir;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::states::ClaimState;
+use voucherd_domain::ApiKeyId;
+
+/// An `Idempotency-Key` as the proxy keeps it: the key a client chose, under the API key that
+/// sent it (a client's key is unique only among its own API key's requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySlot {
+    pub api_key_id: ApiKeyId,
+    pub key: String,
+}
+
+/// A request's answer, kept for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub status: i32,
+    pub content_type: String,
+    /// `None` when it was too large to keep.
+    pub body: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -27,7 +46,7 @@ pub enum Claim {
 #[diesel(table_name = ir)]
 struct ClaimRow {
     request_hash: String,
-    status: String,
+    status: ClaimState,
     response_status: Option<i32>,
     response_content_type: Option<String>,
     response_body: Option<String>,
@@ -35,18 +54,18 @@ struct ClaimRow {
 }
 
 impl Store {
-    /// Claims `(api_key_id, idempotency_key)` for a request whose body hashes to `hash`. A
-    /// claim left in progress since before `stale_before` (its process died) is taken over.
+    /// Claims `slot` for a request whose body hashes to `request_hash`. A claim left in
+    /// progress since before `stale_before` (its process died) is taken over.
     pub async fn claim_idempotency(
         &self,
-        api_key_id: String,
-        idempotency_key: String,
-        hash: String,
+        slot: IdempotencySlot,
+        request_hash: String,
         stale_before: NaiveDateTime,
     ) -> StoreResult<Claim> {
         self.write(move |c| {
+            let IdempotencySlot { api_key_id, key } = &slot;
             let existing: Option<ClaimRow> = ir::table
-                .find((&api_key_id, &idempotency_key))
+                .find((api_key_id, key))
                 .select(ClaimRow::as_select())
                 .first(c)
                 .optional()?;
@@ -54,10 +73,10 @@ impl Store {
                 None => {
                     let inserted = diesel::insert_into(ir::table)
                         .values((
-                            ir::api_key_id.eq(&api_key_id),
-                            ir::idempotency_key.eq(&idempotency_key),
-                            ir::request_hash.eq(&hash),
-                            ir::status.eq("in_progress"),
+                            ir::api_key_id.eq(api_key_id),
+                            ir::idempotency_key.eq(key),
+                            ir::request_hash.eq(&request_hash),
+                            ir::status.eq(ClaimState::InProgress),
                             ir::created_at.eq(now()),
                         ))
                         .execute(c);
@@ -67,21 +86,21 @@ impl Store {
                         Err(e) => Err(e.into()),
                     }
                 }
-                Some(r) if r.request_hash != hash => Ok(Claim::Mismatch),
+                Some(r) if r.request_hash != request_hash => Ok(Claim::Mismatch),
                 Some(ClaimRow {
-                    status,
+                    status: ClaimState::Completed,
                     response_status: Some(code),
                     response_content_type,
                     response_body,
                     ..
-                }) if status == "completed" => Ok(Claim::Replay {
+                }) => Ok(Claim::Replay {
                     status: code,
                     content_type: response_content_type
                         .unwrap_or_else(|| "application/json".into()),
                     body: response_body,
                 }),
                 Some(r) if r.created_at < stale_before => {
-                    diesel::update(ir::table.find((&api_key_id, &idempotency_key)))
+                    diesel::update(ir::table.find((api_key_id, key)))
                         .set(ir::created_at.eq(now()))
                         .execute(c)?;
                     Ok(Claim::New)
@@ -92,22 +111,19 @@ impl Store {
         .await
     }
 
-    /// Stores the answer of a claimed request. `body` is `None` when it was too large to keep.
+    /// Keeps the answer of `slot`'s request for replay.
     pub async fn complete_idempotency(
         &self,
-        api_key_id: String,
-        idempotency_key: String,
-        status: i32,
-        content_type: String,
-        body: Option<String>,
+        slot: IdempotencySlot,
+        answer: KeptAnswer,
     ) -> StoreResult<()> {
         self.write(move |c| {
-            diesel::update(ir::table.find((&api_key_id, &idempotency_key)))
+            diesel::update(ir::table.find((&slot.api_key_id, &slot.key)))
                 .set((
-                    ir::status.eq("completed"),
-                    ir::response_status.eq(Some(status)),
-                    ir::response_content_type.eq(Some(content_type)),
-                    ir::response_body.eq(body),
+                    ir::status.eq(ClaimState::Completed),
+                    ir::response_status.eq(Some(answer.status)),
+                    ir::response_content_type.eq(Some(answer.content_type)),
+                    ir::response_body.eq(answer.body),
                     ir::completed_at.eq(Some(now())),
                 ))
                 .execute(c)?;
@@ -116,17 +132,13 @@ impl Store {
         .await
     }
 
-    /// Gives a claim up (the request failed before it was served), so a retry may run.
-    pub async fn abandon_idempotency(
-        &self,
-        api_key_id: String,
-        idempotency_key: String,
-    ) -> StoreResult<()> {
+    /// Gives `slot` up (its request failed before it was served), so a retry may run.
+    pub async fn abandon_idempotency(&self, slot: IdempotencySlot) -> StoreResult<()> {
         self.write(move |c| {
             diesel::delete(
                 ir::table
-                    .find((&api_key_id, &idempotency_key))
-                    .filter(ir::status.eq("in_progress")),
+                    .find((&slot.api_key_id, &slot.key))
+                    .filter(ir::status.eq(ClaimState::InProgress)),
             )
             .execute(c)?;
             Ok(())

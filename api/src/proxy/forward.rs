@@ -14,7 +14,8 @@ use std::time::Duration;
 use tracing::Instrument;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
-use voucherd_store::idempotency::Claim;
+use voucherd_domain::ApiKeyId;
+use voucherd_store::idempotency::{Claim, IdempotencySlot, KeptAnswer};
 
 /// The longest single SSE event accepted from the upstream.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -48,8 +49,8 @@ pub async fn embeddings(
 /// The longest answer kept for replaying to a retry with the same `Idempotency-Key`.
 const REPLAY_MAX_BYTES: usize = 1024 * 1024;
 
-/// A claimed `Idempotency-Key`: (the API key's id, the idempotency key).
-type Idem = Option<(String, String)>;
+/// The `Idempotency-Key` this request claimed, if it sent one.
+type Idem = Option<IdempotencySlot>;
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ProxyError> {
     match req.headers().get("idempotency-key") {
@@ -84,12 +85,16 @@ async fn proxy(
             let stale_before = voucherd_store::now()
                 - chrono::Duration::milliseconds(i64::try_from(stale_ms).unwrap_or(i64::MAX / 2));
             let hash = crate::keys::hash_bytes(&raw);
+            let slot = IdempotencySlot {
+                api_key_id: ApiKeyId::new(cached.0.id.clone()),
+                key: k,
+            };
             match state
                 .store
-                .claim_idempotency(cached.0.id.clone(), k.clone(), hash, stale_before)
+                .claim_idempotency(slot.clone(), hash, stale_before)
                 .await?
             {
-                Claim::New => Some((cached.0.id.clone(), k)),
+                Claim::New => Some(slot),
                 Claim::Replay {
                     status,
                     content_type,
@@ -116,8 +121,8 @@ async fn proxy(
     let task = tokio::spawn(
         async move {
             let result = serve(surface, &state, &cached, raw, idem.clone()).await;
-            if let (Some((key_id, k)), Err(_)) = (&idem, &result) {
-                abandon(&state, key_id, k).await;
+            if let (Some(slot), Err(_)) = (&idem, &result) {
+                abandon(&state, slot).await;
             }
             result
         }
@@ -206,12 +211,8 @@ fn replay(status: i32, content_type: &str, body: Option<String>) -> HttpResponse
     }
 }
 
-async fn abandon(state: &AppState, key_id: &str, k: &str) {
-    if let Err(e) = state
-        .store
-        .abandon_idempotency(key_id.to_string(), k.to_string())
-        .await
-    {
+async fn abandon(state: &AppState, slot: &IdempotencySlot) {
+    if let Err(e) = state.store.abandon_idempotency(slot.clone()).await {
         tracing::warn!(error = %e, "could not release an idempotency claim; it lapses on its own");
     }
 }
@@ -225,7 +226,7 @@ async fn complete(
     content_type: &str,
     body: Option<&[u8]>,
 ) {
-    let Some((key_id, k)) = idem else { return };
+    let Some(slot) = idem else { return };
     let kept = body
         .filter(|b| b.len() <= REPLAY_MAX_BYTES)
         .and_then(|b| std::str::from_utf8(b).ok())
@@ -233,11 +234,12 @@ async fn complete(
     if let Err(e) = state
         .store
         .complete_idempotency(
-            key_id.clone(),
-            k.clone(),
-            i32::from(status),
-            content_type.to_string(),
-            kept,
+            slot.clone(),
+            KeptAnswer {
+                status: i32::from(status),
+                content_type: content_type.to_string(),
+                body: kept,
+            },
         )
         .await
     {
@@ -411,9 +413,9 @@ async fn settle_whole(
     };
     admitted.settle(state, usage, status).await?;
     if !success {
-        if let Some((key_id, k)) = idem {
+        if let Some(slot) = idem {
             // An upstream error is not an answer to keep: a retry may succeed.
-            abandon(state, key_id, k).await;
+            abandon(state, slot).await;
         }
         // Only an error answer is read whole, to pass on what it says.
         let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
@@ -694,14 +696,14 @@ async fn pump(
                     _ => {}
                 }
                 send_by(&tx, Ok(last), final_by).await;
-            } else if let Some((key_id, k)) = idem {
+            } else if let Some(slot) = idem {
                 // The client did not get it all: a retry may run (and is billed) again.
-                abandon(state, key_id, k).await;
+                abandon(state, slot).await;
             }
         }
         Err(e) => {
-            if let Some((key_id, k)) = idem {
-                abandon(state, key_id, k).await;
+            if let Some(slot) = idem {
+                abandon(state, slot).await;
             }
             tracing::error!(error = %e, billing_id = %admitted.billing_id,
                 "stream settlement failed; the hold resolves at its timeout");
