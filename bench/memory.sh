@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Where the proxy's memory goes, phase by phase (bench/run.sh's target 6 reads only the peak):
+# RSS, peak RSS, anonymous and file-backed RSS and threads of `voucherd serve` after start, after
+# setting up 50 vouchers, after a c=64 load on them, after a c=64 load on one voucher, and after
+# STREAMS concurrent slow streams.
+#
+#   bash bench/memory.sh                          # SQLite, the default pool
+#   BACKEND=postgres DB_MAX_CONNECTIONS=8 bash bench/memory.sh
+#   VOUCHERD_BIN=path/to/voucherd bash bench/memory.sh    # another build
+#   ENV='_RJEM_MALLOC_CONF=dirty_decay_ms:1000' bash bench/memory.sh   # an allocator setting
+#   WRAP='heaptrack -o target/heap' VOUCHERD_BIN=... bash bench/memory.sh   # a heap profile
+#     (heaptrack sees only the system allocator: build without the jemalloc global allocator)
+#
+# Needs wrk, and PostgreSQL on 127.0.0.1:5432 (user postgres) for BACKEND=postgres.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BACKEND=${BACKEND:-sqlite}
+DURATION=${DURATION:-5}
+STREAMS=${STREAMS:-1000}
+PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+UP=18081 PROXY=18100
+PASSWORD='benchmark admin password'
+
+command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ -n "${VOUCHERD_BIN:-}" ]; then
+  cargo build --release -q -p voucherd-bench
+  BIN=$VOUCHERD_BIN
+else
+  cargo build --release -q -p voucherd -p voucherd-bench
+  BIN=target/release/voucherd
+fi
+TOOL=target/release/voucherd-bench
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+"$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+{
+  [ -n "${DB_MAX_CONNECTIONS:-}" ] && echo "db_max_connections = $DB_MAX_CONNECTIONS"
+  echo "mail_dir = \"$WORK/mail\""
+  echo "sign_in_attempts_per_address = 0"
+  printf '[prices.bench-model]\ninput_per_million = "0.10"\ncached_input_per_million = "0.05"\noutput_per_million = "0.40"\n'
+} > "$WORK/voucherd.toml"
+if [ "$BACKEND" = sqlite ]; then
+  DB="sqlite://$WORK/bench.db"
+else
+  psql "$PG_ADMIN" -q -c "DROP DATABASE IF EXISTS voucherd_memory WITH (FORCE)" -c "CREATE DATABASE voucherd_memory"
+  DB="${PG_ADMIN%/*}/voucherd_memory"
+fi
+export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="$DB" VOUCHERD_BIND="127.0.0.1:$PROXY" \
+  VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
+  VOUCHERD_UPSTREAM_API_KEY="sk-bench" VOUCHERD_METRICS_TOKEN="bench-metrics" RUST_LOG=warn
+echo "$PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
+# shellcheck disable=SC2086 # ENV and WRAP are lists of words
+env ${ENV:-} ${WRAP:-} "$BIN" serve > "$WORK/voucherd.log" 2>&1 &
+PIDS+=($!)
+wait_port $PROXY; wait_port $UP
+# The server's own process (under WRAP, the wrapper's child).
+VPID=$(pgrep -n -f "$BIN serve")
+
+phase() {
+  awk -v phase="$1" '
+    /^VmRSS/ { rss = $2 } /^VmHWM/ { hwm = $2 } /^RssAnon/ { anon = $2 } /^RssFile/ { file = $2 }
+    /^Threads/ { threads = $2 }
+    END { printf "%-12s RSS %6.1f MB   peak %6.1f MB   anonymous %6.1f MB   file %6.1f MB   threads %d\n",
+      phase, rss / 1024, hwm / 1024, anon / 1024, file / 1024, threads }' "/proc/$VPID/status"
+}
+phase start
+"$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test --admin-password "$PASSWORD" \
+  --vouchers 50 --mail-dir "$WORK/mail" > "$WORK/keys" 2> "$WORK/setup.err" || { cat "$WORK/setup.err" >&2; exit 1; }
+head -n 1 "$WORK/keys" > "$WORK/hot"
+phase set-up
+KEYS_FILE="$WORK/keys" wrk -t2 -c64 -d"${DURATION}s" -s bench/wrk.lua "http://127.0.0.1:$PROXY" > /dev/null
+phase "c=64"
+KEYS_FILE="$WORK/hot" wrk -t2 -c64 -d"${DURATION}s" -s bench/wrk.lua "http://127.0.0.1:$PROXY" > /dev/null
+phase "hot voucher"
+"$TOOL" streams --url "http://127.0.0.1:$PROXY/v1/chat/completions" --key "$(cat "$WORK/hot")" --n "$STREAMS" > /dev/null
+phase "$STREAMS streams"
+# Under WRAP the server must end on its own for the profiler to write its file.
+kill -TERM "$VPID" 2>/dev/null || true
