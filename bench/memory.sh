@@ -22,20 +22,8 @@ UP=18081 PROXY=18100
 PASSWORD='benchmark admin password'
 
 command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ -n "${VOUCHERD_BIN:-}" ]; then
-  cargo build --release -q -p voucherd-bench
-  BIN=$VOUCHERD_BIN
-else
-  cargo build --release -q -p voucherd -p voucherd-bench
-  BIN=target/release/voucherd
-fi
-TOOL=target/release/voucherd-bench
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 "$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
 PIDS+=($!)

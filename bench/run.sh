@@ -24,26 +24,12 @@ for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk; }
 done
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | head -n 1)
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# VOUCHERD_BIN measures another build of voucherd (a before/after comparison) in the same run.
-if [ -n "${VOUCHERD_BIN:-}" ]; then
-  cargo build --release -q -p voucherd-bench
-  BIN=$VOUCHERD_BIN
-else
-  cargo build --release -q -p voucherd -p voucherd-bench
-  BIN=target/release/voucherd
-fi
-TOOL=target/release/voucherd-bench
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # Statements the running voucherd has sent to its database (its /metrics counter).
 metric() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk -v m="voucherd_$1" '$1 == m { print $2 }'; }
 statements() { metric db_statements_total; }
-wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # wrk's latency lines are in us, ms or s: print milliseconds.
 ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }

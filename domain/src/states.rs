@@ -44,6 +44,16 @@ macro_rules! text_enum {
             }
         }
 
+        $crate::text_sql!($name, |text: String| text.parse::<$name>().map_err(Into::into));
+    };
+}
+
+/// Diesel's `ToSql` and `FromSql` for `Text` on every backend, for a type with `as_str` and a
+/// way back from the stored text (`text_enum!` and `text_id!` use it; only with `sql`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! text_sql {
+    ($name:ident, $from_text:expr) => {
         #[cfg(feature = "sql")]
         impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
         where
@@ -66,7 +76,8 @@ macro_rules! text_enum {
         {
             fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
                 let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, DB>>::from_sql(bytes)?;
-                text.parse().map_err(Into::into)
+                let from_text: fn(String) -> diesel::deserialize::Result<$name> = $from_text;
+                from_text(text)
             }
         }
     };
