@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use voucherd_api::service::{accounts, users};
 use voucherd_api::views::UserView;
-use voucherd_domain::Role;
+use voucherd_domain::{AccountStatus, Role};
 
 fn query(req: &HttpRequest) -> HashMap<String, String> {
     web::Query::<HashMap<String, String>>::from_query(req.query_string())
@@ -282,9 +282,9 @@ async fn users_page(
                 "id": u.id, "email": u.email, "full_name": u.full_name,
                 "role": u.role,
                 "role_name": u.role.with_article(),
-                "tag": tag(u.status),
-                "disabled": u.status == "disabled",
-                "invited": u.status == "invited",
+                "tag": tag(u.status.as_str()),
+                "disabled": u.status == AccountStatus::Disabled,
+                "invited": u.status == AccountStatus::Invited,
             })
         })
         .collect();
@@ -366,9 +366,9 @@ pub async fn change(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
                 u.full_name,
                 u.email,
                 match u.status {
-                    "disabled" => "disabled",
-                    "invited" => "invited again",
-                    _ => u.role.with_article(),
+                    AccountStatus::Disabled => "disabled",
+                    AccountStatus::Invited => "invited again",
+                    AccountStatus::Active => u.role.with_article(),
                 }
             );
             page!(users_page(&req, blank, Vec::new(), Some(banner)).await)

@@ -7,7 +7,7 @@ use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::Ownership;
-use voucherd_domain::{KeyMode, KeyStatus, VoucherState, VoucherStatus};
+use voucherd_domain::{AccountStatus, KeyMode, KeyStatus, VoucherState, VoucherStatus};
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -39,8 +39,7 @@ pub struct UserView {
     pub role: voucherd_domain::Role,
     pub created_at: String,
     pub email_verified: bool,
-    /// `invited` (no password chosen yet), `active` or `disabled`.
-    pub status: &'static str,
+    pub status: AccountStatus,
 }
 
 impl From<&UserRow> for UserView {
@@ -53,9 +52,9 @@ impl From<&UserRow> for UserView {
             created_at: time(u.created_at),
             email_verified: u.email_verified_at.is_some(),
             status: match (u.disabled_at, u.password_hash.is_empty()) {
-                (Some(_), _) => "disabled",
-                (None, true) => "invited",
-                (None, false) => "active",
+                (Some(_), _) => AccountStatus::Disabled,
+                (None, true) => AccountStatus::Invited,
+                (None, false) => AccountStatus::Active,
             },
         }
     }

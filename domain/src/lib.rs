@@ -34,6 +34,6 @@ pub use region::Region;
 pub use role::Role;
 pub use sic::SicCode;
 pub use states::{
-    ApplicationStatus, BookingStatus, KeyMode, KeyStatus, PaymentStatus, VoucherState,
-    VoucherStatus,
+    AccountStatus, ApplicationStatus, BookingStatus, KeyMode, KeyStatus, PaymentStatus,
+    VoucherState, VoucherStatus,
 };

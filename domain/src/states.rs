@@ -185,6 +185,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// Where an account stands: invited (no password chosen yet), active, or disabled by an
+    /// administrator.
+    pub enum AccountStatus {
+        Invited = "invited",
+        Active = "active",
+        Disabled = "disabled",
+    }
+}
+
+text_enum! {
     /// Where a claimed `Idempotency-Key` stands: its request is being served, or its answer
     /// is kept for replay.
     pub enum ClaimState {
