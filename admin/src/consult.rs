@@ -95,12 +95,6 @@ fn duration(minutes: i64) -> String {
     }
 }
 
-/// The programme's clock (the API's own, so pages and API agree on what has started).
-fn now(req: &HttpRequest) -> NaiveDateTime {
-    req.app_data::<web::Data<AppState>>()
-        .map_or_else(|| chrono::Utc::now().naive_utc(), |s| s.clock.now())
-}
-
 /// Words someone wrote, or nothing when they are blank.
 fn written(text: Option<&str>) -> Option<String> {
     text.map(str::trim)
@@ -459,7 +453,7 @@ async fn advise_view(
         req,
         consulting::list_bookings(&state, &user).await
     ));
-    let now = now(req);
+    let now = voucherd_api::service::now(&state);
     let mut all: Vec<&BookingView> = bookings.iter().collect();
     all.sort_by_key(|b| b.slot.starts_at);
     let (mut to_record, mut recorded) = (Vec::new(), Vec::new());
@@ -963,14 +957,7 @@ async fn incentives_view(
         values.unwrap_or_else(|| rule.map_or_else(RuleAnswers::blank, RuleAnswers::of_rule));
     let form = rule_form(rule);
     let (regions, sizes, line_options) = rule_choices(&values, &lines);
-    let limits = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(Value::Null, |s| {
-            json!({
-                "cap_percent": s.config.incentive_cap_percent,
-                "standard": s.config.standard_voucher.to_string(),
-            })
-        });
+    let limits = incentives::limits(&state);
     let mut view = View::new("cs_console_incentives", "Incentive rules")
         .with("rules", Value::Array(rows))
         .with("form", form)

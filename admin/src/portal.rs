@@ -500,17 +500,10 @@ fn values(form: &HashMap<String, String>) -> Map<String, Value> {
 }
 
 /// The eligibility rules, explained with the programme's own thresholds.
-fn rules(req: &HttpRequest) -> Value {
-    let Some(state) = req.app_data::<web::Data<AppState>>() else {
-        return Value::Null;
-    };
-    let r = &state.config.eligibility;
-    json!({
-        "max_employees": r.max_employees_exclusive,
-        "max_turnover": r.max_turnover.to_string(),
-        "max_balance_sheet": r.max_balance_sheet_total.to_string(),
-        "mfa_limit": r.mfa_limit.to_string(),
-    })
+fn rules(req: &HttpRequest) -> Option<applications::EligibilityLimits> {
+    api::state(req)
+        .ok()
+        .map(|s| applications::eligibility_limits(&s))
 }
 
 fn regions(selected: &str) -> Value {

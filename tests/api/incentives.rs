@@ -209,6 +209,11 @@ async fn an_approval_applies_the_matching_rule_versions_and_a_milestone_bonus_is
         html.contains("North East uplift") && html.contains("Based in North East"),
         "{html}"
     );
+    // The programme's own limits, from its configuration.
+    assert!(
+        html.contains("incentives add at most 50% of the standard voucher of £5,000.00"),
+        "{html}"
+    );
     // Two standard hours, one more from the incentive, in minutes.
     let hours = body(
         app.get(&format!("/api/v1/vouchers/{voucher_id}/consulting"), &owner)

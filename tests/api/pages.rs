@@ -64,6 +64,21 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
         .await
         .unwrap()
         .contains("You cannot open this page"));
+    // The form explains the rules with the programme's own thresholds.
+    let form = applicant
+        .get(&app, "/portal/apply")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("Rule: the business must have fewer than 250 employees"),
+        "{form}"
+    );
+    assert!(
+        form.contains("may not pass £315,000.00 over this financial year"),
+        "{form}"
+    );
     let mut admin = Browser::sign_in(&app, "pages-admin@example.com").await;
     assert_eq!(
         admin.get(&app, "/portal/apply").await.status().as_u16(),

@@ -987,3 +987,24 @@ pub async fn preview_incentives(
     view.needs_second_approval = Some(plan.approvals == Approvals::Two);
     Ok(view)
 }
+
+/// The size and subsidy limits an application is checked against, as the apply page explains
+/// them: fewer than `max_employees` people, and turnover, balance sheet and the subsidies of
+/// the last three years at most the amounts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EligibilityLimits {
+    pub max_employees: u32,
+    pub max_turnover: Money,
+    pub max_balance_sheet: Money,
+    pub mfa_limit: Money,
+}
+
+pub fn eligibility_limits(state: &AppState) -> EligibilityLimits {
+    let r = &state.config.eligibility;
+    EligibilityLimits {
+        max_employees: r.max_employees_exclusive,
+        max_turnover: r.max_turnover,
+        max_balance_sheet: r.max_balance_sheet_total,
+        mfa_limit: r.mfa_limit,
+    }
+}

@@ -171,3 +171,18 @@ pub async fn for_voucher(
         })
         .collect()
 }
+
+/// What every rule works within: together the rules add at most `cap_percent` of the standard
+/// voucher, `standard`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncentiveLimits {
+    pub cap_percent: u32,
+    pub standard: voucherd_domain::Money,
+}
+
+pub fn limits(state: &AppState) -> IncentiveLimits {
+    IncentiveLimits {
+        cap_percent: state.config.incentive_cap_percent,
+        standard: state.config.standard_voucher,
+    }
+}

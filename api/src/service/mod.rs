@@ -54,3 +54,8 @@ impl std::fmt::Display for IdempotencyKey {
         f.write_str(&self.0)
     }
 }
+
+/// The programme's clock: pages and API agree on what has started and what is due.
+pub fn now(state: &crate::state::AppState) -> chrono::NaiveDateTime {
+    state.clock.now()
+}
