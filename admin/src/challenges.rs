@@ -5,9 +5,11 @@
 //! whose typed views the pages shape for their templates.
 
 use crate::api::{self, Answer, Core, Failure};
-use crate::portal::{csrf_refused, date, date_time, err, field, page, see_other, tidy_money, Form};
+use crate::portal::{
+    csrf_refused, date, date_time, err, field, page, regions, see_other, tidy_money, Form,
+};
 use crate::render::not_found;
-use crate::render::{FieldError, View};
+use crate::render::{FieldError, Tag, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::Serialize;
@@ -18,7 +20,7 @@ use voucherd_api::service::challenges::{
 };
 use voucherd_domain::challenge::{Criterion, Milestone, OrganisationKind, Standing, Status};
 use voucherd_domain::money::Amount;
-use voucherd_domain::{CompanyNumber, Money, Region};
+use voucherd_domain::{CompanyNumber, Money};
 
 // ---------------------------------------------------------------------------------------------
 // Shared parts
@@ -70,22 +72,6 @@ fn stage(s: Standing) -> usize {
         Some(Status::InAssessment) => 3,
         Some(Status::Panel) => 4,
         Some(Status::Decided) => 5,
-    }
-}
-
-/// A status tag for the templates' `tag` partial.
-#[derive(Serialize)]
-struct Tag {
-    text: String,
-    colour: &'static str,
-}
-
-impl Tag {
-    fn new(text: impl Into<String>, colour: &'static str) -> Tag {
-        Tag {
-            text: text.into(),
-            colour,
-        }
     }
 }
 
@@ -326,24 +312,6 @@ impl EntryCard {
             sic_code: e.sic_code.clone(),
         }
     }
-}
-
-#[derive(Serialize)]
-struct Choice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
-}
-
-fn regions(selected: &str) -> Vec<Choice> {
-    Region::ALL
-        .iter()
-        .map(|r| Choice {
-            value: r.as_str(),
-            label: r.name(),
-            selected: r.as_str() == selected,
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

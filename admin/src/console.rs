@@ -886,7 +886,7 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         .map(|j| Shaped {
             view: j,
             added: json!({
-                "tag": j.last_outcome.as_deref().map_or(Value::Null, tag),
+                "tag": j.last_outcome.as_deref().map(tag),
                 "chosen": chosen.as_deref() == Some(j.job.as_str()),
             }),
         })

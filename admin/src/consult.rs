@@ -7,7 +7,7 @@ use crate::api::{self, capitalise, Answer, Core, Failure};
 use crate::portal::{
     csrf_refused, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
 };
-use crate::render::{FieldError, View};
+use crate::render::{FieldError, Tag, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
 use serde::Serialize;
@@ -102,13 +102,6 @@ fn written(text: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A status tag for the templates' `tag` partial.
-#[derive(Serialize)]
-struct Tag {
-    text: &'static str,
-    colour: &'static str,
-}
-
 fn booking_tag(status: BookingStatus) -> Tag {
     let (text, colour) = match status {
         BookingStatus::Booked => ("booked", "blue"),
@@ -116,17 +109,14 @@ fn booking_tag(status: BookingStatus) -> Tag {
         BookingStatus::NoShow => ("did not attend", "orange"),
         BookingStatus::Cancelled => ("cancelled", "grey"),
     };
-    Tag { text, colour }
+    Tag::new(text, colour)
 }
 
 fn slot_tag(booked: bool) -> Tag {
     if booked {
         booking_tag(BookingStatus::Booked)
     } else {
-        Tag {
-            text: "free",
-            colour: "green",
-        }
+        Tag::new("free", "green")
     }
 }
 

@@ -2,7 +2,7 @@
 //! rule results, and the voucher (balance, spend charts, statement, keys, payments).
 
 use crate::api::{self, Answer, Core, Failure};
-use crate::render::{self, FieldError, View};
+use crate::render::{self, FieldError, Tag, View};
 use crate::session::{self, Viewer};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -124,7 +124,7 @@ pub fn region_name(r: &str) -> &'static str {
 }
 
 /// A status's tag, coloured after the GOV.UK tag guidance.
-pub fn tag(status: &str) -> Value {
+pub fn tag(status: &str) -> Tag {
     let colour = match status {
         "approved" | "active" | "paid" | "succeeded" | "passed" | "balanced" => "green",
         "rejected" | "failed" | "revoked" | "expired" | "exhausted" | "not balanced" => "red",
@@ -132,7 +132,7 @@ pub fn tag(status: &str) -> Value {
         "awaiting_contribution" | "awaiting_second_approval" | "due" => "yellow",
         _ => "grey",
     };
-    json!({"text": status.replace('_', " "), "colour": colour})
+    Tag::new(status.replace('_', " "), colour)
 }
 
 pub async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
@@ -506,13 +506,24 @@ fn rules(req: &HttpRequest) -> Option<applications::EligibilityLimits> {
         .map(|s| applications::eligibility_limits(&s))
 }
 
-fn regions(selected: &str) -> Value {
-    Value::Array(
-        Region::ALL
-            .iter()
-            .map(|r| json!({"value": r.as_str(), "label": region_name(r.as_str()), "selected": r.as_str() == selected}))
-            .collect(),
-    )
+/// A region among the form's options.
+#[derive(serde::Serialize)]
+pub(crate) struct RegionChoice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+/// Every region as the forms offer them, `selected` chosen.
+pub(crate) fn regions(selected: &str) -> Vec<RegionChoice> {
+    Region::ALL
+        .iter()
+        .map(|r| RegionChoice {
+            value: r.as_str(),
+            label: r.name(),
+            selected: r.as_str() == selected,
+        })
+        .collect()
 }
 
 fn apply_view(req: &HttpRequest, v: Map<String, Value>, errors: Vec<FieldError>) -> HttpResponse {

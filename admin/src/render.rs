@@ -117,6 +117,22 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// A status tag for the templates' `tag` partial (GOV.UK's coloured tag).
+#[derive(serde::Serialize)]
+pub struct Tag {
+    pub text: String,
+    pub colour: &'static str,
+}
+
+impl Tag {
+    pub fn new(text: impl Into<String>, colour: &'static str) -> Tag {
+        Tag {
+            text: text.into(),
+            colour,
+        }
+    }
+}
+
 /// A service's view with what a page adds to it for its template, as one object: the view's
 /// own fields beside the added ones (a tag, a formatted date).
 #[derive(serde::Serialize)]

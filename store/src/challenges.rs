@@ -82,10 +82,6 @@ impl ChallengeRow {
             .map_err(|e| StoreError::Invariant(format!("challenge {} awards: {e}", self.id)))
     }
 
-    pub fn eligible(&self) -> Vec<String> {
-        serde_json::from_str(&self.eligible_kinds).unwrap_or_default()
-    }
-
     /// Who may enter, as kinds: a stored spelling no kind has is a broken row, not "nobody".
     pub fn eligible_kinds(&self) -> StoreResult<Vec<OrganisationKind>> {
         serde_json::from_str(&self.eligible_kinds)
@@ -353,13 +349,16 @@ impl Store {
         self.write(move |c| {
             let ch = challenge(c, &row.challenge_id)?;
             accepting_entries(&ch, now)?;
-            if !ch.eligible().contains(&row.organisation_kind) {
+            let eligible = ch.eligible_kinds()?;
+            let kind = row.kind()?;
+            if !eligible.contains(&kind) {
+                let names: Vec<&str> = eligible.iter().map(|k| k.as_str()).collect();
                 return Err(StoreError::ChallengeClosed(format!(
                     "this challenge is open to {} only",
-                    ch.eligible().join(", ")
+                    names.join(", ")
                 )));
             }
-            if row.organisation_kind == OrganisationKind::Sme.as_str() {
+            if kind == OrganisationKind::Sme {
                 refused_as_sme(c, &row.company_number)?;
             }
             let exists: i64 = challenge_entries::table
