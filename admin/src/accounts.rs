@@ -3,22 +3,90 @@
 //! (`voucherd_api::service::accounts` and `users`).
 
 use crate::api::{self, Answer, Core, Failure};
-use crate::portal::{csrf_refused, field, home_of, page, see_other, tag, Form};
+use crate::forms::{self, posted, ButtonForm, Trimmed};
+use crate::portal::{csrf_refused, home_of, page, see_other, tag};
 use crate::render::{self, FieldError, View};
 use crate::session::Viewer;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use voucherd_api::service::{accounts, users};
 use voucherd_api::views::UserView;
 use voucherd_domain::{AccountStatus, Role};
 
-fn query(req: &HttpRequest) -> HashMap<String, String> {
-    web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default()
+/// The query of an address from an email: a link's token (confirming an email address,
+/// resetting a password, accepting an invitation).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TokenQuery {
+    token: Option<String>,
 }
+
+/// The confirmation code typed in.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    csrf: Trimmed,
+    code: Trimmed,
+}
+
+/// A link's token, sent on with one button.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TokenForm {
+    csrf: Trimmed,
+    token: Trimmed,
+}
+
+/// The email address of an account whose password was forgotten.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ForgotPasswordForm {
+    csrf: Trimmed,
+    email: Trimmed,
+}
+
+/// A new password with its link's token. The password is read as typed: spaces may be part
+/// of it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    csrf: Trimmed,
+    token: Trimmed,
+    password: String,
+}
+
+/// A new staff account; shown back, with its errors, as posted.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct InviteForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    email: Trimmed,
+    full_name: Trimmed,
+    role: Trimmed,
+}
+
+/// A change to one account from the list: its `action` (`role`, `disable`, `enable`, or
+/// anything else for a new invitation), with the new role and the reason.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AccountChangeForm {
+    csrf: Trimmed,
+    action: Trimmed,
+    role: Trimmed,
+    reason: Trimmed,
+}
+
+posted!(
+    CodeForm,
+    TokenForm,
+    ForgotPasswordForm,
+    PasswordForm,
+    InviteForm,
+    AccountChangeForm
+);
 
 /// The API's refusal as errors on the form, a message without a field going on `main`.
 fn errors_on<T>(answer: &Answer<T>, main: &str) -> Vec<FieldError> {
@@ -52,7 +120,7 @@ fn code_form(
 /// Confirming an email address: a link's token to confirm with one button (a link opened by
 /// an email scanner confirms nothing), or, signed in, the code to type in.
 pub async fn verify_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
-    if let Some(token) = query(&req).get("token") {
+    if let Some(token) = forms::query::<TokenQuery>(&req).token {
         return View::new("verify_link", "Confirm your email address")
             .with("token", json!(token))
             .render(&req);
@@ -68,11 +136,11 @@ pub async fn verify_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     }
 }
 
-pub async fn verify_code(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn verify_code(req: HttpRequest, web::Form(form): web::Form<CodeForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let body = json!({"code": field(&form, "code").replace(' ', "")});
+    let body = json!({"code": form.code.replace(' ', "")});
     let Core { state, user } = page!(api::core(&req));
     let verified = api::with_input(&body, |b| accounts::verify_code(&state, &user, b)).await;
     match page!(api::answer(&req, verified)) {
@@ -84,7 +152,7 @@ pub async fn verify_code(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-pub async fn resend_code(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn resend_code(req: HttpRequest, web::Form(form): web::Form<ButtonForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -104,11 +172,11 @@ pub async fn resend_code(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-pub async fn verify_link(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn verify_link(req: HttpRequest, web::Form(form): web::Form<TokenForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let body = json!({"token": field(&form, "token")});
+    let body = json!({"token": form.token});
     let state = page!(api::state(&req));
     let verified = api::with_input(&body, |b| accounts::verify_link(&state, b)).await;
     let answer = page!(api::answer(&req, verified));
@@ -138,11 +206,14 @@ pub async fn forgot_form(req: HttpRequest) -> HttpResponse {
         .render(&req)
 }
 
-pub async fn forgot(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn forgot(
+    req: HttpRequest,
+    web::Form(form): web::Form<ForgotPasswordForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let email = field(&form, "email").to_string();
+    let email = form.email.to_string();
     let body = json!({"email": email});
     let state = page!(api::state(&req));
     let client = api::client(&req);
@@ -206,12 +277,12 @@ fn password_form(
         .render(req)
 }
 
-async fn choose_password(req: HttpRequest, form: Form, p: &PasswordPage) -> HttpResponse {
+async fn choose_password(req: HttpRequest, form: PasswordForm, p: &PasswordPage) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let token = field(&form, "token").to_string();
-    let body = json!({"token": token, "password": form.get("password").map_or("", String::as_str)});
+    let token = form.token.to_string();
+    let body = json!({"token": token, "password": form.password});
     let state = page!(api::state(&req));
     let chosen = if p.reset {
         api::with_input(&body, |b| accounts::reset_password(&state, b)).await
@@ -231,21 +302,33 @@ async fn choose_password(req: HttpRequest, form: Form, p: &PasswordPage) -> Http
 }
 
 pub async fn reset_form(req: HttpRequest) -> HttpResponse {
-    let token = query(&req).get("token").cloned().unwrap_or_default();
+    let token = forms::query::<TokenQuery>(&req).token.unwrap_or_default();
     password_form(&req, &RESET, &token, Vec::new())
 }
 
-pub async fn reset(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn reset(req: HttpRequest, web::Form(form): web::Form<PasswordForm>) -> HttpResponse {
     choose_password(req, form, &RESET).await
 }
 
 pub async fn invitation_form(req: HttpRequest) -> HttpResponse {
-    let token = query(&req).get("token").cloned().unwrap_or_default();
+    let token = forms::query::<TokenQuery>(&req).token.unwrap_or_default();
     password_form(&req, &INVITATION, &token, Vec::new())
 }
 
-pub async fn accept_invitation(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn accept_invitation(
+    req: HttpRequest,
+    web::Form(form): web::Form<PasswordForm>,
+) -> HttpResponse {
     choose_password(req, form, &INVITATION).await
+}
+
+/// The accounts list's address: a role to list only, and where the page starts. Each is read
+/// as text, so one that is no role or number leaves the other in force.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UsersQuery {
+    role: Option<String>,
+    offset: Option<String>,
 }
 
 async fn users_page(
@@ -254,13 +337,9 @@ async fn users_page(
     errors: Vec<FieldError>,
     banner: Option<String>,
 ) -> Result<HttpResponse, Failure> {
-    let q = query(req);
-    let role = q.get("role").filter(|r| r.parse::<Role>().is_ok()).cloned();
-    let offset: i64 = q
-        .get("offset")
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0)
-        .max(0);
+    let q = forms::query::<UsersQuery>(req);
+    let role = q.role.filter(|r| r.parse::<Role>().is_ok());
+    let offset: i64 = q.offset.and_then(|o| o.parse().ok()).unwrap_or(0).max(0);
     let filter = role
         .as_ref()
         .map_or(String::new(), |r| format!("&role={r}"));
@@ -311,15 +390,11 @@ pub async fn users(req: HttpRequest) -> HttpResponse {
     page!(users_page(&req, blank, Vec::new(), None).await)
 }
 
-pub async fn invite(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn invite(req: HttpRequest, web::Form(form): web::Form<InviteForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let body = json!({
-        "email": field(&form, "email"),
-        "full_name": field(&form, "full_name"),
-        "role": field(&form, "role"),
-    });
+    let body = json!(form);
     let Core { state, user } = page!(api::core(&req));
     let invited = api::with_input(&body, |b| users::invite(&state, &user, b)).await;
     match page!(api::answer(&req, invited)) {
@@ -336,16 +411,20 @@ pub async fn invite(req: HttpRequest, form: Form) -> HttpResponse {
 }
 
 /// A change to one account from the list: a new role, disabling, enabling, a new invitation.
-pub async fn change(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn change(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<AccountChangeForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let reason = field(&form, "reason");
+    let reason = &form.reason;
     let Core { state, user } = page!(api::core(&req));
-    let changed: Result<UserView, _> = match field(&form, "action") {
+    let changed: Result<UserView, _> = match form.action.as_str() {
         "role" => {
-            let body = json!({"role": field(&form, "role"), "reason": reason});
+            let body = json!({"role": form.role, "reason": reason});
             api::with_input(&body, |b| users::change_role(&state, &user, &id, b)).await
         }
         action @ ("disable" | "enable") => {

@@ -5,16 +5,15 @@
 //! whose typed views the pages shape for their templates.
 
 use crate::api::{self, Answer, Core, Failure};
-use crate::portal::{
-    csrf_refused, date, date_time, err, field, page, regions, see_other, tidy_money, Form,
-};
+use crate::forms::{posted, Trimmed};
+use crate::portal::{csrf_refused, date, date_time, err, page, regions, see_other, tidy_money};
 use crate::render::not_found;
 use crate::render::{FieldError, Tag, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use serde::Serialize;
-use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use voucherd_api::service::challenges::{
     self, ChallengeView, ConflictView, EntryView, MyScoreView, ResultView,
 };
@@ -339,10 +338,39 @@ fn sme_list_page(all: &[ChallengeView]) -> View {
 /// What was posted, shown back on the challenge's page with its errors.
 enum Posted<'a> {
     Nothing,
-    Entry(&'a HashMap<String, String>),
-    Edit(&'a str, &'a HashMap<String, String>),
+    Entry(&'a EntryForm),
+    Edit(&'a str, &'a EntryTextForm),
 }
 
+/// An entry to a challenge: sent to the service as it serializes, and shown back with its
+/// errors.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct EntryForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    company_number: Trimmed,
+    organisation_name: Trimmed,
+    organisation_kind: Trimmed,
+    region: Trimmed,
+    sic_code: Trimmed,
+    title: Trimmed,
+    summary: Trimmed,
+}
+
+/// A change to an entry's title and summary.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct EntryTextForm {
+    csrf: Trimmed,
+    title: Trimmed,
+    summary: Trimmed,
+}
+
+posted!(EntryForm, EntryTextForm);
+
+/// The entry form's fields (each its field's id), as an API field path's first part names
+/// them.
 const ENTRY_FIELDS: [&str; 7] = [
     "company_number",
     "organisation_name",
@@ -413,11 +441,11 @@ fn sme_page(
         .iter()
         .map(|e| OwnEntry::new(e, &c.id, open, posted, &errors))
         .collect();
+    let blank = EntryForm::default();
     let form = match posted {
-        Posted::Entry(form) => Some(*form),
-        _ => None,
+        Posted::Entry(form) => form,
+        _ => &blank,
     };
-    let value = |name: &str| form.map_or("", |f| field(f, name)).to_string();
     let kinds: Vec<KindChoice> = c
         .eligible
         .iter()
@@ -430,10 +458,9 @@ fn sme_page(
             } else {
                 format!("organisation_kind-{}", k.as_str())
             },
-            checked: k.as_str() == value("organisation_kind") || c.eligible.len() == 1,
+            checked: form.organisation_kind == k.as_str() || c.eligible.len() == 1,
         })
         .collect();
-    let values: BTreeMap<&str, String> = ENTRY_FIELDS.iter().map(|f| (*f, value(f))).collect();
     let can_enter = open && entries.is_empty();
     View::new("ch_sme_challenge", c.title.clone())
         .with("challenge", ChallengeCard::new(c))
@@ -444,8 +471,8 @@ fn sme_page(
         .with("entries", entries)
         .with("can_enter", can_enter)
         .with("kinds", kinds)
-        .with("regions", regions(&value("region")))
-        .with("values", values)
+        .with("regions", regions(&form.region))
+        .with("values", form)
         .back("/portal/challenges")
         .errors(errors)
 }
@@ -488,8 +515,8 @@ impl OwnEntry {
         let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
         let values = match posted {
             Posted::Edit(edited, form) if edited == eid => EntryText {
-                title: field(form, "title").to_string(),
-                summary: field(form, "summary").to_string(),
+                title: form.title.to_string(),
+                summary: form.summary.to_string(),
             },
             _ => EntryText {
                 title: e.title.clone(),
@@ -529,8 +556,9 @@ pub async fn sme_challenge(req: HttpRequest, path: web::Path<String>) -> HttpRes
     sme_view(&req, &id, Posted::Nothing, Vec::new(), banner).await
 }
 
-/// The title and summary, checked as the API will (`prefix` makes the form's field ids).
-fn check_text(form: &HashMap<String, String>, prefix: &str, errors: &mut Vec<FieldError>) {
+/// An entry's title and summary, checked as the API will (`prefix` makes the form's field
+/// ids).
+fn check_text(title: &str, summary: &str, prefix: &str, errors: &mut Vec<FieldError>) {
     let id = |f: &str| {
         if prefix.is_empty() {
             f.to_string()
@@ -538,10 +566,10 @@ fn check_text(form: &HashMap<String, String>, prefix: &str, errors: &mut Vec<Fie
             format!("{prefix}-{f}")
         }
     };
-    if !(1..=200).contains(&field(form, "title").chars().count()) {
+    if !(1..=200).contains(&title.chars().count()) {
         errors.push(err(id("title"), "Enter a title of 1 to 200 characters"));
     }
-    if !(20..=5000).contains(&field(form, "summary").chars().count()) {
+    if !(20..=5000).contains(&summary.chars().count()) {
         errors.push(err(
             id("summary"),
             "Describe your entry in 20 to 5000 characters",
@@ -550,33 +578,38 @@ fn check_text(form: &HashMap<String, String>, prefix: &str, errors: &mut Vec<Fie
 }
 
 /// Each answer checked as the API will, so every mistake shows at once.
-fn check_entry(form: &HashMap<String, String>) -> Vec<FieldError> {
+fn check_entry(form: &EntryForm) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if CompanyNumber::parse(field(form, "company_number")).is_err() {
+    if CompanyNumber::parse(&form.company_number).is_err() {
         errors.push(err(
             "company_number",
             "Enter a company registration number, like 01234567 or SC123456",
         ));
     }
-    if !(1..=160).contains(&field(form, "organisation_name").chars().count()) {
+    if !(1..=160).contains(&form.organisation_name.chars().count()) {
         errors.push(err(
             "organisation_name",
             "Enter the organisation's name, up to 160 characters",
         ));
     }
-    if field(form, "organisation_kind")
-        .parse::<OrganisationKind>()
-        .is_err()
-    {
+    if form.organisation_kind.parse::<OrganisationKind>().is_err() {
         errors.push(err("organisation_kind", "Select the kind of organisation"));
     }
-    crate::portal::check_region_and_sic(form, "the organisation", &mut errors);
-    check_text(form, "", &mut errors);
+    crate::portal::check_region_and_sic(
+        &form.region,
+        &form.sic_code,
+        "the organisation",
+        &mut errors,
+    );
+    check_text(&form.title, &form.summary, "", &mut errors);
     errors
 }
 
-pub async fn sme_submit(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
-    let form = form.into_inner();
+pub async fn sme_submit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<EntryForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -588,11 +621,7 @@ pub async fn sme_submit(req: HttpRequest, path: web::Path<String>, form: Form) -
     if !errors.is_empty() {
         return sme_view(&req, &id, Posted::Entry(&form), errors, None).await;
     }
-    let body: Map<String, Value> = ENTRY_FIELDS
-        .iter()
-        .map(|f| (f.to_string(), json!(field(&form, f))))
-        .collect();
-    let body = Value::Object(body);
+    let body = json!(form);
     let Core { state, user } = page!(api::core(&req));
     let sent = api::with_input(&body, |b| challenges::submit_entry(&state, &user, &id, b)).await;
     let answer = page!(api::answer(&req, sent));
@@ -616,9 +645,8 @@ pub async fn sme_submit(req: HttpRequest, path: web::Path<String>, form: Form) -
 pub async fn sme_update(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: Form,
+    web::Form(form): web::Form<EntryTextForm>,
 ) -> HttpResponse {
-    let form = form.into_inner();
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -628,11 +656,11 @@ pub async fn sme_update(
     }
     let prefix = format!("entry-{entry_id}");
     let mut errors = Vec::new();
-    check_text(&form, &prefix, &mut errors);
+    check_text(&form.title, &form.summary, &prefix, &mut errors);
     if !errors.is_empty() {
         return sme_view(&req, &id, Posted::Edit(&entry_id, &form), errors, None).await;
     }
-    let body = json!({"title": field(&form, "title"), "summary": field(&form, "summary")});
+    let body = json!({"title": form.title, "summary": form.summary});
     let Core { state, user } = page!(api::core(&req));
     let saved = api::with_input(&body, |b| {
         challenges::update_entry(&state, &user, &id, &entry_id, b)
@@ -790,7 +818,58 @@ fn console_challenge_page(c: &ChallengeView, entries: &[EntryView]) -> View {
         .back("/console/challenges")
 }
 
-/// The create form's fields, as posted (the checkboxes are `eligible_{kind}`).
+/// The form that creates a challenge: shown back (as it serializes) with its errors.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct ChallengeForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    title: Trimmed,
+    theme: Trimmed,
+    opens_at: Trimmed,
+    closes_at: Trimmed,
+    assessors_assigned_at: Trimmed,
+    assessment_deadline: Trimmed,
+    decisions_released_at: Trimmed,
+    /// Lines `name|max|weight`.
+    criteria: Trimmed,
+    assessors_per_entry: Trimmed,
+    award_pool: Trimmed,
+    /// One award a line, first place first.
+    award_amounts: Trimmed,
+    pilot_places: Trimmed,
+    recurrence: Trimmed,
+    /// Only the checkboxes of who may enter, one per kind of organisation
+    /// (`eligible_{kind}`): their names are made from `OrganisationKind::ALL`, so they are
+    /// kept by name, as the form makes them, rather than as a field for each.
+    #[serde(flatten, skip_serializing)]
+    eligible: BTreeMap<String, Trimmed>,
+}
+
+posted!(ChallengeForm);
+
+impl ChallengeForm {
+    /// Whether organisations of `kind` may enter.
+    fn eligible(&self, kind: OrganisationKind) -> bool {
+        self.eligible
+            .get(&format!("eligible_{}", kind.as_str()))
+            .is_some_and(|v| *v == "yes")
+    }
+
+    /// The time typed for milestone `m`.
+    fn when(&self, m: Milestone) -> &str {
+        match m {
+            Milestone::Opens => &self.opens_at,
+            Milestone::Closes => &self.closes_at,
+            Milestone::AssessorsAssigned => &self.assessors_assigned_at,
+            Milestone::AssessmentDeadline => &self.assessment_deadline,
+            Milestone::DecisionsReleased => &self.decisions_released_at,
+        }
+    }
+}
+
+/// The create form's fields (each its field's id), as an API field path's first part names
+/// them (the checkboxes are `eligible_{kind}`, with the id `eligible`).
 const NEW_FIELDS: [&str; 13] = [
     "title",
     "theme",
@@ -807,11 +886,7 @@ const NEW_FIELDS: [&str; 13] = [
     "recurrence",
 ];
 
-fn new_view(
-    req: &HttpRequest,
-    form: &HashMap<String, String>,
-    errors: Vec<FieldError>,
-) -> HttpResponse {
+fn new_view(req: &HttpRequest, form: &ChallengeForm, errors: Vec<FieldError>) -> HttpResponse {
     new_page(form, errors).render(req)
 }
 
@@ -824,8 +899,7 @@ struct KindBox {
     checked: bool,
 }
 
-fn new_page(form: &HashMap<String, String>, errors: Vec<FieldError>) -> View {
-    let values: BTreeMap<&str, &str> = NEW_FIELDS.iter().map(|f| (*f, field(form, f))).collect();
+fn new_page(form: &ChallengeForm, errors: Vec<FieldError>) -> View {
     let kinds: Vec<KindBox> = OrganisationKind::ALL
         .iter()
         .enumerate()
@@ -839,19 +913,22 @@ fn new_page(form: &HashMap<String, String>, errors: Vec<FieldError>) -> View {
                     format!("eligible-{k}")
                 },
                 label: kind.label(),
-                checked: field(form, &format!("eligible_{k}")) == "yes",
+                checked: form.eligible(*kind),
             }
         })
         .collect();
     View::new("ch_console_new", "Create a challenge")
-        .with("values", values)
+        .with("values", form)
         .with("kinds", kinds)
         .back("/console/challenges")
         .errors(errors)
 }
 
 pub async fn console_new(req: HttpRequest) -> HttpResponse {
-    let defaults = HashMap::from([("pilot_places".to_string(), "0".to_string())]);
+    let defaults = ChallengeForm {
+        pilot_places: Trimmed::new("0"),
+        ..ChallengeForm::default()
+    };
     new_view(&req, &defaults, Vec::new())
 }
 
@@ -939,11 +1016,11 @@ struct ChallengeBody<'a> {
 }
 
 /// The service's request from the form, with every mistake the page can see for itself.
-fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<FieldError>) {
+fn challenge_body(form: &ChallengeForm) -> (ChallengeBody<'_>, Vec<FieldError>) {
     let mut errors = Vec::new();
     let mut body = ChallengeBody {
-        title: field(form, "title"),
-        theme: field(form, "theme"),
+        title: &form.title,
+        theme: &form.theme,
         ..ChallengeBody::default()
     };
     if !(1..=200).contains(&body.title.chars().count()) {
@@ -954,14 +1031,14 @@ fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<Fie
     }
     body.eligible = OrganisationKind::ALL
         .iter()
+        .filter(|k| form.eligible(**k))
         .map(|k| k.as_str())
-        .filter(|k| field(form, &format!("eligible_{k}")) == "yes")
         .collect();
     if body.eligible.is_empty() {
         errors.push(err("eligible", "Select who may enter"));
     }
-    for (_, key, _, what) in MILESTONES {
-        match parse_when(field(form, key)) {
+    for (milestone, key, _, what) in MILESTONES {
+        match parse_when(form.when(milestone)) {
             Some(t) => {
                 body.milestones.insert(key, t);
             }
@@ -971,11 +1048,11 @@ fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<Fie
             )),
         }
     }
-    match parse_criteria(field(form, "criteria")) {
+    match parse_criteria(&form.criteria) {
         Ok(c) => body.criteria = c,
         Err(m) => errors.push(err("criteria", m)),
     }
-    match field(form, "assessors_per_entry").parse::<u32>() {
+    match form.assessors_per_entry.parse::<u32>() {
         Ok(n) if (1..=10).contains(&n) => body.assessors_per_entry = n,
         _ => errors.push(err(
             "assessors_per_entry",
@@ -983,7 +1060,7 @@ fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<Fie
         )),
     }
     read_awards(form, &mut body, &mut errors);
-    let recurrence = field(form, "recurrence");
+    let recurrence = form.recurrence.as_str();
     if recurrence.chars().count() > 100 {
         errors.push(err(
             "recurrence",
@@ -996,19 +1073,16 @@ fn challenge_body(form: &HashMap<String, String>) -> (ChallengeBody<'_>, Vec<Fie
 
 /// The award pool, the awards and the pilot places, into `body`; what cannot be read, into
 /// `errors`.
-fn read_awards(
-    form: &HashMap<String, String>,
-    body: &mut ChallengeBody<'_>,
-    errors: &mut Vec<FieldError>,
-) {
-    match money(field(form, "award_pool")) {
+fn read_awards(form: &ChallengeForm, body: &mut ChallengeBody<'_>, errors: &mut Vec<FieldError>) {
+    match money(&form.award_pool) {
         Some(p) => body.award_pool = p,
         None => errors.push(err(
             "award_pool",
             "Enter the award pool in pounds, like 100000",
         )),
     }
-    let amounts: Vec<Option<String>> = field(form, "award_amounts")
+    let amounts: Vec<Option<String>> = form
+        .award_amounts
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -1022,7 +1096,7 @@ fn read_awards(
     } else {
         body.award_amounts = amounts.into_iter().flatten().collect();
     }
-    let pilot = field(form, "pilot_places");
+    let pilot = form.pilot_places.as_str();
     let pilot = if pilot.is_empty() {
         Ok(0)
     } else {
@@ -1047,8 +1121,10 @@ fn challenge_field(path: &str) -> String {
     }
 }
 
-pub async fn console_create(req: HttpRequest, form: Form) -> HttpResponse {
-    let form = form.into_inner();
+pub async fn console_create(
+    req: HttpRequest,
+    web::Form(form): web::Form<ChallengeForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -1073,9 +1149,42 @@ pub async fn console_create(req: HttpRequest, form: Form) -> HttpResponse {
 /// What was posted, shown back on the assessor's page with its errors.
 enum Assessing<'a> {
     Nothing,
-    Score(&'a str, &'a HashMap<String, String>),
-    Conflict(&'a HashMap<String, String>),
+    Score(&'a str, &'a ScoreForm),
+    Conflict(&'a ConflictForm),
 }
+
+/// An assessor's scores of an entry, with their comment.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ScoreForm {
+    csrf: Trimmed,
+    comment: Trimmed,
+    /// Only the scores, one per criterion of the entry's challenge, named by its place
+    /// (`score_0`, `score_1`, ...): how many there are is the challenge's.
+    #[serde(flatten)]
+    scores: BTreeMap<String, Trimmed>,
+}
+
+impl ScoreForm {
+    /// The score typed for criterion `i`.
+    fn score(&self, i: usize) -> &str {
+        self.scores
+            .get(&format!("score_{i}"))
+            .map_or("", |s| s.as_str())
+    }
+}
+
+/// A conflict of interest an assessor declares; shown back (as it serializes) with its errors.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct ConflictForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    company_number: Trimmed,
+    reason: Trimmed,
+}
+
+posted!(ScoreForm, ConflictForm);
 
 /// The challenges of the allocated entries, each looked up once (for criteria and dates).
 async fn challenges_of(
@@ -1138,13 +1247,6 @@ impl DeclaredConflict {
     }
 }
 
-/// The conflict form's answers.
-#[derive(Serialize, Default)]
-struct ConflictAnswers {
-    company_number: String,
-    reason: String,
-}
-
 /// The allocated entries (each with its scoring form while the challenge is in assessment)
 /// and the assessor's conflicts of interest with the form to declare one.
 fn assess_page(
@@ -1162,12 +1264,10 @@ fn assess_page(
         })
         .collect();
     let declared: Vec<DeclaredConflict> = conflicts.iter().map(DeclaredConflict::new).collect();
+    let blank = ConflictForm::default();
     let values = match posted {
-        Assessing::Conflict(f) => ConflictAnswers {
-            company_number: field(f, "company_number").to_string(),
-            reason: field(f, "reason").to_string(),
-        },
-        _ => ConflictAnswers::default(),
+        Assessing::Conflict(f) => f,
+        _ => &blank,
     };
     View::new("ch_assess", "Your assessments")
         .with("entries", rows)
@@ -1231,7 +1331,7 @@ impl AssessedEntry {
         };
         let comment_id = format!("{anchor}-comment");
         let comment = match (form, mine) {
-            (Some(f), _) => field(f, "comment").to_string(),
+            (Some(f), _) => f.comment.to_string(),
             (None, Some(m)) => m.comment.clone(),
             (None, None) => String::new(),
         };
@@ -1267,7 +1367,7 @@ fn score_fields(
     criteria: &[Criterion],
     mine: Option<&MyScoreView>,
     anchor: &str,
-    form: Option<&HashMap<String, String>>,
+    form: Option<&ScoreForm>,
     errors: &[FieldError],
 ) -> Vec<ScoreField> {
     criteria
@@ -1276,7 +1376,7 @@ fn score_fields(
         .map(|(i, k)| {
             let id = format!("{anchor}-score-{i}");
             let value = match form {
-                Some(f) => field(f, &format!("score_{i}")).to_string(),
+                Some(f) => f.score(i).to_string(),
                 None => mine
                     .and_then(|m| m.scores.get(&k.name))
                     .map(u32::to_string)
@@ -1323,8 +1423,11 @@ fn score_field(path: &str, anchor: &str, criteria: &[Criterion]) -> String {
     }
 }
 
-pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
-    let form = form.into_inner();
+pub async fn score(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<ScoreForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -1347,7 +1450,7 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     let mut scores = BTreeMap::new();
     let mut errors = Vec::new();
     for (i, k) in c.criteria.iter().enumerate() {
-        match field(&form, &format!("score_{i}")).parse::<u32>() {
+        match form.score(i).parse::<u32>() {
             Ok(s) if s <= k.max_score => {
                 scores.insert(k.name.as_str(), s);
             }
@@ -1357,7 +1460,7 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
             )),
         }
     }
-    let comment = field(&form, "comment");
+    let comment = form.comment.as_str();
     if comment.chars().count() > 5000 {
         errors.push(err(
             format!("{anchor}-comment"),
@@ -1380,19 +1483,21 @@ pub async fn score(req: HttpRequest, path: web::Path<String>, form: Form) -> Htt
     }
 }
 
-pub async fn declare_conflict(req: HttpRequest, form: Form) -> HttpResponse {
-    let form = form.into_inner();
+pub async fn declare_conflict(
+    req: HttpRequest,
+    web::Form(form): web::Form<ConflictForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let mut errors = Vec::new();
-    if CompanyNumber::parse(field(&form, "company_number")).is_err() {
+    if CompanyNumber::parse(&form.company_number).is_err() {
         errors.push(err(
             "conflict_company_number",
             "Enter the organisation's company registration number, like 01234567 or SC123456",
         ));
     }
-    if !(1..=500).contains(&field(&form, "reason").chars().count()) {
+    if !(1..=500).contains(&form.reason.chars().count()) {
         errors.push(err(
             "conflict_reason",
             "Describe your connection with the organisation in 1 to 500 characters",
@@ -1401,10 +1506,7 @@ pub async fn declare_conflict(req: HttpRequest, form: Form) -> HttpResponse {
     if !errors.is_empty() {
         return assess_view(&req, Assessing::Conflict(&form), errors, None).await;
     }
-    let body = json!({
-        "company_number": field(&form, "company_number"),
-        "reason": field(&form, "reason"),
-    });
+    let body = json!(form);
     let Core { state, user } = page!(api::core(&req));
     let declared = api::with_input(&body, |b| challenges::declare_conflict(&state, &user, b)).await;
     match page!(api::answer(&req, declared)) {
@@ -1421,5 +1523,38 @@ pub async fn declare_conflict(req: HttpRequest, form: Form) -> HttpResponse {
             let errors = refusal(&refused, &id_of, "conflicts");
             assess_view(&req, Assessing::Conflict(&form), errors, None).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_create_form_reads_its_checkboxes_by_kind_and_its_times_by_milestone() {
+        let form: ChallengeForm = serde_urlencoded::from_str(
+            "csrf=t&title=+Cleaner+air+&eligible_sme=yes&eligible_startup=&opens_at=2027-03-01+09%3A00",
+        )
+        .unwrap();
+        assert_eq!(form.title, "Cleaner air");
+        assert!(form.eligible(OrganisationKind::Sme));
+        assert!(!form.eligible(OrganisationKind::Startup));
+        assert_eq!(form.when(Milestone::Opens), "2027-03-01 09:00");
+        assert_eq!(form.when(Milestone::Closes), "");
+        // Shown back as its answers, without the token or the checkboxes.
+        let shown = json!(form);
+        assert_eq!(shown["title"], "Cleaner air");
+        assert!(shown.get("csrf").is_none() && shown.get("eligible_sme").is_none());
+    }
+
+    #[test]
+    fn a_score_is_read_by_its_criterion_s_place() {
+        let form: ScoreForm =
+            serde_urlencoded::from_str("csrf=t&score_0=+7+&score_1=3&comment=Good").unwrap();
+        assert_eq!(
+            (form.score(0), form.score(1), form.score(2)),
+            ("7", "3", "")
+        );
+        assert_eq!(form.comment, "Good");
     }
 }

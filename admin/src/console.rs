@@ -2,15 +2,15 @@
 //! with a confirmation step, the programme fund, the audit log and the job runs.
 
 use crate::api::{self, Answer, Core, Failure};
+use crate::forms::{self, posted, Confirmable, Trimmed};
 use crate::portal::{
-    csrf_refused, date, field, money_field, page, region_name, see_other, tag, unconfirmed,
-    Confirm, Form,
+    csrf_refused, date, page, region_name, see_other, tag, tidy_money, unconfirmed, Confirm,
 };
 use crate::render::{self, FieldError, Shaped, View};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use voucherd_api::service::{
     applications, operations, prices, programme, reports, vouchers, IdempotencyKey,
 };
@@ -31,18 +31,25 @@ const STATUSES: [&str; 6] = [
 /// Applications a queue page shows at once.
 const QUEUE_PAGE: i64 = 50;
 
+/// The queue's address: a status to list and a page, each read as text (anything unknown is
+/// the default, leaving the other in force).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct QueueQuery {
+    status: Option<String>,
+    page: Option<String>,
+}
+
 /// The queue's status filter and page, from its address (anything unknown is the default).
 fn queue_query(req: &HttpRequest) -> (&'static str, i64) {
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
+    let q = forms::query::<QueueQuery>(req);
     let status = STATUSES
         .iter()
         .copied()
-        .find(|s| q.get("status").map(String::as_str) == Some(*s))
+        .find(|s| q.status.as_deref() == Some(*s))
         .unwrap_or("submitted");
     let page = q
-        .get("page")
+        .page
         .and_then(|p| p.parse::<i64>().ok())
         .filter(|p| (1..=20_000).contains(p))
         .unwrap_or(1);
@@ -304,17 +311,68 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
     .await
 }
 
+/// An administrator's decision on an application; shown back (as it serializes) with its
+/// errors or for confirmation.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct DecisionForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    decision: Trimmed,
+    amount: Trimmed,
+    valid_days: Trimmed,
+    reason: Trimmed,
+}
+
+/// A second administrator's decision on an approval awaiting it.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct SecondApprovalForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    second_decision: Trimmed,
+    second_reason: Trimmed,
+}
+
+/// Whether the applicant owns the company (`yes` or `no`), with what was checked.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct OwnershipForm {
+    csrf: Trimmed,
+    ownership_confirmed: Trimmed,
+    ownership_note: Trimmed,
+}
+
+/// Why a held company number is released.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct ReleaseForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    release_reason: Trimmed,
+}
+
+posted!(OwnershipForm);
+posted!(confirmable: DecisionForm, SecondApprovalForm, ReleaseForm);
+
 /// First the decision is shown back for confirmation; only the confirmed form is sent.
-pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn decide(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<DecisionForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let decision = field(&form, "decision");
-    let values = json!({
-        "decision": decision, "amount": field(&form, "amount"),
-        "valid_days": field(&form, "valid_days"), "reason": field(&form, "reason"),
-    });
+    let decision = form.decision.as_str();
+    let values = json!(form);
     let mut errors = Vec::new();
     if !matches!(decision, "approve" | "reject") {
         errors.push(FieldError {
@@ -322,7 +380,7 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
             message: "Select approve or reject".into(),
         });
     }
-    if field(&form, "reason").is_empty() {
+    if form.reason.is_empty() {
         errors.push(FieldError {
             id: "reason".into(),
             message: "Enter the reason for the decision".into(),
@@ -331,7 +389,7 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
     if !errors.is_empty() {
         return application_view(&req, &id, values, errors, None).await;
     }
-    if field(&form, "confirm") != "yes" {
+    if !form.confirmed() {
         return View::new(
             "console_confirm",
             "Check the decision before you confirm it",
@@ -342,12 +400,12 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
         .back(&format!("/console/applications/{id}"))
         .render(&req);
     }
-    let mut body = json!({"decision": decision, "reason": field(&form, "reason")});
+    let mut body = json!({"decision": decision, "reason": form.reason});
     if decision == "approve" {
-        if !field(&form, "amount").is_empty() {
-            body["amount"] = json!(money_field(&form, "amount"));
+        if !form.amount.is_empty() {
+            body["amount"] = json!(tidy_money(&form.amount));
         }
-        if let Ok(days) = field(&form, "valid_days").parse::<u32>() {
+        if let Ok(days) = form.valid_days.parse::<u32>() {
             body["valid_days"] = json!(days);
         }
     }
@@ -374,15 +432,14 @@ pub async fn decide(req: HttpRequest, path: web::Path<String>, form: Form) -> Ht
 pub async fn second_approval(
     req: HttpRequest,
     path: web::Path<String>,
-    form: Form,
+    web::Form(form): web::Form<SecondApprovalForm>,
 ) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let decision = field(&form, "second_decision");
-    let values =
-        json!({"second_decision": decision, "second_reason": field(&form, "second_reason")});
+    let decision = form.second_decision.as_str();
+    let values = json!(form);
     let errors = second_errors(&form);
     if !errors.is_empty() {
         return application_view(&req, &id, values, errors, None).await;
@@ -391,7 +448,7 @@ pub async fn second_approval(
     if let Some(page) = unconfirmed(&req, &form, second_confirm(&form, &id, confirming)) {
         return page;
     }
-    let body = json!({"decision": decision, "reason": field(&form, "second_reason")});
+    let body = json!({"decision": decision, "reason": form.second_reason});
     let Core { state, user } = page!(api::core(&req));
     let done = api::with_input(&body, |b| {
         applications::second_approval(&state, &user, &id, b)
@@ -412,16 +469,15 @@ pub async fn second_approval(
 }
 
 /// What must be corrected in a second approval's form: a decision and a reason.
-fn second_errors(form: &Form) -> Vec<FieldError> {
-    let decision = field(form, "second_decision");
+fn second_errors(form: &SecondApprovalForm) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if !matches!(decision, "confirm" | "reject") {
+    if !matches!(form.second_decision.as_str(), "confirm" | "reject") {
         errors.push(FieldError {
             id: "second_decision".into(),
             message: "Select confirm or reject".into(),
         });
     }
-    if field(form, "second_reason").is_empty() {
+    if form.second_reason.is_empty() {
         errors.push(FieldError {
             id: "second_reason".into(),
             message: "Enter the reason for your decision".into(),
@@ -431,7 +487,7 @@ fn second_errors(form: &Form) -> Vec<FieldError> {
 }
 
 /// The check page before a second administrator confirms or rejects the approval.
-fn second_confirm(form: &Form, id: &str, confirming: bool) -> Confirm<'static> {
+fn second_confirm(form: &SecondApprovalForm, id: &str, confirming: bool) -> Confirm<'static> {
     Confirm {
         title: if confirming {
             "Check before you confirm the approval"
@@ -448,7 +504,7 @@ fn second_confirm(form: &Form, id: &str, confirming: bool) -> Confirm<'static> {
                 }
                 .to_string(),
             ),
-            ("Reason", field(form, "second_reason").to_string()),
+            ("Reason", form.second_reason.to_string()),
         ],
         text: if confirming {
             "The voucher is granted at once and the money leaves the budget for good."
@@ -475,15 +531,19 @@ fn empty_ownership() -> Value {
 }
 
 /// An administrator confirms or refuses that the applicant owns the company, with a note.
-pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn ownership(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<OwnershipForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let confirmed = field(&form, "ownership_confirmed");
+    let confirmed = form.ownership_confirmed.as_str();
     let mut values = empty_ownership();
     values["ownership_confirmed"] = json!(confirmed);
-    values["ownership_note"] = json!(field(&form, "ownership_note"));
+    values["ownership_note"] = json!(form.ownership_note);
     let mut errors = Vec::new();
     if !matches!(confirmed, "yes" | "no") {
         errors.push(FieldError {
@@ -491,7 +551,7 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
             message: "Select whether the applicant owns the company".into(),
         });
     }
-    if field(&form, "ownership_note").trim().is_empty() {
+    if form.ownership_note.is_empty() {
         errors.push(FieldError {
             id: "ownership_note".into(),
             message: "Enter what you checked".into(),
@@ -500,7 +560,7 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
     if !errors.is_empty() {
         return application_view(&req, &id, values, errors, None).await;
     }
-    let body = json!({"confirmed": confirmed == "yes", "note": field(&form, "ownership_note")});
+    let body = json!({"confirmed": confirmed == "yes", "note": form.ownership_note});
     let Core { state, user } = page!(api::core(&req));
     let done = api::with_input(&body, |b| applications::ownership(&state, &user, &id, b)).await;
     let answer = page!(api::answer(&req, done));
@@ -525,14 +585,18 @@ pub async fn ownership(req: HttpRequest, path: web::Path<String>, form: Form) ->
 }
 
 /// Releases a squatted company number, after a check page: the application is rejected.
-pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn release(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<ReleaseForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
     let mut values = empty_ownership();
-    values["release_reason"] = json!(field(&form, "release_reason"));
-    if field(&form, "release_reason").trim().is_empty() {
+    values["release_reason"] = json!(form.release_reason);
+    if form.release_reason.is_empty() {
         let errors = vec![FieldError {
             id: "release_reason".into(),
             message: "Enter why the number is released".into(),
@@ -544,7 +608,7 @@ pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> H
         &form,
         Confirm {
             title: "Check before you release the company number",
-            rows: vec![("Reason", field(&form, "release_reason").to_string())],
+            rows: vec![("Reason", form.release_reason.to_string())],
             text: "The application is rejected with this reason, which the applicant is told, and its ownership of the company is recorded as refused. The company may then apply.",
             action: format!("/console/applications/{id}/release"),
             button: "Release the number and reject the application",
@@ -554,7 +618,7 @@ pub async fn release(req: HttpRequest, path: web::Path<String>, form: Form) -> H
     ) {
         return page;
     }
-    let body = json!({"reason": field(&form, "release_reason")});
+    let body = json!({"reason": form.release_reason});
     let Core { state, user } = page!(api::core(&req));
     let done = api::with_input(&body, |b| applications::release(&state, &user, &id, b)).await;
     let answer = page!(api::answer(&req, done));
@@ -603,14 +667,45 @@ async fn programme_view(
     view.render(req)
 }
 
-pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
+/// A deposit into the programme fund, once per page shown (its `nonce`).
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct DepositForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    nonce: Trimmed,
+    amount: Trimmed,
+    reference: Trimmed,
+}
+
+/// A move of money between budget lines (or a line and `programme_fund`), once per page
+/// shown (its `nonce`).
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct MoveForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    nonce: Trimmed,
+    from: Trimmed,
+    to: Trimmed,
+    amount: Trimmed,
+    reason: Trimmed,
+}
+
+posted!(confirmable: DepositForm, MoveForm);
+
+pub async fn deposit(req: HttpRequest, web::Form(form): web::Form<DepositForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let values = json!({"amount": field(&form, "amount"), "reference": field(&form, "reference")});
+    let values = json!({"amount": form.amount, "reference": form.reference});
     let body = json!({
-        "amount": money_field(&form, "amount"),
-        "reference": field(&form, "reference"),
+        "amount": tidy_money(&form.amount),
+        "reference": form.reference,
     });
     // Checked before it is shown back: "£abc" is the form's error, not a confirmation.
     let input = match api::checked::<programme::DepositRequest>(&body) {
@@ -626,8 +721,8 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         Confirm {
             title: "Check the deposit",
             rows: vec![
-                ("Amount", crate::format::pounds(field(&form, "amount"))),
-                ("Reference", field(&form, "reference").to_string()),
+                ("Amount", crate::format::pounds(&form.amount)),
+                ("Reference", form.reference.to_string()),
             ],
             text: "The money is added to the programme fund and recorded in the ledger for good.",
             action: "/console/programme/deposits".into(),
@@ -639,7 +734,7 @@ pub async fn deposit(req: HttpRequest, form: Form) -> HttpResponse {
         return page;
     }
     let Core { state, user } = page!(api::core(&req));
-    let key = once_key(&form, "deposits");
+    let key = once_key(&form.nonce, "deposits");
     let done = programme::deposit(&state, &user, key, input).await;
     let answer = page!(api::answer(&req, done));
     match answer {
@@ -671,20 +766,24 @@ struct AuditChoice {
     page: i64,
 }
 
+/// The audit log's address, each part read as text (see [`AuditChoice`]).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AuditLogQuery {
+    subject: Option<String>,
+    action: Option<String>,
+    page: Option<String>,
+}
+
 fn audit_choice(req: &HttpRequest, facets: &programme::AuditFacetsView) -> AuditChoice {
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
-    let pick = |name: &str, known: &[String]| {
-        q.get(name)
-            .filter(|v| known.iter().any(|k| k == *v))
-            .cloned()
-    };
+    let q = forms::query::<AuditLogQuery>(req);
+    let pick =
+        |chosen: Option<String>, known: &[String]| chosen.filter(|v| known.iter().any(|k| k == v));
     AuditChoice {
-        subject: pick("subject", &facets.subject_types),
-        action: pick("action", &facets.actions),
+        subject: pick(q.subject, &facets.subject_types),
+        action: pick(q.action, &facets.actions),
         page: q
-            .get("page")
+            .page
             .and_then(|p| p.parse::<i64>().ok())
             .filter(|p| (1..=20_000).contains(p))
             .unwrap_or(1),
@@ -809,14 +908,18 @@ pub async fn audit_csv(req: HttpRequest) -> HttpResponse {
         .body(csv)
 }
 
+/// The job runs' address: the job whose runs to show.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct JobQuery {
+    job: Option<String>,
+}
+
 /// A job's latest runs as CSV (up to 500, newest first), or every job's when none is named:
 /// job, trigger, scheduled and started (UK time), finished, outcome, attempts, worker.
 pub async fn jobs_csv(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
-    let job = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("job").cloned())
-        .filter(|j| !j.is_empty());
+    let job = forms::query::<JobQuery>(&req).job.filter(|j| !j.is_empty());
     let q = operations::RunsQuery {
         job: job.clone(),
         limit: Some(500),
@@ -862,9 +965,8 @@ pub async fn jobs_csv(req: HttpRequest) -> HttpResponse {
 pub async fn jobs(req: HttpRequest) -> HttpResponse {
     let Core { state, .. } = page!(api::core(&req));
     let jobs = page!(api::must(&req, operations::jobs(&state).await));
-    let chosen = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("job").cloned())
+    let chosen = forms::query::<JobQuery>(&req)
+        .job
         .filter(|j| jobs.iter().any(|k| &k.job == j));
     let runs = match &chosen {
         Some(job) => {
@@ -915,11 +1017,15 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         .render(&req)
 }
 
+/// The vouchers page's search: a reference, a company number or part of a name.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct VouchersQuery {
+    company: Trimmed,
+}
+
 pub async fn vouchers(req: HttpRequest) -> HttpResponse {
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
-    let company = q.get("company").map_or("", |c| c.trim()).to_string();
+    let company = forms::query::<VouchersQuery>(&req).company;
     vouchers_view(&req, &company, Vec::new(), None).await
 }
 
@@ -1010,22 +1116,45 @@ impl VoucherAction {
     }
 }
 
+/// A suspension, reinstatement or expiry of a voucher from the vouchers page, with the search
+/// to show again afterwards.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct SuspensionForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    company: Trimmed,
+    /// `suspend`, or anything else to reinstate.
+    action: Trimmed,
+    /// `yes` from the "Expire now" button.
+    expire: Trimmed,
+    reason: Trimmed,
+}
+
+posted!(confirmable: SuspensionForm);
+
 /// Suspends, reinstates or expires a voucher, with the reason the form gives, after a
 /// confirmation step.
-pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn suspension(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<SuspensionForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
     // The "Expire now" button names itself; the hidden `action` says suspend or reinstate.
-    let action = if field(&form, "expire") == "yes" {
+    let action = if form.expire == "yes" {
         VoucherAction::Expire
     } else {
-        VoucherAction::parse(field(&form, "action"))
+        VoucherAction::parse(&form.action)
     };
     let (title, text, button, done) = action.words();
-    let company = field(&form, "company").to_string();
-    let body = json!({"reason": field(&form, "reason")});
+    let company = form.company.to_string();
+    let body = json!({"reason": form.reason});
     // An empty reason is the form's error before anything is shown back.
     let input = match api::checked::<vouchers::SuspensionRequest>(&body) {
         Ok(input) => input,
@@ -1043,7 +1172,7 @@ pub async fn suspension(req: HttpRequest, path: web::Path<String>, form: Form) -
             title,
             rows: vec![
                 ("Voucher of", named.company_name.clone()),
-                ("Reason", field(&form, "reason").to_string()),
+                ("Reason", form.reason.to_string()),
             ],
             text,
             action: format!("/console/vouchers/{id}/suspension"),
@@ -1121,16 +1250,30 @@ async fn prices_view(
     view.render(req)
 }
 
+/// A model's new price, per million tokens of each kind; shown back (as it serializes) with
+/// its errors or for confirmation.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct PriceForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    model: Trimmed,
+    input: Trimmed,
+    cached: Trimmed,
+    output: Trimmed,
+}
+
+posted!(confirmable: PriceForm);
+
 /// A new price version: now, or from a later date; earlier versions and what they priced stay.
-pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn set_price(req: HttpRequest, web::Form(form): web::Form<PriceForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let values = json!({
-        "model": field(&form, "model"), "input": field(&form, "input"),
-        "cached": field(&form, "cached"), "output": field(&form, "output"),
-    });
-    let model = field(&form, "model");
+    let values = json!(form);
+    let model = form.model.as_str();
     if !model_name_valid(model) {
         let e = FieldError {
             id: "model".into(),
@@ -1139,9 +1282,9 @@ pub async fn set_price(req: HttpRequest, form: Form) -> HttpResponse {
         return prices_view(&req, values, vec![e], None).await;
     }
     let body = json!({
-        "input_per_million": money_field(&form, "input"),
-        "cached_input_per_million": money_field(&form, "cached"),
-        "output_per_million": money_field(&form, "output"),
+        "input_per_million": tidy_money(&form.input),
+        "cached_input_per_million": tidy_money(&form.cached),
+        "output_per_million": tidy_money(&form.output),
     });
     // "£-1" is the form's error before anything is shown back.
     let input = match api::checked::<prices::SetPriceRequest>(&body) {
@@ -1203,7 +1346,7 @@ fn price_field(p: &str) -> String {
 }
 
 /// The check page before a new price; `known` when a price has used the model's name before.
-fn price_confirm(form: &Form, model_row: String, known: bool) -> Confirm<'static> {
+fn price_confirm(form: &PriceForm, model_row: String, known: bool) -> Confirm<'static> {
     Confirm {
         title: if known {
             "Check the new price"
@@ -1214,15 +1357,15 @@ fn price_confirm(form: &Form, model_row: String, known: bool) -> Confirm<'static
             ("Model", model_row),
             (
                 "Input, per million tokens",
-                crate::format::pounds(field(form, "input")),
+                crate::format::pounds(&form.input),
             ),
             (
                 "Cached input, per million tokens",
-                crate::format::pounds(field(form, "cached")),
+                crate::format::pounds(&form.cached),
             ),
             (
                 "Output, per million tokens",
-                crate::format::pounds(field(form, "output")),
+                crate::format::pounds(&form.output),
             ),
         ],
         text: "Requests from now on are priced at this; past requests keep their price.",
@@ -1314,13 +1457,23 @@ async fn reports_view(
     view.render(req)
 }
 
+/// The period to report on, as `kind:from:to`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ReportForm {
+    csrf: Trimmed,
+    period: Trimmed,
+}
+
+posted!(ReportForm);
+
 /// Makes the chosen period's report now, as the schedule would; the list again, with what
 /// happened.
-pub async fn make_report(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn make_report(req: HttpRequest, web::Form(form): web::Form<ReportForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let chosen = field(&form, "period").to_string();
+    let chosen = form.period.to_string();
     let mut parts = chosen.splitn(3, ':');
     let body = json!({
         "kind": parts.next().unwrap_or_default(),
@@ -1387,14 +1540,14 @@ pub async fn report_json(req: HttpRequest, path: web::Path<String>) -> HttpRespo
 }
 
 /// Moves money between budget lines (or a line and the fund), with its reason.
-pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn move_money(req: HttpRequest, web::Form(form): web::Form<MoveForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let body = json!({
-        "from": field(&form, "from"), "to": field(&form, "to"),
-        "amount": money_field(&form, "amount"),
-        "reason": field(&form, "reason"),
+        "from": form.from, "to": form.to,
+        "amount": tidy_money(&form.amount),
+        "reason": form.reason,
     });
     let move_field = |p: &str| match p {
         "amount" => "move_amount".to_string(),
@@ -1418,14 +1571,14 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
             rows: vec![
                 (
                     "From",
-                    field(&form, "from").replace("programme_fund", "the programme fund"),
+                    form.from.replace("programme_fund", "the programme fund"),
                 ),
                 (
                     "To",
-                    field(&form, "to").replace("programme_fund", "the programme fund"),
+                    form.to.replace("programme_fund", "the programme fund"),
                 ),
-                ("Amount", crate::format::pounds(field(&form, "amount"))),
-                ("Reason", field(&form, "reason").to_string()),
+                ("Amount", crate::format::pounds(&form.amount)),
+                ("Reason", form.reason.to_string()),
             ],
             text: "The money moves at once and the move is audited with its reason.",
             action: "/console/programme/moves".into(),
@@ -1437,7 +1590,7 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
         return page;
     }
     let Core { state, user } = page!(api::core(&req));
-    let key = once_key(&form, "moves");
+    let key = once_key(&form.nonce, "moves");
     let done = programme::move_money(&state, &user, key, input).await;
     let answer = page!(api::answer(&req, done));
     match answer {
@@ -1453,8 +1606,7 @@ pub async fn move_money(req: HttpRequest, form: Form) -> HttpResponse {
 
 /// The idempotency key of a money form, from its nonce (one per page shown), so a double
 /// click acts once; a form without a nonce gets its own, acting once per submission.
-fn once_key(form: &HashMap<String, String>, what: &str) -> Option<IdempotencyKey> {
-    let n = field(form, "nonce");
+fn once_key(n: &str, what: &str) -> Option<IdempotencyKey> {
     let nonce = if n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
         n.to_string()
     } else {
@@ -1499,13 +1651,31 @@ async fn overruns_view(
     view.render(req)
 }
 
+/// Why a key suspended for its overrun is reinstated, with the key's name to show.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct ReinstateKeyForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    key: Trimmed,
+    reason: Trimmed,
+}
+
+posted!(confirmable: ReinstateKeyForm);
+
 /// Reinstates a key the programme suspended for its overrun, after a confirmation step.
-pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn reinstate_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<ReinstateKeyForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let id = path.into_inner();
-    let body = json!({"reason": field(&form, "reason")});
+    let body = json!({"reason": form.reason});
     let input = match api::checked::<vouchers::SuspensionRequest>(&body) {
         Ok(input) => input,
         Err(refused) => {
@@ -1519,8 +1689,8 @@ pub async fn reinstate_key(req: HttpRequest, path: web::Path<String>, form: Form
         Confirm {
             title: "Reinstate this key?",
             rows: vec![
-                ("Key", field(&form, "key").to_string()),
-                ("Reason", field(&form, "reason").to_string()),
+                ("Key", form.key.to_string()),
+                ("Reason", form.reason.to_string()),
             ],
             text: "The key works again at once. Its usage above its holds stays on record; the programme suspends it again if more is added.",
             action: format!("/console/keys/{id}/reinstatement"),

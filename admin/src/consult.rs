@@ -4,15 +4,14 @@
 //! Every page calls the services (`voucherd_api::service`), as the others do.
 
 use crate::api::{self, capitalise, Answer, Core, Failure};
-use crate::portal::{
-    csrf_refused, err, field, money_field, page, region_name, see_other, tag, tidy_money, Form,
-};
+use crate::forms::{self, posted, Trimmed, VoucherForm};
+use crate::portal::{csrf_refused, err, page, region_name, see_other, tag, tidy_money};
 use crate::render::{FieldError, Tag, View};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use voucherd_api::auth::AuthUser;
 use voucherd_api::service::consulting::BookingView;
 use voucherd_api::service::incentives::RuleView;
@@ -25,10 +24,6 @@ use voucherd_domain::{BookingStatus, Money, Region};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
-
-fn ticked(form: &HashMap<String, String>, name: &str) -> bool {
-    !field(form, name).is_empty()
-}
 
 /// Errors that name no field (a refusal of the whole request) linked to `id` instead.
 fn at(mut errors: Vec<FieldError>, id: &str) -> Vec<FieldError> {
@@ -62,10 +57,11 @@ fn form_errors<T>(
     }
 }
 
-fn query(req: &HttpRequest) -> HashMap<String, String> {
-    web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default()
+/// The address a form sends back to: what was done, for its banner.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct DoneQuery {
+    done: Option<String>,
 }
 
 /// "a", "a or b", "a, b or c".
@@ -120,13 +116,20 @@ fn slot_tag(booked: bool) -> Tag {
     }
 }
 
-/// An adviser's draft of a booking's outcome, shown back with its errors.
-#[derive(Serialize, Clone, Default)]
-struct Draft {
-    outcome: String,
-    notes: String,
-    next_steps: String,
+/// An adviser's record of a booking's outcome: sent to the service as it serializes, and shown
+/// back as the booking's draft with its errors.
+#[derive(Deserialize, Serialize, Clone, Default)]
+#[serde(default)]
+pub struct OutcomeForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    /// `attended` or `no_show`.
+    outcome: Trimmed,
+    notes: Trimmed,
+    next_steps: Trimmed,
 }
+
+posted!(OutcomeForm);
 
 /// A booking as the pages show it (the adviser's notes only where the service gave them);
 /// on the adviser's list of sessions to record, whether it has started and the draft.
@@ -144,7 +147,7 @@ struct BookingRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     started: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    draft: Option<Draft>,
+    draft: Option<OutcomeForm>,
 }
 
 fn booking_row(b: &BookingView) -> BookingRow {
@@ -263,7 +266,7 @@ fn whys(why: &[String]) -> Vec<String> {
 // The SME: consulting
 
 pub async fn consulting(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let banner = match query(&req).get("done").map(String::as_str) {
+    let banner = match forms::query::<DoneQuery>(&req).done.as_deref() {
         Some("booked") => Some("Your session is booked. We have emailed you its details."),
         Some("cancelled") => {
             Some("Your booking was cancelled and its time returned to your voucher.")
@@ -331,12 +334,23 @@ async fn consulting_view(
     view.render(req)
 }
 
-pub async fn book(req: HttpRequest, form: Form) -> HttpResponse {
+/// A slot booked with a voucher's consulting time.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct BookingForm {
+    csrf: Trimmed,
+    voucher_id: Trimmed,
+    slot_id: Trimmed,
+}
+
+posted!(BookingForm);
+
+pub async fn book(req: HttpRequest, web::Form(form): web::Form<BookingForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = field(&form, "voucher_id").to_string();
-    let body = json!({"slot_id": field(&form, "slot_id"), "voucher_id": voucher});
+    let voucher = form.voucher_id.to_string();
+    let body = json!({"slot_id": form.slot_id, "voucher_id": voucher});
     let Core { state, user } = page!(api::core(&req));
     let booked = api::with_input(&body, |b| consulting::book(&state, &user, b)).await;
     let answer = page!(api::answer(&req, booked));
@@ -351,11 +365,15 @@ pub async fn book(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-pub async fn cancel(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<VoucherForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = field(&form, "voucher_id").to_string();
+    let voucher = form.voucher_id.to_string();
     let Core { state, user } = page!(api::core(&req));
     let cancelled = consulting::cancel(&state, &user, &path).await;
     match page!(api::answer(&req, cancelled)) {
@@ -413,28 +431,34 @@ pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> Ht
 // ---------------------------------------------------------------------------------------------
 // The adviser: slots and outcomes
 
-/// The new session form's answers.
-#[derive(Serialize, Default)]
-struct SlotAnswers {
-    date: String,
-    start: String,
-    minutes: String,
+/// A new consulting session: its day, its start in UK time and its length. Shown back (as it
+/// serializes) with its errors.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct SlotForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    date: Trimmed,
+    start: Trimmed,
+    minutes: Trimmed,
 }
 
+posted!(SlotForm);
+
 pub async fn advise(req: HttpRequest) -> HttpResponse {
-    let banner = match query(&req).get("done").map(String::as_str) {
+    let banner = match forms::query::<DoneQuery>(&req).done.as_deref() {
         Some("slot") => Some("Your session was published: SMEs can book it now."),
         Some("recorded") => Some("The outcome was recorded and the SME has been told."),
         _ => None,
     };
-    advise_view(&req, SlotAnswers::default(), Vec::new(), None, banner).await
+    advise_view(&req, SlotForm::default(), Vec::new(), None, banner).await
 }
 
 async fn advise_view(
     req: &HttpRequest,
-    slot: SlotAnswers,
+    slot: SlotForm,
     errors: Vec<FieldError>,
-    draft: Option<(&str, Draft)>,
+    draft: Option<(&str, OutcomeForm)>,
     banner: Option<&str>,
 ) -> HttpResponse {
     let Core { state, user } = page!(api::core(req));
@@ -456,7 +480,7 @@ async fn advise_view(
         row.started = Some(b.slot.starts_at.0 <= now);
         row.draft = Some(match &draft {
             Some((id, d)) if b.id == *id => d.clone(),
-            _ => Draft::default(),
+            _ => OutcomeForm::default(),
         });
         to_record.push(row);
     }
@@ -482,18 +506,14 @@ async fn advise_view(
     view.render(req)
 }
 
-pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
-    if let Some(r) = csrf_refused(&req, &form) {
+pub async fn create_slot(req: HttpRequest, web::Form(values): web::Form<SlotForm>) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &values) {
         return r;
     }
-    let values = SlotAnswers {
-        date: field(&form, "date").to_string(),
-        start: field(&form, "start").to_string(),
-        minutes: field(&form, "minutes").to_string(),
-    };
-    let date = NaiveDate::parse_from_str(field(&form, "date"), "%Y-%m-%d").ok();
-    let start = NaiveTime::parse_from_str(field(&form, "start"), "%H:%M").ok();
-    let length = field(&form, "minutes")
+    let date = NaiveDate::parse_from_str(&values.date, "%Y-%m-%d").ok();
+    let start = NaiveTime::parse_from_str(&values.start, "%H:%M").ok();
+    let length = values
+        .minutes
         .parse::<i64>()
         .ok()
         .and_then(TimeDelta::try_minutes);
@@ -553,25 +573,23 @@ pub async fn create_slot(req: HttpRequest, form: Form) -> HttpResponse {
     }
 }
 
-pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
-    if let Some(r) = csrf_refused(&req, &form) {
+pub async fn record_outcome(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(draft): web::Form<OutcomeForm>,
+) -> HttpResponse {
+    if let Some(r) = csrf_refused(&req, &draft) {
         return r;
     }
     let id = path.into_inner();
-    let outcome = field(&form, "outcome");
-    let draft = Draft {
-        outcome: outcome.to_string(),
-        notes: field(&form, "notes").to_string(),
-        next_steps: field(&form, "next_steps").to_string(),
-    };
-    if !matches!(outcome, "attended" | "no_show") {
+    if !matches!(draft.outcome.as_str(), "attended" | "no_show") {
         let errors = vec![err(
             format!("outcome-{id}"),
             "Select whether the SME came to the session",
         )];
         return advise_view(
             &req,
-            SlotAnswers::default(),
+            SlotForm::default(),
             errors,
             Some((id.as_str(), draft)),
             None,
@@ -600,7 +618,7 @@ pub async fn record_outcome(req: HttpRequest, path: web::Path<String>, form: For
             let errors = form_errors(&refused, "to-record", &field_of);
             advise_view(
                 &req,
-                SlotAnswers::default(),
+                SlotForm::default(),
                 errors,
                 Some((id.as_str(), draft)),
                 None,
@@ -618,6 +636,64 @@ const SIZE_BANDS: [(&str, &str, SizeBand); 3] = [
     ("small", "Small: 10 to 49 employees", SizeBand::Small),
     ("medium", "Medium: 50 to 249 employees", SizeBand::Medium),
 ];
+
+/// The rule form as posted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RuleForm {
+    csrf: Trimmed,
+    name: Trimmed,
+    sic_sections: Trimmed,
+    founded_within_years: Trimmed,
+    university_spin_off: Trimmed,
+    first_time_applicant: Trimmed,
+    /// What the rule gives (`uplift_percent`, `fixed_bonus`, ...): which of the answers below
+    /// it takes.
+    kind: Trimmed,
+    uplift_percent: Trimmed,
+    bonus_amount: Trimmed,
+    requests_amount: Trimmed,
+    requests_count: Trimmed,
+    session_amount: Trimmed,
+    cap_percent: Trimmed,
+    hours: Trimmed,
+    budget_line_id: Trimmed,
+    /// `no` retires the rule.
+    active: Trimmed,
+    /// Only the checkboxes named after a region or a size of business (`region_TLC`,
+    /// `size_micro`): their names are made from `Region::ALL` and [`SIZE_BANDS`], so they are
+    /// kept by name, as the form makes them, rather than as a field for each.
+    #[serde(flatten)]
+    checkboxes: BTreeMap<String, Trimmed>,
+}
+
+posted!(RuleForm);
+
+impl RuleForm {
+    fn ticked(&self, checkbox: &str) -> bool {
+        self.checkboxes.get(checkbox).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The regions ticked, in the form's order.
+    fn regions(&self) -> impl Iterator<Item = Region> + '_ {
+        Region::ALL
+            .iter()
+            .copied()
+            .filter(|r| self.ticked(&format!("region_{}", r.as_str())))
+    }
+
+    /// The sizes of business ticked, in the form's order: each one's code and band.
+    fn size_bands(&self) -> impl Iterator<Item = (&'static str, SizeBand)> + '_ {
+        SIZE_BANDS
+            .iter()
+            .filter(|(code, _, _)| self.ticked(&format!("size_{code}")))
+            .map(|(code, _, band)| (*code, *band))
+    }
+
+    fn active(&self) -> bool {
+        self.active != "no"
+    }
+}
 
 /// The rule form's answers: as posted, or as a stored rule has them.
 #[derive(Serialize)]
@@ -666,36 +742,28 @@ impl RuleAnswers {
     }
 
     /// The answers as posted, to show back.
-    fn posted(form: &HashMap<String, String>) -> RuleAnswers {
-        let text = |name: &str| field(form, name).to_string();
+    fn posted(form: &RuleForm) -> RuleAnswers {
         RuleAnswers {
-            name: text("name"),
-            regions: Region::ALL
-                .iter()
-                .map(|r| r.as_str())
-                .filter(|r| ticked(form, &format!("region_{r}")))
-                .map(String::from)
+            name: form.name.to_string(),
+            regions: form.regions().map(|r| r.as_str().to_string()).collect(),
+            size_bands: form
+                .size_bands()
+                .map(|(code, _)| code.to_string())
                 .collect(),
-            size_bands: SIZE_BANDS
-                .iter()
-                .map(|(code, _, _)| *code)
-                .filter(|c| ticked(form, &format!("size_{c}")))
-                .map(String::from)
-                .collect(),
-            sic_sections: text("sic_sections"),
-            founded_within_years: text("founded_within_years"),
-            university_spin_off: ticked(form, "university_spin_off"),
-            first_time_applicant: ticked(form, "first_time_applicant"),
-            kind: text("kind"),
-            uplift_percent: text("uplift_percent"),
-            bonus_amount: text("bonus_amount"),
-            requests_amount: text("requests_amount"),
-            requests_count: text("requests_count"),
-            session_amount: text("session_amount"),
-            cap_percent: text("cap_percent"),
-            hours: text("hours"),
-            budget_line_id: text("budget_line_id"),
-            active: field(form, "active") != "no",
+            sic_sections: form.sic_sections.to_string(),
+            founded_within_years: form.founded_within_years.to_string(),
+            university_spin_off: !form.university_spin_off.is_empty(),
+            first_time_applicant: !form.first_time_applicant.is_empty(),
+            kind: form.kind.to_string(),
+            uplift_percent: form.uplift_percent.to_string(),
+            bonus_amount: form.bonus_amount.to_string(),
+            requests_amount: form.requests_amount.to_string(),
+            requests_count: form.requests_count.to_string(),
+            session_amount: form.session_amount.to_string(),
+            cap_percent: form.cap_percent.to_string(),
+            hours: form.hours.to_string(),
+            budget_line_id: form.budget_line_id.to_string(),
+            active: form.active(),
         }
     }
 
@@ -759,41 +827,44 @@ impl RuleAnswers {
     }
 }
 
-fn whole(form: &HashMap<String, String>, name: &str, m: &str, errors: &mut Vec<FieldError>) -> u32 {
-    field(form, name)
+/// A whole number typed in field `id` (a percentage may keep its sign); what cannot be read
+/// is added to `errors` with `message`.
+fn whole(typed: &str, id: &str, message: &str, errors: &mut Vec<FieldError>) -> u32 {
+    typed
         .trim_end_matches('%')
         .trim()
         .parse::<u32>()
         .unwrap_or_else(|_| {
-            errors.push(err(name, m));
+            errors.push(err(id, message));
             0
         })
 }
 
-fn pounds(form: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> Money {
-    Money::parse(&money_field(form, name)).unwrap_or_else(|_| {
-        errors.push(err(name, "Enter the amount in pounds, like 500"));
+/// An amount of money typed in field `id`; what cannot be read is added to `errors`.
+fn pounds(typed: &str, id: &str, errors: &mut Vec<FieldError>) -> Money {
+    Money::parse(&tidy_money(typed)).unwrap_or_else(|_| {
+        errors.push(err(id, "Enter the amount in pounds, like 500"));
         Money::ZERO
     })
 }
 
 /// The API's request for the rule form: the answers as a condition and an effect, or what
 /// must be corrected before the API can read them.
-fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
+fn rule_body(form: &RuleForm) -> Result<Value, Vec<FieldError>> {
     let mut errors = Vec::new();
-    if field(form, "name").is_empty() {
+    if form.name.is_empty() {
         errors.push(err("name", "Enter the rule's name"));
     }
     let condition = rule_condition(form, &mut errors);
     let effect = rule_effect(form, &mut errors);
-    let line = match field(form, "budget_line_id") {
+    let line = match form.budget_line_id.as_str() {
         "" => Value::Null,
         id => json!(id),
     };
     match effect {
         Some(effect) if errors.is_empty() => Ok(json!({
-            "name": field(form, "name"), "condition": condition, "effect": effect,
-            "budget_line_id": line, "active": field(form, "active") != "no",
+            "name": form.name, "condition": condition, "effect": effect,
+            "budget_line_id": line, "active": form.active(),
         })),
         _ => Err(errors),
     }
@@ -801,9 +872,10 @@ fn rule_body(form: &HashMap<String, String>) -> Result<Value, Vec<FieldError>> {
 
 /// The rule form's condition: who the rule applies to. What cannot be read is added to
 /// `errors`.
-fn rule_condition(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Condition {
+fn rule_condition(form: &RuleForm, errors: &mut Vec<FieldError>) -> Condition {
     let mut sic_sections = BTreeSet::new();
-    for part in field(form, "sic_sections")
+    for part in form
+        .sic_sections
         .split([',', ' '])
         .filter(|p| !p.is_empty())
     {
@@ -820,49 +892,41 @@ fn rule_condition(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
             }
         }
     }
-    let founded_within_years = match field(form, "founded_within_years") {
+    let founded_within_years = match form.founded_within_years.as_str() {
         "" => None,
-        _ => Some(whole(
-            form,
+        years => Some(whole(
+            years,
             "founded_within_years",
             "Enter the number of years as a whole number, like 3",
             errors,
         )),
     };
     Condition {
-        regions: Region::ALL
-            .iter()
-            .copied()
-            .filter(|r| ticked(form, &format!("region_{}", r.as_str())))
-            .collect(),
+        regions: form.regions().collect(),
         sic_sections,
-        size_bands: SIZE_BANDS
-            .iter()
-            .filter(|(code, _, _)| ticked(form, &format!("size_{code}")))
-            .map(|(_, _, band)| *band)
-            .collect(),
+        size_bands: form.size_bands().map(|(_, band)| band).collect(),
         founded_within_years,
-        university_spin_off: ticked(form, "university_spin_off"),
-        first_time_applicant: ticked(form, "first_time_applicant"),
+        university_spin_off: !form.university_spin_off.is_empty(),
+        first_time_applicant: !form.first_time_applicant.is_empty(),
     }
 }
 
 /// The rule form's effect: what the rule gives, or `None` when no kind was chosen. What cannot
 /// be read is added to `errors`.
-fn rule_effect(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option<Effect> {
+fn rule_effect(form: &RuleForm, errors: &mut Vec<FieldError>) -> Option<Effect> {
     let percent = "Enter the percentage as a whole number, like 20";
-    match field(form, "kind") {
+    match form.kind.as_str() {
         "uplift_percent" => Some(Effect::UpliftPercent {
-            percent: whole(form, "uplift_percent", percent, errors),
+            percent: whole(&form.uplift_percent, "uplift_percent", percent, errors),
         }),
         "fixed_bonus" => Some(Effect::FixedBonus {
-            amount: pounds(form, "bonus_amount", errors),
+            amount: pounds(&form.bonus_amount, "bonus_amount", errors),
         }),
         "milestone_requests" => Some(Effect::MilestoneBonus {
-            amount: pounds(form, "requests_amount", errors),
+            amount: pounds(&form.requests_amount, "requests_amount", errors),
             trigger: Trigger::RequestsSettled {
                 count: whole(
-                    form,
+                    &form.requests_count,
                     "requests_count",
                     "Enter the number of requests as a whole number, like 1000",
                     errors,
@@ -870,15 +934,15 @@ fn rule_effect(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> 
             },
         }),
         "milestone_session" => Some(Effect::MilestoneBonus {
-            amount: pounds(form, "session_amount", errors),
+            amount: pounds(&form.session_amount, "session_amount", errors),
             trigger: Trigger::ConsultingSessionCompleted {},
         }),
         "co_funding_cap" => Some(Effect::CoFundingCap {
-            percent: whole(form, "cap_percent", percent, errors),
+            percent: whole(&form.cap_percent, "cap_percent", percent, errors),
         }),
         "consulting_hours" => Some(Effect::ConsultingHours {
             hours: whole(
-                form,
+                &form.hours,
                 "hours",
                 "Enter the number of hours as a whole number, like 5",
                 errors,
@@ -917,16 +981,24 @@ fn rule_field(path: &str, kind: &str) -> (String, &'static str) {
     (id.to_string(), label)
 }
 
+/// The incentive rules' address: what was done, for its banner, and the rule to change.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct IncentivesQuery {
+    done: Option<String>,
+    edit: Option<String>,
+}
+
 pub async fn incentives(req: HttpRequest) -> HttpResponse {
-    let q = query(&req);
-    let banner = match q.get("done").map(String::as_str) {
+    let q = forms::query::<IncentivesQuery>(&req);
+    let banner = match q.done.as_deref() {
         Some("added") => Some("The rule was added: it applies to approvals from now on."),
         Some("changed") => Some(
             "A new version of the rule was saved. Vouchers approved before keep the version they got.",
         ),
         _ => None,
     };
-    let edit = q.get("edit").map(String::as_str);
+    let edit = q.edit.as_deref();
     incentives_view(&req, edit, None, Vec::new(), banner).await
 }
 
@@ -1023,7 +1095,7 @@ fn rule_rows(
 
 /// The rule form's heading, action and button.
 #[derive(Serialize)]
-struct RuleForm {
+struct RuleFormHeading {
     action: String,
     heading: String,
     version: Option<i32>,
@@ -1031,15 +1103,15 @@ struct RuleForm {
 }
 
 /// The form for adding a rule, or for changing `rule` as a new version.
-fn rule_form(rule: Option<&RuleView>) -> RuleForm {
+fn rule_form(rule: Option<&RuleView>) -> RuleFormHeading {
     match rule {
-        Some(r) => RuleForm {
+        Some(r) => RuleFormHeading {
             action: format!("/console/incentives/{}", r.key),
             heading: format!("Change the rule “{}”", r.name),
             version: Some(r.version + 1),
             button: "Save as a new version",
         },
-        None => RuleForm {
+        None => RuleFormHeading {
             action: "/console/incentives".into(),
             heading: "Add a rule".into(),
             version: None,
@@ -1098,20 +1170,20 @@ fn rule_choices(
     (regions, sizes, line_options)
 }
 
-pub async fn create_rule(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn create_rule(req: HttpRequest, web::Form(form): web::Form<RuleForm>) -> HttpResponse {
     save_rule(&req, None, &form).await
 }
 
-pub async fn new_version(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn new_version(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<RuleForm>,
+) -> HttpResponse {
     let key = path.into_inner();
     save_rule(&req, Some(&key), &form).await
 }
 
-async fn save_rule(
-    req: &HttpRequest,
-    key: Option<&str>,
-    form: &HashMap<String, String>,
-) -> HttpResponse {
+async fn save_rule(req: &HttpRequest, key: Option<&str>, form: &RuleForm) -> HttpResponse {
     if let Some(r) = csrf_refused(req, form) {
         return r;
     }
@@ -1135,7 +1207,7 @@ async fn save_rule(
     match page!(api::answer(req, saved)) {
         Answer::Ok(_) => see_other(&format!("/console/incentives?done={done}")),
         refused => {
-            let kind = field(form, "kind").to_string();
+            let kind = form.kind.to_string();
             let errors = form_errors(&refused, "name", &|p| rule_field(p, &kind));
             incentives_view(req, key, Some(RuleAnswers::posted(form)), errors, None).await
         }
@@ -1145,9 +1217,16 @@ async fn save_rule(
 // ---------------------------------------------------------------------------------------------
 // The administrators: an application's incentive preview
 
+/// The incentive preview's address: a voucher amount to preview, as typed.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PreviewAmountQuery {
+    amount: String,
+}
+
 pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    let entered = query(&req).get("amount").cloned().unwrap_or_default();
+    let entered = forms::query::<PreviewAmountQuery>(&req).amount;
     let amount = tidy_money(&entered);
     let Core { state, user } = page!(api::core(&req));
     let a = page!(api::must(&req, applications::get(&state, &user, &id).await));
@@ -1209,4 +1288,25 @@ pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -
     .back(&format!("/console/applications/{id}"))
     .errors(errors)
     .render(&req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_form_reads_the_regions_and_sizes_ticked() {
+        let form: RuleForm = serde_urlencoded::from_str(&format!(
+            "csrf=t&name=Rural&region_{}=on&size_micro=on&size_small=&kind=fixed_bonus",
+            Region::Wales.as_str()
+        ))
+        .unwrap();
+        assert_eq!(form.regions().collect::<Vec<_>>(), [Region::Wales]);
+        assert_eq!(
+            form.size_bands().map(|(code, _)| code).collect::<Vec<_>>(),
+            ["micro"]
+        );
+        assert!(form.active());
+        assert_eq!(form.kind, "fixed_bonus");
+    }
 }

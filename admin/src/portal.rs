@@ -2,11 +2,13 @@
 //! rule results, and the voucher (balance, spend charts, statement, keys, payments).
 
 use crate::api::{self, Answer, Core, Failure};
+use crate::forms::{self, posted, ButtonForm, Confirmable, Posted, Trimmed, VoucherForm};
 use crate::render::{self, FieldError, Tag, View};
 use crate::session::{self, Viewer};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use voucherd_api::auth::AuthUser;
 use voucherd_api::error::ApiError;
@@ -19,18 +21,6 @@ use voucherd_domain::eligibility::{rule_title, RuleResult};
 use voucherd_domain::{
     ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus,
 };
-
-pub type Form = web::Form<HashMap<String, String>>;
-
-/// A form field's answer, trimmed (empty when absent).
-pub(crate) fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", |v| v.trim())
-}
-
-/// A form field holding an amount of money, as the API takes it (see [`tidy_money`]).
-pub(crate) fn money_field(form: &HashMap<String, String>, name: &str) -> String {
-    tidy_money(field(form, name))
-}
 
 /// An amount as a person typed it, tidied for the API: without the pound sign, thousands
 /// separators (commas or spaces) or any other whitespace, so "£ 1,000.50 " is "1000.50". The
@@ -63,17 +53,12 @@ pub struct Confirm<'a> {
 /// takes effect (WCAG 3.3.4). `None` once the person has confirmed.
 pub fn unconfirmed(
     req: &HttpRequest,
-    form: &HashMap<String, String>,
+    form: &impl Confirmable,
     c: Confirm<'_>,
 ) -> Option<HttpResponse> {
-    if field(form, "confirm") == "yes" {
+    if form.confirmed() {
         return None;
     }
-    let fields: Vec<Value> = form
-        .iter()
-        .filter(|(k, _)| k.as_str() != "csrf" && k.as_str() != "confirm")
-        .map(|(k, v)| json!({"name": k, "value": v}))
-        .collect();
     Some(
         View::new("confirm", c.title)
             .with(
@@ -90,15 +75,15 @@ pub fn unconfirmed(
             .with("button", json!(c.button))
             .with("warning", json!(c.warning))
             .with("cancel", json!(c.cancel))
-            .with("fields", Value::Array(fields))
+            .with("fields", forms::hidden_inputs(form))
             .back(&c.cancel)
             .render(req),
     )
 }
 
 /// A form whose CSRF token does not match is refused before anything is read.
-pub fn csrf_refused(req: &HttpRequest, form: &HashMap<String, String>) -> Option<HttpResponse> {
-    (!session::csrf_ok(req, field(form, "csrf"))).then(|| {
+pub fn csrf_refused(req: &HttpRequest, form: &impl Posted) -> Option<HttpResponse> {
+    (!session::csrf_ok(req, form.csrf())).then(|| {
         render::message(
             req,
             StatusCode::BAD_REQUEST,
@@ -135,23 +120,27 @@ pub fn tag(status: &str) -> Tag {
     Tag::new(status.replace('_', " "), colour)
 }
 
+/// What Stripe's payment page sends back (to the home page, then the dashboard): the
+/// payment's outcome, to show.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct PaymentReturn {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<String>,
+}
+
 pub async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     match viewer.0.map(|u| u.role) {
         Some(Role::Admin) => see_other("/console"),
         // Back from Stripe's payment page, the outcome goes along to be shown.
         Some(Role::Applicant) => match req.query_string() {
             "" => see_other("/portal"),
-            q => see_other(&format!(
+            _ => see_other(&format!(
                 "/portal?{}",
-                serde_urlencoded::to_string(
-                    web::Query::<HashMap<String, String>>::from_query(q)
-                        .map(|q| q.into_inner())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(k, _)| k == "result" || k == "payment")
-                        .collect::<Vec<_>>()
-                )
-                .unwrap_or_default()
+                serde_urlencoded::to_string(forms::query::<PaymentReturn>(&req))
+                    .unwrap_or_default()
             )),
         },
         Some(Role::Adviser) => see_other("/advise"),
@@ -166,14 +155,37 @@ pub async fn sign_up_form(req: HttpRequest) -> HttpResponse {
         .render(&req)
 }
 
-pub async fn sign_up(req: HttpRequest, form: Form) -> HttpResponse {
+/// The sign-up form. The password is read as typed: spaces may be part of it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignUpForm {
+    csrf: Trimmed,
+    full_name: Trimmed,
+    email: Trimmed,
+    password: String,
+}
+
+/// The sign-in form. The password is read as typed: spaces may be part of it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    csrf: Trimmed,
+    /// The page to go back to, from the sign-in address.
+    next: Trimmed,
+    email: Trimmed,
+    password: String,
+}
+
+posted!(SignUpForm, SignInForm);
+
+pub async fn sign_up(req: HttpRequest, web::Form(form): web::Form<SignUpForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let body = json!({
-        "full_name": field(&form, "full_name"),
-        "email": field(&form, "email"),
-        "password": form.get("password").map_or("", String::as_str),
+        "full_name": form.full_name,
+        "email": form.email,
+        "password": form.password,
     });
     let state = page!(api::state(&req));
     let registered = api::with_input(&body, |b| accounts::register(&state, b)).await;
@@ -190,11 +202,15 @@ pub async fn sign_up(req: HttpRequest, form: Form) -> HttpResponse {
     sign_in_as(&req, &body["email"], &body["password"], "/portal").await
 }
 
+/// The sign-in address's query: the page to go back to.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInQuery {
+    next: String,
+}
+
 pub async fn sign_in_form(req: HttpRequest) -> HttpResponse {
-    let next = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("next").cloned())
-        .unwrap_or_default();
+    let next = forms::query::<SignInQuery>(&req).next;
     View::new("sign_in", "Sign in")
         .with("values", json!({"email": "", "next": next}))
         .render(&req)
@@ -210,18 +226,12 @@ fn safe_next(next: &str) -> Option<&str> {
     (plain && next.starts_with('/') && !next.starts_with("//")).then_some(next)
 }
 
-pub async fn sign_in(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn sign_in(req: HttpRequest, web::Form(form): web::Form<SignInForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let next = safe_next(field(&form, "next")).unwrap_or("").to_string();
-    sign_in_as(
-        &req,
-        &json!(field(&form, "email")),
-        &json!(form.get("password").map_or("", String::as_str)),
-        &next,
-    )
-    .await
+    let next = safe_next(&form.next).unwrap_or("").to_string();
+    sign_in_as(&req, &json!(form.email), &json!(form.password), &next).await
 }
 
 async fn sign_in_as(
@@ -310,7 +320,7 @@ fn minutes(secs: u64) -> String {
 }
 
 /// Signs out: the session ends on the server (every instance), then the cookie goes.
-pub async fn sign_out(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn sign_out(req: HttpRequest, web::Form(form): web::Form<ButtonForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
@@ -373,9 +383,7 @@ pub async fn dashboard(req: HttpRequest, viewer: Viewer) -> HttpResponse {
             })
         })
         .collect();
-    let outcome = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("result").cloned());
+    let outcome = forms::query::<PaymentReturn>(&req).result;
     let mut view = View::new("dashboard", "Your applications and vouchers");
     match outcome.as_deref() {
         Some("success") => {
@@ -408,18 +416,14 @@ pub fn rule_results(checks: &[RuleResult]) -> Value {
 }
 
 /// Checks a form's `region` and `sic_code` answers as the API will.
-pub fn check_region_and_sic(
-    form: &HashMap<String, String>,
-    who: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    if Region::parse(field(form, "region")).is_err() {
+pub fn check_region_and_sic(region: &str, sic_code: &str, who: &str, errors: &mut Vec<FieldError>) {
+    if Region::parse(region).is_err() {
         errors.push(err(
             "region",
             format!("Select the region where {who} is based"),
         ));
     }
-    if SicCode::parse(field(form, "sic_code")).is_err() {
+    if SicCode::parse(sic_code).is_err() {
         errors.push(err(
             "sic_code",
             "Enter a UK SIC 2007 code from the Companies House list, like 62012",
@@ -437,66 +441,131 @@ pub fn date_time(t: Timestamp) -> String {
     crate::format::date_time(t.0)
 }
 
-/// The application form's fields, in order, with their labels (for the check-answers page).
-const APPLICATION_FIELDS: &[(&str, &str)] = &[
-    ("company_number", "Company registration number"),
-    ("company_name", "Company name"),
-    ("employees", "Number of employees"),
-    ("annual_turnover", "Annual turnover (£)"),
-    ("balance_sheet_total", "Balance sheet total (£)"),
-    ("region", "Region"),
-    ("sic_code", "SIC code"),
-    ("trading_since", "Trading since"),
-    ("use_case", "What you will use AI for"),
-    ("university_spin_off", "University spin-off"),
-    ("subsidy_provider", "Other public funding: provider"),
-    ("subsidy_amount", "Other public funding: amount (£)"),
-    ("subsidy_awarded_on", "Other public funding: date awarded"),
-];
-
-/// The application's dates, each asked as a GOV.UK date input: `{name}_day`, `_month`, `_year`.
-const DATE_FIELDS: [&str; 2] = ["trading_since", "subsidy_awarded_on"];
-
-/// The form with each date input's day, month and year put together as the service takes a
-/// date (`2019-03-01`), or, when only the date came (shown back from the check page), split
-/// into its parts for the form. A date that is not one stays as typed, and is refused.
-fn with_dates(form: &HashMap<String, String>) -> HashMap<String, String> {
-    let mut out = form.clone();
-    for name in DATE_FIELDS {
-        let part = |p: &str| field(form, &format!("{name}_{p}")).to_string();
-        let (day, month, year) = (part("day"), part("month"), part("year"));
-        if [&day, &month, &year].iter().any(|p| !p.is_empty()) {
-            let joined = match (
-                day.parse::<u32>(),
-                month.parse::<u32>(),
-                year.parse::<i32>(),
-            ) {
-                (Ok(d), Ok(m), Ok(y)) if year.len() == 4 => format!("{y:04}-{m:02}-{d:02}"),
-                _ => format!("{year}-{month}-{day}"),
-            };
-            out.insert(name.to_string(), joined);
-        } else if let Ok(d) = chrono::NaiveDate::parse_from_str(field(form, name), "%Y-%m-%d") {
-            out.insert(format!("{name}_day"), d.format("%-d").to_string());
-            out.insert(format!("{name}_month"), d.format("%-m").to_string());
-            out.insert(format!("{name}_year"), d.format("%Y").to_string());
-        }
-    }
-    out
+/// The application form, as posted from the form or from its check-answers page, which
+/// sends every answer back with each date both whole and in its parts. It serializes as the
+/// form's answers, to show back or to send on.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct ApplicationForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    /// Sent (naming the answer) when the applicant asked to change an answer.
+    #[serde(skip_serializing)]
+    change: Option<String>,
+    company_number: Trimmed,
+    company_name: Trimmed,
+    employees: Trimmed,
+    annual_turnover: Trimmed,
+    balance_sheet_total: Trimmed,
+    region: Trimmed,
+    sic_code: Trimmed,
+    trading_since: Trimmed,
+    trading_since_day: Trimmed,
+    trading_since_month: Trimmed,
+    trading_since_year: Trimmed,
+    use_case: Trimmed,
+    university_spin_off: Trimmed,
+    subsidy_provider: Trimmed,
+    subsidy_amount: Trimmed,
+    subsidy_awarded_on: Trimmed,
+    subsidy_awarded_on_day: Trimmed,
+    subsidy_awarded_on_month: Trimmed,
+    subsidy_awarded_on_year: Trimmed,
 }
 
-fn values(form: &HashMap<String, String>) -> Map<String, Value> {
-    let dates = DATE_FIELDS
-        .iter()
-        .flat_map(|d| ["day", "month", "year"].map(|p| format!("{d}_{p}")));
-    APPLICATION_FIELDS
-        .iter()
-        .map(|(name, _)| name.to_string())
-        .chain(dates)
-        .map(|name| {
-            let value = Value::String(field(form, &name).to_string());
-            (name, value)
-        })
-        .collect()
+posted!(ApplicationForm);
+
+impl ApplicationForm {
+    /// The answers in the form's order, each with its input's name and its label (for the
+    /// check-answers page).
+    fn labelled(&self) -> [(&'static str, &'static str, &str); 13] {
+        [
+            (
+                "company_number",
+                "Company registration number",
+                &self.company_number,
+            ),
+            ("company_name", "Company name", &self.company_name),
+            ("employees", "Number of employees", &self.employees),
+            (
+                "annual_turnover",
+                "Annual turnover (£)",
+                &self.annual_turnover,
+            ),
+            (
+                "balance_sheet_total",
+                "Balance sheet total (£)",
+                &self.balance_sheet_total,
+            ),
+            ("region", "Region", &self.region),
+            ("sic_code", "SIC code", &self.sic_code),
+            ("trading_since", "Trading since", &self.trading_since),
+            ("use_case", "What you will use AI for", &self.use_case),
+            (
+                "university_spin_off",
+                "University spin-off",
+                &self.university_spin_off,
+            ),
+            (
+                "subsidy_provider",
+                "Other public funding: provider",
+                &self.subsidy_provider,
+            ),
+            (
+                "subsidy_amount",
+                "Other public funding: amount (£)",
+                &self.subsidy_amount,
+            ),
+            (
+                "subsidy_awarded_on",
+                "Other public funding: date awarded",
+                &self.subsidy_awarded_on,
+            ),
+        ]
+    }
+
+    /// The form with each GOV.UK date input's day, month and year put together as the service
+    /// takes a date (`2019-03-01`), or, when only the date came (shown back from the check
+    /// page), split into its parts for the form.
+    fn with_dates(mut self) -> ApplicationForm {
+        join_date(
+            &mut self.trading_since,
+            [
+                &mut self.trading_since_day,
+                &mut self.trading_since_month,
+                &mut self.trading_since_year,
+            ],
+        );
+        join_date(
+            &mut self.subsidy_awarded_on,
+            [
+                &mut self.subsidy_awarded_on_day,
+                &mut self.subsidy_awarded_on_month,
+                &mut self.subsidy_awarded_on_year,
+            ],
+        );
+        self
+    }
+}
+
+/// A date input's `date` from its day, month and year when any was given (a date that is not
+/// one stays as typed, and is refused), else its parts from the whole `date`.
+fn join_date(date: &mut Trimmed, [day, month, year]: [&mut Trimmed; 3]) {
+    if [&day, &month, &year].iter().any(|p| !p.is_empty()) {
+        let joined = match (
+            day.parse::<u32>(),
+            month.parse::<u32>(),
+            year.parse::<i32>(),
+        ) {
+            (Ok(d), Ok(m), Ok(y)) if year.len() == 4 => format!("{y:04}-{m:02}-{d:02}"),
+            _ => format!("{year}-{month}-{day}"),
+        };
+        *date = Trimmed::new(joined);
+    } else if let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+        *day = Trimmed::new(d.format("%-d").to_string());
+        *month = Trimmed::new(d.format("%-m").to_string());
+        *year = Trimmed::new(d.format("%Y").to_string());
+    }
 }
 
 /// The eligibility rules, explained with the programme's own thresholds.
@@ -526,16 +595,11 @@ pub(crate) fn regions(selected: &str) -> Vec<RegionChoice> {
         .collect()
 }
 
-fn apply_view(req: &HttpRequest, v: Map<String, Value>, errors: Vec<FieldError>) -> HttpResponse {
-    let region = v
-        .get("region")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let spin = v.get("university_spin_off").and_then(Value::as_str) == Some("yes");
+fn apply_view(req: &HttpRequest, form: &ApplicationForm, errors: Vec<FieldError>) -> HttpResponse {
+    let spin = form.university_spin_off == "yes";
     View::new("apply", "Apply for an AI voucher")
-        .with("values", Value::Object(v))
-        .with("regions", regions(&region))
+        .with("values", form)
+        .with("regions", regions(&form.region))
         .with("spin_off", Value::Bool(spin))
         .with("rules", rules(req))
         .back("/portal")
@@ -547,7 +611,7 @@ pub async fn apply_form(req: HttpRequest, viewer: Viewer) -> HttpResponse {
     if let Some(r) = unverified(&viewer) {
         return r;
     }
-    apply_view(&req, values(&HashMap::new()), Vec::new())
+    apply_view(&req, &ApplicationForm::default(), Vec::new())
 }
 
 /// An error of the form's field `id`.
@@ -560,18 +624,18 @@ pub(crate) fn err(id: impl Into<String>, message: impl Into<String>) -> FieldErr
 
 /// Checks each answer as the API will, so mistakes show beside their field before the
 /// check-answers step; the API checks everything again when the application is sent.
-fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
+fn check_answers(form: &ApplicationForm) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if CompanyNumber::parse(field(form, "company_number")).is_err() {
+    if CompanyNumber::parse(&form.company_number).is_err() {
         errors.push(err(
             "company_number",
             "Enter a company registration number, like 01234567 or SC123456",
         ));
     }
-    if field(form, "company_name").is_empty() {
+    if form.company_name.is_empty() {
         errors.push(err("company_name", "Enter the company name"));
     }
-    match field(form, "employees") {
+    match form.employees.as_str() {
         "" => errors.push(err("employees", "Enter the number of employees")),
         n if n.parse::<u32>().is_err() => errors.push(err(
             "employees",
@@ -579,32 +643,36 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
         )),
         _ => {}
     }
-    for (name, what) in [
-        ("annual_turnover", "annual turnover"),
-        ("balance_sheet_total", "balance sheet total"),
+    for (name, what, typed) in [
+        ("annual_turnover", "annual turnover", &form.annual_turnover),
+        (
+            "balance_sheet_total",
+            "balance sheet total",
+            &form.balance_sheet_total,
+        ),
     ] {
-        if Money::parse(&money_field(form, name)).is_err() {
+        if Money::parse(&tidy_money(typed)).is_err() {
             errors.push(err(
                 name,
                 format!("Enter the {what} in pounds, like 900000"),
             ));
         }
     }
-    check_region_and_sic(form, "the company", &mut errors);
-    if chrono::NaiveDate::parse_from_str(field(form, "trading_since"), "%Y-%m-%d").is_err() {
+    check_region_and_sic(&form.region, &form.sic_code, "the company", &mut errors);
+    if chrono::NaiveDate::parse_from_str(&form.trading_since, "%Y-%m-%d").is_err() {
         errors.push(err(
             "trading_since",
             "Enter the date the company started trading as a day, month and year, like 1 3 2019",
         ));
     }
-    let use_case = field(form, "use_case").chars().count();
+    let use_case = form.use_case.chars().count();
     if !(20..=4000).contains(&use_case) {
         errors.push(err(
             "use_case",
             "Describe what you will use AI for in 20 to 4000 characters",
         ));
     }
-    if !matches!(field(form, "university_spin_off"), "yes" | "no") {
+    if !matches!(form.university_spin_off.as_str(), "yes" | "no") {
         errors.push(err(
             "university_spin_off",
             "Select yes if the company is a university spin-off",
@@ -615,25 +683,28 @@ fn check_answers(form: &HashMap<String, String>) -> Vec<FieldError> {
 }
 
 /// Checks the other public funding declared, when any of its three answers is given.
-fn check_subsidy(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) {
-    let any_subsidy = ["subsidy_provider", "subsidy_amount", "subsidy_awarded_on"]
-        .iter()
-        .any(|f| !field(form, f).is_empty());
+fn check_subsidy(form: &ApplicationForm, errors: &mut Vec<FieldError>) {
+    let any_subsidy = [
+        &form.subsidy_provider,
+        &form.subsidy_amount,
+        &form.subsidy_awarded_on,
+    ]
+    .iter()
+    .any(|f| !f.is_empty());
     if any_subsidy {
-        if field(form, "subsidy_provider").is_empty() {
+        if form.subsidy_provider.is_empty() {
             errors.push(err(
                 "subsidy_provider",
                 "Enter who gave the other public funding",
             ));
         }
-        if Money::parse(&money_field(form, "subsidy_amount")).is_err() {
+        if Money::parse(&tidy_money(&form.subsidy_amount)).is_err() {
             errors.push(err(
                 "subsidy_amount",
                 "Enter the amount of other public funding in pounds",
             ));
         }
-        if chrono::NaiveDate::parse_from_str(field(form, "subsidy_awarded_on"), "%Y-%m-%d").is_err()
-        {
+        if chrono::NaiveDate::parse_from_str(&form.subsidy_awarded_on, "%Y-%m-%d").is_err() {
             errors.push(err(
                 "subsidy_awarded_on",
                 "Enter the date it was awarded as a day, month and year, like 1 6 2025",
@@ -644,18 +715,20 @@ fn check_subsidy(form: &HashMap<String, String>, errors: &mut Vec<FieldError>) {
 
 /// Posted from the form: answers checked, then shown back for checking (or the form again,
 /// with its errors, or when the applicant asked to change an answer).
-pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn apply_check(
+    req: HttpRequest,
+    web::Form(form): web::Form<ApplicationForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let form = with_dates(&form);
-    let v = values(&form);
-    if form.contains_key("change") {
-        return apply_view(&req, v, Vec::new());
+    let form = form.with_dates();
+    if form.change.is_some() {
+        return apply_view(&req, &form, Vec::new());
     }
     let mut errors = check_answers(&form);
     // A company whose number is held is told so here, not after it has confirmed its answers.
-    if let Ok(number) = CompanyNumber::parse(field(&form, "company_number")) {
+    if let Ok(number) = CompanyNumber::parse(&form.company_number) {
         let state = page!(api::state(&req));
         let taken = applications::company_number_taken(&state, &number).await;
         if page!(api::must(&req, taken)) {
@@ -666,19 +739,16 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
         }
     }
     if !errors.is_empty() {
-        return apply_view(&req, v, errors);
+        return apply_view(&req, &form, errors);
     }
     // Each answer's "Change" posts every answer back to the form, at that field.
-    let hidden: Vec<Value> = v
-        .iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
-        .collect();
-    let rows: Vec<Value> = APPLICATION_FIELDS
-        .iter()
-        .filter(|(name, _)| !field(&form, name).is_empty())
-        .map(|(name, label)| {
-            let value = field(&form, name);
-            let shown = match *name {
+    let hidden = forms::hidden_inputs(&form);
+    let rows: Vec<Value> = form
+        .labelled()
+        .into_iter()
+        .filter(|(_, _, value)| !value.is_empty())
+        .map(|(name, label, value)| {
+            let shown = match name {
                 "region" => region_name(value).to_string(),
                 "university_spin_off" => if value == "yes" { "Yes" } else { "No" }.to_string(),
                 "annual_turnover" | "balance_sheet_total" | "subsidy_amount" => {
@@ -698,31 +768,31 @@ pub async fn apply_check(req: HttpRequest, form: Form) -> HttpResponse {
         "Check your answers before sending your application",
     )
     .with("rows", Value::Array(rows))
-    .with("values", Value::Object(v))
+    .with("values", &form)
     .render(&req)
 }
 
-fn application_body(form: &HashMap<String, String>) -> Value {
-    let declarations = if field(form, "subsidy_provider").is_empty() {
+fn application_body(form: &ApplicationForm) -> Value {
+    let declarations = if form.subsidy_provider.is_empty() {
         json!([])
     } else {
         json!([{
-            "provider": field(form, "subsidy_provider"),
-            "amount": money_field(form, "subsidy_amount"),
-            "awarded_on": field(form, "subsidy_awarded_on"),
+            "provider": form.subsidy_provider,
+            "amount": tidy_money(&form.subsidy_amount),
+            "awarded_on": form.subsidy_awarded_on,
         }])
     };
     json!({
-        "company_number": field(form, "company_number"),
-        "company_name": field(form, "company_name"),
-        "employees": field(form, "employees").parse::<u32>().unwrap_or(0),
-        "annual_turnover": money_field(form, "annual_turnover"),
-        "balance_sheet_total": money_field(form, "balance_sheet_total"),
-        "region": field(form, "region"),
-        "sic_code": field(form, "sic_code"),
-        "trading_since": field(form, "trading_since"),
-        "use_case": field(form, "use_case"),
-        "university_spin_off": field(form, "university_spin_off") == "yes",
+        "company_number": form.company_number,
+        "company_name": form.company_name,
+        "employees": form.employees.parse::<u32>().unwrap_or(0),
+        "annual_turnover": tidy_money(&form.annual_turnover),
+        "balance_sheet_total": tidy_money(&form.balance_sheet_total),
+        "region": form.region,
+        "sic_code": form.sic_code,
+        "trading_since": form.trading_since,
+        "use_case": form.use_case,
+        "university_spin_off": form.university_spin_off == "yes",
         "subsidy_declarations": declarations,
     })
 }
@@ -739,11 +809,14 @@ fn form_field(path: &str) -> String {
     }
 }
 
-pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn apply_submit(
+    req: HttpRequest,
+    web::Form(form): web::Form<ApplicationForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let form = with_dates(&form);
+    let form = form.with_dates();
     let Core { state, user } = page!(api::core(&req));
     let body = application_body(&form);
     let sent = api::with_input(&body, |b| applications::submit(&state, &user, b)).await;
@@ -751,7 +824,7 @@ pub async fn apply_submit(req: HttpRequest, form: Form) -> HttpResponse {
         Answer::Ok(app) => see_other(&format!("/portal/applications/{}?sent=1", app.id)),
         refused => {
             let errors = refused.field_errors(&form_field);
-            apply_view(&req, values(&form), errors)
+            apply_view(&req, &form, errors)
         }
     }
 }
@@ -1062,15 +1135,53 @@ fn key_created(req: &HttpRequest, voucher_id: &str, key: &NewKeyView) -> HttpRes
         .render(req)
 }
 
-pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+/// The form for a new key on a voucher.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct KeyForm {
+    csrf: Trimmed,
+    name: Trimmed,
+    mode: Trimmed,
+}
+
+/// The check before a key is revoked: the voucher to go back to and the key's name to show.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct RevokeKeyForm {
+    #[serde(skip_serializing)]
+    csrf: Trimmed,
+    #[serde(skip_serializing)]
+    confirm: Trimmed,
+    voucher_id: Trimmed,
+    key_name: Trimmed,
+}
+
+/// A top-up of credit from the voucher's page, once per page shown (its `nonce`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TopUpForm {
+    csrf: Trimmed,
+    voucher_id: Trimmed,
+    nonce: Trimmed,
+    amount: Trimmed,
+}
+
+posted!(KeyForm, TopUpForm);
+posted!(confirmable: RevokeKeyForm);
+
+pub async fn create_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<KeyForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
     let id = path.into_inner();
     // The form's radios say `test` or `live`; anything else is the default, a live key.
-    let mode = field(&form, "mode").parse::<KeyMode>().unwrap_or_default();
-    let body = json!({"name": field(&form, "name"), "mode": mode});
+    let mode = form.mode.parse::<KeyMode>().unwrap_or_default();
+    let body = json!({"name": form.name, "mode": mode});
     let made = api::with_input(&body, |b| vouchers::create_key(&state, &user, &id, b)).await;
     match page!(api::answer(&req, made)) {
         Answer::Ok(key) => key_created(&req, &id, &key),
@@ -1081,18 +1192,22 @@ pub async fn create_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     }
 }
 
-pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn revoke_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<RevokeKeyForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = field(&form, "voucher_id").to_string();
+    let voucher = form.voucher_id.to_string();
     let key_id = path.into_inner();
     if let Some(page) = unconfirmed(
         &req,
         &form,
         Confirm {
             title: "Revoke this key?",
-            rows: vec![("Key", field(&form, "key_name").to_string())],
+            rows: vec![("Key", form.key_name.to_string())],
             text: "Programs using it stop working at once. This cannot be undone.",
             action: format!("/portal/keys/{key_id}/revoke"),
             button: "Revoke the key",
@@ -1116,12 +1231,16 @@ pub async fn revoke_key(req: HttpRequest, path: web::Path<String>, form: Form) -
     }
 }
 
-pub async fn rotate_key(req: HttpRequest, path: web::Path<String>, form: Form) -> HttpResponse {
+pub async fn rotate_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    web::Form(form): web::Form<VoucherForm>,
+) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let voucher = field(&form, "voucher_id").to_string();
+    let voucher = form.voucher_id.to_string();
     let rotated = vouchers::rotate_key(&state, &user, &path, Default::default()).await;
     match page!(api::answer(&req, rotated)) {
         Answer::Ok(key) => key_created(&req, &voucher, &key),
@@ -1167,16 +1286,16 @@ async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer<Started>) 
     }
 }
 
-pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
+pub async fn top_up(req: HttpRequest, web::Form(form): web::Form<TopUpForm>) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let voucher = field(&form, "voucher_id").to_string();
-    let body = json!({"amount": money_field(&form, "amount")});
+    let voucher = form.voucher_id.to_string();
+    let body = json!({"amount": tidy_money(&form.amount)});
     // One payment per page shown: a double click does not start two.
     let started = match (
-        IdempotencyKey::parse(&format!("page-{}", field(&form, "nonce"))),
+        IdempotencyKey::parse(&format!("page-{}", form.nonce)),
         voucherd_api::extract::input::<payments::TopUpRequest>(&body),
     ) {
         (Ok(key), Ok(body)) => payments::create_top_up(&state, &user, Some(key), body).await,
@@ -1189,7 +1308,7 @@ pub async fn top_up(req: HttpRequest, form: Form) -> HttpResponse {
 pub async fn pay_contribution(
     req: HttpRequest,
     path: web::Path<String>,
-    form: Form,
+    web::Form(form): web::Form<ButtonForm>,
 ) -> HttpResponse {
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
@@ -1199,4 +1318,38 @@ pub async fn pay_contribution(
     let started = payments::pay_contribution(&state, &user, &id).await;
     let answer = page!(api::answer(&req, started));
     to_checkout(&req, &id, answer).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_joined_from_their_parts_or_split_into_them() {
+        let typed: ApplicationForm = serde_urlencoded::from_str(
+            "trading_since_day=1&trading_since_month=+3&trading_since_year=2019&subsidy_awarded_on=2025-06-01",
+        )
+        .unwrap();
+        let form = typed.with_dates();
+        assert_eq!(form.trading_since, "2019-03-01");
+        assert_eq!(
+            [
+                form.subsidy_awarded_on_day.as_str(),
+                &form.subsidy_awarded_on_month,
+                &form.subsidy_awarded_on_year
+            ],
+            ["1", "6", "2025"]
+        );
+        assert!(form.change.is_none());
+    }
+
+    #[test]
+    fn only_the_payment_s_outcome_goes_on_from_the_home_page() {
+        let back: PaymentReturn =
+            serde_urlencoded::from_str("result=success&next=%2F%2Fevil&payment=p1").unwrap();
+        assert_eq!(
+            serde_urlencoded::to_string(back).unwrap(),
+            "result=success&payment=p1"
+        );
+    }
 }
