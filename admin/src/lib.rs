@@ -37,25 +37,25 @@ pub struct PagesConfig {
     pub cookie_secure: bool,
 }
 
-/// Form bodies up to 64 KiB (the longest answers, in any script, fit); a larger one is
-/// answered with a page saying so, not a bare error, and so is a body that is not the page's
-/// form (an answer sent twice, which only a form made by hand does).
+/// Form bodies up to 64 KiB (the longest answers, in any script, fit). A larger one is answered
+/// with a page saying so, not a bare error; so is any other body that is not the page's form
+/// (an answer sent twice, another media type), which only a form made by hand sends.
 pub fn form_config() -> web::FormConfig {
     web::FormConfig::default()
         .limit(64 * 1024)
         .error_handler(|err, req| {
             let resp = match &err {
-                actix_web::error::UrlencodedError::Parse(_) => render::message(
-                    req,
-                    StatusCode::BAD_REQUEST,
-                    "Your answers could not be read",
-                    "Go back, reload the page and try again.",
-                ),
-                _ => render::message(
+                actix_web::error::UrlencodedError::Overflow { .. } => render::message(
                     req,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "Your answers could not be read",
                     "They may be too long. Shorten them and try again.",
+                ),
+                _ => render::message(
+                    req,
+                    StatusCode::BAD_REQUEST,
+                    "Your answers could not be read",
+                    "Go back, reload the page and try again.",
                 ),
             };
             actix_web::error::InternalError::from_response(err, resp).into()

@@ -136,6 +136,26 @@ async fn pages_admit_only_whom_the_api_admits_and_refuse_forged_forms(app: TestA
     assert!(html.contains("<title>Error: "));
     assert_eq!(app.applications_count(&admin_token).await, 0);
 
+    // A form no page makes (an answer sent twice) and answers over the pages' 64 KiB limit are
+    // each a page saying so; nothing is sent.
+    let mut twice = with(&csrf);
+    twice.push(("company_number".into(), "07654321".into()));
+    let mut long = with(&csrf);
+    long[8].1 = "Draft replies. ".repeat(4_500);
+    for (form, status, says) in [
+        (twice, 400, "Go back, reload the page and try again"),
+        (long, 413, "They may be too long"),
+    ] {
+        let resp = applicant
+            .post(&app, "/portal/apply/submit", &pairs(&form))
+            .await;
+        assert_eq!(resp.status().as_u16(), status);
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("Your answers could not be read"), "{html}");
+        assert!(html.contains(says), "{html}");
+    }
+    assert_eq!(app.applications_count(&admin_token).await, 0);
+
     // The right answers: checked, then sent, reaching the API exactly.
     let good = with(&csrf);
     let good = pairs(&good);
