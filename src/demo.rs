@@ -7,7 +7,10 @@ use crate::config::Config;
 use anyhow::Context;
 use voucherd_api::keys;
 use voucherd_domain::eligibility::ApplicationFacts;
-use voucherd_domain::{ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode};
+use voucherd_domain::{
+    ApplicationId, ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode,
+    VoucherId,
+};
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::users::UserRow;
@@ -21,7 +24,7 @@ pub const APPLICANT_EMAIL: &str = "owner@demo.voucherd.test";
 pub struct Seeded {
     pub admin_password: String,
     pub applicant_password: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub live_key: String,
 }
 
@@ -120,7 +123,7 @@ async fn apply(
     let eligibility = config.eligibility.evaluate(&facts, today);
     Ok(store
         .submit_application(ApplicationRow {
-            id: keys::new_id(),
+            id: ApplicationId::new(keys::new_id()),
             applicant_id: owner_id.into(),
             company_number: facts.company_number.as_str().into(),
             company_name: "Demo Analytics Ltd".into(),
@@ -160,7 +163,7 @@ async fn apply(
 async fn approve(
     store: &Store,
     config: &Config,
-    application_id: String,
+    application_id: ApplicationId,
     admin_id: String,
     at: chrono::NaiveDateTime,
 ) -> anyhow::Result<VoucherRow> {
@@ -170,7 +173,7 @@ async fn approve(
             actor_id: admin_id,
             mfa_rules: config.eligibility.clone(),
             verdict: Verdict::Approve {
-                voucher_id: keys::new_id(),
+                voucher_id: VoucherId::new(keys::new_id()),
                 amount: config.standard_voucher,
                 expires_at: at + chrono::Duration::days(i64::from(config.default_valid_days)),
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)
@@ -189,7 +192,7 @@ async fn approve(
 /// A live key on the demo voucher; its secret.
 async fn live_key(
     store: &Store,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     owner_id: String,
     at: chrono::NaiveDateTime,
 ) -> anyhow::Result<String> {
@@ -197,7 +200,7 @@ async fn live_key(
     store
         .create_key(ApiKeyRow {
             id: keys::new_id(),
-            voucher_id: voucher_id.into(),
+            voucher_id: voucher_id.clone(),
             name: "demo".into(),
             prefix: minted.prefix.clone(),
             key_hash: minted.hash.clone(),

@@ -17,7 +17,7 @@ use voucherd_api::service::{
 use voucherd_api::views::{ApplicationView, SecondApprovalView};
 use voucherd_domain::eligibility::rule_title;
 use voucherd_domain::report_period::ReportKind;
-use voucherd_domain::{ApplicationStatus, CompanyNumber, VoucherStatus};
+use voucherd_domain::{ApplicationId, ApplicationStatus, CompanyNumber, VoucherId, VoucherStatus};
 
 const STATUSES: [&str; 6] = [
     "submitted",
@@ -162,7 +162,7 @@ pub async fn queue_csv(req: HttpRequest) -> HttpResponse {
                 words(a.status.as_str()),
                 failed_rules(a),
                 date(a.created_at),
-                a.id.clone(),
+                a.id.to_string(),
             ];
             let line: Vec<String> = cells.iter().map(|c| crate::format::csv_cell(c)).collect();
             csv.push_str(&line.join(","));
@@ -185,7 +185,7 @@ pub async fn queue_csv(req: HttpRequest) -> HttpResponse {
 
 async fn application_view(
     req: &HttpRequest,
-    id: &str,
+    id: &ApplicationId,
     values: Value,
     errors: Vec<FieldError>,
     banner: Option<&str>,
@@ -303,7 +303,7 @@ pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpRespo
     };
     application_view(
         &req,
-        &path.into_inner(),
+        &ApplicationId::new(path.into_inner()),
         empty_decision(),
         Vec::new(),
         banner,
@@ -370,7 +370,7 @@ pub async fn decide(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let decision = form.decision.as_str();
     let values = json!(form);
     let mut errors = Vec::new();
@@ -437,7 +437,7 @@ pub async fn second_approval(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let decision = form.second_decision.as_str();
     let values = json!(form);
     let errors = second_errors(&form);
@@ -487,7 +487,11 @@ fn second_errors(form: &SecondApprovalForm) -> Vec<FieldError> {
 }
 
 /// The check page before a second administrator confirms or rejects the approval.
-fn second_confirm(form: &SecondApprovalForm, id: &str, confirming: bool) -> Confirm<'static> {
+fn second_confirm(
+    form: &SecondApprovalForm,
+    id: &ApplicationId,
+    confirming: bool,
+) -> Confirm<'static> {
     Confirm {
         title: if confirming {
             "Check before you confirm the approval"
@@ -539,7 +543,7 @@ pub async fn ownership(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let confirmed = form.ownership_confirmed.as_str();
     let mut values = empty_ownership();
     values["ownership_confirmed"] = json!(confirmed);
@@ -593,7 +597,7 @@ pub async fn release(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let mut values = empty_ownership();
     values["release_reason"] = json!(form.release_reason);
     if form.release_reason.is_empty() {
@@ -1145,7 +1149,7 @@ pub async fn suspension(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let id = path.into_inner();
+    let id = VoucherId::new(path.into_inner());
     // The "Expire now" button names itself; the hidden `action` says suspend or reinstate.
     let action = if form.expire == "yes" {
         VoucherAction::Expire

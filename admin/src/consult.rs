@@ -20,7 +20,7 @@ use voucherd_api::service::{applications, consulting, incentives, programme};
 use voucherd_api::state::AppState;
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::incentive::{Condition, Effect, Trigger};
-use voucherd_domain::{BookingStatus, Money, Region};
+use voucherd_domain::{ApplicationId, BookingStatus, Money, Region, VoucherId};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -136,7 +136,7 @@ posted!(OutcomeForm);
 #[derive(Serialize)]
 struct BookingRow {
     id: String,
-    voucher_id: String,
+    voucher_id: VoucherId,
     voucher_reference: String,
     when: String,
     length: String,
@@ -273,12 +273,12 @@ pub async fn consulting(req: HttpRequest, path: web::Path<String>) -> HttpRespon
         }
         _ => None,
     };
-    consulting_view(&req, &path.into_inner(), Vec::new(), banner).await
+    consulting_view(&req, &VoucherId::new(path.into_inner()), Vec::new(), banner).await
 }
 
 async fn consulting_view(
     req: &HttpRequest,
-    voucher: &str,
+    voucher: &VoucherId,
     errors: Vec<FieldError>,
     banner: Option<&str>,
 ) -> HttpResponse {
@@ -294,7 +294,7 @@ async fn consulting_view(
     let slots = page!(api::must(req, consulting::list_slots(&state, &user).await));
     let mut mine: Vec<&BookingView> = bookings
         .iter()
-        .filter(|b| b.voucher_id == voucher)
+        .filter(|b| b.voucher_id == *voucher)
         .collect();
     mine.sort_by_key(|b| b.slot.starts_at);
     let (upcoming, mut past): (Vec<&BookingView>, Vec<&BookingView>) = mine
@@ -349,7 +349,7 @@ pub async fn book(req: HttpRequest, web::Form(form): web::Form<BookingForm>) -> 
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = form.voucher_id.to_string();
+    let voucher = VoucherId::new(form.voucher_id.to_string());
     let body = json!({"slot_id": form.slot_id, "voucher_id": voucher});
     let Core { state, user } = page!(api::core(&req));
     let booked = api::with_input(&body, |b| consulting::book(&state, &user, b)).await;
@@ -373,11 +373,11 @@ pub async fn cancel(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = form.voucher_id.to_string();
+    let voucher = VoucherId::new(form.voucher_id.to_string());
     let Core { state, user } = page!(api::core(&req));
     let cancelled = consulting::cancel(&state, &user, &path).await;
     match page!(api::answer(&req, cancelled)) {
-        Answer::Ok(_) if voucher.is_empty() => see_other("/portal"),
+        Answer::Ok(_) if voucher.as_str().is_empty() => see_other("/portal"),
         Answer::Ok(_) => see_other(&format!(
             "/portal/vouchers/{voucher}/consulting?done=cancelled"
         )),
@@ -395,7 +395,7 @@ pub async fn cancel(
 // The SME: incentives applied to the voucher
 
 pub async fn voucher_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let id = path.into_inner();
+    let id = VoucherId::new(path.into_inner());
     let Core { state, user } = page!(api::core(&req));
     let rows = page!(api::must(
         &req,
@@ -1225,7 +1225,7 @@ pub struct PreviewAmountQuery {
 }
 
 pub async fn application_incentives(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let entered = forms::query::<PreviewAmountQuery>(&req).amount;
     let amount = tidy_money(&entered);
     let Core { state, user } = page!(api::core(&req));

@@ -19,7 +19,8 @@ use voucherd_api::state::AppState;
 use voucherd_api::views::{time, ApplicationView, KeyView, NewKeyView, Timestamp, UsageView};
 use voucherd_domain::eligibility::{rule_title, RuleResult};
 use voucherd_domain::{
-    ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode, VoucherStatus,
+    ApplicationId, ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode,
+    VoucherId, VoucherStatus,
 };
 
 /// An amount as a person typed it, tidied for the API: without the pound sign, thousands
@@ -841,7 +842,7 @@ fn outcome(a: &ApplicationView) -> &'static str {
 }
 
 pub async fn application(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let id = path.into_inner();
+    let id = ApplicationId::new(path.into_inner());
     let Core { state, user } = page!(api::core(&req));
     let a = page!(api::must(&req, applications::get(&state, &user, &id).await));
     let checks = rule_results(&a.eligibility.checks);
@@ -932,12 +933,12 @@ fn escape(s: &str) -> String {
 }
 
 pub async fn voucher(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    voucher_view(&req, &path.into_inner(), Vec::new(), None).await
+    voucher_view(&req, &VoucherId::new(path.into_inner()), Vec::new(), None).await
 }
 
 async fn voucher_view(
     req: &HttpRequest,
-    id: &str,
+    id: &VoucherId,
     errors: Vec<FieldError>,
     banner: Option<(String, bool)>,
 ) -> HttpResponse {
@@ -1082,7 +1083,7 @@ fn key_rows(keys: &[KeyView]) -> Vec<Value> {
 /// top-up, refund and forfeit, with the running balance.
 pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let Core { state, user } = page!(api::core(&req));
-    let id = path.into_inner();
+    let id = VoucherId::new(path.into_inner());
     let mut csv = String::from("date,description,detail,paid_from,amount_gbp,balance_gbp,id\r\n");
     let cell = crate::format::csv_cell;
     let mut after: Option<String> = None;
@@ -1125,7 +1126,7 @@ pub async fn statement_csv(req: HttpRequest, path: web::Path<String>) -> HttpRes
         .body(csv)
 }
 
-fn key_created(req: &HttpRequest, voucher_id: &str, key: &NewKeyView) -> HttpResponse {
+fn key_created(req: &HttpRequest, voucher_id: &VoucherId, key: &NewKeyView) -> HttpResponse {
     View::new("key_created", "Your new API key")
         .with(
             "key",
@@ -1178,7 +1179,7 @@ pub async fn create_key(
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let id = path.into_inner();
+    let id = VoucherId::new(path.into_inner());
     // The form's radios say `test` or `live`; anything else is the default, a live key.
     let mode = form.mode.parse::<KeyMode>().unwrap_or_default();
     let body = json!({"name": form.name, "mode": mode});
@@ -1200,7 +1201,7 @@ pub async fn revoke_key(
     if let Some(r) = csrf_refused(&req, &form) {
         return r;
     }
-    let voucher = form.voucher_id.to_string();
+    let voucher = VoucherId::new(form.voucher_id.to_string());
     let key_id = path.into_inner();
     if let Some(page) = unconfirmed(
         &req,
@@ -1240,7 +1241,7 @@ pub async fn rotate_key(
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let voucher = form.voucher_id.to_string();
+    let voucher = VoucherId::new(form.voucher_id.to_string());
     let rotated = vouchers::rotate_key(&state, &user, &path, Default::default()).await;
     match page!(api::answer(&req, rotated)) {
         Answer::Ok(key) => key_created(&req, &voucher, &key),
@@ -1261,7 +1262,11 @@ pub async fn rotate_key(
 const CHECKOUT: &str = "https://checkout.stripe.com/";
 
 /// Sends the SME to Stripe's payment page, or back to the voucher with the error.
-async fn to_checkout(req: &HttpRequest, voucher: &str, answer: Answer<Started>) -> HttpResponse {
+async fn to_checkout(
+    req: &HttpRequest,
+    voucher: &VoucherId,
+    answer: Answer<Started>,
+) -> HttpResponse {
     match answer {
         Answer::Ok(started) => match started.payment.checkout_url.as_deref() {
             Some(url) if url.starts_with(CHECKOUT) => see_other(url),
@@ -1291,7 +1296,7 @@ pub async fn top_up(req: HttpRequest, web::Form(form): web::Form<TopUpForm>) -> 
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let voucher = form.voucher_id.to_string();
+    let voucher = VoucherId::new(form.voucher_id.to_string());
     let body = json!({"amount": tidy_money(&form.amount)});
     // One payment per page shown: a double click does not start two.
     let started = match (
@@ -1314,7 +1319,7 @@ pub async fn pay_contribution(
         return r;
     }
     let Core { state, user } = page!(api::core(&req));
-    let id = path.into_inner();
+    let id = VoucherId::new(path.into_inner());
     let started = payments::pay_contribution(&state, &user, &id).await;
     let answer = page!(api::answer(&req, started));
     to_checkout(&req, &id, answer).await

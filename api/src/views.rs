@@ -7,7 +7,9 @@ use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::Ownership;
-use voucherd_domain::{AccountStatus, KeyMode, KeyStatus, VoucherState, VoucherStatus};
+use voucherd_domain::{
+    AccountStatus, ApplicationId, KeyMode, KeyStatus, VoucherId, VoucherState, VoucherStatus,
+};
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -140,7 +142,7 @@ pub struct DecisionView {
 /// An application as its applicant and the programme see it, with its rule results.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplicationView {
-    pub id: String,
+    pub id: ApplicationId,
     /// `APP-7K2M9Q`: the reference people read out and type.
     pub reference: String,
     pub status: voucherd_domain::ApplicationStatus,
@@ -161,7 +163,7 @@ pub struct ApplicationView {
     /// Whether it holds the company's number against other applications now.
     pub holds_company_number: bool,
     pub decision: Option<DecisionView>,
-    pub voucher_id: Option<String>,
+    pub voucher_id: Option<VoucherId>,
     /// `VCH-7K2M9Q`, the voucher granted on it: the same code as the application's.
     pub voucher_reference: Option<String>,
     pub created_at: Timestamp,
@@ -172,7 +174,10 @@ pub struct ApplicationView {
 }
 
 impl ApplicationView {
-    pub fn new(a: &ApplicationRow, voucher_id: Option<&str>) -> Result<ApplicationView, ApiError> {
+    pub fn new(
+        a: &ApplicationRow,
+        voucher_id: Option<&VoucherId>,
+    ) -> Result<ApplicationView, ApiError> {
         Ok(ApplicationView {
             id: a.id.clone(),
             reference: a.reference.clone(),
@@ -200,7 +205,7 @@ impl ApplicationView {
                 decided_at: at(t),
                 reason: a.decision_reason.clone(),
             }),
-            voucher_id: voucher_id.map(str::to_string),
+            voucher_id: voucher_id.cloned(),
             voucher_reference: voucher_id.and_then(|_| {
                 voucherd_domain::Reference::parse(&a.reference)
                     .ok()
@@ -267,7 +272,7 @@ pub struct ContributionView {
 /// credit taken back by a refund are shown apart.
 #[derive(Debug, Clone, Serialize)]
 pub struct VoucherView {
-    pub id: String,
+    pub id: VoucherId,
     /// `VCH-7K2M9Q`: the reference people read out and type.
     pub reference: String,
     pub status: VoucherStatus,
@@ -281,7 +286,7 @@ pub struct VoucherView {
     pub expires_at: Timestamp,
     pub suspension: Option<SuspensionView>,
     pub contribution: Option<ContributionView>,
-    pub application_id: String,
+    pub application_id: ApplicationId,
     pub company_number: String,
     /// The company's name, as its application gave it.
     pub company_name: String,
@@ -439,7 +444,7 @@ pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
     pub id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub name: String,
     pub prefix: String,
     pub status: KeyStatus,

@@ -1,7 +1,7 @@
 //! Ids as types: a voucher's id cannot be passed where an API key's is expected. [`text_id!`]
-//! gives each one serde as a plain string, `as_str`, `Display` and, with the `sql` feature,
-//! diesel's `ToSql` and `FromSql` for `Text` on every backend. Ids are opaque: one that names
-//! nothing is found nowhere, so making one from any text is safe.
+//! gives each one serde as a plain string, `as_str`, `Display`, `From<String>` and, with the
+//! `sql` feature, diesel's `ToSql` and `FromSql` for `Text` on every backend. Ids are opaque:
+//! one that names nothing is found nowhere, so making one from any text is safe.
 
 /// Declares an id stored as text: `text_id!(/// doc \n pub struct Name;)`.
 #[macro_export]
@@ -24,6 +24,12 @@ macro_rules! text_id {
             }
         }
 
+        impl From<String> for $name {
+            fn from(id: String) -> $name {
+                $name(id)
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
@@ -39,6 +45,16 @@ text_id! {
     pub struct ApiKeyId;
 }
 
+text_id! {
+    /// A voucher's id.
+    pub struct VoucherId;
+}
+
+text_id! {
+    /// An application's id.
+    pub struct ApplicationId;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +68,12 @@ mod tests {
             (back.as_str(), id.to_string()),
             ("0193-key", "0193-key".to_string())
         );
+    }
+
+    #[test]
+    fn an_id_made_from_its_text_is_the_same_id() {
+        let id = VoucherId::from("0193-voucher".to_string());
+        assert_eq!(id, VoucherId::new("0193-voucher"));
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"0193-voucher\"");
     }
 }

@@ -27,7 +27,7 @@ pub mod uk_time;
 
 pub use codes::ErrorCode;
 pub use company::CompanyNumber;
-pub use ids::ApiKeyId;
+pub use ids::{ApiKeyId, ApplicationId, VoucherId};
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};
 pub use region::Region;

@@ -13,12 +13,12 @@ use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
 use voucherd_domain::ownership::{Check, Method, Note, Ownership};
 use voucherd_domain::reference::{self, Reference, ReferenceKind};
-use voucherd_domain::{ApplicationStatus, Money, SicCode};
+use voucherd_domain::{ApplicationId, ApplicationStatus, Money, SicCode, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = applications)]
 pub struct ApplicationRow {
-    pub id: String,
+    pub id: ApplicationId,
     pub applicant_id: String,
     pub company_number: String,
     pub company_name: String,
@@ -138,7 +138,7 @@ pub struct ApplicationFilter {
 
 pub enum Verdict {
     Approve {
-        voucher_id: String,
+        voucher_id: VoucherId,
         amount: Money,
         expires_at: NaiveDateTime,
         /// The consulting allowance that comes with the voucher.
@@ -152,7 +152,7 @@ pub enum Verdict {
 }
 
 pub struct Decision {
-    pub application_id: String,
+    pub application_id: ApplicationId,
     pub actor_id: String,
     pub verdict: Verdict,
     pub reason: String,
@@ -186,7 +186,7 @@ impl Stage {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = second_approvals)]
 pub struct SecondApprovalRow {
-    pub application_id: String,
+    pub application_id: ApplicationId,
     pub requested_by: String,
     pub reason: String,
     /// The amount the first administrator approved, before incentives.
@@ -211,7 +211,7 @@ pub(crate) fn organisation(app: &ApplicationRow) -> StoreResult<Organisation> {
     })
 }
 
-fn application(c: &mut DbConn, id: &str) -> StoreResult<ApplicationRow> {
+fn application(c: &mut DbConn, id: &ApplicationId) -> StoreResult<ApplicationRow> {
     applications::table
         .find(id)
         .select(ApplicationRow::as_select())
@@ -221,7 +221,10 @@ fn application(c: &mut DbConn, id: &str) -> StoreResult<ApplicationRow> {
 }
 
 /// An application and the id of its voucher, if it has one.
-fn with_voucher(c: &mut DbConn, id: &str) -> StoreResult<(ApplicationRow, Option<String>)> {
+fn with_voucher(
+    c: &mut DbConn,
+    id: &ApplicationId,
+) -> StoreResult<(ApplicationRow, Option<VoucherId>)> {
     applications::table
         .left_join(vouchers::table)
         .filter(applications::id.eq(id))
@@ -419,13 +422,13 @@ fn within_mfa_limit(
 fn record_incentives(
     c: &mut DbConn,
     incentives: &[crate::incentives::AppliedRow],
-    voucher_id: &str,
+    voucher_id: &VoucherId,
 ) -> StoreResult<()> {
     let applied: Vec<_> = incentives
         .iter()
         .cloned()
         .map(|mut a| {
-            a.voucher_id = voucher_id.to_string();
+            a.voucher_id = voucher_id.clone();
             a
         })
         .collect();
@@ -451,7 +454,7 @@ fn audit_decision(
                 "application.reject"
             },
             subject_type: "application",
-            subject_id: &app.id,
+            subject_id: app.id.as_str(),
             reason: Some(&d.reason),
             details: match voucher {
                 Some(v) => serde_json::json!({
@@ -516,7 +519,10 @@ fn notify_decision(
 }
 
 /// The open second approval of an application awaiting one.
-fn pending_second(c: &mut DbConn, application_id: &str) -> StoreResult<SecondApprovalRow> {
+fn pending_second(
+    c: &mut DbConn,
+    application_id: &ApplicationId,
+) -> StoreResult<SecondApprovalRow> {
     second_approvals::table
         .find(application_id)
         .filter(second_approvals::outcome.is_null())
@@ -546,7 +552,11 @@ fn release_expired(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
 /// Makes the application hold its company's number (one live application or voucher per
 /// company): refused while another confirmed application or live voucher holds it. The UNIQUE
 /// `live_company_number` column settles a race between processes.
-fn hold_number(c: &mut DbConn, application_id: &str, company_number: &str) -> StoreResult<()> {
+fn hold_number(
+    c: &mut DbConn,
+    application_id: &ApplicationId,
+    company_number: &str,
+) -> StoreResult<()> {
     release_expired(c, company_number)?;
     let held: i64 = applications::table
         .filter(applications::live_company_number.eq(company_number))
@@ -606,7 +616,7 @@ impl Store {
     /// approval's own transaction would find (a voucher past its expiry holds nothing).
     pub async fn number_held_by_other(
         &self,
-        application_id: String,
+        application_id: ApplicationId,
         company_number: String,
     ) -> StoreResult<bool> {
         self.read(move |c| {
@@ -625,7 +635,11 @@ impl Store {
     /// Checks that an approval of `amount` for the application could be paid now: from the
     /// year's matching budget line, or the fund when the year has none. The same checks, in
     /// the same words, as the approval's own transaction makes.
-    pub async fn check_grant(&self, application_id: String, amount: Money) -> StoreResult<()> {
+    pub async fn check_grant(
+        &self,
+        application_id: ApplicationId,
+        amount: Money,
+    ) -> StoreResult<()> {
         self.read(move |c| {
             let app: ApplicationRow = applications::table
                 .find(&application_id)
@@ -685,7 +699,7 @@ impl Store {
                     actor_id: Some(&row.requested_by),
                     action: "application.approval_requested",
                     subject_type: "application",
-                    subject_id: &row.application_id,
+                    subject_id: row.application_id.as_str(),
                     reason: Some(&row.reason),
                     details: serde_json::json!({
                         "amount_micros": row.amount_micros,
@@ -706,7 +720,7 @@ impl Store {
     /// The application's second approval, open or decided, if it needed one.
     pub async fn second_approval(
         &self,
-        application_id: String,
+        application_id: ApplicationId,
     ) -> StoreResult<Option<SecondApprovalRow>> {
         self.read(move |c| {
             Ok(second_approvals::table
@@ -810,12 +824,12 @@ impl Store {
     /// application is still to be decided.
     pub async fn decide_ownership(
         &self,
-        application_id: String,
+        application_id: ApplicationId,
         actor_id: String,
         confirmed: bool,
         note: Note,
         at: NaiveDateTime,
-    ) -> StoreResult<(ApplicationRow, Option<String>)> {
+    ) -> StoreResult<(ApplicationRow, Option<VoucherId>)> {
         self.write(move |c| {
             let app = application(c, &application_id)?;
             if !ApplicationStatus::PENDING.contains(&app.status) {
@@ -857,7 +871,7 @@ impl Store {
                         "application.ownership_refuse"
                     },
                     subject_type: "application",
-                    subject_id: &app.id,
+                    subject_id: app.id.as_str(),
                     reason: after.check().map(|c| c.note.as_str()),
                     details: serde_json::json!({
                         "company_number": app.company_number,
@@ -877,11 +891,11 @@ impl Store {
     /// second administrator is released by another administrator than its first approver.
     pub async fn release_company_number(
         &self,
-        application_id: String,
+        application_id: ApplicationId,
         actor_id: String,
         reason: String,
         at: NaiveDateTime,
-    ) -> StoreResult<(ApplicationRow, Option<String>)> {
+    ) -> StoreResult<(ApplicationRow, Option<VoucherId>)> {
         self.write(move |c| {
             let app = releasable(c, &application_id)?;
             let first_approver = if app.status == Stage::Second.status() {
@@ -920,7 +934,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "application.release",
                     subject_type: "application",
-                    subject_id: &app.id,
+                    subject_id: app.id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({
                         "company_number": app.company_number,
@@ -938,14 +952,17 @@ impl Store {
     }
 
     /// An application and the id of its voucher, if it has one.
-    pub async fn application(&self, id: String) -> StoreResult<(ApplicationRow, Option<String>)> {
+    pub async fn application(
+        &self,
+        id: ApplicationId,
+    ) -> StoreResult<(ApplicationRow, Option<VoucherId>)> {
         self.read(move |c| with_voucher(c, &id)).await
     }
 
     pub async fn list_applications(
         &self,
         f: ApplicationFilter,
-    ) -> StoreResult<Vec<(ApplicationRow, Option<String>)>> {
+    ) -> StoreResult<Vec<(ApplicationRow, Option<VoucherId>)>> {
         self.read(move |c| {
             let mut q = applications::table.left_join(vouchers::table).into_boxed();
             if let Some(a) = f.applicant_id {
@@ -1013,7 +1030,7 @@ fn admin_check(actor_id: &str, note: Note, at: NaiveDateTime, confirmed: bool) -
 }
 
 /// The application to release: one still pending, without a voucher.
-fn releasable(c: &mut DbConn, application_id: &str) -> StoreResult<ApplicationRow> {
+fn releasable(c: &mut DbConn, application_id: &ApplicationId) -> StoreResult<ApplicationRow> {
     let (app, voucher_id) = with_voucher(c, application_id)?;
     if let Some(v) = voucher_id {
         return Err(StoreError::Refused(

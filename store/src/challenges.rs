@@ -23,7 +23,7 @@ use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::reference::Reference;
-use voucherd_domain::{ApplicationStatus, Money, Region};
+use voucherd_domain::{ApplicationId, ApplicationStatus, Money, Region, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
@@ -1596,7 +1596,7 @@ fn award_voucher(
     // No voucher: one is made for the award, on an application record that says so (it does
     // not make the company "live": it may still apply for a standard voucher).
     let (application_id, application_reference) = insert_award_application(c, e, ch, at)?;
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = VoucherId::new(uuid::Uuid::now_v7().to_string());
     let account_id = format!("voucher-{id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
     let v = VoucherRow {
@@ -1630,8 +1630,8 @@ fn insert_award_application(
     e: &EntryRow,
     ch: &ChallengeRow,
     at: NaiveDateTime,
-) -> StoreResult<(String, Reference)> {
-    let application_id = format!("award-{}", e.id);
+) -> StoreResult<(ApplicationId, Reference)> {
+    let application_id = ApplicationId::new(format!("award-{}", e.id));
     let application_reference = crate::applications::fresh_reference(c)?;
     diesel::insert_into(applications::table)
         .values((
@@ -1807,7 +1807,7 @@ enum Award {
     /// Below the line: nothing to award.
     None,
     /// Credited to this voucher.
-    Paid { voucher_id: String },
+    Paid { voucher_id: VoucherId },
     /// Past the MFA limit, for this reason.
     Refused { reason: String },
 }

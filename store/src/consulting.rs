@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::consulting::{self, Minutes};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
-use voucherd_domain::Money;
+use voucherd_domain::{Money, VoucherId};
 
 pub const SOURCE: &str = "consulting-source";
 pub const USED: &str = "consulting-used";
@@ -37,7 +37,7 @@ pub struct SlotRow {
 pub struct BookingRow {
     pub id: String,
     pub slot_id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub booked_by: String,
     pub minutes: i64,
     pub hold_id: String,
@@ -58,7 +58,7 @@ pub struct Allowance {
     pub remaining: i64,
 }
 
-pub fn hours_account(voucher_id: &str) -> String {
+pub fn hours_account(voucher_id: &VoucherId) -> String {
     format!("hours-{voucher_id}")
 }
 
@@ -82,7 +82,7 @@ fn minutes_request(
 }
 
 /// Gives a new voucher its consulting allowance (inside the approval's transaction).
-pub(crate) fn grant_minutes(c: &mut DbConn, voucher_id: &str, m: Minutes) -> StoreResult<()> {
+pub(crate) fn grant_minutes(c: &mut DbConn, voucher_id: &VoucherId, m: Minutes) -> StoreResult<()> {
     let account = hours_account(voucher_id);
     ledger::create_account(c, &account, AccountKind::ConsultingAllowance)?;
     if m.get() > 0 {
@@ -118,7 +118,7 @@ fn booking(c: &mut DbConn, id: &str) -> StoreResult<BookingRow> {
         .ok_or(StoreError::NotFound("booking"))
 }
 
-fn allowance(c: &mut DbConn, voucher_id: &str) -> StoreResult<Option<Allowance>> {
+fn allowance(c: &mut DbConn, voucher_id: &VoucherId) -> StoreResult<Option<Allowance>> {
     Ok(
         ledger::find_account(c, &hours_account(voucher_id))?.map(|a| Allowance {
             granted: a.credits_posted,
@@ -206,7 +206,7 @@ impl Store {
     pub async fn book_slot(
         &self,
         slot_id: String,
-        voucher_id: String,
+        voucher_id: VoucherId,
         user_id: String,
         now: NaiveDateTime,
     ) -> StoreResult<BookingRow> {
@@ -383,7 +383,7 @@ impl Store {
         .await
     }
 
-    pub async fn consulting_allowance(&self, voucher_id: String) -> StoreResult<Allowance> {
+    pub async fn consulting_allowance(&self, voucher_id: VoucherId) -> StoreResult<Allowance> {
         self.read(move |c| Ok(allowance(c, &voucher_id)?.unwrap_or_default()))
             .await
     }
@@ -448,7 +448,7 @@ impl Store {
 /// The voucher to book on: the caller's own, and live at `now`.
 fn owned_live_voucher(
     c: &mut DbConn,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     user_id: &str,
     now: NaiveDateTime,
 ) -> StoreResult<VoucherRow> {

@@ -17,7 +17,7 @@ use voucherd_domain::budget::{self, FinancialYear};
 use voucherd_domain::eligibility::MfaCheck;
 use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
 use voucherd_domain::ledger::TransferCode;
-use voucherd_domain::Money;
+use voucherd_domain::{ApplicationId, Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = incentive_rules)]
@@ -52,7 +52,7 @@ impl RuleRow {
 #[diesel(table_name = voucher_incentives)]
 pub struct AppliedRow {
     pub id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub rule_id: String,
     pub why: String,
     pub amount: i64,
@@ -213,7 +213,7 @@ impl Store {
     }
 
     /// Whether the company had an application before this one.
-    pub async fn first_time_applicant(&self, application_id: String) -> StoreResult<bool> {
+    pub async fn first_time_applicant(&self, application_id: ApplicationId) -> StoreResult<bool> {
         self.read(move |c| {
             let (company, created): (String, NaiveDateTime) = applications::table
                 .find(&application_id)
@@ -233,7 +233,7 @@ impl Store {
     /// The incentives applied to a voucher, with their rule versions.
     pub async fn voucher_incentives(
         &self,
-        voucher_id: String,
+        voucher_id: VoucherId,
     ) -> StoreResult<Vec<(AppliedRow, RuleRow)>> {
         self.read(move |c| {
             Ok(voucher_incentives::table
@@ -398,7 +398,7 @@ fn refuse_milestone(
             actor_id: None,
             action: "incentive.milestone_refused",
             subject_type: "voucher",
-            subject_id: &v.id,
+            subject_id: v.id.as_str(),
             reason: Some(&mfa.reason),
             details: serde_json::json!({
                 "voucher_incentive_id": applied.id,

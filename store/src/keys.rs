@@ -6,12 +6,13 @@ use crate::schema::{api_keys, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::VoucherId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKeyRow {
     pub id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub name: String,
     /// The first characters of the key, shown so its owner can tell keys apart.
     pub prefix: String,
@@ -130,7 +131,7 @@ impl Store {
         .await
     }
 
-    pub async fn keys_for_voucher(&self, voucher_id: String) -> StoreResult<Vec<ApiKeyRow>> {
+    pub async fn keys_for_voucher(&self, voucher_id: VoucherId) -> StoreResult<Vec<ApiKeyRow>> {
         self.read(move |c| {
             Ok(api_keys::table
                 .filter(api_keys::voucher_id.eq(voucher_id))

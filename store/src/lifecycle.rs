@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::money::format_micros;
-use voucherd_domain::Money;
+use voucherd_domain::{ApplicationId, Money, VoucherId};
 
 /// Vouchers looked at per transaction.
 const BATCH: i64 = 200;
@@ -40,7 +40,7 @@ pub struct LowBalanceReport {
     pub notified_100: usize,
 }
 
-fn company_name(c: &mut DbConn, application_id: &str) -> StoreResult<String> {
+fn company_name(c: &mut DbConn, application_id: &ApplicationId) -> StoreResult<String> {
     Ok(applications::table
         .find(application_id)
         .select(applications::company_name)
@@ -197,7 +197,7 @@ impl Store {
                         .load(c)?)
                 })
                 .await?;
-            let last = expired.last().map(|v| v.id.clone());
+            let last = expired.last().map(|v| v.id.to_string());
             // Each voucher in its own transaction: one that fails is logged and tried again
             // next run, without holding up the others.
             let mut outcomes = Vec::with_capacity(expired.len());
@@ -307,7 +307,7 @@ impl Store {
                     for (v, a) in &active {
                         notify_low_balance(c, v, a, &mut page)?;
                     }
-                    Ok((active.last().map(|(v, _)| v.id.clone()), page))
+                    Ok((active.last().map(|(v, _)| v.id.to_string()), page))
                 })
                 .await?;
             report.checked += page.checked;
@@ -476,7 +476,7 @@ impl Store {
     /// flight (else by the voucher-expiry job once they resolve).
     pub async fn expire_voucher_now(
         &self,
-        id: String,
+        id: VoucherId,
         actor_id: String,
         reason: String,
         at: NaiveDateTime,
@@ -517,7 +517,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "voucher_expired_now",
                     subject_type: "voucher",
-                    subject_id: &id,
+                    subject_id: id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({
                         "was_due": v.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),

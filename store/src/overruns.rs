@@ -12,6 +12,7 @@ use crate::schema::{api_keys, usage_records, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::VoucherId;
 
 /// Overrun rows read at most for the summary (they are rare: each is a missed bound).
 const SUMMARY_ROWS_MAX: i64 = 100_000;
@@ -31,7 +32,7 @@ pub struct KeyModelOverrun {
     pub api_key_id: String,
     pub key_name: String,
     pub key_prefix: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub company_number: String,
     pub model: String,
     pub requests: i64,
@@ -69,7 +70,7 @@ impl Store {
             let (name, prefix, voucher_id, suspended_at, revoked_at): (
                 String,
                 String,
-                String,
+                VoucherId,
                 Option<NaiveDateTime>,
                 Option<NaiveDateTime>,
             ) = api_keys::table
@@ -142,7 +143,7 @@ impl Store {
                 let (name, prefix, voucher_id, suspended_at): (
                     String,
                     String,
-                    String,
+                    VoucherId,
                     Option<NaiveDateTime>,
                 ) = api_keys::table
                     .find(&key)

@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
-use voucherd_domain::{Money, PaymentStatus};
+use voucherd_domain::{Money, PaymentStatus, VoucherId};
 
 const PURCHASED_PREFIX: &str = "purchased-";
 
@@ -44,7 +44,7 @@ pub struct PaymentRow {
     pub id: String,
     pub kind: String,
     pub owner_id: String,
-    pub voucher_id: Option<String>,
+    pub voucher_id: Option<VoucherId>,
     pub account_id: String,
     pub amount_micros: i64,
     pub amount_pence: i64,
@@ -86,7 +86,7 @@ pub struct NewPayment {
     pub id: String,
     pub kind: PaymentKind,
     pub owner_id: String,
-    pub voucher_id: Option<String>,
+    pub voucher_id: Option<VoucherId>,
     pub amount: Pence,
     pub created_by: String,
     pub at: NaiveDateTime,
@@ -183,7 +183,7 @@ pub struct PaymentFilter {
     pub owner_id: Option<String>,
     pub kind: Option<PaymentKind>,
     pub status: Option<PaymentStatus>,
-    pub voucher_id: Option<String>,
+    pub voucher_id: Option<VoucherId>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -247,7 +247,7 @@ impl Store {
                 // Refused for a voucher that can no longer spend: its remainder is forfeit.
                 let voucher_id = p
                     .voucher_id
-                    .as_deref()
+                    .as_ref()
                     .ok_or(StoreError::NotFound("voucher"))?;
                 let v: VoucherRow = vouchers::table
                     .find(voucher_id)
@@ -338,7 +338,10 @@ impl Store {
     }
 
     /// The contribution of a voucher that is open or processing, if any.
-    pub async fn open_contribution(&self, voucher_id: String) -> StoreResult<Option<PaymentRow>> {
+    pub async fn open_contribution(
+        &self,
+        voucher_id: VoucherId,
+    ) -> StoreResult<Option<PaymentRow>> {
         self.read(move |c| {
             Ok(payments::table
                 .filter(payments::voucher_id.eq(&voucher_id))
@@ -413,7 +416,7 @@ impl Store {
         via: Via,
         event: Option<EventRecord>,
         at: NaiveDateTime,
-    ) -> StoreResult<(Applied, Option<String>)> {
+    ) -> StoreResult<(Applied, Option<VoucherId>)> {
         let result = self
             .write(move |c| {
                 if let Some(e) = &event {
@@ -810,7 +813,7 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
 fn activate_contribution(
     c: &mut DbConn,
     p: &PaymentRow,
-    v: &str,
+    v: &VoucherId,
     at: NaiveDateTime,
 ) -> StoreResult<()> {
     let activated = diesel::update(
@@ -966,7 +969,7 @@ fn take_back(
 fn contribution_refunded(
     c: &mut DbConn,
     p: &PaymentRow,
-    v: &str,
+    v: &VoucherId,
     refunded_pence: i64,
     delta_micros: i64,
     fully: bool,

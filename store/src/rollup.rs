@@ -10,14 +10,15 @@ use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use std::collections::BTreeMap;
+use voucherd_domain::VoucherId;
 
-#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, PartialEq, Eq)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq, Eq)]
 #[diesel(table_name = usage_daily)]
 // Explicit values only, so a batch reaches SQLite as one multi-row INSERT.
 #[diesel(treat_none_as_default_value = false)]
 pub struct DailyRow {
     pub day: NaiveDate,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub model: String,
     pub requests: i64,
     pub prompt_tokens: i64,
@@ -40,7 +41,11 @@ pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) 
                 day,
                 voucher_id: r.voucher_id.clone(),
                 model: r.model.clone(),
-                ..Default::default()
+                requests: 0,
+                prompt_tokens: 0,
+                cached_prompt_tokens: 0,
+                completion_tokens: 0,
+                cost: 0,
             });
         // Absurd reported counts are clamped so no day's sums can overflow.
         let t = |n: i64| n.clamp(0, MAX_TOKENS_PER_ROW);
@@ -94,13 +99,15 @@ pub(crate) fn add<'a>(c: &mut DbConn, rows: impl Iterator<Item = &'a UsageRow>) 
 }
 
 impl crate::Store {
-    /// Rollup rows for days in `[from, to]`, one voucher's or all.
+    /// Rollup rows for days in `[from, to]`, one voucher's (by its [`VoucherId`] or its text) or
+    /// all.
     pub async fn usage_daily(
         &self,
-        voucher_id: Option<String>,
+        voucher_id: Option<impl Into<VoucherId>>,
         from: NaiveDate,
         to: NaiveDate,
     ) -> StoreResult<Vec<DailyRow>> {
+        let voucher_id: Option<VoucherId> = voucher_id.map(Into::into);
         self.read(move |c| {
             let mut q = usage_daily::table
                 .filter(usage_daily::day.ge(from))

@@ -12,6 +12,7 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::VoucherId;
 
 /// Lines of one page at most.
 pub const PAGE_MAX: i64 = 1_000;
@@ -41,7 +42,7 @@ pub struct StatementPage {
 }
 
 /// The two accounts a voucher's keys spend: the voucher's own and its owner's purchased credit.
-fn accounts_of(c: &mut DbConn, voucher_id: &str) -> StoreResult<(String, String)> {
+fn accounts_of(c: &mut DbConn, voucher_id: &VoucherId) -> StoreResult<(String, String)> {
     let (account, owner): (String, String) = vouchers::table
         .find(voucher_id)
         .select((vouchers::account_id, vouchers::owner_id))
@@ -122,7 +123,7 @@ type UsageLineRow = (String, NaiveDateTime, String, i64, i64, i64, i64, String);
 /// Requests paid from either account, one line each.
 fn usage_lines(
     c: &mut DbConn,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     accounts: &(String, String),
     after: &Option<(NaiveDateTime, String)>,
     limit: i64,
@@ -178,7 +179,7 @@ fn usage_lines(
 /// The balance of both accounts before the cursor: every line's amount up to it.
 fn opening(
     c: &mut DbConn,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     accounts: &(String, String),
     before: &Option<(NaiveDateTime, String)>,
 ) -> StoreResult<i64> {
@@ -231,7 +232,7 @@ impl Store {
     /// Up to `limit` lines after `after` (oldest first), with the balance before them.
     pub async fn statement(
         &self,
-        voucher_id: String,
+        voucher_id: VoucherId,
         after: Option<(NaiveDateTime, String)>,
         limit: i64,
     ) -> StoreResult<StatementPage> {

@@ -9,7 +9,7 @@ use crate::schema::{api_keys, capped_holds, key_spend, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
-use voucherd_domain::Money;
+use voucherd_domain::{Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = usage_records)]
@@ -19,7 +19,7 @@ use voucherd_domain::Money;
 pub struct UsageRow {
     pub id: String,
     pub request_id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub api_key_id: String,
     pub model: String,
     pub price_id: String,
@@ -198,7 +198,7 @@ impl Store {
 
     pub async fn usage_for_voucher(
         &self,
-        voucher_id: String,
+        voucher_id: VoucherId,
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<UsageRow>> {

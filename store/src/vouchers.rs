@@ -4,6 +4,7 @@ use crate::ledger::{self, AccountRow, TransferRow};
 use crate::schema::{accounts, applications, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::{ApplicationId, VoucherId};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -31,8 +32,8 @@ pub struct FoundVoucher {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = vouchers)]
 pub struct VoucherRow {
-    pub id: String,
-    pub application_id: String,
+    pub id: VoucherId,
+    pub application_id: ApplicationId,
     pub owner_id: String,
     pub account_id: String,
     pub company_number: String,
@@ -55,7 +56,10 @@ pub struct VoucherRow {
 }
 
 /// A voucher's short reference (`VCH-7K2M9Q`), for messages that name it.
-pub(crate) fn reference_of(c: &mut crate::db::DbConn, voucher_id: &str) -> StoreResult<String> {
+pub(crate) fn reference_of(
+    c: &mut crate::db::DbConn,
+    voucher_id: &VoucherId,
+) -> StoreResult<String> {
     Ok(vouchers::table
         .find(voucher_id)
         .select(vouchers::reference)
@@ -159,7 +163,7 @@ impl Store {
     }
 
     /// The name of the company a voucher was granted to (its application's).
-    pub async fn company_name(&self, application_id: String) -> StoreResult<String> {
+    pub async fn company_name(&self, application_id: ApplicationId) -> StoreResult<String> {
         self.read(move |c| {
             applications::table
                 .find(&application_id)
@@ -171,7 +175,9 @@ impl Store {
         .await
     }
 
-    pub async fn voucher(&self, id: String) -> StoreResult<(VoucherRow, AccountRow)> {
+    /// A voucher and its ledger account; `id` a [`VoucherId`] (or its text).
+    pub async fn voucher(&self, id: impl Into<VoucherId>) -> StoreResult<(VoucherRow, AccountRow)> {
+        let id = id.into();
         self.read(move |c| {
             let v: VoucherRow = vouchers::table
                 .find(&id)
@@ -200,7 +206,7 @@ impl Store {
     /// the asked state is refused, so the log never shows a change that did not happen.
     pub async fn set_suspension(
         &self,
-        id: String,
+        id: VoucherId,
         suspend: bool,
         reason: String,
         actor_id: String,
@@ -238,7 +244,7 @@ impl Store {
                         "voucher.reinstate"
                     },
                     subject_type: "voucher",
-                    subject_id: &id,
+                    subject_id: id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({}),
                 },
@@ -253,7 +259,7 @@ impl Store {
 /// the rows changed.
 fn write_suspension(
     c: &mut crate::db::DbConn,
-    id: &str,
+    id: &VoucherId,
     suspend: bool,
     reason: &str,
     at: NaiveDateTime,

@@ -11,6 +11,7 @@ pub use crate::service::applications::{
 };
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use voucherd_domain::ApplicationId;
 
 pub async fn submit(
     state: web::Data<AppState>,
@@ -34,7 +35,8 @@ pub async fn get(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::get(&state, &user, &path).await?))
+    let id = ApplicationId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::get(&state, &user, &id).await?))
 }
 
 /// 202 for an approval that waits for a second administrator, 200 for a decision made.
@@ -55,7 +57,8 @@ pub async fn decide(
     path: web::Path<String>,
     ApiJson(body): ApiJson<DecisionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(decided(service::decide(&state, &user, &path, body).await?))
+    let id = ApplicationId::new(path.into_inner());
+    Ok(decided(service::decide(&state, &user, &id, body).await?))
 }
 
 /// A second administrator confirms or rejects an approval awaiting one.
@@ -65,8 +68,9 @@ pub async fn second_approval(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SecondApprovalRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = ApplicationId::new(path.into_inner());
     Ok(decided(
-        service::second_approval(&state, &user, &path, body).await?,
+        service::second_approval(&state, &user, &id, body).await?,
     ))
 }
 
@@ -77,7 +81,8 @@ pub async fn ownership(
     path: web::Path<String>,
     ApiJson(body): ApiJson<OwnershipRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::ownership(&state, &user, &path, body).await?))
+    let id = ApplicationId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::ownership(&state, &user, &id, body).await?))
 }
 
 /// Releases the company number an application without a voucher holds.
@@ -87,7 +92,8 @@ pub async fn release(
     path: web::Path<String>,
     ApiJson(body): ApiJson<ReleaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::release(&state, &user, &path, body).await?))
+    let id = ApplicationId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::release(&state, &user, &id, body).await?))
 }
 
 /// What the incentive rules would add to an approval, shown before it is confirmed.
@@ -96,6 +102,7 @@ pub async fn preview_incentives(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let id = ApplicationId::new(path.into_inner());
     let q: PreviewQuery = query(&req)?;
-    Ok(HttpResponse::Ok().json(service::preview_incentives(&state, &path, q).await?))
+    Ok(HttpResponse::Ok().json(service::preview_incentives(&state, &id, q).await?))
 }

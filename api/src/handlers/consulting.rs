@@ -8,6 +8,7 @@ pub use crate::service::consulting::{BookingRequest, Outcome, OutcomeRequest, Sl
 use crate::state::AppState;
 use crate::views::List;
 use actix_web::{web, HttpResponse};
+use voucherd_domain::VoucherId;
 
 pub async fn create_slot(
     state: web::Data<AppState>,
@@ -67,5 +68,6 @@ pub async fn allowance(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::allowance(&state, &user, &path).await?))
+    let voucher_id = VoucherId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::allowance(&state, &user, &voucher_id).await?))
 }

@@ -38,6 +38,7 @@ pub async fn for_voucher(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let data = service::for_voucher(&state, &user, &path).await?;
+    let voucher_id = voucherd_domain::VoucherId::new(path.into_inner());
+    let data = service::for_voucher(&state, &user, &voucher_id).await?;
     Ok(HttpResponse::Ok().json(List { data }))
 }

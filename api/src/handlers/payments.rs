@@ -10,7 +10,7 @@ pub use crate::service::payments::{PaymentQuery, TopUpRequest};
 use crate::state::AppState;
 use crate::views::List;
 use actix_web::{web, HttpRequest, HttpResponse};
-use voucherd_domain::ErrorCode;
+use voucherd_domain::{ErrorCode, VoucherId};
 use voucherd_payments::WebhookRejected;
 use voucherd_store::payments::{Applied, EventRecord, Via};
 
@@ -34,7 +34,8 @@ pub async fn contribution(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::contribution(&state, &user, &path).await?))
+    let voucher_id = VoucherId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::contribution(&state, &user, &voucher_id).await?))
 }
 
 /// Starts paying a voucher's contribution: 201 with the Checkout page to send the SME to, or
@@ -44,8 +45,9 @@ pub async fn pay_contribution(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let voucher_id = VoucherId::new(path.into_inner());
     Ok(started(
-        service::pay_contribution(&state, &user, &path).await?,
+        service::pay_contribution(&state, &user, &voucher_id).await?,
     ))
 }
 

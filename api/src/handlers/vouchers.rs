@@ -11,6 +11,7 @@ pub use crate::service::vouchers::{
 use crate::state::AppState;
 use crate::views::List;
 use actix_web::{web, HttpRequest, HttpResponse};
+use voucherd_domain::VoucherId;
 
 pub async fn list(
     state: web::Data<AppState>,
@@ -26,7 +27,8 @@ pub async fn get(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::get(&state, &user, &path).await?))
+    let id = VoucherId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::get(&state, &user, &id).await?))
 }
 
 /// The voucher's ledger entries, newest first.
@@ -36,8 +38,9 @@ pub async fn transactions(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let id = VoucherId::new(path.into_inner());
     let page: Page = query(&req)?;
-    let data = service::transactions(&state, &user, &path, page).await?;
+    let data = service::transactions(&state, &user, &id, page).await?;
     Ok(HttpResponse::Ok().json(List { data }))
 }
 
@@ -48,8 +51,9 @@ pub async fn statement(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let id = VoucherId::new(path.into_inner());
     let q: StatementQuery = query(&req)?;
-    Ok(HttpResponse::Ok().json(service::statement(&state, &user, &path, q).await?))
+    Ok(HttpResponse::Ok().json(service::statement(&state, &user, &id, q).await?))
 }
 
 /// Metered requests against the voucher, newest first, each with its price snapshot.
@@ -59,8 +63,9 @@ pub async fn usage(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let id = VoucherId::new(path.into_inner());
     let page: Page = query(&req)?;
-    let data = service::usage(&state, &user, &path, page).await?;
+    let data = service::usage(&state, &user, &id, page).await?;
     Ok(HttpResponse::Ok().json(List { data }))
 }
 
@@ -71,7 +76,8 @@ pub async fn create_key(
     path: web::Path<String>,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(service::create_key(&state, &user, &path, body).await?))
+    let id = VoucherId::new(path.into_inner());
+    Ok(HttpResponse::Created().json(service::create_key(&state, &user, &id, body).await?))
 }
 
 /// Issues a replacement with the same settings; the old key stops after the grace period.
@@ -89,7 +95,8 @@ pub async fn list_keys(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let data = service::list_keys(&state, &user, &path).await?;
+    let id = VoucherId::new(path.into_inner());
+    let data = service::list_keys(&state, &user, &id).await?;
     Ok(HttpResponse::Ok().json(List { data }))
 }
 
@@ -110,7 +117,8 @@ pub async fn suspend(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let v = service::set_suspension(&state, &user, &path, body, true).await?;
+    let id = VoucherId::new(path.into_inner());
+    let v = service::set_suspension(&state, &user, &id, body, true).await?;
     Ok(HttpResponse::Ok().json(v))
 }
 
@@ -121,7 +129,8 @@ pub async fn reinstate(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let v = service::set_suspension(&state, &user, &path, body, false).await?;
+    let id = VoucherId::new(path.into_inner());
+    let v = service::set_suspension(&state, &user, &id, body, false).await?;
     Ok(HttpResponse::Ok().json(v))
 }
 
@@ -132,5 +141,6 @@ pub async fn expire_now(
     path: web::Path<String>,
     ApiJson(body): ApiJson<SuspensionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::expire_now(&state, &user, &path, body).await?))
+    let id = VoucherId::new(path.into_inner());
+    Ok(HttpResponse::Ok().json(service::expire_now(&state, &user, &id, body).await?))
 }

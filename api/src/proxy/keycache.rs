@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use voucherd_domain::VoucherId;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::vouchers::VoucherRow;
 
@@ -66,8 +67,8 @@ impl<V: Clone> TtlCache<V> {
 
 impl TtlCache<CachedKey> {
     /// Forgets every key of a voucher at once (it was suspended or reinstated here).
-    pub fn forget_voucher(&self, voucher_id: &str) {
-        self.forget_where(|k| k.1.id == voucher_id);
+    pub fn forget_voucher(&self, voucher_id: &VoucherId) {
+        self.forget_where(|k| k.1.id == *voucher_id);
     }
 
     /// Forgets a key at once (it was revoked or rotated here).

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use actix_web::HttpRequest;
 use tokio::sync::OwnedSemaphorePermit;
 use voucherd_domain::pricing::{PriceRates, TokenUsage};
-use voucherd_domain::{KeyMode, Money, VoucherState};
+use voucherd_domain::{KeyMode, Money, VoucherId, VoucherState};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::prices::PriceRow;
 use voucherd_store::usage::KeyCap;
@@ -86,7 +86,7 @@ fn awaiting_contribution() -> ProxyError {
 /// An admitted request: its hold and everything needed to settle it.
 pub struct Admitted {
     pub key_id: String,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub model: String,
     pub price: PriceRow,
     pub rates: PriceRates,

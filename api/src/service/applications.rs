@@ -17,7 +17,9 @@ use voucherd_domain::incentive;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::{Note, Ownership};
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{ApplicationStatus, CompanyNumber, Money, Region, SicCode};
+use voucherd_domain::{
+    ApplicationId, ApplicationStatus, CompanyNumber, Money, Region, SicCode, VoucherId,
+};
 use voucherd_store::applications::{
     ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
     Verdict,
@@ -150,7 +152,7 @@ pub async fn submit(
         ApplicationStatus::Ineligible
     };
     let row = ApplicationRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: ApplicationId::new(uuid::Uuid::now_v7().to_string()),
         applicant_id: user.id.clone(),
         company_number: body.company_number.as_str().to_string(),
         company_name: body.company_name.trim().to_string(),
@@ -266,7 +268,7 @@ pub async fn list(
     Ok(ApplicationPage {
         data: rows
             .iter()
-            .map(|(a, v)| ApplicationView::new(a, v.as_deref()))
+            .map(|(a, v)| ApplicationView::new(a, v.as_ref()))
             .collect::<Result<_, _>>()?,
         total,
         limit: page.limit(),
@@ -278,8 +280,8 @@ pub async fn list(
 async fn visible(
     state: &AppState,
     user: &AuthUser,
-    id: String,
-) -> Result<(ApplicationRow, Option<String>), ApiError> {
+    id: ApplicationId,
+) -> Result<(ApplicationRow, Option<VoucherId>), ApiError> {
     let (app, voucher_id) = state.store.application(id).await?;
     if !user.is_admin() && app.applicant_id != user.id {
         return Err(ApiError::NotFound("application"));
@@ -289,12 +291,16 @@ async fn visible(
 
 /// An application: the applicant's own, or any for an administrator (who also sees its
 /// second approval).
-pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<ApplicationView, ApiError> {
-    let (app, voucher_id) = visible(state, user, id.to_string()).await?;
+pub async fn get(
+    state: &AppState,
+    user: &AuthUser,
+    id: &ApplicationId,
+) -> Result<ApplicationView, ApiError> {
+    let (app, voucher_id) = visible(state, user, id.clone()).await?;
     if user.is_admin() {
-        return for_admin(state, &app, voucher_id.as_deref()).await;
+        return for_admin(state, &app, voucher_id.as_ref()).await;
     }
-    ApplicationView::new(&app, voucher_id.as_deref())
+    ApplicationView::new(&app, voucher_id.as_ref())
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -336,7 +342,7 @@ struct Approval {
 /// be paid from holds it now.
 async fn plan_approval(
     state: &AppState,
-    application_id: String,
+    application_id: ApplicationId,
     stage: Stage,
     amount: Option<Money>,
     valid_days: Option<u32>,
@@ -393,12 +399,13 @@ impl Approval {
     fn verdict(&self, state: &AppState) -> Result<Verdict, ApiError> {
         let cfg = &state.config;
         let e = &self.evaluation;
+        let voucher_id = VoucherId::new(uuid::Uuid::now_v7().to_string());
         let applied = e
             .applied
             .iter()
             .map(|a| voucherd_store::incentives::AppliedRow {
                 id: uuid::Uuid::now_v7().to_string(),
-                voucher_id: String::new(),
+                voucher_id: voucher_id.clone(),
                 rule_id: a.rule_id.clone(),
                 why: serde_json::to_string(&a.why).unwrap_or_default(),
                 amount: a.now_micros.max(a.later_micros),
@@ -413,7 +420,7 @@ impl Approval {
         )
         .map_err(ApiError::Internal)?;
         Ok(Verdict::Approve {
-            voucher_id: uuid::Uuid::now_v7().to_string(),
+            voucher_id,
             amount: self.total,
             incentives: applied,
             expires_at: voucherd_store::now() + Duration::days(i64::from(self.valid_days)),
@@ -451,7 +458,7 @@ fn reason(input: &str) -> Result<Reason, ApiError> {
 async fn for_admin(
     state: &AppState,
     app: &ApplicationRow,
-    voucher_id: Option<&str>,
+    voucher_id: Option<&VoucherId>,
 ) -> Result<ApplicationView, ApiError> {
     let mut view = ApplicationView::new(app, voucher_id)?;
     view.second_approval = state
@@ -509,7 +516,7 @@ async fn decided(
         None => None,
     };
     Ok(DecidedView {
-        application: for_admin(state, app, voucher.map(|v| v.id.as_str())).await?,
+        application: for_admin(state, app, voucher.map(|v| &v.id)).await?,
         voucher: voucher_view,
         incentives: evaluation.map(EvaluationView::new),
         awaiting_second: false,
@@ -522,11 +529,11 @@ async fn decided(
 pub async fn decide(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &ApplicationId,
     body: DecisionRequest,
 ) -> Result<DecidedView, ApiError> {
     let reason = reason(&body.reason)?;
-    let application_id = id.to_string();
+    let application_id = id.clone();
     match body.decision {
         DecisionKind::Reject => reject(state, user, application_id, &body, reason).await,
         DecisionKind::Approve => approve(state, user, application_id, &body, reason).await,
@@ -537,7 +544,7 @@ pub async fn decide(
 async fn reject(
     state: &AppState,
     user: &AuthUser,
-    application_id: String,
+    application_id: ApplicationId,
     body: &DecisionRequest,
     reason: Reason,
 ) -> Result<DecidedView, ApiError> {
@@ -566,7 +573,7 @@ async fn reject(
 async fn approve(
     state: &AppState,
     user: &AuthUser,
-    application_id: String,
+    application_id: ApplicationId,
     body: &DecisionRequest,
     reason: Reason,
 ) -> Result<DecidedView, ApiError> {
@@ -636,11 +643,11 @@ pub struct SecondApprovalRequest {
 pub async fn second_approval(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &ApplicationId,
     body: SecondApprovalRequest,
 ) -> Result<DecidedView, ApiError> {
     let reason = reason(&body.reason)?;
-    let application_id = id.to_string();
+    let application_id = id.clone();
     let (app, _) = state.store.application(application_id.clone()).await?;
     let pending = match state.store.second_approval(application_id.clone()).await? {
         Some(p) if app.status == Stage::Second.status() => p,
@@ -788,21 +795,21 @@ pub struct OwnershipRequest {
 pub async fn ownership(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &ApplicationId,
     body: OwnershipRequest,
 ) -> Result<ApplicationView, ApiError> {
     let note = Note::parse(&body.note).map_err(|m| ApiError::field("note", m))?;
     let (app, voucher_id) = state
         .store
         .decide_ownership(
-            id.to_string(),
+            id.clone(),
             user.id.clone(),
             body.confirmed,
             note,
             voucherd_store::now(),
         )
         .await?;
-    for_admin(state, &app, voucher_id.as_deref()).await
+    for_admin(state, &app, voucher_id.as_ref()).await
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -817,20 +824,20 @@ pub struct ReleaseRequest {
 pub async fn release(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &ApplicationId,
     body: ReleaseRequest,
 ) -> Result<ApplicationView, ApiError> {
     let reason = reason(&body.reason)?;
     let (app, voucher_id) = state
         .store
         .release_company_number(
-            id.to_string(),
+            id.clone(),
             user.id.clone(),
             reason.into_string(),
             voucherd_store::now(),
         )
         .await?;
-    for_admin(state, &app, voucher_id.as_deref()).await
+    for_admin(state, &app, voucher_id.as_ref()).await
 }
 
 /// The applicant was checked against the standard voucher; an administrator who grants more
@@ -979,10 +986,10 @@ pub struct PreviewQuery {
 /// status, code and field.
 pub async fn preview_incentives(
     state: &AppState,
-    id: &str,
+    id: &ApplicationId,
     q: PreviewQuery,
 ) -> Result<EvaluationView, ApiError> {
-    let plan = plan_approval(state, id.to_string(), Stage::First, q.amount, None).await?;
+    let plan = plan_approval(state, id.clone(), Stage::First, q.amount, None).await?;
     let mut view = EvaluationView::new(&plan.evaluation);
     view.needs_second_approval = Some(plan.approvals == Approvals::Two);
     Ok(view)

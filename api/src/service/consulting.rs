@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 use voucherd_domain::consulting;
-use voucherd_domain::{BookingStatus, Role};
+use voucherd_domain::{BookingStatus, Role, VoucherId};
 use voucherd_store::consulting::{BookingRow, SlotRow};
 
 #[derive(Debug, Deserialize, Validate)]
@@ -49,7 +49,7 @@ impl SlotView {
 pub struct BookingView {
     pub id: String,
     pub slot: SlotView,
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     /// The voucher's short reference (`VCH-7K2M9Q`).
     pub voucher_reference: String,
     pub minutes: i64,
@@ -138,7 +138,7 @@ pub async fn book(
         .store
         .book_slot(
             body.slot_id,
-            body.voucher_id,
+            VoucherId::new(body.voucher_id),
             user.id.clone(),
             state.clock.now(),
         )
@@ -161,13 +161,13 @@ async fn named(
     state: &AppState,
     mut views: Vec<BookingView>,
 ) -> Result<Vec<BookingView>, ApiError> {
-    let ids = views.iter().map(|v| v.voucher_id.clone()).collect();
+    let ids = views.iter().map(|v| v.voucher_id.to_string()).collect();
     let references = state
         .store
         .references(voucherd_domain::ReferenceKind::Voucher, ids)
         .await?;
     for v in &mut views {
-        if let Some(r) = references.get(&v.voucher_id) {
+        if let Some(r) = references.get(v.voucher_id.as_str()) {
             v.voucher_reference = r.clone();
         }
     }
@@ -258,7 +258,7 @@ pub async fn record_outcome(
 /// A voucher's consulting time, in minutes.
 #[derive(Debug, Clone, Serialize)]
 pub struct AllowanceView {
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub unit: &'static str,
     pub granted: i64,
     pub used: i64,
@@ -270,7 +270,7 @@ pub struct AllowanceView {
 pub async fn allowance(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
 ) -> Result<AllowanceView, ApiError> {
     let (v, _) = visible(state, user, voucher_id).await?;
     let a = state.store.consulting_allowance(v.id.clone()).await?;

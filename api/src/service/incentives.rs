@@ -151,7 +151,7 @@ pub struct AppliedView {
 pub async fn for_voucher(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &voucherd_domain::VoucherId,
 ) -> Result<Vec<AppliedView>, ApiError> {
     let (v, _) = crate::service::vouchers::visible(state, user, voucher_id).await?;
     let rows = state.store.voucher_incentives(v.id.clone()).await?;

@@ -182,7 +182,7 @@ pub struct OverrunView {
     pub key_name: String,
     pub key_prefix: String,
     pub key_suspended: bool,
-    pub voucher_id: String,
+    pub voucher_id: voucherd_domain::VoucherId,
     pub company_number: String,
     pub model: String,
     pub requests: i64,

@@ -14,7 +14,7 @@ use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{Money, PaymentStatus};
+use voucherd_domain::{Money, PaymentStatus, VoucherId};
 use voucherd_payments::{CheckoutRequest, Stripe};
 use voucherd_store::payments::{NewPayment, PaymentFilter, PaymentRow, Via};
 
@@ -36,7 +36,7 @@ pub struct PaymentView {
     pub amount: Amount,
     pub amount_pence: i64,
     pub currency: String,
-    pub voucher_id: Option<String>,
+    pub voucher_id: Option<VoucherId>,
     pub owner_id: String,
     /// Stripe's payment page; only while the payment is open (it is of no use after).
     pub checkout_url: Option<String>,
@@ -142,7 +142,7 @@ async fn checkout(
     let description = match p.kind()? {
         PaymentKind::Contribution => format!(
             "Co-funding contribution for AI voucher {}",
-            p.voucher_id.as_deref().unwrap_or("")
+            p.voucher_id.as_ref().map_or("", VoucherId::as_str)
         ),
         PaymentKind::TopUp => "AI voucher programme: purchased credit".to_string(),
     };
@@ -207,7 +207,7 @@ pub enum ContributionStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ContributionView {
-    pub voucher_id: String,
+    pub voucher_id: VoucherId,
     pub status: ContributionStatus,
     pub amount: Amount,
     pub paid_at: Option<Timestamp>,
@@ -218,7 +218,7 @@ pub struct ContributionView {
 pub async fn contribution(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
 ) -> Result<ContributionView, ApiError> {
     let (v, _) = visible(state, user, voucher_id).await?;
     let payments = state
@@ -259,7 +259,7 @@ pub struct Started {
 pub async fn pay_contribution(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
 ) -> Result<Started, ApiError> {
     let stripe = stripe(state)?;
     let (v, _) = visible(state, user, voucher_id).await?;
@@ -415,7 +415,7 @@ fn new_payment(
     kind: PaymentKind,
     user: &AuthUser,
     owner_id: &str,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     amount: Pence,
 ) -> NewPayment {
     let at = state.clock.now();
@@ -423,7 +423,7 @@ fn new_payment(
         id,
         kind,
         owner_id: owner_id.to_string(),
-        voucher_id: Some(voucher_id.to_string()),
+        voucher_id: Some(voucher_id.clone()),
         amount,
         created_by: user.id.clone(),
         at,

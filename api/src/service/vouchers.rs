@@ -15,7 +15,7 @@ use serde::Deserialize;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{KeyMode, Money, VoucherStatus};
+use voucherd_domain::{KeyMode, Money, VoucherId, VoucherStatus};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::{VoucherFilter, VoucherRow};
@@ -24,9 +24,9 @@ use voucherd_store::vouchers::{VoucherFilter, VoucherRow};
 pub(crate) async fn visible(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
 ) -> Result<(VoucherRow, AccountRow), ApiError> {
-    let (v, a) = state.store.voucher(id.to_string()).await?;
+    let (v, a) = state.store.voucher(id.clone()).await?;
     if !user.is_admin() && v.owner_id != user.id {
         return Err(ApiError::NotFound("voucher"));
     }
@@ -99,7 +99,11 @@ pub async fn list(
     Ok(data)
 }
 
-pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<VoucherView, ApiError> {
+pub async fn get(
+    state: &AppState,
+    user: &AuthUser,
+    id: &VoucherId,
+) -> Result<VoucherView, ApiError> {
     let (v, a) = visible(state, user, id).await?;
     view(state, &v, &a).await
 }
@@ -108,7 +112,7 @@ pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<VoucherV
 pub async fn transactions(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
     page: Page,
 ) -> Result<Vec<TransferView>, ApiError> {
     let (v, _) = visible(state, user, id).await?;
@@ -152,7 +156,7 @@ fn parse_cursor(cursor: &str) -> Result<(chrono::NaiveDateTime, String), ApiErro
 pub async fn statement(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
     q: StatementQuery,
 ) -> Result<StatementView, ApiError> {
     let after = q.after.as_deref().map(parse_cursor).transpose()?;
@@ -186,7 +190,7 @@ pub async fn statement(
 pub async fn usage(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
     page: Page,
 ) -> Result<Vec<UsageView>, ApiError> {
     let (v, _) = visible(state, user, id).await?;
@@ -244,7 +248,7 @@ const MAX_KEY_DAYS: i64 = 3 * 366;
 pub async fn create_key(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
     body: CreateKeyRequest,
 ) -> Result<NewKeyView, ApiError> {
     let name = body.name.trim().to_string();
@@ -366,7 +370,7 @@ pub async fn rotate_key(
 pub async fn list_keys(
     state: &AppState,
     user: &AuthUser,
-    voucher_id: &str,
+    voucher_id: &VoucherId,
 ) -> Result<Vec<KeyView>, ApiError> {
     let (v, _) = visible(state, user, voucher_id).await?;
     let rows = state.store.keys_for_voucher(v.id).await?;
@@ -399,14 +403,14 @@ pub struct SuspensionRequest {
 pub async fn set_suspension(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
     body: SuspensionRequest,
     suspend: bool,
 ) -> Result<VoucherView, ApiError> {
     state
         .store
         .set_suspension(
-            id.to_string(),
+            id.clone(),
             suspend,
             body.reason.into_inner(),
             user.id.clone(),
@@ -414,7 +418,7 @@ pub async fn set_suspension(
         .await?;
     // At once on this instance; other instances' caches expire within their second.
     state.key_cache.forget_voucher(id);
-    let (v, a) = state.store.voucher(id.to_string()).await?;
+    let (v, a) = state.store.voucher(id.clone()).await?;
     view(state, &v, &a).await
 }
 
@@ -424,13 +428,13 @@ pub async fn set_suspension(
 pub async fn expire_now(
     state: &AppState,
     user: &AuthUser,
-    id: &str,
+    id: &VoucherId,
     body: SuspensionRequest,
 ) -> Result<VoucherView, ApiError> {
     state
         .store
         .expire_voucher_now(
-            id.to_string(),
+            id.clone(),
             user.id.clone(),
             body.reason.into_inner(),
             state.clock.now(),
@@ -438,6 +442,6 @@ pub async fn expire_now(
         .await?;
     // At once on this instance; other instances' caches expire within their second.
     state.key_cache.forget_voucher(id);
-    let (v, a) = state.store.voucher(id.to_string()).await?;
+    let (v, a) = state.store.voucher(id.clone()).await?;
     view(state, &v, &a).await
 }
