@@ -15,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
 UP=18081 PROXY=18100
-PASSWORD='benchmark admin password'
 BATCH_SQL=migrations/sqlite/2026-12-07-000024_usage_batch_statement/up.sql
 
 command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
@@ -25,8 +24,7 @@ command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteracti
 "$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 wait_port $UP
-printf 'mail_dir = "%s"\nsign_in_attempts_per_address = 0\n[prices.bench-model]\ninput_per_million = "0.10"\ncached_input_per_million = "0.05"\noutput_per_million = "0.40"\n' \
-  "$WORK/mail" > "$WORK/voucherd.toml"
+bench_config "$WORK/mail" > "$WORK/voucherd.toml"
 
 # The batch trigger of migration 000024 up to (not including) the comment that starts PART.
 trigger_before() {
@@ -46,16 +44,12 @@ SQL
 variant() {
   local name=$1 sql=${2:-}
   rm -rf "$WORK/db" "$WORK/mail"; mkdir -p "$WORK/db"
-  export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="sqlite://$WORK/db/bench.db" VOUCHERD_BIND="127.0.0.1:$PROXY" \
-    VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
-    VOUCHERD_UPSTREAM_API_KEY="sk-bench" VOUCHERD_METRICS_TOKEN="bench-metrics" RUST_LOG=warn
-  echo "$PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
+  bench_env "$WORK/voucherd.toml" "sqlite://$WORK/db/bench.db"
   "$BIN" serve > "$WORK/voucherd.log" 2>&1 &
   local pid=$!
   PIDS+=($pid)
   wait_port $PROXY
-  "$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test --admin-password "$PASSWORD" \
-    --vouchers 50 --mail-dir "$WORK/mail" > "$WORK/keys" 2> "$WORK/setup.err" || { cat "$WORK/setup.err" >&2; exit 1; }
+  bench_vouchers 50 "$WORK/mail" > "$WORK/keys"
   if [ -n "$sql" ]; then
     python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); c.commit()' \
       "$WORK/db/bench.db" "$sql"

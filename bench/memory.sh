@@ -19,7 +19,6 @@ DURATION=${DURATION:-5}
 STREAMS=${STREAMS:-1000}
 PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 UP=18081 PROXY=18100
-PASSWORD='benchmark admin password'
 
 command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 # shellcheck source=bench/common.sh
@@ -27,22 +26,14 @@ command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteracti
 
 "$TOOL" upstream --port $UP --chunk-delay-ms 20 --chunks 50 --workers 1 > "$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
-{
-  [ -n "${DB_MAX_CONNECTIONS:-}" ] && echo "db_max_connections = $DB_MAX_CONNECTIONS"
-  echo "mail_dir = \"$WORK/mail\""
-  echo "sign_in_attempts_per_address = 0"
-  printf '[prices.bench-model]\ninput_per_million = "0.10"\ncached_input_per_million = "0.05"\noutput_per_million = "0.40"\n'
-} > "$WORK/voucherd.toml"
+bench_config "$WORK/mail" ${DB_MAX_CONNECTIONS:+"db_max_connections = $DB_MAX_CONNECTIONS"} > "$WORK/voucherd.toml"
 if [ "$BACKEND" = sqlite ]; then
   DB="sqlite://$WORK/bench.db"
 else
   psql "$PG_ADMIN" -q -c "DROP DATABASE IF EXISTS voucherd_memory WITH (FORCE)" -c "CREATE DATABASE voucherd_memory"
   DB="${PG_ADMIN%/*}/voucherd_memory"
 fi
-export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="$DB" VOUCHERD_BIND="127.0.0.1:$PROXY" \
-  VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
-  VOUCHERD_UPSTREAM_API_KEY="sk-bench" VOUCHERD_METRICS_TOKEN="bench-metrics" RUST_LOG=warn
-echo "$PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
+bench_env "$WORK/voucherd.toml" "$DB"
 # shellcheck disable=SC2086 # ENV and WRAP are lists of words
 env ${ENV:-} ${WRAP:-} "$BIN" serve > "$WORK/voucherd.log" 2>&1 &
 PIDS+=($!)
@@ -58,8 +49,7 @@ phase() {
       phase, rss / 1024, hwm / 1024, anon / 1024, file / 1024, threads }' "/proc/$VPID/status"
 }
 phase start
-"$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test --admin-password "$PASSWORD" \
-  --vouchers 50 --mail-dir "$WORK/mail" > "$WORK/keys" 2> "$WORK/setup.err" || { cat "$WORK/setup.err" >&2; exit 1; }
+bench_vouchers 50 "$WORK/mail" > "$WORK/keys"
 head -n 1 "$WORK/keys" > "$WORK/hot"
 phase set-up
 KEYS_FILE="$WORK/keys" wrk -t2 -c64 -d"${DURATION}s" -s bench/wrk.lua "http://127.0.0.1:$PROXY" > /dev/null

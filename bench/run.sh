@@ -18,7 +18,6 @@ STREAMS=${STREAMS:-1000}
 PG_ADMIN=${VOUCHERD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 PG_BASE=${PG_ADMIN%/*}
 UP=18081 NGINX=18090 PROXY=18100 PASS=18095
-ADMIN_PASSWORD='benchmark admin password'
 
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk; }
@@ -107,16 +106,7 @@ for backend in sqlite postgres; do
   # only leases opening and closing; 32 connections measured the same throughput on both
   # backends and cost about 8 MB of RSS (each SQLite connection's cache and each pool
   # thread's stack and allocator cache).
-  cat > "$WORK/voucherd.toml" <<TOML
-mail_dir = "$WORK/mail-$backend"
-# The setup signs in every applicant from one address within seconds.
-sign_in_attempts_per_address = 0
-${EXTRA_CONFIG:-}
-[prices.bench-model]
-input_per_million = "0.10"
-cached_input_per_million = "0.05"
-output_per_million = "0.40"
-TOML
+  bench_config "$WORK/mail-$backend" "${EXTRA_CONFIG:-}" > "$WORK/voucherd.toml"
 
   if [ "$backend" = sqlite ]; then
     DB="sqlite://$WORK/bench.db"
@@ -124,18 +114,13 @@ TOML
     psql "$PG_ADMIN" -q -c "DROP DATABASE IF EXISTS voucherd_bench WITH (FORCE)" -c "CREATE DATABASE voucherd_bench"
     DB="$PG_BASE/voucherd_bench"
   fi
-  export VOUCHERD_CONFIG="$WORK/voucherd.toml" DATABASE_URL="$DB" VOUCHERD_BIND="127.0.0.1:$PROXY" \
-    VOUCHERD_JWT_SECRET="bench-secret-0123456789abcdefghijklmnop" VOUCHERD_UPSTREAM_URL="http://127.0.0.1:$UP/v1" \
-    VOUCHERD_UPSTREAM_API_KEY="sk-bench" VOUCHERD_METRICS_TOKEN="bench-metrics" RUST_LOG=warn
-  echo "$ADMIN_PASSWORD" | "$BIN" create-admin --email admin@bench.test > /dev/null
+  bench_env "$WORK/voucherd.toml" "$DB"
   "$BIN" serve > "$WORK/voucherd-$backend.log" 2>&1 &
   VPID=$!
   PIDS+=($VPID)
   wait_port $PROXY
   echo "setting up $VOUCHERS vouchers on $backend..." >&2
-  "$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test \
-    --admin-password "$ADMIN_PASSWORD" --vouchers "$VOUCHERS" --mail-dir "$WORK/mail-$backend" > "$WORK/keys-$backend" 2>"$WORK/setup.err" \
-    || { cat "$WORK/setup.err" >&2; exit 1; }
+  bench_vouchers "$VOUCHERS" "$WORK/mail-$backend" > "$WORK/keys-$backend"
   head -n 1 "$WORK/keys-$backend" > "$WORK/hot-$backend"
   echo "voucherd on $backend: many vouchers..." >&2
   before=$(statements); batches_before=$(metric usage_batches_total); rows_before=$(metric usage_batch_rows_total)
