@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod openapi;
 pub mod telemetry;
 
 use actix_web::dev::Server;

@@ -95,6 +95,9 @@ enum Command {
     },
     /// Run pending database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document (`openapi.yaml` is its output): the operations and their
+    /// access from the route table, the schemas from the types the API serves.
+    Openapi,
     /// Create an administrator. The password is read from standard input, never arguments.
     CreateAdmin {
         #[arg(long)]
@@ -112,6 +115,11 @@ fn background_blocking_threads(config: &Config) -> usize {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        // Needs no configuration, database or runtime: it describes the code.
+        print!("{}", voucherd::openapi::document()?);
+        return Ok(());
+    }
     let config = Config::load()?;
     telemetry::init(config.log_format);
     // Blocking threads on this runtime (the worker's jobs, lease upkeep, closing leases)
@@ -145,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         Command::CreateAdmin { email, full_name } => {
             create_admin(&runtime, &config, &email, full_name)
         }
+        Command::Openapi => Ok(()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The route table: every route, its handler and who may call it, declared once. The server
-//! registers from this table, the guard enforces it, and tests compare it with `openapi.yaml`
-//! and walk it with every role.
+//! registers from this table, the guard enforces it, `voucherd openapi` writes each operation's
+//! access into `openapi.yaml` from it, and tests walk it with every role.
 
 use crate::handlers::{
     applications, budget, challenges, consulting, health, incentives, jobs, me, overruns, payments,

@@ -3,10 +3,12 @@
 use crate::error::ApiError;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
-use voucherd_domain::money::Amount;
+use voucherd_domain::money::{Amount, Money};
 use voucherd_domain::ownership::Ownership;
+use voucherd_domain::CompanyNumber;
 use voucherd_domain::{
     AccountStatus, ApplicationId, KeyMode, KeyStatus, VoucherId, VoucherState, VoucherStatus,
 };
@@ -248,6 +250,19 @@ impl Serialize for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339, UTC."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 fn at(t: NaiveDateTime) -> Timestamp {
     Timestamp(t)
 }
@@ -256,37 +271,62 @@ fn opt_at(t: Option<NaiveDateTime>) -> Option<Timestamp> {
     t.map(Timestamp)
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Why and since when an administrator suspended the voucher.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = VoucherSuspension)]
 pub struct SuspensionView {
     pub at: Timestamp,
+    #[schema(required)]
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The SME's co-funding share of the voucher.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = VoucherContribution)]
 pub struct ContributionView {
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    /// Null until paid, and again after the payment is refunded.
+    #[schema(required)]
     pub paid_at: Option<Timestamp>,
 }
 
 /// A voucher and its balance. `spent` is usage only: a remainder forfeited at expiry and
 /// credit taken back by a refund are shown apart.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Voucher)]
 pub struct VoucherView {
     pub id: VoucherId,
-    /// `VCH-7K2M9Q`: the reference people read out and type.
+    /// The short reference people read out and type (Crockford base 32), such as
+    /// `VCH-7K2M9Q`; its application's reference has the same code after `APP-`.
+    #[schema(pattern = "^VCH-[0-9A-HJKMNP-TV-Z]{6}$")]
     pub reference: String,
     pub status: VoucherStatus,
+    #[schema(examples("GBP"))]
     pub currency: String,
+    #[schema(value_type = Money)]
     pub granted: Amount,
+    /// Usage only (including usage recorded under leases not yet posted).
+    #[schema(value_type = Money)]
     pub spent: Amount,
+    /// The remainder moved to the forfeited account at expiry; not spent.
+    #[schema(value_type = Money)]
     pub forfeited: Amount,
+    /// Credit taken back when a payment was refunded; not spent.
+    #[schema(value_type = Money)]
     pub refunded: Amount,
+    /// Held for proxied requests in flight.
+    #[schema(value_type = Money)]
     pub held: Amount,
     pub available: Amount,
     pub expires_at: Timestamp,
+    #[schema(required)]
     pub suspension: Option<SuspensionView>,
+    /// Null when the voucher asks for no co-funding contribution.
+    #[schema(required)]
     pub contribution: Option<ContributionView>,
     pub application_id: ApplicationId,
+    #[schema(value_type = CompanyNumber)]
     pub company_number: String,
     /// The company's name, as its application gave it.
     pub company_name: String,

@@ -8,6 +8,27 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CompanyNumber(String);
 
+impl utoipa::PartialSchema for CompanyNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(8))
+            .max_length(Some(8))
+            .pattern(Some("^([0-9]{2}|[A-Z]{2})[0-9]{6}$"))
+            .description(Some(
+                "Companies House registration number: 8 digits, or 2 letters and 6 digits. \
+                 Requests are normalised first (spaces removed, upper-cased, missing leading \
+                 zeros added), so `sc 123456` and `1234567` are also accepted. On an \
+                 application, a prefix the programme excludes (by default the overseas \
+                 registrations FC, SF, NF and OE) fails the `company_type` rule.",
+            ))
+            .examples(["01234567", "SC123456"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CompanyNumber {}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must be a Companies House number: 8 digits, or 2 letters and 6 digits (e.g. 01234567, SC123456)")]
 pub struct CompanyNumberError;

@@ -1,14 +1,15 @@
 //! Ids as types: a voucher's id cannot be passed where an API key's is expected. [`text_id!`]
 //! gives each one serde as a plain string, `as_str`, `Display`, `From<String>` and, with the
 //! `sql` feature, diesel's `ToSql` and `FromSql` for `Text` on every backend. Ids are opaque:
-//! one that names nothing is found nowhere, so making one from any text is safe.
+//! one that names nothing is found nowhere, so making one from any text is safe. Each states its
+//! own OpenAPI schema (a string named after the type).
 
 /// Declares an id stored as text: `text_id!(/// doc \n pub struct Name;)`.
 #[macro_export]
 macro_rules! text_id {
     ($(#[$meta:meta])* pub struct $name:ident;) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         #[serde(transparent)]
         #[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
         #[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]

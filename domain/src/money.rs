@@ -208,6 +208,37 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// What every amount on the wire is: a decimal string in major units, never a JSON number.
+fn decimal_schema(
+    pattern: &str,
+    description: &str,
+    examples: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .examples(examples.iter().copied())
+        .into()
+}
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        decimal_schema(
+            r"^\d+(\.\d{1,6})?$",
+            &format!(
+                "An amount of money in the programme currency (GBP), as a decimal string in \
+                 major units with at most {MAX_DECIMALS} decimals. Never a JSON number. At most \
+                 {}. Responses always carry at least two decimals.",
+                MAX_AMOUNT_MICROS / MICROS_PER_UNIT
+            ),
+            &["12.50", "0.000150"],
+        )
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 /// A signed amount in micro-units as the ledger shows it: a statement line (debits are
 /// negative), a running balance. Unlike [`Money`] it is never input, only shown; on the wire
 /// it is the same decimal string, with a leading `-` when negative.
@@ -240,6 +271,23 @@ impl fmt::Display for Amount {
 impl Serialize for Amount {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_micros(self.0))
+    }
+}
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        decimal_schema(
+            r"^-?\d+(\.\d{1,6})?$",
+            "A balance in major units, as Money, that may be negative.",
+            &["4987.25"],
+        )
+    }
+}
+
+/// Named as the document has always named it: the signed twin of `Money`.
+impl utoipa::ToSchema for Amount {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SignedMoney".into()
     }
 }
 

@@ -7,10 +7,10 @@
 #[macro_export]
 macro_rules! text_enum {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? }
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
         #[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
@@ -44,8 +44,42 @@ macro_rules! text_enum {
             }
         }
 
+        /// A string of one of the spellings, described by the enum's own documentation.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::states::text_schema(&[$($doc),*], &[$($text),+])
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         $crate::text_sql!($name, |text: String| text.parse::<$name>().map_err(Into::into));
     };
+}
+
+/// The OpenAPI schema of a text-stored enum: its spellings, and its documentation as the
+/// description (lines of a paragraph joined, paragraphs apart).
+#[doc(hidden)]
+pub fn text_schema(
+    doc: &[&str],
+    spellings: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let mut description = String::new();
+    for line in doc.iter().map(|line| line.trim()) {
+        if line.is_empty() {
+            description.push_str("\n\n");
+        } else {
+            if !description.is_empty() && !description.ends_with('\n') {
+                description.push(' ');
+            }
+            description.push_str(line);
+        }
+    }
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(spellings.iter().copied()))
+        .description((!description.is_empty()).then_some(description))
+        .into()
 }
 
 /// Diesel's `ToSql` and `FromSql` for `Text` on every backend, for a type with `as_str` and a
@@ -116,7 +150,11 @@ text_enum! {
 }
 
 text_enum! {
-    /// A voucher's status as shown on the API and the pages.
+    /// A voucher's status as shown on the API and the pages. `awaiting_contribution`: a
+    /// co-funded voucher whose contribution is not (or, after a refund, no longer) paid; it
+    /// does not spend until it is (see `POST /api/v1/vouchers/{id}/contribution`). `suspended`:
+    /// an administrator suspended it; its keys spend nothing until it is reinstated.
+    /// `exhausted`: nothing left to spend and nothing held.
     pub enum VoucherStatus {
         Active = "active",
         Suspended = "suspended",

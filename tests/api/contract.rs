@@ -1,5 +1,5 @@
-//! The published contract: openapi.yaml lists exactly the served routes with their access, and
-//! cross-cutting behaviour every route shares.
+//! The published contract: openapi.yaml is what the code generates, lists exactly the served
+//! routes with their access, and documents the cross-cutting behaviour every route shares.
 
 use crate::helpers::*;
 use std::collections::BTreeSet;
@@ -20,6 +20,30 @@ fn access_of(op: &serde_yaml::Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         other => panic!("x-access missing or malformed: {other:?}"),
+    }
+}
+
+/// `openapi.yaml` is generated (`voucherd openapi`): editing it by hand, or changing a route's
+/// access or a served type without writing the file again, fails here.
+#[test]
+fn openapi_yaml_is_what_the_code_generates() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    let generated = voucherd::openapi::document().unwrap();
+    if committed != generated {
+        let line = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or(
+                committed.lines().count().min(generated.lines().count()),
+                |i| i,
+            )
+            + 1;
+        panic!(
+            "openapi.yaml differs from what the code generates, first at line {line}; \
+             write it again with `cargo run -q -- openapi > openapi.yaml`"
+        );
     }
 }
 

@@ -1,0 +1,308 @@
+//! The OpenAPI document, generated: `voucherd openapi` prints it, `openapi.yaml` is its output,
+//! and a test fails when the two differ.
+//!
+//! Generated from code:
+//! - every operation's access (`x-access`) and security scheme, from the route table
+//!   (`voucherd_api::routes::ROUTES`) and the pages' table (`voucherd_admin::PAGES`); an
+//!   operation in the document that neither table serves, or a served one the document lacks,
+//!   stops generation;
+//! - the schemas of the types that state their own (`utoipa::ToSchema`), listed in [`SCHEMAS`]
+//!   with every type they reach.
+//!
+//! Still written by hand, in `written.yaml` beside this file: the operations' prose, parameters
+//! and responses, and the schemas of the types not yet listed. A schema is in exactly one of
+//! the two places: generation stops when both have it. Every `$ref` must resolve.
+
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeSet;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
+use voucherd_api::routes::{Access, ROUTES};
+
+const WRITTEN: &str = include_str!("written.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenApiError {
+    #[error("written.yaml is not YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("written.yaml has no {0}")]
+    Missing(String),
+    #[error("{method} {path} is served but not documented")]
+    Undocumented { method: String, path: String },
+    #[error("{method} {path} is documented but not served")]
+    NotServed { method: String, path: String },
+    #[error("schema {0} is both generated and written by hand: remove it from written.yaml")]
+    Twice(String),
+    #[error("{0} points at nothing")]
+    Dangling(String),
+}
+
+/// One generated schema: its component name and the schema.
+type Named = (String, RefOr<Schema>);
+
+/// The root types whose schemas are generated (with every type they reach).
+fn schemas() -> Vec<Named> {
+    let mut all = Vec::new();
+    fn root<T: ToSchema>(all: &mut Vec<Named>) {
+        all.push((T::name().into_owned(), T::schema()));
+        T::schemas(all);
+    }
+    root::<voucherd_api::views::VoucherView>(&mut all);
+    all
+}
+
+/// The document, as YAML.
+pub fn document() -> Result<String, OpenApiError> {
+    let mut doc: Value = serde_yaml::from_str(WRITTEN)?;
+    set_access(&mut doc)?;
+    add_schemas(&mut doc, schemas())?;
+    check_refs(&doc)?;
+    Ok(unambiguous_yaml(doc)?)
+}
+
+/// Words that YAML 1.1 readers (PyYAML, which schemathesis uses, among them) take for booleans.
+const YAML_11_BOOLEANS: [&str; 22] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+];
+
+/// A string that only marks where a YAML 1.1 boolean word must be written quoted.
+const QUOTE_MARK: &str = "__voucherd_quote__";
+
+/// YAML whose strings every reader takes for strings. serde_yaml writes YAML 1.2, where `yes`
+/// is a plain string, so an enum of `[yes, no]` would reach a YAML 1.1 reader as booleans: each
+/// such string is swapped for a marked one before writing and quoted after.
+fn unambiguous_yaml(mut doc: Value) -> Result<String, serde_yaml::Error> {
+    fn mark(value: &mut Value) {
+        match value {
+            Value::String(s) if YAML_11_BOOLEANS.contains(&s.as_str()) => {
+                *s = format!("{QUOTE_MARK}{s}{QUOTE_MARK}");
+            }
+            Value::Sequence(items) => items.iter_mut().for_each(mark),
+            Value::Mapping(map) => {
+                let entries = std::mem::take(map);
+                for (mut key, mut inner) in entries {
+                    mark(&mut key);
+                    mark(&mut inner);
+                    map.insert(key, inner);
+                }
+            }
+            _ => {}
+        }
+    }
+    mark(&mut doc);
+    let mut text = serde_yaml::to_string(&doc)?;
+    for word in YAML_11_BOOLEANS {
+        text = text.replace(
+            &format!("{QUOTE_MARK}{word}{QUOTE_MARK}"),
+            &format!("'{word}'"),
+        );
+    }
+    Ok(text)
+}
+
+fn child<'a>(value: &'a mut Value, key: &str) -> Result<&'a mut Mapping, OpenApiError> {
+    value
+        .get_mut(key)
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| OpenApiError::Missing(key.to_string()))
+}
+
+/// `x-access` as the document spells it, and the security scheme that carries it.
+fn access_of(access: Access, page: bool) -> (Value, Value) {
+    let scheme = |name: &str| {
+        let mut requirement = Mapping::new();
+        requirement.insert(name.into(), Value::Sequence(Vec::new()));
+        Value::Sequence(vec![Value::Mapping(requirement)])
+    };
+    let none = Value::Sequence(Vec::new());
+    match access {
+        Access::Public => ("public".into(), none),
+        // The proxy checks the key itself; the sandbox is reached only through the proxy.
+        Access::ApiKey => ("api_key".into(), scheme("voucherKey")),
+        Access::Sandbox => ("sandbox".into(), none),
+        Access::Metrics => ("metrics_token".into(), scheme("metricsToken")),
+        Access::Roles(roles) => (
+            Value::Sequence(roles.iter().map(|r| r.as_str().into()).collect()),
+            scheme(if page { "cookieAuth" } else { "bearerAuth" }),
+        ),
+    }
+}
+
+/// Writes each operation's `x-access` and `security` from the tables, right after its
+/// summary, and checks that the document lists exactly the operations served.
+fn set_access(doc: &mut Value) -> Result<(), OpenApiError> {
+    let served = ROUTES
+        .iter()
+        .map(|r| (r.method, r.path, r.access, false))
+        .chain(
+            voucherd_admin::PAGES
+                .iter()
+                .map(|p| (p.method, p.path, p.access(), true)),
+        );
+    let paths = child(doc, "paths")?;
+    let mut seen = BTreeSet::new();
+    for (method, path, access, page) in served {
+        let undocumented = || OpenApiError::Undocumented {
+            method: method.to_string(),
+            path: path.to_string(),
+        };
+        let operation = paths
+            .get_mut(path)
+            .and_then(|item| item.get_mut(method))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(undocumented)?;
+        let (x_access, security) = access_of(access, page);
+        let mut rebuilt = Mapping::new();
+        for (key, value) in std::mem::take(operation) {
+            let after = key.as_str() == Some("summary");
+            rebuilt.insert(key, value);
+            if after {
+                rebuilt.insert("x-access".into(), x_access.clone());
+                rebuilt.insert("security".into(), security.clone());
+            }
+        }
+        if !rebuilt.contains_key("x-access") {
+            return Err(OpenApiError::Missing(format!("summary of {method} {path}")));
+        }
+        *operation = rebuilt;
+        seen.insert((method.to_string(), path.to_string()));
+    }
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
+    for (path, item) in paths.iter() {
+        for method in item.as_mapping().into_iter().flat_map(|m| m.keys()) {
+            let (Some(path), Some(method)) = (path.as_str(), method.as_str()) else {
+                continue;
+            };
+            if METHODS.contains(&method) && !seen.contains(&(method.to_string(), path.to_string()))
+            {
+                return Err(OpenApiError::NotServed {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds the generated schemas; the document's schemas are then in name order.
+fn add_schemas(doc: &mut Value, generated: Vec<Named>) -> Result<(), OpenApiError> {
+    let components = child(doc, "components")?;
+    let schemas = components
+        .get_mut("schemas")
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| OpenApiError::Missing("components.schemas".to_string()))?;
+    let written: BTreeSet<String> = schemas
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    let mut all: Vec<(String, Value)> = std::mem::take(schemas)
+        .into_iter()
+        .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v)))
+        .collect();
+    let mut added = BTreeSet::new();
+    for (name, schema) in generated {
+        if written.contains(&name) {
+            return Err(OpenApiError::Twice(name));
+        }
+        // A type reached from several roots is listed once.
+        if added.insert(name.clone()) {
+            all.push((name, serde_yaml::to_value(schema)?));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    *schemas = all
+        .into_iter()
+        .map(|(k, v)| (Value::String(k), v))
+        .collect();
+    Ok(())
+}
+
+/// Every `$ref` in the document names something in it.
+fn check_refs(doc: &Value) -> Result<(), OpenApiError> {
+    fn walk(doc: &Value, value: &Value) -> Result<(), OpenApiError> {
+        match value {
+            Value::Mapping(map) => {
+                for (key, inner) in map {
+                    if let (Some("$ref"), Some(target)) = (key.as_str(), inner.as_str()) {
+                        let found = target
+                            .strip_prefix("#/")
+                            .map(|pointer| {
+                                pointer
+                                    .split('/')
+                                    .try_fold(doc, |at, part| at.get(part))
+                                    .is_some()
+                            })
+                            .unwrap_or(false);
+                        if !found {
+                            return Err(OpenApiError::Dangling(target.to_string()));
+                        }
+                    }
+                    walk(doc, inner)?;
+                }
+                Ok(())
+            }
+            Value::Sequence(items) => items.iter().try_for_each(|item| walk(doc, item)),
+            _ => Ok(()),
+        }
+    }
+    walk(doc, doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dangling_reference_stops_generation() {
+        let doc: Value = serde_yaml::from_str(
+            "components:\n  schemas:\n    A:\n      $ref: '#/components/schemas/B'\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(check_refs(&doc), Err(OpenApiError::Dangling(t)) if t == "#/components/schemas/B")
+        );
+    }
+
+    #[test]
+    fn a_schema_written_and_generated_stops_generation() {
+        let mut doc: Value =
+            serde_yaml::from_str("components:\n  schemas:\n    Money:\n      type: string\n")
+                .unwrap();
+        let generated = vec![(
+            "Money".to_string(),
+            <voucherd_domain::money::Money as utoipa::PartialSchema>::schema(),
+        )];
+        assert!(
+            matches!(add_schemas(&mut doc, generated), Err(OpenApiError::Twice(n)) if n == "Money")
+        );
+    }
+
+    #[test]
+    fn yaml_11_boolean_words_stay_strings() {
+        let doc: Value =
+            serde_yaml::from_str("enum: ['y', 'yes', 'no', 'maybe']\n'on': true\n").unwrap();
+        assert_eq!(
+            unambiguous_yaml(doc).unwrap(),
+            "enum:\n- 'y'\n- 'yes'\n- 'no'\n- maybe\n'on': true\n"
+        );
+    }
+
+    #[test]
+    fn the_written_part_and_the_tables_make_a_document() {
+        let text = document().unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            doc["components"]["schemas"]["Voucher"]["properties"]["status"]["$ref"],
+            Value::from("#/components/schemas/VoucherStatus")
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/vouchers/{id}"]["get"]["x-access"],
+            serde_yaml::from_str::<Value>("[applicant, admin]").unwrap()
+        );
+    }
+}
