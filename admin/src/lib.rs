@@ -37,12 +37,15 @@ pub struct PagesConfig {
     pub cookie_secure: bool,
 }
 
+/// The largest form body a page reads.
+pub const FORM_LIMIT_BYTES: usize = 64 * 1024;
+
 /// Form bodies up to 64 KiB (the longest answers, in any script, fit). A larger one is answered
 /// with a page saying so, not a bare error; so is any other body that is not the page's form
 /// (an answer sent twice, another media type), which only a form made by hand sends.
 pub fn form_config() -> web::FormConfig {
     web::FormConfig::default()
-        .limit(64 * 1024)
+        .limit(FORM_LIMIT_BYTES)
         .error_handler(|err, req| {
             let resp = match &err {
                 actix_web::error::UrlencodedError::Overflow { .. } => render::message(

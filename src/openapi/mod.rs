@@ -6,12 +6,15 @@
 //!   (`voucherd_api::routes::ROUTES`) and the pages' table (`voucherd_admin::PAGES`); an
 //!   operation in the document that neither table serves, or a served one the document lacks,
 //!   stops generation;
+//! - the refusals every operation of a kind shares (401, 403, 413, 415 and 503 on the REST API,
+//!   403, 413 and 503 on the pages), from the same table: see [`add_standard_responses`];
 //! - the schemas of the types that state their own (`utoipa::ToSchema`), listed in [`SCHEMAS`]
 //!   with every type they reach.
 //!
 //! Still written by hand, in `written.yaml` beside this file: the operations' prose, parameters
-//! and responses, and the schemas of the types not yet listed. A schema is in exactly one of
-//! the two places: generation stops when both have it. Every `$ref` must resolve.
+//! and their other responses, and the schemas of the types not yet listed. A schema is in
+//! exactly one of the two places: generation stops when both have it. Every `$ref` must
+//! resolve.
 
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
@@ -19,6 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
+use voucherd_domain::{ErrorCode, Role};
 
 const WRITTEN: &str = include_str!("written.yaml");
 
@@ -166,6 +170,7 @@ fn set_access(doc: &mut Value) -> Result<(), OpenApiError> {
         if !rebuilt.contains_key("x-access") {
             return Err(OpenApiError::Missing(format!("summary of {method} {path}")));
         }
+        add_standard_responses(&mut rebuilt, path, access, page);
         *operation = rebuilt;
         seen.insert((method.to_string(), path.to_string()));
     }
@@ -187,6 +192,123 @@ fn set_access(doc: &mut Value) -> Result<(), OpenApiError> {
         }
     }
     Ok(())
+}
+
+/// A response of the REST API's problem+json shape.
+fn problem(description: String) -> Value {
+    response(
+        description,
+        "application/problem+json",
+        "$ref",
+        "#/components/schemas/Problem",
+    )
+}
+
+/// A response of the pages: an HTML page.
+fn html(description: String) -> Value {
+    response(description, "text/html", "type", "string")
+}
+
+fn response(description: String, media: &str, key: &str, schema: &str) -> Value {
+    let mut schema_of = Mapping::new();
+    schema_of.insert(key.into(), schema.into());
+    let mut content_of = Mapping::new();
+    content_of.insert("schema".into(), Value::Mapping(schema_of));
+    let mut content = Mapping::new();
+    content.insert(media.into(), Value::Mapping(content_of));
+    let mut response = Mapping::new();
+    response.insert("description".into(), description.into());
+    response.insert("content".into(), Value::Mapping(content));
+    Value::Mapping(response)
+}
+
+/// The refusals every operation of a kind shares, from what the guards and extractors do: a
+/// role route without a valid token (401), one whose roles leave some out (403), a JSON body
+/// over the limit or of another media type (413, 415), the database away (503); for a page,
+/// the same as pages. An operation's own wording, written by hand, wins. The responses end up
+/// in status order.
+fn add_standard_responses(operation: &mut Mapping, path: &str, access: Access, page: bool) {
+    let roles = match access {
+        Access::Roles(roles) => Some(roles),
+        _ => None,
+    };
+    let some_roles_refused =
+        roles.is_some_and(|roles| Role::ALL.iter().any(|role| !roles.contains(role)));
+    let json_body = operation
+        .get("requestBody")
+        .and_then(|body| body.get("content"))
+        .and_then(|content| content.get("application/json"))
+        .is_some();
+    let posted = operation.contains_key("requestBody");
+    let code = |code: ErrorCode| code.as_str();
+    let mut standard: Vec<(&str, Value)> = Vec::new();
+    if page {
+        if some_roles_refused {
+            standard.push(("403", html("Signed in with a role that may not open this page: a GOV.UK \"You cannot open this page\" page.".to_string())));
+        }
+        if posted {
+            standard.push(("413", html(format!("The form exceeds the pages' {} KiB limit: a \"Your answers could not be read\" page; nothing is done.", voucherd_admin::FORM_LIMIT_BYTES / 1024))));
+        }
+        if roles.is_some() {
+            standard.push(("503", html("The database or a service the page needs is unavailable (for payments, also Stripe unavailable or payments disabled): a GOV.UK \"Sorry, there is a problem with the service\" page.".to_string())));
+        }
+    } else if path.starts_with("/api/v1/") {
+        if roles.is_some() {
+            standard.push((
+                "401",
+                problem(format!(
+                    "Missing, invalid or expired access token (`{}`).",
+                    code(ErrorCode::Unauthenticated)
+                )),
+            ));
+        }
+        if some_roles_refused {
+            standard.push((
+                "403",
+                problem(format!(
+                    "The caller's role may not call this route (`{}`).",
+                    code(ErrorCode::Forbidden)
+                )),
+            ));
+        }
+        if json_body {
+            standard.push((
+                "413",
+                problem(format!(
+                    "The body exceeds the configured size limit (`{}`).",
+                    code(ErrorCode::PayloadTooLarge)
+                )),
+            ));
+            standard.push((
+                "415",
+                problem(format!(
+                    "The body is not `application/json` (`{}`).",
+                    code(ErrorCode::UnsupportedMediaType)
+                )),
+            ));
+        }
+        standard.push((
+            "503",
+            problem(format!(
+                "The database is unavailable; retry shortly (`{}`).",
+                code(ErrorCode::Unavailable)
+            )),
+        ));
+    }
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_mapping_mut)
+    else {
+        return;
+    };
+    for (status, response) in standard {
+        if !responses.contains_key(status) {
+            responses.insert(status.into(), response);
+        }
+    }
+    let mut sorted: Vec<(Value, Value)> = std::mem::take(responses).into_iter().collect();
+    sorted.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+    *responses = sorted.into_iter().collect();
 }
 
 /// Adds the generated schemas; the document's schemas are then in name order.
@@ -280,6 +402,48 @@ mod tests {
         assert!(
             matches!(add_schemas(&mut doc, generated), Err(OpenApiError::Twice(n)) if n == "Money")
         );
+    }
+
+    #[test]
+    fn an_operation_gets_the_refusals_of_its_kind_and_keeps_its_own_wording() {
+        let mut operation: Mapping = serde_yaml::from_str(
+            "requestBody:\n  content:\n    application/json: {}\nresponses:\n  '200': {description: ok}\n  '403': {description: Only administrators.}\n",
+        )
+        .unwrap();
+        add_standard_responses(
+            &mut operation,
+            "/api/v1/things",
+            Access::Roles(&[Role::Admin]),
+            false,
+        );
+        let responses = operation["responses"].as_mapping().unwrap();
+        let codes: Vec<&str> = responses.keys().filter_map(Value::as_str).collect();
+        assert_eq!(codes, ["200", "401", "403", "413", "415", "503"]);
+        assert_eq!(
+            responses["403"]["description"],
+            Value::from("Only administrators.")
+        );
+        assert_eq!(
+            responses["401"]["description"],
+            Value::from("Missing, invalid or expired access token (`unauthenticated`).")
+        );
+
+        // Every role may call it: no 403; no body: no 413 or 415.
+        let mut operation: Mapping =
+            serde_yaml::from_str("responses:\n  '200': {description: ok}\n").unwrap();
+        add_standard_responses(
+            &mut operation,
+            "/api/v1/me",
+            Access::Roles(Role::ALL),
+            false,
+        );
+        let codes: Vec<&str> = operation["responses"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(codes, ["200", "401", "503"]);
     }
 
     #[test]
