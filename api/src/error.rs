@@ -9,9 +9,10 @@ use serde::Serialize;
 use voucherd_domain::ErrorCode;
 use voucherd_store::StoreError;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
-    /// Path of the field in the request body, such as `subsidy_declarations[0].amount`.
+    /// Path of the offending field, such as `subsidy_declarations[0].amount`, a query
+    /// parameter or a header name.
     pub field: String,
     pub message: String,
 }
@@ -101,21 +102,27 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document, served as `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:voucherd:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(examples("urn:voucherd:problem:validation_failed"))]
     kind: String,
+    /// The HTTP status's reason phrase.
     title: &'a str,
     status: u16,
     detail: String,
-    code: &'a str,
+    code: ErrorCode,
+    /// Present for `validation_failed` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     errors: Option<&'a [FieldError]>,
 }
 
 pub fn problem_response(
     status: StatusCode,
-    code: &str,
+    code: ErrorCode,
     detail: String,
     errors: Option<&[FieldError]>,
 ) -> HttpResponse {
@@ -159,12 +166,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(e) => Some(e.as_slice()),
             _ => None,
         };
-        let mut resp = problem_response(
-            self.status_code(),
-            self.code().as_str(),
-            self.to_string(),
-            errors,
-        );
+        let mut resp = problem_response(self.status_code(), self.code(), self.to_string(), errors);
         if matches!(self, ApiError::Unauthenticated) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -52,7 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, serves: Serves) {
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     error::problem_response(
         StatusCode::NOT_FOUND,
-        "not_found",
+        voucherd_domain::ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
         None,
     )

@@ -1,8 +1,11 @@
 crate::text_enum! {
     /// Who a user is to the programme. Every route names the roles that may call it.
     pub enum Role {
+        /// An SME.
         Applicant = "applicant",
+        /// A programme administrator.
         Admin = "admin",
+        /// Scores challenge entries.
         Assessor = "assessor",
         /// Gives technical consulting sessions booked against vouchers.
         Adviser = "adviser",

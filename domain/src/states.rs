@@ -8,14 +8,14 @@
 macro_rules! text_enum {
     (
         $(#[doc = $doc:literal])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? }
+        pub enum $name:ident { $( $(#[doc = $vdoc:literal])* $variant:ident = $text:literal ),+ $(,)? }
     ) => {
         $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
         #[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
         pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant ),+
+            $( $(#[doc = $vdoc])* #[serde(rename = $text)] $variant ),+
         }
 
         impl $name {
@@ -47,7 +47,7 @@ macro_rules! text_enum {
         /// A string of one of the spellings, described by the enum's own documentation.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                $crate::states::text_schema(&[$($doc),*], &[$($text),+])
+                $crate::states::text_schema(&[$($doc),*], &[$(($text, &[$($vdoc),*])),+])
             }
         }
 
@@ -57,29 +57,47 @@ macro_rules! text_enum {
     };
 }
 
-/// The OpenAPI schema of a text-stored enum: its spellings, and its documentation as the
-/// description (lines of a paragraph joined, paragraphs apart).
+/// The OpenAPI schema of a text-stored enum: its spellings, and as the description its
+/// documentation followed by a list of each documented value and what it means.
 #[doc(hidden)]
 pub fn text_schema(
     doc: &[&str],
-    spellings: &[&str],
+    values: &[(&str, &[&str])],
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let mut description = String::new();
-    for line in doc.iter().map(|line| line.trim()) {
-        if line.is_empty() {
+    let mut description = prose(doc);
+    let meanings: Vec<String> = values
+        .iter()
+        .filter(|(_, doc)| !doc.is_empty())
+        .map(|(spelling, doc)| format!("- `{spelling}`: {}", prose(doc)))
+        .collect();
+    if !meanings.is_empty() {
+        if !description.is_empty() {
             description.push_str("\n\n");
-        } else {
-            if !description.is_empty() && !description.ends_with('\n') {
-                description.push(' ');
-            }
-            description.push_str(line);
         }
+        description.push_str(&meanings.join("\n"));
     }
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(spellings.iter().copied()))
+        .enum_values(Some(values.iter().map(|(spelling, _)| *spelling)))
         .description((!description.is_empty()).then_some(description))
         .into()
+}
+
+/// Doc comment lines as text: the lines of a paragraph joined, paragraphs apart, rustdoc's
+/// links (`` [`Name`] ``) as plain code.
+fn prose(doc: &[&str]) -> String {
+    let mut text = String::new();
+    for line in doc.iter().map(|line| line.trim()) {
+        if line.is_empty() {
+            text.push_str("\n\n");
+        } else {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push(' ');
+            }
+            text.push_str(line);
+        }
+    }
+    text.replace("[`", "`").replace("`]", "`")
 }
 
 /// Diesel's `ToSql` and `FromSql` for `Text` on every backend, for a type with `as_str` and a
@@ -124,7 +142,8 @@ text_enum! {
         Submitted = "submitted",
         /// Refused by the eligibility rules when it was sent: nobody decides it.
         Ineligible = "ineligible",
-        /// Approved above the second-approval threshold: a second administrator decides.
+        /// Approved once, above `second_approval_above`: no money has moved until a second
+        /// administrator confirms.
         AwaitingSecondApproval = "awaiting_second_approval",
         Approved = "approved",
         Rejected = "rejected",
@@ -150,15 +169,14 @@ text_enum! {
 }
 
 text_enum! {
-    /// A voucher's status as shown on the API and the pages. `awaiting_contribution`: a
-    /// co-funded voucher whose contribution is not (or, after a refund, no longer) paid; it
-    /// does not spend until it is (see `POST /api/v1/vouchers/{id}/contribution`). `suspended`:
-    /// an administrator suspended it; its keys spend nothing until it is reinstated.
-    /// `exhausted`: nothing left to spend and nothing held.
+    /// A voucher's status as shown on the API and the pages.
     pub enum VoucherStatus {
         Active = "active",
+        /// An administrator suspended it; its keys spend nothing until it is reinstated.
         Suspended = "suspended",
-        /// Approved with a co-funding condition the owner has not paid yet.
+        /// Approved with a co-funding condition whose contribution is not (or, after a refund,
+        /// no longer) paid; it does not spend until it is (see
+        /// `POST /api/v1/vouchers/{id}/contribution`).
         AwaitingContribution = "awaiting_contribution",
         /// Nothing left to spend and nothing held.
         Exhausted = "exhausted",
@@ -169,7 +187,10 @@ text_enum! {
 text_enum! {
     /// A key spends the voucher (`live`) or answers from the sandbox and spends nothing (`test`).
     pub enum KeyMode {
+        /// Metered against the voucher (`vk_live_…`).
         Live = "live",
+        /// Answered by the built-in sandbox and paid from the organisation's free test
+        /// allowance (`vk_test_…`).
         Test = "test",
     }
 }
@@ -197,11 +218,16 @@ text_enum! {
 text_enum! {
     /// Where a Stripe payment stands.
     pub enum PaymentStatus {
+        /// The Checkout page can be paid.
         Open = "open",
+        /// Completed with a delayed method that has not cleared yet.
         Processing = "processing",
         Paid = "paid",
+        /// The delayed method failed.
         Failed = "failed",
+        /// The page expired unpaid.
         Expired = "expired",
+        /// In full or in part: see `refunded`.
         Refunded = "refunded",
     }
 }
@@ -258,6 +284,24 @@ mod tests {
             assert_eq!(s.as_str().parse::<PaymentStatus>(), Ok(*s));
         }
         assert_eq!("test".parse::<KeyMode>(), Ok(KeyMode::Test));
+    }
+
+    #[test]
+    fn the_schema_lists_every_spelling_and_what_the_documented_ones_mean() {
+        let schema = serde_json::to_value(<KeyMode as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(["live", "test"]));
+        assert_eq!(
+            schema["description"],
+            "A key spends the voucher (`live`) or answers from the sandbox and spends nothing \
+             (`test`).\n\n- `live`: Metered against the voucher (`vk_live_…`).\n- `test`: \
+             Answered by the built-in sandbox and paid from the organisation's free test \
+             allowance (`vk_test_…`)."
+        );
+        // Undocumented values are listed, not explained.
+        let schema =
+            serde_json::to_value(<VoucherState as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(["active", "expired"]));
+        assert!(!schema["description"].as_str().unwrap().contains("- `"));
     }
 
     #[test]

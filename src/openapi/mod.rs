@@ -53,6 +53,11 @@ fn schemas() -> Vec<Named> {
         T::schemas(all);
     }
     root::<voucherd_api::views::VoucherView>(&mut all);
+    root::<voucherd_api::error::Problem<'static>>(&mut all);
+    root::<voucherd_domain::ApplicationStatus>(&mut all);
+    root::<voucherd_domain::KeyMode>(&mut all);
+    root::<voucherd_domain::PaymentStatus>(&mut all);
+    root::<voucherd_domain::Role>(&mut all);
     all
 }
 
