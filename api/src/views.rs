@@ -3,6 +3,8 @@
 use crate::error::ApiError;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
@@ -33,6 +35,48 @@ pub fn opt_time(t: Option<NaiveDateTime>) -> Option<String> {
 #[derive(Serialize)]
 pub struct List<T: Serialize> {
     pub data: Vec<T>,
+}
+
+/// A list is named after what it holds: a list of `Voucher` is `VoucherList`.
+impl<T: Serialize + ToSchema> utoipa::PartialSchema for List<T> {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref};
+        ObjectBuilder::new()
+            .property(
+                "data",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl<T: Serialize + ToSchema> ToSchema for List<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("{}List", T::name()).into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
+/// A string of one of `values`, described by `doc` and what each value means.
+fn one_of(doc: &str, values: &[(&str, &[&str])]) -> RefOr<Schema> {
+    voucherd_domain::states::text_schema(&[doc], values)
+}
+
+/// A nullable list of model names, as the document's `ModelName` states them.
+fn model_names() -> RefOr<Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref, Type};
+    OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(Ref::from_schema_name("ModelName")))
+        .item(utoipa::openapi::schema::ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "The only models the key may use; null when it may use every priced model.",
+        ))
+        .into()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -428,24 +472,46 @@ pub struct StatementView {
 }
 
 /// Which way a transfer moved money for the account it is listed under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Debit,
     Credit,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One ledger transfer as an account sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Transaction)]
 pub struct TransferView {
     pub id: String,
+    #[schema(schema_with = transfer_kind)]
     pub kind: String,
+    /// deposit, voucher_grant, usage, usage_overrun, expiry or test.
     pub code: String,
+    /// Direction for the voucher's account.
     pub direction: Direction,
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    /// The hold a post or void resolves.
+    #[schema(required)]
     pub pending_id: Option<String>,
     pub memo: String,
+    /// When a hold voids if not resolved.
+    #[schema(required)]
     pub timeout_at: Option<Timestamp>,
     pub created_at: Timestamp,
+}
+
+fn transfer_kind() -> RefOr<Schema> {
+    one_of(
+        "A single transfer, a hold (`pending`), or the posting or voiding of a hold.",
+        &[
+            ("single", &[]),
+            ("pending", &[]),
+            ("post", &[]),
+            ("void", &[]),
+        ],
+    )
 }
 
 impl TransferView {
@@ -481,25 +547,48 @@ pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
 }
 
 /// An API key as its owner and the programme see it (never the key itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ApiKey)]
 pub struct KeyView {
+    /// Time-ordered UUID (v7).
     pub id: String,
     pub voucher_id: VoucherId,
     pub name: String,
+    /// The key's first 12 characters, to tell keys apart.
+    #[schema(examples("vk_live_3f9a", "vk_test_8c21"))]
     pub prefix: String,
     pub status: KeyStatus,
     pub mode: KeyMode,
+    #[schema(required, schema_with = model_names)]
     pub allowed_models: Option<Vec<String>>,
+    /// Requests per minute; null when unlimited.
+    #[schema(required)]
     pub rpm: Option<i32>,
+    /// Tokens per minute; null when unlimited.
+    #[schema(required)]
     pub tpm: Option<i32>,
+    /// Requests in flight at once; null when unlimited.
+    #[schema(required)]
     pub max_concurrent: Option<i32>,
+    /// The most the key may spend in a calendar month; null when uncapped.
+    #[schema(required, value_type = Option<Money>)]
     pub monthly_spend_cap: Option<Amount>,
+    /// When the key stops working; null when it lasts as long as its voucher.
+    #[schema(required)]
     pub expires_at: Option<Timestamp>,
+    /// The id of the key that replaced this one, once rotated.
+    #[schema(required)]
     pub rotated_to: Option<String>,
     pub created_at: Timestamp,
+    #[schema(required)]
     pub last_used_at: Option<Timestamp>,
+    #[schema(required)]
     pub revoked_at: Option<Timestamp>,
+    /// When the programme suspended the key; null when it is not suspended.
+    #[schema(required)]
     pub suspended_at: Option<Timestamp>,
+    /// Why the key is suspended.
+    #[schema(required)]
     pub suspension_reason: Option<String>,
 }
 
@@ -537,34 +626,51 @@ impl KeyView {
 }
 
 /// A key just minted: its view and the key itself, shown this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = CreatedApiKey)]
 pub struct NewKeyView {
     #[serde(flatten)]
     pub view: KeyView,
+    /// The secret key. Shown once, in this response only.
+    #[schema(pattern = "^vk_(live|test)_[0-9a-f]{64}$")]
     pub key: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The price version a request was billed at.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = UsagePrice)]
 pub struct PriceSnapshot {
     pub version: String,
+    #[schema(value_type = Money)]
     pub input_per_million: Amount,
+    #[schema(value_type = Money)]
     pub cached_input_per_million: Amount,
+    #[schema(value_type = Money)]
     pub output_per_million: Amount,
 }
 
 /// One metered request with the price it was charged at.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Usage)]
 pub struct UsageView {
+    /// Time-ordered UUID (v7).
     pub id: String,
+    /// The metered request's billing id.
     pub request_id: String,
     pub key_id: String,
     pub model: String,
     pub prompt_tokens: i64,
     pub cached_prompt_tokens: i64,
     pub completion_tokens: i64,
+    #[schema(value_type = Money)]
     pub cost: Amount,
     pub price: PriceSnapshot,
+    /// The hold the cost was reserved under (the request's own, or the proxy's lease on the
+    /// voucher).
     pub hold_id: String,
+    /// The request's own posted transfer; null for a request served from a lease, whose cost
+    /// is posted by the transfer resolving `hold_id` when the lease closes.
+    #[schema(required)]
     pub transfer_id: Option<String>,
     pub created_at: Timestamp,
 }

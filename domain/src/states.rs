@@ -203,14 +203,18 @@ impl Default for KeyMode {
 }
 
 text_enum! {
-    /// A key's status as shown: it works while `active`.
+    /// A key's status as shown: it works while `active`. A key that is several at once shows
+    /// the first of `revoked`, `suspended`, `expired`.
     pub enum KeyStatus {
         Active = "active",
-        /// An administrator stopped it (misuse, a leak); it can be reinstated.
+        /// Suspended by an administrator (misuse, a leak) or by the programme (usage above its
+        /// holds past the programme's threshold); it can be reinstated.
         Suspended = "suspended",
-        /// Past the expiry its owner gave it.
+        /// Past `expires_at`: the expiry its owner gave it, or the end of a rotated key's grace
+        /// period.
         Expired = "expired",
-        /// Its owner revoked it, or it was rotated and its grace period ended: for good.
+        /// Its owner revoked it: for good. (A rotated key is not revoked: it expires at the
+        /// end of its grace period.)
         Revoked = "revoked",
     }
 }

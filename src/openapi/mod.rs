@@ -22,6 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
+use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
 const WRITTEN: &str = include_str!("written.yaml");
@@ -52,7 +53,11 @@ fn schemas() -> Vec<Named> {
         all.push((T::name().into_owned(), T::schema()));
         T::schemas(all);
     }
-    root::<voucherd_api::views::VoucherView>(&mut all);
+    root::<List<views::VoucherView>>(&mut all);
+    root::<List<views::KeyView>>(&mut all);
+    root::<views::NewKeyView>(&mut all);
+    root::<List<views::UsageView>>(&mut all);
+    root::<List<views::TransferView>>(&mut all);
     root::<voucherd_api::error::Problem<'static>>(&mut all);
     root::<voucherd_domain::ApplicationStatus>(&mut all);
     root::<voucherd_domain::KeyMode>(&mut all);
