@@ -64,7 +64,8 @@ impl<T: Serialize + ToSchema> ToSchema for List<T> {
 
 /// A string of one of `values`, described by `doc` and what each value means.
 fn one_of(doc: &str, values: &[(&str, &[&str])]) -> RefOr<Schema> {
-    voucherd_domain::states::text_schema(&[doc], values)
+    let doc: &[&str] = if doc.is_empty() { &[] } else { &[doc] };
+    voucherd_domain::states::text_schema(doc, values)
 }
 
 /// A nullable list of model names, as the document's `ModelName` states them.
@@ -79,13 +80,18 @@ fn model_names() -> RefOr<Schema> {
         .into()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
+    /// Time-ordered UUID (v7).
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub full_name: String,
     pub role: voucherd_domain::Role,
+    #[schema(value_type = Timestamp)]
     pub created_at: String,
+    /// Whether the email address is confirmed; an unconfirmed applicant may not apply.
     pub email_verified: bool,
     pub status: AccountStatus,
 }
@@ -108,23 +114,51 @@ impl From<&UserRow> for UserView {
     }
 }
 
-/// An approval awaiting (or decided by) a second administrator.
-#[derive(Debug, Clone, Serialize)]
+/// The first approval of an application that needed two, and its outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SecondApproval)]
 pub struct SecondApprovalView {
+    /// The administrator who approved first.
     pub requested_by: String,
     pub requested_at: Timestamp,
     pub reason: String,
+    /// The amount approved, before incentives.
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    /// The voucher's value with incentives, as evaluated at the first approval.
+    #[schema(value_type = Money)]
     pub total: Amount,
     pub valid_days: i32,
+    #[schema(required)]
     pub decided_by: Option<String>,
+    #[schema(required, schema_with = second_approval_outcome)]
     pub outcome: Option<String>,
+    #[schema(required)]
     pub decided_at: Option<Timestamp>,
-    /// Who `requested_by` and `decided_by` are, "Full Name (email)" (administrators' views).
+    /// Who `requested_by` is, "Full Name (email)" (administrators' views).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub requested_by_name: Option<String>,
+    /// Who `decided_by` is, "Full Name (email)"; absent until decided.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub decided_by_name: Option<String>,
+}
+
+fn second_approval_outcome() -> RefOr<Schema> {
+    nullable(one_of(
+        "What the second administrator decided; null until then.",
+        &[("confirmed", &[]), ("rejected", &[])],
+    ))
+}
+
+/// `schema`, or null.
+fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(schema)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
 }
 
 impl SecondApprovalView {
@@ -145,17 +179,48 @@ impl SecondApprovalView {
     }
 }
 
-/// How ownership of the application's company was settled (`by` is an administrator's id).
-#[derive(Debug, Clone, Serialize)]
+/// Whether the applicant owns the company the application names. Anyone can type a company
+/// number, so an application starts `unconfirmed` and does not hold the number: several
+/// unconfirmed applications may name one company. An administrator confirms or refuses
+/// ownership (`POST /api/v1/applications/{id}/ownership`); an approval of an unconfirmed
+/// application confirms it (the approver's check, recorded then). `refused`: the application
+/// cannot be approved unless ownership is confirmed later.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Ownership)]
 pub struct OwnershipView {
+    #[schema(schema_with = ownership_state)]
     pub state: &'static str,
+    /// How it was settled; null while unconfirmed.
+    #[schema(required, schema_with = ownership_method)]
     pub method: Option<String>,
+    /// User id of the administrator who settled it.
+    #[schema(required)]
     pub by: Option<String>,
-    /// Who `by` is, "Full Name (email)" (administrators' views).
+    /// Who that is, "Full Name (email)"; in administrators' views only, absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub by_name: Option<String>,
+    #[schema(required)]
     pub at: Option<Timestamp>,
+    /// What the administrator checked (for an approval, its reason).
+    #[schema(required)]
     pub note: Option<String>,
+}
+
+fn ownership_state() -> RefOr<Schema> {
+    let states: Vec<(&str, &[&str])> = Ownership::STATES.iter().map(|s| (*s, &[][..])).collect();
+    one_of("", &states)
+}
+
+fn ownership_method() -> RefOr<Schema> {
+    let methods: Vec<(&str, &[&str])> = voucherd_domain::ownership::Method::ALL
+        .iter()
+        .map(|m| (m.as_str(), &[][..]))
+        .collect();
+    nullable(one_of(
+        "How it was settled; null while unconfirmed.",
+        &methods,
+    ))
 }
 
 impl OwnershipView {
@@ -172,50 +237,74 @@ impl OwnershipView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The result of every eligibility rule at submission.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Eligibility)]
 pub struct EligibilityView {
+    /// Whether every check passed.
     pub eligible: bool,
     pub checks: Vec<RuleResult>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Decision)]
 pub struct DecisionView {
+    /// User id of the administrator.
+    #[schema(required)]
     pub decided_by: Option<String>,
     pub decided_at: Timestamp,
+    #[schema(required)]
     pub reason: Option<String>,
 }
 
 /// An application as its applicant and the programme see it, with its rule results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Application)]
 pub struct ApplicationView {
     pub id: ApplicationId,
-    /// `APP-7K2M9Q`: the reference people read out and type.
+    /// The short reference people read out and type (Crockford base 32), such as
+    /// `APP-7K2M9Q`; the voucher granted on the application has the same code after `VCH-`.
+    #[schema(pattern = "^APP-[0-9A-HJKMNP-TV-Z]{6}$")]
     pub reference: String,
     pub status: voucherd_domain::ApplicationStatus,
     pub applicant_id: String,
+    #[schema(value_type = CompanyNumber)]
     pub company_number: String,
     pub company_name: String,
     pub employees: i32,
+    #[schema(value_type = Money)]
     pub annual_turnover: Amount,
+    #[schema(value_type = Money)]
     pub balance_sheet_total: Amount,
+    #[schema(value_type = voucherd_domain::Region)]
     pub region: String,
+    #[schema(value_type = voucherd_domain::SicCode)]
     pub sic_code: String,
     pub trading_since: chrono::NaiveDate,
     pub use_case: String,
+    /// The company is a university spin-off.
     pub university_spin_off: bool,
     pub subsidy_declarations: Vec<SubsidyDeclaration>,
     pub eligibility: EligibilityView,
     pub ownership: OwnershipView,
-    /// Whether it holds the company's number against other applications now.
+    /// Whether the application holds its company's number now, so that no other application
+    /// for the company can be confirmed or submitted (one live application or voucher per
+    /// company). Only a confirmed application that is pending, or approved with a voucher not
+    /// yet expired, holds it.
     pub holds_company_number: bool,
+    #[schema(required)]
     pub decision: Option<DecisionView>,
+    /// The voucher granted on approval.
+    #[schema(required)]
     pub voucher_id: Option<VoucherId>,
-    /// `VCH-7K2M9Q`, the voucher granted on it: the same code as the application's.
+    /// The reference of the voucher granted on approval (the application's code).
+    #[schema(required, pattern = "^VCH-[0-9A-HJKMNP-TV-Z]{6}$")]
     pub voucher_reference: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// For administrators: the approval awaiting (or decided by) a second administrator.
+    /// Administrators only, and only when the approval needed a second administrator.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub second_approval: Option<SecondApprovalView>,
 }
 

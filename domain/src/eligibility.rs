@@ -89,10 +89,13 @@ impl Default for EligibilityRules {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Public subsidy the company received, counted towards its Minimal Financial Assistance
+/// limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubsidyDeclaration {
     pub provider: String,
     pub amount: Money,
+    /// Not in the future.
     pub awarded_on: NaiveDate,
 }
 
@@ -111,10 +114,13 @@ pub struct ApplicationFacts {
     pub voucher_amount: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One eligibility rule's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleResult {
+    /// sme_headcount, sme_financial, subsidy_control_mfa, region, sector or trading.
     pub rule: String,
     pub passed: bool,
+    /// Human-readable explanation.
     pub reason: String,
 }
 

@@ -30,7 +30,7 @@ pub use company::CompanyNumber;
 pub use ids::{ApiKeyId, ApplicationId, VoucherId};
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};
-pub use region::Region;
+pub use region::{Region, RegionInput};
 pub use role::Role;
 pub use sic::SicCode;
 pub use states::{

@@ -42,6 +42,9 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in declaration order.
+    pub const ALL: [Method; 1] = [Method::AdminCheck];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Method::AdminCheck => "admin_check",
@@ -116,6 +119,9 @@ impl Ownership {
             other => Err(format!("unknown ownership state {other:?}")),
         }
     }
+
+    /// Every spelling [`Ownership::state`] gives.
+    pub const STATES: [&'static str; 3] = ["unconfirmed", "confirmed", "refused"];
 
     pub fn state(&self) -> &'static str {
         match self {

@@ -124,6 +124,51 @@ impl fmt::Display for Region {
     }
 }
 
+/// Responses give a region by its name.
+impl utoipa::PartialSchema for Region {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Region::ALL.iter().map(|r| r.as_str())))
+            .description(Some(
+                "UK ITL1 region, as responses give it (its name in snake_case). Requests take \
+                 `RegionInput`, which also accepts the ITL 2021 code.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Region {}
+
+/// What a request may give for a [`Region`] (its name or its ITL 2021 code): a type for the
+/// OpenAPI document only, named in a request's `#[schema(value_type = RegionInput)]`.
+pub struct RegionInput;
+
+impl utoipa::PartialSchema for RegionInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let listed: Vec<String> = Region::ALL
+            .iter()
+            .map(|r| format!("{} `{}` ({})", r.itl1_code(), r.as_str(), r.name()))
+            .collect();
+        let spellings = Region::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .chain(Region::ALL.iter().map(|r| r.itl1_code()));
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(spellings))
+            .description(Some(format!(
+                "One of the {} UK ITL1 regions, as its ITL 2021 code or its name: {}. Codes are \
+                 upper case. Responses give the name.",
+                Region::ALL.len(),
+                listed.join(", ")
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RegionInput {}
+
 impl<'de> Deserialize<'de> for Region {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

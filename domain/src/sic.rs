@@ -10,6 +10,24 @@ const SIC2007_CSV: &str = include_str!("../data/sic2007.csv");
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct SicCode(String);
 
+impl utoipa::PartialSchema for SicCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let count = SIC2007_CSV.lines().skip(1).count();
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9]{5}$"))
+            .description(Some(format!(
+                "UK SIC 2007 code: one of the {count} five-digit codes of Companies House's \
+                 condensed SIC 2007 list (shipped as `domain/data/sic2007.csv`). Any other code \
+                 is refused with 422, naming the field, \"not a UK SIC 2007 code\"."
+            )))
+            .examples(["62012", "62020"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SicCode {}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a UK SIC 2007 code: enter the 5-digit code of the company's main activity from the Companies House list (e.g. 62012)")]
 pub struct SicCodeError;

@@ -56,6 +56,10 @@ fn schemas() -> Vec<Named> {
     root::<List<views::VoucherView>>(&mut all);
     root::<List<views::KeyView>>(&mut all);
     root::<views::NewKeyView>(&mut all);
+    root::<voucherd_api::service::applications::ApplicationPage>(&mut all);
+    root::<voucherd_api::service::applications::ApplicationRequest>(&mut all);
+    root::<views::UserView>(&mut all);
+    root::<voucherd_domain::RegionInput>(&mut all);
     root::<List<views::UsageView>>(&mut all);
     root::<List<views::TransferView>>(&mut all);
     root::<voucherd_api::error::Problem<'static>>(&mut all);

@@ -26,38 +26,53 @@ use voucherd_store::applications::{
 };
 use voucherd_store::vouchers::VoucherRow;
 
-#[derive(Debug, Deserialize, serde::Serialize, Validate)]
+// Each limit below is stated twice, side by side: `validate` enforces it, `schema` publishes
+// it in the OpenAPI document.
+
+/// Public subsidy the company received, counted towards its Minimal Financial Assistance
+/// limit.
+#[derive(Debug, Deserialize, serde::Serialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubsidyDeclarationRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub provider: String,
     pub amount: Money,
+    /// Not in the future.
     pub awarded_on: NaiveDate,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
+    #[schema(min_length = 1, max_length = 160)]
     pub company_name: String,
     #[validate(range(max = 10_000_000, message = "must be at most 10000000"))]
+    #[schema(maximum = 10_000_000)]
     pub employees: u32,
     pub annual_turnover: Money,
     pub balance_sheet_total: Money,
+    #[schema(value_type = voucherd_domain::RegionInput)]
     pub region: Region,
     pub sic_code: SicCode,
+    /// At most a year in the future.
     pub trading_since: NaiveDate,
+    /// What the company will use AI APIs for.
     #[validate(length(min = 20, max = 4000, message = "must be 20 to 4000 characters"))]
+    #[schema(min_length = 20, max_length = 4000)]
     pub use_case: String,
     #[validate(
         nested,
         length(max = 50, message = "must list at most 50 declarations")
     )]
     #[serde(default)]
+    #[schema(max_items = 50, default = json!([]))]
     pub subsidy_declarations: Vec<SubsidyDeclarationRequest>,
-    /// A university spin-off (incentives may target them).
+    /// The company is a university spin-off; incentives may target spin-offs.
     #[serde(default)]
+    #[schema(default = false)]
     pub university_spin_off: bool,
 }
 
@@ -231,10 +246,12 @@ fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
-/// One page of applications, with how many there are in all.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A page of applications, with how many match in all.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ApplicationList)]
 pub struct ApplicationPage {
     pub data: Vec<ApplicationView>,
+    /// Applications matching the filter, on every page.
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
