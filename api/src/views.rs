@@ -63,7 +63,7 @@ impl<T: Serialize + ToSchema> ToSchema for List<T> {
 }
 
 /// A string of one of `values`, described by `doc` and what each value means.
-fn one_of(doc: &str, values: &[(&str, &[&str])]) -> RefOr<Schema> {
+pub(crate) fn one_of(doc: &str, values: &[(&str, &[&str])]) -> RefOr<Schema> {
     let doc: &[&str] = if doc.is_empty() { &[] } else { &[doc] };
     voucherd_domain::states::text_schema(doc, values)
 }
@@ -153,7 +153,7 @@ fn second_approval_outcome() -> RefOr<Schema> {
 }
 
 /// `schema`, or null.
-fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+pub(crate) fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
     OneOfBuilder::new()
         .item(schema)

@@ -66,8 +66,10 @@ impl Pence {
     }
 }
 
-/// What a payment pays for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a payment pays for: `contribution`, the SME's co-funding share of a voucher, which
+/// activates the voucher once paid; `top_up`, credit bought on top of the voucher, spent after
+/// it and not expiring with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentKind {
     /// The SME's share of a co-funded voucher; the voucher activates once it is paid.

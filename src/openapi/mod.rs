@@ -22,6 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
+use voucherd_api::service::payments;
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
@@ -59,6 +60,10 @@ fn schemas() -> Vec<Named> {
     root::<voucherd_api::service::applications::ApplicationPage>(&mut all);
     root::<voucherd_api::service::applications::ApplicationRequest>(&mut all);
     root::<views::UserView>(&mut all);
+    root::<payments::SettingsView>(&mut all);
+    root::<payments::ContributionView>(&mut all);
+    root::<payments::TopUpsView>(&mut all);
+    root::<payments::PaymentWithEvents>(&mut all);
     root::<voucherd_domain::RegionInput>(&mut all);
     root::<List<views::UsageView>>(&mut all);
     root::<List<views::TransferView>>(&mut all);

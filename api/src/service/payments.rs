@@ -10,6 +10,9 @@ use crate::state::AppState;
 use crate::views::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
@@ -27,28 +30,64 @@ pub(crate) fn stripe(state: &AppState) -> Result<Arc<Stripe>, ApiError> {
     })
 }
 
-/// A payment: what it is for, how it stands, and what Stripe and refunds did to it.
-#[derive(Debug, Clone, Serialize)]
+/// A payment through Stripe Checkout: what it is for, how it stands, and what Stripe and
+/// refunds did to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentView {
+    /// Time-ordered UUID (v7), or `topup-<32 hex>` for a top-up made with an
+    /// `Idempotency-Key`.
     pub id: String,
+    #[schema(value_type = PaymentKind)]
     pub kind: String,
     pub status: PaymentStatus,
+    /// What is asked, a whole number of pence.
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    /// The same amount in pence, as Stripe charges it.
+    #[schema(minimum = 0, maximum = 99_999_999)]
     pub amount_pence: i64,
+    #[schema(examples("GBP"))]
     pub currency: String,
+    /// The voucher contributed to, or the voucher the organisation held when it bought the
+    /// top-up.
+    #[schema(required)]
     pub voucher_id: Option<VoucherId>,
+    /// User id of the applicant whose organisation pays.
     pub owner_id: String,
-    /// Stripe's payment page; only while the payment is open (it is of no use after).
+    /// Stripe's payment page to send the SME to; set only while the payment is `open` (it is
+    /// of no use after).
+    #[schema(required)]
     pub checkout_url: Option<String>,
+    /// The Checkout Session's id (`cs_…`); null until Stripe has made it.
+    #[schema(required)]
     pub stripe_session_id: Option<String>,
+    /// When the Checkout page stops being payable.
+    #[schema(required)]
     pub expires_at: Option<Timestamp>,
+    #[schema(required)]
     pub paid_at: Option<Timestamp>,
+    #[schema(required, schema_with = paid_via)]
     pub paid_via: Option<String>,
+    /// Refunded through Stripe in all.
+    #[schema(value_type = Money)]
     pub refunded: Amount,
+    /// Of the refund, what was taken back from the unspent credit.
+    #[schema(value_type = Money)]
     pub reversed: Amount,
+    /// Of the refund, what had already been spent or held and could not be taken back;
+    /// administrators follow it up.
+    #[schema(value_type = Money)]
     pub shortfall: Amount,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+fn paid_via() -> RefOr<Schema> {
+    crate::views::nullable(crate::views::one_of(
+        "How the payment became known to be paid.",
+        &[("webhook", &[]), ("reconciliation", &[])],
+    ))
 }
 
 impl PaymentView {
@@ -80,17 +119,25 @@ impl PaymentView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The smallest and largest credit top-up bought at once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TopUpLimits)]
 pub struct TopUpLimitsView {
     pub min: Money,
     pub max: Money,
 }
 
 /// Whether payments are on, and the programme's rules for them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PaymentSettings)]
 pub struct SettingsView {
+    /// Whether the programme has a Stripe account configured.
     pub enabled: bool,
+    #[schema(examples("GBP"))]
     pub currency: &'static str,
+    /// The SME's share of each voucher granted, paid before the voucher activates (rounded up
+    /// to a whole penny); 0 when the programme asks for none.
+    #[schema(maximum = 99)]
     pub co_funding_percent: u8,
     pub top_up: TopUpLimitsView,
 }
@@ -196,8 +243,9 @@ async fn refresh(state: &AppState, stripe: &Stripe, p: PaymentRow) -> Result<Pay
         .ok_or(ApiError::NotFound("payment"))
 }
 
-/// How a voucher's co-funding contribution stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a voucher's co-funding contribution stands: `not_required` when the voucher asks for no
+/// contribution; `due` until it is paid (and again after its payment is refunded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContributionStatus {
     NotRequired,
@@ -205,12 +253,18 @@ pub enum ContributionStatus {
     Paid,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A voucher's co-funding contribution and its payments.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Contribution)]
 pub struct ContributionView {
     pub voucher_id: VoucherId,
     pub status: ContributionStatus,
+    /// The contribution asked for; `0.00` when not required.
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    #[schema(required)]
     pub paid_at: Option<Timestamp>,
+    /// The voucher's contribution payments (at most 20), newest first.
     pub payments: Vec<PaymentView>,
 }
 
@@ -432,20 +486,32 @@ fn new_payment(
     }
 }
 
-/// The organisation's purchased credit: what it bought, got back, spent and holds.
-#[derive(Debug, Clone, Serialize)]
+/// The caller's organisation's purchased credit: what it bought, got back, spent and holds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PurchasedCredit)]
 pub struct PurchasedCreditView {
+    /// Credit added by paid top-ups.
+    #[schema(value_type = Money)]
     pub bought: Amount,
+    /// Taken back because Stripe refunded top-ups (their unspent part).
+    #[schema(value_type = Money)]
     pub refunded: Amount,
+    /// Spent through the proxy.
+    #[schema(value_type = Money)]
     pub spent: Amount,
+    /// Held for proxied requests in flight.
+    #[schema(value_type = Money)]
     pub held: Amount,
     pub available: Amount,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Top-ups, newest first, with the caller's purchased credit.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TopUpList)]
 pub struct TopUpsView {
-    /// The caller's own purchased credit; `None` for an administrator (who sees everyone's
+    /// The caller's own purchased credit; null for an administrator (who sees everyone's
     /// top-ups).
+    #[schema(required)]
     pub purchased_credit: Option<PurchasedCreditView>,
     pub data: Vec<PaymentView>,
 }
@@ -522,16 +588,28 @@ pub struct PaymentQuery {
 }
 
 /// A Stripe event as processed for a payment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PaymentEvent)]
 pub struct PaymentEventView {
+    /// Stripe's event id (`evt_…`).
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(examples("checkout.session.completed"))]
     pub kind: String,
+    #[schema(schema_with = stripe_event_outcome)]
     pub outcome: String,
     pub received_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The outcome is described, with the webhook's receipt, by the document's
+/// `StripeEventOutcome`.
+fn stripe_event_outcome() -> RefOr<Schema> {
+    utoipa::openapi::schema::Ref::from_schema_name("StripeEventOutcome").into()
+}
+
+/// A payment with the Stripe events processed for it (oldest first).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PaymentWithEvents)]
 pub struct PaymentWithEvents {
     #[serde(flatten)]
     pub payment: PaymentView,
