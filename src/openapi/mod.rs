@@ -22,7 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
-use voucherd_api::service::payments;
+use voucherd_api::service::{payments, prices, programme};
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
@@ -61,6 +61,12 @@ fn schemas() -> Vec<Named> {
     root::<voucherd_api::service::applications::ApplicationRequest>(&mut all);
     root::<views::UserView>(&mut all);
     root::<payments::SettingsView>(&mut all);
+    root::<List<prices::PriceView>>(&mut all);
+    root::<prices::SetPriceRequest>(&mut all);
+    root::<programme::DepositView>(&mut all);
+    root::<programme::DepositRequest>(&mut all);
+    root::<programme::MoveView>(&mut all);
+    root::<programme::MoveRequest>(&mut all);
     root::<payments::ContributionView>(&mut all);
     root::<payments::TopUpsView>(&mut all);
     root::<payments::PaymentWithEvents>(&mut all);

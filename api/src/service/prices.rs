@@ -13,16 +13,25 @@ use voucherd_domain::Money;
 use voucherd_store::prices::PriceRow;
 
 /// One price version of a model, per million tokens.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Price)]
 pub struct PriceView {
     pub model: String,
+    /// Per million prompt tokens.
+    #[schema(value_type = Money)]
     pub input_per_million: Amount,
+    /// Per million cached prompt tokens.
+    #[schema(value_type = Money)]
     pub cached_input_per_million: Amount,
+    /// Per million completion tokens.
+    #[schema(value_type = Money)]
     pub output_per_million: Amount,
     pub effective_from: Timestamp,
+    /// Identifier of this price version.
     pub version: String,
     /// Only in the history: the version takes effect later.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub scheduled: Option<bool>,
 }
 
@@ -59,13 +68,14 @@ pub async fn history(state: &AppState) -> Result<Vec<PriceView>, ApiError> {
         .collect())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPriceRequest {
     pub input_per_million: Money,
     pub cached_input_per_million: Money,
     pub output_per_million: Money,
-    /// When the price takes effect; now when absent. Never in the past: history is fixed.
+    /// When the price takes effect; now when absent. Not in the past: history is fixed.
+    #[schema(nullable = false)]
     pub effective_from: Option<DateTime<Utc>>,
 }
 

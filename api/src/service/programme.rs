@@ -36,23 +36,29 @@ fn not_blank(text: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
-/// Checked whole when read (the pages read it before showing it back for confirmation).
-#[derive(Debug, Deserialize, Validate)]
+// Checked whole when read (the pages read it before showing it back for confirmation). Each
+// limit is stated twice, side by side: `validate` enforces it, `schema` publishes it.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
+    /// More than 0.
     #[validate(custom(function = "positive"))]
     pub amount: Money,
     #[validate(
         length(min = 1, max = 200, message = "must be 1 to 200 characters"),
         custom(function = "not_blank")
     )]
+    #[schema(min_length = 1, max_length = 200)]
     pub reference: String,
 }
 
 /// Money paid into the programme fund by its funding source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Deposit)]
 pub struct DepositView {
+    /// The ledger transfer's id.
     pub id: String,
+    #[schema(value_type = Money)]
     pub amount: Amount,
     pub reference: String,
     pub created_at: Timestamp,
@@ -389,28 +395,38 @@ pub async fn list_lines(state: &AppState) -> Result<Vec<BudgetLineView>, ApiErro
         .collect())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BudgetMoveRequest)]
 pub struct MoveRequest {
-    /// A line id, or `programme_fund`.
+    /// A budget line id, or `programme_fund`.
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub from: String,
+    /// A budget line id, or `programme_fund`. Not equal to `from`.
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub to: String,
+    /// More than 0.
     #[validate(custom(function = "positive"))]
     pub amount: Money,
+    /// Recorded in the audit trail.
     #[validate(
         length(min = 1, max = 500, message = "must be 1 to 500 characters"),
         custom(function = "not_blank")
     )]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 
 /// Money moved between budget lines or a line and the fund.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BudgetMove)]
 pub struct MoveView {
     pub id: String,
+    /// A budget line id, or `programme_fund`.
     pub from: String,
+    /// A budget line id, or `programme_fund`.
     pub to: String,
     pub amount: Money,
     pub reason: String,
