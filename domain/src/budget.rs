@@ -54,6 +54,22 @@ impl Serialize for FinancialYear {
     }
 }
 
+impl utoipa::PartialSchema for FinancialYear {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^\d{4}/\d{2}$"))
+            .description(Some(
+                "UK financial year (1 April to 31 March), such as `2026/27`; the second part \
+                 must be the next year.",
+            ))
+            .examples(["2026/27"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FinancialYear {}
+
 impl<'de> Deserialize<'de> for FinancialYear {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -61,8 +77,21 @@ impl<'de> Deserialize<'de> for FinancialYear {
     }
 }
 
-/// Size bands by headcount (Companies Act thresholds): micro < 10, small < 50, medium < 250.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Size bands by headcount (Companies Act thresholds): micro (fewer than 10 employees), small
+/// (fewer than 50) or medium (fewer than 250).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SizeBand {
     Micro,
@@ -104,6 +133,21 @@ impl Serialize for SicSection {
     }
 }
 
+impl utoipa::PartialSchema for SicSection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Ua-u]$"))
+            .description(Some(
+                "A SIC 2007 section letter, A to U. Requests may write it in lower case; \
+                 responses give it in upper case.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SicSection {}
+
 impl<'de> Deserialize<'de> for SicSection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -111,14 +155,18 @@ impl<'de> Deserialize<'de> for SicSection {
     }
 }
 
-/// Whom a line is for; an empty set means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Who a budget line funds. An empty list means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Targeting {
+    // Read with defaults (older rows may lack a list), always written: required on the wire.
     #[serde(default)]
+    #[schema(required)]
     pub regions: BTreeSet<Region>,
     #[serde(default)]
+    #[schema(required)]
     pub sic_sections: BTreeSet<SicSection>,
     #[serde(default)]
+    #[schema(required)]
     pub size_bands: BTreeSet<SizeBand>,
 }
 

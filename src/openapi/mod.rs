@@ -64,6 +64,9 @@ fn schemas() -> Vec<Named> {
     root::<List<prices::PriceView>>(&mut all);
     root::<prices::SetPriceRequest>(&mut all);
     root::<programme::DepositView>(&mut all);
+    root::<programme::OverviewView>(&mut all);
+    root::<List<programme::BudgetLineView>>(&mut all);
+    root::<programme::BudgetLineRequest>(&mut all);
     root::<programme::DepositRequest>(&mut all);
     root::<programme::MoveView>(&mut all);
     root::<programme::MoveRequest>(&mut all);

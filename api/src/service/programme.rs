@@ -89,41 +89,67 @@ pub async fn deposit(
     })
 }
 
-/// The fund's money by where it came from and went: deposits from the funding source, returns
-/// from lines and challenge pools, transfers out to them, grants to organisations straight
-/// from the fund. balance = deposited + returned - transferred_to_lines - transferred_to_pools
-/// - granted (less anything held).
-#[derive(Debug, Clone, Serialize)]
+/// The fund's money by where it came from and went, from posted transfers by their codes:
+/// `balance` = `deposited` + `returned` - `transferred_to_lines` - `transferred_to_pools` -
+/// `granted`, less anything held.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ProgrammeFund)]
 pub struct FundView {
+    /// Available to grant.
     pub balance: Amount,
+    /// Deposits from the funding source only.
+    #[schema(value_type = Money)]
     pub deposited: Amount,
+    /// Money back in the fund from budget lines and what challenge pools did not award.
+    #[schema(value_type = Money)]
     pub returned: Amount,
+    /// Moved from the fund to budget lines.
+    #[schema(value_type = Money)]
     pub transferred_to_lines: Amount,
+    /// Set aside from the fund for challenges' award pools.
+    #[schema(value_type = Money)]
     pub transferred_to_pools: Amount,
+    /// Granted to organisations straight from the fund (vouchers and milestone bonuses).
+    #[schema(value_type = Money)]
     pub granted: Amount,
 }
 
 /// Granted to organisations from any pot (the fund, budget lines, challenge pools).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ProgrammeGranted)]
 pub struct GrantedView {
+    #[schema(value_type = Money)]
     pub total: Amount,
+    /// Vouchers at approval, incentive extras included.
+    #[schema(value_type = Money)]
     pub vouchers: Amount,
+    #[schema(value_type = Money)]
     pub milestone_bonuses: Amount,
+    #[schema(value_type = Money)]
     pub challenge_awards: Amount,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The programme's money at a glance.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Programme)]
 pub struct OverviewView {
+    #[schema(examples("GBP"))]
     pub currency: String,
     pub fund: FundView,
     pub granted: GrantedView,
     pub vouchers_issued: i64,
+    /// Settled usage across all vouchers.
+    #[schema(value_type = Money)]
     pub consumed: Amount,
+    /// Held for proxied requests in flight.
+    #[schema(value_type = Money)]
     pub held: Amount,
     /// Voucher remainders returned at expiry.
+    #[schema(value_type = Money)]
     pub forfeited: Amount,
+    /// The budget lines dividing the programme fund.
     pub budget_lines: Vec<BudgetLineView>,
-    /// The latest deposits into the fund from the funding source, newest first.
+    /// The latest deposits (at most 20) into the fund from the funding source, newest first.
     pub recent_deposits: Vec<DepositView>,
 }
 
@@ -302,36 +328,58 @@ pub async fn audit(state: &AppState, q: AuditQuery) -> Result<Vec<AuditView>, Ap
         .collect())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetLineRequest {
     #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
+    #[schema(min_length = 1, max_length = 120)]
     pub name: String,
     pub financial_year: FinancialYear,
-    /// Moved from the programme fund at creation (may be 0, to fund it later).
+    /// Moved from the programme fund at creation; may be 0, to fund it later.
     pub amount: Money,
+    /// Empty or absent means any region.
     #[serde(default)]
     #[validate(length(max = 12, message = "must list at most 12 regions"))]
+    #[schema(max_items = 12, value_type = Vec<voucherd_domain::RegionInput>)]
     pub regions: Vec<Region>,
+    /// Empty or absent means any section.
     #[serde(default)]
     #[validate(length(max = 21, message = "must list at most 21 sections"))]
+    #[schema(max_items = 21)]
     pub sic_sections: Vec<SicSection>,
+    /// Empty or absent means any size.
     #[serde(default)]
     #[validate(length(max = 3, message = "must list at most 3 size bands"))]
+    #[schema(max_items = 3)]
     pub size_bands: Vec<SizeBand>,
 }
 
-/// A budget line: whom it is for and where its money stands.
-#[derive(Debug, Clone, Serialize)]
+/// A share of the programme fund for one UK financial year and target group. Approvals draw
+/// from the most specific line of the approval's financial year that matches the organisation
+/// (region, SIC section, size band); when the year has no lines, from the programme fund.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BudgetLine)]
 pub struct BudgetLineView {
+    /// Time-ordered UUID (v7).
     pub id: String,
     pub name: String,
+    #[schema(value_type = FinancialYear)]
     pub financial_year: String,
     pub targeting: Targeting,
+    /// What the line was given, net of moves: `committed` + `remaining`.
+    #[schema(value_type = Money)]
     pub approved: Amount,
+    /// Granted to vouchers.
+    #[schema(value_type = Money)]
     pub committed: Amount,
+    /// Spent through those vouchers.
+    #[schema(value_type = Money)]
     pub spent: Amount,
+    /// Returned by those vouchers at expiry.
+    #[schema(value_type = Money)]
     pub forfeited: Amount,
+    /// Still available to grant.
+    #[schema(value_type = Money)]
     pub remaining: Amount,
     pub created_at: Timestamp,
 }
