@@ -22,7 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
-use voucherd_api::service::{payments, prices, programme};
+use voucherd_api::service::{accounts, applications, payments, prices, programme};
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
@@ -57,9 +57,17 @@ fn schemas() -> Vec<Named> {
     root::<List<views::VoucherView>>(&mut all);
     root::<List<views::KeyView>>(&mut all);
     root::<views::NewKeyView>(&mut all);
-    root::<voucherd_api::service::applications::ApplicationPage>(&mut all);
-    root::<voucherd_api::service::applications::ApplicationRequest>(&mut all);
+    root::<applications::ApplicationPage>(&mut all);
+    root::<applications::ApplicationRequest>(&mut all);
     root::<views::UserView>(&mut all);
+    root::<accounts::RegisterRequest>(&mut all);
+    root::<accounts::LoginRequest>(&mut all);
+    root::<accounts::TokenView>(&mut all);
+    root::<payments::TopUpRequest>(&mut all);
+    root::<applications::DecisionRequest>(&mut all);
+    root::<applications::SecondApprovalRequest>(&mut all);
+    root::<applications::OwnershipRequest>(&mut all);
+    root::<applications::ReleaseRequest>(&mut all);
     root::<payments::SettingsView>(&mut all);
     root::<List<prices::PriceView>>(&mut all);
     root::<prices::SetPriceRequest>(&mut all);

@@ -16,26 +16,33 @@ use voucherd_domain::ErrorCode;
 use voucherd_domain::Role;
 use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 
-#[derive(Debug, Deserialize, Validate)]
+// Each limit is stated twice, side by side: `validate` enforces it, `schema` publishes it.
+
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[validate(
         custom(function = "crate::extract::deliverable_email"),
         length(max = 254, message = "must be at most 254 characters")
     )]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[validate(length(min = 12, max = 128, message = "must be 12 to 128 characters"))]
+    #[schema(format = Password, min_length = 12, max_length = 128)]
     pub password: String,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub full_name: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
     #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
+    #[schema(format = Password, min_length = 1, max_length = 128)]
     pub password: String,
 }
 
@@ -177,11 +184,14 @@ async fn check_password(
 }
 
 /// An access token, as OAuth 2.0 writes one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TokenResponse)]
 pub struct TokenView {
+    /// An HS256 JWT.
     pub access_token: String,
+    #[schema(examples("Bearer"))]
     pub token_type: &'static str,
-    /// Seconds.
+    /// Seconds until the token expires.
     pub expires_in: i64,
 }
 

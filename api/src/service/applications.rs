@@ -320,25 +320,46 @@ pub async fn get(
     ApplicationView::new(&app, voucher_id.as_ref())
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     Approve,
     Reject,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub decision: DecisionKind,
+    /// Approval only: the voucher's value, more than 0; the standard voucher when absent.
+    #[schema(nullable = false)]
     pub amount: Option<Money>,
+    /// Approval only: days until the voucher expires, at most the configured maximum.
     #[validate(range(min = 1, message = "must be at least 1"))]
+    #[schema(nullable = false, minimum = 1)]
     pub valid_days: Option<u32>,
-    /// Parsed as a [`Reason`]: at least 10 characters that say why.
+    /// Parsed as a [`Reason`].
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
-    /// The total the administrator saw in the incentives preview: when given, an approval
-    /// whose rules now give another total is refused rather than granted unseen.
+    /// Approval only: the total the administrator saw in the incentives preview. When given
+    /// and the rules now give another total, the approval is refused (409
+    /// `incentives_changed`) rather than granting what was not shown.
+    #[schema(nullable = false)]
     pub incentives_total: Option<Money>,
+}
+
+/// A decision's reason, as [`Reason`] parses it.
+fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use voucherd_domain::approval::{REASON_MAX_CHARS, REASON_MIN_CHARS, REASON_MIN_DISTINCT};
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(REASON_MIN_CHARS))
+        .max_length(Some(REASON_MAX_CHARS))
+        .description(Some(format!(
+            "Why, at least {REASON_MIN_CHARS} characters (surrounding spaces not counted) using \
+             at least {REASON_MIN_DISTINCT} different letters or digits."
+        )))
+        .into()
 }
 
 /// An approval worked out and checked: everything the decision checks before money moves,
@@ -641,17 +662,18 @@ async fn approve(
     decided(state, &app, voucher.as_ref(), Some(&plan.evaluation)).await
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecondDecisionKind {
     Confirm,
     Reject,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct SecondApprovalRequest {
     pub decision: SecondDecisionKind,
     /// Parsed as a [`Reason`].
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
 }
 
@@ -797,13 +819,26 @@ async fn check_ownership(state: &AppState, app: &ApplicationRow) -> Result<(), A
     Ok(())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnershipRequest {
-    /// Whether the applicant owns the company.
+    /// True when the applicant owns the company; false when they do not.
     pub confirmed: bool,
     /// Parsed as a [`Note`]: what the administrator checked.
+    #[schema(schema_with = note_schema)]
     pub note: String,
+}
+
+/// An ownership check's note, as [`Note`] parses it.
+fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(voucherd_domain::ownership::NOTE_MAX_CHARS))
+        .description(Some(
+            "What was checked; not blank (surrounding spaces not counted).",
+        ))
+        .into()
 }
 
 /// An administrator confirms or refuses that the applicant owns the company, with a note;
@@ -829,10 +864,11 @@ pub async fn ownership(
     for_admin(state, &app, voucher_id.as_ref()).await
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Parsed as a [`Reason`]; the applicant is told it.
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
 }
 

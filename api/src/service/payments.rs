@@ -366,9 +366,10 @@ pub async fn pay_contribution(
     })
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUpRequest {
+    /// A whole number of pence, between the programme's `top_up.min` and `top_up.max`.
     pub amount: Money,
 }
 
