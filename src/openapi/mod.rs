@@ -7,9 +7,9 @@
 //!   operation in the document that neither table serves, or a served one the document lacks,
 //!   stops generation;
 //! - the refusals every operation of a kind shares (401, 403, 413, 415 and 503 on the REST API,
-//!   403, 413 and 503 on the pages), from the same table: see [`add_standard_responses`];
-//! - the schemas of the types that state their own (`utoipa::ToSchema`), listed in [`SCHEMAS`]
-//!   with every type they reach.
+//!   403, 413 and 503 on the pages), from the same table: see `add_standard_responses`;
+//! - the schemas of the types that state their own (`utoipa::ToSchema`), listed in
+//!   `schemas` with every type they reach.
 //!
 //! Still written by hand, in `written.yaml` beside this file: the operations' prose, parameters
 //! and their other responses, and the schemas of the types not yet listed. A schema is in
