@@ -575,7 +575,7 @@ pub struct TransferView {
     pub id: String,
     #[schema(schema_with = transfer_kind)]
     pub kind: String,
-    /// deposit, voucher_grant, usage, usage_overrun, expiry or test.
+    #[schema(value_type = voucherd_domain::ledger::TransferCode)]
     pub code: String,
     /// Direction for the voucher's account.
     pub direction: Direction,

@@ -78,7 +78,7 @@ impl<'de> Deserialize<'de> for FinancialYear {
 }
 
 /// Size bands by headcount (Companies Act thresholds): micro (fewer than 10 employees), small
-/// (fewer than 50) or medium (fewer than 250).
+/// (10 to 49) or medium (50 or more; the eligibility rules keep SMEs under 250).
 #[derive(
     Debug,
     Clone,

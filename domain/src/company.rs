@@ -16,11 +16,10 @@ impl utoipa::PartialSchema for CompanyNumber {
             .max_length(Some(8))
             .pattern(Some("^([0-9]{2}|[A-Z]{2})[0-9]{6}$"))
             .description(Some(
-                "Companies House registration number: 8 digits, or 2 letters and 6 digits. \
-                 Requests are normalised first (spaces removed, upper-cased, missing leading \
-                 zeros added), so `sc 123456` and `1234567` are also accepted. On an \
-                 application, a prefix the programme excludes (by default the overseas \
-                 registrations FC, SF, NF and OE) fails the `company_type` rule.",
+                "Companies House registration number: 8 digits, or 2 letters and 6 digits, as \
+                 responses give it. Requests take `CompanyNumberInput`. On an application, a \
+                 prefix the programme excludes (by default the overseas registrations FC, SF, \
+                 NF and OE) fails the `company_type` rule.",
             ))
             .examples(["01234567", "SC123456"])
             .into()
@@ -28,6 +27,29 @@ impl utoipa::PartialSchema for CompanyNumber {
 }
 
 impl utoipa::ToSchema for CompanyNumber {}
+
+/// What a request may give for a [`CompanyNumber`]: any spelling that normalises to one
+/// (spaces, lower case and missing leading zeros are allowed). A type for the OpenAPI document
+/// only, named in a request's `#[schema(value_type = CompanyNumberInput)]`.
+pub struct CompanyNumberInput;
+
+impl utoipa::PartialSchema for CompanyNumberInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .description(Some(
+                "A Companies House registration number as typed: normalised (spaces removed, \
+                 upper-cased, missing leading zeros added) to a `CompanyNumber`, so `sc 123456` \
+                 and `1234567` are accepted. Anything that does not normalise to 8 digits, or \
+                 2 letters and 6 digits, is refused with 422 naming the field.",
+            ))
+            .examples(["01234567", "SC123456", "sc 123456"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CompanyNumberInput {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must be a Companies House number: 8 digits, or 2 letters and 6 digits (e.g. 01234567, SC123456)")]

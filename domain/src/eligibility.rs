@@ -117,7 +117,8 @@ pub struct ApplicationFacts {
 /// One eligibility rule's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleResult {
-    /// sme_headcount, sme_financial, subsidy_control_mfa, region, sector or trading.
+    /// company_type, sme_headcount, sme_financial, subsidy_control_mfa, region, sector or
+    /// trading.
     pub rule: String,
     pub passed: bool,
     /// Human-readable explanation.

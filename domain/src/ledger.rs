@@ -101,7 +101,7 @@ impl AccountKind {
 }
 
 /// Why money moved. Stored as its identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferCode {
     Deposit,

@@ -26,7 +26,7 @@ pub mod stats;
 pub mod uk_time;
 
 pub use codes::ErrorCode;
-pub use company::CompanyNumber;
+pub use company::{CompanyNumber, CompanyNumberInput};
 pub use ids::{ApiKeyId, ApplicationId, VoucherId};
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};

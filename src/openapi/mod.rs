@@ -42,6 +42,8 @@ pub enum OpenApiError {
     Twice(String),
     #[error("{0} points at nothing")]
     Dangling(String),
+    #[error("{0} is not named by a string")]
+    NotText(String),
 }
 
 /// One generated schema: its component name and the schema.
@@ -337,14 +339,33 @@ fn add_standard_responses(operation: &mut Mapping, path: &str, access: Access, p
     else {
         return;
     };
+    // A status written without quotes (`403:`) is a number to YAML: every status is made
+    // text before it is compared, so a written response still wins.
+    let mut sorted: Vec<(String, Value)> = std::mem::take(responses)
+        .into_iter()
+        .map(|(status, response)| (status_text(&status), response))
+        .collect();
     for (status, response) in standard {
-        if !responses.contains_key(status) {
-            responses.insert(status.into(), response);
+        if !sorted.iter().any(|(written, _)| written == status) {
+            sorted.push((status.to_string(), response));
         }
     }
-    let mut sorted: Vec<(Value, Value)> = std::mem::take(responses).into_iter().collect();
-    sorted.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
-    *responses = sorted.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    *responses = sorted
+        .into_iter()
+        .map(|(status, response)| (Value::String(status), response))
+        .collect();
+}
+
+/// A response's status as text, however YAML read it (`'403'` or `403`; `default`).
+fn status_text(status: &Value) -> String {
+    match status {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
 }
 
 /// Adds the generated schemas; the document's schemas are then in name order.
@@ -354,14 +375,16 @@ fn add_schemas(doc: &mut Value, generated: Vec<Named>) -> Result<(), OpenApiErro
         .get_mut("schemas")
         .and_then(Value::as_mapping_mut)
         .ok_or_else(|| OpenApiError::Missing("components.schemas".to_string()))?;
-    let written: BTreeSet<String> = schemas
-        .keys()
-        .filter_map(|k| k.as_str().map(str::to_string))
-        .collect();
-    let mut all: Vec<(String, Value)> = std::mem::take(schemas)
-        .into_iter()
-        .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v)))
-        .collect();
+    let mut all: Vec<(String, Value)> = Vec::new();
+    for (name, schema) in std::mem::take(schemas) {
+        // Nothing written is dropped: a schema whose name YAML reads as something other
+        // than text (`null`, `true`, a number) stops generation.
+        let Value::String(name) = name else {
+            return Err(OpenApiError::NotText(format!("the schema {name:?}")));
+        };
+        all.push((name, schema));
+    }
+    let written: BTreeSet<String> = all.iter().map(|(name, _)| name.clone()).collect();
     let mut added = BTreeSet::new();
     for (name, schema) in generated {
         if written.contains(&name) {
@@ -390,9 +413,11 @@ fn check_refs(doc: &Value) -> Result<(), OpenApiError> {
                         let found = target
                             .strip_prefix("#/")
                             .map(|pointer| {
+                                // JSON pointer escapes (RFC 6901): `~1` is `/`, `~0` is `~`.
                                 pointer
                                     .split('/')
-                                    .try_fold(doc, |at, part| at.get(part))
+                                    .map(|part| part.replace("~1", "/").replace("~0", "~"))
+                                    .try_fold(doc, |at, part| at.get(part.as_str()))
                                     .is_some()
                             })
                             .unwrap_or(false);
@@ -480,6 +505,42 @@ mod tests {
             .filter_map(Value::as_str)
             .collect();
         assert_eq!(codes, ["200", "401", "503"]);
+    }
+
+    #[test]
+    fn a_reference_into_a_path_is_followed_through_its_escapes() {
+        let doc: Value = serde_yaml::from_str(
+            "paths:\n  /api/v1/me:\n    get: {}\ncomponents:\n  x:\n    $ref: '#/paths/~1api~1v1~1me/get'\n",
+        )
+        .unwrap();
+        assert!(check_refs(&doc).is_ok());
+    }
+
+    #[test]
+    fn a_schema_not_named_by_text_stops_generation() {
+        let mut doc: Value =
+            serde_yaml::from_str("components:\n  schemas:\n    null:\n      type: string\n")
+                .unwrap();
+        assert!(matches!(
+            add_schemas(&mut doc, Vec::new()),
+            Err(OpenApiError::NotText(_))
+        ));
+    }
+
+    #[test]
+    fn a_status_written_without_quotes_still_wins() {
+        let mut operation: Mapping = serde_yaml::from_str(
+            "responses:\n  200: {description: ok}\n  503: {description: Payments are off.}\n",
+        )
+        .unwrap();
+        add_standard_responses(&mut operation, "/api/v1/topups", Access::Public, false);
+        let responses = operation["responses"].as_mapping().unwrap();
+        let codes: Vec<&str> = responses.keys().filter_map(Value::as_str).collect();
+        assert_eq!(codes, ["200", "503"]);
+        assert_eq!(
+            responses["503"]["description"],
+            Value::from("Payments are off.")
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub struct SubsidyDeclarationRequest {
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
+    #[schema(value_type = voucherd_domain::CompanyNumberInput)]
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
     #[schema(min_length = 1, max_length = 160)]
@@ -331,12 +332,12 @@ pub enum DecisionKind {
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub decision: DecisionKind,
-    /// Approval only: the voucher's value, more than 0; the standard voucher when absent.
-    #[schema(nullable = false)]
+    /// Approval only: the voucher's value, more than 0; the standard voucher when absent (or
+    /// null).
     pub amount: Option<Money>,
     /// Approval only: days until the voucher expires, at most the configured maximum.
     #[validate(range(min = 1, message = "must be at least 1"))]
-    #[schema(nullable = false, minimum = 1)]
+    #[schema(minimum = 1)]
     pub valid_days: Option<u32>,
     /// Parsed as a [`Reason`].
     #[schema(schema_with = reason_schema)]
@@ -344,7 +345,6 @@ pub struct DecisionRequest {
     /// Approval only: the total the administrator saw in the incentives preview. When given
     /// and the rules now give another total, the approval is refused (409
     /// `incentives_changed`) rather than granting what was not shown.
-    #[schema(nullable = false)]
     pub incentives_total: Option<Money>,
 }
 

@@ -74,8 +74,8 @@ pub struct SetPriceRequest {
     pub input_per_million: Money,
     pub cached_input_per_million: Money,
     pub output_per_million: Money,
-    /// When the price takes effect; now when absent. Not in the past: history is fixed.
-    #[schema(nullable = false)]
+    /// When the price takes effect; now when absent (or null). Not in the past: history is
+    /// fixed.
     pub effective_from: Option<DateTime<Utc>>,
 }
 
