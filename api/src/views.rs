@@ -10,6 +10,7 @@ use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
 use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::{Amount, Money};
 use voucherd_domain::ownership::Ownership;
+use voucherd_domain::schema;
 use voucherd_domain::CompanyNumber;
 use voucherd_domain::{
     AccountStatus, ApplicationId, KeyMode, KeyStatus, VoucherId, VoucherState, VoucherStatus,
@@ -62,18 +63,12 @@ impl<T: Serialize + ToSchema> ToSchema for List<T> {
     }
 }
 
-/// A string of one of `values`, described by `doc` and what each value means.
-pub(crate) fn one_of(doc: &str, values: &[(&str, &[&str])]) -> RefOr<Schema> {
-    let doc: &[&str] = if doc.is_empty() { &[] } else { &[doc] };
-    voucherd_domain::states::text_schema(doc, values)
-}
-
 /// A nullable list of model names, as the document's `ModelName` states them.
 fn model_names() -> RefOr<Schema> {
-    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref, Type};
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
     OneOfBuilder::new()
         .item(ArrayBuilder::new().items(Ref::from_schema_name("ModelName")))
-        .item(utoipa::openapi::schema::ObjectBuilder::new().schema_type(Type::Null))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some(
             "The only models the key may use; null when it may use every priced model.",
         ))
@@ -146,19 +141,10 @@ pub struct SecondApprovalView {
 }
 
 fn second_approval_outcome() -> RefOr<Schema> {
-    nullable(one_of(
-        "What the second administrator decided; null until then.",
+    schema::nullable(schema::one_of(
+        &["What the second administrator decided; null until then."],
         &[("confirmed", &[]), ("rejected", &[])],
     ))
-}
-
-/// `schema`, or null.
-pub(crate) fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    OneOfBuilder::new()
-        .item(schema)
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .into()
 }
 
 impl SecondApprovalView {
@@ -209,7 +195,7 @@ pub struct OwnershipView {
 
 fn ownership_state() -> RefOr<Schema> {
     let states: Vec<(&str, &[&str])> = Ownership::STATES.iter().map(|s| (*s, &[][..])).collect();
-    one_of("", &states)
+    schema::one_of(&[], &states)
 }
 
 fn ownership_method() -> RefOr<Schema> {
@@ -217,8 +203,8 @@ fn ownership_method() -> RefOr<Schema> {
         .iter()
         .map(|m| (m.as_str(), &[][..]))
         .collect();
-    nullable(one_of(
-        "How it was settled; null while unconfirmed.",
+    schema::nullable(schema::one_of(
+        &["How it was settled; null while unconfirmed."],
         &methods,
     ))
 }
@@ -384,12 +370,10 @@ impl Serialize for Timestamp {
 }
 
 impl utoipa::PartialSchema for Timestamp {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+        schema::string("RFC 3339, UTC.")
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-            .description(Some("RFC 3339, UTC."))
             .into()
     }
 }
@@ -592,8 +576,8 @@ pub struct TransferView {
 }
 
 fn transfer_kind() -> RefOr<Schema> {
-    one_of(
-        "A single transfer, a hold (`pending`), or the posting or voiding of a hold.",
+    schema::one_of(
+        &["A single transfer, a hold (`pending`), or the posting or voiding of a hold."],
         &[
             ("single", &[]),
             ("pending", &[]),

@@ -9,6 +9,17 @@ pub const REASON_MAX_CHARS: usize = 2000;
 /// The fewest different letters or digits a reason must use ("xxxxxxxxxx" says nothing).
 pub const REASON_MIN_DISTINCT: usize = 4;
 
+/// The OpenAPI schema of a request's reason, which is parsed as a [`Reason`].
+pub fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::schema::string(format!(
+        "Why, at least {REASON_MIN_CHARS} characters (surrounding spaces not counted) using at \
+         least {REASON_MIN_DISTINCT} different letters or digits."
+    ))
+    .min_length(Some(REASON_MIN_CHARS))
+    .max_length(Some(REASON_MAX_CHARS))
+    .into()
+}
+
 /// Why an administrator decided as they did: trimmed, 10 to 2000 characters, and more than one
 /// repeated character.
 #[derive(Debug, Clone, PartialEq, Eq)]

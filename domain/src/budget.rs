@@ -56,15 +56,13 @@ impl Serialize for FinancialYear {
 
 impl utoipa::PartialSchema for FinancialYear {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^\d{4}/\d{2}$"))
-            .description(Some(
-                "UK financial year (1 April to 31 March), such as `2026/27`; the second part \
-                 must be the next year.",
-            ))
-            .examples(["2026/27"])
-            .into()
+        crate::schema::string(
+            "UK financial year (1 April to 31 March), such as `2026/27`; the second part \
+             must be the next year.",
+        )
+        .pattern(Some(r"^\d{4}/\d{2}$"))
+        .examples(["2026/27"])
+        .into()
     }
 }
 
@@ -135,14 +133,12 @@ impl Serialize for SicSection {
 
 impl utoipa::PartialSchema for SicSection {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[A-Ua-u]$"))
-            .description(Some(
-                "A SIC 2007 section letter, A to U. Requests may write it in lower case; \
-                 responses give it in upper case.",
-            ))
-            .into()
+        crate::schema::string(
+            "A SIC 2007 section letter, A to U. Requests may write it in lower case; \
+             responses give it in upper case.",
+        )
+        .pattern(Some("^[A-Ua-u]$"))
+        .into()
     }
 }
 

@@ -10,19 +10,17 @@ pub struct CompanyNumber(String);
 
 impl utoipa::PartialSchema for CompanyNumber {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(8))
-            .max_length(Some(8))
-            .pattern(Some("^([0-9]{2}|[A-Z]{2})[0-9]{6}$"))
-            .description(Some(
-                "Companies House registration number: 8 digits, or 2 letters and 6 digits, as \
-                 responses give it. Requests take `CompanyNumberInput`. On an application, a \
-                 prefix the programme excludes (by default the overseas registrations FC, SF, \
-                 NF and OE) fails the `company_type` rule.",
-            ))
-            .examples(["01234567", "SC123456"])
-            .into()
+        crate::schema::string(
+            "Companies House registration number: 8 digits, or 2 letters and 6 digits, as \
+             responses give it. Requests take `CompanyNumberInput`. On an application, a \
+             prefix the programme excludes (by default the overseas registrations FC, SF, \
+             NF and OE) fails the `company_type` rule.",
+        )
+        .min_length(Some(8))
+        .max_length(Some(8))
+        .pattern(Some("^([0-9]{2}|[A-Z]{2})[0-9]{6}$"))
+        .examples(["01234567", "SC123456"])
+        .into()
     }
 }
 
@@ -35,17 +33,15 @@ pub struct CompanyNumberInput;
 
 impl utoipa::PartialSchema for CompanyNumberInput {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(1))
-            .description(Some(
-                "A Companies House registration number as typed: normalised (spaces removed, \
-                 upper-cased, missing leading zeros added) to a `CompanyNumber`, so `sc 123456` \
-                 and `1234567` are accepted. Anything that does not normalise to 8 digits, or \
-                 2 letters and 6 digits, is refused with 422 naming the field.",
-            ))
-            .examples(["01234567", "SC123456", "sc 123456"])
-            .into()
+        crate::schema::string(
+            "A Companies House registration number as typed: normalised (spaces removed, \
+             upper-cased, missing leading zeros added) to a `CompanyNumber`, so `sc 123456` \
+             and `1234567` are accepted. Anything that does not normalise to 8 digits, or \
+             2 letters and 6 digits, is refused with 422 naming the field.",
+        )
+        .min_length(Some(1))
+        .examples(["01234567", "SC123456", "sc 123456"])
+        .into()
     }
 }
 

@@ -20,6 +20,7 @@ pub mod reference;
 pub mod region;
 pub mod report_period;
 pub mod role;
+pub mod schema;
 pub mod sic;
 pub mod states;
 pub mod stats;

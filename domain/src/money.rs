@@ -214,10 +214,8 @@ fn decimal_schema(
     description: &str,
     examples: &[&str],
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
+    crate::schema::string(description)
         .pattern(Some(pattern))
-        .description(Some(description))
         .examples(examples.iter().copied())
         .into()
 }

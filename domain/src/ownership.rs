@@ -7,6 +7,14 @@ use chrono::NaiveDateTime;
 
 pub const NOTE_MAX_CHARS: usize = 2000;
 
+/// The OpenAPI schema of a request's note, which is parsed as a [`Note`].
+pub fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::schema::string("What was checked; not blank (surrounding spaces not counted).")
+        .min_length(Some(1))
+        .max_length(Some(NOTE_MAX_CHARS))
+        .into()
+}
+
 /// What an administrator wrote about an ownership check: trimmed, not blank, at most 2000
 /// characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

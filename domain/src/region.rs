@@ -127,14 +127,12 @@ impl fmt::Display for Region {
 /// Responses give a region by its name.
 impl utoipa::PartialSchema for Region {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(Region::ALL.iter().map(|r| r.as_str())))
-            .description(Some(
-                "UK ITL1 region, as responses give it (its name in snake_case). Requests take \
-                 `RegionInput`, which also accepts the ITL 2021 code.",
-            ))
-            .into()
+        crate::schema::string(
+            "UK ITL1 region, as responses give it (its name in snake_case). Requests take \
+             `RegionInput`, which also accepts the ITL 2021 code.",
+        )
+        .enum_values(Some(Region::ALL.iter().map(|r| r.as_str())))
+        .into()
     }
 }
 
@@ -154,16 +152,14 @@ impl utoipa::PartialSchema for RegionInput {
             .iter()
             .map(|r| r.as_str())
             .chain(Region::ALL.iter().map(|r| r.itl1_code()));
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(spellings))
-            .description(Some(format!(
-                "One of the {} UK ITL1 regions, as its ITL 2021 code or its name: {}. Codes are \
-                 upper case. Responses give the name.",
-                Region::ALL.len(),
-                listed.join(", ")
-            )))
-            .into()
+        crate::schema::string(format!(
+            "One of the {} UK ITL1 regions, as its ITL 2021 code or its name: {}. Codes are \
+             upper case. Responses give the name.",
+            Region::ALL.len(),
+            listed.join(", ")
+        ))
+        .enum_values(Some(spellings))
+        .into()
     }
 }
 

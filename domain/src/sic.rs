@@ -13,16 +13,14 @@ pub struct SicCode(String);
 impl utoipa::PartialSchema for SicCode {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let count = SIC2007_CSV.lines().skip(1).count();
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[0-9]{5}$"))
-            .description(Some(format!(
-                "UK SIC 2007 code: one of the {count} five-digit codes of Companies House's \
-                 condensed SIC 2007 list (shipped as `domain/data/sic2007.csv`). Any other code \
-                 is refused with 422, naming the field, \"not a UK SIC 2007 code\"."
-            )))
-            .examples(["62012", "62020"])
-            .into()
+        crate::schema::string(format!(
+            "UK SIC 2007 code: one of the {count} five-digit codes of Companies House's \
+             condensed SIC 2007 list (shipped as `domain/data/sic2007.csv`). Any other code \
+             is refused with 422, naming the field, \"not a UK SIC 2007 code\"."
+        ))
+        .pattern(Some("^[0-9]{5}$"))
+        .examples(["62012", "62020"])
+        .into()
     }
 }
 

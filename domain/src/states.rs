@@ -47,7 +47,7 @@ macro_rules! text_enum {
         /// A string of one of the spellings, described by the enum's own documentation.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                $crate::states::text_schema(&[$($doc),*], &[$(($text, &[$($vdoc),*])),+])
+                $crate::schema::one_of(&[$($doc),*], &[$(($text, &[$($vdoc),*])),+])
             }
         }
 
@@ -55,49 +55,6 @@ macro_rules! text_enum {
 
         $crate::text_sql!($name, |text: String| text.parse::<$name>().map_err(Into::into));
     };
-}
-
-/// The OpenAPI schema of a text-stored enum: its spellings, and as the description its
-/// documentation followed by a list of each documented value and what it means.
-#[doc(hidden)]
-pub fn text_schema(
-    doc: &[&str],
-    values: &[(&str, &[&str])],
-) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let mut description = prose(doc);
-    let meanings: Vec<String> = values
-        .iter()
-        .filter(|(_, doc)| !doc.is_empty())
-        .map(|(spelling, doc)| format!("- `{spelling}`: {}", prose(doc)))
-        .collect();
-    if !meanings.is_empty() {
-        if !description.is_empty() {
-            description.push_str("\n\n");
-        }
-        description.push_str(&meanings.join("\n"));
-    }
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(values.iter().map(|(spelling, _)| *spelling)))
-        .description((!description.is_empty()).then_some(description))
-        .into()
-}
-
-/// Doc comment lines as text: the lines of a paragraph joined, paragraphs apart, rustdoc's
-/// links (`` [`Name`] ``) as plain code.
-fn prose(doc: &[&str]) -> String {
-    let mut text = String::new();
-    for line in doc.iter().map(|line| line.trim()) {
-        if line.is_empty() {
-            text.push_str("\n\n");
-        } else {
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push(' ');
-            }
-            text.push_str(line);
-        }
-    }
-    text.replace("[`", "`").replace("`]", "`")
 }
 
 /// Diesel's `ToSql` and `FromSql` for `Text` on every backend, for a type with `as_str` and a

@@ -278,7 +278,8 @@ fn add_standard_responses(operation: &mut Mapping, path: &str, access: Access, p
         .and_then(|content| content.get("application/json"))
         .is_some();
     let posted = operation.contains_key("requestBody");
-    let code = |code: ErrorCode| code.as_str();
+    // A refusal of the REST API: its words, and the code the body carries.
+    let refusal = |words: &str, code: ErrorCode| problem(format!("{words} (`{}`).", code.as_str()));
     let mut standard: Vec<(&str, Value)> = Vec::new();
     if page {
         if some_roles_refused {
@@ -292,46 +293,21 @@ fn add_standard_responses(operation: &mut Mapping, path: &str, access: Access, p
         }
     } else if path.starts_with("/api/v1/") {
         if roles.is_some() {
-            standard.push((
-                "401",
-                problem(format!(
-                    "Missing, invalid or expired access token (`{}`).",
-                    code(ErrorCode::Unauthenticated)
-                )),
-            ));
+            let words = "Missing, invalid or expired access token";
+            standard.push(("401", refusal(words, ErrorCode::Unauthenticated)));
         }
         if some_roles_refused {
-            standard.push((
-                "403",
-                problem(format!(
-                    "The caller's role may not call this route (`{}`).",
-                    code(ErrorCode::Forbidden)
-                )),
-            ));
+            let words = "The caller's role may not call this route";
+            standard.push(("403", refusal(words, ErrorCode::Forbidden)));
         }
         if json_body {
-            standard.push((
-                "413",
-                problem(format!(
-                    "The body exceeds the configured size limit (`{}`).",
-                    code(ErrorCode::PayloadTooLarge)
-                )),
-            ));
-            standard.push((
-                "415",
-                problem(format!(
-                    "The body is not `application/json` (`{}`).",
-                    code(ErrorCode::UnsupportedMediaType)
-                )),
-            ));
+            let words = "The body exceeds the configured size limit";
+            standard.push(("413", refusal(words, ErrorCode::PayloadTooLarge)));
+            let words = "The body is not `application/json`";
+            standard.push(("415", refusal(words, ErrorCode::UnsupportedMediaType)));
         }
-        standard.push((
-            "503",
-            problem(format!(
-                "The database is unavailable; retry shortly (`{}`).",
-                code(ErrorCode::Unavailable)
-            )),
-        ));
+        let words = "The database is unavailable; retry shortly";
+        standard.push(("503", refusal(words, ErrorCode::Unavailable)));
     }
     let Some(responses) = operation
         .get_mut("responses")

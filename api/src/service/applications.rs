@@ -340,26 +340,12 @@ pub struct DecisionRequest {
     #[schema(minimum = 1)]
     pub valid_days: Option<u32>,
     /// Parsed as a [`Reason`].
-    #[schema(schema_with = reason_schema)]
+    #[schema(schema_with = voucherd_domain::approval::reason_schema)]
     pub reason: String,
     /// Approval only: the total the administrator saw in the incentives preview. When given
     /// and the rules now give another total, the approval is refused (409
     /// `incentives_changed`) rather than granting what was not shown.
     pub incentives_total: Option<Money>,
-}
-
-/// A decision's reason, as [`Reason`] parses it.
-fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use voucherd_domain::approval::{REASON_MAX_CHARS, REASON_MIN_CHARS, REASON_MIN_DISTINCT};
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .min_length(Some(REASON_MIN_CHARS))
-        .max_length(Some(REASON_MAX_CHARS))
-        .description(Some(format!(
-            "Why, at least {REASON_MIN_CHARS} characters (surrounding spaces not counted) using \
-             at least {REASON_MIN_DISTINCT} different letters or digits."
-        )))
-        .into()
 }
 
 /// An approval worked out and checked: everything the decision checks before money moves,
@@ -673,7 +659,7 @@ pub enum SecondDecisionKind {
 pub struct SecondApprovalRequest {
     pub decision: SecondDecisionKind,
     /// Parsed as a [`Reason`].
-    #[schema(schema_with = reason_schema)]
+    #[schema(schema_with = voucherd_domain::approval::reason_schema)]
     pub reason: String,
 }
 
@@ -825,20 +811,8 @@ pub struct OwnershipRequest {
     /// True when the applicant owns the company; false when they do not.
     pub confirmed: bool,
     /// Parsed as a [`Note`]: what the administrator checked.
-    #[schema(schema_with = note_schema)]
+    #[schema(schema_with = voucherd_domain::ownership::note_schema)]
     pub note: String,
-}
-
-/// An ownership check's note, as [`Note`] parses it.
-fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(voucherd_domain::ownership::NOTE_MAX_CHARS))
-        .description(Some(
-            "What was checked; not blank (surrounding spaces not counted).",
-        ))
-        .into()
 }
 
 /// An administrator confirms or refuses that the applicant owns the company, with a note;
@@ -868,7 +842,7 @@ pub async fn ownership(
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Parsed as a [`Reason`]; the applicant is told it.
-    #[schema(schema_with = reason_schema)]
+    #[schema(schema_with = voucherd_domain::approval::reason_schema)]
     pub reason: String,
 }
 

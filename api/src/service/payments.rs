@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::schema;
 use voucherd_domain::ErrorCode;
 use voucherd_domain::{Money, PaymentStatus, VoucherId};
 use voucherd_payments::{CheckoutRequest, Stripe};
@@ -84,8 +85,8 @@ pub struct PaymentView {
 }
 
 fn paid_via() -> RefOr<Schema> {
-    crate::views::nullable(crate::views::one_of(
-        "How the payment became known to be paid.",
+    schema::nullable(schema::one_of(
+        &["How the payment became known to be paid."],
         &[("webhook", &[]), ("reconciliation", &[])],
     ))
 }
