@@ -8,7 +8,7 @@ use anyhow::Context;
 use voucherd_api::keys;
 use voucherd_domain::eligibility::ApplicationFacts;
 use voucherd_domain::{
-    ApplicationId, ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode,
+    ApplicationId, ApplicationStatus, CompanyNumber, KeyMode, Money, Region, Role, SicCode, UserId,
     VoucherId,
 };
 use voucherd_store::applications::{ApplicationRow, Decision, Verdict};
@@ -44,7 +44,7 @@ async fn user(
     let hash = voucherd_api::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(store
         .create_user(UserRow {
-            id: keys::new_id(),
+            id: UserId::new(keys::new_id()),
             email: email.into(),
             password_hash: hash,
             full_name: name.into(),
@@ -105,7 +105,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Option<Seede
 async fn apply(
     store: &Store,
     config: &Config,
-    owner_id: &str,
+    owner_id: &UserId,
     today: chrono::NaiveDate,
     at: chrono::NaiveDateTime,
 ) -> anyhow::Result<ApplicationRow> {
@@ -124,7 +124,7 @@ async fn apply(
     Ok(store
         .submit_application(ApplicationRow {
             id: ApplicationId::new(keys::new_id()),
-            applicant_id: owner_id.into(),
+            applicant_id: owner_id.clone(),
             company_number: facts.company_number.as_str().into(),
             company_name: "Demo Analytics Ltd".into(),
             employees: 14,
@@ -164,7 +164,7 @@ async fn approve(
     store: &Store,
     config: &Config,
     application_id: ApplicationId,
-    admin_id: String,
+    admin_id: UserId,
     at: chrono::NaiveDateTime,
 ) -> anyhow::Result<VoucherRow> {
     let (_, voucher) = store
@@ -193,7 +193,7 @@ async fn approve(
 async fn live_key(
     store: &Store,
     voucher_id: &VoucherId,
-    owner_id: String,
+    owner_id: UserId,
     at: chrono::NaiveDateTime,
 ) -> anyhow::Result<String> {
     let minted = keys::mint(false);

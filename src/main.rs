@@ -303,7 +303,7 @@ fn create_admin(
             voucherd_api::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
         let user = store
             .create_user(voucherd_store::users::UserRow {
-                id: uuid_v7(),
+                id: voucherd_domain::UserId::new(uuid_v7()),
                 email,
                 password_hash: hash,
                 full_name,

@@ -179,7 +179,7 @@ struct ChallengeCard {
 impl ChallengeCard {
     fn new(c: &ChallengeView) -> ChallengeCard {
         ChallengeCard {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             title: c.title.clone(),
             theme: paragraphs(&c.theme),
             status: c.status,
@@ -196,7 +196,7 @@ impl ChallengeCard {
             pilot_places: c.pilot_places,
             assessors_per_entry: c.assessors_per_entry,
             recurrence: c.recurrence.clone(),
-            previous_id: c.previous_id.clone(),
+            previous_id: c.previous_id.as_ref().map(ToString::to_string),
             created: date(c.created_at),
             opens: date_time(c.opens_at),
             closes: date_time(c.closes_at),
@@ -218,13 +218,13 @@ struct MilestoneRow {
 }
 
 /// The milestones with their dates; `performed` (the console's) names those the worker did.
-fn milestones(c: &ChallengeView, performed: &[String]) -> Vec<MilestoneRow> {
+fn milestones(c: &ChallengeView, performed: &[Milestone]) -> Vec<MilestoneRow> {
     let reached = stage(c.status);
     MILESTONES
         .iter()
         .enumerate()
         .map(|(i, (m, _, label, _))| {
-            let tag = if performed.iter().any(|p| p == m.as_str()) {
+            let tag = if performed.contains(m) {
                 Tag::new("done", "green")
             } else if reached > i {
                 Tag::new("due", "yellow")
@@ -301,7 +301,7 @@ struct EntryCard {
 impl EntryCard {
     fn new(e: &EntryView) -> EntryCard {
         EntryCard {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             title: e.title.clone(),
             summary: paragraphs(&e.summary),
             organisation_name: e.organisation_name.clone(),
@@ -439,7 +439,7 @@ fn sme_page(
     let open = c.status == Standing::Live(Status::Open);
     let entries: Vec<OwnEntry> = mine
         .iter()
-        .map(|e| OwnEntry::new(e, &c.id, open, posted, &errors))
+        .map(|e| OwnEntry::new(e, c.id.as_str(), open, posted, &errors))
         .collect();
     let blank = EntryForm::default();
     let form = match posted {
@@ -514,7 +514,7 @@ impl OwnEntry {
         let eid = &e.id;
         let (title_id, summary_id) = (format!("entry-{eid}-title"), format!("entry-{eid}-summary"));
         let values = match posted {
-            Posted::Edit(edited, form) if edited == eid => EntryText {
+            Posted::Edit(edited, form) if *edited == *eid => EntryText {
                 title: form.title.to_string(),
                 summary: form.summary.to_string(),
             },
@@ -728,7 +728,10 @@ pub async fn console_list(req: HttpRequest) -> HttpResponse {
             "Not open yet".to_string()
         } else if looked_up < PROGRESS_LOOKUPS {
             looked_up += 1;
-            let one = page!(api::must(&req, challenges::get(&state, &user, &c.id).await));
+            let one = page!(api::must(
+                &req,
+                challenges::get(&state, &user, c.id.as_str()).await
+            ));
             progress_text(&one)
         } else {
             "See the challenge".to_string()
@@ -1259,7 +1262,7 @@ fn assess_page(
     let rows: Vec<AssessedEntry> = allocated
         .iter()
         .filter_map(|e| {
-            let c = challenges.get(&e.challenge_id)?;
+            let c = challenges.get(e.challenge_id.as_str())?;
             Some(AssessedEntry::new(e, c, posted, &errors))
         })
         .collect();
@@ -1444,7 +1447,7 @@ pub async fn score(
     ));
     let c = page!(api::must(
         &req,
-        challenges::get(&state, &user, &entry.challenge_id).await
+        challenges::get(&state, &user, entry.challenge_id.as_str()).await
     ));
     let anchor = format!("entry-{entry_id}");
     let mut scores = BTreeMap::new();

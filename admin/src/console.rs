@@ -273,12 +273,12 @@ fn ownership_view(a: &ApplicationView) -> Value {
 /// The first approval of an application that needs two, as the page shows it.
 fn second_approval_view(s: &SecondApprovalView) -> Value {
     json!({
-        "requested_by": s.requested_by_name.as_ref().unwrap_or(&s.requested_by),
+        "requested_by": s.requested_by_name.clone().unwrap_or_else(|| s.requested_by.to_string()),
         "requested_at": date(s.requested_at),
         "reason": s.reason, "amount": s.amount, "total": s.total,
         "valid_days": s.valid_days,
         "outcome": s.outcome,
-        "decided_by": s.decided_by_name.as_ref().or(s.decided_by.as_ref()),
+        "decided_by": s.decided_by_name.clone().or_else(|| s.decided_by.as_ref().map(ToString::to_string)),
     })
 }
 

@@ -18,7 +18,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
 use std::sync::Arc;
-use voucherd_domain::Role;
+use voucherd_domain::{Role, UserId};
 use voucherd_store::users::{LiveSession, SessionRow};
 
 const ISSUER: &str = "voucherd";
@@ -87,13 +87,13 @@ impl Tokens {
 pub type SessionCache = TtlCache<Arc<LiveSession>>;
 
 /// Opens a server-side session for `user_id` and signs its access token.
-pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, ApiError> {
+pub async fn start_session(state: &AppState, user_id: &UserId) -> Result<String, ApiError> {
     let now = voucherd_store::now();
     let session = state
         .store
         .open_session(SessionRow {
             id: uuid::Uuid::now_v7().to_string(),
-            user_id: user_id.to_string(),
+            user_id: user_id.clone(),
             created_at: now,
             expires_at: now + chrono::Duration::seconds(state.tokens.ttl_secs),
             ended_at: None,
@@ -102,7 +102,7 @@ pub async fn start_session(state: &AppState, user_id: &str) -> Result<String, Ap
         .await?;
     state
         .tokens
-        .issue(user_id, &session.id, now.and_utc().timestamp())
+        .issue(user_id.as_str(), &session.id, now.and_utc().timestamp())
 }
 
 /// The person a token proves, if its session is still open: read from the database at most
@@ -123,12 +123,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUs
             None => return Ok(None),
         },
     };
-    if live.user_id != signed.user_id {
+    if live.user_id.as_str() != signed.user_id {
         return Ok(None);
     }
     let role = live.role;
     Ok(Some(AuthUser {
-        id: signed.user_id,
+        id: UserId::new(signed.user_id),
         role,
         session_id: signed.session_id,
         email_verified: live.email_verified,
@@ -137,8 +137,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUs
 
 /// Forgets this instance's cached sessions of a user whose sessions were just ended, so the
 /// change applies here at once (other instances within the cache lifetime).
-pub fn forget_sessions(state: &AppState, user_id: &str) {
-    state.sessions.forget_where(|s| s.user_id == user_id);
+pub fn forget_sessions(state: &AppState, user_id: &UserId) {
+    state.sessions.forget_where(|s| s.user_id == *user_id);
 }
 
 /// Hashes a password with argon2id (the crate's defaults: OWASP's 19 MiB, 2 passes).
@@ -163,7 +163,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// The caller, as proven by a valid access token whose session is open.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub id: String,
+    pub id: UserId,
     pub role: Role,
     pub session_id: String,
     /// Whether the account's email address is verified (an unverified one may not apply).

@@ -11,10 +11,10 @@ use voucherd_domain::ledger::Totals;
 use voucherd_domain::money::{Amount, Money};
 use voucherd_domain::ownership::Ownership;
 use voucherd_domain::schema;
-use voucherd_domain::CompanyNumber;
 use voucherd_domain::{
     AccountStatus, ApplicationId, KeyMode, KeyStatus, VoucherId, VoucherState, VoucherStatus,
 };
+use voucherd_domain::{CompanyNumber, UserId};
 use voucherd_store::applications::ApplicationRow;
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::{AccountRow, TransferRow};
@@ -79,7 +79,7 @@ fn model_names() -> RefOr<Schema> {
 #[schema(as = User)]
 pub struct UserView {
     /// Time-ordered UUID (v7).
-    pub id: String,
+    pub id: UserId,
     #[schema(format = Email)]
     pub email: String,
     pub full_name: String,
@@ -114,7 +114,7 @@ impl From<&UserRow> for UserView {
 #[schema(as = SecondApproval)]
 pub struct SecondApprovalView {
     /// The administrator who approved first.
-    pub requested_by: String,
+    pub requested_by: UserId,
     pub requested_at: Timestamp,
     pub reason: String,
     /// The amount approved, before incentives.
@@ -125,7 +125,7 @@ pub struct SecondApprovalView {
     pub total: Amount,
     pub valid_days: i32,
     #[schema(required)]
-    pub decided_by: Option<String>,
+    pub decided_by: Option<UserId>,
     #[schema(required, schema_with = second_approval_outcome)]
     pub outcome: Option<String>,
     #[schema(required)]
@@ -237,7 +237,7 @@ pub struct EligibilityView {
 pub struct DecisionView {
     /// User id of the administrator.
     #[schema(required)]
-    pub decided_by: Option<String>,
+    pub decided_by: Option<UserId>,
     pub decided_at: Timestamp,
     #[schema(required)]
     pub reason: Option<String>,
@@ -253,7 +253,7 @@ pub struct ApplicationView {
     #[schema(pattern = "^APP-[0-9A-HJKMNP-TV-Z]{6}$")]
     pub reference: String,
     pub status: voucherd_domain::ApplicationStatus,
-    pub applicant_id: String,
+    pub applicant_id: UserId,
     #[schema(value_type = CompanyNumber)]
     pub company_number: String,
     pub company_name: String,

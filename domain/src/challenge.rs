@@ -8,30 +8,19 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Who may enter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrganisationKind {
-    Startup,
-    UniversitySpinOff,
-    Sme,
+crate::text_enum! {
+    /// Who may enter a challenge.
+    pub enum OrganisationKind {
+        /// A company incorporated within the programme's start-up age limit.
+        Startup = "startup",
+        /// A company spun off from a university, which it names.
+        UniversitySpinOff = "university_spin_off",
+        /// A small or medium-sized enterprise.
+        Sme = "sme",
+    }
 }
 
 impl OrganisationKind {
-    pub const ALL: [OrganisationKind; 3] = [
-        OrganisationKind::Startup,
-        OrganisationKind::UniversitySpinOff,
-        OrganisationKind::Sme,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrganisationKind::Startup => "startup",
-            OrganisationKind::UniversitySpinOff => "university_spin_off",
-            OrganisationKind::Sme => "sme",
-        }
-    }
-
     /// How people call it: "University spin-off".
     pub fn label(self) -> &'static str {
         match self {
@@ -42,13 +31,16 @@ impl OrganisationKind {
     }
 }
 
-impl std::str::FromStr for OrganisationKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<OrganisationKind, String> {
-        OrganisationKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown organisation kind {s:?}"))
+crate::text_enum! {
+    /// How an administrator found the evidence of an entry's kind (a startup's age, a
+    /// spin-off's university); an entry with evidence is ranked only once it is accepted.
+    pub enum KindCheck {
+        /// Not yet checked.
+        Unchecked = "unchecked",
+        /// Accepted: the entry may be ranked.
+        Accepted = "accepted",
+        /// Rejected, with a reason: the entry is not ranked.
+        Rejected = "rejected",
     }
 }
 
@@ -141,34 +133,19 @@ pub struct Milestones {
     decisions_released_at: NaiveDateTime,
 }
 
-/// A milestone whose side effects the worker performs once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Milestone {
-    Opens,
-    Closes,
-    AssessorsAssigned,
-    AssessmentDeadline,
-    DecisionsReleased,
-}
-
-impl Milestone {
-    pub const ALL: [Milestone; 5] = [
-        Milestone::Opens,
-        Milestone::Closes,
-        Milestone::AssessorsAssigned,
-        Milestone::AssessmentDeadline,
-        Milestone::DecisionsReleased,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Milestone::Opens => "opens",
-            Milestone::Closes => "closes",
-            Milestone::AssessorsAssigned => "assessors_assigned",
-            Milestone::AssessmentDeadline => "assessment_deadline",
-            Milestone::DecisionsReleased => "decisions_released",
-        }
+crate::text_enum! {
+    /// A milestone of a challenge cycle, whose side effects the worker performs once.
+    pub enum Milestone {
+        /// Entries are first accepted.
+        Opens = "opens",
+        /// Entries lock.
+        Closes = "closes",
+        /// Entries are allocated to assessors.
+        AssessorsAssigned = "assessors_assigned",
+        /// Scores are no longer accepted.
+        AssessmentDeadline = "assessment_deadline",
+        /// Results are published and awards paid.
+        DecisionsReleased = "decisions_released",
     }
 }
 
@@ -213,6 +190,27 @@ impl Standing {
             Standing::Live(s) => Some(s),
             Standing::Cancelled => None,
         }
+    }
+}
+
+/// The status's values and `cancelled`, each with its meaning.
+impl utoipa::PartialSchema for Standing {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut values: Vec<(&str, &[&str])> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str(), s.meaning()))
+            .collect();
+        values.push(("cancelled", &["Cancelled before decisions were released."]));
+        crate::schema::one_of(
+            &["Where a challenge stands: the status its milestone dates give at the time, or `cancelled`."],
+            &values,
+        )
+    }
+}
+
+impl utoipa::ToSchema for Standing {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ChallengeStatus".into()
     }
 }
 
@@ -307,12 +305,17 @@ pub fn parse_recurrence(expression: &str) -> Result<String, String> {
         .map_err(|e| format!("is not a cron expression (sec min hour day month weekday): {e}"))
 }
 
-/// One assessment criterion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One scoring criterion. Names are distinct within a challenge (ignoring case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Criterion {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// The highest score an assessor may give (the lowest is 0).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_score: u32,
+    /// Relative weight of the criterion in the percentage score.
+    #[schema(minimum = 1, maximum = 100)]
     pub weight: u32,
 }
 
@@ -526,7 +529,7 @@ pub fn replacement<'a>(
 /// An entry's standing after scoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ranked {
-    pub entry_id: String,
+    pub entry_id: crate::EntryId,
     pub score_bp: Option<i64>,
     pub rank: usize,
     /// Award in micros; 0 below the line.
@@ -538,11 +541,11 @@ pub struct Ranked {
 /// draws the line: the first `awards.len()` receive those awards in order, the first
 /// `pilot_places` are invited to a pilot. Entries are `(id, score, submitted_at)`.
 pub fn rank(
-    entries: &[(String, Option<i64>, NaiveDateTime)],
+    entries: &[(crate::EntryId, Option<i64>, NaiveDateTime)],
     awards: &[i64],
     pilot_places: usize,
 ) -> Vec<Ranked> {
-    let mut sorted: Vec<&(String, Option<i64>, NaiveDateTime)> = entries.iter().collect();
+    let mut sorted: Vec<&(crate::EntryId, Option<i64>, NaiveDateTime)> = entries.iter().collect();
     sorted.sort_by(|a, b| {
         b.1.is_some()
             .cmp(&a.1.is_some())
@@ -827,7 +830,7 @@ mod tests {
 
     #[test]
     fn ranking_draws_the_line_by_places() {
-        let e = |id: &str, s: Option<i64>, d| (id.to_string(), s, t(d, 9));
+        let e = |id: &str, s: Option<i64>, d| (crate::EntryId::new(id), s, t(d, 9));
         let ranked = rank(
             &[
                 e("x", Some(5_000), 3),

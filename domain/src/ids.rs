@@ -31,6 +31,32 @@ macro_rules! text_id {
             }
         }
 
+        /// An id read from a path or a form is text until it is looked up.
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        /// Hashes and orders as its text, so maps keyed by the id can be searched with text.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
@@ -54,6 +80,31 @@ text_id! {
 text_id! {
     /// An application's id.
     pub struct ApplicationId;
+}
+
+text_id! {
+    /// A user's id: an applicant, an administrator or an assessor.
+    pub struct UserId;
+}
+
+text_id! {
+    /// An innovation challenge's id (one cycle of it).
+    pub struct ChallengeId;
+}
+
+text_id! {
+    /// An entry to a challenge.
+    pub struct EntryId;
+}
+
+text_id! {
+    /// A payment's id (a top-up or a co-funding contribution through Stripe).
+    pub struct PaymentId;
+}
+
+text_id! {
+    /// A ledger transfer's id; a hold (a pending transfer, a lease among them) is one.
+    pub struct TransferId;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ macro_rules! text_enum {
         pub enum $name:ident { $( $(#[doc = $vdoc:literal])* $variant:ident = $text:literal ),+ $(,)? }
     ) => {
         $(#[doc = $doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
         #[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
         pub enum $name {
@@ -25,6 +25,11 @@ macro_rules! text_enum {
             /// The spelling stored in the database and used on the API.
             pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+
+            /// What the value means: its documentation, line by line.
+            pub const fn meaning(self) -> &'static [&'static str] {
+                match self { $($name::$variant => &[$($vdoc),*]),+ }
             }
         }
 

@@ -13,13 +13,14 @@ use voucherd_domain::consulting::Minutes;
 use voucherd_domain::ledger::AccountKind;
 use voucherd_domain::ownership::{Check, Method, Note, Ownership};
 use voucherd_domain::reference::{self, Reference, ReferenceKind};
+use voucherd_domain::UserId;
 use voucherd_domain::{ApplicationId, ApplicationStatus, Money, SicCode, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = applications)]
 pub struct ApplicationRow {
     pub id: ApplicationId,
-    pub applicant_id: String,
+    pub applicant_id: UserId,
     pub company_number: String,
     pub company_name: String,
     pub employees: i32,
@@ -36,7 +37,7 @@ pub struct ApplicationRow {
     pub checks: String,
     pub status: voucherd_domain::ApplicationStatus,
     pub live_company_number: Option<String>,
-    pub decided_by: Option<String>,
+    pub decided_by: Option<UserId>,
     pub decided_at: Option<NaiveDateTime>,
     pub decision_reason: Option<String>,
     pub created_at: NaiveDateTime,
@@ -128,7 +129,7 @@ impl OwnershipColumns {
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplicationFilter {
-    pub applicant_id: Option<String>,
+    pub applicant_id: Option<UserId>,
     pub status: Option<String>,
     /// Oldest first (a queue: who has waited longest); newest first otherwise.
     pub oldest_first: bool,
@@ -153,7 +154,7 @@ pub enum Verdict {
 
 pub struct Decision {
     pub application_id: ApplicationId,
-    pub actor_id: String,
+    pub actor_id: UserId,
     pub verdict: Verdict,
     pub reason: String,
     /// Whether this decides a submitted application, or confirms or rejects one that awaits
@@ -187,7 +188,7 @@ impl Stage {
 #[diesel(table_name = second_approvals)]
 pub struct SecondApprovalRow {
     pub application_id: ApplicationId,
-    pub requested_by: String,
+    pub requested_by: UserId,
     pub reason: String,
     /// The amount the first administrator approved, before incentives.
     pub amount_micros: i64,
@@ -195,7 +196,7 @@ pub struct SecondApprovalRow {
     pub total_micros: i64,
     pub valid_days: i32,
     pub requested_at: NaiveDateTime,
-    pub decided_by: Option<String>,
+    pub decided_by: Option<UserId>,
     pub outcome: Option<String>,
     pub decided_at: Option<NaiveDateTime>,
 }
@@ -251,7 +252,7 @@ fn decide(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<V
         &app,
         d,
         voucher.as_ref(),
-        first_approver.as_deref(),
+        first_approver.as_ref().map(UserId::as_str),
         before,
     )?;
     notify_decision(c, &app, voucher.as_ref(), &d.reason, at)?;
@@ -261,7 +262,7 @@ fn decide(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<V
 
 /// The application, if it is at the decision's stage, and its first approver at the second
 /// stage (who may not also be the second).
-fn pending_decision(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<String>)> {
+fn pending_decision(c: &mut DbConn, d: &Decision) -> StoreResult<(ApplicationRow, Option<UserId>)> {
     let app = application(c, &d.application_id)?;
     if app.status != d.stage.status() {
         return Err(StoreError::ApplicationNotPending {
@@ -357,7 +358,7 @@ fn grant_voucher(
     else {
         return Ok(None);
     };
-    confirm_at_approval(c, app, &d.actor_id, at, &d.reason)?;
+    confirm_at_approval(c, app, d.actor_id.as_str(), at, &d.reason)?;
     within_mfa_limit(c, app, d, at, *amount)?;
     let account_id = format!("voucher-{voucher_id}");
     ledger::create_account(c, &account_id, AccountKind::Voucher)?;
@@ -692,7 +693,8 @@ impl Store {
                 .execute(c)?;
             let app = application(c, &row.application_id)?;
             let before = app.ownership()?;
-            let ownership = confirm_at_approval(c, &app, &row.requested_by, at, &row.reason)?;
+            let ownership =
+                confirm_at_approval(c, &app, row.requested_by.as_str(), at, &row.reason)?;
             audit::record(
                 c,
                 AuditEntry {
@@ -825,7 +827,7 @@ impl Store {
     pub async fn decide_ownership(
         &self,
         application_id: ApplicationId,
-        actor_id: String,
+        actor_id: UserId,
         confirmed: bool,
         note: Note,
         at: NaiveDateTime,
@@ -892,7 +894,7 @@ impl Store {
     pub async fn release_company_number(
         &self,
         application_id: ApplicationId,
-        actor_id: String,
+        actor_id: UserId,
         reason: String,
         at: NaiveDateTime,
     ) -> StoreResult<(ApplicationRow, Option<VoucherId>)> {
@@ -906,7 +908,7 @@ impl Store {
             let before = app.ownership()?;
             let refused = Ownership::Refused(Check {
                 method: Method::AdminCheck,
-                by: actor_id.clone(),
+                by: actor_id.to_string(),
                 at,
                 note: reason.clone(),
             });
@@ -987,7 +989,7 @@ impl Store {
     /// How many applications [`Store::list_applications`] would list without its page.
     pub async fn count_applications(
         &self,
-        applicant_id: Option<String>,
+        applicant_id: Option<UserId>,
         status: Option<String>,
     ) -> StoreResult<i64> {
         self.read(move |c| {
@@ -1015,7 +1017,7 @@ impl Store {
 }
 
 /// An administrator's check of a company's ownership, as the application records it.
-fn admin_check(actor_id: &str, note: Note, at: NaiveDateTime, confirmed: bool) -> Ownership {
+fn admin_check(actor_id: &UserId, note: Note, at: NaiveDateTime, confirmed: bool) -> Ownership {
     let check = Check {
         method: Method::AdminCheck,
         by: actor_id.to_string(),
@@ -1055,11 +1057,11 @@ fn releasable(c: &mut DbConn, application_id: &ApplicationId) -> StoreResult<App
 fn reject_second_approval(
     c: &mut DbConn,
     app: &ApplicationRow,
-    actor_id: &str,
+    actor_id: &UserId,
     at: NaiveDateTime,
-) -> StoreResult<String> {
+) -> StoreResult<UserId> {
     let pending = pending_second(c, &app.id)?;
-    if pending.requested_by == actor_id {
+    if &pending.requested_by == actor_id {
         return Err(StoreError::Approval(
             voucherd_domain::ErrorCode::SameApprover,
             "the administrator who approved first cannot release the application: \

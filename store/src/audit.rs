@@ -5,12 +5,13 @@ use crate::error::StoreResult;
 use crate::schema::audit_log;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_log)]
 pub struct AuditRow {
     pub id: String,
-    pub actor_id: Option<String>,
+    pub actor_id: Option<UserId>,
     pub action: String,
     pub subject_type: String,
     pub subject_id: String,
@@ -21,7 +22,7 @@ pub struct AuditRow {
 }
 
 pub struct AuditEntry<'a> {
-    pub actor_id: Option<&'a str>,
+    pub actor_id: Option<&'a UserId>,
     pub action: &'a str,
     pub subject_type: &'a str,
     pub subject_id: &'a str,
@@ -54,7 +55,7 @@ fn filtered(
 pub fn record(c: &mut DbConn, e: AuditEntry<'_>) -> StoreResult<()> {
     let row = AuditRow {
         id: uuid::Uuid::now_v7().to_string(),
-        actor_id: e.actor_id.map(str::to_string),
+        actor_id: e.actor_id.cloned(),
         action: e.action.to_string(),
         subject_type: e.subject_type.to_string(),
         subject_id: e.subject_id.to_string(),

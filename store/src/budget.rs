@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use voucherd_domain::budget::{self, FinancialYear, Organisation, Targeting};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::Money;
+use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = budget_lines)]
@@ -21,7 +22,7 @@ pub struct BudgetLineRow {
     pub financial_year: String,
     pub targeting: String,
     pub account_id: String,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
 }
 
@@ -287,7 +288,7 @@ impl Store {
                     actor_id: Some(&row.created_by),
                     action: "budget_line.create",
                     subject_type: "budget_line",
-                    subject_id: &row.id,
+                    subject_id: row.id.as_str(),
                     reason: None,
                     details: serde_json::json!({
                         "name": row.name,
@@ -332,7 +333,7 @@ impl Store {
         to: Pot,
         amount: Money,
         reason: String,
-        actor_id: String,
+        actor_id: UserId,
     ) -> StoreResult<()> {
         self.write(move |c| {
             // A retry of a move that happened: the same answer, without checking the balance it
@@ -360,7 +361,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "budget_line.move",
                     subject_type: "transfer",
-                    subject_id: &id,
+                    subject_id: id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({
                         "from": side(&from),

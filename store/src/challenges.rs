@@ -17,18 +17,20 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::challenge::{
-    self, Criteria, Criterion, Milestone, Milestones, OrganisationKind, Standing, Status,
+    self, Criteria, Criterion, KindCheck, Milestone, Milestones, OrganisationKind, Standing, Status,
 };
 use voucherd_domain::eligibility::EligibilityRules;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::reference::Reference;
-use voucherd_domain::{ApplicationId, ApplicationStatus, Money, Region, VoucherId};
+use voucherd_domain::{
+    ApplicationId, ApplicationStatus, ChallengeId, EntryId, Money, Region, UserId, VoucherId,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
 pub struct ChallengeRow {
-    pub id: String,
+    pub id: ChallengeId,
     pub title: String,
     pub theme: String,
     pub eligible_kinds: String,
@@ -43,9 +45,9 @@ pub struct ChallengeRow {
     pub award_amounts: String,
     pub pilot_places: i32,
     pub recurrence: Option<String>,
-    pub previous_id: Option<String>,
+    pub previous_id: Option<ChallengeId>,
     pub fund_account_id: String,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
     pub cancelled_at: Option<NaiveDateTime>,
     pub cancellation_reason: Option<String>,
@@ -92,12 +94,12 @@ impl ChallengeRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenge_entries)]
 pub struct EntryRow {
-    pub id: String,
-    pub challenge_id: String,
-    pub entrant_id: String,
+    pub id: EntryId,
+    pub challenge_id: ChallengeId,
+    pub entrant_id: UserId,
     pub company_number: String,
     pub organisation_name: String,
-    pub organisation_kind: String,
+    pub organisation_kind: OrganisationKind,
     pub region: String,
     pub sic_code: String,
     pub title: String,
@@ -116,21 +118,14 @@ pub struct EntryRow {
     pub assessments_incomplete: bool,
     /// JSON `KindEvidence`, for an entry as a startup or spin-off.
     pub kind_evidence: Option<String>,
-    /// `accepted` or `rejected` by an administrator; `None` until checked.
-    pub kind_check: Option<String>,
+    /// Accepted or rejected by an administrator; `None` until checked.
+    pub kind_check: Option<KindCheck>,
     pub kind_check_reason: Option<String>,
-    pub kind_checked_by: Option<String>,
+    pub kind_checked_by: Option<UserId>,
     pub kind_checked_at: Option<NaiveDateTime>,
 }
 
 impl EntryRow {
-    /// The kind it entered as: a stored spelling no kind has is a broken row.
-    pub fn kind(&self) -> StoreResult<OrganisationKind> {
-        self.organisation_kind
-            .parse()
-            .map_err(|e| StoreError::Invariant(format!("entry {}: {e}", self.id)))
-    }
-
     /// Its region, likewise.
     pub fn region_of(&self) -> StoreResult<Region> {
         self.region
@@ -142,9 +137,9 @@ impl EntryRow {
     /// unchecked or rejected, or its assessments incomplete at the panel.
     pub fn not_ranked_because(&self) -> Option<String> {
         if self.kind_evidence.is_some() {
-            match self.kind_check.as_deref() {
-                Some("accepted") => {}
-                Some(_) => {
+            match self.kind_check {
+                Some(KindCheck::Accepted) => {}
+                Some(KindCheck::Rejected | KindCheck::Unchecked) => {
                     return Some(format!(
                         "the evidence that it is a {} was rejected: {}",
                         self.organisation_kind,
@@ -168,7 +163,7 @@ impl EntryRow {
 #[diesel(table_name = assessor_conflicts)]
 pub struct ConflictRow {
     pub id: String,
-    pub assessor_id: String,
+    pub assessor_id: UserId,
     pub company_number: String,
     pub reason: String,
     pub declared_at: NaiveDateTime,
@@ -178,8 +173,8 @@ pub struct ConflictRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenge_scores)]
 pub struct ScoreRow {
-    pub entry_id: String,
-    pub assessor_id: String,
+    pub entry_id: EntryId,
+    pub assessor_id: UserId,
     pub scores: String,
     pub percent_bp: i64,
     pub comment: String,
@@ -201,14 +196,14 @@ pub struct Progress {
     pub entries_allocated: i64,
     pub allocations: i64,
     pub scores: i64,
-    pub milestones_performed: Vec<String>,
+    pub milestones_performed: Vec<Milestone>,
     /// Entries not every allocated assessor has scored: not ranked if still so at the panel.
-    pub entries_incomplete: Vec<String>,
+    pub entries_incomplete: Vec<EntryId>,
     /// Entries as startups or spin-offs whose evidence no administrator has checked yet.
-    pub entries_awaiting_kind_check: Vec<String>,
+    pub entries_awaiting_kind_check: Vec<EntryId>,
     /// Once assessors are assigned, entries with fewer than `assessors_per_entry` of them:
     /// too few were free of conflicts of interest, at allocation or when one was declared.
-    pub entries_short_of_assessors: Vec<String>,
+    pub entries_short_of_assessors: Vec<EntryId>,
     /// What the challenge's own account holds (its pool, less what was paid or returned).
     pub pool_balance_micros: i64,
 }
@@ -216,12 +211,12 @@ pub struct Progress {
 /// A milestone performed by a worker run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Performed {
-    pub challenge_id: String,
-    pub milestone: &'static str,
+    pub challenge_id: ChallengeId,
+    pub milestone: Milestone,
     pub summary: serde_json::Value,
 }
 
-fn challenge(c: &mut DbConn, id: &str) -> StoreResult<ChallengeRow> {
+fn challenge(c: &mut DbConn, id: &ChallengeId) -> StoreResult<ChallengeRow> {
     challenges::table
         .find(id)
         .select(ChallengeRow::as_select())
@@ -258,7 +253,7 @@ fn insert_challenge(c: &mut DbConn, row: &ChallengeRow) -> StoreResult<()> {
             actor_id: Some(&row.created_by),
             action: "challenge.create",
             subject_type: "challenge",
-            subject_id: &row.id,
+            subject_id: row.id.as_str(),
             reason: None,
             details: serde_json::json!({
                 "title": row.title,
@@ -290,11 +285,11 @@ impl Store {
         .await
     }
 
-    pub async fn challenge(&self, id: String) -> StoreResult<ChallengeRow> {
+    pub async fn challenge(&self, id: ChallengeId) -> StoreResult<ChallengeRow> {
         self.read(move |c| challenge(c, &id)).await
     }
 
-    pub async fn challenge_progress(&self, id: String) -> StoreResult<Progress> {
+    pub async fn challenge_progress(&self, id: ChallengeId) -> StoreResult<Progress> {
         self.read(move |c| {
             let entry_ids = challenge_entries::table
                 .filter(challenge_entries::challenge_id.eq(&id))
@@ -350,7 +345,7 @@ impl Store {
             let ch = challenge(c, &row.challenge_id)?;
             accepting_entries(&ch, now)?;
             let eligible = ch.eligible_kinds()?;
-            let kind = row.kind()?;
+            let kind = row.organisation_kind;
             if !eligible.contains(&kind) {
                 let names: Vec<&str> = eligible.iter().map(|k| k.as_str()).collect();
                 return Err(StoreError::ChallengeClosed(format!(
@@ -385,7 +380,7 @@ impl Store {
                 "challenge_entry_received",
                 serde_json::json!({
                     "entry_id": row.id,
-                    "organisation_kind": row.organisation_kind.replace('_', " "),
+                    "organisation_kind": row.organisation_kind.as_str().replace('_', " "),
                     "evidence_to_check": row.kind_evidence.is_some(),
                     "submitted_at": voucherd_domain::uk_time::date_time(row.submitted_at),
                     "closes_at": voucherd_domain::uk_time::date_time(ch.closes_at),
@@ -402,7 +397,7 @@ impl Store {
     pub async fn update_challenge(
         &self,
         row: ChallengeRow,
-        actor_id: String,
+        actor_id: UserId,
         now: NaiveDateTime,
     ) -> StoreResult<ChallengeRow> {
         self.write(move |c| {
@@ -421,7 +416,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "challenge.update",
                     subject_type: "challenge",
-                    subject_id: &row.id,
+                    subject_id: row.id.as_str(),
                     reason: None,
                     details: serde_json::json!({
                         "title": row.title,
@@ -441,8 +436,8 @@ impl Store {
     /// entrant is told; audited.
     pub async fn cancel_challenge(
         &self,
-        id: String,
-        actor_id: String,
+        id: ChallengeId,
+        actor_id: UserId,
         reason: String,
         now: NaiveDateTime,
     ) -> StoreResult<(ChallengeRow, i64)> {
@@ -469,7 +464,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "challenge.cancel",
                     subject_type: "challenge",
-                    subject_id: &id,
+                    subject_id: id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({ "returned_micros": held }),
                 },
@@ -498,9 +493,9 @@ impl Store {
     /// an accepted entry is ranked.
     pub async fn check_entry_kind(
         &self,
-        challenge_id: String,
-        entry_id: String,
-        actor_id: String,
+        challenge_id: ChallengeId,
+        entry_id: EntryId,
+        actor_id: UserId,
         accepted: bool,
         reason: String,
         now: NaiveDateTime,
@@ -526,7 +521,7 @@ impl Store {
                         "challenge.entry_kind_reject"
                     },
                     subject_type: "challenge_entry",
-                    subject_id: &entry_id,
+                    subject_id: entry_id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({
                         "challenge_id": challenge_id,
@@ -547,8 +542,8 @@ impl Store {
     /// locked; only its entrant may.
     pub async fn update_entry(
         &self,
-        entry_id: String,
-        entrant_id: String,
+        entry_id: EntryId,
+        entrant_id: UserId,
         title: String,
         summary: String,
         now: NaiveDateTime,
@@ -584,8 +579,8 @@ impl Store {
     /// A challenge's entries: all of them, or one entrant's.
     pub async fn entries(
         &self,
-        challenge_id: String,
-        entrant_id: Option<String>,
+        challenge_id: ChallengeId,
+        entrant_id: Option<UserId>,
     ) -> StoreResult<Vec<EntryRow>> {
         self.read(move |c| {
             let mut q = challenge_entries::table
@@ -609,7 +604,7 @@ impl Store {
     /// whatever the allocations say.
     pub async fn allocated_entries(
         &self,
-        assessor_id: String,
+        assessor_id: UserId,
         now: NaiveDateTime,
     ) -> StoreResult<Vec<(EntryRow, Option<ScoreRow>)>> {
         self.read(move |c| {
@@ -632,7 +627,7 @@ impl Store {
                 .filter(challenge_scores::assessor_id.eq(&assessor_id))
                 .select(ScoreRow::as_select())
                 .load(c)?;
-            let mut by_entry: BTreeMap<String, ScoreRow> = scores
+            let mut by_entry: BTreeMap<EntryId, ScoreRow> = scores
                 .into_iter()
                 .map(|s| (s.entry_id.clone(), s))
                 .collect();
@@ -682,7 +677,7 @@ impl Store {
                     actor_id: Some(&row.assessor_id),
                     action: "challenge.conflict_declared",
                     subject_type: "assessor_conflict",
-                    subject_id: &row.id,
+                    subject_id: row.id.as_str(),
                     reason: Some(&row.reason),
                     details: serde_json::json!({
                         "company_number": row.company_number,
@@ -701,8 +696,8 @@ impl Store {
     /// allocation remains), and when the entry is not allocated to them.
     pub async fn assessment(
         &self,
-        entry_id: String,
-        assessor_id: String,
+        entry_id: EntryId,
+        assessor_id: UserId,
         now: NaiveDateTime,
     ) -> StoreResult<(EntryRow, Option<ScoreRow>)> {
         self.read(move |c| {
@@ -719,7 +714,7 @@ impl Store {
         .await
     }
 
-    pub async fn conflicts(&self, assessor_id: String) -> StoreResult<Vec<ConflictRow>> {
+    pub async fn conflicts(&self, assessor_id: UserId) -> StoreResult<Vec<ConflictRow>> {
         self.read(move |c| {
             Ok(assessor_conflicts::table
                 .filter(assessor_conflicts::assessor_id.eq(&assessor_id))
@@ -810,7 +805,7 @@ impl Store {
         let mut performed = Vec::new();
         for ch in due {
             let m = ch.milestones()?;
-            for milestone in Milestone::ALL {
+            for &milestone in Milestone::ALL {
                 if m.at(milestone) > at {
                     break;
                 }
@@ -822,7 +817,7 @@ impl Store {
                 match outcome {
                     Ok(Some(summary)) => performed.push(Performed {
                         challenge_id: ch.id.clone(),
-                        milestone: milestone.as_str(),
+                        milestone,
                         summary,
                     }),
                     Ok(None) => {}
@@ -879,7 +874,7 @@ impl Store {
     ) -> StoreResult<Option<ChallengeRow>> {
         use chrono::Datelike;
         let m = previous.milestones()?.shifted_to(opens_at);
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = ChallengeId::new(uuid::Uuid::now_v7().to_string());
         let row = ChallengeRow {
             fund_account_id: format!("challenge-{id}"),
             id,
@@ -964,7 +959,7 @@ fn refused_as_sme(c: &mut DbConn, company_number: &str) -> StoreResult<()> {
 
 /// Entries allocated to fewer assessors than the challenge asks for, once the allocation
 /// milestone has run (before it, nothing is allocated and nothing is short).
-fn short_of_assessors(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<String>> {
+fn short_of_assessors(c: &mut DbConn, challenge_id: &ChallengeId) -> StoreResult<Vec<EntryId>> {
     let ch = challenge(c, challenge_id)?;
     let allocated: i64 = challenge_milestones::table
         .filter(challenge_milestones::challenge_id.eq(challenge_id))
@@ -974,7 +969,7 @@ fn short_of_assessors(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<Str
     if allocated == 0 {
         return Ok(Vec::new());
     }
-    let entries: Vec<String> = challenge_entries::table
+    let entries: Vec<EntryId> = challenge_entries::table
         .filter(challenge_entries::challenge_id.eq(challenge_id))
         .order((
             challenge_entries::submitted_at.asc(),
@@ -985,11 +980,11 @@ fn short_of_assessors(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<Str
     let entry_ids = challenge_entries::table
         .filter(challenge_entries::challenge_id.eq(challenge_id))
         .select(challenge_entries::id);
-    let mut count: BTreeMap<String, i64> = BTreeMap::new();
+    let mut count: BTreeMap<EntryId, i64> = BTreeMap::new();
     for e in challenge_allocations::table
         .filter(challenge_allocations::entry_id.eq_any(entry_ids))
         .select(challenge_allocations::entry_id)
-        .load::<String>(c)?
+        .load::<EntryId>(c)?
     {
         *count.entry(e).or_default() += 1;
     }
@@ -1001,24 +996,24 @@ fn short_of_assessors(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<Str
 }
 
 /// Entries that not every assessor allocated to them has scored yet.
-fn incomplete_entries(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<String>> {
+fn incomplete_entries(c: &mut DbConn, challenge_id: &ChallengeId) -> StoreResult<Vec<EntryId>> {
     let entry_ids = challenge_entries::table
         .filter(challenge_entries::challenge_id.eq(challenge_id))
         .select(challenge_entries::id);
-    let allocated: Vec<(String, String)> = challenge_allocations::table
+    let allocated: Vec<(EntryId, UserId)> = challenge_allocations::table
         .filter(challenge_allocations::entry_id.eq_any(entry_ids))
         .select((
             challenge_allocations::entry_id,
             challenge_allocations::assessor_id,
         ))
         .load(c)?;
-    let scored: BTreeSet<(String, String)> = challenge_scores::table
+    let scored: BTreeSet<(EntryId, UserId)> = challenge_scores::table
         .filter(challenge_scores::entry_id.eq_any(entry_ids))
         .select((challenge_scores::entry_id, challenge_scores::assessor_id))
-        .load::<(String, String)>(c)?
+        .load::<(EntryId, UserId)>(c)?
         .into_iter()
         .collect();
-    let incomplete: BTreeSet<String> = allocated
+    let incomplete: BTreeSet<EntryId> = allocated
         .into_iter()
         .filter(|a| !scored.contains(a))
         .map(|(e, _)| e)
@@ -1029,13 +1024,13 @@ fn incomplete_entries(c: &mut DbConn, challenge_id: &str) -> StoreResult<Vec<Str
 /// What became of an entry taken off an assessor who declared a conflict of interest.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Withdrawn {
-    pub entry_id: String,
-    pub challenge_id: String,
+    pub entry_id: EntryId,
+    pub challenge_id: ChallengeId,
     /// The assessor had scored it: that score no longer counts.
     pub score_dropped: bool,
     /// The assessor who took it over; `None` when nobody free of conflicts was left or
     /// scoring had closed, and the entry is short of assessors.
-    pub reallocated_to: Option<String>,
+    pub reallocated_to: Option<UserId>,
 }
 
 /// Refuses an assessor the entry when they have a current conflict of interest with the
@@ -1043,7 +1038,7 @@ pub struct Withdrawn {
 fn may_assess(
     c: &mut DbConn,
     e: &EntryRow,
-    assessor_id: &str,
+    assessor_id: &UserId,
     now: NaiveDateTime,
 ) -> StoreResult<()> {
     let conflicts: i64 = assessor_conflicts::table
@@ -1116,7 +1111,7 @@ fn withdraw(
             actor_id: Some(&conflict.assessor_id),
             action: "challenge.allocation_withdrawn",
             subject_type: "challenge_entry",
-            subject_id: &e.id,
+            subject_id: e.id.as_str(),
             reason: Some(&conflict.reason),
             details: serde_json::json!({
                 "challenge_id": ch.id,
@@ -1149,7 +1144,7 @@ fn replace_assessor(
     e: &EntryRow,
     ch: &ChallengeRow,
     now: NaiveDateTime,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<UserId>> {
     // The same order as the allocation milestone's, so ties fall the same way.
     let assessors: Vec<String> = users::table
         .filter(users::role.eq(voucherd_domain::Role::Assessor))
@@ -1183,7 +1178,7 @@ fn replace_assessor(
     let Some(chosen) = challenge::replacement(&assessors, &load, &on_entry, &conflicted) else {
         return Ok(None);
     };
-    let chosen = chosen.to_string();
+    let chosen = UserId::new(chosen);
     diesel::insert_into(challenge_allocations::table)
         .values((
             challenge_allocations::entry_id.eq(&e.id),
@@ -1208,7 +1203,7 @@ fn replace_assessor(
     Ok(Some(chosen))
 }
 
-fn entry(c: &mut DbConn, id: &str) -> StoreResult<EntryRow> {
+fn entry(c: &mut DbConn, id: &EntryId) -> StoreResult<EntryRow> {
     challenge_entries::table
         .find(id)
         .select(EntryRow::as_select())
@@ -1380,7 +1375,7 @@ fn assign(c: &mut DbConn, ch: &ChallengeRow, at: NaiveDateTime) -> StoreResult<s
         }
     }
     for (assessor, count) in &load {
-        let email = outbox::user_email(c, assessor)?;
+        let email = outbox::user_email(c, &UserId::new(*assessor))?;
         outbox::enqueue(
             c,
             Notification {
@@ -1517,11 +1512,11 @@ fn return_cancelled_pool(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<i64> 
 /// no evidence, or the challenge is decided or cancelled.
 fn checkable_entry(
     c: &mut DbConn,
-    challenge_id: &str,
-    entry_id: &str,
+    challenge_id: &ChallengeId,
+    entry_id: &EntryId,
 ) -> StoreResult<(EntryRow, ChallengeRow)> {
     let e = entry(c, entry_id)?;
-    if e.challenge_id != challenge_id {
+    if &e.challenge_id != challenge_id {
         return Err(StoreError::NotFound("entry"));
     }
     if e.kind_evidence.is_none() {
@@ -1563,7 +1558,7 @@ fn notify_kind_check(
                 "challenge_title": ch.title,
                 "organisation_name": e.organisation_name,
                 "entry_title": e.title,
-                "organisation_kind": e.organisation_kind.replace('_', " "),
+                "organisation_kind": e.organisation_kind.as_str().replace('_', " "),
                 "accepted": accepted,
                 "reason": reason,
             }),
@@ -1737,7 +1732,7 @@ fn decide(
 
 /// Marks the entries some allocated assessor did not score, so they are not ranked.
 fn mark_incomplete(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<()> {
-    let incomplete: BTreeSet<String> = incomplete_entries(c, &ch.id)?.into_iter().collect();
+    let incomplete: BTreeSet<EntryId> = incomplete_entries(c, &ch.id)?.into_iter().collect();
     if !incomplete.is_empty() {
         diesel::update(
             challenge_entries::table.filter(
@@ -1754,7 +1749,7 @@ fn mark_incomplete(c: &mut DbConn, ch: &ChallengeRow) -> StoreResult<()> {
 
 /// An entry's id, its mean percentage (none when it is not ranked) and when it was submitted,
 /// as [`challenge::rank`] takes them.
-type Scored = (String, Option<i64>, NaiveDateTime);
+type Scored = (EntryId, Option<i64>, NaiveDateTime);
 
 /// Each entry's mean score for ranking, and the entries not ranked with the reason.
 fn score_entries(
@@ -1839,7 +1834,7 @@ fn award_entry(
                 actor_id: None,
                 action: "challenge.award_refused",
                 subject_type: "challenge_entry",
-                subject_id: &e.id,
+                subject_id: e.id.as_str(),
                 reason: Some(&mfa.reason),
                 details: serde_json::json!({
                     "challenge_id": ch.id,

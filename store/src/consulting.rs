@@ -13,6 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::consulting::{self, Minutes};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
+use voucherd_domain::UserId;
 use voucherd_domain::{Money, VoucherId};
 
 pub const SOURCE: &str = "consulting-source";
@@ -26,7 +27,7 @@ const RECORD_WITHIN_DAYS: i64 = 30;
 #[diesel(table_name = consulting_slots)]
 pub struct SlotRow {
     pub id: String,
-    pub adviser_id: String,
+    pub adviser_id: UserId,
     pub starts_at: NaiveDateTime,
     pub ends_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
@@ -38,7 +39,7 @@ pub struct BookingRow {
     pub id: String,
     pub slot_id: String,
     pub voucher_id: VoucherId,
-    pub booked_by: String,
+    pub booked_by: UserId,
     pub minutes: i64,
     pub hold_id: String,
     pub booked_at: NaiveDateTime,
@@ -169,7 +170,7 @@ impl Store {
     /// Future slots with their live booking, if any: one adviser's, or everyone's.
     pub async fn slots(
         &self,
-        adviser_id: Option<String>,
+        adviser_id: Option<UserId>,
         now: NaiveDateTime,
     ) -> StoreResult<Vec<(SlotRow, Option<BookingRow>)>> {
         self.read(move |c| {
@@ -207,7 +208,7 @@ impl Store {
         &self,
         slot_id: String,
         voucher_id: VoucherId,
-        user_id: String,
+        user_id: UserId,
         now: NaiveDateTime,
     ) -> StoreResult<BookingRow> {
         self.write(move |c| {
@@ -260,7 +261,7 @@ impl Store {
     pub async fn cancel_booking(
         &self,
         id: String,
-        user_id: String,
+        user_id: UserId,
         now: NaiveDateTime,
     ) -> StoreResult<BookingRow> {
         self.write(move |c| {
@@ -299,7 +300,7 @@ impl Store {
     pub async fn record_outcome(
         &self,
         id: String,
-        adviser_id: String,
+        adviser_id: UserId,
         outcome: &'static str,
         notes: String,
         next_steps: String,
@@ -362,8 +363,8 @@ impl Store {
     /// Bookings with their slots: one booker's, one adviser's, or all.
     pub async fn bookings(
         &self,
-        booked_by: Option<String>,
-        adviser_id: Option<String>,
+        booked_by: Option<UserId>,
+        adviser_id: Option<UserId>,
     ) -> StoreResult<Vec<(BookingRow, SlotRow)>> {
         self.read(move |c| {
             let mut q = consulting_bookings::table
@@ -449,7 +450,7 @@ impl Store {
 fn owned_live_voucher(
     c: &mut DbConn,
     voucher_id: &VoucherId,
-    user_id: &str,
+    user_id: &UserId,
     now: NaiveDateTime,
 ) -> StoreResult<VoucherRow> {
     let v: VoucherRow = vouchers::table
@@ -457,7 +458,7 @@ fn owned_live_voucher(
         .select(VoucherRow::as_select())
         .first(c)
         .optional()?
-        .filter(|v| v.owner_id == user_id)
+        .filter(|v| &v.owner_id == user_id)
         .ok_or(StoreError::NotFound("voucher"))?;
     if v.status != voucherd_domain::VoucherState::Active || v.expires_at <= now {
         return Err(StoreError::Consulting(
@@ -548,7 +549,7 @@ fn insert_booking(c: &mut DbConn, row: &BookingRow) -> StoreResult<()> {
 /// Tells the booker their session is booked, with whom and when.
 fn notify_booked(
     c: &mut DbConn,
-    user_id: &str,
+    user_id: &UserId,
     s: &SlotRow,
     v: &VoucherRow,
     row: &BookingRow,

@@ -17,6 +17,7 @@ use voucherd_domain::budget::{self, FinancialYear};
 use voucherd_domain::eligibility::MfaCheck;
 use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
 use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::UserId;
 use voucherd_domain::{ApplicationId, Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -30,7 +31,7 @@ pub struct RuleRow {
     pub effect_json: String,
     pub budget_line_id: Option<String>,
     pub active: bool,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
 }
 
@@ -163,7 +164,7 @@ impl Store {
                     actor_id: Some(&row.created_by),
                     action: "incentive.save",
                     subject_type: "incentive",
-                    subject_id: &row.rule_key,
+                    subject_id: row.rule_key.as_str(),
                     reason: None,
                     details: serde_json::json!({
                         "version": row.version,

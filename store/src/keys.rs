@@ -6,6 +6,7 @@ use crate::schema::{api_keys, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::UserId;
 use voucherd_domain::VoucherId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -18,7 +19,7 @@ pub struct ApiKeyRow {
     pub prefix: String,
     /// SHA-256 of the whole key, hex. The key itself is never stored.
     pub key_hash: String,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
@@ -45,7 +46,7 @@ impl Store {
                 .values(&row)
                 .execute(c)?;
             // The voucher's owner hears of every key, whoever made it.
-            let owner: String = vouchers::table
+            let owner: UserId = vouchers::table
                 .find(&row.voucher_id)
                 .select(vouchers::owner_id)
                 .first(c)?;
@@ -80,7 +81,7 @@ impl Store {
         old_id: String,
         new: ApiKeyRow,
         old_valid_until: NaiveDateTime,
-        actor_id: String,
+        actor_id: UserId,
     ) -> StoreResult<ApiKeyRow> {
         self.write(move |c| {
             let old: ApiKeyRow = api_keys::table
@@ -118,7 +119,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "key.rotate",
                     subject_type: "key",
-                    subject_id: &old_id,
+                    subject_id: old_id.as_str(),
                     reason: None,
                     details: serde_json::json!({
                         "new_key_id": new.id,
@@ -184,7 +185,7 @@ impl Store {
     }
 
     /// Revokes a key once; revoking it again changes nothing and reports `false`.
-    pub async fn revoke_key(&self, id: String, actor_id: String) -> StoreResult<bool> {
+    pub async fn revoke_key(&self, id: String, actor_id: UserId) -> StoreResult<bool> {
         self.write(move |c| {
             let changed = diesel::update(
                 api_keys::table
@@ -200,7 +201,7 @@ impl Store {
                         actor_id: Some(&actor_id),
                         action: "key.revoke",
                         subject_type: "key",
-                        subject_id: &id,
+                        subject_id: id.as_str(),
                         reason: None,
                         details: serde_json::json!({}),
                     },

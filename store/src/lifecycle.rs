@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::UserId;
 use voucherd_domain::{ApplicationId, Money, VoucherId};
 
 /// Vouchers looked at per transaction.
@@ -477,7 +478,7 @@ impl Store {
     pub async fn expire_voucher_now(
         &self,
         id: VoucherId,
-        actor_id: String,
+        actor_id: UserId,
         reason: String,
         at: NaiveDateTime,
     ) -> StoreResult<VoucherRow> {

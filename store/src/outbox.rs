@@ -7,6 +7,7 @@ use crate::error::StoreResult;
 use crate::schema::{outbox, users};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = outbox)]
@@ -67,7 +68,7 @@ pub fn enqueue(c: &mut DbConn, n: Notification<'_>) -> StoreResult<bool> {
 }
 
 /// The email address of a user.
-pub fn user_email(c: &mut DbConn, user_id: &str) -> StoreResult<String> {
+pub fn user_email(c: &mut DbConn, user_id: &UserId) -> StoreResult<String> {
     Ok(users::table.find(user_id).select(users::email).first(c)?)
 }
 

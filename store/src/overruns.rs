@@ -12,6 +12,7 @@ use crate::schema::{api_keys, usage_records, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::money::format_micros;
+use voucherd_domain::UserId;
 use voucherd_domain::VoucherId;
 
 /// Overrun rows read at most for the summary (they are rare: each is a missed bound).
@@ -185,7 +186,7 @@ impl Store {
     pub async fn reinstate_key(
         &self,
         api_key_id: String,
-        actor_id: String,
+        actor_id: UserId,
         reason: String,
     ) -> StoreResult<()> {
         self.write(move |c| {
@@ -217,7 +218,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "api_key_reinstated",
                     subject_type: "api_key",
-                    subject_id: &api_key_id,
+                    subject_id: api_key_id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({}),
                 },
@@ -257,7 +258,7 @@ fn suspend_key(
                 actor_id: None,
                 action: "api_key_suspended",
                 subject_type: "api_key",
-                subject_id: &o.api_key_id,
+                subject_id: o.api_key_id.as_str(),
                 reason: Some(&reason),
                 details: serde_json::json!({
                     "overrun_total": format_micros(total_micros),

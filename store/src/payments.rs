@@ -19,12 +19,13 @@ use diesel::prelude::*;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::UserId;
 use voucherd_domain::{Money, PaymentStatus, VoucherId};
 
 const PURCHASED_PREFIX: &str = "purchased-";
 
 /// An organisation's purchased credit (its owner's id names it; made at its first top-up).
-pub fn purchased_account_id(owner_id: &str) -> String {
+pub fn purchased_account_id(owner_id: &UserId) -> String {
     format!("{PURCHASED_PREFIX}{owner_id}")
 }
 
@@ -34,7 +35,7 @@ pub fn is_purchased_account(account_id: &str) -> bool {
 }
 
 /// An organisation's paid co-funding contributions.
-pub fn contribution_account_id(owner_id: &str) -> String {
+pub fn contribution_account_id(owner_id: &UserId) -> String {
     format!("contribution-{owner_id}")
 }
 
@@ -43,7 +44,7 @@ pub fn contribution_account_id(owner_id: &str) -> String {
 pub struct PaymentRow {
     pub id: String,
     pub kind: String,
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub voucher_id: Option<VoucherId>,
     pub account_id: String,
     pub amount_micros: i64,
@@ -58,7 +59,7 @@ pub struct PaymentRow {
     pub refunded_micros: i64,
     pub reversed_micros: i64,
     pub shortfall_micros: i64,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
@@ -85,10 +86,10 @@ impl PaymentRow {
 pub struct NewPayment {
     pub id: String,
     pub kind: PaymentKind,
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub voucher_id: Option<VoucherId>,
     pub amount: Pence,
-    pub created_by: String,
+    pub created_by: UserId,
     pub at: NaiveDateTime,
     /// When its Checkout Session stops being payable: fixed once, so a retried create sends
     /// Stripe the very same request under the same idempotency key.
@@ -180,7 +181,7 @@ impl Applied {
 /// Filter for listing payments.
 #[derive(Debug, Clone, Default)]
 pub struct PaymentFilter {
-    pub owner_id: Option<String>,
+    pub owner_id: Option<UserId>,
     pub kind: Option<PaymentKind>,
     pub status: Option<PaymentStatus>,
     pub voucher_id: Option<VoucherId>,
@@ -379,7 +380,7 @@ impl Store {
     }
 
     /// What an organisation's refunds took back from its purchased credit, in micros.
-    pub async fn purchased_refunded(&self, owner_id: String) -> StoreResult<i64> {
+    pub async fn purchased_refunded(&self, owner_id: UserId) -> StoreResult<i64> {
         self.read(move |c| {
             let reversed: Vec<i64> = payments::table
                 .filter(payments::owner_id.eq(&owner_id))
@@ -795,7 +796,7 @@ fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> 
             actor_id: None,
             action: "payment.paid",
             subject_type: "payment",
-            subject_id: &p.id,
+            subject_id: p.id.as_str(),
             reason: None,
             details: serde_json::json!({
                 "kind": p.kind,
@@ -901,7 +902,7 @@ fn refund(
             actor_id: None,
             action: "payment.refunded",
             subject_type: "payment",
-            subject_id: &p.id,
+            subject_id: p.id.as_str(),
             reason: None,
             details: serde_json::json!({
                 "refunded_micros": total,

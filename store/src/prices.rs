@@ -9,6 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::pricing::PriceRates;
 use voucherd_domain::Money;
+use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = prices)]
@@ -19,7 +20,7 @@ pub struct PriceRow {
     pub cached_input_per_million: i64,
     pub output_per_million: i64,
     pub effective_from: NaiveDateTime,
-    pub created_by: Option<String>,
+    pub created_by: Option<UserId>,
     pub created_at: NaiveDateTime,
 }
 
@@ -108,10 +109,10 @@ impl Store {
             audit::record(
                 c,
                 AuditEntry {
-                    actor_id: row.created_by.as_deref(),
+                    actor_id: row.created_by.as_ref(),
                     action: "price.set",
                     subject_type: "price",
-                    subject_id: &row.model,
+                    subject_id: row.model.as_str(),
                     reason: None,
                     details: serde_json::json!({
                         "price_id": row.id,

@@ -11,6 +11,7 @@ use crate::schema::{transfers, vouchers};
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::Money;
+use voucherd_domain::UserId;
 
 pub struct ProgrammeTotals {
     pub fund: AccountRow,
@@ -97,7 +98,7 @@ impl Store {
         transfer_id: String,
         amount: Money,
         reference: String,
-        actor_id: String,
+        actor_id: UserId,
     ) -> StoreResult<TransferRow> {
         self.write(move |c| {
             let replay = ledger::find_transfer(c, &transfer_id)?.is_some();
@@ -121,7 +122,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "programme.deposit",
                     subject_type: "transfer",
-                    subject_id: &t.id,
+                    subject_id: t.id.as_str(),
                     reason: Some(&reference),
                     details: serde_json::json!({ "amount_micros": t.amount }),
                 },

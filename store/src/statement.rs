@@ -43,7 +43,7 @@ pub struct StatementPage {
 
 /// The two accounts a voucher's keys spend: the voucher's own and its owner's purchased credit.
 fn accounts_of(c: &mut DbConn, voucher_id: &VoucherId) -> StoreResult<(String, String)> {
-    let (account, owner): (String, String) = vouchers::table
+    let (account, owner): (String, voucherd_domain::UserId) = vouchers::table
         .find(voucher_id)
         .select((vouchers::account_id, vouchers::owner_id))
         .first(c)

@@ -9,6 +9,7 @@ use crate::schema::{api_keys, capped_holds, key_spend, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::TransferCode;
+use voucherd_domain::UserId;
 use voucherd_domain::{Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
@@ -357,7 +358,7 @@ impl Store {
     /// Returns its account id.
     pub async fn ensure_test_allowance(
         &self,
-        owner_id: String,
+        owner_id: UserId,
         amount: Money,
     ) -> StoreResult<String> {
         self.write(move |c| {

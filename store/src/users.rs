@@ -9,11 +9,12 @@ use crate::outbox::{self, Notification};
 use crate::schema::{account_tokens, sessions, users};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
 pub struct UserRow {
-    pub id: String,
+    pub id: UserId,
     /// Lower-cased by the caller, so the UNIQUE index is case-insensitive in effect.
     pub email: String,
     /// Empty for an invited account that has not chosen a password: nothing verifies against it.
@@ -29,7 +30,7 @@ pub struct UserRow {
 #[diesel(table_name = sessions)]
 pub struct SessionRow {
     pub id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
@@ -39,7 +40,7 @@ pub struct SessionRow {
 /// A session that is still open, with what its user is now (not what they were at sign-in).
 #[derive(Debug, Clone)]
 pub struct LiveSession {
-    pub user_id: String,
+    pub user_id: UserId,
     pub role: voucherd_domain::Role,
     pub email_verified: bool,
     pub expires_at: NaiveDateTime,
@@ -130,7 +131,7 @@ fn store_token(c: &mut DbConn, user: &UserRow, t: MailedToken) -> StoreResult<()
 }
 
 /// Ends every open session of a user, inside the caller's transaction.
-fn end_sessions(c: &mut DbConn, user_id: &str, reason: &str) -> StoreResult<usize> {
+fn end_sessions(c: &mut DbConn, user_id: &UserId, reason: &str) -> StoreResult<usize> {
     Ok(diesel::update(
         sessions::table
             .filter(sessions::user_id.eq(user_id))
@@ -143,7 +144,7 @@ fn end_sessions(c: &mut DbConn, user_id: &str, reason: &str) -> StoreResult<usiz
     .execute(c)?)
 }
 
-fn load_user(c: &mut DbConn, id: &str) -> StoreResult<UserRow> {
+fn load_user(c: &mut DbConn, id: &UserId) -> StoreResult<UserRow> {
     users::table
         .find(id)
         .select(UserRow::as_select())
@@ -163,7 +164,7 @@ fn insert_user(c: &mut DbConn, row: &UserRow) -> StoreResult<()> {
 /// Marks a token used if it is open, of `purpose` and unexpired; the user it belongs to.
 fn redeem(c: &mut DbConn, secret_hash: &str, purpose: TokenPurpose) -> StoreResult<UserRow> {
     let at = now();
-    let user_id: String = account_tokens::table
+    let user_id: UserId = account_tokens::table
         .find(secret_hash)
         .filter(account_tokens::purpose.eq(purpose.as_str()))
         .select(account_tokens::user_id)
@@ -215,7 +216,7 @@ impl Store {
         .await
     }
 
-    pub async fn user(&self, id: String) -> StoreResult<UserRow> {
+    pub async fn user(&self, id: UserId) -> StoreResult<UserRow> {
         self.read(move |c| load_user(c, &id)).await
     }
 
@@ -283,7 +284,7 @@ impl Store {
                 .optional()?;
             Ok(
                 row.map(|(user_id, role, verified, expires_at)| LiveSession {
-                    user_id,
+                    user_id: UserId::new(user_id),
                     role,
                     email_verified: verified.is_some(),
                     expires_at,
@@ -313,7 +314,7 @@ impl Store {
 
     /// Sends a new token by email (a new verification code, a password reset), replacing any
     /// earlier one of the same purpose.
-    pub async fn mail_token(&self, user_id: String, token: MailedToken) -> StoreResult<()> {
+    pub async fn mail_token(&self, user_id: UserId, token: MailedToken) -> StoreResult<()> {
         self.write(move |c| {
             let user = load_user(c, &user_id)?;
             store_token(c, &user, token)
@@ -334,7 +335,7 @@ impl Store {
     /// against the code; after [`MAX_CODE_ATTEMPTS`] a new one must be sent.
     pub async fn verify_email_by_code(
         &self,
-        user_id: String,
+        user_id: UserId,
         code_hash: String,
     ) -> StoreResult<UserRow> {
         // A wrong code is counted in a transaction that commits: the refusal is the result.
@@ -393,7 +394,7 @@ impl Store {
                     actor_id: Some(&user.id),
                     action: "password_reset",
                     subject_type: "user",
-                    subject_id: &user.id,
+                    subject_id: user.id.as_str(),
                     reason: None,
                     details: serde_json::json!({}),
                 },
@@ -419,7 +420,7 @@ impl Store {
                     actor_id: Some(&user.id),
                     action: "invitation_accepted",
                     subject_type: "user",
-                    subject_id: &user.id,
+                    subject_id: user.id.as_str(),
                     reason: None,
                     details: serde_json::json!({"role": user.role}),
                 },
@@ -430,7 +431,7 @@ impl Store {
     }
 
     /// A signed-in user's new password; every session of the account ends with it.
-    pub async fn change_password(&self, user_id: String, password_hash: String) -> StoreResult<()> {
+    pub async fn change_password(&self, user_id: UserId, password_hash: String) -> StoreResult<()> {
         self.write(move |c| {
             set_password(c, &user_id, &password_hash)?;
             end_sessions(c, &user_id, ended::PASSWORD_CHANGED)?;
@@ -440,7 +441,7 @@ impl Store {
                     actor_id: Some(&user_id),
                     action: "password_changed",
                     subject_type: "user",
-                    subject_id: &user_id,
+                    subject_id: user_id.as_str(),
                     reason: None,
                     details: serde_json::json!({}),
                 },
@@ -453,7 +454,7 @@ impl Store {
     /// audit entry, together.
     pub async fn invite_user(
         &self,
-        actor_id: String,
+        actor_id: UserId,
         row: UserRow,
         token: MailedToken,
     ) -> StoreResult<UserRow> {
@@ -466,7 +467,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "user_invited",
                     subject_type: "user",
-                    subject_id: &row.id,
+                    subject_id: row.id.as_str(),
                     reason: None,
                     details: serde_json::json!({"email": row.email, "role": row.role}),
                 },
@@ -479,8 +480,8 @@ impl Store {
     /// Sends a new invitation to an invited person who has not yet accepted.
     pub async fn reinvite_user(
         &self,
-        actor_id: String,
-        user_id: String,
+        actor_id: UserId,
+        user_id: UserId,
         token: MailedToken,
     ) -> StoreResult<UserRow> {
         self.write(move |c| {
@@ -498,7 +499,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "user_reinvited",
                     subject_type: "user",
-                    subject_id: &user.id,
+                    subject_id: user.id.as_str(),
                     reason: None,
                     details: serde_json::json!({"email": user.email}),
                 },
@@ -512,8 +513,8 @@ impl Store {
     /// once. Nobody changes their own role, and the last active administrator stays one.
     pub async fn change_role(
         &self,
-        actor_id: String,
-        user_id: String,
+        actor_id: UserId,
+        user_id: UserId,
         role: voucherd_domain::Role,
         reason: String,
     ) -> StoreResult<UserRow> {
@@ -536,7 +537,7 @@ impl Store {
                     actor_id: Some(&actor_id),
                     action: "user_role_changed",
                     subject_type: "user",
-                    subject_id: &user_id,
+                    subject_id: user_id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({"from": user.role, "to": role}),
                 },
@@ -549,8 +550,8 @@ impl Store {
     /// An administrator disables or re-enables an account; disabling ends its sessions.
     pub async fn set_user_disabled(
         &self,
-        actor_id: String,
-        user_id: String,
+        actor_id: UserId,
+        user_id: UserId,
         disabled: bool,
         reason: String,
     ) -> StoreResult<UserRow> {
@@ -579,7 +580,7 @@ impl Store {
                         "user_enabled"
                     },
                     subject_type: "user",
-                    subject_id: &user_id,
+                    subject_id: user_id.as_str(),
                     reason: Some(&reason),
                     details: serde_json::json!({"email": user.email}),
                 },
@@ -590,7 +591,7 @@ impl Store {
     }
 }
 
-fn refuse_own(actor_id: &str, user_id: &str, what: &str) -> StoreResult<()> {
+fn refuse_own(actor_id: &UserId, user_id: &UserId, what: &str) -> StoreResult<()> {
     if actor_id == user_id {
         return Err(StoreError::Refused(
             voucherd_domain::ErrorCode::OwnAccount,
@@ -601,7 +602,7 @@ fn refuse_own(actor_id: &str, user_id: &str, what: &str) -> StoreResult<()> {
 }
 
 /// Refuses to take away the last enabled administrator other than `user_id`.
-fn keep_an_admin(c: &mut DbConn, user_id: &str) -> StoreResult<()> {
+fn keep_an_admin(c: &mut DbConn, user_id: &UserId) -> StoreResult<()> {
     let others: i64 = users::table
         .filter(users::role.eq(voucherd_domain::Role::Admin))
         .filter(users::disabled_at.is_null())
@@ -617,7 +618,7 @@ fn keep_an_admin(c: &mut DbConn, user_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-fn set_password(c: &mut DbConn, user_id: &str, password_hash: &str) -> StoreResult<()> {
+fn set_password(c: &mut DbConn, user_id: &UserId, password_hash: &str) -> StoreResult<()> {
     diesel::update(users::table.find(user_id))
         .set(users::password_hash.eq(password_hash))
         .execute(c)?;

@@ -4,6 +4,7 @@ use crate::ledger::{self, AccountRow, TransferRow};
 use crate::schema::{accounts, applications, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::UserId;
 use voucherd_domain::{ApplicationId, VoucherId};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
@@ -11,7 +12,7 @@ diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql
 /// Which vouchers [`Store::find_vouchers`] lists.
 #[derive(Debug, Clone, Default)]
 pub struct VoucherFilter {
-    pub owner_id: Option<String>,
+    pub owner_id: Option<UserId>,
     pub company_number: Option<String>,
     /// A part of the company's name, matched in any case.
     pub company_name_contains: Option<String>,
@@ -34,7 +35,7 @@ pub struct FoundVoucher {
 pub struct VoucherRow {
     pub id: VoucherId,
     pub application_id: ApplicationId,
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub account_id: String,
     pub company_number: String,
     pub currency: String,
@@ -95,7 +96,7 @@ impl Store {
     /// Vouchers with their ledger accounts; all of them when `owner_id` is `None`.
     pub async fn vouchers(
         &self,
-        owner_id: Option<String>,
+        owner_id: Option<UserId>,
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<(VoucherRow, AccountRow)>> {
@@ -209,7 +210,7 @@ impl Store {
         id: VoucherId,
         suspend: bool,
         reason: String,
-        actor_id: String,
+        actor_id: UserId,
     ) -> StoreResult<VoucherRow> {
         self.write(move |c| {
             let at = crate::db::now();

@@ -352,7 +352,7 @@ impl TestApp {
     pub async fn user_with_role(&self, email: &str, role: &str) -> String {
         self.store
             .create_user(UserRow {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: voucherd_domain::UserId::new(uuid::Uuid::now_v7().to_string()),
                 email: email.into(),
                 password_hash: voucherd_api::auth::hash_password(PASSWORD).unwrap(),
                 full_name: "Programme staff".into(),

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use validator::Validate;
 use voucherd_domain::ErrorCode;
-use voucherd_domain::Role;
+use voucherd_domain::{Role, UserId};
 use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 
 // Each limit is stated twice, side by side: `validate` enforces it, `schema` publishes it.
@@ -77,19 +77,19 @@ pub(crate) fn link_secret() -> (String, String) {
 }
 
 /// A six-digit code and its stored hash (bound to the user, so equal codes hash apart).
-fn six_digit_code(user_id: &str) -> (String, String) {
+fn six_digit_code(user_id: &UserId) -> (String, String) {
     let n = rand::Rng::gen_range(&mut rand::rngs::OsRng, 0..1_000_000u32);
     let code = format!("{n:06}");
     let hash = code_hash(user_id, &code);
     (code, hash)
 }
 
-fn code_hash(user_id: &str, code: &str) -> String {
+fn code_hash(user_id: &UserId, code: &str) -> String {
     crate::keys::hash(&format!("{user_id}:{code}"))
 }
 
 /// The verification email for `user`: a code to type in and a link, both single-use.
-fn verification(state: &AppState, user_id: &str, full_name: &str) -> MailedToken {
+fn verification(state: &AppState, user_id: &UserId, full_name: &str) -> MailedToken {
     let a = &state.config.accounts;
     let (secret, secret_hash) = link_secret();
     let (code, code_hash) = six_digit_code(user_id);
@@ -126,7 +126,7 @@ pub async fn register(state: &AppState, body: RegisterRequest) -> Result<UserVie
         return Err(ApiError::field("full_name", "must not be blank"));
     }
     let password_hash = new_password_hash(state, body.password).await?;
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = UserId::new(uuid::Uuid::now_v7().to_string());
     let token = verification(state, &id, &full_name);
     let user = state
         .store

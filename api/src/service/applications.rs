@@ -16,10 +16,10 @@ use voucherd_domain::eligibility::{ApplicationFacts, SubsidyDeclaration};
 use voucherd_domain::incentive;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ownership::{Note, Ownership};
-use voucherd_domain::ErrorCode;
 use voucherd_domain::{
     ApplicationId, ApplicationStatus, CompanyNumber, Money, Region, SicCode, VoucherId,
 };
+use voucherd_domain::{ErrorCode, UserId};
 use voucherd_store::applications::{
     ApplicationFilter, ApplicationRow, Decision, OwnershipColumns, SecondApprovalRow, Stage,
     Verdict,
@@ -494,13 +494,13 @@ async fn for_admin(
     // Administrators are named, not shown as ids.
     let second = view.second_approval.as_ref();
     let ids = [
-        view.ownership.by.clone(),
+        view.ownership.by.clone().map(UserId::new),
         second.map(|s| s.requested_by.clone()),
         second.and_then(|s| s.decided_by.clone()),
     ];
     let names = crate::service::users::names(state, ids.into_iter().flatten()).await?;
-    let name = |id: &Option<String>| id.as_ref().and_then(|i| names.get(i).cloned().flatten());
-    view.ownership.by_name = name(&view.ownership.by);
+    let name = |id: &Option<UserId>| id.as_ref().and_then(|i| names.get(i).cloned().flatten());
+    view.ownership.by_name = name(&view.ownership.by.clone().map(UserId::new));
     if let Some(s) = view.second_approval.as_mut() {
         s.requested_by_name = name(&Some(s.requested_by.clone()));
         s.decided_by_name = name(&s.decided_by);

@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use validator::Validate;
 use voucherd_domain::challenge::{
-    self, Criteria, Criterion, KindEvidence, Milestone, Milestones, OrganisationKind, Standing,
+    self, Criteria, Criterion, KindCheck, KindEvidence, Milestone, Milestones, OrganisationKind,
+    Standing,
 };
 use voucherd_domain::money::{format_micros, Amount};
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{CompanyNumber, Money, Region, Role, SicCode};
+use voucherd_domain::{ChallengeId, CompanyNumber, EntryId, Money, Region, Role, SicCode, UserId};
 use voucherd_store::challenges::{ChallengeRow, ConflictRow, EntryRow, Progress, ScoreRow};
 
 /// How long a declared conflict of interest lasts before it must be declared again.
@@ -55,7 +56,7 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 /// A challenge: its theme, milestones, criteria and awards, and how it stands now.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChallengeView {
-    pub id: String,
+    pub id: ChallengeId,
     pub title: String,
     pub theme: String,
     /// `upcoming`, `open`, `closed`, `assessing`, `decided` or `cancelled`.
@@ -74,7 +75,7 @@ pub struct ChallengeView {
     pub award_amounts: Vec<Amount>,
     pub pilot_places: i32,
     pub recurrence: Option<String>,
-    pub previous_id: Option<String>,
+    pub previous_id: Option<ChallengeId>,
     pub created_at: Timestamp,
     /// For administrators: entries, allocations and scores so far.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,8 +118,7 @@ impl ChallengeView {
 /// How an administrator found the evidence of an entry's kind.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindCheckView {
-    /// `unchecked`, `accepted` or `rejected`.
-    pub status: String,
+    pub status: KindCheck,
     pub reason: Option<String>,
     pub checked_at: Option<Timestamp>,
 }
@@ -146,8 +146,8 @@ pub struct MyScoreView {
 /// An entry to a challenge.
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryView {
-    pub id: String,
-    pub challenge_id: String,
+    pub id: EntryId,
+    pub challenge_id: ChallengeId,
     pub company_number: String,
     pub organisation_name: String,
     pub organisation_kind: OrganisationKind,
@@ -176,7 +176,7 @@ impl EntryView {
             challenge_id: e.challenge_id.clone(),
             company_number: e.company_number.clone(),
             organisation_name: e.organisation_name.clone(),
-            organisation_kind: e.kind()?,
+            organisation_kind: e.organisation_kind,
             region: e.region_of()?,
             sic_code: e.sic_code.clone(),
             title: e.title.clone(),
@@ -189,7 +189,7 @@ impl EntryView {
                 .as_deref()
                 .and_then(|j| serde_json::from_str(j).ok()),
             kind_check: e.kind_evidence.as_ref().map(|_| KindCheckView {
-                status: e.kind_check.as_deref().unwrap_or("unchecked").to_string(),
+                status: e.kind_check.unwrap_or(KindCheck::Unchecked),
                 reason: e.kind_check_reason.clone(),
                 checked_at: e.kind_checked_at.map(Timestamp),
             }),
@@ -229,8 +229,8 @@ impl EntryView {
 fn parse_challenge(
     body: &ChallengeRequest,
     now: DateTime<Utc>,
-    id: String,
-    created_by: String,
+    id: ChallengeId,
+    created_by: UserId,
     created_at: NaiveDateTime,
 ) -> Result<ChallengeRow, ApiError> {
     let mut errors = Vec::new();
@@ -344,7 +344,7 @@ pub async fn create(
     let row = parse_challenge(
         &body,
         now.and_utc(),
-        uuid::Uuid::now_v7().to_string(),
+        ChallengeId::new(uuid::Uuid::now_v7().to_string()),
         user.id.clone(),
         now,
     )?;
@@ -361,7 +361,7 @@ pub async fn update(
     body: ChallengeRequest,
 ) -> Result<ChallengeView, ApiError> {
     let now = state.clock.now();
-    let old = state.store.challenge(id.to_string()).await?;
+    let old = state.store.challenge(ChallengeId::new(id)).await?;
     // Refused before validation: a challenge already open cannot be edited at all.
     if old.cancelled_at.is_some() || old.opens_at <= now {
         return Err(ApiError::conflict(
@@ -415,7 +415,7 @@ pub async fn cancel(
     let (row, returned) = state
         .store
         .cancel_challenge(
-            id.to_string(),
+            ChallengeId::new(id),
             user.id.clone(),
             body.reason.trim().to_string(),
             now,
@@ -453,8 +453,8 @@ pub async fn check_kind(
     let row = state
         .store
         .check_entry_kind(
-            challenge_id.to_string(),
-            entry_id.to_string(),
+            ChallengeId::new(challenge_id),
+            EntryId::new(entry_id),
             user.id.clone(),
             matches!(body.decision, KindDecision::Accept),
             body.reason.trim().to_string(),
@@ -477,7 +477,7 @@ pub async fn list(state: &AppState) -> Result<Vec<ChallengeView>, ApiError> {
 
 /// A challenge; with its progress for an administrator.
 pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<ChallengeView, ApiError> {
-    let ch = state.store.challenge(id.to_string()).await?;
+    let ch = state.store.challenge(ChallengeId::new(id)).await?;
     let mut view = ChallengeView::new(&ch, state.clock.now())?;
     if user.is_admin() {
         view.progress = Some(state.store.challenge_progress(ch.id.clone()).await?);
@@ -552,12 +552,12 @@ pub async fn submit_entry(
     )
     .map_err(|(field, m)| ApiError::field(field, m))?;
     let row = EntryRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        challenge_id: challenge_id.to_string(),
+        id: EntryId::new(uuid::Uuid::now_v7().to_string()),
+        challenge_id: ChallengeId::new(challenge_id),
         entrant_id: user.id.clone(),
         company_number: body.company_number.as_str().to_string(),
         organisation_name: body.organisation_name.trim().to_string(),
-        organisation_kind: body.organisation_kind.as_str().to_string(),
+        organisation_kind: body.organisation_kind,
         region: body.region.as_str().to_string(),
         sic_code: body.sic_code.as_str().to_string(),
         title: body.title.trim().to_string(),
@@ -593,14 +593,14 @@ pub async fn update_entry(
     let row = state
         .store
         .update_entry(
-            entry_id.to_string(),
+            EntryId::new(entry_id),
             user.id.clone(),
             body.title.trim().to_string(),
             body.summary.trim().to_string(),
             state.clock.now(),
         )
         .await?;
-    if row.challenge_id != challenge_id {
+    if row.challenge_id.as_str() != challenge_id {
         return Err(ApiError::NotFound("entry"));
     }
     EntryView::new(&row, false)
@@ -612,7 +612,10 @@ pub async fn list_entries(
     user: &AuthUser,
     challenge_id: &str,
 ) -> Result<Vec<EntryView>, ApiError> {
-    let ch = state.store.challenge(challenge_id.to_string()).await?;
+    let ch = state
+        .store
+        .challenge(ChallengeId::new(challenge_id))
+        .await?;
     let decided = ch.milestones()?.status(state.clock.now()) == challenge::Status::Decided;
     let only = (!user.is_admin()).then(|| user.id.clone());
     let rows = state.store.entries(ch.id.clone(), only).await?;
@@ -633,8 +636,8 @@ pub struct ConflictRequest {
 /// whether someone did.
 #[derive(Debug, Clone, Serialize)]
 pub struct WithdrawnView {
-    pub entry_id: String,
-    pub challenge_id: String,
+    pub entry_id: EntryId,
+    pub challenge_id: ChallengeId,
     pub score_dropped: bool,
     pub reallocated: bool,
 }
@@ -734,7 +737,7 @@ pub async fn assessment(
 ) -> Result<EntryView, ApiError> {
     let (e, s) = state
         .store
-        .assessment(entry_id.to_string(), user.id.clone(), state.clock.now())
+        .assessment(EntryId::new(entry_id), user.id.clone(), state.clock.now())
         .await?;
     EntryView::assessed(&e, s.as_ref())
 }
@@ -751,7 +754,7 @@ pub struct ScoreRequest {
 /// A score as given.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreView {
-    pub entry_id: String,
+    pub entry_id: EntryId,
     pub scores: BTreeMap<String, u32>,
     pub percent: String,
     pub comment: String,
@@ -765,7 +768,7 @@ pub async fn score(
     entry_id: &str,
     body: ScoreRequest,
 ) -> Result<ScoreView, ApiError> {
-    let entry_id = entry_id.to_string();
+    let entry_id = EntryId::new(entry_id);
     // Refused as reading is; the score's own transaction checks again.
     let (entry, _) = state
         .store

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 use voucherd_domain::consulting;
-use voucherd_domain::{BookingStatus, Role, VoucherId};
+use voucherd_domain::{BookingStatus, Role, UserId, VoucherId};
 use voucherd_store::consulting::{BookingRow, SlotRow};
 
 #[derive(Debug, Deserialize, Validate)]
@@ -24,7 +24,7 @@ pub struct SlotRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct SlotView {
     pub id: String,
-    pub adviser_id: String,
+    pub adviser_id: UserId,
     pub starts_at: Timestamp,
     pub ends_at: Timestamp,
     pub minutes: i64,

@@ -18,7 +18,7 @@ use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
 use voucherd_domain::schema;
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{Money, PaymentStatus, VoucherId};
+use voucherd_domain::{Money, PaymentStatus, UserId, VoucherId};
 use voucherd_payments::{CheckoutRequest, Stripe};
 use voucherd_store::payments::{NewPayment, PaymentFilter, PaymentRow, Via};
 
@@ -55,7 +55,7 @@ pub struct PaymentView {
     #[schema(required)]
     pub voucher_id: Option<VoucherId>,
     /// User id of the applicant whose organisation pays.
-    pub owner_id: String,
+    pub owner_id: UserId,
     /// Stripe's payment page to send the SME to; set only while the payment is `open` (it is
     /// of no use after).
     #[schema(required)]
@@ -470,7 +470,7 @@ fn new_payment(
     id: String,
     kind: PaymentKind,
     user: &AuthUser,
-    owner_id: &str,
+    owner_id: &UserId,
     voucher_id: &VoucherId,
     amount: Pence,
 ) -> NewPayment {
@@ -478,7 +478,7 @@ fn new_payment(
     NewPayment {
         id,
         kind,
-        owner_id: owner_id.to_string(),
+        owner_id: owner_id.clone(),
         voucher_id: Some(voucher_id.clone()),
         amount,
         created_by: user.id.clone(),

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use validator::Validate;
 use voucherd_domain::budget::{FinancialYear, SicSection, SizeBand, Targeting};
 use voucherd_domain::money::Amount;
-use voucherd_domain::{Money, Region};
+use voucherd_domain::{Money, Region, UserId};
 use voucherd_store::audit::AuditFilter;
 use voucherd_store::budget::{BudgetLineRow, LineFigures, Pot};
 
@@ -223,7 +223,7 @@ pub struct AuditQuery {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditView {
     pub id: String,
-    pub actor_id: Option<String>,
+    pub actor_id: Option<UserId>,
     /// Who that is: "Full Name (email)"; `None` for the service itself or a deleted account.
     pub actor_name: Option<String>,
     pub action: String,

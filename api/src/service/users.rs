@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::views::UserView;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
-use voucherd_domain::Role;
+use voucherd_domain::{Role, UserId};
 use voucherd_store::users::{MailedToken, TokenPurpose, UserRow};
 
 /// `?role=` beside the page's `?limit=&offset=` (read apart: serde cannot flatten numbers out
@@ -110,7 +110,7 @@ pub async fn invite(
     let inviter = state.store.user(user.id.clone()).await?;
     let role = Role::from(body.role);
     let row = UserRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: UserId::new(uuid::Uuid::now_v7().to_string()),
         email: body.email.trim().to_lowercase(),
         password_hash: String::new(),
         full_name,
@@ -127,7 +127,7 @@ pub async fn invite(
 /// Sends a new invitation (the earlier link stops working) to someone who has not accepted.
 pub async fn reinvite(state: &AppState, user: &AuthUser, id: &str) -> Result<UserView, ApiError> {
     let inviter = state.store.user(user.id.clone()).await?;
-    let invited = state.store.user(id.to_string()).await?;
+    let invited = state.store.user(UserId::new(id)).await?;
     let role = invited.role;
     let token = invitation(state, &inviter, &invited, role);
     let row = state
@@ -155,7 +155,7 @@ pub async fn change_role(
         .store
         .change_role(
             user.id.clone(),
-            id.to_string(),
+            UserId::new(id),
             body.role,
             body.reason.into_inner(),
         )
@@ -182,7 +182,7 @@ pub async fn set_disabled(
         .store
         .set_user_disabled(
             user.id.clone(),
-            id.to_string(),
+            UserId::new(id),
             disabled,
             body.reason.into_inner(),
         )
@@ -195,8 +195,8 @@ pub async fn set_disabled(
 /// longer exists is `None`. For pages and lists that name staff instead of showing ids.
 pub async fn names(
     state: &AppState,
-    ids: impl IntoIterator<Item = String>,
-) -> Result<std::collections::HashMap<String, Option<String>>, ApiError> {
+    ids: impl IntoIterator<Item = UserId>,
+) -> Result<std::collections::HashMap<UserId, Option<String>>, ApiError> {
     let mut names = std::collections::HashMap::new();
     for id in ids {
         if names.contains_key(&id) {
