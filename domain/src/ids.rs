@@ -102,11 +102,6 @@ text_id! {
     pub struct PaymentId;
 }
 
-text_id! {
-    /// A ledger transfer's id; a hold (a pending transfer, a lease among them) is one.
-    pub struct TransferId;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

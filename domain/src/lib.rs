@@ -28,9 +28,7 @@ pub mod uk_time;
 
 pub use codes::ErrorCode;
 pub use company::{CompanyNumber, CompanyNumberInput};
-pub use ids::{
-    ApiKeyId, ApplicationId, ChallengeId, EntryId, PaymentId, TransferId, UserId, VoucherId,
-};
+pub use ids::{ApiKeyId, ApplicationId, ChallengeId, EntryId, PaymentId, UserId, VoucherId};
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};
 pub use region::{Region, RegionInput};

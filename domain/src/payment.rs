@@ -4,7 +4,7 @@
 
 use crate::money::{MoneyError, MICROS_PER_UNIT};
 use crate::Money;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Micro-units in one penny.
 pub const MICROS_PER_PENNY: i64 = MICROS_PER_UNIT / 100;
@@ -66,32 +66,13 @@ impl Pence {
     }
 }
 
-/// What a payment pays for: `contribution`, the SME's co-funding share of a voucher, which
-/// activates the voucher once paid; `top_up`, credit bought on top of the voucher, spent after
-/// it and not expiring with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentKind {
-    /// The SME's share of a co-funded voucher; the voucher activates once it is paid.
-    Contribution,
-    /// Credit bought on top of the voucher; spent after it and not expiring with it.
-    TopUp,
-}
-
-impl PaymentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentKind::Contribution => "contribution",
-            PaymentKind::TopUp => "top_up",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PaymentKind> {
-        match s {
-            "contribution" => Some(PaymentKind::Contribution),
-            "top_up" => Some(PaymentKind::TopUp),
-            _ => None,
-        }
+crate::text_enum! {
+    /// What a payment pays for.
+    pub enum PaymentKind {
+        /// The SME's share of a co-funded voucher; the voucher activates once it is paid.
+        Contribution = "contribution",
+        /// Credit bought on top of the voucher; spent after it and not expiring with it.
+        TopUp = "top_up",
     }
 }
 

@@ -15,6 +15,7 @@ use stripe_checkout::{
 use stripe_types::{Currency, RangeQueryTs};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 use voucherd_domain::payment::Pence;
+use voucherd_domain::PaymentId;
 use voucherd_store::payments::StripeFact;
 
 /// The metadata key naming our payment on sessions, payment intents and charges.
@@ -171,7 +172,7 @@ pub struct Event {
 pub struct CheckoutRequest {
     /// Our payment id: the session's client reference and the request's idempotency key, so
     /// a retried create never makes a second session.
-    pub payment_id: String,
+    pub payment_id: PaymentId,
     /// What the SME sees on Stripe's page.
     pub description: String,
     pub amount: Pence,
@@ -214,7 +215,7 @@ impl Stripe {
         line.quantity = Some(1);
         let tag = std::collections::HashMap::from([(
             PAYMENT_ID_METADATA.to_string(),
-            req.payment_id.clone(),
+            req.payment_id.to_string(),
         )]);
         // Also on the payment intent, whence Stripe copies it onto the charge: a refund then
         // names our payment even when it arrives before the payment's own event.
@@ -223,7 +224,7 @@ impl Stripe {
         let mut create = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Payment)
             .line_items(vec![line])
-            .client_reference_id(req.payment_id.clone())
+            .client_reference_id(req.payment_id.to_string())
             .metadata(tag)
             .payment_intent_data(intent)
             .success_url(req.success_url.clone())
@@ -327,7 +328,7 @@ fn convert(event: stripe_webhook::Event) -> Event {
 impl Session {
     /// What this session says of its payment, if it is one of ours and says anything yet.
     pub fn fact(&self) -> Option<StripeFact> {
-        let payment_id = self.client_reference_id.clone()?;
+        let payment_id = PaymentId::new(self.client_reference_id.clone()?);
         match (self.status, self.paid) {
             (_, PaidStatus::Paid) | (SessionStatus::Complete, PaidStatus::NoPaymentRequired) => {
                 Some(StripeFact::Paid {
@@ -358,11 +359,11 @@ impl Event {
         match &self.kind {
             EventKind::SessionCompleted(s) | EventKind::AsyncPaymentSucceeded(s) => s.fact(),
             EventKind::AsyncPaymentFailed(s) => Some(StripeFact::Failed {
-                payment_id: s.client_reference_id.clone()?,
+                payment_id: PaymentId::new(s.client_reference_id.clone()?),
                 session_id: s.id.clone(),
             }),
             EventKind::SessionExpired(s) => Some(StripeFact::Expired {
-                payment_id: s.client_reference_id.clone()?,
+                payment_id: PaymentId::new(s.client_reference_id.clone()?),
                 session_id: s.id.clone(),
             }),
             EventKind::ChargeRefunded {
@@ -372,7 +373,7 @@ impl Event {
                 ..
             } => Some(StripeFact::Refunded {
                 payment_intent: payment_intent.clone()?,
-                payment_id: payment_id.clone(),
+                payment_id: payment_id.clone().map(PaymentId::new),
                 refunded_pence: *amount_refunded_pence,
             }),
             EventKind::Ignored => None,

@@ -19,8 +19,8 @@ use diesel::prelude::*;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
 use voucherd_domain::payment::{PaymentKind, Pence};
-use voucherd_domain::UserId;
 use voucherd_domain::{Money, PaymentStatus, VoucherId};
+use voucherd_domain::{PaymentId, UserId};
 
 const PURCHASED_PREFIX: &str = "purchased-";
 
@@ -42,8 +42,8 @@ pub fn contribution_account_id(owner_id: &UserId) -> String {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payments)]
 pub struct PaymentRow {
-    pub id: String,
-    pub kind: String,
+    pub id: PaymentId,
+    pub kind: PaymentKind,
     pub owner_id: UserId,
     pub voucher_id: Option<VoucherId>,
     pub account_id: String,
@@ -68,15 +68,10 @@ pub struct PaymentRow {
 }
 
 impl PaymentRow {
-    pub fn kind(&self) -> StoreResult<PaymentKind> {
-        PaymentKind::parse(&self.kind)
-            .ok_or_else(|| StoreError::Invariant(format!("payment kind {:?}", self.kind)))
-    }
-
     fn what(&self) -> &'static str {
-        match self.kind.as_str() {
-            "contribution" => "co-funding contribution",
-            _ => "credit top-up",
+        match self.kind {
+            PaymentKind::Contribution => "co-funding contribution",
+            PaymentKind::TopUp => "credit top-up",
         }
     }
 }
@@ -84,7 +79,7 @@ impl PaymentRow {
 /// A new payment, before its Checkout Session exists.
 #[derive(Debug, Clone)]
 pub struct NewPayment {
-    pub id: String,
+    pub id: PaymentId,
     pub kind: PaymentKind,
     pub owner_id: UserId,
     pub voucher_id: Option<VoucherId>,
@@ -101,7 +96,7 @@ pub struct NewPayment {
 pub enum StripeFact {
     /// The session is paid: credit the payment once.
     Paid {
-        payment_id: String,
+        payment_id: PaymentId,
         session_id: String,
         amount_pence: i64,
         currency: String,
@@ -109,25 +104,25 @@ pub enum StripeFact {
     },
     /// Completed with a delayed method that has not cleared yet.
     Processing {
-        payment_id: String,
+        payment_id: PaymentId,
         session_id: String,
         payment_intent: Option<String>,
     },
     /// A delayed method failed.
     Failed {
-        payment_id: String,
+        payment_id: PaymentId,
         session_id: String,
     },
     /// The session expired unpaid.
     Expired {
-        payment_id: String,
+        payment_id: PaymentId,
         session_id: String,
     },
     /// The charge of a payment has `refunded_pence` refunded in all.
     Refunded {
         payment_intent: String,
         /// Our payment, when the charge names it.
-        payment_id: Option<String>,
+        payment_id: Option<PaymentId>,
         refunded_pence: i64,
     },
 }
@@ -189,7 +184,7 @@ pub struct PaymentFilter {
     pub offset: i64,
 }
 
-fn find(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
+fn find(c: &mut DbConn, id: &PaymentId) -> StoreResult<Option<PaymentRow>> {
     Ok(payments::table
         .find(id)
         .select(PaymentRow::as_select())
@@ -199,7 +194,7 @@ fn find(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
 
 /// Locks a payment's row until the transaction ends (PostgreSQL; SQLite's writer lock already
 /// serialises writers), so a webhook and the reconciliation job apply one after the other.
-fn lock(c: &mut DbConn, id: &str) -> StoreResult<Option<PaymentRow>> {
+fn lock(c: &mut DbConn, id: &PaymentId) -> StoreResult<Option<PaymentRow>> {
     if let DbConn::Postgresql(pg) = c {
         payments::table
             .find(id)
@@ -276,7 +271,7 @@ impl Store {
             ledger::ensure_account(c, &account_id, kind)?;
             let row = PaymentRow {
                 id: p.id.clone(),
-                kind: p.kind.as_str().into(),
+                kind: p.kind,
                 owner_id: p.owner_id.clone(),
                 voucher_id: p.voucher_id.clone(),
                 account_id,
@@ -312,7 +307,7 @@ impl Store {
     /// Records the Checkout Session made for a payment.
     pub async fn attach_session(
         &self,
-        payment_id: String,
+        payment_id: PaymentId,
         session_id: String,
         url: Option<String>,
         at: NaiveDateTime,
@@ -334,7 +329,7 @@ impl Store {
         .await
     }
 
-    pub async fn payment(&self, id: String) -> StoreResult<Option<PaymentRow>> {
+    pub async fn payment(&self, id: PaymentId) -> StoreResult<Option<PaymentRow>> {
         self.read(move |c| find(c, &id)).await
     }
 
@@ -504,7 +499,7 @@ impl Store {
     #[allow(clippy::type_complexity)]
     pub async fn payment_events(
         &self,
-        payment_ids: Vec<String>,
+        payment_ids: Vec<PaymentId>,
     ) -> StoreResult<Vec<(Option<String>, String, String, String, NaiveDateTime)>> {
         self.read(move |c| {
             Ok(stripe_events::table
@@ -529,7 +524,7 @@ fn apply(
     fact: &StripeFact,
     via: Via,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
+) -> StoreResult<(Applied, Option<PaymentId>)> {
     match fact {
         StripeFact::Paid {
             payment_id,
@@ -577,13 +572,7 @@ fn apply(
             payment_intent,
             payment_id,
             refunded_pence,
-        } => apply_refunded(
-            c,
-            payment_intent,
-            payment_id.as_deref(),
-            *refunded_pence,
-            at,
-        ),
+        } => apply_refunded(c, payment_intent, payment_id.as_ref(), *refunded_pence, at),
     }
 }
 
@@ -596,7 +585,11 @@ struct Paid<'a> {
 }
 
 /// Whether the payment now stands on another checkout session than `session_id`.
-fn on_another_session(c: &mut DbConn, payment_id: &str, session_id: &str) -> StoreResult<bool> {
+fn on_another_session(
+    c: &mut DbConn,
+    payment_id: &PaymentId,
+    session_id: &str,
+) -> StoreResult<bool> {
     Ok(find(c, payment_id)?.is_some_and(|p| {
         p.stripe_session_id
             .as_ref()
@@ -607,11 +600,11 @@ fn on_another_session(c: &mut DbConn, payment_id: &str, session_id: &str) -> Sto
 /// A checkout session paid: the payment is credited once, and only for what was asked.
 fn apply_paid(
     c: &mut DbConn,
-    payment_id: &str,
+    payment_id: &PaymentId,
     paid: &Paid<'_>,
     via: Via,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
+) -> StoreResult<(Applied, Option<PaymentId>)> {
     let Some(p) = lock(c, payment_id)? else {
         return Ok((Applied::Unchanged("unknown_payment"), None));
     };
@@ -657,11 +650,11 @@ fn apply_paid(
 /// A delayed method (a bank debit) accepted but not cleared: the open payment waits.
 fn apply_processing(
     c: &mut DbConn,
-    payment_id: &str,
+    payment_id: &PaymentId,
     session_id: &str,
     payment_intent: &Option<String>,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
+) -> StoreResult<(Applied, Option<PaymentId>)> {
     let changed = diesel::update(
         payments::table
             .filter(payments::id.eq(payment_id))
@@ -695,10 +688,10 @@ enum Unpaid {
 /// A payment that will not be paid: failed (from open or processing) or expired (from open).
 fn apply_unpaid(
     c: &mut DbConn,
-    payment_id: &str,
+    payment_id: &PaymentId,
     how: Unpaid,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
+) -> StoreResult<(Applied, Option<PaymentId>)> {
     let (to, from): (PaymentStatus, &[PaymentStatus]) = match how {
         Unpaid::Failed => (PaymentStatus::Failed, &PaymentStatus::IN_FLIGHT),
         Unpaid::Expired => (PaymentStatus::Expired, &[PaymentStatus::Open]),
@@ -740,16 +733,16 @@ fn apply_unpaid(
 fn apply_refunded(
     c: &mut DbConn,
     payment_intent: &str,
-    payment_id: Option<&str>,
+    payment_id: Option<&PaymentId>,
     refunded_pence: i64,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
-    let by_intent: Option<String> = payments::table
+) -> StoreResult<(Applied, Option<PaymentId>)> {
+    let by_intent: Option<PaymentId> = payments::table
         .filter(payments::payment_intent_id.eq(payment_intent))
         .select(payments::id)
         .first(c)
         .optional()?;
-    let found = by_intent.or_else(|| payment_id.map(str::to_string));
+    let found = by_intent.or_else(|| payment_id.cloned());
     let Some(p) = (match found {
         Some(id) => lock(c, &id)?,
         None => None,
@@ -772,7 +765,7 @@ fn apply_refunded(
 /// Moves a paid payment's money into the ledger: Stripe clearing → the organisation's account;
 /// a contribution activates its voucher.
 fn credit(c: &mut DbConn, p: &PaymentRow, at: NaiveDateTime) -> StoreResult<()> {
-    let kind = p.kind()?;
+    let kind = p.kind;
     ledger::transfer(
         c,
         &TransferRequest {
@@ -871,7 +864,7 @@ fn refund(
     p: &PaymentRow,
     refunded_pence: i64,
     at: NaiveDateTime,
-) -> StoreResult<(Applied, Option<String>)> {
+) -> StoreResult<(Applied, Option<PaymentId>)> {
     let id = Some(p.id.clone());
     let total = Pence::new(refunded_pence.min(p.amount_pence))
         .map_err(|e| StoreError::Invariant(format!("refunded amount: {e}")))?
@@ -882,7 +875,7 @@ fn refund(
     if delta <= 0 {
         return Ok((Applied::Unchanged("already_refunded"), id));
     }
-    let kind = p.kind()?;
+    let kind = p.kind;
     let totals = ledger::account(c, &p.account_id)?.totals();
     let reverse = delta
         .min(totals.available().max(0))

@@ -18,7 +18,7 @@ use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence};
 use voucherd_domain::schema;
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{Money, PaymentStatus, UserId, VoucherId};
+use voucherd_domain::{Money, PaymentId, PaymentStatus, UserId, VoucherId};
 use voucherd_payments::{CheckoutRequest, Stripe};
 use voucherd_store::payments::{NewPayment, PaymentFilter, PaymentRow, Via};
 
@@ -38,9 +38,8 @@ pub(crate) fn stripe(state: &AppState) -> Result<Arc<Stripe>, ApiError> {
 pub struct PaymentView {
     /// Time-ordered UUID (v7), or `topup-<32 hex>` for a top-up made with an
     /// `Idempotency-Key`.
-    pub id: String,
-    #[schema(value_type = PaymentKind)]
-    pub kind: String,
+    pub id: PaymentId,
+    pub kind: PaymentKind,
     pub status: PaymentStatus,
     /// What is asked, a whole number of pence.
     #[schema(value_type = Money)]
@@ -95,7 +94,7 @@ impl PaymentView {
     pub fn new(p: &PaymentRow) -> PaymentView {
         PaymentView {
             id: p.id.clone(),
-            kind: p.kind.clone(),
+            kind: p.kind,
             status: p.status,
             amount: Amount(p.amount_micros),
             amount_pence: p.amount_pence,
@@ -187,7 +186,7 @@ async fn checkout(
         };
         format!("{}{sep}payment={}&result={result}", cfg.return_url, p.id)
     };
-    let description = match p.kind()? {
+    let description = match p.kind {
         PaymentKind::Contribution => format!(
             "Co-funding contribution for AI voucher {}",
             p.voucher_id.as_ref().map_or("", VoucherId::as_str)
@@ -352,7 +351,7 @@ pub async fn pay_contribution(
         .store
         .create_payment(new_payment(
             state,
-            uuid::Uuid::now_v7().to_string(),
+            PaymentId::new(uuid::Uuid::now_v7().to_string()),
             PaymentKind::Contribution,
             user,
             &v.owner_id,
@@ -443,14 +442,14 @@ pub async fn create_top_up(
 
 /// A top-up's payment id: drawn from the buyer and their idempotency key, so a retry finds the
 /// same payment, or new without one.
-fn top_up_id(user: &AuthUser, idempotency_key: Option<super::IdempotencyKey>) -> String {
-    match idempotency_key {
+fn top_up_id(user: &AuthUser, idempotency_key: Option<super::IdempotencyKey>) -> PaymentId {
+    PaymentId::new(match idempotency_key {
         Some(k) => format!(
             "topup-{}",
             &crate::keys::hash(&format!("{}:{}", user.id, k.as_str()))[..32]
         ),
         None => uuid::Uuid::now_v7().to_string(),
-    }
+    })
 }
 
 /// The payment a retried top-up made before, refused unless it is the same request: the same
@@ -467,7 +466,7 @@ fn replayed(existing: PaymentRow, pence: Pence, user: &AuthUser) -> Result<Payme
 
 fn new_payment(
     state: &AppState,
-    id: String,
+    id: PaymentId,
     kind: PaymentKind,
     user: &AuthUser,
     owner_id: &UserId,
@@ -569,11 +568,9 @@ pub async fn get_top_up(
 ) -> Result<PaymentView, ApiError> {
     let p = state
         .store
-        .payment(id.to_string())
+        .payment(PaymentId::new(id))
         .await?
-        .filter(|p| {
-            p.kind().ok() == Some(PaymentKind::TopUp) && (user.is_admin() || p.owner_id == user.id)
-        })
+        .filter(|p| p.kind == PaymentKind::TopUp && (user.is_admin() || p.owner_id == user.id))
         .ok_or(ApiError::NotFound("top-up"))?;
     Ok(PaymentView::new(&p))
 }
