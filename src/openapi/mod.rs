@@ -22,7 +22,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
-use voucherd_api::service::{accounts, applications, payments, prices, programme};
+use voucherd_api::service::{accounts, applications, challenges, payments, prices, programme};
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
@@ -91,6 +91,16 @@ fn schemas() -> Vec<Named> {
     root::<voucherd_domain::KeyMode>(&mut all);
     root::<voucherd_domain::PaymentStatus>(&mut all);
     root::<voucherd_domain::Role>(&mut all);
+    root::<List<challenges::ChallengeView>>(&mut all);
+    root::<challenges::ChallengeRequest>(&mut all);
+    root::<List<challenges::EntryView>>(&mut all);
+    root::<List<challenges::Assessment>>(&mut all);
+    root::<challenges::EntryRequest>(&mut all);
+    root::<challenges::EntryUpdate>(&mut all);
+    root::<challenges::ScoreRequest>(&mut all);
+    root::<challenges::ScoreView>(&mut all);
+    root::<challenges::ConflictRequest>(&mut all);
+    root::<List<challenges::ConflictView>>(&mut all);
     all
 }
 

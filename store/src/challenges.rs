@@ -189,13 +189,18 @@ impl ScoreRow {
     }
 }
 
-/// How far assessment has got.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// How far assessment has got (administrators only).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ChallengeProgress)]
 pub struct Progress {
     pub entries: i64,
+    /// Entries allocated to at least one assessor.
     pub entries_allocated: i64,
+    /// Entry–assessor allocations.
     pub allocations: i64,
+    /// Scores submitted.
     pub scores: i64,
+    /// The milestones whose side effects the worker has performed.
     pub milestones_performed: Vec<Milestone>,
     /// Entries not every allocated assessor has scored: not ranked if still so at the panel.
     pub entries_incomplete: Vec<EntryId>,

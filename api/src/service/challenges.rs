@@ -9,6 +9,7 @@ use crate::views::Timestamp;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::challenge::{
     self, Criteria, Criterion, KindCheck, KindEvidence, Milestone, Milestones, OrganisationKind,
@@ -22,30 +23,57 @@ use voucherd_store::challenges::{ChallengeRow, ConflictRow, EntryRow, Progress, 
 /// How long a declared conflict of interest lasts before it must be declared again.
 const CONFLICT_VALID_DAYS: i64 = 365;
 
-#[derive(Debug, Deserialize, Validate)]
+/// A challenge as an administrator creates or edits it. Limits stated beside `#[validate]`
+/// are published by `#[schema]`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[validate(length(min = 1, max = 2000, message = "must be 1 to 2000 characters"))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub theme: String,
+    /// The kinds of organisation that may enter.
     #[validate(length(min = 1, max = 3, message = "must list 1 to 3 kinds"))]
+    #[schema(min_items = 1, max_items = 3)]
     pub eligible: Vec<OrganisationKind>,
+    /// When entries are first accepted.
     pub opens_at: DateTime<Utc>,
+    /// After `opens_at` and in the future. Entries lock at this time.
     pub closes_at: DateTime<Utc>,
+    /// After `closes_at`. Entries are allocated to assessors at this time.
     pub assessors_assigned_at: DateTime<Utc>,
+    /// After `assessors_assigned_at`. Scores are accepted until this time.
     pub assessment_deadline: DateTime<Utc>,
+    /// After `assessment_deadline`. Results are published at this time.
     pub decisions_released_at: DateTime<Utc>,
+    /// Checked by `Criteria::parse`: 1 to 20, with distinct names.
+    #[schema(min_items = 1, max_items = 20)]
     pub criteria: Vec<Criterion>,
     #[validate(range(min = 1, max = 10, message = "must be between 1 and 10"))]
+    #[schema(minimum = 1, maximum = 10)]
     pub assessors_per_entry: u32,
+    /// More than 0. Reserved from the programme fund when the challenge is created.
     pub award_pool: Money,
+    /// Awards by rank, first place first; each more than 0, together at most `award_pool`.
     #[validate(length(min = 1, max = 100, message = "must list 1 to 100 awards"))]
+    #[schema(min_items = 1, max_items = 100)]
     pub award_amounts: Vec<Money>,
+    /// How many of the best-ranked entries are invited to a pilot.
     #[validate(range(max = 1000, message = "must be at most 1000"))]
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000, default = 0)]
     pub pilot_places: u32,
+    /// A cron expression with seconds (sec min hour day-of-month month day-of-week, UTC)
+    /// saying when each next cycle opens; a one-off challenge when absent.
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        nullable = false,
+        examples("0 0 9 1 */3 *")
+    )]
     pub recurrence: Option<String>,
 }
 
@@ -54,14 +82,17 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 }
 
 /// A challenge: its theme, milestones, criteria and awards, and how it stands now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Challenge)]
 pub struct ChallengeView {
+    /// Time-ordered UUID (v7).
     pub id: ChallengeId,
     pub title: String,
     pub theme: String,
-    /// `upcoming`, `open`, `closed`, `assessing`, `decided` or `cancelled`.
     pub status: Standing,
+    #[schema(required)]
     pub cancelled_at: Option<Timestamp>,
+    #[schema(required)]
     pub cancellation_reason: Option<String>,
     pub eligible: Vec<OrganisationKind>,
     pub opens_at: Timestamp,
@@ -71,17 +102,26 @@ pub struct ChallengeView {
     pub decisions_released_at: Timestamp,
     pub criteria: Vec<Criterion>,
     pub assessors_per_entry: i32,
+    #[schema(value_type = Money)]
     pub award_pool: Amount,
+    /// Awards by rank, first place first.
+    #[schema(value_type = Vec<Money>)]
     pub award_amounts: Vec<Amount>,
     pub pilot_places: i32,
+    /// The cron expression for the next cycle; null for a one-off challenge.
+    #[schema(required)]
     pub recurrence: Option<String>,
+    /// The challenge this cycle follows; null for the first cycle.
+    #[schema(required)]
     pub previous_id: Option<ChallengeId>,
     pub created_at: Timestamp,
-    /// For administrators: entries, allocations and scores so far.
+    /// Administrators only: entries, allocations and scores so far.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub progress: Option<Progress>,
     /// Only in a cancellation's answer: the pool returned to the fund.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<Money>)]
     pub returned_to_fund: Option<Amount>,
 }
 
@@ -116,57 +156,115 @@ impl ChallengeView {
 }
 
 /// How an administrator found the evidence of an entry's kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = KindCheckResult)]
 pub struct KindCheckView {
     pub status: KindCheck,
+    /// Why it was accepted or rejected; null until checked.
+    #[schema(required)]
     pub reason: Option<String>,
+    #[schema(required)]
     pub checked_at: Option<Timestamp>,
 }
 
 /// An entry's result, once decisions are released.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = EntryResult)]
 pub struct ResultView {
+    /// The mean assessor score as a percentage with two decimals; null when unscored.
+    #[schema(required, examples("62.50"))]
     pub score_percent: Option<String>,
+    /// 1 for first place; null when unranked.
+    #[schema(required)]
     pub rank: Option<i32>,
+    #[schema(value_type = Money)]
     pub award: Amount,
+    /// An award it placed for but that was not paid because it would pass the Minimal
+    /// Financial Assistance limit; the amount stays in the challenge's account.
+    #[schema(required)]
     pub award_refused_reason: Option<String>,
     pub assessments_incomplete: bool,
     pub pilot_invited: bool,
 }
 
 /// An assessor's own score of an entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = MyScore)]
 pub struct MyScoreView {
+    /// Score per criterion name.
     pub scores: BTreeMap<String, u32>,
+    /// The weighted percentage, with two decimals.
+    #[schema(examples("62.50"))]
     pub percent: String,
     pub comment: String,
     pub submitted_at: Timestamp,
 }
 
 /// An entry to a challenge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Entry)]
 pub struct EntryView {
+    /// Time-ordered UUID (v7).
     pub id: EntryId,
     pub challenge_id: ChallengeId,
+    #[schema(value_type = CompanyNumber)]
     pub company_number: String,
     pub organisation_name: String,
     pub organisation_kind: OrganisationKind,
     pub region: Region,
+    #[schema(value_type = SicCode)]
     pub sic_code: String,
     pub title: String,
     pub summary: String,
     pub submitted_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Entries lock when the challenge closes.
     pub locked: bool,
+    /// The evidence of a startup or spin-off's kind.
+    #[schema(required, value_type = Option<Object>)]
     pub evidence: Option<serde_json::Value>,
+    /// For an entry with evidence: how an administrator found it.
+    #[schema(required)]
     pub kind_check: Option<KindCheckView>,
     /// Why it cannot be (or was not) ranked, if it cannot.
+    #[schema(required)]
     pub not_ranked_because: Option<String>,
-    /// Results only once decisions are released.
+    /// Null until decisions are released.
+    #[schema(required)]
     pub result: Option<ResultView>,
-    /// In an assessor's list: their own score, if given.
+    /// In an assessor's list only: their own score; null until they score it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MyScoreView>)]
     pub my_score: Option<Option<MyScoreView>>,
+}
+
+/// An entry allocated to the calling assessor: an entry whose `my_score` is always present.
+#[derive(Serialize)]
+pub struct Assessment;
+
+impl utoipa::PartialSchema for Assessment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Ref};
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name("Entry"))
+            .item(ObjectBuilder::new().required("my_score"))
+            .into()
+    }
+}
+
+impl ToSchema for Assessment {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "Entry".into(),
+            <EntryView as utoipa::PartialSchema>::schema(),
+        ));
+        EntryView::schemas(schemas);
+    }
 }
 
 impl EntryView {
@@ -485,36 +583,50 @@ pub async fn get(state: &AppState, user: &AuthUser, id: &str) -> Result<Challeng
     Ok(view)
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryRequest {
+    #[schema(value_type = voucherd_domain::CompanyNumberInput)]
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 160, message = "must be 1 to 160 characters"))]
+    #[schema(min_length = 1, max_length = 160)]
     pub organisation_name: String,
     pub organisation_kind: OrganisationKind,
+    #[schema(value_type = voucherd_domain::RegionInput)]
     pub region: Region,
     pub sic_code: SicCode,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[validate(length(min = 20, max = 5000, message = "must be 20 to 5000 characters"))]
+    #[schema(min_length = 20, max_length = 5000)]
     pub summary: String,
-    /// For an entry as a startup or university spin-off: checked by an administrator.
+    /// Required for `startup` (incorporated within `startup_max_age_years`, default 5) and
+    /// `university_spin_off` (naming its university); checked by an administrator before
+    /// ranking.
     #[serde(default)]
     pub evidence: Option<EvidenceRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What an entry as a startup or spin-off shows of its kind.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = KindEvidence)]
 pub struct EvidenceRequest {
+    /// The date of incorporation (a startup's must be within the age limit).
     pub incorporated_on: Option<NaiveDate>,
+    /// A spin-off's university.
+    #[schema(max_length = 200)]
     pub university: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryUpdate {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[validate(length(min = 20, max = 5000, message = "must be 20 to 5000 characters"))]
+    #[schema(min_length = 20, max_length = 5000)]
     pub summary: String,
 }
 
@@ -624,35 +736,48 @@ pub async fn list_entries(
         .collect()
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConflictRequest {
+    #[schema(value_type = voucherd_domain::CompanyNumberInput)]
     pub company_number: CompanyNumber,
     #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 
 /// An entry taken off the declaring assessor. Who took it over is not their business: only
 /// whether someone did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = WithdrawnEntry)]
 pub struct WithdrawnView {
     pub entry_id: EntryId,
     pub challenge_id: ChallengeId,
+    /// The caller had scored it; that score was removed (the audit log keeps it).
     pub score_dropped: bool,
+    /// Another assessor free of conflicts took it over; false when nobody was free or scoring
+    /// had closed, and the entry is short of assessors.
     pub reallocated: bool,
 }
 
 /// A declared conflict of interest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Conflict)]
 pub struct ConflictView {
+    /// Time-ordered UUID (v7).
     pub id: String,
+    #[schema(value_type = CompanyNumber)]
     pub company_number: String,
     pub reason: String,
     pub declared_at: Timestamp,
+    /// 365 days after `declared_at`; declare again to renew.
     pub expires_at: Timestamp,
+    /// True until `expires_at` has passed.
     pub current: bool,
-    /// Only in a declaration's answer: the entries it took off the assessor.
+    /// In the answer to a declaration only: the undecided entries of the company that were
+    /// allocated to the caller and were taken off them in the same transaction.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub entries_withdrawn: Option<Vec<WithdrawnView>>,
 }
 
@@ -742,20 +867,27 @@ pub async fn assessment(
     EntryView::assessed(&e, s.as_ref())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
+    /// A score for every criterion of the challenge, by name, each at most the criterion's
+    /// `max_score`: `{"innovation": 7, "impact": 2}`.
     pub scores: BTreeMap<String, u32>,
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]
     #[serde(default)]
+    #[schema(max_length = 5000, default = "")]
     pub comment: String,
 }
 
 /// A score as given.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Score)]
 pub struct ScoreView {
     pub entry_id: EntryId,
+    /// Score per criterion name.
     pub scores: BTreeMap<String, u32>,
+    /// The weighted percentage, with two decimals: Σ weight × score / max_score over Σ weight.
+    #[schema(examples("62.50"))]
     pub percent: String,
     pub comment: String,
     pub submitted_at: Timestamp,
