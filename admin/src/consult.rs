@@ -582,7 +582,12 @@ pub async fn record_outcome(
         return r;
     }
     let id = path.into_inner();
-    if !matches!(draft.outcome.as_str(), "attended" | "no_show") {
+    if draft
+        .outcome
+        .as_str()
+        .parse::<voucherd_domain::SessionOutcome>()
+        .is_err()
+    {
         let errors = vec![err(
             format!("outcome-{id}"),
             "Select whether the SME came to the session",

@@ -36,5 +36,5 @@ pub use role::Role;
 pub use sic::SicCode;
 pub use states::{
     AccountStatus, ApplicationStatus, BookingStatus, KeyMode, KeyStatus, PaymentStatus,
-    VoucherState, VoucherStatus,
+    SessionOutcome, VoucherState, VoucherStatus,
 };

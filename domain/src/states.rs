@@ -207,10 +207,34 @@ text_enum! {
     /// Where a consulting booking stands: booked, cancelled, or the outcome its adviser
     /// recorded.
     pub enum BookingStatus {
+        /// Held from the voucher's consulting hours until the outcome is recorded.
         Booked = "booked",
+        /// Cancelled before the session; its minutes went back to the voucher.
         Cancelled = "cancelled",
+        /// The session took place; its minutes are used.
         Attended = "attended",
+        /// The SME did not come; its minutes are used all the same.
         NoShow = "no_show",
+    }
+}
+
+text_enum! {
+    /// How a consulting session went, as its adviser records it. Either way the session's
+    /// minutes are used.
+    pub enum SessionOutcome {
+        /// The session took place.
+        Attended = "attended",
+        /// The SME did not come.
+        NoShow = "no_show",
+    }
+}
+
+impl From<SessionOutcome> for BookingStatus {
+    fn from(o: SessionOutcome) -> BookingStatus {
+        match o {
+            SessionOutcome::Attended => BookingStatus::Attended,
+            SessionOutcome::NoShow => BookingStatus::NoShow,
+        }
     }
 }
 

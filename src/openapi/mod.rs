@@ -22,7 +22,9 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
-use voucherd_api::service::{accounts, applications, challenges, payments, prices, programme};
+use voucherd_api::service::{
+    accounts, applications, challenges, consulting, payments, prices, programme,
+};
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
 
@@ -101,6 +103,12 @@ fn schemas() -> Vec<Named> {
     root::<challenges::ScoreView>(&mut all);
     root::<challenges::ConflictRequest>(&mut all);
     root::<List<challenges::ConflictView>>(&mut all);
+    root::<consulting::SlotRequest>(&mut all);
+    root::<List<consulting::SlotView>>(&mut all);
+    root::<consulting::BookingRequest>(&mut all);
+    root::<List<consulting::BookingView>>(&mut all);
+    root::<consulting::OutcomeRequest>(&mut all);
+    root::<consulting::AllowanceView>(&mut all);
     all
 }
 

@@ -13,8 +13,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::consulting::{self, Minutes};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
-use voucherd_domain::UserId;
 use voucherd_domain::{Money, VoucherId};
+use voucherd_domain::{SessionOutcome, UserId};
 
 pub const SOURCE: &str = "consulting-source";
 pub const USED: &str = "consulting-used";
@@ -44,7 +44,7 @@ pub struct BookingRow {
     pub hold_id: String,
     pub booked_at: NaiveDateTime,
     pub cancelled_at: Option<NaiveDateTime>,
-    pub outcome: Option<String>,
+    pub outcome: Option<SessionOutcome>,
     pub notes: Option<String>,
     pub next_steps: Option<String>,
     pub recorded_at: Option<NaiveDateTime>,
@@ -301,7 +301,7 @@ impl Store {
         &self,
         id: String,
         adviser_id: UserId,
-        outcome: &'static str,
+        outcome: SessionOutcome,
         notes: String,
         next_steps: String,
         now: NaiveDateTime,
@@ -350,7 +350,7 @@ impl Store {
                     template: "consulting_outcome",
                     data: serde_json::json!({
                         "starts_at": when(s.starts_at),
-                        "attended": outcome == "attended",
+                        "attended": outcome == SessionOutcome::Attended,
                         "next_steps": next_steps,
                     }),
                 },

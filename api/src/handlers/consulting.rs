@@ -4,7 +4,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::service::consulting as service;
-pub use crate::service::consulting::{BookingRequest, Outcome, OutcomeRequest, SlotRequest};
+pub use crate::service::consulting::{BookingRequest, OutcomeRequest, SlotRequest};
 use crate::state::AppState;
 use crate::views::List;
 use actix_web::{web, HttpResponse};

@@ -8,26 +8,36 @@ use crate::state::AppState;
 use crate::views::Timestamp;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::consulting;
-use voucherd_domain::{BookingStatus, Role, UserId, VoucherId};
+use voucherd_domain::{BookingStatus, Role, SessionOutcome, UserId, VoucherId};
 use voucherd_store::consulting::{BookingRow, SlotRow};
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsultingSlotRequest)]
 pub struct SlotRequest {
+    /// RFC 3339; in the future.
     pub starts_at: DateTime<Utc>,
+    /// RFC 3339; 15 minutes to 8 hours after `starts_at`, in whole minutes.
     pub ends_at: DateTime<Utc>,
 }
 
 /// An adviser's consulting slot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ConsultingSlot)]
 pub struct SlotView {
+    /// Time-ordered UUID (v7).
     pub id: String,
+    /// The adviser giving the session.
     pub adviser_id: UserId,
     pub starts_at: Timestamp,
     pub ends_at: Timestamp,
+    /// The session's length, held from a voucher's consulting hours when booked.
+    #[schema(minimum = 15, maximum = 480)]
     pub minutes: i64,
+    /// True while a booking that is not cancelled holds the slot.
     pub booked: bool,
 }
 
@@ -45,21 +55,33 @@ impl SlotView {
 }
 
 /// A booking as its reader may see it: the adviser's notes are the programme's, not the SME's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ConsultingBooking)]
 pub struct BookingView {
+    /// Time-ordered UUID (v7).
     pub id: String,
     pub slot: SlotView,
     pub voucher_id: VoucherId,
     /// The voucher's short reference (`VCH-7K2M9Q`).
     pub voucher_reference: String,
+    /// Held from the voucher's consulting hours while `booked`; used once `attended` or
+    /// `no_show`; released when `cancelled`.
     pub minutes: i64,
     pub status: BookingStatus,
     pub booked_at: Timestamp,
+    /// Null unless cancelled.
+    #[schema(required)]
     pub cancelled_at: Option<Timestamp>,
+    /// The adviser's next steps for the SME, once the outcome is recorded.
+    #[schema(required)]
     pub next_steps: Option<String>,
+    /// When the outcome was recorded; null until then.
+    #[schema(required)]
     pub recorded_at: Option<Timestamp>,
-    /// Only for advisers and administrators.
+    /// The adviser's notes, private to the programme. Present only for advisers and
+    /// administrators.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub notes: Option<Option<String>>,
 }
 
@@ -67,9 +89,7 @@ impl BookingView {
     fn new(b: &BookingRow, s: &SlotRow, with_notes: bool) -> Result<BookingView, ApiError> {
         let status = match (&b.cancelled_at, &b.outcome) {
             (Some(_), _) => BookingStatus::Cancelled,
-            (None, Some(o)) => o
-                .parse()
-                .map_err(|e| ApiError::Internal(format!("booking {}: {e}", b.id)))?,
+            (None, Some(o)) => BookingStatus::from(*o),
             (None, None) => BookingStatus::Booked,
         };
         Ok(BookingView {
@@ -120,12 +140,16 @@ pub async fn list_slots(state: &AppState, user: &AuthUser) -> Result<Vec<SlotVie
         .collect())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsultingBookingRequest)]
 pub struct BookingRequest {
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub slot_id: String,
+    /// A voucher of the caller's whose consulting hours pay for the session.
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub voucher_id: String,
 }
 
@@ -202,22 +226,20 @@ pub async fn cancel(state: &AppState, user: &AuthUser, id: &str) -> Result<(), A
     Ok(())
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Attended,
-    NoShow,
-}
-
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsultingOutcomeRequest)]
 pub struct OutcomeRequest {
-    pub outcome: Outcome,
+    pub outcome: SessionOutcome,
+    /// Private to the programme; never shown to the SME.
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]
     #[serde(default)]
+    #[schema(max_length = 5000, default = "")]
     pub notes: String,
+    /// Visible to the SME.
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]
     #[serde(default)]
+    #[schema(max_length = 5000, default = "")]
     pub next_steps: String,
 }
 
@@ -227,10 +249,7 @@ pub async fn record_outcome(
     id: &str,
     body: OutcomeRequest,
 ) -> Result<BookingView, ApiError> {
-    let outcome = match body.outcome {
-        Outcome::Attended => "attended",
-        Outcome::NoShow => "no_show",
-    };
+    let outcome = body.outcome;
     let b = state
         .store
         .record_outcome(
@@ -255,15 +274,29 @@ pub async fn record_outcome(
         .ok_or(ApiError::NotFound("booking"))
 }
 
-/// A voucher's consulting time, in minutes.
-#[derive(Debug, Clone, Serialize)]
+/// A voucher's consulting hours, in minutes. A ledger unit of its own, never money.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ConsultingAllowance)]
 pub struct AllowanceView {
     pub voucher_id: VoucherId,
+    #[schema(schema_with = minutes_unit)]
     pub unit: &'static str,
+    /// Minutes granted with the voucher.
     pub granted: i64,
+    /// Minutes of sessions attended or missed.
     pub used: i64,
+    /// Minutes held by booked sessions whose outcome is not recorded yet.
     pub held: i64,
+    /// Minutes still available to book.
     pub remaining: i64,
+}
+
+/// The unit of consulting hours, which is always `minutes`.
+fn minutes_unit() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    voucherd_domain::schema::one_of(
+        &[" The ledger unit of consulting hours."],
+        &[("minutes", &[])],
+    )
 }
 
 /// A voucher's consulting hours: granted, used, held by booked sessions, remaining.
