@@ -9,59 +9,87 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// Whom a rule is for; every condition given must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Whom a rule is for. Every property is optional; every condition given must hold, and an
+/// empty condition matches every organisation.
+// The limits published by `#[schema]` are enforced by `Condition::check` and the types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = IncentiveCondition)]
 pub struct Condition {
+    /// Empty or absent means any region.
     #[serde(default)]
+    #[schema(max_items = 12)]
     pub regions: BTreeSet<Region>,
+    /// SIC 2007 section letters. Empty or absent means any section.
     #[serde(default)]
+    #[schema(max_items = 21)]
     pub sic_sections: BTreeSet<SicSection>,
+    /// Empty or absent means any size.
     #[serde(default)]
+    #[schema(max_items = 3)]
     pub size_bands: BTreeSet<SizeBand>,
-    /// Trading for at most this many years.
+    /// Trading for at most this many years. Null or absent means any.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 50)]
     pub founded_within_years: Option<u32>,
+    /// When true, only university spin-offs.
     #[serde(default)]
+    #[schema(default = false)]
     pub university_spin_off: bool,
+    /// When true, only companies with no earlier application.
     #[serde(default)]
+    #[schema(default = false)]
     pub first_time_applicant: bool,
 }
 
 /// What triggers a milestone bonus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = IncentiveTrigger)]
 pub enum Trigger {
     /// The voucher's first `count` metered requests have settled.
-    RequestsSettled { count: u32 },
-    /// A consulting session on the voucher was attended. A struct variant, not a unit one:
-    /// serde ignores extra fields beside the tag of a unit variant, `deny_unknown_fields` or
-    /// not. Written the same way: `{"kind": "consulting_session_completed"}`.
+    RequestsSettled {
+        #[schema(minimum = 1, maximum = 10_000_000)]
+        count: u32,
+    },
+    /// A consulting session on the voucher was attended.
+    // A struct variant, not a unit one: serde ignores extra fields beside the tag of a unit
+    // variant, `deny_unknown_fields` or not. Written the same way:
+    // `{"kind": "consulting_session_completed"}`.
     ConsultingSessionCompleted {},
 }
 
-/// What a rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a rule does, by `kind`.
+// The limits published by `#[schema]` are enforced by `Effect::check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = IncentiveEffect)]
 pub enum Effect {
     /// This percentage of the standard voucher on top.
     UpliftPercent {
+        #[schema(minimum = 1, maximum = 200)]
         percent: u32,
     },
+    /// A fixed amount on top.
     FixedBonus {
+        /// More than 0.
         amount: Money,
     },
     /// The organisation's co-funding share may be at most this percentage.
     CoFundingCap {
+        #[schema(minimum = 0, maximum = 100)]
         percent: u32,
     },
-    /// `amount` more, granted by the worker when `trigger` happens.
+    /// `amount` more, granted by the worker when `trigger` happens, from the rule's budget
+    /// line or, when it has none, the programme fund.
     MilestoneBonus {
+        /// More than 0.
         amount: Money,
         trigger: Trigger,
     },
-    /// More technical consulting hours with the voucher.
+    /// More technical consulting hours with the voucher, on top of the standard allowance.
     ConsultingHours {
+        #[schema(minimum = 1, maximum = 100)]
         hours: u32,
     },
 }

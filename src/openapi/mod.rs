@@ -23,7 +23,7 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
 use voucherd_api::service::{
-    accounts, applications, challenges, consulting, payments, prices, programme,
+    accounts, applications, challenges, consulting, incentives, payments, prices, programme,
 };
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
@@ -109,7 +109,32 @@ fn schemas() -> Vec<Named> {
     root::<List<consulting::BookingView>>(&mut all);
     root::<consulting::OutcomeRequest>(&mut all);
     root::<consulting::AllowanceView>(&mut all);
+    root::<incentives::RuleRequest>(&mut all);
+    root::<List<incentives::RuleView>>(&mut all);
+    root::<List<incentives::AppliedView>>(&mut all);
+    root::<applications::EvaluationView>(&mut all);
+    close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
+}
+
+/// Marks each variant of the named internally tagged enums as refusing unknown properties.
+/// Their types carry serde's `deny_unknown_fields`, which utoipa states for structs but not
+/// for an enum's variants; without it the document would accept bodies the server refuses.
+fn close_variants(all: &mut [Named], names: &[&str]) {
+    use utoipa::openapi::schema::AdditionalProperties;
+    for (name, schema) in all.iter_mut() {
+        if !names.contains(&name.as_str()) {
+            continue;
+        }
+        if let RefOr::T(Schema::OneOf(one)) = schema {
+            for item in &mut one.items {
+                if let RefOr::T(Schema::Object(variant)) = item {
+                    variant.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+    }
 }
 
 /// The document, as YAML.

@@ -932,37 +932,67 @@ async fn evaluate_incentives(
 }
 
 /// An incentive rule that matched, and what it adds.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = IncentiveApplied)]
 pub struct AppliedView {
+    /// The rule's key.
     pub rule: String,
     pub version: i32,
     pub name: String,
+    /// Why the rule matched.
     pub why: Vec<String>,
     pub effect: incentive::Effect,
+    /// Added at approval.
+    #[schema(value_type = Money)]
     pub now: Amount,
+    /// A milestone bonus granted later.
+    #[schema(value_type = Money)]
     pub later: Amount,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// An active rule whose condition did not hold.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = IncentiveNotMatched)]
 pub struct NotMatchedView {
     pub name: String,
+    /// Which conditions failed.
     pub why: Vec<String>,
 }
 
-/// The incentive rules evaluated for an approval: what they add now and later, and why.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The active incentive rules evaluated for an approval of `base`. Incentives never add more
+/// than the configured cap (a percentage of the standard voucher), and the whole (base,
+/// extras and milestone bonuses) stays within the organisation's Minimal Financial Assistance
+/// headroom.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = IncentiveEvaluation)]
 pub struct EvaluationView {
+    /// The voucher before incentives.
+    #[schema(value_type = Money)]
     pub base: Amount,
+    /// Added at approval.
+    #[schema(value_type = Money)]
     pub extra: Amount,
+    /// The voucher granted: `base` + `extra`.
+    #[schema(value_type = Money)]
     pub total: Amount,
+    /// Granted later, when their triggers happen.
+    #[schema(value_type = Money)]
     pub milestone_bonuses: Amount,
+    /// The most the organisation's co-funding share may be, when a rule caps it.
+    #[schema(required)]
     pub co_funding_cap_percent: Option<u32>,
+    /// Consulting hours added to the standard allowance.
     pub consulting_hours_added: u32,
+    /// Why less was added than the rules asked, such as the configured cap on top of the
+    /// standard voucher or the Minimal Financial Assistance limit.
     pub limited_by: Vec<String>,
+    /// The rules whose condition held.
     pub applied: Vec<AppliedView>,
+    /// The active rules whose condition did not hold.
     pub not_matched: Vec<NotMatchedView>,
     /// Only in a preview: whether the approval would wait for a second administrator.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub needs_second_approval: Option<bool>,
 }
 

@@ -6,22 +6,29 @@ use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 use crate::views::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::incentive::{Condition, Effect};
 use voucherd_domain::money::Amount;
+use voucherd_domain::Money;
 use voucherd_store::incentives::RuleRow;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = IncentiveRuleRequest)]
 pub struct RuleRequest {
     #[validate(length(min = 1, max = 120, message = "must be 1 to 120 characters"))]
+    #[schema(min_length = 1, max_length = 120)]
     pub name: String,
     pub condition: Condition,
     pub effect: Effect,
-    /// Where milestone bonuses are paid from; the programme fund when absent.
+    /// The budget line milestone bonuses are paid from; the programme fund when absent.
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub budget_line_id: Option<String>,
+    /// Inactive rules are not evaluated at approval.
     #[serde(default = "active")]
+    #[schema(default = true)]
     pub active: bool,
 }
 
@@ -29,15 +36,21 @@ fn active() -> bool {
     true
 }
 
-/// A version of an incentive rule.
-#[derive(Debug, Clone, Serialize)]
+/// One version of an incentive rule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = IncentiveRule)]
 pub struct RuleView {
+    /// The rule's key, stable across versions.
     pub key: String,
+    #[schema(minimum = 1)]
     pub version: i32,
+    /// Time-ordered UUID (v7) of this version.
     pub id: String,
     pub name: String,
     pub condition: Condition,
     pub effect: Effect,
+    /// Where milestone bonuses are paid from; null means the programme fund.
+    #[schema(required)]
     pub budget_line_id: Option<String>,
     pub active: bool,
     pub created_at: Timestamp,
@@ -134,16 +147,28 @@ pub async fn list(state: &AppState) -> Result<Vec<RuleView>, ApiError> {
 }
 
 /// A rule version applied to a voucher: why it matched and what it added.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = VoucherIncentive)]
 pub struct AppliedView {
+    /// The rule's key.
     pub rule: String,
+    /// The rule version applied.
     pub version: i32,
     pub name: String,
+    /// Why the rule matched.
     pub why: Vec<String>,
     pub effect: Effect,
+    /// What the rule added, or for a milestone bonus what it grants.
+    #[schema(value_type = Money)]
     pub amount: Amount,
+    /// Whether this is a milestone bonus granted later.
     pub milestone: bool,
+    /// Milestone bonuses only: when the worker granted it; null until then.
+    #[schema(required)]
     pub granted_at: Option<Timestamp>,
+    /// A milestone bonus not paid because it would pass the Minimal Financial Assistance
+    /// limit, and why; it is not tried again.
+    #[schema(required)]
     pub refused_reason: Option<String>,
 }
 
