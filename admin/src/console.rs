@@ -1427,7 +1427,7 @@ async fn reports_view(
         .iter()
         .map(|r| {
             json!({
-                "id": r.id, "kind": r.kind.replace('_', "-"),
+                "id": r.id, "kind": r.kind.as_str().replace('_', "-"),
                 "from": r.period.from, "to": r.period.to, "draft": r.draft,
                 "generated": date(r.generated_at), "by": made_by(&r.generated_by),
             })
@@ -1490,8 +1490,7 @@ pub async fn make_report(req: HttpRequest, web::Form(form): web::Form<ReportForm
         Answer::Ok(r) => {
             let done = format!(
                 "The {} for {} is made",
-                report_kind_name(ReportKind::parse(&r.kind).unwrap_or(ReportKind::Monthly))
-                    .to_lowercase(),
+                report_kind_name(r.kind).to_lowercase(),
                 period_name(r.period.from, r.period.to)
             );
             reports_view(&req, "", Vec::new(), Some(&done)).await

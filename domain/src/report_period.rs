@@ -7,6 +7,11 @@ use std::fmt;
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "sql",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
 pub enum ReportKind {
     Monthly,
     SemiAnnual,
@@ -43,6 +48,28 @@ impl<'de> serde::Deserialize<'de> for ReportKind {
             .ok_or_else(|| serde::de::Error::custom("must be monthly or semi_annual"))
     }
 }
+
+crate::text_sql!(ReportKind, |text: String| {
+    ReportKind::parse(&text).ok_or_else(|| format!("unknown ReportKind {text:?}").into())
+});
+
+/// Its two spellings, each with its period.
+impl utoipa::PartialSchema for ReportKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::one_of(
+            &[" Which report. Requests may also spell `semi_annual` as `semi-annual`."],
+            &[
+                ("monthly", &[" A calendar month."]),
+                (
+                    "semi_annual",
+                    &[" Half of the financial year: April to September, or October to March."],
+                ),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for ReportKind {}
 
 impl fmt::Display for ReportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -638,7 +638,7 @@ pub async fn generate(
     store
         .save_report(ReportRow {
             id: uuid::Uuid::now_v7().to_string(),
-            kind: kind.as_str().into(),
+            kind,
             period_from: from,
             period_to: to,
             generated_at: at,

@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
 use voucherd_api::service::{
     accounts, applications, challenges, consulting, incentives, payments, prices, programme,
+    reports,
 };
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
@@ -113,6 +114,7 @@ fn schemas() -> Vec<Named> {
     root::<List<incentives::RuleView>>(&mut all);
     root::<List<incentives::AppliedView>>(&mut all);
     root::<applications::EvaluationView>(&mut all);
+    root::<List<reports::ReportView>>(&mut all);
     close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
 }

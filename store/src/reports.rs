@@ -12,12 +12,13 @@ use crate::schema::{
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use voucherd_domain::report_period::ReportKind;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = reports)]
 pub struct ReportRow {
     pub id: String,
-    pub kind: String,
+    pub kind: ReportKind,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
     pub generated_at: NaiveDateTime,
@@ -35,7 +36,7 @@ pub struct ReportRow {
 /// A report's listed columns: id, kind, period, when, by whom, schema version, hash, draft.
 type Listing = (
     String,
-    String,
+    ReportKind,
     NaiveDate,
     NaiveDate,
     NaiveDateTime,
@@ -525,7 +526,7 @@ impl Store {
     /// are never published.
     pub async fn public_report(
         &self,
-        kind: String,
+        kind: ReportKind,
         period: Option<(NaiveDate, NaiveDate)>,
     ) -> StoreResult<ReportRow> {
         self.read(move |c| {

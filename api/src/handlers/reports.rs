@@ -202,9 +202,13 @@ fn public_response(r: &ReportRow, q: &PublicQuery) -> Result<HttpResponse, ApiEr
 
 /// Only the semi-annual review is published: monthly summaries beside it would let months be
 /// subtracted from half-years, recovering cells each hides.
-fn kind(q: &PublicQuery) -> Result<String, ApiError> {
-    match q.kind.as_deref().unwrap_or("semi_annual") {
-        "semi_annual" => Ok("semi_annual".to_string()),
+fn kind(q: &PublicQuery) -> Result<ReportKind, ApiError> {
+    match q
+        .kind
+        .as_deref()
+        .map_or(Some(ReportKind::SemiAnnual), ReportKind::parse)
+    {
+        Some(ReportKind::SemiAnnual) => Ok(ReportKind::SemiAnnual),
         _ => Err(ApiError::field(
             "kind",
             "only the semi-annual review has a public summary",

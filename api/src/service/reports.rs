@@ -11,23 +11,32 @@ use voucherd_domain::report_period::{Period, ReportKind};
 use voucherd_domain::ErrorCode;
 use voucherd_store::reports::ReportRow;
 
-/// The reporting period, first and last day.
-#[derive(Debug, Clone, Serialize)]
+/// The days a report covers, both inclusive.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReportPeriod)]
 pub struct PeriodView {
     pub from: chrono::NaiveDate,
     pub to: chrono::NaiveDate,
 }
 
 /// A kept report, as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReportListing)]
 pub struct ReportView {
     pub id: String,
-    pub kind: String,
+    pub kind: ReportKind,
     pub period: PeriodView,
     pub generated_at: Timestamp,
+    /// What generated the report, a job (such as `job:report-monthly`) or `command line`.
+    #[schema(examples("job:report-monthly", "job:report-semi-annual", "command line"))]
     pub generated_by: String,
+    /// Version of the report's JSON layout.
     pub schema_version: i32,
+    /// SHA-256 of the report's JSON content, in lower-case hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub content_hash: String,
+    /// Made before its period ended. A draft is kept and listed but never published, and never
+    /// stands in the way of the period's final report.
     pub draft: bool,
 }
 
@@ -35,7 +44,7 @@ impl ReportView {
     fn new(r: &ReportRow) -> ReportView {
         ReportView {
             id: r.id.clone(),
-            kind: r.kind.clone(),
+            kind: r.kind,
             period: PeriodView {
                 from: r.period_from,
                 to: r.period_to,
@@ -139,7 +148,7 @@ const MAKEABLE: [(ReportKind, usize); 2] = [(ReportKind::Monthly, 12), (ReportKi
 /// The latest ended periods of each kind, newest first, each marked if its final report is
 /// kept (so the console offers what [`make`] would accept).
 pub async fn makeable(state: &AppState) -> Result<Vec<MakeableView>, ApiError> {
-    let kept: std::collections::HashSet<(String, NaiveDate)> = state
+    let kept: std::collections::HashSet<(ReportKind, NaiveDate)> = state
         .store
         .reports(200)
         .await?
@@ -156,7 +165,7 @@ pub async fn makeable(state: &AppState) -> Result<Vec<MakeableView>, ApiError> {
                 kind,
                 from: p.from(),
                 to: p.to(),
-                kept: kept.contains(&(kind.as_str().to_string(), p.from())),
+                kept: kept.contains(&(kind, p.from())),
             });
             p = p.previous();
         }
