@@ -218,7 +218,7 @@ fn run_job_once(
         let worker = worker_on_system_clock(config)?;
         let report = worker.run_once(job).await?;
         println!("{} {}: {}", job.name(), report.outcome, report.summary);
-        if report.outcome != "succeeded" {
+        if report.outcome != voucherd_domain::RunOutcome::Succeeded {
             bail!("{} {}", job.name(), report.outcome);
         }
         Ok(())

@@ -938,13 +938,13 @@ pub async fn jobs_csv(req: HttpRequest) -> HttpResponse {
     for r in &runs {
         let cells = [
             r.job.clone(),
-            r.trigger.clone(),
+            r.trigger.to_string(),
             crate::format::date_time(r.scheduled_at.0),
             crate::format::date_time(r.started_at.0),
             r.finished_at
                 .map(|t| crate::format::date_time(t.0))
                 .unwrap_or_default(),
-            r.outcome.clone(),
+            r.outcome.to_string(),
             r.attempts.to_string(),
             r.worker_id.clone(),
             r.id.clone(),
@@ -992,7 +992,7 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         .map(|j| Shaped {
             view: j,
             added: json!({
-                "tag": j.last_outcome.as_deref().map(tag),
+                "tag": j.last_outcome.map(|o| tag(o.as_str())),
                 "chosen": chosen.as_deref() == Some(j.job.as_str()),
             }),
         })
@@ -1001,7 +1001,7 @@ pub async fn jobs(req: HttpRequest) -> HttpResponse {
         .iter()
         .map(|r| Shaped {
             view: r,
-            added: json!({ "tag": tag(&r.outcome) }),
+            added: json!({ "tag": tag(r.outcome.as_str()) }),
         })
         .collect();
     let recs: Vec<Shaped<_, Value>> = recs

@@ -35,6 +35,6 @@ pub use region::{Region, RegionInput};
 pub use role::Role;
 pub use sic::SicCode;
 pub use states::{
-    AccountStatus, ApplicationStatus, BookingStatus, KeyMode, KeyStatus, PaymentStatus,
-    SessionOutcome, VoucherState, VoucherStatus,
+    AccountStatus, ApplicationStatus, BookingStatus, JobTrigger, KeyMode, KeyStatus,
+    NotificationStatus, PaymentStatus, RunOutcome, SessionOutcome, VoucherState, VoucherStatus,
 };

@@ -219,6 +219,42 @@ text_enum! {
 }
 
 text_enum! {
+    /// What started a worker job's run.
+    pub enum JobTrigger {
+        /// Its cron schedule.
+        Schedule = "schedule",
+        /// An administrator or the command line.
+        Manual = "manual",
+    }
+}
+
+text_enum! {
+    /// How a worker job's run stands or ended.
+    pub enum RunOutcome {
+        /// Claimed by a worker and not finished yet.
+        Running = "running",
+        /// Finished; its summary says what it did.
+        Succeeded = "succeeded",
+        /// Stopped by an error, which its summary gives.
+        Failed = "failed",
+        /// Left unfinished: its worker shut down, or died and another took the run over.
+        Abandoned = "abandoned",
+    }
+}
+
+text_enum! {
+    /// Where a notification in the outbox stands.
+    pub enum NotificationStatus {
+        /// Not sent yet; tried again at `next_attempt_at`.
+        Pending = "pending",
+        /// Accepted by the mail server.
+        Sent = "sent",
+        /// Given up on after its last attempt.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
     /// How a consulting session went, as its adviser records it. Either way the session's
     /// minutes are used.
     pub enum SessionOutcome {

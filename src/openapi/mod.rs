@@ -23,8 +23,8 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_api::routes::{Access, ROUTES};
 use voucherd_api::service::{
-    accounts, applications, challenges, consulting, incentives, payments, prices, programme,
-    reports,
+    accounts, applications, challenges, consulting, incentives, operations, payments, prices,
+    programme, reports,
 };
 use voucherd_api::views::{self, List};
 use voucherd_domain::{ErrorCode, Role};
@@ -115,6 +115,10 @@ fn schemas() -> Vec<Named> {
     root::<List<incentives::AppliedView>>(&mut all);
     root::<applications::EvaluationView>(&mut all);
     root::<List<reports::ReportView>>(&mut all);
+    root::<List<operations::RunView>>(&mut all);
+    root::<List<operations::ReconciliationView>>(&mut all);
+    root::<List<operations::NotificationView>>(&mut all);
+    root::<List<programme::AuditView>>(&mut all);
     close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
 }

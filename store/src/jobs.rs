@@ -8,6 +8,7 @@ use crate::error::{is_unique_violation, StoreError, StoreResult};
 use crate::schema::{job_runs, reconciliations};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::{JobTrigger, RunOutcome};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = job_runs)]
@@ -17,15 +18,13 @@ pub struct JobRunRow {
     pub run_key: String,
     pub job: String,
     pub scheduled_at: NaiveDateTime,
-    /// `schedule` or `manual`.
-    pub trigger_kind: String,
+    pub trigger_kind: JobTrigger,
     pub worker_id: String,
     pub attempts: i32,
     pub started_at: NaiveDateTime,
     pub heartbeat_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
-    /// `running`, `succeeded`, `failed` or `abandoned`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// What the run did, JSON.
     pub summary: String,
 }
@@ -84,13 +83,17 @@ fn insert_run(c: &mut DbConn, claim: &RunClaim) -> QueryResult<JobRunRow> {
         id,
         job: claim.job.clone(),
         scheduled_at: claim.scheduled_at,
-        trigger_kind: if claim.manual { "manual" } else { "schedule" }.into(),
+        trigger_kind: if claim.manual {
+            JobTrigger::Manual
+        } else {
+            JobTrigger::Schedule
+        },
         worker_id: claim.worker_id.clone(),
         attempts: 1,
         started_at: claim.at,
         heartbeat_at: claim.at,
         finished_at: None,
-        outcome: "running".into(),
+        outcome: RunOutcome::Running,
         summary: "{}".into(),
     };
     diesel::insert_into(job_runs::table)
@@ -126,16 +129,18 @@ impl Store {
                 job_runs::table
                     .filter(job_runs::run_key.eq(&run_key))
                     .filter(
-                        job_runs::outcome.eq("abandoned").or(job_runs::outcome
-                            .eq("running")
-                            .and(job_runs::heartbeat_at.lt(claim.stale_before))),
+                        job_runs::outcome
+                            .eq(RunOutcome::Abandoned)
+                            .or(job_runs::outcome
+                                .eq(RunOutcome::Running)
+                                .and(job_runs::heartbeat_at.lt(claim.stale_before))),
                     ),
             )
             .set((
                 job_runs::worker_id.eq(&claim.worker_id),
                 job_runs::attempts.eq(job_runs::attempts + 1),
                 job_runs::heartbeat_at.eq(claim.at),
-                job_runs::outcome.eq("running"),
+                job_runs::outcome.eq(RunOutcome::Running),
                 job_runs::finished_at.eq(None::<NaiveDateTime>),
             ))
             .execute(c)?;
@@ -164,7 +169,7 @@ impl Store {
                 job_runs::table
                     .filter(job_runs::id.eq(&id))
                     .filter(job_runs::worker_id.eq(&worker_id))
-                    .filter(job_runs::outcome.eq("running")),
+                    .filter(job_runs::outcome.eq(RunOutcome::Running)),
             )
             .set(job_runs::heartbeat_at.eq(at))
             .execute(c)?;
@@ -178,7 +183,7 @@ impl Store {
         &self,
         id: String,
         worker_id: String,
-        outcome: &'static str,
+        outcome: RunOutcome,
         summary: serde_json::Value,
         at: NaiveDateTime,
     ) -> StoreResult<()> {
@@ -187,7 +192,7 @@ impl Store {
                 job_runs::table
                     .filter(job_runs::id.eq(&id))
                     .filter(job_runs::worker_id.eq(&worker_id))
-                    .filter(job_runs::outcome.eq("running")),
+                    .filter(job_runs::outcome.eq(RunOutcome::Running)),
             )
             .set((
                 job_runs::outcome.eq(outcome),
@@ -212,9 +217,11 @@ impl Store {
         self.read(move |c| {
             Ok(job_runs::table
                 .filter(
-                    job_runs::outcome.eq("abandoned").or(job_runs::outcome
-                        .eq("running")
-                        .and(job_runs::heartbeat_at.lt(stale_before))),
+                    job_runs::outcome
+                        .eq(RunOutcome::Abandoned)
+                        .or(job_runs::outcome
+                            .eq(RunOutcome::Running)
+                            .and(job_runs::heartbeat_at.lt(stale_before))),
                 )
                 .order(job_runs::scheduled_at.asc())
                 .limit(limit)
@@ -228,7 +235,7 @@ impl Store {
     pub async fn last_scheduled_runs(&self) -> StoreResult<Vec<(String, NaiveDateTime)>> {
         self.read(|c| {
             let rows: Vec<(String, Option<NaiveDateTime>)> = job_runs::table
-                .filter(job_runs::trigger_kind.eq("schedule"))
+                .filter(job_runs::trigger_kind.eq(JobTrigger::Schedule))
                 .group_by(job_runs::job)
                 .select((job_runs::job, diesel::dsl::max(job_runs::scheduled_at)))
                 .load(c)?;
@@ -266,7 +273,7 @@ impl Store {
                 .order(job_runs::job)
                 .load(c)?;
             let failed: Vec<(String, i64)> = job_runs::table
-                .filter(job_runs::outcome.eq("failed"))
+                .filter(job_runs::outcome.eq(RunOutcome::Failed))
                 .group_by(job_runs::job)
                 .select((job_runs::job, count_star()))
                 .load(c)?;
@@ -293,7 +300,7 @@ impl Store {
             Ok(diesel::delete(
                 job_runs::table
                     .filter(job_runs::started_at.lt(before))
-                    .filter(job_runs::outcome.ne("running")),
+                    .filter(job_runs::outcome.ne(RunOutcome::Running)),
             )
             .execute(c)?)
         })

@@ -500,9 +500,11 @@ pub fn account_transfers(
 }
 
 /// One thing reconciliation found wrong.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = ReconciliationDifference)]
 pub struct Difference {
-    /// The account concerned; `None` for the ledger as a whole.
+    /// The account concerned; null for the ledger as a whole.
+    #[schema(required)]
     pub account_id: Option<String>,
     pub problem: String,
 }

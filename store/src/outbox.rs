@@ -7,6 +7,7 @@ use crate::error::StoreResult;
 use crate::schema::{outbox, users};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::NotificationStatus;
 use voucherd_domain::UserId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -18,7 +19,7 @@ pub struct OutboxRow {
     pub template: String,
     /// The template's data, JSON.
     pub data: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub last_error: Option<String>,
@@ -46,7 +47,7 @@ pub fn enqueue(c: &mut DbConn, n: Notification<'_>) -> StoreResult<bool> {
         recipient: n.recipient.to_string(),
         template: n.template.to_string(),
         data: n.data.to_string(),
-        status: "pending".into(),
+        status: NotificationStatus::Pending,
         attempts: 0,
         next_attempt_at: at,
         last_error: None,
@@ -133,7 +134,7 @@ impl Store {
     ) -> StoreResult<Vec<OutboxRow>> {
         self.write(move |c| {
             let due: Vec<OutboxRow> = outbox::table
-                .filter(outbox::status.eq("pending"))
+                .filter(outbox::status.eq(NotificationStatus::Pending))
                 .filter(outbox::next_attempt_at.le(at))
                 .order(outbox::next_attempt_at.asc())
                 .limit(limit)
@@ -145,7 +146,7 @@ impl Store {
                 let n = diesel::update(
                     outbox::table
                         .filter(outbox::id.eq(&m.id))
-                        .filter(outbox::status.eq("pending"))
+                        .filter(outbox::status.eq(NotificationStatus::Pending))
                         .filter(outbox::next_attempt_at.eq(m.next_attempt_at)),
                 )
                 .set((
@@ -176,11 +177,11 @@ impl Store {
             diesel::update(
                 outbox::table
                     .filter(outbox::id.eq(&id))
-                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::status.eq(NotificationStatus::Pending))
                     .filter(outbox::next_attempt_at.eq(claimed_until)),
             )
             .set((
-                outbox::status.eq("sent"),
+                outbox::status.eq(NotificationStatus::Sent),
                 outbox::sent_at.eq(Some(at)),
                 outbox::last_error.eq(None::<String>),
             ))
@@ -202,7 +203,7 @@ impl Store {
             let q = diesel::update(
                 outbox::table
                     .filter(outbox::id.eq(&id))
-                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::status.eq(NotificationStatus::Pending))
                     .filter(outbox::next_attempt_at.eq(claimed_until)),
             );
             match retry_at {
@@ -214,7 +215,7 @@ impl Store {
                     .execute(c)?,
                 None => q
                     .set((
-                        outbox::status.eq("failed"),
+                        outbox::status.eq(NotificationStatus::Failed),
                         outbox::last_error.eq(Some(error)),
                     ))
                     .execute(c)?,

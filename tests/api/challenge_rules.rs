@@ -63,7 +63,7 @@ fn worker(app: &TestApp, clock: Arc<ManualClock>) -> Worker {
 
 async fn run(w: &Worker, job: Job) -> Value {
     let r = w.run_once(job).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{}", r.summary);
+    assert_eq!(r.outcome.as_str(), "succeeded", "{}", r.summary);
     r.summary
 }
 

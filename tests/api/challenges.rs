@@ -90,7 +90,7 @@ async fn both_run(one: &Worker, two: &Worker) -> (Vec<String>, Vec<Value>) {
     let mut milestones = Vec::new();
     let mut cycles = Vec::new();
     for r in [a.unwrap(), b.unwrap()] {
-        assert_eq!(r.outcome, "succeeded", "{}", r.summary);
+        assert_eq!(r.outcome.as_str(), "succeeded", "{}", r.summary);
         for m in r.summary["milestones"].as_array().unwrap() {
             milestones.push(m["milestone"].as_str().unwrap().to_string());
         }

@@ -648,7 +648,7 @@ fn entry(company: &str, name: &str) -> Value {
 
 async fn run(w: &Worker) {
     let r = w.run_once(Job::Challenges).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{}", r.summary);
+    assert_eq!(r.outcome.as_str(), "succeeded", "{}", r.summary);
 }
 
 async fn put(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {

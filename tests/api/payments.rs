@@ -606,7 +606,7 @@ async fn a_lost_webhook_is_recovered_by_reconciliation_exactly_once(backend: Bac
 
     let (worker, clock) = reconciler(&app, &stripe);
     let run = worker.run_once(Job::StripeReconciliation).await.unwrap();
-    assert_eq!(run.outcome, "succeeded", "{:?}", run.summary);
+    assert_eq!(run.outcome.as_str(), "succeeded", "{:?}", run.summary);
     assert_eq!(run.summary["sessions_seen"], 2);
     assert_eq!(run.summary["credited"], 1);
     assert_eq!(run.summary["other_changes"], 1);

@@ -109,7 +109,7 @@ async fn two_workers_run_a_due_job_once_and_catch_up_once_after_downtime(app: Te
     let ran = reconciliations_run_by_both(&a, &b).await;
     assert_eq!(ran.len(), 1, "one of the two workers ran it");
     assert_eq!(ran[0].scheduled_at, at(2026, 11, 27, 10, 0, 0));
-    assert_eq!(ran[0].outcome, "succeeded");
+    assert_eq!(ran[0].outcome.as_str(), "succeeded");
 
     // Both workers down for five hours and a bit: one run, for the latest missed hour.
     clock.set(at(2026, 11, 27, 15, 20, 0));
@@ -137,7 +137,7 @@ async fn two_workers_run_a_due_job_once_and_catch_up_once_after_downtime(app: Te
         [at(2026, 11, 27, 10, 0, 0), at(2026, 11, 27, 15, 0, 0)]
     );
     for r in &runs {
-        assert_eq!(r.outcome, "succeeded");
+        assert_eq!(r.outcome.as_str(), "succeeded");
         assert_eq!(r.attempts, 1);
         assert!(r.finished_at.is_some());
         let summary: Value = serde_json::from_str(&r.summary).unwrap();
@@ -184,7 +184,7 @@ async fn a_run_left_by_a_dead_worker_is_taken_over_and_moves_no_money_twice(app:
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(claimed.outcome, "running");
+    assert_eq!(claimed.outcome.as_str(), "running");
     clock.set(scheduled + Duration::seconds(5));
 
     // While its heartbeat is fresh, nobody else takes it.
@@ -207,7 +207,7 @@ async fn a_run_left_by_a_dead_worker_is_taken_over_and_moves_no_money_twice(app:
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].attempts, 2);
     assert_eq!(runs[0].worker_id, w.id());
-    assert_eq!(runs[0].outcome, "succeeded");
+    assert_eq!(runs[0].outcome.as_str(), "succeeded");
 
     // Run again by hand: nothing more moves.
     let again = w.run_once(Job::VoucherExpiry).await.unwrap();
@@ -279,7 +279,7 @@ async fn an_expired_voucher_stops_spending_and_forfeits_its_remainder_once(app: 
     // At expiry: it stops spending, and the remainder moves to the forfeited account.
     clock.set(expires + Duration::minutes(1));
     let r = w.run_once(Job::VoucherExpiry).await.unwrap();
-    assert_eq!(r.outcome, "succeeded");
+    assert_eq!(r.outcome.as_str(), "succeeded");
     assert_eq!(r.summary["expired"], 1);
     assert_eq!(r.summary["forfeited"], 1);
     assert_eq!(r.summary["forfeited_micros"], 100_000_000 - 5_580);
@@ -425,7 +425,11 @@ async fn reconciliation_records_a_clean_ledger_and_alerts_admins_naming_a_damage
         .unwrap();
     clock.advance(Duration::days(1));
     let r = w.run_once(Job::Reconciliation).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "the job ran; it found a difference");
+    assert_eq!(
+        r.outcome.as_str(),
+        "succeeded",
+        "the job ran; it found a difference"
+    );
     assert_eq!(r.summary["balanced"], false);
     let named: Vec<&str> = r.summary["differences"]
         .as_array()
@@ -782,7 +786,7 @@ async fn the_scheduler_stops_at_shutdown_leaving_no_run_unfinished(app: TestApp)
     let runs = app.store.job_runs(None, 100).await.unwrap();
     assert!(!runs.is_empty());
     assert!(
-        runs.iter().all(|r| r.outcome == "succeeded"),
+        runs.iter().all(|r| r.outcome.as_str() == "succeeded"),
         "{:?}",
         runs.iter().map(|r| &r.outcome).collect::<Vec<_>>()
     );

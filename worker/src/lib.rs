@@ -14,6 +14,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use voucherd_domain::{JobTrigger, RunOutcome};
 use voucherd_store::jobs::RunClaim;
 use voucherd_store::{Store, StoreError};
 
@@ -259,7 +260,7 @@ pub fn next_fire(schedule: &cron::Schedule, now: NaiveDateTime) -> Option<NaiveD
 pub struct RunReport {
     pub job: Job,
     pub scheduled_at: NaiveDateTime,
-    pub outcome: &'static str,
+    pub outcome: RunOutcome,
     pub summary: serde_json::Value,
 }
 
@@ -343,7 +344,7 @@ impl Worker {
             };
             tracing::warn!(job = job.name(), scheduled_at = %orphan.scheduled_at,
                 previous_worker = %orphan.worker_id, "taking over an unfinished run");
-            let manual = orphan.trigger_kind == "manual";
+            let manual = orphan.trigger_kind == JobTrigger::Manual;
             if let Some(r) = self
                 .claim_and_run(
                     job,
@@ -472,7 +473,7 @@ impl Worker {
                 finished,
             )
             .await?;
-        tracing::info!(job = job.name(), %scheduled_at, outcome, %summary, "job finished");
+        tracing::info!(job = job.name(), %scheduled_at, %outcome, %summary, "job finished");
         Ok(Some(RunReport {
             job,
             scheduled_at,
@@ -815,16 +816,22 @@ impl Worker {
 fn outcome(
     job: Job,
     result: Option<Result<serde_json::Value, WorkerError>>,
-) -> (&'static str, serde_json::Value) {
+) -> (RunOutcome, serde_json::Value) {
     match result {
-        Some(Ok(summary)) => ("succeeded", summary),
+        Some(Ok(summary)) => (RunOutcome::Succeeded, summary),
         Some(Err(e)) => {
             tracing::error!(job = job.name(), error = %e, "job failed");
-            ("failed", serde_json::json!({ "error": e.to_string() }))
+            (
+                RunOutcome::Failed,
+                serde_json::json!({ "error": e.to_string() }),
+            )
         }
         None => {
             tracing::warn!(job = job.name(), "job abandoned at shutdown");
-            ("abandoned", serde_json::json!({ "reason": "shutdown" }))
+            (
+                RunOutcome::Abandoned,
+                serde_json::json!({ "reason": "shutdown" }),
+            )
         }
     }
 }

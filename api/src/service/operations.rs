@@ -8,8 +8,11 @@ use crate::service::vouchers::SuspensionRequest;
 use crate::state::AppState;
 use crate::views::{KeyView, Timestamp};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
+use voucherd_domain::{JobTrigger, NotificationStatus, RunOutcome};
+use voucherd_store::ledger::Difference;
 
 fn json_text(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
@@ -24,20 +27,30 @@ pub struct RunsQuery {
 }
 
 /// One run of a worker job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = JobRun)]
 pub struct RunView {
     pub id: String,
+    #[schema(examples(
+        "hold-timeouts",
+        "voucher-expiry",
+        "low-balance",
+        "reconciliation",
+        "outbox",
+        "housekeeping"
+    ))]
     pub job: String,
-    /// `schedule` or `manual`.
-    pub trigger: String,
+    pub trigger: JobTrigger,
     pub scheduled_at: Timestamp,
     pub worker_id: String,
+    /// More than 1 when the run was taken over from a worker that died.
     pub attempts: i32,
     pub started_at: Timestamp,
+    #[schema(required)]
     pub finished_at: Option<Timestamp>,
-    /// `running`, `succeeded`, `failed` or `abandoned`.
-    pub outcome: String,
-    /// What the run did (its own fields per job).
+    pub outcome: RunOutcome,
+    /// What the run did, per job (for example `holds_resolved`, `forfeited_micros`, `sent`).
+    #[schema(value_type = Object)]
     pub summary: serde_json::Value,
 }
 
@@ -68,8 +81,7 @@ pub struct JobView {
     pub runs: i64,
     pub failed: i64,
     pub last_started_at: Option<Timestamp>,
-    /// `running`, `succeeded`, `failed` or `abandoned`.
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<RunOutcome>,
 }
 
 /// Every job the worker has run, by name, with its latest outcome.
@@ -96,14 +108,16 @@ pub struct LimitQuery {
 }
 
 /// One check that the ledger adds up.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Reconciliation)]
 pub struct ReconciliationView {
     pub id: String,
     pub checked_at: Timestamp,
     pub balanced: bool,
     pub accounts_checked: i64,
     pub transfers_checked: i64,
-    pub differences: serde_json::Value,
+    /// What did not add up.
+    pub differences: Vec<Difference>,
 }
 
 /// Reconciliation results, newest first.
@@ -112,17 +126,20 @@ pub async fn reconciliations(
     q: LimitQuery,
 ) -> Result<Vec<ReconciliationView>, ApiError> {
     let rows = state.store.reconciliations(q.limit.unwrap_or(100)).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ReconciliationView {
-            differences: json_text(&r.differences),
-            id: r.id,
-            checked_at: Timestamp(r.checked_at),
-            balanced: r.balanced,
-            accounts_checked: r.accounts_checked,
-            transfers_checked: r.transfers_checked,
+    rows.into_iter()
+        .map(|r| {
+            Ok(ReconciliationView {
+                differences: serde_json::from_str(&r.differences).map_err(|e| {
+                    ApiError::Internal(format!("reconciliation {}: differences: {e}", r.id))
+                })?,
+                id: r.id,
+                checked_at: Timestamp(r.checked_at),
+                balanced: r.balanced,
+                accounts_checked: r.accounts_checked,
+                transfers_checked: r.transfers_checked,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize, Validate)]
@@ -134,17 +151,30 @@ pub struct OutboxQuery {
 }
 
 /// A notification and its delivery state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Notification)]
 pub struct NotificationView {
     pub id: String,
+    #[schema(format = Email)]
     pub recipient: String,
+    #[schema(examples(
+        "application_received",
+        "application_approved",
+        "key_created",
+        "low_balance",
+        "reconciliation_alert"
+    ))]
     pub template: String,
+    /// What the template is rendered with.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub next_attempt_at: Timestamp,
+    #[schema(required)]
     pub last_error: Option<String>,
     pub created_at: Timestamp,
+    #[schema(required)]
     pub sent_at: Option<Timestamp>,
 }
 

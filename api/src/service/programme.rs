@@ -220,19 +220,29 @@ pub struct AuditQuery {
 }
 
 /// One entry of the audit trail: who did what to which subject, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct AuditView {
+    /// Time-ordered UUID (v7).
     pub id: String,
+    /// Null for actions of the system.
+    #[schema(required)]
     pub actor_id: Option<UserId>,
-    /// Who that is: "Full Name (email)"; `None` for the service itself or a deleted account.
+    /// Who the actor is, "Full Name (email)"; null for the system or an account that no
+    /// longer exists.
+    #[schema(required)]
     pub actor_name: Option<String>,
     pub action: String,
     pub subject_type: String,
     pub subject_id: String,
-    /// An application's or a voucher's short reference (`APP-7K2M9Q`, `VCH-7K2M9Q`).
+    /// An application's or a voucher's short reference (`APP-7K2M9Q`, `VCH-7K2M9Q`); null for
+    /// other subjects.
+    #[schema(required)]
     pub subject_reference: Option<String>,
+    #[schema(required)]
     pub reason: Option<String>,
     /// What the action recorded beside its reason (its own fields per action).
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
     pub created_at: Timestamp,
 }
