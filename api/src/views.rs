@@ -63,6 +63,41 @@ impl<T: Serialize + ToSchema> ToSchema for List<T> {
     }
 }
 
+/// The process is up (`GET /healthz`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(schema_with = health_status)]
+    pub status: &'static str,
+}
+
+fn health_status() -> RefOr<Schema> {
+    schema::one_of(&[" Always `ok`."], &[("ok", &[])])
+}
+
+/// The process can serve: its database answers (`GET /readyz`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(schema_with = readiness_status)]
+    pub status: &'static str,
+    /// The database it serves from.
+    #[schema(schema_with = backend)]
+    pub database: &'static str,
+}
+
+fn readiness_status() -> RefOr<Schema> {
+    schema::one_of(&[" Always `ready`."], &[("ready", &[])])
+}
+
+fn backend() -> RefOr<Schema> {
+    schema::one_of(
+        &[" The database it serves from."],
+        &[
+            ("sqlite", &[" The embedded default."]),
+            ("postgres", &[" PostgreSQL, for production."]),
+        ],
+    )
+}
+
 /// A nullable list of model names, as the document's `ModelName` states them.
 fn model_names() -> RefOr<Schema> {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};

@@ -76,6 +76,43 @@ crate::text_enum! {
     }
 }
 
+crate::text_enum! {
+    /// What a Stripe event did to its payment.
+    pub enum StripeEventOutcome {
+        /// Paid: the credit or contribution was booked.
+        Credited = "credited",
+        /// Completed with a delayed method that has not cleared yet.
+        Processing = "processing",
+        /// The delayed method failed; the owner is told.
+        Failed = "failed",
+        /// The checkout session lapsed unpaid.
+        Expired = "expired",
+        /// A refund took back what it could of the payment's credit.
+        RefundReversed = "refund_reversed",
+        /// Part of a refund is held for requests in flight: answered 409, so Stripe delivers
+        /// the event again; never recorded.
+        RefundWaitingOnHolds = "refund_waiting_on_holds",
+        /// Seen before: nothing changed.
+        Duplicate = "duplicate",
+        /// An event voucherd does not act on.
+        Ignored = "ignored",
+        /// It names no payment of ours.
+        UnknownPayment = "unknown_payment",
+        /// Paid other than asked: nothing was credited, and administrators look into it.
+        AmountMismatch = "amount_mismatch",
+        /// The payment was credited before.
+        AlreadyPaid = "already_paid",
+        /// The payment is no longer open.
+        NotOpen = "not_open",
+        /// The payment is neither open nor processing.
+        NotPending = "not_pending",
+        /// The refund was applied before.
+        AlreadyRefunded = "already_refunded",
+        /// It is about a checkout session the payment no longer uses.
+        OtherSession = "other_session",
+    }
+}
+
 /// The co-funding share of a programme, in whole percent (0 = no co-funding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct CoFundingPercent(u8);

@@ -119,6 +119,14 @@ fn schemas() -> Vec<Named> {
     root::<List<operations::ReconciliationView>>(&mut all);
     root::<List<operations::NotificationView>>(&mut all);
     root::<List<programme::AuditView>>(&mut all);
+    root::<operations::OverrunsView>(&mut all);
+    root::<applications::DecidedView>(&mut all);
+    root::<payments::WebhookReceipt>(&mut all);
+    root::<List<payments::PaymentWithEvents>>(&mut all);
+    root::<voucherd_api::service::vouchers::CreateKeyRequest>(&mut all);
+    root::<views::Health>(&mut all);
+    root::<views::Readiness>(&mut all);
+    root::<prices::ModelName>(&mut all);
     close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
 }

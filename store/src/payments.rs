@@ -18,7 +18,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::money::format_micros;
-use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::payment::{PaymentKind, Pence, StripeEventOutcome};
 use voucherd_domain::{Money, PaymentStatus, VoucherId};
 use voucherd_domain::{PaymentId, UserId};
 
@@ -156,19 +156,19 @@ pub enum Applied {
     /// The event was processed before: nothing changed.
     Duplicate,
     /// The fact changed something (what, in a word: `credited`, `refund_reversed`, …).
-    Changed(&'static str),
+    Changed(StripeEventOutcome),
     /// The fact was already reflected, or does not apply: nothing changed.
-    Unchanged(&'static str),
+    Unchanged(StripeEventOutcome),
     /// Part of the fact could be applied and was; the rest must wait (a refund of credit that
     /// is held for requests in flight). The event is not recorded, so Stripe delivers it again.
-    Retry(&'static str),
+    Retry(StripeEventOutcome),
 }
 
 impl Applied {
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> StripeEventOutcome {
         match self {
-            Applied::Duplicate => "duplicate",
-            Applied::Changed(o) | Applied::Unchanged(o) | Applied::Retry(o) => o,
+            Applied::Duplicate => StripeEventOutcome::Duplicate,
+            Applied::Changed(o) | Applied::Unchanged(o) | Applied::Retry(o) => *o,
         }
     }
 }
@@ -471,7 +471,7 @@ impl Store {
                     .values((
                         stripe_events::id.eq(&event.id),
                         stripe_events::type_.eq(&event.type_),
-                        stripe_events::outcome.eq("ignored"),
+                        stripe_events::outcome.eq(StripeEventOutcome::Ignored),
                         stripe_events::received_at.eq(at),
                     ))
                     .execute(s)?,
@@ -479,14 +479,14 @@ impl Store {
                     .values((
                         stripe_events::id.eq(&event.id),
                         stripe_events::type_.eq(&event.type_),
-                        stripe_events::outcome.eq("ignored"),
+                        stripe_events::outcome.eq(StripeEventOutcome::Ignored),
                         stripe_events::received_at.eq(at),
                     ))
                     .on_conflict_do_nothing()
                     .execute(pg)?,
             };
             Ok(if inserted == 1 {
-                Applied::Unchanged("ignored")
+                Applied::Unchanged(StripeEventOutcome::Ignored)
             } else {
                 Applied::Duplicate
             })
@@ -500,7 +500,15 @@ impl Store {
     pub async fn payment_events(
         &self,
         payment_ids: Vec<PaymentId>,
-    ) -> StoreResult<Vec<(Option<String>, String, String, String, NaiveDateTime)>> {
+    ) -> StoreResult<
+        Vec<(
+            Option<String>,
+            String,
+            String,
+            StripeEventOutcome,
+            NaiveDateTime,
+        )>,
+    > {
         self.read(move |c| {
             Ok(stripe_events::table
                 .filter(stripe_events::payment_id.eq_any(&payment_ids))
@@ -557,7 +565,7 @@ fn apply(
             // A session the payment no longer stands on (one abandoned before a retry):
             // what happens to it says nothing of the payment's own.
             Ok((
-                Applied::Unchanged("other_session"),
+                Applied::Unchanged(StripeEventOutcome::OtherSession),
                 Some(payment_id.clone()),
             ))
         }
@@ -606,7 +614,7 @@ fn apply_paid(
     at: NaiveDateTime,
 ) -> StoreResult<(Applied, Option<PaymentId>)> {
     let Some(p) = lock(c, payment_id)? else {
-        return Ok((Applied::Unchanged("unknown_payment"), None));
+        return Ok((Applied::Unchanged(StripeEventOutcome::UnknownPayment), None));
     };
     let id = Some(p.id.clone());
     if paid.amount_pence != p.amount_pence || !paid.currency.eq_ignore_ascii_case(&p.currency) {
@@ -621,7 +629,7 @@ fn apply_paid(
                 paid.amount_pence, paid.currency, paid.session_id, p.amount_pence, p.currency
             ),
         )?;
-        return Ok((Applied::Unchanged("amount_mismatch"), id));
+        return Ok((Applied::Unchanged(StripeEventOutcome::AmountMismatch), id));
     }
     let changed = diesel::update(payments::table.filter(payments::id.eq(&p.id)).filter(
         payments::status.eq_any([
@@ -641,10 +649,10 @@ fn apply_paid(
     ))
     .execute(c)?;
     if changed != 1 {
-        return Ok((Applied::Unchanged("already_paid"), id));
+        return Ok((Applied::Unchanged(StripeEventOutcome::AlreadyPaid), id));
     }
     credit(c, &p, at)?;
-    Ok((Applied::Changed("credited"), id))
+    Ok((Applied::Changed(StripeEventOutcome::Credited), id))
 }
 
 /// A delayed method (a bank debit) accepted but not cleared: the open payment waits.
@@ -669,9 +677,9 @@ fn apply_processing(
     .execute(c)?;
     let id = find(c, payment_id)?.map(|p| p.id);
     let applied = if changed == 1 {
-        Applied::Changed("processing")
+        Applied::Changed(StripeEventOutcome::Processing)
     } else {
-        Applied::Unchanged("not_open")
+        Applied::Unchanged(StripeEventOutcome::NotOpen)
     };
     Ok((applied, id))
 }
@@ -692,12 +700,20 @@ fn apply_unpaid(
     how: Unpaid,
     at: NaiveDateTime,
 ) -> StoreResult<(Applied, Option<PaymentId>)> {
-    let (to, from): (PaymentStatus, &[PaymentStatus]) = match how {
-        Unpaid::Failed => (PaymentStatus::Failed, &PaymentStatus::IN_FLIGHT),
-        Unpaid::Expired => (PaymentStatus::Expired, &[PaymentStatus::Open]),
+    let (to, from, outcome): (PaymentStatus, &[PaymentStatus], StripeEventOutcome) = match how {
+        Unpaid::Failed => (
+            PaymentStatus::Failed,
+            &PaymentStatus::IN_FLIGHT,
+            StripeEventOutcome::Failed,
+        ),
+        Unpaid::Expired => (
+            PaymentStatus::Expired,
+            &[PaymentStatus::Open],
+            StripeEventOutcome::Expired,
+        ),
     };
     let Some(p) = lock(c, payment_id)? else {
-        return Ok((Applied::Unchanged("unknown_payment"), None));
+        return Ok((Applied::Unchanged(StripeEventOutcome::UnknownPayment), None));
     };
     let changed = diesel::update(
         payments::table
@@ -707,7 +723,10 @@ fn apply_unpaid(
     .set((payments::status.eq(to), payments::updated_at.eq(at)))
     .execute(c)?;
     if changed != 1 {
-        return Ok((Applied::Unchanged("not_pending"), Some(p.id)));
+        return Ok((
+            Applied::Unchanged(StripeEventOutcome::NotPending),
+            Some(p.id),
+        ));
     }
     if let Unpaid::Failed = how {
         let email = outbox::user_email(c, &p.owner_id)?;
@@ -726,7 +745,7 @@ fn apply_unpaid(
             },
         )?;
     }
-    Ok((Applied::Changed(to.as_str()), Some(p.id)))
+    Ok((Applied::Changed(outcome), Some(p.id)))
 }
 
 /// A refund made in Stripe's dashboard or through the API, found by its payment intent.
@@ -749,7 +768,7 @@ fn apply_refunded(
     }) else {
         // Not a payment of ours, or one whose session reported no intent yet: recorded
         // and acknowledged, as Stripe would otherwise retry it for days.
-        return Ok((Applied::Unchanged("unknown_payment"), None));
+        return Ok((Applied::Unchanged(StripeEventOutcome::UnknownPayment), None));
     };
     if !matches!(p.status, PaymentStatus::Paid | PaymentStatus::Refunded) {
         // Stripe may deliver the refund before the payment's own event: refused, so
@@ -873,7 +892,7 @@ fn refund(
     // `refunded_micros` is what has been dealt with: taken back or recorded as shortfall.
     let delta = total - p.refunded_micros;
     if delta <= 0 {
-        return Ok((Applied::Unchanged("already_refunded"), id));
+        return Ok((Applied::Unchanged(StripeEventOutcome::AlreadyRefunded), id));
     }
     let kind = p.kind;
     let totals = ledger::account(c, &p.account_id)?.totals();
@@ -915,9 +934,9 @@ fn refund(
     }
     Ok((
         if waiting {
-            Applied::Retry("refund_waiting_on_holds")
+            Applied::Retry(StripeEventOutcome::RefundWaitingOnHolds)
         } else {
-            Applied::Changed("refund_reversed")
+            Applied::Changed(StripeEventOutcome::RefundReversed)
         },
         id,
     ))

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(crate::views::Health { status: "ok" })
 }
 
 /// The process can serve: its database answers.
@@ -14,8 +14,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .ping()
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
-        "database": state.store.backend().as_str(),
-    })))
+    Ok(HttpResponse::Ok().json(crate::views::Readiness {
+        status: "ready",
+        database: state.store.backend().as_str(),
+    }))
 }

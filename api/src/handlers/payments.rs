@@ -150,10 +150,12 @@ pub async fn stripe_webhook(
             "part of this refund is held for requests in flight; deliver the event again later",
         ));
     }
-    tracing::info!(event = %event.id, kind = %event.type_, outcome = applied.outcome(), "Stripe event");
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "received": true,
-        "event": event.id,
-        "outcome": applied.outcome(),
-    })))
+    tracing::info!(event = %event.id, kind = %event.type_, outcome = %applied.outcome(), "Stripe event");
+    Ok(
+        HttpResponse::Ok().json(crate::service::payments::WebhookReceipt {
+            received: true,
+            event: event.id,
+            outcome: applied.outcome(),
+        }),
+    )
 }

@@ -508,12 +508,17 @@ async fn for_admin(
     Ok(view)
 }
 
-/// What a decision came to: the application, the voucher it granted (if it did), and the
-/// incentives evaluated for an approval.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What a decision came to: `voucher` is the granted voucher on approval and null on
+/// rejection.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionResponse)]
 pub struct DecidedView {
     pub application: ApplicationView,
+    #[schema(required)]
     pub voucher: Option<VoucherView>,
+    /// Null for a rejection. For an approval, the incentive rules applied and the amount
+    /// granted (`total`: the base plus extras).
+    #[schema(required)]
     pub incentives: Option<EvaluationView>,
     /// The approval waits for a second administrator: no money moved (202 on the API).
     #[serde(skip)]

@@ -206,25 +206,36 @@ pub async fn outbox(state: &AppState, q: OutboxQuery) -> Result<Vec<Notification
 }
 
 /// Overrun of one key on one model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = KeyModelOverrun)]
 pub struct OverrunView {
     pub api_key_id: String,
     pub key_name: String,
     pub key_prefix: String,
     pub key_suspended: bool,
     pub voucher_id: voucherd_domain::VoucherId,
+    #[schema(value_type = voucherd_domain::CompanyNumber)]
     pub company_number: String,
+    #[schema(value_type = crate::service::prices::ModelName)]
     pub model: String,
+    /// Requests of this key on this model whose usage was above their hold.
     pub requests: i64,
+    /// Usage above those requests' holds, booked to the overrun-loss account (never to the
+    /// voucher).
+    #[schema(value_type = voucherd_domain::Money)]
     pub overrun: Amount,
     pub last_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Overrun per key and model, largest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Overruns)]
 pub struct OverrunsView {
     pub data: Vec<OverrunView>,
+    #[schema(value_type = voucherd_domain::Money)]
     pub total: Amount,
     /// A key whose overrun passes this is suspended.
+    #[schema(value_type = voucherd_domain::Money)]
     pub suspend_threshold: Amount,
 }
 

@@ -15,7 +15,7 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
-use voucherd_domain::payment::{PaymentKind, Pence};
+use voucherd_domain::payment::{PaymentKind, Pence, StripeEventOutcome};
 use voucherd_domain::schema;
 use voucherd_domain::ErrorCode;
 use voucherd_domain::{Money, PaymentId, PaymentStatus, UserId, VoucherId};
@@ -595,15 +595,28 @@ pub struct PaymentEventView {
     #[serde(rename = "type")]
     #[schema(examples("checkout.session.completed"))]
     pub kind: String,
-    #[schema(schema_with = stripe_event_outcome)]
-    pub outcome: String,
+    pub outcome: StripeEventOutcome,
     pub received_at: Timestamp,
 }
 
-/// The outcome is described, with the webhook's receipt, by the document's
-/// `StripeEventOutcome`.
-fn stripe_event_outcome() -> RefOr<Schema> {
-    utoipa::openapi::schema::Ref::from_schema_name("StripeEventOutcome").into()
+fn always_true() -> RefOr<Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+        .description(Some("Always true."))
+        .into()
+}
+
+/// The answer to a Stripe webhook that was processed (or seen before).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = StripeWebhookReceipt)]
+pub struct WebhookReceipt {
+    #[schema(schema_with = always_true)]
+    pub received: bool,
+    /// Stripe's event id.
+    pub event: String,
+    pub outcome: StripeEventOutcome,
 }
 
 /// A payment with the Stripe events processed for it (oldest first).
@@ -645,7 +658,7 @@ pub async fn list_payments(
                 .map(|(_, id, kind, outcome, at)| PaymentEventView {
                     id: id.clone(),
                     kind: kind.clone(),
-                    outcome: outcome.clone(),
+                    outcome: *outcome,
                     received_at: Timestamp(*at),
                 })
                 .collect(),

@@ -82,6 +82,23 @@ pub struct SetPriceRequest {
 /// How far ahead a price change may be scheduled.
 const MAX_DAYS_AHEAD: i64 = 3 * 366;
 
+/// A model name as the provider writes it: what [`valid_model`] accepts, as the OpenAPI
+/// document states it (the type only names the schema; names travel as text).
+pub struct ModelName;
+
+impl utoipa::PartialSchema for ModelName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        voucherd_domain::schema::string("A model name as the provider writes it.")
+            .min_length(Some(1))
+            .max_length(Some(100))
+            .pattern(Some("^[A-Za-z0-9._:-]{1,100}$"))
+            .examples(["gpt-4o-mini"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ModelName {}
+
 /// Model names as providers write them: letters, digits and `. - _ :`.
 pub fn valid_model(model: &str) -> bool {
     !model.is_empty()

@@ -214,30 +214,44 @@ fn valid_models(models: &[String]) -> Result<(), validator::ValidationError> {
     }
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateApiKeyRequest)]
 pub struct CreateKeyRequest {
+    /// Not blank once trimmed.
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// `test` keys call the sandbox and spend the organisation's free test allowance.
     #[serde(default)]
+    #[schema(default = "live")]
     pub mode: KeyMode,
+    /// Restricts the key to these models; every priced model when absent.
     #[validate(
         length(min = 1, max = 50, message = "must list 1 to 50 models"),
         custom(function = "valid_models")
     )]
+    #[schema(min_items = 1, max_items = 50, value_type = Option<Vec<crate::service::prices::ModelName>>)]
     pub allowed_models: Option<Vec<String>>,
+    /// Requests per minute; unlimited when absent.
     #[validate(range(min = 1, max = 100_000, message = "must be between 1 and 100000"))]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub rpm: Option<i32>,
+    /// Tokens per minute; unlimited when absent.
     #[validate(range(
         min = 1,
         max = 100_000_000,
         message = "must be between 1 and 100000000"
     ))]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub tpm: Option<i32>,
+    /// Requests in flight at once; unlimited when absent.
     #[validate(range(min = 1, max = 1_000, message = "must be between 1 and 1000"))]
+    #[schema(minimum = 1, maximum = 1_000)]
     pub max_concurrent: Option<i32>,
+    /// More than 0. The most the key may spend in a calendar month; uncapped when absent.
     pub monthly_spend_cap: Option<Money>,
+    /// In the future and within 1098 days; the key lasts as long as its voucher when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
