@@ -592,10 +592,8 @@ pub enum Direction {
 #[schema(as = Transaction)]
 pub struct TransferView {
     pub id: String,
-    #[schema(schema_with = transfer_kind)]
-    pub kind: String,
-    #[schema(value_type = voucherd_domain::ledger::TransferCode)]
-    pub code: String,
+    pub kind: voucherd_domain::ledger::TransferKind,
+    pub code: voucherd_domain::ledger::TransferCode,
     /// Direction for the voucher's account.
     pub direction: Direction,
     #[schema(value_type = Money)]
@@ -610,24 +608,12 @@ pub struct TransferView {
     pub created_at: Timestamp,
 }
 
-fn transfer_kind() -> RefOr<Schema> {
-    schema::one_of(
-        &["A single transfer, a hold (`pending`), or the posting or voiding of a hold."],
-        &[
-            ("single", &[]),
-            ("pending", &[]),
-            ("post", &[]),
-            ("void", &[]),
-        ],
-    )
-}
-
 impl TransferView {
     pub fn new(t: &TransferRow, account_id: &str) -> TransferView {
         TransferView {
             id: t.id.clone(),
-            kind: t.kind.clone(),
-            code: t.code.clone(),
+            kind: t.kind,
+            code: t.code,
             direction: if t.debit_account_id == account_id {
                 Direction::Debit
             } else {

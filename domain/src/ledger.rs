@@ -12,6 +12,11 @@ pub const MINUTES: &str = "MIN";
 /// What an account is for. Stored as its identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "sql",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
 pub enum AccountKind {
     /// Where programme money comes from (the Treasury, a grant): may go negative.
     FundingSource,
@@ -100,9 +105,50 @@ impl AccountKind {
     }
 }
 
+impl AccountKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [AccountKind; 16] = [
+        AccountKind::FundingSource,
+        AccountKind::ProgrammeFund,
+        AccountKind::Voucher,
+        AccountKind::Usage,
+        AccountKind::OverrunLoss,
+        AccountKind::Forfeited,
+        AccountKind::TestFunding,
+        AccountKind::TestAllowance,
+        AccountKind::ChallengeFund,
+        AccountKind::BudgetLine,
+        AccountKind::ConsultingSource,
+        AccountKind::ConsultingAllowance,
+        AccountKind::ConsultingUsed,
+        AccountKind::StripeClearing,
+        AccountKind::Contribution,
+        AccountKind::PurchasedCredit,
+    ];
+}
+
+impl std::str::FromStr for AccountKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AccountKind, String> {
+        AccountKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown AccountKind {s:?}"))
+    }
+}
+
+crate::text_sql!(AccountKind, |text: String| text
+    .parse::<AccountKind>()
+    .map_err(Into::into));
+
 /// Why money moved. Stored as its identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "sql",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
 pub enum TransferCode {
     Deposit,
     VoucherGrant,
@@ -154,6 +200,57 @@ impl TransferCode {
             TransferCode::TopUp => "top_up",
             TransferCode::Refund => "refund",
         }
+    }
+}
+
+impl TransferCode {
+    /// Every code, in declaration order.
+    pub const ALL: [TransferCode; 17] = [
+        TransferCode::Deposit,
+        TransferCode::VoucherGrant,
+        TransferCode::Usage,
+        TransferCode::UsageOverrun,
+        TransferCode::Expiry,
+        TransferCode::TestAllowance,
+        TransferCode::Test,
+        TransferCode::ChallengePool,
+        TransferCode::ChallengeAward,
+        TransferCode::ChallengeReturn,
+        TransferCode::BudgetMove,
+        TransferCode::ConsultingGrant,
+        TransferCode::ConsultingSession,
+        TransferCode::IncentiveMilestone,
+        TransferCode::Contribution,
+        TransferCode::TopUp,
+        TransferCode::Refund,
+    ];
+}
+
+impl std::str::FromStr for TransferCode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TransferCode, String> {
+        TransferCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown TransferCode {s:?}"))
+    }
+}
+
+crate::text_sql!(TransferCode, |text: String| text
+    .parse::<TransferCode>()
+    .map_err(Into::into));
+
+crate::text_enum! {
+    /// What a transfer does to its accounts.
+    pub enum TransferKind {
+        /// Moves the amount at once.
+        Single = "single",
+        /// A hold: the amount is pending until the hold is posted or voided.
+        Pending = "pending",
+        /// Posts part or all of a hold (its `pending_id`) and releases the rest.
+        Post = "post",
+        /// Releases a whole hold.
+        Void = "void",
     }
 }
 

@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::collections::HashMap;
 use voucherd_domain::ledger::{
-    AccountKind, Totals, TransferCode, CREDITS_MUST_NOT_EXCEED_DEBITS,
+    AccountKind, Totals, TransferCode, TransferKind, CREDITS_MUST_NOT_EXCEED_DEBITS,
     DEBITS_MUST_NOT_EXCEED_CREDITS,
 };
 use voucherd_domain::Money;
@@ -35,7 +35,7 @@ pub const STRIPE_CLEARING: &str = "stripe-clearing";
 #[diesel(table_name = accounts)]
 pub struct AccountRow {
     pub id: String,
-    pub kind: String,
+    pub kind: AccountKind,
     pub flags: i32,
     pub currency: String,
     pub debits_pending: i64,
@@ -63,9 +63,9 @@ pub struct TransferRow {
     pub debit_account_id: String,
     pub credit_account_id: String,
     pub amount: i64,
-    pub kind: String,
+    pub kind: TransferKind,
     pub pending_id: Option<String>,
-    pub code: String,
+    pub code: TransferCode,
     pub memo: String,
     pub timeout_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
@@ -99,7 +99,7 @@ pub struct TransferRequest {
 fn new_account(id: &str, kind: AccountKind) -> AccountRow {
     AccountRow {
         id: id.to_string(),
-        kind: kind.as_str().to_string(),
+        kind,
         flags: kind.flags(),
         currency: kind.unit().to_string(),
         debits_pending: 0,
@@ -246,15 +246,19 @@ fn insert(c: &mut DbConn, row: &TransferRow) -> StoreResult<()> {
     }
 }
 
-fn new_row(req: &TransferRequest, kind: &str, timeout_at: Option<NaiveDateTime>) -> TransferRow {
+fn new_row(
+    req: &TransferRequest,
+    kind: TransferKind,
+    timeout_at: Option<NaiveDateTime>,
+) -> TransferRow {
     TransferRow {
         id: req.id.clone(),
         debit_account_id: req.debit_account_id.clone(),
         credit_account_id: req.credit_account_id.clone(),
         amount: req.amount.micros(),
-        kind: kind.to_string(),
+        kind,
         pending_id: None,
-        code: req.code.as_str().to_string(),
+        code: req.code,
         memo: req.memo.clone(),
         timeout_at,
         created_at: now(),
@@ -305,9 +309,9 @@ fn create(
 ) -> StoreResult<TransferRow> {
     check_request(req)?;
     let kind = if timeout_at.is_some() {
-        "pending"
+        TransferKind::Pending
     } else {
-        "single"
+        TransferKind::Single
     };
     let row = new_row(req, kind, timeout_at);
     if let Some(original) = replayed(c, &row)? {
@@ -347,7 +351,7 @@ fn create(
 pub fn pending(c: &mut DbConn, pending_id: &str) -> StoreResult<TransferRow> {
     transfers::table
         .find(pending_id)
-        .filter(transfers::kind.eq("pending"))
+        .filter(transfers::kind.eq(TransferKind::Pending))
         .select(TransferRow::as_select())
         .first(c)
         .optional()?
@@ -366,17 +370,17 @@ fn resolve(
 ) -> StoreResult<TransferRow> {
     let hold = pending(c, pending_id)?;
     let (kind, amount) = match post_amount {
-        Some(a) => ("post", a.micros()),
-        None => ("void", hold.amount),
+        Some(a) => (TransferKind::Post, a.micros()),
+        None => (TransferKind::Void, hold.amount),
     };
     let row = TransferRow {
         id: id.to_string(),
         debit_account_id: hold.debit_account_id.clone(),
         credit_account_id: hold.credit_account_id.clone(),
         amount,
-        kind: kind.to_string(),
+        kind,
         pending_id: Some(hold.id.clone()),
-        code: hold.code.clone(),
+        code: hold.code,
         memo: hold.memo.clone(),
         timeout_at: None,
         created_at: at,
@@ -401,7 +405,11 @@ fn resolve(
         });
     }
     insert(c, &row)?;
-    let posted = if kind == "post" { amount } else { 0 };
+    let posted = if kind == TransferKind::Post {
+        amount
+    } else {
+        0
+    };
     adjust(
         c,
         &row.debit_account_id,
@@ -456,7 +464,7 @@ pub fn resolve_at(
 pub fn expired_holds(c: &mut DbConn, at: NaiveDateTime, limit: i64) -> StoreResult<Vec<String>> {
     let resolutions = diesel::alias!(transfers as resolutions);
     Ok(transfers::table
-        .filter(transfers::kind.eq("pending"))
+        .filter(transfers::kind.eq(TransferKind::Pending))
         .filter(transfers::timeout_at.le(at))
         // A consulting session's hold belongs to its booking: the consulting job lapses both.
         .filter(transfers::code.ne(TransferCode::ConsultingSession.as_str()))
@@ -582,11 +590,11 @@ fn derive_totals(
                 .as_deref()
                 .and_then(|p| holds.get(p).copied())
                 .unwrap_or(0);
-            let (pending, posted) = match t.kind.as_str() {
-                "single" => (0, t.amount),
-                "pending" => (t.amount, 0),
-                "post" => (-held, t.amount),
-                _ => (-held, 0),
+            let (pending, posted) = match t.kind {
+                TransferKind::Single => (0, t.amount),
+                TransferKind::Pending => (t.amount, 0),
+                TransferKind::Post => (-held, t.amount),
+                TransferKind::Void => (-held, 0),
             };
             // Money and consulting minutes never meet in one transfer.
             if units.get(t.debit_account_id.as_str()) != units.get(t.credit_account_id.as_str()) {
@@ -633,7 +641,10 @@ fn compare_cached(
         if !expected.respects(a.flags) {
             differences.push(Difference {
                 account_id: Some(a.id.clone()),
-                problem: format!("its transfers break its flags ({}): {expected:?}", a.kind),
+                problem: format!(
+                    "its transfers break its flags ({}): {expected:?}",
+                    a.kind.as_str()
+                ),
             });
         }
         // The cached totals: the derived ones balance by construction.

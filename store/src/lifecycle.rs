@@ -456,7 +456,10 @@ impl Store {
                     transfers::code
                         .eq_any([TransferCode::Expiry.as_str(), TransferCode::Refund.as_str()]),
                 )
-                .filter(transfers::kind.eq_any(["single", "post"]))
+                .filter(transfers::kind.eq_any([
+                    voucherd_domain::ledger::TransferKind::Single,
+                    voucherd_domain::ledger::TransferKind::Post,
+                ]))
                 .select((transfers::code, transfers::amount))
                 .load(c)?;
             let mut w = Withdrawn::default();

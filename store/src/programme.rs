@@ -63,7 +63,10 @@ fn sum(
     let mut q = transfers::table
         .filter(transfers::code.eq_any(codes))
         // Posted money only: a single transfer, or a hold's post (not the hold, nor a void).
-        .filter(transfers::kind.eq_any(["single", "post"]))
+        .filter(transfers::kind.eq_any([
+            voucherd_domain::ledger::TransferKind::Single,
+            voucherd_domain::ledger::TransferKind::Post,
+        ]))
         .select(transfers::amount)
         .into_boxed();
     if let Some(a) = from {

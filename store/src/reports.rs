@@ -356,7 +356,7 @@ fn transfers_by_code(
         .filter(transfers::created_at.ge(start))
         .filter(transfers::created_at.lt(end))
         .filter(transfers::code.eq_any(REPORTED_CODES))
-        .filter(transfers::kind.eq("single"))
+        .filter(transfers::kind.eq(voucherd_domain::ledger::TransferKind::Single))
         .select((transfers::code, transfers::amount))
         .load(c)?;
     let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();

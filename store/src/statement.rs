@@ -66,7 +66,10 @@ fn transfer_lines(
                 .or(transfers::credit_account_id.eq_any([&accounts.0, &accounts.1])),
         )
         .filter(transfers::code.ne(TransferCode::Usage.as_str()))
-        .filter(transfers::kind.eq_any(["single", "post"]))
+        .filter(transfers::kind.eq_any([
+            voucherd_domain::ledger::TransferKind::Single,
+            voucherd_domain::ledger::TransferKind::Post,
+        ]))
         .into_boxed();
     if let Some((at, id)) = after {
         q = q.filter(
@@ -193,7 +196,10 @@ fn opening(
     let base = || {
         transfers::table
             .filter(transfers::code.ne(TransferCode::Usage.as_str()))
-            .filter(transfers::kind.eq_any(["single", "post"]))
+            .filter(transfers::kind.eq_any([
+                voucherd_domain::ledger::TransferKind::Single,
+                voucherd_domain::ledger::TransferKind::Post,
+            ]))
     };
     let mut total = 0i64;
     for account in [&accounts.0, &accounts.1] {

@@ -535,7 +535,7 @@ pub(crate) fn unposted(c: &mut DbConn, account_id: &str) -> StoreResult<i64> {
     let costs: Vec<i64> = hold_usage::table
         .inner_join(transfers::table.on(transfers::id.eq(hold_usage::hold_id)))
         .filter(transfers::debit_account_id.eq(account_id))
-        .filter(transfers::kind.eq("pending"))
+        .filter(transfers::kind.eq(voucherd_domain::ledger::TransferKind::Pending))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             resolutions.filter(
                 resolutions

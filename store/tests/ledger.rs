@@ -229,7 +229,7 @@ fn a_hold_posts_at_most_its_amount_once_and_expired_holds_are_voided() {
             .write_blocking(|c| ledger::resolution(c, "h2"))
             .unwrap()
             .unwrap();
-        assert_eq!(h2.kind, "void");
+        assert_eq!(h2.kind.as_str(), "void");
         let v = store.write_blocking(|c| ledger::account(c, "v")).unwrap();
         assert_eq!(
             (v.credits_posted, v.debits_posted, v.debits_pending),
