@@ -161,8 +161,9 @@ pub struct SecondApprovalView {
     pub valid_days: i32,
     #[schema(required)]
     pub decided_by: Option<UserId>,
-    #[schema(required, schema_with = second_approval_outcome)]
-    pub outcome: Option<String>,
+    /// What the second administrator decided; null until then.
+    #[schema(required)]
+    pub outcome: Option<voucherd_domain::SecondApprovalOutcome>,
     #[schema(required)]
     pub decided_at: Option<Timestamp>,
     /// Who `requested_by` is, "Full Name (email)" (administrators' views).
@@ -175,13 +176,6 @@ pub struct SecondApprovalView {
     pub decided_by_name: Option<String>,
 }
 
-fn second_approval_outcome() -> RefOr<Schema> {
-    schema::nullable(schema::one_of(
-        &["What the second administrator decided; null until then."],
-        &[("confirmed", &[]), ("rejected", &[])],
-    ))
-}
-
 impl SecondApprovalView {
     pub fn new(s: &voucherd_store::applications::SecondApprovalRow) -> SecondApprovalView {
         SecondApprovalView {
@@ -192,7 +186,7 @@ impl SecondApprovalView {
             total: Amount(s.total_micros),
             valid_days: s.valid_days,
             decided_by: s.decided_by.clone(),
-            outcome: s.outcome.clone(),
+            outcome: s.outcome,
             decided_at: opt_at(s.decided_at),
             requested_by_name: None,
             decided_by_name: None,

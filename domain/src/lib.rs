@@ -36,5 +36,6 @@ pub use role::Role;
 pub use sic::SicCode;
 pub use states::{
     AccountStatus, ApplicationStatus, BookingStatus, JobTrigger, KeyMode, KeyStatus,
-    NotificationStatus, PaymentStatus, RunOutcome, SessionOutcome, VoucherState, VoucherStatus,
+    NotificationStatus, PaymentStatus, RunOutcome, SecondApprovalOutcome, SessionOutcome,
+    VoucherState, VoucherStatus,
 };

@@ -77,6 +77,16 @@ crate::text_enum! {
 }
 
 crate::text_enum! {
+    /// How a payment became known to be paid.
+    pub enum PaidVia {
+        /// Stripe's webhook told the service.
+        Webhook = "webhook",
+        /// The reconciliation job asked Stripe.
+        Reconciliation = "reconciliation",
+    }
+}
+
+crate::text_enum! {
     /// What a Stripe event did to its payment.
     pub enum StripeEventOutcome {
         /// Paid: the credit or contribution was booked.

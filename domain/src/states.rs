@@ -219,6 +219,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// What the second administrator decided of a first approval.
+    pub enum SecondApprovalOutcome {
+        /// Confirmed: the voucher was granted.
+        Confirmed = "confirmed",
+        /// Rejected: the application was rejected, or released back to the queue.
+        Rejected = "rejected",
+    }
+}
+
+text_enum! {
     /// What started a worker job's run.
     pub enum JobTrigger {
         /// Its cron schedule.

@@ -197,7 +197,7 @@ pub struct SecondApprovalRow {
     pub valid_days: i32,
     pub requested_at: NaiveDateTime,
     pub decided_by: Option<UserId>,
-    pub outcome: Option<String>,
+    pub outcome: Option<voucherd_domain::SecondApprovalOutcome>,
     pub decided_at: Option<NaiveDateTime>,
 }
 
@@ -319,9 +319,9 @@ fn mark_decided(
     }
     if second {
         let outcome = if status == ApplicationStatus::Approved {
-            "confirmed"
+            voucherd_domain::SecondApprovalOutcome::Confirmed
         } else {
-            "rejected"
+            voucherd_domain::SecondApprovalOutcome::Rejected
         };
         diesel::update(
             second_approvals::table
@@ -1076,7 +1076,7 @@ fn reject_second_approval(
     )
     .set((
         second_approvals::decided_by.eq(Some(actor_id)),
-        second_approvals::outcome.eq(Some("rejected")),
+        second_approvals::outcome.eq(Some(voucherd_domain::SecondApprovalOutcome::Rejected)),
         second_approvals::decided_at.eq(Some(at)),
     ))
     .execute(c)?;

@@ -507,7 +507,11 @@ impl Store {
     ) -> StoreResult<EntryRow> {
         self.write(move |c| {
             let (e, ch) = checkable_entry(c, &challenge_id, &entry_id)?;
-            let verdict = if accepted { "accepted" } else { "rejected" };
+            let verdict = if accepted {
+                KindCheck::Accepted
+            } else {
+                KindCheck::Rejected
+            };
             diesel::update(challenge_entries::table.find(&entry_id))
                 .set((
                     challenge_entries::kind_check.eq(Some(verdict)),

@@ -64,7 +64,7 @@ pub struct PaymentRow {
     pub updated_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
     pub paid_at: Option<NaiveDateTime>,
-    pub paid_via: Option<String>,
+    pub paid_via: Option<Via>,
 }
 
 impl PaymentRow {
@@ -128,20 +128,7 @@ pub enum StripeFact {
 }
 
 /// Where the news came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Webhook,
-    Reconciliation,
-}
-
-impl Via {
-    fn as_str(self) -> &'static str {
-        match self {
-            Via::Webhook => "webhook",
-            Via::Reconciliation => "reconciliation",
-        }
-    }
-}
+pub use voucherd_domain::payment::PaidVia as Via;
 
 /// A webhook event, recorded by id with its effect.
 #[derive(Debug, Clone)]
@@ -644,7 +631,7 @@ fn apply_paid(
         payments::stripe_session_id.eq(Some(paid.session_id)),
         payments::payment_intent_id.eq(paid.payment_intent),
         payments::paid_at.eq(Some(at)),
-        payments::paid_via.eq(Some(via.as_str())),
+        payments::paid_via.eq(Some(via)),
         payments::updated_at.eq(at),
     ))
     .execute(c)?;

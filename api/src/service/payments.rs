@@ -16,7 +16,6 @@ use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::payment::{PaymentKind, Pence, StripeEventOutcome};
-use voucherd_domain::schema;
 use voucherd_domain::ErrorCode;
 use voucherd_domain::{Money, PaymentId, PaymentStatus, UserId, VoucherId};
 use voucherd_payments::{CheckoutRequest, Stripe};
@@ -67,8 +66,9 @@ pub struct PaymentView {
     pub expires_at: Option<Timestamp>,
     #[schema(required)]
     pub paid_at: Option<Timestamp>,
-    #[schema(required, schema_with = paid_via)]
-    pub paid_via: Option<String>,
+    /// How the payment became known to be paid; null until it is.
+    #[schema(required)]
+    pub paid_via: Option<voucherd_domain::payment::PaidVia>,
     /// Refunded through Stripe in all.
     #[schema(value_type = Money)]
     pub refunded: Amount,
@@ -81,13 +81,6 @@ pub struct PaymentView {
     pub shortfall: Amount,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-fn paid_via() -> RefOr<Schema> {
-    schema::nullable(schema::one_of(
-        &["How the payment became known to be paid."],
-        &[("webhook", &[]), ("reconciliation", &[])],
-    ))
 }
 
 impl PaymentView {
