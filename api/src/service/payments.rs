@@ -102,7 +102,7 @@ impl PaymentView {
             stripe_session_id: p.stripe_session_id.clone(),
             expires_at: p.expires_at.map(Timestamp),
             paid_at: p.paid_at.map(Timestamp),
-            paid_via: p.paid_via.clone(),
+            paid_via: p.paid_via,
             refunded: Amount(p.refunded_micros),
             reversed: Amount(p.reversed_micros),
             shortfall: Amount(p.shortfall_micros),
