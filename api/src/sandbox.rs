@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
+use voucherd_domain::{ProxyErrorCode, ProxyErrorType};
 
 /// It says what the sandbox knows: no provider answered. Who pays is the proxy's business (a
 /// test key's free allowance, or, with `serve --demo`, a live key's voucher), so it claims
@@ -36,7 +37,13 @@ pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
                 _ => StatusCode::BAD_REQUEST,
             };
             let message = format!("The body could not be read as JSON: {err}");
-            let response = openai_error(status, &message, "invalid_request_error", None, None);
+            let response = openai_error(
+                status,
+                &message,
+                ProxyErrorType::InvalidRequestError,
+                None,
+                None,
+            );
             actix_web::error::InternalError::from_response(err, response).into()
         })
 }
@@ -79,14 +86,14 @@ fn error_model(body: &Value) -> Option<HttpResponse> {
         Some("429") => Some(openai_error(
             StatusCode::TOO_MANY_REQUESTS,
             "Rate limit reached (sandbox error model).",
-            "requests",
+            ProxyErrorType::Requests,
             None,
-            Some("rate_limit_exceeded"),
+            Some(ProxyErrorCode::RateLimitExceeded),
         )),
         Some("500") => Some(openai_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The server had an error while processing your request (sandbox error model).",
-            "server_error",
+            ProxyErrorType::ServerError,
             None,
             None,
         )),
@@ -110,9 +117,9 @@ fn refuse(state: &AppState, req: &HttpRequest, body: &Value) -> Option<HttpRespo
         return Some(openai_error(
             StatusCode::UNAUTHORIZED,
             "The sandbox is reached through the proxy with a test-mode key.",
-            "invalid_request_error",
+            ProxyErrorType::InvalidRequestError,
             None,
-            Some("invalid_api_key"),
+            Some(ProxyErrorCode::InvalidApiKey),
         ));
     }
     error_model(body)

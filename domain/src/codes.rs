@@ -98,3 +98,55 @@ mod tests {
         assert!("Validation_Failed".parse::<ErrorCode>().is_err());
     }
 }
+
+crate::text_enum! {
+    /// The `type` of an error of the metering proxy, as OpenAI's clients read it.
+    pub enum ProxyErrorType {
+        /// The request or its key is at fault; retrying it unchanged fails again.
+        InvalidRequestError = "invalid_request_error",
+        /// A rate limit of the key: retry after `Retry-After` seconds.
+        Requests = "requests",
+        /// The voucher, the key's cap or the organisation's test allowance cannot pay.
+        InsufficientQuota = "insufficient_quota",
+        /// The AI provider failed or could not be reached.
+        UpstreamError = "upstream_error",
+        /// The service failed; nothing was forwarded or billed.
+        ServerError = "server_error",
+    }
+}
+
+crate::text_enum! {
+    /// The `code` of an error of the metering proxy, for programs to act on.
+    pub enum ProxyErrorCode {
+        /// The key is unknown, expired or revoked.
+        InvalidApiKey = "invalid_api_key",
+        /// The programme suspended the key.
+        ApiKeySuspended = "api_key_suspended",
+        /// The provider refused the programme's own credentials.
+        UpstreamAuthFailed = "upstream_auth_failed",
+        /// No price is set for the model.
+        ModelNotFound = "model_not_found",
+        /// The key may not use the model.
+        ModelNotAllowed = "model_not_allowed",
+        /// The key's requests, tokens or concurrency limit.
+        RateLimitExceeded = "rate_limit_exceeded",
+        /// The voucher or the key's monthly cap cannot pay for the request.
+        InsufficientQuota = "insufficient_quota",
+        /// The body is over the proxy's limit.
+        RequestTooLarge = "request_too_large",
+        /// A field outside the allowlist (`param` says where).
+        UnsupportedParameter = "unsupported_parameter",
+        /// The provider did not answer in time.
+        UpstreamTimeout = "upstream_timeout",
+        /// The provider could not be reached.
+        UpstreamUnreachable = "upstream_unreachable",
+        /// Metering is unavailable; nothing was forwarded.
+        ServiceUnavailable = "service_unavailable",
+        /// A request with the same `Idempotency-Key` is still being served.
+        IdempotencyKeyInUse = "idempotency_key_in_use",
+        /// The `Idempotency-Key` was used for another request, or its answer was not kept.
+        IdempotencyKeyReused = "idempotency_key_reused",
+        /// No endpoint at this path.
+        UnknownUrl = "unknown_url",
+    }
+}

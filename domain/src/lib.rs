@@ -26,7 +26,7 @@ pub mod states;
 pub mod stats;
 pub mod uk_time;
 
-pub use codes::ErrorCode;
+pub use codes::{ErrorCode, ProxyErrorCode, ProxyErrorType};
 pub use company::{CompanyNumber, CompanyNumberInput};
 pub use ids::{ApiKeyId, ApplicationId, ChallengeId, EntryId, PaymentId, UserId, VoucherId};
 pub use money::Money;

@@ -15,6 +15,24 @@ pub fn string(description: impl Into<String>) -> ObjectBuilder {
 /// A string of one of `values`. The description is `doc`, then a list of each documented value
 /// and what it means.
 pub fn one_of(doc: &[&str], values: &[(&str, &[&str])]) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().map(|(spelling, _)| *spelling)))
+        .description(described(doc, values))
+        .into()
+}
+
+/// A string that is often one of `values` but may be another (words passed on from elsewhere,
+/// such as the AI provider's own error codes): described like [`one_of`], without the enum.
+pub fn open_list(doc: &[&str], values: &[(&str, &[&str])]) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(described(doc, values))
+        .into()
+}
+
+/// `doc`, then a list of each documented value and what it means.
+fn described(doc: &[&str], values: &[(&str, &[&str])]) -> Option<String> {
     let mut description = prose(doc);
     let meanings: Vec<String> = values
         .iter()
@@ -27,11 +45,7 @@ pub fn one_of(doc: &[&str], values: &[(&str, &[&str])]) -> RefOr<Schema> {
         }
         description.push_str(&meanings.join("\n"));
     }
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values.iter().map(|(spelling, _)| *spelling)))
-        .description((!description.is_empty()).then_some(description))
-        .into()
+    (!description.is_empty()).then_some(description)
 }
 
 /// `schema`, or null.

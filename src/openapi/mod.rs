@@ -127,6 +127,7 @@ fn schemas() -> Vec<Named> {
     root::<views::Health>(&mut all);
     root::<views::Readiness>(&mut all);
     root::<prices::ModelName>(&mut all);
+    root::<voucherd_api::proxy::OpenAIError<'static>>(&mut all);
     close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
 }

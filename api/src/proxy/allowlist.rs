@@ -625,7 +625,7 @@ fn refuse(param: String, message: String) -> ProxyError {
     ProxyError::InvalidAt {
         message,
         param,
-        code: Some("unsupported_parameter"),
+        code: Some(voucherd_domain::ProxyErrorCode::UnsupportedParameter),
     }
 }
 
@@ -834,7 +834,7 @@ mod tests {
         match check(surface, &body, false) {
             Err(ProxyError::InvalidAt {
                 param,
-                code: Some("unsupported_parameter"),
+                code: Some(voucherd_domain::ProxyErrorCode::UnsupportedParameter),
                 ..
             }) => param,
             other => panic!("{body} was not refused as unsupported: {other:?}"),

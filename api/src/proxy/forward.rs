@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::Instrument;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
-use voucherd_domain::ApiKeyId;
+use voucherd_domain::{ApiKeyId, ProxyErrorCode, ProxyErrorType};
 use voucherd_store::idempotency::{Claim, IdempotencySlot, KeptAnswer};
 
 /// The longest single SSE event accepted from the upstream.
@@ -109,7 +109,7 @@ async fn proxy(
                             "This Idempotency-Key was already used with a different request body."
                                 .into(),
                         param: None,
-                        code: Some("idempotency_key_reused"),
+                        code: Some(ProxyErrorCode::IdempotencyKeyReused),
                     })
                 }
             }
@@ -204,9 +204,9 @@ fn replay(status: i32, content_type: &str, body: Option<String>) -> HttpResponse
         None => openai_error(
             StatusCode::CONFLICT,
             "A request with this Idempotency-Key completed, but its answer was too large to keep for replay.",
-            "invalid_request_error",
+            ProxyErrorType::InvalidRequestError,
             None,
-            Some("idempotency_key_reused"),
+            Some(ProxyErrorCode::IdempotencyKeyReused),
         ),
     }
 }

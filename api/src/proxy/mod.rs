@@ -26,6 +26,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde_json::Value;
 use voucherd_domain::pricing::TokenUsage;
+use voucherd_domain::{ProxyErrorCode, ProxyErrorType};
 use voucherd_store::StoreError;
 
 /// Errors of the proxy, in the shape OpenAI's clients already understand.
@@ -44,7 +45,7 @@ pub enum ProxyError {
     InvalidRequest {
         message: String,
         param: Option<&'static str>,
-        code: Option<&'static str>,
+        code: Option<ProxyErrorCode>,
     },
     /// A request refused at a path inside it (`messages[1].audio`, `tools[0].type`): outside
     /// the allowlist (`unsupported_parameter`), or malformed there.
@@ -52,7 +53,7 @@ pub enum ProxyError {
     InvalidAt {
         message: String,
         param: String,
-        code: Option<&'static str>,
+        code: Option<ProxyErrorCode>,
     },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
@@ -84,28 +85,30 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+    fn kind_and_code(&self) -> (ProxyErrorType, Option<ProxyErrorCode>) {
+        use ProxyErrorCode as C;
+        use ProxyErrorType as T;
         match self {
-            ProxyError::InvalidKey(_) => ("invalid_request_error", Some("invalid_api_key")),
-            ProxyError::KeySuspended(_) => ("invalid_request_error", Some("api_key_suspended")),
-            ProxyError::UpstreamAuthFailed => ("upstream_error", Some("upstream_auth_failed")),
+            ProxyError::InvalidKey(_) => (T::InvalidRequestError, Some(C::InvalidApiKey)),
+            ProxyError::KeySuspended(_) => (T::InvalidRequestError, Some(C::ApiKeySuspended)),
+            ProxyError::UpstreamAuthFailed => (T::UpstreamError, Some(C::UpstreamAuthFailed)),
             ProxyError::InvalidRequest { code, .. } | ProxyError::InvalidAt { code, .. } => {
-                ("invalid_request_error", *code)
+                (T::InvalidRequestError, *code)
             }
-            ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
-            ProxyError::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
-            ProxyError::RateLimited { .. } => ("requests", Some("rate_limit_exceeded")),
+            ProxyError::ModelNotFound(_) => (T::InvalidRequestError, Some(C::ModelNotFound)),
+            ProxyError::ModelNotAllowed(_) => (T::InvalidRequestError, Some(C::ModelNotAllowed)),
+            ProxyError::RateLimited { .. } => (T::Requests, Some(C::RateLimitExceeded)),
             ProxyError::InsufficientQuota(_) | ProxyError::KeyCapReached => {
-                ("insufficient_quota", Some("insufficient_quota"))
+                (T::InsufficientQuota, Some(C::InsufficientQuota))
             }
-            ProxyError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
-            ProxyError::UpstreamTimeout => ("upstream_error", Some("upstream_timeout")),
-            ProxyError::UpstreamUnreachable => ("upstream_error", Some("upstream_unreachable")),
-            ProxyError::Unavailable => ("server_error", Some("service_unavailable")),
+            ProxyError::TooLarge(_) => (T::InvalidRequestError, Some(C::RequestTooLarge)),
+            ProxyError::UpstreamTimeout => (T::UpstreamError, Some(C::UpstreamTimeout)),
+            ProxyError::UpstreamUnreachable => (T::UpstreamError, Some(C::UpstreamUnreachable)),
+            ProxyError::Unavailable => (T::ServerError, Some(C::ServiceUnavailable)),
             ProxyError::IdempotencyInProgress => {
-                ("invalid_request_error", Some("idempotency_key_in_use"))
+                (T::InvalidRequestError, Some(C::IdempotencyKeyInUse))
             }
-            ProxyError::Internal(_) => ("server_error", None),
+            ProxyError::Internal(_) => (T::ServerError, None),
         }
     }
 }
@@ -159,16 +162,65 @@ impl ResponseError for ProxyError {
     }
 }
 
+/// An error of the metering proxy, in the shape OpenAI's clients understand.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAIError)]
+pub struct OpenAIError<'a> {
+    pub error: OpenAIErrorDetail<'a>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OpenAIErrorDetail<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    #[schema(schema_with = error_type)]
+    pub kind: ProxyErrorType,
+    /// Where in the request the problem is (`messages[1].audio`), when it is in one place.
+    #[schema(required)]
+    pub param: Option<&'a str>,
+    #[schema(required, schema_with = error_code)]
+    pub code: Option<ProxyErrorCode>,
+}
+
+/// The proxy's own types are listed; an error of the AI provider passes on with its own.
+fn error_type() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let values: Vec<(&str, &[&str])> = ProxyErrorType::ALL
+        .iter()
+        .map(|t| (t.as_str(), t.meaning()))
+        .collect();
+    voucherd_domain::schema::open_list(
+        &["The proxy's own types are these; an error of the AI provider keeps the provider's."],
+        &values,
+    )
+}
+
+/// The proxy's own codes are listed; an error of the AI provider passes on with its own.
+fn error_code() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let values: Vec<(&str, &[&str])> = ProxyErrorCode::ALL
+        .iter()
+        .map(|c| (c.as_str(), c.meaning()))
+        .collect();
+    voucherd_domain::schema::nullable(voucherd_domain::schema::open_list(
+        &["The proxy's own codes are these; an error of the AI provider keeps the provider's (null when it has none)."],
+        &values,
+    ))
+}
+
 pub fn openai_error(
     status: StatusCode,
     message: &str,
-    kind: &str,
+    kind: ProxyErrorType,
     param: Option<&str>,
-    code: Option<&str>,
+    code: Option<ProxyErrorCode>,
 ) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({
-        "error": { "message": message, "type": kind, "param": param, "code": code }
-    }))
+    HttpResponse::build(status).json(OpenAIError {
+        error: OpenAIErrorDetail {
+            message,
+            kind,
+            param,
+            code,
+        },
+    })
 }
 
 impl From<StoreError> for ProxyError {
@@ -203,9 +255,9 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     openai_error(
         StatusCode::NOT_FOUND,
         &format!("Invalid URL ({} {})", req.method(), req.path()),
-        "invalid_request_error",
+        ProxyErrorType::InvalidRequestError,
         None,
-        Some("unknown_url"),
+        Some(ProxyErrorCode::UnknownUrl),
     )
 }
 

@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn refusals_name_where_they_are_and_overrides_reach_the_parse() {
         let refused = |s: Surface, body: Value| match s.parse(&body, 100, false) {
-            Err(ProxyError::InvalidAt { param, code, .. }) => (param, code),
+            Err(ProxyError::InvalidAt { param, code, .. }) => (param, code.map(|c| c.as_str())),
             other => panic!("{body}: {other:?}"),
         };
         let r = json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_123"}]});
