@@ -7,7 +7,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use voucherd_domain::eligibility::{RuleResult, SubsidyDeclaration};
-use voucherd_domain::ledger::Totals;
+use voucherd_domain::ledger::{Totals, TransferCode};
 use voucherd_domain::money::{Amount, Money};
 use voucherd_domain::ownership::Ownership;
 use voucherd_domain::schema;
@@ -522,17 +522,26 @@ impl VoucherView {
 }
 
 /// What a statement line is, in words.
-fn statement_kind(kind: &str) -> &'static str {
+fn statement_kind(kind: TransferCode) -> &'static str {
     match kind {
-        "usage" => "API request",
-        "voucher_grant" => "Voucher granted",
-        "incentive_milestone" => "Milestone bonus",
-        "challenge_award" => "Challenge award",
-        "top_up" => "Credit bought",
-        "refund" => "Refund: credit taken back",
-        "expiry" => "Remainder forfeited at expiry",
-        "usage_overrun" => "Usage above a request's hold (not charged)",
-        _ => "Other",
+        TransferCode::Usage => "API request",
+        TransferCode::VoucherGrant => "Voucher granted",
+        TransferCode::IncentiveMilestone => "Milestone bonus",
+        TransferCode::ChallengeAward => "Challenge award",
+        TransferCode::TopUp => "Credit bought",
+        TransferCode::Refund => "Refund: credit taken back",
+        TransferCode::Expiry => "Remainder forfeited at expiry",
+        TransferCode::UsageOverrun => "Usage above a request's hold (not charged)",
+        // Codes that never touch a voucher's own accounts; named all the same should one do.
+        TransferCode::Deposit
+        | TransferCode::TestAllowance
+        | TransferCode::Test
+        | TransferCode::ChallengePool
+        | TransferCode::ChallengeReturn
+        | TransferCode::BudgetMove
+        | TransferCode::ConsultingGrant
+        | TransferCode::ConsultingSession
+        | TransferCode::Contribution => "Other",
     }
 }
 
@@ -540,7 +549,7 @@ fn statement_kind(kind: &str) -> &'static str {
 pub struct StatementLineView {
     pub at: Timestamp,
     pub id: String,
-    pub kind: String,
+    pub kind: TransferCode,
     pub description: &'static str,
     pub detail: String,
     pub source: &'static str,
@@ -553,8 +562,8 @@ impl StatementLineView {
         StatementLineView {
             at: at(l.at),
             id: l.id.clone(),
-            kind: l.kind.clone(),
-            description: statement_kind(&l.kind),
+            kind: l.kind,
+            description: statement_kind(l.kind),
             detail: l.detail.clone(),
             source: l.source,
             amount: Amount(l.amount_micros),

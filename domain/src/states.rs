@@ -247,7 +247,8 @@ text_enum! {
         Succeeded = "succeeded",
         /// Stopped by an error, which its summary gives.
         Failed = "failed",
-        /// Left unfinished: its worker shut down, or died and another took the run over.
+        /// Left unfinished at its worker's shutdown; another worker may take it over. (A run
+        /// whose worker died stays `running` until its heartbeat is stale and it is taken over.)
         Abandoned = "abandoned",
     }
 }

@@ -374,7 +374,7 @@ fn milestone_reached(c: &mut DbConn, v: &VoucherRow, trigger: Trigger) -> StoreR
         Trigger::ConsultingSessionCompleted {} => {
             let n: i64 = consulting_bookings::table
                 .filter(consulting_bookings::voucher_id.eq(&v.id))
-                .filter(consulting_bookings::outcome.eq("attended"))
+                .filter(consulting_bookings::outcome.eq(voucherd_domain::SessionOutcome::Attended))
                 .count()
                 .get_result(c)?;
             n > 0

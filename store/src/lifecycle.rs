@@ -502,7 +502,7 @@ impl Store {
             let changed = diesel::update(
                 vouchers::table
                     .filter(vouchers::id.eq(&id))
-                    .filter(vouchers::status.ne("expired")),
+                    .filter(vouchers::status.ne(voucherd_domain::VoucherState::Expired)),
             )
             .set((
                 vouchers::status.eq(voucherd_domain::VoucherState::Expired),

@@ -328,7 +328,7 @@ impl Store {
         self.read(move |c| {
             Ok(payments::table
                 .filter(payments::voucher_id.eq(&voucher_id))
-                .filter(payments::kind.eq("contribution"))
+                .filter(payments::kind.eq(PaymentKind::Contribution))
                 .filter(payments::status.eq_any(PaymentStatus::IN_FLIGHT))
                 .select(PaymentRow::as_select())
                 .first(c)
@@ -366,7 +366,7 @@ impl Store {
         self.read(move |c| {
             let reversed: Vec<i64> = payments::table
                 .filter(payments::owner_id.eq(&owner_id))
-                .filter(payments::kind.eq("top_up"))
+                .filter(payments::kind.eq(PaymentKind::TopUp))
                 .select(payments::reversed_micros)
                 .load(c)?;
             Ok(reversed.iter().sum())

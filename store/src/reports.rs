@@ -12,6 +12,7 @@ use crate::schema::{
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::report_period::ReportKind;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -47,11 +48,11 @@ type Listing = (
 );
 
 /// The transfer codes whose period totals reports show.
-const REPORTED_CODES: [&str; 4] = [
-    "voucher_grant",
-    "expiry",
-    "challenge_award",
-    "incentive_milestone",
+const REPORTED_CODES: [TransferCode; 4] = [
+    TransferCode::VoucherGrant,
+    TransferCode::Expiry,
+    TransferCode::ChallengeAward,
+    TransferCode::IncentiveMilestone,
 ];
 
 /// An application as reports see it (no free text).
@@ -244,7 +245,7 @@ fn consulting_fact(
         .inner_join(consulting_slots::table)
         .filter(consulting_slots::starts_at.ge(start))
         .filter(consulting_slots::starts_at.lt(end))
-        .filter(consulting_bookings::outcome.eq("attended"))
+        .filter(consulting_bookings::outcome.eq(voucherd_domain::SessionOutcome::Attended))
         .select(consulting_bookings::minutes)
         .load(c)?;
     Ok(ConsultingFact {
@@ -352,7 +353,7 @@ fn transfers_by_code(
 ) -> StoreResult<Vec<(String, i64)>> {
     // Per-voucher movements only (grants, forfeits, awards, bonuses): their number grows
     // with vouchers, not with requests.
-    let moved: Vec<(String, i64)> = transfers::table
+    let moved: Vec<(TransferCode, i64)> = transfers::table
         .filter(transfers::created_at.ge(start))
         .filter(transfers::created_at.lt(end))
         .filter(transfers::code.eq_any(REPORTED_CODES))
@@ -361,7 +362,7 @@ fn transfers_by_code(
         .load(c)?;
     let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
     for (code, amount) in moved {
-        *by_code.entry(code).or_default() += amount;
+        *by_code.entry(code.as_str().to_string()).or_default() += amount;
     }
     Ok(by_code.into_iter().collect())
 }

@@ -23,8 +23,8 @@ pub struct StatementLine {
     pub at: NaiveDateTime,
     /// The usage row's or the transfer's id: with `at`, the line's place in the statement.
     pub id: String,
-    /// `usage`, or the transfer's code (`voucher_grant`, `top_up`, `expiry`, …).
-    pub kind: String,
+    /// `usage` for a request, or the transfer's code.
+    pub kind: TransferCode,
     /// `voucher` or `purchased` (the organisation's bought credit).
     pub source: &'static str,
     pub amount_micros: i64,
@@ -65,7 +65,7 @@ fn transfer_lines(
                 .eq_any([&accounts.0, &accounts.1])
                 .or(transfers::credit_account_id.eq_any([&accounts.0, &accounts.1])),
         )
-        .filter(transfers::code.ne(TransferCode::Usage.as_str()))
+        .filter(transfers::code.ne(TransferCode::Usage))
         .filter(transfers::kind.eq_any([
             voucherd_domain::ledger::TransferKind::Single,
             voucherd_domain::ledger::TransferKind::Post,
@@ -78,7 +78,15 @@ fn transfer_lines(
                 .and(transfers::id.gt(id.clone()))),
         );
     }
-    let rows: Vec<(String, String, String, i64, String, String, NaiveDateTime)> = q
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        i64,
+        TransferCode,
+        String,
+        NaiveDateTime,
+    )> = q
         .order((transfers::created_at, transfers::id))
         .limit(limit)
         .select((
@@ -165,7 +173,7 @@ fn usage_lines(
             |(id, at, model, prompt, completion, cost, overrun, account)| StatementLine {
                 at,
                 id,
-                kind: "usage".into(),
+                kind: TransferCode::Usage,
                 source: if account == accounts.1 {
                     "purchased"
                 } else {
@@ -195,7 +203,7 @@ fn opening(
         .and(transfers::id.le(id.clone())));
     let base = || {
         transfers::table
-            .filter(transfers::code.ne(TransferCode::Usage.as_str()))
+            .filter(transfers::code.ne(TransferCode::Usage))
             .filter(transfers::kind.eq_any([
                 voucherd_domain::ledger::TransferKind::Single,
                 voucherd_domain::ledger::TransferKind::Post,

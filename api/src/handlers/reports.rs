@@ -203,13 +203,11 @@ fn public_response(r: &ReportRow, q: &PublicQuery) -> Result<HttpResponse, ApiEr
 /// Only the semi-annual review is published: monthly summaries beside it would let months be
 /// subtracted from half-years, recovering cells each hides.
 fn kind(q: &PublicQuery) -> Result<ReportKind, ApiError> {
-    match q
-        .kind
-        .as_deref()
-        .map_or(Some(ReportKind::SemiAnnual), ReportKind::parse)
-    {
-        Some(ReportKind::SemiAnnual) => Ok(ReportKind::SemiAnnual),
-        _ => Err(ApiError::field(
+    // Only the spelling the document gives: the public address has one form.
+    match q.kind.as_deref() {
+        None => Ok(ReportKind::SemiAnnual),
+        Some(k) if k == ReportKind::SemiAnnual.as_str() => Ok(ReportKind::SemiAnnual),
+        Some(_) => Err(ApiError::field(
             "kind",
             "only the semi-annual review has a public summary",
         )),

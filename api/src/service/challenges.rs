@@ -23,8 +23,8 @@ use voucherd_store::challenges::{ChallengeRow, ConflictRow, EntryRow, Progress, 
 /// How long a declared conflict of interest lasts before it must be declared again.
 const CONFLICT_VALID_DAYS: i64 = 365;
 
-/// A challenge as an administrator creates or edits it. Limits stated beside `#[validate]`
-/// are published by `#[schema]`.
+/// A challenge as an administrator creates or edits it.
+// Limits stated beside `#[validate]` are published by `#[schema]`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
@@ -68,12 +68,7 @@ pub struct ChallengeRequest {
     /// A cron expression with seconds (sec min hour day-of-month month day-of-week, UTC)
     /// saying when each next cycle opens; a one-off challenge when absent.
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        nullable = false,
-        examples("0 0 9 1 */3 *")
-    )]
+    #[schema(min_length = 1, max_length = 100, examples("0 0 9 1 */3 *"))]
     pub recurrence: Option<String>,
 }
 
