@@ -9,48 +9,43 @@ pub const CREDITS_MUST_NOT_EXCEED_DEBITS: i32 = 2;
 /// The unit of consulting-hour accounts: minutes.
 pub const MINUTES: &str = "MIN";
 
-/// What an account is for. Stored as its identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(
-    feature = "sql",
-    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
-)]
-#[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
-pub enum AccountKind {
-    /// Where programme money comes from (the Treasury, a grant): may go negative.
-    FundingSource,
-    /// Money the programme holds and has not yet granted.
-    ProgrammeFund,
-    /// An SME's voucher credit.
-    Voucher,
-    /// Credit consumed through the proxy.
-    Usage,
-    /// Cost that exceeded a hold (should stay zero; kept visible rather than hidden).
-    OverrunLoss,
-    /// Voucher remainders that expired.
-    Forfeited,
-    /// Where free test allowances come from (not programme money).
-    TestFunding,
-    /// An organisation's free allowance for test-mode keys.
-    TestAllowance,
-    /// A challenge's award pool, set aside from the programme fund.
-    ChallengeFund,
-    /// A budget line: part of the programme fund for a year and, maybe, a target group.
-    BudgetLine,
-    /// Where consulting-hour allowances come from (minutes, not money).
-    ConsultingSource,
-    /// A voucher's consulting minutes.
-    ConsultingAllowance,
-    /// Consulting minutes used in sessions.
-    ConsultingUsed,
-    /// Money on its way from Stripe: debited when an SME's payment is credited, so the
-    /// programme's ledger shows where every paid pound came from.
-    StripeClearing,
-    /// What an organisation paid as its co-funding share.
-    Contribution,
-    /// Credit an organisation bought: spent after its voucher, and not expiring with it.
-    PurchasedCredit,
+crate::text_enum! {
+    /// What an account is for. Stored as its identifier.
+    pub enum AccountKind {
+        /// Where programme money comes from (the Treasury, a grant): may go negative.
+        FundingSource = "funding_source",
+        /// Money the programme holds and has not yet granted.
+        ProgrammeFund = "programme_fund",
+        /// An SME's voucher credit.
+        Voucher = "voucher",
+        /// Credit consumed through the proxy.
+        Usage = "usage",
+        /// Cost that exceeded a hold (should stay zero; kept visible rather than hidden).
+        OverrunLoss = "overrun_loss",
+        /// Voucher remainders that expired.
+        Forfeited = "forfeited",
+        /// Where free test allowances come from (not programme money).
+        TestFunding = "test_funding",
+        /// An organisation's free allowance for test-mode keys.
+        TestAllowance = "test_allowance",
+        /// A challenge's award pool, set aside from the programme fund.
+        ChallengeFund = "challenge_fund",
+        /// A budget line: part of the programme fund for a year and, maybe, a target group.
+        BudgetLine = "budget_line",
+        /// Where consulting-hour allowances come from (minutes, not money).
+        ConsultingSource = "consulting_source",
+        /// A voucher's consulting minutes.
+        ConsultingAllowance = "consulting_allowance",
+        /// Consulting minutes used in sessions.
+        ConsultingUsed = "consulting_used",
+        /// Money on its way from Stripe: debited when an SME's payment is credited, so the
+        /// programme's ledger shows where every paid pound came from.
+        StripeClearing = "stripe_clearing",
+        /// What an organisation paid as its co-funding share.
+        Contribution = "contribution",
+        /// Credit an organisation bought: spent after its voucher, and not expiring with it.
+        PurchasedCredit = "purchased_credit",
+    }
 }
 
 impl AccountKind {
@@ -61,27 +56,6 @@ impl AccountKind {
             | AccountKind::ConsultingAllowance
             | AccountKind::ConsultingUsed => MINUTES,
             _ => "GBP",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::FundingSource => "funding_source",
-            AccountKind::ProgrammeFund => "programme_fund",
-            AccountKind::Voucher => "voucher",
-            AccountKind::Usage => "usage",
-            AccountKind::OverrunLoss => "overrun_loss",
-            AccountKind::Forfeited => "forfeited",
-            AccountKind::TestFunding => "test_funding",
-            AccountKind::TestAllowance => "test_allowance",
-            AccountKind::ChallengeFund => "challenge_fund",
-            AccountKind::BudgetLine => "budget_line",
-            AccountKind::ConsultingSource => "consulting_source",
-            AccountKind::ConsultingAllowance => "consulting_allowance",
-            AccountKind::ConsultingUsed => "consulting_used",
-            AccountKind::StripeClearing => "stripe_clearing",
-            AccountKind::Contribution => "contribution",
-            AccountKind::PurchasedCredit => "purchased_credit",
         }
     }
 
@@ -105,140 +79,45 @@ impl AccountKind {
     }
 }
 
-impl AccountKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [AccountKind; 16] = [
-        AccountKind::FundingSource,
-        AccountKind::ProgrammeFund,
-        AccountKind::Voucher,
-        AccountKind::Usage,
-        AccountKind::OverrunLoss,
-        AccountKind::Forfeited,
-        AccountKind::TestFunding,
-        AccountKind::TestAllowance,
-        AccountKind::ChallengeFund,
-        AccountKind::BudgetLine,
-        AccountKind::ConsultingSource,
-        AccountKind::ConsultingAllowance,
-        AccountKind::ConsultingUsed,
-        AccountKind::StripeClearing,
-        AccountKind::Contribution,
-        AccountKind::PurchasedCredit,
-    ];
-}
-
-impl std::str::FromStr for AccountKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<AccountKind, String> {
-        AccountKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown AccountKind {s:?}"))
+crate::text_enum! {
+    /// Why money moved. Stored as its identifier.
+    pub enum TransferCode {
+        /// Money into the programme fund from its funding source.
+        Deposit = "deposit",
+        /// The programme fund (or a budget line) → a voucher.
+        VoucherGrant = "voucher_grant",
+        /// What a request through the proxy cost.
+        Usage = "usage",
+        /// Usage above a request's hold, booked to the overrun-loss account.
+        UsageOverrun = "usage_overrun",
+        /// A voucher's remainder, forfeited at its expiry.
+        Expiry = "expiry",
+        /// An organisation's free allowance for test-mode keys.
+        TestAllowance = "test_allowance",
+        /// What a request with a test-mode key cost, from that allowance.
+        Test = "test",
+        /// Programme fund → a challenge's award pool.
+        ChallengePool = "challenge_pool",
+        /// Challenge pool → a winner's voucher.
+        ChallengeAward = "challenge_award",
+        /// What a challenge did not award, back to the programme fund.
+        ChallengeReturn = "challenge_return",
+        /// Money moved into, out of or between budget lines.
+        BudgetMove = "budget_move",
+        /// Consulting minutes granted with a voucher.
+        ConsultingGrant = "consulting_grant",
+        /// Consulting minutes held for, then used by, a session.
+        ConsultingSession = "consulting_session",
+        /// A milestone bonus granted by an incentive rule.
+        IncentiveMilestone = "incentive_milestone",
+        /// An SME's co-funding share, paid through Stripe.
+        Contribution = "contribution",
+        /// Credit an SME bought through Stripe.
+        TopUp = "top_up",
+        /// A payment refunded through Stripe: what is left of its credit goes back.
+        Refund = "refund",
     }
 }
-
-crate::text_sql!(AccountKind, |text: String| text
-    .parse::<AccountKind>()
-    .map_err(Into::into));
-
-/// Why money moved. Stored as its identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(
-    feature = "sql",
-    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
-)]
-#[cfg_attr(feature = "sql", diesel(sql_type = diesel::sql_types::Text))]
-pub enum TransferCode {
-    Deposit,
-    VoucherGrant,
-    Usage,
-    UsageOverrun,
-    Expiry,
-    TestAllowance,
-    Test,
-    /// Programme fund → a challenge's award pool.
-    ChallengePool,
-    /// Challenge pool → a winner's voucher.
-    ChallengeAward,
-    /// What a challenge did not award, back to the programme fund.
-    ChallengeReturn,
-    /// Money moved into, out of or between budget lines.
-    BudgetMove,
-    /// Consulting minutes granted with a voucher.
-    ConsultingGrant,
-    /// Consulting minutes held for, then used by, a session.
-    ConsultingSession,
-    /// A milestone bonus granted by an incentive rule.
-    IncentiveMilestone,
-    /// An SME's co-funding share, paid through Stripe.
-    Contribution,
-    /// Credit an SME bought through Stripe.
-    TopUp,
-    /// A payment refunded through Stripe: what is left of its credit goes back.
-    Refund,
-}
-
-impl TransferCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferCode::Deposit => "deposit",
-            TransferCode::VoucherGrant => "voucher_grant",
-            TransferCode::Usage => "usage",
-            TransferCode::UsageOverrun => "usage_overrun",
-            TransferCode::Expiry => "expiry",
-            TransferCode::TestAllowance => "test_allowance",
-            TransferCode::Test => "test",
-            TransferCode::ChallengePool => "challenge_pool",
-            TransferCode::ChallengeAward => "challenge_award",
-            TransferCode::ChallengeReturn => "challenge_return",
-            TransferCode::BudgetMove => "budget_move",
-            TransferCode::ConsultingGrant => "consulting_grant",
-            TransferCode::ConsultingSession => "consulting_session",
-            TransferCode::IncentiveMilestone => "incentive_milestone",
-            TransferCode::Contribution => "contribution",
-            TransferCode::TopUp => "top_up",
-            TransferCode::Refund => "refund",
-        }
-    }
-}
-
-impl TransferCode {
-    /// Every code, in declaration order.
-    pub const ALL: [TransferCode; 17] = [
-        TransferCode::Deposit,
-        TransferCode::VoucherGrant,
-        TransferCode::Usage,
-        TransferCode::UsageOverrun,
-        TransferCode::Expiry,
-        TransferCode::TestAllowance,
-        TransferCode::Test,
-        TransferCode::ChallengePool,
-        TransferCode::ChallengeAward,
-        TransferCode::ChallengeReturn,
-        TransferCode::BudgetMove,
-        TransferCode::ConsultingGrant,
-        TransferCode::ConsultingSession,
-        TransferCode::IncentiveMilestone,
-        TransferCode::Contribution,
-        TransferCode::TopUp,
-        TransferCode::Refund,
-    ];
-}
-
-impl std::str::FromStr for TransferCode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<TransferCode, String> {
-        TransferCode::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown TransferCode {s:?}"))
-    }
-}
-
-crate::text_sql!(TransferCode, |text: String| text
-    .parse::<TransferCode>()
-    .map_err(Into::into));
 
 crate::text_enum! {
     /// What a transfer does to its accounts.
