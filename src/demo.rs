@@ -44,7 +44,7 @@ async fn user(
     let hash = voucherd_api::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(store
         .create_user(UserRow {
-            id: UserId::new(keys::new_id()),
+            id: keys::new_id::<UserId>(),
             email: email.into(),
             password_hash: hash,
             full_name: name.into(),
@@ -123,7 +123,7 @@ async fn apply(
     let eligibility = config.eligibility.evaluate(&facts, today);
     Ok(store
         .submit_application(ApplicationRow {
-            id: ApplicationId::new(keys::new_id()),
+            id: keys::new_id::<ApplicationId>(),
             applicant_id: owner_id.clone(),
             company_number: facts.company_number.as_str().into(),
             company_name: "Demo Analytics Ltd".into(),
@@ -173,7 +173,7 @@ async fn approve(
             actor_id: admin_id,
             mfa_rules: config.eligibility.clone(),
             verdict: Verdict::Approve {
-                voucher_id: VoucherId::new(keys::new_id()),
+                voucher_id: keys::new_id::<VoucherId>(),
                 amount: config.standard_voucher,
                 expires_at: at + chrono::Duration::days(i64::from(config.default_valid_days)),
                 consulting: voucherd_domain::consulting::Minutes::hours(config.consulting_hours)

@@ -43,9 +43,9 @@ pub fn looks_like_key(s: &str) -> bool {
         .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// A new time-ordered identifier.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+/// A new time-ordered identifier (UUID v7), as text or as a typed id (`VoucherId`, …).
+pub fn new_id<T: From<String>>() -> T {
+    T::from(uuid::Uuid::now_v7().to_string())
 }
 
 #[cfg(test)]

@@ -27,10 +27,9 @@ macro_rules! text_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            /// What the value means: its documentation, line by line.
-            pub const fn meaning(self) -> &'static [&'static str] {
-                match self { $($name::$variant => &[$($vdoc),*]),+ }
-            }
+            /// Each spelling with its documentation, line by line: what the schema lists.
+            pub const DOCUMENTED: &'static [(&'static str, &'static [&'static str])] =
+                &[$(($text, &[$($vdoc),*])),+];
         }
 
         impl std::str::FromStr for $name {
@@ -52,7 +51,7 @@ macro_rules! text_enum {
         /// A string of one of the spellings, described by the enum's own documentation.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                $crate::schema::one_of(&[$($doc),*], &[$(($text, &[$($vdoc),*])),+])
+                $crate::schema::one_of(&[$($doc),*], $name::DOCUMENTED)
             }
         }
 

@@ -291,7 +291,7 @@ async fn hold_from(
     allow_cap: bool,
 ) -> Result<Held, ProxyError> {
     let ask = ctx.ask;
-    let billing_id = keys::new_id();
+    let billing_id: String = keys::new_id();
     let hold = |output_each: u64| open_hold(state, ctx, debit_account, &billing_id, output_each);
     // A request with no output limit gets the programme's default, written into it.
     let requested = match ask.requested_output {

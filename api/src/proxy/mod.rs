@@ -184,25 +184,17 @@ pub struct OpenAIErrorDetail<'a> {
 
 /// The proxy's own types are listed; an error of the AI provider passes on with its own.
 fn error_type() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let values: Vec<(&str, &[&str])> = ProxyErrorType::ALL
-        .iter()
-        .map(|t| (t.as_str(), t.meaning()))
-        .collect();
     voucherd_domain::schema::open_list(
         &["The proxy's own types are these; an error of the AI provider keeps the provider's."],
-        &values,
+        ProxyErrorType::DOCUMENTED,
     )
 }
 
 /// The proxy's own codes are listed; an error of the AI provider passes on with its own.
 fn error_code() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let values: Vec<(&str, &[&str])> = ProxyErrorCode::ALL
-        .iter()
-        .map(|c| (c.as_str(), c.meaning()))
-        .collect();
     voucherd_domain::schema::nullable(voucherd_domain::schema::open_list(
         &["The proxy's own codes are these; an error of the AI provider keeps the provider's (null when it has none)."],
-        &values,
+        ProxyErrorCode::DOCUMENTED,
     ))
 }
 

@@ -126,7 +126,7 @@ pub async fn register(state: &AppState, body: RegisterRequest) -> Result<UserVie
         return Err(ApiError::field("full_name", "must not be blank"));
     }
     let password_hash = new_password_hash(state, body.password).await?;
-    let id = UserId::new(uuid::Uuid::now_v7().to_string());
+    let id = crate::keys::new_id::<UserId>();
     let token = verification(state, &id, &full_name);
     let user = state
         .store

@@ -168,7 +168,7 @@ pub async fn submit(
         ApplicationStatus::Ineligible
     };
     let row = ApplicationRow {
-        id: ApplicationId::new(uuid::Uuid::now_v7().to_string()),
+        id: crate::keys::new_id::<ApplicationId>(),
         applicant_id: user.id.clone(),
         company_number: body.company_number.as_str().to_string(),
         company_name: body.company_name.trim().to_string(),
@@ -423,7 +423,7 @@ impl Approval {
     fn verdict(&self, state: &AppState) -> Result<Verdict, ApiError> {
         let cfg = &state.config;
         let e = &self.evaluation;
-        let voucher_id = VoucherId::new(uuid::Uuid::now_v7().to_string());
+        let voucher_id = crate::keys::new_id::<VoucherId>();
         let applied = e
             .applied
             .iter()
@@ -499,11 +499,11 @@ async fn for_admin(
         second.and_then(|s| s.decided_by.clone()),
     ];
     let names = crate::service::users::names(state, ids.into_iter().flatten()).await?;
-    let name = |id: &Option<UserId>| id.as_ref().and_then(|i| names.get(i).cloned().flatten());
-    view.ownership.by_name = name(&view.ownership.by.clone().map(UserId::new));
+    let name = |id: Option<&str>| id.and_then(|i| names.get(i).cloned().flatten());
+    view.ownership.by_name = name(view.ownership.by.as_deref());
     if let Some(s) = view.second_approval.as_mut() {
-        s.requested_by_name = name(&Some(s.requested_by.clone()));
-        s.decided_by_name = name(&s.decided_by);
+        s.requested_by_name = name(Some(s.requested_by.as_str()));
+        s.decided_by_name = name(s.decided_by.as_ref().map(UserId::as_str));
     }
     Ok(view)
 }

@@ -437,7 +437,7 @@ pub async fn create(
     let row = parse_challenge(
         &body,
         now.and_utc(),
-        ChallengeId::new(uuid::Uuid::now_v7().to_string()),
+        crate::keys::new_id::<ChallengeId>(),
         user.id.clone(),
         now,
     )?;
@@ -659,7 +659,7 @@ pub async fn submit_entry(
     )
     .map_err(|(field, m)| ApiError::field(field, m))?;
     let row = EntryRow {
-        id: EntryId::new(uuid::Uuid::now_v7().to_string()),
+        id: crate::keys::new_id::<EntryId>(),
         challenge_id: ChallengeId::new(challenge_id),
         entrant_id: user.id.clone(),
         company_number: body.company_number.as_str().to_string(),

@@ -344,7 +344,7 @@ pub async fn pay_contribution(
         .store
         .create_payment(new_payment(
             state,
-            PaymentId::new(uuid::Uuid::now_v7().to_string()),
+            crate::keys::new_id::<PaymentId>(),
             PaymentKind::Contribution,
             user,
             &v.owner_id,
@@ -436,13 +436,13 @@ pub async fn create_top_up(
 /// A top-up's payment id: drawn from the buyer and their idempotency key, so a retry finds the
 /// same payment, or new without one.
 fn top_up_id(user: &AuthUser, idempotency_key: Option<super::IdempotencyKey>) -> PaymentId {
-    PaymentId::new(match idempotency_key {
-        Some(k) => format!(
+    match idempotency_key {
+        Some(k) => PaymentId::new(format!(
             "topup-{}",
             &crate::keys::hash(&format!("{}:{}", user.id, k.as_str()))[..32]
-        ),
-        None => uuid::Uuid::now_v7().to_string(),
-    })
+        )),
+        None => crate::keys::new_id(),
+    }
 }
 
 /// The payment a retried top-up made before, refused unless it is the same request: the same

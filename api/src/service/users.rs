@@ -110,7 +110,7 @@ pub async fn invite(
     let inviter = state.store.user(user.id.clone()).await?;
     let role = Role::from(body.role);
     let row = UserRow {
-        id: UserId::new(uuid::Uuid::now_v7().to_string()),
+        id: crate::keys::new_id::<UserId>(),
         email: body.email.trim().to_lowercase(),
         password_hash: String::new(),
         full_name,
