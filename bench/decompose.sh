@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
 UP=18081 PROXY=18100
-BATCH_SQL=migrations/sqlite/2026-12-07-000024_usage_batch_statement/up.sql
+BATCH_SQL=migrations/sqlite/2026-12-07-000025_usage_batch_rows/up.sql
 
 command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 # shellcheck source=bench/common.sh
@@ -26,7 +26,7 @@ PIDS+=($!)
 wait_port $UP
 bench_config "$WORK/mail" > "$WORK/voucherd.toml"
 
-# The batch trigger of migration 000024 up to (not including) the comment that starts PART.
+# The batch trigger of migration 000025 up to (not including) the comment that starts PART.
 trigger_before() {
   python3 - "$BATCH_SQL" "$1" <<'PY'
 import sys
@@ -38,8 +38,8 @@ PY
 cat > "$WORK/no-voucher-index.sql" <<'SQL'
 DROP INDEX usage_records_voucher;
 SQL
-{ cat "$WORK/no-voucher-index.sql"; echo "DROP TRIGGER usage_batches_insert;"; trigger_before "    -- Live usage's daily rollups"; } > "$WORK/no-rollups.sql"
-{ cat "$WORK/no-voucher-index.sql"; echo "DROP TRIGGER usage_batches_insert;"; trigger_before "    -- Each lease's running total"; } > "$WORK/rows-only.sql"
+{ cat "$WORK/no-voucher-index.sql"; echo "DROP TRIGGER usage_batch_rows_insert;"; trigger_before "    -- Live usage's daily rollup"; } > "$WORK/no-rollups.sql"
+{ cat "$WORK/no-voucher-index.sql"; echo "DROP TRIGGER usage_batch_rows_insert;"; trigger_before "    -- The lease's running total"; } > "$WORK/rows-only.sql"
 
 variant() {
   local name=$1 sql=${2:-}

@@ -584,11 +584,31 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(hold_usage, transfers);
 
 diesel::table! {
-    /// SQLite only: a view that takes a usage batch as one inserted row, which its trigger
-    /// writes (migration 000024). Nothing is ever read from it.
-    usage_batches (batch) {
-        batch -> Text,
-        touch -> Text,
-        own_money -> Text,
+    /// SQLite only: a view that takes a usage batch as one multi-row INSERT, each row written
+    /// by its trigger with its lease's total, rollup and key (migration 000025). Nothing is
+    /// ever read from it.
+    usage_batch_rows (id) {
+        id -> Text,
+        request_id -> Text,
+        voucher_id -> Text,
+        api_key_id -> Text,
+        model -> Text,
+        price_id -> Text,
+        input_per_million -> BigInt,
+        cached_input_per_million -> BigInt,
+        output_per_million -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost -> BigInt,
+        hold_id -> Text,
+        post_id -> Nullable<Text>,
+        upstream_status -> Integer,
+        created_at -> Timestamp,
+        overrun_micros -> BigInt,
+        /// Paid from purchased credit: kept out of the programme's rollups.
+        own_money -> Bool,
+        /// The key's latest row in the batch, and its last use is due.
+        touch -> Bool,
     }
 }

@@ -8,6 +8,7 @@ use crate::ledger::{self, TransferRequest, OVERRUN_LOSS, PURCHASED_USAGE, TEST_F
 use crate::schema::{api_keys, capped_holds, key_spend, usage_records};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use std::collections::{HashMap, HashSet};
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::UserId;
 use voucherd_domain::{Money, VoucherId};
@@ -433,8 +434,8 @@ pub(crate) fn record_batch_postgres(
 /// programme's rollups. Usage may only join a hold that is still open (a lease the hold-expiry
 /// job has already resolved would never post it): the database refuses such a batch. On
 /// PostgreSQL the function `record_usage_batch` does it ([`record_batch_postgres`]); on SQLite
-/// the trigger of the view `usage_batches` (migration `000024`), so that the statement's text
-/// is the same for every batch and stays prepared.
+/// one multi-row INSERT into the view `usage_batch_rows`, whose trigger writes each row with
+/// its lease's total, its rollup and its key (migration `000025`).
 pub(crate) fn record_batch(
     c: &mut DbConn,
     rows: &[UsageRow],
@@ -445,17 +446,15 @@ pub(crate) fn record_batch(
         DbConn::Postgresql(pg) => return record_batch_postgres(pg, rows, touch, own_money),
         DbConn::Sqlite(sqlite) => sqlite,
     };
-    use crate::schema::usage_batches;
-    fn json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
-        serde_json::to_string(value).map_err(|e| StoreError::Invariant(e.to_string()))
-    }
-    let inserted = diesel::insert_into(usage_batches::table)
-        .values((
-            usage_batches::batch.eq(json(rows)?),
-            usage_batches::touch.eq(json(touch)?),
-            usage_batches::own_money.eq(json(own_money)?),
-        ))
-        .execute(sqlite);
+    let table = crate::schema::usage_batch_rows::table;
+    let batch = batch_rows(rows, touch, own_money);
+    let inserted = match batch.as_slice() {
+        // A lone request's row (one client at a time): this statement's text never changes,
+        // so it is prepared, and its trigger compiled, once per connection. A multi-row INSERT
+        // is prepared anew for each batch, which its rows share.
+        [row] => diesel::insert_into(table).values(row).execute(sqlite),
+        _ => diesel::insert_into(table).values(&batch).execute(sqlite),
+    };
     match inserted {
         Ok(_) => Ok(()),
         // Raised by the trigger `usage_joins_open_hold` (migration 000021) as a row is inserted.
@@ -465,6 +464,74 @@ pub(crate) fn record_batch(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// One row of a SQLite usage batch: the usage row and what its trigger needs to know.
+#[derive(Insertable)]
+#[diesel(table_name = crate::schema::usage_batch_rows)]
+#[diesel(treat_none_as_default_value = false)]
+struct BatchRow<'a> {
+    id: &'a str,
+    request_id: &'a str,
+    voucher_id: &'a str,
+    api_key_id: &'a str,
+    model: &'a str,
+    price_id: &'a str,
+    input_per_million: i64,
+    cached_input_per_million: i64,
+    output_per_million: i64,
+    prompt_tokens: i64,
+    cached_prompt_tokens: i64,
+    completion_tokens: i64,
+    cost: i64,
+    hold_id: &'a str,
+    post_id: Option<&'a str>,
+    upstream_status: i32,
+    created_at: NaiveDateTime,
+    overrun_micros: i64,
+    own_money: bool,
+    touch: bool,
+}
+
+/// The batch's rows, each `touch` key marked on its latest row (the time its last use
+/// becomes).
+fn batch_rows<'a>(rows: &'a [UsageRow], touch: &[&str], own_money: &[&str]) -> Vec<BatchRow<'a>> {
+    let touch: HashSet<&str> = touch.iter().copied().collect();
+    let own_money: HashSet<&str> = own_money.iter().copied().collect();
+    let mut latest: HashMap<&str, usize> = HashMap::with_capacity(touch.len());
+    for (i, r) in rows.iter().enumerate() {
+        if touch.contains(r.api_key_id.as_str()) {
+            let at = latest.entry(r.api_key_id.as_str()).or_insert(i);
+            if rows[*at].created_at <= r.created_at {
+                *at = i;
+            }
+        }
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| BatchRow {
+            id: &r.id,
+            request_id: &r.request_id,
+            voucher_id: r.voucher_id.as_str(),
+            api_key_id: &r.api_key_id,
+            model: &r.model,
+            price_id: &r.price_id,
+            input_per_million: r.input_per_million,
+            cached_input_per_million: r.cached_input_per_million,
+            output_per_million: r.output_per_million,
+            prompt_tokens: r.prompt_tokens,
+            cached_prompt_tokens: r.cached_prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cost: r.cost,
+            hold_id: &r.hold_id,
+            post_id: r.post_id.as_deref(),
+            upstream_status: r.upstream_status,
+            created_at: r.created_at,
+            overrun_micros: r.overrun_micros,
+            own_money: own_money.contains(r.hold_id.as_str()),
+            touch: latest.get(r.api_key_id.as_str()) == Some(&i),
+        })
+        .collect()
 }
 
 /// What a lease has recorded so far (its running total; 0 when nothing was).
