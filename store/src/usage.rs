@@ -400,7 +400,7 @@ impl Store {
 /// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
 /// serialises writers.
 /// [`record_batch`] on PostgreSQL in one round trip: the batch goes to the database function
-/// `record_usage_batch` (migration `000021`), which does the same in the same order. Called
+/// `record_usage_batch` (migrations `000021`, `000023`), which does the same in the same order. Called
 /// outside a transaction it is one by itself.
 pub(crate) fn record_batch_postgres(
     pg: &mut diesel::PgConnection,
@@ -453,7 +453,17 @@ pub(crate) fn record_batch(
         // so it is prepared, and its trigger compiled, once per connection. A multi-row INSERT
         // is prepared anew for each batch, which its rows share.
         [row] => diesel::insert_into(table).values(row).execute(sqlite),
-        _ => diesel::insert_into(table).values(&batch).execute(sqlite),
+        _ if batch.len() <= SQLITE_ROWS_PER_INSERT => {
+            diesel::insert_into(table).values(&batch).execute(sqlite)
+        }
+        // More than the usage writer ever sends at once: several INSERTs, one transaction.
+        _ => sqlite.transaction(|c| {
+            let mut n = 0;
+            for chunk in batch.chunks(SQLITE_ROWS_PER_INSERT) {
+                n += diesel::insert_into(table).values(chunk).execute(c)?;
+            }
+            Ok(n)
+        }),
     };
     match inserted {
         Ok(_) => Ok(()),
@@ -465,6 +475,10 @@ pub(crate) fn record_batch(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Rows one INSERT into `usage_batch_rows` carries at most: 20 bound values a row, within
+/// SQLite's limit of 32,766 (and the usage writer's batches are at most 1,024 rows).
+const SQLITE_ROWS_PER_INSERT: usize = 1024;
 
 /// One row of a SQLite usage batch: the usage row and what its trigger needs to know.
 #[derive(Insertable)]

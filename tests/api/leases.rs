@@ -292,3 +292,83 @@ async fn a_batch_that_fails_to_commit_fails_exactly_its_requests(app: TestApp) {
     assert_eq!(micros(&a["spent"]), 5_580);
     app.store.verify_ledger().await.unwrap();
 }
+
+/// A batch of more rows than one SQLite INSERT can bind (1,700 rows of 20 values; SQLite takes
+/// 32,766) is recorded whole: the lease's running total and the voucher's spent hold every
+/// row, and a batch that cannot be recorded leaves none of its rows.
+#[tokio::test]
+async fn a_batch_larger_than_one_insert_is_recorded_whole() {
+    use voucherd_store::usage::UsageRow;
+    for backend in [
+        voucherd_store::Backend::Sqlite,
+        voucherd_store::Backend::Postgres,
+    ] {
+        let app = spawn_app(backend).await;
+        let (owner, voucher_id, _key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
+        let keys = body(
+            app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
+                .await,
+        )
+        .await;
+        let key_id = keys["data"][0]["id"].as_str().unwrap().to_string();
+        let (voucher, account) = app.store.voucher(voucher_id.clone()).await.unwrap();
+        let price = app
+            .store
+            .current_prices(voucherd_store::now())
+            .await
+            .unwrap()
+            .remove(0);
+        let far = voucherd_store::now() + chrono::Duration::hours(1);
+        let row = |hold: &str, n: u32, cost: i64| UsageRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: format!("{hold}-{n}"),
+            voucher_id: voucher.id.clone(),
+            api_key_id: key_id.clone(),
+            model: price.model.clone(),
+            price_id: price.id.clone(),
+            input_per_million: price.input_per_million,
+            cached_input_per_million: price.cached_input_per_million,
+            output_per_million: price.output_per_million,
+            prompt_tokens: 1,
+            cached_prompt_tokens: 0,
+            completion_tokens: 1,
+            cost,
+            hold_id: hold.to_string(),
+            post_id: None,
+            upstream_status: 200,
+            created_at: voucherd_store::now(),
+            overrun_micros: 0,
+        };
+        let (open, _, _) = app
+            .store
+            .open_lease(
+                "big".into(),
+                account.id.clone(),
+                10_000,
+                10_000,
+                far,
+                "instance-1".into(),
+            )
+            .await
+            .unwrap();
+        let rows: Vec<UsageRow> = (0..1_700).map(|n| row(&open, n, 3)).collect();
+        app.store.record_usage(rows, vec![], vec![]).await.unwrap();
+        assert_eq!(
+            app.store.unposted_usage(account.id.clone()).await.unwrap(),
+            5_100
+        );
+        // 1,050 new rows and, past the first INSERT's 1,024, one already recorded: refused
+        // whole, so none of the new rows is kept.
+        let mut again: Vec<UsageRow> = (2_000..3_050).map(|n| row(&open, n, 3)).collect();
+        again.push(row(&open, 7, 3));
+        assert!(app.store.record_usage(again, vec![], vec![]).await.is_err());
+        assert_eq!(
+            app.store.unposted_usage(account.id.clone()).await.unwrap(),
+            5_100
+        );
+        app.store.close_lease(open.clone()).await.unwrap();
+        let v = app.voucher(&owner, &voucher_id).await;
+        assert_eq!(micros(&v["spent"]), 5_100);
+        app.store.verify_ledger().await.unwrap();
+    }
+}

@@ -52,7 +52,7 @@ BEGIN
            min(max(NEW.cached_prompt_tokens, 0), 1000000000000),
            min(max(NEW.completion_tokens, 0), 1000000000000),
            max(NEW.cost, 0)
-    WHERE NOT NEW.own_money
+    WHERE NOT coalesce(NEW.own_money, 0)
     ON CONFLICT (day, voucher_id, model) DO UPDATE SET
         requests = usage_daily.requests + excluded.requests,
         prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
