@@ -124,18 +124,19 @@ async fn a_small_voucher_is_never_overspent_through_leases(app: TestApp) {
     app.store.verify_ledger().await.unwrap();
 }
 
-pub async fn spawn_leasing(backend: voucherd_store::Backend) -> TestApp {
-    spawn_app_with(backend, |c| c.lease_max_age_ms = 200).await
+/// A funded voucher, its key and the current price, for tests that record usage rows straight
+/// through the store.
+struct Stored {
+    owner: String,
+    voucher_id: String,
+    voucher: voucherd_store::vouchers::VoucherRow,
+    account: voucherd_store::ledger::AccountRow,
+    key_id: String,
+    price: voucherd_store::prices::PriceRow,
 }
 
-#[tokio::test]
-async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() {
-    use voucherd_store::usage::UsageRow;
-    for backend in [
-        voucherd_store::Backend::Sqlite,
-        voucherd_store::Backend::Postgres,
-    ] {
-        let app = spawn_app(backend).await;
+impl Stored {
+    async fn new(app: &TestApp) -> Stored {
         let (owner, voucher_id, _key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
         let keys = body(
             app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
@@ -150,17 +151,28 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
             .await
             .unwrap()
             .remove(0);
-        let far = voucherd_store::now() + chrono::Duration::hours(1);
-        let row = |hold: &str, n: u32, cost: i64| UsageRow {
+        Stored {
+            owner,
+            voucher_id,
+            voucher,
+            account,
+            key_id,
+            price,
+        }
+    }
+
+    /// The `n`th request's usage under `hold`, costing `cost` micros.
+    fn row(&self, hold: &str, n: u32, cost: i64) -> voucherd_store::usage::UsageRow {
+        voucherd_store::usage::UsageRow {
             id: uuid::Uuid::now_v7().to_string(),
             request_id: format!("{hold}-{n}"),
-            voucher_id: voucher.id.clone(),
-            api_key_id: key_id.clone(),
-            model: price.model.clone(),
-            price_id: price.id.clone(),
-            input_per_million: price.input_per_million,
-            cached_input_per_million: price.cached_input_per_million,
-            output_per_million: price.output_per_million,
+            voucher_id: self.voucher.id.clone(),
+            api_key_id: self.key_id.clone(),
+            model: self.price.model.clone(),
+            price_id: self.price.id.clone(),
+            input_per_million: self.price.input_per_million,
+            cached_input_per_million: self.price.cached_input_per_million,
+            output_per_million: self.price.output_per_million,
             prompt_tokens: 1,
             cached_prompt_tokens: 0,
             completion_tokens: 1,
@@ -170,7 +182,25 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
             upstream_status: 200,
             created_at: voucherd_store::now(),
             overrun_micros: 0,
-        };
+        }
+    }
+}
+
+pub async fn spawn_leasing(backend: voucherd_store::Backend) -> TestApp {
+    spawn_app_with(backend, |c| c.lease_max_age_ms = 200).await
+}
+
+#[tokio::test]
+async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() {
+    for backend in [
+        voucherd_store::Backend::Sqlite,
+        voucherd_store::Backend::Postgres,
+    ] {
+        let app = spawn_app(backend).await;
+        let stored = Stored::new(&app).await;
+        let (owner, voucher_id, account) = (&stored.owner, &stored.voucher_id, &stored.account);
+        let far = voucherd_store::now() + chrono::Duration::hours(1);
+        let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
         // A lease of 1,000 micros: two requests' usage recorded, then closed.
         let (open, amount, _) = app
             .store
@@ -304,41 +334,10 @@ async fn a_batch_larger_than_one_insert_is_recorded_whole() {
         voucherd_store::Backend::Postgres,
     ] {
         let app = spawn_app(backend).await;
-        let (owner, voucher_id, _key) = app.funded_voucher("owner@widgets.co.uk", "100").await;
-        let keys = body(
-            app.get(&format!("/api/v1/vouchers/{voucher_id}/keys"), &owner)
-                .await,
-        )
-        .await;
-        let key_id = keys["data"][0]["id"].as_str().unwrap().to_string();
-        let (voucher, account) = app.store.voucher(voucher_id.clone()).await.unwrap();
-        let price = app
-            .store
-            .current_prices(voucherd_store::now())
-            .await
-            .unwrap()
-            .remove(0);
+        let stored = Stored::new(&app).await;
+        let (owner, voucher_id, account) = (&stored.owner, &stored.voucher_id, &stored.account);
         let far = voucherd_store::now() + chrono::Duration::hours(1);
-        let row = |hold: &str, n: u32, cost: i64| UsageRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            request_id: format!("{hold}-{n}"),
-            voucher_id: voucher.id.clone(),
-            api_key_id: key_id.clone(),
-            model: price.model.clone(),
-            price_id: price.id.clone(),
-            input_per_million: price.input_per_million,
-            cached_input_per_million: price.cached_input_per_million,
-            output_per_million: price.output_per_million,
-            prompt_tokens: 1,
-            cached_prompt_tokens: 0,
-            completion_tokens: 1,
-            cost,
-            hold_id: hold.to_string(),
-            post_id: None,
-            upstream_status: 200,
-            created_at: voucherd_store::now(),
-            overrun_micros: 0,
-        };
+        let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
         let (open, _, _) = app
             .store
             .open_lease(
