@@ -198,7 +198,8 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
     ] {
         let app = spawn_app(backend).await;
         let stored = Stored::new(&app).await;
-        let (owner, voucher_id, account) = (&stored.owner, &stored.voucher_id, &stored.account);
+        let (owner, voucher_id) = (stored.owner.clone(), stored.voucher_id.clone());
+        let account = &stored.account;
         let far = voucherd_store::now() + chrono::Duration::hours(1);
         let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
         // A lease of 1,000 micros: two requests' usage recorded, then closed.
@@ -335,7 +336,8 @@ async fn a_batch_larger_than_one_insert_is_recorded_whole() {
     ] {
         let app = spawn_app(backend).await;
         let stored = Stored::new(&app).await;
-        let (owner, voucher_id, account) = (&stored.owner, &stored.voucher_id, &stored.account);
+        let (owner, voucher_id) = (stored.owner.clone(), stored.voucher_id.clone());
+        let account = &stored.account;
         let far = voucherd_store::now() + chrono::Duration::hours(1);
         let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
         let (open, _, _) = app
