@@ -44,3 +44,6 @@ bench_vouchers() {
   "$TOOL" setup --api "http://127.0.0.1:$PROXY" --admin-email admin@bench.test --admin-password "$ADMIN_PASSWORD" \
     --vouchers "$1" --mail-dir "$2" 2> "$WORK/setup.err" || { cat "$WORK/setup.err" >&2; exit 1; }
 }
+# metric NAME: the running voucherd's /metrics value `voucherd_NAME` (on the calling script's
+# PROXY port; bench_env sets the metrics token).
+metric() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk -v m="voucherd_$1" '$1 == m { print $2 }'; }

@@ -55,7 +55,6 @@ ticks() {
            split(rest, f, " "); print name "\t" f[12] + f[13] }' "$t/stat" 2>/dev/null || true
   done | awk -F'\t' '{ s[$1] += $2 } END { for (n in s) print n "\t" s[n] }' | sort
 }
-metric() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk -v m="voucherd_$1" '$1 == m { print $2 }'; }
 ticks > "$WORK/ticks.before"
 batches=$(metric usage_batches_total); rows=$(metric usage_batch_rows_total); stmts=$(metric db_statements_total)
 SAMPLER=
@@ -69,7 +68,7 @@ out=$(KEYS_FILE="$WORK/keys" wrk --latency -t"$THREADS" -c"$CONNS" -d"${DURATION
 [ -z "$SAMPLER" ] || wait "$SAMPLER" || true
 wait $VMSTAT || true
 ticks > "$WORK/ticks.after"
-echo "$BACKEND, 50 vouchers, c=$CONNS: $(echo "$out" | awk '/Requests\/sec/ { print $2 }') req/s, latency mean $(echo "$out" | awk '$1 == "Latency" { print $2 }') p50 $(echo "$out" | awk '$1 == "50%" { print $2 }') p99 $(echo "$out" | awk '$1 == "99%" { print $2 }')"
+echo "$BACKEND, 50 vouchers, c=$CONNS: $(echo "$out" | awk '/Requests\/sec/ { print $2 }') req/s, latency mean $(echo "$out" | awk '$1 == "Latency" { print $2; exit }') p50 $(echo "$out" | awk '$1 == "50%" { print $2 }') p99 $(echo "$out" | awk '$1 == "99%" { print $2 }')"
 reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
 awk -v b="$(( $(metric usage_batches_total) - batches ))" -v r="$(( $(metric usage_batch_rows_total) - rows ))" \
   -v s="$(( $(metric db_statements_total) - stmts ))" -v q="$reqs" \

@@ -27,7 +27,6 @@ PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | head -n 1
 . bench/common.sh
 
 # Statements the running voucherd has sent to its database (its /metrics counter).
-metric() { curl -s -H "Authorization: Bearer bench-metrics" "http://127.0.0.1:$PROXY/metrics" | awk -v m="voucherd_$1" '$1 == m { print $2 }'; }
 statements() { metric db_statements_total; }
 
 # wrk's latency lines are in us, ms or s: print milliseconds.
