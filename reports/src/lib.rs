@@ -3,15 +3,22 @@
 //! or free text appears. Reports read rollups and per-voucher facts, never raw usage rows.
 
 pub mod charts;
+pub mod document;
 
 use chrono::NaiveDateTime;
+use document::{
+    ApplicationFigures, BreakdownRow, BudgetLineFigures, ChallengeCounts, ChallengeOutcome,
+    ConsultingFigures, CreditFigures, DecisionDays, DecisionHours, Figures, IncentiveFigures,
+    MfaAward, PeriodView, Pounds, PublicAmount, PublicAmountRow, PublicCount, PublicCountRow,
+    PublicReport, PublicSummary, Report, UsageFigures, VoucherCounts,
+};
 use handlebars::Handlebars;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use voucherd_domain::budget::{SicSection, SizeBand};
 use voucherd_domain::disclosure::{self, Cell, Published, Rules};
-use voucherd_domain::money::{format_pounds_2dp as pounds, format_pounds_display};
+use voucherd_domain::money::format_pounds_display;
 use voucherd_domain::{stats, ApplicationStatus, Region, SicCode};
 use voucherd_store::reports::{Inputs, ReportRow, VoucherFact};
 use voucherd_store::{Store, StoreError};
@@ -75,10 +82,13 @@ fn totals_by(
     m.into_iter().map(|(k, (n, t, c))| (k, n, t, c)).collect()
 }
 
-fn breakdown_json(rows: &[(String, i64, i64, i64)]) -> Vec<Value> {
+fn breakdown(rows: &[(String, i64, i64, i64)]) -> Vec<BreakdownRow> {
     rows.iter()
-        .map(|(k, requests, tokens, cost)| {
-            json!({"key": k, "requests": requests, "tokens": tokens, "cost": pounds(*cost)})
+        .map(|(k, requests, tokens, cost)| BreakdownRow {
+            key: k.clone(),
+            requests: *requests,
+            tokens: *tokens,
+            cost: Pounds::of(*cost),
         })
         .collect()
 }
@@ -100,7 +110,7 @@ fn spend(rows: &[(String, i64, i64, i64)]) -> Vec<(String, i64)> {
 /// Every count is of the period's own facts: applications received in it, decisions made in
 /// it, vouchers issued or expired in it. A voucher's standing (active, expired) is taken at the
 /// period's end, or at `at` for a period not yet over.
-pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Series) {
+pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Figures, Series) {
     let end: NaiveDateTime = (period.to() + chrono::Duration::days(1))
         .and_hms_opt(0, 0, 0)
         .unwrap_or_default();
@@ -121,50 +131,62 @@ pub fn figures(inputs: &Inputs, period: Period, at: NaiveDateTime) -> (Value, Se
         .filter_map(|r| facts.get(r.voucher_id.as_str()).map(|f| f.company.as_str()))
         .collect();
     let (usage, series) = usage_figures(inputs, &facts, consumed);
-    let figures = json!({
-        "applications": applications,
-        "decision_days": decision_days,
-        "budget_lines": inputs.budget_lines.iter().map(|l| json!({
-            "name": l.name,
-            "financial_year": l.financial_year,
-            "allocated": pounds(l.allocated_micros),
-            "spent": pounds(l.spent_micros),
-            "remaining": pounds(l.remaining_micros),
-            "spent_in_period": pounds(l.spent_in_period_micros),
-        })).collect::<Vec<_>>(),
-        "incentives_by_rule": inputs.incentives_by_rule.iter().map(|i| json!({
-            "rule_key": i.rule_key,
-            "name": i.name,
-            "count": i.count,
-            "value": pounds(i.value_micros),
-        })).collect::<Vec<_>>(),
-        "consulting": {
-            "sessions_booked": inputs.consulting.sessions_booked,
-            "hours_booked": hundredths(inputs.consulting.minutes_booked, 60),
-            "sessions_delivered": inputs.consulting.sessions_delivered,
-            "hours_delivered": hundredths(inputs.consulting.minutes_delivered, 60),
+    let figures = Figures {
+        applications,
+        decision_days,
+        budget_lines: inputs
+            .budget_lines
+            .iter()
+            .map(|l| BudgetLineFigures {
+                name: l.name.clone(),
+                financial_year: l.financial_year.clone(),
+                allocated: Pounds::of(l.allocated_micros),
+                spent: Pounds::of(l.spent_micros),
+                remaining: Pounds::of(l.remaining_micros),
+                spent_in_period: Pounds::of(l.spent_in_period_micros),
+            })
+            .collect(),
+        incentives_by_rule: inputs
+            .incentives_by_rule
+            .iter()
+            .map(|i| IncentiveFigures {
+                rule_key: i.rule_key.clone(),
+                name: i.name.clone(),
+                count: i.count,
+                value: Pounds::of(i.value_micros),
+            })
+            .collect(),
+        consulting: ConsultingFigures {
+            sessions_booked: inputs.consulting.sessions_booked,
+            hours_booked: hundredths(inputs.consulting.minutes_booked, 60),
+            sessions_delivered: inputs.consulting.sessions_delivered,
+            hours_delivered: hundredths(inputs.consulting.minutes_delivered, 60),
         },
-        "challenge_outcomes": inputs.challenge_outcomes.iter().map(|o| json!({
-            "challenge_id": o.challenge_id,
-            "title": o.title,
-            "entries": o.entries,
-            "winners": o.winners,
-            "awards": pounds(o.awards_micros),
-        })).collect::<Vec<_>>(),
-        "vouchers": voucher_counts(inputs, start, end, cutoff),
-        "credit": credit_figures(inputs, consumed),
-        "usage": usage,
-        "organisations_active": organisations.len(),
-        "challenges": {
-            "entries": inputs.entries.len(),
-            "assessed": inputs.entries.iter().filter(|e| e.1).count(),
-            "awarded": inputs.entries.iter().filter(|e| e.2 > 0).count(),
-            "pilot_places": inputs.entries.iter().filter(|e| e.3).count(),
-            "award_credit": pounds(transfers_total(inputs, "challenge_award")),
+        challenge_outcomes: inputs
+            .challenge_outcomes
+            .iter()
+            .map(|o| ChallengeOutcome {
+                challenge_id: o.challenge_id.clone(),
+                title: o.title.clone(),
+                entries: o.entries,
+                winners: o.winners,
+                awards: Pounds::of(o.awards_micros),
+            })
+            .collect(),
+        vouchers: voucher_counts(inputs, start, end, cutoff),
+        credit: credit_figures(inputs, consumed),
+        usage,
+        organisations_active: organisations.len(),
+        challenges: ChallengeCounts {
+            entries: inputs.entries.len(),
+            assessed: inputs.entries.iter().filter(|e| e.1).count(),
+            awarded: inputs.entries.iter().filter(|e| e.2 > 0).count(),
+            pilot_places: inputs.entries.iter().filter(|e| e.3).count(),
+            award_credit: Pounds::of(transfers_total(inputs, "challenge_award")),
         },
-        "top_ups_and_co_funding": Value::Null,
-        "mfa_awards_over_100000": mfa_awards(inputs, start, end),
-    });
+        top_ups_and_co_funding: None,
+        mfa_awards_over_100000: mfa_awards(inputs, start, end),
+    };
     (figures, series)
 }
 
@@ -174,7 +196,7 @@ fn application_figures(
     inputs: &Inputs,
     start: NaiveDateTime,
     end: NaiveDateTime,
-) -> (Value, Value) {
+) -> (ApplicationFigures, DecisionDays) {
     let in_period = |t: NaiveDateTime| t >= start && t < end;
     let received: Vec<_> = inputs
         .applications
@@ -207,24 +229,27 @@ fn application_figures(
         .collect();
     let as_hours = |m: Option<i64>| m.map(|m| format!("{}.{:02}", m / 60, (m % 60) * 100 / 60));
     let as_days = |m: Option<i64>| m.map(|m| hundredths(m, 1_440));
-    let applications = json!({
-        "received": apps.len(),
-        "eligible": apps.iter().filter(|a| a.status != ApplicationStatus::Ineligible).count(),
-        "approved": count(ApplicationStatus::Approved),
-        "rejected": count(ApplicationStatus::Rejected),
-        "ineligible_by_rule": failed,
-        "decision_hours": {
-            "median": as_hours(stats::median(&minutes)),
-            "p90": as_hours(stats::percentile(&minutes, 90)),
+    let applications = ApplicationFigures {
+        received: apps.len(),
+        eligible: apps
+            .iter()
+            .filter(|a| a.status != ApplicationStatus::Ineligible)
+            .count(),
+        approved: count(ApplicationStatus::Approved),
+        rejected: count(ApplicationStatus::Rejected),
+        ineligible_by_rule: failed,
+        decision_hours: DecisionHours {
+            median: as_hours(stats::median(&minutes)),
+            p90: as_hours(stats::percentile(&minutes, 90)),
         },
-    });
-    let decision_days = json!({
-        "decisions": minutes.len(),
-        "median": as_days(stats::median(&minutes)),
-        "p75": as_days(stats::percentile(&minutes, 75)),
-        "p90": as_days(stats::percentile(&minutes, 90)),
-        "max": as_days(minutes.iter().copied().max()),
-    });
+    };
+    let decision_days = DecisionDays {
+        decisions: minutes.len(),
+        median: as_days(stats::median(&minutes)),
+        p75: as_days(stats::percentile(&minutes, 75)),
+        p90: as_days(stats::percentile(&minutes, 90)),
+        max: as_days(minutes.iter().copied().max()),
+    };
     (applications, decision_days)
 }
 
@@ -235,7 +260,7 @@ fn voucher_counts(
     start: NaiveDateTime,
     end: NaiveDateTime,
     cutoff: NaiveDateTime,
-) -> Value {
+) -> VoucherCounts {
     let issued = inputs
         .vouchers
         .iter()
@@ -261,7 +286,12 @@ fn voucher_counts(
                 && v.credits_posted - v.debits_posted - v.debits_pending <= 0
         })
         .count();
-    json!({"issued": issued, "active": active, "exhausted": exhausted, "expired": expired})
+    VoucherCounts {
+        issued,
+        active,
+        exhausted,
+        expired,
+    }
 }
 
 /// The period's transfers of one code, in micros (0 when there were none).
@@ -274,17 +304,17 @@ fn transfers_total(inputs: &Inputs, code: &str) -> i64 {
 }
 
 /// The report's `credit` section, given what the period's usage cost (`consumed_micros`).
-fn credit_figures(inputs: &Inputs, consumed_micros: i64) -> Value {
+fn credit_figures(inputs: &Inputs, consumed_micros: i64) -> CreditFigures {
     let granted = transfers_total(inputs, "voucher_grant");
     let held: i64 = inputs.vouchers.iter().map(|v| v.debits_pending).sum();
-    json!({
-        "granted": pounds(granted),
-        "consumed": pounds(consumed_micros),
-        "held": pounds(held),
-        "forfeited": pounds(transfers_total(inputs, "expiry")),
-        "utilisation_percent": pct_bp(consumed_micros, granted),
-        "incentive_bonuses": pounds(transfers_total(inputs, "incentive_milestone")),
-    })
+    CreditFigures {
+        granted: Pounds::of(granted),
+        consumed: Pounds::of(consumed_micros),
+        held: Pounds::of(held),
+        forfeited: Pounds::of(transfers_total(inputs, "expiry")),
+        utilisation_percent: pct_bp(consumed_micros, granted),
+        incentive_bonuses: Pounds::of(transfers_total(inputs, "incentive_milestone")),
+    }
 }
 
 /// The report's `usage` section, with its breakdowns, and the spend series charted from them.
@@ -292,7 +322,7 @@ fn usage_figures(
     inputs: &Inputs,
     facts: &BTreeMap<&str, Facets>,
     consumed_micros: i64,
-) -> (Value, Series) {
+) -> (UsageFigures, Series) {
     let requests: i64 = inputs.rollups.iter().map(|r| r.requests).sum();
     let prompt: i64 = inputs.rollups.iter().map(|r| r.prompt_tokens).sum();
     let completion: i64 = inputs.rollups.iter().map(|r| r.completion_tokens).sum();
@@ -309,23 +339,23 @@ fn usage_figures(
         by_region: spend(&by_region),
         by_model: spend(&by_model),
     };
-    let usage = json!({
-        "requests": requests,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "cost": pounds(consumed_micros),
-        "by_model": breakdown_json(&by_model),
-        "by_region": breakdown_json(&by_region),
-        "by_sector": breakdown_json(&by_sector),
-        "by_size_band": breakdown_json(&by_size_band),
-        "by_month": breakdown_json(&by_month),
-    });
+    let usage = UsageFigures {
+        requests,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost: Pounds::of(consumed_micros),
+        by_model: breakdown(&by_model),
+        by_region: breakdown(&by_region),
+        by_sector: breakdown(&by_sector),
+        by_size_band: breakdown(&by_size_band),
+        by_month: breakdown(&by_month),
+    };
     (usage, series)
 }
 
 /// The report's Minimal Financial Assistance list: per company, what its vouchers created in
 /// `[start, end)` were credited (grants, awards, bonuses), where over £100,000.
-fn mfa_awards(inputs: &Inputs, start: NaiveDateTime, end: NaiveDateTime) -> Vec<Value> {
+fn mfa_awards(inputs: &Inputs, start: NaiveDateTime, end: NaiveDateTime) -> Vec<MfaAward> {
     let mut per_company: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
     for v in inputs
         .vouchers
@@ -340,15 +370,17 @@ fn mfa_awards(inputs: &Inputs, start: NaiveDateTime, end: NaiveDateTime) -> Vec<
     per_company
         .into_iter()
         .filter(|(_, (_, amount))| *amount > 100_000_000_000)
-        .map(|(number, (name, amount))| {
-            json!({"company_name": name, "company_number": number, "amount": pounds(amount)})
+        .map(|(number, (name, amount))| MfaAward {
+            company_name: name.to_string(),
+            company_number: number.to_string(),
+            amount: Pounds::of(amount),
         })
         .collect()
 }
 
 /// The public summary: headline counts rounded, and organisations and spend by region and size
 /// band under disclosure control. No names, no free text.
-pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
+pub fn public(inputs: &Inputs, rules: &Rules) -> PublicSummary {
     let facts: BTreeMap<&str, Facets> = inputs
         .vouchers
         .iter()
@@ -388,18 +420,37 @@ pub fn public(inputs: &Inputs, rules: &Rules) -> Value {
     // Headline counts are of organisations too: fewer than k is suppressed, the rest rounded.
     let headline = |n: usize| {
         if n > 0 && (n as u32) < rules.min_organisations {
-            json!("[c]")
+            PublicCount::Suppressed
         } else {
-            json!(rules.round(n as i64))
+            PublicCount::Count(rules.round(n as i64))
         }
     };
-    json!({
-        "disclosure_control": rules.describe(),
-        "applications_received": headline(inputs.applications.len()),
-        "applications_approved": headline(inputs.applications.iter().filter(|a| a.status == ApplicationStatus::Approved).count()),
-        "organisations_by_region_and_size": published_rows(&org_table, false, &regions, &sizes),
-        "spend_by_region_and_size": published_rows(&spend_table, true, &regions, &sizes),
-    })
+    let approved = inputs
+        .applications
+        .iter()
+        .filter(|a| a.status == ApplicationStatus::Approved)
+        .count();
+    PublicSummary {
+        disclosure_control: rules.describe(),
+        applications_received: headline(inputs.applications.len()),
+        applications_approved: headline(approved),
+        organisations_by_region_and_size: published_rows(&org_table, &regions, |r| {
+            PublicCountRow {
+                region: r.region,
+                micro: count_shown(r.cells[0]),
+                small: count_shown(r.cells[1]),
+                medium: count_shown(r.cells[2]),
+                total: count_shown(r.total),
+            }
+        }),
+        spend_by_region_and_size: published_rows(&spend_table, &regions, |r| PublicAmountRow {
+            region: r.region,
+            micro: amount_shown(r.cells[0]),
+            small: amount_shown(r.cells[1]),
+            medium: amount_shown(r.cells[2]),
+            total: amount_shown(r.total),
+        }),
+    }
 }
 
 /// Per cell of a public table: a region and a size band, as indexes into their lists.
@@ -459,44 +510,58 @@ fn spend_by_cell<'a>(
     (orgs, spend)
 }
 
-/// One published figure: `[c]` when suppressed, pounds when `money`, else the count.
-fn shown(p: &Published, money: bool) -> Value {
+/// One published count: `[c]` when suppressed.
+fn count_shown(p: &Published) -> PublicCount {
     match p {
-        Published::Suppressed => json!("[c]"),
-        Published::Value(v) if money => json!(pounds(*v)),
-        Published::Value(v) => json!(v),
+        Published::Suppressed => PublicCount::Suppressed,
+        Published::Value(v) => PublicCount::Count(*v),
     }
+}
+
+/// One published amount: `[c]` when suppressed, else pounds.
+fn amount_shown(p: &Published) -> PublicAmount {
+    match p {
+        Published::Suppressed => PublicAmount::Suppressed,
+        Published::Value(v) => PublicAmount::Amount(Pounds::of(*v)),
+    }
+}
+
+/// One row of a controlled table: a region (or "all regions"), its cells by size band, and
+/// its total.
+struct PublishedRow<'a> {
+    region: String,
+    cells: [&'a Published; 3],
+    total: &'a Published,
 }
 
 /// A controlled table as the summary's rows: one per region with its total, then the
 /// column totals as "all regions".
-fn published_rows(
-    t: &disclosure::Controlled,
-    money: bool,
+fn published_rows<'a, R>(
+    t: &'a disclosure::Controlled,
     regions: &[&str],
-    sizes: &[&str],
-) -> Vec<Value> {
+    row: impl Fn(PublishedRow<'a>) -> R,
+) -> Vec<R> {
+    // Every table has the three size bands' columns; a missing one would show suppressed.
+    static MISSING: Published = Published::Suppressed;
+    let by_size = |cells: &'a [Published]| -> [&'a Published; 3] {
+        [0, 1, 2].map(|i| cells.get(i).unwrap_or(&MISSING))
+    };
     regions
         .iter()
-        .enumerate()
-        .map(|(ri, region)| {
-            let mut row = serde_json::Map::new();
-            row.insert("region".into(), json!(region));
-            for (si, size) in sizes.iter().enumerate() {
-                row.insert((*size).into(), shown(&t.cells[ri][si], money));
-            }
-            row.insert("total".into(), shown(&t.row_totals[ri], money));
-            Value::Object(row)
+        .zip(&t.cells)
+        .zip(&t.row_totals)
+        .map(|((region, cells), total)| {
+            row(PublishedRow {
+                region: (*region).to_string(),
+                cells: by_size(cells),
+                total,
+            })
         })
-        .chain(std::iter::once({
-            let mut row = serde_json::Map::new();
-            row.insert("region".into(), json!("all regions"));
-            for (si, size) in sizes.iter().enumerate() {
-                row.insert((*size).into(), shown(&t.column_totals[si], money));
-            }
-            row.insert("total".into(), shown(&t.total, money));
-            Value::Object(row)
-        }))
+        .chain(std::iter::once(row(PublishedRow {
+            region: "all regions".to_string(),
+            cells: by_size(&t.column_totals),
+            total: &t.total,
+        })))
         .collect()
 }
 
@@ -604,32 +669,37 @@ pub async fn generate(
     progress("computing figures");
     let title = report_title(kind, draft);
     let (cur, series) = figures(&current, period, at);
-    let tables: serde_json::Map<String, Value> = TABLES
-        .iter()
-        .map(|(name, pointer)| ((*name).to_string(), json!(pointer)))
-        .collect();
-    let content = json!({
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind.as_str(),
-        "draft": draft,
-        "title": title,
-        "period": {"from": from.to_string(), "to": to.to_string()},
-        "previous_period": {"from": prev_from.to_string(), "to": prev_to.to_string()},
-        "generated_at": at.and_utc().to_rfc3339(),
-        "generated_by": by,
-        "tables": tables,
-        "current": cur,
-        "previous": figures(&previous, previous_period, at).0,
-    });
-    let summary = public(&current, rules);
-    let public_content = json!({
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind.as_str(),
-        "draft": draft,
-        "title": format!("{title} (public summary)"),
-        "period": {"from": from.to_string(), "to": to.to_string()},
-        "summary": summary,
-    });
+    let dates = |p: Period| PeriodView {
+        from: p.from(),
+        to: p.to(),
+    };
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        kind,
+        draft,
+        title: title.to_string(),
+        period: dates(period),
+        previous_period: dates(previous_period),
+        generated_at: at.and_utc().to_rfc3339(),
+        generated_by: by.to_string(),
+        tables: TABLES
+            .iter()
+            .map(|(name, pointer)| ((*name).to_string(), (*pointer).to_string()))
+            .collect(),
+        current: cur,
+        previous: figures(&previous, previous_period, at).0,
+    };
+    let public_report = PublicReport {
+        schema_version: SCHEMA_VERSION,
+        kind,
+        draft,
+        title: format!("{title} (public summary)"),
+        period: dates(period),
+        summary: public(&current, rules),
+    };
+    let as_json = |e: serde_json::Error| StoreError::Invariant(format!("the report as JSON: {e}"));
+    let content = serde_json::to_value(&report).map_err(as_json)?;
+    let public_content = serde_json::to_value(&public_report).map_err(as_json)?;
     progress("rendering");
     let (html, public_html) = render_pages(&content, &series, &public_content)?;
     let text = content.to_string();

@@ -115,6 +115,8 @@ fn schemas() -> Vec<Named> {
     root::<List<incentives::AppliedView>>(&mut all);
     root::<applications::EvaluationView>(&mut all);
     root::<List<reports::ReportView>>(&mut all);
+    root::<voucherd_worker::report::document::Report>(&mut all);
+    root::<voucherd_worker::report::document::PublicReport>(&mut all);
     root::<List<operations::RunView>>(&mut all);
     root::<List<operations::ReconciliationView>>(&mut all);
     root::<List<operations::NotificationView>>(&mut all);

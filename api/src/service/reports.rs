@@ -9,15 +9,8 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 use voucherd_domain::report_period::{Period, ReportKind};
 use voucherd_domain::ErrorCode;
+use voucherd_reports::document::PeriodView;
 use voucherd_store::reports::ReportRow;
-
-/// The days a report covers, both inclusive.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(as = ReportPeriod)]
-pub struct PeriodView {
-    pub from: chrono::NaiveDate,
-    pub to: chrono::NaiveDate,
-}
 
 /// A kept report, as listed.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
