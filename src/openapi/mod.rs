@@ -9,12 +9,16 @@
 //! - the refusals every operation of a kind shares (401, 403, 413, 415 and 503 on the REST API,
 //!   403, 413 and 503 on the pages), from the same table: see `add_standard_responses`;
 //! - the schemas of the types that state their own (`utoipa::ToSchema`), listed in
-//!   `schemas` with every type they reach.
+//!   `schemas` with every type they reach: the API's requests and views, the domain's enums,
+//!   the kept reports (`voucherd_reports::document`);
+//! - the proxy's request bodies, from the allowlist that checks them
+//!   (`voucherd_api::proxy::contract`).
 //!
 //! Still written by hand, in `written.yaml` beside this file: the operations' prose, parameters
-//! and their other responses, and the schemas of the types not yet listed. A schema is in
-//! exactly one of the two places: generation stops when both have it. Every `$ref` must
-//! resolve.
+//! and their other responses, and one schema, `ChatCompletion`: the provider's answer, which
+//! the proxy passes on unchanged and reads only the usage of, so no type of the product states
+//! it. A schema is in exactly one of the two places: generation stops when both have it. Every
+//! `$ref` must resolve.
 
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
@@ -130,6 +134,7 @@ fn schemas() -> Vec<Named> {
     root::<views::Readiness>(&mut all);
     root::<prices::ModelName>(&mut all);
     root::<voucherd_api::proxy::OpenAIError<'static>>(&mut all);
+    all.extend(voucherd_api::proxy::contract::requests());
     close_variants(&mut all, &["IncentiveEffect", "IncentiveTrigger"]);
     all
 }

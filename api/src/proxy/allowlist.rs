@@ -37,8 +37,11 @@ pub enum Rule {
     TextOr(&'static Rule),
     /// One of these strings, or an object whose `type` is one of these kinds.
     OneOfOr(&'static [&'static str], &'static Kinds),
-    /// Checked by its own function (price tiers and storage).
-    Check(Check),
+    /// A boolean.
+    Boolean,
+    /// Checked by its own function (price tiers and storage); the document shows it as the
+    /// rule given with it.
+    Check(Check, &'static Rule),
     /// Refused whatever its value, for this reason.
     Refuse(&'static str),
 }
@@ -141,6 +144,8 @@ const REASONING_BY_ID: &str = "a reasoning item is accepted only with its `encry
 
 /// Image detail levels whose cost `IMAGE_TOKEN_BOUND` covers (`original` can cost more).
 const DETAILS: &[&str] = &["auto", "low", "high"];
+/// The service tiers a request may name; `auto` is forwarded as `default` (`service_tier`).
+const SERVICE_TIER: Rule = Rule::Check(service_tier, &Rule::OneOf(&["auto", "default"]));
 
 // ---- Chat Completions ----------------------------------------------------------------------
 
@@ -180,8 +185,8 @@ pub const CHAT: &[Field] = &[
     any("safety_identifier"),
     any("prompt_cache_key"),
     any("prompt_cache_retention"),
-    f("service_tier", Rule::Check(service_tier)),
-    f("store", Rule::Check(chat_store)),
+    f("service_tier", SERVICE_TIER),
+    f("store", Rule::Check(chat_store, &Rule::Boolean)),
     f("modalities", Rule::Each(&Rule::OneOf(&["text"]))),
     f("audio", Rule::Refuse(AUDIO_OUT)),
     f("prediction", Rule::Refuse(PREDICTION)),
@@ -368,8 +373,8 @@ pub const RESPONSES: &[Field] = &[
     any("safety_identifier"),
     any("prompt_cache_key"),
     any("prompt_cache_retention"),
-    f("service_tier", Rule::Check(service_tier)),
-    f("store", Rule::Check(boolean)),
+    f("service_tier", SERVICE_TIER),
+    f("store", Rule::Boolean),
     f("previous_response_id", Rule::Refuse(STORED)),
     f("conversation", Rule::Refuse(STORED)),
     f(
@@ -712,7 +717,11 @@ impl Walk {
                 Value::String(_) => self.rule(v, path, &Rule::OneOf(values)),
                 _ => self.kind(v, path, kinds),
             },
-            Rule::Check(check) => check(v, path, self),
+            Rule::Boolean => match v {
+                Value::Bool(_) => Ok(()),
+                _ => Err(malformed(path.into(), "a boolean")),
+            },
+            Rule::Check(check, _) => check(v, path, self),
             Rule::Refuse(why) => Err(refuse(
                 path.into(),
                 format!("`{path}` is not supported by this programme: {why}"),
@@ -812,14 +821,6 @@ fn chat_store(v: &Value, path: &str, walk: &mut Walk) -> Result<(), ProxyError> 
             path.into(),
             format!("`{path}: true` is not supported by this programme: it keeps completions under the programme's provider account."),
         )),
-        Value::Bool(_) => Ok(()),
-        _ => Err(malformed(path.into(), "a boolean")),
-    }
-}
-
-/// The Responses API's `store`: any boolean; `check` forwards `false` unless storage is allowed.
-fn boolean(v: &Value, path: &str, _: &mut Walk) -> Result<(), ProxyError> {
-    match v {
         Value::Bool(_) => Ok(()),
         _ => Err(malformed(path.into(), "a boolean")),
     }

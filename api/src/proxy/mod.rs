@@ -5,6 +5,7 @@
 //! is committed.
 
 mod allowlist;
+pub mod contract;
 mod forward;
 pub mod keycache;
 pub mod lease;

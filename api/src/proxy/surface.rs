@@ -30,6 +30,26 @@ pub struct Parsed {
     pub overrides: Vec<(&'static str, serde_json::Value)>,
 }
 
+/// The most output tokens a request may ask for (`max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`).
+pub const MAX_OUTPUT_TOKENS: u64 = 10_000_000;
+/// The most choices a chat request may ask for (`n`).
+pub const MAX_CHOICES: u64 = 128;
+
+/// What [`Surface::parse`] requires of a field it reads itself, beyond what the allowlist
+/// says: the OpenAPI document states these (`contract.rs`), and a test holds `parse` to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A non-empty string: the model, which must have a price.
+    Model,
+    /// A non-empty array (`messages`), or for `input` a non-empty string or array.
+    NonEmpty,
+    /// A boolean.
+    Flag,
+    /// A whole number from 1 to this.
+    Count(u64),
+}
+
 /// Byte-level BPE tokenizers never emit more tokens than bytes, so a body's length bounds the
 /// tokens of the text in it; each message or input item also costs a few framing tokens.
 fn bound(body_len: usize, items: usize) -> u64 {
@@ -64,6 +84,35 @@ fn input_items(body: &Value) -> Result<usize, ProxyError> {
 }
 
 impl Surface {
+    /// The fields [`Surface::parse`] reads, what it requires of each, and whether a request
+    /// must carry it.
+    pub fn reads(self) -> &'static [(&'static str, Read, bool)] {
+        match self {
+            Surface::Chat => &[
+                ("model", Read::Model, true),
+                ("messages", Read::NonEmpty, true),
+                (
+                    "max_completion_tokens",
+                    Read::Count(MAX_OUTPUT_TOKENS),
+                    false,
+                ),
+                ("max_tokens", Read::Count(MAX_OUTPUT_TOKENS), false),
+                ("n", Read::Count(MAX_CHOICES), false),
+                ("stream", Read::Flag, false),
+            ],
+            Surface::Responses => &[
+                ("model", Read::Model, true),
+                ("input", Read::NonEmpty, true),
+                ("max_output_tokens", Read::Count(MAX_OUTPUT_TOKENS), false),
+                ("stream", Read::Flag, false),
+            ],
+            Surface::Embeddings => &[
+                ("model", Read::Model, true),
+                ("input", Read::NonEmpty, true),
+            ],
+        }
+    }
+
     /// The upstream path, after the base URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -95,8 +144,8 @@ impl Surface {
                     Some(m) if !m.is_empty() => m.len(),
                     _ => return Err(invalid("`messages` must be a non-empty array.", "messages")),
                 };
-                let max_completion = u64_field(body, "max_completion_tokens", 10_000_000)?;
-                let max_tokens = u64_field(body, "max_tokens", 10_000_000)?;
+                let max_completion = u64_field(body, "max_completion_tokens", MAX_OUTPUT_TOKENS)?;
+                let max_tokens = u64_field(body, "max_tokens", MAX_OUTPUT_TOKENS)?;
                 let output_field = if max_completion.is_none() && max_tokens.is_some() {
                     "max_tokens"
                 } else {
@@ -107,7 +156,7 @@ impl Surface {
                     prompt_bound: bound(body_len, messages).saturating_add(media),
                     requested_output: max_completion.or(max_tokens),
                     output_field: Some(output_field),
-                    choices: u64_field(body, "n", 128)?.unwrap_or(1),
+                    choices: u64_field(body, "n", MAX_CHOICES)?.unwrap_or(1),
                     stream: stream(body)?,
                     client_wants_usage: body
                         .pointer("/stream_options/include_usage")
@@ -119,7 +168,7 @@ impl Surface {
             Surface::Responses => Ok(Parsed {
                 model,
                 prompt_bound: bound(body_len, input_items(body)?).saturating_add(media),
-                requested_output: u64_field(body, "max_output_tokens", 10_000_000)?,
+                requested_output: u64_field(body, "max_output_tokens", MAX_OUTPUT_TOKENS)?,
                 output_field: Some("max_output_tokens"),
                 choices: 1,
                 stream: stream(body)?,
@@ -145,6 +194,56 @@ mod tests {
     use super::*;
     use crate::proxy::allowlist::IMAGE_TOKEN_BOUND;
     use serde_json::json;
+
+    /// The document's request schemas state `reads()` (`contract.rs`): each bound and type
+    /// there is the one `parse` enforces, at its edge, and each required field is required.
+    #[test]
+    fn parse_holds_to_what_the_document_states() {
+        let refused_at = |s: Surface, body: &Value| match s.parse(body, 100, false) {
+            Err(ProxyError::InvalidRequest { param, .. }) => param.map(str::to_string),
+            Err(ProxyError::InvalidAt { param, .. }) => Some(param),
+            other => panic!("{body} was not refused: {other:?}"),
+        };
+        for surface in [Surface::Chat, Surface::Responses, Surface::Embeddings] {
+            let valid = match surface {
+                Surface::Chat => {
+                    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+                }
+                _ => json!({"model": "m", "input": "hi"}),
+            };
+            assert!(surface.parse(&valid, 100, false).is_ok(), "{valid}");
+            let with = |name: &str, v: Value| {
+                let mut body = valid.clone();
+                body[name] = v;
+                body
+            };
+            for (name, read, required) in surface.reads() {
+                let here = Some(name.to_string());
+                if *required {
+                    let mut body = valid.clone();
+                    body.as_object_mut().unwrap().remove(*name);
+                    assert_eq!(refused_at(surface, &body), here, "{body}");
+                }
+                let (accepted, refused) = match read {
+                    Read::Model => (vec![json!("m")], vec![json!(""), json!(7)]),
+                    Read::NonEmpty => (vec![valid[*name].clone()], vec![json!([]), json!(7)]),
+                    Read::Flag => (vec![json!(true), json!(false)], vec![json!("yes")]),
+                    Read::Count(max) => (
+                        vec![json!(1), json!(max)],
+                        vec![json!(0), json!(max + 1), json!(-1), json!("1")],
+                    ),
+                };
+                for v in accepted {
+                    let body = with(name, v);
+                    assert!(surface.parse(&body, 100, false).is_ok(), "{body}");
+                }
+                for v in refused {
+                    let body = with(name, v);
+                    assert_eq!(refused_at(surface, &body), here, "{body}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn each_surface_names_its_bounds() {
