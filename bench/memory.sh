@@ -8,6 +8,7 @@
 #   BACKEND=postgres DB_MAX_CONNECTIONS=8 bash bench/memory.sh
 #   VOUCHERD_BIN=path/to/voucherd bash bench/memory.sh    # another build
 #   ENV='_RJEM_MALLOC_CONF=dirty_decay_ms:1000' bash bench/memory.sh   # an allocator setting
+#   SMAPS=1 bash bench/memory.sh                  # also each phase's largest mappings by RSS
 #   WRAP='heaptrack -o target/heap' VOUCHERD_BIN=... bash bench/memory.sh   # a heap profile
 #     (heaptrack sees only the system allocator: build without the jemalloc global allocator)
 #
@@ -47,6 +48,13 @@ phase() {
     /^Threads/ { threads = $2 }
     END { printf "%-12s RSS %6.1f MB   peak %6.1f MB   anonymous %6.1f MB   file %6.1f MB   threads %d\n",
       phase, rss / 1024, hwm / 1024, anon / 1024, file / 1024, threads }' "/proc/$VPID/status"
+  if [ "${SMAPS:-0}" = 1 ]; then
+    # Resident KB per mapping (anonymous ones named by their address range), largest first.
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon " $1 "]" : $6) }
+         /^Rss:/ { rss[name] += $2 }
+         END { for (n in rss) if (rss[n] >= 1024) printf "    %8.1f MB  %s\n", rss[n] / 1024, n }' \
+      "/proc/$VPID/smaps" | sort -rn | head -n 12
+  fi
 }
 phase start
 bench_vouchers 50 "$WORK/mail" > "$WORK/keys"
