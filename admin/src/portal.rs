@@ -1020,7 +1020,7 @@ fn usage_view(usage: &[UsageView], keys: &[KeyView]) -> (Vec<Value>, Value) {
         let cost = u.cost.micros();
         *by_day.entry(u.created_at.0.date()).or_default() += cost;
         *by_model.entry(&u.model).or_default() += cost;
-        let row = by_key.entry((&u.key_id, &u.model)).or_default();
+        let row = by_key.entry((u.key_id.as_str(), &u.model)).or_default();
         row.0 += 1;
         row.1 += u.prompt_tokens;
         row.2 += u.completion_tokens;

@@ -11,6 +11,7 @@ use voucherd_domain::ledger::{Totals, TransferCode};
 use voucherd_domain::money::{Amount, Money};
 use voucherd_domain::ownership::Ownership;
 use voucherd_domain::schema;
+use voucherd_domain::ApiKeyId;
 use voucherd_domain::{
     AccountStatus, ApplicationId, KeyMode, KeyStatus, VoucherId, VoucherState, VoucherStatus,
 };
@@ -648,7 +649,7 @@ pub fn key_status(k: &ApiKeyRow) -> KeyStatus {
 #[schema(as = ApiKey)]
 pub struct KeyView {
     /// Time-ordered UUID (v7).
-    pub id: String,
+    pub id: ApiKeyId,
     pub voucher_id: VoucherId,
     pub name: String,
     /// The key's first 12 characters, to tell keys apart.
@@ -675,7 +676,7 @@ pub struct KeyView {
     pub expires_at: Option<Timestamp>,
     /// The id of the key that replaced this one, once rotated.
     #[schema(required)]
-    pub rotated_to: Option<String>,
+    pub rotated_to: Option<ApiKeyId>,
     pub created_at: Timestamp,
     #[schema(required)]
     pub last_used_at: Option<Timestamp>,
@@ -754,7 +755,7 @@ pub struct UsageView {
     pub id: String,
     /// The metered request's billing id.
     pub request_id: String,
-    pub key_id: String,
+    pub key_id: ApiKeyId,
     pub model: String,
     pub prompt_tokens: i64,
     pub cached_prompt_tokens: i64,

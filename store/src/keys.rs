@@ -6,13 +6,13 @@ use crate::schema::{api_keys, vouchers};
 use crate::vouchers::VoucherRow;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use voucherd_domain::UserId;
 use voucherd_domain::VoucherId;
+use voucherd_domain::{ApiKeyId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKeyRow {
-    pub id: String,
+    pub id: ApiKeyId,
     pub voucher_id: VoucherId,
     pub name: String,
     /// The first characters of the key, shown so its owner can tell keys apart.
@@ -33,7 +33,7 @@ pub struct ApiKeyRow {
     pub monthly_spend_cap: Option<i64>,
     pub expires_at: Option<NaiveDateTime>,
     /// Set on a key that was rotated: the key that replaced it.
-    pub rotated_to: Option<String>,
+    pub rotated_to: Option<ApiKeyId>,
     /// Set when the programme suspended the key (usage above its holds past the threshold).
     pub suspended_at: Option<NaiveDateTime>,
     pub suspension_reason: Option<String>,
@@ -78,7 +78,7 @@ impl Store {
     /// so nothing is doubled. A key rotates once; revoked keys do not rotate.
     pub async fn rotate_key(
         &self,
-        old_id: String,
+        old_id: ApiKeyId,
         new: ApiKeyRow,
         old_valid_until: NaiveDateTime,
         actor_id: UserId,
@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Revokes a key once; revoking it again changes nothing and reports `false`.
-    pub async fn revoke_key(&self, id: String, actor_id: UserId) -> StoreResult<bool> {
+    pub async fn revoke_key(&self, id: ApiKeyId, actor_id: UserId) -> StoreResult<bool> {
         self.write(move |c| {
             let changed = diesel::update(
                 api_keys::table

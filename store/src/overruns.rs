@@ -12,8 +12,8 @@ use crate::schema::{api_keys, usage_records, vouchers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::money::format_micros;
-use voucherd_domain::UserId;
 use voucherd_domain::VoucherId;
+use voucherd_domain::{ApiKeyId, UserId};
 
 /// Overrun rows read at most for the summary (they are rare: each is a missed bound).
 const SUMMARY_ROWS_MAX: i64 = 100_000;
@@ -21,7 +21,7 @@ const SUMMARY_ROWS_MAX: i64 = 100_000;
 /// One overrun, as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Overrun {
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     pub model: String,
     pub overrun_micros: i64,
     pub at: NaiveDateTime,
@@ -30,7 +30,7 @@ pub struct Overrun {
 /// Overrun of one key on one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyModelOverrun {
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     pub key_name: String,
     pub key_prefix: String,
     pub voucher_id: VoucherId,
@@ -88,7 +88,7 @@ impl Store {
                 .find(&voucher_id)
                 .select(vouchers::company_number)
                 .first(c)?;
-            let total = key_total(c, &o.api_key_id)?;
+            let total = key_total(c, o.api_key_id.as_str())?;
             let suspend =
                 total > threshold_micros && suspended_at.is_none() && revoked_at.is_none();
             let suspended = suspend && suspend_key(c, &o, total, threshold_micros)?;
@@ -160,7 +160,7 @@ impl Store {
                     .select(vouchers::company_number)
                     .first(c)?;
                 out.push(KeyModelOverrun {
-                    api_key_id: key,
+                    api_key_id: key.into(),
                     key_name: name,
                     key_prefix: prefix,
                     voucher_id,
@@ -185,7 +185,7 @@ impl Store {
     /// Lifts a key's suspension (an administrator's decision, audited with its reason).
     pub async fn reinstate_key(
         &self,
-        api_key_id: String,
+        api_key_id: ApiKeyId,
         actor_id: UserId,
         reason: String,
     ) -> StoreResult<()> {

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::UserId;
-use voucherd_domain::{Money, VoucherId};
+use voucherd_domain::{ApiKeyId, Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = usage_records)]
@@ -22,7 +22,7 @@ pub struct UsageRow {
     pub id: String,
     pub request_id: String,
     pub voucher_id: VoucherId,
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     pub model: String,
     pub price_id: String,
     pub input_per_million: i64,
@@ -69,7 +69,7 @@ pub fn programme_funded(debit_account_id: &str) -> bool {
 /// A key's monthly spend cap, counted against for one request.
 #[derive(Debug, Clone)]
 pub struct KeyCap {
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     /// Calendar month, `YYYY-MM`.
     pub month: String,
     pub cap_micros: i64,
@@ -340,7 +340,7 @@ impl Store {
     /// What a capped key has spent in `month` (`YYYY-MM`), in micros.
     pub async fn key_month_spend(
         &self,
-        api_key_id: String,
+        api_key_id: ApiKeyId,
         month: String,
     ) -> StoreResult<(i64, i64)> {
         self.read(move |c| {
@@ -527,7 +527,7 @@ fn batch_rows<'a>(rows: &'a [UsageRow], touch: &[&str], own_money: &[&str]) -> V
             id: &r.id,
             request_id: &r.request_id,
             voucher_id: r.voucher_id.as_str(),
-            api_key_id: &r.api_key_id,
+            api_key_id: r.api_key_id.as_str(),
             model: &r.model,
             price_id: &r.price_id,
             input_per_million: r.input_per_million,

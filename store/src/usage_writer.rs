@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, O
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
+use voucherd_domain::ApiKeyId;
 
 /// Usage rows written in one transaction at most.
 const BATCH_ROWS: usize = 1024;
@@ -180,7 +181,7 @@ impl UsageWriter {
 struct Thread {
     store: Store,
     conn: Option<diesel::r2d2::PooledConnection<Manager>>,
-    touched: HashMap<String, Instant>,
+    touched: HashMap<ApiKeyId, Instant>,
     expected: Arc<AtomicUsize>,
     linger: Duration,
     shared: Arc<Shared>,
@@ -237,7 +238,7 @@ impl Thread {
             rows.push(e.row);
             waiters.push(e.done);
         }
-        let mut touch: Vec<String> = Vec::new();
+        let mut touch: Vec<ApiKeyId> = Vec::new();
         for r in &rows {
             let due = self
                 .touched
@@ -280,7 +281,7 @@ impl Thread {
     fn write(
         &mut self,
         rows: &[UsageRow],
-        touch: &[String],
+        touch: &[ApiKeyId],
         own_money: &[String],
     ) -> StoreResult<()> {
         let conn = match self.conn.as_mut() {
@@ -288,7 +289,7 @@ impl Thread {
             None => self.conn.insert(self.store.hold_connection()?),
         };
         let conn: &mut DbConn = conn;
-        let touch: Vec<&str> = touch.iter().map(String::as_str).collect();
+        let touch: Vec<&str> = touch.iter().map(ApiKeyId::as_str).collect();
         let own: Vec<&str> = own_money.iter().map(String::as_str).collect();
         // One statement, a transaction by itself: no BEGIN and COMMIT around it.
         self.store

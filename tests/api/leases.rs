@@ -167,7 +167,7 @@ impl Stored {
             id: uuid::Uuid::now_v7().to_string(),
             request_id: format!("{hold}-{n}"),
             voucher_id: self.voucher.id.clone(),
-            api_key_id: self.key_id.clone(),
+            api_key_id: self.key_id.clone().into(),
             model: self.price.model.clone(),
             price_id: self.price.id.clone(),
             input_per_million: self.price.input_per_million,

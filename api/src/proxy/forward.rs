@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::Instrument;
 use voucherd_domain::money::format_micros;
 use voucherd_domain::pricing::TokenUsage;
-use voucherd_domain::{ApiKeyId, ProxyErrorCode, ProxyErrorType};
+use voucherd_domain::{ProxyErrorCode, ProxyErrorType};
 use voucherd_store::idempotency::{Claim, IdempotencySlot, KeptAnswer};
 
 /// The longest single SSE event accepted from the upstream.
@@ -86,7 +86,7 @@ async fn proxy(
                 - chrono::Duration::milliseconds(i64::try_from(stale_ms).unwrap_or(i64::MAX / 2));
             let hash = crate::keys::hash_bytes(&raw);
             let slot = IdempotencySlot {
-                api_key_id: ApiKeyId::new(cached.0.id.clone()),
+                api_key_id: cached.0.id.clone(),
                 key: k,
             };
             match state

@@ -73,6 +73,6 @@ impl TtlCache<CachedKey> {
 
     /// Forgets a key at once (it was revoked or rotated here).
     pub fn forget(&self, key_id: &str) {
-        self.forget_where(|k| k.0.id == key_id);
+        self.forget_where(|k| k.0.id == *key_id);
     }
 }

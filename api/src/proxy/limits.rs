@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use voucherd_domain::ApiKeyId;
 use voucherd_store::keys::ApiKeyRow;
 
 struct KeyRate {
@@ -20,8 +21,8 @@ struct KeyRate {
 
 #[derive(Default)]
 pub struct Limits {
-    rates: Mutex<HashMap<String, Arc<KeyRate>>>,
-    concurrency: Mutex<HashMap<String, (i32, Arc<Semaphore>)>>,
+    rates: Mutex<HashMap<ApiKeyId, Arc<KeyRate>>>,
+    concurrency: Mutex<HashMap<ApiKeyId, (i32, Arc<Semaphore>)>>,
 }
 
 fn per_minute(n: i32) -> Option<DefaultDirectRateLimiter> {

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use actix_web::HttpRequest;
 use tokio::sync::OwnedSemaphorePermit;
 use voucherd_domain::pricing::{PriceRates, TokenUsage};
-use voucherd_domain::{KeyMode, Money, VoucherId, VoucherState};
+use voucherd_domain::{ApiKeyId, KeyMode, Money, VoucherId, VoucherState};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::prices::PriceRow;
 use voucherd_store::usage::KeyCap;
@@ -85,7 +85,7 @@ fn awaiting_contribution() -> ProxyError {
 
 /// An admitted request: its hold and everything needed to settle it.
 pub struct Admitted {
-    pub key_id: String,
+    pub key_id: ApiKeyId,
     pub voucher_id: VoucherId,
     pub model: String,
     pub price: PriceRow,
@@ -579,7 +579,7 @@ impl Admitted {
             Ok(n) if n.suspended => {
                 tracing::warn!(key_id = %self.key_id, total_micros = n.key_total_micros,
                     "key suspended: usage above its holds passed the threshold");
-                state.key_cache.forget(&self.key_id);
+                state.key_cache.forget(self.key_id.as_str());
             }
             Ok(_) => {}
             Err(e) => {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 use voucherd_domain::money::Amount;
-use voucherd_domain::{JobTrigger, NotificationStatus, RunOutcome};
+use voucherd_domain::{ApiKeyId, JobTrigger, NotificationStatus, RunOutcome};
 use voucherd_store::ledger::Difference;
 
 fn json_text(text: &str) -> serde_json::Value {
@@ -209,7 +209,7 @@ pub async fn outbox(state: &AppState, q: OutboxQuery) -> Result<Vec<Notification
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = KeyModelOverrun)]
 pub struct OverrunView {
-    pub api_key_id: String,
+    pub api_key_id: ApiKeyId,
     pub key_name: String,
     pub key_prefix: String,
     pub key_suspended: bool,
@@ -276,7 +276,7 @@ pub async fn reinstate_key(
 ) -> Result<KeyView, ApiError> {
     state
         .store
-        .reinstate_key(id.to_string(), user.id.clone(), body.reason.into_inner())
+        .reinstate_key(ApiKeyId::new(id), user.id.clone(), body.reason.into_inner())
         .await?;
     // At once here; other instances within their key cache's time to live.
     state.key_cache.forget(id);

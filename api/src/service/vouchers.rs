@@ -374,7 +374,7 @@ pub async fn rotate_key(
             ),
             other => other.into(),
         })?;
-    state.key_cache.forget(&old.id);
+    state.key_cache.forget(old.id.as_str());
     Ok(NewKeyView {
         view: KeyView::new(&row),
         key: minted.secret,
@@ -402,7 +402,7 @@ pub async fn revoke_key(state: &AppState, user: &AuthUser, key_id: &str) -> Resu
         .revoke_key(k.id.clone(), user.id.clone())
         .await?;
     // Here at once; other instances within their key cache's time to live.
-    state.key_cache.forget(&k.id);
+    state.key_cache.forget(k.id.as_str());
     Ok(())
 }
 
