@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// A key with the voucher it spends.
-    pub async fn key(&self, id: String) -> StoreResult<(ApiKeyRow, VoucherRow)> {
+    pub async fn key(&self, id: ApiKeyId) -> StoreResult<(ApiKeyRow, VoucherRow)> {
         self.read(move |c| {
             api_keys::table
                 .inner_join(vouchers::table)
@@ -212,7 +212,7 @@ impl Store {
         .await
     }
 
-    pub async fn touch_key(&self, id: String, at: NaiveDateTime) -> StoreResult<()> {
+    pub async fn touch_key(&self, id: ApiKeyId, at: NaiveDateTime) -> StoreResult<()> {
         self.write(move |c| {
             diesel::update(api_keys::table.filter(api_keys::id.eq(id)))
                 .set(api_keys::last_used_at.eq(Some(at)))

@@ -51,7 +51,7 @@ pub struct Noted {
     pub suspended: bool,
 }
 
-fn key_total(c: &mut DbConn, api_key_id: &str) -> StoreResult<i64> {
+fn key_total(c: &mut DbConn, api_key_id: &ApiKeyId) -> StoreResult<i64> {
     // Summed here rather than in SQL: SUM of a BIGINT is NUMERIC on PostgreSQL. The partial
     // index on overrun rows keeps this read small.
     let amounts: Vec<i64> = usage_records::table
@@ -88,7 +88,7 @@ impl Store {
                 .find(&voucher_id)
                 .select(vouchers::company_number)
                 .first(c)?;
-            let total = key_total(c, o.api_key_id.as_str())?;
+            let total = key_total(c, &o.api_key_id)?;
             let suspend =
                 total > threshold_micros && suspended_at.is_none() && revoked_at.is_none();
             let suspended = suspend && suspend_key(c, &o, total, threshold_micros)?;

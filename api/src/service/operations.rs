@@ -280,6 +280,6 @@ pub async fn reinstate_key(
         .await?;
     // At once here; other instances within their key cache's time to live.
     state.key_cache.forget(id);
-    let (k, _) = state.store.key(id.to_string()).await?;
+    let (k, _) = state.store.key(ApiKeyId::new(id)).await?;
     Ok(KeyView::new(&k))
 }

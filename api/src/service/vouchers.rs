@@ -15,7 +15,7 @@ use serde::Deserialize;
 use validator::Validate;
 use voucherd_domain::money::Amount;
 use voucherd_domain::ErrorCode;
-use voucherd_domain::{KeyMode, Money, VoucherId, VoucherStatus};
+use voucherd_domain::{ApiKeyId, KeyMode, Money, VoucherId, VoucherStatus};
 use voucherd_store::keys::ApiKeyRow;
 use voucherd_store::ledger::AccountRow;
 use voucherd_store::vouchers::{VoucherFilter, VoucherRow};
@@ -343,7 +343,7 @@ pub async fn rotate_key(
     key_id: &str,
     body: RotateKeyRequest,
 ) -> Result<NewKeyView, ApiError> {
-    let (old, v) = state.store.key(key_id.to_string()).await?;
+    let (old, v) = state.store.key(ApiKeyId::new(key_id)).await?;
     if v.owner_id != user.id {
         return Err(ApiError::NotFound("key"));
     }
@@ -393,7 +393,7 @@ pub async fn list_keys(
 
 /// Revokes a key. Repeating it is harmless and records nothing new.
 pub async fn revoke_key(state: &AppState, user: &AuthUser, key_id: &str) -> Result<(), ApiError> {
-    let (k, v) = state.store.key(key_id.to_string()).await?;
+    let (k, v) = state.store.key(ApiKeyId::new(key_id)).await?;
     if !user.is_admin() && v.owner_id != user.id {
         return Err(ApiError::NotFound("key"));
     }
