@@ -84,7 +84,7 @@ pub struct Report {
 pub struct Figures {
     pub applications: ApplicationFigures,
     /// Days from application to decision of the decisions made in the period (two decimals);
-    /// null when none.
+    /// each figure is null when there was no decision.
     #[schema(required = false)]
     pub decision_days: DecisionDays,
     /// Every budget line; allocated, spent and remaining as at the report's making, and what
@@ -141,7 +141,7 @@ pub struct DecisionHours {
 }
 
 /// Days from application to decision of the decisions made in the period (two decimals);
-/// null when none.
+/// each figure is null when there was no decision.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = ReportDecisionDays)]
 pub struct DecisionDays {

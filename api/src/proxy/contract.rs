@@ -4,8 +4,13 @@
 //! as `ChatCompletionRequest`, `ResponseRequest` and `EmbeddingRequest`, so the document cannot
 //! accept a field the proxy refuses, or refuse one it forwards.
 //!
-//! What a schema cannot say is left to the operation's prose: a `null` value counts as absent
-//! (the schemas leave it out), and `service_tier: auto` and `store` are rewritten, not refused.
+//! What the schemas leave to the operation's prose: a `null` value counts as absent (only the
+//! output limits and `n` show it); `service_tier: auto` is forwarded as `default`; Chat's
+//! `store: true` is refused unless the programme allows provider storage, and the Responses
+//! API's `store` is forwarded as `false` unless it does. Two points are stricter than the
+//! checker, in the direction a client can always meet: an input item without `type` shows
+//! `role` as required even when it says `type: message`, and a whole number written as `1.0`
+//! is an integer to JSON Schema though the proxy refuses it.
 
 use super::allowlist::{self, Field, Kinds, Rule, Shape};
 use super::surface::{Read, Surface};
