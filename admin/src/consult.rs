@@ -791,7 +791,11 @@ impl RuleAnswers {
                 .unwrap_or_default(),
             university_spin_off: c.university_spin_off,
             first_time_applicant: c.first_time_applicant,
-            budget_line_id: r.budget_line_id.clone().unwrap_or_default(),
+            budget_line_id: r
+                .budget_line_id
+                .as_ref()
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
             active: r.active,
             ..RuleAnswers::blank()
         };
@@ -1075,10 +1079,10 @@ fn rule_rows(
     typed_lines: &[BudgetLineView],
     matches: &HashMap<String, Vec<String>>,
 ) -> Vec<Value> {
-    let line_name = |id: &Option<String>| {
+    let line_name = |id: &Option<voucherd_domain::BudgetLineId>| {
         typed_lines
             .iter()
-            .find(|l| id.as_deref() == Some(l.id.as_str()))
+            .find(|l| id.as_ref() == Some(&l.id))
             .map(|l| format!("{} ({})", l.name, l.financial_year))
     };
     typed_rules
@@ -1167,7 +1171,7 @@ fn rule_choices(
     let mut line_options = vec![Choice::new("", "The programme fund", chosen.is_empty())];
     line_options.extend(lines.iter().map(|l| {
         Choice::new(
-            &l.id,
+            l.id.as_str(),
             format!("{} ({})", l.name, l.financial_year),
             l.id == chosen,
         )

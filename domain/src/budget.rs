@@ -2,7 +2,7 @@
 //! financial year (1 April – 31 March), optionally targeted at regions, SIC sections and size
 //! bands. An approval draws from the most specific line that matches the organisation.
 
-use crate::Region;
+use crate::{BudgetLineId, Region};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeSet;
@@ -193,10 +193,10 @@ impl Targeting {
 /// organisation, the most specific first (ties to the first listed). Lines are
 /// `(id, year, targeting)`.
 pub fn choose_line<'a>(
-    lines: &'a [(String, FinancialYear, Targeting)],
+    lines: &'a [(BudgetLineId, FinancialYear, Targeting)],
     year: FinancialYear,
     o: &Organisation,
-) -> Option<&'a str> {
+) -> Option<&'a BudgetLineId> {
     lines
         .iter()
         .filter(|(_, y, t)| *y == year && t.matches(o))
@@ -206,13 +206,13 @@ pub fn choose_line<'a>(
                 // max_by keeps the last of equals: reverse the order so the first listed wins.
                 .then(std::cmp::Ordering::Greater)
         })
-        .map(|(id, _, _)| id.as_str())
+        .map(|(id, _, _)| id)
 }
 
 /// A line a bonus could be paid from: its id, year, targeting and what it has available.
 #[derive(Debug, Clone)]
 pub struct LineBalance {
-    pub id: String,
+    pub id: BudgetLineId,
     pub year: FinancialYear,
     pub targeting: Targeting,
     pub available_micros: i64,
@@ -225,15 +225,15 @@ pub struct LineBalance {
 /// does not match is never chosen, whatever it holds.
 pub fn choose_bonus_line<'a>(
     lines: &'a [LineBalance],
-    preferred: &[&str],
+    preferred: &[&BudgetLineId],
     year: FinancialYear,
     o: &Organisation,
     amount_micros: i64,
-) -> Option<&'a str> {
+) -> Option<&'a BudgetLineId> {
     let usable = |l: &&LineBalance| l.targeting.matches(o) && l.available_micros >= amount_micros;
     for id in preferred {
-        if let Some(l) = lines.iter().filter(usable).find(|l| l.id == *id) {
-            return Some(l.id.as_str());
+        if let Some(l) = lines.iter().filter(usable).find(|l| l.id == **id) {
+            return Some(&l.id);
         }
     }
     lines
@@ -247,7 +247,7 @@ pub fn choose_bonus_line<'a>(
                 // max_by keeps the last of equals: reverse the order so the first listed wins.
                 .then(std::cmp::Ordering::Greater)
         })
-        .map(|l| l.id.as_str())
+        .map(|l| &l.id)
 }
 
 #[cfg(test)]
@@ -299,9 +299,9 @@ mod tests {
             ..north_east.clone()
         };
         let lines = vec![
-            ("general".to_string(), fy, general),
-            ("ne".to_string(), fy, north_east),
-            ("ne-micro".to_string(), fy, ne_micro),
+            (BudgetLineId::new("general"), fy, general),
+            (BudgetLineId::new("ne"), fy, north_east),
+            (BudgetLineId::new("ne-micro"), fy, ne_micro),
         ];
         let org = |region: &str, band| Organisation {
             region: region.parse().unwrap(),
@@ -309,20 +309,20 @@ mod tests {
             size_band: band,
         };
         assert_eq!(
-            choose_line(&lines, fy, &org("north_east", SizeBand::Micro)),
+            choose_line(&lines, fy, &org("north_east", SizeBand::Micro)).map(BudgetLineId::as_str),
             Some("ne-micro")
         );
         assert_eq!(
-            choose_line(&lines, fy, &org("north_east", SizeBand::Small)),
+            choose_line(&lines, fy, &org("north_east", SizeBand::Small)).map(BudgetLineId::as_str),
             Some("ne")
         );
         assert_eq!(
-            choose_line(&lines, fy, &org("london", SizeBand::Small)),
+            choose_line(&lines, fy, &org("london", SizeBand::Small)).map(BudgetLineId::as_str),
             Some("general")
         );
         let next = FinancialYear::parse("2027/28").unwrap();
         assert_eq!(
-            choose_line(&lines, next, &org("london", SizeBand::Small)),
+            choose_line(&lines, next, &org("london", SizeBand::Small)).map(BudgetLineId::as_str),
             None
         );
     }
@@ -334,7 +334,7 @@ mod tests {
             ..Default::default()
         };
         let line = |id: &str, t: Targeting, available_micros: i64| LineBalance {
-            id: id.into(),
+            id: BudgetLineId::new(id),
             year: fy,
             targeting: t,
             available_micros,
@@ -351,25 +351,44 @@ mod tests {
         ];
         // The rule names the North East line: not for a Yorkshire company.
         assert_eq!(
-            choose_bonus_line(&lines, &["ne", "yh"], fy, &yorkshire, 100),
+            choose_bonus_line(
+                &lines,
+                &[&BudgetLineId::new("ne"), &BudgetLineId::new("yh")],
+                fy,
+                &yorkshire,
+                100
+            )
+            .map(BudgetLineId::as_str),
             Some("yh")
         );
         // The voucher's own line is short: the most specific other matching line.
         assert_eq!(
-            choose_bonus_line(&lines, &["ne", "yh"], fy, &yorkshire, 101),
+            choose_bonus_line(
+                &lines,
+                &[&BudgetLineId::new("ne"), &BudgetLineId::new("yh")],
+                fy,
+                &yorkshire,
+                101
+            )
+            .map(BudgetLineId::as_str),
             Some("general")
         );
         // Only lines it does not match have money: the fund.
         let only_ne = vec![line("ne", region("north_east"), 1_000)];
         assert_eq!(
-            choose_bonus_line(&only_ne, &["ne"], fy, &yorkshire, 1),
+            choose_bonus_line(&only_ne, &[&BudgetLineId::new("ne")], fy, &yorkshire, 1)
+                .map(BudgetLineId::as_str),
             None
         );
         // Another year's lines are used only when named.
         let next = FinancialYear::parse("2027/28").unwrap();
-        assert_eq!(choose_bonus_line(&lines, &[], next, &yorkshire, 1), None);
         assert_eq!(
-            choose_bonus_line(&lines, &["yh"], next, &yorkshire, 1),
+            choose_bonus_line(&lines, &[], next, &yorkshire, 1).map(BudgetLineId::as_str),
+            None
+        );
+        assert_eq!(
+            choose_bonus_line(&lines, &[&BudgetLineId::new("yh")], next, &yorkshire, 1)
+                .map(BudgetLineId::as_str),
             Some("yh")
         );
     }

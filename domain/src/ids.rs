@@ -98,6 +98,11 @@ text_id! {
 }
 
 text_id! {
+    /// A budget line's id: a part of the programme fund, by financial year and target group.
+    pub struct BudgetLineId;
+}
+
+text_id! {
     /// A payment's id (a top-up or a co-funding contribution through Stripe).
     pub struct PaymentId;
 }

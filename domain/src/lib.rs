@@ -28,7 +28,9 @@ pub mod uk_time;
 
 pub use codes::{ErrorCode, ProxyErrorCode, ProxyErrorType};
 pub use company::{CompanyNumber, CompanyNumberInput};
-pub use ids::{ApiKeyId, ApplicationId, ChallengeId, EntryId, PaymentId, UserId, VoucherId};
+pub use ids::{
+    ApiKeyId, ApplicationId, BudgetLineId, ChallengeId, EntryId, PaymentId, UserId, VoucherId,
+};
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};
 pub use region::{Region, RegionInput};

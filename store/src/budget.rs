@@ -12,12 +12,12 @@ use diesel::prelude::*;
 use voucherd_domain::budget::{self, FinancialYear, Organisation, Targeting};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
 use voucherd_domain::Money;
-use voucherd_domain::UserId;
+use voucherd_domain::{BudgetLineId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = budget_lines)]
 pub struct BudgetLineRow {
-    pub id: String,
+    pub id: BudgetLineId,
     pub name: String,
     pub financial_year: String,
     pub targeting: String,
@@ -55,10 +55,10 @@ pub struct LineFigures {
 #[derive(Debug, Clone)]
 pub enum Pot {
     Fund,
-    Line(String),
+    Line(BudgetLineId),
 }
 
-fn line(c: &mut DbConn, id: &str) -> StoreResult<BudgetLineRow> {
+fn line(c: &mut DbConn, id: &BudgetLineId) -> StoreResult<BudgetLineRow> {
     budget_lines::table
         .find(id)
         .select(BudgetLineRow::as_select())
@@ -130,7 +130,7 @@ pub(crate) fn line_for(
     if rows.is_empty() {
         return Ok(None);
     }
-    let lines: Vec<(String, FinancialYear, Targeting)> = rows
+    let lines: Vec<(BudgetLineId, FinancialYear, Targeting)> = rows
         .iter()
         .map(|r| (r.id.clone(), year, r.targeting()))
         .collect();
@@ -140,7 +140,7 @@ pub(crate) fn line_for(
                 "no budget line of {year} covers this organisation (region, sector or size)"
             ))
         })?
-        .to_string();
+        .clone();
     Ok(rows.into_iter().find(|r| r.id == chosen))
 }
 
@@ -353,7 +353,7 @@ impl Store {
             move_money(c, &id, &from, &to, amount, &reason)?;
             let side = |p: &Pot| match p {
                 Pot::Fund => "programme_fund".to_string(),
-                Pot::Line(l) => l.clone(),
+                Pot::Line(l) => l.to_string(),
             };
             audit::record(
                 c,

@@ -18,7 +18,7 @@ use voucherd_domain::eligibility::MfaCheck;
 use voucherd_domain::incentive::{Condition, Effect, Rule, Trigger};
 use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::UserId;
-use voucherd_domain::{ApplicationId, Money, VoucherId};
+use voucherd_domain::{ApplicationId, BudgetLineId, Money, VoucherId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = incentive_rules)]
@@ -29,7 +29,7 @@ pub struct RuleRow {
     pub name: String,
     pub condition_json: String,
     pub effect_json: String,
-    pub budget_line_id: Option<String>,
+    pub budget_line_id: Option<voucherd_domain::BudgetLineId>,
     pub active: bool,
     pub created_by: UserId,
     pub created_at: NaiveDateTime,
@@ -103,7 +103,7 @@ fn latest_version(c: &mut DbConn, key: &str) -> StoreResult<Option<RuleRow>> {
 fn bonus_source(
     c: &mut DbConn,
     v: &VoucherRow,
-    rule_line: Option<&str>,
+    rule_line: Option<&BudgetLineId>,
     at: NaiveDateTime,
     amount: Money,
 ) -> StoreResult<String> {
@@ -114,9 +114,9 @@ fn bonus_source(
     let organisation = crate::applications::organisation(&app)?;
     let lines = crate::budget::balances(c)?;
     let balances: Vec<budget::LineBalance> = lines.iter().map(|(_, b)| b.clone()).collect();
-    let preferred: Vec<&str> = rule_line
+    let preferred: Vec<&BudgetLineId> = rule_line
         .into_iter()
-        .chain(v.budget_line_id.as_deref())
+        .chain(v.budget_line_id.as_ref())
         .collect();
     let chosen = budget::choose_bonus_line(
         &balances,
@@ -128,7 +128,7 @@ fn bonus_source(
     Ok(match chosen {
         Some(id) => lines
             .iter()
-            .find(|(r, _)| r.id == id)
+            .find(|(r, _)| r.id == *id)
             .map(|(r, _)| r.account_id.clone())
             .ok_or_else(|| StoreError::Invariant(format!("budget line {id} vanished")))?,
         None => PROGRAMME_FUND.to_string(),
@@ -440,7 +440,7 @@ fn pay_milestone(
 ) -> StoreResult<()> {
     let amount =
         Money::from_micros(applied.amount).map_err(|e| StoreError::Invariant(e.to_string()))?;
-    let source = bonus_source(c, v, rule.budget_line_id.as_deref(), at, amount)?;
+    let source = bonus_source(c, v, rule.budget_line_id.as_ref(), at, amount)?;
     ledger::transfer(
         c,
         &TransferRequest {

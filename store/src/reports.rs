@@ -80,7 +80,7 @@ pub struct VoucherFact {
     pub credits_posted: i64,
     pub debits_posted: i64,
     pub debits_pending: i64,
-    pub budget_line_id: Option<String>,
+    pub budget_line_id: Option<voucherd_domain::BudgetLineId>,
 }
 
 /// A budget line's figures for a report: allocated, spent and remaining as at the report's
@@ -159,7 +159,11 @@ fn budget_facts(
         .load(c)?;
     let line_of: BTreeMap<&str, &str> = vouchers
         .iter()
-        .filter_map(|v| v.budget_line_id.as_deref().map(|l| (v.id.as_str(), l)))
+        .filter_map(|v| {
+            v.budget_line_id
+                .as_ref()
+                .map(|l| (v.id.as_str(), l.as_str()))
+        })
         .collect();
     let mut spent_in_period: BTreeMap<&str, i64> = BTreeMap::new();
     for r in rollups {

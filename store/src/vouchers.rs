@@ -44,7 +44,7 @@ pub struct VoucherRow {
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     /// The budget line it was granted from.
-    pub budget_line_id: Option<String>,
+    pub budget_line_id: Option<voucherd_domain::BudgetLineId>,
     /// The SME's co-funding share (0 when the programme asks for none).
     pub contribution_micros: i64,
     /// When the share was paid; a co-funded voucher spends only once it is.

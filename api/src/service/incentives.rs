@@ -51,7 +51,7 @@ pub struct RuleView {
     pub effect: Effect,
     /// Where milestone bonuses are paid from; null means the programme fund.
     #[schema(required)]
-    pub budget_line_id: Option<String>,
+    pub budget_line_id: Option<voucherd_domain::BudgetLineId>,
     pub active: bool,
     pub created_at: Timestamp,
 }
@@ -100,7 +100,7 @@ fn row(key: String, body: RuleRequest, user: &AuthUser) -> Result<RuleRow, ApiEr
         name: body.name.trim().to_string(),
         condition_json: json(serde_json::to_string(&body.condition))?,
         effect_json: json(serde_json::to_string(&body.effect))?,
-        budget_line_id: body.budget_line_id,
+        budget_line_id: body.budget_line_id.map(voucherd_domain::BudgetLineId::from),
         active: body.active,
         created_by: user.id.clone(),
         created_at: voucherd_store::now(),

@@ -371,7 +371,7 @@ pub struct BudgetLineRequest {
 #[schema(as = BudgetLine)]
 pub struct BudgetLineView {
     /// Time-ordered UUID (v7).
-    pub id: String,
+    pub id: voucherd_domain::BudgetLineId,
     pub name: String,
     #[schema(value_type = FinancialYear)]
     pub financial_year: String,
@@ -428,7 +428,7 @@ pub async fn create_line(
     let id = uuid::Uuid::now_v7().to_string();
     let row = BudgetLineRow {
         account_id: format!("line-{id}"),
-        id,
+        id: id.into(),
         name,
         financial_year: body.financial_year.to_string(),
         targeting: serde_json::to_string(&targeting)
@@ -494,7 +494,7 @@ fn pot(s: &str) -> Pot {
     if s == FUND {
         Pot::Fund
     } else {
-        Pot::Line(s.to_string())
+        Pot::Line(voucherd_domain::BudgetLineId::new(s))
     }
 }
 
