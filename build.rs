@@ -3,7 +3,7 @@
 //! loader must adjust at start-up; this one has about 131,000 (3 MB), which the loader reads
 //! once and which then stay resident as part of the file's mapping. Packed, they take 41 KB.
 //! Measured with `bash bench/memory.sh`: 2-3 MB less resident from start-up on
-//! (docs/OPERATIONS.md, "Memory").
+//! (docs/OPERATIONS.md, "Performance").
 //!
 //! Such an executable needs glibc 2.36 or later where it runs, as well as where it is built.
 //! To build one for an older system, set `VOUCHERD_PACK_RELOCS=0`.
