@@ -169,7 +169,7 @@ fn booking_row(b: &BookingView) -> BookingRow {
 /// A slot the adviser published, or an SME may book.
 #[derive(Serialize)]
 struct SlotRow {
-    id: String,
+    id: voucherd_domain::SlotId,
     when: String,
     length: String,
     tag: Tag,

@@ -103,6 +103,11 @@ text_id! {
 }
 
 text_id! {
+    /// A consulting slot's id: an adviser's time that a voucher may book.
+    pub struct SlotId;
+}
+
+text_id! {
     /// A payment's id (a top-up or a co-funding contribution through Stripe).
     pub struct PaymentId;
 }

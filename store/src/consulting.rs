@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use voucherd_domain::consulting::{self, Minutes};
 use voucherd_domain::ledger::{AccountKind, TransferCode};
-use voucherd_domain::{Money, VoucherId};
+use voucherd_domain::{Money, SlotId, VoucherId};
 use voucherd_domain::{SessionOutcome, UserId};
 
 pub const SOURCE: &str = "consulting-source";
@@ -26,7 +26,7 @@ const RECORD_WITHIN_DAYS: i64 = 30;
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = consulting_slots)]
 pub struct SlotRow {
-    pub id: String,
+    pub id: SlotId,
     pub adviser_id: UserId,
     pub starts_at: NaiveDateTime,
     pub ends_at: NaiveDateTime,
@@ -37,7 +37,7 @@ pub struct SlotRow {
 #[diesel(table_name = consulting_bookings)]
 pub struct BookingRow {
     pub id: String,
-    pub slot_id: String,
+    pub slot_id: SlotId,
     pub voucher_id: VoucherId,
     pub booked_by: UserId,
     pub minutes: i64,
@@ -101,7 +101,7 @@ pub(crate) fn grant_minutes(c: &mut DbConn, voucher_id: &VoucherId, m: Minutes) 
     Ok(())
 }
 
-fn slot(c: &mut DbConn, id: &str) -> StoreResult<SlotRow> {
+fn slot(c: &mut DbConn, id: &SlotId) -> StoreResult<SlotRow> {
     consulting_slots::table
         .find(id)
         .select(SlotRow::as_select())
@@ -206,7 +206,7 @@ impl Store {
     /// voucher's allowance. One slot, one booking; one upcoming booking per voucher.
     pub async fn book_slot(
         &self,
-        slot_id: String,
+        slot_id: SlotId,
         voucher_id: VoucherId,
         user_id: UserId,
         now: NaiveDateTime,

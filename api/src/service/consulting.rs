@@ -29,7 +29,7 @@ pub struct SlotRequest {
 #[schema(as = ConsultingSlot)]
 pub struct SlotView {
     /// Time-ordered UUID (v7).
-    pub id: String,
+    pub id: voucherd_domain::SlotId,
     /// The adviser giving the session.
     pub adviser_id: UserId,
     pub starts_at: Timestamp,
@@ -119,7 +119,7 @@ pub async fn create_slot(
     let row = state
         .store
         .create_slot(SlotRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: uuid::Uuid::now_v7().to_string().into(),
             adviser_id: user.id.clone(),
             starts_at,
             ends_at,
@@ -161,7 +161,7 @@ pub async fn book(
     let b = state
         .store
         .book_slot(
-            body.slot_id,
+            voucherd_domain::SlotId::new(body.slot_id),
             VoucherId::new(body.voucher_id),
             user.id.clone(),
             state.clock.now(),
