@@ -31,6 +31,12 @@ macro_rules! text_id {
             }
         }
 
+        impl From<&str> for $name {
+            fn from(id: &str) -> $name {
+                $name(id.to_string())
+            }
+        }
+
         /// An id read from a path or a form is text until it is looked up.
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
@@ -105,6 +111,12 @@ text_id! {
 text_id! {
     /// A consulting slot's id: an adviser's time that a voucher may book.
     pub struct SlotId;
+}
+
+text_id! {
+    /// A proxy instance's id: the process that opened a hold, whose holds are settled should
+    /// it stop beating.
+    pub struct InstanceId;
 }
 
 text_id! {

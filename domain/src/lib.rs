@@ -29,8 +29,8 @@ pub mod uk_time;
 pub use codes::{ErrorCode, ProxyErrorCode, ProxyErrorType};
 pub use company::{CompanyNumber, CompanyNumberInput};
 pub use ids::{
-    ApiKeyId, ApplicationId, BudgetLineId, ChallengeId, EntryId, PaymentId, SlotId, UserId,
-    VoucherId,
+    ApiKeyId, ApplicationId, BudgetLineId, ChallengeId, EntryId, InstanceId, PaymentId, SlotId,
+    UserId, VoucherId,
 };
 pub use money::Money;
 pub use reference::{Reference, ReferenceKind};

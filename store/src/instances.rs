@@ -11,9 +11,14 @@ use crate::error::StoreResult;
 use crate::schema::{instance_holds, proxy_instances, transfers};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use voucherd_domain::InstanceId;
 
 /// Registers `hold_id` as opened by `instance_id`, inside the transaction that opens it.
-pub(crate) fn register_hold(c: &mut DbConn, hold_id: &str, instance_id: &str) -> StoreResult<()> {
+pub(crate) fn register_hold(
+    c: &mut DbConn,
+    hold_id: &str,
+    instance_id: &InstanceId,
+) -> StoreResult<()> {
     diesel::insert_into(instance_holds::table)
         .values((
             instance_holds::hold_id.eq(hold_id),
@@ -50,7 +55,7 @@ pub(crate) fn forget_hold(c: &mut DbConn, hold_id: &str) -> StoreResult<()> {
 
 impl Store {
     /// Records that `instance_id` is alive at `at` (registering it on its first beat).
-    pub async fn heartbeat(&self, instance_id: String, at: NaiveDateTime) -> StoreResult<()> {
+    pub async fn heartbeat(&self, instance_id: InstanceId, at: NaiveDateTime) -> StoreResult<()> {
         self.write(move |c| {
             let updated = diesel::update(proxy_instances::table.find(&instance_id))
                 .set(proxy_instances::heartbeat_at.eq(at))
@@ -72,7 +77,7 @@ impl Store {
     /// The last heartbeat of an instance, if it ever beat.
     pub async fn instance_heartbeat(
         &self,
-        instance_id: String,
+        instance_id: InstanceId,
     ) -> StoreResult<Option<NaiveDateTime>> {
         self.read(move |c| {
             Ok(proxy_instances::table

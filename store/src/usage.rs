@@ -152,7 +152,7 @@ impl Store {
         amount: Money,
         timeout_at: NaiveDateTime,
         cap: Option<KeyCap>,
-        instance_id: String,
+        instance_id: voucherd_domain::InstanceId,
     ) -> StoreResult<(String, i64)> {
         self.write(move |c| {
             let row = ledger::hold(
@@ -262,7 +262,7 @@ impl Store {
         need_micros: i64,
         target_micros: i64,
         timeout_at: NaiveDateTime,
-        instance_id: String,
+        instance_id: voucherd_domain::InstanceId,
     ) -> StoreResult<(String, i64, i64)> {
         self.write(move |c| {
             let available = ledger::account(c, &debit_account_id)?.totals().available();

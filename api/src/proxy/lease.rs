@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use voucherd_domain::InstanceId;
 use voucherd_store::usage::UsageRow;
 use voucherd_store::usage_writer::{Expected, UsageWriter};
 use voucherd_store::{Store, StoreError};
@@ -145,7 +146,7 @@ pub struct Leases {
     closing: Arc<Closing>,
     /// This process's proxy instance: new with every start, so a restarted process never
     /// adopts a lease of its previous life. Every hold it opens is registered under it.
-    instance_id: String,
+    instance_id: InstanceId,
 }
 
 impl Leases {
@@ -156,11 +157,11 @@ impl Leases {
             max_age,
             writer: UsageWriter::start(store, linger)?,
             closing: Arc::default(),
-            instance_id: uuid::Uuid::now_v7().to_string(),
+            instance_id: InstanceId::new(uuid::Uuid::now_v7().to_string()),
         })
     }
 
-    pub fn instance_id(&self) -> &str {
+    pub fn instance_id(&self) -> &InstanceId {
         &self.instance_id
     }
 

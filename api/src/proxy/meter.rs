@@ -377,7 +377,7 @@ async fn open_hold(
             held,
             timeout_at,
             ctx.cap.clone(),
-            state.leases.instance_id().to_string(),
+            state.leases.instance_id().clone(),
         )
         .await
 }
