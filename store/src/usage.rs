@@ -400,21 +400,46 @@ impl Store {
 /// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
 /// serialises writers.
 /// [`record_batch`] on PostgreSQL in one round trip: the batch goes to the database function
-/// `record_usage_batch` (migrations `000021`, `000023`), which does the same in the same order. Called
-/// outside a transaction it is one by itself.
+/// `record_usage_rows` (migration `000025`) as one typed array per column, which does the same
+/// in the same order. Called outside a transaction it is one by itself.
 pub(crate) fn record_batch_postgres(
     pg: &mut diesel::PgConnection,
     rows: &[UsageRow],
     touch: &[&str],
     own_money: &[&str],
 ) -> StoreResult<()> {
-    use diesel::sql_types::{Array, Text};
-    let batch = serde_json::to_string(rows).map_err(|e| StoreError::Invariant(e.to_string()))?;
-    let done = diesel::sql_query("SELECT record_usage_batch($1::jsonb, $2, $3)")
-        .bind::<Text, _>(batch)
-        .bind::<Array<Text>, _>(touch)
-        .bind::<Array<Text>, _>(own_money)
-        .execute(pg);
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+    let text = |f: fn(&UsageRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let number = |f: fn(&UsageRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let done = diesel::sql_query(
+        "SELECT record_usage_rows($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20)",
+    )
+    .bind::<Array<Text>, _>(text(|r| &r.id))
+    .bind::<Array<Text>, _>(text(|r| &r.request_id))
+    .bind::<Array<Text>, _>(text(|r| r.voucher_id.as_str()))
+    .bind::<Array<Text>, _>(text(|r| r.api_key_id.as_str()))
+    .bind::<Array<Text>, _>(text(|r| &r.model))
+    .bind::<Array<Text>, _>(text(|r| &r.price_id))
+    .bind::<Array<BigInt>, _>(number(|r| r.input_per_million))
+    .bind::<Array<BigInt>, _>(number(|r| r.cached_input_per_million))
+    .bind::<Array<BigInt>, _>(number(|r| r.output_per_million))
+    .bind::<Array<BigInt>, _>(number(|r| r.prompt_tokens))
+    .bind::<Array<BigInt>, _>(number(|r| r.cached_prompt_tokens))
+    .bind::<Array<BigInt>, _>(number(|r| r.completion_tokens))
+    .bind::<Array<BigInt>, _>(number(|r| r.cost))
+    .bind::<Array<Text>, _>(text(|r| &r.hold_id))
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.post_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.upstream_status).collect::<Vec<i32>>())
+    .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(number(|r| r.overrun_micros))
+    .bind::<Array<Text>, _>(touch)
+    .bind::<Array<Text>, _>(own_money)
+    .execute(pg);
     match done {
         Ok(_) => Ok(()),
         Err(diesel::result::Error::DatabaseError(_, info))
@@ -433,7 +458,7 @@ pub(crate) fn record_batch_postgres(
 /// their latest row. Rows under `own_money` holds (purchased credit) stay out of the
 /// programme's rollups. Usage may only join a hold that is still open (a lease the hold-expiry
 /// job has already resolved would never post it): the database refuses such a batch. On
-/// PostgreSQL the function `record_usage_batch` does it ([`record_batch_postgres`]); on SQLite
+/// PostgreSQL the function `record_usage_rows` does it ([`record_batch_postgres`]); on SQLite
 /// one multi-row INSERT into the view `usage_batch_rows`, whose trigger writes each row with
 /// its lease's total, its rollup and its key (migration `000025`).
 pub(crate) fn record_batch(
