@@ -161,6 +161,25 @@ impl Stored {
         }
     }
 
+    /// Opens lease `id` of `micros` on the voucher's account for an hour, as `instance-1`:
+    /// its hold's id and the amount leased.
+    async fn lease(&self, app: &TestApp, id: &str, micros: i64) -> (String, i64) {
+        let far = voucherd_store::now() + chrono::Duration::hours(1);
+        let (open, amount, _) = app
+            .store
+            .open_lease(
+                id.into(),
+                self.account.id.clone(),
+                micros,
+                micros,
+                far,
+                "instance-1".into(),
+            )
+            .await
+            .unwrap();
+        (open, amount)
+    }
+
     /// The `n`th request's usage under `hold`, costing `cost` micros.
     fn row(&self, hold: &str, n: u32, cost: i64) -> voucherd_store::usage::UsageRow {
         voucherd_store::usage::UsageRow {
@@ -200,21 +219,9 @@ async fn usage_never_joins_a_closed_lease_and_a_lease_posts_exactly_its_usage() 
         let stored = Stored::new(&app).await;
         let (owner, voucher_id) = (stored.owner.clone(), stored.voucher_id.clone());
         let account = &stored.account;
-        let far = voucherd_store::now() + chrono::Duration::hours(1);
         let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
         // A lease of 1,000 micros: two requests' usage recorded, then closed.
-        let (open, amount, _) = app
-            .store
-            .open_lease(
-                "l1".into(),
-                account.id.clone(),
-                1_000,
-                1_000,
-                far,
-                "instance-1".into(),
-            )
-            .await
-            .unwrap();
+        let (open, amount) = stored.lease(&app, "l1", 1_000).await;
         assert_eq!(amount, 1_000);
         app.store
             .record_usage(vec![row(&open, 1, 120), row(&open, 2, 300)], vec![], vec![])
@@ -338,20 +345,8 @@ async fn a_batch_larger_than_one_insert_is_recorded_whole() {
         let stored = Stored::new(&app).await;
         let (owner, voucher_id) = (stored.owner.clone(), stored.voucher_id.clone());
         let account = &stored.account;
-        let far = voucherd_store::now() + chrono::Duration::hours(1);
         let row = |hold: &str, n: u32, cost: i64| stored.row(hold, n, cost);
-        let (open, _, _) = app
-            .store
-            .open_lease(
-                "big".into(),
-                account.id.clone(),
-                10_000,
-                10_000,
-                far,
-                "instance-1".into(),
-            )
-            .await
-            .unwrap();
+        let (open, _) = stored.lease(&app, "big", 10_000).await;
         let rows: Vec<UsageRow> = (0..1_700).map(|n| row(&open, n, 3)).collect();
         app.store.record_usage(rows, vec![], vec![]).await.unwrap();
         assert_eq!(
