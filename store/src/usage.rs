@@ -13,7 +13,7 @@ use voucherd_domain::ledger::TransferCode;
 use voucherd_domain::UserId;
 use voucherd_domain::{ApiKeyId, Money, VoucherId};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = usage_records)]
 // `None` is written as NULL, not DEFAULT: with no DEFAULT in a row, diesel sends a batch of
 // rows to SQLite as one multi-row INSERT instead of one statement per row.
@@ -394,11 +394,6 @@ impl Store {
     }
 }
 
-/// Resolves a hold by what was recorded under it: posts the recorded usage (above the hold,
-/// the excess is booked to overrun loss) or, with none, voids it. Already resolved: nothing.
-/// Locks holds' rows until the transaction ends, in one statement and in id order (so two
-/// writers never wait on each other in a cycle). PostgreSQL only: SQLite's writer lock already
-/// serialises writers.
 /// [`record_batch`] on PostgreSQL in one round trip: the batch goes to the database function
 /// `record_usage_rows` (migration `000025`) as one typed array per column, which does the same
 /// in the same order. Called outside a transaction it is one by itself.
